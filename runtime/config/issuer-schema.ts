@@ -1,0 +1,59 @@
+/**
+ * The issuer's config file (`edgeward issuer --config FILE`). One schema gives both validation
+ * and the `IssuerConfig` type.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+import { Closed, Duration, FilePath, LogLevel, SpiffeTrustDomain } from './types.ts';
+
+export const ISSUER_CONFIG_VERSION = 1;
+
+export const IssuerConfigSchema = Closed({
+  version: Type.Literal(ISSUER_CONFIG_VERSION),
+  trustDomain: SpiffeTrustDomain(),
+  listen: Closed({
+    host: Type.String({ minLength: 1 }),
+    port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    certificate: FilePath('TLS server certificate chain (PEM)'),
+    key: FilePath('TLS server key (PEM, mode 0600)'),
+  }),
+  ca: Closed({
+    certificate: FilePath('issuer CA certificate (PEM)'),
+    key: FilePath('issuer CA private key (PEM, mode 0600)'),
+  }),
+  storeDir: FilePath(),
+  svidTtl: Type.Optional(Duration()),
+  deviceCaTtl: Type.Optional(Duration()),
+  attestation: Closed({
+    tpm: Type.Optional(
+      Closed({
+        manufacturerRoots: Type.Array(FilePath(), { minItems: 1 }),
+        intermediates: Type.Optional(Type.Array(FilePath())),
+        pcrs: Type.Optional(Type.String({ pattern: '^(sha1|sha256|sha384):\\d+(,\\d+)*$' })),
+        autoRegister: Type.Optional(Type.Boolean()),
+      }),
+    ),
+    joinToken: Type.Optional(Closed({ enabled: Type.Boolean() })),
+    x509pop: Type.Optional(
+      Closed({
+        roots: Type.Array(FilePath(), { minItems: 1 }),
+        nameFrom: Type.Optional(Type.Union([Type.Literal('cn'), Type.Literal('serial')])),
+      }),
+    ),
+  }),
+  firmware: Type.Optional(Closed({ signingKeys: Type.Array(FilePath(), { minItems: 1 }) })),
+  rateLimit: Type.Optional(
+    Closed({
+      perAddress: Type.Optional(Type.Integer({ minimum: 1 })),
+      perGateway: Type.Optional(Type.Integer({ minimum: 1 })),
+      window: Type.Optional(Duration()),
+    }),
+  ),
+  log: Type.Optional(Closed({ level: Type.Optional(LogLevel()) })),
+});
+
+export type IssuerConfig = Static<typeof IssuerConfigSchema>;
+
+export const ISSUER_ENV_OVERRIDES = {
+  EDGEWARD_LOG_LEVEL: 'log.level',
+  EDGEWARD_STORE_DIR: 'storeDir',
+} as const;

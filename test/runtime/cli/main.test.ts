@@ -1,0 +1,68 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { CliIo } from '../../../runtime/cli/command.ts';
+import { main } from '../../../runtime/cli/main.ts';
+import { COMMANDS } from '../../../runtime/cli/registry.ts';
+
+function io(): CliIo & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return {
+    stdout,
+    stderr,
+    out: (l) => stdout.push(l),
+    err: (l) => stderr.push(l),
+    env: {},
+    cwd: process.cwd(),
+    stopSignal: new AbortController().signal,
+  };
+}
+
+test('--help lists every subcommand with one line each', async () => {
+  const t = io();
+  assert.is(await main(['--help'], t), 0);
+  const text = t.stdout.join('\n');
+  for (const name of ['agent', 'issuer', 'status', 'device', 'tpm', 'policy', 'hook']) {
+    assert.match(text, new RegExp(`^  ${name}\\s+\\S`, 'm'));
+  }
+});
+
+test('every subcommand answers --help with its usage', async () => {
+  for (const c of COMMANDS) {
+    const t = io();
+    assert.is(await main([c.name, '--help'], t), 0, c.name);
+    assert.match(t.stdout.join('\n'), /Usage: edgeward /, c.name);
+  }
+});
+
+test('an unknown command, an unknown flag and a missing argument each give one line and exit 2', async () => {
+  for (const argv of [
+    ['frobnicate'],
+    ['agent', '--frob'],
+    ['config', 'check', '--role', 'agent'],
+    ['agent', '--config'],
+  ]) {
+    const t = io();
+    assert.is(await main(argv, t), 2, argv.join(' '));
+    assert.is(t.stderr.length, 1, argv.join(' '));
+  }
+});
+
+test('config check reports every problem with its path and exits 1', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgeward-cli-'));
+  const file = join(dir, 'agent.yaml');
+  writeFileSync(
+    file,
+    'version: 1\ntrustDomain: Fleet!\ndataDir: /x\nattestation: { method: tpm }\nupstream: { endpoints: [http://x] }\n',
+  );
+  const t = io();
+  assert.is(await main(['config', 'check', '--role', 'agent', file], t), 1);
+  assert.is(t.stderr.length, 2);
+  assert.ok(t.stderr.some((l) => l.includes('trustDomain: must be a SPIFFE trust domain')));
+  assert.ok(t.stderr.some((l) => l.includes('upstream.endpoints[0]: must be https URL')));
+});
+
+test.run();
