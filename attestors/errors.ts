@@ -1,0 +1,27 @@
+/**
+ * Error codes of `attestors/`. TPM response codes become `TpmResponseError` (see
+ * `tpm/wire/rc.ts`), which carries the decoded code; everything else is an `AttestorError`.
+ */
+import { EdgewardError } from '../runtime/core/error.ts';
+
+export type AttestorErrorCode =
+  /** A TPM answered with a non-zero response code. */
+  | 'ERR_TPM_RESPONSE'
+  /** A TPM response (or command, in the simulator) could not be parsed: truncated, oversized, wrong tag. */
+  | 'ERR_TPM_MALFORMED'
+  /** The transport failed: device or socket error, closed, or no answer within the timeout. */
+  | 'ERR_TPM_TRANSPORT'
+  | 'ERR_TPM_TIMEOUT'
+  /** A transport string that names no known transport. */
+  | 'ERR_TPM_TRANSPORT_SPEC'
+  /** An EK was not found, or its certificate could not be read or parsed. */
+  | 'ERR_TPM_EK_MISSING'
+  /** The attestor was used after close, or before start. */
+  | 'ERR_ATTESTOR_CLOSED'
+  | 'ERR_ATTESTOR_UNSUPPORTED'
+  /** Verifier side: a quote, credential or public area that does not check out. */
+  | 'ERR_ATTEST_QUOTE_INVALID'
+  | 'ERR_ATTEST_PUBLIC_INVALID'
+  | 'ERR_ATTEST_CREDENTIAL';
+
+export class AttestorError extends EdgewardError<AttestorErrorCode> {}

@@ -1,0 +1,119 @@
+/**
+ * The upstream protocol between the gateway agent and the issuer: HTTPS, CBOR bodies
+ * (`application/cbor`), versioned paths. Both sides import these types and nothing else of
+ * each other (ARCHITECTURE.md §3, §6).
+ *
+ * Every error answer is `{ error: { code, message } }` with an HTTP status of 400 (bad input),
+ * 401/403 (attestation or authorization refused), 404, 409 (replay/conflict), 413 (too big),
+ * 415 (wrong content type), 429 (rate limited, with `retryAfterMs`) or 5xx.
+ * Binary fields are CBOR byte strings (Uint8Array).
+ */
+
+export const CBOR_CONTENT_TYPE = 'application/cbor';
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export const PATHS = {
+  attestBegin: '/v1/attest/begin',
+  attestFinish: '/v1/attest/finish',
+  /** Over mTLS with the current gateway SVID. */
+  renewBegin: '/v1/renew/begin',
+  renewFinish: '/v1/renew/finish',
+  bundle: '/v1/bundle',
+  revocations: '/v1/revocations',
+  manifests: '/v1/firmware/manifests',
+} as const;
+
+export type AttestMethod = 'tpm' | 'join-token' | 'x509pop';
+
+/** Begin: the agent says who it claims to be; the issuer answers with a challenge. */
+export type AttestBeginRequest =
+  | {
+      method: 'tpm';
+      /** TPM2B_PUBLIC contents (TPMT_PUBLIC bytes) of the EK. */
+      ekPublic: Uint8Array;
+      /** EK certificate DER (from NV), if the TPM has one. */
+      ekCertificate?: Uint8Array;
+      /** TPMT_PUBLIC of the freshly created AK. */
+      akPublic: Uint8Array;
+    }
+  | { method: 'join-token'; token: string }
+  | { method: 'x509pop'; chain: Uint8Array[] };
+
+export interface AttestBeginResponse {
+  /** Opaque, single use, expires; returned in finish. */
+  sessionId: string;
+  /** 32 random bytes; the quote's qualifying data is SHA-256(nonce ‖ CSR SubjectPublicKeyInfo DER). */
+  nonce: Uint8Array;
+  /** tpm only: TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET contents from MakeCredential. */
+  credentialBlob?: Uint8Array;
+  encryptedSecret?: Uint8Array;
+  /** tpm only: the PCR selection to quote, e.g. `sha256:0,1,2,7`. */
+  pcrSelection?: string;
+  expiresAt: number;
+}
+
+export type AttestFinishRequest = {
+  sessionId: string;
+  /** PKCS#10 CSR (DER) for the gateway SVID key. */
+  csr: Uint8Array;
+  /** PKCS#10 CSR (DER) for the delegated device CA key. */
+  caCsr: Uint8Array;
+} & (
+  | {
+      method: 'tpm';
+      /** The credential the TPM decrypted in ActivateCredential. */
+      activatedSecret: Uint8Array;
+      /** TPMS_ATTEST bytes (TPM2B_ATTEST contents) and TPMT_SIGNATURE bytes. */
+      quote: Uint8Array;
+      signature: Uint8Array;
+      /** PCR values in selection order, each a digest. */
+      pcrValues: Uint8Array[];
+    }
+  | { method: 'join-token' }
+  | {
+      method: 'x509pop';
+      /** Signature by the factory key over SHA-256("edgeward x509pop v1" ‖ nonce ‖ CSR SPKI DER). */
+      signature: Uint8Array;
+    }
+);
+
+/** What a successful attestation or renewal returns. */
+export interface IssuedIdentity {
+  spiffeId: string;
+  /** Gateway SVID chain, leaf first (DER). */
+  svidChain: Uint8Array[];
+  /** Delegated device CA chain, CA first (DER). */
+  deviceCaChain: Uint8Array[];
+  /** SPIFFE bundle (JSON text, JWKS form) and its sequence. */
+  bundle: string;
+  bundleSequence: number;
+  /** Nonce for the next renewal's quote. */
+  nextNonce: Uint8Array;
+}
+
+/** Renewal over mTLS: begin gets a nonce, finish carries a fresh quote on the same AK. */
+export interface RenewBeginResponse {
+  sessionId: string;
+  nonce: Uint8Array;
+  pcrSelection?: string;
+  expiresAt: number;
+}
+
+export interface RenewFinishRequest {
+  sessionId: string;
+  csr: Uint8Array;
+  caCsr: Uint8Array;
+  quote?: Uint8Array;
+  signature?: Uint8Array;
+  pcrValues?: Uint8Array[];
+}
+
+export interface RevocationFeed {
+  /** Monotonically increasing; ask with `?since=N` for what came after N. */
+  sequence: number;
+  entries: { sequence: number; kind: 'spiffe-id' | 'serial'; value: string; until: number }[];
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; retryAfterMs?: number };
+}
