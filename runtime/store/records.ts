@@ -1,0 +1,61 @@
+/**
+ * The records of store schema 1 and their names. Certificates are DER, keys PKCS#8 DER; every
+ * record is sealed by `SealedStore`, so private keys never touch the disk unsealed.
+ *
+ * | name              | record              |
+ * |-------------------|---------------------|
+ * | `gateway`         | `GatewayRecord`: gateway SVID chain + key, and the delegated CA chain + key (one atomic unit) |
+ * | `bundle`          | `BundleRecord`      |
+ * | `revocations`     | `RevocationRecord`  |
+ * | `floor`           | `FloorRecord`: the time floor |
+ * | `device/<id>`     | `DeviceRecord`: what was issued to a device (no key: devices keep theirs) |
+ */
+export const NAMES = {
+  gateway: 'gateway',
+  bundle: 'bundle',
+  revocations: 'revocations',
+  floor: 'floor',
+  devicePrefix: 'device/',
+} as const;
+
+export const deviceName = (deviceId: string): string => `${NAMES.devicePrefix}${deviceId}`;
+
+export interface GatewayRecord {
+  spiffeId: string;
+  /** Gateway SVID chain, leaf first (DER). */
+  svidChain: Uint8Array[];
+  /** PKCS#8 DER of the SVID key. */
+  svidKey: Uint8Array;
+  /** Delegated device CA chain, CA first (DER). */
+  caChain: Uint8Array[];
+  caKey: Uint8Array;
+  /** When this was obtained (epoch ms, by the clock then) and how: attest or renew. */
+  obtainedAt: number;
+  via: 'attest' | 'renew';
+  /** Nonce for the next renewal's quote, as the issuer last gave it. */
+  nextNonce: Uint8Array;
+}
+
+export interface BundleRecord {
+  trustDomain: string;
+  json: string;
+  sequence: number;
+}
+
+export interface RevocationRecord {
+  sequence: number;
+  entries: { sequence: number; kind: 'spiffe-id' | 'serial'; value: string; until: number }[];
+}
+
+export interface FloorRecord {
+  ms: number;
+}
+
+export interface DeviceRecord {
+  deviceId: string;
+  spiffeId: string;
+  /** Lowercase hex, no leading zeros. */
+  serial: string;
+  notAfter: number;
+  issuedAt: number;
+}
