@@ -9,7 +9,30 @@ export type RuntimeErrorCode =
   | 'ERR_CONFIG_UNREADABLE'
   | 'ERR_CONFIG_VERSION'
   | 'ERR_CLI_USAGE'
-  | AgentErrorCode;
+  | AgentErrorCode
+  | SpiffeErrorCode
+  | SvidErrorCode
+  | IssuerErrorCode;
+
+/** Codes of `runtime/spiffe/` (SPIFFE IDs, X.509-SVID verification) and the identity sources. */
+export type SpiffeErrorCode =
+  /** A string that is not a valid SPIFFE ID or trust domain. */
+  | 'ERR_SPIFFE_ID_INVALID'
+  /** A certificate that breaks an X.509-SVID rule (SAN count, cA, key usage, EKU, ...). */
+  | 'ERR_SVID_INVALID'
+  /** A certificate of the chain is not valid at the time of the check. */
+  | 'ERR_SVID_EXPIRED'
+  /** The chain does not lead to a root of the bundle (or to this gateway's delegated CA). */
+  | 'ERR_SVID_UNTRUSTED'
+  /** A leaf signed by a delegated CA whose SPIFFE ID is not under `<CA id>/device/`. */
+  | 'ERR_SVID_PATH_SCOPE'
+  /** The SPIFFE ID or a certificate serial of the chain is revoked. */
+  | 'ERR_SVID_REVOKED'
+  /** No valid SVID (or bundle) is available from a source right now. */
+  | 'ERR_SVID_UNAVAILABLE'
+  | 'ERR_BUNDLE_UNAVAILABLE'
+  /** A PKCS#10 CSR that does not parse, is not self-signed correctly, or has an unsupported key. */
+  | 'ERR_CSR_INVALID';
 
 export class RuntimeError extends EdgewardError<RuntimeErrorCode> {}
 
@@ -40,6 +63,16 @@ export class ConfigError extends EdgewardError<
     );
     this.issues = issues;
     this.file = file;
+  }
+}
+
+/** An identity check failed; `spiffeId` names the identity when it was known. */
+export class SpiffeError extends EdgewardError<SpiffeErrorCode> {
+  readonly spiffeId: string | undefined;
+
+  constructor(code: SpiffeErrorCode, message: string, options?: { cause?: unknown; spiffeId?: string }) {
+    super(code, message, options);
+    this.spiffeId = options?.spiffeId;
   }
 }
 
@@ -86,6 +119,84 @@ export class AgentError extends EdgewardError<AgentErrorCode> {
 
   constructor(
     code: AgentErrorCode,
+    message: string,
+    fields: Readonly<Record<string, unknown>> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.fields = fields;
+  }
+}
+
+/** Codes of `runtime/svid/`: DER, PKCS#10 CSRs, the SVID signer, SPIFFE bundle JSON. */
+export type SvidErrorCode =
+  /** Bytes that are not valid DER: truncated, indefinite or non-minimal lengths, wrong tags. */
+  | 'ERR_DER_MALFORMED'
+  /** A CSR that does not parse as PKCS#10, or uses an unsupported signature algorithm. */
+  | 'ERR_CSR_MALFORMED'
+  /** A CSR whose self-signature does not verify with its own key. */
+  | 'ERR_CSR_SIGNATURE'
+  /** A CSR key that is not EC P-256/P-384 or RSA of at least 2048 bits. */
+  | 'ERR_CSR_WEAK_KEY'
+  /** A SPIFFE ID the signer refuses: not `spiffe://<td>/<path>`, or outside the signer's scope. */
+  | 'ERR_SVID_ID_INVALID'
+  /** A signing CA that cannot sign this profile (not a CA, unsupported key, expired). */
+  | 'ERR_SVID_SIGNER'
+  /** SPIFFE bundle JSON that is not a valid bundle. */
+  | 'ERR_BUNDLE_MALFORMED';
+
+/** Codes of `runtime/issuer/`: every refusal the issuer answers with and records in its audit log. */
+export type IssuerErrorCode =
+  /** Malformed CBOR, a body of the wrong shape, a bad query. (400) */
+  | 'ERR_ISSUER_BAD_REQUEST'
+  /** A body over the limit. (413) */
+  | 'ERR_ISSUER_BODY_TOO_LARGE'
+  /** A content type other than `application/cbor`. (415) */
+  | 'ERR_ISSUER_CONTENT_TYPE'
+  | 'ERR_ISSUER_NOT_FOUND'
+  /** An attestation method this issuer is not configured for. (403) */
+  | 'ERR_ISSUER_METHOD_DISABLED'
+  /** A session id that is unknown or already used: a replayed finish. (409) */
+  | 'ERR_ISSUER_SESSION_UNKNOWN'
+  | 'ERR_ISSUER_SESSION_EXPIRED'
+  /** A join token that is unknown, used or expired. (401) */
+  | 'ERR_ISSUER_TOKEN_INVALID'
+  /** No registration maps this EK, token or factory certificate to a gateway name. (403) */
+  | 'ERR_ISSUER_NOT_REGISTERED'
+  | 'ERR_ISSUER_GATEWAY_DISABLED'
+  /** An EK or factory certificate chain that does not verify against the configured roots. (401) */
+  | 'ERR_ISSUER_CHAIN_INVALID'
+  /** An x509pop proof-of-possession signature that does not verify. (401) */
+  | 'ERR_ISSUER_POP_INVALID'
+  /** A TPM activated credential that does not match. (401) */
+  | 'ERR_ISSUER_CREDENTIAL'
+  /** A quote that fails: signature, nonce/key binding, PCR digest, bank, AK. (401) */
+  | 'ERR_ISSUER_QUOTE_INVALID'
+  /** PCR values that match no known firmware's reference values. (403) */
+  | 'ERR_ISSUER_PCR_MISMATCH'
+  /** Renewal without a valid, unrevoked gateway SVID as TLS client certificate. (401) */
+  | 'ERR_ISSUER_CLIENT_CERT'
+  | 'ERR_ISSUER_REVOKED'
+  /** Too many requests from this address or for this gateway. (429) */
+  | 'ERR_ISSUER_RATE_LIMITED'
+  /** A firmware manifest that is malformed, unsigned or signed by an unknown key. (400/403) */
+  | 'ERR_ISSUER_MANIFEST_INVALID'
+  /** The CA certificate or key cannot be used (boot-time). */
+  | 'ERR_ISSUER_CA_INVALID'
+  /** A private key file readable by others than its owner (must be 0600). */
+  | 'ERR_ISSUER_KEY_PERMISSIONS'
+  | 'ERR_ISSUER_CLOSED'
+  | 'ERR_ISSUER_INTERNAL';
+
+/** A failure of `runtime/svid/` (DER, CSR, signer, bundle). */
+export class SvidError extends EdgewardError<SvidErrorCode> {}
+
+/** A refusal of the issuer; `fields` carries structured context for the audit log (never secrets). */
+export class IssuerError extends EdgewardError<IssuerErrorCode> {
+  readonly fields: Readonly<Record<string, unknown>>;
+
+  constructor(
+    code: IssuerErrorCode,
     message: string,
     fields: Readonly<Record<string, unknown>> = {},
     options?: { cause?: unknown },
