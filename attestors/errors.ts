@@ -22,6 +22,16 @@ export type AttestorErrorCode =
   /** Verifier side: a quote, credential or public area that does not check out. */
   | 'ERR_ATTEST_QUOTE_INVALID'
   | 'ERR_ATTEST_PUBLIC_INVALID'
-  | 'ERR_ATTEST_CREDENTIAL';
+  | 'ERR_ATTEST_CREDENTIAL'
+  /** Verifier side: EK certificate bytes that are not one DER certificate (after header/padding). */
+  | 'ERR_ATTEST_EK_CERT_INVALID'
+  /** Verifier side: the EK certificate does not chain to a configured manufacturer root at `now`. */
+  | 'ERR_ATTEST_EK_CHAIN'
+  /** The TPM is unusable for this operation (missing command result, resource exhausted, bad state). */
+  | 'ERR_TPM_STATE'
+  /** Attestor configuration: a join token, certificate or key file that is missing or unusable. */
+  | 'ERR_ATTESTOR_CONFIG'
+  /** A sealed blob that is not one this attestor produced (truncated, wrong version, wrong TPM). */
+  | 'ERR_ATTESTOR_SEALED_BLOB';
 
 export class AttestorError extends EdgewardError<AttestorErrorCode> {}
