@@ -74,7 +74,7 @@ test('verifyQuote accepts a correct quote and names each failure', async () => {
     'ERR_ATTEST_QUOTE_INVALID',
   );
   const tampered = Buffer.from(quote);
-  tampered[tampered.length - 1] ^= 1;
+  tampered.writeUInt8((tampered.at(-1) as number) ^ 1, tampered.length - 1);
   await rejects(() => verifyQuote({ ...base, quote: tampered }), 'ERR_ATTEST_QUOTE_INVALID');
   await rejects(() => verifyQuote({ ...base, akPublic: softAk().akPublic }), 'ERR_ATTEST_QUOTE_INVALID');
   await rejects(
