@@ -1,0 +1,114 @@
+/**
+ * Building the certificates that are not SVIDs: a self-signed issuer root CA (the trust
+ * domain's bundle root) and a TLS server certificate for the issuer's HTTPS listener. These are
+ * made rarely (dev setup, CA rotation), so they are built directly rather than templated.
+ *
+ * @example
+ * ```ts
+ * const root = createRootCa({ trustDomain: 'fleet.example', privateKey, notBefore, notAfter, random });
+ * const tls = createServerCertificate({ issuer: root, issuerKey: privateKey, spki, hosts: ['127.0.0.1'], ... });
+ * ```
+ */
+
+import type { KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { Random } from '../core/random.ts';
+import { parseCertificate } from './certificate.ts';
+import { explicit, seq, TAG, time, tlv, uint } from './der.ts';
+import {
+  authorityKeyId,
+  basicConstraints,
+  extKeyUsage,
+  type GeneralName,
+  keyIdentifier,
+  keyUsage,
+  name,
+  OID,
+  subjectAltName,
+  subjectKeyId,
+} from './extensions.ts';
+import { randomSerial, signatureAlgorithm, signTbs, spkiOf } from './signer.ts';
+
+const VERSION_3 = explicit(0, Buffer.from([TAG.INTEGER, 1, 2]));
+
+export interface RootCaOptions {
+  readonly trustDomain: string;
+  readonly privateKey: KeyObject;
+  readonly notBefore: number;
+  readonly notAfter: number;
+  readonly random: Random;
+  /** Distinguishes successive CAs of one trust domain in their subject (CA rotation). */
+  readonly generation?: number;
+}
+
+/** A self-signed root: cA true, critical KU keyCertSign+cRLSign, SKI. */
+export function createRootCa(o: RootCaOptions): Buffer {
+  const alg = signatureAlgorithm(o.privateKey);
+  const spki = spkiOf(o.privateKey);
+  const subj = name(`edgeward CA ${o.trustDomain}${o.generation ? ` #${o.generation}` : ''}`, 'edgeward');
+  const tbs = seq(
+    VERSION_3,
+    uint(randomSerial(o.random)),
+    alg.algId,
+    subj,
+    seq(time(o.notBefore), time(o.notAfter)),
+    subj,
+    spki,
+    explicit(3, seq(basicConstraints(true), keyUsage([0, 5, 6]), subjectKeyId(keyIdentifier(spki)))),
+  );
+  return signTbs(tbs, o.privateKey, alg);
+}
+
+export interface ServerCertOptions {
+  readonly issuerCertificate: Uint8Array;
+  readonly issuerKey: KeyObject;
+  readonly subjectKey: KeyObject;
+  /** DNS names and IP addresses for the SAN. */
+  readonly hosts: readonly string[];
+  readonly notBefore: number;
+  readonly notAfter: number;
+  readonly random: Random;
+}
+
+/** A TLS server certificate: cA false, KU digitalSignature, EKU serverAuth, DNS/IP SANs. */
+export function createServerCertificate(o: ServerCertOptions): Buffer {
+  const issuer = parseCertificate(o.issuerCertificate);
+  const alg = signatureAlgorithm(o.issuerKey);
+  const spki = spkiOf(o.subjectKey);
+  const names: GeneralName[] = o.hosts.map((h) => (isIP(h) ? { ip: ipBytes(h) } : { dns: h }));
+  const tbs = seq(
+    VERSION_3,
+    uint(randomSerial(o.random)),
+    alg.algId,
+    issuer.subjectDer,
+    seq(time(Math.max(o.notBefore, issuer.notBefore)), time(Math.min(o.notAfter, issuer.notAfter))),
+    name(o.hosts[0] ?? 'edgeward issuer'),
+    spki,
+    explicit(
+      3,
+      tlv(
+        TAG.SEQUENCE,
+        basicConstraints(false),
+        keyUsage([0]),
+        extKeyUsage(OID.serverAuth),
+        subjectKeyId(keyIdentifier(spki)),
+        authorityKeyId(issuer.subjectKeyId ?? keyIdentifier(issuer.spki)),
+        subjectAltName(...names),
+      ),
+    ),
+  );
+  return signTbs(tbs, o.issuerKey, alg);
+}
+
+function ipBytes(ip: string): Buffer {
+  if (isIP(ip) === 4) return Buffer.from(ip.split('.').map(Number));
+  const [head = '', tail = ''] = ip.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === '' ? [] : tail.split(':');
+  const groups = ip.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => {
+    out.writeUInt16BE(Number.parseInt(g, 16), i * 2);
+  });
+  return out;
+}

@@ -1,0 +1,166 @@
+/**
+ * The fast SVID signer shared by the issuer and the agent (which signs device SVIDs with its
+ * delegated CA). Everything that is the same for every certificate a CA signs in one profile —
+ * version, signature algorithm, issuer Name, AKI, basic constraints, key usage, EKU — is
+ * DER-encoded once when the signer is built; each certificate then only encodes serial,
+ * validity, subject CN, URI SAN, SPKI and SKI, concatenates, and signs the TBSCertificate with
+ * `node:crypto`. No certificate object model on the hot path.
+ *
+ * Rules enforced here (SPIFFE X509-SVID §4-5, RFC 5280): exactly one URI SAN; subject CN = the
+ * SPIFFE ID's last segment (mosquitto's `use_identity_as_username` reads it); NotAfter clamped
+ * to the signing CA's; the ID must be in the signer's trust domain and under its `scope`.
+ *
+ * @example
+ * ```ts
+ * const signer = createSigner({ certificate: caDer, privateKey: caKey, random });
+ * const der = signer.sign({ profile: 'svid', spiffeId, spki, notBefore: now, notAfter: now + 3_600_000 });
+ * ```
+ */
+import { createPublicKey, sign as cryptoSign, type KeyObject, X509Certificate } from 'node:crypto';
+import type { Random } from '../core/random.ts';
+import { SvidError } from '../errors.ts';
+import { parseCertificate } from './certificate.ts';
+import { bitString, explicit, oid, seq, TAG, time, tlv, uint } from './der.ts';
+import {
+  authorityKeyId,
+  basicConstraints,
+  extKeyUsage,
+  keyIdentifier,
+  keyUsage,
+  name,
+  OID,
+  permittedUriHost,
+  subjectAltName,
+  subjectKeyId,
+} from './extensions.ts';
+import { parseSpiffeId } from './id.ts';
+
+/** `svid`: an X.509-SVID leaf (gateway or device). `device-ca`: a delegated CA, pathLen 0. */
+export type Profile = 'svid' | 'device-ca';
+
+export interface SignRequest {
+  readonly profile: Profile;
+  readonly spiffeId: string;
+  /** SubjectPublicKeyInfo DER of the subject's key (from a verified CSR). */
+  readonly spki: Uint8Array;
+  readonly notBefore: number;
+  readonly notAfter: number;
+  /** Big-endian serial; default: 16 random bytes, positive. */
+  readonly serial?: Uint8Array;
+}
+
+export interface SvidSigner {
+  /** The signing CA's certificate (DER) and SPIFFE-relevant facts. */
+  readonly certificate: Buffer;
+  readonly trustDomain: string;
+  readonly notAfter: number;
+  /** Sign one certificate; returns its DER. */
+  sign(request: SignRequest): Buffer;
+}
+
+export interface SignerOptions {
+  /** The CA certificate (DER) whose key signs. */
+  readonly certificate: Uint8Array;
+  readonly privateKey: KeyObject;
+  readonly trustDomain: string;
+  readonly random: Random;
+  /** When set, IDs must start with `<scope>/` (the agent: `<gateway ID>/device/`). */
+  readonly scope?: string;
+  /** Profiles this signer may produce; default both. A delegated CA may only sign `svid`. */
+  readonly profiles?: readonly Profile[];
+}
+
+const VERSION_3 = explicit(0, Buffer.from([TAG.INTEGER, 1, 2]));
+
+const PROFILE_EXTENSIONS: Record<Profile, (td: string) => Buffer[]> = {
+  svid: () => [basicConstraints(false), keyUsage([0]), extKeyUsage(OID.serverAuth, OID.clientAuth)],
+  'device-ca': (td) => [basicConstraints(true, 0), keyUsage([5, 6]), permittedUriHost(td)],
+};
+
+/** The signature algorithm and hash for a CA key: ECDSA P-256/P-384 or RSA PKCS#1 v1.5. */
+export function signatureAlgorithm(key: KeyObject): { algId: Buffer; hash: string } {
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    if (curve === 'prime256v1') return { algId: seq(oid(OID.ecdsaSha256)), hash: 'sha256' };
+    if (curve === 'secp384r1') return { algId: seq(oid(OID.ecdsaSha384)), hash: 'sha384' };
+  }
+  if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 2048) {
+    return { algId: seq(oid(OID.rsaSha256), Buffer.from([TAG.NULL, 0])), hash: 'sha256' };
+  }
+  throw new SvidError('ERR_SVID_SIGNER', 'CA key must be EC P-256, EC P-384 or RSA >= 2048');
+}
+
+/** Sign a TBSCertificate and wrap it into a Certificate. */
+export function signTbs(tbs: Buffer, key: KeyObject, alg: { algId: Buffer; hash: string }): Buffer {
+  const sig = cryptoSign(alg.hash, tbs, key.asymmetricKeyType === 'ec' ? { key, dsaEncoding: 'der' } : key);
+  return seq(tbs, alg.algId, bitString(sig));
+}
+
+/** A positive 16-byte serial from `random` (top bit clear, second bit set: fixed length). */
+export function randomSerial(random: Random): Buffer {
+  const b = random.bytes(16);
+  b[0] = ((b[0] as number) & 0x7f) | 0x40;
+  return b;
+}
+
+export function createSigner(opts: SignerOptions): SvidSigner {
+  const certificate = Buffer.from(opts.certificate);
+  const x509 = new X509Certificate(certificate);
+  if (!x509.ca)
+    throw new SvidError('ERR_SVID_SIGNER', 'signing certificate is not a CA (basicConstraints cA false)');
+  if (!x509.checkPrivateKey(opts.privateKey))
+    throw new SvidError('ERR_SVID_SIGNER', 'private key does not match the CA certificate');
+  const parts = parseCertificate(certificate);
+  const alg = signatureAlgorithm(opts.privateKey);
+  const ski = parts.subjectKeyId ?? keyIdentifier(parts.spki);
+  const td = opts.trustDomain;
+  const allowed = new Set<Profile>(opts.profiles ?? ['svid', 'device-ca']);
+  // The constant head of every TBSCertificate: version, (serial goes here), signature, issuer.
+  const afterSerial = Buffer.concat([alg.algId, parts.subjectDer]);
+  const constExts = new Map<Profile, Buffer>();
+  for (const p of allowed)
+    constExts.set(p, Buffer.concat([...PROFILE_EXTENSIONS[p](td), authorityKeyId(ski)]));
+  const scope = opts.scope === undefined ? undefined : `${opts.scope}/`;
+
+  return {
+    certificate,
+    trustDomain: td,
+    notAfter: parts.notAfter,
+    sign(req) {
+      const fixed = constExts.get(req.profile);
+      if (fixed === undefined)
+        throw new SvidError('ERR_SVID_SIGNER', `this CA may not sign a ${req.profile}`);
+      const id = parseSpiffeId(req.spiffeId);
+      if (id.trustDomain !== td)
+        throw new SvidError('ERR_SVID_ID_INVALID', `${req.spiffeId} is not in trust domain ${td}`);
+      if (scope !== undefined && !req.spiffeId.startsWith(scope))
+        throw new SvidError('ERR_SVID_ID_INVALID', `${req.spiffeId} is outside this CA's scope ${scope}`);
+      const cn = id.segments[id.segments.length - 1];
+      if (cn === undefined || cn.length > 64)
+        throw new SvidError('ERR_SVID_ID_INVALID', `${req.spiffeId}: last segment must be 1-64 characters`);
+      const notBefore = Math.max(req.notBefore, parts.notBefore);
+      const notAfter = Math.min(req.notAfter, parts.notAfter);
+      if (notAfter <= notBefore)
+        throw new SvidError('ERR_SVID_SIGNER', 'the signing CA has expired for this window');
+      const spki = Buffer.from(req.spki);
+      const subject = req.profile === 'svid' ? name(cn) : name(cn, 'edgeward device CA');
+      const tbs = tlv(
+        TAG.SEQUENCE,
+        VERSION_3,
+        uint(req.serial ?? randomSerial(opts.random)),
+        afterSerial,
+        seq(time(notBefore), time(notAfter)),
+        subject,
+        spki,
+        explicit(3, seq(fixed, subjectKeyId(keyIdentifier(spki)), subjectAltName({ uri: req.spiffeId }))),
+      );
+      return signTbs(tbs, opts.privateKey, alg);
+    },
+  };
+}
+
+/** The SPKI DER of a public (or private) key. */
+export function spkiOf(key: KeyObject): Buffer {
+  const pub = key.type === 'public' ? key : createPublicKey(key);
+  return pub.export({ format: 'der', type: 'spki' });
+}
