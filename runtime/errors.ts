@@ -12,7 +12,8 @@ export type RuntimeErrorCode =
   | AgentErrorCode
   | SpiffeErrorCode
   | SvidErrorCode
-  | IssuerErrorCode;
+  | IssuerErrorCode
+  | FirmwareErrorCode;
 
 /** Codes of `runtime/spiffe/` (SPIFFE IDs, X.509-SVID verification) and the identity sources. */
 export type SpiffeErrorCode =
@@ -205,3 +206,14 @@ export class IssuerError extends EdgewardError<IssuerErrorCode> {
     this.fields = fields;
   }
 }
+
+/** Codes of `runtime/firmware/` (signed firmware manifests). */
+export type FirmwareErrorCode =
+  /** A manifest that is not well formed (envelope, payload, PCR values). */
+  | 'ERR_MANIFEST_INVALID'
+  /** A manifest signed by no configured firmware key. */
+  | 'ERR_MANIFEST_UNKNOWN_KEY'
+  /** A manifest whose signature does not verify. */
+  | 'ERR_MANIFEST_SIGNATURE';
+
+export class FirmwareError extends EdgewardError<FirmwareErrorCode> {}
