@@ -1,0 +1,122 @@
+/**
+ * The agent's `DeviceSigner`: device X.509-SVIDs signed locally with the delegated CA, also
+ * while the upstream is unreachable. Rules:
+ * - the clock must be trusted (not behind the time floor): `ERR_CLOCK_UNTRUSTED` otherwise;
+ * - a delegated CA valid now is needed: `ERR_SVID_UNAVAILABLE` otherwise;
+ * - the device id is one SPIFFE path segment (`ERR_DEVICE_ID_INVALID`), the CSR parses, its
+ *   self-signature verifies and its key is strong (`ERR_DEVICE_CSR_INVALID`);
+ * - the SVID is `<gateway ID>/device/<id>` and never outlives the CA (the signer clamps it).
+ * Each issuance is recorded in the store (`device/<id>`) before the chain is returned.
+ *
+ * Signing uses `runtime/svid`'s DER-template signer (node:crypto), rebuilt when the CA rotates.
+ */
+import { isEdgewardError } from '../core/error.ts';
+import type { Random } from '../core/random.ts';
+import { AgentError, RuntimeError } from '../errors.ts';
+import type { DeviceSigner } from '../sources/types.ts';
+import type { DeviceRecord } from '../store/records.ts';
+import { parseCertificate } from '../svid/certificate.ts';
+import { parseCsr } from '../svid/csr.ts';
+import { isPathSegment } from '../svid/id.ts';
+import { createSigner, type SvidSigner } from '../svid/signer.ts';
+import type { LiveIdentity } from './identity.ts';
+
+export const DEFAULT_DEVICE_TTL_MS = 60 * 60_000;
+const MAX_DEVICE_TTL_MS = 24 * 60 * 60_000;
+
+export interface DeviceSignerHost {
+  readonly trustDomain: string;
+  readonly random: Random;
+  /** The loaded identity whose delegated CA is valid now, if any. */
+  caIdentity(): LiveIdentity | undefined;
+  clockTrusted(): boolean;
+  now(): number;
+  recordDevice(rec: DeviceRecord): Promise<void>;
+}
+
+export class AgentDeviceSigner implements DeviceSigner {
+  readonly #host: DeviceSignerHost;
+  readonly #ttlMs: number;
+  #cached: { live: LiveIdentity; signer: SvidSigner } | undefined;
+
+  constructor(host: DeviceSignerHost, ttlMs = DEFAULT_DEVICE_TTL_MS) {
+    this.#host = host;
+    this.#ttlMs = ttlMs;
+  }
+
+  get gatewayId(): string {
+    const live = this.#host.caIdentity();
+    if (live === undefined) throw new RuntimeError('ERR_SVID_UNAVAILABLE', 'no valid delegated CA');
+    return live.svid.spiffeId;
+  }
+
+  async signDevice(request: { deviceId: string; csrDer: Uint8Array; ttlMs?: number }): Promise<{
+    chain: readonly Uint8Array[];
+    notAfter: number;
+  }> {
+    if (!this.#host.clockTrusted())
+      throw new AgentError(
+        'ERR_CLOCK_UNTRUSTED',
+        'the clock is behind the time floor: no signing until it is sane',
+      );
+    const live = this.#host.caIdentity();
+    if (live === undefined)
+      throw new RuntimeError('ERR_SVID_UNAVAILABLE', 'no valid delegated CA to sign with');
+    const { deviceId } = request;
+    if (typeof deviceId !== 'string' || deviceId.length > 64 || !isPathSegment(deviceId))
+      throw new AgentError(
+        'ERR_DEVICE_ID_INVALID',
+        'device id must be 1-64 of letters, digits, ".", "-", "_"',
+        {
+          deviceId: String(deviceId).slice(0, 80),
+        },
+      );
+    let spki: Uint8Array;
+    try {
+      spki = parseCsr(request.csrDer).spki;
+    } catch (cause) {
+      const code = isEdgewardError(cause) ? cause.code : 'unknown';
+      throw new AgentError(
+        'ERR_DEVICE_CSR_INVALID',
+        `device CSR refused (${code})`,
+        { deviceId, reason: code },
+        { cause },
+      );
+    }
+    const ttl = Math.min(request.ttlMs ?? this.#ttlMs, MAX_DEVICE_TTL_MS);
+    if (!(ttl > 0)) throw new TypeError('ttlMs must be positive');
+    const now = this.#host.now();
+    const spiffeId = `${live.svid.spiffeId}/device/${deviceId}`;
+    const der = this.#signer(live).sign({
+      profile: 'svid',
+      spiffeId,
+      spki,
+      notBefore: now,
+      notAfter: now + ttl,
+    });
+    const parts = parseCertificate(der);
+    await this.#host.recordDevice({
+      deviceId,
+      spiffeId,
+      serial: parts.serialHex,
+      notAfter: parts.notAfter,
+      issuedAt: now,
+    });
+    return { chain: [der, ...live.ca.chainDer], notAfter: parts.notAfter };
+  }
+
+  #signer(live: LiveIdentity): SvidSigner {
+    if (this.#cached?.live !== live) {
+      const signer = createSigner({
+        certificate: live.ca.chainDer[0] as Uint8Array,
+        privateKey: live.ca.key,
+        trustDomain: this.#host.trustDomain,
+        random: this.#host.random,
+        scope: `${live.svid.spiffeId}/device`,
+        profiles: ['svid'],
+      });
+      this.#cached = { live, signer };
+    }
+    return this.#cached.signer;
+  }
+}

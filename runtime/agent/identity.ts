@@ -1,0 +1,136 @@
+/**
+ * The gateway's identity in memory: its X.509-SVID with key, and the delegated device CA with
+ * key, built from a stored `GatewayRecord` or from what the issuer just answered.
+ *
+ * `checkIssued` decides whether an issuer answer is acceptable before anything is stored: the
+ * leaf carries exactly the SPIFFE ID claimed, under `spiffe://<td>/gateway/`, for *our* new key;
+ * the CA is a CA for our new CA key with the same SPIFFE ID; each chain is signed link by link
+ * and ends at a root of the bundle that came with it; both are valid now.
+ *
+ * @example
+ * ```ts
+ * const live = liveIdentity(record);       // throws ERR_UPSTREAM_PROTOCOL for a malformed record
+ * live.svid.notAfter; live.ca.notAfter;
+ * ```
+ */
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { AgentError } from '../errors.ts';
+import type { X509Svid } from '../sources/types.ts';
+import type { GatewayRecord } from '../store/records.ts';
+
+export interface DelegatedCa {
+  readonly chain: readonly X509Certificate[];
+  readonly chainDer: readonly Uint8Array[];
+  readonly key: KeyObject;
+  readonly notBefore: number;
+  readonly notAfter: number;
+}
+
+export interface LiveIdentity {
+  readonly svid: X509Svid;
+  readonly svidNotBefore: number;
+  readonly ca: DelegatedCa;
+  readonly record: GatewayRecord;
+}
+
+/** The single URI SAN of a certificate, or undefined when it has none or several. */
+export function uriSan(cert: X509Certificate): string | undefined {
+  const uris = (cert.subjectAltName ?? '')
+    .split(', ')
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice(4));
+  return uris.length === 1 ? uris[0] : undefined;
+}
+
+const protocol = (msg: string, cause?: unknown): AgentError =>
+  new AgentError('ERR_UPSTREAM_PROTOCOL', msg, {}, cause === undefined ? undefined : { cause });
+
+function parseChain(ders: readonly Uint8Array[], what: string): X509Certificate[] {
+  if (!Array.isArray(ders) || ders.length === 0) throw protocol(`${what}: empty chain`);
+  return ders.map((d, i) => {
+    try {
+      return new X509Certificate(Buffer.from(d));
+    } catch (cause) {
+      throw protocol(`${what}[${i}] is not a certificate`, cause);
+    }
+  });
+}
+
+const validity = (c: X509Certificate): { notBefore: number; notAfter: number } => ({
+  notBefore: Date.parse(c.validFrom),
+  notAfter: Date.parse(c.validTo),
+});
+
+/** Build the in-memory identity from a record (from the store or freshly assembled). */
+export function liveIdentity(rec: GatewayRecord): LiveIdentity {
+  const chain = parseChain(rec.svidChain, 'svid chain');
+  const caChain = parseChain(rec.caChain, 'device CA chain');
+  let svidKey: KeyObject;
+  let caKey: KeyObject;
+  try {
+    svidKey = createPrivateKey({ key: Buffer.from(rec.svidKey), format: 'der', type: 'pkcs8' });
+    caKey = createPrivateKey({ key: Buffer.from(rec.caKey), format: 'der', type: 'pkcs8' });
+  } catch (cause) {
+    throw protocol('stored private key does not parse', cause);
+  }
+  const leaf = chain[0] as X509Certificate;
+  const ca = caChain[0] as X509Certificate;
+  // The earliest NotAfter of the chain bounds the SVID (sources/types.ts).
+  const notAfter = Math.min(...chain.map((c) => validity(c).notAfter));
+  const caNotAfter = Math.min(...caChain.map((c) => validity(c).notAfter));
+  return {
+    svid: { spiffeId: rec.spiffeId, chain, privateKey: svidKey, notAfter },
+    svidNotBefore: validity(leaf).notBefore,
+    ca: {
+      chain: caChain,
+      chainDer: rec.caChain,
+      key: caKey,
+      notBefore: validity(ca).notBefore,
+      notAfter: caNotAfter,
+    },
+    record: rec,
+  };
+}
+
+/** Reject an issuer answer that is not a valid identity for our keys, at `now`. */
+export function checkIssued(
+  live: LiveIdentity,
+  o: { trustDomain: string; roots: readonly X509Certificate[]; now: number },
+): void {
+  const { svid, ca } = live;
+  const leaf = svid.chain[0] as X509Certificate;
+  const prefix = `spiffe://${o.trustDomain}/gateway/`;
+  if (!svid.spiffeId.startsWith(prefix) || svid.spiffeId.slice(prefix.length).includes('/'))
+    throw protocol(`issued SPIFFE ID ${svid.spiffeId} is not a gateway of ${o.trustDomain}`);
+  if (uriSan(leaf) !== svid.spiffeId) throw protocol('SVID URI SAN differs from the SPIFFE ID claimed');
+  if (leaf.ca) throw protocol('SVID leaf is a CA certificate');
+  if (!leaf.checkPrivateKey(svid.privateKey)) throw protocol('SVID is not for our key');
+  const caCert = ca.chain[0] as X509Certificate;
+  if (!caCert.ca) throw protocol('delegated CA certificate is not a CA');
+  if (!caCert.checkPrivateKey(ca.key)) throw protocol('delegated CA is not for our CA key');
+  if (uriSan(caCert) !== svid.spiffeId)
+    throw protocol('delegated CA URI SAN differs from the gateway SPIFFE ID');
+  for (const [what, chain, nb, na] of [
+    ['SVID', svid.chain, live.svidNotBefore, svid.notAfter],
+    ['device CA', ca.chain, ca.notBefore, ca.notAfter],
+  ] as const) {
+    if (!(nb <= o.now && o.now < na)) throw protocol(`${what} is not valid now`);
+    verifyChain(chain, o.roots, what);
+  }
+}
+
+function verifyChain(
+  chain: readonly X509Certificate[],
+  roots: readonly X509Certificate[],
+  what: string,
+): void {
+  for (let i = 0; i + 1 < chain.length; i++) {
+    const child = chain[i] as X509Certificate;
+    const parent = chain[i + 1] as X509Certificate;
+    if (!parent.ca || !child.checkIssued(parent) || !child.verify(parent.publicKey))
+      throw protocol(`${what} chain link ${i} is not signed by the next certificate`);
+  }
+  const top = chain[chain.length - 1] as X509Certificate;
+  if (!roots.some((r) => top.checkIssued(r) && top.verify(r.publicKey)))
+    throw protocol(`${what} chain does not end at a root of the bundle`);
+}

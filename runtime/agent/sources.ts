@@ -1,0 +1,96 @@
+/**
+ * The agent's `SvidSource` and `BundleSource` (STYLE.md rule 5): what the transport sees of the
+ * live identity. Each judges validity at call time against the injected clock (with the time
+ * floor applied), so an SVID is never handed out at or after its NotAfter, even between timers.
+ * `notify()` is called by the agent after every change (rotation, expiry, new bundle).
+ */
+import type { Logger } from '../core/logger.ts';
+import { RuntimeError } from '../errors.ts';
+import type { BundleSource, SvidSource, Unsubscribe, X509Bundle, X509Svid } from '../sources/types.ts';
+import type { DecodedBundle } from '../svid/bundle.ts';
+import type { LiveIdentity } from './identity.ts';
+import { Listeners } from './listeners.ts';
+
+export class AgentSvidSource implements SvidSource {
+  #live: LiveIdentity | undefined;
+  readonly #now: () => number;
+  readonly #listeners: Listeners<[]>;
+
+  constructor(now: () => number, logger: Logger) {
+    this.#now = now;
+    this.#listeners = new Listeners('svid', logger);
+  }
+
+  set(live: LiveIdentity | undefined): void {
+    this.#live = live;
+  }
+
+  /** The identity when its SVID is valid now. */
+  current(): LiveIdentity | undefined {
+    const live = this.#live;
+    return live !== undefined && this.#now() < live.svid.notAfter ? live : undefined;
+  }
+
+  /** The loaded identity whatever its validity (the delegated CA may outlive the SVID). */
+  loaded(): LiveIdentity | undefined {
+    return this.#live;
+  }
+
+  getX509Svid(): X509Svid {
+    const live = this.current();
+    if (live === undefined)
+      throw new RuntimeError(
+        'ERR_SVID_UNAVAILABLE',
+        this.#live === undefined ? 'no gateway SVID yet' : 'the gateway SVID has expired',
+      );
+    return live.svid;
+  }
+
+  onChange(listener: () => void): Unsubscribe {
+    return this.#listeners.add(listener);
+  }
+
+  notify(): void {
+    this.#listeners.emit();
+  }
+
+  clearListeners(): void {
+    this.#listeners.clear();
+  }
+}
+
+export class AgentBundleSource implements BundleSource {
+  #bundle: X509Bundle | undefined;
+  readonly #listeners: Listeners<[]>;
+
+  constructor(logger: Logger) {
+    this.#listeners = new Listeners('bundle', logger);
+  }
+
+  set(trustDomain: string, decoded: DecodedBundle): void {
+    this.#bundle = { trustDomain, roots: decoded.roots, sequence: decoded.sequence };
+  }
+
+  get sequence(): number | undefined {
+    return this.#bundle?.sequence;
+  }
+
+  getBundleFor(trustDomain: string): X509Bundle {
+    const b = this.#bundle;
+    if (b === undefined || b.trustDomain !== trustDomain)
+      throw new RuntimeError('ERR_BUNDLE_UNAVAILABLE', `no bundle for trust domain ${trustDomain}`);
+    return b;
+  }
+
+  onChange(listener: () => void): Unsubscribe {
+    return this.#listeners.add(listener);
+  }
+
+  notify(): void {
+    this.#listeners.emit();
+  }
+
+  clearListeners(): void {
+    this.#listeners.clear();
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Failover across upstream endpoints: a call goes to the endpoint that last worked, and on a
+ * failure that another endpoint might not share (unreachable, 5xx, rate limited, garbage) moves
+ * on to the next, in order, until each has been tried once. A refusal for cause or a rejected
+ * request is final: another issuer of the same fleet would say the same.
+ *
+ * @example
+ * ```ts
+ * const failover = new Failover(upstream);
+ * const issued = await failover.run((ep) => renewOn(ep));
+ * failover.current; // the URL that answered
+ * ```
+ */
+import { isEdgewardError } from '../core/error.ts';
+import type { Upstream, UpstreamEndpoint } from './types.ts';
+
+const FAILOVER_CODES = new Set([
+  'ERR_UPSTREAM_UNREACHABLE',
+  'ERR_UPSTREAM_UNAVAILABLE',
+  'ERR_UPSTREAM_RATE_LIMITED',
+  'ERR_UPSTREAM_PROTOCOL',
+]);
+
+/** True when trying another endpoint may help. */
+export function shouldFailOver(err: unknown): boolean {
+  return isEdgewardError(err) && FAILOVER_CODES.has(err.code);
+}
+
+export class Failover {
+  readonly #upstream: Upstream;
+  #preferred = 0;
+
+  constructor(upstream: Upstream) {
+    if (upstream.endpoints.length === 0) throw new TypeError('upstream needs at least one endpoint');
+    this.#upstream = upstream;
+  }
+
+  /** URL of the endpoint that will be tried first. */
+  get current(): string {
+    return (this.#upstream.endpoints[this.#preferred] as UpstreamEndpoint).url;
+  }
+
+  /** Run `fn` on one endpoint after another until one succeeds or a failure is final. */
+  async run<T>(
+    fn: (endpoint: UpstreamEndpoint) => Promise<T>,
+    onFailover?: (url: string, err: unknown) => void,
+  ): Promise<T> {
+    const eps = this.#upstream.endpoints;
+    let last: unknown;
+    for (let i = 0; i < eps.length; i++) {
+      const at = (this.#preferred + i) % eps.length;
+      const ep = eps[at] as UpstreamEndpoint;
+      try {
+        const out = await fn(ep);
+        this.#preferred = at;
+        return out;
+      } catch (err) {
+        if (!shouldFailOver(err)) throw err;
+        last = err;
+        onFailover?.(ep.url, err);
+      }
+    }
+    // All failed: start with the next one on the following attempt.
+    this.#preferred = (this.#preferred + 1) % eps.length;
+    throw last;
+  }
+}

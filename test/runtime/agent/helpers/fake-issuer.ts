@@ -1,0 +1,175 @@
+/**
+ * TEST ONLY: an in-memory upstream for the agent's rotation logic. It speaks the protocol of
+ * runtime/upstream/protocol.ts with real certificates (runtime/svid signer, one root CA), every
+ * request and answer passed through CBOR as on the wire, and faults on demand: an endpoint can be
+ * down (unreachable), answer 5xx or 429, or refuse for cause (403). Integration tests use the
+ * real issuer instead.
+ */
+import { type KeyObject, X509Certificate } from 'node:crypto';
+import { decode, encode } from 'cbor-x';
+import { newP256Key } from '../../../../runtime/agent/keys.ts';
+import type { Random } from '../../../../runtime/core/random.ts';
+import { AgentError } from '../../../../runtime/errors.ts';
+import { createRootCa } from '../../../../runtime/svid/authority.ts';
+import { encodeBundle } from '../../../../runtime/svid/bundle.ts';
+import { parseCsr } from '../../../../runtime/svid/csr.ts';
+import { createSigner, type SvidSigner } from '../../../../runtime/svid/signer.ts';
+import type {
+  AttestBeginRequest,
+  IssuedIdentity,
+  RenewFinishRequest,
+  RevocationFeed,
+} from '../../../../runtime/upstream/protocol.ts';
+import type { CallOptions, Upstream, UpstreamEndpoint } from '../../../../runtime/upstream/types.ts';
+
+export type Fault = 'down' | '503' | '429' | 'refuse' | 'garbage';
+
+export interface Call {
+  endpoint: string;
+  method: 'GET' | 'POST';
+  path: string;
+  at: number;
+  clientId: string | undefined;
+}
+
+export class FakeIssuer {
+  readonly trustDomain: string;
+  readonly rootDer: Buffer;
+  readonly rootKey: KeyObject;
+  readonly calls: Call[] = [];
+  readonly faults = new Map<string, Fault>();
+  svidTtlMs = 60 * 60_000;
+  caTtlMs = 24 * 60 * 60_000;
+  gatewayName = 'gw-1';
+  bundleSequence = 1;
+  revocations: RevocationFeed = { sequence: 0, entries: [] };
+  readonly #clock: { now(): number };
+  readonly #signer: SvidSigner;
+  #sessions = 0;
+
+  constructor(clock: { now(): number }, random: Random, trustDomain = 'fleet.example') {
+    this.#clock = clock;
+    this.trustDomain = trustDomain;
+    this.rootKey = newP256Key();
+    this.rootDer = createRootCa({
+      trustDomain,
+      privateKey: this.rootKey,
+      notBefore: clock.now() - 60_000,
+      notAfter: clock.now() + 365 * 86_400_000,
+      random,
+    });
+    this.#signer = createSigner({ certificate: this.rootDer, privateKey: this.rootKey, trustDomain, random });
+  }
+
+  get bundleJson(): string {
+    return encodeBundle({ roots: [this.rootDer], sequence: this.bundleSequence, refreshHintSeconds: 300 });
+  }
+
+  /** An upstream with one endpoint per URL, all served by this issuer. */
+  upstream(urls: readonly string[] = ['https://issuer-a.test']): Upstream {
+    return { endpoints: urls.map((u) => this.#endpoint(u)), close: async () => {} };
+  }
+
+  count(path: string, endpoint?: string): number {
+    return this.calls.filter(
+      (c) => c.path.startsWith(path) && (endpoint === undefined || c.endpoint === endpoint),
+    ).length;
+  }
+
+  #endpoint(url: string): UpstreamEndpoint {
+    const call = async <T>(
+      method: 'GET' | 'POST',
+      path: string,
+      body: unknown,
+      opts?: CallOptions,
+    ): Promise<T> => {
+      const now = this.#clock.now();
+      const clientId = opts?.clientSvid?.spiffeId;
+      this.calls.push({ endpoint: url, method, path, at: now, clientId });
+      const fault = this.faults.get(url) ?? this.faults.get('*');
+      const err = (code: ConstructorParameters<typeof AgentError>[0], status: number, extra = {}) =>
+        new AgentError(code, `${url}${path}: ${status}`, { endpoint: url, status, ...extra });
+      if (fault === 'down') throw err('ERR_UPSTREAM_UNREACHABLE', 0);
+      if (fault === '503') throw err('ERR_UPSTREAM_UNAVAILABLE', 503);
+      if (fault === '429') throw err('ERR_UPSTREAM_RATE_LIMITED', 429, { retryAfterMs: 120_000 });
+      if (fault === 'refuse' && path.startsWith('/v1/renew'))
+        throw err('ERR_UPSTREAM_REFUSED', 403, { remoteCode: 'ERR_ISSUER_PCR_DRIFT' });
+      if (fault === 'refuse' && path.startsWith('/v1/attest'))
+        throw err('ERR_UPSTREAM_REFUSED', 403, { remoteCode: 'ERR_ISSUER_REVOKED' });
+      const req = body === undefined ? undefined : decode(encode(body));
+      const res = this.#handle(path, req, clientId);
+      if (fault === 'garbage' && path.endsWith('finish')) {
+        const bad = res as IssuedIdentity;
+        return decode(encode({ ...bad, svidChain: [this.rootDer] })) as T;
+      }
+      return decode(encode(res)) as T;
+    };
+    return {
+      url,
+      post: (path, body, opts) => call('POST', path, body, opts),
+      get: (path, opts) => call('GET', path, undefined, opts),
+    };
+  }
+
+  #handle(path: string, req: unknown, clientId: string | undefined): unknown {
+    const now = this.#clock.now();
+    const id = `spiffe://${this.trustDomain}/gateway/${this.gatewayName}`;
+    switch (path.split('?')[0]) {
+      case '/v1/attest/begin': {
+        const r = req as AttestBeginRequest;
+        if (r.method !== 'join-token') throw new AgentError('ERR_UPSTREAM_REJECTED', 'method');
+        return {
+          sessionId: `s${this.#sessions++}`,
+          nonce: new Uint8Array(32).fill(7),
+          expiresAt: now + 60_000,
+        };
+      }
+      case '/v1/renew/begin':
+        if (clientId !== id) throw new AgentError('ERR_UPSTREAM_REFUSED', 'renewal without mTLS identity');
+        return {
+          sessionId: `s${this.#sessions++}`,
+          nonce: new Uint8Array(32).fill(9),
+          expiresAt: now + 60_000,
+        };
+      case '/v1/attest/finish':
+      case '/v1/renew/finish': {
+        const r = req as RenewFinishRequest;
+        const svid = this.#signer.sign({
+          profile: 'svid',
+          spiffeId: id,
+          spki: parseCsr(r.csr).spki,
+          notBefore: now,
+          notAfter: now + this.svidTtlMs,
+        });
+        const ca = this.#signer.sign({
+          profile: 'device-ca',
+          spiffeId: id,
+          spki: parseCsr(r.caCsr).spki,
+          notBefore: now,
+          notAfter: now + this.caTtlMs,
+        });
+        const out: IssuedIdentity = {
+          spiffeId: id,
+          svidChain: [svid],
+          deviceCaChain: [ca],
+          bundle: this.bundleJson,
+          bundleSequence: this.bundleSequence,
+          nextNonce: new Uint8Array(32).fill(1),
+        };
+        return out;
+      }
+      case '/v1/revocations': {
+        const since = Number(new URL(`https://x${path}`).searchParams.get('since') ?? 0);
+        return { ...this.revocations, entries: this.revocations.entries.filter((e) => e.sequence > since) };
+      }
+      case '/v1/bundle':
+        return { bundle: this.bundleJson, bundleSequence: this.bundleSequence };
+      default:
+        throw new AgentError('ERR_UPSTREAM_REJECTED', `404 ${path}`);
+    }
+  }
+
+  root(): X509Certificate {
+    return new X509Certificate(this.rootDer);
+  }
+}
