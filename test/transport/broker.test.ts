@@ -1,0 +1,118 @@
+/** The mTLS broker with real TLS sockets and mqtt.js clients: identity, policy, refusals. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { BrokenKind } from '../helpers/pki.ts';
+import { closed, collect, connectFailure, connectPacket, nextMessage, rawTls, rig } from './setup.ts';
+
+const r = await rig();
+
+test('a device publishes and receives under its own subtree', async () => {
+  const dev = await r.pki.device('sensor-1');
+  const c = await r.connect(dev);
+  const granted = await c.subscribeAsync('devices/sensor-1/#', { qos: 1 });
+  assert.is(granted[0]?.qos, 1);
+  const got = nextMessage(c, 'devices/sensor-1/temp');
+  await c.publishAsync('devices/sensor-1/temp', '21.5', { qos: 1 });
+  assert.is((await got).toString(), '21.5');
+  await c.endAsync();
+});
+
+test("subscribing to another device's topic gets SUBACK 0x80", async () => {
+  const dev = await r.pki.device('sensor-2');
+  const c = await r.connect(dev);
+  const suback = new Promise<number[]>((resolve) =>
+    c.on('packetreceive', (p) => {
+      if (p.cmd === 'suback') resolve(p.granted as number[]);
+    }),
+  );
+  c.subscribe(['devices/sensor-1/#', 'devices/+/temp', '#', 'devices/sensor-2/a'], { qos: 1 }, () => {});
+  assert.equal(await suback, [128, 128, 128, 1]);
+  await c.endAsync();
+});
+
+test("publishing to another device's topic, a reserved topic, or retained outside the grant disconnects", async () => {
+  const dev = await r.pki.device('sensor-3');
+  for (const [topic, retain] of [
+    ['devices/sensor-1/temp', false],
+    ['$edgeward/bundle', false],
+    ['$edgeward/renew/sensor-1', false],
+    ['elsewhere', false],
+  ] as const) {
+    const c = await r.connect(dev);
+    const gone = closed(c);
+    c.publish(topic, 'x', { qos: 1, retain });
+    await gone;
+    assert.ok(
+      r.logger.lines.some((l) => l.msg === 'PUBLISH refused' && l.fields.topic === topic),
+      topic,
+    );
+  }
+});
+
+test('the client id must be the device id; empty id with a persistent session is refused', async () => {
+  const dev = await r.pki.device('sensor-4');
+  assert.is(await connectFailure(r.port, dev, r.pki.bundlePem, { clientId: 'someone-else' }), 2);
+  // mqtt.js refuses to send this itself: a hand-built CONNECT [MQTT-3.1.3-8].
+  const s = await rawTls(r.port, dev, r.pki.bundlePem);
+  const reply = collect(s);
+  s.write(connectPacket('', false));
+  const { data, closed: gone } = await reply;
+  assert.equal([...data], [0x20, 2, 0, 2], 'CONNACK 2');
+  assert.ok(gone);
+  assert.is(await connectFailure(r.port, dev, r.pki.bundlePem, { keepalive: 0 }), 5);
+});
+
+const refusedKinds: BrokenKind[] = [
+  'ca-true',
+  'two-uris',
+  'no-uri',
+  'wrong-ca',
+  'expired',
+  'other-gateway-path',
+  'no-key-usage',
+  'server-only-eku',
+];
+for (const kind of refusedKinds) {
+  test(`a client certificate that is ${kind} is refused with a logged reason`, async () => {
+    const bad = await r.pki.broken(kind);
+    const before = r.logger.lines.length;
+    const got = await connectFailure(r.port, bad, r.pki.bundlePem);
+    assert.not.equal(got, 'connected');
+    const line = r.logger.lines.slice(before).find((l) => l.msg === 'client certificate refused');
+    assert.ok(line, 'refusal logged');
+    assert.match(String(line?.fields.code), /^ERR_SVID_/);
+  });
+}
+
+test('a device of another gateway (valid, path-scoped) has no policy rule here: CONNACK 5', async () => {
+  const other = await r.pki.device('x', { ca: r.pki.otherCa });
+  assert.is(await connectFailure(r.port, other, r.pki.bundlePem, { clientId: 'x' }), 5);
+});
+
+test('no client certificate: refused', async () => {
+  const got = await new Promise((resolve) => {
+    import('mqtt').then(({ default: mqtt }) => {
+      const c = mqtt.connect(`mqtts://127.0.0.1:${r.port}`, {
+        ca: r.pki.bundlePem,
+        reconnectPeriod: 0,
+        clientId: 'anon',
+      });
+      c.once('connect', () => resolve('connected'));
+      c.once('close', () => {
+        c.end(true);
+        resolve('closed');
+      });
+    }, resolve);
+  });
+  assert.is(got, 'closed');
+});
+
+test('the broker kept serving everyone else', async () => {
+  const dev = await r.pki.device('sensor-1');
+  const c = await r.connect(dev);
+  assert.ok(c.connected);
+  await c.endAsync();
+});
+
+test.after(() => r.close());
+test.run();

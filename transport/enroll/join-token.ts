@@ -1,0 +1,87 @@
+/**
+ * One-time join tokens: `ewt1.<secret>.<fingerprint>`, both base64url. The secret is 32 random
+ * bytes of which the gateway stores only SHA-256; the fingerprint is the SHA-256 of the trust
+ * bundle root's DER (as kubeadm's discovery hash), so the device can authenticate the gateway on
+ * the enrollment listener before it sends anything (ARCHITECTURE.md §5).
+ *
+ * The agent's admin route `POST /v1/device-tokens` calls `issueJoinToken`; the enrollment
+ * listener calls `redeemJoinToken`.
+ *
+ * @example
+ * ```ts
+ * const { token, expiresAt } = await issueJoinToken({ store, random, clock, bundle, deviceId: 'sensor-1', ttlMs: 600_000 });
+ * ```
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Clock } from '../../runtime/core/clock.ts';
+import type { Random } from '../../runtime/core/random.ts';
+import type { X509Bundle } from '../../runtime/sources/types.ts';
+import { parseSpiffeId } from '../../runtime/spiffe/id.ts';
+import { TransportError } from '../errors.ts';
+import type { TokenRecord, TokenStore } from './token-store.ts';
+
+const PREFIX = 'ewt1';
+const MAX_TTL_MS = 7 * 24 * 3_600_000;
+
+export interface ParsedToken {
+  readonly secret: Buffer;
+  /** SHA-256 of the bundle root the gateway must present. */
+  readonly fingerprint: Buffer;
+}
+
+export const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
+
+export function parseJoinToken(token: string): ParsedToken {
+  const parts = typeof token === 'string' ? token.trim().split('.') : [];
+  const secret = Buffer.from(parts[1] ?? '', 'base64url');
+  const fingerprint = Buffer.from(parts[2] ?? '', 'base64url');
+  if (parts.length !== 3 || parts[0] !== PREFIX || secret.length !== 32 || fingerprint.length !== 32) {
+    throw new TransportError(
+      'ERR_ENROLL_TOKEN_INVALID',
+      'not an edgeward join token (ewt1.<secret>.<fingerprint>)',
+    );
+  }
+  return { secret, fingerprint };
+}
+
+/** True when one of the bundle's roots has the token's fingerprint. */
+export function bundleMatches(fingerprint: Uint8Array, roots: readonly Uint8Array[]): boolean {
+  return roots.some((r) => {
+    const h = sha256(r);
+    return h.length === fingerprint.length && timingSafeEqual(h, fingerprint);
+  });
+}
+
+export async function issueJoinToken(o: {
+  store: TokenStore;
+  random: Random;
+  clock: Clock;
+  bundle: X509Bundle;
+  deviceId: string;
+  ttlMs: number;
+}): Promise<{ token: string; expiresAt: number }> {
+  // The device id must form a valid SPIFFE path segment.
+  parseSpiffeId(`spiffe://${o.bundle.trustDomain}/device/${o.deviceId}`);
+  if (!Number.isInteger(o.ttlMs) || o.ttlMs <= 0 || o.ttlMs > MAX_TTL_MS) {
+    throw new TypeError(`ttlMs must be an integer in (0, ${MAX_TTL_MS}]`);
+  }
+  const root = o.bundle.roots[0];
+  if (root === undefined) throw new TypeError('the bundle has no root');
+  const secret = o.random.bytes(32);
+  const expiresAt = o.clock.now() + o.ttlMs;
+  await o.store.put(sha256(secret).toString('hex'), { deviceId: o.deviceId, expiresAt });
+  return {
+    token: `${PREFIX}.${secret.toString('base64url')}.${sha256(root.raw).toString('base64url')}`,
+    expiresAt,
+  };
+}
+
+/** Consume the token: single use, refused when unknown or expired (`ERR_ENROLL_TOKEN_INVALID`). */
+export async function redeemJoinToken(store: TokenStore, token: string, now: number): Promise<TokenRecord> {
+  const { secret } = parseJoinToken(token);
+  const rec = await store.take(sha256(secret).toString('hex'));
+  if (rec === undefined)
+    throw new TransportError('ERR_ENROLL_TOKEN_INVALID', 'join token unknown or already used');
+  if (rec.expiresAt < now) throw new TransportError('ERR_ENROLL_TOKEN_INVALID', 'join token expired');
+  return rec;
+}

@@ -1,0 +1,113 @@
+/**
+ * Device renewal over the main listener and the bundle topic.
+ *
+ * A device publishes `{ id, csr }` (CBOR) to `$edgeward/renew/<its device id>`; the broker has it
+ * signed by the `DeviceSigner` for that same device id (the identity comes from the verified TLS
+ * session, never from the payload) and publishes `{ id, chain, roots, notAfter }` or
+ * `{ id, error }` on `$edgeward/reply/<device id>` at QoS 1. One renewal per device at a time.
+ * The bundle is a retained CBOR `{ trustDomain, sequence, roots }` on `$edgeward/bundle`.
+ */
+import type { Aedes } from 'aedes';
+import { isEdgewardError } from '../../runtime/core/error.ts';
+import type { Logger } from '../../runtime/core/logger.ts';
+import type { DeviceSigner, X509Bundle } from '../../runtime/sources/types.ts';
+import {
+  asRenewRequest,
+  BUNDLE_TOPIC,
+  type BundleMessage,
+  decodeCbor,
+  encodeCbor,
+  REPLY_PREFIX,
+  type RenewReply,
+} from './reserved.ts';
+
+export function bundleMessage(bundle: X509Bundle): BundleMessage {
+  return {
+    trustDomain: bundle.trustDomain,
+    sequence: bundle.sequence,
+    roots: bundle.roots.map((r) => new Uint8Array(r.raw)),
+  };
+}
+
+export function publishBundle(broker: Aedes, bundle: X509Bundle): Promise<void> {
+  return new Promise((resolve, reject) => {
+    broker.publish(
+      {
+        cmd: 'publish',
+        topic: BUNDLE_TOPIC,
+        payload: encodeCbor(bundleMessage(bundle)),
+        qos: 1,
+        retain: true,
+        dup: false,
+      },
+      (err) => (err ? reject(err) : resolve()),
+    );
+  });
+}
+
+export class RenewalService {
+  readonly #busy = new Set<string>();
+  readonly #broker: Aedes;
+  readonly #signer: DeviceSigner;
+  readonly #bundle: () => X509Bundle;
+  readonly #logger: Logger;
+
+  constructor(broker: Aedes, signer: DeviceSigner, bundle: () => X509Bundle, logger: Logger) {
+    this.#broker = broker;
+    this.#signer = signer;
+    this.#bundle = bundle;
+    this.#logger = logger;
+  }
+
+  /** Handle one request payload from `deviceId`; never throws, always answers when it can. */
+  handle(deviceId: string, payload: Buffer | string): void {
+    const req = asRenewRequest(decodeCbor(typeof payload === 'string' ? Buffer.from(payload) : payload));
+    if (req === undefined) {
+      this.#logger.warn('renewal request malformed', { deviceId });
+      return;
+    }
+    if (this.#busy.has(deviceId)) {
+      this.#reply(deviceId, {
+        id: req.id,
+        error: { code: 'ERR_RENEW_REFUSED', message: 'a renewal is already running' },
+      });
+      return;
+    }
+    this.#busy.add(deviceId);
+    this.#signer
+      .signDevice({ deviceId, csrDer: req.csr })
+      .then(
+        (out) => {
+          this.#logger.info('device SVID renewed', { deviceId, notAfter: out.notAfter });
+          this.#reply(deviceId, {
+            id: req.id,
+            chain: out.chain.map((c) => new Uint8Array(c)),
+            roots: bundleMessage(this.#bundle()).roots,
+            notAfter: out.notAfter,
+          });
+        },
+        (err: unknown) => {
+          const code = isEdgewardError(err) ? err.code : 'ERR_RENEW_REFUSED';
+          this.#logger.warn('device renewal refused', { deviceId, code, reason: (err as Error).message });
+          this.#reply(deviceId, { id: req.id, error: { code, message: (err as Error).message } });
+        },
+      )
+      .finally(() => this.#busy.delete(deviceId));
+  }
+
+  #reply(deviceId: string, reply: RenewReply): void {
+    this.#broker.publish(
+      {
+        cmd: 'publish',
+        topic: REPLY_PREFIX + deviceId,
+        payload: encodeCbor(reply),
+        qos: 1,
+        retain: false,
+        dup: false,
+      },
+      (err) => {
+        if (err) this.#logger.error('renewal reply not published', { deviceId, reason: err.message });
+      },
+    );
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * A policy compiled for one identity: the rules whose `match` pattern covers the caller's
+ * SPIFFE ID, with `{device}` and `{name}` filled in and every filter split once. The broker
+ * computes it at CONNECT and keeps it with the client, so each PUBLISH is a short loop over
+ * pre-split filters (and a policy reload recompiles it for every live client).
+ *
+ * @example
+ * ```ts
+ * const g = grantsFor(policy, 'spiffe://td/gateway/gw-1/device/s1', 'spiffe://td/gateway/gw-1');
+ * g?.canPublish('devices/s1/temp', false);   // true
+ * ```
+ */
+import { deviceIdOf } from '../../runtime/spiffe/id.ts';
+import type { Policy } from './schema.ts';
+import { covers, matches, splitFilter } from './topic.ts';
+
+export const RESERVED_PREFIX = '$edgeward/';
+
+export interface Grants {
+  readonly spiffeId: string;
+  /** The caller's device id when its ID is `<some gateway>/device/<id>`. */
+  readonly deviceId: string | undefined;
+  /** True when the MQTT client id may differ from the device id. */
+  readonly anyClientId: boolean;
+  readonly maxConnections: number;
+  canPublish(topic: string, retain: boolean): boolean;
+  /** True when `filter` (possibly `$share/<group>/…`) may be subscribed. */
+  canSubscribe(filter: string): boolean;
+  /** True when a message on `topic` may be delivered (the subscription is still granted). */
+  canReceive(topic: string): boolean;
+}
+
+/** Compile a `match` pattern to a test on SPIFFE IDs; `{self}` is this gateway's SPIFFE ID. */
+export function compileMatch(pattern: string, self: string): (id: string) => boolean {
+  const levels = pattern.replaceAll('{self}', self).split('/');
+  return (id) => {
+    const parts = id.split('/');
+    for (let i = 0; i < levels.length; i++) {
+      const l = levels[i] as string;
+      if (l === '**' && i === levels.length - 1) return parts.length > i;
+      const p = parts[i];
+      if (p === undefined) return false;
+      if (l === '*') {
+        if (p === '' || i < 3) return false;
+        continue;
+      }
+      if (l !== p) return false;
+    }
+    return parts.length === levels.length;
+  };
+}
+
+/** Fill `{device}` and `{name}`; undefined when the entry needs a device id the caller lacks. */
+function fill(entry: string, deviceId: string | undefined, name: string): string | undefined {
+  if (entry.includes('{device}') && deviceId === undefined) return undefined;
+  return entry.replaceAll('{device}', deviceId ?? '').replaceAll('{name}', name);
+}
+
+/** The grants of `spiffeId` under `policy`, or undefined when no rule matches (deny). */
+export function grantsFor(policy: Policy, spiffeId: string, self: string): Grants | undefined {
+  const parts = spiffeId.split('/');
+  const name = parts[parts.length - 1] ?? '';
+  const deviceId =
+    parts[parts.length - 2] === 'device' ? deviceIdOf(spiffeId, parts.slice(0, -2).join('/')) : undefined;
+  const pub: (readonly string[])[] = [];
+  const sub: (readonly string[])[] = [];
+  const recv: (readonly string[])[] = [];
+  const ret: (readonly string[])[] = [];
+  let matched = false;
+  let anyClientId = false;
+  let maxConnections = 0;
+  for (const rule of policy.rules) {
+    if (!compileMatch(rule.match, self)(spiffeId)) continue;
+    matched = true;
+    if (rule.clientId === 'any') anyClientId = true;
+    maxConnections = Math.max(maxConnections, rule.maxConnections ?? (deviceId === undefined ? 4 : 1));
+    const add = (list: readonly string[] | undefined, out: (readonly string[])[]): void => {
+      for (const e of list ?? []) {
+        const f = fill(e, deviceId, name);
+        if (f !== undefined && !f.startsWith(RESERVED_PREFIX)) out.push(splitFilter(f));
+      }
+    };
+    add(rule.publish, pub);
+    add(rule.subscribe, sub);
+    add(rule.retain, ret);
+  }
+  if (!matched) return undefined;
+  for (const s of sub) recv.push(s[0] === '$share' ? s.slice(2) : s);
+  return {
+    spiffeId,
+    deviceId,
+    anyClientId: anyClientId || deviceId === undefined,
+    maxConnections,
+    canPublish(topic, retain) {
+      if (topic.startsWith(RESERVED_PREFIX)) return false;
+      if (!pub.some((f) => matches(f, topic))) return false;
+      return !retain || ret.some((f) => matches(f, topic));
+    },
+    canSubscribe(filter) {
+      if (filter.startsWith(RESERVED_PREFIX)) return false;
+      const want = splitFilter(filter);
+      // A shared subscription must be granted as such, group included.
+      if (want[0] === '$share')
+        return want.length >= 3 && sub.some((f) => f[0] === '$share' && covers(f, want));
+      return sub.some((f) => f[0] !== '$share' && covers(f, want));
+    },
+    canReceive(topic) {
+      return recv.some((f) => matches(f, topic));
+    },
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * Reading a policy file: YAML with line positions (runtime/config/yaml.ts), the TypeBox schema
+ * (runtime/config/validate.ts), then the checks a schema cannot express — match patterns, topic
+ * filters, templates, reserved topics — each reported with its line. `edgeward policy check`
+ * prints these issues; the broker refuses to start (or to reload) on any of them.
+ *
+ * @example
+ * ```ts
+ * const r = parsePolicy(text);
+ * if (!r.ok) for (const i of r.issues) console.log(`line ${i.line}: ${i.path}: ${i.message}`);
+ * const policy = await loadPolicyFile('/etc/edgeward/policy.yaml'); // throws ERR_POLICY_INVALID
+ * ```
+ */
+import { readFile } from 'node:fs/promises';
+import { validateAgainst } from '../../runtime/config/validate.ts';
+import { formatPath, parseYaml } from '../../runtime/config/yaml.ts';
+import { PolicyError, type PolicyIssue } from '../errors.ts';
+import { RESERVED_PREFIX } from './grants.ts';
+import { type Policy, PolicySchema } from './schema.ts';
+import { filterProblem } from './topic.ts';
+
+const TEMPLATE_RE = /\{([^}]*)\}/g;
+const TOPIC_TEMPLATES = new Set(['device', 'name']);
+const MAX_POLICY_BYTES = 1024 * 1024;
+
+export type PolicyParse = { ok: true; policy: Policy } | { ok: false; issues: PolicyIssue[] };
+
+export function parsePolicy(text: string): PolicyParse {
+  if (text.length > MAX_POLICY_BYTES) {
+    return { ok: false, issues: [{ path: '', message: 'policy file larger than 1 MiB', line: undefined }] };
+  }
+  const parsed = parseYaml(text);
+  if (!parsed.ok) {
+    return {
+      ok: false,
+      issues: parsed.issues.map((i) => {
+        const m = /^line (\d+): (.*)$/.exec(i.message);
+        return {
+          path: i.path,
+          message: m ? (m[2] as string) : i.message,
+          line: m ? Number(m[1]) : undefined,
+        };
+      }),
+    };
+  }
+  const { value, lineOf } = parsed.doc;
+  const issues: PolicyIssue[] = validateAgainst(PolicySchema, value, lineOf).map((i) => {
+    const m = /^(.*) \(line (\d+)\)$/.exec(i.message);
+    return { path: i.path, message: m ? (m[1] as string) : i.message, line: m ? Number(m[2]) : undefined };
+  });
+  if (issues.length > 0) return { ok: false, issues };
+  const policy = value as Policy;
+  const add = (path: (string | number)[], message: string): void => {
+    issues.push({ path: formatPath(path), message, line: lineOf(path) });
+  };
+  policy.rules.forEach((rule, r) => {
+    const mp = matchProblem(rule.match);
+    if (mp !== undefined) add(['rules', r, 'match'], mp);
+    for (const key of ['publish', 'subscribe', 'retain'] as const) {
+      (rule[key] ?? []).forEach((entry, e) => {
+        const p = entryProblem(entry, key);
+        if (p !== undefined) add(['rules', r, key, e], p);
+      });
+    }
+  });
+  return issues.length > 0 ? { ok: false, issues } : { ok: true, policy };
+}
+
+/** Read and parse a policy file; throws `ERR_POLICY_INVALID` with every issue. */
+export async function loadPolicyFile(file: string): Promise<Policy> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new PolicyError(
+      [{ path: '', message: `cannot read: ${(err as Error).message}`, line: undefined }],
+      file,
+    );
+  }
+  const r = parsePolicy(text);
+  if (!r.ok) throw new PolicyError(r.issues, file);
+  return r.policy;
+}
+
+function matchProblem(match: string): string | undefined {
+  const expanded = match.replaceAll('{self}', 'spiffe://td/gateway/self');
+  const unknown = [...expanded.matchAll(TEMPLATE_RE)].map((m) => m[1]);
+  if (unknown.length > 0) return `unknown template {${unknown[0]}} in match (only {self})`;
+  if (!expanded.startsWith('spiffe://')) return 'match must start with spiffe:// or {self}';
+  const levels = expanded.slice('spiffe://'.length).split('/');
+  for (let i = 0; i < levels.length; i++) {
+    const l = levels[i] as string;
+    if (l === '**' && i !== levels.length - 1) return "'**' must be the last segment";
+    if (l === '**' || l === '*') {
+      if (i === 0) return 'the trust domain cannot be a wildcard';
+      continue;
+    }
+    if (!/^[A-Za-z0-9._-]+$/.test(l))
+      return `segment ${JSON.stringify(l)} is not a SPIFFE ID segment or * / **`;
+  }
+  return undefined;
+}
+
+function entryProblem(entry: string, kind: 'publish' | 'subscribe' | 'retain'): string | undefined {
+  for (const m of entry.matchAll(TEMPLATE_RE)) {
+    if (!TOPIC_TEMPLATES.has(m[1] as string)) return `unknown template {${m[1]}} (use {device} or {name})`;
+  }
+  const filter = entry.replace(TEMPLATE_RE, 'x');
+  if (filter.startsWith(RESERVED_PREFIX) || filter === '$edgeward') {
+    return `${RESERVED_PREFIX}… topics are reserved for enrollment, renewal and the bundle`;
+  }
+  if (filter.startsWith('$share/')) {
+    if (kind !== 'subscribe') return '$share/… is only meaningful in subscribe';
+    const parts = filter.split('/');
+    if (parts.length < 3 || parts[1] === '' || (parts[1] as string).includes('#')) {
+      return '$share needs $share/<group>/<filter>';
+    }
+    return filterProblem(parts.slice(2).join('/'));
+  }
+  return filterProblem(filter);
+}

@@ -1,0 +1,58 @@
+/**
+ * The broker's authorization policy file (YAML), default deny. One TypeBox schema gives both the
+ * validation and the `Policy` type.
+ *
+ * ```yaml
+ * version: 1
+ * rules:
+ *   - match: "{self}/device/*"          # {self} = this gateway's SPIFFE ID; * = one segment, ** = the rest
+ *     clientId: device                  # device (default): MQTT client id must be the device id; any
+ *     maxConnections: 1                 # per identity (default 1 for device rules, else 4)
+ *     publish:   ["devices/{device}/#"] # {device} = the caller's device id, {name} = its last segment
+ *     subscribe: ["devices/{device}/#", "$share/+/jobs/{device}"]
+ *     retain:    ["devices/{device}/state"]   # where retained messages may be published
+ * ```
+ * Every matching rule adds its grants; an identity that no rule matches cannot connect.
+ * A `$share/<group>/<filter>` subscription needs an entry that names `$share` itself.
+ * `$edgeward/...` topics are reserved for enrollment, renewal and the bundle: a policy cannot grant them.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+
+const Filters = Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 256 });
+
+export const PolicyRuleSchema = Type.Object(
+  {
+    match: Type.String({ minLength: 1, maxLength: 2048 }),
+    clientId: Type.Optional(Type.Union([Type.Literal('device'), Type.Literal('any')])),
+    maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    publish: Type.Optional(Filters),
+    subscribe: Type.Optional(Filters),
+    retain: Type.Optional(Filters),
+  },
+  { additionalProperties: false },
+);
+
+export const PolicySchema = Type.Object(
+  {
+    version: Type.Literal(1),
+    rules: Type.Array(PolicyRuleSchema, { maxItems: 1024 }),
+  },
+  { additionalProperties: false },
+);
+
+export type PolicyRule = Static<typeof PolicyRuleSchema>;
+export type Policy = Static<typeof PolicySchema>;
+
+/** Used when no policy file is configured: a device may publish and subscribe under its own subtree. */
+export const DEFAULT_POLICY: Policy = {
+  version: 1,
+  rules: [
+    {
+      match: '{self}/device/*',
+      clientId: 'device',
+      publish: ['devices/{device}/#'],
+      subscribe: ['devices/{device}/#'],
+      retain: ['devices/{device}/#'],
+    },
+  ],
+};
