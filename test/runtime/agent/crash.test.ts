@@ -40,7 +40,7 @@ for (const mode of ['attest', 'renew'] as const) {
       // The process is gone at this point: abandon it (no stop), reboot on the same store bytes.
       h.issuer.faults.set('*', 'down');
       const rebooted = new VirtualClock(h.clock.now() + MIN);
-      await h.restart({ clock: rebooted, onStep: undefined });
+      await h.restart({ clock: rebooted, onStep: () => undefined });
       const svid = (() => {
         try {
           return h.agent.svidSource.getX509Svid();
