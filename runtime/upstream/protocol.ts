@@ -89,6 +89,11 @@ export interface IssuedIdentity {
   bundleSequence: number;
   /** Nonce for the next renewal's quote. */
   nextNonce: Uint8Array;
+  /**
+   * The renewal session that `nextNonce` belongs to: a renewal may skip renew/begin and send
+   * renew/finish with this sessionId (valid until the SVID's NotAfter, single use).
+   */
+  nextSessionId?: string;
 }
 
 /** Renewal over mTLS: begin gets a nonce, finish carries a fresh quote on the same AK. */

@@ -1,0 +1,183 @@
+/**
+ * The issuer's HTTPS front: versioned paths (`runtime/upstream/protocol.ts`), CBOR in and out,
+ * a body limit, content-type checks, and every failure as `{ error: { code, message } }` with
+ * the status the protocol names. TLS asks for a client certificate but does not require one:
+ * attestation comes without, renewal must present the gateway SVID (checked by the issuer).
+ *
+ * @example
+ * ```ts
+ * const server = createIssuerServer(issuer, { cert, key }, logger);
+ * server.listen(0, '127.0.0.1');
+ * ```
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { isEdgewardError } from '../core/error.ts';
+import type { Logger } from '../core/logger.ts';
+import { CBOR_CONTENT_TYPE, type ErrorBody, MAX_BODY_BYTES, PATHS } from '../upstream/protocol.ts';
+import type { Issuer, RequestContext } from './issuer.ts';
+import { issuerCbor } from './store.ts';
+
+const STATUS: Record<string, number> = {
+  ERR_ISSUER_BAD_REQUEST: 400,
+  ERR_CSR_MALFORMED: 400,
+  ERR_CSR_SIGNATURE: 400,
+  ERR_CSR_WEAK_KEY: 400,
+  ERR_DER_MALFORMED: 400,
+  ERR_SVID_ID_INVALID: 400,
+  ERR_ISSUER_MANIFEST_INVALID: 400,
+  ERR_ISSUER_TOKEN_INVALID: 401,
+  ERR_ISSUER_CHAIN_INVALID: 401,
+  ERR_ISSUER_POP_INVALID: 401,
+  ERR_ISSUER_CREDENTIAL: 401,
+  ERR_ISSUER_QUOTE_INVALID: 401,
+  ERR_ISSUER_CLIENT_CERT: 401,
+  ERR_ATTEST_QUOTE_INVALID: 401,
+  ERR_ATTEST_PUBLIC_INVALID: 401,
+  ERR_ATTEST_CREDENTIAL: 401,
+  ERR_ATTEST_EK_CHAIN: 401,
+  ERR_ATTEST_EK_CERT_INVALID: 401,
+  ERR_ISSUER_METHOD_DISABLED: 403,
+  ERR_ISSUER_NOT_REGISTERED: 403,
+  ERR_ISSUER_GATEWAY_DISABLED: 403,
+  ERR_ISSUER_PCR_MISMATCH: 403,
+  ERR_ISSUER_REVOKED: 403,
+  ERR_ISSUER_NOT_FOUND: 404,
+  ERR_ISSUER_SESSION_UNKNOWN: 409,
+  ERR_ISSUER_SESSION_EXPIRED: 409,
+  ERR_ISSUER_BODY_TOO_LARGE: 413,
+  ERR_ISSUER_CONTENT_TYPE: 415,
+  ERR_ISSUER_RATE_LIMITED: 429,
+  ERR_ISSUER_CLOSED: 503,
+};
+
+class HttpRefusal extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY_BYTES) {
+      reject(new HttpRefusal('ERR_ISSUER_BODY_TOO_LARGE', `body over ${MAX_BODY_BYTES} bytes`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpRefusal('ERR_ISSUER_BODY_TOO_LARGE', `body over ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+async function cborBody(req: IncomingMessage): Promise<unknown> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+  if (type !== CBOR_CONTENT_TYPE)
+    throw new HttpRefusal('ERR_ISSUER_CONTENT_TYPE', `content type must be ${CBOR_CONTENT_TYPE}`);
+  const raw = await readBody(req);
+  try {
+    return issuerCbor.decode(raw);
+  } catch {
+    throw new HttpRefusal('ERR_ISSUER_BAD_REQUEST', 'body is not well-formed CBOR');
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type = CBOR_CONTENT_TYPE): void {
+  const bytes =
+    type === CBOR_CONTENT_TYPE
+      ? Buffer.from(issuerCbor.encode(body) as Uint8Array)
+      : Buffer.from(String(body));
+  res.writeHead(status, {
+    'content-type': type,
+    'content-length': bytes.length,
+    'cache-control': 'no-store',
+  });
+  res.end(bytes);
+}
+
+export interface TlsMaterial {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+}
+
+export function createIssuerServer(issuer: Issuer, tls: TlsMaterial, logger: Logger): Server {
+  const server = createServer(
+    {
+      cert: tls.cert,
+      key: tls.key,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+    (req, res) => {
+      handle(issuer, req, res).catch((err: unknown) => {
+        logger.error('issuer request failed', { error: String(err) });
+        if (!res.headersSent)
+          send(res, 500, { error: { code: 'ERR_ISSUER_INTERNAL', message: 'internal error' } });
+      });
+    },
+  );
+  server.on('tlsClientError', (err) => logger.debug('issuer TLS client error', { error: err.message }));
+  return server;
+}
+
+async function handle(issuer: Issuer, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const socket = req.socket as TLSSocket;
+  const peer = socket.getPeerCertificate?.(false);
+  const ctx: RequestContext = {
+    address: socket.remoteAddress ?? 'unknown',
+    ...(peer?.raw !== undefined && peer.raw.length > 0 ? { peerCertificate: peer.raw } : {}),
+  };
+  const url = new URL(req.url ?? '/', 'https://issuer.invalid');
+  const route = `${req.method} ${url.pathname}`;
+  try {
+    switch (route) {
+      case `POST ${PATHS.attestBegin}`:
+        return send(res, 200, await issuer.attestBegin(await cborBody(req), ctx));
+      case `POST ${PATHS.attestFinish}`:
+        return send(res, 200, await issuer.attestFinish(await cborBody(req), ctx));
+      case `POST ${PATHS.renewBegin}`:
+        await cborBody(req);
+        return send(res, 200, await issuer.renewBegin(ctx));
+      case `POST ${PATHS.renewFinish}`:
+        return send(res, 200, await issuer.renewFinish(await cborBody(req), ctx));
+      case `GET ${PATHS.bundle}`: {
+        const b = issuer.bundle();
+        return send(res, 200, b.json, 'application/json');
+      }
+      case `GET ${PATHS.revocations}`: {
+        const since = url.searchParams.get('since') ?? '0';
+        if (!/^\d{1,15}$/.test(since))
+          throw new HttpRefusal('ERR_ISSUER_BAD_REQUEST', 'since must be a non-negative integer');
+        return send(res, 200, issuer.revocationFeed(Number(since)));
+      }
+      case `POST ${PATHS.manifests}`:
+        return send(res, 200, await issuer.addManifest(await cborBody(req), ctx));
+      default:
+        throw new HttpRefusal('ERR_ISSUER_NOT_FOUND', `no route ${route}`);
+    }
+  } catch (err) {
+    if (err instanceof HttpRefusal)
+      await issuer.refuse(err.code, ctx, `${route}: ${err.message}`).catch(() => {});
+    if (!(err instanceof HttpRefusal) && !isEdgewardError(err)) throw err;
+    const code = err.code;
+    const body: ErrorBody = { error: { code, message: err.message } };
+    const retry = (err as { fields?: { retryAfterMs?: unknown } }).fields?.retryAfterMs;
+    if (typeof retry === 'number') body.error.retryAfterMs = retry;
+    if (typeof retry === 'number') res.setHeader('retry-after', String(Math.ceil(retry / 1000)));
+    send(res, STATUS[code] ?? (code.startsWith('ERR_ISSUER_') ? 500 : 400), body);
+  }
+}
