@@ -1,0 +1,73 @@
+/**
+ * Phase `post-boot`: the commit gate. After the reboot into the new firmware:
+ *
+ * 1. re-verify the recorded manifest against the firmware keys (an unsigned or foreign manifest
+ *    fails here even if it got past an earlier phase);
+ * 2. read the measured PCR values and compare them with the manifest's: a firmware that does not
+ *    measure as its vendor promised is never committed;
+ * 3. re-attest with the new measurements (the issuer checks the quote against the published
+ *    reference values) and rotate the SVID;
+ * 4. re-seal the data key under `next` (bound to the new measurements when a PCR policy is set).
+ *
+ * Any failure records phase `failed` and throws: the CLI exits 4 and the OTA tool must roll back.
+ * Running it again after success is a no-op.
+ */
+import { isEdgewardError } from '../runtime/core/error.ts';
+import type { HookContext, Reattested } from './context.ts';
+import { HookError } from './errors.ts';
+import { expectPhase, readState, writeState } from './ota-state.ts';
+import { isBank, pcrDifferences } from './pcrs.ts';
+import { checkManifest } from './pre-install.ts';
+import { resealDataKey } from './store-snapshot.ts';
+
+export async function postBoot(ctx: HookContext): Promise<{ version: string; identity?: Reattested }> {
+  const state = expectPhase(await readState(ctx.stateDir), ['installed', 'booted'], 'post-boot');
+  if (state.phase === 'booted') return { version: state.version };
+  try {
+    const manifest = checkManifest(state.manifest, ctx.trusted);
+    if (!isBank(manifest.bank)) throw new HookError('ERR_HOOK_PCR_MISMATCH', `unknown bank ${manifest.bank}`);
+    const indices = Object.keys(manifest.pcrs).map(Number);
+    const measured = await ctx.readPcrs(manifest.bank, indices);
+    const differ = pcrDifferences(manifest.pcrs, measured);
+    if (differ.length > 0)
+      throw new HookError(
+        'ERR_HOOK_PCR_MISMATCH',
+        `measured ${manifest.bank} PCR ${differ.join(',')} differ from the manifest of ${manifest.version}`,
+        { pcrs: differ },
+      );
+    let identity: Reattested;
+    try {
+      identity = await ctx.reattest(ctx.sealing.transition);
+    } catch (err) {
+      throw new HookError(
+        'ERR_HOOK_REATTEST',
+        `re-attestation failed: ${isEdgewardError(err) ? `${err.code}: ` : ''}${(err as Error).message}`,
+        {},
+        { cause: err },
+      );
+    }
+    await resealDataKey(ctx.db, ctx.sealing.transition, await ctx.sealing.next());
+    await writeState(ctx.stateDir, { ...state, phase: 'booted', updatedAt: ctx.now() });
+    ctx.logger.info('identity re-established after the firmware update', {
+      event: 'ota.post-boot',
+      version: manifest.version,
+      spiffeId: identity.spiffeId,
+      serial: identity.serial,
+    });
+    return { version: manifest.version, identity };
+  } catch (err) {
+    const code = isEdgewardError(err) ? err.code : 'ERR_HOOK_REATTEST';
+    await writeState(ctx.stateDir, {
+      ...state,
+      phase: 'failed',
+      failure: { code, message: (err as Error).message },
+      updatedAt: ctx.now(),
+    });
+    ctx.logger.error('identity not re-established after the firmware update: roll back', {
+      event: 'ota.post-boot.failed',
+      version: state.version,
+      code,
+    });
+    throw err;
+  }
+}

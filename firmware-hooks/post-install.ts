@@ -1,0 +1,42 @@
+/**
+ * Phase `post-install` (the new firmware is written, the gateway has not rebooted yet):
+ *
+ * 1. re-verify the manifest recorded by pre-install;
+ * 2. publish it to the issuer, so the new firmware's PCR values are reference values before the
+ *    gateway ever quotes them (the old firmware's values stay: a rollback still attests);
+ * 3. prepare the store: snapshot the sealed identity and data-key blob, then re-seal the data key
+ *    under the transition protector so that it opens after the PCRs change.
+ *
+ * Any failure leaves the store as it was (the snapshot is taken before the re-seal, and the
+ * re-seal is one put) and the phase at `verified`.
+ */
+import { isEdgewardError } from '../runtime/core/error.ts';
+import type { HookContext } from './context.ts';
+import { HookError } from './errors.ts';
+import { expectPhase, readState, writeState } from './ota-state.ts';
+import { checkManifest } from './pre-install.ts';
+import { resealDataKey, snapshotStore } from './store-snapshot.ts';
+
+export async function postInstall(ctx: HookContext): Promise<{ version: string }> {
+  const state = expectPhase(await readState(ctx.stateDir), ['verified'], 'post-install');
+  const manifest = checkManifest(state.manifest, ctx.trusted);
+  try {
+    await ctx.publish(state.manifest);
+  } catch (err) {
+    throw new HookError(
+      'ERR_HOOK_PUBLISH',
+      `the issuer did not accept the manifest of ${manifest.version}: ${isEdgewardError(err) ? `${err.code}: ` : ''}${(err as Error).message}`,
+      { version: manifest.version },
+      { cause: err },
+    );
+  }
+  await snapshotStore(ctx.db);
+  if (ctx.sealing.transition !== ctx.sealing.current)
+    await resealDataKey(ctx.db, ctx.sealing.current, ctx.sealing.transition);
+  await writeState(ctx.stateDir, { ...state, phase: 'installed', updatedAt: ctx.now() });
+  ctx.logger.info('firmware update prepared: reference values published, store ready to re-seal', {
+    event: 'ota.post-install',
+    version: manifest.version,
+  });
+  return { version: manifest.version };
+}
