@@ -32,6 +32,8 @@ export type AttestorErrorCode =
   /** Attestor configuration: a join token, certificate or key file that is missing or unusable. */
   | 'ERR_ATTESTOR_CONFIG'
   /** A sealed blob that is not one this attestor produced (truncated, wrong version, wrong TPM). */
-  | 'ERR_ATTESTOR_SEALED_BLOB';
+  | 'ERR_ATTESTOR_SEALED_BLOB'
+  /** Sealed data whose PCR policy is no longer met (firmware or boot chain changed). */
+  | 'ERR_ATTESTOR_PCR_POLICY';
 
 export class AttestorError extends EdgewardError<AttestorErrorCode> {}

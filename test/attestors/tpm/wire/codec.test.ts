@@ -1,10 +1,19 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { handleName, objectName } from '../../../../attestors/tpm/crypto/name.ts';
-import { emptyPolicy, pcrValuesDigest, policyPcrUpdate, policySecretUpdate } from '../../../../attestors/tpm/crypto/policy.ts';
+import {
+  emptyPolicy,
+  pcrValuesDigest,
+  policyPcrUpdate,
+  policySecretUpdate,
+} from '../../../../attestors/tpm/crypto/policy.ts';
 import { Reader, Writer } from '../../../../attestors/tpm/wire/buffer.ts';
 import { TPM_ALG, TPM_RH } from '../../../../attestors/tpm/wire/constants.ts';
-import { parsePcrSelection, readPcrSelection, writePcrSelection } from '../../../../attestors/tpm/wire/pcr-selection.ts';
+import {
+  parsePcrSelection,
+  readPcrSelection,
+  writePcrSelection,
+} from '../../../../attestors/tpm/wire/pcr-selection.ts';
 import { marshalPublic, parsePublic } from '../../../../attestors/tpm/wire/public.ts';
 import { decodeRc, RC } from '../../../../attestors/tpm/wire/rc.ts';
 import {
@@ -22,11 +31,21 @@ test('EK templates marshal to the sizes the EK profile gives, and round-trip byt
   assert.is(marshalPublic(ekRsa2048Template()).length, 314);
   assert.is(marshalPublic(ekEccP256Template()).length, 122);
   assert.is(marshalPublic(ekEccP384Template()).length, 74);
-  for (const t of [ekRsa2048Template(), ekEccP256Template(), ekEccP384Template(), srkEccP256Template(), akEccP256Template(), sealedTemplate(Buffer.alloc(32))]) {
+  for (const t of [
+    ekRsa2048Template(),
+    ekEccP256Template(),
+    ekEccP384Template(),
+    srkEccP256Template(),
+    akEccP256Template(),
+    sealedTemplate(Buffer.alloc(32)),
+  ]) {
     const bytes = marshalPublic(t);
     assert.equal(marshalPublic(parsePublic(bytes)), bytes);
   }
-  assert.is(marshalPublic(akEccP256Template()).toString('hex'), '0023000b000504720000001000180 00b00030010 00000000'.replace(/ /g, ''));
+  assert.is(
+    marshalPublic(akEccP256Template()).toString('hex'),
+    '0023000b000504720000001000180 00b00030010 00000000'.replace(/ /g, ''),
+  );
 });
 
 test('policy A is PolicySecret(TPM_RH_ENDORSEMENT) and the PolicyPCR vector matches the brief', () => {
@@ -44,7 +63,9 @@ test('PCR selections marshal with sizeofSelect 3 and parse back', () => {
   const w = new Writer();
   writePcrSelection(w, parsePcrSelection('sha256:0,7'));
   assert.is(w.finish().toString('hex'), '00000001000b03810000');
-  assert.equal(readPcrSelection(new Reader(Buffer.from('00000001000b03ff0001', 'hex'))), [{ hash: TPM_ALG.SHA256, pcrs: [0, 1, 2, 3, 4, 5, 6, 7, 16] }]);
+  assert.equal(readPcrSelection(new Reader(Buffer.from('00000001000b03ff0001', 'hex'))), [
+    { hash: TPM_ALG.SHA256, pcrs: [0, 1, 2, 3, 4, 5, 6, 7, 16] },
+  ]);
 });
 
 test('response codes decode format one before warnings, with index and retryability', () => {

@@ -1,0 +1,177 @@
+/**
+ * The attestor conformance suite (STYLE.md rule 9): every attestor — tpm on swtpm or on the
+ * simulator, join-token, x509pop — runs it with its own factory. The factory also plays the issuer's
+ * part for its method: `challenge` builds a valid challenge from the begin request, `check` verifies
+ * a proof as the issuer would (and must throw on a proof bound to another CSR key). Feature tests
+ * switch on from `supports`.
+ *
+ * @example
+ * ```ts
+ * attestorConformance('tpm on swtpm', async () => ({ attestor, challenge, check, cleanup }));
+ * ```
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Attestor, AttestProof } from '../../attestors/attestor.ts';
+import type { AttestBeginRequest, AttestBeginResponse } from '../../runtime/upstream/protocol.ts';
+import { rejects } from '../helpers/rejects.ts';
+
+export interface AttestorUnderTest {
+  /** A fresh, not yet started attestor. */
+  readonly attestor: Attestor;
+  /** What the issuer would answer to `begin` (nonce of 32 bytes; credential for tpm). */
+  challenge(begin: AttestBeginRequest): Promise<AttestBeginResponse> | AttestBeginResponse;
+  /** Verify `proof` as the issuer would; throw when it does not hold. */
+  check(
+    begin: AttestBeginRequest,
+    challenge: AttestBeginResponse,
+    proof: AttestProof,
+    csrSpkiDer: Uint8Array,
+  ): Promise<void> | void;
+  /** Verify renewal evidence (attestors with `supports.pcrs`). */
+  checkQuote?(
+    begin: AttestBeginRequest,
+    nonce: Uint8Array,
+    csrSpkiDer: Uint8Array,
+    selection: string,
+    evidence: { quote: Uint8Array; signature: Uint8Array; pcrValues: Uint8Array[] },
+  ): void;
+  cleanup(): Promise<void>;
+}
+
+function spki(): Buffer {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return publicKey.export({ type: 'spki', format: 'der' });
+}
+
+export function attestorConformance(name: string, make: () => Promise<AttestorUnderTest>): void {
+  const s = suite<{ u?: AttestorUnderTest }>(`attestor conformance: ${name}`, {});
+  s.before.each(async (ctx) => {
+    ctx.u = await make();
+  });
+  s.after.each(async (ctx) => {
+    await ctx.u?.attestor.close();
+    await ctx.u?.cleanup();
+  });
+  const U = (ctx: { u?: AttestorUnderTest }): AttestorUnderTest => ctx.u as AttestorUnderTest;
+
+  s(
+    'lifecycle: nothing before start, start once, close idempotent, ERR_ATTESTOR_CLOSED after',
+    async (ctx) => {
+      const { attestor } = U(ctx);
+      try {
+        await attestor.begin();
+        assert.unreachable('begin before start');
+      } catch (err) {
+        assert.instance(err, TypeError);
+      }
+      await attestor.start();
+      try {
+        await attestor.start();
+        assert.unreachable('second start');
+      } catch (err) {
+        assert.instance(err, TypeError);
+      }
+      await attestor.close();
+      await attestor.close();
+      await rejects(() => attestor.begin(), 'ERR_ATTESTOR_CLOSED');
+      await rejects(
+        () => attestor.answer({ sessionId: 's', nonce: Buffer.alloc(32), expiresAt: 0 }, spki()),
+        'ERR_ATTESTOR_CLOSED',
+      );
+    },
+  );
+
+  s('begin names the method; the answer verifies as the issuer checks it', async (ctx) => {
+    const u = U(ctx);
+    await u.attestor.start();
+    const begin = await u.attestor.begin();
+    assert.is(begin.method, u.attestor.method);
+    const challenge = await u.challenge(begin);
+    const key = spki();
+    const proof = await u.attestor.answer(challenge, key);
+    assert.is(proof.method, u.attestor.method);
+    await u.check(begin, challenge, proof, key);
+  });
+
+  s('a proof is bound to its CSR key and nonce where the method binds them', async (ctx) => {
+    const u = U(ctx);
+    await u.attestor.start();
+    const begin = await u.attestor.begin();
+    const challenge = await u.challenge(begin);
+    const proof = await u.attestor.answer(challenge, spki());
+    if (proof.method === 'join-token') return; // a bearer token binds nothing (documented)
+    let threw = false;
+    try {
+      await u.check(begin, challenge, proof, spki());
+    } catch {
+      threw = true;
+    }
+    assert.ok(threw, 'a proof for one CSR key must not verify for another');
+  });
+
+  s('a short nonce is refused before anything reaches the device', async (ctx) => {
+    const u = U(ctx);
+    await u.attestor.start();
+    try {
+      await u.attestor.answer({ sessionId: 's', nonce: Buffer.alloc(8), expiresAt: 0 }, spki());
+      assert.unreachable('short nonce accepted');
+    } catch (err) {
+      assert.instance(err, TypeError);
+    }
+  });
+
+  s('quote: fresh renewal evidence when supports.pcrs, else ERR_ATTESTOR_UNSUPPORTED', async (ctx) => {
+    const u = U(ctx);
+    await u.attestor.start();
+    const nonce = Buffer.alloc(32, 5);
+    const key = spki();
+    if (!u.attestor.supports.pcrs) {
+      await rejects(() => u.attestor.quote(nonce, key, 'sha256:0'), 'ERR_ATTESTOR_UNSUPPORTED');
+      return;
+    }
+    const begin = await u.attestor.begin();
+    const ev = await u.attestor.quote(nonce, key, 'sha256:0,1,2,7');
+    assert.is(ev.pcrValues.length, 4);
+    assert.ok(u.checkQuote, 'a quoting attestor must give checkQuote');
+    u.checkQuote?.(begin, nonce, key, 'sha256:0,1,2,7', ev);
+    let threw = false;
+    try {
+      u.checkQuote?.(begin, Buffer.alloc(32, 6), key, 'sha256:0,1,2,7', ev);
+    } catch {
+      threw = true;
+    }
+    assert.ok(threw, 'evidence for one nonce must not verify for another');
+  });
+
+  s(
+    'seal/unseal round-trips a 32-byte key when supports.sealing; tampered blobs are typed errors',
+    async (ctx) => {
+      const u = U(ctx);
+      await u.attestor.start();
+      const key = Buffer.alloc(32, 0xab);
+      if (!u.attestor.supports.sealing) {
+        await rejects(() => u.attestor.seal(key), 'ERR_ATTESTOR_UNSUPPORTED');
+        await rejects(() => u.attestor.unseal(Buffer.alloc(10)), 'ERR_ATTESTOR_UNSUPPORTED');
+        return;
+      }
+      const blob = await u.attestor.seal(key);
+      assert.equal(Buffer.from(await u.attestor.unseal(blob)), key);
+      const pcrBlob = await u.attestor.seal(key, { pcrs: [0, 7] });
+      assert.equal(Buffer.from(await u.attestor.unseal(pcrBlob)), key);
+      await rejects(() => u.attestor.unseal(Buffer.from(blob).subarray(0, 20)), 'ERR_ATTESTOR_SEALED_BLOB');
+      const flipped = Buffer.from(blob);
+      flipped.writeUInt8((flipped.at(-1) as number) ^ 0xff, flipped.length - 1);
+      await rejects(() => u.attestor.unseal(flipped), 'ERR_ATTESTOR_SEALED_BLOB');
+      try {
+        await u.attestor.seal(Buffer.alloc(129));
+        assert.unreachable('129 bytes sealed');
+      } catch (err) {
+        assert.instance(err, TypeError);
+      }
+    },
+  );
+
+  s.run();
+}
