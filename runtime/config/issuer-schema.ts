@@ -19,10 +19,19 @@ export const IssuerConfigSchema = Closed({
   ca: Closed({
     certificate: FilePath('issuer CA certificate (PEM)'),
     key: FilePath('issuer CA private key (PEM, mode 0600)'),
+    /** A prepared next CA: published in the bundle at start, signs after `edgeward issuer ca rotate`. */
+    next: Type.Optional(
+      Closed({
+        certificate: FilePath('next CA certificate (PEM)'),
+        key: FilePath('next CA private key (PEM, mode 0600)'),
+      }),
+    ),
   }),
   storeDir: FilePath(),
   svidTtl: Type.Optional(Duration()),
   deviceCaTtl: Type.Optional(Duration()),
+  sessionTtl: Type.Optional(Duration('how long an attestation challenge stays valid (default 5m)')),
+  bundleRefreshHint: Type.Optional(Duration('spiffe_refresh_hint of the bundle')),
   attestation: Closed({
     tpm: Type.Optional(
       Closed({
@@ -30,6 +39,8 @@ export const IssuerConfigSchema = Closed({
         intermediates: Type.Optional(Type.Array(FilePath())),
         pcrs: Type.Optional(Type.String({ pattern: '^(sha1|sha256|sha384):\\d+(,\\d+)*$' })),
         autoRegister: Type.Optional(Type.Boolean()),
+        /** `manifests` (default): PCR values must match a signed firmware manifest; `any`: development only. */
+        pcrPolicy: Type.Optional(Type.Union([Type.Literal('manifests'), Type.Literal('any')])),
       }),
     ),
     joinToken: Type.Optional(Closed({ enabled: Type.Boolean() })),
@@ -37,6 +48,7 @@ export const IssuerConfigSchema = Closed({
       Closed({
         roots: Type.Array(FilePath(), { minItems: 1 }),
         nameFrom: Type.Optional(Type.Union([Type.Literal('cn'), Type.Literal('serial')])),
+        autoRegister: Type.Optional(Type.Boolean()),
       }),
     ),
   }),

@@ -139,7 +139,8 @@ export class CaSet {
 
   /** Make the prepared CA the signer; the old one stays in the bundle until what it signed expires. */
   async activateNext(): Promise<void> {
-    if (this.#next === undefined) throw new TypeError('no next CA prepared');
+    if (this.#next === undefined)
+      throw new IssuerError('ERR_ISSUER_CA_INVALID', 'no next CA prepared (set ca.next)');
     const old = this.#active;
     // maxSigned is lost over a restart: the longest TTL from now covers anything signed before.
     const until = Math.max(old.maxSigned, this.#o.clock.now() + this.#o.maxTtlMs);

@@ -1,11 +1,205 @@
-/** `edgeward issuer`: reserved; its capability is not in this build yet. */
-import { type Command, UsageError } from '../command.ts';
+/**
+ * `edgeward issuer`: the upstream issuer daemon and its operator commands. This file is a
+ * composition root: it builds the real clock, randomness, pino logger and LevelDB store and
+ * hands them to `runtime/issuer`.
+ */
+import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
+import pino from 'pino';
+import { ISSUER_ROLE, loadConfigFile } from '../../config/load.ts';
+import { parseDuration } from '../../config/types.ts';
+import { systemClock } from '../../core/clock.ts';
+import type { Logger } from '../../core/logger.ts';
+import { cryptoRandom } from '../../core/random.ts';
+import { IssuerError } from '../../errors.ts';
+import { createDevIssuerFiles } from '../../issuer/dev.ts';
+import { issuerOptionsFromConfig } from '../../issuer/from-config.ts';
+import { Issuer } from '../../issuer/issuer.ts';
+import { startIssuer } from '../../issuer/start.ts';
+import { openLevelStore } from '../../issuer/store.ts';
+import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
+
+const HELP = `Usage: edgeward issuer --config FILE
+       edgeward issuer <operator command> --config FILE [options]
+       edgeward issuer dev-ca --dir DIR --trust-domain TD
+
+Runs the upstream issuer: HTTPS with CBOR bodies (POST /v1/attest/begin, /v1/attest/finish,
+/v1/renew/begin, /v1/renew/finish, /v1/firmware/manifests; GET /v1/bundle, /v1/revocations).
+It verifies tpm, join-token and x509pop attestation, signs gateway X.509-SVIDs (default 1h)
+and delegated device CAs (default 24h), serves the SPIFFE bundle and the revocation feed, and
+records every issuance, renewal, refusal and revocation in its audit log. SIGINT/SIGTERM stop it.
+
+Options:
+  --config FILE            the issuer config file (YAML, see 'edgeward config --help')
+  -h, --help               this text
+
+Operator commands (they open the store directly: stop the daemon first, LevelDB allows one
+process at a time):
+  token create --name NAME [--ttl 10m]
+                           print a one-time join token for gateway NAME (stored hashed)
+  register --name NAME (--ek-hash HEX | --factory ID)
+                           map an EK (SHA-256 of its TPMT_PUBLIC, 64 hex digits) or a factory
+                           certificate identity (its CN or serial, per attestation.x509pop.nameFrom)
+                           to gateway NAME
+  disable --name NAME      refuse attestation and renewal for gateway NAME
+  enable --name NAME       allow it again
+  revoke (--spiffe-id ID | --serial HEX)
+                           revoke a gateway or device SPIFFE ID (a gateway is also disabled) or a
+                           certificate serial (lowercase hex); kept in the feed until it expires
+  ca rotate                retire the current CA (kept in the bundle until everything it signed has
+                           expired) in favour of ca.next. Rotation: 1) set ca.next and restart: the
+                           next CA is published in the bundle; 2) once agents have the new bundle,
+                           stop the issuer, run 'ca rotate', move ca.next into ca, start again
+  audit [--since MS] [--limit N]
+                           print audit events as JSON lines
+  dev-ca --dir DIR --trust-domain TD
+                           create a development CA (ca.pem, ca.key 0600) and a TLS certificate for
+                           127.0.0.1/localhost (tls.pem, tls.key 0600) in DIR; existing files are kept
+
+Exit codes: 0 done, 1 refused or failed (the error code is printed), 2 usage error.`;
+
+const FLAGS = {
+  config: { type: 'string' },
+  name: { type: 'string' },
+  ttl: { type: 'string' },
+  'ek-hash': { type: 'string' },
+  factory: { type: 'string' },
+  'spiffe-id': { type: 'string' },
+  serial: { type: 'string' },
+  since: { type: 'string' },
+  limit: { type: 'string' },
+  dir: { type: 'string' },
+  'trust-domain': { type: 'string' },
+} as const;
+
+function pinoLogger(level: string): Logger {
+  const p = pino({ level, base: { role: 'issuer' } }, pino.destination(2));
+  return {
+    debug: (m, f) => p.debug(f ?? {}, m),
+    info: (m, f) => p.info(f ?? {}, m),
+    warn: (m, f) => p.warn(f ?? {}, m),
+    error: (m, f) => p.error(f ?? {}, m),
+  };
+}
+
+async function openStore(dir: string) {
+  try {
+    return await openLevelStore(dir);
+  } catch (cause) {
+    throw new IssuerError(
+      'ERR_ISSUER_INTERNAL',
+      `cannot open the store in ${dir} (is the issuer running?)`,
+      {},
+      { cause },
+    );
+  }
+}
 
 export const command: Command = {
   name: 'issuer',
-  summary: '',
-  help: 'Usage: edgeward issuer ...\n\nNot in this build yet.',
-  async run() {
-    throw new UsageError('issuer: not in this build yet');
+  summary: 'run the upstream issuer: verify attestation, sign SVIDs and device CAs',
+  help: HELP,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, FLAGS, { positionals: 2, command: 'issuer' });
+    const [sub, sub2] = positionals;
+    if (sub === 'dev-ca') {
+      const dir = required(values.dir, 'dir', 'issuer dev-ca');
+      const td = required(values['trust-domain'], 'trust-domain', 'issuer dev-ca');
+      const dev = await createDevIssuerFiles(dir, {
+        trustDomain: td,
+        clock: systemClock,
+        random: cryptoRandom,
+      });
+      for (const [k, v] of Object.entries(dev.paths)) io.out(`${k}: ${v}`);
+      return 0;
+    }
+    const file = required(values.config, 'config', 'issuer');
+    const cfg = await loadConfigFile(file, ISSUER_ROLE, io.env);
+    const logger = pinoLogger(cfg.log?.level ?? 'info');
+    const store = await openStore(cfg.storeDir);
+    const deps = { store, clock: systemClock, random: cryptoRandom, logger };
+    const options = await issuerOptionsFromConfig(cfg, deps).catch(async (e: unknown) => {
+      await store.close();
+      throw e;
+    });
+    if (sub === undefined) return daemon(options, io);
+    const issuer = await Issuer.create(options);
+    try {
+      return await operator(issuer, sub, sub2, values, io);
+    } finally {
+      await issuer.close();
+      await store.close();
+    }
   },
 };
+
+async function daemon(options: Parameters<typeof startIssuer>[0], io: CliIo): Promise<number> {
+  const running = await startIssuer(options);
+  const ca = new X509Certificate(running.caCertificate);
+  io.out(`edgeward issuer listening on ${running.url} (trust domain ${options.trustDomain})`);
+  io.out(
+    `CA ${ca.subject.replace(/\n/g, ', ')}, valid to ${ca.validTo}, fingerprint sha256 ${ca.fingerprint256}`,
+  );
+  if (!io.stopSignal.aborted) await once(io.stopSignal, 'abort');
+  await running.close();
+  return 0;
+}
+
+async function operator(
+  issuer: Issuer,
+  sub: string,
+  sub2: string | undefined,
+  v: { [K in keyof typeof FLAGS]?: string },
+  io: CliIo,
+): Promise<number> {
+  const cmd = `issuer ${sub}`;
+  switch (sub) {
+    case 'token': {
+      if (sub2 !== 'create') throw new UsageError('issuer token: the only action is create');
+      const ttl = v.ttl ?? '10m';
+      if (!/^\d+(ms|s|m|h|d)$/.test(ttl))
+        throw new UsageError(`${cmd}: --ttl must be a duration such as 10m`);
+      io.out(await issuer.createJoinToken(required(v.name, 'name', cmd), parseDuration(ttl)));
+      return 0;
+    }
+    case 'register': {
+      const name = required(v.name, 'name', cmd);
+      if ((v['ek-hash'] === undefined) === (v.factory === undefined))
+        throw new UsageError(`${cmd}: give exactly one of --ek-hash or --factory`);
+      if (v['ek-hash'] !== undefined) await issuer.register('ek', v['ek-hash'].toLowerCase(), name);
+      else await issuer.register('x509', v.factory as string, name);
+      io.out(`registered gateway ${name}`);
+      return 0;
+    }
+    case 'disable':
+    case 'enable':
+      await issuer.setDisabled(required(v.name, 'name', cmd), sub === 'disable');
+      io.out(`gateway ${v.name} ${sub}d`);
+      return 0;
+    case 'revoke': {
+      if ((v['spiffe-id'] === undefined) === (v.serial === undefined))
+        throw new UsageError(`${cmd}: give exactly one of --spiffe-id or --serial`);
+      const r =
+        v['spiffe-id'] !== undefined
+          ? await issuer.revoke('spiffe-id', v['spiffe-id'])
+          : await issuer.revoke('serial', (v.serial as string).toLowerCase());
+      io.out(`revoked (sequence ${r.sequence}, kept until ${new Date(r.until).toISOString()})`);
+      return 0;
+    }
+    case 'ca':
+      if (sub2 !== 'rotate') throw new UsageError('issuer ca: the only action is rotate');
+      await issuer.rotateCa();
+      io.out('current CA retired; now move ca.next into ca in the config and start the issuer');
+      return 0;
+    case 'audit': {
+      const since = Number(v.since ?? 0);
+      const limit = Number(v.limit ?? 1000);
+      if (!Number.isSafeInteger(since) || !Number.isSafeInteger(limit) || limit < 1)
+        throw new UsageError(`${cmd}: --since and --limit must be integers`);
+      for (const e of await issuer.auditEvents(since, limit)) io.out(JSON.stringify(e));
+      return 0;
+    }
+    default:
+      throw new UsageError(`issuer: unknown command '${sub}' (see edgeward issuer --help)`);
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * From a validated issuer config file to `startIssuer` options: reads the CA and TLS key
+ * material (keys must be 0600), manufacturer and factory roots, firmware-signing keys, and
+ * turns durations into milliseconds. Defaults deny: no method is on unless configured,
+ * auto-registration is off, PCR values must match signed manifests.
+ */
+import { readFile } from 'node:fs/promises';
+import type { IssuerConfig } from '../config/issuer-schema.ts';
+import { parseDuration } from '../config/types.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Random } from '../core/random.ts';
+import { readCertificatesFile, readPrivateKeyFile, readPublicKeyFile } from './files.ts';
+import type { StartIssuerOptions } from './start.ts';
+import type { IssuerStore } from './store.ts';
+
+export async function issuerOptionsFromConfig(
+  cfg: IssuerConfig,
+  deps: { store: IssuerStore; clock: Clock; random: Random; logger: Logger },
+): Promise<StartIssuerOptions> {
+  const caPair = async (c: { certificate: string; key: string }) => {
+    const [cert] = await readCertificatesFile(c.certificate);
+    return {
+      certificate: (cert as NonNullable<typeof cert>).raw,
+      privateKey: await readPrivateKeyFile(c.key),
+    };
+  };
+  const many = async (files: readonly string[] = []) =>
+    (await Promise.all(files.map(readCertificatesFile))).flat();
+  const a = cfg.attestation;
+  const ms = (d: string | undefined): number | undefined => (d === undefined ? undefined : parseDuration(d));
+  await readPrivateKeyFile(cfg.listen.key); // mode check before TLS reads it
+  const opt = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } =>
+    (v === undefined ? {} : { [k]: v }) as { [P in K]?: V };
+  const hint = ms(cfg.bundleRefreshHint);
+  return {
+    trustDomain: cfg.trustDomain,
+    ...deps,
+    ca: await caPair(cfg.ca),
+    ...(cfg.ca.next === undefined ? {} : { nextCa: await caPair(cfg.ca.next) }),
+    tls: { cert: await readFile(cfg.listen.certificate), key: await readFile(cfg.listen.key) },
+    host: cfg.listen.host,
+    port: cfg.listen.port,
+    ...opt('svidTtlMs', ms(cfg.svidTtl)),
+    ...opt('deviceCaTtlMs', ms(cfg.deviceCaTtl)),
+    ...opt('sessionTtlMs', ms(cfg.sessionTtl)),
+    ...opt('refreshHintSeconds', hint === undefined ? undefined : Math.round(hint / 1000)),
+    methods: {
+      ...(a.joinToken === undefined ? {} : { joinToken: { enabled: a.joinToken.enabled } }),
+      ...(a.x509pop === undefined
+        ? {}
+        : {
+            x509pop: {
+              roots: await many(a.x509pop.roots),
+              nameFrom: a.x509pop.nameFrom ?? 'cn',
+              autoRegister: a.x509pop.autoRegister ?? false,
+            },
+          }),
+      ...(a.tpm === undefined
+        ? {}
+        : {
+            tpm: {
+              manufacturerRoots: await many(a.tpm.manufacturerRoots),
+              intermediates: await many(a.tpm.intermediates),
+              pcrSelection: a.tpm.pcrs ?? 'sha256:0,1,2,3,4,5,6,7',
+              autoRegister: a.tpm.autoRegister ?? false,
+              pcrPolicy: a.tpm.pcrPolicy ?? 'manifests',
+            },
+          }),
+    },
+    firmwareKeys: await Promise.all((cfg.firmware?.signingKeys ?? []).map(readPublicKeyFile)),
+    ...(cfg.rateLimit === undefined
+      ? {}
+      : {
+          rateLimit: {
+            perAddress: cfg.rateLimit.perAddress ?? 60,
+            perGateway: cfg.rateLimit.perGateway ?? 10,
+            windowMs: ms(cfg.rateLimit.window) ?? 60_000,
+          },
+        }),
+  };
+}

@@ -1,0 +1,152 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { CliIo } from '../../../runtime/cli/command.ts';
+import { main } from '../../../runtime/cli/main.ts';
+import { issuerCbor } from '../../../runtime/issuer/store.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'issuer-cli-'));
+
+function io(signal = new AbortController().signal): CliIo & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return {
+    stdout,
+    stderr,
+    out: (l) => stdout.push(l),
+    err: (l) => stderr.push(l),
+    env: {},
+    cwd: dir,
+    stopSignal: signal,
+  };
+}
+
+function config(): string {
+  const d = join(dir, 'dev');
+  const file = join(dir, 'issuer.yaml');
+  writeFileSync(
+    file,
+    `version: 1
+trustDomain: fleet.example
+listen: { host: 127.0.0.1, port: 0, certificate: ${d}/tls.pem, key: ${d}/tls.key }
+ca: { certificate: ${d}/ca.pem, key: ${d}/ca.key }
+storeDir: ${join(dir, 'store')}
+attestation:
+  joinToken: { enabled: true }
+log: { level: error }
+`,
+  );
+  return file;
+}
+
+function post(
+  url: string,
+  path: string,
+  body: unknown,
+  ca: string,
+): Promise<{ status: number; body: unknown }> {
+  const payload = Buffer.from(issuerCbor.encode(body));
+  const u = new URL(path, url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        ca,
+        agent: false,
+        headers: { 'content-type': 'application/cbor' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: issuerCbor.decode(Buffer.concat(chunks)) }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+test('issuer --help is complete', async () => {
+  const t = io();
+  assert.is(await main(['issuer', '--help'], t), 0);
+  const text = t.stdout.join('\n');
+  for (const w of [
+    '--config',
+    'token create',
+    'register',
+    'disable',
+    'revoke',
+    'ca rotate',
+    'audit',
+    'dev-ca',
+    'Exit codes',
+  ])
+    assert.ok(text.includes(w), w);
+});
+
+test('dev-ca writes a CA and TLS material with 0600 keys', async () => {
+  const t = io();
+  assert.is(
+    await main(['issuer', 'dev-ca', '--dir', join(dir, 'dev'), '--trust-domain', 'fleet.example'], t),
+    0,
+  );
+  assert.is(statSync(join(dir, 'dev', 'ca.key')).mode & 0o777, 0o600);
+  assert.is(statSync(join(dir, 'dev', 'tls.key')).mode & 0o777, 0o600);
+});
+
+test('operator token, then the daemon serves a join-token attestation, then stops on signal', async () => {
+  const cfg = config();
+  const t = io();
+  assert.is(
+    await main(['issuer', 'token', 'create', '--config', cfg, '--name', 'gw-1', '--ttl', '10m'], t),
+    0,
+    t.stderr.join(),
+  );
+  const token = t.stdout[0] as string;
+  assert.match(token, /^ewj1\./);
+  const stop = new AbortController();
+  const d = io(stop.signal);
+  const done = main(['issuer', '--config', cfg], d);
+  for (let i = 0; i < 200 && d.stdout.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+  const url = /listening on (https:\/\/\S+)/.exec(d.stdout[0] ?? '')?.[1];
+  assert.ok(url, d.stdout.join() + d.stderr.join());
+  const ca = readFileSync(join(dir, 'dev', 'ca.pem'), 'utf8');
+  const begin = await post(url as string, '/v1/attest/begin', { method: 'join-token', token }, ca);
+  assert.is(begin.status, 200);
+  const bad = await post(url as string, '/v1/attest/begin', { method: 'join-token', token: 'nope' }, ca);
+  assert.is((bad.body as { error: { code: string } }).error.code, 'ERR_ISSUER_TOKEN_INVALID');
+  stop.abort();
+  assert.is(await done, 0);
+  const a = io();
+  assert.is(await main(['issuer', 'audit', '--config', cfg], a), 0);
+  const events = a.stdout.map((l) => JSON.parse(l));
+  assert.ok(events.some((e) => e.event === 'token' && e.gateway === 'gw-1'));
+  assert.ok(events.some((e) => e.event === 'refuse' && e.code === 'ERR_ISSUER_TOKEN_INVALID'));
+});
+
+test('a CA key readable by others is refused with ERR_ISSUER_KEY_PERMISSIONS', async () => {
+  const cfg = config();
+  chmodSync(join(dir, 'dev', 'ca.key'), 0o644);
+  const t = io();
+  assert.is(await main(['issuer', 'audit', '--config', cfg], t), 1);
+  assert.match(t.stderr.join('\n'), /ERR_ISSUER_KEY_PERMISSIONS/);
+  chmodSync(join(dir, 'dev', 'ca.key'), 0o600);
+});
+
+test('usage errors exit 2', async () => {
+  const cfg = config();
+  assert.is(await main(['issuer'], io()), 2);
+  assert.is(await main(['issuer', 'register', '--config', cfg, '--name', 'x'], io()), 2);
+  assert.is(await main(['issuer', 'frobnicate', '--config', cfg], io()), 2);
+});
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+test.run();
