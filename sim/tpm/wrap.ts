@@ -1,0 +1,78 @@
+/**
+ * Protecting sensitive areas that leave the simulator (Part 1 "Protected Storage"): a child's
+ * TPMT_SENSITIVE under its storage parent (TPM2B_PRIVATE from Create, input of Load), and saved
+ * contexts under a key that dies with the null seed (ContextSave/ContextLoad). Both are the TPM's
+ * outer wrap: AES-CFB with zero IV under KDFa(…, "STORAGE", name) and an HMAC under
+ * KDFa(…, "INTEGRITY") over ciphertext ‖ name, checked before anything is decrypted.
+ */
+import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
+import { kdfa } from '../../attestors/tpm/crypto/kdf.ts';
+import { Reader, Writer } from '../../attestors/tpm/wire/buffer.ts';
+import { HASHES } from '../../attestors/tpm/wire/constants.ts';
+
+export interface Sensitive {
+  readonly type: number;
+  readonly authValue: Buffer;
+  readonly seedValue: Buffer;
+  readonly sensitive: Buffer;
+}
+
+export interface WrapKey {
+  /** Hash for KDFa and the HMAC (the parent's nameAlg). */
+  readonly hashAlg: number;
+  readonly seed: Buffer;
+  /** AES key size in bits (the parent's symmetric.keyBits). */
+  readonly keyBits: number;
+}
+
+export function marshalSensitive(s: Sensitive): Buffer {
+  return new Writer().u16(s.type).tpm2b(s.authValue).tpm2b(s.seedValue).tpm2b(s.sensitive).finish();
+}
+
+export function parseSensitive(b: Buffer): Sensitive {
+  const r = new Reader(b, 'TPMT_SENSITIVE');
+  const s = {
+    type: r.u16(),
+    authValue: r.tpm2b('authValue', 64),
+    seedValue: r.tpm2b('seedValue', 64),
+    sensitive: r.tpm2b('sensitive', 512),
+  };
+  r.done();
+  return s;
+}
+
+function cipher(key: WrapKey, name: Uint8Array): { aes: Buffer; mac: Buffer; hash: string; size: number } {
+  const h = HASHES[key.hashAlg] as { size: number; node: string };
+  return {
+    aes: kdfa(key.hashAlg, key.seed, 'STORAGE', name, Buffer.alloc(0), key.keyBits),
+    mac: kdfa(key.hashAlg, key.seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), h.size * 8),
+    hash: h.node,
+    size: h.size,
+  };
+}
+
+/** integrity TPM2B ‖ AES-CFB(TPM2B(plain)). */
+export function wrap(key: WrapKey, name: Uint8Array, plain: Buffer): Buffer {
+  const c = cipher(key, name);
+  const e = createCipheriv(`aes-${key.keyBits}-cfb`, c.aes, Buffer.alloc(16));
+  const enc = Buffer.concat([e.update(new Writer().tpm2b(plain).finish()), e.final()]);
+  const integrity = createHmac(c.hash, c.mac).update(enc).update(name).digest();
+  return new Writer().tpm2b(integrity).bytes(enc).finish();
+}
+
+/** The plaintext, or undefined when the structure or the integrity check fails. */
+export function unwrap(key: WrapKey, name: Uint8Array, blob: Buffer): Buffer | undefined {
+  const c = cipher(key, name);
+  if (blob.length < 2) return undefined;
+  const n = blob.readUInt16BE(0);
+  if (n !== c.size || blob.length < 2 + n + 2) return undefined;
+  const integrity = blob.subarray(2, 2 + n);
+  const enc = blob.subarray(2 + n);
+  const expect = createHmac(c.hash, c.mac).update(enc).update(name).digest();
+  if (!timingSafeEqual(integrity, expect)) return undefined;
+  const d = createDecipheriv(`aes-${key.keyBits}-cfb`, c.aes, Buffer.alloc(16));
+  const dec = Buffer.concat([d.update(enc), d.final()]);
+  const len = dec.readUInt16BE(0);
+  if (len !== dec.length - 2) return undefined;
+  return dec.subarray(2);
+}
