@@ -30,6 +30,8 @@ export type HookErrorCode =
   | 'ERR_HOOK_RESEAL'
   /** Nothing to restore: no snapshot of the previous identity exists. (rollback: exit 1) */
   | 'ERR_HOOK_NO_SNAPSHOT'
+  /** The agent's store could not be opened (missing, locked by a running agent). (exit 1) */
+  | 'ERR_HOOK_STORE'
   /** A vendor signing key file that is missing, not 0600, or not ECDSA P-256. (exit 1) */
   | 'ERR_HOOK_KEY'
   /** PCR values given to `hook manifest create` that do not parse. (exit 2) */

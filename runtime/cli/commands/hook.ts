@@ -1,11 +1,183 @@
-/** `edgeward hook`: reserved; its capability is not in this build yet. */
-import { type Command, UsageError } from '../command.ts';
+/**
+ * `edgeward hook <phase>`: the OTA phases that Mender, RAUC and SWUpdate call through the adapter
+ * scripts in firmware-hooks/, and `edgeward hook manifest create`, the vendor's signing tool.
+ * Exit codes are the contract with the OTA tools (firmware-hooks/exit-codes.ts).
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HookError } from '../../../firmware-hooks/errors.ts';
+import { exitCodeFor, HOOK_EXIT } from '../../../firmware-hooks/exit-codes.ts';
+import { AGENT_ROLE, loadConfigFile } from '../../config/load.ts';
+import { systemClock } from '../../core/clock.ts';
+import { isEdgewardError } from '../../core/error.ts';
+import type { Logger } from '../../core/logger.ts';
+import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
+
+const HELP = `Usage: edgeward hook <phase> [options]
+
+Phases (called by the OTA tool through firmware-hooks/ adapters):
+  pre-install   refuse an update whose firmware manifest is missing or not signed by a
+                configured firmware key; record it for the later phases
+                  --manifest FILE  --firmware-key PEM (repeatable)  [--expect-version V]
+  post-install  publish the manifest to the issuer, prepare the store for re-sealing
+  post-boot     re-attest with the new measurements, rotate the SVID, re-seal the data key
+  commit        end the update after a successful post-boot
+  rollback      restore the previous identity and sealing
+  Every phase takes --config FILE (agent config: dataDir, upstream) or --state-dir DIR.
+
+Vendor tool:
+  edgeward hook manifest create --key FILE --version V [--bank sha256]
+      (--pcr INDEX=HEX ... | --from-tpm SPEC --pcrs 0,1,7) [--out FILE]
+  Signs a firmware manifest with the ECDSA P-256 key FILE (mode 0600).
+
+Exit codes:
+  0   done
+  1   failed: abort the update / roll back
+  2   usage error
+  3   manifest refused (missing, unsigned, unknown key, other version): do not install
+  4   post-boot: identity not re-established: roll back, never commit
+  21  not ready yet (post-boot has not finished): retry later (Mender's retry-later code)`;
+
+const FLAGS = {
+  config: { type: 'string' },
+  'state-dir': { type: 'string' },
+  manifest: { type: 'string' },
+  'firmware-key': { type: 'string', multiple: true },
+  'expect-version': { type: 'string' },
+} as const;
+
+function cliLogger(io: CliIo): Logger {
+  const line =
+    (level: string) =>
+    (msg: string, fields: Record<string, unknown> = {}) =>
+      io.err(JSON.stringify({ level, msg, ...fields }));
+  return { debug: () => {}, info: line('info'), warn: line('warn'), error: line('error') };
+}
+
+async function stateDirOf(values: { config?: string; 'state-dir'?: string }, io: CliIo): Promise<string> {
+  if (values['state-dir'] !== undefined) return values['state-dir'];
+  if (values.config === undefined) throw new UsageError('hook: give --config FILE or --state-dir DIR');
+  const cfg = await loadConfigFile(values.config, AGENT_ROLE, io.env);
+  return join(cfg.dataDir, 'ota');
+}
+
+async function manifestCreate(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseFlags(
+    argv,
+    {
+      key: { type: 'string' },
+      version: { type: 'string' },
+      bank: { type: 'string' },
+      pcr: { type: 'string', multiple: true },
+      'from-tpm': { type: 'string' },
+      pcrs: { type: 'string' },
+      out: { type: 'string' },
+    },
+    { command: 'hook manifest create' },
+  );
+  const { isBank, parsePcrList, parsePcrPairs, readPcrs } = await import('../../../firmware-hooks/pcrs.ts');
+  const { createManifest } = await import('../../../firmware-hooks/manifest-create.ts');
+  const keyFile = required(values.key, 'key', 'hook manifest create');
+  const version = required(values.version, 'version', 'hook manifest create');
+  const bank = values.bank ?? 'sha256';
+  if (!isBank(bank))
+    throw new UsageError('hook manifest create: --bank must be sha1, sha256, sha384 or sha512');
+  let pcrs: Record<number, string>;
+  if (values['from-tpm'] !== undefined) {
+    if (values.pcr !== undefined)
+      throw new UsageError('hook manifest create: give --pcr or --from-tpm, not both');
+    const indices = parsePcrList(required(values.pcrs, 'pcrs', 'hook manifest create'));
+    const { openTransport } = await import('../../../attestors/tpm/transport/open.ts');
+    const transport = await openTransport(values['from-tpm'], {}, { clock: systemClock });
+    try {
+      pcrs = await readPcrs(transport, bank, indices);
+    } finally {
+      await transport.close();
+    }
+  } else {
+    pcrs = parsePcrPairs(values.pcr ?? [], bank);
+  }
+  const text = await createManifest({ keyFile, version, bank, pcrs }, systemClock.now());
+  if (values.out === undefined) io.out(text.trimEnd());
+  else {
+    await writeFile(values.out, text, { mode: 0o644 });
+    io.out(`${values.out}: firmware manifest ${version} (${bank}: PCR ${Object.keys(pcrs).join(',')})`);
+  }
+  return HOOK_EXIT.ok;
+}
+
+async function phase(name: string, argv: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseFlags(argv, FLAGS, { command: `hook ${name}` });
+  const logger = cliLogger(io);
+  const stateDir = await stateDirOf(values, io);
+  switch (name) {
+    case 'pre-install': {
+      const { loadTrustedKeys } = await import('../../../firmware-hooks/keys.ts');
+      const { preInstall } = await import('../../../firmware-hooks/pre-install.ts');
+      const m = await preInstall({
+        manifestFile: values.manifest,
+        trusted: await loadTrustedKeys(values['firmware-key'] ?? []),
+        expectVersion: values['expect-version'],
+        stateDir,
+        now: systemClock.now(),
+        logger,
+      });
+      io.out(`pre-install: firmware ${m.version} manifest verified (key ${m.keyId.slice(0, 16)})`);
+      return HOOK_EXIT.ok;
+    }
+    case 'commit':
+    case 'rollback': {
+      const { commit, rollback } = await import('../../../firmware-hooks/commit.ts');
+      const { openStoreDb } = await import('../../../firmware-hooks/store-db.ts');
+      let db: Awaited<ReturnType<typeof openStoreDb>> | undefined;
+      const input = {
+        stateDir,
+        logger,
+        db: async () => {
+          db = await openStoreDb(join(stateDir, '..', 'store'));
+          return db;
+        },
+      };
+      try {
+        const r = name === 'commit' ? await commit(input) : await rollback(input);
+        io.out(`${name}: firmware ${r.version}`);
+      } finally {
+        await db?.close();
+      }
+      return HOOK_EXIT.ok;
+    }
+    case 'post-install':
+    case 'post-boot':
+      // The phases run on the agent's store, attestor and upstream as its composition root builds
+      // them; that root (`edgeward agent --config`) is not in this build yet.
+      throw new HookError(
+        'ERR_HOOK_STATE',
+        `${name} needs the agent's composition root (store, attestor, upstream), not in this build yet`,
+      );
+    default:
+      throw new UsageError(`hook: unknown phase '${name}' (see edgeward hook --help)`);
+  }
+}
 
 export const command: Command = {
   name: 'hook',
-  summary: '',
-  help: 'Usage: edgeward hook ...\n\nNot in this build yet.',
-  async run() {
-    throw new UsageError('hook: not in this build yet');
+  summary: 'OTA firmware-update phases for Mender, RAUC and SWUpdate',
+  help: HELP,
+  async run(argv, io) {
+    const [sub, ...rest] = argv;
+    if (sub === undefined) throw new UsageError('hook: give a phase (see edgeward hook --help)');
+    try {
+      if (sub === 'manifest') {
+        const [verb, ...more] = rest;
+        if (verb !== 'create') throw new UsageError(`hook manifest: expected 'create'`);
+        return await manifestCreate(more, io);
+      }
+      return await phase(sub, rest, io);
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      if (!isEdgewardError(err)) throw err;
+      io.err(`edgeward hook ${sub}: ${err.code}: ${err.message}`);
+      return exitCodeFor(err, sub);
+    }
   },
 };
