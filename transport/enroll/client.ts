@@ -49,6 +49,20 @@ export interface EnrolledIdentity {
   readonly bundlePem: string;
 }
 
+const KNOWN = [
+  'ERR_ENROLL_TOKEN_INVALID',
+  'ERR_ENROLL_RATE_LIMITED',
+  'ERR_ENROLL_FACTORY_REFUSED',
+  'ERR_ENROLL_PROTOCOL',
+];
+
+function refused(error: { code: string; message: string }): never {
+  throw new TransportError(
+    (KNOWN.includes(error.code) ? error.code : 'ERR_ENROLL_REFUSED') as 'ERR_ENROLL_REFUSED',
+    `gateway refused enrollment: ${error.code}: ${error.message}`,
+  );
+}
+
 export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
   const fingerprint =
     o.token !== undefined
@@ -75,7 +89,12 @@ export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
   socket.setTimeout(o.timeoutMs ?? 15_000, () => socket.destroy(new Error('timed out')));
   try {
     const reader = new FrameReader(socket);
-    const hello = asHello(await reader.next());
+    const first = await reader.next();
+    if (typeof first === 'object' && first !== null && 'error' in first) {
+      const a = asAnswer(first);
+      if ('error' in a) refused(a.error);
+    }
+    const hello = asHello(first);
     if (!bundleMatches(fingerprint, hello.roots)) {
       throw new TransportError(
         'ERR_ENROLL_GATEWAY_UNTRUSTED',
@@ -111,20 +130,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
       o.token !== undefined ? { method: 'token', token: o.token, csr } : { method: 'factory', csr },
     );
     const answer = asAnswer(await reader.next());
-    if ('error' in answer) {
-      const known = [
-        'ERR_ENROLL_TOKEN_INVALID',
-        'ERR_ENROLL_RATE_LIMITED',
-        'ERR_ENROLL_FACTORY_REFUSED',
-        'ERR_ENROLL_PROTOCOL',
-      ];
-      throw new TransportError(
-        (known.includes(answer.error.code)
-          ? answer.error.code
-          : 'ERR_ENROLL_REFUSED') as 'ERR_ENROLL_REFUSED',
-        `gateway refused enrollment: ${answer.error.code}: ${answer.error.message}`,
-      );
-    }
+    if ('error' in answer) refused(answer.error);
     const chain = answer.chain.map((d) => new X509Certificate(d));
     const newRoots = answer.roots.map((d) => new X509Certificate(d));
     const mine = createPublicKey(o.key).export({ type: 'spki', format: 'der' });
