@@ -50,7 +50,7 @@ export interface SimOptions {
   readonly autoStartup?: boolean;
   /** Active PCR banks. Default ['sha256'] (Debian's swtpm_setup default). */
   readonly pcrBanks?: readonly PcrBankName[];
-  /** EKs provisioned in a fresh state directory. Default ['rsa', 'ecc']. */
+  /** EKs provisioned in a fresh state directory. Default ['rsa', 'ecc', 'ecc384']. */
   readonly ekTypes?: readonly EkType[];
   /** libtpms 0.9.2's TPM_RC_RETRY on the first authValue use of a DA object after Startup. Default false. */
   readonly retryQuirk?: boolean;
@@ -59,6 +59,8 @@ export interface SimOptions {
   /** Delay every response by this many ms on `clock` (a slow TPM). Default 0. */
   readonly responseDelayMs?: number;
 }
+
+const DEFAULT_EKS: readonly EkType[] = ['rsa', 'ecc', 'ecc384'];
 
 export type SimTpmTransport = TpmTransport & SimControls;
 
@@ -69,8 +71,8 @@ function check(options: SimOptions): void {
   const banks = options.pcrBanks ?? ['sha256'];
   if (banks.length === 0 || banks.some((b) => BANKS[b] === undefined))
     bad('pcrBanks must name sha1/sha256/sha384/sha512');
-  const eks = options.ekTypes ?? ['rsa', 'ecc'];
-  if (eks.some((e) => e !== 'rsa' && e !== 'ecc')) bad("ekTypes must be 'rsa' and/or 'ecc'");
+  const eks = options.ekTypes ?? DEFAULT_EKS;
+  if (eks.some((e) => !DEFAULT_EKS.includes(e))) bad("ekTypes must name 'rsa', 'ecc' or 'ecc384'");
   if (options.maxTries !== undefined && (!Number.isSafeInteger(options.maxTries) || options.maxTries < 1))
     bad('maxTries must be a positive integer');
   if (options.responseDelayMs !== undefined && !(options.responseDelayMs >= 0))
@@ -93,7 +95,7 @@ export async function openSimTransport(stateDir: string, options: SimOptions = {
   try {
     const fresh = !store.exists();
     const state = fresh
-      ? await provision(store, random, clock.now(), options.ekTypes ?? ['rsa', 'ecc'])
+      ? await provision(store, random, clock.now(), options.ekTypes ?? DEFAULT_EKS)
       : store.load();
     if (fresh) logger.info('tpm simulator: provisioned a new TPM', { stateDir });
     const tpm = new Tpm(

@@ -3,9 +3,12 @@
  * recover the seed with the EK (RSA-OAEP with label "IDENTITY", or ECDH + KDFe), check the outer
  * HMAC over encIdentity ‖ Name(activated object) — so a credential made for another key fails
  * with TPM_RC_INTEGRITY — then decrypt the credential with AES-CFB under KDFa("STORAGE").
+ * TPM2_MakeCredential (§12.6) is the TPM-side twin; it reuses the verifier's software
+ * MakeCredential, so it is no independent check of that code (ActivateCredential above is).
  */
 import { constants, createDecipheriv, createHmac, privateDecrypt, timingSafeEqual } from 'node:crypto';
 import { kdfa, kdfe } from '../../../attestors/tpm/crypto/kdf.ts';
+import { makeCredential } from '../../../attestors/tpm/verify/make-credential.ts';
 import { Reader } from '../../../attestors/tpm/wire/buffer.ts';
 import { HASHES, TPM_ALG, TPM_CC, TPMA_OBJECT } from '../../../attestors/tpm/wire/constants.ts';
 import { eccSharedX } from '../keys.ts';
@@ -97,6 +100,27 @@ export const credentialCommands: readonly CommandSpec[] = [
       if (plain.length < 2 || plain.readUInt16BE(0) !== plain.length - 2 || plain.length - 2 > hash.size)
         throw rcParam(RC.SIZE, 1);
       ctx.out.tpm2b(plain.subarray(2));
+    },
+  },
+  {
+    cc: TPM_CC.MakeCredential,
+    name: 'MakeCredential',
+    handles: ['object'],
+    auth: [],
+    run(ctx) {
+      const credential = ctx.at(1).tpm2b('credential', 64);
+      const name = ctx.at(2).tpm2b('objectName', 68);
+      ctx.end();
+      const ek = ctx.tpm.object(ctx.handles[0] as number) as SimObject;
+      const a = ek.pub.attributes;
+      if (!has(a, TPMA_OBJECT.restricted) || !has(a, TPMA_OBJECT.decrypt) || has(a, TPMA_OBJECT.sign))
+        throw rcHandle(RC.TYPE, 1);
+      const size = (HASHES[ek.pub.nameAlg] as { size: number }).size;
+      if (credential.length === 0 || credential.length > size) throw rcParam(RC.SIZE, 1);
+      const alg = name.length >= 2 ? HASHES[name.readUInt16BE(0)] : undefined;
+      if (alg === undefined || name.length !== 2 + alg.size) throw rcParam(RC.SIZE, 2);
+      const mc = makeCredential(ek.pubBytes, name, credential, ctx.tpm.config.random);
+      ctx.out.tpm2b(mc.credentialBlob).tpm2b(mc.encryptedSecret);
     },
   },
 ];
