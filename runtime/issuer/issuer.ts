@@ -30,7 +30,7 @@ import type {
 } from '../upstream/protocol.ts';
 import { AuditLog } from './audit.ts';
 import { type CaKeyPair, CaSet } from './ca.ts';
-import { verifyManifest } from './manifests.ts';
+import { acceptManifest } from './manifests.ts';
 import { RateLimiter } from './rate-limit.ts';
 import {
   type AuditEvent,
@@ -349,25 +349,16 @@ export class Issuer {
   async addManifest(body: unknown, ctx: RequestContext): Promise<{ version: string }> {
     const info: Partial<AuditEvent> = {};
     return this.#guard('manifest', ctx, info, async () => {
-      const m = verifyManifest(body, this.#o.firmwareKeys ?? []);
-      const now = this.#clock.now();
-      const records: ManifestRecord[] = Object.entries(m.pcrs).map(([bank, pcrs]) => ({
-        version: m.version,
-        bank,
-        pcrs: { ...pcrs },
-        addedAt: now,
-      }));
+      const record = acceptManifest(body, this.#o.firmwareKeys ?? [], this.#clock.now());
       await this.#store.batch([
-        ...records.map((r) => ({ type: 'put' as const, key: K.manifest(r.bank, r.version), value: r })),
-        this.#audit.op({ event: 'manifest', detail: m.version, address: ctx.address }),
+        { type: 'put' as const, key: K.manifest(record.bank, record.version), value: record },
+        this.#audit.op({ event: 'manifest', detail: record.version, address: ctx.address }),
       ]);
       this.#manifests = [
-        ...this.#manifests.filter(
-          (x) => !(x.version === m.version && records.some((r) => r.bank === x.bank)),
-        ),
-        ...records,
+        ...this.#manifests.filter((x) => !(x.version === record.version && x.bank === record.bank)),
+        record,
       ];
-      return { version: m.version };
+      return { version: record.version };
     });
   }
 

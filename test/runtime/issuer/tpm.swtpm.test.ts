@@ -13,9 +13,9 @@ import { execute } from '../../../attestors/tpm/client/execute.ts';
 import { PCR_Extend } from '../../../attestors/tpm/commands/pcr.ts';
 import { openTransport } from '../../../attestors/tpm/transport/open.ts';
 import { TPM_ALG } from '../../../attestors/tpm/wire/constants.ts';
+import { signManifest } from '../../../runtime/firmware/manifest.ts';
 import { Issuer } from '../../../runtime/issuer/issuer.ts';
-import { signManifest } from '../../../runtime/issuer/manifests.ts';
-import { issuerCbor, openMemoryStore } from '../../../runtime/issuer/store.ts';
+import { openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { createRootCa } from '../../../runtime/svid/authority.ts';
 import { parseCsr } from '../../../runtime/svid/csr.ts';
 import type { AttestBeginResponse, IssuedIdentity } from '../../../runtime/upstream/protocol.ts';
@@ -86,12 +86,12 @@ for (const ek of ['L-1', 'H-3'] as const) {
     assert.is((first.begin as AttestBeginResponse).pcrSelection, SEL);
     await rejects(() => issuer.attestFinish(first.body, ctx), 'ERR_ISSUER_PCR_MISMATCH');
     // The operator publishes the reference values of this firmware, signed.
-    const pcrs: Record<string, Uint8Array> = {};
+    const pcrs: Record<number, string> = {};
     [0, 1, 2, 7].forEach((p, i) => {
-      pcrs[String(p)] = first.proof.pcrValues[i] as Uint8Array;
+      pcrs[p] = Buffer.from(first.proof.pcrValues[i] as Uint8Array).toString('hex');
     });
     await issuer.addManifest(
-      issuerCbor.decode(signManifest({ version: 'fw-1.0', pcrs: { sha256: pcrs } }, fwKey)),
+      { manifest: signManifest({ version: 'fw-1.0', bank: 'sha256', pcrs }, fwKey, clock.now()) },
       ctx,
     );
     const ok = await attest(issuer, a);
@@ -146,12 +146,12 @@ test('a wrong activated secret is refused; PCR drift refuses renewal and the aud
   });
   await rejects(() => issuer.attestFinish(bad.body, ctx), 'ERR_ISSUER_CREDENTIAL');
   const probe = await attest(issuer, a);
-  const pcrs: Record<string, Uint8Array> = {};
+  const pcrs: Record<number, string> = {};
   [0, 1, 2, 7].forEach((p, i) => {
-    pcrs[String(p)] = probe.proof.pcrValues[i] as Uint8Array;
+    pcrs[p] = Buffer.from(probe.proof.pcrValues[i] as Uint8Array).toString('hex');
   });
   await issuer.addManifest(
-    issuerCbor.decode(signManifest({ version: 'fw-2.0', pcrs: { sha256: pcrs } }, fwKey)),
+    { manifest: signManifest({ version: 'fw-2.0', bank: 'sha256', pcrs }, fwKey, clock.now()) },
     ctx,
   );
   const ok = await attest(issuer, a);

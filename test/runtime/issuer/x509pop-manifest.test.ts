@@ -1,8 +1,9 @@
 import { createHash, createPublicKey, generateKeyPairSync, sign, X509Certificate } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { signManifest } from '../../../runtime/firmware/manifest.ts';
 import { Issuer, type IssuerOptions } from '../../../runtime/issuer/issuer.ts';
-import { matchReference, signManifest } from '../../../runtime/issuer/manifests.ts';
+import { matchReference } from '../../../runtime/issuer/manifests.ts';
 import type { ManifestRecord } from '../../../runtime/issuer/records.ts';
 import { openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { createRootCa, createServerCertificate } from '../../../runtime/svid/authority.ts';
@@ -139,15 +140,18 @@ test('x509pop refusals: wrong possession key, foreign chain, CA as leaf, expired
 test('manifests: signed by the firmware key are accepted and matched; unsigned or wrongly signed are refused', async () => {
   const issuer = await make();
   const pcr = (n: number) => createHash('sha256').update(`pcr${n}`).digest();
-  const good = signManifest({ version: '1.2.0', pcrs: { sha256: { '0': pcr(0), '7': pcr(7) } } }, fwKey);
-  const { issuerCbor } = await import('../../../runtime/issuer/store.ts');
-  assert.equal(await issuer.addManifest(issuerCbor.decode(good), ctx), { version: '1.2.0' });
-  const wrongKey = signManifest({ version: '6.6.6', pcrs: { sha256: { '0': pcr(0) } } }, ec());
-  await rejects(() => issuer.addManifest(issuerCbor.decode(wrongKey), ctx), 'ERR_ISSUER_MANIFEST_INVALID');
-  const env = issuerCbor.decode(good) as { manifest: Uint8Array };
-  await rejects(() => issuer.addManifest({ manifest: env.manifest }, ctx), 'ERR_ISSUER_MANIFEST_INVALID');
-  const badShape = signManifest({ version: '1.3', pcrs: { sha256: { '0': Buffer.alloc(20) } } }, fwKey);
-  await rejects(() => issuer.addManifest(issuerCbor.decode(badShape), ctx), 'ERR_ISSUER_MANIFEST_INVALID');
+  const hex = (n: number) => pcr(n).toString('hex');
+  const good = signManifest({ version: '1.2.0', bank: 'sha256', pcrs: { 0: hex(0), 7: hex(7) } }, fwKey, now);
+  assert.equal(await issuer.addManifest({ manifest: good }, ctx), { version: '1.2.0' });
+  const wrongKey = signManifest({ version: '6.6.6', bank: 'sha256', pcrs: { 0: hex(0) } }, ec(), now);
+  await rejects(() => issuer.addManifest({ manifest: wrongKey }, ctx), 'ERR_MANIFEST_UNKNOWN_KEY');
+  const env = JSON.parse(good) as Record<string, string>;
+  await rejects(
+    () => issuer.addManifest({ manifest: JSON.stringify({ ...env, signature: '' }) }, ctx),
+    'ERR_MANIFEST_SIGNATURE',
+  );
+  await rejects(() => issuer.addManifest({ manifest: 42 }, ctx), 'ERR_ISSUER_MANIFEST_INVALID');
+  await rejects(() => issuer.addManifest({ manifest: '{"format":"other"}' }, ctx), 'ERR_MANIFEST_INVALID');
   const recs: ManifestRecord[] = [
     { version: '1.2.0', bank: 'sha256', pcrs: { '0': pcr(0), '7': pcr(7) }, addedAt: now },
   ];
