@@ -34,7 +34,7 @@ export interface PersistentState {
   /** False after a power loss until the clock has been saved again (TPMS_CLOCK_INFO.safe). */
   safe: boolean;
   daFailedTries: number;
-  /** Seeded RSA primes: key = hex hash of (seed, template, data); value = hex of the larger prime. */
+  /** Seeded RSA primes: key = hex hash of (seed, template, data); value = hex 'p:q'. */
   readonly rsaCache: Map<string, string>;
 }
 
@@ -152,7 +152,13 @@ export function parseState(text: string): PersistentState {
             ),
       safe: j.safe === true,
       daFailedTries: num(j.daFailedTries, 'daFailedTries'),
-      rsaCache: new Map(Object.entries(rsa).map(([k, v]) => [k, unhex(v, 'rsaCache').toString('hex')])),
+      rsaCache: new Map(
+        Object.entries(rsa).map(([k, v]) => {
+          if (typeof v !== 'string' || !/^[0-9a-f]+:[0-9a-f]+$/.test(v))
+            throw new SimError('ERR_SIM_STATE_CORRUPT', 'state field rsaCache is not p:q hex');
+          return [k, v];
+        }),
+      ),
     };
   } catch (cause) {
     if (cause instanceof SimError) throw cause;

@@ -74,8 +74,11 @@ export function params(resp: Response, hasHandle = false): { handle: number | un
   return { handle, r };
 }
 
-export const sensitiveCreate = (w: Writer, userAuth = Buffer.alloc(0), data = Buffer.alloc(0)): Writer =>
-  w.sized((s) => s.tpm2b(userAuth).tpm2b(data));
+export const sensitiveCreate = (
+  w: Writer,
+  userAuth: Uint8Array = Buffer.alloc(0),
+  data: Uint8Array = Buffer.alloc(0),
+): Writer => w.sized((s) => s.tpm2b(userAuth).tpm2b(data));
 
 export function createPrimary(hierarchy: number, tpl: TpmtPublic, auth: Auth = PW): Buffer {
   return command(TPM_CC.CreatePrimary, [hierarchy], [auth], (w) => {
@@ -84,9 +87,15 @@ export function createPrimary(hierarchy: number, tpl: TpmtPublic, auth: Auth = P
   });
 }
 
-export function create(parent: number, tpl: TpmtPublic, data = Buffer.alloc(0), auth: Auth = PW): Buffer {
+export function create(
+  parent: number,
+  tpl: TpmtPublic,
+  data = Buffer.alloc(0),
+  auth: Auth = PW,
+  userAuth: Uint8Array = Buffer.alloc(0),
+): Buffer {
   return command(TPM_CC.Create, [parent], [auth], (w) => {
-    sensitiveCreate(w, Buffer.alloc(0), data);
+    sensitiveCreate(w, userAuth, data);
     w.tpm2b(marshalPublic(tpl)).tpm2b(Buffer.alloc(0)).u32(0);
   });
 }
