@@ -90,7 +90,7 @@ export function createPrimary(hierarchy: number, tpl: TpmtPublic, auth: Auth = P
 export function create(
   parent: number,
   tpl: TpmtPublic,
-  data = Buffer.alloc(0),
+  data: Uint8Array = Buffer.alloc(0),
   auth: Auth = PW,
   userAuth: Uint8Array = Buffer.alloc(0),
 ): Buffer {
