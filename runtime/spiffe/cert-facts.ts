@@ -56,16 +56,20 @@ export const KU_CRL_SIGN = 64;
 /** Read the facts of `cert`; a certificate whose extensions do not parse is `ERR_SVID_INVALID`. */
 export function certFacts(cert: X509Certificate): CertFacts {
   let parsed: x509.X509Certificate;
+  let bc: x509.BasicConstraintsExtension | null;
+  let ku: x509.KeyUsagesExtension | null;
+  let eku: x509.ExtendedKeyUsageExtension | null;
+  let names: readonly x509.GeneralName[];
   try {
     parsed = new x509.X509Certificate(cert.raw);
+    // @peculiar/x509 decodes extension values lazily: a malformed one throws here (fuzz finding).
+    bc = parsed.getExtension(x509.BasicConstraintsExtension);
+    ku = parsed.getExtension(x509.KeyUsagesExtension);
+    eku = parsed.getExtension(x509.ExtendedKeyUsageExtension);
+    names = parsed.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
   } catch (cause) {
     throw new SpiffeError('ERR_SVID_INVALID', 'certificate does not parse', { cause });
   }
-  const bc = parsed.getExtension(x509.BasicConstraintsExtension);
-  const ku = parsed.getExtension(x509.KeyUsagesExtension);
-  const eku = parsed.getExtension(x509.ExtendedKeyUsageExtension);
-  const san = parsed.getExtension(x509.SubjectAlternativeNameExtension);
-  const names = san?.names.items ?? [];
   const nc = parsed.extensions.find((e) => e.type === OID_NAME_CONSTRAINTS);
   const constraints = nc === undefined ? undefined : parseUriConstraints(new Uint8Array(nc.value));
   return {

@@ -83,7 +83,13 @@ export function decodeBundle(json: string): DecodedBundle {
     } catch (cause) {
       throw bad(`keys[${i}] is not a valid public JWK`, cause);
     }
-    if (!fromJwk.equals(cert.publicKey)) throw bad(`keys[${i}]: JWK and x5c certificate keys differ`);
+    let same = false;
+    try {
+      same = fromJwk.equals(cert.publicKey); // throws when the certificate's key does not decode
+    } catch (cause) {
+      throw bad(`keys[${i}].x5c[0] has a public key that does not decode`, cause);
+    }
+    if (!same) throw bad(`keys[${i}]: JWK and x5c certificate keys differ`);
     if (!cert.ca) throw bad(`keys[${i}]: x5c certificate is not a CA`);
     roots.push(cert);
   });
