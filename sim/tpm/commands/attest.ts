@@ -185,7 +185,7 @@ export const attestCommands: readonly CommandSpec[] = [
         if (hierarchy === TPM_RH.NULL) throw rcParam(RC.TICKET, 3);
         const st = Buffer.alloc(2);
         st.writeUInt16BE(TPM_ST.HASHCHECK);
-        const expect = createHmac(h.node, tpm.proof(hierarchy)).update(st).update(dig).digest();
+        const expect = createHmac('sha512', tpm.proof(hierarchy)).update(st).update(dig).digest();
         if (!expect.equals(ticket)) throw rcParam(RC.TICKET, 3);
       }
       let sig: Buffer;

@@ -8,14 +8,7 @@ import { createHmac } from 'node:crypto';
 import { digest } from '../../../attestors/tpm/crypto/kdf.ts';
 import { handleName, objectName } from '../../../attestors/tpm/crypto/name.ts';
 import { Writer } from '../../../attestors/tpm/wire/buffer.ts';
-import {
-  HASHES,
-  TPM_ALG,
-  TPM_CC,
-  TPM_RH,
-  TPM_ST,
-  TPMA_OBJECT,
-} from '../../../attestors/tpm/wire/constants.ts';
+import { TPM_ALG, TPM_CC, TPM_RH, TPM_ST, TPMA_OBJECT } from '../../../attestors/tpm/wire/constants.ts';
 import { type PcrSelection, writePcrSelection } from '../../../attestors/tpm/wire/pcr-selection.ts';
 import {
   bound,
@@ -73,14 +66,14 @@ function writeCreation(
   const { selection, values } = selectedValues(ctx.tpm, sel);
   const w = new Writer();
   writePcrSelection(w, selection);
-  w.tpm2b(sel.length === 0 ? Buffer.alloc(0) : digest(obj.pub.nameAlg, ...values));
+  w.tpm2b(digest(obj.pub.nameAlg, ...values));
   w.u8(0x01).u16(parent.nameAlg).tpm2b(parent.name).tpm2b(parent.qn).tpm2b(outsideInfo);
   const data = w.finish();
   const hash = digest(obj.pub.nameAlg, data);
-  const h = HASHES[obj.pub.nameAlg] as { node: string };
   const st = Buffer.alloc(2);
   st.writeUInt16BE(TPM_ST.CREATION);
-  const ticket = createHmac(h.node, ctx.tpm.proof(obj.hierarchy))
+  // Tickets are HMACs under the hierarchy proof with the context-integrity hash (SHA-512, as libtpms).
+  const ticket = createHmac('sha512', ctx.tpm.proof(obj.hierarchy))
     .update(st)
     .update(obj.name)
     .update(hash)
