@@ -1,0 +1,66 @@
+/**
+ * Prometheus text exposition (format 0.0.4) of the agent: counters (rotations, failures by
+ * reason, device SVIDs, clock events) and gauges read from the status snapshot at scrape time
+ * (seconds to expiry, cache age, devices, breaker, clock trust). No identity material.
+ *
+ * @example
+ * ```ts
+ * res.end(renderMetrics(agent.status(), agent.counters));
+ * ```
+ */
+import type { AgentStatus } from '../agent/agent.ts';
+import { type Counters, labelText } from '../agent/metrics.ts';
+
+const HELP: Record<string, [type: 'counter' | 'gauge', help: string]> = {
+  edgeward_rotations_total: ['counter', 'Identities obtained, by attestation or renewal'],
+  edgeward_rotation_failures_total: ['counter', 'Failed rotations, by error code'],
+  edgeward_feed_failures_total: ['counter', 'Failed revocation/bundle polls, by error code'],
+  edgeward_device_svids_total: ['counter', 'Device SVIDs signed with the delegated CA'],
+  edgeward_clock_jumps_total: ['counter', 'Forward clock jumps noticed'],
+  edgeward_clock_untrusted_total: ['counter', 'Times the clock was found behind the time floor'],
+  edgeward_svid_expiry_seconds: ['gauge', 'Seconds until the gateway SVID expires (absent when none)'],
+  edgeward_device_ca_expiry_seconds: ['gauge', 'Seconds until the delegated device CA expires'],
+  edgeward_cache_age_seconds: ['gauge', 'Age of the cached identity'],
+  edgeward_serving: ['gauge', '1 when a valid gateway SVID is served'],
+  edgeward_devices: ['gauge', 'Devices holding an unexpired SVID from this gateway'],
+  edgeward_breaker_open: ['gauge', '1 when the upstream circuit breaker is open'],
+  edgeward_upstream_consecutive_failures: ['gauge', 'Consecutive upstream failures'],
+  edgeward_clock_trusted: ['gauge', '0 when the clock is behind the time floor'],
+  edgeward_revocation_sequence: ['gauge', 'Last revocation feed sequence applied'],
+  edgeward_store_dropped_values: ['gauge', 'Stored values dropped for failing authentication since start'],
+};
+
+export function renderMetrics(s: AgentStatus, counters: Counters): string {
+  const now = s.clock.now;
+  const gauges: [string, number | undefined][] = [
+    ['edgeward_svid_expiry_seconds', s.svid && (s.svid.notAfter - now) / 1000],
+    ['edgeward_device_ca_expiry_seconds', s.deviceCa && (s.deviceCa.notAfter - now) / 1000],
+    ['edgeward_cache_age_seconds', s.cacheAgeMs === undefined ? undefined : s.cacheAgeMs / 1000],
+    ['edgeward_serving', s.serving ? 1 : 0],
+    ['edgeward_devices', s.devices],
+    ['edgeward_breaker_open', s.breaker.state === 'open' ? 1 : 0],
+    ['edgeward_upstream_consecutive_failures', s.upstream.consecutiveFailures],
+    ['edgeward_clock_trusted', s.clock.trusted ? 1 : 0],
+    ['edgeward_revocation_sequence', s.revocations.sequence],
+    ['edgeward_store_dropped_values', s.store.dropped],
+  ];
+  const series = new Map<string, string[]>();
+  const add = (name: string, line: string) => {
+    const list = series.get(name) ?? [];
+    list.push(line);
+    series.set(name, list);
+  };
+  for (const [name, labels, v] of counters.series()) add(name, `${name}${labels} ${v}`);
+  for (const [name, v] of gauges) if (v !== undefined) add(name, `${name}${labelText({})} ${round(v)}`);
+  // Counters with no event yet still appear, at 0, so dashboards see them from the first scrape.
+  for (const [name, [type]] of Object.entries(HELP))
+    if (type === 'counter' && !series.has(name) && !name.includes('failures')) add(name, `${name} 0`);
+  const out: string[] = [];
+  for (const [name, lines] of series) {
+    const [type, help] = HELP[name] ?? ['untyped', name];
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...lines);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+const round = (v: number): string => String(Math.round(v * 1000) / 1000);

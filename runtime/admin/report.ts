@@ -1,0 +1,101 @@
+/**
+ * The status document served at `GET /v1/status` and printed by `edgeward status`: the agent's
+ * snapshot with times as ISO 8601, plus what the composition root knows (broker listeners, store
+ * size). `renderStatus` turns it into the human table.
+ *
+ * @example
+ * ```ts
+ * const doc = statusReport(agent.status(), { broker: { mqtt: '127.0.0.1:8883' }, store: await store.stats() });
+ * console.log(renderStatus(doc));
+ * ```
+ */
+import type { AgentStatus } from '../agent/agent.ts';
+
+export interface StatusReport {
+  gateway: { spiffeId: string | null; serving: boolean };
+  svid: { notBefore: string; notAfter: string } | null;
+  deviceCa: { notBefore: string; notAfter: string } | null;
+  rotation: { last: string | null; lastVia: string | null; next: string | null };
+  upstream: {
+    state: string;
+    endpoint: string;
+    consecutiveFailures: number;
+    lastError: { code: string; message: string; at: string } | null;
+  };
+  breaker: { state: string; openUntil: string | null };
+  clock: { trusted: boolean; floor: string; now: string };
+  broker: { listeners: { name: string; address: string }[] };
+  store: { protector: string; values: number; bytes: number; dropped: number };
+  devices: number;
+  revocations: { sequence: number; entries: number };
+  bundleSequence: number | null;
+}
+
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+export function statusReport(
+  s: AgentStatus,
+  extra: { listeners: { name: string; address: string }[]; store: { values: number; bytes: number } },
+): StatusReport {
+  return {
+    gateway: { spiffeId: s.spiffeId ?? null, serving: s.serving },
+    svid: s.svid
+      ? { notBefore: iso(s.svid.notBefore) as string, notAfter: iso(s.svid.notAfter) as string }
+      : null,
+    deviceCa: s.deviceCa
+      ? { notBefore: iso(s.deviceCa.notBefore) as string, notAfter: iso(s.deviceCa.notAfter) as string }
+      : null,
+    rotation: {
+      last: iso(s.lastRotation?.at),
+      lastVia: s.lastRotation?.via ?? null,
+      next: iso(s.nextRotation),
+    },
+    upstream: {
+      state: s.upstream.state,
+      endpoint: s.upstream.endpoint,
+      consecutiveFailures: s.upstream.consecutiveFailures,
+      lastError: s.upstream.lastError
+        ? { ...s.upstream.lastError, at: iso(s.upstream.lastError.at) as string }
+        : null,
+    },
+    breaker: { state: s.breaker.state, openUntil: iso(s.breaker.openUntil) },
+    clock: { trusted: s.clock.trusted, floor: iso(s.clock.floor) as string, now: iso(s.clock.now) as string },
+    broker: { listeners: extra.listeners },
+    store: { protector: s.store.protector, ...extra.store, dropped: s.store.dropped },
+    devices: s.devices,
+    revocations: s.revocations,
+    bundleSequence: s.bundleSequence ?? null,
+  };
+}
+
+/** The human table: one `label  value` line per fact, expiries with time left. */
+export function renderStatus(r: StatusReport, nowMs: number): string {
+  const left = (t: string | null | undefined): string => {
+    if (t === null || t === undefined) return '-';
+    const s = Math.round((Date.parse(t) - nowMs) / 1000);
+    const span =
+      Math.abs(s) >= 3600 ? `${(Math.abs(s) / 3600).toFixed(1)} h` : `${Math.round(Math.abs(s) / 60)} min`;
+    return `${t}  (${s >= 0 ? `in ${span}` : `${span} ago`})`;
+  };
+  const rows: [string, string][] = [
+    ['gateway', r.gateway.spiffeId ?? '(no identity yet)'],
+    ['serving', r.gateway.serving ? 'yes' : 'NO: no valid SVID'],
+    ['svid expires', left(r.svid?.notAfter)],
+    ['device CA expires', left(r.deviceCa?.notAfter)],
+    ['last rotation', r.rotation.last ? `${left(r.rotation.last)} via ${r.rotation.lastVia}` : '-'],
+    ['next rotation', left(r.rotation.next)],
+    ['upstream', `${r.upstream.state} (${r.upstream.endpoint})`],
+    ['last error', r.upstream.lastError ? `${r.upstream.lastError.code} ${r.upstream.lastError.at}` : '-'],
+    ['breaker', r.breaker.state + (r.breaker.openUntil ? ` until ${r.breaker.openUntil}` : '')],
+    ['clock', r.clock.trusted ? 'trusted' : `UNTRUSTED: behind the time floor ${r.clock.floor}`],
+    ...r.broker.listeners.map((l): [string, string] => [`broker ${l.name}`, l.address]),
+    [
+      'store',
+      `${r.store.values} values, ${r.store.bytes} bytes, key ${r.store.protector}, ${r.store.dropped} dropped`,
+    ],
+    ['devices', String(r.devices)],
+    ['revocations', `${r.revocations.entries} (sequence ${r.revocations.sequence})`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+}
