@@ -26,10 +26,17 @@ export function parseYaml(
       })),
     };
   }
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 50 });
+  } catch (err) {
+    // yaml throws (a ReferenceError) on an alias bomb or an unresolvable alias (fuzz finding).
+    return { ok: false, issues: [{ path: '', message: `cannot be read: ${(err as Error).message}` }] };
+  }
   return {
     ok: true,
     doc: {
-      value: doc.toJS({ maxAliasCount: 50 }),
+      value,
       lineOf(path) {
         for (let n = path.length; n >= 0; n--) {
           const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
