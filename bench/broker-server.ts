@@ -1,0 +1,97 @@
+/**
+ * Child process of `bench/broker.bench.ts`: runs the edgeward broker (or, with `--bare`, a bare
+ * Node `tls.Server` that only holds sockets: Node's floor) on port 0 from the PEM material in
+ * the JSON file given as argv[2], prints `PORT <n>` and serves until stdin closes.
+ */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type TLSSocket } from 'node:tls';
+
+interface Material {
+  trustDomain: string;
+  gatewayId: string;
+  key: string;
+  chain: string[];
+  roots: string[];
+  caCert: string;
+  caKey: string;
+}
+
+const m = JSON.parse(readFileSync(process.argv[2] as string, 'utf8')) as Material;
+const bare = process.argv.includes('--bare');
+let port: number;
+let stop: () => Promise<void>;
+if (bare) {
+  const held = new Set<TLSSocket>();
+  const server = createServer({
+    key: m.key,
+    cert: m.chain.join(''),
+    ca: m.roots.join(''),
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  server.on('secureConnection', (s) => {
+    held.add(s);
+    s.on('error', () => s.destroy());
+    s.on('close', () => held.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as { port: number }).port;
+  stop = async () => {
+    for (const s of held) s.destroy();
+    server.close();
+  };
+} else {
+  // Loaded only here, so that the --bare floor measures Node and OpenSSL alone.
+  const { systemClock } = await import('../runtime/core/clock.ts');
+  const { cryptoRandom } = await import('../runtime/core/random.ts');
+  const { StaticBundleSource, StaticRevocationSource, StaticSvidSource } = await import(
+    '../runtime/sources/static.ts'
+  );
+  const { CaDeviceSigner } = await import('../runtime/spiffe/device-signer.ts');
+  const { MemoryTokenStore } = await import('../transport/enroll/token-store.ts');
+  const { startBroker } = await import('../transport/mqtt/broker.ts');
+  const chain = m.chain.map((p) => new X509Certificate(p));
+  const svid = {
+    spiffeId: m.gatewayId,
+    chain,
+    privateKey: createPrivateKey(m.key),
+    notAfter: Math.min(...chain.map((c) => Date.parse(c.validTo))),
+  };
+  const bundle = {
+    trustDomain: m.trustDomain,
+    roots: m.roots.map((p) => new X509Certificate(p)),
+    sequence: 1,
+  };
+  const broker = await startBroker({
+    svidSource: new StaticSvidSource(svid, systemClock),
+    bundleSource: new StaticBundleSource([bundle]),
+    revocationSource: new StaticRevocationSource(),
+    deviceSigner: new CaDeviceSigner({
+      gatewayId: m.gatewayId,
+      caChain: [new X509Certificate(m.caCert)],
+      caKey: createPrivateKey(m.caKey),
+      clock: systemClock,
+      random: cryptoRandom,
+    }),
+    tokenStore: new MemoryTokenStore(),
+    trustDomain: m.trustDomain,
+    clock: systemClock,
+    listen: { host: '127.0.0.1', port: 0 },
+    limits: { maxConnections: 5000 },
+    policy: {
+      version: 1,
+      rules: [
+        { match: '{self}/device/*', publish: ['devices/{device}/#'], subscribe: ['devices/{device}/#'] },
+        { match: '{self}/svc/*', subscribe: ['devices/+/#'] },
+      ],
+    },
+  });
+  port = broker.addresses.mqtt.port;
+  stop = () => broker.close();
+}
+process.stdout.write(`PORT ${port}\n`);
+process.stdin.resume();
+process.stdin.on('end', () => {
+  stop().then(() => process.exit(0));
+});
