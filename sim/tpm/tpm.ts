@@ -19,6 +19,8 @@ import type { StateStore } from './store.ts';
 
 export const MAX_OBJECTS = 3;
 export const MAX_SESSIONS = 3;
+/** Loaded plus context-saved sessions. */
+export const MAX_ACTIVE_SESSIONS = 64;
 export const PCR_COUNT = 24;
 /** Firmware version reported in TPM_PT_FIRMWARE_VERSION_1/2 and TPMS_ATTEST. */
 export const FIRMWARE_VERSION = 0x2026010100000001n;
@@ -211,9 +213,10 @@ export class Tpm {
     return true;
   }
 
-  /** The lowest free session handle of the given type byte; TPM_RC_SESSION_MEMORY when full. */
+  /** The lowest free session handle; SESSION_MEMORY with 3 loaded, SESSION_HANDLES with 64 active. */
   sessionHandle(typeByte: number): number {
-    if (this.sessions.size + this.savedSessions.size >= MAX_SESSIONS) throw rc(RC.SESSION_MEMORY);
+    if (this.sessions.size >= MAX_SESSIONS) throw rc(RC.SESSION_MEMORY);
+    if (this.sessions.size + this.savedSessions.size >= MAX_ACTIVE_SESSIONS) throw rc(RC.SESSION_HANDLES);
     for (let i = 0; ; i++) {
       const h = ((typeByte << 24) | i) >>> 0;
       if (!this.sessions.has(h) && !this.savedSessions.has(h)) return h;

@@ -17,7 +17,14 @@ import {
 } from '../../../attestors/tpm/wire/constants.ts';
 import { RC, rcParam } from '../rc.ts';
 import type { CommandSpec } from '../spec.ts';
-import { FIRMWARE_VERSION, MANUFACTURER, MAX_OBJECTS, MAX_SESSIONS, PCR_COUNT, type Tpm } from '../tpm.ts';
+import {
+  FIRMWARE_VERSION,
+  MANUFACTURER,
+  MAX_ACTIVE_SESSIONS,
+  MAX_OBJECTS,
+  PCR_COUNT,
+  type Tpm,
+} from '../tpm.ts';
 
 export const MAX_PERSISTENT = 16;
 const MAX_CAP = 64;
@@ -63,7 +70,7 @@ function properties(tpm: Tpm): [number, number][] {
     [0x10e, MAX_OBJECTS],
     [0x10f, MAX_PERSISTENT],
     [0x110, MAX_OBJECTS],
-    [0x111, MAX_SESSIONS],
+    [0x111, MAX_ACTIVE_SESSIONS],
     [TPM_PT.PCR_COUNT, PCR_COUNT],
     [TPM_PT.PCR_SELECT_MIN, 3],
     [0x114, 0xffff],
@@ -90,7 +97,7 @@ function properties(tpm: Tpm): [number, number][] {
     [0x203, loaded],
     [0x204, MAX_OBJECTS - loaded],
     [0x205, sessions],
-    [0x206, MAX_SESSIONS - sessions],
+    [0x206, MAX_ACTIVE_SESSIONS - sessions],
     [0x207, MAX_OBJECTS - loaded],
     [0x208, persistent],
     [0x209, MAX_PERSISTENT - persistent],

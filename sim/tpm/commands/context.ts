@@ -13,7 +13,7 @@ import { has, type SimObject } from '../object.ts';
 import { RC, rc, rcHandle, rcParam } from '../rc.ts';
 import type { Session } from '../session.ts';
 import type { CommandSpec } from '../spec.ts';
-import type { Tpm } from '../tpm.ts';
+import { MAX_SESSIONS, type Tpm } from '../tpm.ts';
 import { marshalSensitive, parseSensitive, unwrap, type WrapKey, wrap } from '../wrap.ts';
 import { MAX_PERSISTENT } from './capability.ts';
 
@@ -205,6 +205,7 @@ export const contextCommands: readonly CommandSpec[] = [
       }
       const s = loadSession(pr);
       if (!tpm.savedSessions.has(s.handle)) throw rcParam(RC.HANDLE, 1);
+      if (tpm.sessions.size >= MAX_SESSIONS) throw rc(RC.SESSION_MEMORY);
       tpm.savedSessions.delete(s.handle);
       tpm.sessions.set(s.handle, s);
       ctx.setHandle(s.handle);
