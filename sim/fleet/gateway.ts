@@ -1,0 +1,177 @@
+/**
+ * One simulated gateway: its own TypeScript TPM simulator state (sim/tpm), a sealed store on
+ * memory-level that outlives its processes, and the real `Agent` (runtime/agent) attesting with
+ * the real `TpmAttestor` through the fleet network. The gateway's clock is a view of the fleet's
+ * virtual clock with an offset (a wrong RTC) and with an incarnation: when the process is killed
+ * (`kill()`, kill -9) its timers stop firing, its upstream calls never answer and the hook that
+ * marks rotation steps never returns — nothing it had not yet written reaches the store. `boot()`
+ * starts the next incarnation on the same store and the same TPM.
+ *
+ * @example
+ * ```ts
+ * const gw = await SimGateway.create({ name: 'gw-1', dir, clock, network, trustDomain, random });
+ * await gw.boot();
+ * gw.kill(); await gw.boot();          // a power cut and a reboot
+ * gw.setClockOffset(-clock.now());     // the RTC says 1970
+ * ```
+ */
+import { join } from 'node:path';
+import { MemoryLevel } from 'memory-level';
+import { TpmAttestor } from '../../attestors/tpm/attestor.ts';
+import { Agent } from '../../runtime/agent/agent.ts';
+import type { RotationStep } from '../../runtime/agent/exchange.ts';
+import { newP256Key } from '../../runtime/agent/keys.ts';
+import type { Clock, Timer } from '../../runtime/core/clock.ts';
+import { nullLogger } from '../../runtime/core/logger.ts';
+import type { Random } from '../../runtime/core/random.ts';
+import { keyFileProtector } from '../../runtime/store/key-file.ts';
+import { type LevelDb, SealedStore } from '../../runtime/store/sealed-store.ts';
+import type { VirtualClock } from '../clock/virtual-clock.ts';
+import { openSimTransport, type SimTpmTransport } from '../tpm/index.ts';
+import type { FleetNetwork } from './link.ts';
+
+/** A view of the fleet clock: an RTC offset, and timers that die with the incarnation. */
+class GatewayClock implements Clock {
+  offsetMs = 0;
+  readonly #base: VirtualClock;
+  readonly #alive: () => boolean;
+
+  constructor(base: VirtualClock, alive: () => boolean) {
+    this.#base = base;
+    this.#alive = alive;
+  }
+
+  now(): number {
+    return this.#base.now() + this.offsetMs;
+  }
+
+  setTimer(name: string, delayMs: number, fn: () => void): Timer {
+    return this.#base.setTimer(name, delayMs, () => {
+      if (this.#alive()) fn();
+    });
+  }
+}
+
+export interface SimGatewayOptions {
+  readonly name: string;
+  readonly dir: string;
+  readonly clock: VirtualClock;
+  readonly network: FleetNetwork;
+  readonly trustDomain: string;
+  readonly random: Random;
+  /** Kill the next incarnation when its rotation reaches this step (kill -9 mid-rotation). */
+  readonly onStep?: (gw: SimGateway, step: RotationStep) => void;
+}
+
+export class SimGateway {
+  readonly name: string;
+  readonly tpm: SimTpmTransport;
+  readonly db: LevelDb;
+  agent: Agent | undefined;
+  incarnation = 0;
+  /** When set, the next rotation step with this name kills the process. */
+  killAtStep: RotationStep | undefined;
+  kills = 0;
+  readonly #o: SimGatewayOptions;
+  readonly #offsets: { ms: number } = { ms: 0 };
+  #clock: GatewayClock | undefined;
+
+  private constructor(o: SimGatewayOptions, tpm: SimTpmTransport, db: LevelDb) {
+    this.#o = o;
+    this.name = o.name;
+    this.tpm = tpm;
+    this.db = db;
+  }
+
+  static async create(o: SimGatewayOptions): Promise<SimGateway> {
+    const tpm = await openSimTransport(join(o.dir, 'tpm'), {
+      clock: o.clock,
+      random: o.random,
+      ekTypes: ['ecc'],
+      pcrBanks: ['sha256'],
+    });
+    const db = new MemoryLevel<string, Uint8Array>({
+      keyEncoding: 'utf8',
+      valueEncoding: 'view',
+    }) as unknown as LevelDb;
+    return new SimGateway(o, tpm, db);
+  }
+
+  /** The gateway's wall clock (with its RTC offset). */
+  now(): number {
+    return this.#o.clock.now() + this.#offsets.ms;
+  }
+
+  setClockOffset(ms: number): void {
+    this.#offsets.ms = ms;
+    if (this.#clock !== undefined) this.#clock.offsetMs = ms;
+  }
+
+  get clockOffset(): number {
+    return this.#offsets.ms;
+  }
+
+  get alive(): boolean {
+    return this.agent !== undefined;
+  }
+
+  /** Start a new process: open the store (it must load), start the agent. */
+  async boot(): Promise<void> {
+    if (this.agent !== undefined) throw new TypeError(`${this.name} is already running`);
+    const me = ++this.incarnation;
+    const alive = (): boolean => this.incarnation === me && this.agent !== undefined;
+    const clock = new GatewayClock(this.#o.clock, alive);
+    clock.offsetMs = this.#offsets.ms;
+    this.#clock = clock;
+    const store = await SealedStore.open({
+      db: this.db,
+      protector: await keyFileProtector(join(this.#o.dir, 'store.key'), this.#o.random, nullLogger),
+      random: this.#o.random,
+      logger: nullLogger,
+    });
+    const attestor = new TpmAttestor({ transport: this.tpm, random: this.#o.random, ownsTransport: false });
+    await attestor.start();
+    const agent = new Agent({
+      trustDomain: this.#o.trustDomain,
+      store,
+      attestor,
+      upstream: this.#o.network.upstreamFor(this.name, alive),
+      clock,
+      random: this.#o.random,
+      logger: nullLogger,
+      newKey: newP256Key,
+      onStep: (step) => {
+        if (!alive()) return new Promise<void>(() => {});
+        this.#o.onStep?.(this, step);
+        if (this.killAtStep === step) {
+          this.killAtStep = undefined;
+          this.kill();
+          return new Promise<void>(() => {});
+        }
+        return undefined;
+      },
+    });
+    this.agent = agent;
+    await agent.start();
+  }
+
+  /** kill -9: the process stops where it is; nothing more reaches the store. */
+  kill(): void {
+    if (this.agent === undefined) return;
+    this.agent = undefined;
+    this.kills++;
+  }
+
+  /** A TPM power cycle (PCRs cleared, resetCount + 1), as a reboot does. */
+  async resetTpm(): Promise<void> {
+    await this.tpm.reset();
+  }
+
+  async close(): Promise<void> {
+    const a = this.agent;
+    this.agent = undefined;
+    await a?.stop();
+    await this.tpm.close();
+    await this.db.close();
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * The promises the fleet simulation checks after every step, judged in TRUE time (the fleet
+ * clock), whatever a gateway's own clock says:
+ * - `no-expired-served`: a gateway never serves an SVID (or a chain certificate) past its NotAfter;
+ * - `no-expired-accepted`: a device credential the gateway authorizes is valid, every certificate
+ *   of its path included; a device SVID is never issued past its delegated CA's NotAfter;
+ * - `revocation`: once a gateway's feed has reached the sequence that revoked a device, that
+ *   device is never authorized again;
+ * - `recovery`: after the issuer (or a partitioned link) returns, every gateway that noticed the
+ *   outage is back to a working upstream within one backoff cap (plus the breaker's open time and
+ *   one step of the simulation);
+ * - `store-loads`: every boot of a gateway opens its store and starts the agent, and a gateway
+ *   that had a still-valid identity when it was killed serves it at once after the reboot.
+ * Every check counts as run; a failed one is a violation with its time, gateway and reason.
+ *
+ * @example
+ * ```ts
+ * const inv = new Invariants(trustDomain);
+ * inv.scenario = 'issuer-outage';
+ * inv.checkGateway(gw, clock.now());
+ * inv.results(); // per scenario: checks, violations
+ * ```
+ */
+import type { X509Certificate } from 'node:crypto';
+import type { VerifiedSvid } from '../../runtime/spiffe/verify.ts';
+import type { SimDevice } from './devices.ts';
+import type { SimGateway } from './gateway.ts';
+
+export type InvariantName =
+  | 'no-expired-served'
+  | 'no-expired-accepted'
+  | 'revocation'
+  | 'recovery'
+  | 'store-loads';
+
+export interface Violation {
+  readonly at: number;
+  readonly scenario: string;
+  readonly invariant: InvariantName;
+  readonly gateway: string;
+  readonly detail: string;
+}
+
+export interface ScenarioResult {
+  readonly scenario: string;
+  checks: number;
+  violations: number;
+  /** Longest recovery measured in the scenario, ms (undefined: nothing to recover from). */
+  recoveryMs: number | undefined;
+}
+
+export class Invariants {
+  readonly trustDomain: string;
+  scenario = 'baseline';
+  readonly violations: Violation[] = [];
+  readonly #results = new Map<string, ScenarioResult>();
+
+  constructor(trustDomain: string) {
+    this.trustDomain = trustDomain;
+  }
+
+  #result(): ScenarioResult {
+    let r = this.#results.get(this.scenario);
+    if (r === undefined) {
+      r = { scenario: this.scenario, checks: 0, violations: 0, recoveryMs: undefined };
+      this.#results.set(this.scenario, r);
+    }
+    return r;
+  }
+
+  /** Count one check; record a violation when `ok` is false. */
+  check(ok: boolean, invariant: InvariantName, gw: SimGateway, at: number, detail: () => string): void {
+    const r = this.#result();
+    r.checks++;
+    if (ok) return;
+    r.violations++;
+    this.violations.push({ at, scenario: this.scenario, invariant, gateway: gw.name, detail: detail() });
+  }
+
+  recovery(ms: number): void {
+    const r = this.#result();
+    r.recoveryMs = Math.max(r.recoveryMs ?? 0, ms);
+  }
+
+  /** What the gateway serves right now must be valid in true time. */
+  checkGateway(gw: SimGateway, trueNow: number): void {
+    const agent = gw.agent;
+    if (agent === undefined) return;
+    let served: { chain: readonly X509Certificate[]; notAfter: number } | undefined;
+    try {
+      served = agent.svidSource.getX509Svid();
+    } catch {
+      served = undefined; // refusing to serve is always allowed
+    }
+    if (served === undefined) return;
+    const s = served;
+    const earliest = Math.min(s.notAfter, ...s.chain.map((c) => Date.parse(c.validTo)));
+    this.check(
+      earliest > trueNow,
+      'no-expired-served',
+      gw,
+      trueNow,
+      () => `served an SVID expired at ${iso(earliest)} (gateway clock ${iso(gw.now())})`,
+    );
+  }
+
+  issuedDevice(gw: SimGateway, d: SimDevice, chain: readonly Uint8Array[], trueNow: number): void {
+    const caNotAfter = gw.agent?.svidSource.loaded()?.ca.notAfter ?? 0;
+    this.check(
+      d.notAfter <= caNotAfter && d.notAfter > trueNow,
+      'no-expired-accepted',
+      gw,
+      trueNow,
+      () =>
+        `device ${d.id} issued until ${iso(d.notAfter)} (CA until ${iso(caNotAfter)}, ${chain.length} certs)`,
+    );
+  }
+
+  authorizedDevice(gw: SimGateway, d: SimDevice, v: VerifiedSvid, trueNow: number): void {
+    const earliest = Math.min(v.notAfter, ...v.path.map((c) => Date.parse(c.validTo)));
+    this.check(
+      earliest > trueNow,
+      'no-expired-accepted',
+      gw,
+      trueNow,
+      () => `device ${d.id} authorized with a path expired at ${iso(earliest)}`,
+    );
+    const seq = gw.agent?.revocations.sequence ?? 0;
+    const known = d.revokedAtSequence !== undefined && seq >= d.revokedAtSequence;
+    this.check(
+      !known,
+      'revocation',
+      gw,
+      trueNow,
+      () =>
+        `device ${d.id} authorized after its revocation (sequence ${d.revokedAtSequence}) reached the gateway`,
+    );
+  }
+
+  results(): ScenarioResult[] {
+    return [...this.#results.values()];
+  }
+}
+
+export const iso = (ms: number): string => (Number.isFinite(ms) ? new Date(ms).toISOString() : String(ms));

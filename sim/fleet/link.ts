@@ -1,0 +1,151 @@
+/**
+ * The network between the simulated gateways and the one issuer: an in-process `Upstream`
+ * (runtime/upstream/types.ts) that hands requests to the real `Issuer` through the same CBOR
+ * codec as the HTTPS front, and maps its typed refusals to the agent's error codes the way the
+ * HTTPS client does (401/403 → refused, 429 → rate limited, 5xx → unavailable, other 4xx →
+ * rejected). Faults are set per gateway or for everyone:
+ * - `issuerDown`: every call fails with ERR_UPSTREAM_UNREACHABLE (connection refused);
+ * - `partition(name, 'drop')`: that gateway's calls fail unreachable;
+ * - `partition(name, 'delay', ms)`: that gateway's answers arrive `ms` later on the clock.
+ * A link can be cut for good (`sever`) when the gateway process it served was killed.
+ *
+ * @example
+ * ```ts
+ * const net = new FleetNetwork(() => issuer, clock);
+ * const upstream = net.upstreamFor('gw-3');
+ * net.partition('gw-3', 'drop');
+ * ```
+ */
+import type { Clock } from '../../runtime/core/clock.ts';
+import { isEdgewardError } from '../../runtime/core/error.ts';
+import { AgentError, type AgentErrorCode } from '../../runtime/errors.ts';
+import type { Issuer } from '../../runtime/issuer/issuer.ts';
+import { issuerCbor } from '../../runtime/issuer/store.ts';
+import { PATHS } from '../../runtime/upstream/protocol.ts';
+import type { CallOptions, Upstream, UpstreamEndpoint } from '../../runtime/upstream/types.ts';
+
+const REJECTED = new Set([
+  'ERR_ISSUER_BAD_REQUEST',
+  'ERR_ISSUER_NOT_FOUND',
+  'ERR_ISSUER_SESSION_UNKNOWN',
+  'ERR_ISSUER_SESSION_EXPIRED',
+  'ERR_ISSUER_BODY_TOO_LARGE',
+  'ERR_ISSUER_CONTENT_TYPE',
+  'ERR_CSR_MALFORMED',
+  'ERR_CSR_SIGNATURE',
+  'ERR_CSR_WEAK_KEY',
+  'ERR_DER_MALFORMED',
+  'ERR_SVID_ID_INVALID',
+]);
+
+/** The agent-side code for an issuer refusal (what the HTTP status would have said). */
+export function agentCodeFor(issuerCode: string): AgentErrorCode {
+  if (issuerCode === 'ERR_ISSUER_RATE_LIMITED') return 'ERR_UPSTREAM_RATE_LIMITED';
+  if (issuerCode === 'ERR_ISSUER_CLOSED' || issuerCode === 'ERR_ISSUER_INTERNAL')
+    return 'ERR_UPSTREAM_UNAVAILABLE';
+  if (REJECTED.has(issuerCode)) return 'ERR_UPSTREAM_REJECTED';
+  return 'ERR_UPSTREAM_REFUSED';
+}
+
+export type LinkFault = { kind: 'ok' } | { kind: 'drop' } | { kind: 'delay'; ms: number };
+
+/** Counters of what crossed the network, for the results table. */
+export interface NetworkStats {
+  calls: number;
+  failed: number;
+  refused: number;
+}
+
+export class FleetNetwork {
+  issuerDown = false;
+  readonly stats: NetworkStats = { calls: 0, failed: 0, refused: 0 };
+  readonly #issuer: () => Issuer;
+  readonly #clock: Clock;
+  readonly #faults = new Map<string, LinkFault>();
+
+  constructor(issuer: () => Issuer, clock: Clock) {
+    this.#issuer = issuer;
+    this.#clock = clock;
+  }
+
+  partition(gateway: string, kind: 'drop' | 'delay' | 'ok', ms = 0): void {
+    this.#faults.set(gateway, kind === 'delay' ? { kind, ms } : { kind });
+  }
+
+  faultOf(gateway: string): LinkFault {
+    return this.#faults.get(gateway) ?? { kind: 'ok' };
+  }
+
+  /** An upstream for one incarnation of a gateway; `alive()` false = the process is dead. */
+  upstreamFor(gateway: string, alive: () => boolean = () => true): Upstream {
+    const url = `sim://issuer/${gateway}`;
+    const call = async <T>(path: string, body: unknown, opts: CallOptions = {}): Promise<T> => {
+      if (!alive()) return new Promise<T>(() => {}); // a dead process never sees an answer
+      this.stats.calls++;
+      const fault = this.faultOf(gateway);
+      const unreachable = (why: string): AgentError => {
+        this.stats.failed++;
+        return new AgentError('ERR_UPSTREAM_UNREACHABLE', `${url}${path}: ${why}`, { endpoint: url, path });
+      };
+      if (this.issuerDown) throw unreachable('connection refused (issuer down)');
+      if (fault.kind === 'drop') throw unreachable('no route (partitioned)');
+      const ctx = {
+        address: gateway,
+        ...(opts.clientSvid === undefined
+          ? {}
+          : { peerCertificate: opts.clientSvid.chain[0]?.raw as Buffer }),
+      };
+      // Through the wire codec in both directions, as over HTTPS.
+      const wireBody = issuerCbor.decode(Buffer.from(issuerCbor.encode(body ?? {})));
+      let answer: unknown;
+      try {
+        answer = await this.#route(path, wireBody, ctx);
+      } catch (err) {
+        if (!isEdgewardError(err)) throw err;
+        this.stats.refused++;
+        throw new AgentError(agentCodeFor(err.code), `${url}${path}: ${err.code} ${err.message}`, {
+          endpoint: url,
+          path,
+          remoteCode: err.code,
+        });
+      }
+      if (fault.kind === 'delay') {
+        await new Promise<void>((resolve) => this.#clock.setTimer('link-delay', fault.ms, resolve));
+        if (!alive()) return new Promise<T>(() => {});
+        if (this.issuerDown || this.faultOf(gateway).kind === 'drop') throw unreachable('connection lost');
+      }
+      return issuerCbor.decode(Buffer.from(issuerCbor.encode(answer))) as T;
+    };
+    const endpoint: UpstreamEndpoint = {
+      url,
+      post: (path, body, opts) => call(path, body, opts),
+      get: (path, opts) => call(path, undefined, opts),
+    };
+    return { endpoints: [endpoint], close: async () => {} };
+  }
+
+  async #route(
+    path: string,
+    body: unknown,
+    ctx: { address: string; peerCertificate?: Buffer },
+  ): Promise<unknown> {
+    const issuer = this.#issuer();
+    const url = new URL(path, 'sim://issuer');
+    switch (url.pathname) {
+      case PATHS.attestBegin:
+        return issuer.attestBegin(body, ctx);
+      case PATHS.attestFinish:
+        return issuer.attestFinish(body, ctx);
+      case PATHS.renewBegin:
+        return issuer.renewBegin(ctx);
+      case PATHS.renewFinish:
+        return issuer.renewFinish(body, ctx);
+      case PATHS.bundle:
+        return issuer.bundle().json;
+      case PATHS.revocations:
+        return issuer.revocationFeed(Number(url.searchParams.get('since') ?? '0'));
+      default:
+        throw new AgentError('ERR_UPSTREAM_REJECTED', `no route ${path}`);
+    }
+  }
+}
