@@ -47,22 +47,30 @@ export interface AdminOptions {
 }
 
 export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
-  await clearStaleSocket(o.socketPath);
-  const admin = createServer((req, res) => void route(req, res, o.handlers, o.logger));
-  await listen(admin, o.socketPath);
-  await chmod(o.socketPath, 0o600);
-  let metricsServer: Server | undefined;
   if (o.metrics !== undefined) {
     const host = o.metrics.host;
     if (
       !(host === 'localhost' || (isIPv4(host) && host.startsWith('127.')) || (isIPv6(host) && host === '::1'))
     )
       throw new AgentError('ERR_ADMIN_REQUEST', `metrics must listen on a loopback address, not ${host}`);
+  }
+  await clearStaleSocket(o.socketPath);
+  const admin = createServer((req, res) => void route(req, res, o.handlers, o.logger));
+  await listen(admin, o.socketPath);
+  await chmod(o.socketPath, 0o600);
+  let metricsServer: Server | undefined;
+  if (o.metrics !== undefined) {
     const m = createServer((req, res) => {
       if (req.method === 'GET' && req.url === '/metrics') return text(res, 200, o.handlers.metrics());
       return json(res, 404, { error: { code: 'ERR_ADMIN_REQUEST', message: 'only GET /metrics here' } });
     });
-    await listen(m, o.metrics.port, host);
+    try {
+      await listen(m, o.metrics.port, o.metrics.host);
+    } catch (err) {
+      await close(admin);
+      await unlink(o.socketPath).catch(() => {});
+      throw err;
+    }
     metricsServer = m;
   }
   let closed = false;

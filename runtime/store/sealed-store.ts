@@ -216,9 +216,12 @@ export class SealedStore {
   }
 
   /** A raw sublevel of the underlying db for a component that seals or hashes its own values. */
-  sublevel(name: string): LevelDb {
+  sublevel(name: string, valueEncoding: 'view' | 'utf8' = 'view'): LevelDb {
     this.#check();
-    return this.#db.sublevel<string, Uint8Array>(name, RAW) as unknown as LevelDb;
+    return this.#db.sublevel<string, Uint8Array>(name, {
+      keyEncoding: 'utf8',
+      valueEncoding,
+    }) as unknown as LevelDb;
   }
 
   async close(): Promise<void> {

@@ -118,6 +118,12 @@ function endpoint(
               decodeError = cause;
             }
           }
+          const isJson = (res.headers['content-type'] ?? '').split(';')[0]?.trim() === 'application/json';
+          if (status >= 200 && status < 300 && isJson) {
+            // The bundle endpoint answers the SPIFFE bundle itself (JSON text): hand back the text.
+            finish(undefined, Buffer.concat(chunks).toString('utf8') as T);
+            return;
+          }
           if (status >= 200 && status < 300) {
             if (!isCbor || decodeError !== undefined)
               finish(fail('ERR_UPSTREAM_PROTOCOL', 'answer is not CBOR', { status }, decodeError));

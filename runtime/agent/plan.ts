@@ -1,0 +1,110 @@
+/**
+ * From an agent config file to an `AgentPlan` (part of the composition root): the attestor named
+ * by `attestation.method`, the data-key protector (TPM seal, or a 0600 key file for join-token and
+ * x509pop gateways), the HTTPS upstream, rotation policy, broker listeners and admin endpoint.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Attestor } from '../../attestors/attestor.ts';
+import type { AgentConfig } from '../config/agent-schema.ts';
+import { parseDuration } from '../config/types.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Random } from '../core/random.ts';
+import { keyFileProtector } from '../store/key-file.ts';
+import { attestorProtector } from '../store/protector.ts';
+import { httpsUpstream } from '../upstream/client.ts';
+import type { AgentOptions } from './agent.ts';
+import { fullJitterBackoff } from './policy.ts';
+import type { AgentPlan } from './run.ts';
+
+export async function planFromConfig(
+  c: AgentConfig,
+  deps: { clock: Clock; random: Random; logger: Logger },
+): Promise<AgentPlan> {
+  const { clock, random, logger } = deps;
+  const attestor = await attestorFor(c, deps);
+  const pcrs = c.sealing?.pcrPolicy?.split(':')[1]?.split(',').map(Number);
+  const ca = c.upstream.caFile === undefined ? undefined : [await readFile(c.upstream.caFile, 'utf8')];
+  const r = c.rotation ?? {};
+  const agent: Partial<AgentOptions> = {
+    backoff: fullJitterBackoff(
+      {
+        initialMs: r.backoffInitial ? parseDuration(r.backoffInitial) : 1_000,
+        factor: r.backoffFactor ?? 2,
+        capMs: r.backoffCap ? parseDuration(r.backoffCap) : 300_000,
+      },
+      random,
+    ),
+    breaker: {
+      failures: r.breakerFailures ?? 5,
+      openMs: r.breakerOpen ? parseDuration(r.breakerOpen) : 300_000,
+    },
+  };
+  const b = c.broker ?? {};
+  return {
+    trustDomain: c.trustDomain,
+    dataDir: c.dataDir,
+    attestor,
+    protector: async (a) =>
+      a.supports.sealing
+        ? attestorProtector(a, pcrs === undefined ? {} : { pcrs })
+        : keyFileProtector(join(c.dataDir, 'store.key'), random, logger),
+    upstream: httpsUpstream({
+      endpoints: c.upstream.endpoints,
+      ...(ca === undefined ? {} : { ca }),
+      clock,
+      ...(c.upstream.timeout ? { timeoutMs: parseDuration(c.upstream.timeout) } : {}),
+    }),
+    agent,
+    broker: {
+      listen: { host: b.listen?.host ?? '127.0.0.1', port: b.listen?.port ?? 8883 },
+      enrollment: { host: b.enrollment?.host ?? '127.0.0.1', port: b.enrollment?.port ?? 8884 },
+      ...(b.policyFile !== undefined ? { policyFile: b.policyFile } : {}),
+    },
+    admin: {
+      ...(c.admin?.socket !== undefined ? { socket: c.admin.socket } : {}),
+      ...(c.admin?.metricsPort !== undefined ? { metricsPort: c.admin.metricsPort } : {}),
+    },
+  };
+}
+
+async function attestorFor(
+  c: AgentConfig,
+  deps: { clock: Clock; random: Random; logger: Logger },
+): Promise<Attestor> {
+  const a = c.attestation;
+  switch (a.method) {
+    case 'tpm': {
+      const { openTransport } = await import('../../attestors/tpm/transport/open.ts');
+      const { TpmAttestor } = await import('../../attestors/tpm/attestor.ts');
+      const spec = c.tpm ?? 'device:/dev/tpmrm0';
+      const transport = await openTransport(
+        spec,
+        {
+          // `sim:DIR` in a config file: the TypeScript simulator (composition root only).
+          sim: async (dir) => (await import('../../sim/tpm/index.ts')).openSimTransport(dir, deps),
+        },
+        { clock: deps.clock },
+      );
+      return new TpmAttestor({
+        transport,
+        random: deps.random,
+        logger: deps.logger,
+        ...(a.pcrs !== undefined ? { pcrSelection: a.pcrs } : {}),
+      });
+    }
+    case 'join-token': {
+      if (a.joinTokenFile === undefined)
+        throw new TypeError('attestation.joinTokenFile is required for join-token');
+      const { JoinTokenAttestor } = await import('../../attestors/join-token/attestor.ts');
+      return new JoinTokenAttestor({ tokenFile: a.joinTokenFile });
+    }
+    case 'x509pop': {
+      if (a.certificate === undefined || a.key === undefined)
+        throw new TypeError('attestation.certificate and attestation.key are required for x509pop');
+      const { X509PopAttestor } = await import('../../attestors/x509pop/attestor.ts');
+      return new X509PopAttestor({ chainFile: a.certificate, keyFile: a.key });
+    }
+  }
+}

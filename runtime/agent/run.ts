@@ -1,0 +1,241 @@
+/**
+ * The agent's composition root (with `runtime/cli/commands/agent.ts` and `dev.ts`): the only place
+ * that builds the real clock, randomness, pino logger, files and sockets and wires the seams —
+ * attestor, data-key protector, LevelDB store, HTTPS upstream, broker and admin endpoint.
+ *
+ * Order: store → agent (serves the cache at once) → admin socket → broker as soon as a valid SVID
+ * exists (at once from the cache, or after the first attestation) → banner. Runs until `stop`.
+ * Heavy modules (the broker, `level`) are imported lazily.
+ *
+ * @example
+ * ```ts
+ * const running = await runAgent(plan, { logger, out: io.out });
+ * await running.stopped; // after running.stop()
+ * ```
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Attestor } from '../../attestors/attestor.ts';
+import { renderMetrics } from '../admin/metrics.ts';
+import { statusReport } from '../admin/report.ts';
+import { startAdmin } from '../admin/server.ts';
+import { type Clock, systemClock } from '../core/clock.ts';
+import type { Logger } from '../core/logger.ts';
+import { cryptoRandom, type Random } from '../core/random.ts';
+import type { DataKeyProtector } from '../store/protector.ts';
+import { type LevelDb, SealedStore } from '../store/sealed-store.ts';
+import type { Upstream } from '../upstream/types.ts';
+import { Agent, type AgentOptions } from './agent.ts';
+import { newP256Key } from './keys.ts';
+
+export interface AgentPlan {
+  readonly trustDomain: string;
+  readonly dataDir: string;
+  readonly attestor: Attestor;
+  /** Built once the attestor has started (the TPM seals with it). */
+  readonly protector: (attestor: Attestor) => Promise<DataKeyProtector>;
+  readonly upstream: Upstream;
+  readonly agent?: Partial<AgentOptions>;
+  readonly broker?: {
+    readonly listen: { host: string; port: number };
+    readonly enrollment: { host: string; port: number };
+    readonly policyFile?: string;
+  };
+  readonly admin?: { readonly socket?: string; readonly metricsPort?: number };
+  /** Extra things to close at shutdown (the dev issuer). */
+  readonly onStop?: () => Promise<void>;
+}
+
+export interface RunningAgent {
+  readonly agent: Agent;
+  readonly store: SealedStore;
+  readonly adminSocket: string;
+  readonly metricsPort: number | undefined;
+  /** The broker's addresses once it runs. */
+  listeners(): { name: string; address: string }[];
+  stop(): Promise<void>;
+}
+
+export async function runAgent(
+  plan: AgentPlan,
+  deps: { logger: Logger; clock?: Clock; random?: Random; out?: (line: string) => void },
+): Promise<RunningAgent> {
+  const clock = deps.clock ?? systemClock;
+  const random = deps.random ?? cryptoRandom;
+  const { logger } = deps;
+  await mkdir(plan.dataDir, { recursive: true, mode: 0o700 });
+  const closers: (() => Promise<void>)[] = [];
+  const stop = async (): Promise<void> => {
+    for (const c of closers.splice(0).reverse())
+      await c().catch((e) => logger.error('shutdown', { err: String(e) }));
+  };
+  if (plan.onStop) closers.push(plan.onStop);
+  try {
+    await plan.attestor.start();
+    closers.push(() => plan.attestor.close());
+    const protector = await plan.protector(plan.attestor);
+    const { Level } = await import('level');
+    const db = new Level<string, Uint8Array>(join(plan.dataDir, 'store'), {
+      keyEncoding: 'utf8',
+      valueEncoding: 'view',
+    }) as unknown as LevelDb;
+    const store = await SealedStore.open({ db, protector, random, logger, resetOnKeyFailure: true });
+    closers.push(() => store.close());
+    closers.push(() => plan.upstream.close());
+    const agent = new Agent({
+      trustDomain: plan.trustDomain,
+      store,
+      attestor: plan.attestor,
+      upstream: plan.upstream,
+      clock,
+      random,
+      logger,
+      newKey: newP256Key,
+      ...plan.agent,
+    });
+    await agent.start();
+    closers.push(() => agent.stop());
+
+    const listeners: { name: string; address: string }[] = [];
+    const tokenDb = store.sublevel('device-tokens', 'utf8');
+    const { LevelTokenStore } = await import('../../transport/enroll/token-store.ts');
+    const tokenStore = new LevelTokenStore(tokenDb as never);
+    const socketPath = plan.admin?.socket ?? join(plan.dataDir, 'admin.sock');
+    const admin = await startAdmin({
+      socketPath,
+      logger,
+      ...(plan.admin?.metricsPort !== undefined
+        ? { metrics: { host: '127.0.0.1', port: plan.admin.metricsPort } }
+        : {}),
+      handlers: {
+        status: () => statusReport(agent.status(), { listeners, store: lastStats }),
+        metrics: () => renderMetrics(agent.status(), agent.counters),
+        createDeviceToken: async (req) => {
+          const { issueJoinToken } = await import('../../transport/enroll/join-token.ts');
+          return issueJoinToken({
+            store: tokenStore,
+            random,
+            clock,
+            bundle: agent.bundleSource.getBundleFor(plan.trustDomain),
+            deviceId: req.id,
+            ttlMs: req.ttlMs,
+          });
+        },
+      },
+    });
+    closers.push(() => admin.close());
+    let lastStats = await store.stats();
+    const statsTimer = setInterval(() => {
+      store.stats().then(
+        (s) => {
+          lastStats = s;
+        },
+        () => {},
+      );
+    }, 30_000);
+    statsTimer.unref();
+    closers.push(async () => clearInterval(statsTimer));
+
+    // The broker needs a valid SVID for its own certificate: start it as soon as there is one.
+    let brokerStarting: Promise<void> | undefined;
+    const startBrokerOnce = (): void => {
+      if (
+        plan.broker === undefined ||
+        brokerStarting !== undefined ||
+        agent.svidSource.current() === undefined
+      )
+        return;
+      const b = plan.broker;
+      brokerStarting = (async () => {
+        const { startBroker } = await import('../../transport/mqtt/broker.ts');
+        const broker = await startBroker({
+          svidSource: agent.svidSource,
+          bundleSource: agent.bundleSource,
+          revocationSource: agent.revocations,
+          deviceSigner: agent.deviceSigner,
+          tokenStore,
+          trustDomain: plan.trustDomain,
+          clock,
+          logger,
+          listen: b.listen,
+          enrollment: b.enrollment,
+          ...(b.policyFile !== undefined ? { policy: { file: b.policyFile } } : {}),
+        });
+        closers.push(() => broker.close());
+        const fmt = (e: { host: string; port: number }) =>
+          `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
+        listeners.push({ name: 'mqtt', address: fmt(broker.addresses.mqtt) });
+        if (broker.addresses.enrollment)
+          listeners.push({ name: 'enrollment', address: fmt(broker.addresses.enrollment) });
+        banner(agent, listeners, socketPath, deps.out);
+      })().catch((err: unknown) => {
+        logger.error('broker failed to start', {
+          event: 'broker.failed',
+          code: (err as { code?: string }).code,
+        });
+        brokerStarting = undefined;
+      });
+    };
+    agent.svidSource.onChange(startBrokerOnce);
+    agent.svidSource.onChange(() => {
+      store.stats().then(
+        (s) => {
+          lastStats = s;
+        },
+        () => {},
+      );
+    });
+    startBrokerOnce();
+    if (plan.broker === undefined) {
+      const off = agent.svidSource.onChange(() => {
+        if (agent.svidSource.current()) {
+          off();
+          banner(agent, listeners, socketPath, deps.out);
+        }
+      });
+    }
+    return {
+      agent,
+      store,
+      adminSocket: socketPath,
+      metricsPort: admin.metricsPort,
+      listeners: () => [...listeners],
+      async stop() {
+        await brokerStarting;
+        await stop();
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** What `npm start` prints once the gateway has an identity and the broker listens. */
+function banner(
+  agent: Agent,
+  listeners: { name: string; address: string }[],
+  socketPath: string,
+  out: ((line: string) => void) | undefined,
+): void {
+  if (out === undefined) return;
+  const s = agent.status();
+  const enroll = listeners.find((l) => l.name === 'enrollment')?.address;
+  const lines = [
+    '',
+    `edgeward agent: ${s.spiffeId}`,
+    `  SVID expires           ${s.svid ? new Date(s.svid.notAfter).toISOString() : '-'}`,
+    `  delegated CA expires   ${s.deviceCa ? new Date(s.deviceCa.notAfter).toISOString() : '-'}`,
+    ...listeners.map((l) => `  broker ${l.name.padEnd(16)}${l.address}`),
+    `  admin socket           ${socketPath}`,
+    '',
+    'Enroll a device:',
+    '  npx edgeward device token create --id sensor-1 --ttl 10m',
+    `  npx edgeward device enroll --gateway ${enroll ?? '127.0.0.1:8884'} --token <TOKEN> --out ./sensor-1`,
+    'Then, for example:',
+    `  mosquitto_pub -h ${(listeners.find((l) => l.name === 'mqtt')?.address ?? '127.0.0.1:8883').replace(/:(\d+)$/, ' -p $1')} --cafile ./sensor-1/bundle.pem --cert ./sensor-1/svid.pem --key ./sensor-1/key.pem -i sensor-1 -t devices/sensor-1/hello -m hi`,
+    'Status: npx edgeward status',
+    '',
+  ];
+  for (const l of lines) out(l);
+}
