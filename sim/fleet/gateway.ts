@@ -72,6 +72,8 @@ export class SimGateway {
   /** When set, the next rotation step with this name kills the process. */
   killAtStep: RotationStep | undefined;
   kills = 0;
+  /** NotAfter of the identity the process held when it was last killed (store-loads check). */
+  lastKnownNotAfter: number | undefined;
   readonly #o: SimGatewayOptions;
   readonly #offsets: { ms: number } = { ms: 0 };
   #clock: GatewayClock | undefined;
@@ -153,6 +155,11 @@ export class SimGateway {
     });
     this.agent = agent;
     await agent.start();
+  }
+
+  /** Remember the identity held now, to check the next boot serves it. */
+  rememberIdentity(): void {
+    this.lastKnownNotAfter = this.agent?.status().svid?.notAfter;
   }
 
   /** kill -9: the process stops where it is; nothing more reaches the store. */

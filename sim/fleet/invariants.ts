@@ -11,6 +11,7 @@
  *   one step of the simulation);
  * - `store-loads`: every boot of a gateway opens its store and starts the agent, and a gateway
  *   that had a still-valid identity when it was killed serves it at once after the reboot.
+ * - `firmware-gate`: a gateway whose PCRs match no signed manifest obtains no new identity.
  * Every check counts as run; a failed one is a violation with its time, gateway and reason.
  *
  * @example
@@ -31,7 +32,8 @@ export type InvariantName =
   | 'no-expired-accepted'
   | 'revocation'
   | 'recovery'
-  | 'store-loads';
+  | 'store-loads'
+  | 'firmware-gate';
 
 export interface Violation {
   readonly at: number;
