@@ -38,10 +38,15 @@ const frame = (v: unknown): Buffer => {
 };
 
 test.before(async () => {
-  r = await rig({ limits: { enrollPerMinute: 1_000_000 } });
-  const dev = await r.pki.device('fuzz-1');
-  device = await r.connect(dev);
-  await device.subscribeAsync(`${REPLY_PREFIX}fuzz-1`, { qos: 1 });
+  try {
+    r = await rig({ limits: { enrollPerMinute: 1_000_000 } });
+    const dev = await r.pki.device('fuzz-1');
+    device = await r.connect(dev);
+    await device.subscribeAsync(`${REPLY_PREFIX}fuzz-1`, { qos: 1 });
+  } catch (err) {
+    console.error('set-up failed:', err); // uvu reports a failing hook without its reason
+    throw err;
+  }
 });
 test.after(async () => {
   await r.close();

@@ -161,7 +161,8 @@ test('corpus replays with its recorded outcomes', () => {
         : e.name.startsWith('svid-')
           ? expectTyped(verify)
           : expectTyped(() => parseCertificate(b));
-    assert.is(out, e.expect, `${e.name}: ${e.note}`);
+    const want = e.expect.endsWith('*') ? out.startsWith(e.expect.slice(0, -1)) : out === e.expect;
+    assert.ok(want, `${e.name}: got ${out}, want ${e.expect}: ${e.note}`);
   }
 });
 
