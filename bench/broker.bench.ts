@@ -81,7 +81,8 @@ function freePort(): Promise<number> {
 }
 
 async function startEdgeward(material: string, bare = false): Promise<Peer> {
-  const proc = spawn(process.execPath, [SERVER_JS, material, ...(bare ? ['--bare'] : [])], {
+  const prof = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const proc = spawn(process.execPath, [...prof, SERVER_JS, material, ...(bare ? ['--bare'] : [])], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const port = await new Promise<number>((resolve, reject) => {

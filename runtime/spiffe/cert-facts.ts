@@ -1,8 +1,8 @@
 /**
  * The facts of one certificate that SPIFFE verification needs, read once: URI SANs, cA and
  * pathLen, key usage (and whether it is critical), extended key usage, URI name constraints,
- * validity and serial. Extension parsing uses @peculiar/x509; signatures and validity use
- * `node:crypto`'s `X509Certificate`, which is fast enough for the handshake path.
+ * validity and serial. Extensions are read by the small DER reader of `der.ts` (no general
+ * ASN.1 library on the handshake path); signatures and validity use `node:crypto`.
  *
  * @example
  * ```ts
@@ -10,14 +10,17 @@
  * facts.uris;           // ['spiffe://fleet.example/gateway/gw-1/device/s1']
  * ```
  */
-import 'reflect-metadata';
 import type { X509Certificate } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import { SpiffeError } from '../errors.ts';
+import { basicConstraints, certificateExtensions, extKeyUsage, keyUsage, subjectAltNames } from './der.ts';
 
 export const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 export const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const OID_NAME_CONSTRAINTS = '2.5.29.30';
+const OID_BASIC_CONSTRAINTS = '2.5.29.19';
+const OID_KEY_USAGE = '2.5.29.15';
+const OID_EXT_KEY_USAGE = '2.5.29.37';
+const OID_SAN = '2.5.29.17';
 /** Extensions this verifier understands; any other critical one fails the certificate (RFC 5280 §4.2). */
 const KNOWN = new Set([
   '2.5.29.19', // basicConstraints
@@ -55,39 +58,43 @@ export const KU_CRL_SIGN = 64;
 
 /** Read the facts of `cert`; a certificate whose extensions do not parse is `ERR_SVID_INVALID`. */
 export function certFacts(cert: X509Certificate): CertFacts {
-  let parsed: x509.X509Certificate;
-  let bc: x509.BasicConstraintsExtension | null;
-  let ku: x509.KeyUsagesExtension | null;
-  let eku: x509.ExtendedKeyUsageExtension | null;
-  let names: readonly x509.GeneralName[];
   try {
-    parsed = new x509.X509Certificate(cert.raw);
-    // @peculiar/x509 decodes extension values lazily: a malformed one throws here (fuzz finding).
-    bc = parsed.getExtension(x509.BasicConstraintsExtension);
-    ku = parsed.getExtension(x509.KeyUsagesExtension);
-    eku = parsed.getExtension(x509.ExtendedKeyUsageExtension);
-    names = parsed.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
+    const exts = certificateExtensions(cert.raw);
+    const get = (id: string) => exts.find((e) => e.id === id);
+    const bc = get(OID_BASIC_CONSTRAINTS);
+    const ku = get(OID_KEY_USAGE);
+    const eku = get(OID_EXT_KEY_USAGE);
+    const san = get(OID_SAN);
+    const nc = get(OID_NAME_CONSTRAINTS);
+    const names = san === undefined ? { uris: [], count: 0 } : subjectAltNames(san.value);
+    const constraints = nc === undefined ? undefined : parseUriConstraints(nc.value);
+    const basic = bc === undefined ? { ca: false, pathLength: undefined } : basicConstraints(bc.value);
+    return {
+      cert,
+      uris: names.uris,
+      sanCount: names.count,
+      ca: basic.ca,
+      pathLength: basic.pathLength,
+      keyUsage: ku === undefined ? undefined : keyUsage(ku.value),
+      keyUsageCritical: ku?.critical === true,
+      extKeyUsage: eku === undefined ? undefined : extKeyUsage(eku.value),
+      permittedUris: constraints?.permitted,
+      excludedUris: constraints?.excluded,
+      unknownCritical: exts.filter((e) => e.critical && !KNOWN.has(e.id)).map((e) => e.id),
+      notBefore: Date.parse(cert.validFrom),
+      notAfter: Date.parse(cert.validTo),
+      serial: normalizeSerial(cert.serialNumber),
+    };
   } catch (cause) {
-    throw new SpiffeError('ERR_SVID_INVALID', 'certificate does not parse', { cause });
+    if (cause instanceof SpiffeError) throw cause;
+    throw new SpiffeError(
+      'ERR_SVID_INVALID',
+      `certificate extensions do not parse: ${(cause as Error).message}`,
+      {
+        cause,
+      },
+    );
   }
-  const nc = parsed.extensions.find((e) => e.type === OID_NAME_CONSTRAINTS);
-  const constraints = nc === undefined ? undefined : parseUriConstraints(new Uint8Array(nc.value));
-  return {
-    cert,
-    uris: names.filter((n) => n.type === 'url').map((n) => n.value),
-    sanCount: names.length,
-    ca: bc?.ca === true,
-    pathLength: bc?.pathLength,
-    keyUsage: ku?.usages,
-    keyUsageCritical: ku?.critical === true,
-    extKeyUsage: eku?.usages.map(String),
-    permittedUris: constraints?.permitted,
-    excludedUris: constraints?.excluded,
-    unknownCritical: parsed.extensions.filter((e) => e.critical && !KNOWN.has(e.type)).map((e) => e.type),
-    notBefore: Date.parse(cert.validFrom),
-    notAfter: Date.parse(cert.validTo),
-    serial: normalizeSerial(cert.serialNumber),
-  };
 }
 
 /** `00A1B2` → `a1b2`. */

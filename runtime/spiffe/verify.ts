@@ -110,6 +110,24 @@ export class SvidVerifier {
     return result;
   }
 
+  /**
+   * Verify certificates as `tls.TLSSocket.getPeerX509Certificate()` and its `issuerCertificate`
+   * links give them; the cache key is their SHA-256 fingerprints, so a cached chain costs no parsing.
+   */
+  verifyCerts(chain: readonly X509Certificate[], opts: VerifyOptions): VerifiedSvid {
+    if (chain.length === 0) throw new SpiffeError('ERR_SVID_INVALID', 'no certificate presented');
+    let key = `${opts.bundle.trustDomain}|${opts.bundle.sequence}|${opts.delegatedCa?.fingerprint256 ?? '-'}|${opts.purpose ?? 'client'}`;
+    for (const c of chain) key += `|${c.fingerprint256}`;
+    let result = this.#cache.get(key);
+    if (result === undefined) {
+      result = verifyStatic(chain, opts);
+      if (this.#cache.size >= this.#max) this.#cache.clear();
+      this.#cache.set(key, result);
+    }
+    checkDynamic(result, opts);
+    return result;
+  }
+
   /** Forget every cached result (e.g. when the bundle or the delegated CA changes). */
   clear(): void {
     this.#cache.clear();

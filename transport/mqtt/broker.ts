@@ -33,6 +33,7 @@ import { Aedes } from 'aedes';
 import type { Clock } from '../../runtime/core/clock.ts';
 import { isEdgewardError } from '../../runtime/core/error.ts';
 import { type Logger, nullLogger } from '../../runtime/core/logger.ts';
+import { SpiffeError } from '../../runtime/errors.ts';
 import type {
   BundleSource,
   DeviceSigner,
@@ -56,7 +57,7 @@ import {
   preConnectRecordingClientId,
 } from './hooks.ts';
 import { type BrokerLimits, DEFAULT_LIMITS, limitPacketSize } from './limits.ts';
-import { peerChainDer } from './peer-chain.ts';
+import { peerChain } from './peer-chain.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
 import { Sessions } from './sessions.ts';
 import { materialFor } from './tls-context.ts';
@@ -162,12 +163,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   server.on('tlsClientError', (err) => logger.debug('TLS handshake failed', { reason: err.message }));
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.on('error', () => socket.destroy());
-    let svid: ReturnType<SvidVerifier['verifyDer']>;
+    let svid: ReturnType<SvidVerifier['verifyCerts']>;
     try {
-      const chain = peerChainDer(socket);
-      if (chain.length === 0)
-        throw new TransportError('ERR_BROKER_CLOSED', 'no client certificate presented');
-      svid = verifier.verifyDer(chain, {
+      const chain = peerChain(socket);
+      if (chain.length === 0) throw new SpiffeError('ERR_SVID_INVALID', 'no client certificate presented');
+      svid = verifier.verifyCerts(chain, {
         now: clock.now(),
         bundle: bundleSource.getBundleFor(trustDomain),
         revocation: revocationSource,
