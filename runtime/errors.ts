@@ -150,6 +150,8 @@ export type SvidErrorCode =
 export type IssuerErrorCode =
   /** Malformed CBOR, a body of the wrong shape, a bad query. (400) */
   | 'ERR_ISSUER_BAD_REQUEST'
+  /** A gateway asked for a broker host name outside the issuer's server-name policy. */
+  | 'ERR_ISSUER_SERVER_NAME'
   /** A body over the limit. (413) */
   | 'ERR_ISSUER_BODY_TOO_LARGE'
   /** A content type other than `application/cbor`. (415) */

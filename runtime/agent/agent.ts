@@ -58,6 +58,8 @@ export interface AgentOptions {
   readonly random: Random;
   readonly logger: Logger;
   readonly newKey: () => KeyObject;
+  /** Broker host names to ask for on the gateway SVID (DNS/IP SANs). */
+  readonly serverNames?: readonly string[];
   readonly backoff?: BackoffStrategy;
   readonly breaker?: BreakerOptions;
   /** What a renewal refused for cause leads to: re-attest at once (default), or halt. */
@@ -355,6 +357,7 @@ export class Agent {
               newKey: this.#o.newKey,
               now: () => this.now(),
               onStep: this.#o.onStep,
+              serverNames: this.#o.serverNames,
             },
             current,
           ),

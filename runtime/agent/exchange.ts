@@ -42,6 +42,8 @@ export interface ExchangeDeps {
   /** Current time for validity checks (the time floor applies). */
   readonly now: () => number;
   readonly onStep?: ((step: RotationStep) => void | Promise<void>) | undefined;
+  /** Broker host names for DNS/IP SANs on the gateway SVID (see AttestFinishRequest). */
+  readonly serverNames?: readonly string[] | undefined;
 }
 
 export interface ExchangeResult {
@@ -62,20 +64,24 @@ export async function exchange(
   const caCsr = createCsr(caKey);
   const spki = spkiOf(svidKey);
   await deps.onStep?.('keys-generated');
+  const names =
+    deps.serverNames !== undefined && deps.serverNames.length > 0
+      ? { serverNames: [...deps.serverNames] }
+      : {};
   let issued: IssuedIdentity;
   if (mode === 'attest') {
     const beginReq = await deps.attestor.begin();
     const challenge = await ep.post<AttestBeginResponse>(PATHS.attestBegin, beginReq);
     checkShape(challenge, ['sessionId', 'nonce'], 'attest/begin');
     const proof = await deps.attestor.answer(challenge, spki);
-    const finish = { sessionId: challenge.sessionId, csr, caCsr, ...proof } as AttestFinishRequest;
+    const finish = { sessionId: challenge.sessionId, csr, caCsr, ...names, ...proof } as AttestFinishRequest;
     issued = await ep.post<IssuedIdentity>(PATHS.attestFinish, finish);
   } else {
     if (current === undefined) throw new TypeError('renewal needs the current identity');
     const auth = { clientSvid: current.svid };
     const begin = await ep.post<RenewBeginResponse>(PATHS.renewBegin, {}, auth);
     checkShape(begin, ['sessionId', 'nonce'], 'renew/begin');
-    const req: RenewFinishRequest = { sessionId: begin.sessionId, csr, caCsr };
+    const req: RenewFinishRequest = { sessionId: begin.sessionId, csr, caCsr, ...names };
     if (deps.attestor.supports.pcrs && begin.pcrSelection !== undefined) {
       const evidence = await deps.attestor.quote(begin.nonce, spki, begin.pcrSelection);
       Object.assign(req, {

@@ -61,6 +61,7 @@ export async function planFromConfig(
       listen: { host: b.listen?.host ?? '127.0.0.1', port: b.listen?.port ?? 8883 },
       enrollment: { host: b.enrollment?.host ?? '127.0.0.1', port: b.enrollment?.port ?? 8884 },
       ...(b.policyFile !== undefined ? { policyFile: b.policyFile } : {}),
+      ...(b.serverNames !== undefined ? { serverNames: b.serverNames } : {}),
     },
     admin: {
       ...(c.admin?.socket !== undefined ? { socket: c.admin.socket } : {}),

@@ -40,6 +40,8 @@ export interface AgentPlan {
     readonly listen: { host: string; port: number };
     readonly enrollment: { host: string; port: number };
     readonly policyFile?: string;
+    /** DNS names / IP addresses the broker is reached at; default localhost, 127.0.0.1, ::1 and the listen host. */
+    readonly serverNames?: readonly string[];
   };
   readonly admin?: { readonly socket?: string; readonly metricsPort?: number };
   /** Extra things to close at shutdown (the dev issuer). */
@@ -91,6 +93,7 @@ export async function runAgent(
       random,
       logger,
       newKey: newP256Key,
+      serverNames: brokerServerNames(plan.broker),
       ...plan.agent,
     });
     await agent.start();
@@ -238,4 +241,14 @@ function banner(
     '',
   ];
   for (const l of lines) out(l);
+}
+
+/** The names a device may use to reach the broker, for the gateway SVID's DNS/IP SANs. */
+export function brokerServerNames(broker: AgentPlan['broker']): string[] {
+  if (broker === undefined) return [];
+  const names = [...(broker.serverNames ?? ['localhost', '127.0.0.1', '::1'])];
+  for (const host of [broker.listen.host, broker.enrollment.host]) {
+    if (host !== '0.0.0.0' && host !== '::' && !names.includes(host)) names.push(host);
+  }
+  return names;
 }

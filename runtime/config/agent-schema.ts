@@ -59,6 +59,12 @@ export const AgentConfigSchema = Closed({
       listen: Type.Optional(Listener(8883)),
       enrollment: Type.Optional(Listener(8884)),
       policyFile: Type.Optional(FilePath()),
+      serverNames: Type.Optional(
+        Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
+          maxItems: 8,
+          description: 'DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)',
+        }),
+      ),
       maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
       maxPacketSize: Type.Optional(Type.Integer({ minimum: 128 })),
     }),

@@ -30,6 +30,15 @@ export const IssuerConfigSchema = Closed({
   storeDir: FilePath(),
   svidTtl: Type.Optional(Duration()),
   deviceCaTtl: Type.Optional(Duration()),
+  serverNames: Type.Optional(
+    Closed(
+      {
+        dnsSuffixes: Type.Array(Type.String({ pattern: '^\\.[a-z0-9.-]+$' }), { maxItems: 32 }),
+        privateAddresses: Type.Boolean(),
+      },
+      'broker host names a gateway SVID may carry: DNS suffixes and loopback/private addresses',
+    ),
+  ),
   sessionTtl: Type.Optional(Duration('how long an attestation challenge stays valid (default 5m)')),
   bundleRefreshHint: Type.Optional(Duration('spiffe_refresh_hint of the bundle')),
   attestation: Closed({

@@ -43,6 +43,7 @@ export async function issuerOptionsFromConfig(
     port: cfg.listen.port,
     ...opt('svidTtlMs', ms(cfg.svidTtl)),
     ...opt('deviceCaTtlMs', ms(cfg.deviceCaTtl)),
+    ...opt('serverNames', cfg.serverNames),
     ...opt('sessionTtlMs', ms(cfg.sessionTtl)),
     ...opt('refreshHintSeconds', hint === undefined ? undefined : Math.round(hint / 1000)),
     methods: {

@@ -21,6 +21,7 @@ import { issuerCbor } from './store.ts';
 
 const STATUS: Record<string, number> = {
   ERR_ISSUER_BAD_REQUEST: 400,
+  ERR_ISSUER_SERVER_NAME: 403,
   ERR_CSR_MALFORMED: 400,
   ERR_CSR_SIGNATURE: 400,
   ERR_CSR_WEAK_KEY: 400,

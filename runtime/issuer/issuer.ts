@@ -43,6 +43,7 @@ import {
   type SessionRecord,
 } from './records.ts';
 import { Revocations } from './revocations.ts';
+import { checkServerNames, DEFAULT_SERVER_NAME_POLICY, type ServerNamePolicy } from './server-names.ts';
 import type { IssuerStore, StoreOp } from './store.ts';
 import { checkActivatedSecret, checkQuote, ekHash, type TpmPolicy, tpmChallenge } from './tpm-method.ts';
 import * as shape from './validate.ts';
@@ -71,6 +72,8 @@ export interface IssuerOptions {
     readonly tpm?: TpmPolicy;
   };
   readonly firmwareKeys?: readonly KeyObject[];
+  /** Which broker host names a gateway SVID may carry (default: local names only). */
+  readonly serverNames?: ServerNamePolicy;
   readonly rateLimit?: {
     readonly perAddress: number;
     readonly perGateway: number;
@@ -220,6 +223,10 @@ export class Issuer {
     return this.#guard('attest.finish', ctx, info, async () => {
       const req = shape.attestFinish(body);
       info.method = req.method;
+      const serverNames = checkServerNames(
+        req.serverNames,
+        this.#o.serverNames ?? DEFAULT_SERVER_NAME_POLICY,
+      );
       const s = await this.#consumeSession(req.sessionId, 'attest');
       info.gateway = s.gateway;
       if (s.method !== req.method)
@@ -266,7 +273,7 @@ export class Issuer {
         ...(s.ekHash === undefined ? {} : { ekHash: s.ekHash }),
         ...(firmware === undefined ? {} : { firmware }),
       };
-      return this.#issue(gw, csr.spki, caCsr.spki, 'issue', ops, ctx, info);
+      return this.#issue(gw, csr.spki, caCsr.spki, serverNames, 'issue', ops, ctx, info);
     });
   }
 
@@ -292,6 +299,10 @@ export class Issuer {
     return this.#guard('renew.finish', ctx, info, async () => {
       const gw = await this.#authenticatePeer(ctx, info);
       const req = shape.renewFinish(body);
+      const serverNames = checkServerNames(
+        req.serverNames,
+        this.#o.serverNames ?? DEFAULT_SERVER_NAME_POLICY,
+      );
       const s = await this.#consumeSession(req.sessionId, 'renew');
       if (s.gateway !== gw.name)
         throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'renewal session belongs to another gateway');
@@ -326,7 +337,7 @@ export class Issuer {
         );
         next = { ...gw, firmware };
       }
-      return this.#issue(next, csr.spki, caCsr.spki, 'renew', [], ctx, info);
+      return this.#issue(next, csr.spki, caCsr.spki, serverNames, 'renew', [], ctx, info);
     });
   }
 
@@ -621,6 +632,7 @@ export class Issuer {
     gw: GatewayRecord,
     spki: Buffer,
     caSpki: Buffer,
+    serverNames: readonly string[],
     event: 'issue' | 'renew',
     extraOps: StoreOp[],
     ctx: RequestContext,
@@ -630,7 +642,14 @@ export class Issuer {
     const spiffeId = gatewayId(this.#o.trustDomain, gw.name);
     const signer = this.#cas.signer;
     const notBefore = now - 30_000;
-    const svid = signer.sign({ profile: 'svid', spiffeId, spki, notBefore, notAfter: now + this.#svidTtl });
+    const svid = signer.sign({
+      profile: 'svid',
+      spiffeId,
+      spki,
+      notBefore,
+      notAfter: now + this.#svidTtl,
+      serverNames,
+    });
     const dca = signer.sign({
       profile: 'device-ca',
       spiffeId,

@@ -43,6 +43,19 @@ function bytesList(o: Record<string, unknown>, k: string, maxItems: number, maxE
   });
 }
 
+/** Optional list of short strings (server names): at most `maxItems`, each ≤ 253 characters. */
+function optStrList(o: Record<string, unknown>, k: string, maxItems: number): string[] | undefined {
+  const v = o[k];
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.length > maxItems)
+    throw bad(`${k} must be a list of at most ${maxItems} strings`);
+  return v.map((x, i) => {
+    if (typeof x !== 'string' || x.length === 0 || x.length > 253)
+      throw bad(`${k}[${i}] must be a string of 1 to 253 characters`);
+    return x;
+  });
+}
+
 export function attestBegin(body: unknown): AttestBeginRequest {
   const o = obj(body, 'body');
   const method = o.method;
@@ -67,10 +80,12 @@ export function attestBegin(body: unknown): AttestBeginRequest {
 
 export function attestFinish(body: unknown): AttestFinishRequest {
   const o = obj(body, 'body');
+  const serverNames = optStrList(o, 'serverNames', 8);
   const base = {
     sessionId: str(o, 'sessionId', 128),
     csr: bytes(o, 'csr', 16_384),
     caCsr: bytes(o, 'caCsr', 16_384),
+    ...(serverNames === undefined ? {} : { serverNames }),
   };
   switch (o.method) {
     case 'tpm':
@@ -99,10 +114,12 @@ export function renewFinish(body: unknown): RenewFinishRequest {
     Object.hasOwn(o, 'pcrValues') && o.pcrValues !== undefined
       ? bytesList(o, 'pcrValues', 24, 64)
       : undefined;
+  const serverNames = optStrList(o, 'serverNames', 8);
   return {
     sessionId: str(o, 'sessionId', 128),
     csr: bytes(o, 'csr', 16_384),
     caCsr: bytes(o, 'caCsr', 16_384),
+    ...(serverNames === undefined ? {} : { serverNames }),
     ...(quote === undefined ? {} : { quote }),
     ...(signature === undefined ? {} : { signature }),
     ...(pcrValues === undefined ? {} : { pcrValues }),

@@ -17,6 +17,7 @@
  * ```
  */
 import { createPublicKey, sign as cryptoSign, type KeyObject, X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Random } from '../core/random.ts';
 import { SvidError } from '../errors.ts';
 import { parseCertificate } from './certificate.ts';
@@ -25,6 +26,7 @@ import {
   authorityKeyId,
   basicConstraints,
   extKeyUsage,
+  type GeneralName,
   keyIdentifier,
   keyUsage,
   name,
@@ -47,6 +49,12 @@ export interface SignRequest {
   readonly notAfter: number;
   /** Big-endian serial; default: 16 random bytes, positive. */
   readonly serial?: Uint8Array;
+  /**
+   * `svid` only: DNS names and IP addresses the subject serves TLS under (the gateway's broker),
+   * added as SANs after the one URI SAN (SPIFFE X509-SVID §2 allows other SAN types). The caller
+   * checks them against its policy; here they are only checked to be well formed.
+   */
+  readonly serverNames?: readonly string[];
 }
 
 export interface SvidSigner {
@@ -142,6 +150,9 @@ export function createSigner(opts: SignerOptions): SvidSigner {
       const notAfter = Math.min(req.notAfter, parts.notAfter);
       if (notAfter <= notBefore)
         throw new SvidError('ERR_SVID_SIGNER', 'the signing CA has expired for this window');
+      if (req.serverNames !== undefined && req.serverNames.length > 0 && req.profile !== 'svid')
+        throw new SvidError('ERR_SVID_SIGNER', 'server names belong on an SVID, not on a CA');
+      const extraNames = (req.serverNames ?? []).map(serverGeneralName);
       const spki = Buffer.from(req.spki);
       const subject = req.profile === 'svid' ? name(cn) : name(cn, 'edgeward device CA');
       const tbs = tlv(
@@ -152,11 +163,42 @@ export function createSigner(opts: SignerOptions): SvidSigner {
         seq(time(notBefore), time(notAfter)),
         subject,
         spki,
-        explicit(3, seq(fixed, subjectKeyId(keyIdentifier(spki)), subjectAltName({ uri: req.spiffeId }))),
+        explicit(
+          3,
+          seq(fixed, subjectKeyId(keyIdentifier(spki)), subjectAltName({ uri: req.spiffeId }, ...extraNames)),
+        ),
       );
       return signTbs(tbs, opts.privateKey, alg);
     },
   };
+}
+
+const DNS_RE =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** A DNS name (letters, digits, hyphens; no wildcard) or an IPv4/IPv6 literal as a GeneralName. */
+export function serverGeneralName(name: string): GeneralName {
+  const family = isIP(name);
+  if (family === 4) return { ip: Buffer.from(name.split('.').map(Number)) };
+  if (family === 6) return { ip: ipv6Bytes(name) };
+  if (!DNS_RE.test(name))
+    throw new SvidError(
+      'ERR_SVID_ID_INVALID',
+      `server name ${JSON.stringify(name.slice(0, 80))} is not a DNS name or IP address`,
+    );
+  return { dns: name.toLowerCase() };
+}
+
+function ipv6Bytes(text: string): Buffer {
+  const [head = '', tail] = text.split('::');
+  const parse = (part: string): number[] =>
+    part === '' ? [] : part.split(':').map((h) => Number.parseInt(h, 16));
+  const h = parse(head);
+  const t = tail === undefined ? [] : parse(tail);
+  const words = tail === undefined ? h : [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
+  const out = Buffer.alloc(16);
+  words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+  return out;
 }
 
 /** The SPKI DER of a public (or private) key. */

@@ -58,6 +58,12 @@ export type AttestFinishRequest = {
   csr: Uint8Array;
   /** PKCS#10 CSR (DER) for the delegated device CA key. */
   caCsr: Uint8Array;
+  /**
+   * DNS names and IP addresses the gateway's broker serves under, for DNS/IP SANs on the gateway
+   * SVID (so plain TLS clients such as mosquitto_pub can check the broker's host name). The
+   * issuer admits only names its policy allows; at most 8.
+   */
+  serverNames?: string[];
 } & (
   | {
       method: 'tpm';
@@ -108,6 +114,8 @@ export interface RenewFinishRequest {
   sessionId: string;
   csr: Uint8Array;
   caCsr: Uint8Array;
+  /** As in AttestFinishRequest. */
+  serverNames?: string[];
   quote?: Uint8Array;
   signature?: Uint8Array;
   pcrValues?: Uint8Array[];
