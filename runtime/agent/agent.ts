@@ -115,7 +115,8 @@ export class Agent {
   readonly #backoff: BackoffStrategy;
   readonly #breaker: CircuitBreaker;
   readonly #failover: Failover;
-  #floor = new TimeFloor(0);
+  #floor = new TimeFloor(0, 0);
+  #lastMono = 0;
   #floorPersisted = 0;
   #state: 'new' | 'started' | 'closed' = 'new';
   #timers = new Map<string, Timer>();
@@ -165,13 +166,18 @@ export class Agent {
     this.#state = 'started';
     const { store } = this.#o;
     const floorRec = await store.get<FloorRecord>(NAMES.floor);
-    this.#floor = new TimeFloor(floorRec?.ms ?? 0, this.#o.floorToleranceMs ?? DEFAULT_FLOOR_TOLERANCE_MS);
+    const mono = this.#clock.monotonic();
+    this.#floor = new TimeFloor(
+      floorRec?.ms ?? 0,
+      mono,
+      this.#o.floorToleranceMs ?? DEFAULT_FLOOR_TOLERANCE_MS,
+    );
     this.#floorPersisted = this.#floor.value;
     const wall = this.#clock.now();
     this.#lastTick = wall;
+    this.#lastMono = mono;
     this.#clockTrusted = this.#floor.trusted(wall);
     if (!this.#clockTrusted) this.#reportUntrusted(wall);
-    else if (this.#floor.observe(wall)) await this.#persistFloor();
 
     const rev = await store.get<RevocationRecord>(NAMES.revocations);
     this.revocations = new RevocationSet(this.#log, rev);
@@ -340,7 +346,7 @@ export class Agent {
       return;
     }
     if (!this.#breaker.allow()) {
-      this.#schedule(this.#breaker.openUntil - wall);
+      this.#schedule(this.#breaker.remainingMs());
       return;
     }
     const current = this.svidSource.current();
@@ -368,7 +374,8 @@ export class Agent {
           }),
       );
       if (this.#state !== 'started') return;
-      this.#floor.observe(this.#clock.now());
+      // The issuer vouched for its time in what it signed: the best evidence of the true time.
+      this.#floor.witness(got.live.svidNotBefore, this.#clock.monotonic());
       const ops: StoreOp[] = [
         { type: 'put', name: NAMES.gateway, value: got.record },
         {
@@ -497,8 +504,11 @@ export class Agent {
 
   async #tick(tickMs: number): Promise<void> {
     const wall = this.#clock.now();
-    const elapsed = wall - this.#lastTick;
+    const mono = this.#clock.monotonic();
+    // A jump is the wall clock moving differently from the monotonic clock.
+    const jump = wall - this.#lastTick - (mono - this.#lastMono);
     this.#lastTick = wall;
+    this.#lastMono = mono;
     const trusted = this.#floor.trusted(wall);
     if (!trusted) {
       if (this.#clockTrusted) this.#reportUntrusted(wall);
@@ -515,13 +525,13 @@ export class Agent {
       void this.#rotate();
     }
     if (
-      this.#floor.observe(wall) &&
+      this.#floor.observe(wall, mono) &&
       this.#floor.value - this.#floorPersisted >= (this.#o.floorPersistMs ?? 300_000)
     )
       await this.#persistFloor();
-    if (elapsed > 2 * tickMs) {
+    if (jump > tickMs) {
       this.#event('warn', 'clock jumped forward; checking rotation now', 'clock.jump', {
-        jumpMs: elapsed - tickMs,
+        jumpMs: jump,
       });
       this.counters.inc('edgeward_clock_jumps_total');
       this.#armExpiry();

@@ -1,11 +1,12 @@
 /**
  * A circuit breaker for the upstream: after `failures` consecutive failures it opens for
  * `openMs` and no call is made; then one trial call is let through (half-open): success closes
- * it, failure opens it again for another `openMs`. Time comes from the injected clock.
+ * it, failure opens it again for another `openMs`. It times itself on the injected clock's
+ * monotonic reading, so a wall-clock jump neither holds it open nor lets it close early.
  *
  * @example
  * ```ts
- * if (!breaker.allow()) return schedule(breaker.openUntil - clock.now());
+ * if (!breaker.allow()) return schedule(breaker.remainingMs());
  * try { await call(); breaker.success(); } catch { breaker.failure(); }
  * ```
  */
@@ -24,7 +25,8 @@ export class CircuitBreaker {
   readonly #o: BreakerOptions;
   readonly #clock: Clock;
   #consecutive = 0;
-  #openUntil = 0;
+  /** Monotonic ms at which an open breaker lets the next trial through. */
+  #openUntilMono = 0;
   #opened = false;
 
   constructor(o: BreakerOptions, clock: Clock) {
@@ -36,12 +38,17 @@ export class CircuitBreaker {
 
   get state(): BreakerState {
     if (!this.#opened) return 'closed';
-    return this.#clock.now() < this.#openUntil ? 'open' : 'half-open';
+    return this.remainingMs() > 0 ? 'open' : 'half-open';
   }
 
-  /** Epoch ms when an open breaker lets the next trial through. */
+  /** Milliseconds until an open breaker lets the next trial through (0 when it would now). */
+  remainingMs(): number {
+    return Math.max(0, this.#openUntilMono - this.#clock.monotonic());
+  }
+
+  /** The same moment on the wall clock, for status displays. */
   get openUntil(): number {
-    return this.#openUntil;
+    return this.#clock.now() + this.remainingMs();
   }
 
   get consecutiveFailures(): number {
@@ -62,7 +69,7 @@ export class CircuitBreaker {
     this.#consecutive++;
     if (this.#opened || this.#consecutive >= this.#o.failures) {
       this.#opened = true;
-      this.#openUntil = this.#clock.now() + this.#o.openMs;
+      this.#openUntilMono = this.#clock.monotonic() + this.#o.openMs;
     }
   }
 }

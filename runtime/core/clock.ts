@@ -11,6 +11,8 @@ export interface Timer {
 export interface Clock {
   /** Milliseconds since the Unix epoch, as the wall clock says (may jump). */
   now(): number;
+  /** Milliseconds from an arbitrary origin that never jumps (only differences mean anything). */
+  monotonic(): number;
   /** Run `fn` once after `delayMs`. `name` labels the timer for diagnostics and tests. */
   setTimer(name: string, delayMs: number, fn: () => void): Timer;
 }
@@ -18,6 +20,7 @@ export interface Clock {
 /** The real wall clock and Node timers. Timers are unref'd so they never hold the process open. */
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   setTimer(_name, delayMs, fn) {
     // Node timers overflow past 2^31-1 ms (~24.8 days): re-arm in steps.
     const max = 0x7fffffff;

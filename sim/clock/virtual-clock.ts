@@ -22,6 +22,7 @@ interface Pending {
 
 export class VirtualClock implements Clock {
   #now: number;
+  #mono = 0;
   #seq = 0;
   #pending: Pending[] = [];
 
@@ -31,6 +32,11 @@ export class VirtualClock implements Clock {
 
   now(): number {
     return this.#now;
+  }
+
+  /** Moves with `advance`, never with `set`: wall-clock jumps do not touch it. */
+  monotonic(): number {
+    return this.#mono;
   }
 
   setTimer(name: string, delayMs: number, fn: () => void): Timer {
@@ -65,10 +71,12 @@ export class VirtualClock implements Clock {
       await drainMicrotasks();
       const next = this.#live()[0];
       if (next === undefined || next.due > target) break;
+      this.#mono += next.due - this.#now;
       this.#now = next.due;
       next.cancelled = true;
       next.fn();
     }
+    this.#mono += target - this.#now;
     this.#now = target;
     await drainMicrotasks();
   }

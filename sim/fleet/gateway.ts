@@ -45,6 +45,10 @@ class GatewayClock implements Clock {
     return this.#base.now() + this.offsetMs;
   }
 
+  monotonic(): number {
+    return this.#base.monotonic();
+  }
+
   setTimer(name: string, delayMs: number, fn: () => void): Timer {
     return this.#base.setTimer(name, delayMs, () => {
       if (this.#alive()) fn();
