@@ -11,6 +11,7 @@ export type AttestorErrorCode =
   | 'ERR_TPM_MALFORMED'
   /** The transport failed: device or socket error, closed, or no answer within the timeout. */
   | 'ERR_TPM_TRANSPORT'
+  /** The TPM gave no answer within the per-command timeout. */
   | 'ERR_TPM_TIMEOUT'
   /** A transport string that names no known transport. */
   | 'ERR_TPM_TRANSPORT_SPEC'
@@ -18,10 +19,13 @@ export type AttestorErrorCode =
   | 'ERR_TPM_EK_MISSING'
   /** The attestor was used after close, or before start. */
   | 'ERR_ATTESTOR_CLOSED'
+  /** The attestor was asked for something its `supports` manifest says it cannot do. */
   | 'ERR_ATTESTOR_UNSUPPORTED'
   /** Verifier side: a quote, credential or public area that does not check out. */
   | 'ERR_ATTEST_QUOTE_INVALID'
+  /** An AK or EK public area that is malformed or not of the required template and attributes. */
   | 'ERR_ATTEST_PUBLIC_INVALID'
+  /** Credential activation failed, or the activated secret does not match. */
   | 'ERR_ATTEST_CREDENTIAL'
   /** Verifier side: EK certificate bytes that are not one DER certificate (after header/padding). */
   | 'ERR_ATTEST_EK_CERT_INVALID'

@@ -5,9 +5,13 @@
 import { EdgewardError } from './core/error.ts';
 
 export type RuntimeErrorCode =
+  /** A config file failed validation; every issue is listed with its path and line. */
   | 'ERR_CONFIG_INVALID'
+  /** A config file could not be read. */
   | 'ERR_CONFIG_UNREADABLE'
+  /** A config file's `version` is missing, malformed or newer than this build. */
   | 'ERR_CONFIG_VERSION'
+  /** A command-line mistake: one line on stderr, exit code 2. */
   | 'ERR_CLI_USAGE'
   | AgentErrorCode
   | SpiffeErrorCode
@@ -31,6 +35,7 @@ export type SpiffeErrorCode =
   | 'ERR_SVID_REVOKED'
   /** No valid SVID (or bundle) is available from a source right now. */
   | 'ERR_SVID_UNAVAILABLE'
+  /** No bundle is known for the trust domain asked for. */
   | 'ERR_BUNDLE_UNAVAILABLE'
   /** A PKCS#10 CSR that does not parse, is not self-signed correctly, or has an unsupported key. */
   | 'ERR_CSR_INVALID';
@@ -45,6 +50,7 @@ export interface ConfigIssue {
 
 /** A config file failed validation; `issues` holds every problem found, not just the first. */
 export class ConfigError extends EdgewardError<
+  /** A config file failed validation; every issue is listed with its path and line. */
   'ERR_CONFIG_INVALID' | 'ERR_CONFIG_UNREADABLE' | 'ERR_CONFIG_VERSION'
 > {
   readonly issues: readonly ConfigIssue[];
@@ -87,6 +93,7 @@ export type AgentErrorCode =
   | 'ERR_STORE_KEY_FILE'
   /** A stored value failed authentication (tampered or corrupt); it is dropped, never served. */
   | 'ERR_STORE_CORRUPT'
+  /** The store was used after it was closed. */
   | 'ERR_STORE_CLOSED'
   /** The wall clock is behind the persisted time floor: no signing until it is sane. */
   | 'ERR_CLOCK_UNTRUSTED'
@@ -104,6 +111,7 @@ export type AgentErrorCode =
   | 'ERR_UPSTREAM_REJECTED'
   /** The circuit breaker is open: no call is made until it half-opens. */
   | 'ERR_UPSTREAM_BREAKER_OPEN'
+  /** The agent was used after it was stopped. */
   | 'ERR_AGENT_CLOSED'
   /** A device CSR that does not parse, whose signature fails, or whose key is weak. */
   | 'ERR_DEVICE_CSR_INVALID'
@@ -156,16 +164,19 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_BODY_TOO_LARGE'
   /** A content type other than `application/cbor`. (415) */
   | 'ERR_ISSUER_CONTENT_TYPE'
+  /** No such route on the issuer (404). */
   | 'ERR_ISSUER_NOT_FOUND'
   /** An attestation method this issuer is not configured for. (403) */
   | 'ERR_ISSUER_METHOD_DISABLED'
   /** A session id that is unknown or already used: a replayed finish. (409) */
   | 'ERR_ISSUER_SESSION_UNKNOWN'
+  /** An attestation or renewal session whose time ran out (409). */
   | 'ERR_ISSUER_SESSION_EXPIRED'
   /** A join token that is unknown, used or expired. (401) */
   | 'ERR_ISSUER_TOKEN_INVALID'
   /** No registration maps this EK, token or factory certificate to a gateway name. (403) */
   | 'ERR_ISSUER_NOT_REGISTERED'
+  /** The gateway was disabled by an operator (403). */
   | 'ERR_ISSUER_GATEWAY_DISABLED'
   /** An EK or factory certificate chain that does not verify against the configured roots. (401) */
   | 'ERR_ISSUER_CHAIN_INVALID'
@@ -179,6 +190,7 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_PCR_MISMATCH'
   /** Renewal without a valid, unrevoked gateway SVID as TLS client certificate. (401) */
   | 'ERR_ISSUER_CLIENT_CERT'
+  /** The gateway's SPIFFE ID or certificate is revoked (403). */
   | 'ERR_ISSUER_REVOKED'
   /** Too many requests from this address or for this gateway. (429) */
   | 'ERR_ISSUER_RATE_LIMITED'
@@ -188,7 +200,9 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_CA_INVALID'
   /** A private key file readable by others than its owner (must be 0600). */
   | 'ERR_ISSUER_KEY_PERMISSIONS'
+  /** The issuer is shutting down (503). */
   | 'ERR_ISSUER_CLOSED'
+  /** An unexpected failure inside the issuer (500); the request changed nothing. */
   | 'ERR_ISSUER_INTERNAL';
 
 /** A failure of `runtime/svid/` (DER, CSR, signer, bundle). */
