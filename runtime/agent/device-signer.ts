@@ -14,10 +14,10 @@ import { isEdgewardError } from '../core/error.ts';
 import type { Random } from '../core/random.ts';
 import { AgentError, RuntimeError } from '../errors.ts';
 import type { DeviceSigner } from '../sources/types.ts';
+import { isPathSegment } from '../spiffe/id.ts';
 import type { DeviceRecord } from '../store/records.ts';
 import { parseCertificate } from '../svid/certificate.ts';
 import { parseCsr } from '../svid/csr.ts';
-import { isPathSegment } from '../svid/id.ts';
 import { createSigner, type SvidSigner } from '../svid/signer.ts';
 import type { LiveIdentity } from './identity.ts';
 

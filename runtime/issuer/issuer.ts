@@ -19,9 +19,9 @@ import { isEdgewardError } from '../core/error.ts';
 import { type Logger, nullLogger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
+import { gatewayId, isPathSegment, parseSpiffeId } from '../spiffe/id.ts';
 import { parseCertificate } from '../svid/certificate.ts';
 import { parseCsr } from '../svid/csr.ts';
-import { gatewayId, isPathSegment, parseSpiffeId } from '../svid/id.ts';
 import type {
   AttestBeginResponse,
   IssuedIdentity,

@@ -12,7 +12,7 @@
  */
 import { verify, X509Certificate } from 'node:crypto';
 import { IssuerError } from '../errors.ts';
-import { isPathSegment } from '../svid/id.ts';
+import { isPathSegment } from '../spiffe/id.ts';
 import { x509popSignedData } from '../svid/pop.ts';
 
 const MAX_DEPTH = 8;

@@ -48,6 +48,11 @@ export function parseSpiffeId(text: string): SpiffeId {
   return { id: text, trustDomain, path, segments };
 }
 
+/** True when `s` is one valid SPIFFE path segment (a gateway name or device id). */
+export function isPathSegment(s: string): boolean {
+  return typeof s === 'string' && s.length <= 255 && SEGMENT_RE.test(s) && s !== '.' && s !== '..';
+}
+
 /** Validate a trust domain name (no scheme). Throws `ERR_SPIFFE_ID_INVALID`. */
 export function parseTrustDomain(text: string): string {
   if (typeof text !== 'string' || !TD_RE.test(text)) {

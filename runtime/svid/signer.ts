@@ -18,8 +18,10 @@
  */
 import { createPublicKey, sign as cryptoSign, type KeyObject, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
+import { isEdgewardError } from '../core/error.ts';
 import type { Random } from '../core/random.ts';
 import { SvidError } from '../errors.ts';
+import { parseSpiffeId, type SpiffeId } from '../spiffe/id.ts';
 import { parseCertificate } from './certificate.ts';
 import { bitString, explicit, oid, seq, TAG, time, tlv, uint } from './der.ts';
 import {
@@ -35,7 +37,6 @@ import {
   subjectAltName,
   subjectKeyId,
 } from './extensions.ts';
-import { parseSpiffeId } from './id.ts';
 
 /** `svid`: an X.509-SVID leaf (gateway or device). `device-ca`: a delegated CA, pathLen 0. */
 export type Profile = 'svid' | 'device-ca';
@@ -138,7 +139,7 @@ export function createSigner(opts: SignerOptions): SvidSigner {
       const fixed = constExts.get(req.profile);
       if (fixed === undefined)
         throw new SvidError('ERR_SVID_SIGNER', `this CA may not sign a ${req.profile}`);
-      const id = parseSpiffeId(req.spiffeId);
+      const id = signableId(req.spiffeId);
       if (id.trustDomain !== td)
         throw new SvidError('ERR_SVID_ID_INVALID', `${req.spiffeId} is not in trust domain ${td}`);
       if (scope !== undefined && !req.spiffeId.startsWith(scope))
@@ -199,6 +200,17 @@ function ipv6Bytes(text: string): Buffer {
   const out = Buffer.alloc(16);
   words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
   return out;
+}
+
+/** Parse the ID to sign for; an invalid ID is this signer's ERR_SVID_ID_INVALID. */
+function signableId(text: string): SpiffeId {
+  try {
+    return parseSpiffeId(text);
+  } catch (err) {
+    if (isEdgewardError(err, 'ERR_SPIFFE_ID_INVALID'))
+      throw new SvidError('ERR_SVID_ID_INVALID', err.message, { cause: err });
+    throw err;
+  }
 }
 
 /** The SPKI DER of a public (or private) key. */
