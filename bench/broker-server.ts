@@ -1,6 +1,7 @@
 /**
  * Child process of `bench/broker.bench.ts`: runs the edgeward broker (or, with `--bare`, a bare
- * Node `tls.Server` that only holds sockets: Node's floor) on port 0 from the PEM material in
+ * Node `tls.Server` that only holds sockets: Node's floor; with `--plain`, aedes on `tls.Server`
+ * without any hook: the reference) on port 0 from the PEM material in
  * the JSON file given as argv[2], prints `PORT <n>` and serves until stdin closes.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
@@ -19,6 +20,7 @@ interface Material {
 
 const m = JSON.parse(readFileSync(process.argv[2] as string, 'utf8')) as Material;
 const bare = process.argv.includes('--bare');
+const plain = process.argv.includes('--plain');
 let port: number;
 let stop: () => Promise<void>;
 if (bare) {
@@ -41,6 +43,17 @@ if (bare) {
     for (const s of held) s.destroy();
     server.close();
   };
+} else if (plain) {
+  // The reference: aedes on a tls.Server with no hooks at all (what BENCHMARKS.md measured).
+  const { Aedes } = await import('aedes');
+  const aedes = await Aedes.createBroker();
+  const server = createServer(
+    { key: m.key, cert: m.chain.join(''), ca: m.roots.join(''), requestCert: true, rejectUnauthorized: true },
+    (s) => aedes.handle(s),
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as { port: number }).port;
+  stop = () => new Promise((r) => aedes.close(() => server.close(() => r())));
 } else {
   // Loaded only here, so that the --bare floor measures Node and OpenSSL alone.
   const { systemClock } = await import('../runtime/core/clock.ts');

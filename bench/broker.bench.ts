@@ -80,9 +80,9 @@ function freePort(): Promise<number> {
   });
 }
 
-async function startEdgeward(material: string, bare = false): Promise<Peer> {
+async function startEdgeward(material: string, mode: '' | 'bare' | 'plain' = ''): Promise<Peer> {
   const prof = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const proc = spawn(process.execPath, [...prof, SERVER_JS, material, ...(bare ? ['--bare'] : [])], {
+  const proc = spawn(process.execPath, [...prof, SERVER_JS, material, ...(mode ? [`--${mode}`] : [])], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const port = await new Promise<number>((resolve, reject) => {
@@ -94,7 +94,11 @@ async function startEdgeward(material: string, bare = false): Promise<Peer> {
     });
     proc.once('exit', (code) => reject(new Error(`broker-server exited ${code}`)));
   });
-  return { name: bare ? 'node tls floor' : 'edgeward', proc, port };
+  return {
+    name: mode === 'bare' ? 'node tls floor' : mode === 'plain' ? 'plain aedes' : 'edgeward',
+    proc,
+    port,
+  };
 }
 
 async function startMosquitto(dir: string): Promise<Peer> {
@@ -305,14 +309,16 @@ export default async function run(): Promise<void> {
   compileServer();
   const edge = await startEdgeward(material);
   const mosq = await startMosquitto(dir);
-  const peers = [edge, mosq];
+  const plain = await startEdgeward(material, 'plain');
+  const peers = [edge, mosq, plain];
   try {
     // Warm up both (JIT, session caches), then alternate rounds.
     for (const p of peers) await connectRound(p, ids.slice(0, 50));
-    const connect: Record<string, number[]> = { edgeward: [], mosquitto: [] };
+    const connect: Record<string, number[]> = { edgeward: [], mosquitto: [], 'plain aedes': [] };
     const msgs: Record<string, { cpuPerMsgUs: number; perSecond: number }[]> = {
       edgeward: [],
       mosquitto: [],
+      'plain aedes': [],
     };
     for (let r = 0; r < ROUNDS; r++) {
       for (const p of r % 2 === 0 ? peers : [...peers].reverse()) {
@@ -330,14 +336,19 @@ export default async function run(): Promise<void> {
       m: median((msgs.mosquitto ?? []).map((x) => x.cpuPerMsgUs)),
       t: median((msgs.mosquitto ?? []).map((x) => x.perSecond)),
     };
+    const pl = {
+      c: median(connect['plain aedes'] ?? []),
+      m: median((msgs['plain aedes'] ?? []).map((x) => x.cpuPerMsgUs)),
+    };
     await stop(edge);
     await stop(mosq);
+    await stop(plain);
     // RSS on fresh processes, one at a time: the message rounds above grew the heaps.
     const idle: Record<string, { empty: number; full: number }> = {};
     for (const [name, fresh, raw] of [
       ['edgeward', () => startEdgeward(material), false],
       ['mosquitto', () => startMosquitto(dir), false],
-      ['floor', () => startEdgeward(material, true), true],
+      ['floor', () => startEdgeward(material, 'bare'), true],
     ] as const) {
       const p = await fresh();
       peers.push(p);
@@ -374,6 +385,9 @@ export default async function run(): Promise<void> {
     );
     console.log(
       `node tls.Server floor: ${idleF.full.toFixed(1)} MB with ${IDLE} TLS sockets (${idleF.empty.toFixed(1)} MB empty); edgeward / floor = ${(idleE.full / idleF.full).toFixed(2)}x`,
+    );
+    console.log(
+      `reference, plain aedes on tls.Server without hooks: ${pl.c.toFixed(2)} ms per connect (${(pl.c / q.c).toFixed(2)}x mosquitto), ${pl.m.toFixed(1)} us per message (${(pl.m / q.m).toFixed(2)}x)`,
     );
     console.log(
       `(connect: ${CONNECTS} per round, messages: ${MESSAGES} per round, ${ROUNDS} rounds alternating, medians)`,
