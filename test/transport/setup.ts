@@ -32,7 +32,9 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-export async function rig(extra: Partial<BrokerOptions> = {}): Promise<Rig> {
+export async function rig(
+  extra: Partial<BrokerOptions> | ((pki: TestPki) => Partial<BrokerOptions>) = {},
+): Promise<Rig> {
   const clock = new VirtualClock(Date.now());
   const pki = await buildPki({ now: clock.now() });
   const logger = new MemoryLogger();
@@ -51,7 +53,7 @@ export async function rig(extra: Partial<BrokerOptions> = {}): Promise<Rig> {
     logger,
     listen: { host: '127.0.0.1', port: 0 },
     enrollment: { host: '127.0.0.1', port: 0 },
-    ...extra,
+    ...(typeof extra === 'function' ? extra(pki) : extra),
   });
   const clients: MqttClient[] = [];
   const port = broker.addresses.mqtt.port;

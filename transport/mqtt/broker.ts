@@ -15,6 +15,7 @@
  *   enrollment: { host: '0.0.0.0', port: 8884 },   // omit for no enrollment listener
  *   limits: { maxConnections: 2000, maxPacketSize: 262144 },
  *   factory: { roots: [manufacturerRoot], idField: 'cn', allowList: ['sensor-1'] }, // optional
+ *   bridge: { upstream: { host, port, ca }, topics: [{ local: 'devices/+/up' }], buffer: { db, maxMessages, maxBytes } }, // optional
  * });
  * broker.addresses;            // { mqtt: { host, port }, enrollment?: { host, port } }
  * await broker.reloadPolicy(); // re-reads the policy file; a bad file throws ERR_POLICY_INVALID, the old one stays
@@ -42,6 +43,7 @@ import type {
   Unsubscribe,
 } from '../../runtime/sources/types.ts';
 import { SvidVerifier } from '../../runtime/spiffe/verify.ts';
+import { type Bridge, type BridgeOptions, type BridgeStats, startBridge } from '../bridge/bridge.ts';
 import type { FactoryOptions } from '../enroll/factory.ts';
 import { type EnrollmentServer, startEnrollment } from '../enroll/server.ts';
 import type { TokenStore } from '../enroll/token-store.ts';
@@ -83,12 +85,16 @@ export interface BrokerOptions {
   readonly enrollment?: Endpoint;
   readonly limits?: BrokerLimits;
   readonly factory?: FactoryOptions;
+  /** Forward local topics to a cloud broker (see `transport/bridge/bridge.ts`); omitted = none. */
+  readonly bridge?: Omit<BridgeOptions, 'broker' | 'svidSource' | 'logger'>;
 }
 
 export interface Broker {
   readonly addresses: { readonly mqtt: Endpoint; readonly enrollment?: Endpoint };
   /** Number of verified TLS sessions on the main listener. */
   readonly sessionCount: number;
+  /** The bridge's counters, when a bridge is configured. */
+  bridgeStats(): BridgeStats | undefined;
   /** Re-read the policy file (or apply `policy`) and recompute every live session's grants. */
   reloadPolicy(policy?: Policy): Promise<void>;
   close(): Promise<void>;
@@ -219,7 +225,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 
   const mqtt = await listenOn(server, options.listen ?? { host: '127.0.0.1', port: 8883 });
   let enrollment: EnrollmentServer | undefined;
+  let bridge: Bridge | undefined;
   try {
+    if (options.bridge !== undefined) {
+      bridge = await startBridge({ ...options.bridge, broker, svidSource, logger });
+    }
     await publishBundle(broker, bundleSource.getBundleFor(trustDomain));
     if (options.enrollment !== undefined) {
       enrollment = await startEnrollment({
@@ -236,6 +246,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       });
     }
   } catch (err) {
+    await bridge?.close();
     server.close();
     await new Promise<void>((r) => broker.close(() => r()));
     throw err;
@@ -248,6 +259,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     get sessionCount() {
       return sessions.size;
     },
+    bridgeStats: () => bridge?.stats(),
     async reloadPolicy(next?: Policy) {
       if (closed !== undefined) throw new TransportError('ERR_BROKER_CLOSED', 'broker is closed');
       policy = next ?? ('file' in policySource ? await loadPolicyFile(policySource.file) : policySource);
@@ -268,6 +280,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           server.close();
           sessions.closeAll();
           await enrollment?.close();
+          await bridge?.close();
           await new Promise<void>((r) => broker.close(() => r()));
           await new Promise<void>((r) => (server.listening ? server.close(() => r()) : r()));
         })();
