@@ -348,6 +348,7 @@ export default async function run(): Promise<void> {
     for (const [name, fresh, raw] of [
       ['edgeward', () => startEdgeward(material), false],
       ['mosquitto', () => startMosquitto(dir), false],
+      ['plain', () => startEdgeward(material, 'plain'), false],
       ['floor', () => startEdgeward(material, 'bare'), true],
     ] as const) {
       const p = await fresh();
@@ -358,6 +359,7 @@ export default async function run(): Promise<void> {
     const idleE = idle.edgeward as { empty: number; full: number };
     const idleQ = idle.mosquitto as { empty: number; full: number };
     const idleF = idle.floor as { empty: number; full: number };
+    const idleP = idle.plain as { empty: number; full: number };
     const row = (name: string, a: number, b: number, unit: string, goal: string) =>
       console.log(
         `${name.padEnd(34)} ${a.toFixed(2).padStart(9)} ${b.toFixed(2).padStart(9)} ${unit.padEnd(6)} ${(a / b).toFixed(2).padStart(6)}x  ${goal}`,
@@ -387,7 +389,7 @@ export default async function run(): Promise<void> {
       `node tls.Server floor: ${idleF.full.toFixed(1)} MB with ${IDLE} TLS sockets (${idleF.empty.toFixed(1)} MB empty); edgeward / floor = ${(idleE.full / idleF.full).toFixed(2)}x`,
     );
     console.log(
-      `reference, plain aedes on tls.Server without hooks: ${pl.c.toFixed(2)} ms per connect (${(pl.c / q.c).toFixed(2)}x mosquitto), ${pl.m.toFixed(1)} us per message (${(pl.m / q.m).toFixed(2)}x)`,
+      `reference, plain aedes on tls.Server without hooks: ${pl.c.toFixed(2)} ms per connect (${(pl.c / q.c).toFixed(2)}x mosquitto), ${pl.m.toFixed(1)} us per message (${(pl.m / q.m).toFixed(2)}x), ${idleP.full.toFixed(1)} MB with ${IDLE} idle devices (${idleP.empty.toFixed(1)} MB empty)`,
     );
     console.log(
       `(connect: ${CONNECTS} per round, messages: ${MESSAGES} per round, ${ROUNDS} rounds alternating, medians)`,

@@ -10,15 +10,12 @@
  * const { chain, notAfter } = await signer.signDevice({ deviceId: 'sensor-1', csrDer });
  * ```
  */
-import 'reflect-metadata';
 import { KeyObject, type webcrypto, X509Certificate } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import type { Clock } from '../core/clock.ts';
 import type { Random } from '../core/random.ts';
 import { SpiffeError } from '../errors.ts';
 import type { DeviceSigner } from '../sources/types.ts';
 import { deviceSpiffeId } from './id.ts';
-import { issueSvid, toSigningKey } from './issue.ts';
 
 export interface CaDeviceSignerOptions {
   readonly gatewayId: string;
@@ -35,7 +32,10 @@ export interface CaDeviceSignerOptions {
 
 /** Parse a CSR and check its self-signature and key type; returns the SPKI DER. */
 export async function checkCsr(csrDer: Uint8Array): Promise<Uint8Array> {
-  let csr: x509.Pkcs10CertificateRequest;
+  // Loaded on first use: a gateway that signs nothing never pays for the ASN.1 library.
+  await import('reflect-metadata');
+  const x509 = await import('@peculiar/x509');
+  let csr: InstanceType<typeof x509.Pkcs10CertificateRequest>;
   try {
     csr = new x509.Pkcs10CertificateRequest(csrDer);
   } catch (cause) {
@@ -74,6 +74,7 @@ export class CaDeviceSigner implements DeviceSigner {
     const o = this.#o;
     const spiffeId = deviceSpiffeId(this.gatewayId, request.deviceId);
     const spki = await checkCsr(request.csrDer);
+    const { issueSvid, toSigningKey } = await import('./issue.ts');
     const ca = o.caChain[0] as X509Certificate;
     const now = o.clock.now();
     const caNotAfter = Math.min(...o.caChain.map((c) => Date.parse(c.validTo)));

@@ -55,8 +55,6 @@ export interface VerifiedSvid {
   readonly spiffeId: string;
   readonly trustDomain: string;
   readonly leaf: X509Certificate;
-  /** The verified path: leaf, intermediates, then the anchor (bundle root or delegated CA). */
-  readonly path: readonly X509Certificate[];
   /** The earliest NotAfter of the path, epoch ms: the session may live until then. */
   readonly notAfter: number;
   readonly notBefore: number;
@@ -68,7 +66,8 @@ export interface VerifiedSvid {
   readonly caIds: readonly string[];
 }
 
-type StaticPart = Omit<VerifiedSvid, never>;
+/** What the cache keeps: no certificate objects, so a cached entry holds no native memory. */
+type StaticPart = Omit<VerifiedSvid, 'leaf'>;
 
 const MAX_CHAIN = 8;
 
@@ -76,7 +75,7 @@ const MAX_CHAIN = 8;
 export function verifyX509Svid(chain: readonly X509Certificate[], opts: VerifyOptions): VerifiedSvid {
   const result = verifyStatic(chain, opts);
   checkDynamic(result, opts);
-  return result;
+  return { ...result, leaf: chain[0] as X509Certificate };
 }
 
 /** A verifier that caches the time-independent part per (chain, bundle sequence, delegated CA). */
@@ -107,7 +106,7 @@ export class SvidVerifier {
       this.#cache.set(key, result);
     }
     checkDynamic(result, opts);
-    return result;
+    return { ...result, leaf: new X509Certificate(chainDer[0] as Uint8Array) };
   }
 
   /**
@@ -125,7 +124,7 @@ export class SvidVerifier {
       this.#cache.set(key, result);
     }
     checkDynamic(result, opts);
-    return result;
+    return { ...result, leaf: chain[0] as X509Certificate };
   }
 
   /** Forget every cached result (e.g. when the bundle or the delegated CA changes). */
@@ -280,8 +279,6 @@ function verifyStatic(chain: readonly X509Certificate[], opts: VerifyOptions): S
   return {
     spiffeId: leafId,
     trustDomain,
-    leaf: leaf.cert,
-    path: withRoot.map((f) => f.cert),
     notAfter: Math.min(...withRoot.map((f) => f.notAfter)),
     notBefore: Math.max(...withRoot.map((f) => f.notBefore)),
     serials: all.map((f) => f.serial),

@@ -43,14 +43,14 @@ import type {
   Unsubscribe,
 } from '../../runtime/sources/types.ts';
 import { SvidVerifier } from '../../runtime/spiffe/verify.ts';
-import { type Bridge, type BridgeOptions, type BridgeStats, startBridge } from '../bridge/bridge.ts';
+import type { Bridge, BridgeOptions, BridgeStats } from '../bridge/bridge.ts';
 import type { FactoryOptions } from '../enroll/factory.ts';
-import { type EnrollmentServer, startEnrollment } from '../enroll/server.ts';
+import type { EnrollmentServer } from '../enroll/server.ts';
 import type { TokenStore } from '../enroll/token-store.ts';
 import { TransportError } from '../errors.ts';
+import { DEFAULT_POLICY } from '../policy/default.ts';
 import { grantsFor } from '../policy/grants.ts';
-import { loadPolicyFile } from '../policy/load.ts';
-import { DEFAULT_POLICY, type Policy } from '../policy/schema.ts';
+import type { Policy } from '../policy/schema.ts';
 import {
   authenticateBySvid,
   authorizeForwardByPolicy,
@@ -117,6 +117,11 @@ function listenOn(server: Server, at: Endpoint): Promise<Endpoint> {
       resolve(endpointOf(server));
     });
   });
+}
+
+/** The policy file reader (ajv, yaml) is loaded only when a file is configured. */
+async function loadPolicyFile(file: string): Promise<Policy> {
+  return (await import('../policy/load.ts')).loadPolicyFile(file);
 }
 
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
@@ -228,10 +233,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   let bridge: Bridge | undefined;
   try {
     if (options.bridge !== undefined) {
+      const { startBridge } = await import('../bridge/bridge.ts');
       bridge = await startBridge({ ...options.bridge, broker, svidSource, logger });
     }
     await publishBundle(broker, bundleSource.getBundleFor(trustDomain));
     if (options.enrollment !== undefined) {
+      const { startEnrollment } = await import('../enroll/server.ts');
       enrollment = await startEnrollment({
         at: options.enrollment,
         material: material(),

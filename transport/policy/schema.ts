@@ -43,16 +43,4 @@ export const PolicySchema = Type.Object(
 export type PolicyRule = Static<typeof PolicyRuleSchema>;
 export type Policy = Static<typeof PolicySchema>;
 
-/** Used when no policy file is configured: a device may publish and subscribe under its own subtree. */
-export const DEFAULT_POLICY: Policy = {
-  version: 1,
-  rules: [
-    {
-      match: '{self}/device/*',
-      clientId: 'device',
-      publish: ['devices/{device}/#'],
-      subscribe: ['devices/{device}/#'],
-      retain: ['devices/{device}/#'],
-    },
-  ],
-};
+export { DEFAULT_POLICY } from './default.ts';
