@@ -17,9 +17,8 @@ import { enroll } from '../../../transport/enroll/client.ts';
 import { parseDuration } from '../../config/types.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
 
-const HELP = `Usage:
-  edgeward device token create --id DEVICE_ID --ttl 10m [--socket PATH | --data-dir DIR]
-  edgeward device enroll --gateway HOST:PORT (--token TOKEN | --token-file FILE) --out DIR
+const HELP = `Usage: edgeward device token create --id DEVICE_ID --ttl 10m [--socket PATH | --data-dir DIR]
+       edgeward device enroll --gateway HOST:PORT (--token TOKEN | --token-file FILE) --out DIR
 
 token create   ask the running agent for a one-time join token for DEVICE_ID (printed on stdout)
 enroll         enroll with a join token; writes DIR/key.pem (0600), DIR/svid.pem, DIR/bundle.pem
