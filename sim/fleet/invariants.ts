@@ -119,7 +119,8 @@ export class Invariants {
   }
 
   authorizedDevice(gw: SimGateway, d: SimDevice, v: VerifiedSvid, trueNow: number): void {
-    const earliest = Math.min(v.notAfter, ...v.path.map((c) => Date.parse(c.validTo)));
+    // The verifier's NotAfter is the path's earliest; the leaf's own is checked independently.
+    const earliest = Math.min(v.notAfter, Date.parse(v.leaf.validTo));
     this.check(
       earliest > trueNow,
       'no-expired-accepted',

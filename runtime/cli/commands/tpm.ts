@@ -28,7 +28,8 @@ import { parsePublic } from '../../../attestors/tpm/wire/public.ts';
 import { systemClock } from '../../core/clock.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
 
-const HELP = `Usage:
+const HELP = `Usage: edgeward tpm (info | ek | quote) --tpm SPEC [options]
+
   edgeward tpm info  --tpm SPEC
   edgeward tpm ek    --tpm SPEC --out DIR
   edgeward tpm quote --tpm SPEC --pcrs sha256:0,1,2,7 --nonce HEX --out DIR
