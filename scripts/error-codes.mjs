@@ -5,7 +5,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const FILES = ['runtime/errors.ts', 'attestors/errors.ts', 'transport/errors.ts', 'firmware-hooks/errors.ts', 'sim/errors.ts'];
+const FILES = [
+  'runtime/errors.ts',
+  'attestors/errors.ts',
+  'transport/errors.ts',
+  'firmware-hooks/errors.ts',
+  'sim/errors.ts',
+];
 const BEGIN = '<!-- error-codes:begin -->';
 const END = '<!-- error-codes:end -->';
 

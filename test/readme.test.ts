@@ -1,6 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { readmeWithCatalogue } from '../scripts/error-codes.mjs';
 
