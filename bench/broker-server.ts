@@ -61,7 +61,7 @@ if (bare) {
   const { StaticBundleSource, StaticRevocationSource, StaticSvidSource } = await import(
     '../runtime/sources/static.ts'
   );
-  const { CaDeviceSigner } = await import('../runtime/spiffe/device-signer.ts');
+  const { fixedDeviceSigner } = await import('../test/helpers/device-signer.ts');
   const { MemoryTokenStore } = await import('../transport/enroll/token-store.ts');
   const { startBroker } = await import('../transport/mqtt/broker.ts');
   const chain = m.chain.map((p) => new X509Certificate(p));
@@ -80,13 +80,18 @@ if (bare) {
     svidSource: new StaticSvidSource(svid, systemClock),
     bundleSource: new StaticBundleSource([bundle]),
     revocationSource: new StaticRevocationSource(),
-    deviceSigner: new CaDeviceSigner({
-      gatewayId: m.gatewayId,
-      caChain: [new X509Certificate(m.caCert)],
-      caKey: createPrivateKey(m.caKey),
-      clock: systemClock,
-      random: cryptoRandom,
-    }),
+    deviceSigner: fixedDeviceSigner(
+      {
+        trustDomain: m.trustDomain,
+        gatewayId: m.gatewayId,
+        svidChain: chain,
+        svidKey: svid.privateKey,
+        caChain: [new X509Certificate(m.caCert)],
+        caKey: createPrivateKey(m.caKey),
+      },
+      systemClock,
+      cryptoRandom,
+    ),
     tokenStore: new MemoryTokenStore(),
     trustDomain: m.trustDomain,
     clock: systemClock,

@@ -36,9 +36,7 @@ export type SpiffeErrorCode =
   /** No valid SVID (or bundle) is available from a source right now. */
   | 'ERR_SVID_UNAVAILABLE'
   /** No bundle is known for the trust domain asked for. */
-  | 'ERR_BUNDLE_UNAVAILABLE'
-  /** A PKCS#10 CSR that does not parse, is not self-signed correctly, or has an unsupported key. */
-  | 'ERR_CSR_INVALID';
+  | 'ERR_BUNDLE_UNAVAILABLE';
 
 export class RuntimeError extends EdgewardError<RuntimeErrorCode> {}
 

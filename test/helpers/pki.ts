@@ -16,12 +16,13 @@ import { createPublicKey, generateKeyPairSync, type KeyObject, X509Certificate }
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import type { AgentDeviceSigner } from '../../runtime/agent/device-signer.ts';
 import type { Clock } from '../../runtime/core/clock.ts';
 import type { X509Bundle, X509Svid } from '../../runtime/sources/types.ts';
 import { OID_CLIENT_AUTH, OID_SERVER_AUTH } from '../../runtime/spiffe/cert-facts.ts';
-import { CaDeviceSigner } from '../../runtime/spiffe/device-signer.ts';
-import { ECDSA_P256, toSigningKey, uriNameConstraint } from '../../runtime/spiffe/issue.ts';
 import { seededRandom } from '../../sim/random.ts';
+import { fixedDeviceSigner } from './device-signer.ts';
+import { ECDSA_P256, toSigningKey, uriNameConstraint } from './issue.ts';
 
 const HOUR = 3_600_000;
 let serialCounter = 1;
@@ -151,7 +152,8 @@ export interface TestPki {
   /** A gateway SVID (server certificate) for this gateway, e.g. the next one of a rotation. */
   gatewaySvid(opts?: { notBefore?: number; notAfter?: number }): Promise<Issued>;
   broken(kind: BrokenKind): Promise<Issued>;
-  signer(clock: Clock, ttlMs?: number): CaDeviceSigner;
+  /** The product's device signer over this gateway's delegated CA. */
+  signer(clock: Clock, ttlMs?: number): AgentDeviceSigner;
 }
 
 export async function buildPki(
@@ -308,14 +310,19 @@ export async function buildPki(
       }
     },
     signer: (clock, ttlMs = HOUR) =>
-      new CaDeviceSigner({
-        gatewayId: gwId,
-        caChain: [deviceCa.cert],
-        caKey: deviceCa.key,
+      fixedDeviceSigner(
+        {
+          trustDomain: td,
+          gatewayId: gwId,
+          svidChain: gateway.chain,
+          svidKey: gateway.key,
+          caChain: [deviceCa.cert],
+          caKey: deviceCa.key,
+        },
         clock,
-        random: seededRandom('test-pki-signer'),
+        seededRandom('test-pki-signer'),
         ttlMs,
-      }),
+      ),
   };
 }
 

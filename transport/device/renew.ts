@@ -8,8 +8,8 @@ import { createPublicKey, generateKeyPairSync, type KeyObject, X509Certificate }
 import type { MqttClient } from 'mqtt';
 import type { Clock } from '../../runtime/core/clock.ts';
 import type { Random } from '../../runtime/core/random.ts';
-import { createCsr } from '../../runtime/spiffe/csr.ts';
 import { verifyX509Svid } from '../../runtime/spiffe/verify.ts';
+import { createCsr } from '../../runtime/svid/csr.ts';
 import { TransportError } from '../errors.ts';
 import { decodeCbor, encodeCbor, RENEW_PREFIX, REPLY_PREFIX } from '../mqtt/reserved.ts';
 import type { StoredIdentity } from './files.ts';
@@ -25,7 +25,7 @@ export async function renewOverMqtt(o: {
   timeoutMs: number;
 }): Promise<StoredIdentity> {
   const key: KeyObject = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-  const csr = await createCsr(key, o.deviceId);
+  const csr = createCsr(key, o.deviceId);
   const id = o.random.bytes(12).toString('base64url');
   const replyTopic = REPLY_PREFIX + o.deviceId;
   const reply = await new Promise<Record<string, unknown>>((resolve, reject) => {

@@ -14,9 +14,9 @@
 import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { connect, type TLSSocket } from 'node:tls';
 import { isEdgewardError } from '../../runtime/core/error.ts';
-import { createCsr } from '../../runtime/spiffe/csr.ts';
 import { parseSpiffeId } from '../../runtime/spiffe/id.ts';
 import { verifyX509Svid } from '../../runtime/spiffe/verify.ts';
+import { createCsr } from '../../runtime/svid/csr.ts';
 import { TransportError } from '../errors.ts';
 import { peerChainDer } from '../mqtt/peer-chain.ts';
 import { bundleMatches, parseJoinToken } from './join-token.ts';
@@ -124,7 +124,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
         `${server.spiffeId} is not a gateway identity`,
       );
     }
-    const csr = await createCsr(o.key, 'device');
+    const csr = createCsr(o.key, 'device');
     writeFrame(
       socket,
       o.token !== undefined ? { method: 'token', token: o.token, csr } : { method: 'factory', csr },

@@ -4,9 +4,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { StaticRevocationSource } from '../../../runtime/sources/static.ts';
 import { normalizeSerial } from '../../../runtime/spiffe/cert-facts.ts';
-import { createCsr } from '../../../runtime/spiffe/csr.ts';
 import { deviceIdOf, parseSpiffeId } from '../../../runtime/spiffe/id.ts';
 import { SvidVerifier, verifyX509Svid } from '../../../runtime/spiffe/verify.ts';
+import { createCsr } from '../../../runtime/svid/csr.ts';
 import { type BrokenKind, buildPki, newKey } from '../../helpers/pki.ts';
 import { rejects } from '../../helpers/rejects.ts';
 
@@ -112,7 +112,7 @@ test('the signer issues SVIDs that verify, from a real CSR, and refuses a bad CS
   const { VirtualClock } = await import('../../../sim/clock/virtual-clock.ts');
   const clock = new VirtualClock(NOW);
   const signer = pki.signer(clock);
-  const csrDer = await createCsr(newKey(), 'sensor-9');
+  const csrDer = createCsr(newKey(), 'sensor-9');
   const out = await signer.signDevice({ deviceId: 'sensor-9', csrDer });
   const chain = out.chain.map((d) => new X509Certificate(d));
   const r = verifyX509Svid(chain, opts);
@@ -120,12 +120,15 @@ test('the signer issues SVIDs that verify, from a real CSR, and refuses a bad CS
   assert.is(chain[0]?.subject, 'CN=sensor-9');
   await rejects(
     () => signer.signDevice({ deviceId: 'sensor-9', csrDer: new Uint8Array([1, 2, 3]) }),
-    'ERR_CSR_INVALID',
+    'ERR_DEVICE_CSR_INVALID',
   );
-  await rejects(() => signer.signDevice({ deviceId: '../x', csrDer }), 'ERR_SPIFFE_ID_INVALID');
+  await rejects(() => signer.signDevice({ deviceId: '../x', csrDer }), 'ERR_DEVICE_ID_INVALID');
   const tampered = Uint8Array.from(csrDer);
   tampered[tampered.length - 5] = (tampered[tampered.length - 5] as number) ^ 0xff;
-  await rejects(() => signer.signDevice({ deviceId: 'sensor-9', csrDer: tampered }), 'ERR_CSR_INVALID');
+  await rejects(
+    () => signer.signDevice({ deviceId: 'sensor-9', csrDer: tampered }),
+    'ERR_DEVICE_CSR_INVALID',
+  );
 });
 
 test.run();

@@ -1,4 +1,8 @@
 /**
+ * TEST ONLY: the test PKI's certificate builder on @peculiar/x509 (STYLE.md rule 12), kept apart
+ * from the product's DER-template signer in runtime/svid so tests can also build what the product
+ * never would (the broken variants).
+ *
  * Building X.509-SVIDs and delegated CAs that follow the rules `verify.ts` checks: one URI SAN,
  * cA false, critical key usage digitalSignature, EKU serverAuth+clientAuth, NotAfter clamped to
  * the issuer's, and the SPIFFE ID's last segment as CN (so mosquitto, which names a client by
@@ -16,8 +20,8 @@
 import 'reflect-metadata';
 import { type KeyObject, webcrypto, type X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { OID_CLIENT_AUTH, OID_SERVER_AUTH } from './cert-facts.ts';
-import { parseSpiffeId } from './id.ts';
+import { OID_CLIENT_AUTH, OID_SERVER_AUTH } from '../../runtime/spiffe/cert-facts.ts';
+import { parseSpiffeId } from '../../runtime/spiffe/id.ts';
 
 x509.cryptoProvider.set(webcrypto as never);
 
