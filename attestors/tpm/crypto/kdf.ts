@@ -29,6 +29,19 @@ function truncate(out: Buffer, bits: number): Buffer {
   return r;
 }
 
+/** Counter mode: block(1) ‖ block(2) ‖ … until `bits`, truncated as the TPM truncates. */
+function counterMode(bits: number, block: (counter: Buffer) => Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let have = 0;
+  for (let i = 1; have * 8 < bits; i++) {
+    const d = block(u32(i));
+    parts.push(d);
+    have += d.length;
+  }
+  return truncate(Buffer.concat(parts), bits);
+}
+
+/** KDFa: HMAC_hash(key, i ‖ label\0 ‖ contextU ‖ contextV ‖ bits) per block. */
 export function kdfa(
   hashAlg: number,
   key: Uint8Array,
@@ -38,22 +51,11 @@ export function kdfa(
   bits: number,
 ): Buffer {
   const name = hashName(hashAlg);
-  const parts: Buffer[] = [];
-  let have = 0;
-  for (let i = 1; have * 8 < bits; i++) {
-    const d = createHmac(name, key)
-      .update(u32(i))
-      .update(label0(label))
-      .update(contextU)
-      .update(contextV)
-      .update(u32(bits))
-      .digest();
-    parts.push(d);
-    have += d.length;
-  }
-  return truncate(Buffer.concat(parts), bits);
+  const tail = Buffer.concat([label0(label), contextU, contextV, u32(bits)]);
+  return counterMode(bits, (i) => createHmac(name, key).update(i).update(tail).digest());
 }
 
+/** KDFe: H(i ‖ Z ‖ label\0 ‖ partyU ‖ partyV) per block. */
 export function kdfe(
   hashAlg: number,
   z: Uint8Array,
@@ -63,20 +65,8 @@ export function kdfe(
   bits: number,
 ): Buffer {
   const name = hashName(hashAlg);
-  const parts: Buffer[] = [];
-  let have = 0;
-  for (let i = 1; have * 8 < bits; i++) {
-    const d = createHash(name)
-      .update(u32(i))
-      .update(z)
-      .update(label0(label))
-      .update(partyU)
-      .update(partyV)
-      .digest();
-    parts.push(d);
-    have += d.length;
-  }
-  return truncate(Buffer.concat(parts), bits);
+  const tail = Buffer.concat([z, label0(label), partyU, partyV]);
+  return counterMode(bits, (i) => createHash(name).update(i).update(tail).digest());
 }
 
 /** H_alg(data…) */
