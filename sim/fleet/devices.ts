@@ -23,6 +23,10 @@ export interface SimDevice {
   readonly key: KeyObject;
   readonly csr: Buffer;
   chain: Uint8Array[] | undefined;
+  /** The chain parsed once at issuance (the broker parses a peer chain once per handshake). */
+  certs: X509Certificate[] | undefined;
+  /** The leaf's own NotAfter (the invariant checks it apart from the verifier's path NotAfter). */
+  leafNotAfter: number;
   notBefore: number;
   notAfter: number;
   /** Known revoked at the issuer (the scenario revoked it). */
@@ -46,6 +50,8 @@ export class DeviceGroup {
         key,
         csr: createCsr(key),
         chain: undefined,
+        certs: undefined,
+        leafNotAfter: 0,
         notBefore: 0,
         notAfter: 0,
         revokedAtSequence: undefined,
@@ -64,20 +70,22 @@ export class DeviceGroup {
       if (due && d.revokedAtSequence === undefined) {
         try {
           const out = await agent.deviceSigner.signDevice({ deviceId: d.id, csrDer: d.csr });
-          const leaf = new X509Certificate(Buffer.from(out.chain[0] as Uint8Array));
           d.chain = out.chain.map((c) => new Uint8Array(c));
+          d.certs = d.chain.map((c) => new X509Certificate(c));
+          const leaf = d.certs[0] as X509Certificate;
           d.notBefore = Date.parse(leaf.validFrom);
+          d.leafNotAfter = Date.parse(leaf.validTo);
           d.notAfter = out.notAfter;
           inv.issuedDevice(this.#gw, d, out.chain, trueNow);
         } catch (err) {
           if (!isEdgewardError(err)) throw err;
         }
       }
-      if (d.chain === undefined) continue;
+      if (d.certs === undefined) continue;
       const live = agent.svidSource.loaded();
       try {
         const bundle = agent.bundleSource.getBundleFor(inv.trustDomain);
-        const v = this.#verifier.verifyDer(d.chain, {
+        const v = this.#verifier.verifyCerts(d.certs, {
           now: agent.now(),
           bundle,
           delegatedCa: live?.ca.chain[0],

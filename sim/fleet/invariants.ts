@@ -120,7 +120,7 @@ export class Invariants {
 
   authorizedDevice(gw: SimGateway, d: SimDevice, v: VerifiedSvid, trueNow: number): void {
     // The verifier's NotAfter is the path's earliest; the leaf's own is checked independently.
-    const earliest = Math.min(v.notAfter, Date.parse(v.leaf.validTo));
+    const earliest = Math.min(v.notAfter, d.leafNotAfter);
     this.check(
       earliest > trueNow,
       'no-expired-accepted',
