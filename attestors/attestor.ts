@@ -52,6 +52,11 @@ export interface QuoteEvidence {
 /** Options for sealing: bind to the current values of these PCRs (sha256 bank), or not at all. */
 export interface SealOptions {
   readonly pcrs?: readonly number[];
+  /**
+   * Seal to these expected sha256 values of `pcrs` (index → digest) instead of the current ones:
+   * before a firmware update, the values the new firmware's signed manifest promises.
+   */
+  readonly expected?: Readonly<Record<number, Uint8Array>>;
 }
 
 export abstract class Attestor {

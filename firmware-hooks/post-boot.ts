@@ -6,8 +6,12 @@
  * 2. read the measured PCR values and compare them with the manifest's: a firmware that does not
  *    measure as its vendor promised is never committed;
  * 3. re-attest with the new measurements (the issuer checks the quote against the published
- *    reference values) and rotate the SVID;
- * 4. re-seal the data key under `next` (bound to the new measurements when a PCR policy is set).
+ *    reference values) and rotate the SVID, in the store opened with the current sealing — with
+ *    a PCR policy post-install already sealed the data key to the promised values, so the store
+ *    opens only if the firmware measured as promised (no unsealed transition, no re-seal here).
+ *
+ * A gateway whose attestor measures nothing (no TPM) skips step 2 with a warning: re-attestation
+ * stays the gate.
  *
  * Any failure records phase `failed` and throws: the CLI exits 4 and the OTA tool must roll back.
  * Running it again after success is a no-op.
@@ -18,7 +22,6 @@ import { HookError } from './errors.ts';
 import { expectPhase, readState, writeState } from './ota-state.ts';
 import { isBank, pcrDifferences } from './pcrs.ts';
 import { checkManifest } from './pre-install.ts';
-import { resealDataKey } from './store-snapshot.ts';
 
 export async function postBoot(ctx: HookContext): Promise<{ version: string; identity?: Reattested }> {
   const state = expectPhase(await readState(ctx.stateDir), ['installed', 'booted'], 'post-boot');
@@ -26,18 +29,24 @@ export async function postBoot(ctx: HookContext): Promise<{ version: string; ide
   try {
     const manifest = checkManifest(state.manifest, ctx.trusted);
     if (!isBank(manifest.bank)) throw new HookError('ERR_HOOK_PCR_MISMATCH', `unknown bank ${manifest.bank}`);
-    const indices = Object.keys(manifest.pcrs).map(Number);
-    const measured = await ctx.readPcrs(manifest.bank, indices);
-    const differ = pcrDifferences(manifest.pcrs, measured);
-    if (differ.length > 0)
-      throw new HookError(
-        'ERR_HOOK_PCR_MISMATCH',
-        `measured ${manifest.bank} PCR ${differ.join(',')} differ from the manifest of ${manifest.version}`,
-        { pcrs: differ },
-      );
+    if (ctx.readPcrs === undefined)
+      ctx.logger.warn('this gateway measures nothing: PCR check skipped, re-attestation is the gate', {
+        event: 'ota.post-boot.no-pcrs',
+      });
+    else {
+      const indices = Object.keys(manifest.pcrs).map(Number);
+      const measured = await ctx.readPcrs(manifest.bank, indices);
+      const differ = pcrDifferences(manifest.pcrs, measured);
+      if (differ.length > 0)
+        throw new HookError(
+          'ERR_HOOK_PCR_MISMATCH',
+          `measured ${manifest.bank} PCR ${differ.join(',')} differ from the manifest of ${manifest.version}`,
+          { pcrs: differ },
+        );
+    }
     let identity: Reattested;
     try {
-      identity = await ctx.reattest(ctx.sealing.transition);
+      identity = await ctx.reattest(ctx.sealing.current);
     } catch (err) {
       throw new HookError(
         'ERR_HOOK_REATTEST',
@@ -46,7 +55,6 @@ export async function postBoot(ctx: HookContext): Promise<{ version: string; ide
         { cause: err },
       );
     }
-    await resealDataKey(ctx.db, ctx.sealing.transition, await ctx.sealing.next());
     await writeState(ctx.stateDir, { ...state, phase: 'booted', updatedAt: ctx.now() });
     ctx.logger.info('identity re-established after the firmware update', {
       event: 'ota.post-boot',

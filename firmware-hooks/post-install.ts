@@ -4,8 +4,11 @@
  * 1. re-verify the manifest recorded by pre-install;
  * 2. publish it to the issuer, so the new firmware's PCR values are reference values before the
  *    gateway ever quotes them (the old firmware's values stay: a rollback still attests);
- * 3. prepare the store: snapshot the sealed identity and data-key blob, then re-seal the data key
- *    under the transition protector so that it opens after the PCRs change.
+ * 3. prepare the store: snapshot the sealed identity and data-key blob, then — when the agent
+ *    seals to a PCR policy — re-seal the data key to the values the manifest promises, so that
+ *    after the reboot it opens only if the new firmware measured as its vendor signed. A manifest
+ *    that does not cover every PCR of the policy is refused (ERR_HOOK_RESEAL) before anything
+ *    changes.
  *
  * Any failure leaves the store as it was (the snapshot is taken before the re-seal, and the
  * re-seal is one put) and the phase at `verified`.
@@ -20,6 +23,7 @@ import { resealDataKey, snapshotStore } from './store-snapshot.ts';
 export async function postInstall(ctx: HookContext): Promise<{ version: string }> {
   const state = expectPhase(await readState(ctx.stateDir), ['verified'], 'post-install');
   const manifest = checkManifest(state.manifest, ctx.trusted);
+  const forReboot = ctx.sealing.forReboot(manifest); // refuses a manifest that misses a sealed PCR
   try {
     await ctx.publish(state.manifest);
   } catch (err) {
@@ -31,8 +35,7 @@ export async function postInstall(ctx: HookContext): Promise<{ version: string }
     );
   }
   await snapshotStore(ctx.db);
-  if (ctx.sealing.transition !== ctx.sealing.current)
-    await resealDataKey(ctx.db, ctx.sealing.current, ctx.sealing.transition);
+  if (forReboot !== undefined) await resealDataKey(ctx.db, ctx.sealing.current, forReboot);
   await writeState(ctx.stateDir, { ...state, phase: 'installed', updatedAt: ctx.now() });
   ctx.logger.info('firmware update prepared: reference values published, store ready to re-seal', {
     event: 'ota.post-install',

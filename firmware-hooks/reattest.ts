@@ -32,6 +32,8 @@ export interface ReattestDeps {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
+  /** The broker's host names, for DNS/IP SANs on the new SVID (as the agent asks). */
+  readonly serverNames?: readonly string[] | undefined;
 }
 
 export function agentReattest(d: ReattestDeps): (protector: DataKeyProtector) => Promise<Reattested> {
@@ -45,6 +47,7 @@ export function agentReattest(d: ReattestDeps): (protector: DataKeyProtector) =>
           trustDomain: d.trustDomain,
           newKey: d.newKey,
           now: () => d.clock.now(),
+          serverNames: d.serverNames,
         });
         await store.batch([
           { type: 'put', name: NAMES.gateway, value: got.record },

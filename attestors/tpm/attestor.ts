@@ -142,7 +142,7 @@ export class TpmAttestor extends Attestor {
     const pcrs = options.pcrs ?? [];
     if (pcrs.some((p) => !Number.isInteger(p) || p < 0 || p > 23))
       throw new TypeError('PCR indices must be 0..23');
-    return sealData(this.#t, data, pcrs);
+    return sealData(this.#t, data, pcrs, options.expected);
   }
 
   protected override _unseal(blob: Uint8Array): Promise<Uint8Array> {

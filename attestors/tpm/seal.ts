@@ -2,7 +2,8 @@
  * Sealing a small secret (the store's 32-byte data key) to this TPM, optionally to PCR values
  * (brief §5.1, Part 3 §23.7). The parent is the ECC P-256 storage primary, recreated from its
  * template each time (deterministic: same owner seed → same key; a TPM2_Clear invalidates blobs).
- * With PCRs the object has no userWithAuth and authPolicy = PolicyPCR(selection, current values);
+ * With PCRs the object has no userWithAuth and authPolicy = PolicyPCR(selection, values): the
+ * current values, or the expected values a firmware update promises (computed offline, brief §5.1);
  * without, it is authorised by the empty password. Everything loaded is flushed.
  *
  * Blob (version 1): `u32 "EWS1" ‖ TPML_PCR_SELECTION ‖ TPM2B_PRIVATE ‖ TPM2B_PUBLIC`.
@@ -46,12 +47,22 @@ export async function sealData(
   t: TpmTransport,
   data: Uint8Array,
   pcrs: readonly number[] = [],
+  /** Expected values (index → sha256 digest) to seal to instead of the current ones. */
+  expected?: Readonly<Record<number, Uint8Array>>,
 ): Promise<Buffer> {
   const selection: PcrSelection =
     pcrs.length > 0 ? [{ hash: TPM_ALG.SHA256, pcrs: [...new Set(pcrs)].sort((a, b) => a - b) }] : [];
   let template = { ...sealedTemplate(EMPTY), attributes: SEALED_ATTRIBUTES | TPMA_OBJECT.userWithAuth };
   if (selection.length > 0) {
-    const values = await readPcrs(t, selection);
+    const values =
+      expected === undefined
+        ? await readPcrs(t, selection)
+        : (selection[0]?.pcrs ?? []).map((i) => {
+            const v = expected[i];
+            if (v === undefined || v.length !== 32)
+              throw new TypeError(`expected value of sha256 PCR ${i} missing or not 32 bytes`);
+            return v;
+          });
     const policy = policyPcrUpdate(
       TPM_ALG.SHA256,
       emptyPolicy(TPM_ALG.SHA256),

@@ -14,6 +14,9 @@ const io: CliIo = {
   cwd: process.cwd(),
   stopSignal: controller.signal,
 };
+// Until main settles, a drained event loop (a forgotten unref'd wait) is a failure, never exit 0:
+// OTA tools read 0 from `edgeward hook` as "commit".
+process.exitCode = 1;
 main(process.argv.slice(2), io).then(
   (code) => {
     process.exitCode = code;

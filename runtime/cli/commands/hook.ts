@@ -5,12 +5,14 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HookError } from '../../../firmware-hooks/errors.ts';
 import { exitCodeFor, HOOK_EXIT } from '../../../firmware-hooks/exit-codes.ts';
+import type { AgentConfig } from '../../config/agent-schema.ts';
 import { AGENT_ROLE, loadConfigFile } from '../../config/load.ts';
-import { systemClock } from '../../core/clock.ts';
+import { parseDuration } from '../../config/types.ts';
+import { type Clock, systemClock } from '../../core/clock.ts';
 import { isEdgewardError } from '../../core/error.ts';
 import type { Logger } from '../../core/logger.ts';
+import { cryptoRandom } from '../../core/random.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
 
 const HELP = `Usage: edgeward hook <phase> [options]
@@ -23,7 +25,13 @@ Phases (called by the OTA tool through firmware-hooks/ adapters):
   post-boot     re-attest with the new measurements, rotate the SVID, re-seal the data key
   commit        end the update after a successful post-boot
   rollback      restore the previous identity and sealing
-  Every phase takes --config FILE (agent config: dataDir, upstream) or --state-dir DIR.
+  agent-gate    exit 0 when the agent may start, 1 while an update waits for post-boot or
+                rollback (systemd ExecCondition of edgeward.service, adapters/systemd)
+  Every phase takes --config FILE (the agent config: dataDir, tpm, attestation, sealing,
+  upstream); pre-install, commit, rollback and agent-gate also take --state-dir DIR instead.
+  post-install and post-boot also take --firmware-key PEM (repeatable).
+  --lock-wait D  how long to wait for a stopping agent's store lock (default 30s); the hooks
+                 never share the store with a running agent: stop edgeward.service first.
 
 Vendor tool:
   edgeward hook manifest create --key FILE --version V [--bank sha256]
@@ -44,6 +52,7 @@ const FLAGS = {
   manifest: { type: 'string' },
   'firmware-key': { type: 'string', multiple: true },
   'expect-version': { type: 'string' },
+  'lock-wait': { type: 'string' },
 } as const;
 
 function cliLogger(io: CliIo): Logger {
@@ -54,11 +63,29 @@ function cliLogger(io: CliIo): Logger {
   return { debug: () => {}, info: line('info'), warn: line('warn'), error: line('error') };
 }
 
-async function stateDirOf(values: { config?: string; 'state-dir'?: string }, io: CliIo): Promise<string> {
+/** The real clock, but its timers hold the process open (systemClock's are unref'd). */
+const holdingClock: Clock = {
+  now: () => systemClock.now(),
+  monotonic: () => systemClock.monotonic(),
+  setTimer(_name, delayMs, fn) {
+    const handle = setTimeout(fn, delayMs);
+    return { cancel: () => clearTimeout(handle) };
+  },
+};
+
+function lockWait(text: string | undefined, name: string): number {
+  if (text === undefined) return 30_000;
+  try {
+    return parseDuration(text);
+  } catch {
+    throw new UsageError(`hook ${name}: --lock-wait must be a duration such as 500ms, 30s or 2m`);
+  }
+}
+
+function stateDirOf(values: { 'state-dir'?: string }, config: AgentConfig | undefined): string {
   if (values['state-dir'] !== undefined) return values['state-dir'];
-  if (values.config === undefined) throw new UsageError('hook: give --config FILE or --state-dir DIR');
-  const cfg = await loadConfigFile(values.config, AGENT_ROLE, io.env);
-  return join(cfg.dataDir, 'ota');
+  if (config === undefined) throw new UsageError('hook: give --config FILE or --state-dir DIR');
+  return join(config.dataDir, 'ota');
 }
 
 async function manifestCreate(argv: readonly string[], io: CliIo): Promise<number> {
@@ -109,7 +136,10 @@ async function manifestCreate(argv: readonly string[], io: CliIo): Promise<numbe
 async function phase(name: string, argv: readonly string[], io: CliIo): Promise<number> {
   const { values } = parseFlags(argv, FLAGS, { command: `hook ${name}` });
   const logger = cliLogger(io);
-  const stateDir = await stateDirOf(values, io);
+  const config =
+    values.config === undefined ? undefined : await loadConfigFile(values.config, AGENT_ROLE, io.env);
+  const stateDir = stateDirOf(values, config);
+  const lockWaitMs = lockWait(values['lock-wait'], name);
   switch (name) {
     case 'pre-install': {
       const { loadTrustedKeys } = await import('../../../firmware-hooks/keys.ts');
@@ -125,16 +155,23 @@ async function phase(name: string, argv: readonly string[], io: CliIo): Promise<
       io.out(`pre-install: firmware ${m.version} manifest verified (key ${m.keyId.slice(0, 16)})`);
       return HOOK_EXIT.ok;
     }
+    case 'agent-gate': {
+      const { agentMayStart } = await import('../../../firmware-hooks/agent-gate.ts');
+      const gate = await agentMayStart(stateDir);
+      io.out(`agent-gate: ${gate.reason}`);
+      return gate.ok ? HOOK_EXIT.ok : HOOK_EXIT.failed;
+    }
     case 'commit':
     case 'rollback': {
       const { commit, rollback } = await import('../../../firmware-hooks/commit.ts');
       const { openStoreDb } = await import('../../../firmware-hooks/store-db.ts');
       let db: Awaited<ReturnType<typeof openStoreDb>> | undefined;
+      const location = config === undefined ? join(stateDir, '..', 'store') : join(config.dataDir, 'store');
       const input = {
         stateDir,
         logger,
         db: async () => {
-          db = await openStoreDb(join(stateDir, '..', 'store'));
+          db = await openStoreDb(location, { clock: holdingClock, waitMs: lockWaitMs });
           return db;
         },
       };
@@ -147,13 +184,35 @@ async function phase(name: string, argv: readonly string[], io: CliIo): Promise<
       return HOOK_EXIT.ok;
     }
     case 'post-install':
-    case 'post-boot':
-      // The phases run on the agent's store, attestor and upstream as its composition root builds
-      // them; that root (`edgeward agent --config`) is not in this build yet.
-      throw new HookError(
-        'ERR_HOOK_STATE',
-        `${name} needs the agent's composition root (store, attestor, upstream), not in this build yet`,
-      );
+    case 'post-boot': {
+      if (config === undefined) throw new UsageError(`hook ${name}: give --config FILE (the agent config)`);
+      const { loadTrustedKeys } = await import('../../../firmware-hooks/keys.ts');
+      const { openHookContext } = await import('../../../firmware-hooks/from-config.ts');
+      const trusted = await loadTrustedKeys(values['firmware-key'] ?? []);
+      const opened = await openHookContext(config, trusted, {
+        clock: systemClock,
+        lockClock: holdingClock,
+        random: cryptoRandom,
+        logger,
+        lockWaitMs,
+      });
+      try {
+        if (name === 'post-install') {
+          const { postInstall } = await import('../../../firmware-hooks/post-install.ts');
+          const r = await postInstall(opened.ctx);
+          io.out(`post-install: firmware ${r.version} published, store prepared for the reboot`);
+        } else {
+          const { postBoot } = await import('../../../firmware-hooks/post-boot.ts');
+          const r = await postBoot(opened.ctx);
+          io.out(
+            `post-boot: firmware ${r.version}: ${r.identity === undefined ? 'already done' : `identity ${r.identity.spiffeId} re-established (serial ${r.identity.serial})`}`,
+          );
+        }
+      } finally {
+        await opened.close();
+      }
+      return HOOK_EXIT.ok;
+    }
     default:
       throw new UsageError(`hook: unknown phase '${name}' (see edgeward hook --help)`);
   }
