@@ -26,6 +26,12 @@ export type HookErrorCode =
   | 'ERR_HOOK_PCR_MISMATCH'
   /** Re-attestation with the new measurements failed: the identity is not re-established. (exit 4) */
   | 'ERR_HOOK_REATTEST'
+  /**
+   * post-boot could not reach the issuer (unreachable, unavailable, rate limited): nothing was
+   * decided, the update stays `installed`. (exit 21: retry later; the OTA tool's retry budget
+   * bounds it, then it rolls back)
+   */
+  | 'ERR_HOOK_ISSUER_UNREACHABLE'
   /** The store's data key could not be re-sealed or restored. (exit 4 in post-boot, 1 otherwise) */
   | 'ERR_HOOK_RESEAL'
   /** Nothing to restore: no snapshot of the previous identity exists. (rollback: exit 1) */

@@ -8,7 +8,7 @@
  * | 2  | usage error (bad flags) | abort |
  * | 3  | manifest refused: missing, unsigned, unknown key, wrong version | do not install |
  * | 4  | post-boot: identity not re-established (any failure) | roll back (never commit) |
- * | 21 | not ready yet: post-boot has not finished | Mender: retry the state script later |
+ * | 21 | not ready yet: post-boot has not finished, or could not reach the issuer | Mender: retry the state script later |
  *
  * 21 is Mender's "retry later" state-script code; RAUC and SWUpdate adapters treat it as "wait
  * and call again" themselves.
@@ -30,7 +30,10 @@ export type HookExit = (typeof HOOK_EXIT)[keyof typeof HOOK_EXIT];
 /** The exit code for a failure of `phase`. */
 export function exitCodeFor(err: unknown, phase: string): HookExit {
   if (!isEdgewardError(err)) return phase === 'post-boot' ? HOOK_EXIT.identityLost : HOOK_EXIT.failed;
-  if (phase === 'post-boot') return err.code === 'ERR_CLI_USAGE' ? HOOK_EXIT.usage : HOOK_EXIT.identityLost;
+  if (phase === 'post-boot') {
+    if (err.code === 'ERR_CLI_USAGE') return HOOK_EXIT.usage;
+    return err.code === 'ERR_HOOK_ISSUER_UNREACHABLE' ? HOOK_EXIT.retryLater : HOOK_EXIT.identityLost;
+  }
   const code = err.code as HookErrorCode | string;
   switch (code) {
     case 'ERR_HOOK_MANIFEST_MISSING':
@@ -42,6 +45,7 @@ export function exitCodeFor(err: unknown, phase: string): HookExit {
     case 'ERR_HOOK_REATTEST':
       return HOOK_EXIT.identityLost;
     case 'ERR_HOOK_NOT_READY':
+    case 'ERR_HOOK_ISSUER_UNREACHABLE':
       return HOOK_EXIT.retryLater;
     case 'ERR_CLI_USAGE':
     case 'ERR_HOOK_PCR_VALUES':

@@ -14,6 +14,9 @@
  * stays the gate.
  *
  * Any failure records phase `failed` and throws: the CLI exits 4 and the OTA tool must roll back.
+ * An issuer that cannot be reached decides nothing: the phase stays `installed` and the CLI exits
+ * 21 (Mender's retry-later; the other adapters wait and call again), so a network that comes up
+ * late after the reboot does not roll a good update back.
  * Running it again after success is a no-op.
  */
 import { isEdgewardError } from '../runtime/core/error.ts';
@@ -22,6 +25,13 @@ import { HookError } from './errors.ts';
 import { expectPhase, readState, writeState } from './ota-state.ts';
 import { isBank, pcrDifferences } from './pcrs.ts';
 import { checkManifest } from './pre-install.ts';
+
+/** Upstream failures that decide nothing about this gateway: try again later. */
+const TRANSIENT = new Set([
+  'ERR_UPSTREAM_UNREACHABLE',
+  'ERR_UPSTREAM_UNAVAILABLE',
+  'ERR_UPSTREAM_RATE_LIMITED',
+]);
 
 export async function postBoot(ctx: HookContext): Promise<{ version: string; identity?: Reattested }> {
   const state = expectPhase(await readState(ctx.stateDir), ['installed', 'booted'], 'post-boot');
@@ -48,6 +58,14 @@ export async function postBoot(ctx: HookContext): Promise<{ version: string; ide
     try {
       identity = await ctx.reattest(ctx.sealing.current);
     } catch (err) {
+      const code = isEdgewardError(err) ? err.code : '';
+      if (TRANSIENT.has(code))
+        throw new HookError(
+          'ERR_HOOK_ISSUER_UNREACHABLE',
+          `the issuer is not reachable yet (${code}): retry later`,
+          {},
+          { cause: err },
+        );
       throw new HookError(
         'ERR_HOOK_REATTEST',
         `re-attestation failed: ${isEdgewardError(err) ? `${err.code}: ` : ''}${(err as Error).message}`,
@@ -65,6 +83,14 @@ export async function postBoot(ctx: HookContext): Promise<{ version: string; ide
     return { version: manifest.version, identity };
   } catch (err) {
     const code = isEdgewardError(err) ? err.code : 'ERR_HOOK_REATTEST';
+    if (code === 'ERR_HOOK_ISSUER_UNREACHABLE') {
+      // Nothing was decided: the update stays `installed` and post-boot runs again.
+      ctx.logger.warn('issuer not reachable after the firmware update: retry later', {
+        event: 'ota.post-boot.retry',
+        version: state.version,
+      });
+      throw err;
+    }
     await writeState(ctx.stateDir, {
       ...state,
       phase: 'failed',

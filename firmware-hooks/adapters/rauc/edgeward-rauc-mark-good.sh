@@ -1,17 +1,11 @@
 #!/bin/sh
-# RAUC: run once after boot (edgeward-rauc-mark-good.service, Before=edgeward.service). Marks the
-# booted slot good only when edgeward re-established the gateway identity; otherwise marks it bad
-# and reboots so the bootloader falls back to the other slot. Exit 21 = post-boot still running:
-# try again after a pause.
-. /usr/share/edgeward/hooks/common.sh
-tries=0
-while :; do
-  # shellcheck disable=SC2046
-  edgeward_hook post-boot $(edgeward_key_flags)
-  rc=$?
-  [ "$rc" -eq 21 ] && [ "$tries" -lt 10 ] && { tries=$((tries + 1)); sleep 30; continue; }
-  break
-done
+# RAUC: run once after boot (a oneshot unit, Before=edgeward.service). Marks the booted slot good
+# only when edgeward re-established the gateway identity; otherwise rolls the identity back, marks
+# the slot bad and reboots so the bootloader falls back to the other slot. While the issuer is not
+# reachable (exit 21) post-boot is retried (EDGEWARD_RETRY_TRIES x EDGEWARD_RETRY_INTERVAL s).
+. "${EDGEWARD_HOOKS:-/usr/share/edgeward/hooks}/common.sh"
+post_boot_with_retries
+rc=$?
 if [ "$rc" -eq 0 ] && edgeward_hook commit; then
   exec rauc status mark-good booted
 fi

@@ -1,19 +1,19 @@
 #!/bin/sh
 # SWUpdate: shellscript handler of sw-description (`scripts: ({ filename = "edgeward-swupdate.sh";
 # type = "shellscript"; })`). SWUpdate calls it with `preinst`, `postinst` and, on failure,
-# `postfailure`. The commit gate after reboot is edgeward-swupdate-boot.sh.
-. /usr/share/edgeward/hooks/common.sh
+# `postfailure` as $1. The commit gate after reboot is edgeward-swupdate-boot.sh.
+. "${EDGEWARD_HOOKS:-/usr/share/edgeward/hooks}/common.sh"
 case "$1" in
   preinst)
     # shellcheck disable=SC2046
-    edgeward_hook pre-install --manifest "${TMPDIR:-/tmp}/edgeward-manifest.json" $(edgeward_key_flags)
+    edgeward_hook pre-install --manifest "${EDGEWARD_MANIFEST:-${TMPDIR:-/tmp}/edgeward-manifest.json}" $(edgeward_key_flags)
     ;;
   postinst)
     # shellcheck disable=SC2046
-    edgeward_hook post-install $(edgeward_key_flags)
+    with_agent_stopped edgeward_hook post-install $(edgeward_key_flags)
     ;;
   postfailure)
-    edgeward_hook rollback
+    with_agent_stopped edgeward_hook rollback
     ;;
   *)
     exit 0

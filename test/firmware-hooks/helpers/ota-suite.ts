@@ -9,21 +9,23 @@
  * The agent config seals the store to PCRs 0 and 7 (`sealing.pcrPolicy`), so post-install seals
  * the data key to the values the signed manifest promises.
  */
-import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
 import type { Test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
-import { nullLogger } from '../../../runtime/core/logger.ts';
-import { attestorProtector } from '../../../runtime/store/protector.ts';
-import type { GatewayRecord } from '../../../runtime/store/records.ts';
-import { type LevelDb, SealedStore } from '../../../runtime/store/sealed-store.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { rejects } from '../../helpers/rejects.ts';
-import { edgeward, gatewayConfig, type Run, startAgent, type Tpm, type World, world } from './ota-world.ts';
+import {
+  edgeward,
+  gatewayConfig,
+  gatewaySerial,
+  type Run,
+  startAgent,
+  type Tpm,
+  type World,
+  world,
+} from './ota-world.ts';
 
 export function otaSuite(suite: Test, makeTpm: (dir: string) => Promise<Tpm>): void {
   let dir: string;
@@ -49,30 +51,7 @@ export function otaSuite(suite: Test, makeTpm: (dir: string) => Promise<Tpm>): v
     return file;
   };
 
-  /** Open the gateway's store in this process as the agent would; its SVID serial. */
-  const storeSerial = (): Promise<string> =>
-    w.tpm.use(async (transport) => {
-      const a = new TpmAttestor({ transport, random, ownsTransport: false, logger: nullLogger });
-      await a.start();
-      const db = new ClassicLevel<string, Uint8Array>(join(cfg.dataDir, 'store'), {
-        keyEncoding: 'utf8',
-        valueEncoding: 'view',
-      }) as unknown as LevelDb;
-      try {
-        const store = await SealedStore.open({
-          db,
-          protector: attestorProtector(a),
-          random,
-          logger: nullLogger,
-        });
-        const rec = await store.get<GatewayRecord>('gateway');
-        assert.ok(rec, 'the store holds the gateway identity');
-        return new X509Certificate(rec.svidChain[0] as Uint8Array).serialNumber.toLowerCase();
-      } finally {
-        await db.close();
-        await a.close();
-      }
-    });
+  const storeSerial = (): Promise<string> => gatewaySerial(w, cfg.dataDir, random);
 
   suite.before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'edgeward-ota-'));

@@ -16,14 +16,20 @@ import { createHash, generateKeyPairSync, type KeyObject, X509Certificate } from
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
 import { openTransport } from '../../../attestors/tpm/transport/open.ts';
 import type { TpmTransport } from '../../../attestors/tpm/transport/transport.ts';
 import { extendPcr } from '../../../firmware-hooks/pcrs.ts';
 import { nullLogger } from '../../../runtime/core/logger.ts';
+import type { Random } from '../../../runtime/core/random.ts';
 import { signManifest } from '../../../runtime/firmware/manifest.ts';
 import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
 import { type RunningIssuer, startIssuer } from '../../../runtime/issuer/start.ts';
 import { openMemoryStore } from '../../../runtime/issuer/store.ts';
+import { attestorProtector } from '../../../runtime/store/protector.ts';
+import type { GatewayRecord } from '../../../runtime/store/records.ts';
+import { type LevelDb, SealedStore } from '../../../runtime/store/sealed-store.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { launchSwtpm } from '../../../sim/swtpm/launcher.ts';
@@ -129,6 +135,9 @@ export interface World {
   readonly dir: string;
   /** Signed manifest text for `version` promising the values `firmware` measures. */
   manifest(version: string, firmware: string, key?: KeyObject): string;
+  /** Stop the issuer (its store is kept), and start it again on the same port. */
+  issuerDown(): Promise<void>;
+  issuerUp(): Promise<void>;
   /** Publish a manifest as the operator would (fleet-wide reference values). */
   publish(text: string): Promise<void>;
   close(): Promise<void>;
@@ -146,9 +155,10 @@ export async function world(tpm: Tpm, dir: string): Promise<World> {
     clock,
     random,
   });
-  const issuer = await startIssuer({
+  const store = await openMemoryStore();
+  const options = {
     trustDomain: 'fleet.example',
-    store: await openMemoryStore(),
+    store,
     ca: files.ca,
     tls: files.tls,
     clock,
@@ -159,12 +169,15 @@ export async function world(tpm: Tpm, dir: string): Promise<World> {
         intermediates: [tpm.intermediate],
         pcrSelection: SELECTION,
         autoRegister: true,
-        pcrPolicy: 'manifests',
+        pcrPolicy: 'manifests' as const,
       },
     },
     firmwareKeys: [vendor.publicKey],
     rateLimit: { perAddress: 10_000, perGateway: 10_000, windowMs: 60_000 },
-  });
+    closeStore: false,
+  };
+  let issuer = await startIssuer(options);
+  const port = Number(new URL(issuer.url).port);
   const manifest = (version: string, firmware: string, key: KeyObject = vendor.privateKey): string =>
     signManifest(
       { version, bank: 'sha256', pcrs: Object.fromEntries(PCRS.map((p) => [p, measured(firmware, p)])) },
@@ -173,7 +186,15 @@ export async function world(tpm: Tpm, dir: string): Promise<World> {
     );
   return {
     tpm,
-    issuer,
+    get issuer() {
+      return issuer;
+    },
+    async issuerDown() {
+      await issuer.close();
+    },
+    async issuerUp() {
+      issuer = await startIssuer({ ...options, port });
+    },
     vendorKey: vendor.privateKey,
     vendorPub,
     otherKey,
@@ -184,6 +205,7 @@ export async function world(tpm: Tpm, dir: string): Promise<World> {
     },
     async close() {
       await issuer.close();
+      await store.close();
     },
   };
 }
@@ -282,4 +304,30 @@ export async function startAgent(configFile: string): Promise<{ stop(): Promise<
       return exited;
     },
   };
+}
+
+/** Open the gateway's store in this process as the agent would (TPM unseal); its SVID serial. */
+export function gatewaySerial(w: World, dataDir: string, random: Random): Promise<string> {
+  return w.tpm.use(async (transport) => {
+    const a = new TpmAttestor({ transport, random, ownsTransport: false, logger: nullLogger });
+    await a.start();
+    const db = new ClassicLevel<string, Uint8Array>(join(dataDir, 'store'), {
+      keyEncoding: 'utf8',
+      valueEncoding: 'view',
+    }) as unknown as LevelDb;
+    try {
+      const store = await SealedStore.open({
+        db,
+        protector: attestorProtector(a),
+        random,
+        logger: nullLogger,
+      });
+      const rec = await store.get<GatewayRecord>('gateway');
+      if (rec === undefined) throw new Error('the store holds no gateway identity');
+      return new X509Certificate(rec.svidChain[0] as Uint8Array).serialNumber.toLowerCase();
+    } finally {
+      await db.close();
+      await a.close();
+    }
+  });
 }
