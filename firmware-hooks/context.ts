@@ -7,9 +7,11 @@
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from '../runtime/core/logger.ts';
 import type { FirmwareManifest } from '../runtime/firmware/manifest.ts';
+import type { X509Svid } from '../runtime/sources/types.ts';
 import type { DataKeyProtector } from '../runtime/store/protector.ts';
 import type { LevelDb } from '../runtime/store/sealed-store.ts';
 import type { PcrBank } from './pcrs.ts';
+import type { FirmwareStaging } from './staging.ts';
 
 /**
  * The data key's sealing across an update. Without a PCR policy `current` survives the reboot
@@ -38,6 +40,8 @@ export interface HookContext {
   readonly trusted: readonly KeyObject[];
   /** Publish the manifest envelope to the issuer as reference values. */
   readonly publish: (manifestText: string) => Promise<void>;
+  /** Per-gateway staging at the issuer, with the SVID the store holds now (mTLS). */
+  readonly staging?: { readonly issuer: FirmwareStaging; readonly currentSvid: () => Promise<X509Svid> };
   /** Read the live PCR values of `bank`; undefined when the attestor measures nothing (no TPM). */
   readonly readPcrs:
     | ((bank: PcrBank, indices: readonly number[]) => Promise<Record<number, string>>)

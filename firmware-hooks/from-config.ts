@@ -20,7 +20,9 @@
  * ```
  */
 import type { KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { liveIdentity } from '../runtime/agent/identity.ts';
 import { newP256Key } from '../runtime/agent/keys.ts';
 import { planFromConfig } from '../runtime/agent/plan.ts';
 import { brokerServerNames } from '../runtime/agent/run.ts';
@@ -30,11 +32,16 @@ import type { Logger } from '../runtime/core/logger.ts';
 import type { Random } from '../runtime/core/random.ts';
 import type { FirmwareManifest } from '../runtime/firmware/manifest.ts';
 import { attestorProtector } from '../runtime/store/protector.ts';
+import { type GatewayRecord, NAMES } from '../runtime/store/records.ts';
+import { SealedStore } from '../runtime/store/sealed-store.ts';
+import { httpsUpstream } from '../runtime/upstream/client.ts';
+import type { Upstream } from '../runtime/upstream/types.ts';
 import type { HookContext, Sealing } from './context.ts';
 import { HookError } from './errors.ts';
 import type { PcrBank } from './pcrs.ts';
 import { issuerPublisher } from './publish.ts';
 import { agentReattest } from './reattest.ts';
+import { issuerStaging } from './staging.ts';
 import { openStoreDb } from './store-db.ts';
 
 export interface HookDeps {
@@ -104,6 +111,20 @@ export async function openHookContext(
       sealing,
       trusted,
       publish: issuerPublisher(plan.upstream),
+      staging: {
+        issuer: issuerStaging(plan.upstream),
+        async currentSvid() {
+          const store = await SealedStore.open({
+            db,
+            protector: current,
+            random: deps.random,
+            logger: deps.logger,
+          });
+          const rec = await store.get<GatewayRecord>(NAMES.gateway);
+          if (rec === undefined) throw new HookError('ERR_HOOK_STORE', 'the store holds no gateway identity');
+          return liveIdentity(rec).svid;
+        },
+      },
       readPcrs,
       reattest: agentReattest({
         db,
@@ -141,4 +162,10 @@ export function promisedValues(m: FirmwareManifest, pcrs: readonly number[]): Re
       { missing },
     );
   return Object.fromEntries(pcrs.map((i) => [i, Buffer.from(m.pcrs[i] as string, 'hex')]));
+}
+
+/** The issuer as commit and rollback need it: the config's HTTPS upstream, no TPM. */
+export async function upstreamFromConfig(c: AgentConfig, clock: Clock): Promise<Upstream> {
+  const ca = c.upstream.caFile === undefined ? undefined : [await readFile(c.upstream.caFile, 'utf8')];
+  return httpsUpstream({ endpoints: c.upstream.endpoints, ...(ca === undefined ? {} : { ca }), clock });
 }

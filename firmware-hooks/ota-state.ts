@@ -25,6 +25,8 @@ export interface OtaState {
   readonly manifest: string;
   /** SPIFFE ID and SVID serial before the update (post-install), to report what rollback restores. */
   readonly previous?: { spiffeId: string; serial: string };
+  /** The issuer's staging of this version for this gateway (post-install), ended by commit or rollback. */
+  readonly issuer?: { gateway: string; ticket: string };
   /** The failure that ended post-boot, when phase is `failed`. */
   readonly failure?: { code: string; message: string };
   readonly updatedAt: number;

@@ -25,13 +25,7 @@ import { HookError } from './errors.ts';
 import { expectPhase, readState, writeState } from './ota-state.ts';
 import { isBank, pcrDifferences } from './pcrs.ts';
 import { checkManifest } from './pre-install.ts';
-
-/** Upstream failures that decide nothing about this gateway: try again later. */
-const TRANSIENT = new Set([
-  'ERR_UPSTREAM_UNREACHABLE',
-  'ERR_UPSTREAM_UNAVAILABLE',
-  'ERR_UPSTREAM_RATE_LIMITED',
-]);
+import { TRANSIENT_UPSTREAM } from './staging.ts';
 
 export async function postBoot(ctx: HookContext): Promise<{ version: string; identity?: Reattested }> {
   const state = expectPhase(await readState(ctx.stateDir), ['installed', 'booted'], 'post-boot');
@@ -59,7 +53,7 @@ export async function postBoot(ctx: HookContext): Promise<{ version: string; ide
       identity = await ctx.reattest(ctx.sealing.current);
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : '';
-      if (TRANSIENT.has(code))
+      if (TRANSIENT_UPSTREAM.has(code))
         throw new HookError(
           'ERR_HOOK_ISSUER_UNREACHABLE',
           `the issuer is not reachable yet (${code}): retry later`,

@@ -3,7 +3,9 @@
  *
  * 1. re-verify the manifest recorded by pre-install;
  * 2. publish it to the issuer, so the new firmware's PCR values are reference values before the
- *    gateway ever quotes them (the old firmware's values stay: a rollback still attests);
+ *    gateway ever quotes them, and stage the version for this gateway (mTLS with its current
+ *    SVID; the issuer's ticket goes into the state file): from now on the issuer accepts this
+ *    gateway's quotes for the version it runs and the staged one only;
  * 3. prepare the store: snapshot the sealed identity and data-key blob, then — when the agent
  *    seals to a PCR policy — re-seal the data key to the values the manifest promises, so that
  *    after the reboot it opens only if the new firmware measured as its vendor signed. A manifest
@@ -34,9 +36,27 @@ export async function postInstall(ctx: HookContext): Promise<{ version: string }
       { cause: err },
     );
   }
+  let issuer: { gateway: string; ticket: string } | undefined;
+  if (ctx.staging !== undefined) {
+    try {
+      issuer = await ctx.staging.issuer.stage(manifest.version, await ctx.staging.currentSvid());
+    } catch (err) {
+      throw new HookError(
+        'ERR_HOOK_PUBLISH',
+        `the issuer did not stage ${manifest.version} for this gateway: ${isEdgewardError(err) ? `${err.code}: ` : ''}${(err as Error).message}`,
+        { version: manifest.version },
+        { cause: err },
+      );
+    }
+  }
   await snapshotStore(ctx.db);
   if (forReboot !== undefined) await resealDataKey(ctx.db, ctx.sealing.current, forReboot);
-  await writeState(ctx.stateDir, { ...state, phase: 'installed', updatedAt: ctx.now() });
+  await writeState(ctx.stateDir, {
+    ...state,
+    phase: 'installed',
+    ...(issuer === undefined ? {} : { issuer }),
+    updatedAt: ctx.now(),
+  });
   ctx.logger.info('firmware update prepared: reference values published, store ready to re-seal', {
     event: 'ota.post-install',
     version: manifest.version,

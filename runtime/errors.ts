@@ -194,6 +194,12 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_RATE_LIMITED'
   /** A firmware manifest that is malformed, unsigned or signed by an unknown key. (400/403) */
   | 'ERR_ISSUER_MANIFEST_INVALID'
+  /** A firmware version to stage that no published manifest describes. (404) */
+  | 'ERR_ISSUER_FIRMWARE_UNKNOWN'
+  /** Commit or retract of a staged firmware with no staging or a wrong ticket. (401) */
+  | 'ERR_ISSUER_FIRMWARE_TICKET'
+  /** Commit of a staged firmware the gateway has not attested with yet. (409) */
+  | 'ERR_ISSUER_FIRMWARE_UNPROVEN'
   /** The CA certificate or key cannot be used (boot-time). */
   | 'ERR_ISSUER_CA_INVALID'
   /** A private key file readable by others than its owner (must be 0600). */

@@ -15,6 +15,7 @@ import { createServer, type Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
+import { FIRMWARE_PATHS } from '../firmware/protocol.ts';
 import { CBOR_CONTENT_TYPE, type ErrorBody, MAX_BODY_BYTES, PATHS } from '../upstream/protocol.ts';
 import type { Issuer, RequestContext } from './issuer.ts';
 import { issuerCbor } from './store.ts';
@@ -49,6 +50,9 @@ const STATUS: Record<string, number> = {
   ERR_ISSUER_PCR_MISMATCH: 403,
   ERR_ISSUER_REVOKED: 403,
   ERR_ISSUER_NOT_FOUND: 404,
+  ERR_ISSUER_FIRMWARE_UNKNOWN: 404,
+  ERR_ISSUER_FIRMWARE_TICKET: 401,
+  ERR_ISSUER_FIRMWARE_UNPROVEN: 409,
   ERR_ISSUER_SESSION_UNKNOWN: 409,
   ERR_ISSUER_SESSION_EXPIRED: 409,
   ERR_ISSUER_BODY_TOO_LARGE: 413,
@@ -171,6 +175,12 @@ async function handle(issuer: Issuer, req: IncomingMessage, res: ServerResponse)
       }
       case `POST ${PATHS.manifests}`:
         return send(res, 200, await issuer.addManifest(await cborBody(req), ctx));
+      case `POST ${FIRMWARE_PATHS.stage}`:
+        return send(res, 200, await issuer.stageFirmware(await cborBody(req), ctx));
+      case `POST ${FIRMWARE_PATHS.commit}`:
+        return send(res, 200, await issuer.endFirmware('commit', await cborBody(req), ctx));
+      case `POST ${FIRMWARE_PATHS.retract}`:
+        return send(res, 200, await issuer.endFirmware('retract', await cborBody(req), ctx));
       default:
         throw new HttpRefusal('ERR_ISSUER_NOT_FOUND', `no route ${route}`);
     }

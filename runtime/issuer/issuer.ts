@@ -19,6 +19,7 @@ import { isEdgewardError } from '../core/error.ts';
 import { type Logger, nullLogger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
+import type { EndStagingResponse, StageResponse } from '../firmware/protocol.ts';
 import { gatewayId, isPathSegment, parseSpiffeId } from '../spiffe/id.ts';
 import { parseCertificate } from '../svid/certificate.ts';
 import { parseCsr } from '../svid/csr.ts';
@@ -30,6 +31,7 @@ import type {
 } from '../upstream/protocol.ts';
 import { AuditLog } from './audit.ts';
 import { type CaKeyPair, CaSet } from './ca.ts';
+import { commitStaged, manifestsFor, retractStaged, stageVersion } from './firmware.ts';
 import { acceptManifest } from './manifests.ts';
 import { RateLimiter } from './rate-limit.ts';
 import {
@@ -258,7 +260,7 @@ export class Issuer {
         firmware = checkQuote(
           { akPublic: s.akPublic, nonce: s.nonce, csrSpki: csr.spki, ...req },
           p,
-          this.#manifests,
+          manifestsFor(await this.#store.get<GatewayRecord>(K.gateway(s.gateway)), this.#manifests),
         );
       }
       if (s.registerKey !== undefined) {
@@ -333,7 +335,7 @@ export class Issuer {
             pcrValues: req.pcrValues,
           },
           p,
-          this.#manifests,
+          manifestsFor(gw, this.#manifests),
         );
         next = { ...gw, firmware };
       }
@@ -370,6 +372,70 @@ export class Issuer {
         record,
       ];
       return { version: record.version };
+    });
+  }
+
+  // ---- per-gateway firmware staging (runtime/firmware/protocol.ts, firmware.ts) ---------
+
+  /** post-install, over mTLS with the gateway's SVID: stage `version` for this gateway. */
+  async stageFirmware(body: unknown, ctx: RequestContext): Promise<StageResponse> {
+    const info: Partial<AuditEvent> = {};
+    return this.#guard('firmware.stage', ctx, info, async () => {
+      const gw = await this.#authenticatePeer(ctx, info);
+      const version = (body as { version?: unknown } | null)?.version;
+      if (typeof version !== 'string' || version.length === 0 || version.length > 64)
+        throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'firmware stage: body must be { version }');
+      const ticket = this.#o.random.bytes(32);
+      const next = stageVersion(
+        gw,
+        version,
+        this.#manifests,
+        createHash('sha256').update(ticket).digest(),
+        this.#clock.now(),
+      );
+      await this.#store.batch([
+        { type: 'put', key: K.gateway(gw.name), value: next },
+        this.#audit.op({
+          event: 'manifest',
+          gateway: gw.name,
+          address: ctx.address,
+          detail: `stage ${version}`,
+        }),
+      ]);
+      return { gateway: gw.name, version, ticket };
+    });
+  }
+
+  /** commit or rollback of the gateway's staged firmware, authorised by the staging ticket. */
+  async endFirmware(
+    kind: 'commit' | 'retract',
+    body: unknown,
+    ctx: RequestContext,
+  ): Promise<EndStagingResponse> {
+    const info: Partial<AuditEvent> = {};
+    return this.#guard(`firmware.${kind}`, ctx, info, async () => {
+      const b = body as { gateway?: unknown; ticket?: unknown } | null;
+      if (typeof b?.gateway !== 'string' || !(b.ticket instanceof Uint8Array))
+        throw new IssuerError('ERR_ISSUER_BAD_REQUEST', `firmware ${kind}: body must be { gateway, ticket }`);
+      this.#checkName(b.gateway);
+      info.gateway = b.gateway;
+      const gw = await this.#store.get<GatewayRecord>(K.gateway(b.gateway));
+      if (gw === undefined)
+        throw new IssuerError('ERR_ISSUER_FIRMWARE_TICKET', 'no firmware staged with this ticket');
+      const next = kind === 'commit' ? commitStaged(gw, b.ticket) : retractStaged(gw, b.ticket);
+      await this.#store.batch([
+        { type: 'put', key: K.gateway(gw.name), value: next },
+        this.#audit.op({
+          event: 'manifest',
+          gateway: gw.name,
+          address: ctx.address,
+          detail: `${kind} ${gw.firmwareStaged?.version}`,
+        }),
+      ]);
+      return {
+        gateway: gw.name,
+        ...(next.firmwareAccepted === undefined ? {} : { accepted: next.firmwareAccepted }),
+      };
     });
   }
 

@@ -35,6 +35,13 @@ export interface GatewayRecord {
   ekHash?: string;
   /** The firmware version whose reference values the last quote matched. */
   firmware?: string;
+  /**
+   * Firmware versions this gateway may attest with (set by its first OTA commit); absent: any
+   * published version. See `firmware.ts`.
+   */
+  firmwareAccepted?: string[];
+  /** A version staged by the gateway's post-install, with the SHA-256 of its one ticket. */
+  firmwareStaged?: { version: string; ticketHash: Uint8Array; at: number };
   /** The latest NotAfter of anything issued to this gateway (bounds revocations). */
   maxNotAfter: number;
   lastIssuedAt?: number;

@@ -167,9 +167,16 @@ async function phase(name: string, argv: readonly string[], io: CliIo): Promise<
       const { openStoreDb } = await import('../../../firmware-hooks/store-db.ts');
       let db: Awaited<ReturnType<typeof openStoreDb>> | undefined;
       const location = config === undefined ? join(stateDir, '..', 'store') : join(config.dataDir, 'store');
+      let staging: import('../../../firmware-hooks/staging.ts').FirmwareStaging | undefined;
+      if (config !== undefined) {
+        const { upstreamFromConfig } = await import('../../../firmware-hooks/from-config.ts');
+        const { issuerStaging } = await import('../../../firmware-hooks/staging.ts');
+        staging = issuerStaging(await upstreamFromConfig(config, systemClock));
+      }
       const input = {
         stateDir,
         logger,
+        ...(staging === undefined ? {} : { staging }),
         db: async () => {
           db = await openStoreDb(location, { clock: holdingClock, waitMs: lockWaitMs });
           return db;

@@ -17,6 +17,7 @@ import * as assert from 'uvu/assert';
 import { seededRandom } from '../../../sim/random.ts';
 import { rejects } from '../../helpers/rejects.ts';
 import {
+  attestNow,
   edgeward,
   gatewayConfig,
   gatewaySerial,
@@ -111,6 +112,11 @@ export function otaSuite(suite: Test, makeTpm: (dir: string) => Promise<Tpm>): v
     ok(await hook('commit'), 'commit');
     assert.is(await storeSerial(), after);
     assert.match((await hook('agent-gate')).stdout, /no update in flight/);
+    // The issuer now accepts only 2.0 from this gateway: a downgrade to 1.0 no longer attests.
+    await w.tpm.boot('fw-1.0');
+    assert.is(await attestNow(w, random), 'ERR_ISSUER_PCR_MISMATCH');
+    await w.tpm.boot('fw-2.0');
+    assert.is(await attestNow(w, random), 'ok');
   });
 
   suite('firmware that measures differently: post-boot exit 4, the store stays shut, rollback restores', async () => {
@@ -132,6 +138,11 @@ export function otaSuite(suite: Test, makeTpm: (dir: string) => Promise<Tpm>): v
     ok(await hook('rollback'), 'rollback');
     await w.tpm.boot('fw-2.0'); // the bootloader falls back to the old slot
     assert.is(await storeSerial(), before, 'the old identity, opened by the old firmware');
+    // The rollback retracted 3.0 for this gateway: even the genuine 3.0 build no longer attests.
+    await w.tpm.boot('fw-3.0');
+    assert.is(await attestNow(w, random), 'ERR_ISSUER_PCR_MISMATCH');
+    await w.tpm.boot('fw-2.0');
+    assert.is(await attestNow(w, random), 'ok');
   });
 
   suite('unsigned or foreign manifests are refused at pre-install (exit 3); post-boot without an update exits 4', async () => {

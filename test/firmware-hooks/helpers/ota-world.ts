@@ -30,6 +30,7 @@ import { openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { attestorProtector } from '../../../runtime/store/protector.ts';
 import type { GatewayRecord } from '../../../runtime/store/records.ts';
 import { type LevelDb, SealedStore } from '../../../runtime/store/sealed-store.ts';
+import { createCsr, parseCsr } from '../../../runtime/svid/csr.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { launchSwtpm } from '../../../sim/swtpm/launcher.ts';
@@ -327,6 +328,28 @@ export function gatewaySerial(w: World, dataDir: string, random: Random): Promis
       return new X509Certificate(rec.svidChain[0] as Uint8Array).serialNumber.toLowerCase();
     } finally {
       await db.close();
+      await a.close();
+    }
+  });
+}
+
+/** Attest the gateway's TPM afresh against the issuer (as post-boot would): 'ok' or the refusal code. */
+export function attestNow(w: World, random: Random): Promise<string> {
+  return w.tpm.use(async (transport) => {
+    const a = new TpmAttestor({ transport, random, ownsTransport: false, logger: nullLogger });
+    await a.start();
+    try {
+      const ctx = { address: '127.0.0.1' };
+      const begin = await w.issuer.issuer.attestBegin(await a.begin(), ctx);
+      const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+      const csr = createCsr(key);
+      const proof = await a.answer(begin, parseCsr(csr).spki);
+      const caCsr = createCsr(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+      await w.issuer.issuer.attestFinish({ ...proof, sessionId: begin.sessionId, csr, caCsr }, ctx);
+      return 'ok';
+    } catch (err) {
+      return (err as { code?: string }).code ?? String(err);
+    } finally {
       await a.close();
     }
   });
