@@ -1,22 +1,28 @@
 /**
  * From an agent config file to an `AgentPlan` (part of the composition root): the attestor named
  * by `attestation.method`, the data-key protector (TPM seal, or a 0600 key file for join-token and
- * x509pop gateways), the HTTPS upstream, rotation policy, broker listeners and admin endpoint.
+ * x509pop gateways; `sealing.pcrPolicy` binds the TPM seal to PCR values), the HTTPS upstream,
+ * rotation policy, broker listeners and limits, the optional upstream bridge (`bridge`) and
+ * factory-certificate enrollment (`factory`), and the admin endpoint. Files named by the config
+ * (CA roots, manufacturer roots) are read here: unreadable → `ERR_CONFIG_UNREADABLE`, not PEM
+ * certificates → `ERR_CONFIG_INVALID`, each naming the config key.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Attestor } from '../../attestors/attestor.ts';
 import type { AgentConfig } from '../config/agent-schema.ts';
-import { parseDuration } from '../config/types.ts';
+import { parseDuration } from '../config/formats.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
+import { ConfigError } from '../errors.ts';
 import { keyFileProtector } from '../store/key-file.ts';
 import { attestorProtector } from '../store/protector.ts';
 import { httpsUpstream } from '../upstream/client.ts';
 import type { AgentOptions } from './agent.ts';
 import { fullJitterBackoff } from './policy.ts';
-import type { AgentPlan } from './run.ts';
+import type { AgentPlan, BrokerBridgePlan, BrokerFactoryPlan } from './run.ts';
 
 export async function planFromConfig(
   c: AgentConfig,
@@ -25,7 +31,8 @@ export async function planFromConfig(
   const { clock, random, logger } = deps;
   const attestor = await attestorFor(c, deps);
   const pcrs = c.sealing?.pcrPolicy?.split(':')[1]?.split(',').map(Number);
-  const ca = c.upstream.caFile === undefined ? undefined : [await readFile(c.upstream.caFile, 'utf8')];
+  const ca =
+    c.upstream.caFile === undefined ? undefined : [await readPem(c.upstream.caFile, 'upstream.caFile')];
   const r = c.rotation ?? {};
   const agent: Partial<AgentOptions> = {
     backoff: fullJitterBackoff(
@@ -62,6 +69,16 @@ export async function planFromConfig(
       enrollment: { host: b.enrollment?.host ?? '127.0.0.1', port: b.enrollment?.port ?? 8884 },
       ...(b.policyFile !== undefined ? { policyFile: b.policyFile } : {}),
       ...(b.serverNames !== undefined ? { serverNames: b.serverNames } : {}),
+      ...(b.maxConnections !== undefined || b.maxPacketSize !== undefined
+        ? {
+            limits: {
+              ...(b.maxConnections !== undefined ? { maxConnections: b.maxConnections } : {}),
+              ...(b.maxPacketSize !== undefined ? { maxPacketSize: b.maxPacketSize } : {}),
+            },
+          }
+        : {}),
+      ...(c.bridge === undefined ? {} : { bridge: await bridgePlan(c.bridge) }),
+      ...(c.factory === undefined ? {} : { factory: await factoryPlan(c.factory) }),
     },
     admin: {
       ...(c.admin?.socket !== undefined ? { socket: c.admin.socket } : {}),
@@ -107,5 +124,72 @@ async function attestorFor(
       const { X509PopAttestor } = await import('../../attestors/x509pop/attestor.ts');
       return new X509PopAttestor({ chainFile: a.certificate, keyFile: a.key });
     }
+  }
+}
+
+/** Defaults of the `bridge` section (README "Configuration"). */
+export const BRIDGE_DEFAULTS = {
+  port: 8883,
+  maxMessages: 10_000,
+  maxBytes: 16 * 1024 * 1024,
+  reconnectMs: 1000,
+};
+
+async function bridgePlan(b: NonNullable<AgentConfig['bridge']>): Promise<BrokerBridgePlan> {
+  return {
+    upstream: {
+      host: b.host,
+      port: b.port ?? BRIDGE_DEFAULTS.port,
+      ca: await readPem(b.caFile, 'bridge.caFile'),
+      ...(b.servername !== undefined ? { servername: b.servername } : {}),
+    },
+    topics: b.topics.map((t) => ({
+      local: t.local,
+      ...(t.remotePrefix !== undefined ? { remotePrefix: t.remotePrefix } : {}),
+    })),
+    maxMessages: b.buffer?.maxMessages ?? BRIDGE_DEFAULTS.maxMessages,
+    maxBytes: b.buffer?.maxBytes ?? BRIDGE_DEFAULTS.maxBytes,
+    reconnectMs: b.reconnect !== undefined ? parseDuration(b.reconnect) : BRIDGE_DEFAULTS.reconnectMs,
+  };
+}
+
+async function factoryPlan(f: NonNullable<AgentConfig['factory']>): Promise<BrokerFactoryPlan> {
+  const text = await readPem(f.rootsFile, 'factory.rootsFile');
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const roots: X509Certificate[] = [];
+  for (const pem of blocks) {
+    try {
+      roots.push(new X509Certificate(pem));
+    } catch (cause) {
+      throw new ConfigError(
+        'ERR_CONFIG_INVALID',
+        [{ path: 'factory.rootsFile', message: `${f.rootsFile}: a certificate does not parse` }],
+        undefined,
+        { cause },
+      );
+    }
+  }
+  if (roots.length === 0)
+    throw new ConfigError('ERR_CONFIG_INVALID', [
+      { path: 'factory.rootsFile', message: `${f.rootsFile}: holds no PEM certificate` },
+    ]);
+  return {
+    roots,
+    idField: f.idField ?? 'cn',
+    ...(f.allowList !== undefined ? { allowList: f.allowList } : {}),
+  };
+}
+
+/** A file named by the config, as text; unreadable → `ERR_CONFIG_UNREADABLE` naming the key. */
+async function readPem(file: string, key: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(
+      'ERR_CONFIG_UNREADABLE',
+      [{ path: key, message: `${file}: ${(cause as Error).message}` }],
+      undefined,
+      { cause },
+    );
   }
 }

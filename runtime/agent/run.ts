@@ -16,6 +16,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Attestor } from '../../attestors/attestor.ts';
+import type { BufferDb } from '../../transport/bridge/buffer.ts';
+import type { FactoryOptions } from '../../transport/enroll/factory.ts';
+import type { BrokerLimits } from '../../transport/mqtt/limits.ts';
 import { renderMetrics } from '../admin/metrics.ts';
 import { statusReport } from '../admin/report.ts';
 import { startAdmin } from '../admin/server.ts';
@@ -42,11 +45,26 @@ export interface AgentPlan {
     readonly policyFile?: string;
     /** DNS names / IP addresses the broker is reached at; default localhost, 127.0.0.1, ::1 and the listen host. */
     readonly serverNames?: readonly string[];
+    readonly limits?: BrokerLimits;
+    /** Forward local topics upstream; the offline buffer is a sublevel (`bridge`) of the store. */
+    readonly bridge?: BrokerBridgePlan;
+    /** Enrollment by factory certificate on the enrollment listener. */
+    readonly factory?: BrokerFactoryPlan;
   };
   readonly admin?: { readonly socket?: string; readonly metricsPort?: number };
   /** Extra things to close at shutdown (the dev issuer). */
   readonly onStop?: () => Promise<void>;
 }
+
+export interface BrokerBridgePlan {
+  readonly upstream: { host: string; port: number; ca: string; servername?: string };
+  readonly topics: readonly { local: string; remotePrefix?: string }[];
+  readonly maxMessages: number;
+  readonly maxBytes: number;
+  readonly reconnectMs: number;
+}
+
+export type BrokerFactoryPlan = FactoryOptions;
 
 export interface RunningAgent {
   readonly agent: Agent;
@@ -163,6 +181,22 @@ export async function runAgent(
           listen: b.listen,
           enrollment: b.enrollment,
           ...(b.policyFile !== undefined ? { policy: { file: b.policyFile } } : {}),
+          ...(b.limits !== undefined ? { limits: b.limits } : {}),
+          ...(b.factory !== undefined ? { factory: b.factory } : {}),
+          ...(b.bridge !== undefined
+            ? {
+                bridge: {
+                  upstream: b.bridge.upstream,
+                  topics: b.bridge.topics,
+                  reconnectMs: b.bridge.reconnectMs,
+                  buffer: {
+                    db: store.sublevel('bridge', 'view') as unknown as BufferDb,
+                    maxMessages: b.bridge.maxMessages,
+                    maxBytes: b.bridge.maxBytes,
+                  },
+                },
+              }
+            : {}),
         });
         closers.push(() => broker.close());
         const fmt = (e: { host: string; port: number }) =>

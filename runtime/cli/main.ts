@@ -2,7 +2,6 @@
  * The `edgeward` command line, and the composition root: the only place that builds the real
  * clock, randomness, logger and I/O and hands them to libraries.
  */
-import 'reflect-metadata';
 import { isEdgewardError } from '../core/error.ts';
 import { type CliIo, UsageError } from './command.ts';
 import { COMMANDS } from './registry.ts';

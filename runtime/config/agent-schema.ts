@@ -1,9 +1,11 @@
 /**
  * The agent's config file (`edgeward agent --config FILE`). One schema gives both validation
- * and the `AgentConfig` type. Bump `version` and add a migration in `migrations.ts` with every
- * change of layout.
+ * and the `AgentConfig` type. Bump `version` and add a migration in `agent-role.ts` with every
+ * change of layout, then regenerate the agent's precompiled validator
+ * (`node --import tsx runtime/config/gen-agent-validator.ts --write`; a test fails when it drifts).
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { AGENT_CONFIG_VERSION } from './agent-role.ts';
 import {
   Closed,
   Duration,
@@ -15,7 +17,7 @@ import {
   TpmTransport,
 } from './types.ts';
 
-export const AGENT_CONFIG_VERSION = 1;
+export { AGENT_CONFIG_VERSION, AGENT_ENV_OVERRIDES, AGENT_MIGRATIONS } from './agent-role.ts';
 
 const Listener = (defaultPort: number) =>
   Closed({
@@ -69,6 +71,45 @@ export const AgentConfigSchema = Closed({
       maxPacketSize: Type.Optional(Type.Integer({ minimum: 128 })),
     }),
   ),
+  bridge: Type.Optional(
+    Closed(
+      {
+        host: Type.String({ minLength: 1, description: 'the cloud MQTT broker' }),
+        port: Type.Optional(Port()),
+        caFile: FilePath('PEM roots that the cloud broker certificate must chain to'),
+        servername: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+        topics: Type.Array(
+          Closed({
+            local: Type.String({ minLength: 1, maxLength: 1024, description: 'local topic filter' }),
+            remotePrefix: Type.Optional(Type.String({ maxLength: 1024 })),
+          }),
+          { minItems: 1, maxItems: 64 },
+        ),
+        buffer: Type.Optional(
+          Closed({
+            maxMessages: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+            maxBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+          }),
+        ),
+        reconnect: Type.Optional(Duration('wait between reconnect attempts (default 1s)')),
+      },
+      'forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)',
+    ),
+  ),
+  factory: Type.Optional(
+    Closed(
+      {
+        rootsFile: FilePath('PEM manufacturer root certificates that factory device certificates chain to'),
+        idField: Type.Optional(
+          Type.Union([Type.Literal('cn'), Type.Literal('serialNumber'), Type.Literal('dns')]),
+        ),
+        allowList: Type.Optional(
+          Type.Array(Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$' }), { maxItems: 100_000 }),
+        ),
+      },
+      'enroll devices that present a factory certificate on the enrollment listener',
+    ),
+  ),
   admin: Type.Optional(
     Closed({
       socket: Type.Optional(FilePath()),
@@ -79,11 +120,3 @@ export const AgentConfigSchema = Closed({
 });
 
 export type AgentConfig = Static<typeof AgentConfigSchema>;
-
-/** Keys an environment variable may override. Never a secret: secrets live in files. */
-export const AGENT_ENV_OVERRIDES = {
-  EDGEWARD_LOG_LEVEL: 'log.level',
-  EDGEWARD_TPM: 'tpm',
-  EDGEWARD_DATA_DIR: 'dataDir',
-  EDGEWARD_UPSTREAM: 'upstream.endpoints',
-} as const;

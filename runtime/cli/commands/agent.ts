@@ -1,12 +1,12 @@
 /**
  * `edgeward agent`: run the gateway agent from a config file, or (`--dev`, what `npm start` runs)
  * on the embedded default — TypeScript TPM simulator and in-process issuer, state in ./.edgeward.
- * Builds the real clock, randomness and pino logger (JSON lines on stdout); runs until SIGINT or
+ * Builds the real clock, randomness and JSON-lines logger (on stdout); runs until SIGINT or
  * SIGTERM, then closes the broker, admin socket, agent, store and TPM in order.
  */
 import { join } from 'node:path';
 import { systemClock } from '../../core/clock.ts';
-import type { Logger } from '../../core/logger.ts';
+import { jsonLinesLogger, type Logger, type LogLevel } from '../../core/logger.ts';
 import { cryptoRandom } from '../../core/random.ts';
 import { type Command, parseFlags, UsageError } from '../command.ts';
 
@@ -52,7 +52,7 @@ Logs are JSON lines on stdout; \`edgeward status\` shows the running agent.`,
     let plan: import('../../agent/run.ts').AgentPlan;
     let logger: Logger;
     if (values.dev === true) {
-      logger = await pinoLogger('info');
+      logger = agentLogger('info', io.out);
       const { devPlan } = await import('../../agent/dev.ts');
       const metricsPort = values['metrics-port'];
       plan = await devPlan({
@@ -65,9 +65,9 @@ Logs are JSON lines on stdout; \`edgeward status\` shows the running agent.`,
         ...(metricsPort !== undefined ? { metricsPort: port('metrics-port', metricsPort, 0) } : {}),
       });
     } else {
-      const { AGENT_ROLE, loadConfigFile } = await import('../../config/load.ts');
-      const config = await loadConfigFile(values.config as string, AGENT_ROLE, io.env);
-      logger = await pinoLogger(config.log?.level ?? 'info');
+      const { loadAgentConfigFile } = await import('../../config/agent-load.ts');
+      const config = await loadAgentConfigFile(values.config as string, io.env);
+      logger = agentLogger(config.log?.level ?? 'info', io.out);
       const { planFromConfig } = await import('../../agent/plan.ts');
       plan = await planFromConfig(config, { clock, random, logger });
     }
@@ -82,14 +82,7 @@ Logs are JSON lines on stdout; \`edgeward status\` shows the running agent.`,
   },
 };
 
-/** pino, JSON lines on stdout, behind the four-method Logger. */
-async function pinoLogger(level: 'debug' | 'info' | 'warn' | 'error'): Promise<Logger> {
-  const { pino } = await import('pino');
-  const p = pino({ level, base: { name: 'edgeward-agent' } });
-  return {
-    debug: (msg, f) => p.debug(f ?? {}, msg),
-    info: (msg, f) => p.info(f ?? {}, msg),
-    warn: (msg, f) => p.warn(f ?? {}, msg),
-    error: (msg, f) => p.error(f ?? {}, msg),
-  };
+/** JSON lines on stdout (pino's line format, see runtime/core/logger.ts), behind the four-method Logger. */
+function agentLogger(level: LogLevel, out: (line: string) => void): Logger {
+  return jsonLinesLogger({ level, name: 'edgeward-agent', now: () => systemClock.now(), write: out });
 }
