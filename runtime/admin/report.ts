@@ -20,7 +20,14 @@ export interface StatusReport {
     state: string;
     endpoint: string;
     consecutiveFailures: number;
-    lastError: { code: string; message: string; at: string } | null;
+    lastError: {
+      code: string;
+      message: string;
+      at: string;
+      /** The underlying cause: ECONNREFUSED, CERT_HAS_EXPIRED, timeout, HTTP 503, ... */
+      reason: string | undefined;
+      tried: readonly { endpoint: string; code: string; reason: string | undefined }[];
+    } | null;
   };
   breaker: { state: string; openUntil: string | null };
   clock: { trusted: boolean; floor: string; now: string };
@@ -85,7 +92,12 @@ export function renderStatus(r: StatusReport, nowMs: number): string {
     ['last rotation', r.rotation.last ? `${left(r.rotation.last)} via ${r.rotation.lastVia}` : '-'],
     ['next rotation', left(r.rotation.next)],
     ['upstream', `${r.upstream.state} (${r.upstream.endpoint})`],
-    ['last error', r.upstream.lastError ? `${r.upstream.lastError.code} ${r.upstream.lastError.at}` : '-'],
+    [
+      'last error',
+      r.upstream.lastError
+        ? `${r.upstream.lastError.code}${r.upstream.lastError.reason ? ` (${r.upstream.lastError.reason})` : ''} ${r.upstream.lastError.at}`
+        : '-',
+    ],
     ['breaker', r.breaker.state + (r.breaker.openUntil ? ` until ${r.breaker.openUntil}` : '')],
     ['clock', r.clock.trusted ? 'trusted' : `UNTRUSTED: behind the time floor ${r.clock.floor}`],
     ...r.broker.listeners.map((l): [string, string] => [`broker ${l.name}`, l.address]),

@@ -36,7 +36,7 @@ import {
 } from '../store/records.ts';
 import type { SealedStore, StoreOp } from '../store/sealed-store.ts';
 import { type DecodedBundle, decodeBundle } from '../svid/bundle.ts';
-import { Failover } from '../upstream/failover.ts';
+import { Failover, upstreamReason } from '../upstream/failover.ts';
 import { PATHS, type RevocationFeed } from '../upstream/protocol.ts';
 import type { Upstream } from '../upstream/types.ts';
 import { type BreakerOptions, CircuitBreaker, DEFAULT_BREAKER } from './breaker.ts';
@@ -78,6 +78,22 @@ export interface AgentOptions {
   readonly onStep?: (step: RotationStep) => void | Promise<void>;
 }
 
+/** The last failed exchange: its code, the underlying cause (`reason`) and each endpoint tried. */
+export interface UpstreamFailure {
+  readonly code: string;
+  readonly message: string;
+  readonly at: number;
+  readonly reason: string | undefined;
+  readonly tried: readonly EndpointFailure[];
+}
+
+/** One endpoint's failure within an exchange. */
+export interface EndpointFailure {
+  readonly endpoint: string;
+  readonly code: string;
+  readonly reason: string | undefined;
+}
+
 export type UpstreamState = 'unknown' | 'ok' | 'failing' | 'refused' | 'clock-untrusted';
 
 export interface AgentStatus {
@@ -91,7 +107,7 @@ export interface AgentStatus {
     readonly state: UpstreamState;
     readonly endpoint: string;
     readonly consecutiveFailures: number;
-    readonly lastError: { code: string; message: string; at: number } | undefined;
+    readonly lastError: UpstreamFailure | undefined;
   };
   readonly breaker: { state: string; openUntil: number | undefined };
   readonly clock: { trusted: boolean; floor: number; now: number };
@@ -125,7 +141,7 @@ export class Agent {
   #attempt = 0;
   #forceAttest = false;
   #upstreamState: UpstreamState = 'unknown';
-  #lastError: { code: string; message: string; at: number } | undefined;
+  #lastError: UpstreamFailure | undefined;
   #lastTick = 0;
   #clockTrusted = true;
   #devices = new Map<string, number>();
@@ -351,6 +367,7 @@ export class Agent {
     }
     const current = this.svidSource.current();
     const mode: ExchangeMode = this.#forceAttest || current === undefined ? 'attest' : 'renew';
+    const tried: EndpointFailure[] = [];
     try {
       const got = await this.#failover.run(
         (ep) =>
@@ -367,11 +384,11 @@ export class Agent {
             },
             current,
           ),
-        (url, err) =>
-          this.#event('warn', 'upstream endpoint failed; trying the next', 'upstream.failover', {
-            endpoint: url,
-            code: codeOf(err),
-          }),
+        (url, err) => {
+          const failure = { endpoint: url, code: codeOf(err), reason: upstreamReason(err) };
+          tried.push(failure);
+          this.#event('warn', 'upstream endpoint failed', 'upstream.failover', { ...failure });
+        },
       );
       if (this.#state !== 'started') return;
       // The issuer vouched for its time in what it signed: the best evidence of the true time.
@@ -414,14 +431,26 @@ export class Agent {
       this.#schedule((this.#nextRotationAt ?? this.now()) - this.now());
     } catch (err) {
       if (this.#state !== 'started') return;
-      this.#onFailure(mode, err);
+      this.#onFailure(mode, err, tried);
     }
   }
 
-  #onFailure(mode: ExchangeMode, err: unknown): void {
+  #onFailure(mode: ExchangeMode, err: unknown, tried: EndpointFailure[]): void {
     const code = codeOf(err);
     const now = this.#clock.now();
-    this.#lastError = { code, message: err instanceof Error ? err.message : String(err), at: now };
+    const reason = upstreamReason(err);
+    // A final failure (refused, rejected) never went through failover: name its endpoint too.
+    if (tried.length === 0 && isEdgewardError(err) && err instanceof AgentError) {
+      const endpoint = err.fields.endpoint;
+      if (typeof endpoint === 'string') tried.push({ endpoint, code, reason });
+    }
+    this.#lastError = {
+      code,
+      message: err instanceof Error ? err.message : String(err),
+      at: now,
+      reason,
+      tried,
+    };
     this.counters.inc('edgeward_rotation_failures_total', { reason: code });
     const fields = isEdgewardError(err) && err instanceof AgentError ? err.fields : {};
     if (code === 'ERR_UPSTREAM_REFUSED') {
@@ -430,6 +459,8 @@ export class Agent {
       this.#event('error', `${mode} refused by the issuer`, 'identity.refused', {
         via: mode,
         remoteCode: fields.remoteCode,
+        reason,
+        endpoint: fields.endpoint,
         next: reattest ? 'reattest' : 'halt',
       });
       this.#upstreamState = 'refused';
@@ -448,6 +479,8 @@ export class Agent {
     this.#event('warn', `${mode} failed; will retry`, 'identity.retry', {
       via: mode,
       code,
+      reason,
+      tried,
       attempt: this.#attempt,
       retryInMs: delay,
       breaker: this.#breaker.state,

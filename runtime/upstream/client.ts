@@ -5,6 +5,11 @@
  * against the configured roots, and presents the gateway SVID when asked (mTLS renewal).
  * TLS contexts are built once per identity and reused (STYLE.md §4).
  *
+ * Every failure carries `fields.reason`, the underlying cause in one word, for the logs and
+ * `edgeward status`: the network or TLS error code (`ECONNREFUSED`, `ECONNRESET`, `ENOTFOUND`,
+ * `CERT_HAS_EXPIRED`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `ERR_TLS_CERT_ALTNAME_INVALID`, ...),
+ * `timeout`, `HTTP <status>`, `oversized`, `not-cbor`.
+ *
  * @example
  * ```ts
  * const upstream = httpsUpstream({ endpoints: ['https://issuer:8443'], ca: [rootPem], clock, timeoutMs: 10_000 });
@@ -100,11 +105,17 @@ function endpoint(
           size += c.length;
           if (size > MAX_RESPONSE_BYTES) {
             req.destroy();
-            finish(fail('ERR_UPSTREAM_PROTOCOL', `response larger than ${MAX_RESPONSE_BYTES} bytes`));
+            finish(
+              fail('ERR_UPSTREAM_PROTOCOL', `response larger than ${MAX_RESPONSE_BYTES} bytes`, {
+                reason: 'oversized',
+              }),
+            );
           } else chunks.push(c);
         });
         res.on('error', (cause) =>
-          finish(fail('ERR_UPSTREAM_UNREACHABLE', 'response interrupted', {}, cause)),
+          finish(
+            fail('ERR_UPSTREAM_UNREACHABLE', 'response interrupted', { reason: reasonOf(cause) }, cause),
+          ),
         );
         res.on('end', () => {
           const status = res.statusCode ?? 0;
@@ -126,13 +137,21 @@ function endpoint(
           }
           if (status >= 200 && status < 300) {
             if (!isCbor || decodeError !== undefined)
-              finish(fail('ERR_UPSTREAM_PROTOCOL', 'answer is not CBOR', { status }, decodeError));
+              finish(
+                fail(
+                  'ERR_UPSTREAM_PROTOCOL',
+                  'answer is not CBOR',
+                  { status, reason: 'not-cbor' },
+                  decodeError,
+                ),
+              );
             else finish(undefined, decoded as T);
             return;
           }
           const remote = (decoded as Partial<ErrorBody> | undefined)?.error;
           const fields = {
             status,
+            reason: `HTTP ${status}`,
             remoteCode: typeof remote?.code === 'string' ? remote.code : undefined,
             retryAfterMs: typeof remote?.retryAfterMs === 'number' ? remote.retryAfterMs : undefined,
           };
@@ -143,9 +162,11 @@ function endpoint(
       });
       const timer = clock.setTimer('upstream-timeout', timeoutMs, () => {
         req.destroy();
-        finish(fail('ERR_UPSTREAM_UNREACHABLE', `no answer within ${timeoutMs} ms`));
+        finish(fail('ERR_UPSTREAM_UNREACHABLE', `no answer within ${timeoutMs} ms`, { reason: 'timeout' }));
       });
-      req.on('error', (cause) => finish(fail('ERR_UPSTREAM_UNREACHABLE', cause.message, {}, cause)));
+      req.on('error', (cause) =>
+        finish(fail('ERR_UPSTREAM_UNREACHABLE', cause.message, { reason: reasonOf(cause) }, cause)),
+      );
       req.end(payload);
     });
   return {
@@ -153,6 +174,13 @@ function endpoint(
     post: (path, body, opts) => call('POST', path, body, opts),
     get: (path, opts) => call('GET', path, undefined, opts),
   };
+}
+
+/** The network/TLS cause of a socket error in one word: its `code` (Node and OpenSSL codes), else its message. */
+export function reasonOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code !== '') return code;
+  return err instanceof Error ? err.message : String(err);
 }
 
 function codeForStatus(status: number): AgentErrorCode {

@@ -21,6 +21,12 @@ const FAILOVER_CODES = new Set([
   'ERR_UPSTREAM_PROTOCOL',
 ]);
 
+/** `fields.reason` of an upstream failure (the network/TLS/HTTP cause, see client.ts), when it has one. */
+export function upstreamReason(err: unknown): string | undefined {
+  const reason = (err as { fields?: { reason?: unknown } } | null)?.fields?.reason;
+  return typeof reason === 'string' ? reason : undefined;
+}
+
 /** True when trying another endpoint may help. */
 export function shouldFailOver(err: unknown): boolean {
   return isEdgewardError(err) && FAILOVER_CODES.has(err.code);
