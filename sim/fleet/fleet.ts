@@ -21,18 +21,20 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_BREAKER } from '../../runtime/agent/breaker.ts';
 import { DEFAULT_BACKOFF } from '../../runtime/agent/policy.ts';
+import { type Clock, sleep } from '../../runtime/core/clock.ts';
 import { signManifest } from '../../runtime/firmware/manifest.ts';
 import type { CaKeyPair } from '../../runtime/issuer/ca.ts';
 import { createDevIssuerFiles } from '../../runtime/issuer/dev.ts';
 import { Issuer, type IssuerOptions } from '../../runtime/issuer/issuer.ts';
 import { type IssuerStore, openMemoryStore } from '../../runtime/issuer/store.ts';
 import { createRootCa } from '../../runtime/svid/authority.ts';
-import { VirtualClock } from '../clock/virtual-clock.ts';
 import { seededRandom } from '../random.ts';
 import { DeviceGroup } from './devices.ts';
 import { SimGateway } from './gateway.ts';
 import { Invariants } from './invariants.ts';
 import { FleetNetwork } from './link.ts';
+import { MqttGateway } from './mqtt-gateway.ts';
+import { FleetClock, type WallTimeSink } from './wall-time.ts';
 
 export const MIN = 60_000;
 export const HOUR = 60 * MIN;
@@ -49,6 +51,22 @@ export interface FleetOptions {
   /** Simulation step (default 1 min): invariants are checked after every step. */
   readonly stepMs?: number;
   readonly start?: number;
+  /** Real brokers and device-SDK devices on loopback for the first `gateways` gateways. */
+  readonly mqtt?: MqttFleetOptions;
+}
+
+export interface MqttFleetOptions {
+  readonly gateways: number;
+  /** Publishing devices per MQTT gateway (plus one collector). */
+  readonly devices: number;
+  /** Real time: the settle wait after each virtual step. */
+  readonly realClock: Clock;
+  /** Mirrors virtual time into the process wall clock (OpenSSL's certificate checks), see wall-time.ts. */
+  readonly wallTime: WallTimeSink;
+  /** QoS 1 messages per publishing device per step (default 2). */
+  readonly perStep?: number;
+  /** Longest real wait per step for acknowledgements and deliveries (default 300 ms). */
+  readonly settleMs?: number;
 }
 
 /** One timeline sample. */
@@ -63,7 +81,10 @@ export interface Sample {
 }
 
 export class Fleet {
-  readonly clock: VirtualClock;
+  readonly clock: FleetClock;
+  readonly mqtt: MqttGateway[] = [];
+  readonly #mqttOptions: MqttFleetOptions | undefined;
+  #steps = 0;
   readonly network: FleetNetwork;
   readonly gateways: SimGateway[] = [];
   readonly groups: DeviceGroup[] = [];
@@ -79,11 +100,12 @@ export class Fleet {
 
   private constructor(
     o: FleetOptions,
-    clock: VirtualClock,
+    clock: FleetClock,
     issuerOptions: IssuerOptions,
     vendorKey: KeyObject,
   ) {
     this.clock = clock;
+    this.#mqttOptions = o.mqtt;
     this.stepMs = o.stepMs ?? MIN;
     this.#issuerOptions = issuerOptions;
     this.vendorKey = vendorKey;
@@ -95,7 +117,7 @@ export class Fleet {
   static async create(o: FleetOptions): Promise<Fleet> {
     if (!(o.gateways >= 1) || !(o.devices >= 0))
       throw new TypeError('a fleet needs gateways >= 1 and devices >= 0');
-    const clock = new VirtualClock(o.start ?? Date.UTC(2026, 0, 1));
+    const clock = new FleetClock(o.start ?? Date.UTC(2026, 0, 1), o.mqtt?.wallTime);
     const random = seededRandom(o.seed ?? 'fleet');
     mkdirSync(o.dir, { recursive: true, mode: 0o700 });
     const network = { ref: undefined as Fleet | undefined };
@@ -153,6 +175,20 @@ export class Fleet {
       fleet.groups.push(new DeviceGroup(gw, o.devices));
       await gw.boot();
     }
+    const m = o.mqtt;
+    if (m !== undefined)
+      for (const gw of gateways.slice(0, m.gateways)) {
+        const mg = new MqttGateway(gw, {
+          devices: m.devices,
+          dir: join(o.dir, gw.name),
+          clock,
+          random: seededRandom(`${o.seed ?? 'fleet'}/${gw.name}/mqtt`),
+          trustDomain: TRUST_DOMAIN,
+          realClock: m.realClock,
+        });
+        gw.services = mg;
+        fleet.mqtt.push(mg);
+      }
     return fleet;
   }
 
@@ -191,8 +227,12 @@ export class Fleet {
 
   /** One step: time moves, devices renew and are authorized, every invariant is checked. */
   async step(): Promise<void> {
+    const stepNo = ++this.#steps;
+    // QoS 1 traffic is in flight while timers rotate SVIDs (gateway, device, CA).
+    for (const m of this.mqtt) m.burst(stepNo, this.#mqttOptions?.perStep ?? 2);
     await this.clock.advance(this.stepMs);
     const now = this.clock.now();
+    if (this.mqtt.length > 0) await this.#settleMqtt(stepNo, now);
     for (let i = 0; i < this.gateways.length; i++) {
       const gw = this.gateways[i] as SimGateway;
       await (this.groups[i] as DeviceGroup).step(this.invariants, now);
@@ -258,7 +298,57 @@ export class Fleet {
     return worst;
   }
 
+  /** Real time for the sockets: brokers up, acknowledgements and deliveries done (bounded). */
+  async #settleMqtt(stepNo: number, now: number): Promise<void> {
+    const o = this.#mqttOptions as MqttFleetOptions;
+    for (const m of this.mqtt) await m.ensure(stepNo);
+    await this.#waitQuiet(o.realClock, o.settleMs ?? 300, 25);
+    for (const m of this.mqtt) this.invariants.checkQos(m, stepNo, now);
+  }
+
+  /** The end of a run: a longer wait, then every acknowledged message must have arrived. */
+  async drainMqtt(waitMs = 5_000): Promise<void> {
+    const o = this.#mqttOptions;
+    if (o === undefined) return;
+    const stepNo = ++this.#steps;
+    for (const m of this.mqtt) await m.ensure(stepNo);
+    await this.#waitQuiet(o.realClock, waitMs, 1_000);
+    for (const m of this.mqtt) this.invariants.checkQos(m, stepNo, this.clock.now(), true);
+  }
+
+  /** Until every MQTT gateway is quiet, `capMs` passed, or nothing moved for `idleMs`. */
+  async #waitQuiet(real: Clock, capMs: number, idleMs: number): Promise<void> {
+    const end = real.monotonic() + capMs;
+    const progress = (): number => this.mqtt.reduce((n, m) => n + m.progress(), 0);
+    let last = progress();
+    let since = real.monotonic();
+    while (
+      !this.mqtt.every((m) => m.quiet()) &&
+      real.monotonic() < end &&
+      real.monotonic() - since < idleMs
+    ) {
+      await sleep(real, 2);
+      const p = progress();
+      if (p !== last) {
+        last = p;
+        since = real.monotonic();
+      }
+    }
+  }
+
+  /** kill -9 of a gateway; an MQTT gateway dies with QoS 1 traffic in flight. */
+  async kill(gw: SimGateway, random: { float(): number }): Promise<void> {
+    const m = this.mqtt.find((x) => x.gw === gw);
+    const o = this.#mqttOptions;
+    if (m !== undefined && o !== undefined && m.broker !== undefined) {
+      m.burst(this.#steps, o.perStep ?? 2);
+      await sleep(o.realClock, Math.floor(random.float() * 4));
+    }
+    gw.kill();
+  }
+
   async close(): Promise<void> {
+    for (const m of this.mqtt) await m.close();
     for (const g of this.gateways) await g.close();
     await this.issuer.close();
     await this.issuerStore.close();

@@ -78,6 +78,8 @@ export class SimGateway {
   kills = 0;
   /** NotAfter of the identity the process held when it was last killed (store-loads check). */
   lastKnownNotAfter: number | undefined;
+  /** What else dies with the process (its broker), see mqtt-gateway.ts. */
+  services: { kill(): void; stop(): Promise<void> } | undefined;
   readonly #o: SimGatewayOptions;
   readonly #offsets: { ms: number } = { ms: 0 };
   #clock: GatewayClock | undefined;
@@ -115,6 +117,12 @@ export class SimGateway {
 
   get clockOffset(): number {
     return this.#offsets.ms;
+  }
+
+  /** The clock of the running incarnation (its timers die with it). */
+  get clock(): Clock {
+    if (this.#clock === undefined) throw new TypeError(`${this.name} has not booted`);
+    return this.#clock;
   }
 
   get alive(): boolean {
@@ -171,6 +179,16 @@ export class SimGateway {
     if (this.agent === undefined) return;
     this.agent = undefined;
     this.kills++;
+    this.services?.kill();
+  }
+
+  /** A graceful shutdown: the services stop first, then the agent. */
+  async stop(): Promise<void> {
+    const a = this.agent;
+    if (a === undefined) return;
+    await this.services?.stop();
+    this.agent = undefined;
+    await a.stop();
   }
 
   /** A TPM power cycle (PCRs cleared, resetCount + 1), as a reboot does. */

@@ -12,6 +12,9 @@
  * - `store-loads`: every boot of a gateway opens its store and starts the agent, and a gateway
  *   that had a still-valid identity when it was killed serves it at once after the reboot.
  * - `firmware-gate`: a gateway whose PCRs match no signed manifest obtains no new identity.
+ * - `qos1-no-loss`: on the gateways with real brokers, every QoS 1 message whose PUBACK a
+ *   device got reaches the subscribing device (duplicates allowed), see qos-ledger.ts; one check
+ *   per message judged.
  * Every check counts as run; a failed one is a violation with its time, gateway and reason.
  *
  * @example
@@ -26,6 +29,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { VerifiedSvid } from '../../runtime/spiffe/verify.ts';
 import type { SimDevice } from './devices.ts';
 import type { SimGateway } from './gateway.ts';
+import type { MqttGateway } from './mqtt-gateway.ts';
 
 export type InvariantName =
   | 'no-expired-served'
@@ -33,7 +37,8 @@ export type InvariantName =
   | 'revocation'
   | 'recovery'
   | 'store-loads'
-  | 'firmware-gate';
+  | 'firmware-gate'
+  | 'qos1-no-loss';
 
 export interface Violation {
   readonly at: number;
@@ -56,6 +61,7 @@ export class Invariants {
   scenario = 'baseline';
   readonly violations: Violation[] = [];
   readonly #results = new Map<string, ScenarioResult>();
+  readonly #qosSeen = new Map<MqttGateway, number>();
 
   constructor(trustDomain: string) {
     this.trustDomain = trustDomain;
@@ -138,6 +144,23 @@ export class Invariants {
       () =>
         `device ${d.id} authorized after its revocation (sequence ${d.revokedAtSequence}) reached the gateway`,
     );
+  }
+
+  /** Judge the QoS 1 ledger of one MQTT gateway after a settled step. */
+  checkQos(m: MqttGateway, step: number, trueNow: number, final = false): void {
+    const received = m.ledger.stats.received;
+    const r = this.#result();
+    r.checks += received - (this.#qosSeen.get(m) ?? 0);
+    this.#qosSeen.set(m, received);
+    for (const lost of m.ledger.due(step, m.collectorSince, final))
+      this.check(
+        false,
+        'qos1-no-loss',
+        m.gw,
+        trueNow,
+        () =>
+          `${lost.device} message ${lost.seq}, acknowledged at step ${lost.ackedAtStep} (${lost.note}), never delivered`,
+      );
   }
 
   results(): ScenarioResult[] {

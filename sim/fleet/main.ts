@@ -1,17 +1,25 @@
 /**
  * `npm run sim -- --gateways 20 --devices 50 --hours 72 [--kills 100] [--seed S] [--ttl 60]
- * [--only NAME] [--svg FILE]`: run the fleet and fault simulation, print the timeline and the
- * results table, write the SVG chart (default `fleet-sim.svg`), and exit 1 on any violation.
- * A development tool: the composition root for the simulator, so it builds the real clock-free
- * pieces itself (everything runs on the virtual clock).
+ * [--mqtt-gateways 2] [--mqtt-devices 5] [--only NAME] [--svg FILE] [--json FILE]`: run the fleet
+ * and fault simulation, print the timeline and the results table, write the SVG chart (default
+ * `fleet-sim.svg`) and, with `--json`, the results as JSON; exit 1 on any violation.
+ *
+ * A development tool and the composition root of the simulator: the identity side runs on the
+ * virtual clock; the MQTT gateways' brokers and devices are real sockets, and this is where the
+ * real clock for their settle waits is built. Their TLS handshakes check certificates against the
+ * process wall clock, so with `--mqtt-gateways` > 0 the program re-runs itself under libfaketime
+ * (see wall-time.ts) and refuses to start without it (`apt-get install libfaketime`).
  */
 import 'reflect-metadata';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { systemClock } from '../../runtime/core/clock.ts';
 import { MIN } from './fleet.ts';
 import { runFleetSimulation } from './run.ts';
+import { faketimeEnv, processWallTime } from './wall-time.ts';
 
 const { values } = parseArgs({
   options: {
@@ -23,6 +31,9 @@ const { values } = parseArgs({
     ttl: { type: 'string', default: '60' },
     only: { type: 'string', multiple: true },
     svg: { type: 'string', default: 'fleet-sim.svg' },
+    json: { type: 'string' },
+    'mqtt-gateways': { type: 'string', default: '2' },
+    'mqtt-devices': { type: 'string', default: '5' },
   },
 });
 
@@ -35,8 +46,27 @@ const int = (name: string, v: string | undefined, min: number): number => {
   return n;
 };
 
+const mqttGateways = int('mqtt-gateways', values['mqtt-gateways'], 0);
+const mqttDevices = int('mqtt-devices', values['mqtt-devices'], 1);
 const dir = mkdtempSync(join(tmpdir(), 'edgeward-fleet-'));
-const started = Date.now();
+if (mqttGateways > 0 && process.env.FAKETIME_TIMESTAMP_FILE === undefined) {
+  // Re-run under libfaketime: the wall clock follows the virtual one (wall-time.ts).
+  const env = faketimeEnv(join(dir, 'wall-time'));
+  if (env === undefined) {
+    console.error(
+      'sim: --mqtt-gateways needs libfaketime (apt-get install libfaketime), or pass --mqtt-gateways 0',
+    );
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(2);
+  }
+  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, ...env },
+  });
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(r.status ?? 1);
+}
+const started = performance.now();
 try {
   const out = await runFleetSimulation({
     gateways: int('gateways', values.gateways, 1),
@@ -47,13 +77,45 @@ try {
     seed: values.seed,
     dir,
     ...(values.only === undefined ? {} : { only: values.only }),
+    ...(mqttGateways === 0
+      ? {}
+      : {
+          mqtt: {
+            gateways: mqttGateways,
+            devices: mqttDevices,
+            realClock: systemClock,
+            wallTime: processWallTime(),
+          },
+        }),
     log: (line) => console.log(line),
   });
+  const seconds = (performance.now() - started) / 1000;
   console.log(`\n${out.timeline}\n`);
   console.log(`${out.resultsText}\n`);
   console.log(
-    `${out.virtualHours.toFixed(1)} virtual hours, ${out.rotations} rotations, ${out.kills} kills, ${out.violations.length} violations, ${((Date.now() - started) / 1000).toFixed(1)} s real time`,
+    `${out.virtualHours.toFixed(1)} virtual hours, ${out.rotations} rotations, ${out.kills} kills, ${out.violations.length} violations, ${seconds.toFixed(1)} s real time`,
   );
+  if (out.qos !== undefined)
+    console.log(
+      `QoS 1 over ${mqttGateways} MQTT gateways x ${mqttDevices} devices: ${out.qos.sent} sent, ${out.qos.acked} acknowledged, ${out.qos.received} received, ${out.qos.duplicates} duplicates, ${out.qos.lost} lost, ${out.qos.brokerStarts} broker starts, ${out.qos.connectedAtEnd} of ${out.qos.publishers} publishers connected at the end, ${out.qos.reenrolled} re-enrolled after a lockout`,
+    );
+  if (values.json !== undefined)
+    writeFileSync(
+      values.json,
+      JSON.stringify(
+        {
+          results: out.results,
+          violations: out.violations,
+          rotations: out.rotations,
+          kills: out.kills,
+          virtualHours: out.virtualHours,
+          qos: out.qos,
+          seconds,
+        },
+        null,
+        1,
+      ),
+    );
   for (const v of out.violations.slice(0, 50))
     console.log(
       `VIOLATION ${new Date(v.at).toISOString()} [${v.scenario}] ${v.invariant} ${v.gateway}: ${v.detail}`,

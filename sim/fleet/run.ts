@@ -10,7 +10,7 @@
  */
 import { seededRandom } from '../random.ts';
 import { chartSvg } from './chart.ts';
-import { Fleet, HOUR, MIN } from './fleet.ts';
+import { Fleet, HOUR, MIN, type MqttFleetOptions } from './fleet.ts';
 import type { ScenarioResult, Violation } from './invariants.ts';
 import { resultsTable, timelineTable } from './report.ts';
 import { SCENARIOS } from './scenarios.ts';
@@ -26,6 +26,8 @@ export interface SimulationOptions {
   /** Only scenarios whose name contains one of these (default all). */
   readonly only?: readonly string[];
   readonly log?: (line: string) => void;
+  /** Real brokers and device-SDK devices on the first gateways (the QoS 1 invariant). */
+  readonly mqtt?: MqttFleetOptions;
 }
 
 export interface SimulationOutput {
@@ -37,6 +39,22 @@ export interface SimulationOutput {
   readonly rotations: number;
   readonly kills: number;
   readonly virtualHours: number;
+  /** QoS 1 totals over the MQTT gateways (undefined without them). */
+  readonly qos:
+    | {
+        sent: number;
+        acked: number;
+        received: number;
+        duplicates: number;
+        lost: number;
+        brokerStarts: number;
+        /** Publishing devices still connected at the end, of all of them. */
+        connectedAtEnd: number;
+        publishers: number;
+        /** Devices re-enrolled after a lockout (SVID expired while cut off from the gateway). */
+        reenrolled: number;
+      }
+    | undefined;
 }
 
 export async function runFleetSimulation(o: SimulationOptions): Promise<SimulationOutput> {
@@ -47,6 +65,7 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
     dir: o.dir,
     seed: o.seed ?? 'fleet',
     svidTtlMs,
+    ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }),
   });
   const t0 = fleet.clock.now();
   const log = o.log ?? (() => {});
@@ -68,6 +87,7 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
     fleet.invariants.scenario = 'baseline';
     const end = t0 + o.hours * HOUR;
     if (fleet.clock.now() < end) await fleet.runFor(end - fleet.clock.now());
+    await fleet.drainMqtt();
     const results = fleet.invariants.results();
     return {
       results,
@@ -78,6 +98,36 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
       rotations: fleet.rotations,
       kills: fleet.gateways.reduce((n, g) => n + g.kills, 0),
       virtualHours: (fleet.clock.now() - t0) / HOUR,
+      qos:
+        fleet.mqtt.length === 0
+          ? undefined
+          : fleet.mqtt.reduce(
+              (a, m) => {
+                const s = m.ledger.stats;
+                return {
+                  sent: a.sent + s.sent,
+                  acked: a.acked + s.acked,
+                  received: a.received + s.received,
+                  duplicates: a.duplicates + s.duplicates,
+                  lost: a.lost + s.lost,
+                  brokerStarts: a.brokerStarts + m.brokerStarts,
+                  connectedAtEnd: a.connectedAtEnd + m.connected,
+                  publishers: a.publishers + m.publishers.length,
+                  reenrolled: a.reenrolled + m.reenrolled,
+                };
+              },
+              {
+                sent: 0,
+                acked: 0,
+                received: 0,
+                duplicates: 0,
+                lost: 0,
+                brokerStarts: 0,
+                connectedAtEnd: 0,
+                publishers: 0,
+                reenrolled: 0,
+              },
+            ),
     };
   } finally {
     await fleet.close();

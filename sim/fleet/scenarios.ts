@@ -119,7 +119,7 @@ export const kills: Scenario = {
       if (gw === undefined) continue;
       const step = pick(ctx.random, steps);
       gw.rememberIdentity();
-      if (step === 'idle') gw.kill();
+      if (step === 'idle') await f.kill(gw, ctx.random);
       else {
         gw.killAtStep = step;
         void gw.agent?.rotateNow().catch(() => {});
@@ -164,7 +164,7 @@ export const tpmReset: Scenario = {
   async run(f, ctx) {
     for (const gw of f.gateways.slice(0, 2)) {
       gw.rememberIdentity();
-      gw.kill();
+      await f.kill(gw, ctx.random);
       await gw.resetTpm();
       ctx.log(f.clock.now(), `${gw.name}: TPM reset`);
       await reboot(f, gw, ctx);
@@ -251,6 +251,30 @@ export const firmwareUpdate: Scenario = {
   },
 };
 
+export const mqttRestarts: Scenario = {
+  name: 'MQTT gateway restarts (graceful, kill -9) under QoS 1 traffic',
+  async run(f, ctx) {
+    for (let round = 0; round < 3; round++) {
+      for (const m of f.mqtt) {
+        const gw = m.gw;
+        if (!gw.alive) continue;
+        gw.rememberIdentity();
+        if (round % 2 === 0) {
+          ctx.log(f.clock.now(), `${gw.name}: graceful restart`);
+          await gw.stop();
+        } else {
+          ctx.log(f.clock.now(), `${gw.name}: kill -9 with QoS 1 traffic in flight`);
+          await f.kill(gw, ctx.random);
+        }
+        await f.runFor(MIN);
+        await reboot(f, gw, ctx);
+        await f.runFor(5 * MIN);
+      }
+    }
+    await settle(f, ctx.svidTtlMs / 2);
+  },
+};
+
 export const SCENARIOS: readonly Scenario[] = [
   issuerOutage,
   partition,
@@ -260,4 +284,5 @@ export const SCENARIOS: readonly Scenario[] = [
   tpmReset,
   revokedDevice,
   firmwareUpdate,
+  mqttRestarts,
 ];
