@@ -7,7 +7,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const PACKAGES = 'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients';
+const PACKAGES = 'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime';
 const NEEDED = [
   'swtpm',
   'swtpm_setup',
@@ -18,6 +18,7 @@ const NEEDED = [
   'mosquitto_pub',
   'mosquitto_sub',
   'openssl',
+  'faketime',
 ];
 const FILE_TIMEOUT_MS = Number(process.env.EDGEWARD_TEST_TIMEOUT_MS ?? 240_000);
 const JOBS = Number(process.env.EDGEWARD_TEST_JOBS ?? 2);
