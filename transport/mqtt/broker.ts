@@ -62,7 +62,7 @@ import { type BrokerLimits, DEFAULT_LIMITS, limitPacketSize } from './limits.ts'
 import { peerChain } from './peer-chain.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
 import { Sessions } from './sessions.ts';
-import { materialFor } from './tls-context.ts';
+import { materialFor, SERVER_TLS_OPTIONS } from './tls-context.ts';
 
 export interface Endpoint {
   readonly host: string;
@@ -124,6 +124,11 @@ async function loadPolicyFile(file: string): Promise<Policy> {
   return (await import('../policy/load.ts')).loadPolicyFile(file);
 }
 
+/** The one error listener of every main-listener socket (a shared function, not a closure each). */
+function destroySocket(this: TLSSocket): void {
+  this.destroy();
+}
+
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const logger = options.logger ?? nullLogger;
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -167,13 +172,13 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     requestCert: true,
     // Chain errors are judged (and logged) by the SPIFFE verifier below, not by a silent handshake abort.
     rejectUnauthorized: false,
-    minVersion: 'TLSv1.2',
+    ...SERVER_TLS_OPTIONS,
     handshakeTimeout: limits.handshakeTimeoutMs,
   });
   server.maxConnections = limits.maxConnections;
   server.on('tlsClientError', (err) => logger.debug('TLS handshake failed', { reason: err.message }));
   server.on('secureConnection', (socket: TLSSocket) => {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroySocket);
     let svid: ReturnType<SvidVerifier['verifyCerts']>;
     try {
       const chain = peerChain(socket);
@@ -202,7 +207,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const rotate = (): void => {
     try {
       const m = material();
-      server.setSecureContext({ ...m, minVersion: 'TLSv1.2' });
+      server.setSecureContext({ ...m, ...SERVER_TLS_OPTIONS });
       enrollment?.setMaterial(m);
       self = svidSource.getX509Svid().spiffeId;
       logger.info('broker certificate rotated', { spiffeId: self });

@@ -60,6 +60,7 @@ export function authenticateBySvid(
   ): void => {
     const s = sessions.of(client.conn);
     const raw = rawIds.get(client);
+    rawIds.delete(client); // needed only for this decision
     const refuse = (code: number, reason: string): void => {
       logger.warn('CONNECT refused', {
         reason,

@@ -34,6 +34,22 @@ interface Parser {
   packet: { length: number };
   _parseLength(): boolean;
   _emitError(err: Error): void;
+  /** Set by `limitPacketSize`: the largest Remaining Length accepted. */
+  _edgewardMaxPacket?: number;
+}
+
+/** The prototype's own length parser, captured from the first client (mqtt-packet's `Parser`). */
+let parseLength: ((this: Parser) => boolean) | undefined;
+
+/** One function for every client (no closure per connection): the limit lives on the parser. */
+function limitedParseLength(this: Parser): boolean {
+  const ok = (parseLength as (this: Parser) => boolean).call(this);
+  const max = this._edgewardMaxPacket ?? 0;
+  if (ok && this.packet.length > max) {
+    this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds the limit of ${max}`));
+    return false;
+  }
+  return ok;
 }
 
 /**
@@ -46,13 +62,12 @@ export function limitPacketSize(client: Client, max: number): void {
   if (parser === undefined || typeof parser._parseLength !== 'function') {
     throw new TypeError('aedes client has no mqtt-packet parser: packet size cannot be limited');
   }
-  const parseLength = parser._parseLength;
-  parser._parseLength = function limited(this: Parser): boolean {
-    const ok = parseLength.call(this);
-    if (ok && this.packet.length > max) {
-      this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds the limit of ${max}`));
-      return false;
-    }
-    return ok;
-  };
+  if (parser._parseLength !== limitedParseLength) {
+    const own = (Object.getPrototypeOf(parser) as Parser)._parseLength;
+    if (parseLength === undefined) parseLength = own;
+    else if (own !== parseLength)
+      throw new TypeError('mqtt-packet parser changed: packet size cannot be limited');
+    parser._parseLength = limitedParseLength;
+  }
+  parser._edgewardMaxPacket = max;
 }

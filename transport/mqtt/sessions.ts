@@ -1,54 +1,84 @@
 /**
- * The live sessions of the main listener: one per TLS socket whose peer chain verified. Each has
- * an expiry timer on the injected Clock at the chain's earliest NotAfter (TLS never re-checks a
- * certificate after the handshake), and is found by SPIFFE ID and by serial when the revocation
- * source reports something, so that session is closed at once.
+ * The live sessions of the main listener: one per TLS socket whose peer chain verified. Each is
+ * closed at the chain's earliest NotAfter (TLS never re-checks a certificate after the
+ * handshake) by one shared `ExpiryQueue` on the injected Clock, and is found by SPIFFE ID and by
+ * serial when the revocation source reports something, so that session is closed at once.
+ *
+ * A session keeps only what those checks need (ID, NotAfter, serials, CA IDs), never the
+ * certificate objects: they hold native OpenSSL memory for as long as the device stays connected.
  */
 import type { TLSSocket } from 'node:tls';
-import type { Clock, Timer } from '../../runtime/core/clock.ts';
+import type { Clock } from '../../runtime/core/clock.ts';
 import type { Logger } from '../../runtime/core/logger.ts';
 import type { VerifiedSvid } from '../../runtime/spiffe/verify.ts';
 import type { Grants } from '../policy/grants.ts';
+import { type ExpiryEntry, ExpiryQueue } from './expiry.ts';
 
-export interface Session {
+/** What a session remembers of its verified SVID. */
+export type SessionIdentity = Pick<VerifiedSvid, 'spiffeId' | 'notAfter' | 'serials' | 'caIds'>;
+
+export interface Session extends ExpiryEntry {
   readonly socket: TLSSocket;
-  readonly svid: VerifiedSvid;
+  readonly svid: SessionIdentity;
   /** undefined when no policy rule matches: CONNECT is then refused with CONNACK 5. */
   grants: Grants | undefined;
   /** The MQTT client id once CONNECT was accepted. */
   clientId: string | undefined;
-  timer: Timer | undefined;
 }
 
 export class Sessions {
   readonly #bySocket = new WeakMap<object, Session>();
   readonly #all = new Set<Session>();
-  readonly #clock: Clock;
-  readonly #logger: Logger;
+  /** Sessions by SPIFFE ID, for the per-identity connection cap at each CONNECT. */
+  readonly #byId = new Map<string, Session[]>();
+  readonly #expiry: ExpiryQueue<Session>;
+  readonly #onClose: (this: TLSSocket) => void;
 
   constructor(clock: Clock, logger: Logger) {
-    this.#clock = clock;
-    this.#logger = logger;
+    this.#expiry = new ExpiryQueue<Session>(clock, 'session-expiry', (s) => {
+      logger.info('session closed: certificate expired', {
+        spiffeId: s.svid.spiffeId,
+        clientId: s.clientId,
+      });
+      s.socket.destroy();
+    });
+    const sessions = this;
+    // One listener function for every socket (no closure per connection).
+    this.#onClose = function onClose(this: TLSSocket) {
+      sessions.#forget(this);
+    };
   }
 
   /** Register a verified socket; it is closed at `svid.notAfter` and forgotten when it closes. */
-  add(socket: TLSSocket, svid: VerifiedSvid, grants: Grants | undefined): Session {
-    const s: Session = { socket, svid, grants, clientId: undefined, timer: undefined };
-    const delay = svid.notAfter - this.#clock.now();
-    s.timer = this.#clock.setTimer(`session-expiry ${svid.spiffeId}`, Math.max(0, delay), () => {
-      this.#logger.info('session closed: certificate expired', {
-        spiffeId: svid.spiffeId,
-        clientId: s.clientId,
-      });
-      socket.destroy();
-    });
+  add(socket: TLSSocket, svid: SessionIdentity, grants: Grants | undefined): Session {
+    const s: Session = {
+      socket,
+      svid: { spiffeId: svid.spiffeId, notAfter: svid.notAfter, serials: svid.serials, caIds: svid.caIds },
+      grants,
+      clientId: undefined,
+      deadline: svid.notAfter,
+      heapIndex: -1,
+    };
     this.#bySocket.set(socket, s);
     this.#all.add(s);
-    socket.once('close', () => {
-      s.timer?.cancel();
-      this.#all.delete(s);
-    });
+    const same = this.#byId.get(s.svid.spiffeId);
+    if (same === undefined) this.#byId.set(s.svid.spiffeId, [s]);
+    else same.push(s);
+    this.#expiry.add(s, svid.notAfter);
+    socket.once('close', this.#onClose);
     return s;
+  }
+
+  #forget(socket: TLSSocket): void {
+    const s = this.#bySocket.get(socket);
+    if (s === undefined) return;
+    this.#expiry.remove(s);
+    this.#all.delete(s);
+    const same = this.#byId.get(s.svid.spiffeId);
+    if (same === undefined) return;
+    const i = same.indexOf(s);
+    if (i !== -1) same.splice(i, 1);
+    if (same.length === 0) this.#byId.delete(s.svid.spiffeId);
   }
 
   of(conn: object): Session | undefined {
@@ -68,8 +98,7 @@ export class Sessions {
   /** Authenticated sessions of one identity, by MQTT client id. */
   clientIdsOf(spiffeId: string): Set<string> {
     const out = new Set<string>();
-    for (const s of this.#all)
-      if (s.svid.spiffeId === spiffeId && s.clientId !== undefined) out.add(s.clientId);
+    for (const s of this.#byId.get(spiffeId) ?? []) if (s.clientId !== undefined) out.add(s.clientId);
     return out;
   }
 
@@ -82,9 +111,7 @@ export class Sessions {
   }
 
   closeAll(): void {
-    for (const s of this.#all) {
-      s.timer?.cancel();
-      s.socket.destroy();
-    }
+    this.#expiry.clear();
+    for (const s of this.#all) s.socket.destroy();
   }
 }

@@ -3,6 +3,7 @@
  * bundle, built when they change and swapped into the server with `setSecureContext`, never per
  * connection (STYLE.md §4). The private key is handed to OpenSSL in memory only.
  */
+import { constants } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { X509Bundle, X509Svid } from '../../runtime/sources/types.ts';
 
@@ -11,6 +12,17 @@ export interface ContextMaterial {
   readonly cert: string;
   readonly ca: string;
 }
+
+/**
+ * Context options of the main listener besides the material. No stateless session tickets:
+ * a resumed session would carry only the leaf (OpenSSL keeps no peer chain in a session), so
+ * the SPIFFE verification of a delegated-CA device could not run on it anyway, and building
+ * and encrypting two tickets per handshake cost server CPU for nothing.
+ */
+export const SERVER_TLS_OPTIONS = {
+  minVersion: 'TLSv1.2',
+  secureOptions: constants.SSL_OP_NO_TICKET,
+} as const;
 
 export function materialFor(svid: X509Svid, bundle: X509Bundle): ContextMaterial {
   return {

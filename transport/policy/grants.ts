@@ -86,26 +86,65 @@ export function grantsFor(policy: Policy, spiffeId: string, self: string): Grant
   }
   if (!matched) return undefined;
   for (const s of sub) recv.push(s[0] === '$share' ? s.slice(2) : s);
-  return {
-    spiffeId,
-    deviceId,
-    anyClientId: anyClientId || deviceId === undefined,
-    maxConnections,
-    canPublish(topic, retain) {
-      if (topic.startsWith(RESERVED_PREFIX)) return false;
-      if (!pub.some((f) => matches(f, topic))) return false;
-      return !retain || ret.some((f) => matches(f, topic));
-    },
-    canSubscribe(filter) {
-      if (filter.startsWith(RESERVED_PREFIX)) return false;
-      const want = splitFilter(filter);
-      // A shared subscription must be granted as such, group included.
-      if (want[0] === '$share')
-        return want.length >= 3 && sub.some((f) => f[0] === '$share' && covers(f, want));
-      return sub.some((f) => f[0] !== '$share' && covers(f, want));
-    },
-    canReceive(topic) {
-      return recv.some((f) => matches(f, topic));
-    },
-  };
+  return new CompiledGrants(spiffeId, deviceId, anyClientId || deviceId === undefined, maxConnections, {
+    pub,
+    sub,
+    recv,
+    ret,
+  });
+}
+
+type Filters = readonly (readonly string[])[];
+
+/** Methods on the prototype, filters in fields: no closures per connected client. */
+class CompiledGrants implements Grants {
+  readonly spiffeId: string;
+  readonly deviceId: string | undefined;
+  readonly anyClientId: boolean;
+  readonly maxConnections: number;
+  readonly #pub: Filters;
+  readonly #sub: Filters;
+  readonly #recv: Filters;
+  readonly #ret: Filters;
+
+  constructor(
+    spiffeId: string,
+    deviceId: string | undefined,
+    anyClientId: boolean,
+    maxConnections: number,
+    f: { pub: Filters; sub: Filters; recv: Filters; ret: Filters },
+  ) {
+    this.spiffeId = spiffeId;
+    this.deviceId = deviceId;
+    this.anyClientId = anyClientId;
+    this.maxConnections = maxConnections;
+    this.#pub = f.pub;
+    this.#sub = f.sub;
+    this.#recv = f.recv;
+    this.#ret = f.ret;
+  }
+
+  canPublish(topic: string, retain: boolean): boolean {
+    if (topic.startsWith(RESERVED_PREFIX)) return false;
+    return anyMatches(this.#pub, topic) && (!retain || anyMatches(this.#ret, topic));
+  }
+
+  canSubscribe(filter: string): boolean {
+    if (filter.startsWith(RESERVED_PREFIX)) return false;
+    const want = splitFilter(filter);
+    // A shared subscription must be granted as such, group included.
+    if (want[0] === '$share')
+      return want.length >= 3 && this.#sub.some((f) => f[0] === '$share' && covers(f, want));
+    return this.#sub.some((f) => f[0] !== '$share' && covers(f, want));
+  }
+
+  canReceive(topic: string): boolean {
+    return anyMatches(this.#recv, topic);
+  }
+}
+
+/** The per-message check: a plain loop, no closure allocated per call. */
+function anyMatches(filters: Filters, topic: string): boolean {
+  for (let i = 0; i < filters.length; i++) if (matches(filters[i] as readonly string[], topic)) return true;
+  return false;
 }
