@@ -31,6 +31,7 @@ import { createRootCa } from '../../runtime/svid/authority.ts';
 import { seededRandom } from '../random.ts';
 import { DeviceGroup } from './devices.ts';
 import { SimGateway } from './gateway.ts';
+import { HttpsLink } from './https-link.ts';
 import { Invariants } from './invariants.ts';
 import { FleetNetwork } from './link.ts';
 import { MqttGateway } from './mqtt-gateway.ts';
@@ -53,6 +54,11 @@ export interface FleetOptions {
   readonly start?: number;
   /** Real brokers and device-SDK devices on loopback for the first `gateways` gateways. */
   readonly mqtt?: MqttFleetOptions;
+  /**
+   * gw-0 talks to the issuer's real HTTPS front through a real loopback TCP proxy (the partition
+   * scenario drives it), with the real HTTPS client; see https-link.ts.
+   */
+  readonly proxy?: { readonly realClock: Clock; readonly wallTime: WallTimeSink };
 }
 
 export interface MqttFleetOptions {
@@ -83,6 +89,8 @@ export interface Sample {
 export class Fleet {
   readonly clock: FleetClock;
   readonly mqtt: MqttGateway[] = [];
+  /** gw-0's real HTTPS link through the TCP proxy, when enabled. */
+  link: HttpsLink | undefined;
   readonly #mqttOptions: MqttFleetOptions | undefined;
   #steps = 0;
   readonly network: FleetNetwork;
@@ -117,7 +125,7 @@ export class Fleet {
   static async create(o: FleetOptions): Promise<Fleet> {
     if (!(o.gateways >= 1) || !(o.devices >= 0))
       throw new TypeError('a fleet needs gateways >= 1 and devices >= 0');
-    const clock = new FleetClock(o.start ?? Date.UTC(2026, 0, 1), o.mqtt?.wallTime);
+    const clock = new FleetClock(o.start ?? Date.UTC(2026, 0, 1), o.mqtt?.wallTime ?? o.proxy?.wallTime);
     const random = seededRandom(o.seed ?? 'fleet');
     mkdirSync(o.dir, { recursive: true, mode: 0o700 });
     const network = { ref: undefined as Fleet | undefined };
@@ -131,8 +139,8 @@ export class Fleet {
           dir,
           clock,
           network: {
-            upstreamFor: (name: string, alive: () => boolean) =>
-              (network.ref as Fleet).network.upstreamFor(name, alive),
+            upstreamFor: (name: string, alive: () => boolean, gwClock?: Clock) =>
+              (network.ref as Fleet).network.upstreamFor(name, alive, gwClock),
           } as FleetNetwork,
           trustDomain: TRUST_DOMAIN,
           random: seededRandom(`${o.seed ?? 'fleet'}/gw-${i}`),
@@ -169,6 +177,19 @@ export class Fleet {
     const fleet = new Fleet(o, clock, issuerOptions, vendor.privateKey);
     network.ref = fleet;
     fleet.issuer = await Issuer.create(issuerOptions);
+    if (o.proxy !== undefined) {
+      const link = await HttpsLink.start({
+        tls: dev.tls,
+        caPem: new X509Certificate(dev.ca.certificate).toString(),
+        clock,
+        realClock: o.proxy.realClock,
+        isDown: () => fleet.network.issuerDown,
+      });
+      await link.serve(fleet.issuer);
+      fleet.network.attachLink('gw-0', link);
+      fleet.link = link;
+      clock.realIo = () => link.settle();
+    }
     await fleet.addManifest('1.0.0', {}, vendor.privateKey);
     for (const gw of gateways) {
       fleet.gateways.push(gw);
@@ -205,6 +226,7 @@ export class Fleet {
     await this.issuer.close();
     const ca = nextCa ?? this.#issuerOptions.ca;
     this.issuer = await Issuer.create({ ...this.#issuerOptions, ca, store: this.#issuerOptions.store });
+    await this.link?.serve(this.issuer);
   }
 
   /** A new CA key pair for the trust domain (for a CA rotation). */
@@ -350,6 +372,7 @@ export class Fleet {
   async close(): Promise<void> {
     for (const m of this.mqtt) await m.close();
     for (const g of this.gateways) await g.close();
+    await this.link?.close();
     await this.issuer.close();
     await this.issuerStore.close();
   }

@@ -149,7 +149,7 @@ export class SimGateway {
       trustDomain: this.#o.trustDomain,
       store,
       attestor,
-      upstream: this.#o.network.upstreamFor(this.name, alive),
+      upstream: this.#o.network.upstreamFor(this.name, alive, clock),
       clock,
       random: this.#o.random,
       logger: nullLogger,

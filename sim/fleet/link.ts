@@ -7,7 +7,9 @@
  * - `issuerDown`: every call fails with ERR_UPSTREAM_UNREACHABLE (connection refused);
  * - `partition(name, 'drop')`: that gateway's calls fail unreachable;
  * - `partition(name, 'delay', ms)`: that gateway's answers arrive `ms` later on the clock.
- * A link can be cut for good (`sever`) when the gateway process it served was killed.
+ * - `partition(name, 'blackhole')`: calls get no answer and fail at the client's timeout.
+ * A gateway can instead be given a real link (`attachLink`, https-link.ts): its calls go over
+ * HTTPS through a loopback TCP proxy, and its partitions are the proxy's modes (drop = refuse).
  *
  * @example
  * ```ts
@@ -23,6 +25,7 @@ import type { Issuer } from '../../runtime/issuer/issuer.ts';
 import { issuerCbor } from '../../runtime/issuer/store.ts';
 import { PATHS } from '../../runtime/upstream/protocol.ts';
 import type { CallOptions, Upstream, UpstreamEndpoint } from '../../runtime/upstream/types.ts';
+import type { HttpsLink } from './https-link.ts';
 
 const REJECTED = new Set([
   'ERR_ISSUER_BAD_REQUEST',
@@ -47,7 +50,11 @@ export function agentCodeFor(issuerCode: string): AgentErrorCode {
   return 'ERR_UPSTREAM_REFUSED';
 }
 
-export type LinkFault = { kind: 'ok' } | { kind: 'drop' } | { kind: 'delay'; ms: number };
+export type LinkFault =
+  | { kind: 'ok' }
+  | { kind: 'drop' }
+  | { kind: 'blackhole' }
+  | { kind: 'delay'; ms: number };
 
 /** Counters of what crossed the network, for the results table. */
 export interface NetworkStats {
@@ -62,14 +69,36 @@ export class FleetNetwork {
   readonly #issuer: () => Issuer;
   readonly #clock: Clock;
   readonly #faults = new Map<string, LinkFault>();
+  readonly #links = new Map<string, HttpsLink>();
 
   constructor(issuer: () => Issuer, clock: Clock) {
     this.#issuer = issuer;
     this.#clock = clock;
   }
 
-  partition(gateway: string, kind: 'drop' | 'delay' | 'ok', ms = 0): void {
+  partition(gateway: string, kind: LinkFault['kind'], ms = 0): void {
     this.#faults.set(gateway, kind === 'delay' ? { kind, ms } : { kind });
+    const link = this.#links.get(gateway);
+    if (link !== undefined)
+      link.proxy.set(
+        kind === 'ok'
+          ? { kind: 'pass' }
+          : kind === 'drop'
+            ? { kind: 'refuse' }
+            : kind === 'delay'
+              ? { kind, ms }
+              : { kind },
+      );
+  }
+
+  /** This gateway talks to the issuer over a real HTTPS link (through its TCP proxy). */
+  attachLink(gateway: string, link: HttpsLink): void {
+    this.#links.set(gateway, link);
+  }
+
+  /** Whether the gateway's faults are real sockets (the TCP proxy) rather than in-process. */
+  isReal(gateway: string): boolean {
+    return this.#links.has(gateway);
   }
 
   faultOf(gateway: string): LinkFault {
@@ -77,7 +106,9 @@ export class FleetNetwork {
   }
 
   /** An upstream for one incarnation of a gateway; `alive()` false = the process is dead. */
-  upstreamFor(gateway: string, alive: () => boolean = () => true): Upstream {
+  upstreamFor(gateway: string, alive: () => boolean = () => true, gwClock?: Clock): Upstream {
+    const link = this.#links.get(gateway);
+    if (link !== undefined) return link.upstream(gwClock ?? this.#clock, alive);
     const url = `sim://issuer/${gateway}`;
     const call = async <T>(path: string, body: unknown, opts: CallOptions = {}): Promise<T> => {
       if (!alive()) return new Promise<T>(() => {}); // a dead process never sees an answer
@@ -89,6 +120,12 @@ export class FleetNetwork {
       };
       if (this.issuerDown) throw unreachable('connection refused (issuer down)');
       if (fault.kind === 'drop') throw unreachable('no route (partitioned)');
+      if (fault.kind === 'blackhole') {
+        // No answer: the call fails when the client's timeout (10 s) passes.
+        await new Promise<void>((resolve) => this.#clock.setTimer('link-blackhole', 10_000, resolve));
+        if (!alive()) return new Promise<T>(() => {});
+        throw unreachable('no answer within 10000 ms (black hole)');
+      }
       const ctx = {
         address: gateway,
         ...(opts.clientSvid === undefined

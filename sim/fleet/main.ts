@@ -1,13 +1,14 @@
 /**
  * `npm run sim -- --gateways 20 --devices 50 --hours 72 [--kills 100] [--seed S] [--ttl 60]
- * [--mqtt-gateways 2] [--mqtt-devices 5] [--only NAME] [--svg FILE] [--json FILE]`: run the fleet
+ * [--mqtt-gateways 2] [--mqtt-devices 5] [--proxy 1] [--only NAME] [--svg FILE] [--json FILE]`: run the fleet
  * and fault simulation, print the timeline and the results table, write the SVG chart (default
  * `fleet-sim.svg`) and, with `--json`, the results as JSON; exit 1 on any violation.
  *
  * A development tool and the composition root of the simulator: the identity side runs on the
  * virtual clock; the MQTT gateways' brokers and devices are real sockets, and this is where the
- * real clock for their settle waits is built. Their TLS handshakes check certificates against the
- * process wall clock, so with `--mqtt-gateways` > 0 the program re-runs itself under libfaketime
+ * real clock for their settle waits is built; with `--proxy 1` gw-0 reaches the issuer over real
+ * HTTPS through a loopback TCP proxy. TLS handshakes check certificates against the process wall
+ * clock, so with either of them the program re-runs itself under libfaketime
  * (see wall-time.ts) and refuses to start without it (`apt-get install libfaketime`).
  */
 import 'reflect-metadata';
@@ -19,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { systemClock } from '../../runtime/core/clock.ts';
 import { MIN } from './fleet.ts';
 import { runFleetSimulation } from './run.ts';
-import { faketimeEnv, processWallTime } from './wall-time.ts';
+import { faketimeEnv, processWallTime, type WallTimeSink } from './wall-time.ts';
 
 const { values } = parseArgs({
   options: {
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     json: { type: 'string' },
     'mqtt-gateways': { type: 'string', default: '2' },
     'mqtt-devices': { type: 'string', default: '5' },
+    proxy: { type: 'string', default: '1' },
   },
 });
 
@@ -48,8 +50,9 @@ const int = (name: string, v: string | undefined, min: number): number => {
 
 const mqttGateways = int('mqtt-gateways', values['mqtt-gateways'], 0);
 const mqttDevices = int('mqtt-devices', values['mqtt-devices'], 1);
+const proxy = int('proxy', values.proxy, 0) > 0;
 const dir = mkdtempSync(join(tmpdir(), 'edgeward-fleet-'));
-if (mqttGateways > 0 && process.env.FAKETIME_TIMESTAMP_FILE === undefined) {
+if ((mqttGateways > 0 || proxy) && process.env.FAKETIME_TIMESTAMP_FILE === undefined) {
   // Re-run under libfaketime: the wall clock follows the virtual one (wall-time.ts).
   const env = faketimeEnv(join(dir, 'wall-time'));
   if (env === undefined) {
@@ -67,6 +70,7 @@ if (mqttGateways > 0 && process.env.FAKETIME_TIMESTAMP_FILE === undefined) {
   process.exit(r.status ?? 1);
 }
 const started = performance.now();
+const wallTime = mqttGateways > 0 || proxy ? processWallTime() : undefined;
 try {
   const out = await runFleetSimulation({
     gateways: int('gateways', values.gateways, 1),
@@ -84,9 +88,10 @@ try {
             gateways: mqttGateways,
             devices: mqttDevices,
             realClock: systemClock,
-            wallTime: processWallTime(),
+            wallTime: wallTime as WallTimeSink,
           },
         }),
+    ...(proxy ? { proxy: { realClock: systemClock, wallTime: wallTime as WallTimeSink } } : {}),
     log: (line) => console.log(line),
   });
   const seconds = (performance.now() - started) / 1000;
@@ -99,6 +104,10 @@ try {
     console.log(
       `QoS 1 over ${mqttGateways} MQTT gateways x ${mqttDevices} devices: ${out.qos.sent} sent, ${out.qos.acked} acknowledged, ${out.qos.received} received, ${out.qos.duplicates} duplicates, ${out.qos.lost} lost, ${out.qos.brokerStarts} broker starts, ${out.qos.connectedAtEnd} of ${out.qos.publishers} publishers connected at the end, ${out.qos.reenrolled} re-enrolled after a lockout`,
     );
+  if (out.proxy !== undefined)
+    console.log(
+      `gw-0 over HTTPS through the TCP proxy: ${out.proxy.calls} calls (${out.proxy.failed} failed), ${out.proxy.connections} TCP connections`,
+    );
   if (values.json !== undefined)
     writeFileSync(
       values.json,
@@ -110,6 +119,7 @@ try {
           kills: out.kills,
           virtualHours: out.virtualHours,
           qos: out.qos,
+          proxy: out.proxy,
           seconds,
         },
         null,

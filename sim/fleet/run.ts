@@ -10,7 +10,7 @@
  */
 import { seededRandom } from '../random.ts';
 import { chartSvg } from './chart.ts';
-import { Fleet, HOUR, MIN, type MqttFleetOptions } from './fleet.ts';
+import { Fleet, type FleetOptions, HOUR, MIN, type MqttFleetOptions } from './fleet.ts';
 import type { ScenarioResult, Violation } from './invariants.ts';
 import { resultsTable, timelineTable } from './report.ts';
 import { SCENARIOS } from './scenarios.ts';
@@ -28,6 +28,8 @@ export interface SimulationOptions {
   readonly log?: (line: string) => void;
   /** Real brokers and device-SDK devices on the first gateways (the QoS 1 invariant). */
   readonly mqtt?: MqttFleetOptions;
+  /** gw-0 over real HTTPS through the loopback TCP proxy (see FleetOptions.proxy). */
+  readonly proxy?: FleetOptions['proxy'];
 }
 
 export interface SimulationOutput {
@@ -37,6 +39,8 @@ export interface SimulationOutput {
   readonly resultsText: string;
   readonly svg: string;
   readonly rotations: number;
+  /** gw-0's real HTTPS link: calls, failed calls, TCP connections through the proxy. */
+  readonly proxy: { calls: number; failed: number; connections: number } | undefined;
   readonly kills: number;
   readonly virtualHours: number;
   /** QoS 1 totals over the MQTT gateways (undefined without them). */
@@ -66,6 +70,7 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
     seed: o.seed ?? 'fleet',
     svidTtlMs,
     ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }),
+    ...(o.proxy === undefined ? {} : { proxy: o.proxy }),
   });
   const t0 = fleet.clock.now();
   const log = o.log ?? (() => {});
@@ -96,6 +101,10 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
       resultsText: resultsTable(results),
       svg: chartSvg(fleet.timeline, { gateways: o.gateways, devices: o.gateways * o.devices }),
       rotations: fleet.rotations,
+      proxy:
+        fleet.link === undefined
+          ? undefined
+          : { calls: fleet.link.calls, failed: fleet.link.failed, connections: fleet.link.proxy.connections },
       kills: fleet.gateways.reduce((n, g) => n + g.kills, 0),
       virtualHours: (fleet.clock.now() - t0) / HOUR,
       qos:

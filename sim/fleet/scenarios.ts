@@ -74,15 +74,26 @@ export const issuerOutage: Scenario = {
 };
 
 export const partition: Scenario = {
-  name: 'partition gateway/issuer (drop, then delay)',
+  name: 'partition gateway/issuer (refuse, black hole, delay)',
   async run(f, ctx) {
     const gw = f.gateways[0] as SimGateway;
-    ctx.log(f.clock.now(), `${gw.name}: link dropped`);
+    const how = f.network.isReal(gw.name) ? 'TCP proxy' : 'in-process link';
+    ctx.log(f.clock.now(), `${gw.name}: connections refused (${how})`);
     f.network.partition(gw.name, 'drop');
-    await f.runFor(2 * ctx.svidTtlMs);
-    ctx.log(f.clock.now(), `${gw.name}: link delayed 20 s`);
-    f.network.partition(gw.name, 'delay', 20_000);
     await f.runFor(ctx.svidTtlMs);
+    ctx.log(f.clock.now(), `${gw.name}: black hole (${how})`);
+    f.network.partition(gw.name, 'blackhole');
+    await f.runFor(ctx.svidTtlMs);
+    // Over the proxy every chunk of the TLS handshake and the exchange waits (about 6 of them):
+    // 0.5 s each stays well under the client's 10 s timeout; in-process the whole answer waits 20 s.
+    const delay = f.network.isReal(gw.name) ? 500 : 20_000;
+    ctx.log(f.clock.now(), `${gw.name}: delayed ${delay / 1000} s (${how})`);
+    f.network.partition(gw.name, 'delay', delay);
+    // The black hole is over: recovery is measured over the slow link.
+    const from = f.clock.now();
+    const took = await f.awaitRecovery([gw]);
+    ctx.log(f.clock.now(), `${gw.name}: recovered over the delayed link in ${Math.round(took / 1000)} s`);
+    await f.runFor(Math.max(0, from + ctx.svidTtlMs - f.clock.now()));
     f.network.partition(gw.name, 'ok');
     ctx.log(f.clock.now(), `${gw.name}: link healed`);
     await f.awaitRecovery([gw]);

@@ -82,9 +82,14 @@ export function processWallTime(env: NodeJS.ProcessEnv = process.env): WallTimeS
   return sink;
 }
 
-/** The fleet's virtual clock, mirrored into the process wall clock whenever it moves. */
+/**
+ * The fleet's virtual clock, mirrored into the process wall clock whenever it moves. With a
+ * `realIo` hook (real sockets whose timeouts run on this clock), time stops before each timer
+ * until the hook says the real I/O under way has finished or can only be ended by time.
+ */
 export class FleetClock extends VirtualClock {
   readonly #sink: WallTimeSink | undefined;
+  realIo: (() => Promise<void>) | undefined;
 
   constructor(startMs: number, sink?: WallTimeSink) {
     super(startMs);
@@ -102,8 +107,23 @@ export class FleetClock extends VirtualClock {
   }
 
   override async advance(ms: number): Promise<void> {
-    await super.advance(ms);
+    const io = this.realIo;
+    if (io === undefined) {
+      await super.advance(ms);
+      this.#sink?.set(this.now());
+      return;
+    }
+    const target = this.now() + ms;
+    for (;;) {
+      await io();
+      const next = this.pendingTimers()[0];
+      if (next === undefined || next.due > target) break;
+      await super.advance(Math.max(0, next.due - this.now()));
+      this.#sink?.set(this.now());
+    }
+    await super.advance(target - this.now());
     this.#sink?.set(this.now());
+    await io();
   }
 
   override set(ms: number): void {
