@@ -11,6 +11,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Attestor } from '../../attestors/attestor.ts';
+import type { TpmTransport } from '../../attestors/tpm/transport/transport.ts';
 import type { AgentConfig } from '../config/agent-schema.ts';
 import { parseDuration } from '../config/formats.ts';
 import type { Clock } from '../core/clock.ts';
@@ -24,10 +25,18 @@ import type { AgentOptions } from './agent.ts';
 import { fullJitterBackoff } from './policy.ts';
 import type { AgentPlan, BrokerBridgePlan, BrokerFactoryPlan } from './run.ts';
 
-export async function planFromConfig(
-  c: AgentConfig,
-  deps: { clock: Clock; random: Random; logger: Logger },
-): Promise<AgentPlan> {
+export interface PlanDeps {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  /**
+   * Opens the TPM named by the config's `tpm` (default: `openTransport`, with `sim:DIR` served by
+   * the TypeScript simulator). Tests of boots with other PCR values inject their own.
+   */
+  readonly openTpm?: (spec: string) => Promise<TpmTransport>;
+}
+
+export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<AgentPlan> {
   const { clock, random, logger } = deps;
   const attestor = await attestorFor(c, deps);
   const pcrs = c.sealing?.pcrPolicy?.split(':')[1]?.split(',').map(Number);
@@ -87,24 +96,13 @@ export async function planFromConfig(
   };
 }
 
-async function attestorFor(
-  c: AgentConfig,
-  deps: { clock: Clock; random: Random; logger: Logger },
-): Promise<Attestor> {
+async function attestorFor(c: AgentConfig, deps: PlanDeps): Promise<Attestor> {
   const a = c.attestation;
   switch (a.method) {
     case 'tpm': {
-      const { openTransport } = await import('../../attestors/tpm/transport/open.ts');
       const { TpmAttestor } = await import('../../attestors/tpm/attestor.ts');
       const spec = c.tpm ?? 'device:/dev/tpmrm0';
-      const transport = await openTransport(
-        spec,
-        {
-          // `sim:DIR` in a config file: the TypeScript simulator (composition root only).
-          sim: async (dir) => (await import('../../sim/tpm/index.ts')).openSimTransport(dir, deps),
-        },
-        { clock: deps.clock },
-      );
+      const transport = await (deps.openTpm ?? defaultOpenTpm(deps))(spec);
       return new TpmAttestor({
         transport,
         random: deps.random,
@@ -125,6 +123,20 @@ async function attestorFor(
       return new X509PopAttestor({ chainFile: a.certificate, keyFile: a.key });
     }
   }
+}
+
+function defaultOpenTpm(deps: PlanDeps): (spec: string) => Promise<TpmTransport> {
+  return async (spec) => {
+    const { openTransport } = await import('../../attestors/tpm/transport/open.ts');
+    return openTransport(
+      spec,
+      {
+        // `sim:DIR` in a config file: the TypeScript simulator (composition root only).
+        sim: async (dir) => (await import('../../sim/tpm/index.ts')).openSimTransport(dir, deps),
+      },
+      { clock: deps.clock },
+    );
+  };
 }
 
 /** Defaults of the `bridge` section (README "Configuration"). */

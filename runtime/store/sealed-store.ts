@@ -99,9 +99,12 @@ export class SealedStore {
       if (key.length !== 32) throw new AgentError('ERR_STORE_KEY', 'unsealed data key is not 32 bytes');
     } catch (err) {
       if (!o.resetOnKeyFailure) throw err;
+      const tpmCode = (err as { cause?: { code?: unknown } }).cause?.code;
       o.logger.error('store data key cannot be unsealed; wiping the store and starting afresh', {
         event: 'store.reset',
         reason: (err as { code?: string }).code ?? 'ERR_STORE_KEY',
+        // What the TPM said: ERR_ATTESTOR_PCR_POLICY when the PCRs the key was sealed to changed.
+        cause: typeof tpmCode === 'string' ? tpmCode : undefined,
       });
       await db.clear();
       return SealedStore.#create(o, version);
