@@ -63,6 +63,7 @@ import { peerChain } from './peer-chain.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
 import { Sessions } from './sessions.ts';
 import { materialFor, SERVER_TLS_OPTIONS } from './tls-context.ts';
+import { batchWrites } from './write-batch.ts';
 
 export interface Endpoint {
   readonly host: string;
@@ -199,6 +200,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       return;
     }
     sessions.add(socket, svid, grantsFor(policy, svid.spiffeId, self));
+    batchWrites(socket);
     const client = broker.handle(socket);
     limitPacketSize(client, limits.maxPacketSize);
   });
