@@ -1,7 +1,9 @@
 /**
  * Prometheus text exposition (format 0.0.4) of the agent: counters (rotations, failures by
  * reason, device SVIDs, clock events) and gauges read from the status snapshot at scrape time
- * (seconds to expiry, cache age, devices, breaker, clock trust). No identity material.
+ * (seconds to expiry, cache age, devices, breaker, clock trust), and the upstream bridge's
+ * counters when a bridge is configured (buffered, dropped oldest-first, forwarded). No identity
+ * material.
  *
  * @example
  * ```ts
@@ -28,9 +30,28 @@ const HELP: Record<string, [type: 'counter' | 'gauge', help: string]> = {
   edgeward_clock_trusted: ['gauge', '0 when the clock is behind the time floor'],
   edgeward_revocation_sequence: ['gauge', 'Last revocation feed sequence applied'],
   edgeward_store_dropped_values: ['gauge', 'Stored values dropped for failing authentication since start'],
+  edgeward_bridge_connected: ['gauge', '1 when the upstream bridge is connected to the cloud broker'],
+  edgeward_bridge_buffered_messages: ['gauge', 'QoS 1 messages waiting in the bridge offline buffer'],
+  edgeward_bridge_buffered_bytes: ['gauge', 'Payload bytes waiting in the bridge offline buffer'],
+  edgeward_bridge_dropped_total: [
+    'counter',
+    'Buffered messages dropped (oldest first) to stay within bounds',
+  ],
+  edgeward_bridge_forwarded_total: ['counter', 'Messages forwarded to the cloud broker'],
+  edgeward_bridge_reconnects_total: ['counter', 'Bridge reconnect attempts'],
 };
 
-export function renderMetrics(s: AgentStatus, counters: Counters): string {
+/** The bridge counters (transport/bridge `BridgeStats`), as the admin endpoint sees them. */
+export interface BridgeCounters {
+  readonly connected: boolean;
+  readonly buffered: number;
+  readonly bufferedBytes: number;
+  readonly dropped: number;
+  readonly forwarded: number;
+  readonly reconnects: number;
+}
+
+export function renderMetrics(s: AgentStatus, counters: Counters, bridge?: BridgeCounters): string {
   const now = s.clock.now;
   const gauges: [string, number | undefined][] = [
     ['edgeward_svid_expiry_seconds', s.svid && (s.svid.notAfter - now) / 1000],
@@ -43,6 +64,16 @@ export function renderMetrics(s: AgentStatus, counters: Counters): string {
     ['edgeward_clock_trusted', s.clock.trusted ? 1 : 0],
     ['edgeward_revocation_sequence', s.revocations.sequence],
     ['edgeward_store_dropped_values', s.store.dropped],
+    ...(bridge === undefined
+      ? []
+      : ([
+          ['edgeward_bridge_connected', bridge.connected ? 1 : 0],
+          ['edgeward_bridge_buffered_messages', bridge.buffered],
+          ['edgeward_bridge_buffered_bytes', bridge.bufferedBytes],
+          ['edgeward_bridge_dropped_total', bridge.dropped],
+          ['edgeward_bridge_forwarded_total', bridge.forwarded],
+          ['edgeward_bridge_reconnects_total', bridge.reconnects],
+        ] as [string, number][])),
   ];
   const series = new Map<string, string[]>();
   const add = (name: string, line: string) => {
@@ -54,7 +85,8 @@ export function renderMetrics(s: AgentStatus, counters: Counters): string {
   for (const [name, v] of gauges) if (v !== undefined) add(name, `${name}${labelText({})} ${round(v)}`);
   // Counters with no event yet still appear, at 0, so dashboards see them from the first scrape.
   for (const [name, [type]] of Object.entries(HELP))
-    if (type === 'counter' && !series.has(name) && !name.includes('failures')) add(name, `${name} 0`);
+    if (type === 'counter' && !series.has(name) && !name.includes('failures') && !name.includes('bridge'))
+      add(name, `${name} 0`);
   const out: string[] = [];
   for (const [name, lines] of series) {
     const [type, help] = HELP[name] ?? ['untyped', name];

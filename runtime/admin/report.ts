@@ -10,6 +10,7 @@
  * ```
  */
 import type { AgentStatus } from '../agent/agent.ts';
+import type { BridgeCounters } from './metrics.ts';
 
 export interface StatusReport {
   gateway: { spiffeId: string | null; serving: boolean };
@@ -31,7 +32,7 @@ export interface StatusReport {
   };
   breaker: { state: string; openUntil: string | null };
   clock: { trusted: boolean; floor: string; now: string };
-  broker: { listeners: { name: string; address: string }[] };
+  broker: { listeners: { name: string; address: string }[]; bridge: BridgeCounters | null };
   store: { protector: string; values: number; bytes: number; dropped: number };
   devices: number;
   revocations: { sequence: number; entries: number };
@@ -42,7 +43,11 @@ const iso = (ms: number | undefined): string | null => (ms === undefined ? null 
 
 export function statusReport(
   s: AgentStatus,
-  extra: { listeners: { name: string; address: string }[]; store: { values: number; bytes: number } },
+  extra: {
+    listeners: { name: string; address: string }[];
+    store: { values: number; bytes: number };
+    bridge?: BridgeCounters | undefined;
+  },
 ): StatusReport {
   return {
     gateway: { spiffeId: s.spiffeId ?? null, serving: s.serving },
@@ -67,7 +72,7 @@ export function statusReport(
     },
     breaker: { state: s.breaker.state, openUntil: iso(s.breaker.openUntil) },
     clock: { trusted: s.clock.trusted, floor: iso(s.clock.floor) as string, now: iso(s.clock.now) as string },
-    broker: { listeners: extra.listeners },
+    broker: { listeners: extra.listeners, bridge: extra.bridge ?? null },
     store: { protector: s.store.protector, ...extra.store, dropped: s.store.dropped },
     devices: s.devices,
     revocations: s.revocations,
@@ -101,6 +106,14 @@ export function renderStatus(r: StatusReport, nowMs: number): string {
     ['breaker', r.breaker.state + (r.breaker.openUntil ? ` until ${r.breaker.openUntil}` : '')],
     ['clock', r.clock.trusted ? 'trusted' : `UNTRUSTED: behind the time floor ${r.clock.floor}`],
     ...r.broker.listeners.map((l): [string, string] => [`broker ${l.name}`, l.address]),
+    ...(r.broker.bridge === null
+      ? []
+      : [
+          [
+            'bridge',
+            `${r.broker.bridge.connected ? 'connected' : 'DISCONNECTED'}, ${r.broker.bridge.buffered} buffered, ${r.broker.bridge.dropped} dropped, ${r.broker.bridge.forwarded} forwarded`,
+          ] as [string, string],
+        ]),
     [
       'store',
       `${r.store.values} values, ${r.store.bytes} bytes, key ${r.store.protector}, ${r.store.dropped} dropped`,

@@ -38,10 +38,13 @@ export interface PlanDeps {
 
 export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<AgentPlan> {
   const { clock, random, logger } = deps;
-  const attestor = await attestorFor(c, deps);
-  const pcrs = c.sealing?.pcrPolicy?.split(':')[1]?.split(',').map(Number);
+  // Files first: a config error must not leave the TPM opened.
   const ca =
     c.upstream.caFile === undefined ? undefined : [await readPem(c.upstream.caFile, 'upstream.caFile')];
+  const bridge = c.bridge === undefined ? undefined : await bridgePlan(c.bridge);
+  const factory = c.factory === undefined ? undefined : await factoryPlan(c.factory);
+  const attestor = await attestorFor(c, deps);
+  const pcrs = c.sealing?.pcrPolicy?.split(':')[1]?.split(',').map(Number);
   const r = c.rotation ?? {};
   const agent: Partial<AgentOptions> = {
     backoff: fullJitterBackoff(
@@ -86,8 +89,8 @@ export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<Ag
             },
           }
         : {}),
-      ...(c.bridge === undefined ? {} : { bridge: await bridgePlan(c.bridge) }),
-      ...(c.factory === undefined ? {} : { factory: await factoryPlan(c.factory) }),
+      ...(bridge === undefined ? {} : { bridge }),
+      ...(factory === undefined ? {} : { factory }),
     },
     admin: {
       ...(c.admin?.socket !== undefined ? { socket: c.admin.socket } : {}),

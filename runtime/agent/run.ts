@@ -19,7 +19,7 @@ import type { Attestor } from '../../attestors/attestor.ts';
 import type { BufferDb } from '../../transport/bridge/buffer.ts';
 import type { FactoryOptions } from '../../transport/enroll/factory.ts';
 import type { BrokerLimits } from '../../transport/mqtt/limits.ts';
-import { renderMetrics } from '../admin/metrics.ts';
+import { type BridgeCounters, renderMetrics } from '../admin/metrics.ts';
 import { statusReport } from '../admin/report.ts';
 import { startAdmin } from '../admin/server.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
@@ -118,6 +118,7 @@ export async function runAgent(
     closers.push(() => agent.stop());
 
     const listeners: { name: string; address: string }[] = [];
+    let brokerRef: { bridgeStats(): BridgeCounters | undefined } | undefined;
     const tokenDb = store.sublevel('device-tokens', 'utf8');
     const { LevelTokenStore } = await import('../../transport/enroll/token-store.ts');
     const tokenStore = new LevelTokenStore(tokenDb as never);
@@ -129,8 +130,9 @@ export async function runAgent(
         ? { metrics: { host: '127.0.0.1', port: plan.admin.metricsPort } }
         : {}),
       handlers: {
-        status: () => statusReport(agent.status(), { listeners, store: lastStats }),
-        metrics: () => renderMetrics(agent.status(), agent.counters),
+        status: () =>
+          statusReport(agent.status(), { listeners, store: lastStats, bridge: brokerRef?.bridgeStats() }),
+        metrics: () => renderMetrics(agent.status(), agent.counters, brokerRef?.bridgeStats()),
         createDeviceToken: async (req) => {
           const { issueJoinToken } = await import('../../transport/enroll/join-token.ts');
           return issueJoinToken({
@@ -199,6 +201,7 @@ export async function runAgent(
             : {}),
         });
         closers.push(() => broker.close());
+        brokerRef = broker;
         const fmt = (e: { host: string; port: number }) =>
           `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
         listeners.push({ name: 'mqtt', address: fmt(broker.addresses.mqtt) });
