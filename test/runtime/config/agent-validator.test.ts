@@ -146,4 +146,13 @@ test('loading the agent config pulls in neither TypeBox nor ajv code', () => {
   }
 });
 
+test("the README's agent config example is valid", () => {
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+  const block = /An agent config[^\n]*\n\n```yaml\n([\s\S]+?)```/.exec(readme)?.[1];
+  assert.ok(block, 'README has the agent config example');
+  const cfg = loadAgentConfigText(block as string);
+  assert.is(cfg.bridge?.topics[0]?.local, 'devices/+/telemetry');
+  assert.equal(cfg.factory?.allowList, ['sensor-1', 'sensor-2']);
+});
+
 test.run();
