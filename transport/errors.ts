@@ -28,6 +28,8 @@ export type TransportErrorCode =
   | 'ERR_RENEW_TIMEOUT'
   /** Device SDK: the stored identity cannot be loaded and no token was given to enroll. */
   | 'ERR_DEVICE_IDENTITY'
+  /** Device SDK: a bundle message on `$edgeward/bundle` that is malformed, for another trust domain, or older than the one in use. */
+  | 'ERR_DEVICE_BUNDLE_INVALID'
   /** CLI → agent admin socket: not reachable, or the agent refused the request. */
   | 'ERR_ADMIN_UNREACHABLE'
   | 'ERR_ADMIN_REFUSED';

@@ -4,7 +4,8 @@
  * reconnect with the new certificate.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { test } from 'uvu';
@@ -12,9 +13,9 @@ import * as assert from 'uvu/assert';
 import { seededRandom } from '../../sim/random.ts';
 import { connectDevice } from '../../transport/device/index.ts';
 import { issueJoinToken } from '../../transport/enroll/join-token.ts';
-import { makeCert } from '../helpers/pki.ts';
+import { makeCert, writeIdentityFiles } from '../helpers/pki.ts';
 import { rejects } from '../helpers/rejects.ts';
-import { rig } from './setup.ts';
+import { connectFailure, rig } from './setup.ts';
 
 const r = await rig({
   policy: {
@@ -141,6 +142,80 @@ test('renewal answers are refused for a malformed request, and a bundle is retai
   await c.publishAsync('$edgeward/renew/raw-1', Buffer.from([0xff, 0x00]), { qos: 1 });
   assert.ok(c.connected);
   await c.endAsync();
+});
+
+test('a CA rotation: bundle.pem is rewritten and the next reconnect trusts the new root', async () => {
+  const caDir = join(r.tmp, 'sdk-ca');
+  mkdirSync(caDir, { recursive: true });
+  const dev = await r.pki.device('ca-rot');
+  writeIdentityFiles(caDir, dev, r.pki.bundlePem);
+  const device = await connectDevice({
+    dir: caDir,
+    gateway: { host: '127.0.0.1', port: r.port },
+    clock: r.clock,
+  });
+
+  // The trust domain rotates its CA: a new root joins the bundle (sequence 2), then the gateway
+  // serves a certificate signed by the new root.
+  const now = r.clock.now();
+  // OpenSSL checks validity against the real clock; the virtual one ran ahead in the test above.
+  const notBefore = Math.min(now, Date.now()) - 60_000;
+  const root2 = await makeCert({
+    subject: `CN=${r.pki.trustDomain} root 2`,
+    uris: [`spiffe://${r.pki.trustDomain}`],
+    ca: true,
+    notBefore,
+    notAfter: now + 365 * 24 * 3600_000,
+  });
+  const gw2 = await makeCert({
+    subject: 'CN=gw-1',
+    uris: [r.pki.gateway.id],
+    dns: ['localhost'],
+    ips: ['127.0.0.1'],
+    notBefore,
+    notAfter: now + 24 * 3600_000,
+    issuer: root2,
+  });
+  const oldBundle = r.pki.bundle;
+  const updated = once(device, 'bundleUpdated');
+  r.bundles.set({ trustDomain: r.pki.trustDomain, roots: [r.pki.root.cert, root2.cert], sequence: 2 });
+  assert.equal(await updated, [2]);
+  const pem = readFileSync(join(caDir, 'bundle.pem'), 'utf8');
+  const roots = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  assert.equal(
+    roots.map((b) => new X509Certificate(b).fingerprint256),
+    [r.pki.root.cert.fingerprint256, root2.cert.fingerprint256],
+  );
+  assert.is(statSync(join(caDir, 'bundle.pem')).mode & 0o777, 0o644);
+
+  r.svids.set({
+    spiffeId: r.pki.gateway.id,
+    chain: [gw2.cert],
+    privateKey: gw2.key,
+    notAfter: now + 24 * 3600_000,
+  });
+  // A device still holding the old bundle cannot reach the gateway any more...
+  assert.is.not(await connectFailure(r.port, dev, r.pki.bundlePem), 'connected');
+  // ...the SDK's next reconnect uses the rewritten bundle.
+  const reconnected = new Promise<void>((resolve, reject) => {
+    device.client.once('connect', () => resolve());
+    device.client.once('error', reject); // the gateway's new certificate would not verify
+  });
+  device.client.stream.destroy();
+  await reconnected;
+  await device.client.publishAsync('devices/ca-rot/after', 'ok', { qos: 1 });
+  await device.close();
+  // A restart loads the new bundle from disk.
+  const again = await connectDevice({
+    dir: caDir,
+    gateway: { host: '127.0.0.1', port: r.port },
+    clock: r.clock,
+  });
+  assert.ok(again.client.connected);
+  await again.close();
+
+  r.svids.set(r.pki.gateway.svid);
+  r.bundles.set(oldBundle);
 });
 
 test.after(() => r.close());

@@ -30,6 +30,11 @@ export async function writeIdentity(dir: string, id: StoredIdentity): Promise<vo
   await atomicWrite(join(dir, FILES.cert), id.chain.map((c) => c.toString()).join(''), 0o644);
 }
 
+/** Replace only bundle.pem (same mode as `writeIdentity`, atomically): a CA rotation. */
+export async function writeBundle(dir: string, roots: readonly X509Certificate[]): Promise<void> {
+  await atomicWrite(join(dir, FILES.bundle), roots.map((c) => c.toString()).join(''), 0o644);
+}
+
 function splitPem(text: string): X509Certificate[] {
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   return blocks.map((b) => new X509Certificate(b));

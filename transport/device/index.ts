@@ -3,6 +3,9 @@
  * (or enrolls with a join token when there is none), keeps it rotated at half of its lifetime
  * over MQTT, and returns a connected `mqtt` client that reconnects with the new certificate.
  *
+ * When the gateway publishes a new trust bundle on `$edgeward/bundle` (CA rotation), the SDK
+ * rewrites bundle.pem atomically and the next (re)connect verifies the gateway against it.
+ *
  * The gateway is authenticated by its SPIFFE ID (the parent of the device's own ID) against the
  * bundle, not by host name. The client uses a persistent session (client id = device id,
  * clean = false), so QoS 1 messages published or due while it reconnects are not lost.
@@ -18,6 +21,8 @@
  * device.client.publish(`devices/${device.deviceId}/temp`, '21.5', { qos: 1 });
  * device.on('rotated', (notAfter) => console.log('new SVID until', new Date(notAfter)));
  * device.on('rotationFailed', (err) => console.warn(err.code)); // retried after `retryMs`
+ * device.on('bundleUpdated', (sequence) => {}); // bundle.pem rewritten after a CA rotation
+ * device.on('bundleRejected', (err) => console.warn(err.code)); // ERR_DEVICE_BUNDLE_INVALID
  * await device.close();
  * ```
  */
@@ -34,7 +39,8 @@ import { verifyX509Svid } from '../../runtime/spiffe/verify.ts';
 import { enroll } from '../enroll/client.ts';
 import { TransportError } from '../errors.ts';
 import { BUNDLE_TOPIC, REPLY_PREFIX } from '../mqtt/reserved.ts';
-import { readIdentity, type StoredIdentity, writeIdentity } from './files.ts';
+import { acceptBundle } from './bundle.ts';
+import { readIdentity, type StoredIdentity, writeBundle, writeIdentity } from './files.ts';
 import { renewOverMqtt } from './renew.ts';
 
 export interface DeviceOptions {
@@ -84,13 +90,17 @@ function describe(id: StoredIdentity, now: number): Current {
     spiffeId: v.spiffeId,
     notBefore: Date.parse(leaf.validFrom),
     notAfter: v.notAfter,
-    context: createSecureContext({
-      key: id.key.export({ type: 'pkcs8', format: 'pem' }),
-      cert: id.chain.map((c) => c.toString()).join(''),
-      ca: id.roots.map((c) => c.toString()).join(''),
-      minVersion: 'TLSv1.2',
-    }),
+    context: contextOf(id),
   };
+}
+
+function contextOf(id: StoredIdentity): SecureContext {
+  return createSecureContext({
+    key: id.key.export({ type: 'pkcs8', format: 'pem' }),
+    cert: id.chain.map((c) => c.toString()).join(''),
+    ca: id.roots.map((c) => c.toString()).join(''),
+    minVersion: 'TLSv1.2',
+  });
 }
 
 export async function connectDevice(o: DeviceOptions): Promise<Device> {
@@ -152,6 +162,42 @@ export async function connectDevice(o: DeviceOptions): Promise<Device> {
     client.subscribe([REPLY_PREFIX + deviceId, BUNDLE_TOPIC], { qos: 1 });
   });
   client.on('error', (err) => logger.warn('device MQTT error', { reason: err.message }));
+  const events = new EventEmitter();
+  // Disk writes of the identity (renewal) and of the bundle (CA rotation) one after another.
+  let writes: Promise<void> = Promise.resolve();
+  const serialized = (write: () => Promise<void>): Promise<void> => {
+    const next = writes.then(write);
+    writes = next.catch(() => undefined);
+    return next;
+  };
+  let bundleSequence: number | undefined;
+  client.on('message', (topic, payload) => {
+    if (topic !== BUNDLE_TOPIC) return;
+    let got: ReturnType<typeof acceptBundle>;
+    try {
+      got = acceptBundle(payload, {
+        trustDomain: spiffe.trustDomain,
+        roots: state.cur.id.roots,
+        sequence: bundleSequence,
+      });
+    } catch (err) {
+      logger.warn('bundle message refused', { reason: (err as Error).message });
+      events.emit('bundleRejected', err);
+      return;
+    }
+    bundleSequence = got.sequence;
+    if (!got.changed) return;
+    const id: StoredIdentity = { ...state.cur.id, roots: got.roots };
+    // The next (re)connect verifies the gateway against the new roots.
+    state.cur = { ...state.cur, id, context: contextOf(id) };
+    serialized(() => writeBundle(o.dir, got.roots)).then(
+      () => {
+        logger.info('device bundle updated', { sequence: got.sequence, roots: got.roots.length });
+        events.emit('bundleUpdated', got.sequence);
+      },
+      (err: Error) => logger.warn('bundle.pem not written', { reason: err.message }),
+    );
+  });
   await new Promise<void>((resolve, reject) => {
     const onErr = (err: Error): void => {
       client.end(true);
@@ -164,7 +210,6 @@ export async function connectDevice(o: DeviceOptions): Promise<Device> {
     client.once('error', onErr);
   });
 
-  const events = new EventEmitter();
   let timer: Timer | undefined;
   let closed = false;
   let rotating: Promise<void> | undefined;
@@ -210,7 +255,7 @@ export async function connectDevice(o: DeviceOptions): Promise<Device> {
             random,
             timeoutMs: o.renewTimeoutMs ?? 30_000,
           });
-          await writeIdentity(o.dir, next);
+          await serialized(() => writeIdentity(o.dir, next));
           state.cur = describe(next, clock.now());
           await reconnectWithNewCertificate();
           logger.info('device SVID rotated', { spiffeId: state.cur.spiffeId, notAfter: state.cur.notAfter });
