@@ -23,6 +23,12 @@ export type TransportErrorCode =
   | 'ERR_ENROLL_RATE_LIMITED'
   /** Enrollment or renewal: the gateway could not sign (CSR refused, CA unavailable). */
   | 'ERR_ENROLL_REFUSED'
+  /**
+   * A `$share/<group>/<filter>` subscription: aedes 1.2 answers SUBACK with the granted QoS but
+   * never delivers a message to it, so the broker refuses it (SUBACK 0x80, logged with this code)
+   * and a policy file that grants one does not load.
+   */
+  | 'ERR_SHARED_SUBSCRIPTION_UNSUPPORTED'
   /** Renewal over MQTT: refused by the gateway, or no answer in time. */
   | 'ERR_RENEW_REFUSED'
   | 'ERR_RENEW_TIMEOUT'

@@ -57,15 +57,15 @@ test('default policy: a device owns devices/{device}/# and nothing else', () => 
   assert.is(grantsFor(DEFAULT_POLICY, SELF, SELF), undefined);
 });
 
-test('a file policy: templates, $share, retain lists, ** and clientId any', async () => {
+test('a file policy: templates, retain lists, ** and clientId any', async () => {
   const p = await loadPolicyFile(`${FIX}policy-valid.yaml`);
   const d = grantsFor(p, `${SELF}/device/s1`, SELF);
   assert.ok(d?.canPublish('telemetry/s1', false));
   assert.not.ok(d?.canPublish('telemetry/s1', true), 'retain only where listed');
   assert.ok(d?.canPublish('devices/s1/state', true));
-  assert.ok(d?.canSubscribe('$share/workers/jobs/x'));
-  assert.not.ok(d?.canSubscribe('jobs/x'), 'the $share entry does not grant a plain subscription');
+  assert.ok(d?.canSubscribe('jobs/x'));
   assert.ok(d?.canReceive('jobs/x'));
+  assert.not.ok(d?.canSubscribe('$share/workers/jobs/x'), 'shared subscriptions are never granted');
   const svc = grantsFor(p, `${SELF}/svc/metrics/exporter`, SELF);
   assert.ok(svc?.anyClientId);
   assert.is(svc?.maxConnections, 4);
@@ -99,6 +99,37 @@ test('an invalid policy reports every problem with its line', async () => {
   const syntax = parsePolicy('version: 1\nrules:\n  - match: [\n');
   assert.not.ok(syntax.ok);
   if (!syntax.ok) assert.ok(syntax.issues[0]?.line !== undefined);
+});
+
+test('$share entries do not load (aedes 1.2 would acknowledge and deliver nothing) and are never granted', () => {
+  const r = parsePolicy(
+    [
+      'version: 1',
+      'rules:',
+      '  - match: "{self}/device/*"',
+      '    subscribe: ["devices/{device}/#", "$share/workers/jobs/#"]',
+      '    publish: ["$share/workers/jobs/x"]',
+      '',
+    ].join('\n'),
+  );
+  assert.not.ok(r.ok);
+  if (r.ok) return;
+  assert.equal(
+    r.issues.map((i) => `${i.line}:${i.path}`),
+    ['5:rules[0].publish[0]', '4:rules[0].subscribe[1]'],
+  );
+  assert.match(r.issues[1]?.message ?? '', /ERR_SHARED_SUBSCRIPTION_UNSUPPORTED/);
+  // A Policy object given to the broker in code is not parsed: grants still never include $share.
+  const g = grantsFor(
+    { version: 1, rules: [{ match: '{self}/svc/*', subscribe: ['$share/+/devices/#', '$share/g/jobs/#'] }] },
+    `${SELF}/svc/w`,
+    SELF,
+  );
+  assert.ok(g);
+  assert.not.ok(g?.canSubscribe('$share/g/jobs/#'));
+  assert.not.ok(g?.canSubscribe('$share/g/devices/s1/#'));
+  assert.not.ok(g?.canSubscribe('jobs/#'));
+  assert.not.ok(g?.canReceive('jobs/x'));
 });
 
 test('edgeward policy check: exit 0, 1 with FILE:LINE lines, 2 on usage', async () => {

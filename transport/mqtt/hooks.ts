@@ -8,7 +8,7 @@
  * | `preConnectRecordingClientId` | — (records the raw client id for `authenticate`) |
  * | `authenticateBySvid` | CONNACK 2 (identifier rejected): empty client id with a persistent session [MQTT-3.1.3-8], or a client id other than the device id; CONNACK 5 (not authorized): no verified SVID, keepalive outside the configured bounds, or no policy rule for the identity; CONNACK 3 (server unavailable): the identity's connection cap is reached |
  * | `authorizePublishByPolicy` | disconnect (MQTT 3.1.1 has no PUBLISH refusal): topic or retain flag not granted, or a reserved topic other than the client's own renewal topic |
- * | `authorizeSubscribeByPolicy` | SUBACK 0x80 for that filter (aedes: callback with a null subscription) |
+ * | `authorizeSubscribeByPolicy` | SUBACK 0x80 for that filter (aedes: callback with a null subscription); always for `$share/…` (logged as ERR_SHARED_SUBSCRIPTION_UNSUPPORTED: aedes 1.2 would acknowledge it and deliver nothing) |
  * | `authorizeForwardByPolicy` | the message is not delivered (after a policy reload narrowed the grants) |
  */
 import type {
@@ -19,6 +19,8 @@ import type {
   Subscription,
 } from 'aedes';
 import type { Logger } from '../../runtime/core/logger.ts';
+import type { TransportErrorCode } from '../errors.ts';
+import { isShared } from '../policy/grants.ts';
 import { BUNDLE_TOPIC, RENEW_PREFIX, REPLY_PREFIX } from './reserved.ts';
 import type { Sessions } from './sessions.ts';
 
@@ -151,6 +153,16 @@ export function authorizeSubscribeByPolicy(sessions: Sessions, logger: Logger) {
   ): void => {
     const g = sessions.of(client.conn)?.grants;
     const t = sub.topic;
+    if (isShared(t)) {
+      logger.warn('SUBSCRIBE refused', {
+        code: 'ERR_SHARED_SUBSCRIPTION_UNSUPPORTED' satisfies TransportErrorCode,
+        spiffeId: g?.spiffeId,
+        clientId: client.id,
+        topic: t,
+      });
+      done(null, null);
+      return;
+    }
     const ok =
       g !== undefined &&
       (t === BUNDLE_TOPIC ||

@@ -24,7 +24,7 @@ export interface Grants {
   readonly anyClientId: boolean;
   readonly maxConnections: number;
   canPublish(topic: string, retain: boolean): boolean;
-  /** True when `filter` (possibly `$share/<group>/…`) may be subscribed. */
+  /** True when `filter` may be subscribed; never for `$share/…` (not delivered by aedes 1.2). */
   canSubscribe(filter: string): boolean;
   /** True when a message on `topic` may be delivered (the subscription is still granted). */
   canReceive(topic: string): boolean;
@@ -77,7 +77,8 @@ export function grantsFor(policy: Policy, spiffeId: string, self: string): Grant
     const add = (list: readonly string[] | undefined, out: (readonly string[])[]): void => {
       for (const e of list ?? []) {
         const f = fill(e, deviceId, name);
-        if (f !== undefined && !f.startsWith(RESERVED_PREFIX)) out.push(splitFilter(f));
+        // Reserved topics and shared subscriptions are never granted (see `canSubscribe`).
+        if (f !== undefined && !f.startsWith(RESERVED_PREFIX) && !isShared(f)) out.push(splitFilter(f));
       }
     };
     add(rule.publish, pub);
@@ -85,7 +86,7 @@ export function grantsFor(policy: Policy, spiffeId: string, self: string): Grant
     add(rule.retain, ret);
   }
   if (!matched) return undefined;
-  for (const s of sub) recv.push(s[0] === '$share' ? s.slice(2) : s);
+  recv.push(...sub);
   return new CompiledGrants(spiffeId, deviceId, anyClientId || deviceId === undefined, maxConnections, {
     pub,
     sub,
@@ -130,17 +131,20 @@ class CompiledGrants implements Grants {
   }
 
   canSubscribe(filter: string): boolean {
-    if (filter.startsWith(RESERVED_PREFIX)) return false;
+    // aedes 1.2 would acknowledge a shared subscription and deliver nothing: never granted.
+    if (filter.startsWith(RESERVED_PREFIX) || isShared(filter)) return false;
     const want = splitFilter(filter);
-    // A shared subscription must be granted as such, group included.
-    if (want[0] === '$share')
-      return want.length >= 3 && this.#sub.some((f) => f[0] === '$share' && covers(f, want));
-    return this.#sub.some((f) => f[0] !== '$share' && covers(f, want));
+    return this.#sub.some((f) => covers(f, want));
   }
 
   canReceive(topic: string): boolean {
     return anyMatches(this.#recv, topic);
   }
+}
+
+/** `$share/<group>/<filter>` (MQTT 5 shared subscription syntax, which aedes 1.2 does not deliver). */
+export function isShared(filter: string): boolean {
+  return filter === '$share' || filter.startsWith('$share/');
 }
 
 /** The per-message check: a plain loop, no closure allocated per call. */

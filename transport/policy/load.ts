@@ -109,13 +109,11 @@ function entryProblem(entry: string, kind: 'publish' | 'subscribe' | 'retain'): 
   if (filter.startsWith(RESERVED_PREFIX) || filter === '$edgeward') {
     return `${RESERVED_PREFIX}… topics are reserved for enrollment, renewal and the bundle`;
   }
-  if (filter.startsWith('$share/')) {
-    if (kind !== 'subscribe') return '$share/… is only meaningful in subscribe';
-    const parts = filter.split('/');
-    if (parts.length < 3 || parts[1] === '' || (parts[1] as string).includes('#')) {
-      return '$share needs $share/<group>/<filter>';
-    }
-    return filterProblem(parts.slice(2).join('/'));
+  if (filter === '$share' || filter.startsWith('$share/')) {
+    // aedes 1.2 acknowledges a shared subscription and then delivers nothing to it.
+    return kind === 'subscribe'
+      ? 'shared subscriptions ($share/…) are not supported: the broker (aedes 1.2) would acknowledge them and deliver nothing (ERR_SHARED_SUBSCRIPTION_UNSUPPORTED)'
+      : '$share/… is only meaningful in subscribe, and shared subscriptions are not supported';
   }
   return filterProblem(filter);
 }

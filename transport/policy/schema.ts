@@ -9,11 +9,12 @@
  *     clientId: device                  # device (default): MQTT client id must be the device id; any
  *     maxConnections: 1                 # per identity (default 1 for device rules, else 4)
  *     publish:   ["devices/{device}/#"] # {device} = the caller's device id, {name} = its last segment
- *     subscribe: ["devices/{device}/#", "$share/+/jobs/{device}"]
+ *     subscribe: ["devices/{device}/#", "jobs/{device}"]
  *     retain:    ["devices/{device}/state"]   # where retained messages may be published
  * ```
  * Every matching rule adds its grants; an identity that no rule matches cannot connect.
- * A `$share/<group>/<filter>` subscription needs an entry that names `$share` itself.
+ * Shared subscriptions (`$share/<group>/<filter>`) are refused: aedes 1.2 acknowledges them and
+ * delivers nothing, so a policy entry that names one does not load (ERR_SHARED_SUBSCRIPTION_UNSUPPORTED).
  * `$edgeward/...` topics are reserved for enrollment, renewal and the bundle: a policy cannot grant them.
  */
 import { type Static, Type } from '@sinclair/typebox';
