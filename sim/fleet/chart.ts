@@ -17,7 +17,8 @@ const PAD = { l: 50, r: 20, t: 40, b: 50 };
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export function chartSvg(samples: readonly Sample[], size: { gateways: number; devices: number }): string {
-  if (samples.length < 2) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"/>`;
+  if (samples.length < 2)
+    return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><title>edgeward fleet simulation (no samples)</title></svg>`;
   const t0 = (samples[0] as Sample).t;
   const t1 = (samples[samples.length - 1] as Sample).t;
   const x = (t: number) => PAD.l + ((t - t0) / Math.max(1, t1 - t0)) * (W - PAD.l - PAD.r);
@@ -79,5 +80,6 @@ export function chartSvg(samples: readonly Sample[], size: { gateways: number; d
   parts.push(
     `<text x="${PAD.l}" y="${H - 8}" font-size="11"><tspan fill="#1f77b4">— gateways serving a valid SVID</tspan>  <tspan fill="#2ca02c">— devices with a valid, authorized SVID</tspan>  <tspan fill="#c66">■ issuer down</tspan>  | rotation</text>`,
   );
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join('\n')}\n</svg>\n`;
+  const title = `<title>edgeward fleet simulation: ${size.gateways} gateways, ${size.devices} devices, ${hours.toFixed(0)} h</title>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">\n${title}\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join('\n')}\n</svg>\n`;
 }
