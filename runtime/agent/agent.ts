@@ -1,7 +1,8 @@
 /**
- * The gateway agent: serves the cached identity at once, then attests or renews, rotates at
- * half-life with jitter, survives upstream outages within the credentials' own lifetimes, follows
- * the revocation feed, and watches the clock (ARCHITECTURE.md §4).
+ * The gateway agent: serves the cached identity at once, then attests or renews, rotates the SVID
+ * at half-life with jitter and the delegated CA at its own half-life with jitter (a renewal sends
+ * a CA CSR only when the CA is due), survives upstream outages within the credentials' own
+ * lifetimes, follows the revocation feed, and watches the clock (ARCHITECTURE.md §4).
  *
  * Lifecycle (STYLE.md rule 6): the constructor only stores dependencies; `start()` loads the
  * store and serves what is valid, then schedules the first exchange and resolves — it never waits
@@ -146,6 +147,9 @@ export class Agent {
   #clockTrusted = true;
   #devices = new Map<string, number>();
   #expiredReported = { svid: false, ca: false };
+  /** When the delegated CA is due (its own half-life ±10 %), drawn once per CA certificate. */
+  #caRefreshAt: number | undefined;
+  #caSerial: string | undefined;
 
   constructor(o: AgentOptions) {
     this.#o = o;
@@ -313,9 +317,18 @@ export class Agent {
     this.svidSource.set(live);
     this.#expiredReported = { svid: false, ca: false };
     const r = this.#o.random;
-    this.#nextRotationAt = Math.min(
-      refreshAt(live.svidNotBefore, live.svid.notAfter, r),
-      refreshAt(live.ca.notBefore, live.ca.notAfter, r),
+    const caSerial = live.ca.chain[0]?.serialNumber;
+    if (caSerial !== this.#caSerial || this.#caRefreshAt === undefined) {
+      this.#caSerial = caSerial;
+      this.#caRefreshAt = refreshAt(live.ca.notBefore, live.ca.notAfter, r);
+    }
+    this.#nextRotationAt = Math.min(refreshAt(live.svidNotBefore, live.svid.notAfter, r), this.#caRefreshAt);
+  }
+
+  /** The delegated CA is renewed when its own refresh time has come, or it is no longer valid. */
+  #caDue(): boolean {
+    return (
+      this.#caIdentity() === undefined || this.#caRefreshAt === undefined || this.now() >= this.#caRefreshAt
     );
   }
 
@@ -367,6 +380,7 @@ export class Agent {
     }
     const current = this.svidSource.current();
     const mode: ExchangeMode = this.#forceAttest || current === undefined ? 'attest' : 'renew';
+    const renewCa = mode === 'attest' || this.#caDue();
     const tried: EndpointFailure[] = [];
     try {
       const got = await this.#failover.run(
@@ -381,6 +395,7 @@ export class Agent {
               now: () => this.now(),
               onStep: this.#o.onStep,
               serverNames: this.#o.serverNames,
+              renewCa,
             },
             current,
           ),
@@ -422,6 +437,7 @@ export class Agent {
           spiffeId: got.live.svid.spiffeId,
           notAfter: iso(got.live.svid.notAfter),
           caNotAfter: iso(got.live.ca.notAfter),
+          caRenewed: renewCa,
           endpoint: this.#failover.current,
         },
       );

@@ -2,7 +2,9 @@
  * One identity exchange with one upstream endpoint: attestation (first boot, or after a refusal)
  * or renewal (mTLS with the current SVID, fresh quote on the same AK when the attestor quotes).
  *
- * Fresh keys for the SVID and the delegated CA are made for every exchange; the private keys stay
+ * A fresh key for the SVID is made for every exchange, and one for the delegated CA when it is due
+ * (always on attestation; on renewal when the agent says so — otherwise the current CA and its key
+ * carry over and the issuer, sent no caCsr, re-signs only the SVID). The private keys stay
  * in memory until the agent commits the whole record in one store batch. The `onStep` hook marks
  * the points where a power cut matters (kill -9 tests): after key generation and after the issuer
  * answered; the agent adds `stored` after its batch.
@@ -44,6 +46,11 @@ export interface ExchangeDeps {
   readonly onStep?: ((step: RotationStep) => void | Promise<void>) | undefined;
   /** Broker host names for DNS/IP SANs on the gateway SVID (see AttestFinishRequest). */
   readonly serverNames?: readonly string[] | undefined;
+  /**
+   * Renewal only: false keeps the current delegated CA (no caCsr sent; the CA renews at its own
+   * half-life, not with every SVID). Attestation always obtains a new CA.
+   */
+  readonly renewCa?: boolean;
 }
 
 export interface ExchangeResult {
@@ -58,10 +65,11 @@ export async function exchange(
   deps: ExchangeDeps,
   current?: LiveIdentity,
 ): Promise<ExchangeResult> {
+  const keepCa = mode === 'renew' && deps.renewCa === false && current !== undefined;
   const svidKey = deps.newKey();
-  const caKey = deps.newKey();
+  const caKey = keepCa ? undefined : deps.newKey();
   const csr = createCsr(svidKey);
-  const caCsr = createCsr(caKey);
+  const caCsr = caKey === undefined ? undefined : createCsr(caKey);
   const spki = spkiOf(svidKey);
   await deps.onStep?.('keys-generated');
   const names =
@@ -81,7 +89,12 @@ export async function exchange(
     const auth = { clientSvid: current.svid };
     const begin = await ep.post<RenewBeginResponse>(PATHS.renewBegin, {}, auth);
     checkShape(begin, ['sessionId', 'nonce'], 'renew/begin');
-    const req: RenewFinishRequest = { sessionId: begin.sessionId, csr, caCsr, ...names };
+    const req: RenewFinishRequest = {
+      sessionId: begin.sessionId,
+      csr,
+      ...(caCsr === undefined ? {} : { caCsr }),
+      ...names,
+    };
     if (deps.attestor.supports.pcrs && begin.pcrSelection !== undefined) {
       const evidence = await deps.attestor.quote(begin.nonce, spki, begin.pcrSelection);
       Object.assign(req, {
@@ -93,6 +106,14 @@ export async function exchange(
     issued = await ep.post<IssuedIdentity>(PATHS.renewFinish, req, auth);
   }
   checkShape(issued, ['spiffeId', 'svidChain', 'deviceCaChain', 'bundle'], 'issued identity');
+  const gotCa = Array.isArray(issued.deviceCaChain) && issued.deviceCaChain.length > 0;
+  if (gotCa === keepCa)
+    throw new AgentError(
+      'ERR_UPSTREAM_PROTOCOL',
+      keepCa
+        ? 'issuer re-signed a delegated CA that was not asked for'
+        : 'issued identity lacks the device CA',
+    );
   await deps.onStep?.('issuer-answered');
   let bundle: DecodedBundle;
   try {
@@ -105,8 +126,12 @@ export async function exchange(
     spiffeId: issued.spiffeId,
     svidChain: issued.svidChain,
     svidKey: svidKey.export({ format: 'der', type: 'pkcs8' }),
-    caChain: issued.deviceCaChain,
-    caKey: caKey.export({ format: 'der', type: 'pkcs8' }),
+    // Kept CA: the current chain and key carry over into the new record unchanged.
+    caChain: caKey === undefined ? (current as LiveIdentity).record.caChain : issued.deviceCaChain,
+    caKey:
+      caKey === undefined
+        ? (current as LiveIdentity).record.caKey
+        : caKey.export({ format: 'der', type: 'pkcs8' }),
     obtainedAt: now,
     via: mode,
     nextNonce: issued.nextNonce ?? new Uint8Array(0),

@@ -310,7 +310,7 @@ export class Issuer {
         throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'renewal session belongs to another gateway');
       this.#limitGateway(gw.name);
       const csr = parseCsr(req.csr);
-      const caCsr = parseCsr(req.caCsr);
+      const caCsr = req.caCsr === undefined ? undefined : parseCsr(req.caCsr);
       let next = gw;
       if (gw.method === 'tpm') {
         const p = this.#o.methods.tpm;
@@ -339,7 +339,7 @@ export class Issuer {
         );
         next = { ...gw, firmware };
       }
-      return this.#issue(next, csr.spki, caCsr.spki, serverNames, 'renew', [], ctx, info);
+      return this.#issue(next, csr.spki, caCsr?.spki, serverNames, 'renew', [], ctx, info);
     });
   }
 
@@ -697,7 +697,8 @@ export class Issuer {
   async #issue(
     gw: GatewayRecord,
     spki: Buffer,
-    caSpki: Buffer,
+    /** Undefined on a renewal without caCsr: the delegated CA is not re-signed. */
+    caSpki: Buffer | undefined,
     serverNames: readonly string[],
     event: 'issue' | 'renew',
     extraOps: StoreOp[],
@@ -716,20 +717,23 @@ export class Issuer {
       notAfter: now + this.#svidTtl,
       serverNames,
     });
-    const dca = signer.sign({
-      profile: 'device-ca',
-      spiffeId,
-      spki: caSpki,
-      notBefore,
-      notAfter: now + this.#caTtl,
-    });
+    const dca =
+      caSpki === undefined
+        ? undefined
+        : signer.sign({
+            profile: 'device-ca',
+            spiffeId,
+            spki: caSpki,
+            notBefore,
+            notAfter: now + this.#caTtl,
+          });
     const sp = parseCertificate(svid);
-    const dp = parseCertificate(dca);
-    this.#cas.noteSigned(Math.max(sp.notAfter, dp.notAfter));
+    const dp = dca === undefined ? undefined : parseCertificate(dca);
+    this.#cas.noteSigned(Math.max(sp.notAfter, dp?.notAfter ?? 0));
     const renewal = this.#newRenewSession(gw, sp.notAfter);
     const record: GatewayRecord = {
       ...gw,
-      maxNotAfter: Math.max(gw.maxNotAfter, sp.notAfter, dp.notAfter),
+      maxNotAfter: Math.max(gw.maxNotAfter, sp.notAfter, dp?.notAfter ?? 0),
       lastIssuedAt: now,
     };
     const issued = (kind: IssuedRecord['kind'], notAfter: number): IssuedRecord => ({
@@ -742,7 +746,9 @@ export class Issuer {
       ...extraOps,
       { type: 'put', key: K.gateway(gw.name), value: record },
       { type: 'put', key: K.issued(sp.serialHex), value: issued('svid', sp.notAfter) },
-      { type: 'put', key: K.issued(dp.serialHex), value: issued('device-ca', dp.notAfter) },
+      ...(dp === undefined
+        ? []
+        : [{ type: 'put' as const, key: K.issued(dp.serialHex), value: issued('device-ca', dp.notAfter) }]),
       { type: 'put', key: K.session(renewal.id), value: renewal },
       this.#audit.op({
         ...info,
@@ -750,7 +756,7 @@ export class Issuer {
         method: gw.method,
         gateway: gw.name,
         spiffeId,
-        serials: [sp.serialHex, dp.serialHex],
+        serials: dp === undefined ? [sp.serialHex] : [sp.serialHex, dp.serialHex],
         address: ctx.address,
         ...(gw.firmware === undefined ? {} : { detail: `firmware ${gw.firmware}` }),
       }),
@@ -759,7 +765,7 @@ export class Issuer {
     return {
       spiffeId,
       svidChain: [svid],
-      deviceCaChain: [dca],
+      deviceCaChain: dca === undefined ? [] : [dca],
       bundle: bundle.json,
       bundleSequence: bundle.sequence,
       nextNonce: renewal.nonce,

@@ -115,10 +115,11 @@ export function renewFinish(body: unknown): RenewFinishRequest {
       ? bytesList(o, 'pcrValues', 24, 64)
       : undefined;
   const serverNames = optStrList(o, 'serverNames', 8);
+  const caCsr = optBytes(o, 'caCsr', 16_384); // omitted: the delegated CA is not due for renewal
   return {
     sessionId: str(o, 'sessionId', 128),
     csr: bytes(o, 'csr', 16_384),
-    caCsr: bytes(o, 'caCsr', 16_384),
+    ...(caCsr === undefined ? {} : { caCsr }),
     ...(serverNames === undefined ? {} : { serverNames }),
     ...(quote === undefined ? {} : { quote }),
     ...(signature === undefined ? {} : { signature }),

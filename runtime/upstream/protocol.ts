@@ -88,7 +88,7 @@ export interface IssuedIdentity {
   spiffeId: string;
   /** Gateway SVID chain, leaf first (DER). */
   svidChain: Uint8Array[];
-  /** Delegated device CA chain, CA first (DER). */
+  /** Delegated device CA chain, CA first (DER); empty after a renewal that sent no `caCsr`. */
   deviceCaChain: Uint8Array[];
   /** SPIFFE bundle (JSON text, JWKS form) and its sequence. */
   bundle: string;
@@ -113,7 +113,12 @@ export interface RenewBeginResponse {
 export interface RenewFinishRequest {
   sessionId: string;
   csr: Uint8Array;
-  caCsr: Uint8Array;
+  /**
+   * A CSR for the delegated device CA's new key. Omitted when the CA is not due (the agent renews
+   * it at its own half-life, not at every SVID renewal): the CA is then not re-signed and the
+   * answer's `deviceCaChain` is empty — the agent keeps its current CA.
+   */
+  caCsr?: Uint8Array;
   /** As in AttestFinishRequest. */
   serverNames?: string[];
   quote?: Uint8Array;

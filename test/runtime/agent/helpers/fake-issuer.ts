@@ -40,6 +40,8 @@ export class FakeIssuer {
   readonly faults = new Map<string, Fault>();
   svidTtlMs = 60 * 60_000;
   caTtlMs = 24 * 60 * 60_000;
+  /** When each delegated CA was signed (virtual ms). */
+  readonly caIssued: number[] = [];
   gatewayName = 'gw-1';
   bundleSequence = 1;
   revocations: RevocationFeed = { sequence: 0, entries: [] };
@@ -141,17 +143,22 @@ export class FakeIssuer {
           notBefore: now,
           notAfter: now + this.svidTtlMs,
         });
-        const ca = this.#signer.sign({
-          profile: 'device-ca',
-          spiffeId: id,
-          spki: parseCsr(r.caCsr).spki,
-          notBefore: now,
-          notAfter: now + this.caTtlMs,
-        });
+        // A renewal without caCsr leaves the delegated CA alone (protocol.ts): empty chain.
+        const ca =
+          r.caCsr === undefined
+            ? undefined
+            : this.#signer.sign({
+                profile: 'device-ca',
+                spiffeId: id,
+                spki: parseCsr(r.caCsr).spki,
+                notBefore: now,
+                notAfter: now + this.caTtlMs,
+              });
+        if (ca !== undefined) this.caIssued.push(now);
         const out: IssuedIdentity = {
           spiffeId: id,
           svidChain: [svid],
-          deviceCaChain: [ca],
+          deviceCaChain: ca === undefined ? [] : [ca],
           bundle: this.bundleJson,
           bundleSequence: this.bundleSequence,
           nextNonce: new Uint8Array(32).fill(1),
