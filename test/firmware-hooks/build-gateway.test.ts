@@ -65,7 +65,10 @@ test('systemd unit: hardening options and restart policy', () => {
     'UMask=0077',
   ])
     assert.ok(unit.split('\n').includes(line), line);
-  assert.match(unit, /ExecStart=\/usr\/bin\/node (--[\w-]+(=\S+)? )*\/opt\/edgeward\/edgeward\.mjs agent --config/);
+  assert.match(
+    unit,
+    /ExecStart=\/usr\/bin\/node (--[\w-]+(=\S+)? )*\/opt\/edgeward\/edgeward\.mjs agent --config/,
+  );
 });
 
 test(`runs with plain node${offline ? ' in a namespace without network' : ''}: --help, hook --help, config check`, () => {
