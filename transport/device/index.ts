@@ -239,9 +239,6 @@ export async function connectDevice(o: DeviceOptions): Promise<Device> {
     client,
     spiffeId: cur.spiffeId,
     deviceId,
-    get notAfter() {
-      return state.cur.notAfter;
-    },
     rotate(): Promise<void> {
       rotating ??= (async () => {
         try {
@@ -273,6 +270,8 @@ export async function connectDevice(o: DeviceOptions): Promise<Device> {
       await client.endAsync();
     },
   }) as Device;
+  // A live getter: Object.assign would copy a getter's value once (the first SVID's NotAfter).
+  Object.defineProperty(device, 'notAfter', { get: () => state.cur.notAfter, enumerable: true });
   schedule();
   return device;
 }

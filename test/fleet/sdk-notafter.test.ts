@@ -1,14 +1,9 @@
 /**
- * KNOWN FAILURE, kept out of `npm test` on purpose (the name does not end in `.test.ts`); run it
- * with `node --import tsx test/fleet/sdk-notafter.known-failure.ts`. Rename it to
- * `sdk-notafter.test.ts` once transport/device/index.ts is fixed.
- *
- * Found by the fleet simulator (issue 9): the device SDK documents `device.notAfter` as "NotAfter
- * of the current SVID", but `connectDevice` builds the device with
- * `Object.assign(events, { ..., get notAfter() { return state.cur.notAfter; } })`, and
- * Object.assign reads a getter once and copies its value: after a rotation `device.notAfter`
- * still says the first SVID's NotAfter. Fix: define the getter on the object itself, e.g.
- * `Object.defineProperty(events, 'notAfter', { get: () => state.cur.notAfter, enumerable: true })`.
+ * Regression test, found by the fleet simulator (issue 9): the device SDK documents
+ * `device.notAfter` as "NotAfter of the current SVID", but `connectDevice` used to build the device
+ * with `Object.assign(events, { ..., get notAfter() { ... } })`; Object.assign reads a getter once
+ * and copies its value, so after a rotation `device.notAfter` still said the first SVID's
+ * NotAfter. transport/device/index.ts now defines the getter with Object.defineProperty.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
