@@ -6,7 +6,9 @@
  * - CPU per mTLS connect (CONNECT/CONNACK/DISCONNECT), median of alternating rounds;
  * - QoS 1: one publisher device, one subscriber, broker CPU per message and messages per second;
  * - RSS with 1,000 idle mTLS devices (each its own certificate), and the floor: a bare Node
- *   `tls.Server` holding 1,000 TLS sockets.
+ *   `tls.Server` holding 1,000 TLS sockets (printed as ratios edgeward / floor, mosquitto / floor);
+ * - the same floor's CPU per mTLS handshake alone, against mosquitto's whole connect.
+ * Reference column: plain aedes on `tls.Server` without any hook.
  * Goals (issue 7): CPU per connect <= 1.1x mosquitto, CPU per message <= 1.5x, RSS at 1,000 <= 100 MB.
  * Sizes: BENCH_CONNECTS (default 200 per round), BENCH_MESSAGES (20,000), BENCH_IDLE (1,000).
  */
@@ -170,6 +172,18 @@ function mqttConnect(port: number, ctx: SecureContext, clientId: string): Promis
 const ctxOf = (who: Issued, bundlePem: string): SecureContext =>
   createSecureContext({ key: who.pem.key, cert: who.pem.cert, ca: bundlePem });
 
+/** A TLS handshake only (the floor): done when the server's post-handshake tickets arrive. */
+function tlsHandshake(port: number, ctx: SecureContext): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, secureContext: ctx });
+    s.once('session', () => {
+      s.destroy();
+      resolve();
+    });
+    s.once('error', reject);
+  });
+}
+
 async function connectRound(p: Peer, ids: { ctx: SecureContext; clientId: string }[]): Promise<number> {
   const before = cpuMs(p.proc.pid as number);
   let next = 0;
@@ -177,6 +191,10 @@ async function connectRound(p: Peer, ids: { ctx: SecureContext; clientId: string
     Array.from({ length: 4 }, async () => {
       while (next < CONNECTS) {
         const who = ids[next++ % ids.length] as { ctx: SecureContext; clientId: string };
+        if (p.name === 'node tls floor') {
+          await tlsHandshake(p.port, who.ctx);
+          continue;
+        }
         const c = await mqttConnect(p.port, who.ctx, who.clientId);
         await c.endAsync();
       }
@@ -310,11 +328,17 @@ export default async function run(): Promise<void> {
   const edge = await startEdgeward(material);
   const mosq = await startMosquitto(dir);
   const plain = await startEdgeward(material, 'plain');
-  const peers = [edge, mosq, plain];
+  const floor = await startEdgeward(material, 'bare');
+  const peers = [edge, mosq, plain, floor];
   try {
     // Warm up both (JIT, session caches), then alternate rounds.
     for (const p of peers) await connectRound(p, ids.slice(0, 50));
-    const connect: Record<string, number[]> = { edgeward: [], mosquitto: [], 'plain aedes': [] };
+    const connect: Record<string, number[]> = {
+      edgeward: [],
+      mosquitto: [],
+      'plain aedes': [],
+      'node tls floor': [],
+    };
     const msgs: Record<string, { cpuPerMsgUs: number; perSecond: number }[]> = {
       edgeward: [],
       mosquitto: [],
@@ -323,7 +347,7 @@ export default async function run(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       for (const p of r % 2 === 0 ? peers : [...peers].reverse()) {
         connect[p.name]?.push(await connectRound(p, ids.slice(0, 50)));
-        msgs[p.name]?.push(await messageRound(p, ids[1] as (typeof ids)[0], collector));
+        if (p !== floor) msgs[p.name]?.push(await messageRound(p, ids[1] as (typeof ids)[0], collector));
       }
     }
     const e = {
@@ -340,9 +364,11 @@ export default async function run(): Promise<void> {
       c: median(connect['plain aedes'] ?? []),
       m: median((msgs['plain aedes'] ?? []).map((x) => x.cpuPerMsgUs)),
     };
+    const floorConnect = median(connect['node tls floor'] ?? []);
     await stop(edge);
     await stop(mosq);
     await stop(plain);
+    await stop(floor);
     // RSS on fresh processes, one at a time: the message rounds above grew the heaps.
     const idle: Record<string, { empty: number; full: number }> = {};
     for (const [name, fresh, raw] of [
@@ -386,7 +412,10 @@ export default async function run(): Promise<void> {
       '',
     );
     console.log(
-      `node tls.Server floor: ${idleF.full.toFixed(1)} MB with ${IDLE} TLS sockets (${idleF.empty.toFixed(1)} MB empty); edgeward / floor = ${(idleE.full / idleF.full).toFixed(2)}x`,
+      `node tls.Server floor: ${idleF.full.toFixed(1)} MB with ${IDLE} TLS sockets (${idleF.empty.toFixed(1)} MB empty); RSS edgeward / floor = ${(idleE.full / idleF.full).toFixed(2)}x, mosquitto / floor = ${(idleQ.full / idleF.full).toFixed(2)}x`,
+    );
+    console.log(
+      `node tls.Server floor, CPU per mTLS handshake alone (no MQTT): ${floorConnect.toFixed(2)} ms = ${(floorConnect / q.c).toFixed(2)}x mosquitto's whole connect; edgeward connect / floor = ${(e.c / floorConnect).toFixed(2)}x`,
     );
     console.log(
       `reference, plain aedes on tls.Server without hooks: ${pl.c.toFixed(2)} ms per connect (${(pl.c / q.c).toFixed(2)}x mosquitto), ${pl.m.toFixed(1)} us per message (${(pl.m / q.m).toFixed(2)}x), ${idleP.full.toFixed(1)} MB with ${IDLE} idle devices (${idleP.empty.toFixed(1)} MB empty)`,
