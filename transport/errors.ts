@@ -29,6 +29,13 @@ export type TransportErrorCode =
    * and a policy file that grants one does not load.
    */
   | 'ERR_SHARED_SUBSCRIPTION_UNSUPPORTED'
+  /**
+   * The broker's session journal (transport/mqtt/persistence): an entry that does not decode is
+   * dropped with this code in the log, and the broker starts without it.
+   */
+  | 'ERR_MQTT_JOURNAL_CORRUPT'
+  /** The broker's session journal could not be written (the message was not acknowledged as stored). */
+  | 'ERR_MQTT_JOURNAL_WRITE'
   /** Renewal over MQTT: refused by the gateway, or no answer in time. */
   | 'ERR_RENEW_REFUSED'
   | 'ERR_RENEW_TIMEOUT'

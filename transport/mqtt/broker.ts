@@ -162,6 +162,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     const { DurablePersistence } = await import('./persistence/durable.ts');
     persistence = await DurablePersistence.open({ ...options.persistence, logger });
   }
+  // With a journal, a kept QoS 1/2 message is logged before aedes sends its PUBACK.
+  const guarded = <F extends (...a: never[]) => void>(f: F): F =>
+    persistence === undefined ? f : (persistence.guardPublish(f as never) as unknown as F);
   const broker = new Aedes({
     ...(persistence === undefined ? {} : { persistence }),
     connectTimeout: limits.connectTimeoutMs,
@@ -171,8 +174,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       min: limits.keepaliveMin,
       max: limits.keepaliveMax,
     }),
-    authorizePublish: authorizePublishByPolicy(sessions, logger, (deviceId, packet) =>
-      renewal.service?.handle(deviceId, packet.payload),
+    authorizePublish: guarded(
+      authorizePublishByPolicy(sessions, logger, (deviceId, packet) =>
+        renewal.service?.handle(deviceId, packet.payload),
+      ),
     ),
     authorizeSubscribe: authorizeSubscribeByPolicy(sessions, logger),
     authorizeForward: authorizeForwardByPolicy(sessions),

@@ -1,0 +1,499 @@
+/**
+ * A durable aedes persistence: reads from memory, every change a persistent session depends on
+ * journaled to a LevelDB sublevel of the agent's store (see `journal.ts`, `codec.ts`), and each
+ * mutation's promise settles only after its batch is written. On open the journal is replayed
+ * into memory; an entry that does not decode is dropped with ERR_MQTT_JOURNAL_CORRUPT in the log.
+ *
+ * Durable is only what MQTT promises to keep: subscriptions of clean=false sessions, their
+ * outgoing QoS 1/2 messages (queued while offline or in flight), their inbound QoS 2 messages
+ * awaiting PUBREL and their wills, plus retained messages. A clean session never touches the
+ * journal (aedes stores no subscription for it and so enqueues nothing for it), so the broker's
+ * per-message cost for clean sessions is that of the in-memory persistence.
+ *
+ * Subscriptions (the topic trie), retained messages and inbound QoS 2 packets are kept by the
+ * in-memory persistence that ships with aedes; outgoing queues (bounded, see `queues.ts`) and
+ * wills (which keep the broker id they were stored under, so a restarted broker publishes the
+ * wills of sessions the previous one lost) are kept here.
+ *
+ * aedes 1.2 writes a QoS 1 PUBACK before it routes the message (and so before it is queued for a
+ * subscriber); `guardPublish` wraps the broker's `authorizePublish` so that a QoS 1/2 message
+ * some persistent session (or the retained store) will keep is first logged ahead (`p!`), and
+ * the PUBACK can only follow that write. Queuing it deletes the `p!` record in the same batch; a
+ * `p!` record found at start (the process died in between) is routed again on replay.
+ *
+ * Payloads are journaled as they came (not sealed: SealedStore exposes no per-value sealing to
+ * a sublevel); the journal lives in the agent's data directory, created with mode 0700.
+ *
+ * @example
+ * ```ts
+ * const persistence = await DurablePersistence.open({ db: store.sublevel('mqtt'), logger });
+ * const broker = new Aedes({ persistence });
+ * ```
+ */
+import { Readable } from 'node:stream';
+import memory from 'aedes-persistence';
+import { type Logger, nullLogger } from '../../../runtime/core/logger.ts';
+import { TransportError } from '../../errors.ts';
+import {
+  decodePacket,
+  decodeSessionPacket,
+  decodeSubscriptions,
+  encodeValue,
+  packetOf,
+  parseSeq,
+  type StoredPacket,
+  type StoredSubscription,
+  seqKey,
+} from './codec.ts';
+import { Journal, type JournalDb } from './journal.ts';
+import { DEFAULT_QUEUE_LIMITS, type QueueEntry, type QueueLimits, Queues } from './queues.ts';
+
+type ClientRef = { readonly id: string; readonly clean?: boolean };
+type Sub = { readonly clientId: string };
+
+/** The in-memory aedes persistence's promise API, as aedes 1.2 calls it. */
+interface Inner {
+  setup(broker: unknown): Promise<void>;
+  storeRetained(packet: unknown): Promise<void>;
+  createRetainedStream(pattern: string): Readable;
+  createRetainedStreamCombi(patterns: string[]): Readable;
+  addSubscriptions(client: ClientRef, subs: unknown[]): Promise<void>;
+  removeSubscriptions(client: ClientRef, topics: string[]): Promise<void>;
+  subscriptionsByClient(client: ClientRef): Promise<StoredSubscription[]>;
+  countOffline(): Promise<{ subsCount: number; clientsCount: number }>;
+  subscriptionsByTopic(topic: string): Promise<Sub[]>;
+  cleanSubscriptions(client: ClientRef): Promise<void>;
+  incomingStorePacket(client: ClientRef, packet: unknown): Promise<void>;
+  incomingGetPacket(client: ClientRef, packet: { messageId?: number }): Promise<unknown>;
+  incomingDelPacket(client: ClientRef, packet: { messageId?: number }): Promise<void>;
+  cleanIncoming(client: ClientRef): Promise<void>;
+  getClientList(topic: string): Readable;
+  destroy(): Promise<void>;
+}
+
+export interface PersistenceOptions {
+  /** A sublevel with utf8 keys and `view` values, e.g. `store.sublevel('mqtt', 'view')`. */
+  readonly db: JournalDb;
+  readonly limits?: Partial<QueueLimits>;
+  readonly logger?: Logger;
+}
+
+export interface PersistenceStats {
+  /** Persistent sessions with stored subscriptions. */
+  readonly sessions: number;
+  /** Outgoing messages queued or in flight, and their payload bytes. */
+  readonly queued: number;
+  readonly queuedBytes: number;
+  /** Messages dropped by the queue caps since start. */
+  readonly dropped: number;
+  /** Journal entries dropped at start because they did not decode. */
+  readonly corrupt: number;
+}
+
+function withoutMessageId(packet: StoredPacket): StoredPacket {
+  const p = packetOf(packet);
+  delete p.messageId;
+  return p;
+}
+
+type Will = StoredPacket & { brokerId: string; clientId: string };
+
+export class DurablePersistence {
+  readonly #inner: Inner;
+  readonly #journal: Journal;
+  readonly #queues: Queues;
+  readonly #logger: Logger;
+  readonly #storedSubs = new Set<string>();
+  /** clientId → messageId → journal sequence of an inbound QoS 2 packet. */
+  readonly #incoming = new Map<string, Map<number, number>>();
+  readonly #wills = new Map<string, Will>();
+  readonly #storedWills = new Set<string>();
+  #broker: { id: string } | undefined;
+  #seq = 0;
+  #corrupt = 0;
+  /** A logged-ahead message's payload buffer (the one object aedes keeps along) → its `p!` sequence. */
+  readonly #ahead = new WeakMap<object, number>();
+
+  private constructor(o: PersistenceOptions) {
+    this.#inner = (memory as unknown as () => Inner)();
+    this.#journal = new Journal(o.db);
+    this.#queues = new Queues({ ...DEFAULT_QUEUE_LIMITS, ...o.limits });
+    this.#logger = o.logger ?? nullLogger;
+  }
+
+  /** Opens the persistence and replays the journal into memory. */
+  static async open(o: PersistenceOptions): Promise<DurablePersistence> {
+    const p = new DurablePersistence(o);
+    await p.#replay(o.db);
+    return p;
+  }
+
+  stats(): PersistenceStats {
+    return {
+      sessions: this.#storedSubs.size,
+      queued: this.#queues.size,
+      queuedBytes: this.#queues.bytes,
+      dropped: this.#queues.dropped,
+      corrupt: this.#corrupt,
+    };
+  }
+
+  /** Resolves when every journal write asked for so far is written. */
+  flushed(): Promise<void> {
+    return this.#journal.flushed();
+  }
+
+  async #replay(db: JournalDb): Promise<void> {
+    const bad: string[] = [];
+    const writes: Promise<void>[] = [];
+    const ahead: [number, StoredPacket][] = [];
+    for await (const [key, value] of db.iterator()) {
+      try {
+        if (key.startsWith('p!')) {
+          ahead.push([parseSeq(key), decodePacket(key, value)]);
+          this.#seq = Math.max(this.#seq, (ahead.at(-1)?.[0] ?? 0) + 1);
+          continue;
+        }
+        this.#load(key, value, writes);
+      } catch (err) {
+        const e =
+          err instanceof TransportError ? err : new TransportError('ERR_MQTT_JOURNAL_CORRUPT', String(err));
+        this.#logger.warn('broker journal entry dropped', { code: e.code, key, reason: e.message });
+        bad.push(key);
+      }
+    }
+    // Logged ahead, acknowledged, but not yet queued when the process stopped: route them now.
+    for (const [seq, packet] of ahead) {
+      if (packet.retain) await this.#inner.storeRetained(packet);
+      if (packet.retain) writes.push(this.#journal.put(`r!${packet.topic}`, encodeValue(packet)));
+      writes.push(...this.#enqueue(await this.#inner.subscriptionsByTopic(packet.topic), packet));
+      writes.push(this.#journal.del(seqKey('p!', seq)));
+    }
+    this.#corrupt = bad.length;
+    await this.#wrote([...writes, ...bad.map((k) => this.#journal.del(k))]);
+    this.#logger.info('broker sessions restored', { ...this.stats() });
+  }
+
+  #load(key: string, value: Uint8Array, writes: Promise<void>[]): void {
+    const kind = key.slice(0, 2);
+    const rest = key.slice(2);
+    switch (kind) {
+      case 'r!': {
+        const packet = decodePacket(key, value);
+        if (packet.topic !== rest)
+          throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `${key}: topic mismatch`);
+        void this.#inner.storeRetained(packet);
+        return;
+      }
+      case 's!':
+        void this.#inner.addSubscriptions({ id: rest, clean: false }, decodeSubscriptions(key, value));
+        this.#storedSubs.add(rest);
+        return;
+      case 'q!': {
+        const seq = parseSeq(key);
+        const { clientId, packet } = decodeSessionPacket(key, value);
+        // A new connection numbers its in-flight messages afresh (no collision with new ones).
+        if (packet.cmd === 'publish') delete packet.messageId;
+        this.#seq = Math.max(this.#seq, seq + 1);
+        writes.push(
+          ...this.#push({ seq, clientId, packet, bytes: packet.payload.length + packet.topic.length }),
+        );
+        return;
+      }
+      case 'i!': {
+        const seq = parseSeq(key);
+        const { clientId, packet } = decodeSessionPacket(key, value);
+        if (packet.messageId === undefined)
+          throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `${key}: no messageId`);
+        this.#seq = Math.max(this.#seq, seq + 1);
+        void this.#inner.incomingStorePacket({ id: clientId, clean: false }, packet);
+        this.#incomingOf(clientId).set(packet.messageId, seq);
+        return;
+      }
+      case 'w!': {
+        const packet = decodePacket(key, value);
+        if (packet.brokerId === undefined)
+          throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `${key}: no brokerId`);
+        this.#wills.set(rest, { ...packet, brokerId: packet.brokerId, clientId: rest });
+        this.#storedWills.add(rest);
+        return;
+      }
+      default:
+        throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `unknown journal key ${JSON.stringify(key)}`);
+    }
+  }
+
+  #incomingOf(clientId: string): Map<number, number> {
+    let m = this.#incoming.get(clientId);
+    if (m === undefined) {
+      m = new Map();
+      this.#incoming.set(clientId, m);
+    }
+    return m;
+  }
+
+  /** Queues one entry in memory; the entries the caps push out are forgotten (journal too). */
+  #push(entry: QueueEntry): Promise<void>[] {
+    const dropped = this.#queues.push(entry);
+    if (dropped.length === 0) return [];
+    const n = this.#queues.dropped;
+    if (Number.isInteger(Math.log10(n)) || n - dropped.length < 1)
+      this.#logger.warn('broker queue full: oldest messages dropped', {
+        clientId: entry.clientId,
+        dropped: n,
+        queued: this.#queues.size,
+        queuedBytes: this.#queues.bytes,
+      });
+    return dropped.map((d) => this.#journal.del(seqKey('q!', d.seq)));
+  }
+
+  async #wrote(writes: Promise<void>[]): Promise<void> {
+    try {
+      await Promise.all(writes);
+    } catch (err) {
+      throw new TransportError(
+        'ERR_MQTT_JOURNAL_WRITE',
+        `broker journal not written: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
+  // ---- the aedes persistence interface (aedes 1.2 calls the promise forms) ----
+
+  async setup(broker: { id: string }): Promise<void> {
+    this.#broker = broker;
+    await this.#inner.setup(broker);
+  }
+
+  async storeRetained(packet: StoredPacket): Promise<void> {
+    await this.#inner.storeRetained(packet);
+    const key = `r!${packet.topic}`;
+    await this.#wrote([
+      packet.payload.length === 0
+        ? this.#journal.del(key)
+        : this.#journal.put(key, encodeValue(withoutMessageId(packet))),
+    ]);
+  }
+
+  createRetainedStream(pattern: string): Readable {
+    return this.#inner.createRetainedStream(pattern);
+  }
+
+  createRetainedStreamCombi(patterns: string[]): Readable {
+    return this.#inner.createRetainedStreamCombi(patterns);
+  }
+
+  async addSubscriptions(client: ClientRef, subs: StoredSubscription[]): Promise<void> {
+    await this.#inner.addSubscriptions(client, subs);
+    await this.#saveSubs(client);
+  }
+
+  async removeSubscriptions(client: ClientRef, topics: string[]): Promise<void> {
+    await this.#inner.removeSubscriptions(client, topics);
+    await this.#saveSubs(client);
+  }
+
+  async #saveSubs(client: ClientRef): Promise<void> {
+    const subs = await this.#inner.subscriptionsByClient(client);
+    const key = `s!${client.id}`;
+    if (subs.length === 0) {
+      if (!this.#storedSubs.delete(client.id)) return;
+      await this.#wrote([this.#journal.del(key)]);
+      return;
+    }
+    this.#storedSubs.add(client.id);
+    const list = subs.map(({ topic, qos, rh, rap, nl }) => ({ topic, qos, rh, rap, nl }));
+    await this.#wrote([this.#journal.put(key, encodeValue(list))]);
+  }
+
+  subscriptionsByClient(client: ClientRef): Promise<StoredSubscription[]> {
+    return this.#inner.subscriptionsByClient(client);
+  }
+
+  countOffline(): Promise<{ subsCount: number; clientsCount: number }> {
+    return this.#inner.countOffline();
+  }
+
+  subscriptionsByTopic(topic: string): Promise<Sub[]> {
+    return this.#inner.subscriptionsByTopic(topic);
+  }
+
+  /** A clean connect ends the previous session: its subscriptions and queue go. */
+  async cleanSubscriptions(client: ClientRef): Promise<void> {
+    await this.#inner.cleanSubscriptions(client);
+    const writes: Promise<void>[] = [];
+    if (this.#storedSubs.delete(client.id)) writes.push(this.#journal.del(`s!${client.id}`));
+    for (const e of this.#queues.clear(client.id)) writes.push(this.#journal.del(seqKey('q!', e.seq)));
+    if (writes.length > 0) await this.#wrote(writes);
+  }
+
+  async outgoingEnqueue(sub: Sub, packet: StoredPacket): Promise<void> {
+    await this.outgoingEnqueueCombi([sub], packet);
+  }
+
+  async outgoingEnqueueCombi(subs: readonly Sub[], packet: StoredPacket): Promise<void> {
+    const ahead = this.#ahead.get(packet.payload);
+    if (subs.length === 0 && ahead === undefined) return;
+    const writes = this.#enqueue(subs, packet);
+    if (ahead !== undefined) {
+      this.#ahead.delete(packet.payload);
+      writes.push(this.#journal.del(seqKey('p!', ahead)));
+    }
+    await this.#wrote(writes);
+  }
+
+  /**
+   * Wraps aedes' `authorizePublish`: an authorized QoS 1/2 message that a persistent session or
+   * the retained store will keep is logged ahead before the callback, so before aedes' PUBACK.
+   */
+  guardPublish<C, P extends StoredPacket>(
+    authorize: (client: C, packet: P, done: (err?: Error | null) => void) => void,
+  ): (client: C, packet: P, done: (err?: Error | null) => void) => void {
+    return (client, packet, done) =>
+      authorize(client, packet, (err) => {
+        if (err || packet.qos === 0) {
+          done(err);
+          return;
+        }
+        this.#logAhead(packet).then(
+          () => done(null),
+          (e: Error) => done(e),
+        );
+      });
+  }
+
+  async #logAhead(packet: StoredPacket): Promise<void> {
+    if (!packet.retain && (await this.#inner.subscriptionsByTopic(packet.topic)).length === 0) return;
+    const seq = this.#seq++;
+    this.#ahead.set(packet.payload, seq);
+    await this.#wrote([this.#journal.put(seqKey('p!', seq), encodeValue(withoutMessageId(packet)))]);
+  }
+
+  /** Queues `packet` for each subscription in memory; returns the journal writes. */
+  #enqueue(subs: readonly Sub[], packet: StoredPacket): Promise<void>[] {
+    const writes: Promise<void>[] = [];
+    for (const sub of subs) {
+      const stored = withoutMessageId(packet);
+      const seq = this.#seq++;
+      const entry = {
+        seq,
+        clientId: sub.clientId,
+        packet: stored,
+        bytes: stored.payload.length + stored.topic.length,
+      };
+      writes.push(
+        this.#journal.put(seqKey('q!', seq), encodeValue({ clientId: sub.clientId, packet: stored })),
+      );
+      writes.push(...this.#push(entry));
+    }
+    return writes;
+  }
+
+  /**
+   * Records the packet id a queued message was sent with (memory only: after a restart the new
+   * connection numbers it afresh), or replaces a delivered QoS 2 message by its PUBREL (journaled).
+   * A message the caps dropped meanwhile is not an error: it is delivered untracked.
+   */
+  async outgoingUpdate(client: ClientRef, packet: StoredPacket): Promise<void> {
+    for (const e of this.#queues.of(client.id)) {
+      if (e.packet.brokerId === packet.brokerId) {
+        if (e.packet.brokerCounter === packet.brokerCounter) {
+          if (packet.messageId !== undefined) e.packet.messageId = packet.messageId;
+          return;
+        }
+      } else if (e.packet.messageId === packet.messageId) {
+        e.packet = packetOf(packet);
+        await this.#wrote([
+          this.#journal.put(seqKey('q!', e.seq), encodeValue({ clientId: client.id, packet: e.packet })),
+        ]);
+        return;
+      }
+    }
+  }
+
+  async outgoingClearMessageId(
+    client: ClientRef,
+    packet: { messageId?: number },
+  ): Promise<StoredPacket | undefined> {
+    const list = this.#queues.of(client.id);
+    const e = list.find((x) => x.packet.messageId === packet.messageId);
+    if (e === undefined) return undefined;
+    this.#queues.remove(e);
+    await this.#wrote([this.#journal.del(seqKey('q!', e.seq))]);
+    return e.packet;
+  }
+
+  outgoingStream(client: ClientRef): Readable {
+    return Readable.from(this.#queues.of(client.id).map((e) => e.packet));
+  }
+
+  async incomingStorePacket(client: ClientRef, packet: StoredPacket): Promise<void> {
+    await this.#inner.incomingStorePacket(client, packet);
+    if (client.clean !== false || packet.messageId === undefined) return;
+    const seq = this.#seq++;
+    const byId = this.#incomingOf(client.id);
+    const old = byId.get(packet.messageId);
+    byId.set(packet.messageId, seq);
+    const writes = [
+      this.#journal.put(seqKey('i!', seq), encodeValue({ clientId: client.id, packet: packetOf(packet) })),
+    ];
+    if (old !== undefined) writes.push(this.#journal.del(seqKey('i!', old)));
+    await this.#wrote(writes);
+  }
+
+  incomingGetPacket(client: ClientRef, packet: { messageId?: number }): Promise<unknown> {
+    return this.#inner.incomingGetPacket(client, packet);
+  }
+
+  async incomingDelPacket(client: ClientRef, packet: { messageId?: number }): Promise<void> {
+    await this.#inner.incomingDelPacket(client, packet);
+    const byId = this.#incoming.get(client.id);
+    const seq = packet.messageId === undefined ? undefined : byId?.get(packet.messageId);
+    if (seq === undefined || byId === undefined) return;
+    byId.delete(packet.messageId as number);
+    if (byId.size === 0) this.#incoming.delete(client.id);
+    await this.#wrote([this.#journal.del(seqKey('i!', seq))]);
+  }
+
+  async cleanIncoming(client: ClientRef): Promise<void> {
+    await this.#inner.cleanIncoming(client);
+    const byId = this.#incoming.get(client.id);
+    if (byId === undefined) return;
+    this.#incoming.delete(client.id);
+    await this.#wrote([...byId.values()].map((seq) => this.#journal.del(seqKey('i!', seq))));
+  }
+
+  async putWill(client: ClientRef, packet: StoredPacket): Promise<void> {
+    const will: Will = Object.assign(packet, { brokerId: this.#broker?.id ?? '', clientId: client.id });
+    this.#wills.set(client.id, will);
+    if (client.clean !== false) return;
+    this.#storedWills.add(client.id);
+    await this.#wrote([this.#journal.put(`w!${client.id}`, encodeValue(packetOf(will)))]);
+  }
+
+  async getWill(client: ClientRef): Promise<Will | undefined> {
+    return this.#wills.get(client.id);
+  }
+
+  async delWill(client: ClientRef): Promise<Will | undefined> {
+    const will = this.#wills.get(client.id);
+    this.#wills.delete(client.id);
+    if (this.#storedWills.delete(client.id)) await this.#wrote([this.#journal.del(`w!${client.id}`)]);
+    return will;
+  }
+
+  streamWill(brokers: Record<string, unknown> = {}): Readable {
+    return Readable.from([...this.#wills.values()].filter((w) => brokers[w.brokerId] === undefined));
+  }
+
+  getClientList(topic: string): Readable {
+    return this.#inner.getClientList(topic);
+  }
+
+  async destroy(): Promise<void> {
+    await this.#journal.flushed();
+  }
+}
