@@ -19,6 +19,7 @@ import type { Attestor } from '../../attestors/attestor.ts';
 import type { BufferDb } from '../../transport/bridge/buffer.ts';
 import type { FactoryOptions } from '../../transport/enroll/factory.ts';
 import type { BrokerLimits } from '../../transport/mqtt/limits.ts';
+import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
 import { type BridgeCounters, renderMetrics } from '../admin/metrics.ts';
 import { statusReport } from '../admin/report.ts';
 import { startAdmin } from '../admin/server.ts';
@@ -182,6 +183,8 @@ export async function runAgent(
           logger,
           listen: b.listen,
           enrollment: b.enrollment,
+          // Persistent MQTT sessions survive a restart: their journal is a sublevel of the store.
+          persistence: { db: store.sublevel('mqtt', 'view') as unknown as JournalDb },
           ...(b.policyFile !== undefined ? { policy: { file: b.policyFile } } : {}),
           ...(b.limits !== undefined ? { limits: b.limits } : {}),
           ...(b.factory !== undefined ? { factory: b.factory } : {}),
