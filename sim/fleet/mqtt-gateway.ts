@@ -33,6 +33,7 @@ import { writeIdentity } from '../../transport/device/files.ts';
 import { connectDevice, type Device } from '../../transport/device/index.ts';
 import { MemoryTokenStore } from '../../transport/enroll/token-store.ts';
 import { type Broker, startBroker } from '../../transport/mqtt/broker.ts';
+import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
 import type { Policy } from '../../transport/policy/schema.ts';
 import type { SimGateway } from './gateway.ts';
 import { QosLedger } from './qos-ledger.ts';
@@ -109,6 +110,13 @@ export class MqttGateway {
           policy: FLEET_POLICY,
           clock: this.gw.clock,
           listen: { host: '127.0.0.1', port: this.port },
+          // As the agent does (runtime/agent/run.ts): persistent sessions journaled in the store.
+          persistence: {
+            db: this.gw.db.sublevel<string, Uint8Array>('mqtt', {
+              keyEncoding: 'utf8',
+              valueEncoding: 'view',
+            }) as unknown as JournalDb,
+          },
         });
       } catch (err) {
         // The port of the previous incarnation not yet free: the next step tries again.

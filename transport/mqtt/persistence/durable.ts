@@ -163,7 +163,9 @@ export class DurablePersistence {
       }
     }
     // Logged ahead, acknowledged, but not yet queued when the process stopped: route them now.
-    for (const [seq, packet] of ahead) {
+    for (const [seq, logged] of ahead) {
+      // Logged before aedes numbered it: give it an identity outgoingUpdate can match on.
+      const packet = { ...logged, brokerId: `journal:${this.#seq}`, brokerCounter: seq + 1 };
       if (packet.retain) await this.#inner.storeRetained(packet);
       if (packet.retain) writes.push(this.#journal.put(`r!${packet.topic}`, encodeValue(packet)));
       writes.push(...this.#enqueue(await this.#inner.subscriptionsByTopic(packet.topic), packet));
@@ -354,7 +356,8 @@ export class DurablePersistence {
   ): (client: C, packet: P, done: (err?: Error | null) => void) => void {
     return (client, packet, done) =>
       authorize(client, packet, (err) => {
-        if (err || packet.qos === 0) {
+        // No persistent session and not retained: nothing to keep, no extra work per message.
+        if (err || packet.qos === 0 || (this.#storedSubs.size === 0 && !packet.retain)) {
           done(err);
           return;
         }
