@@ -22,22 +22,40 @@ import { MIN } from './fleet.ts';
 import { runFleetSimulation } from './run.ts';
 import { faketimeEnv, processWallTime, type WallTimeSink } from './wall-time.ts';
 
-const { values } = parseArgs({
-  options: {
-    gateways: { type: 'string', default: '20' },
-    devices: { type: 'string', default: '50' },
-    hours: { type: 'string', default: '72' },
-    kills: { type: 'string', default: '100' },
-    seed: { type: 'string', default: 'fleet' },
-    ttl: { type: 'string', default: '60' },
-    only: { type: 'string', multiple: true },
-    svg: { type: 'string', default: 'fleet-sim.svg' },
-    json: { type: 'string' },
-    'mqtt-gateways': { type: 'string', default: '2' },
-    'mqtt-devices': { type: 'string', default: '5' },
-    proxy: { type: 'string', default: '1' },
-  },
-});
+const USAGE =
+  'usage: npm run sim -- [--gateways 20] [--devices 50] [--hours 72] [--kills 100] [--seed S] [--ttl 60] ' +
+  '[--mqtt-gateways 2] [--mqtt-devices 5] [--proxy 1] [--only NAME] [--svg FILE] [--json FILE]';
+
+const parsed = (() => {
+  try {
+    return parseArgs({
+      options: {
+        gateways: { type: 'string', default: '20' },
+        devices: { type: 'string', default: '50' },
+        hours: { type: 'string', default: '72' },
+        kills: { type: 'string', default: '100' },
+        seed: { type: 'string', default: 'fleet' },
+        ttl: { type: 'string', default: '60' },
+        only: { type: 'string', multiple: true },
+        svg: { type: 'string', default: 'fleet-sim.svg' },
+        json: { type: 'string' },
+        'mqtt-gateways': { type: 'string', default: '2' },
+        'mqtt-devices': { type: 'string', default: '5' },
+        proxy: { type: 'string', default: '1' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    console.error(`sim: ${(err as Error).message}`);
+    console.error(USAGE);
+    process.exit(2);
+  }
+})();
+if (parsed.values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const { values } = parsed;
 
 const int = (name: string, v: string | undefined, min: number): number => {
   const n = Number(v);
