@@ -2,8 +2,9 @@
  * Prometheus text exposition (format 0.0.4) of the agent: counters (rotations, failures by
  * reason, device SVIDs, clock events) and gauges read from the status snapshot at scrape time
  * (seconds to expiry, cache age, devices, breaker, clock trust), and the upstream bridge's
- * counters when a bridge is configured (buffered, dropped oldest-first, forwarded). No identity
- * material.
+ * counters when a bridge is configured (buffered, dropped oldest-first, forwarded), and the
+ * broker's session journal (persistent sessions, queued QoS 1/2 messages, drops by the caps).
+ * No identity material.
  *
  * @example
  * ```ts
@@ -39,7 +40,24 @@ const HELP: Record<string, [type: 'counter' | 'gauge', help: string]> = {
   ],
   edgeward_bridge_forwarded_total: ['counter', 'Messages forwarded to the cloud broker'],
   edgeward_bridge_reconnects_total: ['counter', 'Bridge reconnect attempts'],
+  edgeward_mqtt_persistent_sessions: ['gauge', 'MQTT sessions (clean = false) kept across restarts'],
+  edgeward_mqtt_queued_messages: ['gauge', 'QoS 1/2 messages queued or in flight for persistent sessions'],
+  edgeward_mqtt_queued_bytes: ['gauge', 'Payload bytes queued for persistent sessions'],
+  edgeward_mqtt_queue_dropped_total: [
+    'counter',
+    'Queued messages dropped (oldest first) by the per-session and total caps',
+  ],
+  edgeward_mqtt_journal_corrupt_total: ['counter', 'Session journal entries dropped at start: undecodable'],
 };
+
+/** The broker's session journal counters (transport/mqtt/persistence `PersistenceStats`). */
+export interface JournalCounters {
+  readonly sessions: number;
+  readonly queued: number;
+  readonly queuedBytes: number;
+  readonly dropped: number;
+  readonly corrupt: number;
+}
 
 /** The bridge counters (transport/bridge `BridgeStats`), as the admin endpoint sees them. */
 export interface BridgeCounters {
@@ -51,7 +69,12 @@ export interface BridgeCounters {
   readonly reconnects: number;
 }
 
-export function renderMetrics(s: AgentStatus, counters: Counters, bridge?: BridgeCounters): string {
+export function renderMetrics(
+  s: AgentStatus,
+  counters: Counters,
+  bridge?: BridgeCounters,
+  journal?: JournalCounters,
+): string {
   const now = s.clock.now;
   const gauges: [string, number | undefined][] = [
     ['edgeward_svid_expiry_seconds', s.svid && (s.svid.notAfter - now) / 1000],
@@ -74,6 +97,15 @@ export function renderMetrics(s: AgentStatus, counters: Counters, bridge?: Bridg
           ['edgeward_bridge_forwarded_total', bridge.forwarded],
           ['edgeward_bridge_reconnects_total', bridge.reconnects],
         ] as [string, number][])),
+    ...(journal === undefined
+      ? []
+      : ([
+          ['edgeward_mqtt_persistent_sessions', journal.sessions],
+          ['edgeward_mqtt_queued_messages', journal.queued],
+          ['edgeward_mqtt_queued_bytes', journal.queuedBytes],
+          ['edgeward_mqtt_queue_dropped_total', journal.dropped],
+          ['edgeward_mqtt_journal_corrupt_total', journal.corrupt],
+        ] as [string, number][])),
   ];
   const series = new Map<string, string[]>();
   const add = (name: string, line: string) => {
@@ -85,7 +117,7 @@ export function renderMetrics(s: AgentStatus, counters: Counters, bridge?: Bridg
   for (const [name, v] of gauges) if (v !== undefined) add(name, `${name}${labelText({})} ${round(v)}`);
   // Counters with no event yet still appear, at 0, so dashboards see them from the first scrape.
   for (const [name, [type]] of Object.entries(HELP))
-    if (type === 'counter' && !series.has(name) && !name.includes('failures') && !name.includes('bridge'))
+    if (type === 'counter' && !series.has(name) && !name.includes('failures') && !/bridge|mqtt/.test(name))
       add(name, `${name} 0`);
   const out: string[] = [];
   for (const [name, lines] of series) {

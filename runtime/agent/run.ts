@@ -20,7 +20,7 @@ import type { BufferDb } from '../../transport/bridge/buffer.ts';
 import type { FactoryOptions } from '../../transport/enroll/factory.ts';
 import type { BrokerLimits } from '../../transport/mqtt/limits.ts';
 import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
-import { type BridgeCounters, renderMetrics } from '../admin/metrics.ts';
+import { type BridgeCounters, type JournalCounters, renderMetrics } from '../admin/metrics.ts';
 import { statusReport } from '../admin/report.ts';
 import { startAdmin } from '../admin/server.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
@@ -119,7 +119,9 @@ export async function runAgent(
     closers.push(() => agent.stop());
 
     const listeners: { name: string; address: string }[] = [];
-    let brokerRef: { bridgeStats(): BridgeCounters | undefined } | undefined;
+    let brokerRef:
+      | { bridgeStats(): BridgeCounters | undefined; persistenceStats(): JournalCounters | undefined }
+      | undefined;
     const tokenDb = store.sublevel('device-tokens', 'utf8');
     const { LevelTokenStore } = await import('../../transport/enroll/token-store.ts');
     const tokenStore = new LevelTokenStore(tokenDb as never);
@@ -133,7 +135,13 @@ export async function runAgent(
       handlers: {
         status: () =>
           statusReport(agent.status(), { listeners, store: lastStats, bridge: brokerRef?.bridgeStats() }),
-        metrics: () => renderMetrics(agent.status(), agent.counters, brokerRef?.bridgeStats()),
+        metrics: () =>
+          renderMetrics(
+            agent.status(),
+            agent.counters,
+            brokerRef?.bridgeStats(),
+            brokerRef?.persistenceStats(),
+          ),
         createDeviceToken: async (req) => {
           const { issueJoinToken } = await import('../../transport/enroll/join-token.ts');
           return issueJoinToken({

@@ -190,4 +190,20 @@ test('a stale socket file is replaced; a live one is refused; metrics refuse a n
   assert.is(findAdminSocket('/x', { EDGEWARD_ADMIN_SOCKET: '/run/a.sock' }), '/run/a.sock');
 });
 
+test('/metrics shows the broker session journal only when the broker keeps one', async () => {
+  const { h, admin } = await setup();
+  const without = renderMetrics(h.agent.status(), h.agent.counters);
+  assert.not.match(without, /edgeward_mqtt_/);
+  const journal = { sessions: 2, queued: 7, queuedBytes: 700, dropped: 3, corrupt: 1 };
+  const text = renderMetrics(h.agent.status(), h.agent.counters, undefined, journal);
+  assert.match(text, /^edgeward_mqtt_persistent_sessions 2$/m);
+  assert.match(text, /^edgeward_mqtt_queued_messages 7$/m);
+  assert.match(text, /^edgeward_mqtt_queued_bytes 700$/m);
+  assert.match(text, /^# TYPE edgeward_mqtt_queue_dropped_total counter$/m);
+  assert.match(text, /^edgeward_mqtt_queue_dropped_total 3$/m);
+  assert.match(text, /^edgeward_mqtt_journal_corrupt_total 1$/m);
+  await admin.close();
+  await h.agent.stop();
+});
+
 test.run();
