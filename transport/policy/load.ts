@@ -1,6 +1,6 @@
 /**
  * Reading a policy file: YAML with line positions (runtime/config/yaml.ts), the TypeBox schema
- * (runtime/config/validate.ts), then the checks a schema cannot express — match patterns, topic
+ * (schema.ts, checked by its precompiled validator policy-validator.gen.ts), then the checks a schema cannot express — match patterns, topic
  * filters, templates, reserved topics — each reported with its line. `edgeward policy check`
  * prints these issues; the broker refuses to start (or to reload) on any of them.
  *
@@ -12,12 +12,19 @@
  * ```
  */
 import { readFile } from 'node:fs/promises';
-import { validateAgainst } from '../../runtime/config/validate.ts';
+import type { ErrorObject } from 'ajv';
+import { issuesFromAjv } from '../../runtime/config/issues.ts';
 import { formatPath, parseYaml } from '../../runtime/config/yaml.ts';
 import { PolicyError, type PolicyIssue } from '../errors.ts';
 import { RESERVED_PREFIX } from './grants.ts';
-import { type Policy, PolicySchema } from './schema.ts';
+import { validate } from './policy-validator.gen.ts';
+import type { Policy } from './schema.ts';
 import { filterProblem } from './topic.ts';
+
+/** Precompiled from `schema.ts` (runtime/config/gen-validators.ts): no TypeBox or ajv at run time. */
+const validatePolicy = validate as unknown as ((data: unknown) => boolean) & {
+  errors?: ErrorObject[] | null;
+};
 
 const TEMPLATE_RE = /\{([^}]*)\}/g;
 const TOPIC_TEMPLATES = new Set(['device', 'name']);
@@ -44,7 +51,8 @@ export function parsePolicy(text: string): PolicyParse {
     };
   }
   const { value, lineOf } = parsed.doc;
-  const issues: PolicyIssue[] = validateAgainst(PolicySchema, value, lineOf).map((i) => {
+  const schemaIssues = validatePolicy(value) ? [] : issuesFromAjv(validatePolicy.errors ?? [], lineOf);
+  const issues: PolicyIssue[] = schemaIssues.map((i) => {
     const m = /^(.*) \(line (\d+)\)$/.exec(i.message);
     return { path: i.path, message: m ? (m[1] as string) : i.message, line: m ? Number(m[2]) : undefined };
   });

@@ -12,7 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadAgentConfigText } from '../../../runtime/config/agent-load.ts';
 import { AGENT_CONFIG_VERSION } from '../../../runtime/config/agent-role.ts';
-import { agentValidatorSource, GENERATED_FILE } from '../../../runtime/config/gen-agent-validator.ts';
+import { GENERATED, validatorSource } from '../../../runtime/config/gen-validators.ts';
 import { AGENT_ROLE, loadConfigText } from '../../../runtime/config/load.ts';
 import type { ConfigError } from '../../../runtime/errors.ts';
 import { rejects } from '../../helpers/rejects.ts';
@@ -66,8 +66,8 @@ async function outcome(load: () => unknown): Promise<unknown> {
 
 test('the generated validator is up to date with agent-schema.ts', () => {
   assert.ok(
-    readFileSync(GENERATED_FILE, 'utf8') === agentValidatorSource(),
-    'run: node --import tsx runtime/config/gen-agent-validator.ts --write',
+    readFileSync(GENERATED.agent.file, 'utf8') === validatorSource('agent'),
+    'run: node --import tsx runtime/config/gen-validators.ts --write',
   );
 });
 
