@@ -32,8 +32,7 @@ import {
 } from '../attestor.ts';
 import { AttestorError } from '../errors.ts';
 import { activateCredential } from './activate.ts';
-import { tpmProperties } from './client/helpers.ts';
-import { type EkInfo, findEks } from './ek.ts';
+import { type EkInfo, findEk } from './ek.ts';
 import { quotePcrs, withAk } from './quote.ts';
 import { sealData, unsealData } from './seal.ts';
 import type { TpmTransport } from './transport/transport.ts';
@@ -76,9 +75,7 @@ export class TpmAttestor extends Attestor {
   }
 
   protected async _start(): Promise<void> {
-    await tpmProperties(this.#t); // the TPM answers
-    const eks = await findEks(this.#t, this.#o.ekPreference);
-    this.#ek = eks[0];
+    this.#ek = await findEk(this.#t, this.#o.ekPreference);
     (this.#o.logger ?? nullLogger).info('tpm attestor ready', {
       ek: this.#ek?.template,
       certified: this.#ek?.certificate !== undefined,

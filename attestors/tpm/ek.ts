@@ -4,6 +4,7 @@
  * and find its key among the persistent handles (checked with the verifier's `checkEkPublic`), or
  * else recreate it from its template with CreatePrimary (deterministic) — never assume
  * 0x81010001/0x81010002. A TPM without any EK certificate still gets an ECC L-2 EK, uncertified.
+ * `findEks` lists them all (`edgeward tpm ek`); `findEk` stops at the first (the attestor).
  */
 import { AttestorError } from '../errors.ts';
 import { execute } from './client/execute.ts';
@@ -76,14 +77,12 @@ async function publicOf(
   return { public: Buffer.from(created.outPublic) };
 }
 
-/** Every EK with a certificate, in `preference` order; an uncertified L-2 EK when there is none. */
-export async function findEks(
-  t: TpmTransport,
-  preference: readonly EkTemplateName[] = ['L-2', 'L-1', 'H-3'],
-): Promise<EkInfo[]> {
+const DEFAULT_PREFERENCE: readonly EkTemplateName[] = ['L-2', 'L-1', 'H-3'];
+
+/** The certified EKs in `preference` order, each read (certificate, public area) only when asked for. */
+async function* certifiedEks(t: TpmTransport, preference: readonly EkTemplateName[]): AsyncGenerator<EkInfo> {
   const nv = new Set(await listHandles(t, 0x01000000));
   const persistent = (await listHandles(t, 0x81000000)).filter((h) => h >= 0x81010000 && h <= 0x810100ff);
-  const out: EkInfo[] = [];
   for (const template of preference) {
     const index = TEMPLATES[template].nv;
     if (!nv.has(index)) continue;
@@ -99,14 +98,37 @@ export async function findEks(
         },
       );
     }
-    out.push({ template, certificate, ...(await publicOf(t, template, persistent, certificate)) });
+    yield { template, certificate, ...(await publicOf(t, template, persistent, certificate)) };
   }
-  if (out.length === 0) {
-    const created = await createEk(t, 'L-2');
-    await flush(t, created.objectHandle);
-    out.push({ template: 'L-2', public: Buffer.from(created.outPublic) });
-  }
-  return out;
+}
+
+/** The EK to use when no certificate exists: ECC L-2, uncertified. */
+async function uncertifiedEk(t: TpmTransport): Promise<EkInfo> {
+  const created = await createEk(t, 'L-2');
+  await flush(t, created.objectHandle);
+  return { template: 'L-2', public: Buffer.from(created.outPublic) };
+}
+
+/** Every EK with a certificate, in `preference` order; an uncertified L-2 EK when there is none. */
+export async function findEks(
+  t: TpmTransport,
+  preference: readonly EkTemplateName[] = DEFAULT_PREFERENCE,
+): Promise<EkInfo[]> {
+  const out: EkInfo[] = [];
+  for await (const ek of certifiedEks(t, preference)) out.push(ek);
+  return out.length > 0 ? out : [await uncertifiedEk(t)];
+}
+
+/**
+ * The first EK of `findEks` without reading the others: their certificates are not read and no
+ * unpersisted one is recreated (an RSA CreatePrimary can take seconds on a hardware TPM).
+ */
+export async function findEk(
+  t: TpmTransport,
+  preference: readonly EkTemplateName[] = DEFAULT_PREFERENCE,
+): Promise<EkInfo> {
+  for await (const ek of certifiedEks(t, preference)) return ek;
+  return uncertifiedEk(t);
 }
 
 /** A handle for the EK: its persistent handle, or a fresh transient one (`transient` true: flush it). */

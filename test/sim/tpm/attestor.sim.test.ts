@@ -13,7 +13,7 @@ import { execute } from '../../../attestors/tpm/client/execute.ts';
 import { listHandles } from '../../../attestors/tpm/client/helpers.ts';
 import { PCR_Extend } from '../../../attestors/tpm/commands/pcr.ts';
 import { qualifyingData, verifyQuote } from '../../../attestors/tpm/verify/index.ts';
-import { TPM_ALG } from '../../../attestors/tpm/wire/constants.ts';
+import { TPM_ALG, TPM_CC } from '../../../attestors/tpm/wire/constants.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { tpmChallenge, tpmCheck } from '../../attestors/tpm/tpm-issuer-role.ts';
 import { attestorConformance } from '../../conformance/attestor.ts';
@@ -76,6 +76,23 @@ s('an issuer trusting another simulator state CA refuses this EK', async () => {
     threw = true;
   }
   assert.ok(threw, 'chain to a foreign manufacturer CA must fail');
+  await a.close();
+});
+
+s('start reads the certificate of the EK it presents only, not those of the others', async () => {
+  const sent: number[] = [];
+  const recording = {
+    send: (c: Uint8Array) => {
+      sent.push(Buffer.from(c).readUInt32BE(6));
+      return transport.send(c);
+    },
+    close: async () => {},
+  };
+  const a = new TpmAttestor({ transport: recording, random, ekPreference: ['L-1', 'L-2', 'H-3'] });
+  await a.start();
+  assert.is(a.ek?.template, 'L-1');
+  assert.is(sent.filter((cc) => cc === TPM_CC.NV_ReadPublic).length, 1);
+  assert.not.ok(sent.includes(TPM_CC.CreatePrimary), 'no other EK recreated');
   await a.close();
 });
 
