@@ -622,9 +622,11 @@ export class Agent {
         ep.get<RevocationFeed>(`${PATHS.revocations}?since=${this.revocations.sequence}`, auth),
       );
       if (this.#state !== 'started') return;
+      const before = this.revocations.sequence;
       const fresh = this.revocations.apply(feed, this.now());
       this.revocations.prune(this.now());
-      if (fresh.spiffeIds.length + fresh.serials.length > 0 || feed.sequence !== undefined) {
+      // Written only when it changed: an unchanged feed every minute would wear the flash out.
+      if (fresh.spiffeIds.length + fresh.serials.length > 0 || this.revocations.sequence !== before) {
         await this.#o.store.batch([
           { type: 'put', name: NAMES.revocations, value: this.revocations.toRecord() },
         ]);

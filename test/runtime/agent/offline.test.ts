@@ -218,6 +218,25 @@ test('revocations: the feed is followed, listeners told once, state persisted ac
   await h.agent.stop();
 });
 
+test('an unchanged feed is not written to the store again (flash wears out)', async () => {
+  const h = await harness({ feedIntervalMs: MIN });
+  await h.clock.advance(0);
+  const written: string[] = [];
+  const batch = h.db.batch.bind(h.db);
+  h.db.batch = ((ops: { key: string }[], o: unknown) => {
+    for (const op of ops) if (op.key !== 'floor') written.push(op.key); // the floor persists every 5 min
+    return batch(ops as never, o as never);
+  }) as unknown as typeof h.db.batch;
+  await h.clock.advance(10 * MIN);
+  assert.equal(written, [], 'ten polls of an unchanged feed and bundle write nothing');
+  h.issuer.revocations = { sequence: 3, entries: [] };
+  await h.clock.advance(MIN);
+  assert.equal(written, ['revocations'], 'a new feed sequence is written once');
+  await h.clock.advance(5 * MIN);
+  assert.equal(written, ['revocations']);
+  await h.agent.stop();
+});
+
 test('a new bundle from the feed replaces the old one and notifies', async () => {
   const h = await harness({ feedIntervalMs: MIN });
   await h.clock.advance(0);
