@@ -69,6 +69,44 @@ test('rotating the gateway SVID swaps the server certificate without dropping a 
   await c.endAsync();
 });
 
+test('an expired gateway SVID is never presented: connections are refused until the next rotation', async () => {
+  const dev = await r.pki.device('exp-gw');
+  const c = await r.connect(dev);
+  const short = await r.pki.gatewaySvid({ notAfter: r.clock.now() + 30 * MIN });
+  r.svids.set(short.svid);
+  assert.is(await serverSerial(r.port, r.pki.bundlePem), short.cert.serialNumber);
+  const enrollPort = r.broker.addresses.enrollment?.port ?? 0;
+  const before = r.logger.lines.length;
+  // The static source does not announce the expiry: the listener judges it at each connection.
+  await r.clock.advance(30 * MIN + 1000);
+  for (const port of [r.port, enrollPort]) {
+    const err = await serverSerial(port, r.pki.bundlePem).then(
+      (serial): NodeJS.ErrnoException => assert.unreachable(`served ${serial} after its NotAfter`) as never,
+      (e: NodeJS.ErrnoException) => e,
+    );
+    assert.match(String(err.code), /^ECONNRESET$|^EPIPE$/);
+  }
+  const refused = r.logger.lines.slice(before).filter((l) => l.fields.code === 'ERR_SVID_UNAVAILABLE');
+  assert.equal(
+    refused.map((l) => l.msg),
+    ['gateway SVID expired: new connections refused until it rotates'],
+    'logged once, with its code',
+  );
+  assert.ok(c.connected, 'a live session stays');
+  // A source that reports the expiry (the agent's does) is heard at once, not at the next connection.
+  r.svids.set(short.svid);
+  assert.ok(
+    r.logger.lines.some(
+      (l) => l.msg === 'broker certificate not rotated' && l.fields.code === 'ERR_SVID_UNAVAILABLE',
+    ),
+  );
+  const next = await r.pki.gatewaySvid();
+  r.svids.set(next.svid);
+  assert.is(await serverSerial(r.port, r.pki.bundlePem), next.cert.serialNumber);
+  assert.is(await serverSerial(enrollPort, r.pki.bundlePem), next.cert.serialNumber);
+  await c.endAsync();
+});
+
 test('a policy reload applies to live sessions: revoked grants close them, narrower grants stop delivery', async () => {
   const dev = await r.pki.device('pol');
   const c = await r.connect(dev);

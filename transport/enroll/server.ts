@@ -14,7 +14,7 @@ import type { DeviceSigner, X509Bundle } from '../../runtime/sources/types.ts';
 import { deviceSpiffeId } from '../../runtime/spiffe/id.ts';
 import { TransportError } from '../errors.ts';
 import { peerChainDer } from '../mqtt/peer-chain.ts';
-import type { ContextMaterial } from '../mqtt/tls-context.ts';
+import { type ContextMaterial, refuseWhileExpired } from '../mqtt/tls-context.ts';
 import { type FactoryOptions, factoryDeviceId } from './factory.ts';
 import { redeemJoinToken } from './join-token.ts';
 import type { TokenStore } from './token-store.ts';
@@ -23,6 +23,9 @@ import { asRequest, FrameReader, writeFrame } from './wire.ts';
 export interface EnrollmentOptions {
   readonly at: { readonly host: string; readonly port: number };
   readonly material: ContextMaterial;
+  /** NotAfter of the certificate in `material` (and in each `setMaterial`): refused from then on. */
+  readonly servedUntil: () => number;
+  readonly onExpiredRefused: (remote: string | undefined) => void;
   readonly bundle: () => X509Bundle;
   readonly signer: DeviceSigner;
   readonly tokens: TokenStore;
@@ -68,6 +71,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
     minVersion: 'TLSv1.2',
     handshakeTimeout: o.handshakeTimeoutMs,
   });
+  refuseWhileExpired(server, o.clock, o.servedUntil, o.onExpiredRefused);
   const live = new Set<TLSSocket>();
   server.on('tlsClientError', (err) =>
     o.logger.debug('enrollment TLS handshake failed', { reason: err.message }),

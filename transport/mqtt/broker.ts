@@ -22,8 +22,10 @@
  * await broker.close();
  * ```
  *
- * What happens to a connection: TLS handshake with the current gateway SVID (one SecureContext,
- * swapped by `setSecureContext` when the SVID or bundle changes — no connection dropped); the
+ * What happens to a connection: refused before the handshake while the gateway SVID is expired
+ * (logged once with ERR_SVID_UNAVAILABLE; served again from the next rotation; live sessions
+ * stay); TLS handshake with the current gateway SVID (one SecureContext, swapped by
+ * `setSecureContext` when the SVID or bundle changes — no connection dropped); the
  * peer chain is verified (a failure is logged with its code and the socket destroyed); a
  * session is registered and closed at the chain's NotAfter (one shared expiry queue); its
  * writes are coalesced per event-loop turn (`write-batch.ts`); then aedes runs the MQTT protocol
@@ -69,7 +71,7 @@ import { peerChain } from './peer-chain.ts';
 import type { DurablePersistence, PersistenceOptions, PersistenceStats } from './persistence/durable.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
 import { Sessions } from './sessions.ts';
-import { materialFor, SERVER_TLS_OPTIONS } from './tls-context.ts';
+import { materialFor, refuseWhileExpired, SERVER_TLS_OPTIONS } from './tls-context.ts';
 import { batchWrites } from './write-batch.ts';
 
 export interface Endpoint {
@@ -152,7 +154,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const policySource = options.policy ?? DEFAULT_POLICY;
   let policy: Policy = 'file' in policySource ? await loadPolicyFile(policySource.file) : policySource;
   const material = () => materialFor(svidSource.getX509Svid(), bundleSource.getBundleFor(trustDomain));
-  let self = svidSource.getX509Svid().spiffeId;
+  const first = svidSource.getX509Svid();
+  let self = first.spiffeId;
+  /** NotAfter of the certificate the listeners present; -Infinity once the source has none valid. */
+  let servedUntil = first.notAfter;
 
   const sessions = new Sessions(clock, logger);
   const verifier = new SvidVerifier();
@@ -203,6 +208,20 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     handshakeTimeout: limits.handshakeTimeoutMs,
   });
   server.maxConnections = limits.maxConnections;
+  // An expired gateway SVID is never presented: connections wait for the next rotation.
+  let refusing = false;
+  const refusedExpired =
+    (listener: string) =>
+    (remote: string | undefined): void => {
+      if (!refusing)
+        logger.error('gateway SVID expired: new connections refused until it rotates', {
+          code: 'ERR_SVID_UNAVAILABLE',
+          notAfter: servedUntil,
+        });
+      refusing = true;
+      logger.debug('connection refused: gateway SVID expired', { listener, remote });
+    };
+  refuseWhileExpired(server, clock, () => servedUntil, refusedExpired('mqtt'));
   server.on('tlsClientError', (err) => logger.debug('TLS handshake failed', { reason: err.message }));
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.on('error', destroySocket);
@@ -234,13 +253,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const subscriptions: Unsubscribe[] = [];
   const rotate = (): void => {
     try {
-      const m = material();
+      const svid = svidSource.getX509Svid();
+      const m = materialFor(svid, bundleSource.getBundleFor(trustDomain));
       server.setSecureContext({ ...m, ...SERVER_TLS_OPTIONS });
       enrollment?.setMaterial(m);
-      self = svidSource.getX509Svid().spiffeId;
+      self = svid.spiffeId;
+      servedUntil = svid.notAfter;
+      refusing = false;
       logger.info('broker certificate rotated', { spiffeId: self });
     } catch (err) {
-      logger.error('broker certificate not rotated', { reason: (err as Error).message });
+      const code = isEdgewardError(err) ? err.code : undefined;
+      // No valid SVID any more (expired): refuse connections rather than present the old one.
+      if (code === 'ERR_SVID_UNAVAILABLE') servedUntil = Number.NEGATIVE_INFINITY;
+      logger.error('broker certificate not rotated', { code, reason: (err as Error).message });
     }
   };
   subscriptions.push(svidSource.onChange(rotate));
@@ -275,6 +300,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       enrollment = await startEnrollment({
         at: options.enrollment,
         material: material(),
+        servedUntil: () => servedUntil,
+        onExpiredRefused: refusedExpired('enrollment'),
         bundle: () => bundleSource.getBundleFor(trustDomain),
         signer: options.deviceSigner,
         tokens: options.tokenStore,

@@ -4,7 +4,9 @@
  * connection (STYLE.md §4). The private key is handed to OpenSSL in memory only.
  */
 import { constants } from 'node:crypto';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import type { Socket } from 'node:net';
+import { createSecureContext, type SecureContext, type Server } from 'node:tls';
+import type { Clock } from '../../runtime/core/clock.ts';
 import type { X509Bundle, X509Svid } from '../../runtime/sources/types.ts';
 
 export interface ContextMaterial {
@@ -36,4 +38,23 @@ export function materialFor(svid: X509Svid, bundle: X509Bundle): ContextMaterial
 
 export function contextFor(svid: X509Svid, bundle: X509Bundle): SecureContext {
   return createSecureContext({ ...materialFor(svid, bundle), minVersion: 'TLSv1.2' });
+}
+
+/**
+ * Refuses each TCP connection, before its handshake, while the certificate `server` presents is
+ * past `servedUntil()` (epoch ms on `clock`; `-Infinity` when the source has none valid): a
+ * listener never presents an expired gateway SVID, and serves again as soon as a rotation moves
+ * `servedUntil`. TLS keeps the context it was given, so this is the listener's only expiry check.
+ */
+export function refuseWhileExpired(
+  server: Server,
+  clock: Clock,
+  servedUntil: () => number,
+  onRefuse: (remote: string | undefined) => void,
+): void {
+  server.on('connection', (socket: Socket) => {
+    if (clock.now() < servedUntil()) return;
+    onRefuse(socket.remoteAddress);
+    socket.destroy();
+  });
 }
