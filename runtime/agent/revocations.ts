@@ -6,10 +6,10 @@
  * Implements `RevocationSource` (runtime/sources/types.ts).
  */
 import type { Logger } from '../core/logger.ts';
+import { Listeners } from '../sources/listeners.ts';
 import type { RevocationSource, Unsubscribe } from '../sources/types.ts';
 import type { RevocationRecord } from '../store/records.ts';
 import type { RevocationFeed } from '../upstream/protocol.ts';
-import { Listeners } from './listeners.ts';
 
 type Entry = RevocationRecord['entries'][number];
 type Revoked = { spiffeIds: readonly string[]; serials: readonly string[] };

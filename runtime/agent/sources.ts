@@ -6,19 +6,39 @@
  */
 import type { Logger } from '../core/logger.ts';
 import { RuntimeError } from '../errors.ts';
+import { Listeners } from '../sources/listeners.ts';
 import type { BundleSource, SvidSource, Unsubscribe, X509Bundle, X509Svid } from '../sources/types.ts';
 import type { DecodedBundle } from '../svid/bundle.ts';
 import type { LiveIdentity } from './identity.ts';
-import { Listeners } from './listeners.ts';
 
-export class AgentSvidSource implements SvidSource {
-  #live: LiveIdentity | undefined;
-  readonly #now: () => number;
+/** A source's `onChange`, with the `notify` and `clearListeners` the agent calls. */
+class ChangeNotifier {
   readonly #listeners: Listeners<[]>;
 
+  constructor(what: string, logger: Logger) {
+    this.#listeners = new Listeners(what, logger);
+  }
+
+  onChange(listener: () => void): Unsubscribe {
+    return this.#listeners.add(listener);
+  }
+
+  notify(): void {
+    this.#listeners.emit();
+  }
+
+  clearListeners(): void {
+    this.#listeners.clear();
+  }
+}
+
+export class AgentSvidSource extends ChangeNotifier implements SvidSource {
+  #live: LiveIdentity | undefined;
+  readonly #now: () => number;
+
   constructor(now: () => number, logger: Logger) {
+    super('svid', logger);
     this.#now = now;
-    this.#listeners = new Listeners('svid', logger);
   }
 
   set(live: LiveIdentity | undefined): void {
@@ -45,26 +65,13 @@ export class AgentSvidSource implements SvidSource {
       );
     return live.svid;
   }
-
-  onChange(listener: () => void): Unsubscribe {
-    return this.#listeners.add(listener);
-  }
-
-  notify(): void {
-    this.#listeners.emit();
-  }
-
-  clearListeners(): void {
-    this.#listeners.clear();
-  }
 }
 
-export class AgentBundleSource implements BundleSource {
+export class AgentBundleSource extends ChangeNotifier implements BundleSource {
   #bundle: X509Bundle | undefined;
-  readonly #listeners: Listeners<[]>;
 
   constructor(logger: Logger) {
-    this.#listeners = new Listeners('bundle', logger);
+    super('bundle', logger);
   }
 
   set(trustDomain: string, decoded: DecodedBundle): void {
@@ -80,17 +87,5 @@ export class AgentBundleSource implements BundleSource {
     if (b === undefined || b.trustDomain !== trustDomain)
       throw new RuntimeError('ERR_BUNDLE_UNAVAILABLE', `no bundle for trust domain ${trustDomain}`);
     return b;
-  }
-
-  onChange(listener: () => void): Unsubscribe {
-    return this.#listeners.add(listener);
-  }
-
-  notify(): void {
-    this.#listeners.emit();
-  }
-
-  clearListeners(): void {
-    this.#listeners.clear();
   }
 }

@@ -15,6 +15,7 @@
  */
 import type { Clock } from '../core/clock.ts';
 import { SpiffeError } from '../errors.ts';
+import { Listeners } from './listeners.ts';
 import type {
   BundleSource,
   RevocationSource,
@@ -24,24 +25,11 @@ import type {
   X509Svid,
 } from './types.ts';
 
-class Listeners<A extends unknown[]> {
-  readonly #set = new Set<(...args: A) => void>();
-  add(fn: (...args: A) => void): Unsubscribe {
-    this.#set.add(fn);
-    return () => {
-      this.#set.delete(fn);
-    };
-  }
-  emit(...args: A): void {
-    for (const fn of [...this.#set]) fn(...args);
-  }
-}
-
 /** One SVID; `getX509Svid` refuses it once the clock passes its NotAfter. */
 export class StaticSvidSource implements SvidSource {
   #svid: X509Svid | undefined;
   readonly #clock: Clock;
-  readonly #listeners = new Listeners<[]>();
+  readonly #listeners = new Listeners<[]>('svid');
 
   constructor(svid: X509Svid | undefined, clock: Clock) {
     this.#svid = svid;
@@ -73,7 +61,7 @@ export class StaticSvidSource implements SvidSource {
 /** Bundles by trust domain. */
 export class StaticBundleSource implements BundleSource {
   readonly #bundles = new Map<string, X509Bundle>();
-  readonly #listeners = new Listeners<[]>();
+  readonly #listeners = new Listeners<[]>('bundle');
 
   constructor(bundles: readonly X509Bundle[] = []) {
     for (const b of bundles) this.#bundles.set(b.trustDomain, b);
@@ -102,7 +90,9 @@ export class StaticBundleSource implements BundleSource {
 export class StaticRevocationSource implements RevocationSource {
   readonly #ids = new Set<string>();
   readonly #serials = new Set<string>();
-  readonly #listeners = new Listeners<[{ spiffeIds: readonly string[]; serials: readonly string[] }]>();
+  readonly #listeners = new Listeners<[{ spiffeIds: readonly string[]; serials: readonly string[] }]>(
+    'revocations',
+  );
 
   isRevokedId(spiffeId: string): boolean {
     return this.#ids.has(spiffeId);
