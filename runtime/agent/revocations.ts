@@ -8,6 +8,7 @@
 import type { Logger } from '../core/logger.ts';
 import { Listeners } from '../sources/listeners.ts';
 import type { RevocationSource, Unsubscribe } from '../sources/types.ts';
+import { normalizeSerial } from '../spiffe/cert-facts.ts';
 import type { RevocationRecord } from '../store/records.ts';
 import type { RevocationFeed } from '../upstream/protocol.ts';
 
@@ -100,10 +101,4 @@ function validEntry(e: unknown): e is Entry {
     typeof x.until === 'number' &&
     typeof x.sequence === 'number'
   );
-}
-
-/** Lowercase hex without leading zeros, as `RevocationSource` specifies. */
-export function normalizeSerial(s: string): string {
-  const hex = s.toLowerCase().replace(/^0+/, '');
-  return hex === '' ? '0' : hex;
 }

@@ -15,6 +15,7 @@
  */
 import type { Clock } from '../core/clock.ts';
 import { SpiffeError } from '../errors.ts';
+import { normalizeSerial } from '../spiffe/cert-facts.ts';
 import { Listeners } from './listeners.ts';
 import type {
   BundleSource,
@@ -105,7 +106,7 @@ export class StaticRevocationSource implements RevocationSource {
   /** Revoke IDs and/or serials (lowercase hex, no leading zeros) and notify listeners. */
   revoke(what: { spiffeIds?: readonly string[]; serials?: readonly string[] }): void {
     const spiffeIds = what.spiffeIds ?? [];
-    const serials = (what.serials ?? []).map((s) => s.toLowerCase().replace(/^0+(?=.)/, ''));
+    const serials = (what.serials ?? []).map(normalizeSerial);
     for (const id of spiffeIds) this.#ids.add(id);
     for (const s of serials) this.#serials.add(s);
     this.#listeners.emit({ spiffeIds, serials });
