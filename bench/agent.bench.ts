@@ -32,15 +32,12 @@ import { Level } from 'level';
 import mqtt from 'mqtt';
 import { adminRequest } from '../runtime/admin/client.ts';
 import type { StatusReport } from '../runtime/admin/report.ts';
-import { systemClock } from '../runtime/core/clock.ts';
 import { nullLogger } from '../runtime/core/logger.ts';
 import { cryptoRandom } from '../runtime/core/random.ts';
-import { createDevIssuerFiles } from '../runtime/issuer/dev.ts';
-import { startIssuer } from '../runtime/issuer/start.ts';
-import { openMemoryStore } from '../runtime/issuer/store.ts';
 import { keyFileProtector } from '../runtime/store/key-file.ts';
 import { type LevelDb, SealedStore } from '../runtime/store/sealed-store.ts';
 import { launchSwtpm } from '../sim/swtpm/launcher.ts';
+import { startTpmIssuer } from '../test/runtime/agent/helpers/tpm-issuer.ts';
 import { enroll } from '../transport/enroll/client.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -259,28 +256,10 @@ async function fillDataDir(
   dir: string,
 ): Promise<{ config: string; socket: string; stop: () => Promise<void> }> {
   const swtpm = await launchSwtpm();
-  const clock = systemClock;
-  const files = await createDevIssuerFiles(join(dir, 'issuer'), {
-    trustDomain: 'fleet.example',
-    clock,
-    random: cryptoRandom,
-  });
-  const issuer = await startIssuer({
-    trustDomain: 'fleet.example',
-    store: await openMemoryStore(),
-    ca: files.ca,
-    tls: files.tls,
-    clock,
-    random: cryptoRandom,
-    methods: {
-      tpm: {
-        manufacturerRoots: [swtpm.root],
-        intermediates: [swtpm.intermediate],
-        pcrSelection: PCRS,
-        autoRegister: true,
-        pcrPolicy: 'any',
-      },
-    },
+  const { issuer, files } = await startTpmIssuer(dir, {
+    roots: [swtpm.root],
+    intermediates: [swtpm.intermediate],
+    pcrSelection: PCRS,
   });
   const data = join(dir, 'data');
   const config = join(dir, 'agent.yaml');

@@ -25,13 +25,11 @@ import { loadAgentConfigText } from '../../../runtime/config/agent-load.ts';
 import { systemClock } from '../../../runtime/core/clock.ts';
 import { nullLogger } from '../../../runtime/core/logger.ts';
 import { cryptoRandom } from '../../../runtime/core/random.ts';
-import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
-import { startIssuer } from '../../../runtime/issuer/start.ts';
-import { openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { openSimTransport } from '../../../sim/tpm/index.ts';
 import { enroll } from '../../../transport/enroll/client.ts';
 import { makeCert } from '../../helpers/pki.ts';
 import { rejects } from '../../helpers/rejects.ts';
+import { startTpmIssuer } from './helpers/tpm-issuer.ts';
 
 const HOUR = 3_600_000;
 const now = Date.now();
@@ -48,27 +46,10 @@ const freePort = () =>
 const tpmDir = join(dir, 'tpm');
 await (await openSimTransport(tpmDir)).close();
 const pem = (f: string) => new X509Certificate(readFileSync(join(tpmDir, f)));
-const files = await createDevIssuerFiles(join(dir, 'issuer'), {
-  trustDomain: 'fleet.example',
-  clock: systemClock,
-  random: cryptoRandom,
-});
-const issuer = await startIssuer({
-  trustDomain: 'fleet.example',
-  store: await openMemoryStore(),
-  ca: files.ca,
-  tls: files.tls,
-  clock: systemClock,
-  random: cryptoRandom,
-  methods: {
-    tpm: {
-      manufacturerRoots: [pem('manufacturer-root-ca.pem')],
-      intermediates: [pem('manufacturer-intermediate-ca.pem')],
-      pcrSelection: 'sha256:0,1,2,3,4,5,6,7',
-      autoRegister: true,
-      pcrPolicy: 'any',
-    },
-  },
+const { issuer, files } = await startTpmIssuer(dir, {
+  roots: [pem('manufacturer-root-ca.pem')],
+  intermediates: [pem('manufacturer-intermediate-ca.pem')],
+  pcrSelection: 'sha256:0,1,2,3,4,5,6,7',
 });
 
 // The device manufacturer's root, and the cloud broker's PKI.

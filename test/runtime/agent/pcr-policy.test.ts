@@ -24,11 +24,9 @@ import { loadAgentConfigText } from '../../../runtime/config/agent-load.ts';
 import { systemClock } from '../../../runtime/core/clock.ts';
 import { MemoryLogger } from '../../../runtime/core/logger.ts';
 import { cryptoRandom } from '../../../runtime/core/random.ts';
-import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
-import { startIssuer } from '../../../runtime/issuer/start.ts';
-import { openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { launchSwtpm } from '../../../sim/swtpm/launcher.ts';
 import { openSimTransport } from '../../../sim/tpm/index.ts';
+import { startTpmIssuer } from './helpers/tpm-issuer.ts';
 
 const QUOTED = 'sha256:0,1,2,3,4,5,6,7';
 const measure = (firmware: string) => createHash('sha256').update(`firmware ${firmware}`).digest();
@@ -98,27 +96,10 @@ for (const kind of ['swtpm', 'sim'] as const) {
   test(`${kind}: a PCR-sealed store survives a restart and is replaced after a firmware change`, async () => {
     const dir = mkdtempSync(join(tmpdir(), `edgeward-pcr-${kind}-`));
     const backend = kind === 'swtpm' ? await swtpmBackend() : await simBackend(dir);
-    const files = await createDevIssuerFiles(join(dir, 'issuer'), {
-      trustDomain: 'fleet.example',
-      clock: systemClock,
-      random: cryptoRandom,
-    });
-    const issuer = await startIssuer({
-      trustDomain: 'fleet.example',
-      store: await openMemoryStore(),
-      ca: files.ca,
-      tls: files.tls,
-      clock: systemClock,
-      random: cryptoRandom,
-      methods: {
-        tpm: {
-          manufacturerRoots: backend.roots,
-          intermediates: backend.intermediates,
-          pcrSelection: QUOTED,
-          autoRegister: true,
-          pcrPolicy: 'any',
-        },
-      },
+    const { issuer, files } = await startTpmIssuer(dir, {
+      roots: backend.roots,
+      intermediates: backend.intermediates,
+      pcrSelection: QUOTED,
     });
     const config = loadAgentConfigText(
       [

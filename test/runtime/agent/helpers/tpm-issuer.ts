@@ -1,0 +1,52 @@
+/**
+ * TEST ONLY: the real issuer, in process, for an agent that attests with a TPM (swtpm or the
+ * TypeScript simulator): dev CA and TLS files under `<dir>/issuer`, TPM attestation trusting the
+ * TPM's EK CA, gateways registered on first attestation, any PCR values accepted. Benchmarks
+ * import it too.
+ *
+ * @example
+ * ```ts
+ * const { issuer, files } = await startTpmIssuer(dir, { roots: [swtpm.root], intermediates: [swtpm.intermediate], pcrSelection });
+ * `upstream: { endpoints: ["${issuer.url}"], caFile: ${files.paths.caCertificate} }`
+ * ```
+ */
+import type { X509Certificate } from 'node:crypto';
+import { join } from 'node:path';
+import { systemClock } from '../../../../runtime/core/clock.ts';
+import { cryptoRandom } from '../../../../runtime/core/random.ts';
+import { createDevIssuerFiles, type DevIssuerFiles } from '../../../../runtime/issuer/dev.ts';
+import { type RunningIssuer, startIssuer } from '../../../../runtime/issuer/start.ts';
+import { openMemoryStore } from '../../../../runtime/issuer/store.ts';
+
+export async function startTpmIssuer(
+  dir: string,
+  tpm: {
+    readonly roots: readonly X509Certificate[];
+    readonly intermediates: readonly X509Certificate[];
+    readonly pcrSelection: string;
+  },
+): Promise<{ issuer: RunningIssuer; files: DevIssuerFiles }> {
+  const files = await createDevIssuerFiles(join(dir, 'issuer'), {
+    trustDomain: 'fleet.example',
+    clock: systemClock,
+    random: cryptoRandom,
+  });
+  const issuer = await startIssuer({
+    trustDomain: 'fleet.example',
+    store: await openMemoryStore(),
+    ca: files.ca,
+    tls: files.tls,
+    clock: systemClock,
+    random: cryptoRandom,
+    methods: {
+      tpm: {
+        manufacturerRoots: tpm.roots,
+        intermediates: tpm.intermediates,
+        pcrSelection: tpm.pcrSelection,
+        autoRegister: true,
+        pcrPolicy: 'any',
+      },
+    },
+  });
+  return { issuer, files };
+}
