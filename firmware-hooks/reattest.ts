@@ -2,7 +2,8 @@
  * Post-boot re-attestation through the agent's own exchange (runtime/agent/exchange.ts): a fresh
  * attestation (never a renewal: the old SVID proves the old firmware), the issuer checking the
  * new measurements against its reference values, and the new identity and bundle committed to
- * the store in one batch, as the agent does after every rotation.
+ * the store in one batch, as the agent does after every rotation. Endpoints fail over as the
+ * agent's do (`Failover`): an unreachable one is skipped, a refusal is final.
  *
  * @example
  * ```ts
@@ -19,9 +20,9 @@ import type { Random } from '../runtime/core/random.ts';
 import type { DataKeyProtector } from '../runtime/store/protector.ts';
 import { NAMES } from '../runtime/store/records.ts';
 import { type LevelDb, SealedStore } from '../runtime/store/sealed-store.ts';
+import { Failover } from '../runtime/upstream/failover.ts';
 import type { Upstream } from '../runtime/upstream/types.ts';
 import type { Reattested } from './context.ts';
-import { HookError } from './errors.ts';
 
 export interface ReattestDeps {
   readonly db: LevelDb;
@@ -37,41 +38,38 @@ export interface ReattestDeps {
 }
 
 export function agentReattest(d: ReattestDeps): (protector: DataKeyProtector) => Promise<Reattested> {
+  const failover = new Failover(d.upstream);
   return async (protector) => {
     const store = await SealedStore.open({ db: d.db, protector, random: d.random, logger: d.logger });
-    let last: unknown;
-    for (const ep of d.upstream.endpoints) {
-      try {
-        const got = await exchange('attest', ep, {
+    const got = await failover.run(
+      (ep) =>
+        exchange('attest', ep, {
           attestor: d.attestor,
           trustDomain: d.trustDomain,
           newKey: d.newKey,
           now: () => d.clock.now(),
           serverNames: d.serverNames,
-        });
-        await store.batch([
-          { type: 'put', name: NAMES.gateway, value: got.record },
-          {
-            type: 'put',
-            name: NAMES.bundle,
-            value: { trustDomain: d.trustDomain, json: got.bundle.json, sequence: got.bundle.sequence },
-          },
-        ]);
-        const leaf = got.live.svid.chain[0];
-        return {
-          spiffeId: got.live.svid.spiffeId,
-          serial: leaf === undefined ? '' : leaf.serialNumber.toLowerCase(),
-          notAfter: got.live.svid.notAfter,
-        };
-      } catch (err) {
-        last = err;
+        }),
+      (url, err) =>
         d.logger.warn('re-attestation failed at one endpoint', {
           event: 'ota.reattest.endpoint',
-          endpoint: ep.url,
+          endpoint: url,
           code: (err as { code?: string }).code,
-        });
-      }
-    }
-    throw last ?? new HookError('ERR_HOOK_REATTEST', 'no upstream endpoint configured');
+        }),
+    );
+    await store.batch([
+      { type: 'put', name: NAMES.gateway, value: got.record },
+      {
+        type: 'put',
+        name: NAMES.bundle,
+        value: { trustDomain: d.trustDomain, json: got.bundle.json, sequence: got.bundle.sequence },
+      },
+    ]);
+    const leaf = got.live.svid.chain[0];
+    return {
+      spiffeId: got.live.svid.spiffeId,
+      serial: leaf === undefined ? '' : leaf.serialNumber.toLowerCase(),
+      notAfter: got.live.svid.notAfter,
+    };
   };
 }

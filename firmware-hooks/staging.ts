@@ -1,8 +1,8 @@
 /**
  * The gateway's side of per-gateway firmware staging (runtime/firmware/protocol.ts):
  * post-install stages the new version with the current SVID (mTLS) and keeps the ticket in the
- * OTA state file (0600); commit and rollback end the staging with that ticket. Endpoints are
- * tried in order; the last failure is thrown.
+ * OTA state file (0600); commit and rollback end the staging with that ticket. Endpoints fail
+ * over as the agent's do (`Failover`): an unreachable one is skipped, a refusal is final.
  *
  * @example
  * ```ts
@@ -14,7 +14,8 @@
 
 import { type EndStagingResponse, FIRMWARE_PATHS, type StageResponse } from '../runtime/firmware/protocol.ts';
 import type { X509Svid } from '../runtime/sources/types.ts';
-import type { Upstream, UpstreamEndpoint } from '../runtime/upstream/types.ts';
+import { Failover } from '../runtime/upstream/failover.ts';
+import type { Upstream } from '../runtime/upstream/types.ts';
 import { HookError } from './errors.ts';
 
 /** Upstream failures that decide nothing about this gateway: try again later (exit 21). */
@@ -29,22 +30,11 @@ export interface FirmwareStaging {
   end(kind: 'commit' | 'retract', gateway: string, ticket: string): Promise<EndStagingResponse>;
 }
 
-async function firstAnswer<T>(upstream: Upstream, call: (ep: UpstreamEndpoint) => Promise<T>): Promise<T> {
-  let last: unknown;
-  for (const ep of upstream.endpoints) {
-    try {
-      return await call(ep);
-    } catch (err) {
-      last = err;
-    }
-  }
-  throw last ?? new HookError('ERR_HOOK_PUBLISH', 'no upstream endpoint configured');
-}
-
 export function issuerStaging(upstream: Upstream): FirmwareStaging {
+  const failover = new Failover(upstream);
   return {
     async stage(version, svid) {
-      const r = await firstAnswer(upstream, (ep) =>
+      const r = await failover.run((ep) =>
         ep.post<StageResponse>(FIRMWARE_PATHS.stage, { version }, { clientSvid: svid }),
       );
       if (typeof r?.gateway !== 'string' || !(r.ticket instanceof Uint8Array) || r.ticket.length < 16)
@@ -52,7 +42,7 @@ export function issuerStaging(upstream: Upstream): FirmwareStaging {
       return { gateway: r.gateway, ticket: Buffer.from(r.ticket).toString('base64url') };
     },
     end: (kind, gateway, ticket) =>
-      firstAnswer(upstream, (ep) =>
+      failover.run((ep) =>
         ep.post<EndStagingResponse>(FIRMWARE_PATHS[kind], {
           gateway,
           ticket: Buffer.from(ticket, 'base64url'),
