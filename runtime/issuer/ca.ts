@@ -71,6 +71,8 @@ export class CaSet {
   #next: { signer: SvidSigner; x509: X509Certificate } | undefined;
   #retired: Retired[] = [];
   #sequence = 0;
+  /** The encoded bundle, kept while the sequence and the number of live roots stay the same. */
+  #bundle: { json: string; sequence: number; roots: number } | undefined;
 
   private constructor(o: CaSetOptions) {
     this.#o = o;
@@ -123,12 +125,27 @@ export class CaSet {
     if (notAfter > this.#active.maxSigned) this.#active.maxSigned = notAfter;
   }
 
+  /** The bundle JSON, encoded once per root set (every GET /v1/bundle and issuance serves it). */
   bundleJson(): string {
-    return encodeBundle({
-      roots: this.#roots(),
-      sequence: this.#sequence,
-      ...(this.#o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: this.#o.refreshHintSeconds }),
-    });
+    const roots = this.#roots();
+    // The root set changes through #persist (a new sequence) or by a retired root lapsing before
+    // prune (one root fewer).
+    let cached = this.#bundle;
+    if (cached === undefined || cached.sequence !== this.#sequence || cached.roots !== roots.length) {
+      cached = {
+        json: encodeBundle({
+          roots,
+          sequence: this.#sequence,
+          ...(this.#o.refreshHintSeconds === undefined
+            ? {}
+            : { refreshHintSeconds: this.#o.refreshHintSeconds }),
+        }),
+        sequence: this.#sequence,
+        roots: roots.length,
+      };
+      this.#bundle = cached;
+    }
+    return cached.json;
   }
 
   /** Publish `next` in the bundle; it signs nothing until `activateNext`. */
