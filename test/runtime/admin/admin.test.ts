@@ -186,7 +186,7 @@ test('a stale socket file is replaced; a live one is refused; metrics refuse a n
       }),
     'ERR_ADMIN_REQUEST',
   );
-  assert.throws(() => findAdminSocket(mkdtempSync(join(tmpdir(), 'ew-nf-')), {}));
+  await rejects(() => findAdminSocket(mkdtempSync(join(tmpdir(), 'ew-nf-')), {}), 'ERR_ADMIN_UNREACHABLE');
   assert.is(findAdminSocket('/x', { EDGEWARD_ADMIN_SOCKET: '/run/a.sock' }), '/run/a.sock');
 });
 

@@ -74,7 +74,10 @@ test('full-jitter backoff: each delay is uniform in [0, min(cap, initial·factor
     }
     assert.ok(max > ceiling * 0.8, `attempt ${n} reaches near its ceiling`);
   }
-  assert.throws(() => fullJitterBackoff({ initialMs: 0, factor: 2, capMs: 1 }, seededRandom('x')));
+  assert.throws(
+    () => fullJitterBackoff({ initialMs: 0, factor: 2, capMs: 1 }, seededRandom('x')),
+    (err: unknown) => err instanceof TypeError,
+  );
 });
 
 test('while the issuer is down the agent retries with capped backoff and keeps serving', async () => {
