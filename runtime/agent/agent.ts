@@ -637,8 +637,8 @@ export class Agent {
           serials: fresh.serials,
           sequence: this.revocations.sequence,
         });
-      const b = await this.#failover.run((ep) => ep.get<unknown>(PATHS.bundle, auth));
-      const json = typeof b === 'string' ? b : (b as { bundle?: unknown } | null)?.bundle;
+      // The issuer answers the SPIFFE bundle itself (JSON text).
+      const json = await this.#failover.run((ep) => ep.get<unknown>(PATHS.bundle, auth));
       if (typeof json === 'string' && this.#state === 'started') {
         const seq = (JSON.parse(json) as { spiffe_sequence?: number }).spiffe_sequence;
         if (seq !== this.bundleSource.sequence && this.#setBundle(json, true) !== undefined)

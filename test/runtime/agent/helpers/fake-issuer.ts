@@ -169,8 +169,8 @@ export class FakeIssuer {
         const since = Number(new URL(`https://x${path}`).searchParams.get('since') ?? 0);
         return { ...this.revocations, entries: this.revocations.entries.filter((e) => e.sequence > since) };
       }
-      case '/v1/bundle':
-        return { bundle: this.bundleJson, bundleSequence: this.bundleSequence };
+      case '/v1/bundle': // the SPIFFE bundle itself, JSON text, as the issuer answers it
+        return this.bundleJson;
       default:
         throw new AgentError('ERR_UPSTREAM_REJECTED', `404 ${path}`);
     }
