@@ -1,9 +1,10 @@
 /**
  * Protecting sensitive areas that leave the simulator (Part 1 "Protected Storage"): a child's
  * TPMT_SENSITIVE under its storage parent (TPM2B_PRIVATE from Create, input of Load), and saved
- * contexts under a key that dies with the null seed (ContextSave/ContextLoad). Both are the TPM's
- * outer wrap: AES-CFB with zero IV under KDFa(…, "STORAGE", name) and an HMAC under
- * KDFa(…, "INTEGRITY") over ciphertext ‖ name, checked before anything is decrypted.
+ * contexts under a key that dies with the null seed (ContextSave/ContextLoad), and the credential
+ * ActivateCredential recovers under the EK's seed. All are the TPM's outer wrap: AES-CFB with
+ * zero IV under KDFa(…, "STORAGE", name) and an HMAC under KDFa(…, "INTEGRITY") over
+ * ciphertext ‖ name, checked before anything is decrypted.
  */
 import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
 import { kdfa } from '../../attestors/tpm/crypto/kdf.ts';
@@ -60,19 +61,39 @@ export function wrap(key: WrapKey, name: Uint8Array, plain: Buffer): Buffer {
   return new Writer().tpm2b(integrity).bytes(enc).finish();
 }
 
-/** The plaintext, or undefined when the structure or the integrity check fails. */
-export function unwrap(key: WrapKey, name: Uint8Array, blob: Buffer): Buffer | undefined {
+/** The largest TPM2B_DIGEST (sizeof(TPMU_HA)): a larger size field is TPM_RC_SIZE. */
+const MAX_DIGEST = 64;
+
+/**
+ * The plaintext, or why there is none, in libtpms' UnwrapOuter order (checked against swtpm):
+ * 'insufficient' when the blob or the decrypted TPM2B is shorter than its size fields say,
+ * 'size' when a size field exceeds a digest, 'integrity' when the HMAC (or its size) does not
+ * match — checked before anything is decrypted. ActivateCredential answers these as TPM_RC_*.
+ */
+export function unwrapOuter(
+  key: WrapKey,
+  name: Uint8Array,
+  blob: Buffer,
+): Buffer | 'insufficient' | 'size' | 'integrity' {
   const c = cipher(key, name);
-  if (blob.length < 2) return undefined;
+  if (blob.length < 2) return 'insufficient';
   const n = blob.readUInt16BE(0);
-  if (n !== c.size || blob.length < 2 + n + 2) return undefined;
+  if (n > MAX_DIGEST) return 'size';
+  if (blob.length < 2 + n) return 'insufficient';
   const integrity = blob.subarray(2, 2 + n);
   const enc = blob.subarray(2 + n);
   const expect = createHmac(c.hash, c.mac).update(enc).update(name).digest();
-  if (!timingSafeEqual(integrity, expect)) return undefined;
+  if (n !== c.size || !timingSafeEqual(integrity, expect)) return 'integrity';
   const d = createDecipheriv(`aes-${key.keyBits}-cfb`, c.aes, Buffer.alloc(16));
   const dec = Buffer.concat([d.update(enc), d.final()]);
+  if (dec.length < 2) return 'insufficient';
   const len = dec.readUInt16BE(0);
-  if (len !== dec.length - 2) return undefined;
+  if (len !== dec.length - 2) return len > dec.length - 2 ? 'insufficient' : 'size';
   return dec.subarray(2);
+}
+
+/** The plaintext, or undefined when the structure or the integrity check fails. */
+export function unwrap(key: WrapKey, name: Uint8Array, blob: Buffer): Buffer | undefined {
+  const plain = unwrapOuter(key, name, blob);
+  return typeof plain === 'string' ? undefined : plain;
 }

@@ -6,8 +6,8 @@
  * TPM2_MakeCredential (§12.6) is the TPM-side twin; it reuses the verifier's software
  * MakeCredential, so it is no independent check of that code (ActivateCredential above is).
  */
-import { constants, createDecipheriv, createHmac, privateDecrypt, timingSafeEqual } from 'node:crypto';
-import { kdfa, kdfe } from '../../../attestors/tpm/crypto/kdf.ts';
+import { constants, privateDecrypt } from 'node:crypto';
+import { kdfe } from '../../../attestors/tpm/crypto/kdf.ts';
 import { makeCredential } from '../../../attestors/tpm/verify/make-credential.ts';
 import { Reader } from '../../../attestors/tpm/wire/buffer.ts';
 import { HASHES, TPM_ALG, TPM_CC, TPMA_OBJECT } from '../../../attestors/tpm/wire/constants.ts';
@@ -15,6 +15,7 @@ import { eccSharedX } from '../keys.ts';
 import { has, privateKeyOf, type SimObject } from '../object.ts';
 import { RC, rc, rcHandle, rcParam } from '../rc.ts';
 import type { CommandSpec } from '../spec.ts';
+import { unwrapOuter } from '../wrap.ts';
 
 const IDENTITY = Buffer.from('IDENTITY\0', 'latin1');
 
@@ -79,27 +80,13 @@ export const credentialCommands: readonly CommandSpec[] = [
         throw rcHandle(RC.TYPE, 2);
       const hash = HASHES[ek.pub.nameAlg] as { size: number; node: string };
       const seed = recoverSeed(ek, secret, hash.size, hash.node);
-      if (blob.length < 2 + hash.size || blob.readUInt16BE(0) !== hash.size) throw rcParam(RC.SIZE, 1);
-      const integrity = blob.subarray(2, 2 + hash.size);
-      const encIdentity = blob.subarray(2 + hash.size);
-      const hmacKey = kdfa(
-        ek.pub.nameAlg,
-        seed,
-        'INTEGRITY',
-        Buffer.alloc(0),
-        Buffer.alloc(0),
-        hash.size * 8,
-      );
-      const expect = createHmac(hash.node, hmacKey).update(encIdentity).update(obj.name).digest();
-      if (!timingSafeEqual(expect, integrity)) throw rcParam(RC.INTEGRITY, 1);
       const p = ek.pub.params;
-      const bits = p.type === TPM_ALG.KEYEDHASH ? 128 : (p.symmetric.keyBits ?? 128);
-      const symKey = kdfa(ek.pub.nameAlg, seed, 'STORAGE', obj.name, Buffer.alloc(0), bits);
-      const d = createDecipheriv(`aes-${bits}-cfb`, symKey, Buffer.alloc(16));
-      const plain = Buffer.concat([d.update(encIdentity), d.final()]);
-      if (plain.length < 2 || plain.readUInt16BE(0) !== plain.length - 2 || plain.length - 2 > hash.size)
-        throw rcParam(RC.SIZE, 1);
-      ctx.out.tpm2b(plain.subarray(2));
+      const keyBits = p.type === TPM_ALG.KEYEDHASH ? 128 : (p.symmetric.keyBits ?? 128);
+      const plain = unwrapOuter({ hashAlg: ek.pub.nameAlg, seed, keyBits }, obj.name, blob);
+      if (plain === 'insufficient') throw rcParam(RC.INSUFFICIENT, 1);
+      if (plain === 'integrity') throw rcParam(RC.INTEGRITY, 1);
+      if (plain === 'size' || plain.length > hash.size) throw rcParam(RC.SIZE, 1);
+      ctx.out.tpm2b(plain);
     },
   },
   {

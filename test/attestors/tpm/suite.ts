@@ -374,22 +374,28 @@ export function commandSuite(name: string, make: () => Promise<TpmUnderTest>): v
             assert.equal(Buffer.from(got.certInfo), credential);
             // bound to the AK's name: another name fails the integrity check
             const other = makeCredential(ek.outPublic, objectName(ek.outPublic), credential, rnd);
-            const wrong = () =>
+            const activateBlob = (credentialBlob: Uint8Array, secret: Uint8Array) => () =>
               withPolicySession(t, rnd, async (ps) => {
                 if (low) await policySecretEndorsement(t, ps);
                 return execute(
                   t,
                   ActivateCredential,
-                  {
-                    activateHandle: ak.objectHandle,
-                    keyHandle: ek.objectHandle,
-                    credentialBlob: other.credentialBlob,
-                    secret: other.encryptedSecret,
-                  },
+                  { activateHandle: ak.objectHandle, keyHandle: ek.objectHandle, credentialBlob, secret },
                   low ? [{ kind: 'password' }, policyAuth(ps.handle)] : undefined,
                 );
               });
-            await expectRc(wrong, RC.INTEGRITY);
+            await expectRc(activateBlob(other.credentialBlob, other.encryptedSecret), RC.INTEGRITY);
+            // malformed blobs, as libtpms unmarshals them: shorter than its size field, a size
+            // field past any digest, an HMAC of the wrong size
+            const blob = Buffer.from(mc.credentialBlob);
+            const withSize = (n: number) =>
+              Buffer.concat([Buffer.from([n >> 8, n & 0xff]), blob.subarray(2)]);
+            for (const [bad, code] of [
+              [blob.subarray(0, 10), RC.INSUFFICIENT],
+              [withSize(65), RC.SIZE],
+              [withSize(20), RC.INTEGRITY],
+            ] as const)
+              await expectRc(activateBlob(bad, mc.encryptedSecret), code);
             // the TPM's own MakeCredential round-trips too
             const tmc = await execute(t, MakeCredential, {
               handle: ek.objectHandle,
