@@ -11,6 +11,7 @@ import memory from 'aedes-persistence';
 import { MemoryLevel } from 'memory-level';
 import type { StoredPacket } from '../transport/mqtt/persistence/codec.ts';
 import { DurablePersistence } from '../transport/mqtt/persistence/durable.ts';
+import { guardPublish } from '../transport/mqtt/persistence/guard-publish.ts';
 import type { JournalDb } from '../transport/mqtt/persistence/journal.ts';
 
 type P = {
@@ -36,7 +37,7 @@ const packet = (i: number): StoredPacket => ({
 
 async function perMessage(p: P, guarded: boolean, n: number, deliver: boolean): Promise<number> {
   const guard = guarded
-    ? (p as unknown as DurablePersistence).guardPublish((_c, _p, done) => done(null))
+    ? guardPublish(p as unknown as DurablePersistence, (_c, _p, done) => done(null))
     : undefined;
   const t0 = process.cpuUsage();
   for (let i = 1; i <= n; i++) {

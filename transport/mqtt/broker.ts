@@ -69,6 +69,7 @@ import {
 import { type BrokerLimits, DEFAULT_LIMITS, limitPacketSize } from './limits.ts';
 import { peerChain } from './peer-chain.ts';
 import type { DurablePersistence, PersistenceOptions, PersistenceStats } from './persistence/durable.ts';
+import { guardPublish } from './persistence/guard-publish.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
 import { Sessions } from './sessions.ts';
 import { materialFor, refuseWhileExpired, SERVER_TLS_OPTIONS } from './tls-context.ts';
@@ -169,7 +170,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   }
   // With a journal, a kept QoS 1/2 message is logged before aedes sends its PUBACK.
   const guarded = <F extends (...a: never[]) => void>(f: F): F =>
-    persistence === undefined ? f : (persistence.guardPublish(f as never) as unknown as F);
+    persistence === undefined ? f : (guardPublish(persistence, f as never) as unknown as F);
   const broker = new Aedes({
     ...(persistence === undefined ? {} : { persistence }),
     connectTimeout: limits.connectTimeoutMs,

@@ -16,10 +16,11 @@
  * wills of sessions the previous one lost) are kept here.
  *
  * aedes 1.2 writes a QoS 1 PUBACK before it routes the message (and so before it is queued for a
- * subscriber); `guardPublish` wraps the broker's `authorizePublish` so that a QoS 1/2 message
- * some persistent session (or the retained store) will keep is first logged ahead (`p!`), and
- * the PUBACK can only follow that write. Queuing it deletes the `p!` record in the same batch; a
- * `p!` record found at start (the process died in between) is routed again on replay.
+ * subscriber); `guardPublish` (`guard-publish.ts`) wraps the broker's `authorizePublish` so that
+ * a QoS 1/2 message some persistent session (or the retained store) will keep is first logged
+ * ahead (`p!`, `logAhead`), and the PUBACK can only follow that write. Queuing it deletes the
+ * `p!` record in the same batch; a `p!` record found at start (the process died in between) is
+ * routed again on replay (`replay.ts` reads the journal back).
  *
  * Payloads are journaled as they came (not sealed: SealedStore exposes no per-value sealing to
  * a sublevel); the journal lives in the agent's data directory, created with mode 0700.
@@ -34,19 +35,10 @@ import { Readable } from 'node:stream';
 import memory from 'aedes-persistence';
 import { type Logger, nullLogger } from '../../../runtime/core/logger.ts';
 import { TransportError } from '../../errors.ts';
-import {
-  decodePacket,
-  decodeSessionPacket,
-  decodeSubscriptions,
-  encodeValue,
-  packetOf,
-  parseSeq,
-  type StoredPacket,
-  type StoredSubscription,
-  seqKey,
-} from './codec.ts';
+import { encodeValue, packetOf, type StoredPacket, type StoredSubscription, seqKey } from './codec.ts';
 import { Journal, type JournalDb } from './journal.ts';
 import { DEFAULT_QUEUE_LIMITS, type QueueEntry, type QueueLimits, Queues } from './queues.ts';
+import { type JournalContents, readJournal, type Will } from './replay.ts';
 
 type ClientRef = { readonly id: string; readonly clean?: boolean };
 type Sub = { readonly clientId: string };
@@ -96,8 +88,6 @@ function withoutMessageId(packet: StoredPacket): StoredPacket {
   return p;
 }
 
-type Will = StoredPacket & { brokerId: string; clientId: string };
-
 export class DurablePersistence {
   readonly #inner: Inner;
   readonly #journal: Journal;
@@ -124,7 +114,7 @@ export class DurablePersistence {
   /** Opens the persistence and replays the journal into memory. */
   static async open(o: PersistenceOptions): Promise<DurablePersistence> {
     const p = new DurablePersistence(o);
-    await p.#replay(o.db);
+    await p.#restore(await readJournal(o.db, p.#logger));
     return p;
   }
 
@@ -143,27 +133,29 @@ export class DurablePersistence {
     return this.#journal.flushed();
   }
 
-  async #replay(db: JournalDb): Promise<void> {
-    const bad: string[] = [];
+  /** Puts what the journal holds back into memory; routes the messages logged ahead. */
+  async #restore(j: JournalContents): Promise<void> {
+    this.#seq = j.nextSeq;
     const writes: Promise<void>[] = [];
-    const ahead: [number, StoredPacket][] = [];
-    for await (const [key, value] of db.iterator()) {
-      try {
-        if (key.startsWith('p!')) {
-          ahead.push([parseSeq(key), decodePacket(key, value)]);
-          this.#seq = Math.max(this.#seq, (ahead.at(-1)?.[0] ?? 0) + 1);
-          continue;
-        }
-        this.#load(key, value, writes);
-      } catch (err) {
-        const e =
-          err instanceof TransportError ? err : new TransportError('ERR_MQTT_JOURNAL_CORRUPT', String(err));
-        this.#logger.warn('broker journal entry dropped', { code: e.code, key, reason: e.message });
-        bad.push(key);
-      }
+    for (const packet of j.retained) void this.#inner.storeRetained(packet);
+    for (const [clientId, subs] of j.subscriptions) {
+      void this.#inner.addSubscriptions({ id: clientId, clean: false }, subs);
+      this.#storedSubs.add(clientId);
+    }
+    for (const { seq, clientId, packet } of j.queued)
+      writes.push(
+        ...this.#push({ seq, clientId, packet, bytes: packet.payload.length + packet.topic.length }),
+      );
+    for (const { seq, clientId, packet, messageId } of j.incoming) {
+      void this.#inner.incomingStorePacket({ id: clientId, clean: false }, packet);
+      this.#incomingOf(clientId).set(messageId, seq);
+    }
+    for (const will of j.wills) {
+      this.#wills.set(will.clientId, will);
+      this.#storedWills.add(will.clientId);
     }
     // Logged ahead, acknowledged, but not yet queued when the process stopped: route them now.
-    for (const [seq, logged] of ahead) {
+    for (const { seq, packet: logged } of j.ahead) {
       // Logged before aedes numbered it: give it an identity outgoingUpdate can match on.
       const packet = { ...logged, brokerId: `journal:${this.#seq}`, brokerCounter: seq + 1 };
       if (packet.retain) await this.#inner.storeRetained(packet);
@@ -171,58 +163,9 @@ export class DurablePersistence {
       writes.push(...this.#enqueue(await this.#inner.subscriptionsByTopic(packet.topic), packet));
       writes.push(this.#journal.del(seqKey('p!', seq)));
     }
-    this.#corrupt = bad.length;
-    await this.#wrote([...writes, ...bad.map((k) => this.#journal.del(k))]);
+    this.#corrupt = j.corrupt.length;
+    await this.#wrote([...writes, ...j.corrupt.map((k) => this.#journal.del(k))]);
     this.#logger.info('broker sessions restored', { ...this.stats() });
-  }
-
-  #load(key: string, value: Uint8Array, writes: Promise<void>[]): void {
-    const kind = key.slice(0, 2);
-    const rest = key.slice(2);
-    switch (kind) {
-      case 'r!': {
-        const packet = decodePacket(key, value);
-        if (packet.topic !== rest)
-          throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `${key}: topic mismatch`);
-        void this.#inner.storeRetained(packet);
-        return;
-      }
-      case 's!':
-        void this.#inner.addSubscriptions({ id: rest, clean: false }, decodeSubscriptions(key, value));
-        this.#storedSubs.add(rest);
-        return;
-      case 'q!': {
-        const seq = parseSeq(key);
-        const { clientId, packet } = decodeSessionPacket(key, value);
-        // A new connection numbers its in-flight messages afresh (no collision with new ones).
-        if (packet.cmd === 'publish') delete packet.messageId;
-        this.#seq = Math.max(this.#seq, seq + 1);
-        writes.push(
-          ...this.#push({ seq, clientId, packet, bytes: packet.payload.length + packet.topic.length }),
-        );
-        return;
-      }
-      case 'i!': {
-        const seq = parseSeq(key);
-        const { clientId, packet } = decodeSessionPacket(key, value);
-        if (packet.messageId === undefined)
-          throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `${key}: no messageId`);
-        this.#seq = Math.max(this.#seq, seq + 1);
-        void this.#inner.incomingStorePacket({ id: clientId, clean: false }, packet);
-        this.#incomingOf(clientId).set(packet.messageId, seq);
-        return;
-      }
-      case 'w!': {
-        const packet = decodePacket(key, value);
-        if (packet.brokerId === undefined)
-          throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `${key}: no brokerId`);
-        this.#wills.set(rest, { ...packet, brokerId: packet.brokerId, clientId: rest });
-        this.#storedWills.add(rest);
-        return;
-      }
-      default:
-        throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `unknown journal key ${JSON.stringify(key)}`);
-    }
   }
 
   #incomingOf(clientId: string): Map<number, number> {
@@ -348,24 +291,13 @@ export class DurablePersistence {
   }
 
   /**
-   * Wraps aedes' `authorizePublish`: an authorized QoS 1/2 message that a persistent session or
-   * the retained store will keep is logged ahead before the callback, so before aedes' PUBACK.
+   * Logs an authorized message ahead of its PUBACK when a persistent session or the retained
+   * store may keep it (`guard-publish.ts`); undefined, at no cost, when nothing could: QoS 0, or
+   * no persistent session and not retained.
    */
-  guardPublish<C, P extends StoredPacket>(
-    authorize: (client: C, packet: P, done: (err?: Error | null) => void) => void,
-  ): (client: C, packet: P, done: (err?: Error | null) => void) => void {
-    return (client, packet, done) =>
-      authorize(client, packet, (err) => {
-        // No persistent session and not retained: nothing to keep, no extra work per message.
-        if (err || packet.qos === 0 || (this.#storedSubs.size === 0 && !packet.retain)) {
-          done(err);
-          return;
-        }
-        this.#logAhead(packet).then(
-          () => done(null),
-          (e: Error) => done(e),
-        );
-      });
+  logAhead(packet: StoredPacket): Promise<void> | undefined {
+    if (packet.qos === 0 || (this.#storedSubs.size === 0 && !packet.retain)) return undefined;
+    return this.#logAhead(packet);
   }
 
   async #logAhead(packet: StoredPacket): Promise<void> {
