@@ -38,6 +38,9 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
+/** `edgeward hook manifest create <flags>`. */
+const create = (...flags: string[]) => run('hook', 'manifest', 'create', ...flags);
+
 test.before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'edgeward-hook-cli-'));
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -53,10 +56,7 @@ test.after(async () => {
 
 test('manifest create: signs what openssl verifies with the vendor public key', async () => {
   const out = join(dir, 'm.json');
-  const r = await run(
-    'hook',
-    'manifest',
-    'create',
+  const r = await create(
     '--key',
     keyFile,
     '--version',
@@ -84,35 +84,19 @@ test('manifest create: signs what openssl verifies with the vendor public key', 
 });
 
 test('manifest create: bad input is a usage error or a key error, never a crash', async () => {
-  assert.is(
-    (await run('hook', 'manifest', 'create', '--key', keyFile, '--version', '1', '--pcr', '0=abc')).code,
-    2,
-  );
-  assert.is(
-    (await run('hook', 'manifest', 'create', '--key', keyFile, '--version', '1', '--pcr', `24=${H0}`)).code,
-    2,
-  );
-  assert.is((await run('hook', 'manifest', 'create', '--key', keyFile, '--version', '1')).code, 2);
-  assert.is((await run('hook', 'manifest', 'create', '--version', '1', '--pcr', `0=${H0}`)).code, 2);
+  assert.is((await create('--key', keyFile, '--version', '1', '--pcr', '0=abc')).code, 2);
+  assert.is((await create('--key', keyFile, '--version', '1', '--pcr', `24=${H0}`)).code, 2);
+  assert.is((await create('--key', keyFile, '--version', '1')).code, 2);
+  assert.is((await create('--version', '1', '--pcr', `0=${H0}`)).code, 2);
   await chmod(keyFile, 0o644);
-  const loose = await run(
-    'hook',
-    'manifest',
-    'create',
-    '--key',
-    keyFile,
-    '--version',
-    '1',
-    '--pcr',
-    `0=${H0}`,
-  );
+  const loose = await create('--key', keyFile, '--version', '1', '--pcr', `0=${H0}`);
   await chmod(keyFile, 0o600);
   assert.is(loose.code, 1);
   assert.match(loose.err, /ERR_HOOK_KEY.*0600/);
   const rsa = join(dir, 'rsa.key');
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   await writeFile(rsa, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-  const r = await run('hook', 'manifest', 'create', '--key', rsa, '--version', '1', '--pcr', `0=${H0}`);
+  const r = await create('--key', rsa, '--version', '1', '--pcr', `0=${H0}`);
   assert.is(r.code, 1);
   assert.match(r.err, /ERR_HOOK_KEY.*P-256/);
 });
@@ -126,10 +110,7 @@ test('manifest create --from-tpm reads the reference device PCRs from a real swt
     const live = await readPcrs(transport, 'sha256', [0, 7]);
     await transport.close();
     const out = join(dir, 'tpm.json');
-    const r = await run(
-      'hook',
-      'manifest',
-      'create',
+    const r = await create(
       '--key',
       keyFile,
       '--version',
@@ -154,19 +135,7 @@ test('manifest create --from-tpm reads the reference device PCRs from a real swt
 test('pre-install exit codes: 3 for missing, unsigned or foreign manifests and no key; 0 when signed', async () => {
   const stateDir = join(dir, 'ota');
   const good = join(dir, 'good.json');
-  await run(
-    'hook',
-    'manifest',
-    'create',
-    '--key',
-    keyFile,
-    '--version',
-    '2.0',
-    '--pcr',
-    `0=${H0}`,
-    '--out',
-    good,
-  );
+  await create('--key', keyFile, '--version', '2.0', '--pcr', `0=${H0}`, '--out', good);
   const base = ['hook', 'pre-install', '--state-dir', stateDir, '--firmware-key', pubFile];
   assert.is((await run(...base)).code, 3, 'no manifest');
   assert.is((await run(...base, '--manifest', join(dir, 'absent.json'))).code, 3);
