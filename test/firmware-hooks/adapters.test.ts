@@ -7,7 +7,6 @@
  * an agent config without a PCR policy). Only the system tools around them are stand-ins that
  * record their calls: `systemctl`, `rauc`, `fw_setenv`.
  */
-import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +19,7 @@ import {
   gatewaySerial,
   ROOT,
   type Run,
+  runProcess,
   simTpm,
   startAgent,
   type World,
@@ -34,34 +34,18 @@ let bin: string;
 let log: string;
 const random = seededRandom('adapters');
 
-async function script(path: string, args: string[] = [], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(ADAPTERS, path), args, {
-      cwd: ROOT,
-      env: {
-        PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
-        HOME: process.env.HOME ?? '/tmp',
-        EDGEWARD_HOOKS: ADAPTERS,
-        EDGEWARD_HOOKS_ENV: join(dir, 'no-hooks.env'),
-        EDGEWARD_CONFIG: cfg.file,
-        EDGEWARD_FIRMWARE_KEYS: w.vendorPub,
-        EDGEWARD_RETRY_TRIES: '1',
-        EDGEWARD_RETRY_INTERVAL: '0',
-        SHIM_LOG: log,
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+function script(path: string, args: string[] = [], env: Record<string, string> = {}): Promise<Run> {
+  return runProcess(join(ADAPTERS, path), args, {
+    PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+    HOME: process.env.HOME ?? '/tmp',
+    EDGEWARD_HOOKS: ADAPTERS,
+    EDGEWARD_HOOKS_ENV: join(dir, 'no-hooks.env'),
+    EDGEWARD_CONFIG: cfg.file,
+    EDGEWARD_FIRMWARE_KEYS: w.vendorPub,
+    EDGEWARD_RETRY_TRIES: '1',
+    EDGEWARD_RETRY_INTERVAL: '0',
+    SHIM_LOG: log,
+    ...env,
   });
 }
 

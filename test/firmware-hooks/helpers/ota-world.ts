@@ -251,12 +251,21 @@ export interface Run {
 
 /** `edgeward <args>` as a child process (tsx), without blocking this process's event loop. */
 export function edgeward(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
+  return runProcess(process.execPath, ['--import', 'tsx', join(ROOT, 'runtime/cli/bin.ts'), ...args], {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/tmp',
+    ...env,
+  });
+}
+
+/** `command <args>` in ROOT with exactly `env`, its output collected; killed after 60 s. */
+export function runProcess(
+  command: string,
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'runtime/cli/bin.ts'), ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => {
