@@ -18,7 +18,7 @@ import { parseSpiffeId } from '../../runtime/spiffe/id.ts';
 import { verifyX509Svid } from '../../runtime/spiffe/verify.ts';
 import { createCsr } from '../../runtime/svid/csr.ts';
 import { TransportError } from '../errors.ts';
-import { peerChainDer } from '../mqtt/peer-chain.ts';
+import { peerChain } from '../mqtt/peer-chain.ts';
 import { bundleMatches, parseJoinToken } from './join-token.ts';
 import { asAnswer, asHello, FrameReader, writeFrame } from './wire.ts';
 
@@ -105,10 +105,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
     const bundle = { trustDomain: hello.trustDomain, roots, sequence: 0 };
     const server = (() => {
       try {
-        return verifyX509Svid(
-          peerChainDer(socket).map((d) => new X509Certificate(d)),
-          { now: o.now(), bundle, purpose: 'server' },
-        );
+        return verifyX509Svid(peerChain(socket), { now: o.now(), bundle, purpose: 'server' });
       } catch (cause) {
         throw new TransportError(
           'ERR_ENROLL_GATEWAY_UNTRUSTED',

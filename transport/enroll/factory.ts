@@ -8,7 +8,7 @@
  * const deviceId = factoryDeviceId(peerChain, { roots: [mfgRoot], idField: 'cn', allowList: ['sensor-1'] }, now);
  * ```
  */
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { TransportError } from '../errors.ts';
 
 export interface FactoryOptions {
@@ -42,15 +42,9 @@ function field(cert: X509Certificate, idField: FactoryOptions['idField']): strin
   return undefined;
 }
 
-/** The device id of a verified factory chain (DER, leaf first). Throws `ERR_ENROLL_FACTORY_REFUSED`. */
-export function factoryDeviceId(chainDer: readonly Uint8Array[], o: FactoryOptions, now: number): string {
-  if (chainDer.length === 0) refuse('no factory certificate presented');
-  let chain: X509Certificate[] = [];
-  try {
-    chain = chainDer.map((d) => new X509Certificate(d));
-  } catch {
-    refuse('factory certificate does not parse');
-  }
+/** The device id of a verified factory chain (leaf first). Throws `ERR_ENROLL_FACTORY_REFUSED`. */
+export function factoryDeviceId(chain: readonly X509Certificate[], o: FactoryOptions, now: number): string {
+  if (chain.length === 0) refuse('no factory certificate presented');
   let cur = chain[0] as X509Certificate;
   for (let i = 1; ; i++) {
     if (!valid(cur, now)) refuse('factory certificate chain is not valid now');

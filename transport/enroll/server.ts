@@ -13,7 +13,7 @@ import type { Logger } from '../../runtime/core/logger.ts';
 import type { DeviceSigner, X509Bundle } from '../../runtime/sources/types.ts';
 import { deviceSpiffeId } from '../../runtime/spiffe/id.ts';
 import { TransportError } from '../errors.ts';
-import { peerChainDer } from '../mqtt/peer-chain.ts';
+import { peerChain } from '../mqtt/peer-chain.ts';
 import { type ContextMaterial, refuseWhileExpired } from '../mqtt/tls-context.ts';
 import { type FactoryOptions, factoryDeviceId } from './factory.ts';
 import { redeemJoinToken } from './join-token.ts';
@@ -117,7 +117,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
       } else {
         if (o.factory === undefined)
           throw new TransportError('ERR_ENROLL_FACTORY_REFUSED', 'factory enrollment is not configured');
-        deviceId = factoryDeviceId(peerChainDer(socket), o.factory, o.clock.now());
+        deviceId = factoryDeviceId(peerChain(socket), o.factory, o.clock.now());
       }
       let signed: Awaited<ReturnType<DeviceSigner['signDevice']>>;
       try {

@@ -2,7 +2,7 @@
  * The certificate chain a TLS peer presented, leaf first (at most 8 certificates). `peerChain`
  * follows `X509Certificate.issuerCertificate` from `getPeerX509Certificate()`, which is cheap;
  * `getPeerCertificate(true)` builds a detailed object per certificate and measured about 1 ms
- * per handshake. `peerChainDer` gives the DER of the same chain.
+ * per handshake.
  */
 import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
@@ -17,8 +17,4 @@ export function peerChain(socket: TLSSocket): X509Certificate[] {
     cert = next;
   }
   return out;
-}
-
-export function peerChainDer(socket: TLSSocket): Buffer[] {
-  return peerChain(socket).map((c) => c.raw);
 }
