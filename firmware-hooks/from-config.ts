@@ -27,6 +27,7 @@ import { newP256Key } from '../runtime/agent/keys.ts';
 import { planFromConfig } from '../runtime/agent/plan.ts';
 import { brokerServerNames } from '../runtime/agent/run.ts';
 import type { AgentConfig } from '../runtime/config/agent-schema.ts';
+import { parseDuration } from '../runtime/config/formats.ts';
 import type { Clock } from '../runtime/core/clock.ts';
 import type { Logger } from '../runtime/core/logger.ts';
 import type { Random } from '../runtime/core/random.ts';
@@ -164,8 +165,13 @@ export function promisedValues(m: FirmwareManifest, pcrs: readonly number[]): Re
   return Object.fromEntries(pcrs.map((i) => [i, Buffer.from(m.pcrs[i] as string, 'hex')]));
 }
 
-/** The issuer as commit and rollback need it: the config's HTTPS upstream, no TPM. */
+/** The issuer as commit and rollback need it: the config's HTTPS upstream (as planFromConfig builds it), no TPM. */
 export async function upstreamFromConfig(c: AgentConfig, clock: Clock): Promise<Upstream> {
   const ca = c.upstream.caFile === undefined ? undefined : [await readFile(c.upstream.caFile, 'utf8')];
-  return httpsUpstream({ endpoints: c.upstream.endpoints, ...(ca === undefined ? {} : { ca }), clock });
+  return httpsUpstream({
+    endpoints: c.upstream.endpoints,
+    ...(ca === undefined ? {} : { ca }),
+    clock,
+    ...(c.upstream.timeout ? { timeoutMs: parseDuration(c.upstream.timeout) } : {}),
+  });
 }
