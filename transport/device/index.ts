@@ -29,7 +29,7 @@
 
 import { generateKeyPairSync, type X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
+import { type SecureContext, connect as tlsConnect } from 'node:tls';
 import { type IClientOptions, MqttClient } from 'mqtt';
 import { type Clock, systemClock, type Timer } from '../../runtime/core/clock.ts';
 import { type Logger, nullLogger } from '../../runtime/core/logger.ts';
@@ -39,6 +39,7 @@ import { verifyX509Svid } from '../../runtime/spiffe/verify.ts';
 import { enroll } from '../enroll/client.ts';
 import { TransportError } from '../errors.ts';
 import { BUNDLE_TOPIC, REPLY_PREFIX } from '../mqtt/reserved.ts';
+import { contextFor } from '../mqtt/tls-context.ts';
 import { acceptBundle } from './bundle.ts';
 import { readIdentity, type StoredIdentity, writeBundle, writeIdentity } from './files.ts';
 import { renewOverMqtt } from './renew.ts';
@@ -95,12 +96,7 @@ function describe(id: StoredIdentity, now: number): Current {
 }
 
 function contextOf(id: StoredIdentity): SecureContext {
-  return createSecureContext({
-    key: id.key.export({ type: 'pkcs8', format: 'pem' }),
-    cert: id.chain.map((c) => c.toString()).join(''),
-    ca: id.roots.map((c) => c.toString()).join(''),
-    minVersion: 'TLSv1.2',
-  });
+  return contextFor({ privateKey: id.key, chain: id.chain }, id);
 }
 
 export async function connectDevice(o: DeviceOptions): Promise<Device> {

@@ -28,7 +28,11 @@ export const SERVER_TLS_OPTIONS = {
   secureOptions: constants.SSL_OP_NO_TICKET,
 } as const;
 
-export function materialFor(svid: X509Svid, bundle: X509Bundle): ContextMaterial {
+/** Key and chain of an SVID (or of a device's stored identity) and the roots to trust. */
+type Identity = Pick<X509Svid, 'privateKey' | 'chain'>;
+type Roots = Pick<X509Bundle, 'roots'>;
+
+export function materialFor(svid: Identity, bundle: Roots): ContextMaterial {
   return {
     key: svid.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
     cert: svid.chain.map((c) => c.toString()).join(''),
@@ -36,7 +40,8 @@ export function materialFor(svid: X509Svid, bundle: X509Bundle): ContextMaterial
   };
 }
 
-export function contextFor(svid: X509Svid, bundle: X509Bundle): SecureContext {
+/** A client's context (the device SDK builds one per identity or bundle change). */
+export function contextFor(svid: Identity, bundle: Roots): SecureContext {
   return createSecureContext({ ...materialFor(svid, bundle), minVersion: 'TLSv1.2' });
 }
 
