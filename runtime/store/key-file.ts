@@ -6,13 +6,13 @@
  * The file holds 32 random bytes. It is created with mode 0600 (O_EXCL, never overwritten);
  * an existing file readable by group or others is refused, not silently fixed.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import type { Logger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { AgentError } from '../errors.ts';
 import type { DataKeyProtector } from './protector.ts';
+import { gcmOpen, gcmSeal } from './value-crypto.ts';
 
 const KEY_BYTES = 32;
 const AAD = Buffer.from('edgeward data key v1', 'utf8');
@@ -27,28 +27,12 @@ export async function keyFileProtector(
   logger.warn('store data key protected by a key file, not a TPM', { event: 'store.key-file', path });
   return {
     kind: 'key-file',
-    async seal(dataKey) {
-      const iv = random.bytes(12);
-      const c = createCipheriv('aes-256-gcm', kek, iv);
-      c.setAAD(AAD);
-      const body = Buffer.concat([c.update(dataKey), c.final()]);
-      return Buffer.concat([iv, body, c.getAuthTag()]);
-    },
+    seal: async (dataKey) => gcmSeal(kek, AAD, dataKey, random),
     async unseal(blob) {
-      const b = Buffer.from(blob);
-      try {
-        const d = createDecipheriv('aes-256-gcm', kek, b.subarray(0, 12));
-        d.setAAD(AAD);
-        d.setAuthTag(b.subarray(b.length - 16));
-        return Buffer.concat([d.update(b.subarray(12, b.length - 16)), d.final()]);
-      } catch (cause) {
-        throw new AgentError(
-          'ERR_STORE_KEY',
-          `key file ${path} does not open the store data key`,
-          { path },
-          { cause },
-        );
-      }
+      const dataKey = gcmOpen(kek, AAD, blob);
+      if (dataKey === undefined)
+        throw new AgentError('ERR_STORE_KEY', `key file ${path} does not open the store data key`, { path });
+      return dataKey;
     },
   };
 }
