@@ -10,12 +10,13 @@
  *   key itself never changes, so every value stays readable under either blob — which is what
  *   lets a rollback restore the old blob without re-encrypting anything.
  *
- * The raw names below are the layout of `runtime/store/sealed-store.ts` (schema 1);
- * test/firmware-hooks/store-snapshot.test.ts opens a `SealedStore` after each operation, so a
- * change of that layout fails there.
+ * The raw `meta/` names below are the layout of `runtime/store/sealed-store.ts` (schema 1), the
+ * record names those of `runtime/store/records.ts`; test/firmware-hooks/store-migration.test.ts
+ * opens a `SealedStore` after each operation, so a change of that layout fails there.
  */
 import type { AbstractBatchOperation, AbstractSublevel } from 'abstract-level';
 import type { DataKeyProtector } from '../runtime/store/protector.ts';
+import { NAMES } from '../runtime/store/records.ts';
 import type { LevelDb } from '../runtime/store/sealed-store.ts';
 import { HookError } from './errors.ts';
 
@@ -24,7 +25,13 @@ type BatchOp = AbstractBatchOperation<LevelDb, string, Uint8Array>;
 const RAW = { keyEncoding: 'utf8', valueEncoding: 'view' } as const;
 export const DATA_KEY_NAME = 'meta/data-key';
 /** Records an update can change: sealing, layout version and the gateway's identity. */
-export const SNAPSHOT_NAMES = [DATA_KEY_NAME, 'meta/schema', 'gateway', 'bundle', 'revocations'] as const;
+export const SNAPSHOT_NAMES = [
+  DATA_KEY_NAME,
+  'meta/schema',
+  NAMES.gateway,
+  NAMES.bundle,
+  NAMES.revocations,
+] as const;
 const SNAPSHOT = 'ota-snapshot';
 const PRESENT = '#present';
 
