@@ -709,7 +709,7 @@ export class Issuer {
     const spiffeId = gatewayId(this.#o.trustDomain, gw.name);
     const signer = this.#cas.signer;
     const notBefore = now - 30_000;
-    const svid = signer.sign({
+    const sp = signer.issue({
       profile: 'svid',
       spiffeId,
       spki,
@@ -717,18 +717,16 @@ export class Issuer {
       notAfter: now + this.#svidTtl,
       serverNames,
     });
-    const dca =
+    const dp =
       caSpki === undefined
         ? undefined
-        : signer.sign({
+        : signer.issue({
             profile: 'device-ca',
             spiffeId,
             spki: caSpki,
             notBefore,
             notAfter: now + this.#caTtl,
           });
-    const sp = parseCertificate(svid);
-    const dp = dca === undefined ? undefined : parseCertificate(dca);
     this.#cas.noteSigned(Math.max(sp.notAfter, dp?.notAfter ?? 0));
     const renewal = this.#newRenewSession(gw, sp.notAfter);
     const record: GatewayRecord = {
@@ -764,8 +762,8 @@ export class Issuer {
     const bundle = this.bundle();
     return {
       spiffeId,
-      svidChain: [svid],
-      deviceCaChain: dca === undefined ? [] : [dca],
+      svidChain: [sp.der],
+      deviceCaChain: dp === undefined ? [] : [dp.der],
       bundle: bundle.json,
       bundleSequence: bundle.sequence,
       nextNonce: renewal.nonce,

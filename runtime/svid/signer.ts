@@ -22,7 +22,7 @@ import { isEdgewardError } from '../core/error.ts';
 import type { Random } from '../core/random.ts';
 import { SvidError } from '../errors.ts';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.ts';
-import { parseCertificate } from './certificate.ts';
+import { parseCertificate, serialHex } from './certificate.ts';
 import { bitString, explicit, oid, seq, TAG, time, tlv, uint } from './der.ts';
 import {
   authorityKeyId,
@@ -58,6 +58,16 @@ export interface SignRequest {
   readonly serverNames?: readonly string[];
 }
 
+/** A certificate just signed, with the facts callers record about it (no need to parse it back). */
+export interface SignedCertificate {
+  readonly der: Buffer;
+  /** Lowercase hex without leading zeros, as `parseCertificate` gives it. */
+  readonly serialHex: string;
+  /** The validity as encoded: clamped to the signing CA's, in whole seconds (epoch ms). */
+  readonly notBefore: number;
+  readonly notAfter: number;
+}
+
 export interface SvidSigner {
   /** The signing CA's certificate (DER) and SPIFFE-relevant facts. */
   readonly certificate: Buffer;
@@ -65,6 +75,8 @@ export interface SvidSigner {
   readonly notAfter: number;
   /** Sign one certificate; returns its DER. */
   sign(request: SignRequest): Buffer;
+  /** Sign one certificate; returns its DER with its serial and validity. */
+  issue(request: SignRequest): SignedCertificate;
 }
 
 export interface SignerOptions {
@@ -131,11 +143,12 @@ export function createSigner(opts: SignerOptions): SvidSigner {
     constExts.set(p, Buffer.concat([...PROFILE_EXTENSIONS[p](td), authorityKeyId(ski)]));
   const scope = opts.scope === undefined ? undefined : `${opts.scope}/`;
 
-  return {
+  const signer: SvidSigner = {
     certificate,
     trustDomain: td,
     notAfter: parts.notAfter,
-    sign(req) {
+    sign: (req) => signer.issue(req).der,
+    issue(req) {
       const fixed = constExts.get(req.profile);
       if (fixed === undefined)
         throw new SvidError('ERR_SVID_SIGNER', `this CA may not sign a ${req.profile}`);
@@ -156,10 +169,11 @@ export function createSigner(opts: SignerOptions): SvidSigner {
       const extraNames = (req.serverNames ?? []).map(serverGeneralName);
       const spki = Buffer.from(req.spki);
       const subject = req.profile === 'svid' ? name(cn) : name(cn, 'edgeward device CA');
+      const serial = req.serial ?? randomSerial(opts.random);
       const tbs = tlv(
         TAG.SEQUENCE,
         VERSION_3,
-        uint(req.serial ?? randomSerial(opts.random)),
+        uint(serial),
         afterSerial,
         seq(time(notBefore), time(notAfter)),
         subject,
@@ -169,9 +183,16 @@ export function createSigner(opts: SignerOptions): SvidSigner {
           seq(fixed, subjectKeyId(keyIdentifier(spki)), subjectAltName({ uri: req.spiffeId }, ...extraNames)),
         ),
       );
-      return signTbs(tbs, opts.privateKey, alg);
+      return {
+        der: signTbs(tbs, opts.privateKey, alg),
+        serialHex: serialHex(serial),
+        // time() encodes whole seconds.
+        notBefore: Math.floor(notBefore / 1000) * 1000,
+        notAfter: Math.floor(notAfter / 1000) * 1000,
+      };
     },
   };
+  return signer;
 }
 
 const DNS_RE =

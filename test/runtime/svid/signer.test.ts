@@ -210,6 +210,21 @@ test('NotAfter is clamped to the signing CA, never past it', () => {
   assert.is(d.notAfter, NOW + 48 * H, 'device CA clamped to the root');
 });
 
+test('issue() reports the serial and validity exactly as the certificate encodes them', () => {
+  const req = { profile: 'svid' as const, spiffeId: devId, spki: spkiOf(devKey) };
+  for (const r of [
+    { ...req, notBefore: NOW + 1234, notAfter: NOW + H + 999 }, // milliseconds: truncated to seconds
+    { ...req, notBefore: NOW - 5 * H, notAfter: NOW + 1000 * H, serial: Buffer.from([0, 0, 0x8f, 1]) }, // clamped both ends
+  ]) {
+    const out = delegated.issue(r);
+    const c = parseCertificate(out.der);
+    assert.equal(
+      { serialHex: out.serialHex, notBefore: out.notBefore, notAfter: out.notAfter },
+      { serialHex: c.serialHex, notBefore: c.notBefore, notAfter: c.notAfter },
+    );
+  }
+});
+
 test('the delegated signer refuses IDs outside its scope, other trust domains and the CA profile', async () => {
   const base = { profile: 'svid' as const, spki: spkiOf(devKey), notBefore: NOW, notAfter: NOW + H };
   await rejects(
