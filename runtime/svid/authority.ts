@@ -27,9 +27,7 @@ import {
   subjectAltName,
   subjectKeyId,
 } from './extensions.ts';
-import { randomSerial, signatureAlgorithm, signTbs, spkiOf } from './signer.ts';
-
-const VERSION_3 = explicit(0, Buffer.from([TAG.INTEGER, 1, 2]));
+import { ipAddressBytes, randomSerial, signatureAlgorithm, signTbs, spkiOf, VERSION_3 } from './signer.ts';
 
 export interface RootCaOptions {
   readonly trustDomain: string;
@@ -75,7 +73,7 @@ export function createServerCertificate(o: ServerCertOptions): Buffer {
   const issuer = parseCertificate(o.issuerCertificate);
   const alg = signatureAlgorithm(o.issuerKey);
   const spki = spkiOf(o.subjectKey);
-  const names: GeneralName[] = o.hosts.map((h) => (isIP(h) ? { ip: ipBytes(h) } : { dns: h }));
+  const names: GeneralName[] = o.hosts.map((h) => (isIP(h) ? { ip: ipAddressBytes(h) } : { dns: h }));
   const tbs = seq(
     VERSION_3,
     uint(randomSerial(o.random)),
@@ -98,17 +96,4 @@ export function createServerCertificate(o: ServerCertOptions): Buffer {
     ),
   );
   return signTbs(tbs, o.issuerKey, alg);
-}
-
-function ipBytes(ip: string): Buffer {
-  if (isIP(ip) === 4) return Buffer.from(ip.split('.').map(Number));
-  const [head = '', tail = ''] = ip.split('::');
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === '' ? [] : tail.split(':');
-  const groups = ip.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => {
-    out.writeUInt16BE(Number.parseInt(g, 16), i * 2);
-  });
-  return out;
 }

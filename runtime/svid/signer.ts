@@ -91,7 +91,8 @@ export interface SignerOptions {
   readonly profiles?: readonly Profile[];
 }
 
-const VERSION_3 = explicit(0, Buffer.from([TAG.INTEGER, 1, 2]));
+/** TBSCertificate `version [0] EXPLICIT v3`. */
+export const VERSION_3 = explicit(0, Buffer.from([TAG.INTEGER, 1, 2]));
 
 const PROFILE_EXTENSIONS: Record<Profile, (td: string) => Buffer[]> = {
   svid: () => [basicConstraints(false), keyUsage([0]), extKeyUsage(OID.serverAuth, OID.clientAuth)],
@@ -200,9 +201,7 @@ const DNS_RE =
 
 /** A DNS name (letters, digits, hyphens; no wildcard) or an IPv4/IPv6 literal as a GeneralName. */
 export function serverGeneralName(name: string): GeneralName {
-  const family = isIP(name);
-  if (family === 4) return { ip: Buffer.from(name.split('.').map(Number)) };
-  if (family === 6) return { ip: ipv6Bytes(name) };
+  if (isIP(name) !== 0) return { ip: ipAddressBytes(name) };
   if (!DNS_RE.test(name))
     throw new SvidError(
       'ERR_SVID_ID_INVALID',
@@ -211,7 +210,9 @@ export function serverGeneralName(name: string): GeneralName {
   return { dns: name.toLowerCase() };
 }
 
-function ipv6Bytes(text: string): Buffer {
+/** The iPAddress GeneralName bytes of an IPv4 (4 bytes) or IPv6 (16 bytes) literal that `isIP` accepts. */
+export function ipAddressBytes(text: string): Buffer {
+  if (isIP(text) === 4) return Buffer.from(text.split('.').map(Number));
   const [head = '', tail] = text.split('::');
   const parse = (part: string): number[] =>
     part === '' ? [] : part.split(':').map((h) => Number.parseInt(h, 16));
