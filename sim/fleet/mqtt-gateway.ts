@@ -34,6 +34,7 @@ import { connectDevice, type Device } from '../../transport/device/index.ts';
 import { MemoryTokenStore } from '../../transport/enroll/token-store.ts';
 import { type Broker, startBroker } from '../../transport/mqtt/broker.ts';
 import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
+import { DEFAULT_POLICY } from '../../transport/policy/default.ts';
 import type { Policy } from '../../transport/policy/schema.ts';
 import type { SimGateway } from './gateway.ts';
 import { QosLedger } from './qos-ledger.ts';
@@ -41,16 +42,11 @@ import { QosLedger } from './qos-ledger.ts';
 export const COLLECTOR = 'collector';
 const TELEMETRY = /^devices\/([^/]+)\/telemetry$/;
 
-/** Devices publish under their own subtree; the collector may read every device's telemetry. */
+/** The broker's default policy (devices under their own subtree), plus: the collector may read every device's telemetry. */
 export const FLEET_POLICY: Policy = {
-  version: 1,
+  ...DEFAULT_POLICY,
   rules: [
-    {
-      match: '{self}/device/*',
-      clientId: 'device',
-      publish: ['devices/{device}/#'],
-      subscribe: ['devices/{device}/#'],
-    },
+    ...DEFAULT_POLICY.rules,
     { match: `{self}/device/${COLLECTOR}`, clientId: 'device', subscribe: ['devices/+/telemetry'] },
   ],
 };
