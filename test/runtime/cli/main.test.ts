@@ -3,23 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { CliIo } from '../../../runtime/cli/command.ts';
 import { main } from '../../../runtime/cli/main.ts';
 import { COMMANDS } from '../../../runtime/cli/registry.ts';
-
-function io(): CliIo & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return {
-    stdout,
-    stderr,
-    out: (l) => stdout.push(l),
-    err: (l) => stderr.push(l),
-    env: {},
-    cwd: process.cwd(),
-    stopSignal: new AbortController().signal,
-  };
-}
+import { captureIo as io } from '../../helpers/cli-io.ts';
 
 test('--help lists every subcommand with one line each', async () => {
   const t = io();

@@ -4,25 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { CliIo } from '../../../runtime/cli/command.ts';
 import { main } from '../../../runtime/cli/main.ts';
 import { issuerCbor } from '../../../runtime/issuer/store.ts';
+import { type CapturedIo, captureIo } from '../../helpers/cli-io.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'issuer-cli-'));
 
-function io(signal = new AbortController().signal): CliIo & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return {
-    stdout,
-    stderr,
-    out: (l) => stdout.push(l),
-    err: (l) => stderr.push(l),
-    env: {},
-    cwd: dir,
-    stopSignal: signal,
-  };
-}
+const io = (signal?: AbortSignal): CapturedIo => captureIo({ cwd: dir, signal });
 
 function config(): string {
   const d = join(dir, 'dev');
