@@ -82,7 +82,6 @@ export class MqttGateway {
   #step = 0;
   #enrolling: Promise<void> | undefined;
   #closed = false;
-  readonly #notAfter = new WeakMap<Device, number>();
 
   constructor(gw: SimGateway, o: MqttGatewayOptions) {
     this.gw = gw;
@@ -139,7 +138,7 @@ export class MqttGateway {
    */
   async #reenrollLockedOut(): Promise<void> {
     const now = this.#o.clock.now();
-    const out = (d: Device): boolean => !d.client.connected && (this.#notAfter.get(d) ?? 0) <= now;
+    const out = (d: Device): boolean => !d.client.connected && d.notAfter <= now;
     for (let i = 0; i < this.publishers.length; i++) {
       const d = this.publishers[i] as Device;
       if (!out(d)) continue;
@@ -182,12 +181,7 @@ export class MqttGateway {
       retryMs: 60_000,
       mqtt: { reconnectPeriod: 100, keepalive: 60 },
     });
-    // The SDK's `device.notAfter` keeps its first value (see the report of issue 9): follow the events.
-    this.#notAfter.set(device, out.notAfter);
-    device.on('rotated', (notAfter: number) => {
-      this.deviceRotations++;
-      this.#notAfter.set(device, notAfter);
-    });
+    device.on('rotated', () => this.deviceRotations++);
     device.on('rotationFailed', (err: Error & { code?: string }) =>
       this.deviceRotationFailures.push(`${id}: ${err.code ?? err.name}: ${err.message}`),
     );
