@@ -12,6 +12,7 @@ import { seededRandom } from '../random.ts';
 import { chartSvg } from './chart.ts';
 import { Fleet, type FleetOptions, HOUR, MIN, type MqttFleetOptions } from './fleet.ts';
 import type { ScenarioResult, Violation } from './invariants.ts';
+import type { LedgerStats } from './qos-ledger.ts';
 import { resultsTable, timelineTable } from './report.ts';
 import { SCENARIOS } from './scenarios.ts';
 
@@ -44,21 +45,17 @@ export interface SimulationOutput {
   readonly kills: number;
   readonly virtualHours: number;
   /** QoS 1 totals over the MQTT gateways (undefined without them). */
-  readonly qos:
-    | {
-        sent: number;
-        acked: number;
-        received: number;
-        duplicates: number;
-        lost: number;
-        brokerStarts: number;
-        /** Publishing devices still connected at the end, of all of them. */
-        connectedAtEnd: number;
-        publishers: number;
-        /** Devices re-enrolled after a lockout (SVID expired while cut off from the gateway). */
-        reenrolled: number;
-      }
-    | undefined;
+  readonly qos: QosTotals | undefined;
+}
+
+/** The QoS 1 ledgers of the MQTT gateways added up, with their broker starts and devices. */
+export interface QosTotals extends LedgerStats {
+  brokerStarts: number;
+  /** Publishing devices still connected at the end, of all of them. */
+  connectedAtEnd: number;
+  publishers: number;
+  /** Devices re-enrolled after a lockout (SVID expired while cut off from the gateway). */
+  reenrolled: number;
 }
 
 export async function runFleetSimulation(o: SimulationOptions): Promise<SimulationOutput> {
