@@ -13,10 +13,10 @@ import * as assert from 'uvu/assert';
 import { openTransport } from '../../attestors/tpm/transport/open.ts';
 import { writeState } from '../../firmware-hooks/ota-state.ts';
 import { extendPcr, readPcrs } from '../../firmware-hooks/pcrs.ts';
-import type { CliIo } from '../../runtime/cli/command.ts';
 import { main } from '../../runtime/cli/main.ts';
 import { verifyManifest } from '../../runtime/firmware/manifest.ts';
 import { launchSwtpm } from '../../sim/swtpm/launcher.ts';
+import { captureIo } from '../helpers/cli-io.ts';
 
 let dir: string;
 let keyFile: string;
@@ -25,17 +25,9 @@ const H0 = 'aa'.repeat(32);
 const H7 = 'bb'.repeat(32);
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (l) => out.push(l),
-    err: (l) => err.push(l),
-    env: {},
-    cwd: dir,
-    stopSignal: new AbortController().signal,
-  };
+  const io = captureIo({ cwd: dir });
   const code = await main(argv, io);
-  return { code, out: out.join('\n'), err: err.join('\n') };
+  return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
 }
 
 /** `edgeward hook manifest create <flags>`. */
