@@ -3,8 +3,8 @@
  * (`agent-schema.ts` → `agent-validator.gen.ts`) and the broker's policy file
  * (`transport/policy/schema.ts` → `transport/policy/policy-validator.gen.ts`). Each schema is
  * compiled by ajv into standalone code at build time, so the running agent validates without
- * loading TypeBox or ajv (together about 15 MB of the idle agent's memory). Same ajv options as
- * `validate.ts` (all errors, defaults filled in), same formats (`formats.ts`), so the generated
+ * loading TypeBox or ajv (together about 15 MB of the idle agent's memory). The ajv is
+ * `validate.ts`'s `configAjv` (all errors, defaults filled in, `formats.ts`), so the generated
  * and the runtime validators give the same answers; tests check that and that the generated files
  * are up to date (test/runtime/config/agent-validator.test.ts,
  * test/transport/policy-validator.test.ts).
@@ -14,11 +14,11 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TSchema } from '@sinclair/typebox';
-import { _, Ajv } from 'ajv';
+import { _, type Ajv } from 'ajv';
 import standaloneCode from 'ajv/dist/standalone/index.js';
 import { PolicySchema } from '../../transport/policy/schema.ts';
 import { AgentConfigSchema } from './agent-schema.ts';
-import { FORMATS } from './formats.ts';
+import { configAjv } from './validate.ts';
 
 interface Generated {
   readonly file: string;
@@ -46,13 +46,7 @@ export const GENERATED: Record<'agent' | 'policy', Generated> = {
 /** The text a generated validator file must hold for the current schema. */
 export function validatorSource(which: keyof typeof GENERATED): string {
   const g = GENERATED[which];
-  const ajv = new Ajv({
-    allErrors: true,
-    useDefaults: true,
-    strict: false,
-    code: { source: true, esm: true, lines: true, formats: _`FORMATS` },
-  });
-  for (const [name, f] of Object.entries(FORMATS)) ajv.addFormat(name, f.test);
+  const ajv = configAjv({ code: { source: true, esm: true, lines: true, formats: _`FORMATS` } });
   const generate = standaloneCode as unknown as (a: Ajv, v: unknown) => string;
   const code = generate(ajv, ajv.compile(g.schema))
     .replace(/^"use strict";\n?/, '')

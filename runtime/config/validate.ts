@@ -3,13 +3,22 @@
  * each as `path: message`, unknown keys named, custom formats in plain words (`issues.ts`).
  */
 import type { TSchema } from '@sinclair/typebox';
-import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv, type Options, type ValidateFunction } from 'ajv';
 import type { ConfigIssue } from '../errors.ts';
 import { FORMATS } from './formats.ts';
 import { issuesFromAjv, type LineOf } from './issues.ts';
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
-for (const [name, f] of Object.entries(FORMATS)) ajv.addFormat(name, f.test);
+/**
+ * The ajv every config schema is checked with: all errors, defaults filled in, our formats.
+ * `gen-validators.ts` builds its standalone code with this too (plus `code`), so both agree.
+ */
+export function configAjv(extra: Options = {}): Ajv {
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, ...extra });
+  for (const [name, f] of Object.entries(FORMATS)) ajv.addFormat(name, f.test);
+  return ajv;
+}
+
+const ajv = configAjv();
 
 const compiled = new WeakMap<TSchema, ValidateFunction>();
 
