@@ -393,15 +393,7 @@ export class Issuer {
         createHash('sha256').update(ticket).digest(),
         this.#clock.now(),
       );
-      await this.#store.batch([
-        { type: 'put', key: K.gateway(gw.name), value: next },
-        this.#audit.op({
-          event: 'manifest',
-          gateway: gw.name,
-          address: ctx.address,
-          detail: `stage ${version}`,
-        }),
-      ]);
+      await this.#saveFirmwareState(next, ctx, `stage ${version}`);
       return { gateway: gw.name, version, ticket };
     });
   }
@@ -423,20 +415,20 @@ export class Issuer {
       if (gw === undefined)
         throw new IssuerError('ERR_ISSUER_FIRMWARE_TICKET', 'no firmware staged with this ticket');
       const next = kind === 'commit' ? commitStaged(gw, b.ticket) : retractStaged(gw, b.ticket);
-      await this.#store.batch([
-        { type: 'put', key: K.gateway(gw.name), value: next },
-        this.#audit.op({
-          event: 'manifest',
-          gateway: gw.name,
-          address: ctx.address,
-          detail: `${kind} ${gw.firmwareStaged?.version}`,
-        }),
-      ]);
+      await this.#saveFirmwareState(next, ctx, `${kind} ${gw.firmwareStaged?.version}`);
       return {
         gateway: gw.name,
         ...(next.firmwareAccepted === undefined ? {} : { accepted: next.firmwareAccepted }),
       };
     });
+  }
+
+  /** The gateway's firmware staging state changed: store it with its audit event. */
+  async #saveFirmwareState(gw: GatewayRecord, ctx: RequestContext, detail: string): Promise<void> {
+    await this.#store.batch([
+      { type: 'put', key: K.gateway(gw.name), value: gw },
+      this.#audit.op({ event: 'manifest', gateway: gw.name, address: ctx.address, detail }),
+    ]);
   }
 
   // ---- operator actions ----------------------------------------------------------------
