@@ -121,27 +121,21 @@ test('a device enrolls with a one-time token and talks over mTLS with mosquitto 
   );
   assert.is(statSync(join(device, 'key.pem')).mode & 0o777, 0o600);
   // The token was single use.
-  const again = await run(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      BIN,
-      'device',
-      'enroll',
-      '--gateway',
-      `${enroll.host}:${enroll.port}`,
-      '--token',
-      token,
-      '--out',
-      join(dir, 'again'),
-    ],
-    { cwd: ROOT },
+  const again = await cli(
+    'device',
+    'enroll',
+    '--gateway',
+    `${enroll.host}:${enroll.port}`,
+    '--token',
+    token,
+    '--out',
+    join(dir, 'again'),
   ).then(
-    () => 0,
-    (e: { code: number }) => e.code,
+    () => ({ code: 0, stderr: '' }),
+    (e: { code: number; stderr: string }) => e,
   );
-  assert.is.not(again, 0);
+  assert.is(again.code, 1, again.stderr);
+  assert.match(again.stderr, /ERR_ENROLL_TOKEN_INVALID/);
 
   const mqtt = addr(status, 'mqtt');
   const tls = [
