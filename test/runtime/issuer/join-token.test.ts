@@ -158,6 +158,7 @@ test('bad input: wrong content type, malformed CBOR, oversized body, wrong shape
   assert.type(b2.sessionId, 'string');
   const nf = await h.call('GET', '/v1/nothing');
   assert.is(nf.status, 404);
+  assert.is(errorCode(nf.body), 'ERR_ISSUER_NOT_FOUND');
 });
 
 test('renewal over mTLS with the current SVID; without it, or revoked, it is refused', async () => {
