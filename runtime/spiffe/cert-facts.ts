@@ -12,7 +12,15 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import { SpiffeError } from '../errors.ts';
-import { basicConstraints, certificateExtensions, extKeyUsage, keyUsage, subjectAltNames } from './der.ts';
+import {
+  basicConstraints,
+  certificateExtensions,
+  children,
+  extKeyUsage,
+  keyUsage,
+  readTlv,
+  subjectAltNames,
+} from './der.ts';
 
 export const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 export const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -109,41 +117,19 @@ export function normalizeSerial(hex: string): string {
  * left to the TLS stack.
  */
 function parseUriConstraints(der: Uint8Array): { permitted: string[] | undefined; excluded: string[] } {
-  const fail = (): never => {
-    throw new SpiffeError('ERR_SVID_INVALID', 'name constraints extension does not parse');
-  };
-  const read = (buf: Uint8Array, off: number): { tag: number; start: number; end: number } => {
-    if (off + 2 > buf.length) fail();
-    const tag = buf[off] as number;
-    let len = buf[off + 1] as number;
-    let start = off + 2;
-    if (len & 0x80) {
-      const n = len & 0x7f;
-      if (n === 0 || n > 3 || start + n > buf.length) fail();
-      len = 0;
-      for (let i = 0; i < n; i++) len = (len << 8) | (buf[start + i] as number);
-      start += n;
-    }
-    if (start + len > buf.length) fail();
-    return { tag, start, end: start + len };
-  };
-  const outer = read(der, 0);
-  if (outer.tag !== 0x30) fail();
+  const outer = readTlv(der, 0);
+  if (outer.tag !== 0x30) throw new RangeError('DER: name constraints are not a SEQUENCE');
   let permitted: string[] | undefined;
   const excluded: string[] = [];
-  for (let off = outer.start; off < outer.end; ) {
-    const trees = read(der, off);
+  for (const trees of children(der, outer)) {
     const list: string[] = [];
-    for (let t = trees.start; t < trees.end; ) {
-      const subtree = read(der, t);
-      const base = read(der, subtree.start);
+    for (const subtree of children(der, trees)) {
+      const base = readTlv(der, subtree.start, subtree.end);
       if (base.tag === 0x86) list.push(Buffer.from(der.subarray(base.start, base.end)).toString('latin1'));
-      t = subtree.end;
     }
     if (trees.tag === 0xa0) permitted = list;
     else if (trees.tag === 0xa1) excluded.push(...list);
-    else fail();
-    off = trees.end;
+    else throw new RangeError('DER: name constraints hold neither permitted nor excluded subtrees');
   }
   return { permitted, excluded };
 }

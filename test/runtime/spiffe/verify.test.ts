@@ -1,12 +1,16 @@
 /** X.509-SVID verification: the good chain, every broken variant by its code, caching and revocation. */
-import { X509Certificate } from 'node:crypto';
+import 'reflect-metadata';
+import { webcrypto, X509Certificate } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { StaticRevocationSource } from '../../../runtime/sources/static.ts';
-import { normalizeSerial } from '../../../runtime/spiffe/cert-facts.ts';
+import { certFacts, normalizeSerial } from '../../../runtime/spiffe/cert-facts.ts';
 import { deviceIdOf, parseSpiffeId } from '../../../runtime/spiffe/id.ts';
 import { SvidVerifier, verifyX509Svid } from '../../../runtime/spiffe/verify.ts';
 import { createCsr } from '../../../runtime/svid/csr.ts';
+import { explicit, implicit, seq } from '../../../runtime/svid/der.ts';
+import { ECDSA_P256 } from '../../helpers/issue.ts';
 import { type BrokenKind, buildPki, newKey } from '../../helpers/pki.ts';
 import { rejects } from '../../helpers/rejects.ts';
 
@@ -31,6 +35,30 @@ test('SPIFFE IDs parse strictly', async () => {
   assert.is(deviceIdOf('spiffe://td/gateway/a/device/x', 'spiffe://td/gateway/a'), 'x');
   assert.is(deviceIdOf('spiffe://td/gateway/a/device/x/y', 'spiffe://td/gateway/a'), undefined);
   assert.is(deviceIdOf('spiffe://td/gateway/ab/device/x', 'spiffe://td/gateway/a'), undefined);
+});
+
+test('name constraints: URI bases of permitted and excluded subtrees are read, other name forms ignored', async () => {
+  const subtree = (tag: number, base: string): Buffer => seq(implicit(tag, Buffer.from(base, 'latin1')));
+  const nc = seq(
+    explicit(0, subtree(6, 'fleet.example'), subtree(2, 'dns.example')),
+    explicit(1, subtree(6, '.bad.example')),
+  );
+  const keys = await webcrypto.subtle.generateKey(ECDSA_P256, true, ['sign', 'verify']);
+  const ca = await x509.X509CertificateGenerator.createSelfSigned({
+    name: 'CN=nc',
+    keys,
+    signingAlgorithm: ECDSA_P256,
+    notBefore: new Date(NOW - 3_600_000),
+    notAfter: new Date(NOW + 3_600_000),
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.Extension('2.5.29.30', true, nc),
+    ],
+  });
+  const f = certFacts(new X509Certificate(Buffer.from(ca.rawData)));
+  assert.equal(f.permittedUris, ['fleet.example']);
+  assert.equal(f.excludedUris, ['.bad.example']);
+  assert.equal(f.unknownCritical, []);
 });
 
 test('a device SVID signed by the delegated CA verifies, with its signer and bounded notAfter', async () => {
