@@ -33,9 +33,7 @@ export default async function run(): Promise<void> {
     const opts = () => ({
       now: agent.now(),
       bundle: agent.bundleSource.getBundleFor(TRUST_DOMAIN),
-      delegatedCa: agent.svidSource.loaded()?.ca.chain[0],
       revocation: agent.revocations,
-      purpose: 'client' as const,
     });
     const rows = {
       'verifyDer (DER every call, was)': (v: SvidVerifier) => {

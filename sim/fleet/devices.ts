@@ -2,8 +2,8 @@
  * The devices behind one simulated gateway. Each holds a P-256 key and its device SVID chain,
  * obtains it from the gateway's delegated CA (`agent.deviceSigner`, the same call the broker's
  * enrollment and renewal handlers make), renews at half of its lifetime, and "uses" it every step:
- * the gateway authorizes it exactly as its broker does (`SvidVerifier` with the agent's bundle,
- * its delegated CA and its revocation set). Outcomes are reported to the invariant checker.
+ * the gateway authorizes it exactly as its broker does (`SvidVerifier.verifyCerts` with the
+ * agent's bundle and revocation set). Outcomes are reported to the invariant checker.
  *
  * @example
  * ```ts
@@ -82,15 +82,13 @@ export class DeviceGroup {
         }
       }
       if (d.certs === undefined) continue;
-      const live = agent.svidSource.loaded();
       try {
-        const bundle = agent.bundleSource.getBundleFor(inv.trustDomain);
+        // The options transport/mqtt/broker.ts verifies a client chain with: the chain must lead
+        // to a root of the bundle (the delegated CA is in the chain, it is not an anchor).
         const v = this.#verifier.verifyCerts(d.certs, {
           now: agent.now(),
-          bundle,
-          delegatedCa: live?.ca.chain[0],
+          bundle: agent.bundleSource.getBundleFor(inv.trustDomain),
           revocation: agent.revocations,
-          purpose: 'client',
         });
         d.authorized = true;
         inv.authorizedDevice(this.#gw, d, v, trueNow);
