@@ -6,6 +6,7 @@
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { IssuerError } from '../errors.ts';
+import { pemCertificates } from '../svid/certificate.ts';
 
 export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
   let st: Awaited<ReturnType<typeof stat>>;
@@ -34,10 +35,9 @@ export async function readCertificatesFile(path: string): Promise<X509Certificat
   } catch (cause) {
     throw new IssuerError('ERR_ISSUER_CA_INVALID', `cannot read ${path}`, {}, { cause });
   }
-  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new IssuerError('ERR_ISSUER_CA_INVALID', `${path} holds no PEM certificate`);
+  let certs: X509Certificate[];
   try {
-    return blocks.map((b) => new X509Certificate(b));
+    certs = pemCertificates(text);
   } catch (cause) {
     throw new IssuerError(
       'ERR_ISSUER_CA_INVALID',
@@ -46,6 +46,8 @@ export async function readCertificatesFile(path: string): Promise<X509Certificat
       { cause },
     );
   }
+  if (certs.length === 0) throw new IssuerError('ERR_ISSUER_CA_INVALID', `${path} holds no PEM certificate`);
+  return certs;
 }
 
 /** A public key (PEM SPKI) or a certificate's key, for firmware-signing keys. */

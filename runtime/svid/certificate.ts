@@ -9,6 +9,7 @@
  * parts.subjectDer; parts.notAfter; parts.subjectKeyId;
  * ```
  */
+import { X509Certificate } from 'node:crypto';
 import { SvidError } from '../errors.ts';
 import { DerReader, oidText, parseTime, TAG, type Tlv } from './der.ts';
 import { OID } from './extensions.ts';
@@ -95,4 +96,11 @@ export function parseCertificate(der: Uint8Array): CertificateParts {
 export function serialHex(content: Uint8Array): string {
   const hex = Buffer.from(content).toString('hex').replace(/^0+/, '');
   return hex === '' ? '0' : hex;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** Every certificate block of a PEM text, in order (other blocks are skipped); throws when one does not parse. */
+export function pemCertificates(text: string): X509Certificate[] {
+  return (text.match(PEM_CERTIFICATE) ?? []).map((b) => new X509Certificate(b));
 }

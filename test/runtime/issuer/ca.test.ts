@@ -1,12 +1,17 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CaSet } from '../../../runtime/issuer/ca.ts';
+import { readCertificatesFile } from '../../../runtime/issuer/files.ts';
 import { openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { createRootCa } from '../../../runtime/svid/authority.ts';
 import { decodeBundle } from '../../../runtime/svid/bundle.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
+import { rejects } from '../../helpers/rejects.ts';
 
 const H = 3_600_000;
 
@@ -47,6 +52,31 @@ test('bundle JSON is encoded once per root set and follows every change, a lapse
   const b3 = decodeBundle(cas.bundleJson());
   assert.is(b3.roots.length, 1);
   assert.is(b3.roots[0]?.raw.equals(cas.signer.certificate), true);
+});
+
+test('CA files: every PEM certificate in order; none, or one that does not parse, is ERR_ISSUER_CA_INVALID', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'issuer-files-'));
+  try {
+    const clock = new VirtualClock();
+    const [a, b] = [ca(clock, 1), ca(clock, 2)].map((c) => new X509Certificate(c.certificate));
+    const file = (name: string, text: string): string => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    const both = await readCertificatesFile(file('both.pem', `comment\n${a?.toString()}${b?.toString()}`));
+    assert.equal(
+      both.map((c) => c.fingerprint256),
+      [a?.fingerprint256, b?.fingerprint256],
+    );
+    await rejects(
+      () => readCertificatesFile(file('none.pem', 'no certificate here\n')),
+      'ERR_ISSUER_CA_INVALID',
+    );
+    const broken = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+    await rejects(() => readCertificatesFile(file('broken.pem', broken)), 'ERR_ISSUER_CA_INVALID');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
