@@ -15,6 +15,7 @@ import { writeIdentity } from '../../../transport/device/files.ts';
 import { createDeviceToken } from '../../../transport/enroll/admin-client.ts';
 import { enroll } from '../../../transport/enroll/client.ts';
 import { parseDuration } from '../../config/types.ts';
+import { isPathSegment } from '../../spiffe/id.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
 
 const HELP = `Usage: edgeward device token create --id DEVICE_ID --ttl 10m [--socket PATH | --data-dir DIR]
@@ -45,7 +46,7 @@ async function tokenCreate(argv: readonly string[], io: CliIo): Promise<number> 
     { command: 'device token create' },
   );
   const id = required(values.id, 'id', 'device token create');
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(id) || id === '.' || id === '..') {
+  if (!isPathSegment(id) || id.length > 64) {
     throw new UsageError('device token create: --id must be 1-64 of A-Z a-z 0-9 . _ -');
   }
   const ttlText = values.ttl ?? '10m';

@@ -51,4 +51,16 @@ test('config check reports every problem with its path and exits 1', async () =>
   assert.ok(t.stderr.some((l) => l.includes('upstream.endpoints[0]: must be https URL')));
 });
 
+test('device token create: an --id that is not one path segment of 1-64 characters is a usage error', async () => {
+  for (const id of ['..', '.', 'a/b', 'x'.repeat(65), 'sp ace']) {
+    const t = io();
+    assert.is(
+      await main(['device', 'token', 'create', '--id', id, '--socket', '/nonexistent.sock'], t),
+      2,
+      id,
+    );
+    assert.match(t.stderr.join('\n'), /--id must be 1-64 of/, id);
+  }
+});
+
 test.run();
