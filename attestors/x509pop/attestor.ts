@@ -9,7 +9,8 @@
  * const a = new X509PopAttestor({ chainFile: '/etc/edgeward/factory.pem', keyFile: '/etc/edgeward/factory.key' });
  * ```
  */
-import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import { pemCertificates } from '../../runtime/svid/certificate.ts';
 import type { AttestBeginRequest, AttestBeginResponse } from '../../runtime/upstream/protocol.ts';
 import { Attestor, type AttestorSupports, type AttestProof } from '../attestor.ts';
 import { AttestorError } from '../errors.ts';
@@ -23,8 +24,6 @@ export interface X509PopAttestorOptions {
   readonly keyFile: string;
   readonly fs?: SecretFs;
 }
-
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 export class X509PopAttestor extends Attestor {
   readonly method = 'x509pop' as const;
@@ -44,7 +43,7 @@ export class X509PopAttestor extends Attestor {
     let certs: X509Certificate[];
     try {
       const pem = (await fs.readFile(this.#o.chainFile)).toString('utf8');
-      certs = (pem.match(PEM_CERT) ?? []).map((c) => new X509Certificate(c));
+      certs = pemCertificates(pem);
     } catch (cause) {
       throw new AttestorError('ERR_ATTESTOR_CONFIG', `certificate file ${this.#o.chainFile} is unusable`, {
         cause,

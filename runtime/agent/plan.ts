@@ -7,7 +7,7 @@
  * (CA roots, manufacturer roots) are read here: unreadable → `ERR_CONFIG_UNREADABLE`, not PEM
  * certificates → `ERR_CONFIG_INVALID`, each naming the config key.
  */
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Attestor } from '../../attestors/attestor.ts';
@@ -20,6 +20,7 @@ import type { Random } from '../core/random.ts';
 import { ConfigError } from '../errors.ts';
 import { keyFileProtector } from '../store/key-file.ts';
 import { attestorProtector } from '../store/protector.ts';
+import { pemCertificates } from '../svid/certificate.ts';
 import { httpsUpstream } from '../upstream/client.ts';
 import type { AgentOptions } from './agent.ts';
 import { fullJitterBackoff } from './policy.ts';
@@ -170,19 +171,16 @@ async function bridgePlan(b: NonNullable<AgentConfig['bridge']>): Promise<Broker
 
 async function factoryPlan(f: NonNullable<AgentConfig['factory']>): Promise<BrokerFactoryPlan> {
   const text = await readPem(f.rootsFile, 'factory.rootsFile');
-  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  const roots: X509Certificate[] = [];
-  for (const pem of blocks) {
-    try {
-      roots.push(new X509Certificate(pem));
-    } catch (cause) {
-      throw new ConfigError(
-        'ERR_CONFIG_INVALID',
-        [{ path: 'factory.rootsFile', message: `${f.rootsFile}: a certificate does not parse` }],
-        undefined,
-        { cause },
-      );
-    }
+  let roots: X509Certificate[];
+  try {
+    roots = pemCertificates(text);
+  } catch (cause) {
+    throw new ConfigError(
+      'ERR_CONFIG_INVALID',
+      [{ path: 'factory.rootsFile', message: `${f.rootsFile}: a certificate does not parse` }],
+      undefined,
+      { cause },
+    );
   }
   if (roots.length === 0)
     throw new ConfigError('ERR_CONFIG_INVALID', [

@@ -4,9 +4,10 @@
  * temporary file and are renamed, so a crash never leaves half a key or a key without its
  * certificate's predecessor.
  */
-import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pemCertificates } from '../../runtime/svid/certificate.ts';
 import { TransportError } from '../errors.ts';
 
 export interface StoredIdentity {
@@ -35,11 +36,6 @@ export async function writeBundle(dir: string, roots: readonly X509Certificate[]
   await atomicWrite(join(dir, FILES.bundle), roots.map((c) => c.toString()).join(''), 0o644);
 }
 
-function splitPem(text: string): X509Certificate[] {
-  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks.map((b) => new X509Certificate(b));
-}
-
 /** Read a stored identity; undefined when there is none, `ERR_DEVICE_IDENTITY` when it is damaged. */
 export async function readIdentity(dir: string): Promise<StoredIdentity | undefined> {
   let texts: string[];
@@ -56,8 +52,8 @@ export async function readIdentity(dir: string): Promise<StoredIdentity | undefi
   }
   try {
     const [k, c, b] = texts as [string, string, string];
-    const chain = splitPem(c);
-    const roots = splitPem(b);
+    const chain = pemCertificates(c);
+    const roots = pemCertificates(b);
     if (chain.length === 0 || roots.length === 0) throw new Error('no certificate');
     return { key: createPrivateKey(k), chain, roots };
   } catch (err) {
