@@ -16,7 +16,6 @@ import { AgentError, RuntimeError } from '../errors.ts';
 import type { DeviceSigner } from '../sources/types.ts';
 import { isPathSegment } from '../spiffe/id.ts';
 import type { DeviceRecord } from '../store/records.ts';
-import { parseCertificate } from '../svid/certificate.ts';
 import { parseCsr } from '../svid/csr.ts';
 import { createSigner, type SvidSigner } from '../svid/signer.ts';
 import type { LiveIdentity } from './identity.ts';
@@ -87,22 +86,21 @@ export class AgentDeviceSigner implements DeviceSigner {
     if (!(ttl > 0)) throw new TypeError('ttlMs must be positive');
     const now = this.#host.now();
     const spiffeId = `${live.svid.spiffeId}/device/${deviceId}`;
-    const der = this.#signer(live).sign({
+    const issued = this.#signer(live).issue({
       profile: 'svid',
       spiffeId,
       spki,
       notBefore: now,
       notAfter: now + ttl,
     });
-    const parts = parseCertificate(der);
     await this.#host.recordDevice({
       deviceId,
       spiffeId,
-      serial: parts.serialHex,
-      notAfter: parts.notAfter,
+      serial: issued.serialHex,
+      notAfter: issued.notAfter,
       issuedAt: now,
     });
-    return { chain: [der, ...live.ca.chainDer], notAfter: parts.notAfter };
+    return { chain: [issued.der, ...live.ca.chainDer], notAfter: issued.notAfter };
   }
 
   #signer(live: LiveIdentity): SvidSigner {

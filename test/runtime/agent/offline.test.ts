@@ -49,6 +49,8 @@ test('offline, the SVID is served until exactly NotAfter, then refused; the CA o
   const key = newP256Key();
   const out = await h.agent.deviceSigner.signDevice({ deviceId: 'sensor-1', csrDer: createCsr(key) });
   assert.is(out.notAfter, ca?.notAfter, 'device SVID never outlives the delegated CA');
+  const leaf = new X509Certificate(Buffer.from(out.chain[0] as Uint8Array));
+  assert.is(out.notAfter, Date.parse(leaf.validTo), 'the NotAfter reported is the certificate’s');
   await h.clock.advance(30 * MIN);
   await rejects(
     () => h.agent.deviceSigner.signDevice({ deviceId: 'sensor-2', csrDer: createCsr(key) }),
