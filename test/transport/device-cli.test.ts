@@ -8,11 +8,11 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { CliIo } from '../../runtime/cli/command.ts';
 import { main } from '../../runtime/cli/main.ts';
 import { seededRandom } from '../../sim/random.ts';
 import { enroll } from '../../transport/enroll/client.ts';
 import { issueJoinToken } from '../../transport/enroll/join-token.ts';
+import { captureIo } from '../helpers/cli-io.ts';
 import { rig } from './setup.ts';
 
 const r = await rig();
@@ -43,30 +43,18 @@ const admin = createServer((req, res) => {
 });
 await new Promise<void>((res) => admin.listen(sock, res));
 
-function io(env: Record<string, string> = {}): CliIo & { out_: string[]; err_: string[] } {
-  const out_: string[] = [];
-  const err_: string[] = [];
-  return {
-    out_,
-    err_,
-    out: (l) => out_.push(l),
-    err: (l) => err_.push(l),
-    env,
-    cwd: r.tmp,
-    stopSignal: new AbortController().signal,
-  };
-}
+const io = (env: Record<string, string> = {}) => captureIo({ cwd: r.tmp, env });
 
 test('token create prints a token that enrolls the device, finding the socket from the data dir', async () => {
   const cli = io({ EDGEWARD_DATA_DIR: r.tmp });
   assert.is(
     await main(['device', 'token', 'create', '--id', 'sensor-cli', '--ttl', '10m'], cli),
     0,
-    cli.err_.join('\n'),
+    cli.stderr.join('\n'),
   );
-  const token = cli.out_[0] as string;
+  const token = cli.stdout[0] as string;
   assert.match(token, /^ewt1\./);
-  assert.match(cli.err_[0] ?? '', /valid until/);
+  assert.match(cli.stderr[0] ?? '', /valid until/);
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const at = r.broker.addresses.enrollment as { port: number };
   const id = await enroll({ host: '127.0.0.1', port: at.port, token, key, now: () => r.clock.now() });
@@ -87,7 +75,7 @@ test('usage mistakes exit 2; an unreachable agent exits 1 with its code', async 
     await main(['device', 'token', 'create', '--id', 'a', '--socket', join(r.tmp, 'nope.sock')], e),
     1,
   );
-  assert.match(e.err_.join('\n'), /ERR_ADMIN_UNREACHABLE/);
+  assert.match(e.stderr.join('\n'), /ERR_ADMIN_UNREACHABLE/);
   const bad = io();
   assert.is(
     await main(
@@ -105,7 +93,7 @@ test('usage mistakes exit 2; an unreachable agent exits 1 with its code', async 
     ),
     1,
   );
-  assert.match(bad.err_.join('\n'), /ERR_ENROLL_TOKEN_INVALID/);
+  assert.match(bad.stderr.join('\n'), /ERR_ENROLL_TOKEN_INVALID/);
 });
 
 test.after(async () => {

@@ -12,11 +12,11 @@ import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { CliIo } from '../../runtime/cli/command.ts';
 import { main } from '../../runtime/cli/main.ts';
 import { seededRandom } from '../../sim/random.ts';
 import { enroll } from '../../transport/enroll/client.ts';
 import { issueJoinToken } from '../../transport/enroll/join-token.ts';
+import { captureIo } from '../helpers/cli-io.ts';
 import { makeCert } from '../helpers/pki.ts';
 import { rejects } from '../helpers/rejects.ts';
 import { rig } from './setup.ts';
@@ -51,26 +51,14 @@ const newToken = (deviceId: string, ttlMs = 600_000) =>
 const key = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 const now = () => r.clock.now();
 
-function io(): CliIo & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    lines,
-    out: (l) => lines.push(l),
-    err: (l) => lines.push(l),
-    env: {},
-    cwd: r.tmp,
-    stopSignal: new AbortController().signal,
-  };
-}
-
 test('edgeward device enroll writes files that mosquitto_pub and mosquitto_sub use as is', async () => {
   const { token } = await newToken('sensor-1');
-  const cli = io();
+  const cli = captureIo({ cwd: r.tmp });
   const code = await main(
     ['device', 'enroll', '--gateway', `127.0.0.1:${enrollAt.port}`, '--token', token, '--out', 'dev1'],
     cli,
   );
-  assert.is(code, 0, cli.lines.join('\n'));
+  assert.is(code, 0, [...cli.stdout, ...cli.stderr].join('\n'));
   const dir = join(r.tmp, 'dev1');
   assert.is(statSync(join(dir, 'key.pem')).mode & 0o777, 0o600);
   assert.is(

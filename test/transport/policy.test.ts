@@ -1,30 +1,17 @@
 /** The policy: parsing with line-precise errors, grants, topic matching, and `edgeward policy check`. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type CliIo, UsageError } from '../../runtime/cli/command.ts';
+import { UsageError } from '../../runtime/cli/command.ts';
 import { main } from '../../runtime/cli/main.ts';
 import { grantsFor } from '../../transport/policy/grants.ts';
 import { loadPolicyFile, parsePolicy } from '../../transport/policy/load.ts';
 import { DEFAULT_POLICY } from '../../transport/policy/schema.ts';
 import { covers, matches, splitFilter } from '../../transport/policy/topic.ts';
+import { captureIo } from '../helpers/cli-io.ts';
 import { rejects } from '../helpers/rejects.ts';
 
 const FIX = new URL('./fixtures/', import.meta.url).pathname;
 const SELF = 'spiffe://fleet.example/gateway/gw-1';
-
-function io(): CliIo & { outLines: string[]; errLines: string[] } {
-  const outLines: string[] = [];
-  const errLines: string[] = [];
-  return {
-    outLines,
-    errLines,
-    out: (l) => outLines.push(l),
-    err: (l) => errLines.push(l),
-    env: {},
-    cwd: process.cwd(),
-    stopSignal: new AbortController().signal,
-  };
-}
 
 test('topic matching follows MQTT 3.1.1 §4.7', () => {
   assert.ok(matches(splitFilter('a/#'), 'a'));
@@ -133,19 +120,19 @@ test('$share entries do not load (aedes 1.2 would acknowledge and deliver nothin
 });
 
 test('edgeward policy check: exit 0, 1 with FILE:LINE lines, 2 on usage', async () => {
-  const ok = io();
+  const ok = captureIo();
   assert.is(await main(['policy', 'check', `${FIX}policy-valid.yaml`], ok), 0);
-  assert.match(ok.outLines[0] ?? '', /ok \(2 rules\)/);
-  const bad = io();
+  assert.match(ok.stdout[0] ?? '', /ok \(2 rules\)/);
+  const bad = captureIo();
   assert.is(await main(['policy', 'check', `${FIX}policy-invalid.yaml`], bad), 1);
   assert.ok(
-    bad.errLines.some((l) => l.endsWith('policy-invalid.yaml:8: rules[1].retian: unknown key')),
-    bad.errLines.join('\n'),
+    bad.stderr.some((l) => l.endsWith('policy-invalid.yaml:8: rules[1].retian: unknown key')),
+    bad.stderr.join('\n'),
   );
-  const usage = io();
+  const usage = captureIo();
   assert.is(await main(['policy', 'check'], usage), 2);
-  assert.is(await main(['policy', 'frobnicate'], io()), 2);
-  assert.is(await main(['policy', 'check', 'a', 'b'], io()), 2);
+  assert.is(await main(['policy', 'frobnicate'], captureIo()), 2);
+  assert.is(await main(['policy', 'check', 'a', 'b'], captureIo()), 2);
   assert.ok(new UsageError('x') instanceof Error);
 });
 

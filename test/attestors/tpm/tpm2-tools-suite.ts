@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { CliIo } from '../../../runtime/cli/command.ts';
 import { main } from '../../../runtime/cli/main.ts';
+import { captureIo } from '../../helpers/cli-io.ts';
 
 export const run = promisify(execFile);
 
@@ -38,32 +38,17 @@ export interface CliTpm {
   close(): Promise<void>;
 }
 
-/** A CliIo that collects the lines `main` writes, working in `cwd`. */
-export function cliIo(cwd: string): CliIo & { lines: string[]; errors: string[] } {
-  const lines: string[] = [];
-  const errors: string[] = [];
-  return {
-    lines,
-    errors,
-    out: (l) => lines.push(l),
-    err: (l) => errors.push(l),
-    env: {},
-    cwd,
-    stopSignal: new AbortController().signal,
-  };
-}
-
 /**
  * `edgeward tpm quote` of sha256:0-7,16 into `dir/out`, then `tpm2_checkquote` with `nonce` (must
  * pass) and with another nonce (must fail with a non-zero exit). Returns the passing check's stdout.
  */
 export async function quoteAndCheck(spec: string, dir: string, out: string, nonce: string): Promise<string> {
-  const cli = cliIo(dir);
+  const cli = captureIo({ cwd: dir });
   const code = await main(
     ['tpm', 'quote', '--tpm', spec, '--pcrs', 'sha256:0,1,2,3,4,5,6,7,16', '--nonce', nonce, '--out', out],
     cli,
   );
-  assert.is(code, 0, cli.errors.join('\n'));
+  assert.is(code, 0, cli.stderr.join('\n'));
   const q = join(dir, out);
   const args = [
     '-u',
@@ -99,17 +84,17 @@ export function tpm2ToolsSuite(name: string, tpm: CliTpm): Test {
   });
 
   s('edgeward tpm info and tpm ek describe the TPM; the EK certificate chains to its CA', async () => {
-    const cli = cliIo(dir);
-    assert.is(await main(['tpm', 'info', '--tpm', spec], cli), 0, cli.errors.join('\n'));
-    assert.ok(cli.lines.includes(`manufacturer: ${tpm.manufacturer}`), cli.lines.join('\n'));
+    const cli = captureIo({ cwd: dir });
+    assert.is(await main(['tpm', 'info', '--tpm', spec], cli), 0, cli.stderr.join('\n'));
+    assert.ok(cli.stdout.includes(`manufacturer: ${tpm.manufacturer}`), cli.stdout.join('\n'));
     assert.ok(
-      cli.lines.some((l) => l.startsWith('pcr banks: sha256')),
-      cli.lines.join('\n'),
+      cli.stdout.some((l) => l.startsWith('pcr banks: sha256')),
+      cli.stdout.join('\n'),
     );
-    const eks = cli.lines.find((l) => l.startsWith('ek certificates: ')) ?? '';
+    const eks = cli.stdout.find((l) => l.startsWith('ek certificates: ')) ?? '';
     for (const ek of tpm.eks) assert.ok(eks.includes(ek), `${ek} missing from '${eks}'`);
-    const ek = cliIo(dir);
-    assert.is(await main(['tpm', 'ek', '--tpm', spec, '--out', 'ek'], ek), 0, ek.errors.join('\n'));
+    const ek = captureIo({ cwd: dir });
+    assert.is(await main(['tpm', 'ek', '--tpm', spec, '--out', 'ek'], ek), 0, ek.stderr.join('\n'));
     const cert = new X509Certificate(await readFile(join(dir, 'ek', 'ek-L-1.crt.der')));
     const pem = await readFile(join(dir, 'ek', 'ek-L-1.pub.pem'), 'utf8');
     assert.is(cert.publicKey.export({ type: 'spki', format: 'pem' }), pem);
@@ -130,11 +115,11 @@ export function tpm2ToolsSuite(name: string, tpm: CliTpm): Test {
   s(
     'edgeward tpm: a missing option is a usage error (2), a bad --tpm spec ERR_TPM_TRANSPORT_SPEC (1)',
     async () => {
-      const usage = cliIo(dir);
+      const usage = captureIo({ cwd: dir });
       assert.is(await main(['tpm', 'quote', '--tpm', spec], usage), 2);
-      const bad = cliIo(dir);
+      const bad = captureIo({ cwd: dir });
       assert.is(await main(['tpm', 'info', '--tpm', 'bogus:x'], bad), 1);
-      assert.match(bad.errors.join(''), /ERR_TPM_TRANSPORT_SPEC/);
+      assert.match(bad.stderr.join(''), /ERR_TPM_TRANSPORT_SPEC/);
     },
   );
 

@@ -9,9 +9,9 @@ import { adminRequest, findAdminSocket } from '../../../runtime/admin/client.ts'
 import { renderMetrics } from '../../../runtime/admin/metrics.ts';
 import { type StatusReport, statusReport } from '../../../runtime/admin/report.ts';
 import { type AdminServer, startAdmin } from '../../../runtime/admin/server.ts';
-import type { CliIo } from '../../../runtime/cli/command.ts';
 import { main } from '../../../runtime/cli/main.ts';
 import { MemoryLogger } from '../../../runtime/core/logger.ts';
+import { captureIo } from '../../helpers/cli-io.ts';
 import { rejects } from '../../helpers/rejects.ts';
 import { harness, MIN } from '../agent/helpers/harness.ts';
 
@@ -44,20 +44,6 @@ async function setup() {
   return { h, dir, socketPath, admin, tokens };
 }
 
-const cliIo = (cwd: string): CliIo & { stdout: string[]; stderr: string[] } => {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return {
-    stdout,
-    stderr,
-    out: (l) => stdout.push(l),
-    err: (l) => stderr.push(l),
-    env: {},
-    cwd,
-    stopSignal: new AbortController().signal,
-  };
-};
-
 test('the admin socket is 0600 and serves the status JSON with identity, expiries and listeners', async () => {
   const { h, socketPath, admin } = await setup();
   assert.is(statSync(socketPath).mode & 0o777, 0o600);
@@ -79,12 +65,12 @@ test('edgeward status finds .edgeward/admin.sock from a subdirectory; --json and
   const { h, dir, admin } = await setup();
   const sub = join(dir, 'a', 'b');
   mkdirSync(sub, { recursive: true });
-  const t = cliIo(sub);
+  const t = captureIo({ cwd: sub });
   assert.is(await main(['status', '--json'], t), 0);
   const doc = JSON.parse(t.stdout.join('\n')) as StatusReport;
   assert.is(doc.gateway.spiffeId, 'spiffe://fleet.example/gateway/gw-1');
   assert.ok(doc.svid?.notAfter && doc.deviceCa?.notAfter && doc.broker.listeners.length === 2);
-  const human = cliIo(dir);
+  const human = captureIo({ cwd: dir });
   assert.is(await main(['status'], human), 0);
   const text = human.stdout.join('\n');
   assert.match(text, /^gateway\s+spiffe:\/\/fleet\.example\/gateway\/gw-1$/m);
@@ -92,7 +78,7 @@ test('edgeward status finds .edgeward/admin.sock from a subdirectory; --json and
   assert.match(text, /^broker mqtt\s+127\.0\.0\.1:8883$/m);
   await admin.close();
   // No agent: one clear line and exit 1.
-  const none = cliIo(mkdtempSync(join(tmpdir(), 'ew-none-')));
+  const none = captureIo({ cwd: mkdtempSync(join(tmpdir(), 'ew-none-')) });
   assert.is(await main(['status'], none), 1);
   assert.match(none.stderr.join('\n'), /ERR_ADMIN_UNREACHABLE/);
   await h.agent.stop();
@@ -102,7 +88,7 @@ test('status exits 1 when the agent serves no valid SVID', async () => {
   const { h, dir, admin } = await setup();
   h.issuer.faults.set('*', 'down');
   await h.clock.advance(2 * 60 * MIN);
-  const t = cliIo(dir);
+  const t = captureIo({ cwd: dir });
   assert.is(await main(['status'], t), 1);
   assert.match(t.stdout.join('\n'), /serving\s+NO/);
   await admin.close();

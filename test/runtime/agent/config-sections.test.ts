@@ -19,7 +19,6 @@ import * as assert from 'uvu/assert';
 import { adminRequest } from '../../../runtime/admin/client.ts';
 import type { StatusReport } from '../../../runtime/admin/report.ts';
 import { planFromConfig } from '../../../runtime/agent/plan.ts';
-import type { CliIo } from '../../../runtime/cli/command.ts';
 import { main } from '../../../runtime/cli/main.ts';
 import { loadAgentConfigText } from '../../../runtime/config/agent-load.ts';
 import { systemClock } from '../../../runtime/core/clock.ts';
@@ -27,6 +26,7 @@ import { nullLogger } from '../../../runtime/core/logger.ts';
 import { cryptoRandom } from '../../../runtime/core/random.ts';
 import { openSimTransport } from '../../../sim/tpm/index.ts';
 import { enroll } from '../../../transport/enroll/client.ts';
+import { captureIo } from '../../helpers/cli-io.ts';
 import { makeCert } from '../../helpers/pki.ts';
 import { rejects } from '../../helpers/rejects.ts';
 import { startTpmIssuer } from './helpers/tpm-issuer.ts';
@@ -128,14 +128,7 @@ const configFile = path(
 );
 
 const stop = new AbortController();
-const out: string[] = [];
-const io: CliIo = {
-  out: (l) => out.push(l),
-  err: (l) => out.push(l),
-  env: {},
-  cwd: dir,
-  stopSignal: stop.signal,
-};
+const io = captureIo({ cwd: dir, signal: stop.signal });
 const agentDone = main(['agent', '--config', configFile], io);
 const socket = join(dir, 'data', 'admin.sock');
 
@@ -144,7 +137,8 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
   for (;;) {
     const v = await probe().catch(() => undefined);
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${out.join('\n')}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}\n${[...io.stdout, ...io.stderr].join('\n')}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
