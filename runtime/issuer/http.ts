@@ -61,6 +61,14 @@ const STATUS: Record<string, number> = {
   ERR_ISSUER_CLOSED: 503,
 };
 
+/**
+ * The HTTP status the issuer answers a refusal with: the protocol's table, else 500 for an
+ * unlisted issuer code (an internal failure) and 400 for any other code.
+ */
+export function statusFor(code: string): number {
+  return STATUS[code] ?? (code.startsWith('ERR_ISSUER_') ? 500 : 400);
+}
+
 class HttpRefusal extends Error {
   readonly code: string;
   constructor(code: string, message: string) {
@@ -193,6 +201,6 @@ async function handle(issuer: Issuer, req: IncomingMessage, res: ServerResponse)
     const retry = (err as { fields?: { retryAfterMs?: unknown } }).fields?.retryAfterMs;
     if (typeof retry === 'number') body.error.retryAfterMs = retry;
     if (typeof retry === 'number') res.setHeader('retry-after', String(Math.ceil(retry / 1000)));
-    send(res, STATUS[code] ?? (code.startsWith('ERR_ISSUER_') ? 500 : 400), body);
+    send(res, statusFor(code), body);
   }
 }

@@ -183,7 +183,8 @@ export function reasonOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function codeForStatus(status: number): AgentErrorCode {
+/** The agent's code for an issuer's HTTP error status (401/403 refused, 429 rate limited, 5xx unavailable, other 4xx rejected). */
+export function codeForStatus(status: number): AgentErrorCode {
   if (status === 401 || status === 403) return 'ERR_UPSTREAM_REFUSED';
   if (status === 429) return 'ERR_UPSTREAM_RATE_LIMITED';
   if (status >= 500) return 'ERR_UPSTREAM_UNAVAILABLE';

@@ -1,9 +1,9 @@
 /**
  * The network between the simulated gateways and the one issuer: an in-process `Upstream`
  * (runtime/upstream/types.ts) that hands requests to the real `Issuer` through the same CBOR
- * codec as the HTTPS front, and maps its typed refusals to the agent's error codes the way the
- * HTTPS client does (401/403 → refused, 429 → rate limited, 5xx → unavailable, other 4xx →
- * rejected). Faults are set per gateway or for everyone:
+ * codec as the HTTPS front, and maps its typed refusals to the agent's error codes with the
+ * product's own tables: the front's code → status (`statusFor`) and the client's status → code
+ * (`codeForStatus`). Faults are set per gateway or for everyone:
  * - `issuerDown`: every call fails with ERR_UPSTREAM_UNREACHABLE (connection refused);
  * - `partition(name, 'drop')`: that gateway's calls fail unreachable;
  * - `partition(name, 'delay', ms)`: that gateway's answers arrive `ms` later on the clock.
@@ -20,34 +20,18 @@
  */
 import type { Clock } from '../../runtime/core/clock.ts';
 import { isEdgewardError } from '../../runtime/core/error.ts';
-import { AgentError, type AgentErrorCode } from '../../runtime/errors.ts';
+import { AgentError, type AgentErrorCode, IssuerError } from '../../runtime/errors.ts';
+import { statusFor } from '../../runtime/issuer/http.ts';
 import type { Issuer } from '../../runtime/issuer/issuer.ts';
 import { issuerCbor } from '../../runtime/issuer/store.ts';
+import { codeForStatus } from '../../runtime/upstream/client.ts';
 import { PATHS } from '../../runtime/upstream/protocol.ts';
 import type { CallOptions, Upstream, UpstreamEndpoint } from '../../runtime/upstream/types.ts';
 import type { HttpsLink } from './https-link.ts';
 
-const REJECTED = new Set([
-  'ERR_ISSUER_BAD_REQUEST',
-  'ERR_ISSUER_NOT_FOUND',
-  'ERR_ISSUER_SESSION_UNKNOWN',
-  'ERR_ISSUER_SESSION_EXPIRED',
-  'ERR_ISSUER_BODY_TOO_LARGE',
-  'ERR_ISSUER_CONTENT_TYPE',
-  'ERR_CSR_MALFORMED',
-  'ERR_CSR_SIGNATURE',
-  'ERR_CSR_WEAK_KEY',
-  'ERR_DER_MALFORMED',
-  'ERR_SVID_ID_INVALID',
-]);
-
-/** The agent-side code for an issuer refusal (what the HTTP status would have said). */
+/** The agent-side code for an issuer refusal: what the HTTPS front's status would have said. */
 export function agentCodeFor(issuerCode: string): AgentErrorCode {
-  if (issuerCode === 'ERR_ISSUER_RATE_LIMITED') return 'ERR_UPSTREAM_RATE_LIMITED';
-  if (issuerCode === 'ERR_ISSUER_CLOSED' || issuerCode === 'ERR_ISSUER_INTERNAL')
-    return 'ERR_UPSTREAM_UNAVAILABLE';
-  if (REJECTED.has(issuerCode)) return 'ERR_UPSTREAM_REJECTED';
-  return 'ERR_UPSTREAM_REFUSED';
+  return codeForStatus(statusFor(issuerCode));
 }
 
 export type LinkFault =
@@ -182,7 +166,7 @@ export class FleetNetwork {
       case PATHS.revocations:
         return issuer.revocationFeed(Number(url.searchParams.get('since') ?? '0'));
       default:
-        throw new AgentError('ERR_UPSTREAM_REJECTED', `no route ${path}`);
+        throw new IssuerError('ERR_ISSUER_NOT_FOUND', `no route ${path}`); // as the HTTPS front answers
     }
   }
 }
