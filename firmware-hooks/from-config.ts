@@ -20,14 +20,12 @@
  * ```
  */
 import type { KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { liveIdentity } from '../runtime/agent/identity.ts';
 import { newP256Key } from '../runtime/agent/keys.ts';
-import { planFromConfig } from '../runtime/agent/plan.ts';
+import { planFromConfig, policyPcrs } from '../runtime/agent/plan.ts';
 import { brokerServerNames } from '../runtime/agent/run.ts';
 import type { AgentConfig } from '../runtime/config/agent-schema.ts';
-import { parseDuration } from '../runtime/config/formats.ts';
 import type { Clock } from '../runtime/core/clock.ts';
 import type { Logger } from '../runtime/core/logger.ts';
 import type { Random } from '../runtime/core/random.ts';
@@ -35,8 +33,6 @@ import type { FirmwareManifest } from '../runtime/firmware/manifest.ts';
 import { attestorProtector } from '../runtime/store/protector.ts';
 import { type GatewayRecord, NAMES } from '../runtime/store/records.ts';
 import { SealedStore } from '../runtime/store/sealed-store.ts';
-import { httpsUpstream } from '../runtime/upstream/client.ts';
-import type { Upstream } from '../runtime/upstream/types.ts';
 import type { HookContext, Sealing } from './context.ts';
 import { HookError } from './errors.ts';
 import type { PcrBank } from './pcrs.ts';
@@ -62,12 +58,6 @@ export interface OpenedContext {
 
 export const otaStateDir = (c: AgentConfig): string => join(c.dataDir, 'ota');
 export const storeLocation = (c: AgentConfig): string => join(c.dataDir, 'store');
-
-/** `sha256:0,7` → [0, 7]; undefined without a policy. */
-export function policyPcrs(c: AgentConfig): number[] | undefined {
-  const list = c.sealing?.pcrPolicy?.split(':')[1];
-  return list === undefined ? undefined : [...new Set(list.split(',').map(Number))].sort((a, b) => a - b);
-}
 
 export async function openHookContext(
   config: AgentConfig,
@@ -163,15 +153,4 @@ export function promisedValues(m: FirmwareManifest, pcrs: readonly number[]): Re
       { missing },
     );
   return Object.fromEntries(pcrs.map((i) => [i, Buffer.from(m.pcrs[i] as string, 'hex')]));
-}
-
-/** The issuer as commit and rollback need it: the config's HTTPS upstream (as planFromConfig builds it), no TPM. */
-export async function upstreamFromConfig(c: AgentConfig, clock: Clock): Promise<Upstream> {
-  const ca = c.upstream.caFile === undefined ? undefined : [await readFile(c.upstream.caFile, 'utf8')];
-  return httpsUpstream({
-    endpoints: c.upstream.endpoints,
-    ...(ca === undefined ? {} : { ca }),
-    clock,
-    ...(c.upstream.timeout ? { timeoutMs: parseDuration(c.upstream.timeout) } : {}),
-  });
 }

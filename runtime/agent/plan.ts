@@ -22,6 +22,7 @@ import { keyFileProtector } from '../store/key-file.ts';
 import { attestorProtector } from '../store/protector.ts';
 import { pemCertificates } from '../svid/certificate.ts';
 import { httpsUpstream } from '../upstream/client.ts';
+import type { Upstream } from '../upstream/types.ts';
 import type { AgentOptions } from './agent.ts';
 import { fullJitterBackoff } from './policy.ts';
 import type { AgentPlan, BrokerBridgePlan, BrokerFactoryPlan } from './run.ts';
@@ -40,12 +41,11 @@ export interface PlanDeps {
 export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<AgentPlan> {
   const { clock, random, logger } = deps;
   // Files first: a config error must not leave the TPM opened.
-  const ca =
-    c.upstream.caFile === undefined ? undefined : [await readPem(c.upstream.caFile, 'upstream.caFile')];
+  const upstream = await upstreamFor(c, clock);
   const bridge = c.bridge === undefined ? undefined : await bridgePlan(c.bridge);
   const factory = c.factory === undefined ? undefined : await factoryPlan(c.factory);
   const attestor = await attestorFor(c, deps);
-  const pcrs = c.sealing?.pcrPolicy?.split(':')[1]?.split(',').map(Number);
+  const pcrs = policyPcrs(c);
   const r = c.rotation ?? {};
   const agent: Partial<AgentOptions> = {
     backoff: fullJitterBackoff(
@@ -70,12 +70,7 @@ export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<Ag
       a.supports.sealing
         ? attestorProtector(a, pcrs === undefined ? {} : { pcrs })
         : keyFileProtector(join(c.dataDir, 'store.key'), random, logger),
-    upstream: httpsUpstream({
-      endpoints: c.upstream.endpoints,
-      ...(ca === undefined ? {} : { ca }),
-      clock,
-      ...(c.upstream.timeout ? { timeoutMs: parseDuration(c.upstream.timeout) } : {}),
-    }),
+    upstream,
     agent,
     broker: {
       listen: { host: b.listen?.host ?? '127.0.0.1', port: b.listen?.port ?? 8883 },
@@ -167,6 +162,24 @@ async function bridgePlan(b: NonNullable<AgentConfig['bridge']>): Promise<Broker
     maxBytes: b.buffer?.maxBytes ?? BRIDGE_DEFAULTS.maxBytes,
     reconnectMs: b.reconnect !== undefined ? parseDuration(b.reconnect) : BRIDGE_DEFAULTS.reconnectMs,
   };
+}
+
+/** The HTTPS upstream of `upstream:` (endpoints, CA file, timeout), for the agent and the OTA hooks. */
+export async function upstreamFor(c: AgentConfig, clock: Clock): Promise<Upstream> {
+  const ca =
+    c.upstream.caFile === undefined ? undefined : [await readPem(c.upstream.caFile, 'upstream.caFile')];
+  return httpsUpstream({
+    endpoints: c.upstream.endpoints,
+    ...(ca === undefined ? {} : { ca }),
+    clock,
+    ...(c.upstream.timeout ? { timeoutMs: parseDuration(c.upstream.timeout) } : {}),
+  });
+}
+
+/** `sealing.pcrPolicy` `sha256:7,0,7` → [0, 7] (sorted, no repeats); undefined without a policy. */
+export function policyPcrs(c: AgentConfig): number[] | undefined {
+  const list = c.sealing?.pcrPolicy?.split(':')[1];
+  return list === undefined ? undefined : [...new Set(list.split(',').map(Number))].sort((a, b) => a - b);
 }
 
 async function factoryPlan(f: NonNullable<AgentConfig['factory']>): Promise<BrokerFactoryPlan> {

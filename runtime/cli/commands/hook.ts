@@ -166,12 +166,13 @@ async function phase(name: string, argv: readonly string[], io: CliIo): Promise<
       const { commit, rollback } = await import('../../../firmware-hooks/commit.ts');
       const { openStoreDb } = await import('../../../firmware-hooks/store-db.ts');
       let db: Awaited<ReturnType<typeof openStoreDb>> | undefined;
-      const location = config === undefined ? join(stateDir, '..', 'store') : join(config.dataDir, 'store');
+      const { storeLocation } = await import('../../../firmware-hooks/from-config.ts');
+      const location = config === undefined ? join(stateDir, '..', 'store') : storeLocation(config);
       let staging: import('../../../firmware-hooks/staging.ts').FirmwareStaging | undefined;
       if (config !== undefined) {
-        const { upstreamFromConfig } = await import('../../../firmware-hooks/from-config.ts');
+        const { upstreamFor } = await import('../../agent/plan.ts');
         const { issuerStaging } = await import('../../../firmware-hooks/staging.ts');
-        staging = issuerStaging(await upstreamFromConfig(config, systemClock));
+        staging = issuerStaging(await upstreamFor(config, systemClock));
       }
       const input = {
         stateDir,

@@ -1,16 +1,17 @@
 /**
- * The issuer client that commit and rollback build from the agent config (`upstreamFromConfig`)
- * honours the config's `upstream.timeout`, as the agent's own client does (runtime/agent/plan.ts).
- * Regression: it was built without it, so an issuer that accepted the connection and never
- * answered held `edgeward hook commit` for the default 10 s whatever the config said.
+ * `upstreamFor` (runtime/agent/plan.ts): the issuer client built from `upstream:`, shared by the
+ * agent and the OTA hooks (commit, rollback). It honours `upstream.timeout` — regression: the hooks
+ * once built their own client without it, so an issuer that accepted the connection and never
+ * answered held `edgeward hook commit` for the default 10 s — and an unreadable CA file is a typed
+ * config error, not a raw ENOENT.
  */
 import { createServer, type Socket } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { upstreamFromConfig } from '../../firmware-hooks/from-config.ts';
-import type { AgentConfig } from '../../runtime/config/agent-schema.ts';
-import { systemClock } from '../../runtime/core/clock.ts';
-import { rejects } from '../helpers/rejects.ts';
+import { upstreamFor } from '../../../runtime/agent/plan.ts';
+import type { AgentConfig } from '../../../runtime/config/agent-schema.ts';
+import { systemClock } from '../../../runtime/core/clock.ts';
+import { rejects } from '../../helpers/rejects.ts';
 
 test('upstream.timeout bounds a call to an issuer that never answers', async () => {
   const sockets: Socket[] = [];
@@ -20,7 +21,7 @@ test('upstream.timeout bounds a call to an issuer that never answers', async () 
   const config = {
     upstream: { endpoints: [`https://127.0.0.1:${port}`], timeout: '200ms' },
   } as unknown as AgentConfig;
-  const upstream = await upstreamFromConfig(config, systemClock);
+  const upstream = await upstreamFor(config, systemClock);
   try {
     const started = performance.now();
     const guard = setTimeout(() => {
@@ -38,6 +39,17 @@ test('upstream.timeout bounds a call to an issuer that never answers', async () 
     for (const s of sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+});
+
+test('an unreadable upstream.caFile is ERR_CONFIG_UNREADABLE naming the key', async () => {
+  const config = {
+    upstream: { endpoints: ['https://127.0.0.1:1'], caFile: '/nonexistent/edgeward-ca.pem' },
+  } as unknown as AgentConfig;
+  const err = await rejects<{ issues: { path: string }[] }>(
+    () => upstreamFor(config, systemClock),
+    'ERR_CONFIG_UNREADABLE',
+  );
+  assert.is(err.issues[0]?.path, 'upstream.caFile');
 });
 
 test.run();
