@@ -12,6 +12,7 @@
  */
 import { verify, X509Certificate } from 'node:crypto';
 import { IssuerError } from '../errors.ts';
+import { normalizeSerial } from '../spiffe/cert-facts.ts';
 import { isPathSegment } from '../spiffe/id.ts';
 import { x509popSignedData } from '../svid/pop.ts';
 
@@ -61,9 +62,7 @@ export function verifyFactoryChain(
     current = next;
   }
   const identity =
-    nameFrom === 'serial'
-      ? leaf.serialNumber.toLowerCase().replace(/^0+(?=.)/, '')
-      : (/^CN=(.*)$/m.exec(leaf.subject)?.[1] ?? '');
+    nameFrom === 'serial' ? normalizeSerial(leaf.serialNumber) : (/^CN=(.*)$/m.exec(leaf.subject)?.[1] ?? '');
   if (!isPathSegment(identity) || identity.length > 64)
     throw bad(`the ${nameFrom} '${identity.slice(0, 80)}' is not usable as a gateway name`);
   return { leaf, identity };
