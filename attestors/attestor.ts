@@ -17,8 +17,16 @@
  * The conformance suite in `test/conformance/attestor.ts` runs against every implementation, with
  * feature tests switched on from `supports`.
  */
-import type { AttestBeginRequest, AttestBeginResponse, AttestMethod } from '../runtime/upstream/protocol.ts';
+import type {
+  AttestBeginRequest,
+  AttestBeginResponse,
+  AttestMethod,
+  AttestProof,
+} from '../runtime/upstream/protocol.ts';
 import { AttestorError } from './errors.ts';
+
+/** The method-specific part of `AttestFinishRequest` (without sessionId and CSRs), defined by the protocol. */
+export type { AttestProof };
 
 /** What an attestor can do beyond the basic begin/answer exchange. */
 export interface AttestorSupports {
@@ -29,18 +37,6 @@ export interface AttestorSupports {
   /** Can seal and unseal a 32-byte data key (optionally to PCR values). */
   readonly sealing: boolean;
 }
-
-/** The method-specific part of `AttestFinishRequest` (without sessionId and CSRs). */
-export type AttestProof =
-  | {
-      method: 'tpm';
-      activatedSecret: Uint8Array;
-      quote: Uint8Array;
-      signature: Uint8Array;
-      pcrValues: Uint8Array[];
-    }
-  | { method: 'join-token' }
-  | { method: 'x509pop'; signature: Uint8Array };
 
 /** A fresh quote for renewal (tpm only). */
 export interface QuoteEvidence {

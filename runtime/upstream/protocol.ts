@@ -52,19 +52,8 @@ export interface AttestBeginResponse {
   expiresAt: number;
 }
 
-export type AttestFinishRequest = {
-  sessionId: string;
-  /** PKCS#10 CSR (DER) for the gateway SVID key. */
-  csr: Uint8Array;
-  /** PKCS#10 CSR (DER) for the delegated device CA key. */
-  caCsr: Uint8Array;
-  /**
-   * DNS names and IP addresses the gateway's broker serves under, for DNS/IP SANs on the gateway
-   * SVID (so plain TLS clients such as mosquitto_pub can check the broker's host name). The
-   * issuer admits only names its policy allows; at most 8.
-   */
-  serverNames?: string[];
-} & (
+/** The method-specific part of `AttestFinishRequest`: what an attestor answers a challenge with. */
+export type AttestProof =
   | {
       method: 'tpm';
       /** The credential the TPM decrypted in ActivateCredential. */
@@ -80,8 +69,21 @@ export type AttestFinishRequest = {
       method: 'x509pop';
       /** Signature by the factory key over SHA-256("edgeward x509pop v1" ‖ nonce ‖ CSR SPKI DER). */
       signature: Uint8Array;
-    }
-);
+    };
+
+export type AttestFinishRequest = {
+  sessionId: string;
+  /** PKCS#10 CSR (DER) for the gateway SVID key. */
+  csr: Uint8Array;
+  /** PKCS#10 CSR (DER) for the delegated device CA key. */
+  caCsr: Uint8Array;
+  /**
+   * DNS names and IP addresses the gateway's broker serves under, for DNS/IP SANs on the gateway
+   * SVID (so plain TLS clients such as mosquitto_pub can check the broker's host name). The
+   * issuer admits only names its policy allows; at most 8.
+   */
+  serverNames?: string[];
+} & AttestProof;
 
 /** What a successful attestation or renewal returns. */
 export interface IssuedIdentity {
