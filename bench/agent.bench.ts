@@ -39,6 +39,7 @@ import { type LevelDb, SealedStore } from '../runtime/store/sealed-store.ts';
 import { launchSwtpm } from '../sim/swtpm/launcher.ts';
 import { startTpmIssuer } from '../test/runtime/agent/helpers/tpm-issuer.ts';
 import { enroll } from '../transport/enroll/client.ts';
+import { median } from './stats.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const DIST_BIN = join(ROOT, 'dist/runtime/cli/bin.js');
@@ -48,8 +49,6 @@ const ROUNDS = Number(process.env.BENCH_AGENT_ROUNDS ?? 3);
 const PCRS = 'sha256:0,1,2,3,4,5,6,7';
 const MESSAGES = Number(process.env.BENCH_AGENT_MESSAGES ?? 5000);
 const TICK_MS = 1000 / 100; // USER_HZ
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-
 function records(n: number) {
   return Array.from({ length: n }, (_, i) => ({
     deviceId: `sensor-${i}`,

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
 import mqtt, { type MqttClient } from 'mqtt';
 import { buildPki, type Issued, makeCert } from '../test/helpers/pki.ts';
+import { median } from './stats.ts';
 
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 200);
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
@@ -60,8 +61,6 @@ function compileServer(): void {
   );
   if (r.status !== 0) throw new Error(`cannot compile bench/broker-server.ts: ${r.stdout}${r.stderr}`);
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -11,12 +11,11 @@ import * as x509 from '@peculiar/x509';
 import { cryptoRandom } from '../runtime/core/random.ts';
 import { createRootCa } from '../runtime/svid/authority.ts';
 import { createSigner, spkiOf } from '../runtime/svid/signer.ts';
+import { median } from './stats.ts';
 
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 1500);
 const ROUNDS = 3;
 const H = 3_600_000;
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 export default async function run(): Promise<void> {
   const now = Date.now();

@@ -14,11 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SvidVerifier } from '../runtime/spiffe/verify.ts';
 import { Fleet, HOUR, TRUST_DOMAIN } from '../sim/fleet/fleet.ts';
+import { median } from './stats.ts';
 
 const ROUNDS = 7;
 const REPS = 20;
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 export default async function run(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'edgeward-bench-fleet-'));

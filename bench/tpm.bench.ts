@@ -14,6 +14,7 @@ import type { EkTemplateName } from '../attestors/tpm/verify/ek-public.ts';
 import { checkAkPublic, makeCredential } from '../attestors/tpm/verify/index.ts';
 import { cryptoRandom } from '../runtime/core/random.ts';
 import { launchSwtpm } from '../sim/swtpm/launcher.ts';
+import { median } from './stats.ts';
 
 export interface BenchRow {
   readonly name: string;
@@ -53,13 +54,6 @@ export async function attestationRound(transport: TpmTransport, ek?: EkTemplateN
   await a.close();
   return performance.now() - started;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2
-    ? (s[(s.length - 1) / 2] as number)
-    : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
 
 /** Alternate the rows for `rounds` rounds (after one warm-up each) and print medians and ratios. */
 export async function benchAttestation(rows: readonly BenchRow[], rounds = 20): Promise<Map<string, number>> {
