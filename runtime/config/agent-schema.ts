@@ -2,7 +2,7 @@
  * The agent's config file (`edgeward agent --config FILE`). One schema gives both validation
  * and the `AgentConfig` type. Bump `version` and add a migration in `agent-role.ts` with every
  * change of layout, then regenerate the agent's precompiled validator
- * (`node --import tsx runtime/config/gen-validators.ts --write`; a test fails when it drifts).
+ * (`node --import tsx scripts/gen-validators.ts --write`; a test fails when it drifts).
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { AGENT_CONFIG_VERSION } from './agent-role.ts';

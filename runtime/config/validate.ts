@@ -10,7 +10,7 @@ import { issuesFromAjv, type LineOf } from './issues.ts';
 
 /**
  * The ajv every config schema is checked with: all errors, defaults filled in, our formats.
- * `gen-validators.ts` builds its standalone code with this too (plus `code`), so both agree.
+ * `scripts/gen-validators.ts` builds its standalone code with this too (plus `code`), so both agree.
  */
 export function configAjv(extra: Options = {}): Ajv {
   const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, ...extra });

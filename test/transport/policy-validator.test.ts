@@ -7,9 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GENERATED, validatorSource } from '../../runtime/config/gen-validators.ts';
 import { validateAgainst } from '../../runtime/config/validate.ts';
 import { parseYaml } from '../../runtime/config/yaml.ts';
+import { GENERATED, validatorSource } from '../../scripts/gen-validators.ts';
 import { parsePolicy } from '../../transport/policy/load.ts';
 import { PolicySchema } from '../../transport/policy/schema.ts';
 
@@ -31,7 +31,7 @@ const BAD = [
 test('the generated policy validator is up to date with schema.ts', () => {
   assert.ok(
     readFileSync(GENERATED.policy.file, 'utf8') === validatorSource('policy'),
-    'run: node --import tsx runtime/config/gen-validators.ts --write',
+    'run: node --import tsx scripts/gen-validators.ts --write',
   );
 });
 

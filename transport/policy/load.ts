@@ -21,7 +21,7 @@ import { validate } from './policy-validator.gen.ts';
 import type { Policy } from './schema.ts';
 import { filterProblem } from './topic.ts';
 
-/** Precompiled from `schema.ts` (runtime/config/gen-validators.ts): no TypeBox or ajv at run time. */
+/** Precompiled from `schema.ts` (scripts/gen-validators.ts): no TypeBox or ajv at run time. */
 const validatePolicy = validate as unknown as ((data: unknown) => boolean) & {
   errors?: ErrorObject[] | null;
 };

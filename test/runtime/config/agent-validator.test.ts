@@ -12,9 +12,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadAgentConfigText } from '../../../runtime/config/agent-load.ts';
 import { AGENT_CONFIG_VERSION } from '../../../runtime/config/agent-role.ts';
-import { GENERATED, validatorSource } from '../../../runtime/config/gen-validators.ts';
 import { AGENT_ROLE, loadConfigText } from '../../../runtime/config/load.ts';
 import type { ConfigError } from '../../../runtime/errors.ts';
+import { GENERATED, validatorSource } from '../../../scripts/gen-validators.ts';
 import { rejects } from '../../helpers/rejects.ts';
 
 const BASE = `version: 2
@@ -67,7 +67,7 @@ async function outcome(load: () => unknown): Promise<unknown> {
 test('the generated validator is up to date with agent-schema.ts', () => {
   assert.ok(
     readFileSync(GENERATED.agent.file, 'utf8') === validatorSource('agent'),
-    'run: node --import tsx runtime/config/gen-validators.ts --write',
+    'run: node --import tsx scripts/gen-validators.ts --write',
   );
 });
 
