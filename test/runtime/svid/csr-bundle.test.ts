@@ -33,7 +33,13 @@ test('createCsr output verifies with openssl req and parses back to its SPKI', (
       stdio: 'pipe',
     });
     assert.not.match(out, /fail/i);
-    assert.equal(parseCsr(der).spki, spkiOf(key));
+    const parsed = parseCsr(der);
+    assert.equal(parsed.spki, spkiOf(key));
+    assert.equal(
+      parsed.publicKey.export({ type: 'spki', format: 'der' }),
+      spkiOf(key),
+      'the key imported is the one sent',
+    );
   }
 });
 
@@ -74,6 +80,13 @@ test('CSR refusals: tampered signature, weak keys, garbage, truncation', async (
   await rejects(() => parseCsr(good.subarray(0, good.length - 5)), 'ERR_CSR_MALFORMED');
   await rejects(() => parseCsr(Buffer.concat([good, Buffer.from([0])])), 'ERR_CSR_MALFORMED');
   await rejects(() => parseCsr(new Uint8Array(0)), 'ERR_CSR_MALFORMED');
+  // A P-256 point moved off the curve (last byte of y) is refused before any signature check.
+  const spki = spkiOf(key);
+  const at = good.indexOf(spki);
+  assert.ok(at > 0);
+  const offCurve = Buffer.from(good);
+  offCurve[at + spki.length - 1] = (offCurve[at + spki.length - 1] as number) ^ 1;
+  await rejects(() => parseCsr(offCurve), 'ERR_CSR_MALFORMED');
 });
 
 test('bundle: encode → decode round trip keeps roots, sequence and refresh hint', () => {
