@@ -82,7 +82,14 @@ export async function exchange(
     const challenge = await ep.post<AttestBeginResponse>(PATHS.attestBegin, beginReq);
     checkShape(challenge, ['sessionId', 'nonce'], 'attest/begin');
     const proof = await deps.attestor.answer(challenge, spki);
-    const finish = { sessionId: challenge.sessionId, csr, caCsr, ...names, ...proof } as AttestFinishRequest;
+    // keepCa is renew-only: attestation always brings a CA key, so caCsr is set here.
+    const finish: AttestFinishRequest = {
+      sessionId: challenge.sessionId,
+      csr,
+      caCsr: caCsr as Buffer,
+      ...names,
+      ...proof,
+    };
     issued = await ep.post<IssuedIdentity>(PATHS.attestFinish, finish);
   } else {
     if (current === undefined) throw new TypeError('renewal needs the current identity');
