@@ -1,8 +1,9 @@
 /**
  * The facts of one certificate that SPIFFE verification needs, read once: URI SANs, cA and
  * pathLen, key usage (and whether it is critical), extended key usage, URI name constraints,
- * validity and serial. Extensions are read by the small DER reader of `der.ts` (no general
- * ASN.1 library on the handshake path); signatures and validity use `node:crypto`.
+ * validity and serial. Extensions are read in place by `cert-extensions.ts` over the project's
+ * DER reader (`der.ts`; no general ASN.1 library on the handshake path); signatures and validity
+ * use `node:crypto`.
  *
  * @example
  * ```ts
@@ -15,12 +16,11 @@ import { SpiffeError } from '../errors.ts';
 import {
   basicConstraints,
   certificateExtensions,
-  children,
   extKeyUsage,
   keyUsage,
-  readTlv,
   subjectAltNames,
-} from './der.ts';
+} from './cert-extensions.ts';
+import { children, derMalformed, readSpan, TAG } from './der.ts';
 
 export const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 export const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -117,19 +117,20 @@ export function normalizeSerial(hex: string): string {
  * left to the TLS stack.
  */
 function parseUriConstraints(der: Uint8Array): { permitted: string[] | undefined; excluded: string[] } {
-  const outer = readTlv(der, 0);
-  if (outer.tag !== 0x30) throw new RangeError('DER: name constraints are not a SEQUENCE');
+  const W = 'nameConstraints';
+  const outer = readSpan(der, 0, der.length, W);
+  if (outer.tag !== TAG.SEQUENCE) throw derMalformed(W, 'not a SEQUENCE');
   let permitted: string[] | undefined;
   const excluded: string[] = [];
-  for (const trees of children(der, outer)) {
+  for (const trees of children(der, outer, W)) {
     const list: string[] = [];
-    for (const subtree of children(der, trees)) {
-      const base = readTlv(der, subtree.start, subtree.end);
+    for (const subtree of children(der, trees, W)) {
+      const base = readSpan(der, subtree.start, subtree.end, W, 'GeneralSubtree base');
       if (base.tag === 0x86) list.push(Buffer.from(der.subarray(base.start, base.end)).toString('latin1'));
     }
     if (trees.tag === 0xa0) permitted = list;
     else if (trees.tag === 0xa1) excluded.push(...list);
-    else throw new RangeError('DER: name constraints hold neither permitted nor excluded subtrees');
+    else throw derMalformed(W, 'neither permitted nor excluded subtrees');
   }
   return { permitted, excluded };
 }

@@ -13,8 +13,8 @@
 import type { KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Random } from '../core/random.ts';
+import { explicit, seq, TAG, time, tlv, uint } from '../spiffe/der.ts';
 import { parseCertificate } from './certificate.ts';
-import { explicit, seq, TAG, time, tlv, uint } from './der.ts';
 import {
   authorityKeyId,
   basicConstraints,

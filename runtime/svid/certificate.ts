@@ -11,7 +11,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { SvidError } from '../errors.ts';
-import { DerReader, oidText, parseTime, TAG, type Tlv } from './der.ts';
+import { DerReader, oidText, parseTime, TAG, type Tlv } from '../spiffe/der.ts';
 import { OID } from './extensions.ts';
 
 export interface CertificateParts {

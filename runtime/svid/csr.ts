@@ -12,7 +12,7 @@
  */
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { SvidError } from '../errors.ts';
-import { DerReader, explicit, oidText, seq, TAG } from './der.ts';
+import { DerReader, explicit, oidText, seq, TAG } from '../spiffe/der.ts';
 import { name, OID } from './extensions.ts';
 import { signatureAlgorithm, signTbs, spkiOf } from './signer.ts';
 

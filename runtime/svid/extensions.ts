@@ -6,7 +6,7 @@
  * cA true, critical KU keyCertSign (+cRLSign).
  */
 import { createHash } from 'node:crypto';
-import { bitString, bool, DerReader, octetString, oid, seq, smallInt, TAG, tlv } from './der.ts';
+import { bitString, bool, DerReader, octetString, oid, seq, smallInt, TAG, tlv } from '../spiffe/der.ts';
 
 export const OID = {
   commonName: '2.5.4.3',

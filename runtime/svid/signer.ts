@@ -21,9 +21,9 @@ import { isIP } from 'node:net';
 import { isEdgewardError } from '../core/error.ts';
 import type { Random } from '../core/random.ts';
 import { SvidError } from '../errors.ts';
+import { bitString, explicit, oid, seq, TAG, time, tlv, uint } from '../spiffe/der.ts';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.ts';
 import { parseCertificate, serialHex } from './certificate.ts';
-import { bitString, explicit, oid, seq, TAG, time, tlv, uint } from './der.ts';
 import {
   authorityKeyId,
   basicConstraints,
