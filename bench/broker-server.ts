@@ -1,7 +1,8 @@
 /**
- * Child process of `bench/broker.bench.ts`: runs the edgeward broker (or, with `--bare`, a bare
- * Node `tls.Server` that only holds sockets: Node's floor; with `--plain`, aedes on `tls.Server`
- * without any hook: the reference) on port 0 from the PEM material in
+ * Child process of `bench/broker.bench.ts`: runs the edgeward broker (or, with `--bare`, Node's
+ * floor: a bare `tls.Server` with mqtt-packet and trivial routing — what any MQTT server on Node
+ * pays at least; with `--plain`,
+ * aedes on `tls.Server` without any hook: the reference) on port 0 from the PEM material in
  * the JSON file given as argv[2], prints `PORT <n>` and serves until stdin closes.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
@@ -32,10 +33,60 @@ if (bare) {
     requestCert: true,
     rejectUnauthorized: true,
   });
+  // The least an MQTT server on Node pays: mqtt-packet (aedes' own codec, a dependency of aedes
+  // and mqtt) parses and writes; CONNECT gets a fixed CONNACK, SUBSCRIBE records a `prefix/#` or
+  // exact filter, a PUBLISH is written to every matching subscriber at QoS 1 and acknowledged.
+  // No sessions, authorization, retained messages, persistence or flow control: not a broker.
+  const mqttPacket = (await import('mqtt-packet')).default;
+  const subs: { filter: string; wildcard: boolean; socket: TLSSocket }[] = [];
+  let nextId = 0;
+  const matches = (f: (typeof subs)[0], topic: string) =>
+    f.wildcard ? topic.startsWith(f.filter) : topic === f.filter;
   server.on('secureConnection', (s) => {
     held.add(s);
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (p) => {
+      if (p.cmd === 'connect')
+        s.write(mqttPacket.generate({ cmd: 'connack', returnCode: 0, sessionPresent: false }));
+      else if (p.cmd === 'subscribe') {
+        for (const sub of p.subscriptions) {
+          const wildcard = sub.topic.endsWith('/#');
+          subs.push({ filter: wildcard ? sub.topic.slice(0, -1) : sub.topic, wildcard, socket: s });
+        }
+        s.write(
+          mqttPacket.generate({
+            cmd: 'suback',
+            messageId: p.messageId ?? 0,
+            granted: p.subscriptions.map(() => 1),
+          }),
+        );
+      } else if (p.cmd === 'publish') {
+        for (const sub of subs) {
+          if (!matches(sub, p.topic)) continue;
+          nextId = (nextId % 65535) + 1;
+          sub.socket.write(
+            mqttPacket.generate({
+              cmd: 'publish',
+              topic: p.topic,
+              payload: p.payload,
+              qos: 1,
+              messageId: nextId,
+              retain: false,
+              dup: false,
+            }),
+          );
+        }
+        if (p.qos === 1) s.write(mqttPacket.generate({ cmd: 'puback', messageId: p.messageId ?? 0 }));
+      } else if (p.cmd === 'pingreq') s.write(mqttPacket.generate({ cmd: 'pingresp' }));
+      else if (p.cmd === 'disconnect') s.end();
+    });
+    s.on('data', (d: Buffer) => parser.parse(d));
+    s.on('end', () => s.end());
     s.on('error', () => s.destroy());
-    s.on('close', () => held.delete(s));
+    s.on('close', () => {
+      held.delete(s);
+      for (let i = subs.length - 1; i >= 0; i--) if (subs[i]?.socket === s) subs.splice(i, 1);
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as { port: number }).port;

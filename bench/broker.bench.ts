@@ -5,12 +5,15 @@
  *
  * - CPU per mTLS connect (CONNECT/CONNACK/DISCONNECT), median of alternating rounds;
  * - QoS 1: one publisher device, one subscriber, broker CPU per message and messages per second;
- * - RSS with 1,000 idle mTLS devices (each its own certificate), and the floor: a bare Node
- *   `tls.Server` holding 1,000 TLS sockets (printed as ratios edgeward / floor, mosquitto / floor);
- * - the same floor's CPU per mTLS handshake alone, against mosquitto's whole connect.
- * Reference column: plain aedes on `tls.Server` without any hook. edgeward runs with the node
- * flag it ships with (`--max-semi-space-size=1`); a reference line gives it without the flag.
+ * - RSS with 1,000 idle mTLS devices (each its own certificate): right after they connected (peak)
+ *   and settled, 35 s later, once V8's memory reducer has run (what a gateway with idle devices
+ *   holds); all brokers hold their devices at once, so the wait is paid once.
+ * Columns: edgeward launched as its systemd unit launches it (node flags and Environment= read from
+ * firmware-hooks/build/edgeward.service), mosquitto, plain aedes on `tls.Server` without any hook
+ * (the reference), Node's floor (a bare `tls.Server` with mqtt-packet and trivial routing: the
+ * least any MQTT server on Node pays, see bench/broker-server.ts), and edgeward under the other launch setting.
  * Goals (issue 7): CPU per connect <= 1.1x mosquitto, CPU per message <= 1.5x, RSS at 1,000 <= 100 MB.
+ * BENCH_FLAGS replaces the unit's node flags for the edgeward column (to compare launch settings).
  * Sizes: BENCH_CONNECTS (default 200 per round), BENCH_MESSAGES (20,000), BENCH_IDLE (1,000).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -26,7 +29,8 @@ import { median } from './stats.ts';
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 200);
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const IDLE = Number(process.env.BENCH_IDLE ?? 1000);
-const ROUNDS = 3;
+const ROUNDS = 5;
+const SETTLE_MS = 35_000;
 const TICK_MS = 1000 / 100; // USER_HZ
 
 interface Peer {
@@ -82,21 +86,43 @@ function freePort(): Promise<number> {
   });
 }
 
-/**
- * The node flag edgeward ships with (firmware-hooks/build/edgeward.service, `npm start`): a 1 MB
- * young generation. The edgeward broker runs with it, as deployed; `unflagged` runs it without.
- */
-const LAUNCH_FLAGS = ['--max-semi-space-size=1'];
+interface Launch {
+  flags: string[];
+  env: Record<string, string>;
+}
 
-async function startEdgeward(
-  material: string,
-  mode: '' | 'bare' | 'plain' | 'unflagged' = '',
-): Promise<Peer> {
+/** The node flags and environment of the shipped systemd unit (what a gateway runs). */
+function shippedLaunch(): Launch {
+  const unit = readFileSync('firmware-hooks/build/edgeward.service', 'utf8');
+  const exec = /^ExecStart=\S+\s+(.*)$/m.exec(unit)?.[1] ?? '';
+  const args = exec.split(/\s+/);
+  const script = args.findIndex((a) => !a.startsWith('--'));
+  const flags = args.slice(0, Math.max(0, script));
+  const env: Record<string, string> = {};
+  for (const m of unit.matchAll(/^Environment=(\w+)=(.*)$/gm)) {
+    if (m[1] !== 'NODE_ENV') env[m[1] as string] = m[2] as string;
+  }
+  if (process.env.BENCH_FLAGS !== undefined)
+    flags.splice(0, flags.length, ...process.env.BENCH_FLAGS.split(' ').filter(Boolean));
+  return { flags, env };
+}
+
+const SHIPPED = shippedLaunch();
+/** The other setting, for comparison: plain node if the unit sets anything, else a 1 MB young generation. */
+const OTHER: Launch =
+  SHIPPED.flags.length > 0 || Object.keys(SHIPPED.env).length > 0
+    ? { flags: [], env: {} }
+    : { flags: ['--max-semi-space-size=1'], env: {} };
+const describe = (l: Launch): string =>
+  [...l.flags, ...Object.entries(l.env).map(([k, v]) => `${k}=${v}`)].join(' ') || 'plain node';
+
+async function startEdgeward(material: string, mode: '' | 'bare' | 'plain' | 'other' = ''): Promise<Peer> {
   const prof = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const flags = mode === '' ? LAUNCH_FLAGS : [];
-  const server = mode === '' || mode === 'unflagged' ? [] : [`--${mode}`];
-  const proc = spawn(process.execPath, [...prof, ...flags, SERVER_JS, material, ...server], {
+  const launch = mode === '' ? SHIPPED : mode === 'other' ? OTHER : { flags: [], env: {} };
+  const server = mode === 'bare' || mode === 'plain' ? [`--${mode}`] : [];
+  const proc = spawn(process.execPath, [...prof, ...launch.flags, SERVER_JS, material, ...server], {
     stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, ...launch.env },
   });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
@@ -107,18 +133,8 @@ async function startEdgeward(
     });
     proc.once('exit', (code) => reject(new Error(`broker-server exited ${code}`)));
   });
-  return {
-    name:
-      mode === 'bare'
-        ? 'node tls floor'
-        : mode === 'plain'
-          ? 'plain aedes'
-          : mode === 'unflagged'
-            ? 'edgeward unflagged'
-            : 'edgeward',
-    proc,
-    port,
-  };
+  const name = { bare: 'node floor', plain: 'plain aedes', other: 'edgeward other', '': 'edgeward' }[mode];
+  return { name, proc, port };
 }
 
 async function startMosquitto(dir: string): Promise<Peer> {
@@ -190,18 +206,6 @@ function mqttConnect(port: number, ctx: SecureContext, clientId: string): Promis
 const ctxOf = (who: Issued, bundlePem: string): SecureContext =>
   createSecureContext({ key: who.pem.key, cert: who.pem.cert, ca: bundlePem });
 
-/** A TLS handshake only (the floor): done when the server's post-handshake tickets arrive. */
-function tlsHandshake(port: number, ctx: SecureContext): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, secureContext: ctx });
-    s.once('session', () => {
-      s.destroy();
-      resolve();
-    });
-    s.once('error', reject);
-  });
-}
-
 async function connectRound(p: Peer, ids: { ctx: SecureContext; clientId: string }[]): Promise<number> {
   const before = cpuMs(p.proc.pid as number);
   let next = 0;
@@ -209,10 +213,6 @@ async function connectRound(p: Peer, ids: { ctx: SecureContext; clientId: string
     Array.from({ length: 4 }, async () => {
       while (next < CONNECTS) {
         const who = ids[next++ % ids.length] as { ctx: SecureContext; clientId: string };
-        if (p.name === 'node tls floor') {
-          await tlsHandshake(p.port, who.ctx);
-          continue;
-        }
         const c = await mqttConnect(p.port, who.ctx, who.clientId);
         await c.endAsync();
       }
@@ -279,39 +279,25 @@ async function messageRound(
   return { cpuPerMsgUs: (cpu * 1000) / MESSAGES, perSecond: (received / ms) * 1000 };
 }
 
-async function idleRss(
+/** Connects `devs` to `p` and keeps them; `peak` is the broker's RSS one second later. */
+async function holdIdle(
   p: Peer,
   devs: { ctx: SecureContext; clientId: string }[],
-  rawTls: boolean,
-): Promise<{ empty: number; full: number }> {
+): Promise<{ empty: number; peak: number; held: MqttClient[] }> {
   await new Promise((r) => setTimeout(r, 300));
   const empty = rssMb(p.proc.pid as number);
-  const held: { end(): void }[] = [];
+  const held: MqttClient[] = [];
   let next = 0;
   await Promise.all(
     Array.from({ length: 16 }, async () => {
       while (next < devs.length) {
         const d = devs[next++] as { ctx: SecureContext; clientId: string };
-        if (rawTls) {
-          held.push(
-            await new Promise((resolve, reject) => {
-              const s = tlsConnect({ host: '127.0.0.1', port: p.port, secureContext: d.ctx }, () =>
-                resolve({ end: () => s.destroy() }),
-              );
-              s.once('error', reject);
-            }),
-          );
-        } else {
-          const c = await mqttConnect(p.port, d.ctx, d.clientId);
-          held.push({ end: () => c.end(true) });
-        }
+        held.push(await mqttConnect(p.port, d.ctx, d.clientId));
       }
     }),
   );
   await new Promise((r) => setTimeout(r, 1000));
-  const full = rssMb(p.proc.pid as number);
-  for (const h of held) h.end();
-  return { empty, full };
+  return { empty, peak: rssMb(p.proc.pid as number), held };
 }
 
 export default async function run(): Promise<void> {
@@ -365,109 +351,85 @@ export default async function run(): Promise<void> {
   const mosq = await startMosquitto(dir);
   const plain = await startEdgeward(material, 'plain');
   const floor = await startEdgeward(material, 'bare');
-  const unflagged = await startEdgeward(material, 'unflagged');
-  const peers = [edge, mosq, plain, floor, unflagged];
+  const other = await startEdgeward(material, 'other');
+  const peers = [edge, mosq, plain, floor, other];
   try {
-    // Warm up both (JIT, session caches), then alternate rounds.
+    // Warm up all (JIT, session caches), then alternate rounds.
     for (const p of peers) await connectRound(p, ids.slice(0, 50));
-    const connect: Record<string, number[]> = {
-      edgeward: [],
-      mosquitto: [],
-      'plain aedes': [],
-      'node tls floor': [],
-      'edgeward unflagged': [],
-    };
-    const msgs: Record<string, { cpuPerMsgUs: number; perSecond: number }[]> = {
-      edgeward: [],
-      mosquitto: [],
-      'plain aedes': [],
-      'edgeward unflagged': [],
-    };
+    const connect = new Map<Peer, number[]>(peers.map((p) => [p, []]));
+    const msgs = new Map<Peer, { cpuPerMsgUs: number; perSecond: number }[]>(peers.map((p) => [p, []]));
     for (let r = 0; r < ROUNDS; r++) {
       for (const p of r % 2 === 0 ? peers : [...peers].reverse()) {
-        connect[p.name]?.push(await connectRound(p, ids.slice(0, 50)));
-        if (p !== floor) msgs[p.name]?.push(await messageRound(p, ids[1] as (typeof ids)[0], collector));
+        connect.get(p)?.push(await connectRound(p, ids.slice(0, 50)));
+        msgs.get(p)?.push(await messageRound(p, ids[1] as (typeof ids)[0], collector));
       }
     }
-    const e = {
-      c: median(connect.edgeward ?? []),
-      m: median((msgs.edgeward ?? []).map((x) => x.cpuPerMsgUs)),
-      t: median((msgs.edgeward ?? []).map((x) => x.perSecond)),
-    };
-    const q = {
-      c: median(connect.mosquitto ?? []),
-      m: median((msgs.mosquitto ?? []).map((x) => x.cpuPerMsgUs)),
-      t: median((msgs.mosquitto ?? []).map((x) => x.perSecond)),
-    };
-    const pl = {
-      c: median(connect['plain aedes'] ?? []),
-      m: median((msgs['plain aedes'] ?? []).map((x) => x.cpuPerMsgUs)),
-    };
-    const floorConnect = median(connect['node tls floor'] ?? []);
-    const un = {
-      c: median(connect['edgeward unflagged'] ?? []),
-      m: median((msgs['edgeward unflagged'] ?? []).map((x) => x.cpuPerMsgUs)),
-    };
-    await stop(unflagged);
-    await stop(edge);
-    await stop(mosq);
-    await stop(plain);
-    await stop(floor);
-    // RSS on fresh processes, one at a time: the message rounds above grew the heaps.
-    const idle: Record<string, { empty: number; full: number }> = {};
-    for (const [name, fresh, raw] of [
-      ['edgeward', () => startEdgeward(material), false],
-      ['mosquitto', () => startMosquitto(dir), false],
-      ['plain', () => startEdgeward(material, 'plain'), false],
-      ['floor', () => startEdgeward(material, 'bare'), true],
-      ['unflagged', () => startEdgeward(material, 'unflagged'), false],
-    ] as const) {
-      const p = await fresh();
-      peers.push(p);
-      idle[name] = await idleRss(p, ids.slice(0, IDLE), raw);
-      await stop(p);
-    }
-    const idleE = idle.edgeward as { empty: number; full: number };
-    const idleQ = idle.mosquitto as { empty: number; full: number };
-    const idleF = idle.floor as { empty: number; full: number };
-    const idleP = idle.plain as { empty: number; full: number };
-    const idleU = idle.unflagged as { empty: number; full: number };
+    const c = (p: Peer) => median(connect.get(p) ?? []);
+    const m = (p: Peer) => median((msgs.get(p) ?? []).map((x) => x.cpuPerMsgUs));
+    const t = (p: Peer) => median((msgs.get(p) ?? []).map((x) => x.perSecond));
+    for (const p of peers) await stop(p);
+    // RSS on fresh processes (the rounds above grew the heaps), all holding their devices at once.
+    const fresh = [
+      await startEdgeward(material),
+      await startMosquitto(dir),
+      await startEdgeward(material, 'plain'),
+      await startEdgeward(material, 'bare'),
+      await startEdgeward(material, 'other'),
+    ];
+    peers.push(...fresh);
+    const held: Awaited<ReturnType<typeof holdIdle>>[] = [];
+    for (const p of fresh) held.push(await holdIdle(p, ids.slice(0, IDLE)));
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const idle = fresh.map((p, i) => ({
+      ...(held[i] as { empty: number; peak: number }),
+      settled: rssMb(p.proc.pid as number),
+    }));
+    for (const h of held) for (const client of h.held) client.end(true);
+    for (const p of fresh) await stop(p);
+    const [idleE, idleQ, idleP, idleF, idleO] = idle as [
+      (typeof idle)[0],
+      (typeof idle)[0],
+      (typeof idle)[0],
+      (typeof idle)[0],
+      (typeof idle)[0],
+    ];
+
     const row = (name: string, a: number, b: number, unit: string, goal: string) =>
       console.log(
-        `${name.padEnd(34)} ${a.toFixed(2).padStart(9)} ${b.toFixed(2).padStart(9)} ${unit.padEnd(6)} ${(a / b).toFixed(2).padStart(6)}x  ${goal}`,
+        `${name.padEnd(38)} ${a.toFixed(2).padStart(9)} ${b.toFixed(2).padStart(9)} ${unit.padEnd(6)} ${(a / b).toFixed(2).padStart(6)}x  ${goal}`,
       );
+    console.log(`\nedgeward launched as its unit: ${describe(SHIPPED)}`);
     console.log(
-      `\n${'measure'.padEnd(34)} ${'edgeward'.padStart(9)} ${'mosquitto'.padStart(9)} unit   ratio   goal`,
+      `${'measure'.padEnd(38)} ${'edgeward'.padStart(9)} ${'mosquitto'.padStart(9)} unit   ratio   goal`,
     );
-    row('broker CPU per mTLS connect', e.c, q.c, 'ms', '<= 1.1x');
-    row('broker CPU per QoS 1 message', e.m, q.m, 'us', '<= 1.5x');
-    row('QoS 1 messages per second', e.t, q.t, 'msg/s', '(higher is better)');
+    row('broker CPU per mTLS connect', c(edge), c(mosq), 'ms', '<= 1.1x');
+    row('broker CPU per QoS 1 message', m(edge), m(mosq), 'us', '<= 1.5x');
+    row('QoS 1 messages per second', t(edge), t(mosq), 'msg/s', '(higher is better)');
     row(
-      `RSS with ${IDLE} idle devices`,
-      idleE.full,
-      idleQ.full,
+      `RSS, ${IDLE} idle devices, settled`,
+      idleE.settled,
+      idleQ.settled,
       'MB',
-      `<= 100 MB (edgeward ${idleE.full.toFixed(0)} MB)`,
+      `<= 100 MB (edgeward ${idleE.settled.toFixed(0)} MB; ${(idleE.settled / idleF.settled).toFixed(2)}x the node floor)`,
     );
+    row(`RSS, ${IDLE} devices, 1 s after connecting`, idleE.peak, idleQ.peak, 'MB', '');
     row('RSS empty', idleE.empty, idleQ.empty, 'MB', '');
     row(
-      `RSS per idle device`,
-      ((idleE.full - idleE.empty) * 1024) / IDLE,
-      ((idleQ.full - idleQ.empty) * 1024) / IDLE,
+      'RSS per idle device, settled',
+      ((idleE.settled - idleE.empty) * 1024) / IDLE,
+      ((idleQ.settled - idleQ.empty) * 1024) / IDLE,
       'KB',
       '',
     );
+    const ref = (name: string, p: Peer, r: (typeof idle)[0], msg: boolean) =>
+      console.log(
+        `${name}: ${c(p).toFixed(2)} ms per connect (${(c(p) / c(mosq)).toFixed(2)}x mosquitto, ${(c(p) / c(floor)).toFixed(2)}x the floor)${msg ? `, ${m(p).toFixed(1)} us per message (${(m(p) / m(mosq)).toFixed(2)}x)` : ''}, RSS with ${IDLE} devices ${r.settled.toFixed(1)} MB settled (${r.peak.toFixed(1)} MB at 1 s, ${r.empty.toFixed(1)} MB empty)`,
+      );
+    ref('node floor (tls.Server + mqtt-packet, trivial routing)', floor, idleF, true);
+    ref('plain aedes on tls.Server, no hooks', plain, idleP, true);
+    ref(`edgeward under ${describe(OTHER)}`, other, idleO, true);
     console.log(
-      `node tls.Server floor: ${idleF.full.toFixed(1)} MB with ${IDLE} TLS sockets (${idleF.empty.toFixed(1)} MB empty); RSS edgeward / floor = ${(idleE.full / idleF.full).toFixed(2)}x, mosquitto / floor = ${(idleQ.full / idleF.full).toFixed(2)}x`,
-    );
-    console.log(
-      `node tls.Server floor, CPU per mTLS handshake alone (no MQTT): ${floorConnect.toFixed(2)} ms = ${(floorConnect / q.c).toFixed(2)}x mosquitto's whole connect; edgeward connect / floor = ${(e.c / floorConnect).toFixed(2)}x`,
-    );
-    console.log(
-      `reference, plain aedes on tls.Server without hooks: ${pl.c.toFixed(2)} ms per connect (${(pl.c / q.c).toFixed(2)}x mosquitto), ${pl.m.toFixed(1)} us per message (${(pl.m / q.m).toFixed(2)}x), ${idleP.full.toFixed(1)} MB with ${IDLE} idle devices (${idleP.empty.toFixed(1)} MB empty)`,
-    );
-    console.log(
-      `edgeward as shipped runs node ${LAUNCH_FLAGS.join(' ')}; without it: ${un.c.toFixed(2)} ms per connect (${(un.c / q.c).toFixed(2)}x mosquitto), ${un.m.toFixed(1)} us per message (${(un.m / q.m).toFixed(2)}x), ${idleU.full.toFixed(1)} MB with ${IDLE} idle devices (${(idleU.full / idleF.full).toFixed(2)}x the floor)`,
+      `edgeward connect / plain aedes connect = ${(c(edge) / c(plain)).toFixed(2)}x; mosquitto settled RSS / node floor = ${(idleQ.settled / idleF.settled).toFixed(2)}x`,
     );
     console.log(
       `(connect: ${CONNECTS} per round, messages: ${MESSAGES} per round, ${ROUNDS} rounds alternating, medians)`,
