@@ -1,0 +1,50 @@
+/**
+ * What the gateway agent (`agent.ts`) is built from: its injected dependencies (store, attestor,
+ * upstream, Clock, Random, Logger, key factory) and its policy knobs, each with its default.
+ * `plan.ts` derives them from the config file; tests and the fleet simulator pass them directly.
+ *
+ * @example
+ * ```ts
+ * const o: AgentOptions = { trustDomain, store, attestor, upstream, clock, random, logger, newKey };
+ * new Agent({ ...o, tickMs: 10_000 });
+ * ```
+ */
+import type { KeyObject } from 'node:crypto';
+import type { Attestor } from '../../attestors/attestor.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Random } from '../core/random.ts';
+import type { SealedStore } from '../store/sealed-store.ts';
+import type { Upstream } from '../upstream/types.ts';
+import type { BreakerOptions } from './breaker.ts';
+import type { RotationStep } from './exchange.ts';
+import type { BackoffStrategy } from './policy.ts';
+
+export interface AgentOptions {
+  readonly trustDomain: string;
+  readonly store: SealedStore;
+  readonly attestor: Attestor;
+  readonly upstream: Upstream;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  readonly newKey: () => KeyObject;
+  /** Broker host names to ask for on the gateway SVID (DNS/IP SANs). */
+  readonly serverNames?: readonly string[];
+  readonly backoff?: BackoffStrategy;
+  readonly breaker?: BreakerOptions;
+  /** What a renewal refused for cause leads to: re-attest at once (default), or halt. */
+  readonly onRefusal?: 'reattest' | 'halt';
+  /** After a refused attestation, try again this much later (default 1 h). */
+  readonly refusalRetryMs?: number;
+  /** Revocation feed and bundle poll interval (default 60 s). */
+  readonly feedIntervalMs?: number;
+  /** Clock watch interval (default 30 s): time floor, forward jumps, overdue timers. */
+  readonly tickMs?: number;
+  readonly floorToleranceMs?: number;
+  /** Persist the time floor when it moved by this much (default 5 min; flash wears out). */
+  readonly floorPersistMs?: number;
+  readonly deviceTtlMs?: number;
+  /** Test hook marking the steps of a rotation (kill -9 tests). */
+  readonly onStep?: (step: RotationStep) => void | Promise<void>;
+}
