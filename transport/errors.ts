@@ -24,11 +24,15 @@ export type TransportErrorCode =
   /** Enrollment or renewal: the gateway could not sign (CSR refused, CA unavailable). */
   | 'ERR_ENROLL_REFUSED'
   /**
-   * A `$share/<group>/<filter>` subscription: aedes 1.2 answers SUBACK with the granted QoS but
-   * never delivers a message to it, so the broker refuses it (SUBACK 0x80, logged with this code)
-   * and a policy file that grants one does not load.
+   * A SUBSCRIBE to `$share/…` that is not `$share/<group>/<filter>` with one non-empty group level
+   * without `+`/`#` and a valid filter: refused (SUBACK 0x80, logged with this code).
    */
-  | 'ERR_SHARED_SUBSCRIPTION_UNSUPPORTED'
+  | 'ERR_SHARED_SUBSCRIPTION_MALFORMED'
+  /**
+   * A SUBSCRIBE to `$share/<group>/<filter>` that no `$share` grant of the policy covers (plain
+   * grants never grant shared filters): refused (SUBACK 0x80, logged with this code).
+   */
+  | 'ERR_SHARED_SUBSCRIPTION_DENIED'
   /**
    * The broker's session journal (transport/mqtt/persistence): an entry that does not decode is
    * dropped with this code in the log, and the broker starts without it.

@@ -52,7 +52,7 @@ test('a file policy: templates, retain lists, ** and clientId any', async () => 
   assert.ok(d?.canPublish('devices/s1/state', true));
   assert.ok(d?.canSubscribe('jobs/x'));
   assert.ok(d?.canReceive('jobs/x'));
-  assert.not.ok(d?.canSubscribe('$share/workers/jobs/x'), 'shared subscriptions are never granted');
+  assert.not.ok(d?.canSubscribe('$share/workers/jobs/x'), 'a plain grant (jobs/#) does not grant $share');
   const svc = grantsFor(p, `${SELF}/svc/metrics/exporter`, SELF);
   assert.ok(svc?.anyClientId);
   assert.is(svc?.maxConnections, 4);
@@ -88,35 +88,71 @@ test('an invalid policy reports every problem with its line', async () => {
   if (!syntax.ok) assert.ok(syntax.issues[0]?.line !== undefined);
 });
 
-test('$share entries do not load (aedes 1.2 would acknowledge and deliver nothing) and are never granted', () => {
-  const r = parsePolicy(
-    [
-      'version: 1',
-      'rules:',
-      '  - match: "{self}/device/*"',
-      '    subscribe: ["devices/{device}/#", "$share/workers/jobs/#"]',
-      '    publish: ["$share/workers/jobs/x"]',
-      '',
-    ].join('\n'),
+test('$share grants: their own filters, + as any group, templated groups, default deny both ways', async () => {
+  const p = await loadPolicyFile(`${FIX}policy-share.yaml`);
+  const svc = grantsFor(p, `${SELF}/svc/worker`, SELF);
+  assert.ok(svc?.canSubscribe('$share/any-group/devices/+/telemetry'), '+ as the group: any group');
+  assert.ok(svc?.canSubscribe('$share/g/devices/s1/telemetry'), 'a narrower filter');
+  assert.not.ok(svc?.canSubscribe('$share/g/devices/+/#'), 'a wider filter');
+  assert.not.ok(svc?.canSubscribe('devices/s1/telemetry'), 'a $share grant does not grant the plain filter');
+  assert.ok(svc?.canSubscribe('$share/worker/jobs/x'), '{name} in the group');
+  assert.not.ok(svc?.canSubscribe('$share/other/jobs/x'));
+  assert.ok(svc?.canSubscribe('plain/x'));
+  assert.not.ok(svc?.canSubscribe('$share/g/plain/x'), 'a plain grant does not grant $share');
+  assert.not.ok(
+    svc?.canSubscribe('$share/+/devices/s1/telemetry'),
+    'a SUBSCRIBE with + as the group is malformed',
   );
+  assert.not.ok(svc?.canSubscribe('$share/g'));
+  assert.ok(svc?.canReceiveShared('devices/s1/telemetry'));
+  assert.ok(svc?.canReceiveShared('jobs/a/b'));
+  assert.not.ok(svc?.canReceiveShared('plain/x'), 'shared deliveries are checked against $share grants only');
+  assert.not.ok(svc?.canReceive('devices/s1/telemetry'), 'plain deliveries against plain grants only');
+  const dev = grantsFor(p, `${SELF}/device/s1`, SELF);
+  assert.ok(dev?.canSubscribe('$share/s1/jobs/s1/#'), '{device} in group and filter');
+  assert.not.ok(dev?.canSubscribe('$share/s2/jobs/s1/#'));
+  assert.not.ok(dev?.canSubscribe('$share/s1/devices/s1/#'));
+  // A Policy object given in code is not parsed: a malformed or reserved $share entry grants nothing.
+  const code = grantsFor(
+    {
+      version: 1,
+      rules: [{ match: '{self}/svc/*', subscribe: ['$share/g+/jobs/#', '$share/g/$edgeward/#', '$share'] }],
+    },
+    `${SELF}/svc/w`,
+    SELF,
+  );
+  assert.not.ok(code?.canSubscribe('$share/g/$edgeward/bundle'));
+  assert.not.ok(code?.canSubscribe('$share/g+/jobs/x'));
+  assert.not.ok(code?.canReceiveShared('jobs/x'));
+});
+
+test('malformed $share entries and $share outside subscribe fail with their lines', async () => {
+  const { readFileSync } = await import('node:fs');
+  const r = parsePolicy(readFileSync(`${FIX}policy-share-invalid.yaml`, 'utf8'));
   assert.not.ok(r.ok);
   if (r.ok) return;
   assert.equal(
     r.issues.map((i) => `${i.line}:${i.path}`),
-    ['5:rules[0].publish[0]', '4:rules[0].subscribe[1]'],
+    [
+      '13:rules[0].publish[0]',
+      '6:rules[0].subscribe[1]',
+      '7:rules[0].subscribe[2]',
+      '8:rules[0].subscribe[3]',
+      '9:rules[0].subscribe[4]',
+      '10:rules[0].subscribe[5]',
+      '11:rules[0].subscribe[6]',
+      '12:rules[0].subscribe[7]',
+      '14:rules[0].retain[0]',
+    ],
   );
-  assert.match(r.issues[1]?.message ?? '', /ERR_SHARED_SUBSCRIPTION_UNSUPPORTED/);
-  // A Policy object given to the broker in code is not parsed: grants still never include $share.
-  const g = grantsFor(
-    { version: 1, rules: [{ match: '{self}/svc/*', subscribe: ['$share/+/devices/#', '$share/g/jobs/#'] }] },
-    `${SELF}/svc/w`,
-    SELF,
-  );
-  assert.ok(g);
-  assert.not.ok(g?.canSubscribe('$share/g/jobs/#'));
-  assert.not.ok(g?.canSubscribe('$share/g/devices/s1/#'));
-  assert.not.ok(g?.canSubscribe('jobs/#'));
-  assert.not.ok(g?.canReceive('jobs/x'));
+  const msg = (path: string) => r.issues.find((i) => i.path === path)?.message ?? '';
+  assert.match(msg('rules[0].publish[0]'), /only allowed in subscribe/);
+  assert.match(msg('rules[0].subscribe[1]'), /no topic filter after the share group/);
+  assert.match(msg('rules[0].subscribe[2]'), /empty share group/);
+  assert.match(msg('rules[0].subscribe[3]'), /'\+' only as the whole group/);
+  assert.match(msg('rules[0].subscribe[5]'), /'#' must be a whole last level/);
+  assert.match(msg('rules[0].subscribe[6]'), /reserved/);
+  assert.match(msg('rules[0].subscribe[7]'), /cannot itself be \$share/);
 });
 
 test('edgeward policy check: exit 0, 1 with FILE:LINE lines, 2 on usage', async () => {
@@ -128,6 +164,14 @@ test('edgeward policy check: exit 0, 1 with FILE:LINE lines, 2 on usage', async 
   assert.ok(
     bad.stderr.some((l) => l.endsWith('policy-invalid.yaml:8: rules[1].retian: unknown key')),
     bad.stderr.join('\n'),
+  );
+  const share = captureIo();
+  assert.is(await main(['policy', 'check', `${FIX}policy-share.yaml`], share), 0, share.stderr.join('\n'));
+  const shareBad = captureIo();
+  assert.is(await main(['policy', 'check', `${FIX}policy-share-invalid.yaml`], shareBad), 1);
+  assert.ok(
+    shareBad.stderr.some((l) => /policy-share-invalid\.yaml:6: rules\[0\]\.subscribe\[1\]: /.test(l)),
+    shareBad.stderr.join('\n'),
   );
   const usage = captureIo();
   assert.is(await main(['policy', 'check'], usage), 2);

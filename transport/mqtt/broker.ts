@@ -33,8 +33,8 @@
  *
  * Costs per connection, measured by `npm run bench broker`: no TLS session tickets (a resumed
  * session would lack the peer chain the SPIFFE check needs), no certificate objects or timers
- * kept per session. `$share/…` subscriptions are refused (aedes 1.2 would acknowledge them and
- * deliver nothing).
+ * kept per session. Shared subscriptions (`$share/<group>/<filter>`), which aedes 1.2 acknowledges
+ * but never delivers, are routed by `shared.ts`: each message to one connected member per group.
  */
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
@@ -72,6 +72,7 @@ import type { DurablePersistence, PersistenceOptions, PersistenceStats } from '.
 import { guardPublish } from './persistence/guard-publish.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
 import { Sessions } from './sessions.ts';
+import { type SharedStats, SharedSubscriptions } from './shared.ts';
 import { materialFor, refuseWhileExpired, SERVER_TLS_OPTIONS } from './tls-context.ts';
 import { batchWrites } from './write-batch.ts';
 
@@ -114,6 +115,8 @@ export interface Broker {
   bridgeStats(): BridgeStats | undefined;
   /** The session journal's counters, when `persistence` is configured. */
   persistenceStats(): PersistenceStats | undefined;
+  /** Shared-subscription groups, members, and messages delivered to or dropped by them. */
+  sharedStats(): SharedStats;
   /** Re-read the policy file (or apply `policy`) and recompute every live session's grants. */
   reloadPolicy(policy?: Policy): Promise<void>;
   close(): Promise<void>;
@@ -163,6 +166,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const sessions = new Sessions(clock, logger);
   const verifier = new SvidVerifier();
   const renewal: { service?: RenewalService } = {};
+  const shared = new SharedSubscriptions({
+    logger,
+    canReceive: (client, topic) => sessions.of(client.conn)?.grants?.canReceiveShared(topic) === true,
+  });
   let persistence: DurablePersistence | undefined;
   if (options.persistence !== undefined) {
     const { DurablePersistence } = await import('./persistence/durable.ts');
@@ -185,9 +192,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         renewal.service?.handle(deviceId, packet.payload),
       ),
     ),
-    authorizeSubscribe: authorizeSubscribeByPolicy(sessions, logger),
-    authorizeForward: authorizeForwardByPolicy(sessions),
+    authorizeSubscribe: authorizeSubscribeByPolicy(sessions, logger, shared),
+    authorizeForward: authorizeForwardByPolicy(sessions, shared),
   });
+  shared.attach(broker);
   await broker.listen();
   renewal.service = new RenewalService(
     broker,
@@ -330,6 +338,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     },
     bridgeStats: () => bridge?.stats(),
     persistenceStats: () => persistence?.stats(),
+    sharedStats: () => shared.stats(),
     async reloadPolicy(next?: Policy) {
       if (closed !== undefined) throw new TransportError('ERR_BROKER_CLOSED', 'broker is closed');
       policy = next ?? ('file' in policySource ? await loadPolicyFile(policySource.file) : policySource);
@@ -340,6 +349,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           s.socket.destroy();
         }
       }
+      shared.regrant((c, topic) => sessions.of(c.conn)?.grants?.canSubscribe(topic) === true);
       logger.info('policy reloaded', { rules: policy.rules.length });
     },
     close() {
@@ -351,6 +361,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           sessions.closeAll();
           await enrollment?.close();
           await bridge?.close();
+          shared.close();
           await new Promise<void>((r) => broker.close(() => r()));
           await persistence?.flushed();
           await new Promise<void>((r) => (server.listening ? server.close(() => r()) : r()));

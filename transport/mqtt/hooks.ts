@@ -8,8 +8,8 @@
  * | `preConnectRecordingClientId` | — (records the raw client id for `authenticate`) |
  * | `authenticateBySvid` | CONNACK 2 (identifier rejected): empty client id with a persistent session [MQTT-3.1.3-8], or a client id other than the device id; CONNACK 5 (not authorized): no verified SVID, keepalive outside the configured bounds, or no policy rule for the identity; CONNACK 3 (server unavailable): the identity's connection cap is reached |
  * | `authorizePublishByPolicy` | disconnect (MQTT 3.1.1 has no PUBLISH refusal): topic or retain flag not granted, or a reserved topic other than the client's own renewal topic |
- * | `authorizeSubscribeByPolicy` | SUBACK 0x80 for that filter (aedes: callback with a null subscription); always for `$share/…` (logged as ERR_SHARED_SUBSCRIPTION_UNSUPPORTED: aedes 1.2 would acknowledge it and deliver nothing) |
- * | `authorizeForwardByPolicy` | the message is not delivered (after a policy reload narrowed the grants) |
+ * | `authorizeSubscribeByPolicy` | SUBACK 0x80 for that filter (aedes: callback with a null subscription); for `$share/…` logged with ERR_SHARED_SUBSCRIPTION_MALFORMED or ERR_SHARED_SUBSCRIPTION_DENIED; a granted one joins its group (`shared.ts`) |
+ * | `authorizeForwardByPolicy` | the message is not delivered (after a policy reload narrowed the grants); a shared-group delivery is checked against the `$share` grants |
  */
 import type {
   ConnectPacket as AedesConnect,
@@ -20,9 +20,10 @@ import type {
 } from 'aedes';
 import type { Logger } from '../../runtime/core/logger.ts';
 import type { TransportErrorCode } from '../errors.ts';
-import { isShared } from '../policy/grants.ts';
+import { isShared, parseShared } from '../policy/share.ts';
 import { BUNDLE_TOPIC, RENEW_PREFIX, REPLY_PREFIX } from './reserved.ts';
 import type { Sessions } from './sessions.ts';
+import type { SharedSubscriptions } from './shared.ts';
 
 type ConnectPacket = { clientId: string; clean: boolean; keepalive: number };
 export type AuthError = Error & { returnCode: number };
@@ -145,7 +146,7 @@ export function authorizePublishByPolicy(sessions: Sessions, logger: Logger, onR
   };
 }
 
-export function authorizeSubscribeByPolicy(sessions: Sessions, logger: Logger) {
+export function authorizeSubscribeByPolicy(sessions: Sessions, logger: Logger, shared: SharedSubscriptions) {
   return (
     client: Client,
     sub: Subscription,
@@ -154,13 +155,22 @@ export function authorizeSubscribeByPolicy(sessions: Sessions, logger: Logger) {
     const g = sessions.of(client.conn)?.grants;
     const t = sub.topic;
     if (isShared(t)) {
-      logger.warn('SUBSCRIBE refused', {
-        code: 'ERR_SHARED_SUBSCRIPTION_UNSUPPORTED' satisfies TransportErrorCode,
-        spiffeId: g?.spiffeId,
-        clientId: client.id,
-        topic: t,
-      });
-      done(null, null);
+      const s = parseShared(t);
+      const malformed = 'problem' in s;
+      if (malformed || g === undefined || !g.canSubscribe(t)) {
+        logger.warn('SUBSCRIBE refused', {
+          code: (malformed
+            ? 'ERR_SHARED_SUBSCRIPTION_MALFORMED'
+            : 'ERR_SHARED_SUBSCRIPTION_DENIED') satisfies TransportErrorCode,
+          spiffeId: g?.spiffeId,
+          clientId: client.id,
+          topic: t,
+          ...(malformed ? { reason: s.problem } : {}),
+        });
+        done(null, null);
+        return;
+      }
+      shared.join(client, t, s, sub.qos, () => done(null, sub));
       return;
     }
     const ok =
@@ -178,11 +188,12 @@ export function authorizeSubscribeByPolicy(sessions: Sessions, logger: Logger) {
   };
 }
 
-export function authorizeForwardByPolicy(sessions: Sessions) {
+export function authorizeForwardByPolicy(sessions: Sessions, shared: SharedSubscriptions) {
   return (client: Client, packet: AedesPublishPacket): AedesPublishPacket | null => {
     const g = sessions.of(client.conn)?.grants;
     if (g === undefined) return null;
     const t = packet.topic;
+    if (shared.isDelivery(packet)) return g.canReceiveShared(t) ? packet : null;
     if (t.charCodeAt(0) === 36 /* $ */ && t.startsWith('$edgeward/')) {
       return t === BUNDLE_TOPIC || (g.deviceId !== undefined && t === REPLY_PREFIX + g.deviceId)
         ? packet

@@ -9,9 +9,15 @@
  * const g = grantsFor(policy, 'spiffe://td/gateway/gw-1/device/s1', 'spiffe://td/gateway/gw-1');
  * g?.canPublish('devices/s1/temp', false);   // true
  * ```
+ *
+ * Shared subscriptions are granted apart from plain ones (default deny both ways): a grant of
+ * `$share/<group>/<filter>` lets the caller join that group (`+` as the group: any group) on any
+ * filter `<filter>` covers, and nothing else; a plain grant of `devices/+/#` does not grant
+ * `$share/g/devices/+/#`, nor the other way round.
  */
 import { deviceIdOf } from '../../runtime/spiffe/id.ts';
 import type { Policy } from './schema.ts';
+import { ANY_GROUP, isShared, parseShared } from './share.ts';
 import { covers, matches, splitFilter } from './topic.ts';
 
 export const RESERVED_PREFIX = '$edgeward/';
@@ -24,10 +30,12 @@ export interface Grants {
   readonly anyClientId: boolean;
   readonly maxConnections: number;
   canPublish(topic: string, retain: boolean): boolean;
-  /** True when `filter` may be subscribed; never for `$share/…` (not delivered by aedes 1.2). */
+  /** True when `filter` (plain, or `$share/<group>/<filter>`) may be subscribed. */
   canSubscribe(filter: string): boolean;
   /** True when a message on `topic` may be delivered (the subscription is still granted). */
   canReceive(topic: string): boolean;
+  /** The same for a delivery to a shared-subscription group member (checked against `$share` grants). */
+  canReceiveShared(topic: string): boolean;
 }
 
 /** Compile a `match` pattern to a test on SPIFFE IDs; `{self}` is this gateway's SPIFFE ID. */
@@ -66,6 +74,7 @@ export function grantsFor(policy: Policy, spiffeId: string, self: string): Grant
   const sub: (readonly string[])[] = [];
   const recv: (readonly string[])[] = [];
   const ret: (readonly string[])[] = [];
+  const shared: SharedGrant[] = [];
   let matched = false;
   let anyClientId = false;
   let maxConnections = 0;
@@ -77,13 +86,21 @@ export function grantsFor(policy: Policy, spiffeId: string, self: string): Grant
     const add = (list: readonly string[] | undefined, out: (readonly string[])[]): void => {
       for (const e of list ?? []) {
         const f = fill(e, deviceId, name);
-        // Reserved topics and shared subscriptions are never granted (see `canSubscribe`).
+        // Reserved topics are never granted; `$share/…` only as a shared grant (below).
         if (f !== undefined && !f.startsWith(RESERVED_PREFIX) && !isShared(f)) out.push(splitFilter(f));
       }
     };
     add(rule.publish, pub);
     add(rule.subscribe, sub);
     add(rule.retain, ret);
+    for (const e of rule.subscribe ?? []) {
+      const f = fill(e, deviceId, name);
+      if (f === undefined || !isShared(f)) continue;
+      const s = parseShared(f, { grant: true });
+      // A malformed entry (only possible in a Policy given in code: files are checked) grants nothing.
+      if ('problem' in s || s.filter.startsWith(RESERVED_PREFIX)) continue;
+      shared.push({ group: s.group, filter: splitFilter(s.filter) });
+    }
   }
   if (!matched) return undefined;
   recv.push(...sub);
@@ -92,10 +109,17 @@ export function grantsFor(policy: Policy, spiffeId: string, self: string): Grant
     sub,
     recv,
     ret,
+    shared,
   });
 }
 
 type Filters = readonly (readonly string[])[];
+
+/** One `$share/<group>/<filter>` grant; group `+` = any group. */
+interface SharedGrant {
+  readonly group: string;
+  readonly filter: readonly string[];
+}
 
 /** Methods on the prototype, filters in fields: no closures per connected client. */
 class CompiledGrants implements Grants {
@@ -107,13 +131,14 @@ class CompiledGrants implements Grants {
   readonly #sub: Filters;
   readonly #recv: Filters;
   readonly #ret: Filters;
+  readonly #shared: readonly SharedGrant[];
 
   constructor(
     spiffeId: string,
     deviceId: string | undefined,
     anyClientId: boolean,
     maxConnections: number,
-    f: { pub: Filters; sub: Filters; recv: Filters; ret: Filters },
+    f: { pub: Filters; sub: Filters; recv: Filters; ret: Filters; shared: readonly SharedGrant[] },
   ) {
     this.spiffeId = spiffeId;
     this.deviceId = deviceId;
@@ -123,6 +148,7 @@ class CompiledGrants implements Grants {
     this.#sub = f.sub;
     this.#recv = f.recv;
     this.#ret = f.ret;
+    this.#shared = f.shared;
   }
 
   canPublish(topic: string, retain: boolean): boolean {
@@ -131,8 +157,15 @@ class CompiledGrants implements Grants {
   }
 
   canSubscribe(filter: string): boolean {
-    // aedes 1.2 would acknowledge a shared subscription and deliver nothing: never granted.
-    if (filter.startsWith(RESERVED_PREFIX) || isShared(filter)) return false;
+    if (filter.startsWith(RESERVED_PREFIX)) return false;
+    if (isShared(filter)) {
+      const s = parseShared(filter);
+      if ('problem' in s) return false;
+      const want = splitFilter(s.filter);
+      return this.#shared.some(
+        (g) => (g.group === ANY_GROUP || g.group === s.group) && covers(g.filter, want),
+      );
+    }
     const want = splitFilter(filter);
     return this.#sub.some((f) => covers(f, want));
   }
@@ -140,11 +173,12 @@ class CompiledGrants implements Grants {
   canReceive(topic: string): boolean {
     return anyMatches(this.#recv, topic);
   }
-}
 
-/** `$share/<group>/<filter>` (MQTT 5 shared subscription syntax, which aedes 1.2 does not deliver). */
-export function isShared(filter: string): boolean {
-  return filter === '$share' || filter.startsWith('$share/');
+  canReceiveShared(topic: string): boolean {
+    const s = this.#shared;
+    for (let i = 0; i < s.length; i++) if (matches((s[i] as SharedGrant).filter, topic)) return true;
+    return false;
+  }
 }
 
 /** The per-message check: a plain loop, no closure allocated per call. */

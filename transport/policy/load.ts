@@ -1,7 +1,7 @@
 /**
  * Reading a policy file: YAML with line positions (runtime/config/yaml.ts), the TypeBox schema
  * (schema.ts, checked by its precompiled validator policy-validator.gen.ts), then the checks a schema cannot express — match patterns, topic
- * filters, templates, reserved topics — each reported with its line. `edgeward policy check`
+ * filters, shared-subscription filters (`share.ts`), templates, reserved topics — each reported with its line. `edgeward policy check`
  * prints these issues; the broker refuses to start (or to reload) on any of them.
  *
  * @example
@@ -19,6 +19,7 @@ import { PolicyError, type PolicyIssue } from '../errors.ts';
 import { RESERVED_PREFIX } from './grants.ts';
 import { validate } from './policy-validator.gen.ts';
 import type { Policy } from './schema.ts';
+import { isShared, parseShared } from './share.ts';
 import { filterProblem } from './topic.ts';
 
 /** Precompiled from `schema.ts` (scripts/gen-validators.ts): no TypeBox or ajv at run time. */
@@ -117,11 +118,15 @@ function entryProblem(entry: string, kind: 'publish' | 'subscribe' | 'retain'): 
   if (filter.startsWith(RESERVED_PREFIX) || filter === '$edgeward') {
     return `${RESERVED_PREFIX}… topics are reserved for enrollment, renewal and the bundle`;
   }
-  if (filter === '$share' || filter.startsWith('$share/')) {
-    // aedes 1.2 acknowledges a shared subscription and then delivers nothing to it.
-    return kind === 'subscribe'
-      ? 'shared subscriptions ($share/…) are not supported: the broker (aedes 1.2) would acknowledge them and deliver nothing (ERR_SHARED_SUBSCRIPTION_UNSUPPORTED)'
-      : '$share/… is only meaningful in subscribe, and shared subscriptions are not supported';
+  if (isShared(filter)) {
+    if (kind !== 'subscribe')
+      return `$share/… is a shared subscription: only allowed in subscribe, not in ${kind}`;
+    const shared = parseShared(filter, { grant: true });
+    if ('problem' in shared) return shared.problem;
+    if (shared.filter.startsWith(RESERVED_PREFIX) || shared.filter === '$edgeward') {
+      return `${RESERVED_PREFIX}… topics are reserved for enrollment, renewal and the bundle`;
+    }
+    return undefined;
   }
   return filterProblem(filter);
 }

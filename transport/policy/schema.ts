@@ -9,12 +9,15 @@
  *     clientId: device                  # device (default): MQTT client id must be the device id; any
  *     maxConnections: 1                 # per identity (default 1 for device rules, else 4)
  *     publish:   ["devices/{device}/#"] # {device} = the caller's device id, {name} = its last segment
- *     subscribe: ["devices/{device}/#", "jobs/{device}"]
+ *     subscribe: ["devices/{device}/#", "jobs/{device}", "$share/workers/tasks/#"]
  *     retain:    ["devices/{device}/state"]   # where retained messages may be published
  * ```
  * Every matching rule adds its grants; an identity that no rule matches cannot connect.
- * Shared subscriptions (`$share/<group>/<filter>`) are refused: aedes 1.2 acknowledges them and
- * delivers nothing, so a policy entry that names one does not load (ERR_SHARED_SUBSCRIPTION_UNSUPPORTED).
+ * Shared subscriptions are granted in `subscribe` as `$share/<group>/<filter>` (`+` as the group:
+ * any group; templates as elsewhere, e.g. `$share/{name}/jobs/#`). They are granted apart from
+ * plain filters: `devices/+/#` does not grant `$share/g/devices/+/#`, nor the other way round.
+ * `$share/…` in `publish` or `retain` does not load. The broker delivers each message to one
+ * connected member of each group (`transport/mqtt/shared.ts`).
  * `$edgeward/...` topics are reserved for enrollment, renewal and the bundle: a policy cannot grant them.
  */
 import { type Static, Type } from '@sinclair/typebox';
