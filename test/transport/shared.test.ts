@@ -22,7 +22,7 @@ import { startBroker } from '../../transport/mqtt/broker.ts';
 import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
 import type { Policy } from '../../transport/policy/schema.ts';
 import { type Issued, makeCert, writeIdentityFiles } from '../helpers/pki.ts';
-import { rig } from './setup.ts';
+import { collect, connectPacket, rawTls, rig } from './setup.ts';
 
 const POLICY: Policy = {
   version: 1,
@@ -459,8 +459,27 @@ test('with the durable journal, a persistent member rejoins after a broker resta
     });
     const sent = await publishN(p, 'devices/s9/d', 5, 'dur');
     await exactlyOnce([got], sent);
-    await p.endAsync();
     await again.endAsync();
+    // Acknowledged deliveries left the session queue: nothing comes again at the next reconnect.
+    // An unacknowledged one stays queued and is sent again (a raw client that never PUBACKs).
+    const raw = await rawTls(b.addresses.mqtt.port, who, r.pki.bundlePem);
+    const rawGot = collect(raw, 5000);
+    raw.write(connectPacket('durable', false));
+    await until(() => b.sharedStats().members === 1, 'the raw member to rejoin');
+    await p.publishAsync('devices/s9/d', 'unacked', { qos: 1 });
+    await until(() => b.sharedStats().delivered === 6, 'the delivery');
+    await new Promise((res) => setTimeout(res, 50));
+    raw.destroy();
+    assert.ok((await rawGot).data.includes('unacked'), 'delivered to the raw member');
+    await until(() => b.sharedStats().members === 0, 'the raw member to leave');
+    assert.is(b.persistenceStats()?.queued, 1, 'the unacknowledged delivery is in the journal');
+    const last = await connect(b.addresses.mqtt.port, who);
+    const lastGot = record(last);
+    await until(() => lastGot.length >= 1, 'the queued message');
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(lastGot, ['unacked'], 'only the unacknowledged message is sent again');
+    await last.endAsync();
+    await p.endAsync();
   } finally {
     await b.close();
     await db.close();

@@ -193,7 +193,8 @@ export function authorizeForwardByPolicy(sessions: Sessions, shared: SharedSubsc
     const g = sessions.of(client.conn)?.grants;
     if (g === undefined) return null;
     const t = packet.topic;
-    if (shared.isDelivery(packet)) return g.canReceiveShared(t) ? packet : null;
+    const sharedDelivery = shared.forwardable(packet);
+    if (sharedDelivery !== undefined) return g.canReceiveShared(t) ? sharedDelivery : null;
     if (t.charCodeAt(0) === 36 /* $ */ && t.startsWith('$edgeward/')) {
       return t === BUNDLE_TOPIC || (g.deviceId !== undefined && t === REPLY_PREFIX + g.deviceId)
         ? packet

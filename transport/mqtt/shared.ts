@@ -15,10 +15,12 @@
  *   lets a server queue them for a disconnected persistent member; this broker does not).
  * - A delivery skips members that are closing, whose shared grant a policy reload removed, or that
  *   the forward check refuses (`canReceive`: the session is gone, e.g. revoked); aedes then runs
- *   its own `authorizeForward` on the delivery as on any other (`isDelivery` tells it apart).
+ *   its own `authorizeForward` on the delivery as on any other, where `forwardable` tells a
+ *   shared delivery apart (and stamps it) so that it is checked against the `$share` grants.
  * - Deliveries to a clean=false member are queued in its session first (journaled with the
  *   durable persistence), so a QoS 1/2 message in flight when it disconnects is sent again when
- *   it reconnects, like any message of a persistent session.
+ *   it reconnects, like any message of a persistent session. Queued deliveries carry the broker
+ *   id `$share:<aedes id>`, by which `forwardable` recognises them when aedes sends them again.
  * - Retained messages are not sent on a shared SUBSCRIBE (the MQTT 5 rule): aedes looks them up
  *   under the literal `$share/…` filter, which no topic matches.
  *
@@ -28,7 +30,8 @@
  * `client.publish` is not used: it stamps the packet with the broker's id and a fresh counter,
  * and aedes' per-client duplicate filter would then drop a later message's plain delivery to a
  * member that also holds a plain subscription. Packets handed over here carry no broker id, so
- * that filter leaves them alone.
+ * that filter leaves them alone; `forwardable` gives the packet aedes then sends the `$share:` id
+ * (aedes keys its session queue on broker id and counter).
  *
  * @example
  * ```ts
@@ -42,6 +45,9 @@ import type { Aedes, Client } from 'aedes';
 import type { Logger } from '../../runtime/core/logger.ts';
 import type { TransportErrorCode } from '../errors.ts';
 import type { SharedFilter } from '../policy/share.ts';
+
+/** Prefix of the broker id that shared deliveries carry once aedes numbers or queues them. */
+const SHARED_BROKER_ID = '$share:';
 
 /** The message fields a delivery needs (an aedes publish packet). */
 interface Message {
@@ -131,6 +137,7 @@ export class SharedSubscriptions {
     for (const t of topics) this.leave(client, t);
   };
   #broker: BrokerInternals | undefined;
+  #brokerId = SHARED_BROKER_ID;
   #delivered = 0;
   #dropped = 0;
 
@@ -143,6 +150,7 @@ export class SharedSubscriptions {
   attach(broker: Aedes): void {
     if (this.#broker !== undefined) throw new TypeError('SharedSubscriptions already attached');
     this.#broker = broker as unknown as BrokerInternals;
+    this.#brokerId = SHARED_BROKER_ID + broker.id;
     this.#broker.on('unsubscribe', this.#onUnsubscribe);
   }
 
@@ -207,9 +215,14 @@ export class SharedSubscriptions {
     }
   }
 
-  /** True for a packet this module handed to a member (for `authorizeForward`). */
-  isDelivery(packet: object): boolean {
-    return this.#deliveries.has(packet);
+  /**
+   * For `authorizeForward`: undefined when `packet` is not a shared delivery; otherwise the packet
+   * to forward (if the member may receive it): a live delivery stamped with the `$share:` broker
+   * id, or a queued one aedes sends again at reconnect as it is.
+   */
+  forwardable<P extends { readonly brokerId?: string | null }>(packet: P): P | undefined {
+    if (this.#deliveries.has(packet)) return { ...packet, brokerId: this.#brokerId };
+    return packet.brokerId?.startsWith(SHARED_BROKER_ID) === true ? packet : undefined;
   }
 
   stats(): SharedStats {
@@ -295,10 +308,11 @@ export class SharedSubscriptions {
       client.deliverQoS(out, cb);
       return;
     }
-    // Queued in the persistent session under a fresh (broker id, counter); the delivery carries
-    // the same counter, so aedes' outgoingUpdate numbers that queued entry.
+    // Queued in the persistent session under a fresh (`$share:` broker id, counter); the packet
+    // aedes sends (stamped by `forwardable`) has the same pair, so its outgoingUpdate numbers
+    // that queued entry and the member's PUBACK clears it.
     out.brokerCounter = ++broker.counter;
-    const stored: OutPacket = { ...out, brokerId: broker.id };
+    const stored: OutPacket = { ...out, brokerId: this.#brokerId };
     broker.persistence.outgoingEnqueue({ clientId: client.id }, stored).then(
       () => client.deliverQoS(out, cb),
       (err: Error) => {
