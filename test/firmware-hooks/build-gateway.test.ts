@@ -2,9 +2,11 @@
  * `npm run build:gateway`: the flashable directory runs with plain node and no network (a fresh
  * network namespace via `unshare -rn` where the kernel allows it), ships only the prebuilds the
  * gateways need, loads classic-level's native binding from them, validates its default config,
- * and its systemd unit carries the hardening and restart policy.
+ * and its systemd unit carries the hardening and restart policy. The bundle is split into chunks
+ * loaded on demand: `agent --dev` runs from it (the lazily loaded simulator, @peculiar/x509 and
+ * level, whose named exports esbuild's splitting alone would lose).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -80,6 +82,44 @@ test(`runs with plain node${offline ? ' in a namespace without network' : ''}: -
   assert.match(hook.stdout, /21 {2}not ready yet/);
   const cfg = edgeward(build.dir, 'config', 'check', '--role', 'agent', 'agent.yaml');
   assert.is(cfg.code, 0, cfg.stderr);
+});
+
+test('the split bundle runs the agent on the embedded default (simulator, issuer, level) and stops on SIGTERM', async () => {
+  assert.ok(
+    readdirSync(join(build.dir, 'lib')).some((f) => f.endsWith('.mjs')),
+    'chunks in lib/',
+  );
+  const data = join(out, 'dev');
+  const child = spawn(
+    process.execPath,
+    ['edgeward.mjs', 'agent', '--dev', '--data-dir', data, '--mqtt-port', '0', '--enroll-port', '0'],
+    { cwd: build.dir, env: { PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const serving = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 30_000);
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (/"enrollment":\{"host"/.test(stdout)) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    });
+    void exited.then(() => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+  child.kill('SIGTERM');
+  const code = await exited;
+  assert.ok(serving, `agent --dev did not serve:\n${stdout}\n${stderr}`);
+  assert.is(code, 0, stderr);
+  assert.match(stdout, /"event":"identity.rotated"/);
 });
 
 test('the bundled hooks load classic-level from the shipped prebuild', async () => {
