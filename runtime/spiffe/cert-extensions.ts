@@ -27,9 +27,16 @@ const W = 'certificate extensions';
 export function certificateExtensions(der: Uint8Array): RawExtension[] {
   const cert = readSpan(der, 0, der.length, W, 'Certificate');
   if (cert.tag !== TAG.SEQUENCE) throw derMalformed(W, 'certificate is not a SEQUENCE');
-  const tbs = children(der, cert, W)[0];
-  if (tbs === undefined || tbs.tag !== TAG.SEQUENCE) throw derMalformed(W, 'no TBSCertificate');
-  const ext = children(der, tbs, W).find((t) => t.tag === 0xa3);
+  // OpenSSL has parsed the whole certificate already: read only as far as the extensions.
+  if (cert.end === cert.start) throw derMalformed(W, 'no TBSCertificate');
+  const tbs = readSpan(der, cert.start, cert.end, W, 'TBSCertificate');
+  if (tbs.tag !== TAG.SEQUENCE) throw derMalformed(W, 'no TBSCertificate');
+  let ext: Span | undefined;
+  for (let off = tbs.start; ext === undefined && off < tbs.end; ) {
+    const t = readSpan(der, off, tbs.end, W, 'TBSCertificate element');
+    if (t.tag === 0xa3) ext = t;
+    off = t.end;
+  }
   if (ext === undefined) return [];
   const seq = children(der, ext, W)[0];
   if (seq === undefined || seq.tag !== TAG.SEQUENCE) throw derMalformed(W, 'extensions are not a SEQUENCE');
@@ -55,7 +62,7 @@ export function certificateExtensions(der: Uint8Array): RawExtension[] {
 
 /** BasicConstraints (RFC 5280 §4.2.1.9). */
 export function basicConstraints(v: Uint8Array): { ca: boolean; pathLength: number | undefined } {
-  const seq = readSpan(v, 0, v.length, 'basicConstraints');
+  const seq = readSpan(v, 0, v.length, 'basicConstraints', 'BasicConstraints');
   let ca = false;
   let pathLength: number | undefined;
   for (const c of children(v, seq, 'basicConstraints')) {
@@ -71,7 +78,7 @@ export function basicConstraints(v: Uint8Array): { ca: boolean; pathLength: numb
 
 /** KeyUsage bits (RFC 5280 §4.2.1.3): bit i (digitalSignature = 0) → value `1 << i`. */
 export function keyUsage(v: Uint8Array): number {
-  const bits = readSpan(v, 0, v.length, 'keyUsage');
+  const bits = readSpan(v, 0, v.length, 'keyUsage', 'KeyUsage');
   if (bits.tag !== TAG.BIT_STRING || bits.end === bits.start)
     throw derMalformed('keyUsage', 'not a BIT STRING');
   let flags = 0;
@@ -84,14 +91,14 @@ export function keyUsage(v: Uint8Array): number {
 
 /** ExtendedKeyUsage (RFC 5280 §4.2.1.12): the purpose OIDs. */
 export function extKeyUsage(v: Uint8Array): string[] {
-  return children(v, readSpan(v, 0, v.length, 'extKeyUsage'), 'extKeyUsage').map((t) =>
+  return children(v, readSpan(v, 0, v.length, 'extKeyUsage', 'ExtKeyUsageSyntax'), 'extKeyUsage').map((t) =>
     spanOid(v, t, 'extKeyUsage'),
   );
 }
 
 /** SubjectAltName (RFC 5280 §4.2.1.6): the uniformResourceIdentifier entries and the total number of names. */
 export function subjectAltNames(v: Uint8Array): { uris: string[]; count: number } {
-  const names = children(v, readSpan(v, 0, v.length, 'subjectAltName'), 'subjectAltName');
+  const names = children(v, readSpan(v, 0, v.length, 'subjectAltName', 'GeneralNames'), 'subjectAltName');
   const uris = names
     .filter((n) => n.tag === 0x86)
     .map((n) => Buffer.from(v.subarray(n.start, n.end)).toString('latin1'));

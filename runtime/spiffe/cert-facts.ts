@@ -118,7 +118,7 @@ export function normalizeSerial(hex: string): string {
  */
 function parseUriConstraints(der: Uint8Array): { permitted: string[] | undefined; excluded: string[] } {
   const W = 'nameConstraints';
-  const outer = readSpan(der, 0, der.length, W);
+  const outer = readSpan(der, 0, der.length, W, 'NameConstraints');
   if (outer.tag !== TAG.SEQUENCE) throw derMalformed(W, 'not a SEQUENCE');
   let permitted: string[] | undefined;
   const excluded: string[] = [];
