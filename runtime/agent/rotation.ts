@@ -15,40 +15,39 @@
  * await rotation.rotate();                    // or on the timer
  * ```
  */
-import type { KeyObject } from 'node:crypto';
-import type { Attestor } from '../../attestors/attestor.ts';
 import type { Clock } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
-import type { Random } from '../core/random.ts';
 import { AgentError } from '../errors.ts';
 import { NAMES } from '../store/records.ts';
-import type { SealedStore, StoreOp } from '../store/sealed-store.ts';
+import type { StoreOp } from '../store/sealed-store.ts';
 import { type Failover, upstreamReason } from '../upstream/failover.ts';
 import type { CircuitBreaker } from './breaker.ts';
 import type { ClockWatch } from './clock-watch.ts';
 import { codeOf, type EventLog, iso } from './events.ts';
-import { type ExchangeMode, exchange, type RotationStep } from './exchange.ts';
+import { type ExchangeMode, exchange } from './exchange.ts';
 import type { ExpiryWatch } from './expiry.ts';
 import type { LiveIdentity } from './identity.ts';
 import type { Counters } from './metrics.ts';
+import type { AgentOptions } from './options.ts';
 import { type BackoffStrategy, refreshAt } from './policy.ts';
 import type { AgentBundleSource, AgentSvidSource } from './sources.ts';
 import type { EndpointFailure, UpstreamFailure, UpstreamState } from './status.ts';
 import type { NamedTimers } from './timers.ts';
 
-/** The agent options rotation reads (a subset of `AgentOptions`). */
-export interface RotationOptions {
-  readonly trustDomain: string;
-  readonly store: SealedStore;
-  readonly attestor: Attestor;
-  readonly random: Random;
-  readonly newKey: () => KeyObject;
-  readonly serverNames?: readonly string[];
-  readonly onRefusal?: 'reattest' | 'halt';
-  readonly refusalRetryMs?: number;
-  readonly tickMs?: number;
-  readonly onStep?: (step: RotationStep) => void | Promise<void>;
-}
+/** The agent options rotation reads. */
+export type RotationOptions = Pick<
+  AgentOptions,
+  | 'trustDomain'
+  | 'store'
+  | 'attestor'
+  | 'random'
+  | 'newKey'
+  | 'serverNames'
+  | 'onRefusal'
+  | 'refusalRetryMs'
+  | 'tickMs'
+  | 'onStep'
+>;
 
 export interface RotationDeps {
   readonly options: RotationOptions;
