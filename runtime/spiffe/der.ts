@@ -65,8 +65,6 @@ export const implicit = (n: number, content: Uint8Array): Buffer => tlv(0x80 | n
 export const octetString = (b: Uint8Array): Buffer => tlv(TAG.OCTET_STRING, b);
 export const bitString = (b: Uint8Array, unused = 0): Buffer => tlv(TAG.BIT_STRING, Buffer.from([unused]), b);
 export const bool = (v: boolean): Buffer => Buffer.from([TAG.BOOLEAN, 1, v ? 0xff : 0]);
-export const utf8 = (s: string): Buffer => tlv(TAG.UTF8_STRING, Buffer.from(s, 'utf8'));
-export const ia5 = (s: string): Buffer => tlv(TAG.IA5_STRING, Buffer.from(s, 'ascii'));
 
 /** A non-negative INTEGER from big-endian magnitude bytes (minimal encoding). */
 export function uint(magnitude: Uint8Array): Buffer {
@@ -241,14 +239,6 @@ export class DerReader {
   end(field = 'structure'): void {
     if (!this.done) throw derMalformed(this.#what, `trailing bytes after ${field}`);
   }
-}
-
-/** Parse exactly one TLV that spans all of `bytes`. */
-export function readOne(bytes: Uint8Array, tag: number, what: string): Tlv {
-  const r = new DerReader(bytes, what);
-  const t = r.read(tag, what);
-  r.end(what);
-  return t;
 }
 
 /** Decode a UTCTime or GeneralizedTime (Zulu, whole seconds) to epoch ms. */
