@@ -16,7 +16,6 @@
  * ```
  */
 import type { Clock } from '../core/clock.ts';
-import { isEdgewardError } from '../core/error.ts';
 import { AgentError } from '../errors.ts';
 import { NAMES } from '../store/records.ts';
 import type { StoreOp } from '../store/sealed-store.ts';
@@ -236,11 +235,10 @@ export class Rotation {
     const code = codeOf(err);
     const now = d.clock.now();
     const reason = upstreamReason(err);
+    const fields = err instanceof AgentError ? err.fields : {};
     // A final failure (refused, rejected) never went through failover: name its endpoint too.
-    if (tried.length === 0 && isEdgewardError(err) && err instanceof AgentError) {
-      const endpoint = err.fields.endpoint;
-      if (typeof endpoint === 'string') tried.push({ endpoint, code, reason });
-    }
+    if (tried.length === 0 && typeof fields.endpoint === 'string')
+      tried.push({ endpoint: fields.endpoint, code, reason });
     this.#lastError = {
       code,
       message: err instanceof Error ? err.message : String(err),
@@ -249,7 +247,6 @@ export class Rotation {
       tried,
     };
     d.counters.inc('edgeward_rotation_failures_total', { reason: code });
-    const fields = isEdgewardError(err) && err instanceof AgentError ? err.fields : {};
     if (code === 'ERR_UPSTREAM_REFUSED') {
       // Refused for cause (revoked, PCR drift): another identical request would be refused too.
       const reattest = mode === 'renew' && (d.options.onRefusal ?? 'reattest') === 'reattest';
