@@ -16,6 +16,7 @@ import {
   decodePacket,
   decodeSessionPacket,
   decodeSubscriptions,
+  journalCorrupt,
   parseSeq,
   type StoredPacket,
   type StoredSubscription,
@@ -67,8 +68,7 @@ export async function readJournal(db: JournalDb, logger: Logger): Promise<Journa
       const seq = read(key, value, j);
       if (seq !== undefined) j.nextSeq = Math.max(j.nextSeq, seq + 1);
     } catch (err) {
-      const e =
-        err instanceof TransportError ? err : new TransportError('ERR_MQTT_JOURNAL_CORRUPT', String(err));
+      const e = err instanceof TransportError ? err : journalCorrupt(key, String(err), err);
       logger.warn('broker journal entry dropped', { code: e.code, key, reason: e.message });
       j.corrupt.push(key);
     }
@@ -88,8 +88,7 @@ function read(key: string, value: Uint8Array, j: JournalContents): number | unde
     }
     case 'r!': {
       const packet = decodePacket(key, value);
-      if (packet.topic !== rest)
-        throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `${key}: topic mismatch`);
+      if (packet.topic !== rest) throw journalCorrupt(key, 'topic mismatch');
       j.retained.push(packet);
       return undefined;
     }
@@ -107,19 +106,17 @@ function read(key: string, value: Uint8Array, j: JournalContents): number | unde
     case 'i!': {
       const seq = parseSeq(key);
       const { clientId, packet } = decodeSessionPacket(key, value);
-      if (packet.messageId === undefined)
-        throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `${key}: no messageId`);
+      if (packet.messageId === undefined) throw journalCorrupt(key, 'no messageId');
       j.incoming.push({ seq, clientId, packet, messageId: packet.messageId });
       return seq;
     }
     case 'w!': {
       const packet = decodePacket(key, value);
-      if (packet.brokerId === undefined)
-        throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `${key}: no brokerId`);
+      if (packet.brokerId === undefined) throw journalCorrupt(key, 'no brokerId');
       j.wills.push({ ...packet, brokerId: packet.brokerId, clientId: rest });
       return undefined;
     }
     default:
-      throw new TransportError('ERR_MQTT_JOURNAL_CORRUPT', `unknown journal key ${JSON.stringify(key)}`);
+      throw journalCorrupt(key, 'unknown kind of entry');
   }
 }
