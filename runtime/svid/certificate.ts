@@ -11,6 +11,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { SvidError } from '../errors.ts';
+import { normalizeSerial } from '../spiffe/cert-facts.ts';
 import { DerReader, oidText, parseTime, TAG, type Tlv } from '../spiffe/der.ts';
 import { OID } from './extensions.ts';
 
@@ -94,8 +95,7 @@ export function parseCertificate(der: Uint8Array): CertificateParts {
 
 /** Serial as lowercase hex without leading zeros (the form revocations use). */
 export function serialHex(content: Uint8Array): string {
-  const hex = Buffer.from(content).toString('hex').replace(/^0+/, '');
-  return hex === '' ? '0' : hex;
+  return normalizeSerial(Buffer.from(content).toString('hex'));
 }
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
