@@ -2,9 +2,15 @@
  * `npm run bench sim-fleet`: what made the 72-hour fleet simulation slow, side by side. Every
  * simulated minute each device is authorized the way the gateway's broker authorizes a
  * connection; the simulator used to hand the verifier DER buffers (`SvidVerifier.verifyDer`,
- * which parses the leaf again on every call, cache hit or not), it now keeps each chain parsed
- * once at issuance and calls `verifyCerts` (the broker's path: it parses a peer chain once per
- * handshake). Rows alternate round by round over the same 200 device chains; medians of 7 rounds.
+ * which hashes the chain and parses the leaf again on every call, cache hit or not), it now keeps
+ * each chain parsed once at issuance and calls `verifyCerts` (the broker's path: it parses a peer
+ * chain once per handshake). Two pairs of rows over the same 200 device chains:
+ * - cache hit: the verifier has seen the chain (every simulated minute but the first after an
+ *   issuance or a bundle change): only the per-call work of each entry point and the time and
+ *   revocation checks run;
+ * - cache miss: the verifier is cleared before each pass, so every call does the whole
+ *   certificate check (`certFacts` of each certificate, the signatures up to the bundle root).
+ * Rows alternate round by round; medians of 7 rounds.
  * Last line: the in-process fleet's speed (4 gateways × 50 devices, 2 virtual hours).
  */
 
@@ -17,7 +23,8 @@ import { Fleet, HOUR, TRUST_DOMAIN } from '../sim/fleet/fleet.ts';
 import { median } from './stats.ts';
 
 const ROUNDS = 7;
-const REPS = 20;
+const HIT_REPS = 20;
+const MISS_REPS = 3;
 
 export default async function run(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'edgeward-bench-fleet-'));
@@ -29,35 +36,51 @@ export default async function run(): Promise<void> {
     if (agent === undefined || group === undefined) throw new Error('fleet did not start');
     const chains = group.devices.flatMap((d) => (d.chain === undefined ? [] : [d.chain]));
     const parsed = chains.map((c) => c.map((d) => new X509Certificate(d)));
-    const opts = () => ({
+    const o = () => ({
       now: agent.now(),
       bundle: agent.bundleSource.getBundleFor(TRUST_DOMAIN),
       revocation: agent.revocations,
     });
-    const rows = {
-      'verifyDer (DER every call, was)': (v: SvidVerifier) => {
-        const o = opts();
-        for (const c of chains) v.verifyDer(c, o);
-      },
-      'verifyCerts (parsed once, now)': (v: SvidVerifier) => {
-        const o = opts();
-        for (const c of parsed) v.verifyCerts(c, o);
-      },
+    const der = (v: SvidVerifier) => {
+      const opts = o();
+      for (const c of chains) v.verifyDer(c, opts);
     };
-    const times = new Map<string, number[]>(Object.keys(rows).map((k) => [k, []]));
-    const verifiers = new Map(Object.keys(rows).map((k) => [k, new SvidVerifier()]));
-    for (const [name, fn] of Object.entries(rows)) fn(verifiers.get(name) as SvidVerifier); // warm caches
+    const certs = (v: SvidVerifier) => {
+      const opts = o();
+      for (const c of parsed) v.verifyCerts(c, opts);
+    };
+    // [name, pass, passes per round, clear the cache before each pass]
+    const rows: [string, (v: SvidVerifier) => void, number, boolean][] = [
+      ['hit:  verifyDer (DER every call, was)', der, HIT_REPS, false],
+      ['hit:  verifyCerts (parsed once, now)', certs, HIT_REPS, false],
+      ['miss: verifyDer (DER every call, was)', der, MISS_REPS, true],
+      ['miss: verifyCerts (parsed once, now)', certs, MISS_REPS, true],
+    ];
+    const times = rows.map((): number[] => []);
+    const verifiers = rows.map(() => new SvidVerifier());
+    // Warm up (and fill the hit rows' caches).
+    for (const [k, [, fn]] of rows.entries()) fn(verifiers[k] as SvidVerifier);
     for (let r = 0; r < ROUNDS; r++)
-      for (const [name, fn] of Object.entries(rows)) {
-        const t = performance.now();
-        for (let i = 0; i < REPS; i++) fn(verifiers.get(name) as SvidVerifier);
-        times.get(name)?.push(((performance.now() - t) * 1000) / (REPS * chains.length));
+      for (const [k, [, fn, reps, fresh]] of rows.entries()) {
+        const v = verifiers[k] as SvidVerifier;
+        let ms = 0;
+        for (let i = 0; i < reps; i++) {
+          if (fresh) v.clear();
+          const t = performance.now();
+          fn(v);
+          ms += performance.now() - t;
+        }
+        times[k]?.push((ms * 1000) / (reps * chains.length));
       }
-    const [a, b] = [...times.values()].map(median) as [number, number];
-    console.log(`device authorizations: ${chains.length} chains × ${REPS} per round, ${ROUNDS} rounds`);
-    for (const [name, xs] of times)
-      console.log(`  ${name.padEnd(34)} ${median(xs).toFixed(1).padStart(7)} µs per authorization`);
-    console.log(`  ratio was/now: ${(a / b).toFixed(1)}×`);
+    const med = times.map(median);
+    console.log(`device authorizations: ${chains.length} chains per pass, ${ROUNDS} rounds`);
+    for (const [k, [name, , reps]] of rows.entries())
+      console.log(
+        `  ${name.padEnd(38)} ${(med[k] as number).toFixed(1).padStart(7)} µs per authorization (${reps} passes a round)`,
+      );
+    const ratio = (a: number, b: number) => ((med[a] as number) / (med[b] as number)).toFixed(1);
+    console.log(`  ratio was/now: cache hit ${ratio(0, 1)}×, cache miss ${ratio(2, 3)}×`);
+    console.log(`  a miss costs ${ratio(3, 1)}× a hit (verifyCerts)`);
   } finally {
     await fleet.close();
   }
