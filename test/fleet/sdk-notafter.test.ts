@@ -7,9 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { seededRandom } from '../../sim/random.ts';
 import { connectDevice } from '../../transport/device/index.ts';
-import { issueJoinToken } from '../../transport/enroll/join-token.ts';
 import { rig } from '../transport/setup.ts';
 
 const r = await rig({
@@ -18,14 +16,7 @@ const r = await rig({
 
 test('device.notAfter follows the rotation', async () => {
   const enrollAt = r.broker.addresses.enrollment as { host: string; port: number };
-  const { token } = await issueJoinToken({
-    store: r.tokens,
-    random: seededRandom('notafter'),
-    clock: r.clock,
-    bundle: r.pki.bundle,
-    deviceId: 'na-1',
-    ttlMs: 60_000,
-  });
+  const token = await r.joinToken('na-1', 60_000);
   const device = await connectDevice({
     dir: `${r.tmp}/na-1`,
     gateway: { host: '127.0.0.1', port: r.port },

@@ -18,9 +18,7 @@ import type { MqttClient } from 'mqtt';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createCsr } from '../../runtime/svid/csr.ts';
-import { seededRandom } from '../../sim/random.ts';
 import { enroll } from '../../transport/enroll/client.ts';
-import { issueJoinToken } from '../../transport/enroll/join-token.ts';
 import { asAnswer, asHello, asRequest } from '../../transport/enroll/wire.ts';
 import { asRenewRequest, decodeCbor, RENEW_PREFIX, REPLY_PREFIX } from '../../transport/mqtt/reserved.ts';
 import { type Rig, rig } from '../transport/setup.ts';
@@ -174,14 +172,7 @@ test('in process: frame and message decoders on arbitrary values', async () => {
 
 test('a real token enrollment still works after the fuzzing', async () => {
   const at = r.broker.addresses.enrollment as { host: string; port: number };
-  const { token } = await issueJoinToken({
-    store: r.tokens,
-    random: seededRandom('fuzz-transport'),
-    clock: r.clock,
-    bundle: r.pki.bundle,
-    deviceId: 'after-fuzz',
-    ttlMs: 600_000,
-  });
+  const token = await r.joinToken('after-fuzz');
   const got = await enroll({ host: at.host, port: at.port, key, token, now: () => r.clock.now() });
   assert.match(got.spiffeId, /\/device\/after-fuzz$/);
 });

@@ -10,9 +10,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { seededRandom } from '../../sim/random.ts';
 import { connectDevice } from '../../transport/device/index.ts';
-import { issueJoinToken } from '../../transport/enroll/join-token.ts';
 import { makeCert, writeIdentityFiles } from '../helpers/pki.ts';
 import { rejects } from '../helpers/rejects.ts';
 import { connectFailure, rig } from './setup.ts';
@@ -42,14 +40,7 @@ test('no identity and no token: a typed error', async () => {
 });
 
 test('enroll, then rotate at half-life with zero lost QoS 1 messages', async () => {
-  const { token } = await issueJoinToken({
-    store: r.tokens,
-    random: seededRandom('sdk'),
-    clock: r.clock,
-    bundle: r.pki.bundle,
-    deviceId: 'sdk-1',
-    ttlMs: 60_000,
-  });
+  const token = await r.joinToken('sdk-1', 60_000);
   const device = await connectDevice({
     dir,
     gateway: { host: '127.0.0.1', port: r.port },

@@ -13,9 +13,7 @@ import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../runtime/cli/main.ts';
-import { seededRandom } from '../../sim/random.ts';
 import { enroll } from '../../transport/enroll/client.ts';
-import { issueJoinToken } from '../../transport/enroll/join-token.ts';
 import { captureIo } from '../helpers/cli-io.ts';
 import { makeCert } from '../helpers/pki.ts';
 import { rejects } from '../helpers/rejects.ts';
@@ -44,15 +42,12 @@ const r = await rig({
   limits: { enrollPerMinute: 1000 },
   factory: { roots: [mfg.cert], idField: 'cn', allowList: ['factory-1'] },
 });
-const random = seededRandom('enroll-test');
 const enrollAt = r.broker.addresses.enrollment as { host: string; port: number };
-const newToken = (deviceId: string, ttlMs = 600_000) =>
-  issueJoinToken({ store: r.tokens, random, clock: r.clock, bundle: r.pki.bundle, deviceId, ttlMs });
 const key = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 const now = () => r.clock.now();
 
 test('edgeward device enroll writes files that mosquitto_pub and mosquitto_sub use as is', async () => {
-  const { token } = await newToken('sensor-1');
+  const token = await r.joinToken('sensor-1');
   const cli = captureIo({ cwd: r.tmp });
   const code = await main(
     ['device', 'enroll', '--gateway', `127.0.0.1:${enrollAt.port}`, '--token', token, '--out', 'dev1'],
@@ -143,16 +138,16 @@ test('edgeward device enroll writes files that mosquitto_pub and mosquitto_sub u
 });
 
 test('a join token is single use and expires', async () => {
-  const { token } = await newToken('sensor-2');
+  const token = await r.joinToken('sensor-2');
   await enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now });
   await rejects(
     () => enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now }),
     'ERR_ENROLL_TOKEN_INVALID',
   );
-  const short = await newToken('sensor-3', 1000);
+  const short = await r.joinToken('sensor-3', 1000);
   await r.clock.advance(2000);
   await rejects(
-    () => enroll({ host: '127.0.0.1', port: enrollAt.port, token: short.token, key: key(), now }),
+    () => enroll({ host: '127.0.0.1', port: enrollAt.port, token: short, key: key(), now }),
     'ERR_ENROLL_TOKEN_INVALID',
   );
   await rejects(
@@ -162,7 +157,7 @@ test('a join token is single use and expires', async () => {
 });
 
 test('a token whose fingerprint is not the bundle root: the device refuses the gateway before sending, the token survives', async () => {
-  const { token } = await newToken('sensor-4');
+  const token = await r.joinToken('sensor-4');
   const parts = token.split('.');
   const forged = `${parts[0]}.${parts[1]}.${Buffer.alloc(32, 7).toString('base64url')}`;
   await rejects(
@@ -230,7 +225,7 @@ test('hostile frames on the enrollment listener are refused and it keeps serving
     r.logger.lines.filter((l) => l.msg === 'enrollment refused' && l.fields.code === 'ERR_ENROLL_PROTOCOL')
       .length >= 3,
   );
-  const { token } = await newToken('sensor-5');
+  const token = await r.joinToken('sensor-5');
   assert.ok(
     (await enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now })).spiffeId.endsWith(
       '/sensor-5',

@@ -2,9 +2,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { seededRandom } from '../../sim/random.ts';
 import { enroll } from '../../transport/enroll/client.ts';
-import { issueJoinToken } from '../../transport/enroll/join-token.ts';
 import { rejects } from '../helpers/rejects.ts';
 import { closed, collect, connectFailure, connectPacket, rawTls, rig } from './setup.ts';
 
@@ -94,23 +92,11 @@ test('max connections: sockets past the cap are closed, the ones inside keep wor
 
 test('enrollment is rate limited per address', async () => {
   const at = r.broker.addresses.enrollment as { port: number };
-  const random = seededRandom('limits');
   const key = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-  const tok = async (id: string) =>
-    (
-      await issueJoinToken({
-        store: r.tokens,
-        random,
-        clock: r.clock,
-        bundle: r.pki.bundle,
-        deviceId: id,
-        ttlMs: 600_000,
-      })
-    ).token;
   const now = () => r.clock.now();
-  await enroll({ host: '127.0.0.1', port: at.port, token: await tok('rl-1'), key: key(), now });
-  await enroll({ host: '127.0.0.1', port: at.port, token: await tok('rl-2'), key: key(), now });
-  const t3 = await tok('rl-3');
+  await enroll({ host: '127.0.0.1', port: at.port, token: await r.joinToken('rl-1'), key: key(), now });
+  await enroll({ host: '127.0.0.1', port: at.port, token: await r.joinToken('rl-2'), key: key(), now });
+  const t3 = await r.joinToken('rl-3');
   await rejects(
     () => enroll({ host: '127.0.0.1', port: at.port, token: t3, key: key(), now }),
     'ERR_ENROLL_RATE_LIMITED',

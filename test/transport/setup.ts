@@ -13,6 +13,8 @@ import {
   StaticSvidSource,
 } from '../../runtime/sources/static.ts';
 import { VirtualClock } from '../../sim/clock/virtual-clock.ts';
+import { seededRandom } from '../../sim/random.ts';
+import { issueJoinToken } from '../../transport/enroll/join-token.ts';
 import { MemoryTokenStore } from '../../transport/enroll/token-store.ts';
 import { type BrokerOptions, startBroker } from '../../transport/mqtt/broker.ts';
 import { buildPki, type Issued, type TestPki } from '../helpers/pki.ts';
@@ -29,6 +31,8 @@ export interface Rig {
   port: number;
   tmp: string;
   connect(who: Issued, opts?: Partial<mqtt.IClientOptions>): Promise<MqttClient>;
+  /** A join token for `deviceId` in the rig's token store (default lifetime 10 min). */
+  joinToken(deviceId: string, ttlMs?: number): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -57,6 +61,8 @@ export async function rig(
   });
   const clients: MqttClient[] = [];
   const port = broker.addresses.mqtt.port;
+  // One stream for every token of the rig: two tokens never share an id.
+  const tokenRandom = seededRandom('rig-join-tokens');
   return {
     pki,
     clock,
@@ -86,6 +92,17 @@ export async function rig(
         c.once('close', () => reject(new Error('closed before CONNACK')));
       });
       return c;
+    },
+    async joinToken(deviceId, ttlMs = 600_000) {
+      const t = await issueJoinToken({
+        store: tokens,
+        random: tokenRandom,
+        clock,
+        bundle: pki.bundle,
+        deviceId,
+        ttlMs,
+      });
+      return t.token;
     },
     async close() {
       for (const c of clients) c.end(true);
