@@ -46,6 +46,7 @@ import { type LevelDb, SealedStore } from '../runtime/store/sealed-store.ts';
 import { launchSwtpm } from '../sim/swtpm/launcher.ts';
 import { startTpmIssuer } from '../test/runtime/agent/helpers/tpm-issuer.ts';
 import { enroll } from '../transport/enroll/client.ts';
+import { cpuMs, rssMb, unitEnvironment, unitNodeFlags } from './process.ts';
 import { median } from './stats.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -58,7 +59,6 @@ const MESSAGES = Number(process.env.BENCH_AGENT_MESSAGES ?? 5000);
 const IDLE_MS = Number(process.env.BENCH_AGENT_IDLE_S ?? 20) * 1000;
 /** What a systemd unit gives a service beyond its own `Environment=` lines. */
 const UNIT_BASE_ENV: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-const TICK_MS = 1000 / 100; // USER_HZ
 function records(n: number) {
   return Array.from({ length: n }, (_, i) => ({
     deviceId: `sensor-${i}`,
@@ -120,22 +120,6 @@ async function waitServing(socket: string, deadline: number): Promise<void> {
   }
 }
 
-/** The node flags of the shipped unit: what sits between `node` and the script in ExecStart. */
-export function unitNodeFlags(unitText: string): string[] {
-  const exec = /^ExecStart=(.*)$/m.exec(unitText)?.[1] ?? '';
-  const words = exec.trim().split(/\s+/);
-  const script = words.findIndex((w) => w.endsWith('.mjs') || w.endsWith('.js'));
-  return words.slice(1, script < 0 ? 1 : script);
-}
-
-/** The unit's `Environment=NAME=VALUE` lines (NODE_ENV and the allocator tuning). */
-export function unitEnvironment(unitText: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const m of unitText.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(\S*)$/gm))
-    env[m[1] as string] = m[2] as string;
-  return env;
-}
-
 /** `K=V K2=V2` → `{ K: 'V', K2: 'V2' }` (BENCH_AGENT_ENV). */
 function parseEnv(text: string): Record<string, string> {
   const env: Record<string, string> = {};
@@ -156,11 +140,6 @@ interface Variant {
 interface Filled {
   readonly config: string;
   readonly socket: string;
-}
-
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
 /** Spawn the agent, time spawn → serving, optionally read its RSS after `idleMs`, stop it. */
@@ -185,11 +164,6 @@ async function runOnce(
     child.kill('SIGTERM');
     await done;
   }
-}
-
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) * TICK_MS;
 }
 
 /** CPU per QoS 1 message through the running agent's broker (one device publishing to itself). */

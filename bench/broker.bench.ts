@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
 import mqtt, { type MqttClient } from 'mqtt';
 import { buildPki, type Issued, makeCert } from '../test/helpers/pki.ts';
+import { cpuMs, rssMb, unitEnvironment, unitNodeFlags } from './process.ts';
 import { median } from './stats.ts';
 
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 200);
@@ -31,7 +32,6 @@ const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const IDLE = Number(process.env.BENCH_IDLE ?? 1000);
 const ROUNDS = 5;
 const SETTLE_MS = 35_000;
-const TICK_MS = 1000 / 100; // USER_HZ
 
 interface Peer {
   name: string;
@@ -66,17 +66,6 @@ function compileServer(): void {
   if (r.status !== 0) throw new Error(`cannot compile bench/broker-server.ts: ${r.stdout}${r.stderr}`);
 }
 
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * TICK_MS;
-}
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0) / 1024;
-}
-
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = netServer().listen(0, '127.0.0.1', () => {
@@ -94,14 +83,9 @@ interface Launch {
 /** The node flags and environment of the shipped systemd unit (what a gateway runs). */
 function shippedLaunch(): Launch {
   const unit = readFileSync('firmware-hooks/build/edgeward.service', 'utf8');
-  const exec = /^ExecStart=\S+\s+(.*)$/m.exec(unit)?.[1] ?? '';
-  const args = exec.split(/\s+/);
-  const script = args.findIndex((a) => !a.startsWith('--'));
-  const flags = args.slice(0, Math.max(0, script));
-  const env: Record<string, string> = {};
-  for (const m of unit.matchAll(/^Environment=(\w+)=(.*)$/gm)) {
-    if (m[1] !== 'NODE_ENV') env[m[1] as string] = m[2] as string;
-  }
+  const flags = unitNodeFlags(unit);
+  const env = unitEnvironment(unit);
+  delete env.NODE_ENV;
   if (process.env.BENCH_FLAGS !== undefined)
     flags.splice(0, flags.length, ...process.env.BENCH_FLAGS.split(' ').filter(Boolean));
   return { flags, env };
