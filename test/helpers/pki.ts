@@ -12,7 +12,13 @@
  * ```
  */
 import 'reflect-metadata';
-import { createPublicKey, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto';
+import {
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  webcrypto,
+  X509Certificate,
+} from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
@@ -20,9 +26,27 @@ import type { AgentDeviceSigner } from '../../runtime/agent/device-signer.ts';
 import type { Clock } from '../../runtime/core/clock.ts';
 import type { X509Bundle, X509Svid } from '../../runtime/sources/types.ts';
 import { OID_CLIENT_AUTH, OID_SERVER_AUTH } from '../../runtime/spiffe/cert-facts.ts';
+import { explicit, implicit, seq } from '../../runtime/spiffe/der.ts';
 import { seededRandom } from '../../sim/random.ts';
 import { fixedDeviceSigner } from './device-signer.ts';
-import { ECDSA_P256, toSigningKey, uriNameConstraint } from './issue.ts';
+
+x509.cryptoProvider.set(webcrypto as never);
+
+export const ECDSA_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+
+/** Convert a `node:crypto` private KeyObject (EC P-256) to a WebCrypto signing key. */
+async function toSigningKey(key: KeyObject): Promise<webcrypto.CryptoKey> {
+  const pkcs8 = key.export({ format: 'der', type: 'pkcs8' });
+  return webcrypto.subtle.importKey('pkcs8', pkcs8, ECDSA_P256, false, [
+    'sign',
+  ]) as Promise<webcrypto.CryptoKey>;
+}
+
+/** NameConstraints with one permitted uniformResourceIdentifier subtree (RFC 5280 §4.2.1.10). */
+function uriNameConstraint(host: string): x509.Extension {
+  const der = seq(explicit(0, seq(implicit(6, Buffer.from(host, 'latin1')))));
+  return new x509.Extension('2.5.29.30', true, der);
+}
 
 const HOUR = 3_600_000;
 let serialCounter = 1;

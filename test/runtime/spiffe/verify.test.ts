@@ -10,8 +10,7 @@ import { explicit, implicit, seq } from '../../../runtime/spiffe/der.ts';
 import { deviceIdOf, parseSpiffeId } from '../../../runtime/spiffe/id.ts';
 import { SvidVerifier, verifyX509Svid } from '../../../runtime/spiffe/verify.ts';
 import { createCsr } from '../../../runtime/svid/csr.ts';
-import { ECDSA_P256 } from '../../helpers/issue.ts';
-import { type BrokenKind, buildPki, newKey } from '../../helpers/pki.ts';
+import { type BrokenKind, buildPki, ECDSA_P256, newKey } from '../../helpers/pki.ts';
 import { rejects } from '../../helpers/rejects.ts';
 
 const NOW = Date.UTC(2026, 0, 1);
