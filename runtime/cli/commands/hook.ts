@@ -6,9 +6,9 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exitCodeFor, HOOK_EXIT } from '../../../firmware-hooks/exit-codes.ts';
+import { loadAgentConfigFile } from '../../config/agent-load.ts';
 import type { AgentConfig } from '../../config/agent-schema.ts';
-import { AGENT_ROLE, loadConfigFile } from '../../config/load.ts';
-import { parseDuration } from '../../config/types.ts';
+import { parseDuration } from '../../config/formats.ts';
 import { type Clock, systemClock } from '../../core/clock.ts';
 import { isEdgewardError } from '../../core/error.ts';
 import type { Logger } from '../../core/logger.ts';
@@ -136,8 +136,7 @@ async function manifestCreate(argv: readonly string[], io: CliIo): Promise<numbe
 async function phase(name: string, argv: readonly string[], io: CliIo): Promise<number> {
   const { values } = parseFlags(argv, FLAGS, { command: `hook ${name}` });
   const logger = cliLogger(io);
-  const config =
-    values.config === undefined ? undefined : await loadConfigFile(values.config, AGENT_ROLE, io.env);
+  const config = values.config === undefined ? undefined : await loadAgentConfigFile(values.config, io.env);
   const stateDir = stateDirOf(values, config);
   const lockWaitMs = lockWait(values['lock-wait'], name);
   switch (name) {
