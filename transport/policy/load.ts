@@ -115,18 +115,20 @@ function entryProblem(entry: string, kind: 'publish' | 'subscribe' | 'retain'): 
     if (!TOPIC_TEMPLATES.has(m[1] as string)) return `unknown template {${m[1]}} (use {device} or {name})`;
   }
   const filter = entry.replace(TEMPLATE_RE, 'x');
-  if (filter.startsWith(RESERVED_PREFIX) || filter === '$edgeward') {
-    return `${RESERVED_PREFIX}… topics are reserved for enrollment, renewal and the bundle`;
-  }
+  const reserved = reservedProblem(filter);
+  if (reserved !== undefined) return reserved;
   if (isShared(filter)) {
     if (kind !== 'subscribe')
       return `$share/… is a shared subscription: only allowed in subscribe, not in ${kind}`;
     const shared = parseShared(filter, { grant: true });
-    if ('problem' in shared) return shared.problem;
-    if (shared.filter.startsWith(RESERVED_PREFIX) || shared.filter === '$edgeward') {
-      return `${RESERVED_PREFIX}… topics are reserved for enrollment, renewal and the bundle`;
-    }
-    return undefined;
+    return 'problem' in shared ? shared.problem : reservedProblem(shared.filter);
   }
   return filterProblem(filter);
+}
+
+/** A policy never grants the reserved topics, plainly or as the filter of a `$share` grant. */
+function reservedProblem(filter: string): string | undefined {
+  return filter.startsWith(RESERVED_PREFIX) || filter === '$edgeward'
+    ? `${RESERVED_PREFIX}… topics are reserved for enrollment, renewal and the bundle`
+    : undefined;
 }
