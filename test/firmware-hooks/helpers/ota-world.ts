@@ -1,7 +1,7 @@
 /**
  * TEST HELPER: the world of an OTA test, all real — a TPM (a real swtpm, or the TypeScript
  * simulator kept powered in this process and served on a Unix socket with swtpm's raw protocol),
- * the real issuer (`startIssuer`, tpm method, `pcrPolicy: 'manifests'`, the vendor's firmware
+ * the real issuer (`startTpmIssuer` with `pcrPolicy: 'manifests'` and the vendor's firmware
  * key), an agent config file for the gateway, and `edgeward` itself run as a child process
  * (`node --import tsx runtime/cli/bin.ts`).
  *
@@ -24,7 +24,6 @@ import { extendPcr } from '../../../firmware-hooks/pcrs.ts';
 import { nullLogger } from '../../../runtime/core/logger.ts';
 import type { Random } from '../../../runtime/core/random.ts';
 import { signManifest } from '../../../runtime/firmware/manifest.ts';
-import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
 import { type RunningIssuer, startIssuer } from '../../../runtime/issuer/start.ts';
 import { openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { attestorProtector } from '../../../runtime/store/protector.ts';
@@ -35,6 +34,7 @@ import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { launchSwtpm } from '../../../sim/swtpm/launcher.ts';
 import { openSimTransport } from '../../../sim/tpm/index.ts';
+import { startTpmIssuer } from '../../runtime/agent/helpers/tpm-issuer.ts';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname;
 export const PCRS = [0, 7];
@@ -151,33 +151,21 @@ export async function world(tpm: Tpm, dir: string): Promise<World> {
   const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const vendorPub = join(dir, 'firmware-key.pem');
   await writeFile(vendorPub, vendor.publicKey.export({ type: 'spki', format: 'pem' }));
-  const files = await createDevIssuerFiles(join(dir, 'issuer'), {
-    trustDomain: 'fleet.example',
-    clock,
-    random,
-  });
   const store = await openMemoryStore();
-  const options = {
-    trustDomain: 'fleet.example',
-    store,
-    ca: files.ca,
-    tls: files.tls,
-    clock,
-    random,
-    methods: {
-      tpm: {
-        manufacturerRoots: [tpm.root],
-        intermediates: [tpm.intermediate],
-        pcrSelection: SELECTION,
-        autoRegister: true,
-        pcrPolicy: 'manifests' as const,
-      },
+  const started = await startTpmIssuer(
+    dir,
+    { roots: [tpm.root], intermediates: [tpm.intermediate], pcrSelection: SELECTION, pcrPolicy: 'manifests' },
+    {
+      clock,
+      random,
+      store,
+      closeStore: false,
+      firmwareKeys: [vendor.publicKey],
+      rateLimit: { perAddress: 10_000, perGateway: 10_000, windowMs: 60_000 },
     },
-    firmwareKeys: [vendor.publicKey],
-    rateLimit: { perAddress: 10_000, perGateway: 10_000, windowMs: 60_000 },
-    closeStore: false,
-  };
-  let issuer = await startIssuer(options);
+  );
+  const options = started.options;
+  let issuer = started.issuer;
   const port = Number(new URL(issuer.url).port);
   const manifest = (version: string, firmware: string, key: KeyObject = vendor.privateKey): string =>
     signManifest(

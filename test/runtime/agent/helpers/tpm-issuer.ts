@@ -2,7 +2,8 @@
  * TEST ONLY: the real issuer, in process, for an agent that attests with a TPM (swtpm or the
  * TypeScript simulator): dev CA and TLS files under `<dir>/issuer`, TPM attestation trusting the
  * TPM's EK CA, gateways registered on first attestation, any PCR values accepted. Benchmarks
- * import it too.
+ * import it too. The OTA tests pass `more` (virtual clock, seeded random, vendor firmware keys,
+ * their own store) and restart the issuer on the same port from the returned `options`.
  *
  * @example
  * ```ts
@@ -15,7 +16,11 @@ import { join } from 'node:path';
 import { systemClock } from '../../../../runtime/core/clock.ts';
 import { cryptoRandom } from '../../../../runtime/core/random.ts';
 import { createDevIssuerFiles, type DevIssuerFiles } from '../../../../runtime/issuer/dev.ts';
-import { type RunningIssuer, startIssuer } from '../../../../runtime/issuer/start.ts';
+import {
+  type RunningIssuer,
+  type StartIssuerOptions,
+  startIssuer,
+} from '../../../../runtime/issuer/start.ts';
 import { openMemoryStore } from '../../../../runtime/issuer/store.ts';
 
 export async function startTpmIssuer(
@@ -24,29 +29,36 @@ export async function startTpmIssuer(
     readonly roots: readonly X509Certificate[];
     readonly intermediates: readonly X509Certificate[];
     readonly pcrSelection: string;
+    /** Default `any`: every PCR value accepted. */
+    readonly pcrPolicy?: 'any' | 'manifests';
   },
-): Promise<{ issuer: RunningIssuer; files: DevIssuerFiles }> {
+  /** Options beyond these (clock and random also build the dev files). */
+  more: Partial<StartIssuerOptions> = {},
+): Promise<{ issuer: RunningIssuer; files: DevIssuerFiles; options: StartIssuerOptions }> {
+  const clock = more.clock ?? systemClock;
+  const random = more.random ?? cryptoRandom;
   const files = await createDevIssuerFiles(join(dir, 'issuer'), {
     trustDomain: 'fleet.example',
-    clock: systemClock,
-    random: cryptoRandom,
+    clock,
+    random,
   });
-  const issuer = await startIssuer({
+  const options: StartIssuerOptions = {
     trustDomain: 'fleet.example',
-    store: await openMemoryStore(),
+    store: more.store ?? (await openMemoryStore()),
     ca: files.ca,
     tls: files.tls,
-    clock: systemClock,
-    random: cryptoRandom,
     methods: {
       tpm: {
         manufacturerRoots: tpm.roots,
         intermediates: tpm.intermediates,
         pcrSelection: tpm.pcrSelection,
         autoRegister: true,
-        pcrPolicy: 'any',
+        pcrPolicy: tpm.pcrPolicy ?? 'any',
       },
     },
-  });
-  return { issuer, files };
+    ...more,
+    clock,
+    random,
+  };
+  return { issuer: await startIssuer(options), files, options };
 }
