@@ -14,7 +14,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { writeIdentity } from '../../../transport/device/files.ts';
 import { createDeviceToken } from '../../../transport/enroll/admin-client.ts';
 import { enroll } from '../../../transport/enroll/client.ts';
-import { parseDuration } from '../../config/types.ts';
+import { parseDuration } from '../../config/formats.ts';
 import { isPathSegment } from '../../spiffe/id.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
 

@@ -6,8 +6,8 @@
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import pino from 'pino';
+import { parseDuration } from '../../config/formats.ts';
 import { ISSUER_ROLE, loadConfigFile } from '../../config/load.ts';
-import { parseDuration } from '../../config/types.ts';
 import { systemClock } from '../../core/clock.ts';
 import type { Logger } from '../../core/logger.ts';
 import { cryptoRandom } from '../../core/random.ts';
