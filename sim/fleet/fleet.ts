@@ -17,7 +17,7 @@
  * ```
  */
 import { generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_BREAKER } from '../../runtime/agent/breaker.ts';
 import { DEFAULT_BACKOFF } from '../../runtime/agent/policy.ts';
@@ -147,7 +147,7 @@ export class Fleet {
         }),
       );
     }
-    const certs = (f: string) => new X509Certificate(readFileSync(f));
+    const manufacturer = gateways.map((g) => g.tpm.manufacturerCa());
     const dev = await createDevIssuerFiles(join(o.dir, 'issuer'), {
       trustDomain: TRUST_DOMAIN,
       clock,
@@ -164,8 +164,8 @@ export class Fleet {
       deviceCaTtlMs: o.deviceCaTtlMs ?? 24 * HOUR,
       methods: {
         tpm: {
-          manufacturerRoots: gateways.map((g) => certs(g.tpm.manufacturerCaPaths.root)),
-          intermediates: gateways.map((g) => certs(g.tpm.manufacturerCaPaths.intermediate)),
+          manufacturerRoots: manufacturer.map((m) => m.root),
+          intermediates: manufacturer.map((m) => m.intermediate),
           pcrSelection: PCR_SELECTION,
           autoRegister: true,
           pcrPolicy: 'manifests',

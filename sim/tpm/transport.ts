@@ -5,6 +5,8 @@
  * concurrent callers queue, as they would on a real device.
  */
 
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { TpmTransport } from '../../attestors/tpm/transport/transport.ts';
 import { TPM_SU } from '../../attestors/tpm/wire/constants.ts';
 import { type Clock, sleep } from '../../runtime/core/clock.ts';
@@ -21,6 +23,8 @@ export interface SimControls {
   readonly stateDir: string;
   /** Paths of the manufacturer root and intermediate CA certificates (PEM) beside the state. */
   readonly manufacturerCaPaths: { readonly root: string; readonly intermediate: string };
+  /** The manufacturer CA certificates themselves (what an issuer trusting this TPM's EK is given). */
+  manufacturerCa(): { readonly root: X509Certificate; readonly intermediate: X509Certificate };
   /**
    * Power cycle: volatile state (PCRs, loaded objects, sessions) is lost, resetCount increments.
    * `orderly: true` sends Shutdown(CLEAR) first; otherwise it is a power loss (clock unsafe).
@@ -63,6 +67,14 @@ export class SimTransport implements TpmTransport, SimControls {
 
   get manufacturerCaPaths(): { readonly root: string; readonly intermediate: string } {
     return this.#d.paths;
+  }
+
+  manufacturerCa(): { readonly root: X509Certificate; readonly intermediate: X509Certificate } {
+    const p = this.#d.paths;
+    return {
+      root: new X509Certificate(readFileSync(p.root)),
+      intermediate: new X509Certificate(readFileSync(p.intermediate)),
+    };
   }
 
   /** Power on (and Startup(CLEAR) when autoStartup), used at open and by reset(). */

@@ -4,8 +4,6 @@
  * ECC L-2 with PolicySecret, ECC H-3 with a password) and the manufacturer CA written beside the
  * state; here also a foreign simulator's CA refusing this EK, and start reading one EK only.
  */
-import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import * as assert from 'uvu/assert';
 import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
 import { TPM_CC } from '../../../attestors/tpm/wire/constants.ts';
@@ -13,12 +11,7 @@ import { seededRandom } from '../../../sim/random.ts';
 import { tpmAttestorSuite } from '../../attestors/tpm/attestor-suite.ts';
 import { tpmChallenge } from '../../attestors/tpm/tpm-issuer-role.ts';
 import { rejects } from '../../helpers/rejects.ts';
-import { openSim, type SimHarness } from './harness.ts';
-
-const manufacturerCa = (sim: SimHarness) => ({
-  root: new X509Certificate(readFileSync(sim.tpm.manufacturerCaPaths.root)),
-  intermediate: new X509Certificate(readFileSync(sim.tpm.manufacturerCaPaths.intermediate)),
-});
+import { openSim } from './harness.ts';
 
 const sim = await openSim({ random: seededRandom('attestor-sim') });
 const transport = sim.tpm;
@@ -28,7 +21,7 @@ const s = tpmAttestorSuite(
   'the simulator',
   {
     transport,
-    ca: manufacturerCa(sim),
+    ca: transport.manufacturerCa(),
     eks: ['L-1', 'L-2', 'H-3'],
     reboot: () => transport.reset({ orderly: true }),
     close: () => sim.cleanup(),
@@ -38,7 +31,7 @@ const s = tpmAttestorSuite(
 
 s('an issuer trusting another simulator state CA refuses this EK', async () => {
   const other = await openSim({ ekTypes: ['ecc'] });
-  const otherCa = manufacturerCa(other);
+  const otherCa = other.tpm.manufacturerCa();
   await other.cleanup();
   const a = new TpmAttestor({ transport, random, ownsTransport: false });
   await a.start();

@@ -5,8 +5,6 @@
  * certificate chains to the manufacturer CA beside the state; here also after PCR extends and
  * across a process restart.
  */
-import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,10 +19,7 @@ const state = join(dir, 'state');
 const spec = `sim:${state}`;
 // The CLI opens the state dir itself: provision it now and hand it over, as a reboot would.
 const provisioned = await openSimTransport(state);
-const ca = {
-  root: new X509Certificate(readFileSync(provisioned.manufacturerCaPaths.root)),
-  intermediate: new X509Certificate(readFileSync(provisioned.manufacturerCaPaths.intermediate)),
-};
+const ca = provisioned.manufacturerCa();
 await provisioned.close();
 
 const s = tpm2ToolsSuite('the simulator', {
