@@ -5,28 +5,18 @@
  * agent logs every endpoint it tried with its cause and shows them in its status.
  */
 
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { MemoryLevel } from 'memory-level';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Agent } from '../../../runtime/agent/agent.ts';
-import { newP256Key } from '../../../runtime/agent/keys.ts';
 import { systemClock } from '../../../runtime/core/clock.ts';
-import { MemoryLogger } from '../../../runtime/core/logger.ts';
-import { cryptoRandom } from '../../../runtime/core/random.ts';
 import type { AgentError } from '../../../runtime/errors.ts';
-import { keyFileProtector } from '../../../runtime/store/key-file.ts';
-import { type LevelDb, SealedStore } from '../../../runtime/store/sealed-store.ts';
 import { httpsUpstream } from '../../../runtime/upstream/client.ts';
 import { PATHS } from '../../../runtime/upstream/protocol.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { makeCert } from '../../helpers/pki.ts';
 import { rejects } from '../../helpers/rejects.ts';
-import { TestTokenAttestor } from '../agent/helpers/test-attestor.ts';
+import { harness } from '../agent/helpers/harness.ts';
 
 const now = Date.now();
 const DAY = 86_400_000;
@@ -140,30 +130,13 @@ test('a server that accepts and never answers: reason timeout, on the injected c
 test('the agent logs and reports every endpoint tried with its cause', async () => {
   const refused = await refusedUrl();
   const wrongCa = await tlsServer(foreign);
-  const dir = mkdtempSync(join(tmpdir(), 'edgeward-reasons-'));
-  const logger = new MemoryLogger();
-  const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' });
-  const store = await SealedStore.open({
-    db: db as unknown as LevelDb,
-    protector: await keyFileProtector(join(dir, 'kek'), cryptoRandom, logger),
-    random: cryptoRandom,
-    logger,
-  });
-  const attestor = new TestTokenAttestor();
-  await attestor.start();
-  const agent = new Agent({
-    trustDomain: 'fleet.example',
-    store,
-    attestor,
+  const h = await harness({
     upstream: httpsUpstream({ endpoints: [refused, wrongCa], ca: [CA_PEM], clock: systemClock }),
     clock: systemClock,
-    random: cryptoRandom,
-    logger,
-    newKey: newP256Key,
     feedIntervalMs: 3_600_000,
   });
+  const { agent, logger } = h;
   try {
-    await agent.start();
     const deadline = Date.now() + 10_000;
     while (!logger.lines.some((l) => l.fields.event === 'identity.retry') && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 20));
@@ -184,9 +157,8 @@ test('the agent logs and reports every endpoint tried with its cause', async () 
     assert.is(last?.tried.length, 2);
   } finally {
     await agent.stop();
-    await attestor.close();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    await h.attestor.close();
+    await h.store.close();
   }
 });
 
