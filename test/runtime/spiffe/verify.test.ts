@@ -36,28 +36,46 @@ test('SPIFFE IDs parse strictly', async () => {
   assert.is(deviceIdOf('spiffe://td/gateway/ab/device/x', 'spiffe://td/gateway/a'), undefined);
 });
 
+/** A self-signed P-256 certificate carrying `extensions` as given (bytes the product would not write). */
+async function selfSigned(extensions: x509.Extension[]): Promise<X509Certificate> {
+  const keys = await webcrypto.subtle.generateKey(ECDSA_P256, true, ['sign', 'verify']);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    name: 'CN=raw',
+    keys,
+    signingAlgorithm: ECDSA_P256,
+    notBefore: new Date(NOW - 3_600_000),
+    notAfter: new Date(NOW + 3_600_000),
+    extensions,
+  });
+  return new X509Certificate(Buffer.from(cert.rawData));
+}
+
 test('name constraints: URI bases of permitted and excluded subtrees are read, other name forms ignored', async () => {
   const subtree = (tag: number, base: string): Buffer => seq(implicit(tag, Buffer.from(base, 'latin1')));
   const nc = seq(
     explicit(0, subtree(6, 'fleet.example'), subtree(2, 'dns.example')),
     explicit(1, subtree(6, '.bad.example')),
   );
-  const keys = await webcrypto.subtle.generateKey(ECDSA_P256, true, ['sign', 'verify']);
-  const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    name: 'CN=nc',
-    keys,
-    signingAlgorithm: ECDSA_P256,
-    notBefore: new Date(NOW - 3_600_000),
-    notAfter: new Date(NOW + 3_600_000),
-    extensions: [
+  const f = certFacts(
+    await selfSigned([
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.Extension('2.5.29.30', true, nc),
-    ],
-  });
-  const f = certFacts(new X509Certificate(Buffer.from(ca.rawData)));
+    ]),
+  );
   assert.equal(f.permittedUris, ['fleet.example']);
   assert.equal(f.excludedUris, ['.bad.example']);
   assert.equal(f.unknownCritical, []);
+});
+
+test('peer-certificate extensions must be DER: a non-minimal length inside the SAN is ERR_SVID_INVALID', async () => {
+  const id = 'spiffe://fleet.example/gateway/gw-1/device/d1';
+  const names = seq(implicit(6, Buffer.from(id, 'latin1')));
+  // The same GeneralNames with its short length written in the long form (0x81 n, n < 128).
+  const longForm = Buffer.concat([Buffer.from([0x30, 0x81, names.length - 2]), names.subarray(2)]);
+  const san = (v: Buffer) => selfSigned([new x509.Extension('2.5.29.17', false, v)]);
+  assert.equal(certFacts(await san(names)).uris, [id]);
+  const bad = await san(longForm);
+  await rejects(() => certFacts(bad), 'ERR_SVID_INVALID');
 });
 
 test('a device SVID signed by the delegated CA verifies, with its signer and bounded notAfter', async () => {
