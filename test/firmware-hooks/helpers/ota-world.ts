@@ -16,19 +16,19 @@ import { createHash, generateKeyPairSync, type KeyObject, X509Certificate } from
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
 import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
 import { openTransport } from '../../../attestors/tpm/transport/open.ts';
 import type { TpmTransport } from '../../../attestors/tpm/transport/transport.ts';
 import { extendPcr } from '../../../firmware-hooks/pcrs.ts';
+import { openStoreDb } from '../../../firmware-hooks/store-db.ts';
 import { nullLogger } from '../../../runtime/core/logger.ts';
 import type { Random } from '../../../runtime/core/random.ts';
 import { signManifest } from '../../../runtime/firmware/manifest.ts';
 import { type RunningIssuer, startIssuer } from '../../../runtime/issuer/start.ts';
 import { openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { attestorProtector } from '../../../runtime/store/protector.ts';
-import type { GatewayRecord } from '../../../runtime/store/records.ts';
-import { type LevelDb, SealedStore } from '../../../runtime/store/sealed-store.ts';
+import { type GatewayRecord, NAMES } from '../../../runtime/store/records.ts';
+import { SealedStore } from '../../../runtime/store/sealed-store.ts';
 import { createCsr, parseCsr } from '../../../runtime/svid/csr.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
@@ -307,25 +307,22 @@ export async function startAgent(configFile: string): Promise<{ stop(): Promise<
 /** Open the gateway's store in this process as the agent would (TPM unseal); its SVID serial. */
 export function gatewaySerial(w: World, dataDir: string, random: Random): Promise<string> {
   return w.tpm.use(async (transport) => {
+    const db = await openStoreDb(join(dataDir, 'store'));
     const a = new TpmAttestor({ transport, random, ownsTransport: false, logger: nullLogger });
-    await a.start();
-    const db = new ClassicLevel<string, Uint8Array>(join(dataDir, 'store'), {
-      keyEncoding: 'utf8',
-      valueEncoding: 'view',
-    }) as unknown as LevelDb;
     try {
+      await a.start();
       const store = await SealedStore.open({
         db,
         protector: attestorProtector(a),
         random,
         logger: nullLogger,
       });
-      const rec = await store.get<GatewayRecord>('gateway');
+      const rec = await store.get<GatewayRecord>(NAMES.gateway);
       if (rec === undefined) throw new Error('the store holds no gateway identity');
       return new X509Certificate(rec.svidChain[0] as Uint8Array).serialNumber.toLowerCase();
     } finally {
-      await db.close();
       await a.close();
+      await db.close();
     }
   });
 }
