@@ -38,8 +38,9 @@ export async function postInstall(ctx: HookContext): Promise<{ version: string }
   }
   let issuer: { gateway: string; ticket: string } | undefined;
   if (ctx.staging !== undefined) {
+    const svid = await ctx.staging.currentSvid(); // a store failure is its own error, not the issuer's
     try {
-      issuer = await ctx.staging.issuer.stage(manifest.version, await ctx.staging.currentSvid());
+      issuer = await ctx.staging.issuer.stage(manifest.version, svid);
     } catch (err) {
       throw new HookError(
         'ERR_HOOK_PUBLISH',
