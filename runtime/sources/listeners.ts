@@ -45,8 +45,4 @@ export class Listeners<A extends unknown[]> {
   clear(): void {
     this.#set.clear();
   }
-
-  get size(): number {
-    return this.#set.size;
-  }
 }
