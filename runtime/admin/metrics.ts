@@ -50,6 +50,18 @@ const HELP: Record<string, [type: 'counter' | 'gauge', help: string]> = {
   edgeward_mqtt_journal_corrupt_total: ['counter', 'Session journal entries dropped at start: undecodable'],
 };
 
+/**
+ * The agent's counters that appear at 0 before their first event, so dashboards see them from the
+ * first scrape (not the failure counters, labelled by reason; the bridge and journal ones come
+ * with their source).
+ */
+const ZERO_AT_START = [
+  'edgeward_rotations_total',
+  'edgeward_device_svids_total',
+  'edgeward_clock_jumps_total',
+  'edgeward_clock_untrusted_total',
+] as const;
+
 /** The broker's session journal counters (transport/mqtt/persistence `PersistenceStats`). */
 export interface JournalCounters {
   readonly sessions: number;
@@ -115,10 +127,7 @@ export function renderMetrics(
   };
   for (const [name, labels, v] of counters.series()) add(name, `${name}${labels} ${v}`);
   for (const [name, v] of gauges) if (v !== undefined) add(name, `${name}${labelText({})} ${round(v)}`);
-  // Counters with no event yet still appear, at 0, so dashboards see them from the first scrape.
-  for (const [name, [type]] of Object.entries(HELP))
-    if (type === 'counter' && !series.has(name) && !name.includes('failures') && !/bridge|mqtt/.test(name))
-      add(name, `${name} 0`);
+  for (const name of ZERO_AT_START) if (!series.has(name)) add(name, `${name} 0`);
   const out: string[] = [];
   for (const [name, lines] of series) {
     const [type, help] = HELP[name] ?? ['untyped', name];

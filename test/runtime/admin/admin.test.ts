@@ -180,6 +180,10 @@ test('/metrics shows the broker session journal only when the broker keeps one',
   const { h, admin } = await setup();
   const without = renderMetrics(h.agent.status(), h.agent.counters);
   assert.not.match(without, /edgeward_mqtt_/);
+  // The agent's own counters are there from the first scrape, at 0 before any event.
+  assert.match(without, /^edgeward_clock_jumps_total 0$/m);
+  assert.match(without, /^edgeward_device_svids_total 0$/m);
+  assert.not.match(without, /edgeward_rotation_failures_total/);
   const journal = { sessions: 2, queued: 7, queuedBytes: 700, dropped: 3, corrupt: 1 };
   const text = renderMetrics(h.agent.status(), h.agent.counters, undefined, journal);
   assert.match(text, /^edgeward_mqtt_persistent_sessions 2$/m);
