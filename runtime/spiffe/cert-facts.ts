@@ -94,7 +94,6 @@ export function certFacts(cert: X509Certificate): CertFacts {
       serial: normalizeSerial(cert.serialNumber),
     };
   } catch (cause) {
-    if (cause instanceof SpiffeError) throw cause;
     throw new SpiffeError(
       'ERR_SVID_INVALID',
       `certificate extensions do not parse: ${(cause as Error).message}`,
