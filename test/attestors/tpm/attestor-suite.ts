@@ -2,7 +2,8 @@
  * The TPM attestor's suite, run against swtpm (attestor.swtpm.test.ts) and the TypeScript simulator
  * (test/sim/tpm/attestor.sim.test.ts), which differ only in the TPM they open: the attestor
  * conformance suite with each certified EK, the EK chain to the TPM's manufacturer CA, PCR-sealed
- * keys across reboots, the same AK across reboots, and nothing left loaded.
+ * keys across reboots (sealed to the current or to expected values), the same AK across reboots,
+ * and nothing left loaded.
  *
  * @example
  * ```ts
@@ -11,7 +12,7 @@
  * s.run();
  * ```
  */
-import type { X509Certificate } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
 import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
@@ -100,6 +101,31 @@ export function tpmAttestorSuite(name: string, tpm: AttestorTpm, random: Random)
     assert.equal(Buffer.from(await a.unseal(blob)), key);
     await a.close();
   });
+
+  s(
+    'a key sealed to expected PCR values opens only once the PCRs hold them (an update sealing ahead)',
+    async () => {
+      const a = attestor();
+      await a.start();
+      await tpm.reboot();
+      const measurement = Buffer.alloc(32, 9);
+      const promised = createHash('sha256').update(Buffer.alloc(32)).update(measurement).digest();
+      const key = random.bytes(32);
+      const blob = await a.seal(key, { pcrs: [0], expected: { 0: promised } });
+      await rejects(() => a.unseal(blob), 'ERR_ATTESTOR_PCR_POLICY'); // PCR 0 still holds its reset value
+      await execute(transport, PCR_Extend, {
+        pcrHandle: 0,
+        digests: [{ hash: TPM_ALG.SHA256, digest: measurement }],
+      });
+      assert.equal(Buffer.from(await a.unseal(blob)), key);
+      await tpm.reboot();
+      await a.seal(key, { pcrs: [0, 7], expected: { 0: promised } }).then(
+        () => assert.unreachable('sealed without an expected value for PCR 7'),
+        (err: Error) => assert.instance(err, TypeError),
+      );
+      await a.close();
+    },
+  );
 
   s('renewal quotes come from the same AK across reboots', async () => {
     const a = attestor();
