@@ -109,28 +109,12 @@ test('a device enrolls with a one-time token and talks over mTLS with mosquitto 
     await cli('device', 'token', 'create', '--id', 'sensor-1', '--ttl', '10m', '--socket', socket)
   ).trim();
   const enroll = addr(status, 'enrollment');
-  await cli(
-    'device',
-    'enroll',
-    '--gateway',
-    `${enroll.host}:${enroll.port}`,
-    '--token',
-    token,
-    '--out',
-    device,
-  );
+  const enrollInto = (out: string) =>
+    cli('device', 'enroll', '--gateway', `${enroll.host}:${enroll.port}`, '--token', token, '--out', out);
+  await enrollInto(device);
   assert.is(statSync(join(device, 'key.pem')).mode & 0o777, 0o600);
   // The token was single use.
-  const again = await cli(
-    'device',
-    'enroll',
-    '--gateway',
-    `${enroll.host}:${enroll.port}`,
-    '--token',
-    token,
-    '--out',
-    join(dir, 'again'),
-  ).then(
+  const again = await enrollInto(join(dir, 'again')).then(
     () => ({ code: 0, stderr: '' }),
     (e: { code: number; stderr: string }) => e,
   );
