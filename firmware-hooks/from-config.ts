@@ -49,6 +49,8 @@ export interface HookDeps {
   readonly lockWaitMs: number;
   /** The clock of that wait, when it must differ (a CLI needs timers that hold the process). */
   readonly lockClock?: Clock;
+  /** The OTA state directory, when the caller chose one (`--state-dir`); else `<dataDir>/ota`. */
+  readonly stateDir?: string;
 }
 
 export interface OpenedContext {
@@ -97,7 +99,7 @@ export async function openHookContext(
         }
       : undefined;
     const ctx: HookContext = {
-      stateDir: otaStateDir(config),
+      stateDir: deps.stateDir ?? otaStateDir(config),
       db,
       sealing,
       trusted,

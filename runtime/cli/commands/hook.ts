@@ -28,7 +28,8 @@ Phases (called by the OTA tool through firmware-hooks/ adapters):
   agent-gate    exit 0 when the agent may start, 1 while an update waits for post-boot or
                 rollback (systemd ExecCondition of edgeward.service, adapters/systemd)
   Every phase takes --config FILE (the agent config: dataDir, tpm, attestation, sealing,
-  upstream); pre-install, commit, rollback and agent-gate also take --state-dir DIR instead.
+  upstream) and --state-dir DIR (the OTA state; default <dataDir>/ota); pre-install, commit,
+  rollback and agent-gate also work with --state-dir alone.
   post-install and post-boot also take --firmware-key PEM (repeatable).
   --lock-wait D  how long to wait for a stopping agent's store lock (default 30s); the hooks
                  never share the store with a running agent: stop edgeward.service first.
@@ -202,6 +203,7 @@ async function phase(name: string, argv: readonly string[], io: CliIo): Promise<
         random: cryptoRandom,
         logger,
         lockWaitMs,
+        stateDir,
       });
       try {
         if (name === 'post-install') {

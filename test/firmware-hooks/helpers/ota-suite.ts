@@ -86,32 +86,35 @@ export function otaSuite(suite: Test, makeTpm: (dir: string) => Promise<Tpm>): v
   });
 
   suite('signed manifest: pre-install, post-install, reboot, post-boot re-attests, commit', async () => {
+    // Every phase here names the OTA state directory itself (--state-dir with --config): all of
+    // them must use it, the store-opening phases (post-install, post-boot) included.
+    const sd = ['--state-dir', join(dir, 'ota-explicit')];
     const before = await storeSerial();
     ok(
-      await hook('pre-install', '--manifest', await writeManifest(w.manifest('2.0', 'fw-2.0'))),
+      await hook('pre-install', ...sd, '--manifest', await writeManifest(w.manifest('2.0', 'fw-2.0'))),
       'pre-install',
     );
-    ok(await hook('post-install'), 'post-install');
-    const gate = await hook('agent-gate');
+    ok(await hook('post-install', ...sd), 'post-install');
+    const gate = await hook('agent-gate', ...sd);
     assert.is(gate.code, 1, 'the agent stays down until post-boot');
     // Mender runs ArtifactCommit_Enter only after the reboot; asked early it answers "retry later".
-    const early = await hook('commit');
+    const early = await hook('commit', ...sd);
     assert.is(early.code, 21, early.stderr);
     assert.match(early.stderr, /ERR_HOOK_NOT_READY/);
     // The store is sealed to the new firmware's values now: the old firmware no longer opens it.
     await rejects(() => storeSerial(), 'ERR_STORE_KEY');
 
     await w.tpm.boot('fw-2.0');
-    const boot = await hook('post-boot');
+    const boot = await hook('post-boot', ...sd);
     ok(boot, 'post-boot');
     assert.match(boot.stdout, /identity spiffe:\/\/fleet\.example\/gateway\/tpm-[0-9a-f]{16} re-established/);
     const after = await storeSerial();
     assert.is.not(after, before, 'post-boot rotated the SVID');
     assert.ok(boot.stdout.includes(after), 'the serial printed is the one stored');
-    assert.is((await hook('agent-gate')).code, 0);
-    ok(await hook('commit'), 'commit');
+    assert.is((await hook('agent-gate', ...sd)).code, 0);
+    ok(await hook('commit', ...sd), 'commit');
     assert.is(await storeSerial(), after);
-    assert.match((await hook('agent-gate')).stdout, /no update in flight/);
+    assert.match((await hook('agent-gate', ...sd)).stdout, /no update in flight/);
     // The issuer now accepts only 2.0 from this gateway: a downgrade to 1.0 no longer attests.
     await w.tpm.boot('fw-1.0');
     assert.is(await attestNow(w, random), 'ERR_ISSUER_PCR_MISMATCH');
