@@ -12,25 +12,13 @@
  * ```
  */
 import { X509Certificate } from 'node:crypto';
+import { readSpan, type Span } from '../../../runtime/spiffe/der.ts';
 import { AttestorError } from '../../errors.ts';
 
 const MAX_DEPTH = 6;
 
 function malformed(message: string, cause?: unknown): AttestorError {
   return new AttestorError('ERR_ATTEST_EK_CERT_INVALID', `EK certificate: ${message}`, { cause });
-}
-
-/** The length of the DER SEQUENCE at `buf[0]`, header included (X.690 §8.1.3, definite form). */
-function derLength(buf: Uint8Array): number {
-  if (buf.length < 2 || buf[0] !== 0x30) throw malformed('does not start with a DER SEQUENCE');
-  const first = buf[1] as number;
-  if (first < 0x80) return 2 + first;
-  const n = first & 0x7f;
-  if (n === 0 || n > 3) throw malformed('indefinite or oversized DER length');
-  if (buf.length < 2 + n) throw malformed('truncated DER length');
-  let len = 0;
-  for (let i = 0; i < n; i++) len = len * 256 + (buf[2 + i] as number);
-  return 2 + n + len;
 }
 
 /** The DER certificate inside EK certificate NV bytes (header and padding removed). */
@@ -41,9 +29,15 @@ export function parseEkCertificate(nvBytes: Uint8Array): Buffer {
     if (4 + len > body.length) throw malformed('PC-Client header length exceeds the NV data');
     body = body.subarray(4, 4 + len);
   }
-  const len = derLength(body);
-  if (len > body.length) throw malformed(`DER says ${len} bytes, only ${body.length} present`);
-  const der = Buffer.from(body.subarray(0, len));
+  // The certificate is the first DER element; NV indices are often padded after it.
+  let span: Span;
+  try {
+    span = readSpan(body, 0, body.length, 'EK certificate', 'certificate');
+  } catch (cause) {
+    throw malformed('is not one whole DER element', cause);
+  }
+  if (span.tag !== 0x30) throw malformed('does not start with a DER SEQUENCE');
+  const der = Buffer.from(body.subarray(0, span.end));
   try {
     new X509Certificate(der);
   } catch (cause) {
