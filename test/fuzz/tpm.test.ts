@@ -9,8 +9,7 @@
  *   (attestors/tpm/wire/*): typed ERR_ATTEST_* / ERR_TPM_MALFORMED only, and a mutated quote is
  *   never accepted.
  */
-import { X509Certificate } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -89,10 +88,7 @@ const attestor = new TpmAttestor({
 await attestor.start();
 const begin = await attestor.begin();
 if (begin.method !== 'tpm') throw new Error('tpm begin expected');
-const ca = {
-  root: new X509Certificate(readFileSync(sim.tpm.manufacturerCaPaths.root)),
-  intermediate: new X509Certificate(readFileSync(sim.tpm.manufacturerCaPaths.intermediate)),
-};
+const ca = sim.tpm.manufacturerCa();
 const challenge = tpmChallenge(begin, rnd, ca);
 const csrSpki = Buffer.alloc(91, 7);
 const proof = await attestor.answer(challenge, csrSpki);

@@ -13,7 +13,7 @@
 import 'reflect-metadata';
 import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
@@ -109,12 +109,12 @@ export async function simTpm(dir: string): Promise<Tpm> {
     });
   });
   await new Promise<void>((resolve) => server.listen(path, resolve));
-  const pem = async (f: string) => new X509Certificate(await readFile(f));
+  const ca = sim.manufacturerCa();
   const use = async <T>(fn: (t: TpmTransport) => Promise<T>): Promise<T> => fn(sim);
   return {
     spec: `swtpm:path=${path}`,
-    root: await pem(sim.manufacturerCaPaths.root),
-    intermediate: await pem(sim.manufacturerCaPaths.intermediate),
+    root: ca.root,
+    intermediate: ca.intermediate,
     use,
     async boot(fw) {
       await sim.reset({ orderly: true });
