@@ -8,6 +8,7 @@
 // With arguments (substrings of test file paths) only those files run, and Biome and tsc are
 // skipped; the static checks still run on the selected files.
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { checkSuite } from './test-checks.mjs';
@@ -143,6 +144,10 @@ function runFile(file) {
 
 async function main() {
   ensurePeers();
+  // One seed for every file's test randomness (test/helpers/seed.ts), printed so a failure replays.
+  const seed = process.env.EDGEWARD_TEST_SEED || randomBytes(6).toString('hex');
+  process.env.EDGEWARD_TEST_SEED = seed;
+  console.log(`test seed ${seed} (replay: EDGEWARD_TEST_SEED=${seed} npm test)`);
   const only = process.argv.slice(2);
   const checks = [];
   if (only.length === 0) {
@@ -170,7 +175,10 @@ async function main() {
         console.log(
           `${r.failed === 0 ? 'ok  ' : 'FAIL'} ${rel} (${r.passed} passed, ${r.failed} failed${skips}, ${(r.ms / 1000).toFixed(1)} s)`,
         );
-        if (r.failed > 0) console.log(r.text.trim().split('\n').slice(-120).join('\n'));
+        if (r.failed > 0) {
+          console.log(r.text.trim().split('\n').slice(-120).join('\n'));
+          console.log(`replay: EDGEWARD_TEST_SEED=${seed} node --import tsx ${rel}`);
+        }
       }
     }),
   );
