@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 // `npm test`: check the real peers are installed (installing them as root with apt-get),
-// then the checks (Biome, the type check, and the static suite checks of test-checks.mjs: no
-// `.only`, every test asserts), then every test file, each in its own process.
+// then the checks (Biome, the type check, the README formats, and the static suite checks of
+// test-checks.mjs: no `.only`, every test asserts), then every test file, each in its own process.
 // Checks print their own `ok  `/`FAIL` lines and are not counted as tests; a failed check makes
 // the run exit 1. The last line is always `N passed, N failed, N skipped` (tests only, as uvu
 // counts them; `N passed, N failed` is what CI reads).
 // With arguments (substrings of test file paths) only those files run, and Biome and tsc are
-// skipped; the static checks still run on the selected files.
+// skipped; the README check still runs, and the static checks on the selected files.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { readmeWithCatalogue } from './error-codes.mjs';
 import { checkSuite } from './test-checks.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -70,6 +71,24 @@ function testFiles(dir, suffix = '.test.ts') {
     else if (name.endsWith(suffix)) out.push(p);
   }
   return out;
+}
+
+/** README formats: the quick start is exactly the two commands; the error-code catalogue is current. */
+function docsCheck() {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const problems = [];
+  if (!/```sh\nnpm install && npm start\nnpm test\n```/.test(readme))
+    problems.push('the quick start is not exactly `npm install && npm start` and `npm test`');
+  try {
+    if (readmeWithCatalogue(readme) !== readme)
+      problems.push('the error-code catalogue is out of date: run `node scripts/error-codes.mjs --write`');
+  } catch (err) {
+    problems.push(err.message);
+  }
+  const name = 'docs: README quick start and error-code catalogue';
+  console.log(`${problems.length === 0 ? 'ok  ' : 'FAIL'} ${name}`);
+  for (const p of problems) console.log(`  ${p}`);
+  return [name, problems.length === 0];
 }
 
 /** The static checks of test-checks.mjs, each printed as a check line. */
@@ -157,6 +176,7 @@ async function main() {
     ])
       checks.push([name, step(name, cmd, args)]);
   }
+  checks.push(docsCheck()); // milliseconds: also with a filter
   const files = testFiles(join(ROOT, 'test')).filter(
     (f) => only.length === 0 || only.some((o) => f.includes(o)),
   );
