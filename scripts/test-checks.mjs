@@ -214,7 +214,14 @@ export function checkSuite(files, root) {
         if (mod === 'only' && name !== undefined && isName(name) && isFn(fn))
           only.push(`${rel}:${line(n)} ${base}.only(${name.getText(m.sf)}`);
         if (base !== undefined && callees.has(base) && (mod === '' || mod === 'only' || mod === 'skip')) {
-          if (mod !== 'skip' && name !== undefined && isName(name) && isFn(fn) && !nodeAsserts(m, fn.body)) {
+          // The body: an inline function, a named one (`test('x', check)`), or what makes one.
+          const asserts = (f) =>
+            isFn(f)
+              ? nodeAsserts(m, f.body)
+              : ts.isIdentifier(f)
+                ? functionAsserts(m, f.text)
+                : nodeAsserts(m, f);
+          if (mod !== 'skip' && name !== undefined && isName(name) && fn !== undefined && !asserts(fn)) {
             const before = m.text.slice(0, n.getStart(m.sf)).split('\n').slice(-2, -1)[0] ?? '';
             if (!ALLOW.test(before)) unasserted.push(`${rel}:${line(n)} ${name.getText(m.sf)}`);
           }
