@@ -76,12 +76,24 @@ export async function issueJoinToken(o: {
   };
 }
 
-/** Consume the token: single use, refused when unknown or expired (`ERR_ENROLL_TOKEN_INVALID`). */
-export async function redeemJoinToken(store: TokenStore, token: string, now: number): Promise<TokenRecord> {
+/**
+ * Redeem the token: `use` (the device's certificate issuance) runs with its record, and the
+ * token is consumed only when `use` succeeds, atomically with it (the store's lock), so a refused
+ * CSR leaves the token usable and a token never yields two certificates. Refused when unknown,
+ * already used or expired (`ERR_ENROLL_TOKEN_INVALID`).
+ */
+export async function redeemJoinToken<T>(
+  store: TokenStore,
+  token: string,
+  now: () => number,
+  use: (record: TokenRecord) => Promise<T>,
+): Promise<T> {
   const { secret } = parseJoinToken(token);
-  const rec = await store.take(sha256(secret).toString('hex'));
-  if (rec === undefined)
+  const done = await store.consume(sha256(secret).toString('hex'), async (rec) => {
+    if (rec.expiresAt < now()) throw new TransportError('ERR_ENROLL_TOKEN_INVALID', 'join token expired');
+    return use(rec);
+  });
+  if (done === undefined)
     throw new TransportError('ERR_ENROLL_TOKEN_INVALID', 'join token unknown or already used');
-  if (rec.expiresAt < now) throw new TransportError('ERR_ENROLL_TOKEN_INVALID', 'join token expired');
-  return rec;
+  return done.value;
 }
