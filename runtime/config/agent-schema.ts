@@ -44,10 +44,12 @@ export const AgentConfigSchema = Closed({
       allOf: [
         {
           if: { properties: { method: { const: 'join-token' } } },
+          // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable
           then: { required: ['joinTokenFile'] },
         },
         {
           if: { properties: { method: { const: 'x509pop' } } },
+          // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable
           then: { required: ['certificate', 'key'] },
         },
       ],
