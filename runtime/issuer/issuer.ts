@@ -686,12 +686,15 @@ export class Issuer {
     const spiffeId = gatewayId(this.#o.trustDomain, gw.name);
     const signer = this.#cas.signer;
     const notBefore = now - 30_000;
+    const budget = budgetFor(gw, this.#budget);
     const sp = signer.issue({
       profile: 'svid',
       spiffeId,
       spki,
       notBefore,
-      notAfter: now + this.#svidTtl,
+      // The gateway SVID never outlives the budget (an override is never shorter than svidTtl
+      // when set, but svidTtl may have grown since).
+      notAfter: now + Math.min(this.#svidTtl, budget),
       serverNames,
     });
     const dp =
@@ -702,7 +705,7 @@ export class Issuer {
             spiffeId,
             spki: caSpki,
             notBefore,
-            notAfter: now + budgetFor(gw, this.#budget),
+            notAfter: now + budget,
             permittedServerNames: serverNames,
           });
     this.#cas.noteSigned(Math.max(sp.notAfter, dp?.notAfter ?? 0));

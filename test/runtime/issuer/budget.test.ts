@@ -28,11 +28,16 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const ctx = { address: '192.0.2.9' };
 
-async function issuerWith(o: { budgetMs?: number; caLeftMs?: number }) {
+async function issuerWith(o: {
+  budgetMs?: number;
+  caLeftMs?: number;
+  svidTtlMs?: number;
+  store?: Awaited<ReturnType<typeof openMemoryStore>>;
+}) {
   const clock = new VirtualClock(Math.floor(Date.now() / 1000) * 1000);
   const random = seededRandom('budget');
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-  const store = await openMemoryStore();
+  const store = o.store ?? (await openMemoryStore());
   const issuer = await Issuer.create({
     trustDomain: TD,
     store,
@@ -51,6 +56,7 @@ async function issuerWith(o: { budgetMs?: number; caLeftMs?: number }) {
     methods: { joinToken: { enabled: true } },
     rateLimit: { perAddress: 1000, perGateway: 1000, windowMs: 60_000 },
     ...(o.budgetMs === undefined ? {} : { offlineBudgetMs: o.budgetMs }),
+    ...(o.svidTtlMs === undefined ? {} : { svidTtlMs: o.svidTtlMs }),
   });
   const enroll = async (name: string) => {
     const token = await issuer.createJoinToken(name, 600_000);
@@ -121,6 +127,17 @@ test('the CA never outlives the issuer CA: min(budget, what is left of the issue
   const g = await c.enroll('gw-short');
   const issuerCaEnd = parseCertificate(c.issuer.caCertificate).notAfter;
   assert.is(parseCertificate(g.id.deviceCaChain[0] as Uint8Array).notAfter, issuerCaEnd);
+  await c.issuer.close();
+});
+
+test('the gateway SVID never outlives its budget, even when svidTtl grew after an override was set', async () => {
+  const first = await issuerWith({});
+  await first.issuer.setOfflineBudget('gw-tight', HOUR);
+  await first.issuer.close();
+  const c = await issuerWith({ svidTtlMs: 3 * HOUR, store: first.store });
+  const g = await c.enroll('gw-tight');
+  assert.is(c.caLife(g.id), HOUR);
+  assert.is(parseCertificate(g.id.svidChain[0] as Uint8Array).notAfter - c.clock.now(), HOUR);
   await c.issuer.close();
 });
 
