@@ -81,8 +81,9 @@ async function checkCa(
     throw unknown(`serial ${parts.serialHex} is not recorded`);
   if (issued.gateway !== name || issued.spiffeId !== gatewayId(core.trustDomain, name))
     throw unknown(`serial ${parts.serialHex} belongs to another gateway`);
-  if (core.isRevokedSerial(parts.serialHex) || core.isRevokedId(spiffeId))
-    throw new IssuerError('ERR_ISSUER_REVOKED', `${spiffeId} (delegated CA ${parts.serialHex}) is revoked`);
+  if (core.isRevokedSerial(parts.serialHex))
+    throw new IssuerError('ERR_ISSUER_REVOKED', `delegated CA ${parts.serialHex} is revoked`);
+  // A revoked gateway is also disabled; as at attestation, 'disabled' is reported first.
   const gw = await core.checkGatewayUsable(name);
   if (gw === undefined)
     throw new IssuerError('ERR_ISSUER_NOT_REGISTERED', `gateway ${name} is not registered`);
