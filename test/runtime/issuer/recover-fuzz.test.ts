@@ -77,14 +77,12 @@ test('HTTPS: mutated bodies on the recovery and issuance-log routes get typed an
     { path: PATHS.recoverFinish, body: enc(await finishBody()) },
     { path: PATHS.devicesIssued, body: enc({ entries: [entry, { ...entry, serial: '4abd' }] }) },
   ];
-  const arb = fc
-    .nat({ max: seeds.length - 1 })
-    .chain((i) =>
-      mutated((seeds[i] as { body: Buffer }).body).map((b) => ({
-        path: (seeds[i] as { path: string }).path,
-        b,
-      })),
-    );
+  const arb = fc.nat({ max: seeds.length - 1 }).chain((i) =>
+    mutated((seeds[i] as { body: Buffer }).body).map((b) => ({
+      path: (seeds[i] as { path: string }).path,
+      b,
+    })),
+  );
   await fuzz(
     'issuer-recover-http',
     fc.asyncProperty(arb, async ({ path, b }) => {
