@@ -26,6 +26,14 @@ import type { Refusals } from './refusals.ts';
 import { reservedPublish, reservedReceive } from './reserved-access.ts';
 import type { Sessions } from './sessions.ts';
 import type { SharedSubscriptions } from './shared.ts';
+import {
+  type TopicLimits,
+  topicNameProblem,
+  WILL_OWNER,
+  type WillGate,
+  willOwner,
+  willProblem,
+} from './wills.ts';
 
 export type AuthError = Error & { returnCode: number };
 
@@ -33,24 +41,40 @@ export const CONNACK_IDENTIFIER_REJECTED = 2;
 export const CONNACK_SERVER_UNAVAILABLE = 3;
 export const CONNACK_NOT_AUTHORIZED = 5;
 
-/** Records the CONNECT packet's own client id (aedes replaces an empty one before `authenticate`). */
+/**
+ * Records the CONNECT packet's own client id (aedes replaces an empty one before `authenticate`)
+ * and will, and stamps the will with its owner (`wills.ts`).
+ */
 export function preConnectRecordingClientId(sessions: Sessions) {
   return (client: Client, packet: AedesConnect, done: (err: Error | null, ok: boolean) => void): void => {
     const s = sessions.of(client.conn);
-    if (s !== undefined)
+    const will = packet.will;
+    if (s !== undefined) {
       s.connect = {
         clientId: packet.clientId,
         clean: packet.clean !== false,
         keepalive: packet.keepalive ?? 0,
+        will: will == null ? undefined : { topic: will.topic, retain: will.retain === true },
       };
+      if (will != null) (will as unknown as Record<string, unknown>)[WILL_OWNER] = s.svid.spiffeId;
+    }
     done(null, true);
   };
+}
+
+/** What the publish hook needs to judge wills. */
+export interface WillChecks {
+  readonly gate: WillGate;
+  readonly topics: TopicLimits;
+  /** Deletes a stored will that was refused (so a replay does not retry it forever). */
+  drop(will: PublishPacket): void;
 }
 
 export function authenticateBySvid(
   sessions: Sessions,
   refusals: Refusals,
   keepalive: { readonly min: number; readonly max: number },
+  topics: TopicLimits,
 ) {
   return (
     client: Client,
@@ -103,6 +127,13 @@ export function authenticateBySvid(
       );
       return;
     }
+    if (raw.will !== undefined) {
+      const bad = willProblem(g, raw.will, topics);
+      if (bad !== undefined) {
+        refuse(CONNACK_NOT_AUTHORIZED, bad.code, bad.reason);
+        return;
+      }
+    }
     const clientId = raw.clientId === '' ? client.id : raw.clientId;
     const others = sessions.clientIdsOf(s.svid.spiffeId);
     others.delete(clientId); // a reconnect with the same client id takes the old session over
@@ -120,17 +151,39 @@ export function authenticateBySvid(
  * broker's `publish` event), any other reserved topic is refused, the rest is up to the policy.
  * The broker's own messages (`Aedes.publish`: bundle, replies) never pass through this hook.
  */
-export function authorizePublishByPolicy(sessions: Sessions, refusals: Refusals) {
+export function authorizePublishByPolicy(sessions: Sessions, refusals: Refusals, wills: WillChecks) {
   return (client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
-    if (client === null) {
-      done(null);
-      return;
-    } // replayed wills (see below)
-    const s = sessions.of(client.conn);
-    const g = s?.grants;
     const topic = packet.topic;
     const retain = packet.retain === true;
+    // aedes calls this hook with a will when the owner's connection drops (client = that
+    // connection) and when it replays stored wills (client = null, or whichever connection now
+    // has that client id): either way the will is judged by its owner's grants, never the client's.
+    const owner = willOwner(packet);
+    if (owner !== undefined || client === null) {
+      const bad = wills.gate.check(packet);
+      if (bad === undefined) {
+        done(null);
+        return;
+      }
+      if (client === null) wills.drop(packet);
+      done(
+        refusals.refuse('will', bad.code, bad.reason, {
+          owner,
+          clientId: (packet as { clientId?: string }).clientId,
+          topic,
+          retain,
+        }),
+      );
+      return;
+    }
+    const s = sessions.of(client.conn);
+    const g = s?.grants;
     const fields = { spiffeId: s?.svid.spiffeId, clientId: client.id, topic, retain };
+    const badTopic = topicNameProblem(topic, wills.topics);
+    if (badTopic !== undefined) {
+      done(refusals.refuse('PUBLISH', 'ERR_MQTT_TOPIC_INVALID', badTopic, fields));
+      return;
+    }
     const reserved = reservedPublish(g, topic, retain);
     if (reserved === 'renew') {
       done(null);

@@ -27,6 +27,11 @@ export class Refusals {
     return new TransportError(code, reason);
   }
 
+  /** Counts a refusal already logged elsewhere (e.g. a parser error aedes reports). */
+  count(code: TransportErrorCode): void {
+    this.#counts.set(code, (this.#counts.get(code) ?? 0) + 1);
+  }
+
   /** Refusals since start, by code. */
   counts(): Readonly<Partial<Record<TransportErrorCode, number>>> {
     return Object.fromEntries(this.#counts);

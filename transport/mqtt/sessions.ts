@@ -26,6 +26,8 @@ export interface Session extends ExpiryEntry {
   clientId: string | undefined;
   /** The CONNECT packet's own fields, recorded by `preConnect` for `authenticate` (then cleared). */
   connect: ConnectRecord | undefined;
+  /** The aedes client once the socket is handed to aedes (its `will` is cleared on revocation). */
+  mqtt: { will: unknown; _will?: unknown; readonly id: string } | undefined;
 }
 
 /** What `authenticate` needs of the CONNECT packet (aedes replaces an empty client id before it). */
@@ -33,6 +35,8 @@ export interface ConnectRecord {
   readonly clientId: string;
   readonly clean: boolean;
   readonly keepalive: number;
+  /** The will's topic and retain flag, when the CONNECT has one. */
+  readonly will: { readonly topic: string; readonly retain: boolean } | undefined;
 }
 
 export class Sessions {
@@ -66,6 +70,7 @@ export class Sessions {
       grants,
       clientId: undefined,
       connect: undefined,
+      mqtt: undefined,
       deadline: svid.notAfter,
       heapIndex: -1,
     };

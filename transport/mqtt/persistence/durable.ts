@@ -66,6 +66,11 @@ interface Inner {
 export interface PersistenceOptions {
   /** A sublevel with utf8 keys and `view` values, e.g. `store.sublevel('mqtt', 'view')`. */
   readonly db: JournalDb;
+  /**
+   * Judges a stored will before it is restored and before it is handed to aedes for publication
+   * (`wills.ts`); a refused will is deleted and logged with its code. Omitted: every will passes.
+   */
+  readonly admitWill?: (will: Will) => { readonly code: string; readonly reason: string } | undefined;
   readonly limits?: Partial<QueueLimits>;
   readonly logger?: Logger;
 }
@@ -98,6 +103,7 @@ export class DurablePersistence {
   readonly #incoming = new Map<string, Map<number, number>>();
   readonly #wills = new Map<string, Will>();
   readonly #storedWills = new Set<string>();
+  readonly #admitWill: NonNullable<PersistenceOptions['admitWill']>;
   #broker: { id: string } | undefined;
   #seq = 0;
   #corrupt = 0;
@@ -109,6 +115,7 @@ export class DurablePersistence {
     this.#journal = new Journal(o.db);
     this.#queues = new Queues({ ...DEFAULT_QUEUE_LIMITS, ...o.limits });
     this.#logger = o.logger ?? nullLogger;
+    this.#admitWill = o.admitWill ?? (() => undefined);
   }
 
   /** Opens the persistence and replays the journal into memory. */
@@ -151,6 +158,10 @@ export class DurablePersistence {
       this.#incomingOf(clientId).set(messageId, seq);
     }
     for (const will of j.wills) {
+      if (this.#refusedWill(will)) {
+        writes.push(this.#journal.del(`w!${will.clientId}`));
+        continue;
+      }
       this.#wills.set(will.clientId, will);
       this.#storedWills.add(will.clientId);
     }
@@ -420,8 +431,31 @@ export class DurablePersistence {
     return will;
   }
 
+  /** Logs and returns true when `will` may not be published (any more). */
+  #refusedWill(will: Will): boolean {
+    const bad = this.#admitWill(will);
+    if (bad === undefined) return false;
+    this.#logger.warn('stored will dropped', {
+      code: bad.code,
+      reason: bad.reason,
+      clientId: will.clientId,
+      topic: will.topic,
+    });
+    return true;
+  }
+
+  /** The wills of brokers that are gone, each judged again first (a refused one is deleted). */
   streamWill(brokers: Record<string, unknown> = {}): Readable {
-    return Readable.from([...this.#wills.values()].filter((w) => brokers[w.brokerId] === undefined));
+    const out: Will[] = [];
+    for (const w of [...this.#wills.values()]) {
+      if (brokers[w.brokerId] !== undefined) continue;
+      if (this.#refusedWill(w))
+        this.delWill({ id: w.clientId }).catch((err: Error) =>
+          this.#logger.error('stored will not deleted', { clientId: w.clientId, reason: err.message }),
+        );
+      else out.push(w);
+    }
+    return Readable.from(out);
   }
 
   getClientList(topic: string): Readable {
