@@ -59,7 +59,14 @@ test('the client id must be the device id; empty id with a persistent session is
   const { data, closed: gone } = await reply;
   assert.equal([...data], [0x20, 2, 0, 2], 'CONNACK 2');
   assert.ok(gone);
-  assert.is(await connectFailure(r.port, dev, r.pki.bundlePem, { keepalive: 0 }), 5);
+  assert.is(r.broker.refusals().ERR_MQTT_CLIENT_ID_REJECTED, 2);
+});
+
+test('keepalive 0 ("off", MQTT 3.1.1 §3.1.2.10) is accepted', async () => {
+  const dev = await r.pki.device('sensor-ka0');
+  const c = await r.connect(dev, { keepalive: 0 });
+  await c.publishAsync('devices/sensor-ka0/x', 'y', { qos: 1 });
+  await c.endAsync();
 });
 
 const refusedKinds: [BrokenKind, string][] = [

@@ -344,7 +344,7 @@ test('retained messages are not sent on a shared SUBSCRIBE', async () => {
   const retained = new Promise<string>((res) => o.once('message', (_t, p) => res(p.toString())));
   await subscribe(o, ['devices/s1/state']);
   assert.is(await retained, 'kept', 'the retained message exists');
-  const w = await r.connect(await identity('svc/ret'));
+  const w = await r.connect(await identity('svc/ret-w'));
   const got: { payload: string; retain: boolean }[] = [];
   w.on('message', (_t, p, packet) => got.push({ payload: p.toString(), retain: packet.retain }));
   await subscribe(w, ['$share/ret/devices/s1/state']);

@@ -44,6 +44,7 @@
 import type { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
+import memory from 'aedes-persistence';
 import type { Clock } from '../../runtime/core/clock.ts';
 import { isEdgewardError } from '../../runtime/core/error.ts';
 import { type Logger, nullLogger } from '../../runtime/core/logger.ts';
@@ -73,6 +74,7 @@ import { guardPublish } from './persistence/guard-publish.ts';
 import { PolicyHolder } from './policy-holder.ts';
 import { Refusals } from './refusals.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
+import { RetainedGuard, type RetainedStats, type RetainedStore } from './retained.ts';
 import { type Session, Sessions } from './sessions.ts';
 import { type SharedStats, SharedSubscriptions } from './shared.ts';
 import { Teardown } from './teardown.ts';
@@ -121,6 +123,8 @@ export interface Broker {
   sharedStats(): SharedStats;
   /** Refusals (CONNECT, PUBLISH, SUBSCRIBE, wills, retained caps) since start, by typed code. */
   refusals(): Readonly<Partial<Record<TransportErrorCode, number>>>;
+  /** Retained messages held (count, bytes of topic + payload) and dropped at start over the caps. */
+  retainedStats(): RetainedStats;
   /** Re-read the policy file (or apply `policy`) and recompute every live session's grants. */
   reloadPolicy(policy?: Policy): Promise<void>;
   close(): Promise<void>;
@@ -174,13 +178,17 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       persistence = opened;
       teardown.add('journal', () => opened.flushed());
     }
+    const retained = new RetainedGuard(limits, logger);
     const authorizePublish = authorizePublishByPolicy(sessions, refusals, {
       gate: wills,
+      retained,
       topics: limits,
       drop: (will) => dropWill(will as unknown as { clientId?: string; brokerId?: string }),
     });
+    // Without a journal, aedes' own in-memory persistence, created here so `retained.ts` can wrap it.
+    const store = persistence ?? (memory as unknown as () => RetainedStore)();
     const broker = new Aedes({
-      ...(persistence === undefined ? {} : { persistence }),
+      persistence: store as never,
       connectTimeout: limits.connectTimeoutMs,
       heartbeatInterval: limits.heartbeatIntervalMs,
       maxTopicLevels: Math.min(limits.maxTopicLevels, 100),
@@ -214,11 +222,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         );
     };
     shared.attach(broker);
+    await retained.attach(broker, store, persistence?.takeRestoredRetained());
     await broker.listen();
     teardown.add('aedes', () => new Promise<void>((r) => broker.close(() => r())));
     teardown.add('shared subscriptions', () => shared.close());
     broker.on('clientError', (client, err) => {
-      if (err instanceof TransportError) refusals.count(err.code);
+      if (err instanceof TransportError) refusals.count(err);
       logger.info('client error', {
         clientId: client.id,
         reason: err.message,
@@ -226,7 +235,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       });
     });
     broker.on('connectionError', (_client, err) => {
-      if (err instanceof TransportError) refusals.count(err.code);
+      if (err instanceof TransportError) refusals.count(err);
       logger.info('connection error', {
         reason: err.message,
         ...(isEdgewardError(err) ? { code: err.code } : {}),
@@ -307,6 +316,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       persistenceStats: () => persistence?.stats(),
       sharedStats: () => shared.stats(),
       refusals: () => refusals.counts(),
+      retainedStats: () => retained.stats(),
       async reloadPolicy(next?: Policy) {
         if (teardown.ran) throw new TransportError('ERR_BROKER_CLOSED', 'broker is closed');
         await policy.reload(next);

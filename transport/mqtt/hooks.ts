@@ -24,6 +24,7 @@ import type { TransportErrorCode } from '../errors.ts';
 import { isShared, parseShared } from '../policy/share.ts';
 import type { Refusals } from './refusals.ts';
 import { reservedPublish, reservedReceive } from './reserved-access.ts';
+import type { RetainedGuard } from './retained.ts';
 import type { Sessions } from './sessions.ts';
 import type { SharedSubscriptions } from './shared.ts';
 import {
@@ -68,6 +69,8 @@ export interface WillChecks {
   readonly topics: TopicLimits;
   /** Deletes a stored will that was refused (so a replay does not retry it forever). */
   drop(will: PublishPacket): void;
+  /** The retained caps (`retained.ts`). */
+  readonly retained: RetainedGuard;
 }
 
 export function authenticateBySvid(
@@ -135,13 +138,24 @@ export function authenticateBySvid(
       }
     }
     const clientId = raw.clientId === '' ? client.id : raw.clientId;
+    // Session takeover [MQTT-3.1.4-2] only within one identity: with `clientId: any` another
+    // identity could otherwise close a live session, or inherit a persistent one's messages.
+    const owner = sessions.ownerOf(clientId);
+    if (owner !== undefined && owner !== s.svid.spiffeId) {
+      refuse(
+        CONNACK_IDENTIFIER_REJECTED,
+        'ERR_MQTT_SESSION_TAKEOVER',
+        `client id ${clientId} belongs to another identity`,
+      );
+      return;
+    }
     const others = sessions.clientIdsOf(s.svid.spiffeId);
     others.delete(clientId); // a reconnect with the same client id takes the old session over
     if (others.size >= g.maxConnections) {
       refuse(CONNACK_SERVER_UNAVAILABLE, 'ERR_MQTT_CONNECTION_CAP', 'per-identity connection cap reached');
       return;
     }
-    s.clientId = clientId;
+    sessions.admit(s, clientId, raw.clean);
     done(null, true);
   };
 }
@@ -160,7 +174,9 @@ export function authorizePublishByPolicy(sessions: Sessions, refusals: Refusals,
     // has that client id): either way the will is judged by its owner's grants, never the client's.
     const owner = willOwner(packet);
     if (owner !== undefined || client === null) {
-      const bad = wills.gate.check(packet);
+      const bad =
+        wills.gate.check(packet) ??
+        (retain && owner !== undefined ? wills.retained.admit(owner, topic, packet.payload) : undefined);
       if (bad === undefined) {
         done(null);
         return;
@@ -194,7 +210,8 @@ export function authorizePublishByPolicy(sessions: Sessions, refusals: Refusals,
       return;
     }
     if (g?.canPublish(topic, retain)) {
-      done(null);
+      const full = retain ? wills.retained.admit(g.spiffeId, topic, packet.payload) : undefined;
+      done(full === undefined ? null : refusals.refuse('PUBLISH', full.code, full.reason, fields));
       return;
     }
     done(

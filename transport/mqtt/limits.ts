@@ -12,9 +12,18 @@ export interface BrokerLimits {
   readonly maxConnections?: number;
   /** Largest MQTT packet accepted, bytes (default 256 KiB). */
   readonly maxPacketSize?: number;
-  /** CONNECT keepalive must be within [min, max] seconds (defaults 1 and 3600; 0 is refused). */
+  /**
+   * CONNECT keepalive must be within [min, max] seconds (defaults 0 and 3600). 0 means "keepalive
+   * off" (MQTT 3.1.1 §3.1.2.10) and is accepted by default; set `keepaliveMin: 1` to refuse it.
+   */
   readonly keepaliveMin?: number;
   readonly keepaliveMax?: number;
+  /**
+   * A connection with no traffic either way for this long is closed, whatever keepalive the
+   * client chose (default 90 min = 1.5 × the default `keepaliveMax`, so a client honouring any
+   * accepted keepalive is never cut).
+   */
+  readonly maxIdleMs?: number;
   /** TLS handshake and MQTT CONNECT must complete within these (defaults 10 s each). */
   readonly handshakeTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
@@ -28,12 +37,22 @@ export interface BrokerLimits {
    * published every 4 heartbeats, so 4 min after a restart by default.
    */
   readonly heartbeatIntervalMs?: number;
+  /**
+   * Retained messages (`retained.ts`): per SPIFFE ID at most this many (default 100) and bytes of
+   * topic + payload (default 1 MiB); in all at most `maxRetained` (default 10,000) and
+   * `maxRetainedBytes` (default 32 MiB).
+   */
+  readonly maxRetainedPerIdentity?: number;
+  readonly maxRetainedBytesPerIdentity?: number;
+  readonly maxRetained?: number;
+  readonly maxRetainedBytes?: number;
 }
 
 export const DEFAULT_LIMITS = {
   maxConnections: 2000,
   maxPacketSize: 256 * 1024,
-  keepaliveMin: 1,
+  keepaliveMin: 0,
+  maxIdleMs: 5_400_000,
   keepaliveMax: 3600,
   handshakeTimeoutMs: 10_000,
   connectTimeoutMs: 10_000,
@@ -41,6 +60,10 @@ export const DEFAULT_LIMITS = {
   maxTopicLevels: 32,
   maxTopicBytes: 1024,
   heartbeatIntervalMs: 60_000,
+  maxRetainedPerIdentity: 100,
+  maxRetainedBytesPerIdentity: 1024 * 1024,
+  maxRetained: 10_000,
+  maxRetainedBytes: 32 * 1024 * 1024,
 } as const satisfies Required<BrokerLimits>;
 
 interface Parser {

@@ -11,8 +11,10 @@ import { MemoryLogger } from '../../../runtime/core/logger.ts';
 import { StaticRevocationSource } from '../../../runtime/sources/static.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { authorizePublishByPolicy } from '../../../transport/mqtt/hooks.ts';
+import { DEFAULT_LIMITS } from '../../../transport/mqtt/limits.ts';
 import { PolicyHolder } from '../../../transport/mqtt/policy-holder.ts';
 import { Refusals } from '../../../transport/mqtt/refusals.ts';
+import { RetainedGuard } from '../../../transport/mqtt/retained.ts';
 import { Sessions } from '../../../transport/mqtt/sessions.ts';
 import { WILL_OWNER, WillGate } from '../../../transport/mqtt/wills.ts';
 import { DEFAULT_POLICY } from '../../../transport/policy/default.ts';
@@ -87,6 +89,7 @@ test('the publish hook refuses a will without a known owner, and one of a revoke
   const dropped: string[] = [];
   const hook = authorizePublishByPolicy(new Sessions(new VirtualClock(0), logger), refusals, {
     gate,
+    retained: new RetainedGuard(DEFAULT_LIMITS, logger),
     topics: { maxTopicLevels: 32, maxTopicBytes: 1024 },
     drop: (w) => dropped.push(w.topic),
   });

@@ -105,6 +105,8 @@ export class DurablePersistence {
   readonly #storedWills = new Set<string>();
   readonly #admitWill: NonNullable<PersistenceOptions['admitWill']>;
   #broker: { id: string } | undefined;
+  /** Retained messages restored from the journal (for the caps of `retained.ts`), until taken. */
+  #restoredRetained: StoredPacket[] = [];
   #seq = 0;
   #corrupt = 0;
   /** A logged-ahead message's payload buffer (the one object aedes keeps along) → its `p!` sequence. */
@@ -135,6 +137,13 @@ export class DurablePersistence {
     };
   }
 
+  /** The retained messages the journal held at open (once: the list is then released). */
+  takeRestoredRetained(): StoredPacket[] {
+    const r = this.#restoredRetained;
+    this.#restoredRetained = [];
+    return r;
+  }
+
   /** Resolves when every journal write asked for so far is written. */
   flushed(): Promise<void> {
     return this.#journal.flushed();
@@ -145,6 +154,7 @@ export class DurablePersistence {
     this.#seq = j.nextSeq;
     const writes: Promise<void>[] = [];
     for (const packet of j.retained) void this.#inner.storeRetained(packet);
+    this.#restoredRetained = [...j.retained];
     for (const [clientId, subs] of j.subscriptions) {
       void this.#inner.addSubscriptions({ id: clientId, clean: false }, subs);
       this.#storedSubs.add(clientId);
@@ -170,6 +180,7 @@ export class DurablePersistence {
       // Logged before aedes numbered it: give it an identity outgoingUpdate can match on.
       const packet = { ...logged, brokerId: `journal:${this.#seq}`, brokerCounter: seq + 1 };
       if (packet.retain) await this.#inner.storeRetained(packet);
+      if (packet.retain) this.#restoredRetained.push(packet);
       if (packet.retain) writes.push(this.#journal.put(`r!${packet.topic}`, encodeValue(packet)));
       writes.push(...this.#enqueue(await this.#inner.subscriptionsByTopic(packet.topic), packet));
       writes.push(this.#journal.del(seqKey('p!', seq)));
