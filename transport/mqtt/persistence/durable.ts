@@ -22,8 +22,8 @@
  * `p!` record in the same batch; a `p!` record found at start (the process died in between) is
  * routed again on replay (`replay.ts` reads the journal back).
  *
- * Payloads are journaled as they came (not sealed: SealedStore exposes no per-value sealing to
- * a sublevel); the journal lives in the agent's data directory, created with mode 0700.
+ * The agent opens the journal through `SealedJournalDb` (`sealed-db.ts`): every value, payloads
+ * included, is sealed under the store's data key like every other value of the store.
  *
  * @example
  * ```ts
