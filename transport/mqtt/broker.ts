@@ -178,6 +178,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       persistence = opened;
       teardown.add('journal', () => opened.flushed());
     }
+    if (persistence !== undefined) sessions.seedOwners(persistence.owners());
     const retained = new RetainedGuard(limits, logger);
     const authorizePublish = authorizePublishByPolicy(sessions, refusals, {
       gate: wills,
@@ -241,6 +242,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         ...(isEdgewardError(err) ? { code: err.code } : {}),
       });
     });
+
+    // A persistent session's client id stays its identity's across a restart (takeover check).
+    const journal = persistence;
+    if (journal !== undefined)
+      broker.on('client', (client) => {
+        const s = sessions.of(client.conn);
+        if (s === undefined) return;
+        journal
+          .setOwner(client.id, s.clean ? undefined : s.svid.spiffeId)
+          .catch((err: Error) =>
+            logger.error('session owner not journaled', { clientId: client.id, reason: err.message }),
+          );
+      });
 
     const renewal = new RenewalService(broker, sessions, options.deviceSigner, bundle, logger);
     renewal.start();
