@@ -86,7 +86,7 @@ export function unwrapOuter(
   if (blob.length < 2 + n) return 'insufficient';
   const integrity = blob.subarray(2, 2 + n);
   let at = 2 + n;
-  let iv = Buffer.alloc(16);
+  let iv: Buffer = Buffer.alloc(16);
   if (withIv) {
     if (blob.length < at + 2) return 'insufficient';
     const ivSize = blob.readUInt16BE(at);
