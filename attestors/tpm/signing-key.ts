@@ -125,7 +125,9 @@ export function ecdsaDer(r: Uint8Array, s: Uint8Array): Buffer {
   return seq(uint(r), uint(s));
 }
 
+/** Structurally a `CaKey` (runtime/svid/ca-key.ts): the TPM backend of the delegated CA key. */
 export class TpmSigningKey {
+  readonly backend = 'tpm' as const;
   readonly #t: TpmTransport;
   readonly #blob: SigningKeyBlob;
   readonly #name: Buffer;

@@ -9,7 +9,11 @@
  * commandSuite('swtpm', async () => { const s = await launchSwtpm(); ... return { transport, reboot, close } });
  * ```
  */
-import { createHash, verify } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createHash, generateKeyPairSync, verify, X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { policyAuth } from '../../../attestors/tpm/client/auth.ts';
@@ -58,6 +62,10 @@ import {
   sealedTemplate,
   srkEccP256Template,
 } from '../../../attestors/tpm/wire/templates.ts';
+import { createRootCa } from '../../../runtime/svid/authority.ts';
+import { createCaCsr } from '../../../runtime/svid/ca-key.ts';
+import { parseCsr } from '../../../runtime/svid/csr.ts';
+import { createCaSigner, createSigner, spkiOf } from '../../../runtime/svid/signer.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { rejects } from '../../helpers/rejects.ts';
 
@@ -594,6 +602,105 @@ export function commandSuite(name: string, make: () => Promise<TpmUnderTest>): v
       assert.is((await listHandles(t, 0x80000000)).length, 0, 'nothing left loaded');
     },
   );
+
+  s('a device SVID signed by a delegated CA whose key is in the TPM verifies with openssl', async (ctx) => {
+    const t = T(ctx);
+    const now = Date.now();
+    const H = 3_600_000;
+    const rootKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const rootDer = createRootCa({
+      trustDomain: 'fleet.example',
+      privateKey: rootKey,
+      notBefore: now - H,
+      notAfter: now + 48 * H,
+      random: rnd,
+    });
+    const issuer = createSigner({
+      certificate: rootDer,
+      privateKey: rootKey,
+      trustDomain: 'fleet.example',
+      random: rnd,
+    });
+    const caKey = new TpmSigningKey(t, await createSigningKey(t));
+    const dir = mkdtempSync(join(tmpdir(), 'tpm-ca-'));
+    try {
+      // The CA's CSR is signed in the TPM and verifies (parseCsr checks the self-signature).
+      const csr = parseCsr(await createCaCsr(caKey));
+      assert.equal(Buffer.from(csr.spki), caKey.spki);
+      const gwId = 'spiffe://fleet.example/gateway/gw-tpm';
+      const caDer = issuer.sign({
+        profile: 'device-ca',
+        spiffeId: gwId,
+        spki: csr.spki,
+        notBefore: now,
+        notAfter: now + 24 * H,
+      });
+      const signer = createCaSigner({
+        certificate: caDer,
+        key: caKey,
+        trustDomain: 'fleet.example',
+        random: rnd,
+        scope: `${gwId}/device`,
+        profiles: ['svid'],
+      });
+      const devKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+      const leaf = await signer.issue({
+        profile: 'svid',
+        spiffeId: `${gwId}/device/d1`,
+        spki: spkiOf(devKey),
+        notBefore: now,
+        notAfter: now + H,
+      });
+      const pem = (der: Uint8Array) => new X509Certificate(Buffer.from(der)).toString();
+      writeFileSync(join(dir, 'root.pem'), pem(rootDer));
+      writeFileSync(join(dir, 'ca.pem'), pem(caDer));
+      writeFileSync(join(dir, 'leaf.pem'), pem(leaf.der));
+      const out = execFileSync('openssl', [
+        'verify',
+        '-CAfile',
+        join(dir, 'root.pem'),
+        '-untrusted',
+        join(dir, 'ca.pem'),
+        join(dir, 'leaf.pem'),
+      ]).toString();
+      assert.match(out, /leaf\.pem: OK/);
+      // The same leaf with one bit of its signature flipped does not verify: openssl really checked it.
+      const bad = Buffer.from(leaf.der);
+      bad[bad.length - 1] = (bad[bad.length - 1] as number) ^ 1;
+      writeFileSync(
+        join(dir, 'bad.pem'),
+        `-----BEGIN CERTIFICATE-----\n${bad.toString('base64')}\n-----END CERTIFICATE-----\n`,
+      );
+      let refused = false;
+      try {
+        execFileSync(
+          'openssl',
+          [
+            'verify',
+            '-CAfile',
+            join(dir, 'root.pem'),
+            '-untrusted',
+            join(dir, 'ca.pem'),
+            join(dir, 'bad.pem'),
+          ],
+          { stdio: 'pipe' },
+        );
+      } catch {
+        refused = true;
+      }
+      assert.ok(refused, 'a corrupted signature is refused');
+      // A key whose SPKI is not the CA certificate's is refused by the signer.
+      const other = new TpmSigningKey(t, await createSigningKey(t));
+      assert.throws(
+        () => createCaSigner({ certificate: caDer, key: other, trustDomain: 'fleet.example', random: rnd }),
+        (e: Error & { code?: string }) => e.code === 'ERR_SVID_SIGNER',
+      );
+      await other.close();
+    } finally {
+      await caKey.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   s('a reboot returns PCRs to zero and forgets transient objects', async (ctx) => {
     const t = T(ctx);
