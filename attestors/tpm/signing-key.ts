@@ -256,15 +256,20 @@ export class TpmSigningKey {
     return der;
   }
 
-  /** Flush the loaded key (when the handle still names it). Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+  /** Flush the loaded key (when the handle still names it); the next use loads it again. */
+  async unload(): Promise<void> {
     const h = this.#handle;
     this.#handle = undefined;
     if (h === undefined) return;
     const handle = await h.catch(() => undefined);
     if (handle !== undefined && (await this.#stillOurs(handle).catch(() => false)))
       await flush(this.#t, handle);
+  }
+
+  /** Flush the loaded key (when the handle still names it); no use after. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.unload();
   }
 }

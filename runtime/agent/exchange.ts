@@ -3,7 +3,7 @@
  * or renewal (mTLS with the current SVID, fresh quote on the same AK when the attestor quotes).
  *
  * A fresh key for the SVID is made for every exchange, and one for the delegated CA when it is due
- * (always on attestation; on renewal when the agent says so — otherwise the current CA and its key
+ * (in the TPM when the attestor is one, see ca-keys.ts; always on attestation; on renewal when the agent says so — otherwise the current CA and its key
  * carry over and the issuer, sent no caCsr, re-signs only the SVID). The private keys stay
  * in memory until the agent commits the whole record in one store batch. The `onStep` hook marks
  * the points where a power cut matters (kill -9 tests): after key generation and after the issuer
@@ -20,6 +20,7 @@ import type { Attestor } from '../../attestors/attestor.ts';
 import { AgentError } from '../errors.ts';
 import type { GatewayRecord } from '../store/records.ts';
 import { type DecodedBundle, decodeBundle } from '../svid/bundle.ts';
+import { type CaKey, createCaCsr } from '../svid/ca-key.ts';
 import { createCsr } from '../svid/csr.ts';
 import { spkiOf } from '../svid/signer.ts';
 import {
@@ -31,6 +32,7 @@ import {
   type RenewFinishRequest,
 } from '../upstream/protocol.ts';
 import type { UpstreamEndpoint } from '../upstream/types.ts';
+import { type CaKeys, caKeysFor } from './ca-keys.ts';
 import { checkIssued, type LiveIdentity, liveIdentity } from './identity.ts';
 
 export type RotationStep = 'keys-generated' | 'issuer-answered' | 'stored';
@@ -39,8 +41,13 @@ export type ExchangeMode = 'attest' | 'renew';
 export interface ExchangeDeps {
   readonly attestor: Attestor;
   readonly trustDomain: string;
-  /** A fresh EC P-256 private key (injected: entropy comes from the composition root). */
+  /** A fresh EC P-256 private key for the SVID (injected: entropy comes from the composition root). */
   readonly newKey: () => KeyObject;
+  /**
+   * Where a new delegated CA key is made and a stored one opened (ca-keys.ts). Default
+   * `caKeysFor(attestor, newKey)`: in the TPM when the attestor is a TPM, software otherwise.
+   */
+  readonly caKeys?: CaKeys;
   /** Current time for validity checks (the time floor applies). */
   readonly now: () => number;
   readonly onStep?: ((step: RotationStep) => void | Promise<void>) | undefined;
@@ -67,9 +74,10 @@ export async function exchange(
 ): Promise<ExchangeResult> {
   const keepCa = mode === 'renew' && deps.renewCa === false && current !== undefined;
   const svidKey = deps.newKey();
-  const caKey = keepCa ? undefined : deps.newKey();
+  const caKeys = deps.caKeys ?? caKeysFor(deps.attestor, deps.newKey);
+  const ca: { key: CaKey; stored: Uint8Array } | undefined = keepCa ? undefined : await caKeys.create();
   const csr = createCsr(svidKey);
-  const caCsr = caKey === undefined ? undefined : createCsr(caKey);
+  const caCsr = ca === undefined ? undefined : await createCaCsr(ca.key);
   const spki = spkiOf(svidKey);
   await deps.onStep?.('keys-generated');
   const names =
@@ -134,16 +142,14 @@ export async function exchange(
     svidChain: issued.svidChain,
     svidKey: svidKey.export({ format: 'der', type: 'pkcs8' }),
     // Kept CA: the current chain and key carry over into the new record unchanged.
-    caChain: caKey === undefined ? (current as LiveIdentity).record.caChain : issued.deviceCaChain,
-    caKey:
-      caKey === undefined
-        ? (current as LiveIdentity).record.caKey
-        : caKey.export({ format: 'der', type: 'pkcs8' }),
+    caChain: ca === undefined ? (current as LiveIdentity).record.caChain : issued.deviceCaChain,
+    caKeyBackend: ca === undefined ? (current as LiveIdentity).record.caKeyBackend : ca.key.backend,
+    caKey: ca === undefined ? (current as LiveIdentity).record.caKey : ca.stored,
     obtainedAt: now,
     via: mode,
     nextNonce: issued.nextNonce ?? new Uint8Array(0),
   };
-  const live = liveIdentity(record);
+  const live = liveIdentity(record, caKeys.open);
   checkIssued(live, { trustDomain: deps.trustDomain, roots: bundle.roots, now });
   return { record, live, bundle: { ...bundle, json: issued.bundle } };
 }
