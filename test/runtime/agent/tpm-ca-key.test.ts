@@ -3,8 +3,10 @@
  * to end on swtpm and on the TypeScript simulator: config → planFromConfig → runAgent against the
  * real issuer. The CA key is a TPM key (its SPKI is the CA certificate's), device SVIDs the agent
  * signs verify with openssl under the delegated CA, and after a restart (the TPM power-cycled too)
- * the stored blob is loaded again and signs with the same key. A join-token gateway keeps a
- * software key.
+ * the stored blob is loaded again and signs with the same key. A TPM restart under a running
+ * agent (simulator, virtual clock) costs nothing but a reload; a stored blob the TPM refuses makes
+ * the identity unusable (ERR_ATTESTOR_KEY_BLOB) and the TPM gateway re-attests by itself. A
+ * join-token gateway keeps a software key.
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
@@ -13,17 +15,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
 import { openTransport } from '../../../attestors/tpm/transport/open.ts';
 import type { TpmTransport } from '../../../attestors/tpm/transport/transport.ts';
+import { tpmCaKeys } from '../../../runtime/agent/ca-keys.ts';
 import { planFromConfig } from '../../../runtime/agent/plan.ts';
 import { type RunningAgent, runAgent } from '../../../runtime/agent/run.ts';
 import { loadAgentConfigText } from '../../../runtime/config/agent-load.ts';
 import { systemClock } from '../../../runtime/core/clock.ts';
 import { MemoryLogger } from '../../../runtime/core/logger.ts';
 import { cryptoRandom } from '../../../runtime/core/random.ts';
+import { type GatewayRecord, NAMES } from '../../../runtime/store/records.ts';
 import { createCsr } from '../../../runtime/svid/csr.ts';
+import { seededRandom } from '../../../sim/random.ts';
 import { launchSwtpm } from '../../../sim/swtpm/launcher.ts';
 import { openSimTransport } from '../../../sim/tpm/index.ts';
+import { openSim } from '../../sim/tpm/harness.ts';
 import { harness } from './helpers/harness.ts';
 import { startTpmIssuer } from './helpers/tpm-issuer.ts';
 
@@ -156,6 +163,64 @@ for (const kind of ['swtpm', 'sim'] as const) {
     }
   });
 }
+
+test('the agent signs on after a TPM restart; a blob the TPM refuses drops the identity and it re-attests', async () => {
+  // The CA key in the simulator's TPM behind the test attestor and the fake issuer (virtual clock).
+  const sim = await openSim();
+  const tpm = new TpmAttestor({ transport: sim.tpm, random: seededRandom('tpm-ca'), ownsTransport: false });
+  const other = await openSim();
+  const otherTpm = new TpmAttestor({
+    transport: other.tpm,
+    random: seededRandom('tpm-ca-2'),
+    ownsTransport: false,
+  });
+  try {
+    const h = await harness({ caKeys: tpmCaKeys(tpm) });
+    await h.clock.advance(0);
+    const live = h.agent.svidSource.current();
+    assert.is(live?.ca.key.backend, 'tpm');
+    const sign = async (deviceId: string) => {
+      const devKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+      const { chain } = await h.agent.deviceSigner.signDevice({ deviceId, csrDer: createCsr(devKey) });
+      const [leaf, ca] = chain.map((d) => new X509Certificate(Buffer.from(d)));
+      assert.ok(leaf?.verify((ca as X509Certificate).publicKey), 'the device SVID verifies under the CA');
+      return ca as X509Certificate;
+    };
+    await sign('before');
+    // The TPM power-cycles under the running agent: its loaded CA key is gone; the next signature reloads it.
+    await sim.tpm.reset({ orderly: true });
+    const ca = await sign('after-reset');
+    assert.equal(ca.publicKey.export({ format: 'der', type: 'spki' }), live?.ca.key.spki);
+
+    // The stored blob is replaced by one from another TPM (as after a TPM2_Clear): unusable.
+    await h.agent.stop();
+    await h.store.close();
+    const store = await h.openStore();
+    const rec = await store.get<GatewayRecord>(NAMES.gateway);
+    assert.ok(rec);
+    await store.batch([
+      { type: 'put', name: NAMES.gateway, value: { ...rec, caKey: await otherTpm.createSigningKey() } },
+    ]);
+    await store.close();
+    const attestsBefore = h.issuer.count('/v1/attest/finish');
+    await h.restart();
+    const dropped = h.logger.lines.filter((l) => l.fields.event === 'identity.dropped');
+    assert.is(dropped.at(-1)?.fields.code, 'ERR_ATTESTOR_KEY_BLOB');
+    await h.clock.advance(0);
+    assert.is(h.issuer.count('/v1/attest/finish'), attestsBefore + 1, 're-attested');
+    const fresh = h.agent.svidSource.current();
+    assert.is(fresh?.ca.key.backend, 'tpm');
+    assert.not.equal(fresh?.ca.key.spki, live?.ca.key.spki, 'a new CA key');
+    await sign('after-reattest');
+    await h.agent.stop();
+    await h.store.close();
+  } finally {
+    await tpm.close();
+    await otherTpm.close();
+    await sim.cleanup();
+    await other.cleanup();
+  }
+});
 
 test('a join-token gateway keeps a software CA key', async () => {
   const h = await harness();
