@@ -44,7 +44,7 @@ import { PCR_Extend, PCR_Reset } from '../../../attestors/tpm/commands/pcr.ts';
 import { PolicyGetDigest, PolicyRestart } from '../../../attestors/tpm/commands/session.ts';
 import { objectName, publicKeyOf } from '../../../attestors/tpm/crypto/name.ts';
 import { emptyPolicy, pcrValuesDigest, policyPcrUpdate } from '../../../attestors/tpm/crypto/policy.ts';
-import { createSigningKey, TpmSigningKey } from '../../../attestors/tpm/signing-key.ts';
+import { createSigningKey, parseSigningKeyBlob, TpmSigningKey } from '../../../attestors/tpm/signing-key.ts';
 import type { TpmTransport } from '../../../attestors/tpm/transport/transport.ts';
 import { makeCredential, parseEkCertificate, verifyQuote } from '../../../attestors/tpm/verify/index.ts';
 import { parseAttest, parseSignature } from '../../../attestors/tpm/wire/attest.ts';
@@ -701,6 +701,59 @@ export function commandSuite(name: string, make: () => Promise<TpmUnderTest>): v
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  s(
+    'tpm2-tools reads the key blob as the same public key; openssl verifies its signature with it',
+    async (ctx) => {
+      const t = T(ctx);
+      const blob = await createSigningKey(t);
+      const key = new TpmSigningKey(t, blob);
+      const dir = mkdtempSync(join(tmpdir(), 'tpm-key-tools-'));
+      try {
+        const pub = parseSigningKeyBlob(blob).pub;
+        const size = Buffer.alloc(2);
+        size.writeUInt16BE(pub.length);
+        writeFileSync(join(dir, 'key.pub'), Buffer.concat([size, pub]));
+        const text = execFileSync('tpm2_print', ['-t', 'TPM2B_PUBLIC', join(dir, 'key.pub')]).toString();
+        assert.match(text, /sign/);
+        assert.match(text, /fixedtpm/);
+        assert.match(text, /ecdsa/i);
+        const pem = execFileSync('tpm2_print', [
+          '-t',
+          'TPM2B_PUBLIC',
+          '-f',
+          'pem',
+          join(dir, 'key.pub'),
+        ]).toString();
+        writeFileSync(join(dir, 'key.pem'), pem);
+        const data = Buffer.from('cross-checked by tpm2-tools and openssl');
+        writeFileSync(join(dir, 'data'), data);
+        writeFileSync(join(dir, 'sig.der'), await key.sign(data));
+        const verify = (file: string) =>
+          execFileSync(
+            'openssl',
+            [
+              'dgst',
+              '-sha256',
+              '-verify',
+              join(dir, 'key.pem'),
+              '-signature',
+              join(dir, 'sig.der'),
+              join(dir, file),
+            ],
+            {
+              stdio: 'pipe',
+            },
+          ).toString();
+        assert.match(verify('data'), /Verified OK/);
+        writeFileSync(join(dir, 'other'), Buffer.from('not what was signed'));
+        assert.throws(() => verify('other'));
+      } finally {
+        await key.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   s('a reboot returns PCRs to zero and forgets transient objects', async (ctx) => {
     const t = T(ctx);
