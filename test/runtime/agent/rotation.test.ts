@@ -175,35 +175,63 @@ test('429 with retryAfterMs is honoured over a shorter backoff', async () => {
   await h.agent.stop();
 });
 
-test('a renewal refused for cause is not retried: it re-attests once; a refused attestation halts', async () => {
-  const h = await harness({ backoff: { delay: () => 1000 }, refusalRetryMs: HOUR });
+test('a curable refusal tries the next way at once (renew → recover → attest), then backs off, never halts', async () => {
+  const h = await harness({ backoff: { delay: () => 1000 }, breaker: { failures: 100, openMs: MIN } });
   await h.clock.advance(0);
-  h.issuer.faults.set('*', 'refuse');
+  for (const path of ['/v1/renew', '/v1/recover', '/v1/attest'])
+    h.issuer.refusals.set(path, 'ERR_ISSUER_PCR_MISMATCH');
   await h.clock.advance(0.56 * HOUR);
-  assert.is(h.issuer.count('/v1/renew/begin'), 1, 'renewal tried once');
-  assert.is(h.issuer.count('/v1/attest/begin'), 2, 're-attested at once (1 first boot + 1)');
   const refused = h.logger.lines.filter((l) => l.fields.event === 'identity.refused');
   assert.equal(
-    refused.map((l) => [l.fields.via, l.fields.remoteCode, l.fields.next]),
+    refused.slice(0, 3).map((l) => [l.fields.via, l.fields.remoteCode, l.fields.next]),
     [
-      ['renew', 'ERR_ISSUER_PCR_DRIFT', 'reattest'],
-      ['attest', 'ERR_ISSUER_REVOKED', 'halt'],
+      ['renew', 'ERR_ISSUER_PCR_MISMATCH', 'recover'],
+      ['recover', 'ERR_ISSUER_PCR_MISMATCH', 'attest'],
+      ['attest', 'ERR_ISSUER_PCR_MISMATCH', 'retry'],
     ],
   );
-  assert.is(h.agent.status().upstream.state, 'refused');
-  await h.clock.advance(30 * MIN);
-  assert.is(h.issuer.count('/v1/attest/begin'), 2, 'no blind retries');
-  assert.is(h.agent.counters.get('edgeward_rotation_failures_total', { reason: 'ERR_UPSTREAM_REFUSED' }), 2);
+  const s = h.agent.status();
+  assert.is(s.upstream.state, 'failing', 'a curable refusal is not a halt');
+  assert.is(s.upstream.lastError?.code, 'ERR_UPSTREAM_REFUSED');
+  assert.is(s.upstream.lastError?.remoteCode, 'ERR_ISSUER_PCR_MISMATCH');
+  assert.not.ok(h.logger.lines.some((l) => l.fields.event === 'identity.halted'));
+  // The cause is cured (a manifest published): the next retry, seconds later, succeeds.
+  h.issuer.refusals.clear();
+  const before = h.issuer.count('/v1/renew/finish');
+  await h.clock.advance(5000);
+  assert.is(h.issuer.count('/v1/renew/finish'), before + 1);
+  assert.is(h.agent.status().upstream.state, 'ok');
   await h.agent.stop();
 });
 
-test('with onRefusal halt, a refused renewal does not re-attest', async () => {
-  const h = await harness({ onRefusal: 'halt', refusalRetryMs: HOUR });
+test('a definitive refusal (revoked) stops the agent with one log line and the code in the status', async () => {
+  const h = await harness({ backoff: { delay: () => 1000 } });
   await h.clock.advance(0);
-  h.issuer.faults.set('*', 'refuse');
+  h.issuer.refusals.set('/v1/', 'ERR_ISSUER_REVOKED');
   await h.clock.advance(0.56 * HOUR);
-  assert.is(h.issuer.count('/v1/attest/begin'), 1);
-  assert.is(h.issuer.count('/v1/renew/begin'), 1);
+  assert.is(h.issuer.count('/v1/renew/begin'), 1, 'renewal tried once');
+  assert.is(h.issuer.count('/v1/recover'), 0, 'no other way tried: no retry can cure it');
+  const halted = h.logger.lines.filter((l) => l.fields.event === 'identity.halted');
+  assert.equal(
+    halted.map((l) => [l.level, l.fields.via, l.fields.remoteCode]),
+    [['error', 'renew', 'ERR_ISSUER_REVOKED']],
+  );
+  const s = h.agent.status();
+  assert.is(s.upstream.state, 'refused');
+  assert.is(s.upstream.lastError?.remoteCode, 'ERR_ISSUER_REVOKED');
+  assert.is(s.upstream.lastError?.code, 'ERR_UPSTREAM_REFUSED');
+  assert.is(s.nextRotation, undefined);
+  const exchanges = (): number =>
+    h.issuer.calls.filter((c) => /^\/v1\/(renew|recover|attest)\//.test(c.path)).length;
+  const before = exchanges();
+  await h.clock.advance(3 * HOUR);
+  assert.is(exchanges(), before, 'no exchange after a definitive refusal, not even when the SVID expires');
+  assert.is(h.agent.counters.get('edgeward_rotation_failures_total', { reason: 'ERR_UPSTREAM_REFUSED' }), 1);
+  // Disabled and unknown gateways are definitive too; an operator's request tries again.
+  h.issuer.refusals.set('/v1/', 'ERR_ISSUER_GATEWAY_DISABLED');
+  await h.agent.rotateNow();
+  assert.is(h.agent.status().upstream.lastError?.remoteCode, 'ERR_ISSUER_GATEWAY_DISABLED');
+  assert.is(h.agent.status().upstream.state, 'refused');
   await h.agent.stop();
 });
 
