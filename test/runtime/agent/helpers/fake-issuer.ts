@@ -35,8 +35,23 @@ import type { CallOptions, Upstream, UpstreamEndpoint } from '../../../../runtim
 
 export type Fault = 'down' | '503' | '429' | 'garbage';
 
+/**
+ * Another issuer behind these endpoints (helpers/real-issuer.ts): it is handed the request body
+ * and the client certificate (the SVID leaf, DER) and answers, or refuses with the issuer's code.
+ */
+export type Backend = (
+  path: string,
+  body: unknown,
+  clientLeaf: Uint8Array | undefined,
+) => Promise<{ answer: unknown } | { refused: string }>;
+
 /** An issuer refusal: the typed error the agent's client makes of it. */
 export function refusal(code: IssuerErrorCode, endpoint: string, path: string): AgentError {
+  return clientError(code, endpoint, path);
+}
+
+/** What the agent's client (runtime/upstream/client.ts) makes of an issuer's error answer. */
+function clientError(code: string, endpoint: string, path: string): AgentError {
   const status = statusFor(code);
   return new AgentError(codeForStatus(status), `${endpoint}${path}: ${status} ${code}`, {
     endpoint,
@@ -69,6 +84,8 @@ export class FakeIssuer {
   readonly uploads: DeviceIssuedEntry[][] = [];
   /** Refuse `/v1/devices/issued` after this many accepted requests (resumable upload tests). */
   acceptUploads = Number.POSITIVE_INFINITY;
+  /** When set, requests go to this issuer instead (faults and refusals still apply first). */
+  backend: Backend | undefined;
   svidTtlMs = 60 * 60_000;
   caTtlMs = 24 * 60 * 60_000;
   /** When each delegated CA was signed (virtual ms). */
@@ -130,11 +147,16 @@ export class FakeIssuer {
       for (const [prefix, code] of this.refusals) if (path.startsWith(prefix)) throw refusal(code, url, path);
       const req = body === undefined ? undefined : decode(encode(body));
       let res: unknown;
-      try {
-        res = this.#handle(path, req, clientId);
-      } catch (e) {
-        throw e instanceof Refused ? refusal(e.issuerCode, url, path) : e;
-      }
+      if (this.backend !== undefined) {
+        const out = await this.backend(path, body, opts?.clientSvid?.chain[0]?.raw);
+        if ('refused' in out) throw clientError(out.refused, url, path);
+        res = out.answer;
+      } else
+        try {
+          res = this.#handle(path, req, clientId);
+        } catch (e) {
+          throw e instanceof Refused ? refusal(e.issuerCode, url, path) : e;
+        }
       if (fault === 'garbage' && path.endsWith('finish')) {
         const bad = res as IssuedIdentity;
         return decode(encode({ ...bad, svidChain: [this.rootDer] })) as T;

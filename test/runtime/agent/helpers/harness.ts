@@ -15,6 +15,7 @@ import { type LevelDb, SealedStore } from '../../../../runtime/store/sealed-stor
 import { VirtualClock } from '../../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../../sim/random.ts';
 import { FakeIssuer } from './fake-issuer.ts';
+import { realIssuer } from './real-issuer.ts';
 import { TestTokenAttestor } from './test-attestor.ts';
 
 export interface Harness {
@@ -36,7 +37,8 @@ export interface Harness {
 
 export async function harness(
   extra: Partial<AgentOptions> = {},
-  o: { urls?: string[]; seed?: string; startAgent?: boolean } = {},
+  /** `real`: the real issuer (in process, helpers/real-issuer.ts) answers behind the fake's endpoints. */
+  o: { urls?: string[]; seed?: string; startAgent?: boolean; real?: boolean } = {},
 ): Promise<Harness> {
   const clock = new VirtualClock(Date.UTC(2026, 0, 1));
   const random = seededRandom(o.seed ?? 'agent');
@@ -45,6 +47,12 @@ export async function harness(
   h.clock = clock;
   const issuer = new FakeIssuer({ now: () => h.clock.now() }, random);
   const urls = o.urls ?? ['https://issuer-a.test'];
+  let token: string | undefined;
+  if (o.real === true) {
+    const real = await realIssuer(() => h.clock.now(), random, issuer.trustDomain);
+    issuer.backend = real.backend;
+    token = await real.token();
+  }
   const dir = mkdtempSync(join(tmpdir(), 'edgeward-agent-'));
   const db = new MemoryLevel<string, Uint8Array>({
     keyEncoding: 'utf8',
@@ -61,7 +69,7 @@ export async function harness(
   h.restart = async (more = {}) => {
     if (more.clock !== undefined) h.clock = more.clock as VirtualClock;
     h.store = await openStore();
-    h.attestor = new TestTokenAttestor();
+    h.attestor = new TestTokenAttestor(token);
     await h.attestor.start();
     h.agent = new Agent({
       trustDomain: issuer.trustDomain,
