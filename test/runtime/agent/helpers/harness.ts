@@ -15,7 +15,7 @@ import { type LevelDb, SealedStore } from '../../../../runtime/store/sealed-stor
 import { VirtualClock } from '../../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../../sim/random.ts';
 import { FakeIssuer } from './fake-issuer.ts';
-import { realIssuer } from './real-issuer.ts';
+import { type RealIssuer, realIssuer } from './real-issuer.ts';
 import { TestTokenAttestor } from './test-attestor.ts';
 
 export interface Harness {
@@ -27,6 +27,8 @@ export interface Harness {
   store: SealedStore;
   urls: string[];
   attestor: TestTokenAttestor;
+  /** The real issuer behind the endpoints, when the harness was made with `real`. */
+  real: RealIssuer | undefined;
   /**
    * Start a fresh agent on the same db (the previous one is abandoned or stopped by the caller).
    * Pass a new `clock` to leave an abandoned agent's timers behind on the old one.
@@ -48,10 +50,11 @@ export async function harness(
   const issuer = new FakeIssuer({ now: () => h.clock.now() }, random);
   const urls = o.urls ?? ['https://issuer-a.test'];
   let token: string | undefined;
+  h.real = undefined;
   if (o.real === true) {
-    const real = await realIssuer(() => h.clock.now(), random, issuer.trustDomain);
-    issuer.backend = real.backend;
-    token = await real.token();
+    h.real = await realIssuer(() => h.clock.now(), random, issuer.trustDomain);
+    issuer.backend = h.real.backend;
+    token = await h.real.token();
   }
   const dir = mkdtempSync(join(tmpdir(), 'edgeward-agent-'));
   const db = new MemoryLevel<string, Uint8Array>({

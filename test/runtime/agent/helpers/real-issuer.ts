@@ -45,6 +45,9 @@ export async function realIssuer(
     clock,
     random,
     methods: { joinToken: { enabled: true } },
+    // As the FakeIssuer: SVID 1 h, delegated CA (the offline budget) 24 h.
+    svidTtlMs: 3_600_000,
+    offlineBudgetMs: 24 * 3_600_000,
   });
   const backend: Backend = async (path, body, clientLeaf) => {
     const ctx: RequestContext = {
@@ -60,6 +63,9 @@ export async function realIssuer(
       else if (route === PATHS.attestFinish) res = await issuer.attestFinish(req, ctx);
       else if (route === PATHS.renewBegin) res = await issuer.renewBegin(ctx);
       else if (route === PATHS.renewFinish) res = await issuer.renewFinish(req, ctx);
+      else if (route === PATHS.recoverBegin) res = await issuer.recoverBegin(req, ctx);
+      else if (route === PATHS.recoverFinish) res = await issuer.recoverFinish(req, ctx);
+      else if (route === PATHS.devicesIssued) res = await issuer.devicesIssued(req, ctx);
       else if (route === PATHS.bundle) return { answer: issuer.bundle().json };
       else if (route === PATHS.revocations)
         res = issuer.revocationFeed(Number(new URL(`https://x${path}`).searchParams.get('since') ?? 0));
