@@ -66,6 +66,8 @@ export interface Call {
   path: string;
   at: number;
   clientId: string | undefined;
+  /** The request body as sent (CBOR round trip), for POSTs. */
+  body: unknown;
 }
 
 export class FakeIssuer {
@@ -137,7 +139,14 @@ export class FakeIssuer {
     ): Promise<T> => {
       const now = this.#clock.now();
       const clientId = opts?.clientSvid?.spiffeId;
-      this.calls.push({ endpoint: url, method, path, at: now, clientId });
+      this.calls.push({
+        endpoint: url,
+        method,
+        path,
+        at: now,
+        clientId,
+        body: body === undefined ? undefined : decode(encode(body)),
+      });
       const fault = this.faults.get(url) ?? this.faults.get('*');
       const err = (code: ConstructorParameters<typeof AgentError>[0], status: number, extra = {}) =>
         new AgentError(code, `${url}${path}: ${status}`, { endpoint: url, status, ...extra });

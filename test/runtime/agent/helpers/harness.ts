@@ -10,6 +10,7 @@ import { MemoryLevel } from 'memory-level';
 import { Agent, type AgentOptions } from '../../../../runtime/agent/agent.ts';
 import { newP256Key } from '../../../../runtime/agent/keys.ts';
 import { MemoryLogger } from '../../../../runtime/core/logger.ts';
+import type { IssuerOptions } from '../../../../runtime/issuer/issuer.ts';
 import { keyFileProtector } from '../../../../runtime/store/key-file.ts';
 import { type LevelDb, SealedStore } from '../../../../runtime/store/sealed-store.ts';
 import { VirtualClock } from '../../../../sim/clock/virtual-clock.ts';
@@ -40,9 +41,18 @@ export interface Harness {
 export async function harness(
   extra: Partial<AgentOptions> = {},
   /** `real`: the real issuer (in process, helpers/real-issuer.ts) answers behind the fake's endpoints. */
-  o: { urls?: string[]; seed?: string; startAgent?: boolean; real?: boolean } = {},
+  o: {
+    urls?: string[];
+    seed?: string;
+    startAgent?: boolean;
+    real?: boolean;
+    /** The real issuer's attestation methods (default: join tokens). */
+    realMethods?: IssuerOptions['methods'];
+    /** Virtual time at start (default 2026-01-01). */
+    start?: number;
+  } = {},
 ): Promise<Harness> {
-  const clock = new VirtualClock(Date.UTC(2026, 0, 1));
+  const clock = new VirtualClock(o.start ?? Date.UTC(2026, 0, 1));
   const random = seededRandom(o.seed ?? 'agent');
   const logger = new MemoryLogger();
   const h = {} as Harness;
@@ -52,7 +62,7 @@ export async function harness(
   let token: string | undefined;
   h.real = undefined;
   if (o.real === true) {
-    h.real = await realIssuer(() => h.clock.now(), random, issuer.trustDomain);
+    h.real = await realIssuer(() => h.clock.now(), random, issuer.trustDomain, o.realMethods);
     issuer.backend = h.real.backend;
     token = await h.real.token();
   }

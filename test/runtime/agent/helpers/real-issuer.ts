@@ -14,7 +14,7 @@ import type { Clock } from '../../../../runtime/core/clock.ts';
 import { isEdgewardError } from '../../../../runtime/core/error.ts';
 import type { Random } from '../../../../runtime/core/random.ts';
 import { createDevIssuerFiles } from '../../../../runtime/issuer/dev.ts';
-import { Issuer, type RequestContext } from '../../../../runtime/issuer/issuer.ts';
+import { Issuer, type IssuerOptions, type RequestContext } from '../../../../runtime/issuer/issuer.ts';
 import { issuerCbor, openMemoryStore } from '../../../../runtime/issuer/store.ts';
 import { PATHS } from '../../../../runtime/upstream/protocol.ts';
 import type { Backend } from './fake-issuer.ts';
@@ -34,6 +34,7 @@ export async function realIssuer(
   now: () => number,
   random: Random,
   trustDomain: string,
+  methods: IssuerOptions['methods'] = { joinToken: { enabled: true } },
 ): Promise<RealIssuer> {
   const clock: Clock = { now, monotonic: now, setTimer: () => ({ cancel: () => {} }) };
   const dir = mkdtempSync(join(tmpdir(), 'edgeward-real-issuer-'));
@@ -44,7 +45,7 @@ export async function realIssuer(
     ca: files.ca,
     clock,
     random,
-    methods: { joinToken: { enabled: true } },
+    methods,
     // As the FakeIssuer: SVID 1 h, delegated CA (the offline budget) 24 h.
     svidTtlMs: 3_600_000,
     offlineBudgetMs: 24 * 3_600_000,
