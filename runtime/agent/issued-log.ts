@@ -62,14 +62,28 @@ export class IssuedLog {
     return n;
   }
 
-  /** Send every pending entry; resolves with how many were accepted. Throws on the first failure. */
+  /**
+   * Send every pending entry; resolves with how many were accepted. Throws on the first failure.
+   * Entries under another gateway ID (issued before this gateway was re-provisioned under a new
+   * name) are dropped with a warning: the issuer admits only the caller's own `/device/` path, and
+   * one such entry would otherwise hold back the whole log for ever.
+   */
   async upload(failover: Failover, auth: { clientSvid: X509Svid }): Promise<number> {
+    const scope = `${auth.clientSvid.spiffeId}/device/`;
     let total = 0;
     for (;;) {
       const batch: [string, DeviceIssuedEntry][] = [];
+      const foreign: [string, DeviceIssuedEntry][] = [];
       for await (const e of this.#store.entries<DeviceIssuedEntry>(ISSUED_PREFIX)) {
-        batch.push(e);
+        (e[1].spiffeId.startsWith(scope) ? batch : foreign).push(e);
         if (batch.length === this.#batchSize) break;
+      }
+      if (foreign.length > 0) {
+        await this.#store.batch(foreign.map(([name]) => ({ type: 'del', name })));
+        this.#event('warn', 'issuance log entries of another gateway ID dropped', 'devices.foreign', {
+          entries: foreign.length,
+          spiffeIds: [...new Set(foreign.map(([, v]) => v.spiffeId))].slice(0, 10),
+        });
       }
       if (batch.length === 0) break;
       const body: DevicesIssuedRequest = { entries: batch.map(([, v]) => v) };

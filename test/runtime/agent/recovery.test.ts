@@ -1,9 +1,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { issuedLogOp } from '../../../runtime/agent/issued-log.ts';
 import { newP256Key } from '../../../runtime/agent/keys.ts';
+import { classifyFailure } from '../../../runtime/agent/refusal.ts';
+import type { IssuerErrorCode } from '../../../runtime/errors.ts';
 import { createCsr } from '../../../runtime/svid/csr.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { rejects } from '../../helpers/rejects.ts';
+import { refusal } from './helpers/fake-issuer.ts';
 import { HOUR, harness, MIN } from './helpers/harness.ts';
 
 const RAW = { keyEncoding: 'utf8', valueEncoding: 'view' } as const;
@@ -224,6 +228,83 @@ test('clock back below the floor while the SVID is expired: untrusted, no recove
     'ERR_CLOCK_UNTRUSTED',
   );
   assert.ok(await h.db.get('gateway', RAW), 'the kept identity is not dropped');
+  await h.agent.stop();
+});
+
+test('refusals are classified by the issuer code: only revoked, disabled and unknown gateways are definitive', () => {
+  const refusedWith = (code: IssuerErrorCode) => refusal(code, 'https://i.test', '/v1/x');
+  const definitive: IssuerErrorCode[] = [
+    'ERR_ISSUER_REVOKED',
+    'ERR_ISSUER_GATEWAY_DISABLED',
+    'ERR_ISSUER_NOT_REGISTERED',
+  ];
+  for (const code of definitive)
+    for (const mode of ['attest', 'renew', 'recover'] as const)
+      assert.is(classifyFailure(mode, refusedWith(code)), 'definitive', `${mode} ${code}`);
+  const curable: IssuerErrorCode[] = [
+    'ERR_ISSUER_PCR_MISMATCH',
+    'ERR_ISSUER_QUOTE_INVALID',
+    'ERR_ISSUER_TOKEN_INVALID',
+    'ERR_ISSUER_POP_INVALID',
+    'ERR_ISSUER_CA_UNKNOWN',
+    'ERR_ISSUER_CA_EXPIRED',
+    'ERR_ISSUER_CLIENT_CERT',
+    'ERR_ISSUER_METHOD_DISABLED',
+  ];
+  for (const code of curable) assert.is(classifyFailure('renew', refusedWith(code)), 'refused', code);
+  // 409/404 (an expired session, an issuer without /v1/recover): another way for renew and recover.
+  assert.is(classifyFailure('recover', refusedWith('ERR_ISSUER_NOT_FOUND')), 'refused');
+  assert.is(classifyFailure('renew', refusedWith('ERR_ISSUER_SESSION_EXPIRED')), 'refused');
+  assert.is(classifyFailure('attest', refusedWith('ERR_ISSUER_SESSION_EXPIRED')), 'transient');
+  for (const code of ['ERR_ISSUER_RATE_LIMITED', 'ERR_ISSUER_INTERNAL', 'ERR_ISSUER_CLOSED'] as const)
+    assert.is(classifyFailure('recover', refusedWith(code)), 'transient', code);
+  assert.is(classifyFailure('renew', new Error('boom')), 'transient');
+});
+
+test('restart after a definitive refusal: one attempt at start, stopped again with the same code', async () => {
+  const h = await harness({ breaker: { failures: 1000, openMs: MIN } });
+  await h.clock.advance(0);
+  h.issuer.refusals.set('/v1/', 'ERR_ISSUER_NOT_REGISTERED');
+  await h.agent.rotateNow();
+  assert.is(h.agent.status().upstream.state, 'refused');
+  await h.agent.stop();
+  const before = exchangeCalls(h.issuer.calls).length + h.issuer.count('/v1/renew/begin');
+  await h.restart();
+  await h.clock.advance(40 * MIN); // past the rotation time the restarted agent computes (~30 min)
+  assert.is(h.issuer.count('/v1/renew/begin') + exchangeCalls(h.issuer.calls).length, before + 1);
+  assert.is(h.agent.status().upstream.state, 'refused');
+  assert.is(h.agent.status().upstream.lastError?.remoteCode, 'ERR_ISSUER_NOT_REGISTERED');
+  assert.ok(
+    h.agent.svidSource.getX509Svid(),
+    'the valid SVID is still served (the issuer decides its fate by revocation)',
+  );
+  await h.agent.stop();
+});
+
+test('issuance log entries of another gateway ID are dropped with a warning, never holding back the log', async () => {
+  const h = await harness({ feedIntervalMs: 10 * MIN });
+  await h.clock.advance(0);
+  await h.store.batch([
+    issuedLogOp({
+      deviceId: 'old',
+      spiffeId: 'spiffe://fleet.example/gateway/gw-0/device/old',
+      serial: 'abc',
+      notAfter: h.clock.now() + HOUR,
+      issuedAt: h.clock.now() - 1000,
+    }),
+  ]);
+  await h.agent.deviceSigner.signDevice({ deviceId: 'new', csrDer: createCsr(newP256Key()) });
+  await h.clock.advance(10 * MIN);
+  assert.equal(
+    h.issuer.uploads.flat().map((e) => e.spiffeId),
+    ['spiffe://fleet.example/gateway/gw-1/device/new'],
+  );
+  const warned = h.logger.lines.filter((l) => l.fields.event === 'devices.foreign');
+  assert.equal(
+    warned.map((l) => l.fields.entries),
+    [1],
+  );
+  assert.is((await h.db.keys({ gte: 'issued/', lt: 'issued/\uffff' }).all()).length, 0);
   await h.agent.stop();
 });
 
