@@ -1,8 +1,10 @@
 /**
- * The gateway agent: serves the cached identity at once, then attests or renews, rotates the SVID
- * at half-life with jitter and the delegated CA at its own half-life with jitter (a renewal sends
- * a CA CSR only when the CA is due), survives upstream outages within the credentials' own
- * lifetimes, follows the revocation feed, and watches the clock (ARCHITECTURE.md §4).
+ * The gateway agent: serves the cached identity at once, then attests, renews or recovers,
+ * rotates the SVID at half-life with jitter and the delegated CA at its own half-life with jitter
+ * (a renewal sends a CA CSR only when the CA is due), keeps signing devices with the delegated CA
+ * through an outage until the CA's NotAfter (the offline budget) also after its SVID expired,
+ * recovers by itself when the upstream returns (PoP of the CA key), follows the revocation feed,
+ * uploads the log of device issuances, and watches the clock (ARCHITECTURE.md §4).
  *
  * Lifecycle (STYLE.md rule 6): the constructor only stores dependencies; `start()` loads the
  * store and serves what is valid, then schedules the first exchange and resolves — it never waits
@@ -13,9 +15,11 @@
  * `agent.deviceSigner`; the transport never imports this file.
  *
  * This file wires the parts and owns the lifecycle and the loading of the cache: rotation
- * scheduling and failure handling in `rotation.ts`, the time floor and the clock tick in
- * `clock-watch.ts`, credential expiry in `expiry.ts`, the revocation and bundle feeds in
- * `feed.ts`, the status snapshot in `status.ts`, the options in `options.ts`.
+ * scheduling and failure handling in `rotation.ts` (the exchanges in `exchange.ts`, refusal
+ * classes in `refusal.ts`, the first-success probe in `probe.ts`), the time floor (its one owner)
+ * and the clock tick in `clock-watch.ts`, credential expiry in `expiry.ts`, the revocation and
+ * bundle feeds in `feed.ts`, the device issuance log in `issued-log.ts`, the status snapshot in
+ * `status.ts`, the options in `options.ts`.
  *
  * @example
  * ```ts
