@@ -176,7 +176,9 @@ export class TpmSigningKey {
         });
         return r.objectHandle;
       } catch (cause) {
-        if (cause instanceof TpmResponseError)
+        // A blob the TPM cannot use answers with a parameter error (integrity, binding, size...);
+        // a warning or a format-zero code (object memory, not initialised) says nothing about it.
+        if (cause instanceof TpmResponseError && !cause.rc.warning && cause.rc.format === 'one')
           throw blobError(
             `the TPM refused the key blob (another TPM, or its owner was cleared): ${cause.rc.name}`,
             cause,
