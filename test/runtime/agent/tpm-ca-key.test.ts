@@ -262,7 +262,10 @@ for (const kind of ['swtpm', 'sim'] as const) {
       const secret = Buffer.alloc(32, 7);
       assert.equal(Buffer.from(await tpm.unseal(await tpm.seal(secret))), secret);
       await tpm.quote(Buffer.alloc(32, 1), Buffer.from('spki'), 'sha256:0');
-      // With every slot taken by someone else, loading is a TPM resource error, not a bad blob.
+      // With every slot taken by objects that are no CA keys, loading is a TPM resource error, not
+      // a bad blob (a CA key left loaded would have been flushed to make room: signing-key.ts).
+      await current.close();
+      assert.is((await listHandles(transport, 0x80000000)).length, 0);
       const blob = await tpm.createSigningKey();
       // Fill every slot, then free one: the storage primary gets it, and Load finds none.
       const busy: number[] = [];
