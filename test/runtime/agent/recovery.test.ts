@@ -147,6 +147,26 @@ test('the breaker does not hold back recovery: the first-success probe runs the 
   await h.agent.stop();
 });
 
+test('an issuer that answers but refuses is not probed: its refusals wait out the breaker', async () => {
+  const h = await harness({
+    backoff: { delay: () => 1000 },
+    breaker: { failures: 3, openMs: 30 * MIN },
+    probeMs: 15_000,
+  });
+  await h.clock.advance(0);
+  for (const path of ['/v1/renew', '/v1/recover', '/v1/attest'])
+    h.issuer.refusals.set(path, 'ERR_ISSUER_PCR_MISMATCH');
+  await h.agent.rotateNow();
+  await h.clock.advance(2 * HOUR);
+  const probes = h.issuer.calls.filter((c) => c.path === '/v1/bundle' && c.clientId === undefined);
+  assert.is(probes.length, 0, 'no probe while the issuer answers');
+  const attests = h.issuer.count('/v1/attest/begin') - 1;
+  // 3 rounds until the breaker opens, then one trial per 30 min: about 3 + 4.
+  assert.ok(attests >= 4 && attests <= 9, `attestations tried ${attests}`);
+  assert.is(h.agent.status().upstream.state, 'failing');
+  await h.agent.stop();
+});
+
 test('restart while the SVID is expired and the upstream away, then the upstream returns: recovery', async () => {
   const h = await harness({ breaker: { failures: 1000, openMs: MIN } });
   h.issuer.consumeTokens = true;
