@@ -84,6 +84,12 @@ export class Rotation {
   /** Set by a definitive refusal: no exchange until an operator asks or the agent restarts. */
   #halted = false;
   #state: Exclude<UpstreamState, 'clock-untrusted'> = 'unknown';
+  /**
+   * The last failure was the upstream being away (not a refusal): only then does the probe run
+   * while the breaker is open. An issuer that answers but refuses must not be asked every probe
+   * interval: its refusals wait out the breaker.
+   */
+  #away = false;
   #lastError: UpstreamFailure | undefined;
   /** When the delegated CA is due (its own half-life ±10 %), drawn once per CA certificate. */
   #caRefreshAt: number | undefined;
@@ -162,19 +168,18 @@ export class Rotation {
     }
     if (!d.breaker.allow()) {
       this.schedule(d.breaker.remainingMs());
-      this.#probe.arm();
+      if (this.#away) this.#probe.arm();
       return;
     }
     const plan = this.#plan();
     const tried: EndpointFailure[] = [];
-    let got: ExchangeResult;
     try {
-      got = await this.#exchange(plan, tried);
+      const got = await this.#exchange(plan, tried);
+      if (d.running()) await this.#commit(plan, got);
     } catch (err) {
+      // A failed exchange, or a store that could not take the result (nothing was served then).
       if (d.running()) this.#onFailure(plan.mode, err, tried);
-      return;
     }
-    if (d.running()) await this.#commit(plan, got);
   }
 
   /** The way to try: renew while the SVID is valid, recover while the CA is, else attest. */
@@ -237,6 +242,7 @@ export class Rotation {
     this.#probe.cancel();
     this.#attempt = 0;
     this.#refused.clear();
+    this.#away = false;
     this.#state = 'ok';
     d.counters.inc('edgeward_rotations_total', { via: plan.mode });
     const what = {
@@ -278,6 +284,7 @@ export class Rotation {
     };
     d.counters.inc('edgeward_rotation_failures_total', { reason: code });
     const kind = classifyFailure(mode, err);
+    this.#away = kind === 'transient';
     if (kind === 'definitive') {
       // Revoked, disabled, unknown: no retry can cure it; a person must act.
       this.#halted = true;
@@ -338,7 +345,8 @@ export class Rotation {
     this.#attempt++;
     if (d.breaker.state === 'open') {
       delay = Math.max(delay, d.breaker.remainingMs());
-      this.#probe.arm();
+      if (this.#away) this.#probe.arm();
+      else this.#probe.cancel();
     }
     this.#state = 'failing';
     d.event('warn', `${mode} failed; will retry`, 'identity.retry', {

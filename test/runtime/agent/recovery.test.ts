@@ -147,6 +147,26 @@ test('the breaker does not hold back recovery: the first-success probe runs the 
   await h.agent.stop();
 });
 
+test('an issuer that answers but refuses is not probed: its refusals wait out the breaker', async () => {
+  const h = await harness({
+    backoff: { delay: () => 1000 },
+    breaker: { failures: 3, openMs: 30 * MIN },
+    probeMs: 15_000,
+  });
+  await h.clock.advance(0);
+  for (const path of ['/v1/renew', '/v1/recover', '/v1/attest'])
+    h.issuer.refusals.set(path, 'ERR_ISSUER_PCR_MISMATCH');
+  await h.agent.rotateNow();
+  await h.clock.advance(2 * HOUR);
+  const probes = h.issuer.calls.filter((c) => c.path === '/v1/bundle' && c.clientId === undefined);
+  assert.is(probes.length, 0, 'no probe while the issuer answers');
+  const attests = h.issuer.count('/v1/attest/begin') - 1;
+  // 3 rounds until the breaker opens, then one trial per 30 min: about 3 + 4.
+  assert.ok(attests >= 4 && attests <= 9, `attestations tried ${attests}`);
+  assert.is(h.agent.status().upstream.state, 'failing');
+  await h.agent.stop();
+});
+
 test('restart while the SVID is expired and the upstream away, then the upstream returns: recovery', async () => {
   const h = await harness({ breaker: { failures: 1000, openMs: MIN } });
   h.issuer.consumeTokens = true;
@@ -278,6 +298,29 @@ test('restart after a definitive refusal: one attempt at start, stopped again wi
     h.agent.svidSource.getX509Svid(),
     'the valid SVID is still served (the issuer decides its fate by revocation)',
   );
+  await h.agent.stop();
+});
+
+test('a store that cannot take an issued identity is a failed rotation: retried, nothing served from it', async () => {
+  const h = await harness({ backoff: { delay: () => 1000 } });
+  await h.clock.advance(0);
+  const before = h.agent.svidSource.getX509Svid();
+  const batch = h.db.batch.bind(h.db);
+  let failures = 1;
+  h.db.batch = ((ops: { key: string }[], o: unknown) => {
+    if (failures > 0 && ops.some((op) => op.key === 'gateway')) {
+      failures--;
+      return Promise.reject(Object.assign(new Error('disk full'), { code: 'LEVEL_IO_ERROR' }));
+    }
+    return batch(ops as never, o as never);
+  }) as unknown as typeof h.db.batch;
+  await h.agent.rotateNow();
+  assert.is(h.agent.svidSource.getX509Svid(), before, 'the unstored identity is not served');
+  assert.is(h.agent.status().upstream.state, 'failing');
+  assert.is(h.agent.status().upstream.lastError?.code, 'LEVEL_IO_ERROR');
+  await h.clock.advance(1000);
+  assert.is.not(h.agent.svidSource.getX509Svid(), before, 'retried and committed');
+  assert.is(h.agent.status().upstream.state, 'ok');
   await h.agent.stop();
 });
 

@@ -206,10 +206,12 @@ function suite(real: boolean): void {
     assert.is(s.upstream.lastError?.code, 'ERR_UPSTREAM_REFUSED');
     assert.is(s.upstream.lastError?.remoteCode, 'ERR_ISSUER_PCR_MISMATCH');
     assert.not.ok(h.logger.lines.some((l) => l.fields.event === 'identity.halted'));
-    // The cause is cured (a manifest published): the next retry, seconds later, succeeds.
+    // 100 refused rounds opened the breaker (1 min): refusals wait it out, no faster retry.
+    assert.is(h.agent.status().breaker.state, 'open');
+    // The cause is cured (a manifest published): the next trial, within the open period, succeeds.
     h.issuer.refusals.clear();
     const before = h.issuer.count('/v1/renew/finish');
-    await h.clock.advance(5000);
+    await h.clock.advance(MIN + 5000);
     assert.is(h.issuer.count('/v1/renew/finish'), before + 1);
     assert.is(h.agent.status().upstream.state, 'ok');
     await h.agent.stop();
