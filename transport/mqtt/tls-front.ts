@@ -44,6 +44,8 @@ export interface TlsFrontOptions {
   readonly limits: { readonly handshakeTimeoutMs: number; readonly maxConnections: number };
   /** A socket whose peer chain verified. */
   readonly onSession: (socket: TLSSocket, svid: VerifiedSvid) => void;
+  /** The source has no valid certificate any more (ERR_SVID_UNAVAILABLE at a change); optional. */
+  readonly onUnavailable?: () => void;
 }
 
 /** The one error listener of every main-listener socket (a shared function, not a closure each). */
@@ -169,6 +171,7 @@ export class TlsFront {
       // No valid SVID any more (expired): refuse connections rather than present the old one.
       if (code === 'ERR_SVID_UNAVAILABLE') this.#servedUntil = Number.NEGATIVE_INFINITY;
       logger.error('broker certificate not rotated', { code, reason: (err as Error).message });
+      if (code === 'ERR_SVID_UNAVAILABLE') this.#o.onUnavailable?.();
     }
   }
 
