@@ -207,6 +207,8 @@ export async function runAgent(
           ...(b.bridge !== undefined
             ? {
                 bridge: {
+                  // The client id when the upstream SVID has expired at start (it then waits for one).
+                  ...(serverIdentity.status().up ? { gatewayId: serverIdentity.getX509Svid().spiffeId } : {}),
                   upstream: b.bridge.upstream,
                   topics: b.bridge.topics,
                   reconnectMs: b.bridge.reconnectMs,
