@@ -105,42 +105,47 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
   let reconnects = 0;
   let closed = false;
 
-  const client = new MqttClient(
-    () =>
-      tlsConnect({
-        host: o.upstream.host,
-        port: o.upstream.port,
-        ...(context === undefined ? {} : { secureContext: context }),
-        ...(o.upstream.servername === undefined ? {} : { servername: o.upstream.servername }),
-      }),
-    {
-      clientId: `edgeward-${id.segments.join('-')}`.slice(0, 64),
-      clean: true,
-      reconnectPeriod: o.reconnectMs ?? 1000,
-      keepalive: 30,
-      protocolVersion: 4,
-      queueQoSZero: false,
-      manualConnect: context === undefined,
-    },
-  );
-  client.on('reconnect', () => reconnects++);
-  client.on('error', (err) => logger.warn('bridge upstream error', { reason: err.message }));
-  client.on('connect', () => {
-    logger.info('bridge connected upstream', { host: o.upstream.host, port: o.upstream.port });
-    drain();
-  });
+  const newClient = (): MqttClient => {
+    const c = new MqttClient(
+      () =>
+        tlsConnect({
+          host: o.upstream.host,
+          port: o.upstream.port,
+          ...(context === undefined ? {} : { secureContext: context }),
+          ...(o.upstream.servername === undefined ? {} : { servername: o.upstream.servername }),
+        }),
+      {
+        clientId: `edgeward-${id.segments.join('-')}`.slice(0, 64),
+        clean: true,
+        reconnectPeriod: o.reconnectMs ?? 1000,
+        keepalive: 30,
+        protocolVersion: 4,
+        queueQoSZero: false,
+      },
+    );
+    c.on('reconnect', () => reconnects++);
+    c.on('error', (err) => logger.warn('bridge upstream error', { reason: err.message }));
+    c.on('connect', () => {
+      logger.info('bridge connected upstream', { host: o.upstream.host, port: o.upstream.port });
+      drain();
+    });
+    return c;
+  };
+  // Created once there is an SVID to connect with (mqtt.js manualConnect leaks a reconnect timer after end()).
+  let client: MqttClient | undefined = context === undefined ? undefined : newClient();
 
   // One sender: oldest buffered message first, the next only after its PUBACK.
   let draining = false;
   function drain(): void {
-    if (draining || closed || !client.connected) return;
+    if (draining || closed || client?.connected !== true) return;
     draining = true;
     const step = async (): Promise<void> => {
       for (;;) {
-        if (closed || !client.connected) return;
+        const c = client;
+        if (closed || c?.connected !== true) return;
         const m = await buffer.peek();
         if (m === undefined) return;
-        await client.publishAsync(m.topic, m.payload, { qos: 1 });
+        await c.publishAsync(m.topic, m.payload, { qos: 1 });
         await buffer.ack(m.key);
         forwarded++;
       }
@@ -157,7 +162,7 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
       const topic = (t.remotePrefix ?? '') + packet.topic;
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
       if (packet.qos === 0) {
-        if (client.connected) {
+        if (client?.connected === true) {
           client.publish(topic, payload, { qos: 0 });
           forwarded++;
         }
@@ -185,12 +190,12 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
       context = contextOf(o.svidSource, o.upstream.ca);
       if (waited) {
         logger.info('bridge connecting with the gateway SVID');
-        if (!closed) client.connect();
+        if (!closed) client = newClient();
         return;
       }
       logger.info('bridge reconnecting with the rotated certificate');
       // mqtt.js reconnects through the stream builder, which now uses the new context.
-      client.stream?.end();
+      client?.stream?.end();
     } catch (err) {
       logger.error('bridge certificate not rotated', { reason: (err as Error).message });
     }
@@ -198,7 +203,7 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
 
   return {
     stats: () => ({
-      connected: client.connected,
+      connected: client?.connected === true,
       buffered: buffer.size,
       bufferedBytes: buffer.bytes,
       dropped: buffer.dropped,
@@ -212,7 +217,7 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
       await Promise.all(
         delivers.map((d) => new Promise<void>((r) => o.broker.unsubscribe(d.topic, d.deliver, r))),
       );
-      await client.endAsync(true);
+      await client?.endAsync(true);
     },
   };
 }
