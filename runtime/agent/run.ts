@@ -21,7 +21,7 @@ import type { FactoryOptions } from '../../transport/enroll/factory.ts';
 import type { BrokerLimits } from '../../transport/mqtt/limits.ts';
 import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
 import { type BridgeCounters, type JournalCounters, renderMetrics } from '../admin/metrics.ts';
-import { statusReport } from '../admin/report.ts';
+import { type BrokerState, statusReport } from '../admin/report.ts';
 import { startAdmin } from '../admin/server.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
@@ -93,6 +93,12 @@ export async function runAgent(
   };
   if (plan.onStop) closers.push(plan.onStop);
   try {
+    // A policy file that does not load stops the agent here, with every problem and its line:
+    // never an agent that runs without its broker (issue 15, item 7).
+    if (plan.broker?.policyFile !== undefined) {
+      const { loadPolicyFile } = await import('../../transport/policy/load.ts');
+      await loadPolicyFile(plan.broker.policyFile);
+    }
     await plan.attestor.start();
     closers.push(() => plan.attestor.close());
     const protector = await plan.protector(plan.attestor);
@@ -124,6 +130,8 @@ export async function runAgent(
     closers.push(async () => serverIdentity.stop());
 
     const listeners: { name: string; address: string }[] = [];
+    /** What `edgeward status` says of the broker: its true state, and why it failed. */
+    let brokerState: BrokerState = plan.broker === undefined ? { state: 'none' } : { state: 'starting' };
     let brokerRef:
       | { bridgeStats(): BridgeCounters | undefined; persistenceStats(): JournalCounters | undefined }
       | undefined;
@@ -131,6 +139,8 @@ export async function runAgent(
     const { LevelTokenStore } = await import('../../transport/enroll/token-store.ts');
     const tokenStore = new LevelTokenStore(tokenDb as never);
     const socketPath = plan.admin?.socket ?? join(plan.dataDir, 'admin.sock');
+    // Read before the admin socket listens: `/v1/status` may be asked at once (issue 15, item 9).
+    let lastStats = await store.stats();
     const admin = await startAdmin({
       socketPath,
       logger,
@@ -144,6 +154,7 @@ export async function runAgent(
             store: lastStats,
             bridge: brokerRef?.bridgeStats(),
             local: serverIdentity.status(),
+            broker: brokerState,
           }),
         metrics: () =>
           renderMetrics(
@@ -155,6 +166,9 @@ export async function runAgent(
           ),
         createDeviceToken: async (req) => {
           const { issueJoinToken } = await import('../../transport/enroll/join-token.ts');
+          const { assertNotRevoked } = await import('../../transport/enroll/revoked.ts');
+          // A token that could never be used is not issued: a revoked device id is refused here.
+          assertNotRevoked(agent.revocations, agent.deviceSigner.gatewayId, req.id);
           return issueJoinToken({
             store: tokenStore,
             random,
@@ -167,7 +181,6 @@ export async function runAgent(
       },
     });
     closers.push(() => admin.close());
-    let lastStats = await store.stats();
     const statsTimer = setInterval(() => {
       store.stats().then(
         (s) => {
@@ -187,12 +200,14 @@ export async function runAgent(
       const b = plan.broker;
       brokerStarting = (async () => {
         const { startBroker } = await import('../../transport/mqtt/broker.ts');
+        const { refusingRevoked } = await import('../../transport/enroll/revoked.ts');
         const broker = await startBroker({
           serverSource: serverIdentity,
           svidSource: agent.svidSource,
           bundleSource: agent.bundleSource,
           revocationSource: agent.revocations,
-          deviceSigner: agent.deviceSigner,
+          // A revoked device id is never enrolled (or renewed) again.
+          deviceSigner: refusingRevoked(agent.deviceSigner, agent.revocations),
           tokenStore,
           trustDomain: plan.trustDomain,
           clock,
@@ -223,6 +238,7 @@ export async function runAgent(
         });
         closers.push(() => broker.close());
         brokerRef = broker;
+        brokerState = { state: 'serving' };
         const fmt = (e: { host: string; port: number }) =>
           `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
         listeners.push({ name: 'mqtt', address: fmt(broker.addresses.mqtt) });
@@ -230,9 +246,12 @@ export async function runAgent(
           listeners.push({ name: 'enrollment', address: fmt(broker.addresses.enrollment) });
         banner(agent, listeners, socketPath, deps.out);
       })().catch((err: unknown) => {
+        const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+        brokerState = { state: 'failed', error: { code, message: (err as Error).message } };
         logger.error('broker failed to start', {
           event: 'broker.failed',
-          code: (err as { code?: string }).code,
+          code,
+          reason: (err as Error).message,
         });
         brokerStarting = undefined;
       });
