@@ -97,13 +97,19 @@ export type AgentErrorCode =
   | 'ERR_CLOCK_UNTRUSTED'
   /** The issuer answered something that is not a valid identity for our keys, or not CBOR. */
   | 'ERR_UPSTREAM_PROTOCOL'
+  /** The stored delegated CA key is TPM-resident but this agent (or tool) has no TPM to use it with. */
+  | 'ERR_CA_KEY_UNAVAILABLE'
   /** Network, TLS or timeout failure talking to an upstream endpoint. */
   | 'ERR_UPSTREAM_UNREACHABLE'
   /** 5xx from the issuer. */
   | 'ERR_UPSTREAM_UNAVAILABLE'
   /** 429 from the issuer (with `retryAfterMs`). */
   | 'ERR_UPSTREAM_RATE_LIMITED'
-  /** 401/403: refused for cause (revoked, PCR drift, unknown gateway). Reported, never retried blindly. */
+  /**
+   * 401/403: refused for cause (`fields.remoteCode` is the issuer's code). Revoked, disabled or
+   * unknown gateway: the agent stops until an operator acts; any other refusal: the next way
+   * (renew, recover, attest) at once, then retried with backoff.
+   */
   | 'ERR_UPSTREAM_REFUSED'
   /** 400/404/409/413/415: the issuer rejected the request itself. */
   | 'ERR_UPSTREAM_REJECTED'
@@ -183,7 +189,7 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_GATEWAY_DISABLED'
   /** An EK or factory certificate chain that does not verify against the configured roots. (401) */
   | 'ERR_ISSUER_CHAIN_INVALID'
-  /** An x509pop proof-of-possession signature that does not verify. (401) */
+  /** An x509pop or delegated-CA (recovery) proof-of-possession signature that does not verify. (401) */
   | 'ERR_ISSUER_POP_INVALID'
   /** A TPM activated credential that does not match. (401) */
   | 'ERR_ISSUER_CREDENTIAL'
@@ -207,6 +213,12 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_FIRMWARE_UNPROVEN'
   /** The CA certificate or key cannot be used (boot-time). */
   | 'ERR_ISSUER_CA_INVALID'
+  /** Recovery with a delegated CA that is expired or not yet valid: the gateway must attest again. (401) */
+  | 'ERR_ISSUER_CA_EXPIRED'
+  /** Recovery with a CA this issuer did not record as a delegated CA of that gateway. (401) */
+  | 'ERR_ISSUER_CA_UNKNOWN'
+  /** A device issuance log entry outside the calling gateway's `/device/` path, or a serial of another certificate. (403) */
+  | 'ERR_ISSUER_DEVICE_SCOPE'
   /** A private key file readable by others than its owner (must be 0600). */
   | 'ERR_ISSUER_KEY_PERMISSIONS'
   /** The issuer is shutting down (503). */

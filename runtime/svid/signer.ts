@@ -4,11 +4,15 @@
  * version, signature algorithm, issuer Name, AKI, basic constraints, key usage, EKU — is
  * DER-encoded once when the signer is built; each certificate then only encodes serial,
  * validity, subject CN, URI SAN, SPKI and SKI, concatenates, and signs the TBSCertificate with
- * `node:crypto`. No certificate object model on the hot path.
+ * `node:crypto`. No certificate object model on the hot path. `createCaSigner` is the same
+ * template signer over the `CaKey` seam (ca-key.ts: software or TPM key; asynchronous signature).
  *
  * Rules enforced here (SPIFFE X509-SVID §4-5, RFC 5280): exactly one URI SAN; subject CN = the
- * SPIFFE ID's last segment (mosquitto's `use_identity_as_username` reads it); NotAfter clamped
- * to the signing CA's; the ID must be in the signer's trust domain and under its `scope`.
+ * SPIFFE ID's last segment (mosquitto's `use_identity_as_username` reads it), except on a leaf
+ * whose last segment has a dot: OpenSSL reads such a CN as a host name and checks it against
+ * the delegated CA's DNS name constraints (a device `…/device/a.b` then fails to verify), so that
+ * leaf has an empty subject and a critical SAN (§4.2.1.6); NotAfter clamped to the signing CA's;
+ * the ID must be in the signer's trust domain and under its `scope`.
  *
  * @example
  * ```ts
@@ -23,17 +27,19 @@ import type { Random } from '../core/random.ts';
 import { SvidError } from '../errors.ts';
 import { bitString, explicit, oid, seq, TAG, time, tlv, uint } from '../spiffe/der.ts';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.ts';
+import type { CaKey } from './ca-key.ts';
 import { parseCertificate, serialHex } from './certificate.ts';
 import {
   authorityKeyId,
   basicConstraints,
+  criticalSubjectAltName,
   extKeyUsage,
   type GeneralName,
   keyIdentifier,
   keyUsage,
   name,
+  nameConstraints,
   OID,
-  permittedUriHost,
   subjectAltName,
   subjectKeyId,
 } from './extensions.ts';
@@ -60,6 +66,13 @@ export interface SignRequest {
    * checks them against its policy; here they are only checked to be well formed.
    */
   readonly serverNames?: readonly string[];
+  /**
+   * `device-ca` only: the DNS names and IP addresses the CA's leaves may carry (the server names
+   * the issuer admitted for the gateway), as name constraints besides the URI constraint on the
+   * trust domain. DNS names permit themselves and their subdomains (RFC 5280 §4.2.1.10); an IP
+   * address permits exactly itself. A family with no name is excluded altogether.
+   */
+  readonly permittedServerNames?: readonly string[];
 }
 
 /** A certificate just signed, with the facts callers record about it (no need to parse it back). */
@@ -102,9 +115,40 @@ export const VERSION_3 = explicit(0, Buffer.from([TAG.INTEGER, 1, 2]));
 
 const PROFILE_EXTENSIONS: Record<Profile, (td: string) => Buffer[]> = {
   svid: () => [basicConstraints(false), keyUsage([0]), extKeyUsage(OID.serverAuth, OID.clientAuth)],
-  'device-ca': (td) => [basicConstraints(true, 0), keyUsage([5, 6]), permittedUriHost(td)],
+  // + the per-CA name constraints (`delegatedCaConstraints`)
+  'device-ca': () => [basicConstraints(true, 0), keyUsage([5, 6])],
   server: () => [basicConstraints(false), keyUsage([0]), extKeyUsage(OID.serverAuth)],
 };
+
+/**
+ * The name constraints of a delegated CA (RFC 5280 §4.2.1.10): URI host = the trust domain;
+ * DNS and IP permitted exactly for `serverNames`; every DNS name excluded when none is given, and
+ * every IPv4 (IPv6) address when no IPv4 (IPv6) address is given, so that no leaf under the CA
+ * can carry a host name the issuer did not admit.
+ */
+export function delegatedCaConstraints(trustDomain: string, serverNames: readonly string[]): Buffer {
+  const permitted: GeneralName[] = [{ uri: trustDomain }];
+  let dns = false;
+  let v4 = false;
+  let v6 = false;
+  for (const n of serverNames) {
+    const g = serverGeneralName(n);
+    if ('ip' in g) {
+      if (g.ip.length === 4) v4 = true;
+      else v6 = true;
+      permitted.push({ ip: Buffer.concat([g.ip, Buffer.alloc(g.ip.length, 0xff)]) });
+    } else {
+      dns = true;
+      permitted.push(g);
+    }
+  }
+  const excluded: GeneralName[] = [
+    ...(dns ? [] : [{ dns: '' }]),
+    ...(v4 ? [] : [{ ip: Buffer.alloc(8) }]),
+    ...(v6 ? [] : [{ ip: Buffer.alloc(32) }]),
+  ];
+  return nameConstraints(permitted, excluded);
+}
 
 /** The signature algorithm and hash for a CA key: ECDSA P-256/P-384 or RSA PKCS#1 v1.5. */
 export function signatureAlgorithm(key: KeyObject): { algId: Buffer; hash: string } {
@@ -139,8 +183,66 @@ export function createSigner(opts: SignerOptions): SvidSigner {
     throw new SvidError('ERR_SVID_SIGNER', 'signing certificate is not a CA (basicConstraints cA false)');
   if (!x509.checkPrivateKey(opts.privateKey))
     throw new SvidError('ERR_SVID_SIGNER', 'private key does not match the CA certificate');
-  const parts = parseCertificate(certificate);
   const alg = signatureAlgorithm(opts.privateKey);
+  const t = tbsTemplate(opts, certificate, alg);
+  const signer: SvidSigner = {
+    certificate,
+    trustDomain: opts.trustDomain,
+    notAfter: t.notAfter,
+    sign: (req) => signer.issue(req).der,
+    issue(req) {
+      const b = t.build(req);
+      return { ...b.facts, der: signTbs(b.tbs, opts.privateKey, alg) };
+    },
+  };
+  return signer;
+}
+
+/** A signer whose CA key sits behind the `CaKey` seam (software or TPM): signing is asynchronous. */
+export interface AsyncSvidSigner {
+  readonly certificate: Buffer;
+  readonly trustDomain: string;
+  readonly notAfter: number;
+  readonly key: CaKey;
+  /** Sign one certificate; returns its DER with its serial and validity. */
+  issue(request: SignRequest): Promise<SignedCertificate>;
+}
+
+export type CaSignerOptions = Omit<SignerOptions, 'privateKey'> & { readonly key: CaKey };
+
+/**
+ * The same DER-template signer over a `CaKey`: the TBSCertificate is built exactly as
+ * `createSigner` builds it; only the signature call goes through the seam.
+ */
+export function createCaSigner(opts: CaSignerOptions): AsyncSvidSigner {
+  const certificate = Buffer.from(opts.certificate);
+  const x509 = new X509Certificate(certificate);
+  if (!x509.ca)
+    throw new SvidError('ERR_SVID_SIGNER', 'signing certificate is not a CA (basicConstraints cA false)');
+  if (!x509.publicKey.export({ format: 'der', type: 'spki' }).equals(opts.key.spki))
+    throw new SvidError('ERR_SVID_SIGNER', 'CA key does not match the CA certificate');
+  const alg = signatureAlgorithm(opts.key.publicKey);
+  const t = tbsTemplate(opts, certificate, alg);
+  return {
+    certificate,
+    trustDomain: opts.trustDomain,
+    notAfter: t.notAfter,
+    key: opts.key,
+    async issue(req) {
+      const b = t.build(req);
+      const sig = await opts.key.sign(b.tbs);
+      return { ...b.facts, der: seq(b.tbs, alg.algId, bitString(sig)) };
+    },
+  };
+}
+
+/** What is constant per CA and profile is encoded once; `build` encodes the rest of one TBSCertificate. */
+function tbsTemplate(
+  opts: Omit<SignerOptions, 'privateKey'>,
+  certificate: Buffer,
+  alg: { algId: Buffer; hash: string },
+): { notAfter: number; build(req: SignRequest): { tbs: Buffer; facts: Omit<SignedCertificate, 'der'> } } {
+  const parts = parseCertificate(certificate);
   const ski = parts.subjectKeyId ?? keyIdentifier(parts.spki);
   const td = opts.trustDomain;
   const allowed = new Set<Profile>(opts.profiles ?? ['svid', 'device-ca']);
@@ -152,13 +254,9 @@ export function createSigner(opts: SignerOptions): SvidSigner {
   const scope = opts.scope === undefined ? undefined : `${opts.scope}/`;
   if (allowed.has('server') && opts.serverId === undefined)
     throw new TypeError('a signer of server certificates needs serverId');
-
-  const signer: SvidSigner = {
-    certificate,
-    trustDomain: td,
+  return {
     notAfter: parts.notAfter,
-    sign: (req) => signer.issue(req).der,
-    issue(req) {
+    build(req) {
       const fixed = constExts.get(req.profile);
       if (fixed === undefined)
         throw new SvidError('ERR_SVID_SIGNER', `this CA may not sign a ${req.profile}`);
@@ -179,9 +277,14 @@ export function createSigner(opts: SignerOptions): SvidSigner {
         throw new SvidError('ERR_SVID_SIGNER', 'the signing CA has expired for this window');
       if (req.serverNames !== undefined && req.serverNames.length > 0 && req.profile === 'device-ca')
         throw new SvidError('ERR_SVID_SIGNER', 'server names belong on an SVID, not on a CA');
+      const constraints =
+        req.profile === 'device-ca' ? [delegatedCaConstraints(td, req.permittedServerNames ?? [])] : [];
       const extraNames = (req.serverNames ?? []).map(serverGeneralName);
       const spki = Buffer.from(req.spki);
-      const subject = req.profile === 'device-ca' ? name(cn, 'edgeward device CA') : name(cn);
+      // A leaf whose CN would look like a DNS name has none (the CA's DNS name constraints apply to it).
+      const noCn = req.profile !== 'device-ca' && cn.includes('.');
+      const subject = noCn ? seq() : req.profile === 'device-ca' ? name(cn, 'edgeward device CA') : name(cn);
+      const san = noCn ? criticalSubjectAltName : subjectAltName;
       const serial = req.serial ?? randomSerial(opts.random);
       const tbs = tlv(
         TAG.SEQUENCE,
@@ -193,19 +296,25 @@ export function createSigner(opts: SignerOptions): SvidSigner {
         spki,
         explicit(
           3,
-          seq(fixed, subjectKeyId(keyIdentifier(spki)), subjectAltName({ uri: req.spiffeId }, ...extraNames)),
+          seq(
+            fixed,
+            ...constraints,
+            subjectKeyId(keyIdentifier(spki)),
+            san({ uri: req.spiffeId }, ...extraNames),
+          ),
         ),
       );
       return {
-        der: signTbs(tbs, opts.privateKey, alg),
-        serialHex: serialHex(serial),
-        // time() encodes whole seconds.
-        notBefore: Math.floor(notBefore / 1000) * 1000,
-        notAfter: Math.floor(notAfter / 1000) * 1000,
+        tbs,
+        facts: {
+          serialHex: serialHex(serial),
+          // time() encodes whole seconds.
+          notBefore: Math.floor(notBefore / 1000) * 1000,
+          notAfter: Math.floor(notAfter / 1000) * 1000,
+        },
       };
     },
   };
-  return signer;
 }
 
 const DNS_RE =
