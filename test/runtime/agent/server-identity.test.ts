@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
+import { tpmCaKeys } from '../../../runtime/agent/ca-keys.ts';
 import { AgentDeviceSigner, MAX_DEVICE_TTL_MS } from '../../../runtime/agent/device-signer.ts';
 import { liveIdentity } from '../../../runtime/agent/identity.ts';
 import { newP256Key } from '../../../runtime/agent/keys.ts';
@@ -24,6 +26,7 @@ import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { buildPki } from '../../helpers/pki.ts';
 import { rejects } from '../../helpers/rejects.ts';
+import { openSim } from '../../sim/tpm/harness.ts';
 import { HOUR, harness, MIN } from './helpers/harness.ts';
 
 const der = (k: import('node:crypto').KeyObject) => k.export({ type: 'pkcs8', format: 'der' });
@@ -363,6 +366,43 @@ test('agent: a clock jump back keeps the current certificate and mints none unti
   assert.ok(Date.parse(leaf.validFrom) >= right, 'never minted with a time behind the floor');
   server.stop();
   await h.agent.stop();
+});
+
+test('the CA key in the TPM (simulator): the server certificate is signed by TPM2_Sign under the delegated CA', async () => {
+  const sim = await openSim();
+  const tpm = new TpmAttestor({
+    transport: sim.tpm,
+    random: seededRandom('server-tpm'),
+    ownsTransport: false,
+  });
+  try {
+    const h = await harness({ caKeys: tpmCaKeys(tpm) });
+    await h.clock.advance(0);
+    const live = h.agent.svidSource.current();
+    assert.is(live?.ca.key.backend, 'tpm');
+    const server = serverIdentityOf(h.agent, { clock: h.clock, logger: h.logger });
+    await server.start();
+    const [leaf, ca] = server.getX509Svid().chain as X509Certificate[];
+    assert.ok(ca !== undefined && leaf?.verify(ca.publicKey), 'signed by the delegated CA');
+    assert.equal(
+      ca?.publicKey.export({ format: 'der', type: 'spki' }),
+      live?.ca.key.spki,
+      'whose key is the TPM key',
+    );
+    const bundle = h.agent.bundleSource.getBundleFor(h.issuer.trustDomain);
+    assert.is(
+      verifyX509Svid([leaf as X509Certificate, ca as X509Certificate], {
+        now: h.clock.now(),
+        bundle,
+        purpose: 'server',
+      }).spiffeId,
+      live?.svid.spiffeId,
+    );
+    server.stop();
+    await h.agent.stop();
+  } finally {
+    await sim.tpm.close();
+  }
 });
 
 test.run();
