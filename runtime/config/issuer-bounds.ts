@@ -37,16 +37,22 @@ const MAX: Record<string, number> = {
   'rateLimit.window': DAY,
 };
 
-/** `90000` → `1m30s`-style text for messages: the largest whole unit. */
+/** Milliseconds as config-style text for messages: `7d`, `1h`, `19d23h59m`, `250ms`. */
 export function formatDuration(ms: number): string {
+  let rest = ms;
+  let out = '';
   for (const [unit, size] of [
     ['d', DAY],
     ['h', HOUR],
     ['m', 60 * SECOND],
     ['s', SECOND],
-  ] as const)
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  return `${ms}ms`;
+    ['ms', 1],
+  ] as const) {
+    const n = Math.floor(rest / size);
+    if (n > 0) out += `${n}${unit}`;
+    rest -= n * size;
+  }
+  return out === '' ? '0ms' : out;
 }
 
 function at(lineOf: LineOf | undefined, path: string, message: string): ConfigIssue {

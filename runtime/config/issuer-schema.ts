@@ -16,6 +16,7 @@ export const ISSUER_MIGRATIONS: readonly Migration[] = [
   // 1 → 2: deviceCaTtl (the delegated CA's lifetime) is now called offlineBudget.
   {
     from: 1,
+    renames: { offlineBudget: 'deviceCaTtl' },
     up: ({ deviceCaTtl, ...rest }) =>
       deviceCaTtl === undefined || rest.offlineBudget !== undefined
         ? { ...rest, ...(deviceCaTtl === undefined ? {} : { deviceCaTtl }) }

@@ -3,9 +3,10 @@
  * join-token and x509pop; renewal for a gateway that presents its current SVID; recovery by the
  * delegated CA key (`recover.ts`); the offline device-issuance log (`devices-issued.ts`); the
  * bundle; the revocation feed; firmware manifests; and the operator's registrations, join
- * tokens, offline budgets (`budget.ts`), disabling and revocations. Every refusal is a typed error and an audit record; every
- * issuance is one atomic batch (certificates' records, gateway state, consumed token, next
- * renewal session, audit event): nothing half-written.
+ * tokens, offline budgets (`operator.ts`, `budget.ts`), disabling and revocations. Every refusal
+ * is a typed error and an audit record; every issuance is one atomic batch (certificates'
+ * records, gateway state, consumed token, next renewal session, audit event): nothing
+ * half-written. The handler modules work on an `IssuerCore` (`core.ts`) this class builds.
  *
  * @example
  * ```ts
@@ -686,12 +687,15 @@ export class Issuer {
     const spiffeId = gatewayId(this.#o.trustDomain, gw.name);
     const signer = this.#cas.signer;
     const notBefore = now - 30_000;
+    const budget = budgetFor(gw, this.#budget);
     const sp = signer.issue({
       profile: 'svid',
       spiffeId,
       spki,
       notBefore,
-      notAfter: now + this.#svidTtl,
+      // The gateway SVID never outlives the budget (an override is never shorter than svidTtl
+      // when set, but svidTtl may have grown since).
+      notAfter: now + Math.min(this.#svidTtl, budget),
       serverNames,
     });
     const dp =
@@ -702,7 +706,7 @@ export class Issuer {
             spiffeId,
             spki: caSpki,
             notBefore,
-            notAfter: now + budgetFor(gw, this.#budget),
+            notAfter: now + budget,
             permittedServerNames: serverNames,
           });
     this.#cas.noteSigned(Math.max(sp.notAfter, dp?.notAfter ?? 0));

@@ -83,6 +83,7 @@ async function checkCa(
     throw unknown(`serial ${parts.serialHex} belongs to another gateway`);
   if (core.isRevokedSerial(parts.serialHex))
     throw new IssuerError('ERR_ISSUER_REVOKED', `delegated CA ${parts.serialHex} is revoked`);
+  // A revoked gateway is also disabled; as at attestation, 'disabled' is reported first.
   const gw = await core.checkGatewayUsable(name);
   if (gw === undefined)
     throw new IssuerError('ERR_ISSUER_NOT_REGISTERED', `gateway ${name} is not registered`);
