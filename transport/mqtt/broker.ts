@@ -270,6 +270,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       servedUntil = svid.notAfter;
       refusing = false;
       logger.info('broker certificate rotated', { spiffeId: self });
+      // The retained bundle is signed with the served certificate's key: sign it again with the new one.
+      publishBundle(broker, bundleSource.getBundleFor(trustDomain), svid).catch((err: Error) =>
+        logger.error('bundle not published', { reason: err.message }),
+      );
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : undefined;
       // No valid SVID any more (expired): refuse connections rather than present the old one.
@@ -279,12 +283,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   };
   subscriptions.push(svidSource.onChange(rotate));
   subscriptions.push(
-    bundleSource.onChange(() => {
-      rotate();
-      publishBundle(broker, bundleSource.getBundleFor(trustDomain)).catch((err: Error) =>
-        logger.error('bundle not published', { reason: err.message }),
-      );
-    }),
+    // rotate() also republishes the bundle (signed), with the new roots.
+    bundleSource.onChange(rotate),
   );
   subscriptions.push(
     revocationSource.onRevoke(({ spiffeIds, serials }) => {
@@ -303,7 +303,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       const { startBridge } = await import('../bridge/bridge.ts');
       bridge = await startBridge({ ...options.bridge, broker, svidSource, logger });
     }
-    await publishBundle(broker, bundleSource.getBundleFor(trustDomain));
+    await publishBundle(broker, bundleSource.getBundleFor(trustDomain), svidSource.getX509Svid());
     if (options.enrollment !== undefined) {
       const { startEnrollment } = await import('../enroll/server.ts');
       enrollment = await startEnrollment({
