@@ -40,6 +40,22 @@ export type TransportErrorCode =
   | 'ERR_MQTT_JOURNAL_CORRUPT'
   /** The broker's session journal could not be written (the message was not acknowledged as stored). */
   | 'ERR_MQTT_JOURNAL_WRITE'
+  /** MQTT PUBLISH refused: the topic, or the retain flag on it, is not granted to the caller by the policy (the connection is closed: MQTT 3.1.1 has no PUBLISH refusal). */
+  | 'ERR_MQTT_PUBLISH_DENIED'
+  /** MQTT PUBLISH or will refused: a reserved `$edgeward/` topic, which only the gateway itself writes (a device only its own renewal request). */
+  | 'ERR_MQTT_RESERVED_TOPIC'
+  /** MQTT: a client without a verified TLS session (cannot happen on the mTLS listener; checked anyway). */
+  | 'ERR_MQTT_NO_SESSION'
+  /** MQTT CONNECT refused with CONNACK 2: the client id is not the device id, or empty with a persistent session [MQTT-3.1.3-8]. */
+  | 'ERR_MQTT_CLIENT_ID_REJECTED'
+  /** MQTT CONNECT refused with CONNACK 5: keepalive outside the configured bounds. */
+  | 'ERR_MQTT_KEEPALIVE_REFUSED'
+  /** MQTT CONNECT refused with CONNACK 5: no policy rule matches the identity. */
+  | 'ERR_MQTT_NO_POLICY_RULE'
+  /** MQTT CONNECT refused with CONNACK 3: the identity's connection cap is reached. */
+  | 'ERR_MQTT_CONNECTION_CAP'
+  /** MQTT SUBSCRIBE refused for one filter (SUBACK 0x80): not granted by the policy. */
+  | 'ERR_MQTT_SUBSCRIBE_DENIED'
   /** Renewal over MQTT: refused by the gateway, or no answer in time. */
   | 'ERR_RENEW_REFUSED'
   | 'ERR_RENEW_TIMEOUT'

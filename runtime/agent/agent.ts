@@ -55,6 +55,11 @@ import { NamedTimers } from './timers.ts';
 export type { AgentOptions } from './options.ts';
 export type { AgentStatus, EndpointFailure, UpstreamFailure, UpstreamState } from './status.ts';
 
+/** The loading rule: an identity is kept while its SVID or its delegated CA is valid at `now`. */
+export function keepable(live: LiveIdentity, now: number): boolean {
+  return now < live.svid.notAfter || now < live.ca.notAfter;
+}
+
 export class Agent {
   readonly svidSource: AgentSvidSource;
   readonly bundleSource: AgentBundleSource;
@@ -172,12 +177,24 @@ export class Agent {
     await this.#loadDevices();
 
     const live = this.svidSource.current();
+    const kept = this.svidSource.loaded();
     if (live !== undefined)
       this.#event('info', 'serving cached identity', 'identity.cached', {
         spiffeId: live.svid.spiffeId,
         notAfter: iso(live.svid.notAfter),
         caNotAfter: iso(live.ca.notAfter),
       });
+    else if (kept !== undefined)
+      this.#event(
+        'warn',
+        'cached gateway SVID has expired; delegated CA kept for local signing until its NotAfter',
+        'identity.ca-only',
+        {
+          spiffeId: kept.svid.spiffeId,
+          notAfter: iso(kept.svid.notAfter),
+          caNotAfter: iso(kept.ca.notAfter),
+        },
+      );
     this.#expiry.arm();
     this.#rotation.schedule(
       live === undefined ? 0 : (this.#rotation.nextRotationAt ?? this.now()) - this.now(),
@@ -241,11 +258,16 @@ export class Agent {
       return;
     }
     const now = this.now();
-    if (live.svid.notAfter <= now && live.ca.notAfter <= now) {
-      // Nothing expired is ever loaded (ARCHITECTURE.md §4).
+    // An identity is kept while its delegated CA is valid (the CA's NotAfter is the offline
+    // budget), even when its upstream SVID has expired: the SVID source then reports it
+    // unavailable (an expired SVID is never served), the CA goes on signing devices locally, and
+    // the agent renews upstream by proof of possession of the CA key. An SVID still valid under
+    // an expired CA is kept too (it can renew). Only an identity with nothing valid is dropped.
+    if (!keepable(live, now)) {
       this.#event('warn', 'cached identity has expired; not loaded', 'identity.expired', {
         spiffeId: live.svid.spiffeId,
         notAfter: iso(live.svid.notAfter),
+        caNotAfter: iso(live.ca.notAfter),
       });
       await this.#o.store.batch([{ type: 'del', name: NAMES.gateway }]);
       return;

@@ -31,6 +31,7 @@ import { type LevelDb, SealedStore } from '../store/sealed-store.ts';
 import type { Upstream } from '../upstream/types.ts';
 import { Agent, type AgentOptions } from './agent.ts';
 import { newP256Key } from './keys.ts';
+import { serverIdentityOf } from './server-identity.ts';
 
 export interface AgentPlan {
   readonly trustDomain: string;
@@ -117,6 +118,10 @@ export async function runAgent(
     });
     await agent.start();
     closers.push(() => agent.stop());
+    // The listeners' certificate, minted under the delegated CA: local service lasts as long as the CA.
+    const serverIdentity = serverIdentityOf(agent, { clock, logger });
+    serverIdentity.start();
+    closers.push(async () => serverIdentity.stop());
 
     const listeners: { name: string; address: string }[] = [];
     let brokerRef:
@@ -134,13 +139,19 @@ export async function runAgent(
         : {}),
       handlers: {
         status: () =>
-          statusReport(agent.status(), { listeners, store: lastStats, bridge: brokerRef?.bridgeStats() }),
+          statusReport(agent.status(), {
+            listeners,
+            store: lastStats,
+            bridge: brokerRef?.bridgeStats(),
+            local: serverIdentity.status(),
+          }),
         metrics: () =>
           renderMetrics(
             agent.status(),
             agent.counters,
             brokerRef?.bridgeStats(),
             brokerRef?.persistenceStats(),
+            serverIdentity.status(),
           ),
         createDeviceToken: async (req) => {
           const { issueJoinToken } = await import('../../transport/enroll/join-token.ts');
@@ -168,19 +179,16 @@ export async function runAgent(
     statsTimer.unref();
     closers.push(async () => clearInterval(statsTimer));
 
-    // The broker needs a valid SVID for its own certificate: start it as soon as there is one.
+    // The broker presents the local server identity: start it as soon as there is one (a valid
+    // delegated CA; the upstream SVID may have expired).
     let brokerStarting: Promise<void> | undefined;
     const startBrokerOnce = (): void => {
-      if (
-        plan.broker === undefined ||
-        brokerStarting !== undefined ||
-        agent.svidSource.current() === undefined
-      )
-        return;
+      if (plan.broker === undefined || brokerStarting !== undefined || !serverIdentity.status().up) return;
       const b = plan.broker;
       brokerStarting = (async () => {
         const { startBroker } = await import('../../transport/mqtt/broker.ts');
         const broker = await startBroker({
+          serverSource: serverIdentity,
           svidSource: agent.svidSource,
           bundleSource: agent.bundleSource,
           revocationSource: agent.revocations,
@@ -227,7 +235,7 @@ export async function runAgent(
         brokerStarting = undefined;
       });
     };
-    agent.svidSource.onChange(startBrokerOnce);
+    serverIdentity.onChange(startBrokerOnce);
     agent.svidSource.onChange(() => {
       store.stats().then(
         (s) => {

@@ -69,6 +69,12 @@ export const AgentConfigSchema = Closed({
       ),
       maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
       maxPacketSize: Type.Optional(Type.Integer({ minimum: 128 })),
+      deviceSvidTtl: Type.Optional(
+        Type.String({
+          format: 'device-svid-ttl',
+          description: 'device SVID lifetime (default 1h, at most 30d, never past the delegated CA)',
+        }),
+      ),
     }),
   ),
   bridge: Type.Optional(

@@ -7,13 +7,14 @@
 import { FORMAT_TESTS as FORMATS, ucs2length } from './formats.ts';
 export const validate = validate10;
 export default validate10;
-const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"type":"integer"},"maxPacketSize":{"minimum":128,"type":"integer"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
+const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"type":"integer"},"maxPacketSize":{"minimum":128,"type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = FORMATS["trust-domain"];
 const formats2 = FORMATS["tpm-transport"];
 const formats4 = FORMATS["https-url"];
 const formats6 = FORMATS.duration;
+const formats14 = FORMATS["device-svid-ttl"];
 const pattern0 = new RegExp("^(sha1|sha256|sha384):\\d+(,\\d+)*$", "u");
 const pattern1 = new RegExp("^(sha256):\\d+(,\\d+)*$", "u");
 const pattern2 = new RegExp("^[A-Za-z0-9._-]{1,64}$", "u");
@@ -774,7 +775,7 @@ if(data.broker !== undefined){
 let data23 = data.broker;
 if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
 for(const key5 in data23){
-if(!((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize"))){
+if(!(((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize")) || (key5 === "deviceSvidTtl"))){
 const err60 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err60];
@@ -1139,9 +1140,11 @@ errors++;
 }
 }
 }
-}
-else {
-const err90 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data23.deviceSvidTtl !== undefined){
+let data35 = data23.deviceSvidTtl;
+if(typeof data35 === "string"){
+if(!(formats14(data35))){
+const err90 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/format",keyword:"format",params:{format: "device-svid-ttl"},message:"must match format \""+"device-svid-ttl"+"\""};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1151,11 +1154,8 @@ vErrors.push(err90);
 errors++;
 }
 }
-if(data.bridge !== undefined){
-let data35 = data.bridge;
-if(data35 && typeof data35 == "object" && !Array.isArray(data35)){
-if(data35.host === undefined){
-const err91 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+else {
+const err91 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1164,8 +1164,10 @@ vErrors.push(err91);
 }
 errors++;
 }
-if(data35.caFile === undefined){
-const err92 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
+}
+}
+else {
+const err92 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1174,8 +1176,12 @@ vErrors.push(err92);
 }
 errors++;
 }
-if(data35.topics === undefined){
-const err93 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
+}
+if(data.bridge !== undefined){
+let data36 = data.bridge;
+if(data36 && typeof data36 == "object" && !Array.isArray(data36)){
+if(data36.host === undefined){
+const err93 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1184,9 +1190,8 @@ vErrors.push(err93);
 }
 errors++;
 }
-for(const key8 in data35){
-if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
-const err94 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+if(data36.caFile === undefined){
+const err94 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1195,12 +1200,8 @@ vErrors.push(err94);
 }
 errors++;
 }
-}
-if(data35.host !== undefined){
-let data36 = data35.host;
-if(typeof data36 === "string"){
-if(func3(data36) < 1){
-const err95 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data36.topics === undefined){
+const err95 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1209,9 +1210,9 @@ vErrors.push(err95);
 }
 errors++;
 }
-}
-else {
-const err96 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key8 in data36){
+if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
+const err96 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1221,10 +1222,11 @@ vErrors.push(err96);
 errors++;
 }
 }
-if(data35.port !== undefined){
-let data37 = data35.port;
-if(!((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37)))){
-const err97 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data36.host !== undefined){
+let data37 = data36.host;
+if(typeof data37 === "string"){
+if(func3(data37) < 1){
+const err97 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1233,9 +1235,9 @@ vErrors.push(err97);
 }
 errors++;
 }
-if(typeof data37 == "number"){
-if(data37 > 65535 || isNaN(data37)){
-const err98 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err98 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1244,8 +1246,11 @@ vErrors.push(err98);
 }
 errors++;
 }
-if(data37 < 0 || isNaN(data37)){
-const err99 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data36.port !== undefined){
+let data38 = data36.port;
+if(!((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38)))){
+const err99 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1254,13 +1259,9 @@ vErrors.push(err99);
 }
 errors++;
 }
-}
-}
-if(data35.caFile !== undefined){
-let data38 = data35.caFile;
-if(typeof data38 === "string"){
-if(func3(data38) < 1){
-const err100 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data38 == "number"){
+if(data38 > 65535 || isNaN(data38)){
+const err100 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1269,9 +1270,8 @@ vErrors.push(err100);
 }
 errors++;
 }
-}
-else {
-const err101 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data38 < 0 || isNaN(data38)){
+const err101 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1281,11 +1281,12 @@ vErrors.push(err101);
 errors++;
 }
 }
-if(data35.servername !== undefined){
-let data39 = data35.servername;
+}
+if(data36.caFile !== undefined){
+let data39 = data36.caFile;
 if(typeof data39 === "string"){
-if(func3(data39) > 253){
-const err102 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(func3(data39) < 1){
+const err102 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1294,8 +1295,9 @@ vErrors.push(err102);
 }
 errors++;
 }
-if(func3(data39) < 1){
-const err103 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err103 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1305,8 +1307,11 @@ vErrors.push(err103);
 errors++;
 }
 }
-else {
-const err104 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data36.servername !== undefined){
+let data40 = data36.servername;
+if(typeof data40 === "string"){
+if(func3(data40) > 253){
+const err104 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1315,12 +1320,8 @@ vErrors.push(err104);
 }
 errors++;
 }
-}
-if(data35.topics !== undefined){
-let data40 = data35.topics;
-if(Array.isArray(data40)){
-if(data40.length > 64){
-const err105 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
+if(func3(data40) < 1){
+const err105 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1329,8 +1330,9 @@ vErrors.push(err105);
 }
 errors++;
 }
-if(data40.length < 1){
-const err106 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+}
+else {
+const err106 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1339,12 +1341,12 @@ vErrors.push(err106);
 }
 errors++;
 }
-const len2 = data40.length;
-for(let i2=0; i2<len2; i2++){
-let data41 = data40[i2];
-if(data41 && typeof data41 == "object" && !Array.isArray(data41)){
-if(data41.local === undefined){
-const err107 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
+}
+if(data36.topics !== undefined){
+let data41 = data36.topics;
+if(Array.isArray(data41)){
+if(data41.length > 64){
+const err107 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1353,9 +1355,8 @@ vErrors.push(err107);
 }
 errors++;
 }
-for(const key9 in data41){
-if(!((key9 === "local") || (key9 === "remotePrefix"))){
-const err108 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+if(data41.length < 1){
+const err108 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1364,12 +1365,12 @@ vErrors.push(err108);
 }
 errors++;
 }
-}
-if(data41.local !== undefined){
-let data42 = data41.local;
-if(typeof data42 === "string"){
-if(func3(data42) > 1024){
-const err109 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+const len2 = data41.length;
+for(let i2=0; i2<len2; i2++){
+let data42 = data41[i2];
+if(data42 && typeof data42 == "object" && !Array.isArray(data42)){
+if(data42.local === undefined){
+const err109 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1378,8 +1379,9 @@ vErrors.push(err109);
 }
 errors++;
 }
-if(func3(data42) < 1){
-const err110 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key9 in data42){
+if(!((key9 === "local") || (key9 === "remotePrefix"))){
+const err110 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1389,8 +1391,11 @@ vErrors.push(err110);
 errors++;
 }
 }
-else {
-const err111 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data42.local !== undefined){
+let data43 = data42.local;
+if(typeof data43 === "string"){
+if(func3(data43) > 1024){
+const err111 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1399,12 +1404,8 @@ vErrors.push(err111);
 }
 errors++;
 }
-}
-if(data41.remotePrefix !== undefined){
-let data43 = data41.remotePrefix;
-if(typeof data43 === "string"){
-if(func3(data43) > 1024){
-const err112 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+if(func3(data43) < 1){
+const err112 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1415,7 +1416,7 @@ errors++;
 }
 }
 else {
-const err113 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err113 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1425,9 +1426,11 @@ vErrors.push(err113);
 errors++;
 }
 }
-}
-else {
-const err114 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data42.remotePrefix !== undefined){
+let data44 = data42.remotePrefix;
+if(typeof data44 === "string"){
+if(func3(data44) > 1024){
+const err114 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1437,9 +1440,8 @@ vErrors.push(err114);
 errors++;
 }
 }
-}
 else {
-const err115 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err115 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1449,12 +1451,9 @@ vErrors.push(err115);
 errors++;
 }
 }
-if(data35.buffer !== undefined){
-let data44 = data35.buffer;
-if(data44 && typeof data44 == "object" && !Array.isArray(data44)){
-for(const key10 in data44){
-if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
-const err116 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+}
+else {
+const err116 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1464,10 +1463,9 @@ vErrors.push(err116);
 errors++;
 }
 }
-if(data44.maxMessages !== undefined){
-let data45 = data44.maxMessages;
-if(!((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45)))){
-const err117 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err117 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1476,9 +1474,13 @@ vErrors.push(err117);
 }
 errors++;
 }
-if(typeof data45 == "number"){
-if(data45 > 10000000 || isNaN(data45)){
-const err118 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
+}
+if(data36.buffer !== undefined){
+let data45 = data36.buffer;
+if(data45 && typeof data45 == "object" && !Array.isArray(data45)){
+for(const key10 in data45){
+if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
+const err118 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1487,8 +1489,11 @@ vErrors.push(err118);
 }
 errors++;
 }
-if(data45 < 1 || isNaN(data45)){
-const err119 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data45.maxMessages !== undefined){
+let data46 = data45.maxMessages;
+if(!((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46)))){
+const err119 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1497,12 +1502,9 @@ vErrors.push(err119);
 }
 errors++;
 }
-}
-}
-if(data44.maxBytes !== undefined){
-let data46 = data44.maxBytes;
-if(!((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46)))){
-const err120 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data46 == "number"){
+if(data46 > 10000000 || isNaN(data46)){
+const err120 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1511,9 +1513,8 @@ vErrors.push(err120);
 }
 errors++;
 }
-if(typeof data46 == "number"){
-if(data46 < 1024 || isNaN(data46)){
-const err121 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
+if(data46 < 1 || isNaN(data46)){
+const err121 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1524,9 +1525,10 @@ errors++;
 }
 }
 }
-}
-else {
-const err122 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data45.maxBytes !== undefined){
+let data47 = data45.maxBytes;
+if(!((typeof data47 == "number") && (!(data47 % 1) && !isNaN(data47)))){
+const err122 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1535,12 +1537,9 @@ vErrors.push(err122);
 }
 errors++;
 }
-}
-if(data35.reconnect !== undefined){
-let data47 = data35.reconnect;
-if(typeof data47 === "string"){
-if(!(formats6(data47))){
-const err123 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+if(typeof data47 == "number"){
+if(data47 < 1024 || isNaN(data47)){
+const err123 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1550,8 +1549,10 @@ vErrors.push(err123);
 errors++;
 }
 }
+}
+}
 else {
-const err124 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err124 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1561,9 +1562,11 @@ vErrors.push(err124);
 errors++;
 }
 }
-}
-else {
-const err125 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data36.reconnect !== undefined){
+let data48 = data36.reconnect;
+if(typeof data48 === "string"){
+if(!(formats6(data48))){
+const err125 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1573,11 +1576,8 @@ vErrors.push(err125);
 errors++;
 }
 }
-if(data.factory !== undefined){
-let data48 = data.factory;
-if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
-if(data48.rootsFile === undefined){
-const err126 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
+else {
+const err126 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1586,9 +1586,10 @@ vErrors.push(err126);
 }
 errors++;
 }
-for(const key11 in data48){
-if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
-const err127 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+}
+}
+else {
+const err127 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1598,11 +1599,11 @@ vErrors.push(err127);
 errors++;
 }
 }
-if(data48.rootsFile !== undefined){
-let data49 = data48.rootsFile;
-if(typeof data49 === "string"){
-if(func3(data49) < 1){
-const err128 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data.factory !== undefined){
+let data49 = data.factory;
+if(data49 && typeof data49 == "object" && !Array.isArray(data49)){
+if(data49.rootsFile === undefined){
+const err128 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1611,9 +1612,9 @@ vErrors.push(err128);
 }
 errors++;
 }
-}
-else {
-const err129 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key11 in data49){
+if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
+const err129 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1623,13 +1624,11 @@ vErrors.push(err129);
 errors++;
 }
 }
-if(data48.idField !== undefined){
-let data50 = data48.idField;
-const _errs120 = errors;
-let valid19 = false;
-const _errs121 = errors;
-if(typeof data50 !== "string"){
-const err130 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data49.rootsFile !== undefined){
+let data50 = data49.rootsFile;
+if(typeof data50 === "string"){
+if(func3(data50) < 1){
+const err130 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1638,8 +1637,9 @@ vErrors.push(err130);
 }
 errors++;
 }
-if("cn" !== data50){
-const err131 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
+}
+else {
+const err131 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1648,12 +1648,14 @@ vErrors.push(err131);
 }
 errors++;
 }
-var _valid1 = _errs121 === errors;
-valid19 = valid19 || _valid1;
-if(!valid19){
+}
+if(data49.idField !== undefined){
+let data51 = data49.idField;
+const _errs122 = errors;
+let valid19 = false;
 const _errs123 = errors;
-if(typeof data50 !== "string"){
-const err132 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data51 !== "string"){
+const err132 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1662,8 +1664,8 @@ vErrors.push(err132);
 }
 errors++;
 }
-if("serialNumber" !== data50){
-const err133 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
+if("cn" !== data51){
+const err133 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1676,8 +1678,8 @@ var _valid1 = _errs123 === errors;
 valid19 = valid19 || _valid1;
 if(!valid19){
 const _errs125 = errors;
-if(typeof data50 !== "string"){
-const err134 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data51 !== "string"){
+const err134 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1686,8 +1688,8 @@ vErrors.push(err134);
 }
 errors++;
 }
-if("dns" !== data50){
-const err135 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
+if("serialNumber" !== data51){
+const err135 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1698,10 +1700,10 @@ errors++;
 }
 var _valid1 = _errs125 === errors;
 valid19 = valid19 || _valid1;
-}
-}
 if(!valid19){
-const err136 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+const _errs127 = errors;
+if(typeof data51 !== "string"){
+const err136 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1710,23 +1712,8 @@ vErrors.push(err136);
 }
 errors++;
 }
-else {
-errors = _errs120;
-if(vErrors !== null){
-if(_errs120){
-vErrors.length = _errs120;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data48.allowList !== undefined){
-let data51 = data48.allowList;
-if(Array.isArray(data51)){
-if(data51.length > 100000){
-const err137 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
+if("dns" !== data51){
+const err137 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1735,12 +1722,12 @@ vErrors.push(err137);
 }
 errors++;
 }
-const len3 = data51.length;
-for(let i3=0; i3<len3; i3++){
-let data52 = data51[i3];
-if(typeof data52 === "string"){
-if(!pattern2.test(data52)){
-const err138 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
+var _valid1 = _errs127 === errors;
+valid19 = valid19 || _valid1;
+}
+}
+if(!valid19){
+const err138 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1749,9 +1736,23 @@ vErrors.push(err138);
 }
 errors++;
 }
+else {
+errors = _errs122;
+if(vErrors !== null){
+if(_errs122){
+vErrors.length = _errs122;
 }
 else {
-const err139 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+vErrors = null;
+}
+}
+}
+}
+if(data49.allowList !== undefined){
+let data52 = data49.allowList;
+if(Array.isArray(data52)){
+if(data52.length > 100000){
+const err139 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1760,10 +1761,12 @@ vErrors.push(err139);
 }
 errors++;
 }
-}
-}
-else {
-const err140 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const len3 = data52.length;
+for(let i3=0; i3<len3; i3++){
+let data53 = data52[i3];
+if(typeof data53 === "string"){
+if(!pattern2.test(data53)){
+const err140 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -1773,9 +1776,8 @@ vErrors.push(err140);
 errors++;
 }
 }
-}
 else {
-const err141 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err141 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -1785,12 +1787,9 @@ vErrors.push(err141);
 errors++;
 }
 }
-if(data.admin !== undefined){
-let data53 = data.admin;
-if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
-for(const key12 in data53){
-if(!((key12 === "socket") || (key12 === "metricsPort"))){
-const err142 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
+}
+else {
+const err142 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -1800,11 +1799,9 @@ vErrors.push(err142);
 errors++;
 }
 }
-if(data53.socket !== undefined){
-let data54 = data53.socket;
-if(typeof data54 === "string"){
-if(func3(data54) < 1){
-const err143 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err143 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -1814,8 +1811,12 @@ vErrors.push(err143);
 errors++;
 }
 }
-else {
-const err144 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.admin !== undefined){
+let data54 = data.admin;
+if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
+for(const key12 in data54){
+if(!((key12 === "socket") || (key12 === "metricsPort"))){
+const err144 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -1825,10 +1826,11 @@ vErrors.push(err144);
 errors++;
 }
 }
-if(data53.metricsPort !== undefined){
-let data55 = data53.metricsPort;
-if(!((typeof data55 == "number") && (!(data55 % 1) && !isNaN(data55)))){
-const err145 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data54.socket !== undefined){
+let data55 = data54.socket;
+if(typeof data55 === "string"){
+if(func3(data55) < 1){
+const err145 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -1837,9 +1839,9 @@ vErrors.push(err145);
 }
 errors++;
 }
-if(typeof data55 == "number"){
-if(data55 > 65535 || isNaN(data55)){
-const err146 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err146 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -1848,8 +1850,11 @@ vErrors.push(err146);
 }
 errors++;
 }
-if(data55 < 0 || isNaN(data55)){
-const err147 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data54.metricsPort !== undefined){
+let data56 = data54.metricsPort;
+if(!((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56)))){
+const err147 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -1858,11 +1863,9 @@ vErrors.push(err147);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err148 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data56 == "number"){
+if(data56 > 65535 || isNaN(data56)){
+const err148 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -1871,13 +1874,8 @@ vErrors.push(err148);
 }
 errors++;
 }
-}
-if(data.log !== undefined){
-let data56 = data.log;
-if(data56 && typeof data56 == "object" && !Array.isArray(data56)){
-for(const key13 in data56){
-if(!(key13 === "level")){
-const err149 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
+if(data56 < 0 || isNaN(data56)){
+const err149 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -1887,13 +1885,10 @@ vErrors.push(err149);
 errors++;
 }
 }
-if(data56.level !== undefined){
-let data57 = data56.level;
-const _errs142 = errors;
-let valid24 = false;
-const _errs143 = errors;
-if(typeof data57 !== "string"){
-const err150 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+}
+else {
+const err150 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -1902,8 +1897,13 @@ vErrors.push(err150);
 }
 errors++;
 }
-if("debug" !== data57){
-const err151 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+}
+if(data.log !== undefined){
+let data57 = data.log;
+if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
+for(const key13 in data57){
+if(!(key13 === "level")){
+const err151 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err151];
 }
@@ -1912,12 +1912,14 @@ vErrors.push(err151);
 }
 errors++;
 }
-var _valid2 = _errs143 === errors;
-valid24 = valid24 || _valid2;
-if(!valid24){
+}
+if(data57.level !== undefined){
+let data58 = data57.level;
+const _errs144 = errors;
+let valid24 = false;
 const _errs145 = errors;
-if(typeof data57 !== "string"){
-const err152 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data58 !== "string"){
+const err152 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err152];
 }
@@ -1926,8 +1928,8 @@ vErrors.push(err152);
 }
 errors++;
 }
-if("info" !== data57){
-const err153 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+if("debug" !== data58){
+const err153 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err153];
 }
@@ -1940,8 +1942,8 @@ var _valid2 = _errs145 === errors;
 valid24 = valid24 || _valid2;
 if(!valid24){
 const _errs147 = errors;
-if(typeof data57 !== "string"){
-const err154 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data58 !== "string"){
+const err154 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err154];
 }
@@ -1950,8 +1952,8 @@ vErrors.push(err154);
 }
 errors++;
 }
-if("warn" !== data57){
-const err155 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+if("info" !== data58){
+const err155 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err155];
 }
@@ -1964,8 +1966,8 @@ var _valid2 = _errs147 === errors;
 valid24 = valid24 || _valid2;
 if(!valid24){
 const _errs149 = errors;
-if(typeof data57 !== "string"){
-const err156 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data58 !== "string"){
+const err156 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err156];
 }
@@ -1974,8 +1976,8 @@ vErrors.push(err156);
 }
 errors++;
 }
-if("error" !== data57){
-const err157 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if("warn" !== data58){
+const err157 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err157];
 }
@@ -1986,11 +1988,10 @@ errors++;
 }
 var _valid2 = _errs149 === errors;
 valid24 = valid24 || _valid2;
-}
-}
-}
 if(!valid24){
-const err158 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+const _errs151 = errors;
+if(typeof data58 !== "string"){
+const err158 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err158];
 }
@@ -1999,11 +2000,36 @@ vErrors.push(err158);
 }
 errors++;
 }
+if("error" !== data58){
+const err159 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err159];
+}
 else {
-errors = _errs142;
+vErrors.push(err159);
+}
+errors++;
+}
+var _valid2 = _errs151 === errors;
+valid24 = valid24 || _valid2;
+}
+}
+}
+if(!valid24){
+const err160 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err160];
+}
+else {
+vErrors.push(err160);
+}
+errors++;
+}
+else {
+errors = _errs144;
 if(vErrors !== null){
-if(_errs142){
-vErrors.length = _errs142;
+if(_errs144){
+vErrors.length = _errs144;
 }
 else {
 vErrors = null;
@@ -2013,24 +2039,24 @@ vErrors = null;
 }
 }
 else {
-const err159 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err161 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err159];
+vErrors = [err161];
 }
 else {
-vErrors.push(err159);
+vErrors.push(err161);
 }
 errors++;
 }
 }
 }
 else {
-const err160 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err162 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err160];
+vErrors = [err162];
 }
 else {
-vErrors.push(err160);
+vErrors.push(err162);
 }
 errors++;
 }

@@ -179,7 +179,10 @@ export class MqttGateway {
       logger: nullLogger,
       renewTimeoutMs: 10 * 60_000,
       retryMs: 60_000,
-      mqtt: { reconnectPeriod: 100, keepalive: 60 },
+      mqtt: { keepalive: 60 },
+      // Sockets and reconnects run in real time here (see the header); full jitter up to 1 s.
+      reconnect: { initialMs: 100, factor: 2, capMs: 1_000 },
+      reconnectClock: this.#o.realClock,
     });
     device.on('rotated', () => this.deviceRotations++);
     device.on('rotationFailed', (err: Error & { code?: string }) =>

@@ -14,6 +14,7 @@ import mqtt from 'mqtt';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cryptoRandom } from '../../runtime/core/random.ts';
+import { OID_CLIENT_AUTH, OID_SERVER_AUTH } from '../../runtime/spiffe/cert-facts.ts';
 import { TcpProxy } from '../../sim/fleet/tcp-proxy.ts';
 import { connectDevice, type Device } from '../../transport/device/index.ts';
 import { bundleMessage } from '../../transport/mqtt/renewal.ts';
@@ -220,6 +221,49 @@ test('the gateway is authorized by its exact SPIFFE ID: another gateway of the t
   });
   assert.is(device.state, 'connected');
   await device.close();
+});
+
+test('the gateway local server certificate (under its delegated CA, URI SAN = its own ID) is accepted, and signs the bundle', async () => {
+  const lsDir = join(r.tmp, 'sdk-local-server');
+  mkdirSync(lsDir, { recursive: true });
+  const dev = await r.pki.device('local-srv');
+  writeIdentityFiles(lsDir, dev, r.pki.bundlePem);
+  const local = await r.pki.underCa();
+  const withClientAuth = await r.pki.underCa({ eku: [OID_SERVER_AUTH, OID_CLIENT_AUTH] });
+  const otherGw = await r.pki.underCa({ id: r.pki.otherCa.id, by: r.pki.otherCa });
+  try {
+    r.svids.set(local.svid);
+    const device = await connectDevice({
+      dir: lsDir,
+      gateway: { host: '127.0.0.1', port: r.port },
+      clock: r.clock,
+    });
+    assert.is(device.state, 'connected');
+    // A bundle update signed with the local server key (chain: leaf, delegated CA) is adopted.
+    const root3 = await makeCert({
+      subject: 'CN=root 3',
+      uris: [`spiffe://${r.pki.trustDomain}`],
+      ca: true,
+      notBefore: Math.min(r.clock.now(), Date.now()) - 60_000,
+      notAfter: r.clock.now() + 3600_000,
+    });
+    const oldBundle = r.pki.bundle;
+    const updated = once(device, 'bundleUpdated');
+    r.bundles.set({ trustDomain: r.pki.trustDomain, roots: [r.pki.root.cert, root3.cert], sequence: 11 });
+    assert.equal(await updated, [11]);
+    await device.close();
+    r.bundles.set(oldBundle);
+    // The same ID with clientAuth too, or another gateway's server identity: refused by code.
+    for (const bad of [withClientAuth, otherGw]) {
+      r.svids.set(bad.svid);
+      await rejects(
+        () => connectDevice({ dir: lsDir, gateway: { host: '127.0.0.1', port: r.port }, clock: r.clock }),
+        'ERR_DEVICE_GATEWAY_UNAUTHORIZED',
+      );
+    }
+  } finally {
+    r.svids.set(r.pki.gateway.svid);
+  }
 });
 
 test('reconnect: full-jitter backoff, capped; never with an expired certificate; one typed lock-out', async () => {

@@ -24,6 +24,15 @@ export interface Session extends ExpiryEntry {
   grants: Grants | undefined;
   /** The MQTT client id once CONNECT was accepted. */
   clientId: string | undefined;
+  /** The CONNECT packet's own fields, recorded by `preConnect` for `authenticate` (then cleared). */
+  connect: ConnectRecord | undefined;
+}
+
+/** What `authenticate` needs of the CONNECT packet (aedes replaces an empty client id before it). */
+export interface ConnectRecord {
+  readonly clientId: string;
+  readonly clean: boolean;
+  readonly keepalive: number;
 }
 
 export class Sessions {
@@ -56,6 +65,7 @@ export class Sessions {
       svid: { spiffeId: svid.spiffeId, notAfter: svid.notAfter, serials: svid.serials, caIds: svid.caIds },
       grants,
       clientId: undefined,
+      connect: undefined,
       deadline: svid.notAfter,
       heapIndex: -1,
     };

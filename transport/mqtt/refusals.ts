@@ -1,0 +1,34 @@
+/**
+ * Every refusal of the broker, in one place: logged at warn with its typed code (never only a
+ * message text) and counted by code, so tests, `/metrics` and an operator see the same thing.
+ *
+ * @example
+ * ```ts
+ * const refusals = new Refusals(logger);
+ * done(refusals.refuse('PUBLISH', 'ERR_MQTT_PUBLISH_DENIED', `not granted: ${topic}`, { topic }));
+ * refusals.counts(); // { ERR_MQTT_PUBLISH_DENIED: 1 }
+ * ```
+ */
+import type { LogFields, Logger } from '../../runtime/core/logger.ts';
+import { TransportError, type TransportErrorCode } from '../errors.ts';
+
+export class Refusals {
+  readonly #logger: Logger;
+  readonly #counts = new Map<TransportErrorCode, number>();
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+
+  /** Logs `<what> refused` with `code`, counts it, and returns the typed error. */
+  refuse(what: string, code: TransportErrorCode, reason: string, fields: LogFields = {}): TransportError {
+    this.#counts.set(code, (this.#counts.get(code) ?? 0) + 1);
+    this.#logger.warn(`${what} refused`, { code, reason, ...fields });
+    return new TransportError(code, reason);
+  }
+
+  /** Refusals since start, by code. */
+  counts(): Readonly<Partial<Record<TransportErrorCode, number>>> {
+    return Object.fromEntries(this.#counts);
+  }
+}
