@@ -219,10 +219,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     // The retained bundle is signed with the key of the certificate the listeners serve (devices
     // adopt only a bundle their gateway signed): published again when either changes.
     const served = options.serverSource ?? svidSource;
-    const publishSigned = (): Promise<void> =>
+    const publishSigned = (): void => {
       Promise.resolve()
         .then(() => publishBundle(broker, bundle(), served.getX509Svid()))
         .catch((err: Error) => logger.error('bundle not published', { reason: err.message }));
+    };
     teardown.add('bundle topic', bundleSource.onChange(publishSigned));
     teardown.add('bundle signer', served.onChange(publishSigned));
     teardown.add(
