@@ -1,8 +1,10 @@
 /**
- * The gateway agent: serves the cached identity at once, then attests or renews, rotates the SVID
- * at half-life with jitter and the delegated CA at its own half-life with jitter (a renewal sends
- * a CA CSR only when the CA is due), survives upstream outages within the credentials' own
- * lifetimes, follows the revocation feed, and watches the clock (ARCHITECTURE.md §4).
+ * The gateway agent: serves the cached identity at once, then attests, renews or recovers,
+ * rotates the SVID at half-life with jitter and the delegated CA at its own half-life with jitter
+ * (a renewal sends a CA CSR only when the CA is due), keeps signing devices with the delegated CA
+ * through an outage until the CA's NotAfter (the offline budget) also after its SVID expired,
+ * recovers by itself when the upstream returns (PoP of the CA key), follows the revocation feed,
+ * uploads the log of device issuances, and watches the clock (ARCHITECTURE.md §4).
  *
  * Lifecycle (STYLE.md rule 6): the constructor only stores dependencies; `start()` loads the
  * store and serves what is valid, then schedules the first exchange and resolves — it never waits
@@ -13,9 +15,11 @@
  * `agent.deviceSigner`; the transport never imports this file.
  *
  * This file wires the parts and owns the lifecycle and the loading of the cache: rotation
- * scheduling and failure handling in `rotation.ts`, the time floor and the clock tick in
- * `clock-watch.ts`, credential expiry in `expiry.ts`, the revocation and bundle feeds in
- * `feed.ts`, the status snapshot in `status.ts`, the options in `options.ts`.
+ * scheduling and failure handling in `rotation.ts` (the exchanges in `exchange.ts`, refusal
+ * classes in `refusal.ts`, the first-success probe in `probe.ts`), the time floor (its one owner)
+ * and the clock tick in `clock-watch.ts`, credential expiry in `expiry.ts`, the revocation and
+ * bundle feeds in `feed.ts`, the device issuance log in `issued-log.ts`, the status snapshot in
+ * `status.ts`, the options in `options.ts`.
  *
  * @example
  * ```ts
@@ -43,6 +47,7 @@ import { codeOf, type EventLog, eventLog, iso } from './events.ts';
 import { ExpiryWatch } from './expiry.ts';
 import { FeedFollower } from './feed.ts';
 import { type LiveIdentity, liveIdentity } from './identity.ts';
+import { IssuedLog, issuedLogOp } from './issued-log.ts';
 import { Counters } from './metrics.ts';
 import type { AgentOptions } from './options.ts';
 import { DEFAULT_BACKOFF, fullJitterBackoff } from './policy.ts';
@@ -77,6 +82,7 @@ export class Agent {
   readonly #expiry: ExpiryWatch;
   readonly #feed: FeedFollower;
   readonly #rotation: Rotation;
+  readonly #issuedLog: IssuedLog;
   #state: 'new' | 'started' | 'closed' = 'new';
   #devices = new Map<string, number>();
 
@@ -94,6 +100,7 @@ export class Agent {
     const now = (): number => this.now();
     const common = { counters: this.counters, event: this.#event, running };
     this.#timers = new NamedTimers(o.clock, running);
+    this.#issuedLog = new IssuedLog(o.store, this.#event);
     const timers = this.#timers;
     this.#clockWatch = new ClockWatch({
       ...common,
@@ -103,9 +110,6 @@ export class Agent {
       tickMs: o.tickMs,
       floorToleranceMs: o.floorToleranceMs,
       floorPersistMs: o.floorPersistMs,
-      onUntrusted: () => {
-        this.#rotation.upstreamState = 'clock-untrusted';
-      },
       recheck: () => {
         this.#expiry.arm();
         void this.#rotation.rotate();
@@ -119,6 +123,7 @@ export class Agent {
       svidSource: this.svidSource,
       bundleSource: this.bundleSource,
       revocations: () => this.revocations,
+      issuedLog: this.#issuedLog,
       failover: this.#failover,
       breaker: this.#breaker,
       timers,
@@ -141,6 +146,7 @@ export class Agent {
       timers,
       now,
       caIdentity: () => this.#caIdentity(),
+      onReconnect: () => this.#feed.arm(0),
     });
     this.deviceSigner = new AgentDeviceSigner(
       {
@@ -172,7 +178,7 @@ export class Agent {
     this.revocations = new RevocationSet(this.#o.logger, rev);
     this.revocations.prune(this.now());
     const bundle = await store.get<BundleRecord>(NAMES.bundle);
-    if (bundle !== undefined) this.#feed.setBundle(bundle.json, false);
+    if (bundle !== undefined) this.#feed.loadBundle(bundle.json);
     await this.#loadIdentity();
     await this.#loadDevices();
 
@@ -214,10 +220,10 @@ export class Agent {
     await this.#rotation.inFlight?.catch(() => {});
   }
 
-  /** Run a rotation check now (forward clock jump, operator request). */
+  /** Run a rotation now (operator request): also after a definitive refusal stopped the agent. */
   async rotateNow(): Promise<void> {
     this.#checkOpen();
-    await this.#rotation.rotate();
+    await this.#rotation.rotate({ operator: true });
   }
 
   status(): AgentStatus {
@@ -293,7 +299,11 @@ export class Agent {
 
   async #recordDevice(rec: DeviceRecord): Promise<void> {
     this.#checkOpen();
-    await this.#o.store.batch([{ type: 'put', name: deviceName(rec.deviceId), value: rec }]);
+    // The device record and its entry in the log uploaded to the issuer's audit: one batch.
+    await this.#o.store.batch([
+      { type: 'put', name: deviceName(rec.deviceId), value: rec },
+      issuedLogOp(rec),
+    ]);
     this.#devices.set(rec.deviceId, rec.notAfter);
     this.counters.inc('edgeward_device_svids_total');
     this.#event('info', 'device SVID issued', 'device.issued', {

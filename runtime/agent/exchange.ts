@@ -1,32 +1,40 @@
 /**
- * One identity exchange with one upstream endpoint: attestation (first boot, or after a refusal)
- * or renewal (mTLS with the current SVID, fresh quote on the same AK when the attestor quotes).
+ * One identity exchange with one upstream endpoint, in three ways:
+ * - `attest`: first boot, or when nothing else is left (a fresh attestation, always a new CA);
+ * - `renew`: mTLS with the current SVID, a fresh quote on the same AK when the attestor quotes;
+ * - `recover`: the upstream SVID has expired but the delegated CA is still valid — proof of
+ *   possession of the CA key (`/v1/recover/begin|finish`, ECDSA over "edgeward ca-pop v1" ‖ nonce
+ *   ‖ CSR SPKI), with a fresh quote when the attestor quotes (the PCR policy is never bypassed).
  *
  * A fresh key for the SVID is made for every exchange, and one for the delegated CA when it is due
- * (always on attestation; on renewal when the agent says so — otherwise the current CA and its key
- * carry over and the issuer, sent no caCsr, re-signs only the SVID). The private keys stay
- * in memory until the agent commits the whole record in one store batch. The `onStep` hook marks
- * the points where a power cut matters (kill -9 tests): after key generation and after the issuer
- * answered; the agent adds `stored` after its batch.
+ * (always on attestation; on renewal and recovery when the agent says so — otherwise the current
+ * CA and its key carry over and the issuer, sent no caCsr, re-signs only the SVID). The private
+ * keys stay in memory until the agent commits the whole record in one store batch. The `onStep`
+ * hook marks the points where a power cut matters (kill -9 tests): after key generation and after
+ * the issuer answered; the agent adds `stored` after its batch.
  *
  * @example
  * ```ts
- * const got = await exchange('renew', endpoint, { attestor, trustDomain, newKey, now }, current);
+ * const got = await exchange({ mode: 'renew', current }, endpoint, { attestor, trustDomain, newKey, now });
  * await store.batch([{ type: 'put', name: 'gateway', value: got.record }, ...]);
  * ```
  */
-import type { KeyObject } from 'node:crypto';
+import { type KeyObject, sign } from 'node:crypto';
 import type { Attestor } from '../../attestors/attestor.ts';
 import { AgentError } from '../errors.ts';
 import type { GatewayRecord } from '../store/records.ts';
 import { type DecodedBundle, decodeBundle } from '../svid/bundle.ts';
 import { createCsr } from '../svid/csr.ts';
+import { caPopSignedData } from '../svid/pop.ts';
 import { spkiOf } from '../svid/signer.ts';
 import {
   type AttestBeginResponse,
   type AttestFinishRequest,
   type IssuedIdentity,
   PATHS,
+  type RecoverBeginRequest,
+  type RecoverBeginResponse,
+  type RecoverFinishRequest,
   type RenewBeginResponse,
   type RenewFinishRequest,
 } from '../upstream/protocol.ts';
@@ -34,7 +42,13 @@ import type { UpstreamEndpoint } from '../upstream/types.ts';
 import { checkIssued, type LiveIdentity, liveIdentity } from './identity.ts';
 
 export type RotationStep = 'keys-generated' | 'issuer-answered' | 'stored';
-export type ExchangeMode = 'attest' | 'renew';
+export type ExchangeMode = 'attest' | 'renew' | 'recover';
+
+/** What an exchange starts from: nothing (attest), a valid SVID (renew), a valid CA (recover). */
+export type ExchangePlan =
+  | { readonly mode: 'attest' }
+  | { readonly mode: 'renew'; readonly current: LiveIdentity; readonly renewCa: boolean }
+  | { readonly mode: 'recover'; readonly current: LiveIdentity; readonly renewCa: boolean };
 
 export interface ExchangeDeps {
   readonly attestor: Attestor;
@@ -46,11 +60,6 @@ export interface ExchangeDeps {
   readonly onStep?: ((step: RotationStep) => void | Promise<void>) | undefined;
   /** Broker host names for DNS/IP SANs on the gateway SVID (see AttestFinishRequest). */
   readonly serverNames?: readonly string[] | undefined;
-  /**
-   * Renewal only: false keeps the current delegated CA (no caCsr sent; the CA renews at its own
-   * half-life, not with every SVID). Attestation always obtains a new CA.
-   */
-  readonly renewCa?: boolean;
 }
 
 export interface ExchangeResult {
@@ -59,65 +68,131 @@ export interface ExchangeResult {
   readonly bundle: DecodedBundle & { json: string };
 }
 
+/** The fresh SVID key and CSR, and the delegated CA: a fresh key and CSR, or the current one kept. */
+interface Keys {
+  readonly svidKey: KeyObject;
+  readonly csr: Buffer;
+  readonly spki: Uint8Array;
+  readonly ca: { readonly key: KeyObject; readonly csr: Buffer } | { readonly kept: LiveIdentity };
+}
+
+/** The fields of a quote, when the attestor quotes and the issuer asked for one. */
+type QuoteFields = Pick<RenewFinishRequest, 'quote' | 'signature' | 'pcrValues'>;
+
 export async function exchange(
-  mode: ExchangeMode,
+  plan: ExchangePlan,
   ep: UpstreamEndpoint,
   deps: ExchangeDeps,
-  current?: LiveIdentity,
 ): Promise<ExchangeResult> {
-  const keepCa = mode === 'renew' && deps.renewCa === false && current !== undefined;
-  const svidKey = deps.newKey();
-  const caKey = keepCa ? undefined : deps.newKey();
-  const csr = createCsr(svidKey);
-  const caCsr = caKey === undefined ? undefined : createCsr(caKey);
-  const spki = spkiOf(svidKey);
+  const keys = newKeys(deps, plan.mode === 'attest' || plan.renewCa ? undefined : plan.current);
   await deps.onStep?.('keys-generated');
-  const names =
-    deps.serverNames !== undefined && deps.serverNames.length > 0
-      ? { serverNames: [...deps.serverNames] }
-      : {};
-  let issued: IssuedIdentity;
-  if (mode === 'attest') {
-    const beginReq = await deps.attestor.begin();
-    const challenge = await ep.post<AttestBeginResponse>(PATHS.attestBegin, beginReq);
-    checkShape(challenge, ['sessionId', 'nonce'], 'attest/begin');
-    const proof = await deps.attestor.answer(challenge, spki);
-    // keepCa is renew-only: attestation always brings a CA key, so caCsr is set here.
-    const finish: AttestFinishRequest = {
-      sessionId: challenge.sessionId,
-      csr,
-      caCsr: caCsr as Buffer,
-      ...names,
-      ...proof,
-    };
-    issued = await ep.post<IssuedIdentity>(PATHS.attestFinish, finish);
-  } else {
-    if (current === undefined) throw new TypeError('renewal needs the current identity');
-    const auth = { clientSvid: current.svid };
-    const begin = await ep.post<RenewBeginResponse>(PATHS.renewBegin, {}, auth);
-    checkShape(begin, ['sessionId', 'nonce'], 'renew/begin');
-    const req: RenewFinishRequest = {
-      sessionId: begin.sessionId,
-      csr,
-      ...(caCsr === undefined ? {} : { caCsr }),
-      ...names,
-    };
-    if (deps.attestor.supports.pcrs && begin.pcrSelection !== undefined) {
-      const evidence = await deps.attestor.quote(begin.nonce, spki, begin.pcrSelection);
-      Object.assign(req, {
-        quote: evidence.quote,
-        signature: evidence.signature,
-        pcrValues: evidence.pcrValues,
-      });
-    }
-    issued = await ep.post<IssuedIdentity>(PATHS.renewFinish, req, auth);
-  }
+  const issued =
+    plan.mode === 'attest'
+      ? await attest(ep, deps, keys)
+      : plan.mode === 'renew'
+        ? await renew(ep, deps, keys, plan.current)
+        : await recover(ep, deps, keys, plan.current);
+  return assemble(issued, keys, plan.mode, deps);
+}
+
+function newKeys(deps: ExchangeDeps, keepCaOf: LiveIdentity | undefined): Keys {
+  const svidKey = deps.newKey();
+  const csr = createCsr(svidKey);
+  const spki = spkiOf(svidKey);
+  if (keepCaOf !== undefined) return { svidKey, csr, spki, ca: { kept: keepCaOf } };
+  const caKey = deps.newKey();
+  return { svidKey, csr, spki, ca: { key: caKey, csr: createCsr(caKey) } };
+}
+
+const caCsrOf = (keys: Keys): { caCsr?: Buffer } => ('csr' in keys.ca ? { caCsr: keys.ca.csr } : {});
+
+const namesOf = (deps: ExchangeDeps): { serverNames?: string[] } =>
+  deps.serverNames !== undefined && deps.serverNames.length > 0 ? { serverNames: [...deps.serverNames] } : {};
+
+async function attest(ep: UpstreamEndpoint, deps: ExchangeDeps, keys: Keys): Promise<IssuedIdentity> {
+  if (!('csr' in keys.ca)) throw new TypeError('attestation always obtains a new delegated CA');
+  const beginReq = await deps.attestor.begin();
+  const challenge = await ep.post<AttestBeginResponse>(PATHS.attestBegin, beginReq);
+  checkShape(challenge, ['sessionId', 'nonce'], 'attest/begin');
+  const proof = await deps.attestor.answer(challenge, keys.spki);
+  const finish: AttestFinishRequest = {
+    sessionId: challenge.sessionId,
+    csr: keys.csr,
+    caCsr: keys.ca.csr,
+    ...namesOf(deps),
+    ...proof,
+  };
+  return ep.post<IssuedIdentity>(PATHS.attestFinish, finish);
+}
+
+async function renew(
+  ep: UpstreamEndpoint,
+  deps: ExchangeDeps,
+  keys: Keys,
+  current: LiveIdentity,
+): Promise<IssuedIdentity> {
+  const auth = { clientSvid: current.svid };
+  const begin = await ep.post<RenewBeginResponse>(PATHS.renewBegin, {}, auth);
+  checkShape(begin, ['sessionId', 'nonce'], 'renew/begin');
+  const req: RenewFinishRequest = {
+    sessionId: begin.sessionId,
+    csr: keys.csr,
+    ...caCsrOf(keys),
+    ...namesOf(deps),
+    ...(await quoteFields(deps.attestor, begin, keys.spki)),
+  };
+  return ep.post<IssuedIdentity>(PATHS.renewFinish, req, auth);
+}
+
+/** Renewal of an expired SVID by proof of possession of the still-valid delegated CA key. */
+async function recover(
+  ep: UpstreamEndpoint,
+  deps: ExchangeDeps,
+  keys: Keys,
+  current: LiveIdentity,
+): Promise<IssuedIdentity> {
+  const beginReq: RecoverBeginRequest = { caChain: [...current.ca.chainDer] };
+  const begin = await ep.post<RecoverBeginResponse>(PATHS.recoverBegin, beginReq);
+  checkShape(begin, ['sessionId', 'nonce'], 'recover/begin');
+  const caSignature = sign('sha256', caPopSignedData(begin.nonce, keys.spki), {
+    key: current.ca.key,
+    dsaEncoding: 'der',
+  });
+  const req: RecoverFinishRequest = {
+    sessionId: begin.sessionId,
+    csr: keys.csr,
+    ...caCsrOf(keys),
+    ...namesOf(deps),
+    caSignature,
+    ...(await quoteFields(deps.attestor, begin, keys.spki)),
+  };
+  return ep.post<IssuedIdentity>(PATHS.recoverFinish, req);
+}
+
+async function quoteFields(
+  attestor: Attestor,
+  begin: { readonly nonce: Uint8Array; readonly pcrSelection?: string },
+  spki: Uint8Array,
+): Promise<QuoteFields> {
+  if (!attestor.supports.pcrs || begin.pcrSelection === undefined) return {};
+  const evidence = await attestor.quote(begin.nonce, spki, begin.pcrSelection);
+  return { quote: evidence.quote, signature: evidence.signature, pcrValues: evidence.pcrValues };
+}
+
+/** Check the issuer's answer and build the record and identity to commit. */
+async function assemble(
+  issued: IssuedIdentity,
+  keys: Keys,
+  mode: ExchangeMode,
+  deps: ExchangeDeps,
+): Promise<ExchangeResult> {
   checkShape(issued, ['spiffeId', 'svidChain', 'deviceCaChain', 'bundle'], 'issued identity');
+  const kept = 'kept' in keys.ca ? keys.ca.kept : undefined;
   const gotCa = Array.isArray(issued.deviceCaChain) && issued.deviceCaChain.length > 0;
-  if (gotCa === keepCa)
+  if (gotCa === (kept !== undefined))
     throw new AgentError(
       'ERR_UPSTREAM_PROTOCOL',
-      keepCa
+      kept !== undefined
         ? 'issuer re-signed a delegated CA that was not asked for'
         : 'issued identity lacks the device CA',
     );
@@ -132,13 +207,11 @@ export async function exchange(
   const record: GatewayRecord = {
     spiffeId: issued.spiffeId,
     svidChain: issued.svidChain,
-    svidKey: svidKey.export({ format: 'der', type: 'pkcs8' }),
+    svidKey: keys.svidKey.export({ format: 'der', type: 'pkcs8' }),
     // Kept CA: the current chain and key carry over into the new record unchanged.
-    caChain: caKey === undefined ? (current as LiveIdentity).record.caChain : issued.deviceCaChain,
-    caKey:
-      caKey === undefined
-        ? (current as LiveIdentity).record.caKey
-        : caKey.export({ format: 'der', type: 'pkcs8' }),
+    ...('kept' in keys.ca
+      ? { caChain: keys.ca.kept.record.caChain, caKey: keys.ca.kept.record.caKey }
+      : { caChain: issued.deviceCaChain, caKey: keys.ca.key.export({ format: 'der', type: 'pkcs8' }) }),
     obtainedAt: now,
     via: mode,
     nextNonce: issued.nextNonce ?? new Uint8Array(0),

@@ -33,10 +33,8 @@ export interface AgentOptions {
   readonly serverNames?: readonly string[];
   readonly backoff?: BackoffStrategy;
   readonly breaker?: BreakerOptions;
-  /** What a renewal refused for cause leads to: re-attest at once (default), or halt. */
-  readonly onRefusal?: 'reattest' | 'halt';
-  /** After a refused attestation, try again this much later (default 1 h). */
-  readonly refusalRetryMs?: number;
+  /** While the breaker is open, probe the upstream this often to notice its return (default 15 s). */
+  readonly probeMs?: number;
   /** Revocation feed and bundle poll interval (default 60 s). */
   readonly feedIntervalMs?: number;
   /** Clock watch interval (default 30 s): time floor, forward jumps, overdue timers. */

@@ -29,9 +29,9 @@ export interface GatewayRecord {
   /** Delegated device CA chain, CA first (DER). */
   caChain: Uint8Array[];
   caKey: Uint8Array;
-  /** When this was obtained (epoch ms, by the clock then) and how: attest or renew. */
+  /** When this was obtained (epoch ms, by the clock then) and how: attest, renew or recover (PoP of the CA key). */
   obtainedAt: number;
-  via: 'attest' | 'renew';
+  via: 'attest' | 'renew' | 'recover';
   /** Nonce for the next renewal's quote, as the issuer last gave it. */
   nextNonce: Uint8Array;
 }
