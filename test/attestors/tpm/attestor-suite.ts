@@ -51,9 +51,10 @@ export function tpmAttestorSuite(name: string, tpm: AttestorTpm, random: Random)
       challenge: (begin) => tpmChallenge(begin, random, ca),
       check: tpmCheck,
       checkQuote(begin, nonce, key, selection, ev) {
-        if (begin.method !== 'tpm') throw new Error('not tpm');
+        if (begin.method !== 'tpm') return assert.unreachable('not tpm');
         verifyQuote({ akPublic: begin.akPublic, nonce: qualifyingData(nonce, key), selection, ...ev });
       },
+      refusals: { otherCsrKey: 'ERR_ATTEST_QUOTE_INVALID', otherNonce: 'ERR_ATTEST_QUOTE_INVALID' },
       cleanup: async () => {},
     }));
   }
@@ -119,10 +120,8 @@ export function tpmAttestorSuite(name: string, tpm: AttestorTpm, random: Random)
       });
       assert.equal(Buffer.from(await a.unseal(blob)), key);
       await tpm.reboot();
-      await a.seal(key, { pcrs: [0, 7], expected: { 0: promised } }).then(
-        () => assert.unreachable('sealed without an expected value for PCR 7'),
-        (err: Error) => assert.instance(err, TypeError),
-      );
+      await rejects(() => a.seal(key, { pcrs: [0, 7], expected: { 0: promised } }), 'ERR_ATTESTOR_INPUT');
+      await rejects(() => a.seal(key, { pcrs: [24] }), 'ERR_ATTESTOR_INPUT');
       await a.close();
     },
   );
