@@ -31,6 +31,7 @@
  * await device.close();
  * ```
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { connect as tlsConnect } from 'node:tls';
 import { type IClientOptions, MqttClient } from 'mqtt';
@@ -349,11 +350,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     }
     let next: DeviceIdentity;
     try {
-      next = await DeviceIdentity.enroll(
-        { host: at.host, port: at.port, factory: at.factory },
-        this.#newKey,
-        () => this.#clock.now(),
-      );
+      next = await this.#enrollWithFactory(at.host, at.port, at.factory, old);
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : undefined;
       if (code !== undefined && RETRYABLE_ENROLL.has(code)) {
@@ -380,6 +377,37 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.emit('reenrolled', next.notAfter);
     this.#scheduleRotation();
     await this.#reconnect();
+  }
+
+  /**
+   * Factory re-enrollment: the gateway is recognised by a root the device trusts now (each root
+   * of its current bundle in turn: a CA rotation may have retired the one from provisioning),
+   * then by the fingerprint from provisioning.
+   */
+  async #enrollWithFactory(
+    host: string,
+    port: number,
+    factory: FactoryIdentity,
+    old: DeviceIdentity,
+  ): Promise<DeviceIdentity> {
+    const prints = [
+      ...old.roots.map((r) => createHash('sha256').update(r.raw).digest()),
+      Buffer.from(factory.bundleFingerprint),
+    ];
+    let last: unknown;
+    for (const bundleFingerprint of prints) {
+      try {
+        return await DeviceIdentity.enroll(
+          { host, port, factory: { ...factory, bundleFingerprint } },
+          this.#newKey,
+          () => this.#clock.now(),
+        );
+      } catch (err) {
+        if (!isEdgewardError(err, 'ERR_ENROLL_GATEWAY_UNTRUSTED')) throw err;
+        last = err;
+      }
+    }
+    throw last;
   }
 
   #lockOut(err: TransportError): void {
