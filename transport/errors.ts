@@ -77,7 +77,7 @@ export type TransportErrorCode =
    * retrying and needs a new join token.
    */
   | 'ERR_DEVICE_SVID_EXPIRED'
-  /** Device SDK: `rotate()` called after `close()`. */
+  /** Device SDK: `rotate()` called after `close()`, or after the device locked itself out (`ERR_DEVICE_SVID_EXPIRED`). */
   | 'ERR_DEVICE_CLOSED'
   /** CLI → agent admin socket: not reachable, or the agent refused the request. */
   | 'ERR_ADMIN_UNREACHABLE'
