@@ -41,9 +41,12 @@
  * `reserved-access.ts` (every rule on `$edgeward/` topics), `hooks.ts` (aedes hooks, refusals
  * typed and counted by `refusals.ts`), and one `Teardown` list for a failed start and `close()`.
  */
+import type { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
+import memory from 'aedes-persistence';
 import type { Clock } from '../../runtime/core/clock.ts';
+import { isEdgewardError } from '../../runtime/core/error.ts';
 import { type Logger, nullLogger } from '../../runtime/core/logger.ts';
 import type {
   BundleSource,
@@ -71,10 +74,12 @@ import { guardPublish } from './persistence/guard-publish.ts';
 import { PolicyHolder } from './policy-holder.ts';
 import { Refusals } from './refusals.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
-import { Sessions } from './sessions.ts';
+import { RetainedGuard, type RetainedStats, type RetainedStore } from './retained.ts';
+import { type Session, Sessions } from './sessions.ts';
 import { type SharedStats, SharedSubscriptions } from './shared.ts';
 import { Teardown } from './teardown.ts';
 import { type Endpoint, TlsFront } from './tls-front.ts';
+import { WillGate } from './wills.ts';
 import { batchWrites } from './write-batch.ts';
 
 export type { Endpoint } from './tls-front.ts';
@@ -128,6 +133,8 @@ export interface Broker {
   sharedStats(): SharedStats;
   /** Refusals (CONNECT, PUBLISH, SUBSCRIBE, wills, retained caps) since start, by typed code. */
   refusals(): Readonly<Partial<Record<TransportErrorCode, number>>>;
+  /** Retained messages held (count, bytes of topic + payload) and dropped at start over the caps. */
+  retainedStats(): RetainedStats;
   /** Re-read the policy file (or apply `policy`) and recompute every live session's grants. */
   reloadPolicy(policy?: Policy): Promise<void>;
   close(): Promise<void>;
@@ -146,45 +153,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     logger,
     canReceive: (client, topic) => sessions.of(client.conn)?.grants?.canReceiveShared(topic) === true,
   });
+  let persistence: DurablePersistence | undefined;
   try {
-    let persistence: DurablePersistence | undefined;
-    if (options.persistence !== undefined) {
-      const { DurablePersistence } = await import('./persistence/durable.ts');
-      const opened = await DurablePersistence.open({ ...options.persistence, logger });
-      persistence = opened;
-      teardown.add('journal', () => opened.flushed());
-    }
-    const authorizePublish = authorizePublishByPolicy(sessions, refusals);
-    const broker = new Aedes({
-      ...(persistence === undefined ? {} : { persistence }),
-      connectTimeout: limits.connectTimeoutMs,
-      maxClientsIdLength: 64,
-      preConnect: preConnectRecordingClientId(sessions),
-      authenticate: authenticateBySvid(sessions, refusals, {
-        min: limits.keepaliveMin,
-        max: limits.keepaliveMax,
-      }),
-      // With a journal, a kept QoS 1/2 message is logged before aedes sends its PUBACK.
-      authorizePublish:
-        persistence === undefined
-          ? authorizePublish
-          : (guardPublish(persistence, authorizePublish as never) as unknown as typeof authorizePublish),
-      authorizeSubscribe: authorizeSubscribeByPolicy(sessions, refusals, shared),
-      authorizeForward: authorizeForwardByPolicy(sessions, shared),
-    });
-    shared.attach(broker);
-    await broker.listen();
-    teardown.add('aedes', () => new Promise<void>((r) => broker.close(() => r())));
-    teardown.add('shared subscriptions', () => shared.close());
-    broker.on('clientError', (client, err) =>
-      logger.info('client error', { clientId: client.id, reason: err.message }),
-    );
-    broker.on('connectionError', (_client, err) => logger.info('connection error', { reason: err.message }));
-
-    const renewal = new RenewalService(broker, sessions, options.deviceSigner, bundle, logger);
-    renewal.start();
-    teardown.add('renewal', () => renewal.stop());
-
+    // Created first (it does no I/O until `listen`): its certificate's ID is the `{self}` of the policy.
     const front = new TlsFront({
       svidSource: options.serverSource ?? svidSource,
       ...(options.serverSource === undefined
@@ -206,12 +177,97 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       logger,
       limits,
       onSession(socket: TLSSocket, svid: VerifiedSvid) {
-        sessions.add(socket, svid, policy.grantsFor(svid.spiffeId, front.self));
+        const s = sessions.add(socket, svid, policy.grantsFor(svid.spiffeId, front.self));
         batchWrites(socket);
         const client = broker.handle(socket);
+        s.mqtt = client as unknown as Session['mqtt'];
         limitPacketSize(client, limits.maxPacketSize);
       },
     });
+    const wills = new WillGate({
+      policy,
+      self: () => front.self,
+      revocation: revocationSource,
+      topics: limits,
+    });
+    if (options.persistence !== undefined) {
+      const { DurablePersistence } = await import('./persistence/durable.ts');
+      const opened = await DurablePersistence.open({
+        ...options.persistence,
+        logger,
+        admitWill: (will) => wills.check(will),
+      });
+      persistence = opened;
+      teardown.add('journal', () => opened.flushed());
+    }
+    const retained = new RetainedGuard(limits, logger);
+    const authorizePublish = authorizePublishByPolicy(sessions, refusals, {
+      gate: wills,
+      retained,
+      topics: limits,
+      drop: (will) => dropWill(will as unknown as { clientId?: string; brokerId?: string }),
+    });
+    // Without a journal, aedes' own in-memory persistence, created here so `retained.ts` can wrap it.
+    const store = persistence ?? (memory as unknown as () => RetainedStore)();
+    const broker = new Aedes({
+      persistence: store as never,
+      connectTimeout: limits.connectTimeoutMs,
+      heartbeatInterval: limits.heartbeatIntervalMs,
+      maxTopicLevels: Math.min(limits.maxTopicLevels, 100),
+      maxClientsIdLength: 64,
+      preConnect: preConnectRecordingClientId(sessions),
+      authenticate: authenticateBySvid(
+        sessions,
+        refusals,
+        { min: limits.keepaliveMin, max: limits.keepaliveMax },
+        limits,
+      ),
+      // With a journal, a kept QoS 1/2 message is logged before aedes sends its PUBACK.
+      authorizePublish:
+        persistence === undefined
+          ? authorizePublish
+          : (guardPublish(persistence, authorizePublish as never) as unknown as typeof authorizePublish),
+      authorizeSubscribe: authorizeSubscribeByPolicy(sessions, refusals, shared),
+      authorizeForward: authorizeForwardByPolicy(sessions, shared),
+    });
+    // No error of aedes or of its persistence (a will it could not publish, a journal write) may
+    // end the process: logged with a code, the broker keeps serving.
+    (broker as unknown as EventEmitter).on('error', (err: Error) =>
+      logger.error('broker error', { code: 'ERR_MQTT_BROKER_ERROR', reason: err.message }),
+    );
+    const dropWill = (will: { clientId?: string; brokerId?: string }): void => {
+      if (will.clientId === undefined) return;
+      (broker as unknown as { persistence: { delWill(c: object): Promise<unknown> } }).persistence
+        .delWill({ id: will.clientId, brokerId: will.brokerId ?? broker.id })
+        .catch((err: Error) =>
+          logger.error('will not deleted', { clientId: will.clientId, reason: err.message }),
+        );
+    };
+    shared.attach(broker);
+    await retained.attach(broker, store, persistence?.takeRestoredRetained());
+    await broker.listen();
+    teardown.add('aedes', () => new Promise<void>((r) => broker.close(() => r())));
+    teardown.add('shared subscriptions', () => shared.close());
+    broker.on('clientError', (client, err) => {
+      if (err instanceof TransportError) refusals.count(err);
+      logger.info('client error', {
+        clientId: client.id,
+        reason: err.message,
+        ...(isEdgewardError(err) ? { code: err.code } : {}),
+      });
+    });
+    broker.on('connectionError', (_client, err) => {
+      if (err instanceof TransportError) refusals.count(err);
+      logger.info('connection error', {
+        reason: err.message,
+        ...(isEdgewardError(err) ? { code: err.code } : {}),
+      });
+    });
+
+    const renewal = new RenewalService(broker, sessions, options.deviceSigner, bundle, logger);
+    renewal.start();
+    teardown.add('renewal', () => renewal.stop());
+
     front.start();
     teardown.add('main listener closed', () => front.closed());
     teardown.add('sessions', () => sessions.closeAll());
@@ -231,6 +287,13 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       revocationSource.onRevoke(({ spiffeIds, serials }) => {
         for (const s of sessions.matching(new Set(spiffeIds), new Set(serials))) {
           logger.warn('session closed: revoked', { spiffeId: s.svid.spiffeId, clientId: s.clientId });
+          // A revoked device's will is dropped, not published when its socket goes.
+          if (s.mqtt !== undefined) {
+            const hadWill = s.mqtt.will != null;
+            s.mqtt.will = null;
+            s.mqtt._will = null;
+            if (hadWill) dropWill({ clientId: s.mqtt.id });
+          }
           s.socket.destroy();
         }
       }),
@@ -277,6 +340,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       persistenceStats: () => persistence?.stats(),
       sharedStats: () => shared.stats(),
       refusals: () => refusals.counts(),
+      retainedStats: () => retained.stats(),
       async reloadPolicy(next?: Policy) {
         if (teardown.ran) throw new TransportError('ERR_BROKER_CLOSED', 'broker is closed');
         await policy.reload(next);

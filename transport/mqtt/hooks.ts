@@ -24,8 +24,17 @@ import type { TransportErrorCode } from '../errors.ts';
 import { isShared, parseShared } from '../policy/share.ts';
 import type { Refusals } from './refusals.ts';
 import { reservedPublish, reservedReceive } from './reserved-access.ts';
+import type { RetainedGuard } from './retained.ts';
 import type { Sessions } from './sessions.ts';
 import type { SharedSubscriptions } from './shared.ts';
+import {
+  type TopicLimits,
+  topicNameProblem,
+  WILL_OWNER,
+  type WillGate,
+  willOwner,
+  willProblem,
+} from './wills.ts';
 
 export type AuthError = Error & { returnCode: number };
 
@@ -33,24 +42,42 @@ export const CONNACK_IDENTIFIER_REJECTED = 2;
 export const CONNACK_SERVER_UNAVAILABLE = 3;
 export const CONNACK_NOT_AUTHORIZED = 5;
 
-/** Records the CONNECT packet's own client id (aedes replaces an empty one before `authenticate`). */
+/**
+ * Records the CONNECT packet's own client id (aedes replaces an empty one before `authenticate`)
+ * and will, and stamps the will with its owner (`wills.ts`).
+ */
 export function preConnectRecordingClientId(sessions: Sessions) {
   return (client: Client, packet: AedesConnect, done: (err: Error | null, ok: boolean) => void): void => {
     const s = sessions.of(client.conn);
-    if (s !== undefined)
+    const will = packet.will;
+    if (s !== undefined) {
       s.connect = {
         clientId: packet.clientId,
         clean: packet.clean !== false,
         keepalive: packet.keepalive ?? 0,
+        will: will == null ? undefined : { topic: will.topic, retain: will.retain === true },
       };
+      if (will != null) (will as unknown as Record<string, unknown>)[WILL_OWNER] = s.svid.spiffeId;
+    }
     done(null, true);
   };
+}
+
+/** What the publish hook needs to judge wills. */
+export interface WillChecks {
+  readonly gate: WillGate;
+  readonly topics: TopicLimits;
+  /** Deletes a stored will that was refused (so a replay does not retry it forever). */
+  drop(will: PublishPacket): void;
+  /** The retained caps (`retained.ts`). */
+  readonly retained: RetainedGuard;
 }
 
 export function authenticateBySvid(
   sessions: Sessions,
   refusals: Refusals,
   keepalive: { readonly min: number; readonly max: number },
+  topics: TopicLimits,
 ) {
   return (
     client: Client,
@@ -103,14 +130,32 @@ export function authenticateBySvid(
       );
       return;
     }
+    if (raw.will !== undefined) {
+      const bad = willProblem(g, raw.will, topics);
+      if (bad !== undefined) {
+        refuse(CONNACK_NOT_AUTHORIZED, bad.code, bad.reason);
+        return;
+      }
+    }
     const clientId = raw.clientId === '' ? client.id : raw.clientId;
+    // Session takeover [MQTT-3.1.4-2] only within one identity: with `clientId: any` another
+    // identity could otherwise close a live session, or inherit a persistent one's messages.
+    const owner = sessions.ownerOf(clientId);
+    if (owner !== undefined && owner !== s.svid.spiffeId) {
+      refuse(
+        CONNACK_IDENTIFIER_REJECTED,
+        'ERR_MQTT_SESSION_TAKEOVER',
+        `client id ${clientId} belongs to another identity`,
+      );
+      return;
+    }
     const others = sessions.clientIdsOf(s.svid.spiffeId);
     others.delete(clientId); // a reconnect with the same client id takes the old session over
     if (others.size >= g.maxConnections) {
       refuse(CONNACK_SERVER_UNAVAILABLE, 'ERR_MQTT_CONNECTION_CAP', 'per-identity connection cap reached');
       return;
     }
-    s.clientId = clientId;
+    sessions.admit(s, clientId, raw.clean);
     done(null, true);
   };
 }
@@ -120,17 +165,41 @@ export function authenticateBySvid(
  * broker's `publish` event), any other reserved topic is refused, the rest is up to the policy.
  * The broker's own messages (`Aedes.publish`: bundle, replies) never pass through this hook.
  */
-export function authorizePublishByPolicy(sessions: Sessions, refusals: Refusals) {
+export function authorizePublishByPolicy(sessions: Sessions, refusals: Refusals, wills: WillChecks) {
   return (client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void => {
-    if (client === null) {
-      done(null);
-      return;
-    } // replayed wills (see below)
-    const s = sessions.of(client.conn);
-    const g = s?.grants;
     const topic = packet.topic;
     const retain = packet.retain === true;
+    // aedes calls this hook with a will when the owner's connection drops (client = that
+    // connection) and when it replays stored wills (client = null, or whichever connection now
+    // has that client id): either way the will is judged by its owner's grants, never the client's.
+    const owner = willOwner(packet);
+    if (owner !== undefined || client === null) {
+      const bad =
+        wills.gate.check(packet) ??
+        (retain && owner !== undefined ? wills.retained.admit(owner, topic, packet.payload) : undefined);
+      if (bad === undefined) {
+        done(null);
+        return;
+      }
+      if (client === null) wills.drop(packet);
+      done(
+        refusals.refuse('will', bad.code, bad.reason, {
+          owner,
+          clientId: (packet as { clientId?: string }).clientId,
+          topic,
+          retain,
+        }),
+      );
+      return;
+    }
+    const s = sessions.of(client.conn);
+    const g = s?.grants;
     const fields = { spiffeId: s?.svid.spiffeId, clientId: client.id, topic, retain };
+    const badTopic = topicNameProblem(topic, wills.topics);
+    if (badTopic !== undefined) {
+      done(refusals.refuse('PUBLISH', 'ERR_MQTT_TOPIC_INVALID', badTopic, fields));
+      return;
+    }
     const reserved = reservedPublish(g, topic, retain);
     if (reserved === 'renew') {
       done(null);
@@ -141,7 +210,8 @@ export function authorizePublishByPolicy(sessions: Sessions, refusals: Refusals)
       return;
     }
     if (g?.canPublish(topic, retain)) {
-      done(null);
+      const full = retain ? wills.retained.admit(g.spiffeId, topic, packet.payload) : undefined;
+      done(full === undefined ? null : refusals.refuse('PUBLISH', full.code, full.reason, fields));
       return;
     }
     done(

@@ -15,6 +15,8 @@ import { TransportError, type TransportErrorCode } from '../errors.ts';
 export class Refusals {
   readonly #logger: Logger;
   readonly #counts = new Map<TransportErrorCode, number>();
+  /** Errors `refuse` made (and counted), which aedes may report again as a client error. */
+  readonly #made = new WeakSet<Error>();
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -24,7 +26,16 @@ export class Refusals {
   refuse(what: string, code: TransportErrorCode, reason: string, fields: LogFields = {}): TransportError {
     this.#counts.set(code, (this.#counts.get(code) ?? 0) + 1);
     this.#logger.warn(`${what} refused`, { code, reason, ...fields });
-    return new TransportError(code, reason);
+    const err = new TransportError(code, reason);
+    this.#made.add(err);
+    return err;
+  }
+
+  /** Counts a refusal already logged elsewhere (e.g. a parser error aedes reports). */
+  count(err: TransportError): void {
+    if (this.#made.has(err)) return;
+    this.#made.add(err);
+    this.#counts.set(err.code, (this.#counts.get(err.code) ?? 0) + 1);
   }
 
   /** Refusals since start, by code. */

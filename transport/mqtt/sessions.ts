@@ -26,6 +26,10 @@ export interface Session extends ExpiryEntry {
   clientId: string | undefined;
   /** The CONNECT packet's own fields, recorded by `preConnect` for `authenticate` (then cleared). */
   connect: ConnectRecord | undefined;
+  /** The aedes client once the socket is handed to aedes (its `will` is cleared on revocation). */
+  mqtt: { will: unknown; _will?: unknown; readonly id: string } | undefined;
+  /** CleanSession of the accepted CONNECT. */
+  clean: boolean;
 }
 
 /** What `authenticate` needs of the CONNECT packet (aedes replaces an empty client id before it). */
@@ -33,6 +37,8 @@ export interface ConnectRecord {
   readonly clientId: string;
   readonly clean: boolean;
   readonly keepalive: number;
+  /** The will's topic and retain flag, when the CONNECT has one. */
+  readonly will: { readonly topic: string; readonly retain: boolean } | undefined;
 }
 
 export class Sessions {
@@ -41,6 +47,11 @@ export class Sessions {
   /** Sessions by SPIFFE ID, for the per-identity connection cap at each CONNECT. */
   readonly #byId = new Map<string, Session[]>();
   readonly #expiry: ExpiryQueue<Session>;
+  /**
+   * The identity that last held each MQTT client id since start (a persistent session outlives
+   * its connection): a client id is only ever taken over by the same SPIFFE ID.
+   */
+  readonly #owners = new Map<string, string>();
   readonly #onClose: (this: TLSSocket) => void;
 
   constructor(clock: Clock, logger: Logger) {
@@ -66,6 +77,8 @@ export class Sessions {
       grants,
       clientId: undefined,
       connect: undefined,
+      mqtt: undefined,
+      clean: true,
       deadline: svid.notAfter,
       heapIndex: -1,
     };
@@ -89,6 +102,9 @@ export class Sessions {
     const i = same.indexOf(s);
     if (i !== -1) same.splice(i, 1);
     if (same.length === 0) this.#byId.delete(s.svid.spiffeId);
+    // A clean session's client id is free again, unless a newer session of the identity took it over.
+    const id = s.clientId;
+    if (s.clean && id !== undefined && !same.some((o) => o.clientId === id)) this.#owners.delete(id);
   }
 
   of(conn: object): Session | undefined {
@@ -103,6 +119,18 @@ export class Sessions {
         s.svid.caIds.some((id) => spiffeIds.has(id)) ||
         s.svid.serials.some((x) => serials.has(x)),
     );
+  }
+
+  /** The SPIFFE ID that holds (or last held) `clientId`, if any. */
+  ownerOf(clientId: string): string | undefined {
+    return this.#owners.get(clientId);
+  }
+
+  /** Records that `s` was admitted with `clientId`; a clean session releases the id when it closes. */
+  admit(s: Session, clientId: string, clean: boolean): void {
+    s.clientId = clientId;
+    s.clean = clean;
+    this.#owners.set(clientId, s.svid.spiffeId);
   }
 
   /** Authenticated sessions of one identity, by MQTT client id. */

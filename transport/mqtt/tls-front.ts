@@ -41,7 +41,12 @@ export interface TlsFrontOptions {
   readonly trustDomain: string;
   readonly clock: Clock;
   readonly logger: Logger;
-  readonly limits: { readonly handshakeTimeoutMs: number; readonly maxConnections: number };
+  readonly limits: {
+    readonly handshakeTimeoutMs: number;
+    readonly maxConnections: number;
+    /** A verified socket with no traffic for this long is closed (independent of MQTT keepalive). */
+    readonly maxIdleMs: number;
+  };
   /** A socket whose peer chain verified. */
   readonly onSession: (socket: TLSSocket, svid: VerifiedSvid) => void;
   /** The source has no valid certificate any more (ERR_SVID_UNAVAILABLE at a change); optional. */
@@ -51,6 +56,11 @@ export interface TlsFrontOptions {
 /** The one error listener of every main-listener socket (a shared function, not a closure each). */
 function destroySocket(this: TLSSocket): void {
   this.destroy();
+}
+
+/** The idle timeout of every verified socket: closed, with the reason. */
+function closeIdle(this: TLSSocket): void {
+  this.destroy(new TransportError('ERR_MQTT_IDLE_TIMEOUT', 'no traffic within the broker maxIdleMs'));
 }
 
 export class TlsFront {
@@ -197,6 +207,9 @@ export class TlsFront {
       socket.destroy();
       return;
     }
+    // Node's socket timeout: no bytes read or written for maxIdleMs (one shared listener).
+    socket.setTimeout(this.#o.limits.maxIdleMs);
+    socket.on('timeout', closeIdle);
     this.#o.onSession(socket, svid);
   }
 }
