@@ -93,7 +93,14 @@ function docsCheck() {
 
 /** The static checks of test-checks.mjs, each printed as a check line. */
 function staticChecks(files) {
-  const { only, unasserted } = checkSuite(files, ROOT);
+  let found;
+  try {
+    found = checkSuite(files, ROOT);
+  } catch (err) {
+    console.log(`FAIL static test checks could not run: ${err.stack ?? err}`);
+    return [false, false];
+  }
+  const { only, unasserted } = found;
   const report = (name, found, why) => {
     console.log(`${found.length === 0 ? 'ok  ' : 'FAIL'} ${name}`);
     if (found.length > 0) console.log(`${why}:\n${found.map((f) => `  ${f}`).join('\n')}`);

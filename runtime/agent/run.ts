@@ -22,7 +22,7 @@ import type { BrokerLimits } from '../../transport/mqtt/limits.ts';
 import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
 import { SealedJournalDb } from '../../transport/mqtt/persistence/sealed-db.ts';
 import { type BridgeCounters, type JournalCounters, renderMetrics } from '../admin/metrics.ts';
-import { statusReport } from '../admin/report.ts';
+import { type BrokerState, statusReport } from '../admin/report.ts';
 import { startAdmin } from '../admin/server.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
@@ -94,6 +94,12 @@ export async function runAgent(
   };
   if (plan.onStop) closers.push(plan.onStop);
   try {
+    // A policy file that does not load stops the agent here, with every problem and its line:
+    // never an agent that runs without its broker (issue 15, item 7).
+    if (plan.broker?.policyFile !== undefined) {
+      const { loadPolicyFile } = await import('../../transport/policy/load.ts');
+      await loadPolicyFile(plan.broker.policyFile);
+    }
     await plan.attestor.start();
     closers.push(() => plan.attestor.close());
     const protector = await plan.protector(plan.attestor);
@@ -125,6 +131,8 @@ export async function runAgent(
     closers.push(async () => serverIdentity.stop());
 
     const listeners: { name: string; address: string }[] = [];
+    /** What `edgeward status` says of the broker: its true state, and why it failed. */
+    let brokerState: BrokerState = plan.broker === undefined ? { state: 'none' } : { state: 'starting' };
     let brokerRef:
       | { bridgeStats(): BridgeCounters | undefined; persistenceStats(): JournalCounters | undefined }
       | undefined;
@@ -132,6 +140,8 @@ export async function runAgent(
     const { LevelTokenStore } = await import('../../transport/enroll/token-store.ts');
     const tokenStore = new LevelTokenStore(tokenDb as never);
     const socketPath = plan.admin?.socket ?? join(plan.dataDir, 'admin.sock');
+    // Read before the admin socket listens: `/v1/status` may be asked at once (issue 15, item 9).
+    let lastStats = await store.stats();
     const admin = await startAdmin({
       socketPath,
       logger,
@@ -145,6 +155,7 @@ export async function runAgent(
             store: lastStats,
             bridge: brokerRef?.bridgeStats(),
             local: serverIdentity.status(),
+            broker: brokerState,
           }),
         metrics: () =>
           renderMetrics(
@@ -156,6 +167,9 @@ export async function runAgent(
           ),
         createDeviceToken: async (req) => {
           const { issueJoinToken } = await import('../../transport/enroll/join-token.ts');
+          const { assertNotRevoked } = await import('../../transport/enroll/revoked.ts');
+          // A token that could never be used is not issued: a revoked device id is refused here.
+          assertNotRevoked(agent.revocations, agent.deviceSigner.gatewayId, req.id);
           return issueJoinToken({
             store: tokenStore,
             random,
@@ -168,7 +182,6 @@ export async function runAgent(
       },
     });
     closers.push(() => admin.close());
-    let lastStats = await store.stats();
     const statsTimer = setInterval(() => {
       store.stats().then(
         (s) => {
@@ -188,12 +201,14 @@ export async function runAgent(
       const b = plan.broker;
       brokerStarting = (async () => {
         const { startBroker } = await import('../../transport/mqtt/broker.ts');
+        const { refusingRevoked } = await import('../../transport/enroll/revoked.ts');
         const broker = await startBroker({
           serverSource: serverIdentity,
           svidSource: agent.svidSource,
           bundleSource: agent.bundleSource,
           revocationSource: agent.revocations,
-          deviceSigner: agent.deviceSigner,
+          // A revoked device id is never enrolled (or renewed) again.
+          deviceSigner: refusingRevoked(agent.deviceSigner, agent.revocations),
           tokenStore,
           trustDomain: plan.trustDomain,
           clock,
@@ -214,6 +229,8 @@ export async function runAgent(
           ...(b.bridge !== undefined
             ? {
                 bridge: {
+                  // The client id when the upstream SVID has expired at start (it then waits for one).
+                  ...(serverIdentity.status().up ? { gatewayId: serverIdentity.getX509Svid().spiffeId } : {}),
                   upstream: b.bridge.upstream,
                   topics: b.bridge.topics,
                   reconnectMs: b.bridge.reconnectMs,
@@ -228,6 +245,7 @@ export async function runAgent(
         });
         closers.push(() => broker.close());
         brokerRef = broker;
+        brokerState = { state: 'serving' };
         const fmt = (e: { host: string; port: number }) =>
           `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
         listeners.push({ name: 'mqtt', address: fmt(broker.addresses.mqtt) });
@@ -235,9 +253,12 @@ export async function runAgent(
           listeners.push({ name: 'enrollment', address: fmt(broker.addresses.enrollment) });
         banner(agent, listeners, socketPath, deps.out);
       })().catch((err: unknown) => {
+        const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+        brokerState = { state: 'failed', error: { code, message: (err as Error).message } };
         logger.error('broker failed to start', {
           event: 'broker.failed',
-          code: (err as { code?: string }).code,
+          code,
+          reason: (err as Error).message,
         });
         brokerStarting = undefined;
       });

@@ -7,7 +7,7 @@
 import { FORMAT_TESTS as FORMATS, ucs2length } from './formats.ts';
 export const validate = validate10;
 export default validate10;
-const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"type":"integer"},"maxPacketSize":{"minimum":128,"type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
+const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = FORMATS["trust-domain"];
@@ -185,9 +185,13 @@ errors++;
 }
 if(data.attestation !== undefined){
 let data4 = data.attestation;
+const _errs13 = errors;
+let valid2 = true;
+const _errs14 = errors;
 if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
-if(data4.method === undefined){
-const err14 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/required",keyword:"required",params:{missingProperty: "method"},message:"must have required property '"+"method"+"'"};
+if(data4.method !== undefined){
+if("join-token" !== data4.method){
+const err14 = {};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -196,9 +200,23 @@ vErrors.push(err14);
 }
 errors++;
 }
-for(const key1 in data4){
-if(!(((((key1 === "method") || (key1 === "pcrs")) || (key1 === "joinTokenFile")) || (key1 === "certificate")) || (key1 === "key"))){
-const err15 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
+}
+}
+var _valid0 = _errs14 === errors;
+errors = _errs13;
+if(vErrors !== null){
+if(_errs13){
+vErrors.length = _errs13;
+}
+else {
+vErrors = null;
+}
+}
+if(_valid0){
+const _errs16 = errors;
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+if(data4.joinTokenFile === undefined){
+const err15 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/0/then/required",keyword:"required",params:{missingProperty: "joinTokenFile"},message:"must have required property '"+"joinTokenFile"+"'"};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -208,13 +226,11 @@ vErrors.push(err15);
 errors++;
 }
 }
-if(data4.method !== undefined){
-let data5 = data4.method;
-const _errs14 = errors;
-let valid2 = false;
-const _errs15 = errors;
-if(typeof data5 !== "string"){
-const err16 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+var _valid0 = _errs16 === errors;
+valid2 = _valid0;
+}
+if(!valid2){
+const err16 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/0/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -223,8 +239,13 @@ vErrors.push(err16);
 }
 errors++;
 }
-if("tpm" !== data5){
-const err17 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/0/const",keyword:"const",params:{allowedValue: "tpm"},message:"must be equal to constant"};
+const _errs18 = errors;
+let valid4 = true;
+const _errs19 = errors;
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+if(data4.method !== undefined){
+if("x509pop" !== data4.method){
+const err17 = {};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -233,12 +254,23 @@ vErrors.push(err17);
 }
 errors++;
 }
-var _valid0 = _errs15 === errors;
-valid2 = valid2 || _valid0;
-if(!valid2){
-const _errs17 = errors;
-if(typeof data5 !== "string"){
-const err18 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+}
+var _valid1 = _errs19 === errors;
+errors = _errs18;
+if(vErrors !== null){
+if(_errs18){
+vErrors.length = _errs18;
+}
+else {
+vErrors = null;
+}
+}
+if(_valid1){
+const _errs21 = errors;
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+if(data4.certificate === undefined){
+const err18 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/1/then/required",keyword:"required",params:{missingProperty: "certificate"},message:"must have required property '"+"certificate"+"'"};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -247,8 +279,8 @@ vErrors.push(err18);
 }
 errors++;
 }
-if("join-token" !== data5){
-const err19 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/1/const",keyword:"const",params:{allowedValue: "join-token"},message:"must be equal to constant"};
+if(data4.key === undefined){
+const err19 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/1/then/required",keyword:"required",params:{missingProperty: "key"},message:"must have required property '"+"key"+"'"};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -257,12 +289,12 @@ vErrors.push(err19);
 }
 errors++;
 }
-var _valid0 = _errs17 === errors;
-valid2 = valid2 || _valid0;
-if(!valid2){
-const _errs19 = errors;
-if(typeof data5 !== "string"){
-const err20 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+var _valid1 = _errs21 === errors;
+valid4 = _valid1;
+}
+if(!valid4){
+const err20 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/1/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -271,8 +303,9 @@ vErrors.push(err20);
 }
 errors++;
 }
-if("x509pop" !== data5){
-const err21 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/2/const",keyword:"const",params:{allowedValue: "x509pop"},message:"must be equal to constant"};
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+if(data4.method === undefined){
+const err21 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/required",keyword:"required",params:{missingProperty: "method"},message:"must have required property '"+"method"+"'"};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -281,12 +314,9 @@ vErrors.push(err21);
 }
 errors++;
 }
-var _valid0 = _errs19 === errors;
-valid2 = valid2 || _valid0;
-}
-}
-if(!valid2){
-const err22 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+for(const key1 in data4){
+if(!(((((key1 === "method") || (key1 === "pcrs")) || (key1 === "joinTokenFile")) || (key1 === "certificate")) || (key1 === "key"))){
+const err22 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -295,23 +325,14 @@ vErrors.push(err22);
 }
 errors++;
 }
-else {
-errors = _errs14;
-if(vErrors !== null){
-if(_errs14){
-vErrors.length = _errs14;
 }
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data4.pcrs !== undefined){
-let data6 = data4.pcrs;
-if(typeof data6 === "string"){
-if(!pattern0.test(data6)){
-const err23 = {instancePath:instancePath+"/attestation/pcrs",schemaPath:"#/properties/attestation/properties/pcrs/pattern",keyword:"pattern",params:{pattern: "^(sha1|sha256|sha384):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha1|sha256|sha384):\\d+(,\\d+)*$"+"\""};
+if(data4.method !== undefined){
+let data7 = data4.method;
+const _errs24 = errors;
+let valid7 = false;
+const _errs25 = errors;
+if(typeof data7 !== "string"){
+const err23 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -320,9 +341,8 @@ vErrors.push(err23);
 }
 errors++;
 }
-}
-else {
-const err24 = {instancePath:instancePath+"/attestation/pcrs",schemaPath:"#/properties/attestation/properties/pcrs/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if("tpm" !== data7){
+const err24 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/0/const",keyword:"const",params:{allowedValue: "tpm"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -331,12 +351,12 @@ vErrors.push(err24);
 }
 errors++;
 }
-}
-if(data4.joinTokenFile !== undefined){
-let data7 = data4.joinTokenFile;
-if(typeof data7 === "string"){
-if(func3(data7) < 1){
-const err25 = {instancePath:instancePath+"/attestation/joinTokenFile",schemaPath:"#/properties/attestation/properties/joinTokenFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+var _valid2 = _errs25 === errors;
+valid7 = valid7 || _valid2;
+if(!valid7){
+const _errs27 = errors;
+if(typeof data7 !== "string"){
+const err25 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -345,9 +365,8 @@ vErrors.push(err25);
 }
 errors++;
 }
-}
-else {
-const err26 = {instancePath:instancePath+"/attestation/joinTokenFile",schemaPath:"#/properties/attestation/properties/joinTokenFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if("join-token" !== data7){
+const err26 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/1/const",keyword:"const",params:{allowedValue: "join-token"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -356,12 +375,12 @@ vErrors.push(err26);
 }
 errors++;
 }
-}
-if(data4.certificate !== undefined){
-let data8 = data4.certificate;
-if(typeof data8 === "string"){
-if(func3(data8) < 1){
-const err27 = {instancePath:instancePath+"/attestation/certificate",schemaPath:"#/properties/attestation/properties/certificate/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+var _valid2 = _errs27 === errors;
+valid7 = valid7 || _valid2;
+if(!valid7){
+const _errs29 = errors;
+if(typeof data7 !== "string"){
+const err27 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -370,9 +389,8 @@ vErrors.push(err27);
 }
 errors++;
 }
-}
-else {
-const err28 = {instancePath:instancePath+"/attestation/certificate",schemaPath:"#/properties/attestation/properties/certificate/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if("x509pop" !== data7){
+const err28 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/2/const",keyword:"const",params:{allowedValue: "x509pop"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -381,12 +399,12 @@ vErrors.push(err28);
 }
 errors++;
 }
+var _valid2 = _errs29 === errors;
+valid7 = valid7 || _valid2;
 }
-if(data4.key !== undefined){
-let data9 = data4.key;
-if(typeof data9 === "string"){
-if(func3(data9) < 1){
-const err29 = {instancePath:instancePath+"/attestation/key",schemaPath:"#/properties/attestation/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(!valid7){
+const err29 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -395,9 +413,23 @@ vErrors.push(err29);
 }
 errors++;
 }
+else {
+errors = _errs24;
+if(vErrors !== null){
+if(_errs24){
+vErrors.length = _errs24;
 }
 else {
-const err30 = {instancePath:instancePath+"/attestation/key",schemaPath:"#/properties/attestation/properties/key/type",keyword:"type",params:{type: "string"},message:"must be string"};
+vErrors = null;
+}
+}
+}
+}
+if(data4.pcrs !== undefined){
+let data8 = data4.pcrs;
+if(typeof data8 === "string"){
+if(!pattern0.test(data8)){
+const err30 = {instancePath:instancePath+"/attestation/pcrs",schemaPath:"#/properties/attestation/properties/pcrs/pattern",keyword:"pattern",params:{pattern: "^(sha1|sha256|sha384):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha1|sha256|sha384):\\d+(,\\d+)*$"+"\""};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -407,9 +439,8 @@ vErrors.push(err30);
 errors++;
 }
 }
-}
 else {
-const err31 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err31 = {instancePath:instancePath+"/attestation/pcrs",schemaPath:"#/properties/attestation/properties/pcrs/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -419,11 +450,11 @@ vErrors.push(err31);
 errors++;
 }
 }
-if(data.upstream !== undefined){
-let data10 = data.upstream;
-if(data10 && typeof data10 == "object" && !Array.isArray(data10)){
-if(data10.endpoints === undefined){
-const err32 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
+if(data4.joinTokenFile !== undefined){
+let data9 = data4.joinTokenFile;
+if(typeof data9 === "string"){
+if(func3(data9) < 1){
+const err32 = {instancePath:instancePath+"/attestation/joinTokenFile",schemaPath:"#/properties/attestation/properties/joinTokenFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -432,9 +463,9 @@ vErrors.push(err32);
 }
 errors++;
 }
-for(const key2 in data10){
-if(!(((key2 === "endpoints") || (key2 === "caFile")) || (key2 === "timeout"))){
-const err33 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"};
+}
+else {
+const err33 = {instancePath:instancePath+"/attestation/joinTokenFile",schemaPath:"#/properties/attestation/properties/joinTokenFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -444,11 +475,11 @@ vErrors.push(err33);
 errors++;
 }
 }
-if(data10.endpoints !== undefined){
-let data11 = data10.endpoints;
-if(Array.isArray(data11)){
-if(data11.length < 1){
-const err34 = {instancePath:instancePath+"/upstream/endpoints",schemaPath:"#/properties/upstream/properties/endpoints/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(data4.certificate !== undefined){
+let data10 = data4.certificate;
+if(typeof data10 === "string"){
+if(func3(data10) < 1){
+const err34 = {instancePath:instancePath+"/attestation/certificate",schemaPath:"#/properties/attestation/properties/certificate/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -457,12 +488,9 @@ vErrors.push(err34);
 }
 errors++;
 }
-const len0 = data11.length;
-for(let i0=0; i0<len0; i0++){
-let data12 = data11[i0];
-if(typeof data12 === "string"){
-if(!(formats4(data12))){
-const err35 = {instancePath:instancePath+"/upstream/endpoints/" + i0,schemaPath:"#/properties/upstream/properties/endpoints/items/format",keyword:"format",params:{format: "https-url"},message:"must match format \""+"https-url"+"\""};
+}
+else {
+const err35 = {instancePath:instancePath+"/attestation/certificate",schemaPath:"#/properties/attestation/properties/certificate/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -472,8 +500,11 @@ vErrors.push(err35);
 errors++;
 }
 }
-else {
-const err36 = {instancePath:instancePath+"/upstream/endpoints/" + i0,schemaPath:"#/properties/upstream/properties/endpoints/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data4.key !== undefined){
+let data11 = data4.key;
+if(typeof data11 === "string"){
+if(func3(data11) < 1){
+const err36 = {instancePath:instancePath+"/attestation/key",schemaPath:"#/properties/attestation/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err36];
 }
@@ -483,9 +514,8 @@ vErrors.push(err36);
 errors++;
 }
 }
-}
 else {
-const err37 = {instancePath:instancePath+"/upstream/endpoints",schemaPath:"#/properties/upstream/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err37 = {instancePath:instancePath+"/attestation/key",schemaPath:"#/properties/attestation/properties/key/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err37];
 }
@@ -495,11 +525,9 @@ vErrors.push(err37);
 errors++;
 }
 }
-if(data10.caFile !== undefined){
-let data13 = data10.caFile;
-if(typeof data13 === "string"){
-if(func3(data13) < 1){
-const err38 = {instancePath:instancePath+"/upstream/caFile",schemaPath:"#/properties/upstream/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err38 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err38];
 }
@@ -509,8 +537,11 @@ vErrors.push(err38);
 errors++;
 }
 }
-else {
-const err39 = {instancePath:instancePath+"/upstream/caFile",schemaPath:"#/properties/upstream/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.upstream !== undefined){
+let data12 = data.upstream;
+if(data12 && typeof data12 == "object" && !Array.isArray(data12)){
+if(data12.endpoints === undefined){
+const err39 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
 if(vErrors === null){
 vErrors = [err39];
 }
@@ -519,12 +550,9 @@ vErrors.push(err39);
 }
 errors++;
 }
-}
-if(data10.timeout !== undefined){
-let data14 = data10.timeout;
-if(typeof data14 === "string"){
-if(!(formats6(data14))){
-const err40 = {instancePath:instancePath+"/upstream/timeout",schemaPath:"#/properties/upstream/properties/timeout/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+for(const key2 in data12){
+if(!(((key2 === "endpoints") || (key2 === "caFile")) || (key2 === "timeout"))){
+const err40 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err40];
 }
@@ -534,8 +562,11 @@ vErrors.push(err40);
 errors++;
 }
 }
-else {
-const err41 = {instancePath:instancePath+"/upstream/timeout",schemaPath:"#/properties/upstream/properties/timeout/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data12.endpoints !== undefined){
+let data13 = data12.endpoints;
+if(Array.isArray(data13)){
+if(data13.length < 1){
+const err41 = {instancePath:instancePath+"/upstream/endpoints",schemaPath:"#/properties/upstream/properties/endpoints/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -544,10 +575,12 @@ vErrors.push(err41);
 }
 errors++;
 }
-}
-}
-else {
-const err42 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const len0 = data13.length;
+for(let i0=0; i0<len0; i0++){
+let data14 = data13[i0];
+if(typeof data14 === "string"){
+if(!(formats4(data14))){
+const err42 = {instancePath:instancePath+"/upstream/endpoints/" + i0,schemaPath:"#/properties/upstream/properties/endpoints/items/format",keyword:"format",params:{format: "https-url"},message:"must match format \""+"https-url"+"\""};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -557,12 +590,8 @@ vErrors.push(err42);
 errors++;
 }
 }
-if(data.rotation !== undefined){
-let data15 = data.rotation;
-if(data15 && typeof data15 == "object" && !Array.isArray(data15)){
-for(const key3 in data15){
-if(!(((((key3 === "backoffInitial") || (key3 === "backoffFactor")) || (key3 === "backoffCap")) || (key3 === "breakerFailures")) || (key3 === "breakerOpen"))){
-const err43 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
+else {
+const err43 = {instancePath:instancePath+"/upstream/endpoints/" + i0,schemaPath:"#/properties/upstream/properties/endpoints/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -572,11 +601,9 @@ vErrors.push(err43);
 errors++;
 }
 }
-if(data15.backoffInitial !== undefined){
-let data16 = data15.backoffInitial;
-if(typeof data16 === "string"){
-if(!(formats6(data16))){
-const err44 = {instancePath:instancePath+"/rotation/backoffInitial",schemaPath:"#/properties/rotation/properties/backoffInitial/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+}
+else {
+const err44 = {instancePath:instancePath+"/upstream/endpoints",schemaPath:"#/properties/upstream/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err44];
 }
@@ -586,8 +613,11 @@ vErrors.push(err44);
 errors++;
 }
 }
-else {
-const err45 = {instancePath:instancePath+"/rotation/backoffInitial",schemaPath:"#/properties/rotation/properties/backoffInitial/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data12.caFile !== undefined){
+let data15 = data12.caFile;
+if(typeof data15 === "string"){
+if(func3(data15) < 1){
+const err45 = {instancePath:instancePath+"/upstream/caFile",schemaPath:"#/properties/upstream/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -597,11 +627,8 @@ vErrors.push(err45);
 errors++;
 }
 }
-if(data15.backoffFactor !== undefined){
-let data17 = data15.backoffFactor;
-if(typeof data17 == "number"){
-if(data17 > 10 || isNaN(data17)){
-const err46 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"};
+else {
+const err46 = {instancePath:instancePath+"/upstream/caFile",schemaPath:"#/properties/upstream/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -610,8 +637,12 @@ vErrors.push(err46);
 }
 errors++;
 }
-if(data17 < 1 || isNaN(data17)){
-const err47 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data12.timeout !== undefined){
+let data16 = data12.timeout;
+if(typeof data16 === "string"){
+if(!(formats6(data16))){
+const err47 = {instancePath:instancePath+"/upstream/timeout",schemaPath:"#/properties/upstream/properties/timeout/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -622,7 +653,7 @@ errors++;
 }
 }
 else {
-const err48 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err48 = {instancePath:instancePath+"/upstream/timeout",schemaPath:"#/properties/upstream/properties/timeout/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -632,11 +663,9 @@ vErrors.push(err48);
 errors++;
 }
 }
-if(data15.backoffCap !== undefined){
-let data18 = data15.backoffCap;
-if(typeof data18 === "string"){
-if(!(formats6(data18))){
-const err49 = {instancePath:instancePath+"/rotation/backoffCap",schemaPath:"#/properties/rotation/properties/backoffCap/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+}
+else {
+const err49 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -646,8 +675,12 @@ vErrors.push(err49);
 errors++;
 }
 }
-else {
-const err50 = {instancePath:instancePath+"/rotation/backoffCap",schemaPath:"#/properties/rotation/properties/backoffCap/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.rotation !== undefined){
+let data17 = data.rotation;
+if(data17 && typeof data17 == "object" && !Array.isArray(data17)){
+for(const key3 in data17){
+if(!(((((key3 === "backoffInitial") || (key3 === "backoffFactor")) || (key3 === "backoffCap")) || (key3 === "breakerFailures")) || (key3 === "breakerOpen"))){
+const err50 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -657,10 +690,11 @@ vErrors.push(err50);
 errors++;
 }
 }
-if(data15.breakerFailures !== undefined){
-let data19 = data15.breakerFailures;
-if(!((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19)))){
-const err51 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data17.backoffInitial !== undefined){
+let data18 = data17.backoffInitial;
+if(typeof data18 === "string"){
+if(!(formats6(data18))){
+const err51 = {instancePath:instancePath+"/rotation/backoffInitial",schemaPath:"#/properties/rotation/properties/backoffInitial/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -669,9 +703,9 @@ vErrors.push(err51);
 }
 errors++;
 }
-if(typeof data19 == "number"){
-if(data19 < 1 || isNaN(data19)){
-const err52 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err52 = {instancePath:instancePath+"/rotation/backoffInitial",schemaPath:"#/properties/rotation/properties/backoffInitial/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -681,12 +715,11 @@ vErrors.push(err52);
 errors++;
 }
 }
-}
-if(data15.breakerOpen !== undefined){
-let data20 = data15.breakerOpen;
-if(typeof data20 === "string"){
-if(!(formats6(data20))){
-const err53 = {instancePath:instancePath+"/rotation/breakerOpen",schemaPath:"#/properties/rotation/properties/breakerOpen/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+if(data17.backoffFactor !== undefined){
+let data19 = data17.backoffFactor;
+if(typeof data19 == "number"){
+if(data19 > 10 || isNaN(data19)){
+const err53 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"};
 if(vErrors === null){
 vErrors = [err53];
 }
@@ -695,9 +728,8 @@ vErrors.push(err53);
 }
 errors++;
 }
-}
-else {
-const err54 = {instancePath:instancePath+"/rotation/breakerOpen",schemaPath:"#/properties/rotation/properties/breakerOpen/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data19 < 1 || isNaN(data19)){
+const err54 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -707,9 +739,8 @@ vErrors.push(err54);
 errors++;
 }
 }
-}
 else {
-const err55 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err55 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -719,12 +750,11 @@ vErrors.push(err55);
 errors++;
 }
 }
-if(data.sealing !== undefined){
-let data21 = data.sealing;
-if(data21 && typeof data21 == "object" && !Array.isArray(data21)){
-for(const key4 in data21){
-if(!(key4 === "pcrPolicy")){
-const err56 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+if(data17.backoffCap !== undefined){
+let data20 = data17.backoffCap;
+if(typeof data20 === "string"){
+if(!(formats6(data20))){
+const err56 = {instancePath:instancePath+"/rotation/backoffCap",schemaPath:"#/properties/rotation/properties/backoffCap/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -734,11 +764,8 @@ vErrors.push(err56);
 errors++;
 }
 }
-if(data21.pcrPolicy !== undefined){
-let data22 = data21.pcrPolicy;
-if(typeof data22 === "string"){
-if(!pattern1.test(data22)){
-const err57 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/pattern",keyword:"pattern",params:{pattern: "^(sha256):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha256):\\d+(,\\d+)*$"+"\""};
+else {
+const err57 = {instancePath:instancePath+"/rotation/backoffCap",schemaPath:"#/properties/rotation/properties/backoffCap/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -748,8 +775,10 @@ vErrors.push(err57);
 errors++;
 }
 }
-else {
-const err58 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data17.breakerFailures !== undefined){
+let data21 = data17.breakerFailures;
+if(!((typeof data21 == "number") && (!(data21 % 1) && !isNaN(data21)))){
+const err58 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -758,10 +787,9 @@ vErrors.push(err58);
 }
 errors++;
 }
-}
-}
-else {
-const err59 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data21 == "number"){
+if(data21 > 1000 || isNaN(data21)){
+const err59 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000},message:"must be <= 1000"};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -770,13 +798,8 @@ vErrors.push(err59);
 }
 errors++;
 }
-}
-if(data.broker !== undefined){
-let data23 = data.broker;
-if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
-for(const key5 in data23){
-if(!(((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize")) || (key5 === "deviceSvidTtl"))){
-const err60 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+if(data21 < 1 || isNaN(data21)){
+const err60 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -786,17 +809,12 @@ vErrors.push(err60);
 errors++;
 }
 }
-if(data23.listen !== undefined){
-let data24 = data23.listen;
-if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
-if(data24.host === undefined){
-data24.host = "127.0.0.1";
 }
-if(data24.port === undefined){
-data24.port = 8883;
-}
-if(data24.host === undefined){
-const err61 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+if(data17.breakerOpen !== undefined){
+let data22 = data17.breakerOpen;
+if(typeof data22 === "string"){
+if(!(formats6(data22))){
+const err61 = {instancePath:instancePath+"/rotation/breakerOpen",schemaPath:"#/properties/rotation/properties/breakerOpen/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -805,8 +823,9 @@ vErrors.push(err61);
 }
 errors++;
 }
-if(data24.port === undefined){
-const err62 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+else {
+const err62 = {instancePath:instancePath+"/rotation/breakerOpen",schemaPath:"#/properties/rotation/properties/breakerOpen/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -815,9 +834,10 @@ vErrors.push(err62);
 }
 errors++;
 }
-for(const key6 in data24){
-if(!((key6 === "host") || (key6 === "port"))){
-const err63 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+}
+}
+else {
+const err63 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -827,10 +847,12 @@ vErrors.push(err63);
 errors++;
 }
 }
-let data25 = data24.host;
-if(typeof data25 === "string"){
-if(func3(data25) < 1){
-const err64 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data.sealing !== undefined){
+let data23 = data.sealing;
+if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
+for(const key4 in data23){
+if(!(key4 === "pcrPolicy")){
+const err64 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -840,8 +862,11 @@ vErrors.push(err64);
 errors++;
 }
 }
-else {
-const err65 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data23.pcrPolicy !== undefined){
+let data24 = data23.pcrPolicy;
+if(typeof data24 === "string"){
+if(!pattern1.test(data24)){
+const err65 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/pattern",keyword:"pattern",params:{pattern: "^(sha256):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha256):\\d+(,\\d+)*$"+"\""};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -850,9 +875,9 @@ vErrors.push(err65);
 }
 errors++;
 }
-let data26 = data24.port;
-if(!((typeof data26 == "number") && (!(data26 % 1) && !isNaN(data26)))){
-const err66 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err66 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -861,9 +886,10 @@ vErrors.push(err66);
 }
 errors++;
 }
-if(typeof data26 == "number"){
-if(data26 > 65535 || isNaN(data26)){
-const err67 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+else {
+const err67 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -872,8 +898,13 @@ vErrors.push(err67);
 }
 errors++;
 }
-if(data26 < 0 || isNaN(data26)){
-const err68 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data.broker !== undefined){
+let data25 = data.broker;
+if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
+for(const key5 in data25){
+if(!((((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize")) || (key5 === "handshakeTimeoutMs")) || (key5 === "deviceSvidTtl"))){
+const err68 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -883,9 +914,17 @@ vErrors.push(err68);
 errors++;
 }
 }
+if(data25.listen !== undefined){
+let data26 = data25.listen;
+if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+if(data26.host === undefined){
+data26.host = "127.0.0.1";
 }
-else {
-const err69 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data26.port === undefined){
+data26.port = 8883;
+}
+if(data26.host === undefined){
+const err69 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -894,18 +933,8 @@ vErrors.push(err69);
 }
 errors++;
 }
-}
-if(data23.enrollment !== undefined){
-let data27 = data23.enrollment;
-if(data27 && typeof data27 == "object" && !Array.isArray(data27)){
-if(data27.host === undefined){
-data27.host = "127.0.0.1";
-}
-if(data27.port === undefined){
-data27.port = 8884;
-}
-if(data27.host === undefined){
-const err70 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+if(data26.port === undefined){
+const err70 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -914,8 +943,9 @@ vErrors.push(err70);
 }
 errors++;
 }
-if(data27.port === undefined){
-const err71 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+for(const key6 in data26){
+if(!((key6 === "host") || (key6 === "port"))){
+const err71 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -924,9 +954,11 @@ vErrors.push(err71);
 }
 errors++;
 }
-for(const key7 in data27){
-if(!((key7 === "host") || (key7 === "port"))){
-const err72 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
+}
+let data27 = data26.host;
+if(typeof data27 === "string"){
+if(func3(data27) < 1){
+const err72 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -936,10 +968,8 @@ vErrors.push(err72);
 errors++;
 }
 }
-let data28 = data27.host;
-if(typeof data28 === "string"){
-if(func3(data28) < 1){
-const err73 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err73 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -948,9 +978,9 @@ vErrors.push(err73);
 }
 errors++;
 }
-}
-else {
-const err74 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data28 = data26.port;
+if(!((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28)))){
+const err74 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -959,9 +989,9 @@ vErrors.push(err74);
 }
 errors++;
 }
-let data29 = data27.port;
-if(!((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29)))){
-const err75 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data28 == "number"){
+if(data28 > 65535 || isNaN(data28)){
+const err75 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -970,9 +1000,8 @@ vErrors.push(err75);
 }
 errors++;
 }
-if(typeof data29 == "number"){
-if(data29 > 65535 || isNaN(data29)){
-const err76 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data28 < 0 || isNaN(data28)){
+const err76 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -981,8 +1010,10 @@ vErrors.push(err76);
 }
 errors++;
 }
-if(data29 < 0 || isNaN(data29)){
-const err77 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err77 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -992,9 +1023,17 @@ vErrors.push(err77);
 errors++;
 }
 }
+if(data25.enrollment !== undefined){
+let data29 = data25.enrollment;
+if(data29 && typeof data29 == "object" && !Array.isArray(data29)){
+if(data29.host === undefined){
+data29.host = "127.0.0.1";
 }
-else {
-const err78 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data29.port === undefined){
+data29.port = 8884;
+}
+if(data29.host === undefined){
+const err78 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1003,12 +1042,8 @@ vErrors.push(err78);
 }
 errors++;
 }
-}
-if(data23.policyFile !== undefined){
-let data30 = data23.policyFile;
-if(typeof data30 === "string"){
-if(func3(data30) < 1){
-const err79 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data29.port === undefined){
+const err79 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1017,9 +1052,9 @@ vErrors.push(err79);
 }
 errors++;
 }
-}
-else {
-const err80 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key7 in data29){
+if(!((key7 === "host") || (key7 === "port"))){
+const err80 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1029,11 +1064,10 @@ vErrors.push(err80);
 errors++;
 }
 }
-if(data23.serverNames !== undefined){
-let data31 = data23.serverNames;
-if(Array.isArray(data31)){
-if(data31.length > 8){
-const err81 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/maxItems",keyword:"maxItems",params:{limit: 8},message:"must NOT have more than 8 items"};
+let data30 = data29.host;
+if(typeof data30 === "string"){
+if(func3(data30) < 1){
+const err81 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1042,12 +1076,9 @@ vErrors.push(err81);
 }
 errors++;
 }
-const len1 = data31.length;
-for(let i1=0; i1<len1; i1++){
-let data32 = data31[i1];
-if(typeof data32 === "string"){
-if(func3(data32) > 253){
-const err82 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+}
+else {
+const err82 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1056,8 +1087,9 @@ vErrors.push(err82);
 }
 errors++;
 }
-if(func3(data32) < 1){
-const err83 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+let data31 = data29.port;
+if(!((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31)))){
+const err83 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1066,9 +1098,9 @@ vErrors.push(err83);
 }
 errors++;
 }
-}
-else {
-const err84 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data31 == "number"){
+if(data31 > 65535 || isNaN(data31)){
+const err84 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1077,10 +1109,8 @@ vErrors.push(err84);
 }
 errors++;
 }
-}
-}
-else {
-const err85 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data31 < 0 || isNaN(data31)){
+const err85 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1090,10 +1120,9 @@ vErrors.push(err85);
 errors++;
 }
 }
-if(data23.maxConnections !== undefined){
-let data33 = data23.maxConnections;
-if(!((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33)))){
-const err86 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err86 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1102,9 +1131,12 @@ vErrors.push(err86);
 }
 errors++;
 }
-if(typeof data33 == "number"){
-if(data33 < 1 || isNaN(data33)){
-const err87 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data25.policyFile !== undefined){
+let data32 = data25.policyFile;
+if(typeof data32 === "string"){
+if(func3(data32) < 1){
+const err87 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1114,11 +1146,8 @@ vErrors.push(err87);
 errors++;
 }
 }
-}
-if(data23.maxPacketSize !== undefined){
-let data34 = data23.maxPacketSize;
-if(!((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34)))){
-const err88 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err88 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1127,9 +1156,12 @@ vErrors.push(err88);
 }
 errors++;
 }
-if(typeof data34 == "number"){
-if(data34 < 128 || isNaN(data34)){
-const err89 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 128},message:"must be >= 128"};
+}
+if(data25.serverNames !== undefined){
+let data33 = data25.serverNames;
+if(Array.isArray(data33)){
+if(data33.length > 8){
+const err89 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/maxItems",keyword:"maxItems",params:{limit: 8},message:"must NOT have more than 8 items"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -1138,13 +1170,12 @@ vErrors.push(err89);
 }
 errors++;
 }
-}
-}
-if(data23.deviceSvidTtl !== undefined){
-let data35 = data23.deviceSvidTtl;
-if(typeof data35 === "string"){
-if(!(formats14(data35))){
-const err90 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/format",keyword:"format",params:{format: "device-svid-ttl"},message:"must match format \""+"device-svid-ttl"+"\""};
+const len1 = data33.length;
+for(let i1=0; i1<len1; i1++){
+let data34 = data33[i1];
+if(typeof data34 === "string"){
+if(func3(data34) > 253){
+const err90 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1153,9 +1184,8 @@ vErrors.push(err90);
 }
 errors++;
 }
-}
-else {
-const err91 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(func3(data34) < 1){
+const err91 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1165,9 +1195,8 @@ vErrors.push(err91);
 errors++;
 }
 }
-}
 else {
-const err92 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err92 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1177,11 +1206,9 @@ vErrors.push(err92);
 errors++;
 }
 }
-if(data.bridge !== undefined){
-let data36 = data.bridge;
-if(data36 && typeof data36 == "object" && !Array.isArray(data36)){
-if(data36.host === undefined){
-const err93 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+}
+else {
+const err93 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1190,8 +1217,11 @@ vErrors.push(err93);
 }
 errors++;
 }
-if(data36.caFile === undefined){
-const err94 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
+}
+if(data25.maxConnections !== undefined){
+let data35 = data25.maxConnections;
+if(!((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35)))){
+const err94 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1200,8 +1230,9 @@ vErrors.push(err94);
 }
 errors++;
 }
-if(data36.topics === undefined){
-const err95 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
+if(typeof data35 == "number"){
+if(data35 > 1000000 || isNaN(data35)){
+const err95 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1210,9 +1241,8 @@ vErrors.push(err95);
 }
 errors++;
 }
-for(const key8 in data36){
-if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
-const err96 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+if(data35 < 1 || isNaN(data35)){
+const err96 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1222,11 +1252,11 @@ vErrors.push(err96);
 errors++;
 }
 }
-if(data36.host !== undefined){
-let data37 = data36.host;
-if(typeof data37 === "string"){
-if(func3(data37) < 1){
-const err97 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data25.maxPacketSize !== undefined){
+let data36 = data25.maxPacketSize;
+if(!((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36)))){
+const err97 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1235,9 +1265,9 @@ vErrors.push(err97);
 }
 errors++;
 }
-}
-else {
-const err98 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data36 == "number"){
+if(data36 > 268435455 || isNaN(data36)){
+const err98 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/maximum",keyword:"maximum",params:{comparison: "<=", limit: 268435455},message:"must be <= 268435455"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1246,11 +1276,8 @@ vErrors.push(err98);
 }
 errors++;
 }
-}
-if(data36.port !== undefined){
-let data38 = data36.port;
-if(!((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38)))){
-const err99 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data36 < 128 || isNaN(data36)){
+const err99 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 128},message:"must be >= 128"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1259,9 +1286,12 @@ vErrors.push(err99);
 }
 errors++;
 }
-if(typeof data38 == "number"){
-if(data38 > 65535 || isNaN(data38)){
-const err100 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+if(data25.handshakeTimeoutMs !== undefined){
+let data37 = data25.handshakeTimeoutMs;
+if(!((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37)))){
+const err100 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1270,8 +1300,9 @@ vErrors.push(err100);
 }
 errors++;
 }
-if(data38 < 0 || isNaN(data38)){
-const err101 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data37 == "number"){
+if(data37 > 120000 || isNaN(data37)){
+const err101 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 120000},message:"must be <= 120000"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1280,13 +1311,8 @@ vErrors.push(err101);
 }
 errors++;
 }
-}
-}
-if(data36.caFile !== undefined){
-let data39 = data36.caFile;
-if(typeof data39 === "string"){
-if(func3(data39) < 1){
-const err102 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data37 < 100 || isNaN(data37)){
+const err102 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1296,8 +1322,12 @@ vErrors.push(err102);
 errors++;
 }
 }
-else {
-const err103 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data25.deviceSvidTtl !== undefined){
+let data38 = data25.deviceSvidTtl;
+if(typeof data38 === "string"){
+if(!(formats14(data38))){
+const err103 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/format",keyword:"format",params:{format: "device-svid-ttl"},message:"must match format \""+"device-svid-ttl"+"\""};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1307,11 +1337,8 @@ vErrors.push(err103);
 errors++;
 }
 }
-if(data36.servername !== undefined){
-let data40 = data36.servername;
-if(typeof data40 === "string"){
-if(func3(data40) > 253){
-const err104 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+else {
+const err104 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1320,8 +1347,10 @@ vErrors.push(err104);
 }
 errors++;
 }
-if(func3(data40) < 1){
-const err105 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+}
+else {
+const err105 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1331,8 +1360,11 @@ vErrors.push(err105);
 errors++;
 }
 }
-else {
-const err106 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.bridge !== undefined){
+let data39 = data.bridge;
+if(data39 && typeof data39 == "object" && !Array.isArray(data39)){
+if(data39.host === undefined){
+const err106 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1341,12 +1373,8 @@ vErrors.push(err106);
 }
 errors++;
 }
-}
-if(data36.topics !== undefined){
-let data41 = data36.topics;
-if(Array.isArray(data41)){
-if(data41.length > 64){
-const err107 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
+if(data39.caFile === undefined){
+const err107 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1355,8 +1383,8 @@ vErrors.push(err107);
 }
 errors++;
 }
-if(data41.length < 1){
-const err108 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(data39.topics === undefined){
+const err108 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1365,12 +1393,9 @@ vErrors.push(err108);
 }
 errors++;
 }
-const len2 = data41.length;
-for(let i2=0; i2<len2; i2++){
-let data42 = data41[i2];
-if(data42 && typeof data42 == "object" && !Array.isArray(data42)){
-if(data42.local === undefined){
-const err109 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
+for(const key8 in data39){
+if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
+const err109 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1379,9 +1404,12 @@ vErrors.push(err109);
 }
 errors++;
 }
-for(const key9 in data42){
-if(!((key9 === "local") || (key9 === "remotePrefix"))){
-const err110 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+}
+if(data39.host !== undefined){
+let data40 = data39.host;
+if(typeof data40 === "string"){
+if(func3(data40) < 1){
+const err110 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1391,11 +1419,8 @@ vErrors.push(err110);
 errors++;
 }
 }
-if(data42.local !== undefined){
-let data43 = data42.local;
-if(typeof data43 === "string"){
-if(func3(data43) > 1024){
-const err111 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+else {
+const err111 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1404,8 +1429,11 @@ vErrors.push(err111);
 }
 errors++;
 }
-if(func3(data43) < 1){
-const err112 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data39.port !== undefined){
+let data41 = data39.port;
+if(!((typeof data41 == "number") && (!(data41 % 1) && !isNaN(data41)))){
+const err112 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1414,9 +1442,9 @@ vErrors.push(err112);
 }
 errors++;
 }
-}
-else {
-const err113 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data41 == "number"){
+if(data41 > 65535 || isNaN(data41)){
+const err113 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1425,12 +1453,8 @@ vErrors.push(err113);
 }
 errors++;
 }
-}
-if(data42.remotePrefix !== undefined){
-let data44 = data42.remotePrefix;
-if(typeof data44 === "string"){
-if(func3(data44) > 1024){
-const err114 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+if(data41 < 0 || isNaN(data41)){
+const err114 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1440,8 +1464,12 @@ vErrors.push(err114);
 errors++;
 }
 }
-else {
-const err115 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data39.caFile !== undefined){
+let data42 = data39.caFile;
+if(typeof data42 === "string"){
+if(func3(data42) < 1){
+const err115 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1451,9 +1479,8 @@ vErrors.push(err115);
 errors++;
 }
 }
-}
 else {
-const err116 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err116 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1463,9 +1490,11 @@ vErrors.push(err116);
 errors++;
 }
 }
-}
-else {
-const err117 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data39.servername !== undefined){
+let data43 = data39.servername;
+if(typeof data43 === "string"){
+if(func3(data43) > 253){
+const err117 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1474,13 +1503,8 @@ vErrors.push(err117);
 }
 errors++;
 }
-}
-if(data36.buffer !== undefined){
-let data45 = data36.buffer;
-if(data45 && typeof data45 == "object" && !Array.isArray(data45)){
-for(const key10 in data45){
-if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
-const err118 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+if(func3(data43) < 1){
+const err118 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1490,10 +1514,8 @@ vErrors.push(err118);
 errors++;
 }
 }
-if(data45.maxMessages !== undefined){
-let data46 = data45.maxMessages;
-if(!((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46)))){
-const err119 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err119 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1502,9 +1524,12 @@ vErrors.push(err119);
 }
 errors++;
 }
-if(typeof data46 == "number"){
-if(data46 > 10000000 || isNaN(data46)){
-const err120 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
+}
+if(data39.topics !== undefined){
+let data44 = data39.topics;
+if(Array.isArray(data44)){
+if(data44.length > 64){
+const err120 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1513,8 +1538,8 @@ vErrors.push(err120);
 }
 errors++;
 }
-if(data46 < 1 || isNaN(data46)){
-const err121 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data44.length < 1){
+const err121 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1523,12 +1548,12 @@ vErrors.push(err121);
 }
 errors++;
 }
-}
-}
-if(data45.maxBytes !== undefined){
-let data47 = data45.maxBytes;
-if(!((typeof data47 == "number") && (!(data47 % 1) && !isNaN(data47)))){
-const err122 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const len2 = data44.length;
+for(let i2=0; i2<len2; i2++){
+let data45 = data44[i2];
+if(data45 && typeof data45 == "object" && !Array.isArray(data45)){
+if(data45.local === undefined){
+const err122 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1537,9 +1562,9 @@ vErrors.push(err122);
 }
 errors++;
 }
-if(typeof data47 == "number"){
-if(data47 < 1024 || isNaN(data47)){
-const err123 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
+for(const key9 in data45){
+if(!((key9 === "local") || (key9 === "remotePrefix"))){
+const err123 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1549,10 +1574,11 @@ vErrors.push(err123);
 errors++;
 }
 }
-}
-}
-else {
-const err124 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data45.local !== undefined){
+let data46 = data45.local;
+if(typeof data46 === "string"){
+if(func3(data46) > 1024){
+const err124 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1561,12 +1587,8 @@ vErrors.push(err124);
 }
 errors++;
 }
-}
-if(data36.reconnect !== undefined){
-let data48 = data36.reconnect;
-if(typeof data48 === "string"){
-if(!(formats6(data48))){
-const err125 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+if(func3(data46) < 1){
+const err125 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1577,7 +1599,7 @@ errors++;
 }
 }
 else {
-const err126 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err126 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1587,9 +1609,11 @@ vErrors.push(err126);
 errors++;
 }
 }
-}
-else {
-const err127 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data45.remotePrefix !== undefined){
+let data47 = data45.remotePrefix;
+if(typeof data47 === "string"){
+if(func3(data47) > 1024){
+const err127 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1599,11 +1623,8 @@ vErrors.push(err127);
 errors++;
 }
 }
-if(data.factory !== undefined){
-let data49 = data.factory;
-if(data49 && typeof data49 == "object" && !Array.isArray(data49)){
-if(data49.rootsFile === undefined){
-const err128 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
+else {
+const err128 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1612,9 +1633,10 @@ vErrors.push(err128);
 }
 errors++;
 }
-for(const key11 in data49){
-if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
-const err129 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+}
+}
+else {
+const err129 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1624,11 +1646,9 @@ vErrors.push(err129);
 errors++;
 }
 }
-if(data49.rootsFile !== undefined){
-let data50 = data49.rootsFile;
-if(typeof data50 === "string"){
-if(func3(data50) < 1){
-const err130 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err130 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1638,8 +1658,12 @@ vErrors.push(err130);
 errors++;
 }
 }
-else {
-const err131 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data39.buffer !== undefined){
+let data48 = data39.buffer;
+if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
+for(const key10 in data48){
+if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
+const err131 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1649,13 +1673,10 @@ vErrors.push(err131);
 errors++;
 }
 }
-if(data49.idField !== undefined){
-let data51 = data49.idField;
-const _errs122 = errors;
-let valid19 = false;
-const _errs123 = errors;
-if(typeof data51 !== "string"){
-const err132 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data48.maxMessages !== undefined){
+let data49 = data48.maxMessages;
+if(!((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49)))){
+const err132 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1664,8 +1685,9 @@ vErrors.push(err132);
 }
 errors++;
 }
-if("cn" !== data51){
-const err133 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
+if(typeof data49 == "number"){
+if(data49 > 10000000 || isNaN(data49)){
+const err133 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1674,12 +1696,8 @@ vErrors.push(err133);
 }
 errors++;
 }
-var _valid1 = _errs123 === errors;
-valid19 = valid19 || _valid1;
-if(!valid19){
-const _errs125 = errors;
-if(typeof data51 !== "string"){
-const err134 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data49 < 1 || isNaN(data49)){
+const err134 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1688,8 +1706,12 @@ vErrors.push(err134);
 }
 errors++;
 }
-if("serialNumber" !== data51){
-const err135 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
+}
+}
+if(data48.maxBytes !== undefined){
+let data50 = data48.maxBytes;
+if(!((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50)))){
+const err135 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1698,12 +1720,9 @@ vErrors.push(err135);
 }
 errors++;
 }
-var _valid1 = _errs125 === errors;
-valid19 = valid19 || _valid1;
-if(!valid19){
-const _errs127 = errors;
-if(typeof data51 !== "string"){
-const err136 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data50 == "number"){
+if(data50 > 1000000000000 || isNaN(data50)){
+const err136 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000000000},message:"must be <= 1000000000000"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1712,8 +1731,8 @@ vErrors.push(err136);
 }
 errors++;
 }
-if("dns" !== data51){
-const err137 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
+if(data50 < 1024 || isNaN(data50)){
+const err137 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1722,12 +1741,11 @@ vErrors.push(err137);
 }
 errors++;
 }
-var _valid1 = _errs127 === errors;
-valid19 = valid19 || _valid1;
 }
 }
-if(!valid19){
-const err138 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+}
+else {
+const err138 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1736,23 +1754,12 @@ vErrors.push(err138);
 }
 errors++;
 }
-else {
-errors = _errs122;
-if(vErrors !== null){
-if(_errs122){
-vErrors.length = _errs122;
 }
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data49.allowList !== undefined){
-let data52 = data49.allowList;
-if(Array.isArray(data52)){
-if(data52.length > 100000){
-const err139 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
+if(data39.reconnect !== undefined){
+let data51 = data39.reconnect;
+if(typeof data51 === "string"){
+if(!(formats6(data51))){
+const err139 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1761,12 +1768,9 @@ vErrors.push(err139);
 }
 errors++;
 }
-const len3 = data52.length;
-for(let i3=0; i3<len3; i3++){
-let data53 = data52[i3];
-if(typeof data53 === "string"){
-if(!pattern2.test(data53)){
-const err140 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
+}
+else {
+const err140 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -1776,8 +1780,9 @@ vErrors.push(err140);
 errors++;
 }
 }
+}
 else {
-const err141 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err141 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -1787,9 +1792,11 @@ vErrors.push(err141);
 errors++;
 }
 }
-}
-else {
-const err142 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data.factory !== undefined){
+let data52 = data.factory;
+if(data52 && typeof data52 == "object" && !Array.isArray(data52)){
+if(data52.rootsFile === undefined){
+const err142 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -1798,10 +1805,9 @@ vErrors.push(err142);
 }
 errors++;
 }
-}
-}
-else {
-const err143 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key11 in data52){
+if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
+const err143 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -1811,12 +1817,11 @@ vErrors.push(err143);
 errors++;
 }
 }
-if(data.admin !== undefined){
-let data54 = data.admin;
-if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
-for(const key12 in data54){
-if(!((key12 === "socket") || (key12 === "metricsPort"))){
-const err144 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
+if(data52.rootsFile !== undefined){
+let data53 = data52.rootsFile;
+if(typeof data53 === "string"){
+if(func3(data53) < 1){
+const err144 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -1826,11 +1831,8 @@ vErrors.push(err144);
 errors++;
 }
 }
-if(data54.socket !== undefined){
-let data55 = data54.socket;
-if(typeof data55 === "string"){
-if(func3(data55) < 1){
-const err145 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err145 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -1840,8 +1842,13 @@ vErrors.push(err145);
 errors++;
 }
 }
-else {
-const err146 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data52.idField !== undefined){
+let data54 = data52.idField;
+const _errs134 = errors;
+let valid24 = false;
+const _errs135 = errors;
+if(typeof data54 !== "string"){
+const err146 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -1850,11 +1857,8 @@ vErrors.push(err146);
 }
 errors++;
 }
-}
-if(data54.metricsPort !== undefined){
-let data56 = data54.metricsPort;
-if(!((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56)))){
-const err147 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if("cn" !== data54){
+const err147 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -1863,9 +1867,12 @@ vErrors.push(err147);
 }
 errors++;
 }
-if(typeof data56 == "number"){
-if(data56 > 65535 || isNaN(data56)){
-const err148 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+var _valid3 = _errs135 === errors;
+valid24 = valid24 || _valid3;
+if(!valid24){
+const _errs137 = errors;
+if(typeof data54 !== "string"){
+const err148 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -1874,8 +1881,8 @@ vErrors.push(err148);
 }
 errors++;
 }
-if(data56 < 0 || isNaN(data56)){
-const err149 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if("serialNumber" !== data54){
+const err149 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -1884,11 +1891,12 @@ vErrors.push(err149);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err150 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+var _valid3 = _errs137 === errors;
+valid24 = valid24 || _valid3;
+if(!valid24){
+const _errs139 = errors;
+if(typeof data54 !== "string"){
+const err150 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -1897,13 +1905,8 @@ vErrors.push(err150);
 }
 errors++;
 }
-}
-if(data.log !== undefined){
-let data57 = data.log;
-if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
-for(const key13 in data57){
-if(!(key13 === "level")){
-const err151 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
+if("dns" !== data54){
+const err151 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err151];
 }
@@ -1912,14 +1915,12 @@ vErrors.push(err151);
 }
 errors++;
 }
+var _valid3 = _errs139 === errors;
+valid24 = valid24 || _valid3;
 }
-if(data57.level !== undefined){
-let data58 = data57.level;
-const _errs144 = errors;
-let valid24 = false;
-const _errs145 = errors;
-if(typeof data58 !== "string"){
-const err152 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(!valid24){
+const err152 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err152];
 }
@@ -1928,8 +1929,23 @@ vErrors.push(err152);
 }
 errors++;
 }
-if("debug" !== data58){
-const err153 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+else {
+errors = _errs134;
+if(vErrors !== null){
+if(_errs134){
+vErrors.length = _errs134;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data52.allowList !== undefined){
+let data55 = data52.allowList;
+if(Array.isArray(data55)){
+if(data55.length > 100000){
+const err153 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
 if(vErrors === null){
 vErrors = [err153];
 }
@@ -1938,12 +1954,12 @@ vErrors.push(err153);
 }
 errors++;
 }
-var _valid2 = _errs145 === errors;
-valid24 = valid24 || _valid2;
-if(!valid24){
-const _errs147 = errors;
-if(typeof data58 !== "string"){
-const err154 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const len3 = data55.length;
+for(let i3=0; i3<len3; i3++){
+let data56 = data55[i3];
+if(typeof data56 === "string"){
+if(!pattern2.test(data56)){
+const err154 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
 if(vErrors === null){
 vErrors = [err154];
 }
@@ -1952,8 +1968,9 @@ vErrors.push(err154);
 }
 errors++;
 }
-if("info" !== data58){
-const err155 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+}
+else {
+const err155 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err155];
 }
@@ -1962,12 +1979,10 @@ vErrors.push(err155);
 }
 errors++;
 }
-var _valid2 = _errs147 === errors;
-valid24 = valid24 || _valid2;
-if(!valid24){
-const _errs149 = errors;
-if(typeof data58 !== "string"){
-const err156 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+}
+else {
+const err156 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err156];
 }
@@ -1976,8 +1991,10 @@ vErrors.push(err156);
 }
 errors++;
 }
-if("warn" !== data58){
-const err157 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+}
+}
+else {
+const err157 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err157];
 }
@@ -1986,12 +2003,13 @@ vErrors.push(err157);
 }
 errors++;
 }
-var _valid2 = _errs149 === errors;
-valid24 = valid24 || _valid2;
-if(!valid24){
-const _errs151 = errors;
-if(typeof data58 !== "string"){
-const err158 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data.admin !== undefined){
+let data57 = data.admin;
+if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
+for(const key12 in data57){
+if(!((key12 === "socket") || (key12 === "metricsPort"))){
+const err158 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err158];
 }
@@ -2000,8 +2018,12 @@ vErrors.push(err158);
 }
 errors++;
 }
-if("error" !== data58){
-const err159 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+}
+if(data57.socket !== undefined){
+let data58 = data57.socket;
+if(typeof data58 === "string"){
+if(func3(data58) < 1){
+const err159 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err159];
 }
@@ -2010,13 +2032,9 @@ vErrors.push(err159);
 }
 errors++;
 }
-var _valid2 = _errs151 === errors;
-valid24 = valid24 || _valid2;
 }
-}
-}
-if(!valid24){
-const err160 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+else {
+const err160 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err160];
 }
@@ -2025,11 +2043,186 @@ vErrors.push(err160);
 }
 errors++;
 }
+}
+if(data57.metricsPort !== undefined){
+let data59 = data57.metricsPort;
+if(!((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59)))){
+const err161 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err161];
+}
 else {
-errors = _errs144;
+vErrors.push(err161);
+}
+errors++;
+}
+if(typeof data59 == "number"){
+if(data59 > 65535 || isNaN(data59)){
+const err162 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err162];
+}
+else {
+vErrors.push(err162);
+}
+errors++;
+}
+if(data59 < 0 || isNaN(data59)){
+const err163 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err163];
+}
+else {
+vErrors.push(err163);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err164 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err164];
+}
+else {
+vErrors.push(err164);
+}
+errors++;
+}
+}
+if(data.log !== undefined){
+let data60 = data.log;
+if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
+for(const key13 in data60){
+if(!(key13 === "level")){
+const err165 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err165];
+}
+else {
+vErrors.push(err165);
+}
+errors++;
+}
+}
+if(data60.level !== undefined){
+let data61 = data60.level;
+const _errs156 = errors;
+let valid29 = false;
+const _errs157 = errors;
+if(typeof data61 !== "string"){
+const err166 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err166];
+}
+else {
+vErrors.push(err166);
+}
+errors++;
+}
+if("debug" !== data61){
+const err167 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err167];
+}
+else {
+vErrors.push(err167);
+}
+errors++;
+}
+var _valid4 = _errs157 === errors;
+valid29 = valid29 || _valid4;
+if(!valid29){
+const _errs159 = errors;
+if(typeof data61 !== "string"){
+const err168 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err168];
+}
+else {
+vErrors.push(err168);
+}
+errors++;
+}
+if("info" !== data61){
+const err169 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err169];
+}
+else {
+vErrors.push(err169);
+}
+errors++;
+}
+var _valid4 = _errs159 === errors;
+valid29 = valid29 || _valid4;
+if(!valid29){
+const _errs161 = errors;
+if(typeof data61 !== "string"){
+const err170 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err170];
+}
+else {
+vErrors.push(err170);
+}
+errors++;
+}
+if("warn" !== data61){
+const err171 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err171];
+}
+else {
+vErrors.push(err171);
+}
+errors++;
+}
+var _valid4 = _errs161 === errors;
+valid29 = valid29 || _valid4;
+if(!valid29){
+const _errs163 = errors;
+if(typeof data61 !== "string"){
+const err172 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err172];
+}
+else {
+vErrors.push(err172);
+}
+errors++;
+}
+if("error" !== data61){
+const err173 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err173];
+}
+else {
+vErrors.push(err173);
+}
+errors++;
+}
+var _valid4 = _errs163 === errors;
+valid29 = valid29 || _valid4;
+}
+}
+}
+if(!valid29){
+const err174 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err174];
+}
+else {
+vErrors.push(err174);
+}
+errors++;
+}
+else {
+errors = _errs156;
 if(vErrors !== null){
-if(_errs144){
-vErrors.length = _errs144;
+if(_errs156){
+vErrors.length = _errs156;
 }
 else {
 vErrors = null;
@@ -2039,24 +2232,24 @@ vErrors = null;
 }
 }
 else {
-const err161 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err175 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err161];
+vErrors = [err175];
 }
 else {
-vErrors.push(err161);
+vErrors.push(err175);
 }
 errors++;
 }
 }
 }
 else {
-const err162 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err176 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err162];
+vErrors = [err176];
 }
 else {
-vErrors.push(err162);
+vErrors.push(err176);
 }
 errors++;
 }

@@ -2,12 +2,15 @@
  * The attestor conformance suite (STYLE.md rule 9): every attestor — tpm on swtpm or on the
  * simulator, join-token, x509pop — runs it with its own factory. The factory also plays the issuer's
  * part for its method: `challenge` builds a valid challenge from the begin request, `check` verifies
- * a proof as the issuer would (and must throw on a proof bound to another CSR key). Feature tests
- * switch on from `supports`.
+ * a proof as the issuer would, refusing a proof bound to another CSR key with the typed code named in
+ * `refusals`. Every refusal is asserted by its code. Feature tests switch on from `supports`.
  *
  * @example
  * ```ts
- * attestorConformance('tpm on swtpm', async () => ({ attestor, challenge, check, cleanup }));
+ * attestorConformance('tpm on swtpm', async () => ({
+ *   attestor, challenge, check, checkQuote, cleanup,
+ *   refusals: { otherCsrKey: 'ERR_ATTEST_QUOTE_INVALID', otherNonce: 'ERR_ATTEST_QUOTE_INVALID' },
+ * }));
  * ```
  */
 import { generateKeyPairSync } from 'node:crypto';

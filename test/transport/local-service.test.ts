@@ -11,8 +11,9 @@ import { generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypt
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
+import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
+import { MemoryLevel } from 'memory-level';
 import mqtt from 'mqtt';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -32,8 +33,8 @@ import { connectDevice } from '../../transport/device/index.ts';
 import { enroll } from '../../transport/enroll/client.ts';
 import { issueJoinToken } from '../../transport/enroll/join-token.ts';
 import { MemoryTokenStore } from '../../transport/enroll/token-store.ts';
-import { startBroker } from '../../transport/mqtt/broker.ts';
-import { buildPki } from '../helpers/pki.ts';
+import { type BrokerOptions, startBroker } from '../../transport/mqtt/broker.ts';
+import { buildPki, makeCert, type TestPki } from '../helpers/pki.ts';
 import { rejects } from '../helpers/rejects.ts';
 
 const run = promisify(execFile);
@@ -43,7 +44,11 @@ const der = (k: KeyObject) => k.export({ type: 'pkcs8', format: 'der' });
 const newKey = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 
 /** A gateway whose upstream SVID expired a minute ago and whose delegated CA lives `caLifeMs` more. */
-async function gateway(caLifeMs: number, listenHost = '127.0.0.1') {
+async function gateway(
+  caLifeMs: number,
+  listenHost = '127.0.0.1',
+  extra: (pki: TestPki) => Promise<Partial<BrokerOptions>> = async () => ({}),
+) {
   const clock = new VirtualClock(Math.floor(Date.now() / 1000) * 1000);
   const now = clock.now();
   const pki = await buildPki({ now, lifetimeMs: caLifeMs });
@@ -91,6 +96,7 @@ async function gateway(caLifeMs: number, listenHost = '127.0.0.1') {
     logger,
     listen: { host: listenHost, port: 0 },
     enrollment: { host: '127.0.0.1', port: 0 },
+    ...(await extra(pki)),
   });
   const tokenRandom = seededRandom('local-service-tokens');
   const tmp = mkdtempSync(join(tmpdir(), 'edgeward-local-'));
@@ -323,6 +329,79 @@ test('budget end: exactly at the CA NotAfter live sessions close and connections
   );
   client.end(true);
   await g.close();
+});
+
+test('a bridge configured while the upstream SVID is expired: the broker starts, the bridge buffers, then connects with the upstream SVID', async () => {
+  // A TLS "cloud" that records the client certificate of each connection (no MQTT needed for that).
+  const presented: X509Certificate[] = [];
+  let onPresented: (() => void) | undefined;
+  let cloud: ReturnType<typeof createTlsServer> | undefined;
+  const g = await gateway(24 * HOUR, '127.0.0.1', async (pki) => {
+    const cert = await makeCert({
+      subject: 'CN=cloud',
+      ips: ['127.0.0.1'],
+      notBefore: Date.now() - HOUR,
+      notAfter: Date.now() + HOUR,
+      issuer: pki.root,
+    });
+    const server = createTlsServer(
+      {
+        key: cert.key.export({ type: 'pkcs8', format: 'pem' }),
+        cert: cert.cert.toString(),
+        requestCert: true,
+        rejectUnauthorized: false,
+      },
+      (socket: TLSSocket) => {
+        const peer = socket.getPeerX509Certificate();
+        if (peer !== undefined) presented.push(peer);
+        socket.destroy();
+        onPresented?.();
+      },
+    );
+    cloud = server;
+    const port = await new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+    );
+    return {
+      bridge: {
+        upstream: { host: '127.0.0.1', port, ca: pki.bundlePem },
+        topics: [{ local: 'devices/+/up' }],
+        buffer: {
+          db: new MemoryLevel<string, Uint8Array>({ valueEncoding: 'view' }) as never,
+          maxMessages: 10,
+          maxBytes: 1 << 20,
+        },
+        reconnectMs: 100,
+        gatewayId: pki.gateway.id,
+      },
+    };
+  });
+  const files = await enrolledFiles(g, 'sensor-3');
+  const client = await mqtt.connectAsync(`mqtts://localhost:${g.port}`, {
+    key: readFileSync(files.key, 'utf8'),
+    cert: readFileSync(files.cert, 'utf8'),
+    ca: g.pki.bundlePem,
+    clientId: 'sensor-3',
+    reconnectPeriod: 0,
+  });
+  await client.publishAsync('devices/sensor-3/up', 'buffered while the upstream SVID is expired', { qos: 1 });
+  assert.equal(
+    { connected: g.broker.bridgeStats()?.connected, buffered: g.broker.bridgeStats()?.buffered },
+    { connected: false, buffered: 1 },
+  );
+  assert.is(presented.length, 0, 'no upstream connection without an SVID');
+  // The agent renews (the upstream is back): the bridge connects, presenting the upstream SVID.
+  const renewed = await g.pki.gatewaySvid();
+  const first = new Promise<void>((resolve) => {
+    onPresented = resolve;
+  });
+  g.upstream.set(renewed.svid);
+  await first;
+  assert.is(presented[0]?.fingerprint256, renewed.cert.fingerprint256);
+  assert.is.not(presented[0]?.fingerprint256, g.server.getX509Svid().chain[0]?.fingerprint256);
+  client.end(true);
+  await g.close();
+  cloud?.close();
 });
 
 test.run();

@@ -25,6 +25,7 @@ import { SpiffeError } from '../../runtime/errors.ts';
 import type { BundleSource, RevocationSource, SvidSource, Unsubscribe } from '../../runtime/sources/types.ts';
 import { SvidVerifier, type VerifiedSvid } from '../../runtime/spiffe/verify.ts';
 import { TransportError } from '../errors.ts';
+import { guardTlsServer } from '../net/guard.ts';
 import { peerChain } from './peer-chain.ts';
 import { type ContextMaterial, materialFor, refuseWhileExpired, SERVER_TLS_OPTIONS } from './tls-context.ts';
 
@@ -86,6 +87,12 @@ export class TlsFront {
       rejectUnauthorized: false,
       ...SERVER_TLS_OPTIONS,
       handshakeTimeout: o.limits.handshakeTimeoutMs,
+    });
+    guardTlsServer(this.server, {
+      handshakeTimeoutMs: o.limits.handshakeTimeoutMs,
+      maxConnections: o.limits.maxConnections,
+      logger: o.logger,
+      name: 'mqtt',
     });
     this.server.maxConnections = o.limits.maxConnections;
     // An expired gateway SVID is never presented: connections wait for the next rotation.
