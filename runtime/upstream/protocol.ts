@@ -197,8 +197,11 @@ export interface DevicesIssuedResponse {
 }
 
 export const MAX_DEVICES_ISSUED = 500;
-/** The body limit of `devicesIssued` (500 entries of the longest IDs fit). */
-export const MAX_DEVICES_ISSUED_BODY_BYTES = 256 * 1024;
+/**
+ * The body limit of `devicesIssued`: 500 entries of the longest IDs fit (255-character trust
+ * domain, 64-character gateway and device names, 40-digit serials: 264,014 bytes of CBOR).
+ */
+export const MAX_DEVICES_ISSUED_BODY_BYTES = 384 * 1024;
 
 export interface ErrorBody {
   error: { code: string; message: string; retryAfterMs?: number };

@@ -10,12 +10,14 @@ import { rmSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IssuedRecord } from '../../../runtime/issuer/records.ts';
+import { issuerCbor } from '../../../runtime/issuer/store.ts';
 import { parseCertificate } from '../../../runtime/svid/certificate.ts';
 import {
   type AttestBeginResponse,
   type DeviceIssuedEntry,
   type IssuedIdentity,
   MAX_DEVICES_ISSUED,
+  MAX_DEVICES_ISSUED_BODY_BYTES,
 } from '../../../runtime/upstream/protocol.ts';
 import { errorCode, type Harness, harness, keyAndCsr, TD } from './harness.ts';
 
@@ -124,7 +126,7 @@ test('an entry outside the caller /device/ path refuses the whole request with E
   assert.ok((await h.store.get<IssuedRecord>(`issued/${own}`))?.kind === 'svid', 'the SVID record is intact');
 });
 
-test('bounds: more than 500 entries is 413, a body over 256 KiB is 413, malformed entries are 400', async () => {
+test('bounds: more than 500 entries is 413, a body over the limit (384 KiB) is 413, malformed entries are 400', async () => {
   const gw = await enroll('gw-bounds');
   const many = Array.from({ length: MAX_DEVICES_ISSUED + 1 }, (_, i) => entry('gw-bounds', `d${i}`));
   const r1 = await h.call('POST', '/v1/devices/issued', { entries: many }, gw.peer);
@@ -140,7 +142,7 @@ test('bounds: more than 500 entries is 413, a body over 256 KiB is 413, malforme
   assert.equal(r2.body, { accepted: MAX_DEVICES_ISSUED });
   const big = await h.call('POST', '/v1/devices/issued', undefined, {
     ...gw.peer,
-    raw: Buffer.alloc(300 * 1024),
+    raw: Buffer.alloc(MAX_DEVICES_ISSUED_BODY_BYTES + 1),
   });
   assert.is(big.status, 413);
   for (const bad of [
@@ -167,6 +169,20 @@ test('without a current gateway SVID the log is refused: ERR_ISSUER_CLIENT_CERT 
   const revoked = await h.call('POST', '/v1/devices/issued', { entries: [entry('gw-auth', 'd')] }, gw.peer);
   assert.is(revoked.status, 403);
   assert.is(errorCode(revoked.body), 'ERR_ISSUER_REVOKED');
+});
+
+test('the body limit holds a full batch of the longest IDs an issuer can have (else an agent could never upload it)', () => {
+  const td = `${'t'.repeat(251)}.com`; // 255 characters, the longest trust domain
+  const name = (c: string, i: number) => `${c.repeat(64)}${i}`.slice(-64);
+  const entries = Array.from({ length: MAX_DEVICES_ISSUED }, (_, i) => ({
+    spiffeId: `spiffe://${td}/gateway/${name('g', 0)}/device/${name('d', i)}`,
+    serial: `7${'f'.repeat(39)}`,
+    notBefore: 4_102_444_800_000,
+    notAfter: 4_102_444_800_000,
+    issuedAt: 4_102_444_800_000,
+  }));
+  const size = Buffer.from(issuerCbor.encode({ entries })).length;
+  assert.ok(size <= MAX_DEVICES_ISSUED_BODY_BYTES, `${size} bytes > ${MAX_DEVICES_ISSUED_BODY_BYTES}`);
 });
 
 test.run();
