@@ -97,6 +97,8 @@ export type AgentErrorCode =
   | 'ERR_CLOCK_UNTRUSTED'
   /** The issuer answered something that is not a valid identity for our keys, or not CBOR. */
   | 'ERR_UPSTREAM_PROTOCOL'
+  /** The stored delegated CA key is TPM-resident but this agent (or tool) has no TPM to use it with. */
+  | 'ERR_CA_KEY_UNAVAILABLE'
   /** Network, TLS or timeout failure talking to an upstream endpoint. */
   | 'ERR_UPSTREAM_UNREACHABLE'
   /** 5xx from the issuer. */

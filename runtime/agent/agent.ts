@@ -41,6 +41,7 @@ import {
 import type { StoreOp } from '../store/sealed-store.ts';
 import { Failover } from '../upstream/failover.ts';
 import { CircuitBreaker, DEFAULT_BREAKER } from './breaker.ts';
+import { type CaKeys, caKeysFor, loadCaKey } from './ca-keys.ts';
 import { ClockWatch } from './clock-watch.ts';
 import { AgentDeviceSigner } from './device-signer.ts';
 import { codeOf, type EventLog, eventLog, iso } from './events.ts';
@@ -82,12 +83,14 @@ export class Agent {
   readonly #expiry: ExpiryWatch;
   readonly #feed: FeedFollower;
   readonly #rotation: Rotation;
+  readonly #caKeys: CaKeys;
   readonly #issuedLog: IssuedLog;
   #state: 'new' | 'started' | 'closed' = 'new';
   #devices = new Map<string, number>();
 
   constructor(o: AgentOptions) {
     this.#o = o;
+    this.#caKeys = o.caKeys ?? caKeysFor(o.attestor, o.newKey);
     this.#clock = o.clock;
     this.#event = eventLog(o.logger);
     const backoff = o.backoff ?? fullJitterBackoff(DEFAULT_BACKOFF, o.random);
@@ -135,6 +138,7 @@ export class Agent {
     this.#rotation = new Rotation({
       ...common,
       options: o,
+      caKeys: this.#caKeys,
       clock: o.clock,
       clockWatch: this.#clockWatch,
       backoff,
@@ -255,7 +259,8 @@ export class Agent {
     if (rec === undefined) return;
     let live: LiveIdentity;
     try {
-      live = liveIdentity(rec);
+      live = liveIdentity(rec, this.#caKeys.open);
+      await loadCaKey(live.ca.key);
     } catch (err) {
       this.#event('error', 'stored identity is malformed; dropped', 'identity.dropped', {
         code: codeOf(err),

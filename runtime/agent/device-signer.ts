@@ -13,7 +13,8 @@
  * signer, so wherever the delegated CA key lives the server certificate follows it: URI SAN =
  * the gateway's own ID (= the CA's), EKU serverAuth only, never past the CA.
  *
- * Signing uses `runtime/svid`'s DER-template signer (node:crypto), rebuilt when the CA rotates.
+ * Signing uses `runtime/svid`'s DER-template signer, rebuilt when the CA rotates; the signature
+ * goes through the CA key seam (software key, or TPM2_Sign when the CA key is in the TPM).
  */
 import type { X509Certificate } from 'node:crypto';
 import { isEdgewardError } from '../core/error.ts';
@@ -23,7 +24,7 @@ import type { DeviceSigner } from '../sources/types.ts';
 import { isPathSegment } from '../spiffe/id.ts';
 import type { DeviceRecord } from '../store/records.ts';
 import { parseCsr } from '../svid/csr.ts';
-import { createSigner, type SignedCertificate, type SvidSigner } from '../svid/signer.ts';
+import { type AsyncSvidSigner, createCaSigner, type SignedCertificate } from '../svid/signer.ts';
 import type { LiveIdentity } from './identity.ts';
 
 export const DEFAULT_DEVICE_TTL_MS = 60 * 60_000;
@@ -51,7 +52,7 @@ export interface DeviceSignerHost {
 export class AgentDeviceSigner implements DeviceSigner {
   readonly #host: DeviceSignerHost;
   readonly #ttlMs: number;
-  #cached: { live: LiveIdentity; signer: SvidSigner } | undefined;
+  #cached: { live: LiveIdentity; signer: AsyncSvidSigner } | undefined;
 
   constructor(host: DeviceSignerHost, ttlMs = DEFAULT_DEVICE_TTL_MS) {
     if (!(ttlMs > 0 && ttlMs <= MAX_DEVICE_TTL_MS))
@@ -103,7 +104,7 @@ export class AgentDeviceSigner implements DeviceSigner {
     if (!(ttl > 0)) throw new TypeError('ttlMs must be positive');
     const now = this.#host.now();
     const spiffeId = `${live.svid.spiffeId}/device/${deviceId}`;
-    const issued = this.#signer(live).issue({
+    const issued = await this.#signer(live).issue({
       profile: 'svid',
       spiffeId,
       spki,
@@ -124,11 +125,11 @@ export class AgentDeviceSigner implements DeviceSigner {
    * Sign the gateway's local server certificate for `spki` (`server-identity.ts`): valid from now
    * for `ttlMs`, clamped to the delegated CA. Same refusals as `signDevice` for the clock and CA.
    */
-  signServer(request: {
+  async signServer(request: {
     spki: Uint8Array;
     ttlMs: number;
     serverNames: readonly string[];
-  }): SignedServerCertificate {
+  }): Promise<SignedServerCertificate> {
     if (!this.#host.clockTrusted())
       throw new AgentError(
         'ERR_CLOCK_UNTRUSTED',
@@ -139,7 +140,7 @@ export class AgentDeviceSigner implements DeviceSigner {
       throw new RuntimeError('ERR_SVID_UNAVAILABLE', 'no valid delegated CA to sign with');
     if (!(request.ttlMs > 0)) throw new TypeError('ttlMs must be positive');
     const now = this.#host.now();
-    const issued = this.#signer(live).issue({
+    const issued = await this.#signer(live).issue({
       profile: 'server',
       spiffeId: live.svid.spiffeId,
       spki: request.spki,
@@ -151,11 +152,11 @@ export class AgentDeviceSigner implements DeviceSigner {
     return { live, issued, chain: [issued.der, ...above.map((c) => c.raw)] };
   }
 
-  #signer(live: LiveIdentity): SvidSigner {
+  #signer(live: LiveIdentity): AsyncSvidSigner {
     if (this.#cached?.live !== live) {
-      const signer = createSigner({
+      const signer = createCaSigner({
         certificate: live.ca.chainDer[0] as Uint8Array,
-        privateKey: live.ca.key,
+        key: live.ca.key,
         trustDomain: this.#host.trustDomain,
         random: this.#host.random,
         scope: `${live.svid.spiffeId}/device`,

@@ -7,7 +7,7 @@
  *   ‖ CSR SPKI), with a fresh quote when the attestor quotes (the PCR policy is never bypassed).
  *
  * A fresh key for the SVID is made for every exchange, and one for the delegated CA when it is due
- * (always on attestation; on renewal and recovery when the agent says so — otherwise the current
+ * (in the TPM when the attestor is one, see ca-keys.ts; always on attestation; on renewal and recovery when the agent says so — otherwise the current
  * CA and its key carry over and the issuer, sent no caCsr, re-signs only the SVID). The private
  * keys stay in memory until the agent commits the whole record in one store batch. The `onStep`
  * hook marks the points where a power cut matters (kill -9 tests): after key generation and after
@@ -19,11 +19,12 @@
  * await store.batch([{ type: 'put', name: 'gateway', value: got.record }, ...]);
  * ```
  */
-import { type KeyObject, sign } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { Attestor } from '../../attestors/attestor.ts';
 import { AgentError } from '../errors.ts';
 import type { GatewayRecord } from '../store/records.ts';
 import { type DecodedBundle, decodeBundle } from '../svid/bundle.ts';
+import { type CaKey, createCaCsr } from '../svid/ca-key.ts';
 import { createCsr } from '../svid/csr.ts';
 import { caPopSignedData } from '../svid/pop.ts';
 import { spkiOf } from '../svid/signer.ts';
@@ -39,6 +40,7 @@ import {
   type RenewFinishRequest,
 } from '../upstream/protocol.ts';
 import type { UpstreamEndpoint } from '../upstream/types.ts';
+import { type CaKeys, caKeysFor } from './ca-keys.ts';
 import { checkIssued, type LiveIdentity, liveIdentity } from './identity.ts';
 
 export type RotationStep = 'keys-generated' | 'issuer-answered' | 'stored';
@@ -53,8 +55,13 @@ export type ExchangePlan =
 export interface ExchangeDeps {
   readonly attestor: Attestor;
   readonly trustDomain: string;
-  /** A fresh EC P-256 private key (injected: entropy comes from the composition root). */
+  /** A fresh EC P-256 private key for the SVID (injected: entropy comes from the composition root). */
   readonly newKey: () => KeyObject;
+  /**
+   * Where a new delegated CA key is made and a stored one opened (ca-keys.ts). Default
+   * `caKeysFor(attestor, newKey)`: in the TPM when the attestor is a TPM, software otherwise.
+   */
+  readonly caKeys?: CaKeys;
   /** Current time for validity checks (the time floor applies). */
   readonly now: () => number;
   readonly onStep?: ((step: RotationStep) => void | Promise<void>) | undefined;
@@ -73,7 +80,9 @@ interface Keys {
   readonly svidKey: KeyObject;
   readonly csr: Buffer;
   readonly spki: Uint8Array;
-  readonly ca: { readonly key: KeyObject; readonly csr: Buffer } | { readonly kept: LiveIdentity };
+  readonly ca:
+    | { readonly key: CaKey; readonly stored: Uint8Array; readonly csr: Buffer }
+    | { readonly kept: LiveIdentity };
 }
 
 /** The fields of a quote, when the attestor quotes and the issuer asked for one. */
@@ -84,7 +93,8 @@ export async function exchange(
   ep: UpstreamEndpoint,
   deps: ExchangeDeps,
 ): Promise<ExchangeResult> {
-  const keys = newKeys(deps, plan.mode === 'attest' || plan.renewCa ? undefined : plan.current);
+  const caKeys = deps.caKeys ?? caKeysFor(deps.attestor, deps.newKey);
+  const keys = await newKeys(deps, caKeys, plan.mode === 'attest' || plan.renewCa ? undefined : plan.current);
   await deps.onStep?.('keys-generated');
   const issued =
     plan.mode === 'attest'
@@ -92,16 +102,21 @@ export async function exchange(
       : plan.mode === 'renew'
         ? await renew(ep, deps, keys, plan.current)
         : await recover(ep, deps, keys, plan.current);
-  return assemble(issued, keys, plan.mode, deps);
+  return assemble(issued, keys, plan.mode, deps, caKeys);
 }
 
-function newKeys(deps: ExchangeDeps, keepCaOf: LiveIdentity | undefined): Keys {
+async function newKeys(
+  deps: ExchangeDeps,
+  caKeys: CaKeys,
+  keepCaOf: LiveIdentity | undefined,
+): Promise<Keys> {
   const svidKey = deps.newKey();
   const csr = createCsr(svidKey);
   const spki = spkiOf(svidKey);
   if (keepCaOf !== undefined) return { svidKey, csr, spki, ca: { kept: keepCaOf } };
-  const caKey = deps.newKey();
-  return { svidKey, csr, spki, ca: { key: caKey, csr: createCsr(caKey) } };
+  // The delegated CA key: in the TPM when the attestor is one (its CSR signed there), else software.
+  const ca = await caKeys.create();
+  return { svidKey, csr, spki, ca: { ...ca, csr: await createCaCsr(ca.key) } };
 }
 
 const caCsrOf = (keys: Keys): { caCsr?: Buffer } => ('csr' in keys.ca ? { caCsr: keys.ca.csr } : {});
@@ -154,10 +169,8 @@ async function recover(
   const beginReq: RecoverBeginRequest = { caChain: [...current.ca.chainDer] };
   const begin = await ep.post<RecoverBeginResponse>(PATHS.recoverBegin, beginReq);
   checkShape(begin, ['sessionId', 'nonce'], 'recover/begin');
-  const caSignature = sign('sha256', caPopSignedData(begin.nonce, keys.spki), {
-    key: current.ca.key,
-    dsaEncoding: 'der',
-  });
+  // DER ECDSA-SHA256 through the CA key seam (TPM2_Sign when the CA key is in the TPM).
+  const caSignature = await current.ca.key.sign(caPopSignedData(begin.nonce, keys.spki));
   const req: RecoverFinishRequest = {
     sessionId: begin.sessionId,
     csr: keys.csr,
@@ -185,6 +198,7 @@ async function assemble(
   keys: Keys,
   mode: ExchangeMode,
   deps: ExchangeDeps,
+  caKeys: CaKeys,
 ): Promise<ExchangeResult> {
   checkShape(issued, ['spiffeId', 'svidChain', 'deviceCaChain', 'bundle'], 'issued identity');
   const kept = 'kept' in keys.ca ? keys.ca.kept : undefined;
@@ -210,13 +224,17 @@ async function assemble(
     svidKey: keys.svidKey.export({ format: 'der', type: 'pkcs8' }),
     // Kept CA: the current chain and key carry over into the new record unchanged.
     ...('kept' in keys.ca
-      ? { caChain: keys.ca.kept.record.caChain, caKey: keys.ca.kept.record.caKey }
-      : { caChain: issued.deviceCaChain, caKey: keys.ca.key.export({ format: 'der', type: 'pkcs8' }) }),
+      ? {
+          caChain: keys.ca.kept.record.caChain,
+          caKeyBackend: keys.ca.kept.record.caKeyBackend,
+          caKey: keys.ca.kept.record.caKey,
+        }
+      : { caChain: issued.deviceCaChain, caKeyBackend: keys.ca.key.backend, caKey: keys.ca.stored }),
     obtainedAt: now,
     via: mode,
     nextNonce: issued.nextNonce ?? new Uint8Array(0),
   };
-  const live = liveIdentity(record);
+  const live = liveIdentity(record, caKeys.open);
   checkIssued(live, { trustDomain: deps.trustDomain, roots: bundle.roots, now });
   return { record, live, bundle: { ...bundle, json: issued.bundle } };
 }

@@ -17,6 +17,7 @@ import type { Random } from '../core/random.ts';
 import type { SealedStore } from '../store/sealed-store.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { BreakerOptions } from './breaker.ts';
+import type { CaKeys } from './ca-keys.ts';
 import type { RotationStep } from './exchange.ts';
 import type { BackoffStrategy } from './policy.ts';
 
@@ -29,6 +30,11 @@ export interface AgentOptions {
   readonly random: Random;
   readonly logger: Logger;
   readonly newKey: () => KeyObject;
+  /**
+   * Where the delegated CA key is made and kept. Default (`caKeysFor`): in the TPM when the
+   * attestor is a TPM, a software key sealed in the store otherwise.
+   */
+  readonly caKeys?: CaKeys;
   /** Broker host names to ask for on the gateway SVID (DNS/IP SANs). */
   readonly serverNames?: readonly string[];
   readonly backoff?: BackoffStrategy;

@@ -29,6 +29,7 @@ import { AgentError } from '../errors.ts';
 import { NAMES } from '../store/records.ts';
 import { type Failover, upstreamReason } from '../upstream/failover.ts';
 import type { CircuitBreaker } from './breaker.ts';
+import type { CaKeys } from './ca-keys.ts';
 import type { ClockWatch } from './clock-watch.ts';
 import { codeOf, type EventLog, iso } from './events.ts';
 import { type ExchangeMode, type ExchangePlan, type ExchangeResult, exchange } from './exchange.ts';
@@ -51,6 +52,8 @@ export type RotationOptions = Pick<
 
 export interface RotationDeps {
   readonly options: RotationOptions;
+  /** Where the delegated CA key is made and opened (ca-keys.ts). */
+  readonly caKeys: CaKeys;
   readonly clock: Clock;
   readonly clockWatch: ClockWatch;
   readonly backoff: BackoffStrategy;
@@ -208,6 +211,7 @@ export class Rotation {
       attestor: o.attestor,
       trustDomain: o.trustDomain,
       newKey: o.newKey,
+      caKeys: d.caKeys,
       now: () => d.now(),
       onStep: o.onStep,
       serverNames: o.serverNames,

@@ -127,7 +127,7 @@ export async function runAgent(
     closers.push(() => agent.stop());
     // The listeners' certificate, minted under the delegated CA: local service lasts as long as the CA.
     const serverIdentity = serverIdentityOf(agent, { clock, logger });
-    serverIdentity.start();
+    await serverIdentity.start();
     closers.push(async () => serverIdentity.stop());
 
     const listeners: { name: string; address: string }[] = [];

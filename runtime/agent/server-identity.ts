@@ -20,7 +20,7 @@
  * @example
  * ```ts
  * const server = new ServerIdentity({ signer: agent.deviceSigner, caIdentity: () => ..., onIdentityChange: (f) => agent.svidSource.onChange(f), clock, now: () => agent.now(), logger });
- * server.start();
+ * await server.start();
  * startBroker({ serverSource: server, svidSource: agent.svidSource, ... });
  * ```
  */
@@ -45,7 +45,7 @@ export interface ServerIdentityOptions {
       spki: Uint8Array;
       ttlMs: number;
       serverNames: readonly string[];
-    }): SignedServerCertificate;
+    }): Promise<SignedServerCertificate>;
   };
   /** The loaded identity whose delegated CA is valid now, if any. */
   caIdentity(): LiveIdentity | undefined;
@@ -86,6 +86,9 @@ export class ServerIdentity implements SvidSource {
   readonly #listeners: Listeners<[]>;
   readonly #event: ReturnType<typeof eventLog>;
   #minted: Minted | undefined;
+  /** The mint in flight (signing may be asynchronous: TPM2_Sign), and whether another was asked for meanwhile. */
+  #inflight: Promise<void> | undefined;
+  #again = false;
   /** NotAfter of the last CA served, to tell the budget's end from "never had one". */
   #lastCaNotAfter: number | undefined;
   #timer: Timer | undefined;
@@ -101,12 +104,15 @@ export class ServerIdentity implements SvidSource {
     this.#event = eventLog(o.logger);
   }
 
-  /** Mint the first certificate (when a valid CA is loaded) and follow the gateway identity. */
-  start(): void {
+  /**
+   * Follow the gateway identity; resolves once the first certificate is minted (or refused, or
+   * there is no valid CA to mint under).
+   */
+  async start(): Promise<void> {
     if (this.#running) return;
     this.#running = true;
     this.#off = this.#o.onIdentityChange(() => this.#onIdentityChange());
-    this.#refresh();
+    await this.#refresh();
   }
 
   stop(): void {
@@ -157,11 +163,29 @@ export class ServerIdentity implements SvidSource {
     const ca = this.#o.caIdentity();
     const m = this.#minted;
     if (m !== undefined && ca !== undefined && sameCa(m, ca) && namesOf(ca).join(',') === m.names) return;
-    this.#refresh();
+    void this.#refresh();
+  }
+
+  /** One mint at a time; a request during one runs once more after it. */
+  #refresh(): Promise<void> {
+    if (this.#inflight !== undefined) {
+      this.#again = true;
+      return this.#inflight;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.#again = false;
+        await this.#mint();
+      } while (this.#again && this.#running);
+    };
+    this.#inflight = run().finally(() => {
+      this.#inflight = undefined;
+    });
+    return this.#inflight;
   }
 
   /** Mint when a CA is valid; otherwise end what is served. Arms the next timer. */
-  #refresh(): void {
+  async #mint(): Promise<void> {
     if (!this.#running) return;
     const ca = this.#o.caIdentity();
     if (ca === undefined) {
@@ -172,7 +196,7 @@ export class ServerIdentity implements SvidSource {
     const key = (this.#o.newKey ?? newP256Key)();
     let signed: SignedServerCertificate;
     try {
-      signed = this.#o.signer.signServer({
+      signed = await this.#o.signer.signServer({
         spki: spkiOf(key),
         ttlMs: this.#o.ttlMs ?? DEFAULT_SERVER_TTL_MS,
         serverNames: namesOf(ca),
@@ -181,6 +205,12 @@ export class ServerIdentity implements SvidSource {
       // Keep what is valid (until its own end), try again soon.
       this.#event('warn', 'local server certificate not minted', 'local.mint-failed', { code: codeOf(err) });
       this.#arm(true);
+      return;
+    }
+    if (!this.#running) return;
+    if (this.#o.now() >= signed.live.ca.notAfter) {
+      // The CA ended while the signature was being made.
+      this.#expire();
       return;
     }
     const chain = signed.chain.map((d) => new X509Certificate(Buffer.from(d)));
@@ -257,7 +287,7 @@ export class ServerIdentity implements SvidSource {
       // Its end (or the CA's): gone now, whatever a re-mint below may bring.
       this.#expire();
     }
-    this.#refresh();
+    void this.#refresh();
   }
 }
 

@@ -59,6 +59,7 @@ async function gateway(
     svidKey: der(upstreamSvid.key),
     caChain: [pki.deviceCa.cert.raw, pki.root.cert.raw],
     caKey: der(pki.deviceCa.key),
+    caKeyBackend: 'software',
     obtainedAt: now - 2 * HOUR,
     via: 'attest',
     nextNonce: new Uint8Array(32),
@@ -81,7 +82,7 @@ async function gateway(
     now: () => clock.now(),
     logger,
   });
-  server.start();
+  await server.start();
   const tokens = new MemoryTokenStore();
   const upstream = new StaticSvidSource(upstreamSvid.svid, clock);
   const broker = await startBroker({

@@ -20,7 +20,7 @@ test('status and metrics: budget left and stop time while up, after the SVID end
   await h.clock.advance(0);
   h.issuer.faults.set('*', 'down');
   const server = serverIdentityOf(h.agent, { clock: h.clock, logger: h.logger });
-  server.start();
+  await server.start();
   const caEnd = h.agent.status().deviceCa?.notAfter as number;
   const svidEnd = h.agent.svidSource.getX509Svid().notAfter;
   const report = () =>

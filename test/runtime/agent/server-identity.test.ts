@@ -5,24 +5,28 @@
  * after a restart past the SVID's end, and not re-minted while the clock is behind the floor.
  */
 import { execFileSync } from 'node:child_process';
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
+import { tpmCaKeys } from '../../../runtime/agent/ca-keys.ts';
 import { AgentDeviceSigner, MAX_DEVICE_TTL_MS } from '../../../runtime/agent/device-signer.ts';
 import { liveIdentity } from '../../../runtime/agent/identity.ts';
 import { newP256Key } from '../../../runtime/agent/keys.ts';
 import { ServerIdentity, serverIdentityOf } from '../../../runtime/agent/server-identity.ts';
 import { MemoryLogger } from '../../../runtime/core/logger.ts';
 import { verifyX509Svid } from '../../../runtime/spiffe/verify.ts';
+import { createRootCa } from '../../../runtime/svid/authority.ts';
 import { createCsr } from '../../../runtime/svid/csr.ts';
-import { createSigner, spkiOf } from '../../../runtime/svid/signer.ts';
+import { createCaSigner, createSigner, spkiOf } from '../../../runtime/svid/signer.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { buildPki } from '../../helpers/pki.ts';
 import { rejects } from '../../helpers/rejects.ts';
+import { openSim } from '../../sim/tpm/harness.ts';
 import { HOUR, harness, MIN } from './helpers/harness.ts';
 
 const der = (k: import('node:crypto').KeyObject) => k.export({ type: 'pkcs8', format: 'der' });
@@ -38,6 +42,7 @@ async function pkiServer(o: { ttlMs?: number; caLifeMs?: number } = {}) {
     svidKey: der(pki.gateway.key),
     caChain: [pki.deviceCa.cert.raw, pki.root.cert.raw],
     caKey: der(pki.deviceCa.key),
+    caKeyBackend: 'software',
     obtainedAt: clock.now(),
     via: 'attest',
     nextNonce: new Uint8Array(32),
@@ -66,7 +71,7 @@ async function pkiServer(o: { ttlMs?: number; caLifeMs?: number } = {}) {
 
 test('server certificate: URI = gateway ID, the admitted DNS/IP names, serverAuth only, chain without the root', async () => {
   const { pki, server, clock } = await pkiServer();
-  server.start();
+  await server.start();
   const svid = server.getX509Svid();
   const leaf = svid.chain[0] as X509Certificate;
   assert.is(svid.spiffeId, pki.gateway.id);
@@ -116,11 +121,107 @@ test('server certificate: URI = gateway ID, the admitted DNS/IP names, serverAut
   server.stop();
 });
 
+test('under an issuer-style name-constrained CA (DNS/IP permitted for the admitted names) openssl verifies the server certificate', async () => {
+  const now = Math.floor(Date.now() / 1000) * 1000;
+  const td = 'fleet.example';
+  const gwId = `spiffe://${td}/gateway/gw-9`;
+  const names = ['gw-9.local', 'localhost', '192.168.1.10', '127.0.0.1'];
+  const random = seededRandom('nc');
+  const rootKey = newP256Key();
+  const rootDer = createRootCa({
+    trustDomain: td,
+    privateKey: rootKey,
+    notBefore: now - HOUR,
+    notAfter: now + 24 * HOUR,
+    random,
+  });
+  const issuer = createSigner({ certificate: rootDer, privateKey: rootKey, trustDomain: td, random });
+  const svidKey = newP256Key();
+  const caKey = newP256Key();
+  const svid = issuer.sign({
+    profile: 'svid',
+    spiffeId: gwId,
+    spki: spkiOf(svidKey),
+    notBefore: now,
+    notAfter: now + HOUR,
+    serverNames: names,
+  });
+  const ca = issuer.sign({
+    profile: 'device-ca',
+    spiffeId: gwId,
+    spki: spkiOf(caKey),
+    notBefore: now,
+    notAfter: now + 6 * HOUR,
+    permittedServerNames: names,
+  });
+  const live = liveIdentity({
+    spiffeId: gwId,
+    svidChain: [svid],
+    svidKey: der(svidKey),
+    caChain: [ca],
+    caKey: der(caKey),
+    caKeyBackend: 'software',
+    obtainedAt: now,
+    via: 'attest',
+    nextNonce: new Uint8Array(32),
+  });
+  const clock = new VirtualClock(now);
+  const caIdentity = () => (clock.now() < live.ca.notAfter ? live : undefined);
+  const signer = new AgentDeviceSigner({
+    trustDomain: td,
+    random,
+    caIdentity,
+    clockTrusted: () => true,
+    now: () => clock.now(),
+    recordDevice: async () => {},
+  });
+  const server = new ServerIdentity({
+    signer,
+    caIdentity,
+    onIdentityChange: () => () => {},
+    clock,
+    now: () => clock.now(),
+    logger: new MemoryLogger(),
+  });
+  await server.start();
+  const leaf = server.getX509Svid().chain[0] as X509Certificate;
+  assert.is(
+    leaf.subjectAltName,
+    `URI:${gwId}, DNS:gw-9.local, DNS:localhost, IP Address:192.168.1.10, IP Address:127.0.0.1`,
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'edgeward-server-nc-'));
+  writeFileSync(join(dir, 'leaf.pem'), leaf.toString());
+  writeFileSync(join(dir, 'ca.pem'), new X509Certificate(ca).toString());
+  writeFileSync(join(dir, 'root.pem'), new X509Certificate(rootDer).toString());
+  const verify = (...extra: string[]) =>
+    execFileSync(
+      'openssl',
+      [
+        'verify',
+        '-purpose',
+        'sslserver',
+        ...extra,
+        '-CAfile',
+        join(dir, 'root.pem'),
+        '-untrusted',
+        join(dir, 'ca.pem'),
+        join(dir, 'leaf.pem'),
+      ],
+      { stdio: 'pipe' },
+    ).toString();
+  assert.match(verify('-verify_hostname', 'gw-9.local', '-verify_ip', '192.168.1.10'), /leaf\.pem: OK/);
+  assert.throws(
+    () => verify('-verify_hostname', 'other.local'),
+    'a name the issuer did not admit does not verify',
+  );
+  server.stop();
+});
+
 test('the signer signs the server profile only for the CA’s own ID; device TTL bounds', async () => {
   const { pki, live } = await pkiServer();
-  const signer = createSigner({
+  const signer = createCaSigner({
     certificate: live.ca.chainDer[0] as Uint8Array,
-    privateKey: live.ca.key,
+    key: live.ca.key,
     trustDomain: pki.trustDomain,
     random: seededRandom('x'),
     scope: `${pki.gateway.id}/device`,
@@ -136,9 +237,9 @@ test('the signer signs the server profile only for the CA’s own ID; device TTL
     'ERR_SVID_ID_INVALID',
   );
   assert.throws(() =>
-    createSigner({
+    createCaSigner({
       certificate: live.ca.chainDer[0] as Uint8Array,
-      privateKey: live.ca.key,
+      key: live.ca.key,
       trustDomain: pki.trustDomain,
       random: seededRandom('x'),
       profiles: ['server'],
@@ -164,7 +265,7 @@ test('re-minted at half-life with a fresh key; the last one ends exactly at the 
   const { server, clock, live, logger } = await pkiServer({ caLifeMs: 3 * HOUR });
   const changes: number[] = [];
   server.onChange(() => changes.push(clock.now()));
-  server.start();
+  await server.start();
   const first = server.getX509Svid();
   await clock.advance(30 * MIN - 1);
   assert.is(server.getX509Svid(), first);
@@ -195,7 +296,7 @@ test('agent: the upstream SVID expires, local service does not; the budget end s
   const server = serverIdentityOf(h.agent, { clock: h.clock, logger: h.logger });
   const changes: number[] = [];
   server.onChange(() => changes.push(h.clock.now()));
-  server.start();
+  await server.start();
   const svidEnd = h.agent.svidSource.getX509Svid().notAfter;
   const caEnd = h.agent.status().deviceCa?.notAfter as number;
   assert.is(server.getX509Svid().spiffeId, h.agent.status().spiffeId);
@@ -231,7 +332,7 @@ test('agent: a restart after the upstream SVID expired serves the local server i
   await h.restart({ clock: new VirtualClock(h.clock.now()) });
   await rejects(() => h.agent.svidSource.getX509Svid(), 'ERR_SVID_UNAVAILABLE');
   const server = serverIdentityOf(h.agent, { clock: h.clock, logger: h.logger });
-  server.start();
+  await server.start();
   const svid = server.getX509Svid();
   assert.is(svid.spiffeId, h.agent.status().spiffeId);
   assert.ok(svid.notAfter > h.clock.now());
@@ -245,7 +346,7 @@ test('agent: a clock jump back keeps the current certificate and mints none unti
   await h.clock.advance(0);
   h.issuer.faults.set('*', 'down');
   const server = serverIdentityOf(h.agent, { clock: h.clock, logger: h.logger });
-  server.start();
+  await server.start();
   await h.clock.advance(10 * MIN);
   const first = server.getX509Svid();
   const right = h.clock.now();
@@ -265,6 +366,43 @@ test('agent: a clock jump back keeps the current certificate and mints none unti
   assert.ok(Date.parse(leaf.validFrom) >= right, 'never minted with a time behind the floor');
   server.stop();
   await h.agent.stop();
+});
+
+test('the CA key in the TPM (simulator): the server certificate is signed by TPM2_Sign under the delegated CA', async () => {
+  const sim = await openSim();
+  const tpm = new TpmAttestor({
+    transport: sim.tpm,
+    random: seededRandom('server-tpm'),
+    ownsTransport: false,
+  });
+  try {
+    const h = await harness({ caKeys: tpmCaKeys(tpm) });
+    await h.clock.advance(0);
+    const live = h.agent.svidSource.current();
+    assert.is(live?.ca.key.backend, 'tpm');
+    const server = serverIdentityOf(h.agent, { clock: h.clock, logger: h.logger });
+    await server.start();
+    const [leaf, ca] = server.getX509Svid().chain as X509Certificate[];
+    assert.ok(ca !== undefined && leaf?.verify(ca.publicKey), 'signed by the delegated CA');
+    assert.equal(
+      ca?.publicKey.export({ format: 'der', type: 'spki' }),
+      live?.ca.key.spki,
+      'whose key is the TPM key',
+    );
+    const bundle = h.agent.bundleSource.getBundleFor(h.issuer.trustDomain);
+    assert.is(
+      verifyX509Svid([leaf as X509Certificate, ca as X509Certificate], {
+        now: h.clock.now(),
+        bundle,
+        purpose: 'server',
+      }).spiffeId,
+      live?.svid.spiffeId,
+    );
+    server.stop();
+    await h.agent.stop();
+  } finally {
+    await sim.tpm.close();
+  }
 });
 
 test.run();
