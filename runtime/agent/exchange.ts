@@ -75,15 +75,47 @@ export interface ExchangeResult {
   readonly bundle: DecodedBundle & { json: string };
 }
 
-/** The fresh SVID key and CSR, and the delegated CA: a fresh key and CSR, or the current one kept. */
-interface Keys {
+/** The fresh SVID key and its CSR. */
+interface SvidKeys {
   readonly svidKey: KeyObject;
   readonly csr: Buffer;
   readonly spki: Uint8Array;
-  readonly ca:
-    | { readonly key: CaKey; readonly stored: Uint8Array; readonly csr: Buffer }
-    | { readonly kept: LiveIdentity };
 }
+
+/**
+ * A new delegated CA key, made only when the issuer has answered the begin step (not for every
+ * attempt while it is away: a TPM key costs a TPM2_Create and an object slot), and released when
+ * the exchange fails after making it.
+ */
+class NewCaKey {
+  readonly #caKeys: CaKeys;
+  #made: { key: CaKey; stored: Uint8Array; csr: Buffer } | undefined;
+
+  constructor(caKeys: CaKeys) {
+    this.#caKeys = caKeys;
+  }
+
+  get made(): { readonly key: CaKey; readonly stored: Uint8Array } | undefined {
+    return this.#made;
+  }
+
+  /** Make the key (once; in the TPM when the attestor is one) and give its CSR. */
+  async csr(): Promise<Buffer> {
+    if (this.#made === undefined) {
+      const ca = await this.#caKeys.create();
+      this.#made = { ...ca, csr: await createCaCsr(ca.key) };
+    }
+    return this.#made.csr;
+  }
+
+  /** The exchange failed: release the key it made (a TPM key is flushed). */
+  async discard(): Promise<void> {
+    await this.#made?.key.close().catch(() => {});
+  }
+}
+
+/** The delegated CA of an exchange: the current one kept, or a new one. */
+type CaPlan = { readonly kept: LiveIdentity } | { readonly fresh: NewCaKey };
 
 /** The fields of a quote, when the attestor quotes and the issuer asked for one. */
 type QuoteFields = Pick<RenewFinishRequest, 'quote' | 'signature' | 'pcrValues'>;
@@ -94,38 +126,42 @@ export async function exchange(
   deps: ExchangeDeps,
 ): Promise<ExchangeResult> {
   const caKeys = deps.caKeys ?? caKeysFor(deps.attestor, deps.newKey);
-  const keys = await newKeys(deps, caKeys, plan.mode === 'attest' || plan.renewCa ? undefined : plan.current);
+  const svid = newSvidKeys(deps);
+  const ca: CaPlan =
+    plan.mode === 'attest' || plan.renewCa ? { fresh: new NewCaKey(caKeys) } : { kept: plan.current };
   await deps.onStep?.('keys-generated');
-  const issued =
-    plan.mode === 'attest'
-      ? await attest(ep, deps, keys)
-      : plan.mode === 'renew'
-        ? await renew(ep, deps, keys, plan.current)
-        : await recover(ep, deps, keys, plan.current);
-  return assemble(issued, keys, plan.mode, deps, caKeys);
+  try {
+    const issued =
+      plan.mode === 'attest'
+        ? await attest(ep, deps, svid, ca)
+        : plan.mode === 'renew'
+          ? await renew(ep, deps, svid, ca, plan.current)
+          : await recover(ep, deps, svid, ca, plan.current);
+    return await assemble(issued, svid, ca, plan.mode, deps, caKeys);
+  } catch (err) {
+    if ('fresh' in ca) await ca.fresh.discard();
+    throw err;
+  }
 }
 
-async function newKeys(
-  deps: ExchangeDeps,
-  caKeys: CaKeys,
-  keepCaOf: LiveIdentity | undefined,
-): Promise<Keys> {
+function newSvidKeys(deps: ExchangeDeps): SvidKeys {
   const svidKey = deps.newKey();
-  const csr = createCsr(svidKey);
-  const spki = spkiOf(svidKey);
-  if (keepCaOf !== undefined) return { svidKey, csr, spki, ca: { kept: keepCaOf } };
-  // The delegated CA key: in the TPM when the attestor is one (its CSR signed there), else software.
-  const ca = await caKeys.create();
-  return { svidKey, csr, spki, ca: { ...ca, csr: await createCaCsr(ca.key) } };
+  return { svidKey, csr: createCsr(svidKey), spki: spkiOf(svidKey) };
 }
 
-const caCsrOf = (keys: Keys): { caCsr?: Buffer } => ('csr' in keys.ca ? { caCsr: keys.ca.csr } : {});
+const caCsrOf = async (ca: CaPlan): Promise<{ caCsr?: Buffer }> =>
+  'fresh' in ca ? { caCsr: await ca.fresh.csr() } : {};
 
 const namesOf = (deps: ExchangeDeps): { serverNames?: string[] } =>
   deps.serverNames !== undefined && deps.serverNames.length > 0 ? { serverNames: [...deps.serverNames] } : {};
 
-async function attest(ep: UpstreamEndpoint, deps: ExchangeDeps, keys: Keys): Promise<IssuedIdentity> {
-  if (!('csr' in keys.ca)) throw new TypeError('attestation always obtains a new delegated CA');
+async function attest(
+  ep: UpstreamEndpoint,
+  deps: ExchangeDeps,
+  keys: SvidKeys,
+  ca: CaPlan,
+): Promise<IssuedIdentity> {
+  if (!('fresh' in ca)) throw new TypeError('attestation always obtains a new delegated CA');
   const beginReq = await deps.attestor.begin();
   const challenge = await ep.post<AttestBeginResponse>(PATHS.attestBegin, beginReq);
   checkShape(challenge, ['sessionId', 'nonce'], 'attest/begin');
@@ -133,7 +169,7 @@ async function attest(ep: UpstreamEndpoint, deps: ExchangeDeps, keys: Keys): Pro
   const finish: AttestFinishRequest = {
     sessionId: challenge.sessionId,
     csr: keys.csr,
-    caCsr: keys.ca.csr,
+    caCsr: await ca.fresh.csr(),
     ...namesOf(deps),
     ...proof,
   };
@@ -143,7 +179,8 @@ async function attest(ep: UpstreamEndpoint, deps: ExchangeDeps, keys: Keys): Pro
 async function renew(
   ep: UpstreamEndpoint,
   deps: ExchangeDeps,
-  keys: Keys,
+  keys: SvidKeys,
+  ca: CaPlan,
   current: LiveIdentity,
 ): Promise<IssuedIdentity> {
   const auth = { clientSvid: current.svid };
@@ -152,7 +189,7 @@ async function renew(
   const req: RenewFinishRequest = {
     sessionId: begin.sessionId,
     csr: keys.csr,
-    ...caCsrOf(keys),
+    ...(await caCsrOf(ca)),
     ...namesOf(deps),
     ...(await quoteFields(deps.attestor, begin, keys.spki)),
   };
@@ -163,7 +200,8 @@ async function renew(
 async function recover(
   ep: UpstreamEndpoint,
   deps: ExchangeDeps,
-  keys: Keys,
+  keys: SvidKeys,
+  ca: CaPlan,
   current: LiveIdentity,
 ): Promise<IssuedIdentity> {
   const beginReq: RecoverBeginRequest = { caChain: [...current.ca.chainDer] };
@@ -174,7 +212,7 @@ async function recover(
   const req: RecoverFinishRequest = {
     sessionId: begin.sessionId,
     csr: keys.csr,
-    ...caCsrOf(keys),
+    ...(await caCsrOf(ca)),
     ...namesOf(deps),
     caSignature,
     ...(await quoteFields(deps.attestor, begin, keys.spki)),
@@ -195,13 +233,16 @@ async function quoteFields(
 /** Check the issuer's answer and build the record and identity to commit. */
 async function assemble(
   issued: IssuedIdentity,
-  keys: Keys,
+  keys: SvidKeys,
+  ca: CaPlan,
   mode: ExchangeMode,
   deps: ExchangeDeps,
   caKeys: CaKeys,
 ): Promise<ExchangeResult> {
   checkShape(issued, ['spiffeId', 'svidChain', 'deviceCaChain', 'bundle'], 'issued identity');
-  const kept = 'kept' in keys.ca ? keys.ca.kept : undefined;
+  const kept = 'kept' in ca ? ca.kept : undefined;
+  // Kept CA: the current chain and key carry over into the new record unchanged.
+  const caFields = caRecordFields(ca, issued);
   const gotCa = Array.isArray(issued.deviceCaChain) && issued.deviceCaChain.length > 0;
   if (gotCa === (kept !== undefined))
     throw new AgentError(
@@ -222,14 +263,7 @@ async function assemble(
     spiffeId: issued.spiffeId,
     svidChain: issued.svidChain,
     svidKey: keys.svidKey.export({ format: 'der', type: 'pkcs8' }),
-    // Kept CA: the current chain and key carry over into the new record unchanged.
-    ...('kept' in keys.ca
-      ? {
-          caChain: keys.ca.kept.record.caChain,
-          caKeyBackend: keys.ca.kept.record.caKeyBackend,
-          caKey: keys.ca.kept.record.caKey,
-        }
-      : { caChain: issued.deviceCaChain, caKeyBackend: keys.ca.key.backend, caKey: keys.ca.stored }),
+    ...caFields,
     obtainedAt: now,
     via: mode,
     nextNonce: issued.nextNonce ?? new Uint8Array(0),
@@ -237,6 +271,20 @@ async function assemble(
   const live = liveIdentity(record, caKeys.open);
   checkIssued(live, { trustDomain: deps.trustDomain, roots: bundle.roots, now });
   return { record, live, bundle: { ...bundle, json: issued.bundle } };
+}
+
+/** The delegated CA part of the record: the kept one unchanged, or the new key with its chain. */
+function caRecordFields(
+  ca: CaPlan,
+  issued: IssuedIdentity,
+): Pick<GatewayRecord, 'caChain' | 'caKeyBackend' | 'caKey'> {
+  if ('kept' in ca) {
+    const { caChain, caKeyBackend, caKey } = ca.kept.record;
+    return { caChain, caKeyBackend, caKey };
+  }
+  const made = ca.fresh.made;
+  if (made === undefined) throw new TypeError('the exchange asked for a new CA but made no key');
+  return { caChain: issued.deviceCaChain, caKeyBackend: made.key.backend, caKey: made.stored };
 }
 
 function checkShape(v: unknown, fields: readonly string[], what: string): void {

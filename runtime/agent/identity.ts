@@ -137,7 +137,7 @@ export function checkIssued(
   if (!leaf.checkPrivateKey(svid.privateKey)) throw protocol('SVID is not for our key');
   const caCert = ca.chain[0] as X509Certificate;
   if (!caCert.ca) throw protocol('delegated CA certificate is not a CA');
-  if (!caCert.publicKey.export({ format: 'der', type: 'spki' }).equals(ca.key.spki))
+  if (!Buffer.from(ca.key.spki).equals(spkiOfCert(caCert)))
     throw protocol('delegated CA is not for our CA key');
   if (uriSan(caCert) !== svid.spiffeId)
     throw protocol('delegated CA URI SAN differs from the gateway SPIFFE ID');
@@ -147,6 +147,15 @@ export function checkIssued(
   ] as const) {
     if (!(nb <= o.now && o.now < na)) throw protocol(`${what} is not valid now`);
     verifyChain(chain, o.roots, what);
+  }
+}
+
+/** The certificate's SubjectPublicKeyInfo DER; a key OpenSSL cannot decode is a protocol error. */
+function spkiOfCert(cert: X509Certificate): Buffer {
+  try {
+    return cert.publicKey.export({ format: 'der', type: 'spki' });
+  } catch (cause) {
+    throw protocol('delegated CA public key does not decode', cause);
   }
 }
 

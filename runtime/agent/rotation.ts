@@ -173,14 +173,13 @@ export class Rotation {
     }
     const plan = this.#plan();
     const tried: EndpointFailure[] = [];
-    let got: ExchangeResult;
     try {
-      got = await this.#exchange(plan, tried);
+      const got = await this.#exchange(plan, tried);
+      if (d.running()) await this.#commit(plan, got);
     } catch (err) {
+      // A failed exchange, or a store that could not take the result (nothing was served then).
       if (d.running()) this.#onFailure(plan.mode, err, tried);
-      return;
     }
-    if (d.running()) await this.#commit(plan, got);
   }
 
   /** The way to try: renew while the SVID is valid, recover while the CA is, else attest. */

@@ -301,6 +301,29 @@ test('restart after a definitive refusal: one attempt at start, stopped again wi
   await h.agent.stop();
 });
 
+test('a store that cannot take an issued identity is a failed rotation: retried, nothing served from it', async () => {
+  const h = await harness({ backoff: { delay: () => 1000 } });
+  await h.clock.advance(0);
+  const before = h.agent.svidSource.getX509Svid();
+  const batch = h.db.batch.bind(h.db);
+  let failures = 1;
+  h.db.batch = ((ops: { key: string }[], o: unknown) => {
+    if (failures > 0 && ops.some((op) => op.key === 'gateway')) {
+      failures--;
+      return Promise.reject(Object.assign(new Error('disk full'), { code: 'LEVEL_IO_ERROR' }));
+    }
+    return batch(ops as never, o as never);
+  }) as unknown as typeof h.db.batch;
+  await h.agent.rotateNow();
+  assert.is(h.agent.svidSource.getX509Svid(), before, 'the unstored identity is not served');
+  assert.is(h.agent.status().upstream.state, 'failing');
+  assert.is(h.agent.status().upstream.lastError?.code, 'LEVEL_IO_ERROR');
+  await h.clock.advance(1000);
+  assert.is.not(h.agent.svidSource.getX509Svid(), before, 'retried and committed');
+  assert.is(h.agent.status().upstream.state, 'ok');
+  await h.agent.stop();
+});
+
 test('issuance log entries of another gateway ID are dropped with a warning, never holding back the log', async () => {
   const h = await harness({ feedIntervalMs: 10 * MIN });
   await h.clock.advance(0);
