@@ -75,11 +75,12 @@ import { PolicyHolder } from './policy-holder.ts';
 import { Refusals } from './refusals.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
 import { RetainedGuard, type RetainedStats, type RetainedStore } from './retained.ts';
+import { closeRevoked } from './revocation.ts';
 import { type Session, Sessions } from './sessions.ts';
 import { type SharedStats, SharedSubscriptions } from './shared.ts';
 import { Teardown } from './teardown.ts';
 import { type Endpoint, TlsFront } from './tls-front.ts';
-import { WillGate } from './wills.ts';
+import { type StoresWills, WillGate, willDropper } from './wills.ts';
 import { batchWrites } from './write-batch.ts';
 
 export type { Endpoint } from './tls-front.ts';
@@ -200,15 +201,17 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       persistence = opened;
       teardown.add('journal', () => opened.flushed());
     }
+    if (persistence !== undefined) sessions.seedOwners(persistence.owners());
+    // Without a journal, aedes' own in-memory persistence, created here so `retained.ts` can wrap it.
+    const store = persistence ?? (memory as unknown as () => RetainedStore)();
+    const dropWill = willDropper(store as unknown as StoresWills, () => broker.id, logger);
     const retained = new RetainedGuard(limits, logger);
     const authorizePublish = authorizePublishByPolicy(sessions, refusals, {
       gate: wills,
       retained,
       topics: limits,
-      drop: (will) => dropWill(will as unknown as { clientId?: string; brokerId?: string }),
+      drop: (will) => dropWill(will as { clientId?: string; brokerId?: string }),
     });
-    // Without a journal, aedes' own in-memory persistence, created here so `retained.ts` can wrap it.
-    const store = persistence ?? (memory as unknown as () => RetainedStore)();
     const broker = new Aedes({
       persistence: store as never,
       connectTimeout: limits.connectTimeoutMs,
@@ -235,14 +238,6 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     (broker as unknown as EventEmitter).on('error', (err: Error) =>
       logger.error('broker error', { code: 'ERR_MQTT_BROKER_ERROR', reason: err.message }),
     );
-    const dropWill = (will: { clientId?: string; brokerId?: string }): void => {
-      if (will.clientId === undefined) return;
-      (broker as unknown as { persistence: { delWill(c: object): Promise<unknown> } }).persistence
-        .delWill({ id: will.clientId, brokerId: will.brokerId ?? broker.id })
-        .catch((err: Error) =>
-          logger.error('will not deleted', { clientId: will.clientId, reason: err.message }),
-        );
-    };
     shared.attach(broker);
     await retained.attach(broker, store, persistence?.takeRestoredRetained());
     await broker.listen();
@@ -264,6 +259,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       });
     });
 
+    // A persistent session's client id stays its identity's across a restart (takeover check).
+    const journal = persistence;
+    if (journal !== undefined)
+      broker.on('client', (client) => {
+        const s = sessions.of(client.conn);
+        if (s === undefined) return;
+        journal
+          .setOwner(client.id, s.clean ? undefined : s.svid.spiffeId)
+          .catch((err: Error) =>
+            logger.error('session owner not journaled', { clientId: client.id, reason: err.message }),
+          );
+      });
+
     const renewal = new RenewalService(broker, sessions, options.deviceSigner, bundle, logger);
     renewal.start();
     teardown.add('renewal', () => renewal.stop());
@@ -284,19 +292,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     teardown.add('bundle signer', served.onChange(publishSigned));
     teardown.add(
       'revocation',
-      revocationSource.onRevoke(({ spiffeIds, serials }) => {
-        for (const s of sessions.matching(new Set(spiffeIds), new Set(serials))) {
-          logger.warn('session closed: revoked', { spiffeId: s.svid.spiffeId, clientId: s.clientId });
-          // A revoked device's will is dropped, not published when its socket goes.
-          if (s.mqtt !== undefined) {
-            const hadWill = s.mqtt.will != null;
-            s.mqtt.will = null;
-            s.mqtt._will = null;
-            if (hadWill) dropWill({ clientId: s.mqtt.id });
-          }
-          s.socket.destroy();
-        }
-      }),
+      // A revoked device's session closes at once and its will is dropped, not published.
+      revocationSource.onRevoke(closeRevoked(sessions, dropWill, logger)),
     );
 
     const mqtt = await front.listen(options.listen ?? { host: '127.0.0.1', port: 8883 });

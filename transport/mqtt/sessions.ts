@@ -121,6 +121,11 @@ export class Sessions {
     );
   }
 
+  /** Client ids held by persistent sessions before a restart (from the journal). */
+  seedOwners(owners: ReadonlyMap<string, string>): void {
+    for (const [clientId, owner] of owners) this.#owners.set(clientId, owner);
+  }
+
   /** The SPIFFE ID that holds (or last held) `clientId`, if any. */
   ownerOf(clientId: string): string | undefined {
     return this.#owners.get(clientId);

@@ -15,6 +15,7 @@
  * ```
  */
 
+import type { Logger } from '../../runtime/core/logger.ts';
 import type { RevocationSource } from '../../runtime/sources/types.ts';
 import type { TransportErrorCode } from '../errors.ts';
 import type { Grants } from '../policy/grants.ts';
@@ -70,6 +71,27 @@ export function willProblem(
       reason: `will owner may not publish${will.retain === true ? ' retained' : ''} to ${will.topic}`,
     };
   return undefined;
+}
+
+/** What `willDropper` needs of the persistence (aedes-persistence and `DurablePersistence` have it). */
+export interface StoresWills {
+  delWill(client: { id: string; brokerId: string }): Promise<unknown>;
+}
+
+/** Deletes a stored will (refused, or its owner revoked); a failure is logged, never thrown. */
+export function willDropper(
+  store: StoresWills,
+  brokerId: () => string,
+  logger: Logger,
+): (will: { clientId?: string; brokerId?: string }) => void {
+  return (will) => {
+    if (will.clientId === undefined) return;
+    store
+      .delWill({ id: will.clientId, brokerId: will.brokerId ?? brokerId() })
+      .catch((err: Error) =>
+        logger.error('will not deleted', { clientId: will.clientId, reason: err.message }),
+      );
+  };
 }
 
 export interface WillGateOptions {

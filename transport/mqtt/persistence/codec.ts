@@ -10,6 +10,7 @@
  * | `i!<seq>`           | one inbound QoS 2 message awaiting PUBREL          |
  * | `w!<clientId>`      | the will of a persistent session                   |
  * | `p!<seq>`           | a QoS 1/2 message logged ahead of its PUBACK       |
+ * | `o!<clientId>`      | the SPIFFE ID holding a persistent session's id    |
  *
  * `<seq>` is a zero-padded hex counter, so LevelDB's key order is the order of arrival.
  */
@@ -157,6 +158,12 @@ export function decodeSubscriptions(key: string, bytes: Uint8Array): StoredSubsc
     if (typeof s.nl === 'boolean') out.nl = s.nl;
     return out;
   });
+}
+
+export function decodeOwner(key: string, bytes: Uint8Array): string {
+  const v = decodeAny(key, bytes);
+  if (typeof v !== 'string' || !v.startsWith('spiffe://')) throw corrupt(key, 'not a SPIFFE ID');
+  return v;
 }
 
 export { corrupt as journalCorrupt };

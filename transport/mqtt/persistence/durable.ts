@@ -105,6 +105,8 @@ export class DurablePersistence {
   readonly #storedWills = new Set<string>();
   readonly #admitWill: NonNullable<PersistenceOptions['admitWill']>;
   #broker: { id: string } | undefined;
+  /** Persistent sessions' client ids → the SPIFFE ID holding them (journaled as `o!`). */
+  readonly #owners = new Map<string, string>();
   /** Retained messages restored from the journal (for the caps of `retained.ts`), until taken. */
   #restoredRetained: StoredPacket[] = [];
   #seq = 0;
@@ -137,6 +139,26 @@ export class DurablePersistence {
     };
   }
 
+  /** Who holds each persistent session's client id (restored, then kept up to date by `setOwner`). */
+  owners(): ReadonlyMap<string, string> {
+    return this.#owners;
+  }
+
+  /**
+   * Records (or, with undefined, forgets) the identity holding a persistent session's client id,
+   * so that a takeover by another identity is refused after a restart too.
+   */
+  async setOwner(clientId: string, spiffeId: string | undefined): Promise<void> {
+    if (this.#owners.get(clientId) === spiffeId) return;
+    if (spiffeId === undefined) {
+      this.#owners.delete(clientId);
+      await this.#wrote([this.#journal.del(`o!${clientId}`)]);
+      return;
+    }
+    this.#owners.set(clientId, spiffeId);
+    await this.#wrote([this.#journal.put(`o!${clientId}`, encodeValue(spiffeId))]);
+  }
+
   /** The retained messages the journal held at open (once: the list is then released). */
   takeRestoredRetained(): StoredPacket[] {
     const r = this.#restoredRetained;
@@ -155,6 +177,7 @@ export class DurablePersistence {
     const writes: Promise<void>[] = [];
     for (const packet of j.retained) void this.#inner.storeRetained(packet);
     this.#restoredRetained = [...j.retained];
+    for (const [clientId, owner] of j.owners) this.#owners.set(clientId, owner);
     for (const [clientId, subs] of j.subscriptions) {
       void this.#inner.addSubscriptions({ id: clientId, clean: false }, subs);
       this.#storedSubs.add(clientId);
