@@ -109,8 +109,9 @@ export class MqttGateway {
     if (this.#server?.agent !== agent) {
       this.#server?.identity.stop();
       const identity = serverIdentityOf(agent, { clock: this.gw.clock, logger: nullLogger });
-      identity.start();
       this.#server = { agent, identity };
+      // Resolves once the first certificate is minted (the delegated CA key may be in the TPM).
+      await identity.start();
     }
     const server = this.#server.identity;
     if (this.broker === undefined && server.status().up) {
