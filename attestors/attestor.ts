@@ -13,7 +13,8 @@
  * ```
  *
  * The public methods check state and inputs, then call the `_impl` methods that each attestor
- * provides. `close()` is idempotent; every call after it fails with `ERR_ATTESTOR_CLOSED`.
+ * provides. `close()` is idempotent; every call after it (or before `start()`, or a second
+ * `start()`) fails with `ERR_ATTESTOR_CLOSED`; an argument out of contract with `ERR_ATTESTOR_INPUT`.
  * The conformance suite in `test/conformance/attestor.ts` runs against every implementation, with
  * feature tests switched on from `supports`.
  */
@@ -75,7 +76,8 @@ export abstract class Attestor {
   /** Answer the issuer's challenge; the quote (tpm) binds `csrSpkiDer` through the qualifying data. */
   async answer(challenge: AttestBeginResponse, csrSpkiDer: Uint8Array): Promise<AttestProof> {
     this.#check('answer');
-    if (challenge.nonce.length < 16) throw new TypeError('challenge nonce must be at least 16 bytes');
+    if (challenge.nonce.length < 16)
+      throw new AttestorError('ERR_ATTESTOR_INPUT', 'challenge nonce must be at least 16 bytes');
     return this._answer(challenge, csrSpkiDer);
   }
 
@@ -92,7 +94,8 @@ export abstract class Attestor {
     this.#check('seal');
     if (!this.supports.sealing)
       throw new AttestorError('ERR_ATTESTOR_UNSUPPORTED', `${this.method} attestor cannot seal`);
-    if (data.length === 0 || data.length > 128) throw new TypeError('sealed data must be 1 to 128 bytes');
+    if (data.length === 0 || data.length > 128)
+      throw new AttestorError('ERR_ATTESTOR_INPUT', 'sealed data must be 1 to 128 bytes');
     return this._seal(data, options);
   }
 
@@ -114,7 +117,10 @@ export abstract class Attestor {
     if (this.#state === 'closed')
       throw new AttestorError('ERR_ATTESTOR_CLOSED', `${this.method} attestor: ${op} after close`);
     if (this.#state !== want)
-      throw new TypeError(`${this.method} attestor: ${op} called while ${this.#state}`);
+      throw new AttestorError(
+        'ERR_ATTESTOR_CLOSED',
+        `${this.method} attestor: ${op} called while ${this.#state}`,
+      );
   }
 
   protected abstract _start(): Promise<void>;

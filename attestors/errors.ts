@@ -17,8 +17,10 @@ export type AttestorErrorCode =
   | 'ERR_TPM_TRANSPORT_SPEC'
   /** An EK was not found, or its certificate could not be read or parsed. */
   | 'ERR_TPM_EK_MISSING'
-  /** The attestor was used after close, or before start. */
+  /** The attestor was used after close or before start, or started twice. */
   | 'ERR_ATTESTOR_CLOSED'
+  /** An argument outside the attestor's contract: a challenge nonce under 16 bytes, sealed data not 1 to 128 bytes, a PCR index outside 0..23 or an expected PCR value missing or not 32 bytes. */
+  | 'ERR_ATTESTOR_INPUT'
   /** The attestor was asked for something its `supports` manifest says it cannot do. */
   | 'ERR_ATTESTOR_UNSUPPORTED'
   /** Verifier side: a quote, credential or public area that does not check out. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The README's catalogue of error codes, generated from the errors.ts of each top-level folder
 // (each code with the doc comment above it). `--write` updates README.md between its markers;
-// without it, prints the table. test/readme.test.ts fails when the README is out of date.
+// without it, prints the table. `npm test` (scripts/test.mjs, its docs check) fails when the README
+// is out of date.
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const ROOT = new URL('..', import.meta.url).pathname;

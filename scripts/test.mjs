@@ -1,10 +1,18 @@
 #!/usr/bin/env node
 // `npm test`: check the real peers are installed (installing them as root with apt-get),
-// then Biome, the type check and every test file, each file in its own process.
-// The last line is always `N passed, N failed`.
+// then the checks (Biome, the type check, the README formats, and the static suite checks of
+// test-checks.mjs: no `.only`, every test asserts), then every test file, each in its own process.
+// Checks print their own `ok  `/`FAIL` lines and are not counted as tests; a failed check makes
+// the run exit 1. The last line is always `N passed, N failed, N skipped` (tests only, as uvu
+// counts them; `N passed, N failed` is what CI reads).
+// With arguments (substrings of test file paths) only those files run, and Biome and tsc are
+// skipped; the README check still runs, and the static checks on the selected files.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { readmeWithCatalogue } from './error-codes.mjs';
+import { checkSuite } from './test-checks.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const PACKAGES = 'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime';
@@ -55,14 +63,60 @@ function step(name, cmd, args) {
   return ok;
 }
 
-function testFiles(dir) {
+function testFiles(dir, suffix = '.test.ts') {
   const out = [];
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...testFiles(p));
-    else if (name.endsWith('.test.ts')) out.push(p);
+    if (statSync(p).isDirectory()) out.push(...testFiles(p, suffix));
+    else if (name.endsWith(suffix)) out.push(p);
   }
   return out;
+}
+
+/** README formats: the quick start is exactly the two commands; the error-code catalogue is current. */
+function docsCheck() {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const problems = [];
+  if (!/```sh\nnpm install && npm start\nnpm test\n```/.test(readme))
+    problems.push('the quick start is not exactly `npm install && npm start` and `npm test`');
+  try {
+    if (readmeWithCatalogue(readme) !== readme)
+      problems.push('the error-code catalogue is out of date: run `node scripts/error-codes.mjs --write`');
+  } catch (err) {
+    problems.push(err.message);
+  }
+  const name = 'docs: README quick start and error-code catalogue';
+  console.log(`${problems.length === 0 ? 'ok  ' : 'FAIL'} ${name}`);
+  for (const p of problems) console.log(`  ${p}`);
+  return [name, problems.length === 0];
+}
+
+/** The static checks of test-checks.mjs, each printed as a check line. */
+function staticChecks(files) {
+  let found;
+  try {
+    found = checkSuite(files, ROOT);
+  } catch (err) {
+    console.log(`FAIL static test checks could not run: ${err.stack ?? err}`);
+    return [false, false];
+  }
+  const { only, unasserted } = found;
+  const report = (name, found, why) => {
+    console.log(`${found.length === 0 ? 'ok  ' : 'FAIL'} ${name}`);
+    if (found.length > 0) console.log(`${why}:\n${found.map((f) => `  ${f}`).join('\n')}`);
+    return found.length === 0;
+  };
+  const a = report(
+    'no .only in test/',
+    only,
+    'uvu would run only these tests and report the file as passing',
+  );
+  const b = report(
+    'every test asserts',
+    unasserted,
+    'tests whose body calls no assertion (uvu/assert, rejects, or a helper that asserts; see scripts/test-checks.mjs)',
+  );
+  return [a, b];
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colours from uvu's output
@@ -106,30 +160,36 @@ function runFile(file) {
       const total = Number(/Total:\s+(\d+)/.exec(text)?.[1] ?? 0);
       const passed = Number(/Passed:\s+(\d+)/.exec(text)?.[1] ?? 0);
       const skipped = Number(/Skipped:\s+(\d+)/.exec(text)?.[1] ?? 0);
-      let failed = Math.max(0, total - passed - skipped);
-      if ((code !== 0 || total === 0) && failed === 0) failed = 1;
-      resolve({ file, passed, failed, text, ms: Date.now() - started });
+      // uvu's Total excludes skipped tests (and, with a .only, the ones it did not run).
+      let failed = Math.max(0, total - passed);
+      if ((code !== 0 || total + skipped === 0) && failed === 0) failed = 1;
+      resolve({ file, passed, failed, skipped, text, ms: Date.now() - started });
     });
   });
 }
 
 async function main() {
   ensurePeers();
-  let passed = 0;
-  let failed = 0;
+  // One seed for every file's test randomness (test/helpers/seed.ts), printed so a failure replays.
+  const seed = process.env.EDGEWARD_TEST_SEED || randomBytes(6).toString('hex');
+  process.env.EDGEWARD_TEST_SEED = seed;
+  console.log(`test seed ${seed} (replay: EDGEWARD_TEST_SEED=${seed} npm test)`);
   const only = process.argv.slice(2);
+  const checks = [];
   if (only.length === 0) {
     for (const [name, cmd, args] of [
-      ['biome check', 'npx', ['biome', 'check', '.']],
-      ['tsc --noEmit', 'npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
-    ]) {
-      if (step(name, cmd, args)) passed++;
-      else failed++;
-    }
+      ['lint: biome check', 'npx', ['biome', 'check', '.']],
+      ['types: tsc --noEmit', 'npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
+    ])
+      checks.push([name, step(name, cmd, args)]);
   }
+  checks.push(docsCheck()); // milliseconds: also with a filter
   const files = testFiles(join(ROOT, 'test')).filter(
     (f) => only.length === 0 || only.some((o) => f.includes(o)),
   );
+  // Unfiltered, the shared suites and helpers are checked too (a `.only` in a suite file counts).
+  const [noOnly, asserts] = staticChecks(only.length === 0 ? testFiles(join(ROOT, 'test'), '.ts') : files);
+  checks.push(['no .only', noOnly], ['every test asserts', asserts]);
   const queue = [...files];
   const results = [];
   await Promise.all(
@@ -138,19 +198,30 @@ async function main() {
         const r = await runFile(f);
         results.push(r);
         const rel = relative(ROOT, r.file);
+        const skips = r.skipped > 0 ? `, ${r.skipped} skipped` : '';
         console.log(
-          `${r.failed === 0 ? 'ok  ' : 'FAIL'} ${rel} (${r.passed} passed, ${r.failed} failed, ${(r.ms / 1000).toFixed(1)} s)`,
+          `${r.failed === 0 ? 'ok  ' : 'FAIL'} ${rel} (${r.passed} passed, ${r.failed} failed${skips}, ${(r.ms / 1000).toFixed(1)} s)`,
         );
-        if (r.failed > 0) console.log(r.text.trim().split('\n').slice(-120).join('\n'));
+        if (r.failed > 0) {
+          console.log(r.text.trim().split('\n').slice(-120).join('\n'));
+          console.log(`replay: EDGEWARD_TEST_SEED=${seed} node --import tsx ${rel}`);
+        }
       }
     }),
   );
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
   for (const r of results) {
     passed += r.passed;
     failed += r.failed;
+    skipped += r.skipped;
   }
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exitCode = failed === 0 ? 0 : 1;
+  const failedChecks = checks.filter(([, ok]) => !ok).map(([name]) => name);
+  if (failedChecks.length > 0)
+    console.log(`FAIL checks (not counted as tests, the run fails): ${failedChecks.join(', ')}`);
+  console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+  process.exitCode = failed === 0 && failedChecks.length === 0 ? 0 : 1;
 }
 
 await main();

@@ -32,7 +32,7 @@ export class JoinTokenAttestor extends Attestor {
   constructor(options: JoinTokenAttestorOptions) {
     super();
     if (typeof options.tokenFile !== 'string' || options.tokenFile === '')
-      throw new TypeError('tokenFile is required');
+      throw new AttestorError('ERR_ATTESTOR_CONFIG', 'join-token attestor: tokenFile is required');
     this.#o = options;
   }
 

@@ -138,7 +138,7 @@ export class TpmAttestor extends Attestor {
   protected override _seal(data: Uint8Array, options: SealOptions): Promise<Uint8Array> {
     const pcrs = options.pcrs ?? [];
     if (pcrs.some((p) => !Number.isInteger(p) || p < 0 || p > 23))
-      throw new TypeError('PCR indices must be 0..23');
+      throw new AttestorError('ERR_ATTESTOR_INPUT', 'PCR indices must be 0..23');
     return sealData(this.#t, data, pcrs, options.expected);
   }
 

@@ -60,7 +60,10 @@ export async function sealData(
         : (selection[0]?.pcrs ?? []).map((i) => {
             const v = expected[i];
             if (v === undefined || v.length !== 32)
-              throw new TypeError(`expected value of sha256 PCR ${i} missing or not 32 bytes`);
+              throw new AttestorError(
+                'ERR_ATTESTOR_INPUT',
+                `expected value of sha256 PCR ${i} missing or not 32 bytes`,
+              );
             return v;
           });
     const policy = policyPcrUpdate(

@@ -34,7 +34,8 @@ export class X509PopAttestor extends Attestor {
 
   constructor(options: X509PopAttestorOptions) {
     super();
-    if (!options.chainFile || !options.keyFile) throw new TypeError('chainFile and keyFile are required');
+    if (!options.chainFile || !options.keyFile)
+      throw new AttestorError('ERR_ATTESTOR_CONFIG', 'x509pop attestor: chainFile and keyFile are required');
     this.#o = options;
   }
 

@@ -2,12 +2,15 @@
  * The attestor conformance suite (STYLE.md rule 9): every attestor — tpm on swtpm or on the
  * simulator, join-token, x509pop — runs it with its own factory. The factory also plays the issuer's
  * part for its method: `challenge` builds a valid challenge from the begin request, `check` verifies
- * a proof as the issuer would (and must throw on a proof bound to another CSR key). Feature tests
- * switch on from `supports`.
+ * a proof as the issuer would, refusing a proof bound to another CSR key with the typed code named in
+ * `refusals`. Every refusal is asserted by its code. Feature tests switch on from `supports`.
  *
  * @example
  * ```ts
- * attestorConformance('tpm on swtpm', async () => ({ attestor, challenge, check, cleanup }));
+ * attestorConformance('tpm on swtpm', async () => ({
+ *   attestor, challenge, check, checkQuote, cleanup,
+ *   refusals: { otherCsrKey: 'ERR_ATTEST_QUOTE_INVALID', otherNonce: 'ERR_ATTEST_QUOTE_INVALID' },
+ * }));
  * ```
  */
 import { generateKeyPairSync } from 'node:crypto';
@@ -22,7 +25,7 @@ export interface AttestorUnderTest {
   readonly attestor: Attestor;
   /** What the issuer would answer to `begin` (nonce of 32 bytes; credential for tpm). */
   challenge(begin: AttestBeginRequest): Promise<AttestBeginResponse> | AttestBeginResponse;
-  /** Verify `proof` as the issuer would; throw when it does not hold. */
+  /** Verify `proof` as the issuer would; throw a typed error when it does not hold. */
   check(
     begin: AttestBeginRequest,
     challenge: AttestBeginResponse,
@@ -37,6 +40,13 @@ export interface AttestorUnderTest {
     selection: string,
     evidence: { quote: Uint8Array; signature: Uint8Array; pcrValues: Uint8Array[] },
   ): void;
+  /**
+   * The typed codes the issuer's checks refuse with: `otherCsrKey` from `check` for a proof checked
+   * against another CSR key (undefined: the method binds no key, as join-token's bearer token, and
+   * the suite asserts that the check then passes), `otherNonce` from `checkQuote` for evidence
+   * checked against another nonce (required with `checkQuote`).
+   */
+  readonly refusals: { readonly otherCsrKey: string | undefined; readonly otherNonce?: string };
   cleanup(): Promise<void>;
 }
 
@@ -60,19 +70,9 @@ export function attestorConformance(name: string, make: () => Promise<AttestorUn
     'lifecycle: nothing before start, start once, close idempotent, ERR_ATTESTOR_CLOSED after',
     async (ctx) => {
       const { attestor } = U(ctx);
-      try {
-        await attestor.begin();
-        assert.unreachable('begin before start');
-      } catch (err) {
-        assert.instance(err, TypeError);
-      }
+      await rejects(() => attestor.begin(), 'ERR_ATTESTOR_CLOSED'); // before start
       await attestor.start();
-      try {
-        await attestor.start();
-        assert.unreachable('second start');
-      } catch (err) {
-        assert.instance(err, TypeError);
-      }
+      await rejects(() => attestor.start(), 'ERR_ATTESTOR_CLOSED'); // a second start
       await attestor.close();
       await attestor.close();
       await rejects(() => attestor.begin(), 'ERR_ATTESTOR_CLOSED');
@@ -100,26 +100,26 @@ export function attestorConformance(name: string, make: () => Promise<AttestorUn
     await u.attestor.start();
     const begin = await u.attestor.begin();
     const challenge = await u.challenge(begin);
-    const proof = await u.attestor.answer(challenge, spki());
-    if (proof.method === 'join-token') return; // a bearer token binds nothing (documented)
-    let threw = false;
-    try {
+    const key = spki();
+    const proof = await u.attestor.answer(challenge, key);
+    await u.check(begin, challenge, proof, key);
+    const code = u.refusals.otherCsrKey;
+    if (code === undefined) {
+      // A bearer token binds nothing (documented): the same proof verifies for any CSR key.
+      assert.is(proof.method, 'join-token', 'only join-token may bind no CSR key');
       await u.check(begin, challenge, proof, spki());
-    } catch {
-      threw = true;
+      return;
     }
-    assert.ok(threw, 'a proof for one CSR key must not verify for another');
+    await rejects(() => u.check(begin, challenge, proof, spki()), code);
   });
 
   s('a short nonce is refused before anything reaches the device', async (ctx) => {
     const u = U(ctx);
     await u.attestor.start();
-    try {
-      await u.attestor.answer({ sessionId: 's', nonce: Buffer.alloc(8), expiresAt: 0 }, spki());
-      assert.unreachable('short nonce accepted');
-    } catch (err) {
-      assert.instance(err, TypeError);
-    }
+    await rejects(
+      () => u.attestor.answer({ sessionId: 's', nonce: Buffer.alloc(8), expiresAt: 0 }, spki()),
+      'ERR_ATTESTOR_INPUT',
+    );
   });
 
   s('quote: fresh renewal evidence when supports.pcrs, else ERR_ATTESTOR_UNSUPPORTED', async (ctx) => {
@@ -134,15 +134,12 @@ export function attestorConformance(name: string, make: () => Promise<AttestorUn
     const begin = await u.attestor.begin();
     const ev = await u.attestor.quote(nonce, key, 'sha256:0,1,2,7');
     assert.is(ev.pcrValues.length, 4);
-    assert.ok(u.checkQuote, 'a quoting attestor must give checkQuote');
-    u.checkQuote?.(begin, nonce, key, 'sha256:0,1,2,7', ev);
-    let threw = false;
-    try {
-      u.checkQuote?.(begin, Buffer.alloc(32, 6), key, 'sha256:0,1,2,7', ev);
-    } catch {
-      threw = true;
-    }
-    assert.ok(threw, 'evidence for one nonce must not verify for another');
+    const checkQuote = u.checkQuote;
+    const otherNonce = u.refusals.otherNonce;
+    if (checkQuote === undefined || otherNonce === undefined)
+      return assert.unreachable('a quoting attestor must give checkQuote and refusals.otherNonce');
+    checkQuote(begin, nonce, key, 'sha256:0,1,2,7', ev);
+    await rejects(() => checkQuote(begin, Buffer.alloc(32, 6), key, 'sha256:0,1,2,7', ev), otherNonce);
   });
 
   s(
@@ -164,12 +161,8 @@ export function attestorConformance(name: string, make: () => Promise<AttestorUn
       const flipped = Buffer.from(blob);
       flipped.writeUInt8((flipped.at(-1) as number) ^ 0xff, flipped.length - 1);
       await rejects(() => u.attestor.unseal(flipped), 'ERR_ATTESTOR_SEALED_BLOB');
-      try {
-        await u.attestor.seal(Buffer.alloc(129));
-        assert.unreachable('129 bytes sealed');
-      } catch (err) {
-        assert.instance(err, TypeError);
-      }
+      await rejects(() => u.attestor.seal(Buffer.alloc(129)), 'ERR_ATTESTOR_INPUT');
+      await rejects(() => u.attestor.seal(Buffer.alloc(0)), 'ERR_ATTESTOR_INPUT');
     },
   );
 

@@ -56,6 +56,8 @@ let answer: (path: string, body: Buffer) => Answer = () => ({
   body: encode({}),
 });
 const stalled = new Set<import('node:http').ServerResponse>();
+/** Called when the server stalls a response (call() waits for this or for the answer). */
+let onStall = (): void => {};
 const server: Server = createServer({ cert: dev.tls.cert, key: dev.tls.key }, (req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
@@ -63,12 +65,14 @@ const server: Server = createServer({ cert: dev.tls.cert, key: dev.tls.key }, (r
     const a = answer(req.url ?? '/', Buffer.concat(chunks));
     if (a.stall === 'silent') {
       stalled.add(res);
+      onStall();
       return;
     }
     res.writeHead(a.status, { 'content-type': a.type });
     if (a.stall === 'drip') {
       res.write(a.body.subarray(0, 1));
       stalled.add(res);
+      onStall();
       return;
     }
     res.end(a.body);
@@ -87,23 +91,30 @@ const upstream = httpsUpstream({
 const ep = upstream.endpoints[0] as UpstreamEndpoint;
 
 /**
- * A call whose answer may never finish: once the server has stalled a response, move the virtual
- * clock past the client's timeout; otherwise wait for the answer (a hang fails after 5 s real).
+ * A call whose answer may never finish: once the server has stalled a response (its event), move
+ * the virtual clock past the client's timeout; otherwise wait for the answer (a hang fails in
+ * expectTypedAsync after 5 s real).
  */
 async function call(fn: () => Promise<unknown>): Promise<string> {
+  const stall = new Promise<'stalled'>((resolve) => {
+    onStall = () => resolve('stalled');
+  });
+  let guard: NodeJS.Timeout | undefined;
+  const hang = new Promise<'hang'>((resolve) => {
+    guard = setTimeout(() => resolve('hang'), 5_000); // neither: expectTypedAsync reports the hang
+  });
   const p = fn();
-  let settled = false;
-  p.then(
-    () => {
-      settled = true;
-    },
-    () => {
-      settled = true;
-    },
-  );
-  const give = Date.now() + 5_000;
-  while (!settled && stalled.size === 0 && Date.now() < give) await new Promise((r) => setTimeout(r, 2));
-  if (!settled && stalled.size > 0) await clock.advance(TIMEOUT_MS);
+  const first = await Promise.race([
+    p.then(
+      () => 'settled' as const,
+      () => 'settled' as const,
+    ),
+    stall,
+    hang,
+  ]);
+  clearTimeout(guard);
+  onStall = () => {};
+  if (first === 'stalled') await clock.advance(TIMEOUT_MS);
   const out = await expectTypedAsync(() => p);
   for (const res of stalled) res.destroy();
   stalled.clear();

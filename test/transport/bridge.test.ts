@@ -2,13 +2,16 @@
  * The upstream bridge against a real mosquitto (mTLS, require_certificate): forwarding, the
  * LevelDB (memory-level) offline buffer across a mosquitto restart with its count bound
  * (oldest dropped, counted), and reconnecting with the rotated gateway certificate.
+ *
+ * The cloud broker's TCP port is chosen by the OS and held by this process for the whole file:
+ * mosquitto listens (TLS) on a Unix socket and a byte forwarder on 127.0.0.1:0 relays to it, so
+ * there is no probe-then-bind race, and the port stays the same across mosquitto restarts.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect as netConnect, type Server } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
 import { MemoryLevel } from 'memory-level';
 import mqtt, { type MqttClient } from 'mqtt';
 import { test } from 'uvu';
@@ -17,12 +20,24 @@ import { OfflineBuffer } from '../../transport/bridge/buffer.ts';
 import { makeCert } from '../helpers/pki.ts';
 import { rig } from './setup.ts';
 
-const port = await new Promise<number>((resolve) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const p = (s.address() as { port: number }).port;
-    s.close(() => resolve(p));
-  });
+/** 127.0.0.1:<OS-chosen port> -> mosquitto's Unix socket; refused (closed) while it is down. */
+let cloudSocket: string | undefined; // set once the rig's directory exists
+const forwarder: Server = createServer((c) => {
+  if (cloudSocket === undefined) {
+    c.destroy();
+    return;
+  }
+  const u = netConnect(cloudSocket);
+  c.pipe(u).pipe(c);
+  u.on('error', () => c.destroy());
+  c.on('error', () => u.destroy());
+  u.on('close', () => c.destroy());
+  c.on('close', () => u.destroy());
 });
+const port = await new Promise<number>((resolve) =>
+  forwarder.listen(0, '127.0.0.1', () => resolve((forwarder.address() as { port: number }).port)),
+);
+
 const db = new MemoryLevel<string, Uint8Array>({ valueEncoding: 'view' });
 const r = await rig((pki) => ({
   bridge: {
@@ -41,11 +56,13 @@ const cloudCert = await makeCert({
   issuer: r.pki.root,
 });
 const files = {
+  sock: join(r.tmp, 'cloud.sock'),
   ca: join(r.tmp, 'bundle.pem'),
   cert: join(r.tmp, 'cloud.pem'),
   key: join(r.tmp, 'cloud.key'),
   conf: join(r.tmp, 'mosquitto.conf'),
 };
+cloudSocket = files.sock;
 writeFileSync(files.ca, r.pki.bundlePem);
 writeFileSync(files.cert, cloudCert.cert.toString());
 writeFileSync(files.key, cloudCert.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
@@ -56,8 +73,8 @@ writeFileSync(
     'per_listener_settings false',
     'persistence true',
     `persistence_location ${r.tmp}/`,
-    'log_dest none',
-    `listener ${port} 127.0.0.1`,
+    'log_dest stderr', // unbuffered: startMosquitto reads 'running' from it
+    `listener 0 ${files.sock}`,
     `cafile ${files.ca}`,
     `certfile ${files.cert}`,
     `keyfile ${files.key}`,
@@ -68,20 +85,26 @@ writeFileSync(
 );
 
 let mosquitto: ChildProcess | undefined;
+/** Starts mosquitto and resolves when its log says it is running (its socket is bound then). */
 async function startMosquitto(): Promise<void> {
-  mosquitto = spawn('/usr/sbin/mosquitto', ['-c', files.conf], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (up) return;
-    await new Promise((res) => setTimeout(res, 50));
-  }
-  throw new Error('mosquitto did not start');
+  rmSync(files.sock, { force: true });
+  const m = spawn('/usr/sbin/mosquitto', ['-c', files.conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  mosquitto = m;
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const onExit = (code: number | null) =>
+      reject(new Error(`mosquitto exited (${code}) before running: ${log}`));
+    const onData = (d: Buffer) => {
+      log += d;
+      if (!/mosquitto version \S+ running/.test(log)) return;
+      m.off('exit', onExit);
+      m.stderr?.off('data', onData);
+      m.stderr?.resume(); // drained, not kept
+      resolve();
+    };
+    m.stderr?.on('data', onData);
+    m.once('exit', onExit);
+  });
 }
 function stopMosquitto(): Promise<void> {
   return new Promise((resolve) => {
@@ -90,9 +113,10 @@ function stopMosquitto(): Promise<void> {
     mosquitto.kill('SIGTERM');
   });
 }
+/** Polls `cond` until it holds; fails the test after `ms`. */
 async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
   for (let t = 0; !cond(); t += 25) {
-    if (t > ms) throw new Error(`timed out waiting for ${what}`);
+    if (t > ms) assert.unreachable(`timed out waiting for ${what}`);
     await new Promise((res) => setTimeout(res, 25));
   }
 }
@@ -123,8 +147,11 @@ test('messages on bridged topics reach the cloud broker under the remote prefix'
   const c = await r.connect(dev);
   await c.publishAsync('devices/sensor-1/up', 'a', { qos: 1 });
   await c.publishAsync('devices/sensor-1/local', 'not bridged', { qos: 1 });
-  await until(() => received.includes('gw-1/devices/sensor-1/up=a'), 'forwarded message');
-  assert.not.ok(received.some((m) => m.includes('local')));
+  // A bridged sentinel published after the unbridged message: the bridge forwards in order, so
+  // once the sentinel is at the cloud, a wrongly forwarded 'local' would be there before it.
+  await c.publishAsync('devices/sensor-1/up', 'sentinel', { qos: 1 });
+  await until(() => received.includes('gw-1/devices/sensor-1/up=sentinel'), 'sentinel');
+  assert.equal(received, ['gw-1/devices/sensor-1/up=a', 'gw-1/devices/sensor-1/up=sentinel']);
   await c.endAsync();
 });
 
@@ -160,6 +187,8 @@ test('after the gateway SVID rotates, the bridge reconnects with the new certifi
   const c = await r.connect(dev);
   await c.publishAsync('devices/sensor-3/up', 'after-rotation', { qos: 1 });
   await until(() => received.includes('gw-1/devices/sensor-3/up=after-rotation'), 'message after rotation');
+  assert.ok((r.broker.bridgeStats()?.reconnects ?? 0) > before, 'the bridge reconnected');
+  assert.equal(received, ['gw-1/devices/sensor-3/up=after-rotation']);
   await c.endAsync();
 });
 
@@ -187,6 +216,7 @@ test.after(async () => {
   cloud.end(true);
   await r.close();
   await stopMosquitto();
+  await new Promise((res) => forwarder.close(res));
   await db.close();
 });
 test.run();

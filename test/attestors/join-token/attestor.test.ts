@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { JoinTokenAttestor } from '../../../attestors/join-token/attestor.ts';
+import { IssuerError } from '../../../runtime/errors.ts';
 import { attestorConformance } from '../../conformance/attestor.ts';
 import { rejects } from '../../helpers/rejects.ts';
 
@@ -18,8 +19,9 @@ attestorConformance('join-token', async () => ({
   challenge: () => ({ sessionId: 's', nonce: Buffer.alloc(32, 1), expiresAt: 0 }),
   check(begin, _challenge, proof) {
     if (begin.method !== 'join-token' || begin.token !== TOKEN || proof.method !== 'join-token')
-      throw new Error('wrong token');
+      throw new IssuerError('ERR_ISSUER_TOKEN_INVALID', 'wrong token');
   },
+  refusals: { otherCsrKey: undefined },
   cleanup: async () => {},
 }));
 

@@ -8,7 +8,6 @@ commandSuite('swtpm', async () => {
   const transport = await openTransport(swtpm.spec);
   return {
     transport,
-    provisioned: true,
     reboot: () => swtpm.reboot(transport),
     async close() {
       await swtpm.stop(transport);

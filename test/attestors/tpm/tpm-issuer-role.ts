@@ -5,6 +5,7 @@
  */
 import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import type { AttestProof } from '../../../attestors/attestor.ts';
+import { AttestorError } from '../../../attestors/errors.ts';
 import {
   checkAkPublic,
   checkEkPublic,
@@ -54,7 +55,7 @@ export function tpmCheck(
   if (begin.method !== 'tpm' || proof.method !== 'tpm') throw new Error('not a tpm proof');
   const want = credentials.get(challenge);
   if (want === undefined || !timingSafeEqual(want, Buffer.from(proof.activatedSecret)))
-    throw new Error('activated secret does not match');
+    throw new AttestorError('ERR_ATTEST_CREDENTIAL', 'activated secret does not match');
   verifyQuote({
     akPublic: begin.akPublic,
     quote: proof.quote,

@@ -92,6 +92,7 @@ export function tpm2ToolsSuite(name: string, tpm: CliTpm): Test {
       cli.stdout.join('\n'),
     );
     const eks = cli.stdout.find((l) => l.startsWith('ek certificates: ')) ?? '';
+    assert.ok(tpm.eks.length > 0, 'the runner names the EKs it provisioned');
     for (const ek of tpm.eks) assert.ok(eks.includes(ek), `${ek} missing from '${eks}'`);
     const ek = captureIo({ cwd: dir });
     assert.is(await main(['tpm', 'ek', '--tpm', spec, '--out', 'ek'], ek), 0, ek.stderr.join('\n'));

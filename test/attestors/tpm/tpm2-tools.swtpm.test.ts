@@ -38,7 +38,14 @@ s(
   async () => {
     const t = await openTransport(swtpm.spec);
     try {
-      for (const ek of await findEks(t, ['L-1', 'H-3'])) {
+      const eks = await findEks(t, ['L-1', 'H-3']);
+      // Both certified EKs, or the loop below would prove nothing for the missing one.
+      assert.equal(
+        eks.map((e) => e.template),
+        ['L-1', 'H-3'],
+      );
+      let activated = 0;
+      for (const ek of eks) {
         await withAk(t, async (ak) => {
           const pubFile = join(dir, `ek-${ek.template}.tss`);
           await writeFile(pubFile, new Writer().tpm2b(ek.public).finish());
@@ -65,8 +72,10 @@ s(
           r.done();
           const got = await activateCredential(t, ek, ak, blob, enc, random);
           assert.equal(got, secret, `activated with EK ${ek.template}`);
+          activated++;
         });
       }
+      assert.is(activated, 2, 'a credential activated with each EK');
     } finally {
       await t.close();
     }

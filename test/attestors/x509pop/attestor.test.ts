@@ -1,15 +1,17 @@
 /**
- * The x509pop attestor with a factory chain made by openssl: conformance (the issuer role checks
- * the signature with `verifyX509pop`), and refusal of unsafe or mismatched key files.
+ * The x509pop attestor with a factory chain made by openssl: conformance (the issuer role is the
+ * issuer's own `verifyPossession`, refusing with ERR_ISSUER_POP_INVALID), and refusal of unsafe or
+ * mismatched key files.
  */
 import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { chmod, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { X509PopAttestor } from '../../../attestors/x509pop/attestor.ts';
-import { verifyX509pop } from '../../../attestors/x509pop/message.ts';
+import { verifyPossession } from '../../../runtime/issuer/x509pop.ts';
 import { attestorConformance } from '../../conformance/attestor.ts';
 import { rejects } from '../../helpers/rejects.ts';
 
@@ -56,10 +58,11 @@ attestorConformance('x509pop', async () => ({
   attestor: new X509PopAttestor({ chainFile, keyFile }),
   challenge: () => ({ sessionId: 's', nonce: Buffer.alloc(32, 2), expiresAt: 0 }),
   check(begin, challenge, proof, spki) {
-    if (begin.method !== 'x509pop' || proof.method !== 'x509pop') throw new Error('not x509pop');
-    if (!verifyX509pop(begin.chain[0] as Uint8Array, challenge.nonce, spki, proof.signature))
-      throw new Error('proof of possession does not verify');
+    if (begin.method !== 'x509pop' || proof.method !== 'x509pop') return assert.unreachable('not x509pop');
+    const leaf = new X509Certificate(Buffer.from(begin.chain[0] as Uint8Array));
+    verifyPossession(leaf, challenge.nonce, spki, proof.signature);
   },
+  refusals: { otherCsrKey: 'ERR_ISSUER_POP_INVALID' },
   cleanup: async () => {},
 }));
 

@@ -46,8 +46,9 @@ export function otaSuite(suite: Test, makeTpm: (dir: string) => Promise<Tpm>): v
       ...extra,
     ]);
   const ok = (r: Run, what: string): void => assert.is(r.code, 0, `${what}: ${r.stderr}${r.stdout}`);
+  let manifests = 0;
   const writeManifest = async (text: string): Promise<string> => {
-    const file = join(dir, `manifest-${Math.random().toString(36).slice(2)}.json`);
+    const file = join(dir, `manifest-${manifests++}.json`);
     await writeFile(file, text);
     return file;
   };

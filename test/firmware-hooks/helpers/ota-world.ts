@@ -31,9 +31,9 @@ import { type GatewayRecord, NAMES } from '../../../runtime/store/records.ts';
 import { SealedStore } from '../../../runtime/store/sealed-store.ts';
 import { createCsr, parseCsr } from '../../../runtime/svid/csr.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
-import { seededRandom } from '../../../sim/random.ts';
 import { launchSwtpm } from '../../../sim/swtpm/launcher.ts';
 import { openSimTransport } from '../../../sim/tpm/index.ts';
+import { testRandom } from '../../helpers/seed.ts';
 import { startTpmIssuer } from '../../runtime/agent/helpers/tpm-issuer.ts';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -146,7 +146,7 @@ export interface World {
 
 export async function world(tpm: Tpm, dir: string): Promise<World> {
   const clock = new VirtualClock(Date.now());
-  const random = seededRandom(`ota-${dir}`);
+  const random = testRandom('ota-world'); // was seeded by the (random) temp dir's name
   const vendor = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const vendorPub = join(dir, 'firmware-key.pem');

@@ -206,9 +206,12 @@ export interface CorpusEntry {
   readonly expect: string;
 }
 
+/** The recorded corpus `name`; never empty (a replay loop over nothing would pass vacuously). */
 export function corpus(name: string): CorpusEntry[] {
   const file = new URL(`../corpus/${name}.json`, import.meta.url);
-  return JSON.parse(readFileSync(file, 'utf8')) as CorpusEntry[];
+  const entries = JSON.parse(readFileSync(file, 'utf8')) as CorpusEntry[];
+  assert.ok(Array.isArray(entries) && entries.length > 0, `corpus ${name} is empty`);
+  return entries;
 }
 
 export function entryBytes(e: CorpusEntry): Buffer {

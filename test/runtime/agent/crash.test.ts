@@ -14,6 +14,7 @@ import { keyFileProtector } from '../../../runtime/store/key-file.ts';
 import { type LevelDb, SealedStore } from '../../../runtime/store/sealed-store.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
+import { testSeed } from '../../helpers/seed.ts';
 import { FakeIssuer } from './helpers/fake-issuer.ts';
 import { HOUR, harness, MIN } from './helpers/harness.ts';
 import { TestTokenAttestor } from './helpers/test-attestor.ts';
@@ -71,7 +72,7 @@ test('kill -9 of a real agent process at each step of a renewal leaves a loadabl
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', join(import.meta.dirname, 'helpers/crash-child.ts'), dir, String(t0), step],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, EDGEWARD_TEST_SEED: testSeed() } },
     );
     let out = '';
     await new Promise<void>((resolve, reject) => {

@@ -11,7 +11,7 @@ import { type RunningIssuer, startIssuer } from '../../../runtime/issuer/start.t
 import { type IssuerStore, issuerCbor, openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { createCsr } from '../../../runtime/svid/csr.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
-import { seededRandom } from '../../../sim/random.ts';
+import { testRandom } from '../../helpers/seed.ts';
 
 export const TD = 'fleet.example';
 
@@ -36,7 +36,7 @@ export async function harness(
   extra: Partial<IssuerOptions> = {},
 ): Promise<Harness> {
   const clock = new VirtualClock(Date.now());
-  const random = seededRandom(`issuer-${Math.random()}`);
+  const random = testRandom('issuer-harness'); // replayable: EDGEWARD_TEST_SEED
   const dir = mkdtempSync(join(tmpdir(), 'issuer-'));
   const dev = await createDevIssuerFiles(join(dir, 'dev'), { trustDomain: TD, clock, random });
   const logger = new MemoryLogger();

@@ -113,15 +113,20 @@ test('an HTTP error status: the status as reason and the matching code', async (
 });
 
 test('a server that accepts and never answers: reason timeout, on the injected clock', async () => {
-  const url = await listen(createNetServer(() => {}));
+  const server = createNetServer();
+  const connected = new Promise<void>((r) => server.once('connection', () => r()));
+  const url = await listen(server);
   const clock = new VirtualClock(now);
   const up = httpsUpstream({ endpoints: [url], ca: [CA_PEM], clock, timeoutMs: 10_000 });
   const pending = up.endpoints[0]?.get(PATHS.bundle).then(
     () => undefined,
     (e: AgentError) => e,
   );
-  await new Promise((r) => setTimeout(r, 50)); // the TCP connect happens for real
-  await clock.advance(10_000);
+  await connected; // the TCP connect happened for real: the timeout is the only way out now
+  assert.equal(clock.pendingTimers(), [{ name: 'upstream-timeout', due: now + 10_000 }]);
+  await clock.advance(9_999);
+  assert.equal(clock.pendingTimers().length, 1, 'not before its time');
+  await clock.advance(1);
   const err = await pending;
   assert.is(err?.code, 'ERR_UPSTREAM_UNREACHABLE');
   assert.is(err?.fields.reason, 'timeout');

@@ -6,7 +6,6 @@ commandSuite('sim', async () => {
   const sim = await openSim();
   return {
     transport: sim.tpm,
-    provisioned: true,
     reboot: () => sim.tpm.reset({ orderly: true }),
     close: () => sim.cleanup(),
   };

@@ -13,12 +13,13 @@ import { keyFileProtector } from '../../../../runtime/store/key-file.ts';
 import { type LevelDb, SealedStore } from '../../../../runtime/store/sealed-store.ts';
 import { VirtualClock } from '../../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../../sim/random.ts';
+import { testSeed } from '../../../helpers/seed.ts';
 import { FakeIssuer } from './fake-issuer.ts';
 import { TestTokenAttestor } from './test-attestor.ts';
 
 const [dir = '', at = '0', freezeAt = 'issuer-answered'] = process.argv.slice(2);
 const clock = new VirtualClock(Number(at));
-const random = seededRandom(`crash-${process.pid}`);
+const random = seededRandom(`${testSeed()}/crash-child/${freezeAt}`); // one child per step and dir
 const db = new Level<string, Uint8Array>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
 const store = await SealedStore.open({
   db: db as unknown as LevelDb,
