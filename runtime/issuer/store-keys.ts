@@ -40,10 +40,10 @@ export function checkName(what: string, name: unknown): asserts name is string {
   }
 }
 
-/** Channel names (also PostgreSQL identifiers, unquoted). */
+/** Channel names (PostgreSQL identifiers once prefixed with `edgeward_`, unquoted). */
 export function checkChannel(channel: unknown): asserts channel is string {
-  if (typeof channel !== 'string' || !/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) {
-    throw new TypeError('store channel must match [a-z_][a-z0-9_]{0,62}');
+  if (typeof channel !== 'string' || !/^[a-z_][a-z0-9_]{0,39}$/.test(channel)) {
+    throw new TypeError('store channel must match [a-z_][a-z0-9_]{0,39}');
   }
 }
 
