@@ -145,6 +145,11 @@ export type SvidErrorCode =
   | 'ERR_CSR_SIGNATURE'
   /** A CSR key that is not EC P-256/P-384 or RSA of at least 2048 bits. */
   | 'ERR_CSR_WEAK_KEY'
+  /**
+   * A CSR whose EC key carries explicit curve parameters (specifiedCurve) instead of a named curve
+   * OID: RFC 5480 §2.1.1 allows namedCurve only.
+   */
+  | 'ERR_CSR_EXPLICIT_CURVE'
   /** A SPIFFE ID the signer refuses: not `spiffe://<td>/<path>`, or outside the signer's scope. */
   | 'ERR_SVID_ID_INVALID'
   /** A signing CA that cannot sign this profile (not a CA, unsupported key, expired). */

@@ -23,6 +23,13 @@ export type TransportErrorCode =
   | 'ERR_ENROLL_RATE_LIMITED'
   /** Enrollment or renewal: the gateway could not sign (CSR refused, CA unavailable). */
   | 'ERR_ENROLL_REFUSED'
+  /** Enrollment: the device id is revoked; neither a join token nor a factory certificate enrolls it again. */
+  | 'ERR_ENROLL_DEVICE_REVOKED'
+  /**
+   * Enrollment listener: a connection that sent more than one request frame's bytes or did not
+   * finish within its time budget; it is destroyed (logged with this code).
+   */
+  | 'ERR_ENROLL_BUDGET'
   /**
    * A SUBSCRIBE to `$share/…` that is not `$share/<group>/<filter>` with one non-empty group level
    * without `+`/`#` and a valid filter: refused (SUBACK 0x80, logged with this code).

@@ -32,11 +32,28 @@ export interface StatusReport {
   };
   breaker: { state: string; openUntil: string | null };
   clock: { trusted: boolean; floor: string; now: string };
-  broker: { listeners: { name: string; address: string }[]; bridge: BridgeCounters | null };
+  broker: {
+    /** `none` (no broker configured), `starting` (waiting for a valid SVID), `serving`, `failed`. */
+    state: BrokerState['state'];
+    /** Why the broker failed to start (its typed code), when `failed`. */
+    error: { code: string; message: string } | null;
+    listeners: { name: string; address: string }[];
+    bridge: BridgeCounters | null;
+  };
   store: { protector: string; values: number; bytes: number; dropped: number };
   devices: number;
   revocations: { sequence: number; entries: number };
   bundleSequence: number | null;
+}
+
+/** The broker as the composition root knows it. */
+export type BrokerState =
+  | { readonly state: 'none' | 'starting' | 'serving' }
+  | { readonly state: 'failed'; readonly error: { readonly code: string; readonly message: string } };
+
+/** False when something the agent should run is not running: `edgeward status` exits 1. */
+export function healthy(r: StatusReport): boolean {
+  return r.gateway.serving && r.broker.state !== 'failed';
 }
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
@@ -47,8 +64,10 @@ export function statusReport(
     listeners: { name: string; address: string }[];
     store: { values: number; bytes: number };
     bridge?: BridgeCounters | undefined;
+    broker?: BrokerState;
   },
 ): StatusReport {
+  const broker = extra.broker ?? { state: extra.listeners.length > 0 ? 'serving' : 'none' };
   return {
     gateway: { spiffeId: s.spiffeId ?? null, serving: s.serving },
     svid: s.svid
@@ -72,7 +91,12 @@ export function statusReport(
     },
     breaker: { state: s.breaker.state, openUntil: iso(s.breaker.openUntil) },
     clock: { trusted: s.clock.trusted, floor: iso(s.clock.floor) as string, now: iso(s.clock.now) as string },
-    broker: { listeners: extra.listeners, bridge: extra.bridge ?? null },
+    broker: {
+      state: broker.state,
+      error: broker.state === 'failed' ? { ...broker.error } : null,
+      listeners: extra.listeners,
+      bridge: extra.bridge ?? null,
+    },
     store: { protector: s.store.protector, ...extra.store, dropped: s.store.dropped },
     devices: s.devices,
     revocations: s.revocations,
@@ -91,7 +115,20 @@ export function renderStatus(r: StatusReport, nowMs: number): string {
   };
   const rows: [string, string][] = [
     ['gateway', r.gateway.spiffeId ?? '(no identity yet)'],
-    ['serving', r.gateway.serving ? 'yes' : 'NO: no valid SVID'],
+    [
+      'serving',
+      !r.gateway.serving
+        ? 'NO: no valid SVID'
+        : r.broker.state === 'failed'
+          ? `NO: the broker failed to start (${r.broker.error?.code ?? '?'})`
+          : 'yes',
+    ],
+    [
+      'broker',
+      r.broker.state === 'failed' && r.broker.error !== null
+        ? `FAILED: ${r.broker.error.code}: ${r.broker.error.message}`
+        : r.broker.state,
+    ],
     ['svid expires', left(r.svid?.notAfter)],
     ['device CA expires', left(r.deviceCa?.notAfter)],
     ['last rotation', r.rotation.last ? `${left(r.rotation.last)} via ${r.rotation.lastVia}` : '-'],

@@ -77,11 +77,14 @@ export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<Ag
       enrollment: { host: b.enrollment?.host ?? '127.0.0.1', port: b.enrollment?.port ?? 8884 },
       ...(b.policyFile !== undefined ? { policyFile: b.policyFile } : {}),
       ...(b.serverNames !== undefined ? { serverNames: b.serverNames } : {}),
-      ...(b.maxConnections !== undefined || b.maxPacketSize !== undefined
+      ...(b.maxConnections !== undefined ||
+      b.maxPacketSize !== undefined ||
+      b.handshakeTimeoutMs !== undefined
         ? {
             limits: {
               ...(b.maxConnections !== undefined ? { maxConnections: b.maxConnections } : {}),
               ...(b.maxPacketSize !== undefined ? { maxPacketSize: b.maxPacketSize } : {}),
+              ...(b.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: b.handshakeTimeoutMs } : {}),
             },
           }
         : {}),

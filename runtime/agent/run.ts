@@ -21,7 +21,7 @@ import type { FactoryOptions } from '../../transport/enroll/factory.ts';
 import type { BrokerLimits } from '../../transport/mqtt/limits.ts';
 import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
 import { type BridgeCounters, type JournalCounters, renderMetrics } from '../admin/metrics.ts';
-import { statusReport } from '../admin/report.ts';
+import { type BrokerState, statusReport } from '../admin/report.ts';
 import { startAdmin } from '../admin/server.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
@@ -92,6 +92,12 @@ export async function runAgent(
   };
   if (plan.onStop) closers.push(plan.onStop);
   try {
+    // A policy file that does not load stops the agent here, with every problem and its line:
+    // never an agent that runs without its broker (issue 15, item 7).
+    if (plan.broker?.policyFile !== undefined) {
+      const { loadPolicyFile } = await import('../../transport/policy/load.ts');
+      await loadPolicyFile(plan.broker.policyFile);
+    }
     await plan.attestor.start();
     closers.push(() => plan.attestor.close());
     const protector = await plan.protector(plan.attestor);
@@ -119,6 +125,8 @@ export async function runAgent(
     closers.push(() => agent.stop());
 
     const listeners: { name: string; address: string }[] = [];
+    /** What `edgeward status` says of the broker: its true state, and why it failed. */
+    let brokerState: BrokerState = plan.broker === undefined ? { state: 'none' } : { state: 'starting' };
     let brokerRef:
       | { bridgeStats(): BridgeCounters | undefined; persistenceStats(): JournalCounters | undefined }
       | undefined;
@@ -126,6 +134,8 @@ export async function runAgent(
     const { LevelTokenStore } = await import('../../transport/enroll/token-store.ts');
     const tokenStore = new LevelTokenStore(tokenDb as never);
     const socketPath = plan.admin?.socket ?? join(plan.dataDir, 'admin.sock');
+    // Read before the admin socket listens: `/v1/status` may be asked at once (issue 15, item 9).
+    let lastStats = await store.stats();
     const admin = await startAdmin({
       socketPath,
       logger,
@@ -134,7 +144,12 @@ export async function runAgent(
         : {}),
       handlers: {
         status: () =>
-          statusReport(agent.status(), { listeners, store: lastStats, bridge: brokerRef?.bridgeStats() }),
+          statusReport(agent.status(), {
+            listeners,
+            store: lastStats,
+            bridge: brokerRef?.bridgeStats(),
+            broker: brokerState,
+          }),
         metrics: () =>
           renderMetrics(
             agent.status(),
@@ -144,6 +159,9 @@ export async function runAgent(
           ),
         createDeviceToken: async (req) => {
           const { issueJoinToken } = await import('../../transport/enroll/join-token.ts');
+          const { assertNotRevoked } = await import('../../transport/enroll/revoked.ts');
+          // A token that could never be used is not issued: a revoked device id is refused here.
+          assertNotRevoked(agent.revocations, agent.deviceSigner.gatewayId, req.id);
           return issueJoinToken({
             store: tokenStore,
             random,
@@ -156,7 +174,6 @@ export async function runAgent(
       },
     });
     closers.push(() => admin.close());
-    let lastStats = await store.stats();
     const statsTimer = setInterval(() => {
       store.stats().then(
         (s) => {
@@ -180,11 +197,13 @@ export async function runAgent(
       const b = plan.broker;
       brokerStarting = (async () => {
         const { startBroker } = await import('../../transport/mqtt/broker.ts');
+        const { refusingRevoked } = await import('../../transport/enroll/revoked.ts');
         const broker = await startBroker({
           svidSource: agent.svidSource,
           bundleSource: agent.bundleSource,
           revocationSource: agent.revocations,
-          deviceSigner: agent.deviceSigner,
+          // A revoked device id is never enrolled (or renewed) again.
+          deviceSigner: refusingRevoked(agent.deviceSigner, agent.revocations),
           tokenStore,
           trustDomain: plan.trustDomain,
           clock,
@@ -213,6 +232,7 @@ export async function runAgent(
         });
         closers.push(() => broker.close());
         brokerRef = broker;
+        brokerState = { state: 'serving' };
         const fmt = (e: { host: string; port: number }) =>
           `${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`;
         listeners.push({ name: 'mqtt', address: fmt(broker.addresses.mqtt) });
@@ -220,9 +240,12 @@ export async function runAgent(
           listeners.push({ name: 'enrollment', address: fmt(broker.addresses.enrollment) });
         banner(agent, listeners, socketPath, deps.out);
       })().catch((err: unknown) => {
+        const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+        brokerState = { state: 'failed', error: { code, message: (err as Error).message } };
         logger.error('broker failed to start', {
           event: 'broker.failed',
-          code: (err as { code?: string }).code,
+          code,
+          reason: (err as Error).message,
         });
         brokerStarting = undefined;
       });

@@ -30,13 +30,31 @@ export const AgentConfigSchema = Closed({
   trustDomain: SpiffeTrustDomain(),
   dataDir: FilePath('where the sealed store and the admin socket live'),
   tpm: Type.Optional(TpmTransport()),
-  attestation: Closed({
-    method: Type.Union([Type.Literal('tpm'), Type.Literal('join-token'), Type.Literal('x509pop')]),
-    pcrs: Type.Optional(Type.String({ pattern: '^(sha1|sha256|sha384):\\d+(,\\d+)*$' })),
-    joinTokenFile: Type.Optional(FilePath('file holding the one-time join token (never inline)')),
-    certificate: Type.Optional(FilePath('x509pop: factory certificate chain (PEM)')),
-    key: Type.Optional(FilePath('x509pop: factory private key (PEM, mode 0600)')),
-  }),
+  attestation: Type.Object(
+    {
+      method: Type.Union([Type.Literal('tpm'), Type.Literal('join-token'), Type.Literal('x509pop')]),
+      pcrs: Type.Optional(Type.String({ pattern: '^(sha1|sha256|sha384):\\d+(,\\d+)*$' })),
+      joinTokenFile: Type.Optional(FilePath('file holding the one-time join token (never inline)')),
+      certificate: Type.Optional(FilePath('x509pop: factory certificate chain (PEM)')),
+      key: Type.Optional(FilePath('x509pop: factory private key (PEM, mode 0600)')),
+    },
+    {
+      additionalProperties: false,
+      // What each method needs to run: refused by `config check` and at start, never a TypeError.
+      allOf: [
+        {
+          if: { properties: { method: { const: 'join-token' } } },
+          // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable
+          then: { required: ['joinTokenFile'] },
+        },
+        {
+          if: { properties: { method: { const: 'x509pop' } } },
+          // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable
+          then: { required: ['certificate', 'key'] },
+        },
+      ],
+    },
+  ),
   upstream: Closed({
     endpoints: Type.Array(HttpsUrl(), { minItems: 1 }),
     caFile: Type.Optional(FilePath('PEM roots that the issuer TLS certificate must chain to')),
@@ -47,7 +65,7 @@ export const AgentConfigSchema = Closed({
       backoffInitial: Type.Optional(Duration()),
       backoffFactor: Type.Optional(Type.Number({ minimum: 1, maximum: 10 })),
       backoffCap: Type.Optional(Duration()),
-      breakerFailures: Type.Optional(Type.Integer({ minimum: 1 })),
+      breakerFailures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
       breakerOpen: Type.Optional(Duration()),
     }),
   ),
@@ -67,8 +85,23 @@ export const AgentConfigSchema = Closed({
           description: 'DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)',
         }),
       ),
-      maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
-      maxPacketSize: Type.Optional(Type.Integer({ minimum: 128 })),
+      maxConnections: Type.Optional(
+        Type.Integer({
+          minimum: 1,
+          maximum: 1_000_000,
+          description: 'open sockets on the MQTT port, counted from accept (default 2000)',
+        }),
+      ),
+      // MQTT 3.1.1 §2.2.3: the Remaining Length is at most 268,435,455 bytes.
+      maxPacketSize: Type.Optional(Type.Integer({ minimum: 128, maximum: 268_435_455 })),
+      handshakeTimeoutMs: Type.Optional(
+        Type.Integer({
+          minimum: 100,
+          maximum: 120_000,
+          description:
+            'a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)',
+        }),
+      ),
     }),
   ),
   bridge: Type.Optional(
@@ -88,7 +121,7 @@ export const AgentConfigSchema = Closed({
         buffer: Type.Optional(
           Closed({
             maxMessages: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
-            maxBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+            maxBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_000_000_000_000 })),
           }),
         ),
         reconnect: Type.Optional(Duration('wait between reconnect attempts (default 1s)')),

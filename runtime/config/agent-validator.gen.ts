@@ -7,7 +7,7 @@
 import { FORMAT_TESTS as FORMATS, ucs2length } from './formats.ts';
 export const validate = validate10;
 export default validate10;
-const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"type":"integer"},"maxPacketSize":{"minimum":128,"type":"integer"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
+const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = FORMATS["trust-domain"];
@@ -184,9 +184,13 @@ errors++;
 }
 if(data.attestation !== undefined){
 let data4 = data.attestation;
+const _errs13 = errors;
+let valid2 = true;
+const _errs14 = errors;
 if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
-if(data4.method === undefined){
-const err14 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/required",keyword:"required",params:{missingProperty: "method"},message:"must have required property '"+"method"+"'"};
+if(data4.method !== undefined){
+if("join-token" !== data4.method){
+const err14 = {};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -195,9 +199,23 @@ vErrors.push(err14);
 }
 errors++;
 }
-for(const key1 in data4){
-if(!(((((key1 === "method") || (key1 === "pcrs")) || (key1 === "joinTokenFile")) || (key1 === "certificate")) || (key1 === "key"))){
-const err15 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
+}
+}
+var _valid0 = _errs14 === errors;
+errors = _errs13;
+if(vErrors !== null){
+if(_errs13){
+vErrors.length = _errs13;
+}
+else {
+vErrors = null;
+}
+}
+if(_valid0){
+const _errs16 = errors;
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+if(data4.joinTokenFile === undefined){
+const err15 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/0/then/required",keyword:"required",params:{missingProperty: "joinTokenFile"},message:"must have required property '"+"joinTokenFile"+"'"};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -207,13 +225,11 @@ vErrors.push(err15);
 errors++;
 }
 }
-if(data4.method !== undefined){
-let data5 = data4.method;
-const _errs14 = errors;
-let valid2 = false;
-const _errs15 = errors;
-if(typeof data5 !== "string"){
-const err16 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+var _valid0 = _errs16 === errors;
+valid2 = _valid0;
+}
+if(!valid2){
+const err16 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/0/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -222,8 +238,13 @@ vErrors.push(err16);
 }
 errors++;
 }
-if("tpm" !== data5){
-const err17 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/0/const",keyword:"const",params:{allowedValue: "tpm"},message:"must be equal to constant"};
+const _errs18 = errors;
+let valid4 = true;
+const _errs19 = errors;
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+if(data4.method !== undefined){
+if("x509pop" !== data4.method){
+const err17 = {};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -232,12 +253,23 @@ vErrors.push(err17);
 }
 errors++;
 }
-var _valid0 = _errs15 === errors;
-valid2 = valid2 || _valid0;
-if(!valid2){
-const _errs17 = errors;
-if(typeof data5 !== "string"){
-const err18 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+}
+var _valid1 = _errs19 === errors;
+errors = _errs18;
+if(vErrors !== null){
+if(_errs18){
+vErrors.length = _errs18;
+}
+else {
+vErrors = null;
+}
+}
+if(_valid1){
+const _errs21 = errors;
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+if(data4.certificate === undefined){
+const err18 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/1/then/required",keyword:"required",params:{missingProperty: "certificate"},message:"must have required property '"+"certificate"+"'"};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -246,8 +278,8 @@ vErrors.push(err18);
 }
 errors++;
 }
-if("join-token" !== data5){
-const err19 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/1/const",keyword:"const",params:{allowedValue: "join-token"},message:"must be equal to constant"};
+if(data4.key === undefined){
+const err19 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/1/then/required",keyword:"required",params:{missingProperty: "key"},message:"must have required property '"+"key"+"'"};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -256,12 +288,12 @@ vErrors.push(err19);
 }
 errors++;
 }
-var _valid0 = _errs17 === errors;
-valid2 = valid2 || _valid0;
-if(!valid2){
-const _errs19 = errors;
-if(typeof data5 !== "string"){
-const err20 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+var _valid1 = _errs21 === errors;
+valid4 = _valid1;
+}
+if(!valid4){
+const err20 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/allOf/1/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -270,8 +302,9 @@ vErrors.push(err20);
 }
 errors++;
 }
-if("x509pop" !== data5){
-const err21 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/2/const",keyword:"const",params:{allowedValue: "x509pop"},message:"must be equal to constant"};
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+if(data4.method === undefined){
+const err21 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/required",keyword:"required",params:{missingProperty: "method"},message:"must have required property '"+"method"+"'"};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -280,12 +313,9 @@ vErrors.push(err21);
 }
 errors++;
 }
-var _valid0 = _errs19 === errors;
-valid2 = valid2 || _valid0;
-}
-}
-if(!valid2){
-const err22 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+for(const key1 in data4){
+if(!(((((key1 === "method") || (key1 === "pcrs")) || (key1 === "joinTokenFile")) || (key1 === "certificate")) || (key1 === "key"))){
+const err22 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -294,23 +324,14 @@ vErrors.push(err22);
 }
 errors++;
 }
-else {
-errors = _errs14;
-if(vErrors !== null){
-if(_errs14){
-vErrors.length = _errs14;
 }
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data4.pcrs !== undefined){
-let data6 = data4.pcrs;
-if(typeof data6 === "string"){
-if(!pattern0.test(data6)){
-const err23 = {instancePath:instancePath+"/attestation/pcrs",schemaPath:"#/properties/attestation/properties/pcrs/pattern",keyword:"pattern",params:{pattern: "^(sha1|sha256|sha384):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha1|sha256|sha384):\\d+(,\\d+)*$"+"\""};
+if(data4.method !== undefined){
+let data7 = data4.method;
+const _errs24 = errors;
+let valid7 = false;
+const _errs25 = errors;
+if(typeof data7 !== "string"){
+const err23 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -319,9 +340,8 @@ vErrors.push(err23);
 }
 errors++;
 }
-}
-else {
-const err24 = {instancePath:instancePath+"/attestation/pcrs",schemaPath:"#/properties/attestation/properties/pcrs/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if("tpm" !== data7){
+const err24 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/0/const",keyword:"const",params:{allowedValue: "tpm"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -330,12 +350,12 @@ vErrors.push(err24);
 }
 errors++;
 }
-}
-if(data4.joinTokenFile !== undefined){
-let data7 = data4.joinTokenFile;
-if(typeof data7 === "string"){
-if(func3(data7) < 1){
-const err25 = {instancePath:instancePath+"/attestation/joinTokenFile",schemaPath:"#/properties/attestation/properties/joinTokenFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+var _valid2 = _errs25 === errors;
+valid7 = valid7 || _valid2;
+if(!valid7){
+const _errs27 = errors;
+if(typeof data7 !== "string"){
+const err25 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -344,9 +364,8 @@ vErrors.push(err25);
 }
 errors++;
 }
-}
-else {
-const err26 = {instancePath:instancePath+"/attestation/joinTokenFile",schemaPath:"#/properties/attestation/properties/joinTokenFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if("join-token" !== data7){
+const err26 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/1/const",keyword:"const",params:{allowedValue: "join-token"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -355,12 +374,12 @@ vErrors.push(err26);
 }
 errors++;
 }
-}
-if(data4.certificate !== undefined){
-let data8 = data4.certificate;
-if(typeof data8 === "string"){
-if(func3(data8) < 1){
-const err27 = {instancePath:instancePath+"/attestation/certificate",schemaPath:"#/properties/attestation/properties/certificate/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+var _valid2 = _errs27 === errors;
+valid7 = valid7 || _valid2;
+if(!valid7){
+const _errs29 = errors;
+if(typeof data7 !== "string"){
+const err27 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -369,9 +388,8 @@ vErrors.push(err27);
 }
 errors++;
 }
-}
-else {
-const err28 = {instancePath:instancePath+"/attestation/certificate",schemaPath:"#/properties/attestation/properties/certificate/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if("x509pop" !== data7){
+const err28 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf/2/const",keyword:"const",params:{allowedValue: "x509pop"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -380,12 +398,12 @@ vErrors.push(err28);
 }
 errors++;
 }
+var _valid2 = _errs29 === errors;
+valid7 = valid7 || _valid2;
 }
-if(data4.key !== undefined){
-let data9 = data4.key;
-if(typeof data9 === "string"){
-if(func3(data9) < 1){
-const err29 = {instancePath:instancePath+"/attestation/key",schemaPath:"#/properties/attestation/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(!valid7){
+const err29 = {instancePath:instancePath+"/attestation/method",schemaPath:"#/properties/attestation/properties/method/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -394,9 +412,23 @@ vErrors.push(err29);
 }
 errors++;
 }
+else {
+errors = _errs24;
+if(vErrors !== null){
+if(_errs24){
+vErrors.length = _errs24;
 }
 else {
-const err30 = {instancePath:instancePath+"/attestation/key",schemaPath:"#/properties/attestation/properties/key/type",keyword:"type",params:{type: "string"},message:"must be string"};
+vErrors = null;
+}
+}
+}
+}
+if(data4.pcrs !== undefined){
+let data8 = data4.pcrs;
+if(typeof data8 === "string"){
+if(!pattern0.test(data8)){
+const err30 = {instancePath:instancePath+"/attestation/pcrs",schemaPath:"#/properties/attestation/properties/pcrs/pattern",keyword:"pattern",params:{pattern: "^(sha1|sha256|sha384):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha1|sha256|sha384):\\d+(,\\d+)*$"+"\""};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -406,9 +438,8 @@ vErrors.push(err30);
 errors++;
 }
 }
-}
 else {
-const err31 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err31 = {instancePath:instancePath+"/attestation/pcrs",schemaPath:"#/properties/attestation/properties/pcrs/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -418,11 +449,11 @@ vErrors.push(err31);
 errors++;
 }
 }
-if(data.upstream !== undefined){
-let data10 = data.upstream;
-if(data10 && typeof data10 == "object" && !Array.isArray(data10)){
-if(data10.endpoints === undefined){
-const err32 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
+if(data4.joinTokenFile !== undefined){
+let data9 = data4.joinTokenFile;
+if(typeof data9 === "string"){
+if(func3(data9) < 1){
+const err32 = {instancePath:instancePath+"/attestation/joinTokenFile",schemaPath:"#/properties/attestation/properties/joinTokenFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -431,9 +462,9 @@ vErrors.push(err32);
 }
 errors++;
 }
-for(const key2 in data10){
-if(!(((key2 === "endpoints") || (key2 === "caFile")) || (key2 === "timeout"))){
-const err33 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"};
+}
+else {
+const err33 = {instancePath:instancePath+"/attestation/joinTokenFile",schemaPath:"#/properties/attestation/properties/joinTokenFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -443,11 +474,11 @@ vErrors.push(err33);
 errors++;
 }
 }
-if(data10.endpoints !== undefined){
-let data11 = data10.endpoints;
-if(Array.isArray(data11)){
-if(data11.length < 1){
-const err34 = {instancePath:instancePath+"/upstream/endpoints",schemaPath:"#/properties/upstream/properties/endpoints/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(data4.certificate !== undefined){
+let data10 = data4.certificate;
+if(typeof data10 === "string"){
+if(func3(data10) < 1){
+const err34 = {instancePath:instancePath+"/attestation/certificate",schemaPath:"#/properties/attestation/properties/certificate/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -456,12 +487,9 @@ vErrors.push(err34);
 }
 errors++;
 }
-const len0 = data11.length;
-for(let i0=0; i0<len0; i0++){
-let data12 = data11[i0];
-if(typeof data12 === "string"){
-if(!(formats4(data12))){
-const err35 = {instancePath:instancePath+"/upstream/endpoints/" + i0,schemaPath:"#/properties/upstream/properties/endpoints/items/format",keyword:"format",params:{format: "https-url"},message:"must match format \""+"https-url"+"\""};
+}
+else {
+const err35 = {instancePath:instancePath+"/attestation/certificate",schemaPath:"#/properties/attestation/properties/certificate/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -471,8 +499,11 @@ vErrors.push(err35);
 errors++;
 }
 }
-else {
-const err36 = {instancePath:instancePath+"/upstream/endpoints/" + i0,schemaPath:"#/properties/upstream/properties/endpoints/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data4.key !== undefined){
+let data11 = data4.key;
+if(typeof data11 === "string"){
+if(func3(data11) < 1){
+const err36 = {instancePath:instancePath+"/attestation/key",schemaPath:"#/properties/attestation/properties/key/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err36];
 }
@@ -482,9 +513,8 @@ vErrors.push(err36);
 errors++;
 }
 }
-}
 else {
-const err37 = {instancePath:instancePath+"/upstream/endpoints",schemaPath:"#/properties/upstream/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err37 = {instancePath:instancePath+"/attestation/key",schemaPath:"#/properties/attestation/properties/key/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err37];
 }
@@ -494,11 +524,9 @@ vErrors.push(err37);
 errors++;
 }
 }
-if(data10.caFile !== undefined){
-let data13 = data10.caFile;
-if(typeof data13 === "string"){
-if(func3(data13) < 1){
-const err38 = {instancePath:instancePath+"/upstream/caFile",schemaPath:"#/properties/upstream/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err38 = {instancePath:instancePath+"/attestation",schemaPath:"#/properties/attestation/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err38];
 }
@@ -508,8 +536,11 @@ vErrors.push(err38);
 errors++;
 }
 }
-else {
-const err39 = {instancePath:instancePath+"/upstream/caFile",schemaPath:"#/properties/upstream/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.upstream !== undefined){
+let data12 = data.upstream;
+if(data12 && typeof data12 == "object" && !Array.isArray(data12)){
+if(data12.endpoints === undefined){
+const err39 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
 if(vErrors === null){
 vErrors = [err39];
 }
@@ -518,12 +549,9 @@ vErrors.push(err39);
 }
 errors++;
 }
-}
-if(data10.timeout !== undefined){
-let data14 = data10.timeout;
-if(typeof data14 === "string"){
-if(!(formats6(data14))){
-const err40 = {instancePath:instancePath+"/upstream/timeout",schemaPath:"#/properties/upstream/properties/timeout/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+for(const key2 in data12){
+if(!(((key2 === "endpoints") || (key2 === "caFile")) || (key2 === "timeout"))){
+const err40 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err40];
 }
@@ -533,8 +561,11 @@ vErrors.push(err40);
 errors++;
 }
 }
-else {
-const err41 = {instancePath:instancePath+"/upstream/timeout",schemaPath:"#/properties/upstream/properties/timeout/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data12.endpoints !== undefined){
+let data13 = data12.endpoints;
+if(Array.isArray(data13)){
+if(data13.length < 1){
+const err41 = {instancePath:instancePath+"/upstream/endpoints",schemaPath:"#/properties/upstream/properties/endpoints/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -543,10 +574,12 @@ vErrors.push(err41);
 }
 errors++;
 }
-}
-}
-else {
-const err42 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const len0 = data13.length;
+for(let i0=0; i0<len0; i0++){
+let data14 = data13[i0];
+if(typeof data14 === "string"){
+if(!(formats4(data14))){
+const err42 = {instancePath:instancePath+"/upstream/endpoints/" + i0,schemaPath:"#/properties/upstream/properties/endpoints/items/format",keyword:"format",params:{format: "https-url"},message:"must match format \""+"https-url"+"\""};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -556,12 +589,8 @@ vErrors.push(err42);
 errors++;
 }
 }
-if(data.rotation !== undefined){
-let data15 = data.rotation;
-if(data15 && typeof data15 == "object" && !Array.isArray(data15)){
-for(const key3 in data15){
-if(!(((((key3 === "backoffInitial") || (key3 === "backoffFactor")) || (key3 === "backoffCap")) || (key3 === "breakerFailures")) || (key3 === "breakerOpen"))){
-const err43 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
+else {
+const err43 = {instancePath:instancePath+"/upstream/endpoints/" + i0,schemaPath:"#/properties/upstream/properties/endpoints/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -571,11 +600,9 @@ vErrors.push(err43);
 errors++;
 }
 }
-if(data15.backoffInitial !== undefined){
-let data16 = data15.backoffInitial;
-if(typeof data16 === "string"){
-if(!(formats6(data16))){
-const err44 = {instancePath:instancePath+"/rotation/backoffInitial",schemaPath:"#/properties/rotation/properties/backoffInitial/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+}
+else {
+const err44 = {instancePath:instancePath+"/upstream/endpoints",schemaPath:"#/properties/upstream/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err44];
 }
@@ -585,8 +612,11 @@ vErrors.push(err44);
 errors++;
 }
 }
-else {
-const err45 = {instancePath:instancePath+"/rotation/backoffInitial",schemaPath:"#/properties/rotation/properties/backoffInitial/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data12.caFile !== undefined){
+let data15 = data12.caFile;
+if(typeof data15 === "string"){
+if(func3(data15) < 1){
+const err45 = {instancePath:instancePath+"/upstream/caFile",schemaPath:"#/properties/upstream/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -596,11 +626,8 @@ vErrors.push(err45);
 errors++;
 }
 }
-if(data15.backoffFactor !== undefined){
-let data17 = data15.backoffFactor;
-if(typeof data17 == "number"){
-if(data17 > 10 || isNaN(data17)){
-const err46 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"};
+else {
+const err46 = {instancePath:instancePath+"/upstream/caFile",schemaPath:"#/properties/upstream/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -609,8 +636,12 @@ vErrors.push(err46);
 }
 errors++;
 }
-if(data17 < 1 || isNaN(data17)){
-const err47 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data12.timeout !== undefined){
+let data16 = data12.timeout;
+if(typeof data16 === "string"){
+if(!(formats6(data16))){
+const err47 = {instancePath:instancePath+"/upstream/timeout",schemaPath:"#/properties/upstream/properties/timeout/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -621,7 +652,7 @@ errors++;
 }
 }
 else {
-const err48 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err48 = {instancePath:instancePath+"/upstream/timeout",schemaPath:"#/properties/upstream/properties/timeout/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -631,11 +662,9 @@ vErrors.push(err48);
 errors++;
 }
 }
-if(data15.backoffCap !== undefined){
-let data18 = data15.backoffCap;
-if(typeof data18 === "string"){
-if(!(formats6(data18))){
-const err49 = {instancePath:instancePath+"/rotation/backoffCap",schemaPath:"#/properties/rotation/properties/backoffCap/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+}
+else {
+const err49 = {instancePath:instancePath+"/upstream",schemaPath:"#/properties/upstream/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -645,8 +674,12 @@ vErrors.push(err49);
 errors++;
 }
 }
-else {
-const err50 = {instancePath:instancePath+"/rotation/backoffCap",schemaPath:"#/properties/rotation/properties/backoffCap/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.rotation !== undefined){
+let data17 = data.rotation;
+if(data17 && typeof data17 == "object" && !Array.isArray(data17)){
+for(const key3 in data17){
+if(!(((((key3 === "backoffInitial") || (key3 === "backoffFactor")) || (key3 === "backoffCap")) || (key3 === "breakerFailures")) || (key3 === "breakerOpen"))){
+const err50 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -656,10 +689,11 @@ vErrors.push(err50);
 errors++;
 }
 }
-if(data15.breakerFailures !== undefined){
-let data19 = data15.breakerFailures;
-if(!((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19)))){
-const err51 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data17.backoffInitial !== undefined){
+let data18 = data17.backoffInitial;
+if(typeof data18 === "string"){
+if(!(formats6(data18))){
+const err51 = {instancePath:instancePath+"/rotation/backoffInitial",schemaPath:"#/properties/rotation/properties/backoffInitial/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -668,9 +702,9 @@ vErrors.push(err51);
 }
 errors++;
 }
-if(typeof data19 == "number"){
-if(data19 < 1 || isNaN(data19)){
-const err52 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err52 = {instancePath:instancePath+"/rotation/backoffInitial",schemaPath:"#/properties/rotation/properties/backoffInitial/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -680,12 +714,11 @@ vErrors.push(err52);
 errors++;
 }
 }
-}
-if(data15.breakerOpen !== undefined){
-let data20 = data15.breakerOpen;
-if(typeof data20 === "string"){
-if(!(formats6(data20))){
-const err53 = {instancePath:instancePath+"/rotation/breakerOpen",schemaPath:"#/properties/rotation/properties/breakerOpen/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+if(data17.backoffFactor !== undefined){
+let data19 = data17.backoffFactor;
+if(typeof data19 == "number"){
+if(data19 > 10 || isNaN(data19)){
+const err53 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"};
 if(vErrors === null){
 vErrors = [err53];
 }
@@ -694,9 +727,8 @@ vErrors.push(err53);
 }
 errors++;
 }
-}
-else {
-const err54 = {instancePath:instancePath+"/rotation/breakerOpen",schemaPath:"#/properties/rotation/properties/breakerOpen/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data19 < 1 || isNaN(data19)){
+const err54 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -706,9 +738,8 @@ vErrors.push(err54);
 errors++;
 }
 }
-}
 else {
-const err55 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err55 = {instancePath:instancePath+"/rotation/backoffFactor",schemaPath:"#/properties/rotation/properties/backoffFactor/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -718,12 +749,11 @@ vErrors.push(err55);
 errors++;
 }
 }
-if(data.sealing !== undefined){
-let data21 = data.sealing;
-if(data21 && typeof data21 == "object" && !Array.isArray(data21)){
-for(const key4 in data21){
-if(!(key4 === "pcrPolicy")){
-const err56 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+if(data17.backoffCap !== undefined){
+let data20 = data17.backoffCap;
+if(typeof data20 === "string"){
+if(!(formats6(data20))){
+const err56 = {instancePath:instancePath+"/rotation/backoffCap",schemaPath:"#/properties/rotation/properties/backoffCap/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -733,11 +763,8 @@ vErrors.push(err56);
 errors++;
 }
 }
-if(data21.pcrPolicy !== undefined){
-let data22 = data21.pcrPolicy;
-if(typeof data22 === "string"){
-if(!pattern1.test(data22)){
-const err57 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/pattern",keyword:"pattern",params:{pattern: "^(sha256):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha256):\\d+(,\\d+)*$"+"\""};
+else {
+const err57 = {instancePath:instancePath+"/rotation/backoffCap",schemaPath:"#/properties/rotation/properties/backoffCap/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -747,8 +774,10 @@ vErrors.push(err57);
 errors++;
 }
 }
-else {
-const err58 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data17.breakerFailures !== undefined){
+let data21 = data17.breakerFailures;
+if(!((typeof data21 == "number") && (!(data21 % 1) && !isNaN(data21)))){
+const err58 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -757,10 +786,9 @@ vErrors.push(err58);
 }
 errors++;
 }
-}
-}
-else {
-const err59 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data21 == "number"){
+if(data21 > 1000 || isNaN(data21)){
+const err59 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000},message:"must be <= 1000"};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -769,13 +797,8 @@ vErrors.push(err59);
 }
 errors++;
 }
-}
-if(data.broker !== undefined){
-let data23 = data.broker;
-if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
-for(const key5 in data23){
-if(!((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize"))){
-const err60 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+if(data21 < 1 || isNaN(data21)){
+const err60 = {instancePath:instancePath+"/rotation/breakerFailures",schemaPath:"#/properties/rotation/properties/breakerFailures/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -785,17 +808,12 @@ vErrors.push(err60);
 errors++;
 }
 }
-if(data23.listen !== undefined){
-let data24 = data23.listen;
-if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
-if(data24.host === undefined){
-data24.host = "127.0.0.1";
 }
-if(data24.port === undefined){
-data24.port = 8883;
-}
-if(data24.host === undefined){
-const err61 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+if(data17.breakerOpen !== undefined){
+let data22 = data17.breakerOpen;
+if(typeof data22 === "string"){
+if(!(formats6(data22))){
+const err61 = {instancePath:instancePath+"/rotation/breakerOpen",schemaPath:"#/properties/rotation/properties/breakerOpen/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -804,8 +822,9 @@ vErrors.push(err61);
 }
 errors++;
 }
-if(data24.port === undefined){
-const err62 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+else {
+const err62 = {instancePath:instancePath+"/rotation/breakerOpen",schemaPath:"#/properties/rotation/properties/breakerOpen/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -814,9 +833,10 @@ vErrors.push(err62);
 }
 errors++;
 }
-for(const key6 in data24){
-if(!((key6 === "host") || (key6 === "port"))){
-const err63 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+}
+}
+else {
+const err63 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -826,10 +846,12 @@ vErrors.push(err63);
 errors++;
 }
 }
-let data25 = data24.host;
-if(typeof data25 === "string"){
-if(func3(data25) < 1){
-const err64 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data.sealing !== undefined){
+let data23 = data.sealing;
+if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
+for(const key4 in data23){
+if(!(key4 === "pcrPolicy")){
+const err64 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -839,8 +861,11 @@ vErrors.push(err64);
 errors++;
 }
 }
-else {
-const err65 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data23.pcrPolicy !== undefined){
+let data24 = data23.pcrPolicy;
+if(typeof data24 === "string"){
+if(!pattern1.test(data24)){
+const err65 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/pattern",keyword:"pattern",params:{pattern: "^(sha256):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha256):\\d+(,\\d+)*$"+"\""};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -849,9 +874,9 @@ vErrors.push(err65);
 }
 errors++;
 }
-let data26 = data24.port;
-if(!((typeof data26 == "number") && (!(data26 % 1) && !isNaN(data26)))){
-const err66 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err66 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -860,9 +885,10 @@ vErrors.push(err66);
 }
 errors++;
 }
-if(typeof data26 == "number"){
-if(data26 > 65535 || isNaN(data26)){
-const err67 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+else {
+const err67 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -871,8 +897,13 @@ vErrors.push(err67);
 }
 errors++;
 }
-if(data26 < 0 || isNaN(data26)){
-const err68 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data.broker !== undefined){
+let data25 = data.broker;
+if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
+for(const key5 in data25){
+if(!(((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize")) || (key5 === "handshakeTimeoutMs"))){
+const err68 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -882,9 +913,17 @@ vErrors.push(err68);
 errors++;
 }
 }
+if(data25.listen !== undefined){
+let data26 = data25.listen;
+if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+if(data26.host === undefined){
+data26.host = "127.0.0.1";
 }
-else {
-const err69 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data26.port === undefined){
+data26.port = 8883;
+}
+if(data26.host === undefined){
+const err69 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -893,18 +932,8 @@ vErrors.push(err69);
 }
 errors++;
 }
-}
-if(data23.enrollment !== undefined){
-let data27 = data23.enrollment;
-if(data27 && typeof data27 == "object" && !Array.isArray(data27)){
-if(data27.host === undefined){
-data27.host = "127.0.0.1";
-}
-if(data27.port === undefined){
-data27.port = 8884;
-}
-if(data27.host === undefined){
-const err70 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+if(data26.port === undefined){
+const err70 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -913,8 +942,9 @@ vErrors.push(err70);
 }
 errors++;
 }
-if(data27.port === undefined){
-const err71 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+for(const key6 in data26){
+if(!((key6 === "host") || (key6 === "port"))){
+const err71 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -923,9 +953,11 @@ vErrors.push(err71);
 }
 errors++;
 }
-for(const key7 in data27){
-if(!((key7 === "host") || (key7 === "port"))){
-const err72 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
+}
+let data27 = data26.host;
+if(typeof data27 === "string"){
+if(func3(data27) < 1){
+const err72 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -935,10 +967,8 @@ vErrors.push(err72);
 errors++;
 }
 }
-let data28 = data27.host;
-if(typeof data28 === "string"){
-if(func3(data28) < 1){
-const err73 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err73 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -947,9 +977,9 @@ vErrors.push(err73);
 }
 errors++;
 }
-}
-else {
-const err74 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let data28 = data26.port;
+if(!((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28)))){
+const err74 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -958,9 +988,9 @@ vErrors.push(err74);
 }
 errors++;
 }
-let data29 = data27.port;
-if(!((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29)))){
-const err75 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data28 == "number"){
+if(data28 > 65535 || isNaN(data28)){
+const err75 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -969,9 +999,8 @@ vErrors.push(err75);
 }
 errors++;
 }
-if(typeof data29 == "number"){
-if(data29 > 65535 || isNaN(data29)){
-const err76 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data28 < 0 || isNaN(data28)){
+const err76 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -980,8 +1009,10 @@ vErrors.push(err76);
 }
 errors++;
 }
-if(data29 < 0 || isNaN(data29)){
-const err77 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err77 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -991,9 +1022,17 @@ vErrors.push(err77);
 errors++;
 }
 }
+if(data25.enrollment !== undefined){
+let data29 = data25.enrollment;
+if(data29 && typeof data29 == "object" && !Array.isArray(data29)){
+if(data29.host === undefined){
+data29.host = "127.0.0.1";
 }
-else {
-const err78 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data29.port === undefined){
+data29.port = 8884;
+}
+if(data29.host === undefined){
+const err78 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1002,12 +1041,8 @@ vErrors.push(err78);
 }
 errors++;
 }
-}
-if(data23.policyFile !== undefined){
-let data30 = data23.policyFile;
-if(typeof data30 === "string"){
-if(func3(data30) < 1){
-const err79 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data29.port === undefined){
+const err79 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1016,9 +1051,9 @@ vErrors.push(err79);
 }
 errors++;
 }
-}
-else {
-const err80 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key7 in data29){
+if(!((key7 === "host") || (key7 === "port"))){
+const err80 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1028,11 +1063,10 @@ vErrors.push(err80);
 errors++;
 }
 }
-if(data23.serverNames !== undefined){
-let data31 = data23.serverNames;
-if(Array.isArray(data31)){
-if(data31.length > 8){
-const err81 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/maxItems",keyword:"maxItems",params:{limit: 8},message:"must NOT have more than 8 items"};
+let data30 = data29.host;
+if(typeof data30 === "string"){
+if(func3(data30) < 1){
+const err81 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1041,12 +1075,9 @@ vErrors.push(err81);
 }
 errors++;
 }
-const len1 = data31.length;
-for(let i1=0; i1<len1; i1++){
-let data32 = data31[i1];
-if(typeof data32 === "string"){
-if(func3(data32) > 253){
-const err82 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+}
+else {
+const err82 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1055,8 +1086,9 @@ vErrors.push(err82);
 }
 errors++;
 }
-if(func3(data32) < 1){
-const err83 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+let data31 = data29.port;
+if(!((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31)))){
+const err83 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1065,9 +1097,9 @@ vErrors.push(err83);
 }
 errors++;
 }
-}
-else {
-const err84 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data31 == "number"){
+if(data31 > 65535 || isNaN(data31)){
+const err84 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1076,10 +1108,8 @@ vErrors.push(err84);
 }
 errors++;
 }
-}
-}
-else {
-const err85 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data31 < 0 || isNaN(data31)){
+const err85 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1089,10 +1119,9 @@ vErrors.push(err85);
 errors++;
 }
 }
-if(data23.maxConnections !== undefined){
-let data33 = data23.maxConnections;
-if(!((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33)))){
-const err86 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err86 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1101,9 +1130,12 @@ vErrors.push(err86);
 }
 errors++;
 }
-if(typeof data33 == "number"){
-if(data33 < 1 || isNaN(data33)){
-const err87 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data25.policyFile !== undefined){
+let data32 = data25.policyFile;
+if(typeof data32 === "string"){
+if(func3(data32) < 1){
+const err87 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1113,11 +1145,8 @@ vErrors.push(err87);
 errors++;
 }
 }
-}
-if(data23.maxPacketSize !== undefined){
-let data34 = data23.maxPacketSize;
-if(!((typeof data34 == "number") && (!(data34 % 1) && !isNaN(data34)))){
-const err88 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err88 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1126,9 +1155,12 @@ vErrors.push(err88);
 }
 errors++;
 }
-if(typeof data34 == "number"){
-if(data34 < 128 || isNaN(data34)){
-const err89 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 128},message:"must be >= 128"};
+}
+if(data25.serverNames !== undefined){
+let data33 = data25.serverNames;
+if(Array.isArray(data33)){
+if(data33.length > 8){
+const err89 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/maxItems",keyword:"maxItems",params:{limit: 8},message:"must NOT have more than 8 items"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -1137,11 +1169,12 @@ vErrors.push(err89);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err90 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const len1 = data33.length;
+for(let i1=0; i1<len1; i1++){
+let data34 = data33[i1];
+if(typeof data34 === "string"){
+if(func3(data34) > 253){
+const err90 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1150,12 +1183,8 @@ vErrors.push(err90);
 }
 errors++;
 }
-}
-if(data.bridge !== undefined){
-let data35 = data.bridge;
-if(data35 && typeof data35 == "object" && !Array.isArray(data35)){
-if(data35.host === undefined){
-const err91 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+if(func3(data34) < 1){
+const err91 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1164,8 +1193,9 @@ vErrors.push(err91);
 }
 errors++;
 }
-if(data35.caFile === undefined){
-const err92 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
+}
+else {
+const err92 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1174,8 +1204,10 @@ vErrors.push(err92);
 }
 errors++;
 }
-if(data35.topics === undefined){
-const err93 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
+}
+}
+else {
+const err93 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1184,9 +1216,11 @@ vErrors.push(err93);
 }
 errors++;
 }
-for(const key8 in data35){
-if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
-const err94 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+}
+if(data25.maxConnections !== undefined){
+let data35 = data25.maxConnections;
+if(!((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35)))){
+const err94 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1195,12 +1229,9 @@ vErrors.push(err94);
 }
 errors++;
 }
-}
-if(data35.host !== undefined){
-let data36 = data35.host;
-if(typeof data36 === "string"){
-if(func3(data36) < 1){
-const err95 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data35 == "number"){
+if(data35 > 1000000 || isNaN(data35)){
+const err95 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1209,9 +1240,8 @@ vErrors.push(err95);
 }
 errors++;
 }
-}
-else {
-const err96 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data35 < 1 || isNaN(data35)){
+const err96 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1221,10 +1251,11 @@ vErrors.push(err96);
 errors++;
 }
 }
-if(data35.port !== undefined){
-let data37 = data35.port;
-if(!((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37)))){
-const err97 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data25.maxPacketSize !== undefined){
+let data36 = data25.maxPacketSize;
+if(!((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36)))){
+const err97 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1233,9 +1264,9 @@ vErrors.push(err97);
 }
 errors++;
 }
-if(typeof data37 == "number"){
-if(data37 > 65535 || isNaN(data37)){
-const err98 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(typeof data36 == "number"){
+if(data36 > 268435455 || isNaN(data36)){
+const err98 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/maximum",keyword:"maximum",params:{comparison: "<=", limit: 268435455},message:"must be <= 268435455"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1244,8 +1275,8 @@ vErrors.push(err98);
 }
 errors++;
 }
-if(data37 < 0 || isNaN(data37)){
-const err99 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data36 < 128 || isNaN(data36)){
+const err99 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 128},message:"must be >= 128"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1256,11 +1287,10 @@ errors++;
 }
 }
 }
-if(data35.caFile !== undefined){
-let data38 = data35.caFile;
-if(typeof data38 === "string"){
-if(func3(data38) < 1){
-const err100 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data25.handshakeTimeoutMs !== undefined){
+let data37 = data25.handshakeTimeoutMs;
+if(!((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37)))){
+const err100 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1269,9 +1299,9 @@ vErrors.push(err100);
 }
 errors++;
 }
-}
-else {
-const err101 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data37 == "number"){
+if(data37 > 120000 || isNaN(data37)){
+const err101 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 120000},message:"must be <= 120000"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1280,12 +1310,8 @@ vErrors.push(err101);
 }
 errors++;
 }
-}
-if(data35.servername !== undefined){
-let data39 = data35.servername;
-if(typeof data39 === "string"){
-if(func3(data39) > 253){
-const err102 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(data37 < 100 || isNaN(data37)){
+const err102 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1294,8 +1320,11 @@ vErrors.push(err102);
 }
 errors++;
 }
-if(func3(data39) < 1){
-const err103 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+}
+}
+else {
+const err103 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1305,8 +1334,11 @@ vErrors.push(err103);
 errors++;
 }
 }
-else {
-const err104 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.bridge !== undefined){
+let data38 = data.bridge;
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
+if(data38.host === undefined){
+const err104 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1315,12 +1347,8 @@ vErrors.push(err104);
 }
 errors++;
 }
-}
-if(data35.topics !== undefined){
-let data40 = data35.topics;
-if(Array.isArray(data40)){
-if(data40.length > 64){
-const err105 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
+if(data38.caFile === undefined){
+const err105 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1329,8 +1357,8 @@ vErrors.push(err105);
 }
 errors++;
 }
-if(data40.length < 1){
-const err106 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(data38.topics === undefined){
+const err106 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1339,12 +1367,9 @@ vErrors.push(err106);
 }
 errors++;
 }
-const len2 = data40.length;
-for(let i2=0; i2<len2; i2++){
-let data41 = data40[i2];
-if(data41 && typeof data41 == "object" && !Array.isArray(data41)){
-if(data41.local === undefined){
-const err107 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
+for(const key8 in data38){
+if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
+const err107 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1353,9 +1378,12 @@ vErrors.push(err107);
 }
 errors++;
 }
-for(const key9 in data41){
-if(!((key9 === "local") || (key9 === "remotePrefix"))){
-const err108 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+}
+if(data38.host !== undefined){
+let data39 = data38.host;
+if(typeof data39 === "string"){
+if(func3(data39) < 1){
+const err108 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1365,11 +1393,8 @@ vErrors.push(err108);
 errors++;
 }
 }
-if(data41.local !== undefined){
-let data42 = data41.local;
-if(typeof data42 === "string"){
-if(func3(data42) > 1024){
-const err109 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+else {
+const err109 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1378,8 +1403,11 @@ vErrors.push(err109);
 }
 errors++;
 }
-if(func3(data42) < 1){
-const err110 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data38.port !== undefined){
+let data40 = data38.port;
+if(!((typeof data40 == "number") && (!(data40 % 1) && !isNaN(data40)))){
+const err110 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1388,9 +1416,9 @@ vErrors.push(err110);
 }
 errors++;
 }
-}
-else {
-const err111 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data40 == "number"){
+if(data40 > 65535 || isNaN(data40)){
+const err111 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1399,12 +1427,8 @@ vErrors.push(err111);
 }
 errors++;
 }
-}
-if(data41.remotePrefix !== undefined){
-let data43 = data41.remotePrefix;
-if(typeof data43 === "string"){
-if(func3(data43) > 1024){
-const err112 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+if(data40 < 0 || isNaN(data40)){
+const err112 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1414,8 +1438,12 @@ vErrors.push(err112);
 errors++;
 }
 }
-else {
-const err113 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data38.caFile !== undefined){
+let data41 = data38.caFile;
+if(typeof data41 === "string"){
+if(func3(data41) < 1){
+const err113 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1425,9 +1453,8 @@ vErrors.push(err113);
 errors++;
 }
 }
-}
 else {
-const err114 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err114 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1437,9 +1464,11 @@ vErrors.push(err114);
 errors++;
 }
 }
-}
-else {
-const err115 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data38.servername !== undefined){
+let data42 = data38.servername;
+if(typeof data42 === "string"){
+if(func3(data42) > 253){
+const err115 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1448,13 +1477,8 @@ vErrors.push(err115);
 }
 errors++;
 }
-}
-if(data35.buffer !== undefined){
-let data44 = data35.buffer;
-if(data44 && typeof data44 == "object" && !Array.isArray(data44)){
-for(const key10 in data44){
-if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
-const err116 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+if(func3(data42) < 1){
+const err116 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1464,10 +1488,8 @@ vErrors.push(err116);
 errors++;
 }
 }
-if(data44.maxMessages !== undefined){
-let data45 = data44.maxMessages;
-if(!((typeof data45 == "number") && (!(data45 % 1) && !isNaN(data45)))){
-const err117 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err117 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1476,9 +1498,12 @@ vErrors.push(err117);
 }
 errors++;
 }
-if(typeof data45 == "number"){
-if(data45 > 10000000 || isNaN(data45)){
-const err118 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
+}
+if(data38.topics !== undefined){
+let data43 = data38.topics;
+if(Array.isArray(data43)){
+if(data43.length > 64){
+const err118 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1487,8 +1512,8 @@ vErrors.push(err118);
 }
 errors++;
 }
-if(data45 < 1 || isNaN(data45)){
-const err119 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data43.length < 1){
+const err119 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1497,12 +1522,12 @@ vErrors.push(err119);
 }
 errors++;
 }
-}
-}
-if(data44.maxBytes !== undefined){
-let data46 = data44.maxBytes;
-if(!((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46)))){
-const err120 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const len2 = data43.length;
+for(let i2=0; i2<len2; i2++){
+let data44 = data43[i2];
+if(data44 && typeof data44 == "object" && !Array.isArray(data44)){
+if(data44.local === undefined){
+const err120 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1511,9 +1536,9 @@ vErrors.push(err120);
 }
 errors++;
 }
-if(typeof data46 == "number"){
-if(data46 < 1024 || isNaN(data46)){
-const err121 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
+for(const key9 in data44){
+if(!((key9 === "local") || (key9 === "remotePrefix"))){
+const err121 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1523,10 +1548,11 @@ vErrors.push(err121);
 errors++;
 }
 }
-}
-}
-else {
-const err122 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data44.local !== undefined){
+let data45 = data44.local;
+if(typeof data45 === "string"){
+if(func3(data45) > 1024){
+const err122 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1535,12 +1561,8 @@ vErrors.push(err122);
 }
 errors++;
 }
-}
-if(data35.reconnect !== undefined){
-let data47 = data35.reconnect;
-if(typeof data47 === "string"){
-if(!(formats6(data47))){
-const err123 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+if(func3(data45) < 1){
+const err123 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1551,7 +1573,7 @@ errors++;
 }
 }
 else {
-const err124 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err124 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1561,9 +1583,11 @@ vErrors.push(err124);
 errors++;
 }
 }
-}
-else {
-const err125 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data44.remotePrefix !== undefined){
+let data46 = data44.remotePrefix;
+if(typeof data46 === "string"){
+if(func3(data46) > 1024){
+const err125 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1573,11 +1597,8 @@ vErrors.push(err125);
 errors++;
 }
 }
-if(data.factory !== undefined){
-let data48 = data.factory;
-if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
-if(data48.rootsFile === undefined){
-const err126 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
+else {
+const err126 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1586,9 +1607,10 @@ vErrors.push(err126);
 }
 errors++;
 }
-for(const key11 in data48){
-if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
-const err127 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+}
+}
+else {
+const err127 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1598,11 +1620,9 @@ vErrors.push(err127);
 errors++;
 }
 }
-if(data48.rootsFile !== undefined){
-let data49 = data48.rootsFile;
-if(typeof data49 === "string"){
-if(func3(data49) < 1){
-const err128 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err128 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1612,8 +1632,12 @@ vErrors.push(err128);
 errors++;
 }
 }
-else {
-const err129 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data38.buffer !== undefined){
+let data47 = data38.buffer;
+if(data47 && typeof data47 == "object" && !Array.isArray(data47)){
+for(const key10 in data47){
+if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
+const err129 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1623,13 +1647,10 @@ vErrors.push(err129);
 errors++;
 }
 }
-if(data48.idField !== undefined){
-let data50 = data48.idField;
-const _errs120 = errors;
-let valid19 = false;
-const _errs121 = errors;
-if(typeof data50 !== "string"){
-const err130 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data47.maxMessages !== undefined){
+let data48 = data47.maxMessages;
+if(!((typeof data48 == "number") && (!(data48 % 1) && !isNaN(data48)))){
+const err130 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1638,8 +1659,9 @@ vErrors.push(err130);
 }
 errors++;
 }
-if("cn" !== data50){
-const err131 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
+if(typeof data48 == "number"){
+if(data48 > 10000000 || isNaN(data48)){
+const err131 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1648,12 +1670,8 @@ vErrors.push(err131);
 }
 errors++;
 }
-var _valid1 = _errs121 === errors;
-valid19 = valid19 || _valid1;
-if(!valid19){
-const _errs123 = errors;
-if(typeof data50 !== "string"){
-const err132 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data48 < 1 || isNaN(data48)){
+const err132 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1662,8 +1680,12 @@ vErrors.push(err132);
 }
 errors++;
 }
-if("serialNumber" !== data50){
-const err133 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
+}
+}
+if(data47.maxBytes !== undefined){
+let data49 = data47.maxBytes;
+if(!((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49)))){
+const err133 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1672,12 +1694,9 @@ vErrors.push(err133);
 }
 errors++;
 }
-var _valid1 = _errs123 === errors;
-valid19 = valid19 || _valid1;
-if(!valid19){
-const _errs125 = errors;
-if(typeof data50 !== "string"){
-const err134 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data49 == "number"){
+if(data49 > 1000000000000 || isNaN(data49)){
+const err134 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000000000},message:"must be <= 1000000000000"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1686,8 +1705,8 @@ vErrors.push(err134);
 }
 errors++;
 }
-if("dns" !== data50){
-const err135 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
+if(data49 < 1024 || isNaN(data49)){
+const err135 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1696,12 +1715,11 @@ vErrors.push(err135);
 }
 errors++;
 }
-var _valid1 = _errs125 === errors;
-valid19 = valid19 || _valid1;
 }
 }
-if(!valid19){
-const err136 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+}
+else {
+const err136 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1710,23 +1728,12 @@ vErrors.push(err136);
 }
 errors++;
 }
-else {
-errors = _errs120;
-if(vErrors !== null){
-if(_errs120){
-vErrors.length = _errs120;
 }
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data48.allowList !== undefined){
-let data51 = data48.allowList;
-if(Array.isArray(data51)){
-if(data51.length > 100000){
-const err137 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
+if(data38.reconnect !== undefined){
+let data50 = data38.reconnect;
+if(typeof data50 === "string"){
+if(!(formats6(data50))){
+const err137 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1735,12 +1742,9 @@ vErrors.push(err137);
 }
 errors++;
 }
-const len3 = data51.length;
-for(let i3=0; i3<len3; i3++){
-let data52 = data51[i3];
-if(typeof data52 === "string"){
-if(!pattern2.test(data52)){
-const err138 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
+}
+else {
+const err138 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1750,8 +1754,9 @@ vErrors.push(err138);
 errors++;
 }
 }
+}
 else {
-const err139 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err139 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1761,9 +1766,11 @@ vErrors.push(err139);
 errors++;
 }
 }
-}
-else {
-const err140 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data.factory !== undefined){
+let data51 = data.factory;
+if(data51 && typeof data51 == "object" && !Array.isArray(data51)){
+if(data51.rootsFile === undefined){
+const err140 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -1772,10 +1779,9 @@ vErrors.push(err140);
 }
 errors++;
 }
-}
-}
-else {
-const err141 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key11 in data51){
+if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
+const err141 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -1785,12 +1791,11 @@ vErrors.push(err141);
 errors++;
 }
 }
-if(data.admin !== undefined){
-let data53 = data.admin;
-if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
-for(const key12 in data53){
-if(!((key12 === "socket") || (key12 === "metricsPort"))){
-const err142 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
+if(data51.rootsFile !== undefined){
+let data52 = data51.rootsFile;
+if(typeof data52 === "string"){
+if(func3(data52) < 1){
+const err142 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -1800,11 +1805,8 @@ vErrors.push(err142);
 errors++;
 }
 }
-if(data53.socket !== undefined){
-let data54 = data53.socket;
-if(typeof data54 === "string"){
-if(func3(data54) < 1){
-const err143 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err143 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -1814,8 +1816,13 @@ vErrors.push(err143);
 errors++;
 }
 }
-else {
-const err144 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data51.idField !== undefined){
+let data53 = data51.idField;
+const _errs132 = errors;
+let valid24 = false;
+const _errs133 = errors;
+if(typeof data53 !== "string"){
+const err144 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -1824,11 +1831,8 @@ vErrors.push(err144);
 }
 errors++;
 }
-}
-if(data53.metricsPort !== undefined){
-let data55 = data53.metricsPort;
-if(!((typeof data55 == "number") && (!(data55 % 1) && !isNaN(data55)))){
-const err145 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if("cn" !== data53){
+const err145 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -1837,9 +1841,12 @@ vErrors.push(err145);
 }
 errors++;
 }
-if(typeof data55 == "number"){
-if(data55 > 65535 || isNaN(data55)){
-const err146 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+var _valid3 = _errs133 === errors;
+valid24 = valid24 || _valid3;
+if(!valid24){
+const _errs135 = errors;
+if(typeof data53 !== "string"){
+const err146 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -1848,8 +1855,8 @@ vErrors.push(err146);
 }
 errors++;
 }
-if(data55 < 0 || isNaN(data55)){
-const err147 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if("serialNumber" !== data53){
+const err147 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -1858,11 +1865,12 @@ vErrors.push(err147);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err148 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+var _valid3 = _errs135 === errors;
+valid24 = valid24 || _valid3;
+if(!valid24){
+const _errs137 = errors;
+if(typeof data53 !== "string"){
+const err148 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -1871,13 +1879,8 @@ vErrors.push(err148);
 }
 errors++;
 }
-}
-if(data.log !== undefined){
-let data56 = data.log;
-if(data56 && typeof data56 == "object" && !Array.isArray(data56)){
-for(const key13 in data56){
-if(!(key13 === "level")){
-const err149 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
+if("dns" !== data53){
+const err149 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -1886,14 +1889,12 @@ vErrors.push(err149);
 }
 errors++;
 }
+var _valid3 = _errs137 === errors;
+valid24 = valid24 || _valid3;
 }
-if(data56.level !== undefined){
-let data57 = data56.level;
-const _errs142 = errors;
-let valid24 = false;
-const _errs143 = errors;
-if(typeof data57 !== "string"){
-const err150 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(!valid24){
+const err150 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -1902,8 +1903,23 @@ vErrors.push(err150);
 }
 errors++;
 }
-if("debug" !== data57){
-const err151 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+else {
+errors = _errs132;
+if(vErrors !== null){
+if(_errs132){
+vErrors.length = _errs132;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data51.allowList !== undefined){
+let data54 = data51.allowList;
+if(Array.isArray(data54)){
+if(data54.length > 100000){
+const err151 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
 if(vErrors === null){
 vErrors = [err151];
 }
@@ -1912,12 +1928,12 @@ vErrors.push(err151);
 }
 errors++;
 }
-var _valid2 = _errs143 === errors;
-valid24 = valid24 || _valid2;
-if(!valid24){
-const _errs145 = errors;
-if(typeof data57 !== "string"){
-const err152 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const len3 = data54.length;
+for(let i3=0; i3<len3; i3++){
+let data55 = data54[i3];
+if(typeof data55 === "string"){
+if(!pattern2.test(data55)){
+const err152 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
 if(vErrors === null){
 vErrors = [err152];
 }
@@ -1926,8 +1942,9 @@ vErrors.push(err152);
 }
 errors++;
 }
-if("info" !== data57){
-const err153 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+}
+else {
+const err153 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err153];
 }
@@ -1936,12 +1953,10 @@ vErrors.push(err153);
 }
 errors++;
 }
-var _valid2 = _errs145 === errors;
-valid24 = valid24 || _valid2;
-if(!valid24){
-const _errs147 = errors;
-if(typeof data57 !== "string"){
-const err154 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+}
+else {
+const err154 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err154];
 }
@@ -1950,8 +1965,10 @@ vErrors.push(err154);
 }
 errors++;
 }
-if("warn" !== data57){
-const err155 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+}
+}
+else {
+const err155 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err155];
 }
@@ -1960,12 +1977,13 @@ vErrors.push(err155);
 }
 errors++;
 }
-var _valid2 = _errs147 === errors;
-valid24 = valid24 || _valid2;
-if(!valid24){
-const _errs149 = errors;
-if(typeof data57 !== "string"){
-const err156 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data.admin !== undefined){
+let data56 = data.admin;
+if(data56 && typeof data56 == "object" && !Array.isArray(data56)){
+for(const key12 in data56){
+if(!((key12 === "socket") || (key12 === "metricsPort"))){
+const err156 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err156];
 }
@@ -1974,8 +1992,12 @@ vErrors.push(err156);
 }
 errors++;
 }
-if("error" !== data57){
-const err157 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+}
+if(data56.socket !== undefined){
+let data57 = data56.socket;
+if(typeof data57 === "string"){
+if(func3(data57) < 1){
+const err157 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err157];
 }
@@ -1984,13 +2006,9 @@ vErrors.push(err157);
 }
 errors++;
 }
-var _valid2 = _errs149 === errors;
-valid24 = valid24 || _valid2;
 }
-}
-}
-if(!valid24){
-const err158 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+else {
+const err158 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err158];
 }
@@ -1999,11 +2017,186 @@ vErrors.push(err158);
 }
 errors++;
 }
+}
+if(data56.metricsPort !== undefined){
+let data58 = data56.metricsPort;
+if(!((typeof data58 == "number") && (!(data58 % 1) && !isNaN(data58)))){
+const err159 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err159];
+}
 else {
-errors = _errs142;
+vErrors.push(err159);
+}
+errors++;
+}
+if(typeof data58 == "number"){
+if(data58 > 65535 || isNaN(data58)){
+const err160 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err160];
+}
+else {
+vErrors.push(err160);
+}
+errors++;
+}
+if(data58 < 0 || isNaN(data58)){
+const err161 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err161];
+}
+else {
+vErrors.push(err161);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err162 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err162];
+}
+else {
+vErrors.push(err162);
+}
+errors++;
+}
+}
+if(data.log !== undefined){
+let data59 = data.log;
+if(data59 && typeof data59 == "object" && !Array.isArray(data59)){
+for(const key13 in data59){
+if(!(key13 === "level")){
+const err163 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err163];
+}
+else {
+vErrors.push(err163);
+}
+errors++;
+}
+}
+if(data59.level !== undefined){
+let data60 = data59.level;
+const _errs154 = errors;
+let valid29 = false;
+const _errs155 = errors;
+if(typeof data60 !== "string"){
+const err164 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err164];
+}
+else {
+vErrors.push(err164);
+}
+errors++;
+}
+if("debug" !== data60){
+const err165 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err165];
+}
+else {
+vErrors.push(err165);
+}
+errors++;
+}
+var _valid4 = _errs155 === errors;
+valid29 = valid29 || _valid4;
+if(!valid29){
+const _errs157 = errors;
+if(typeof data60 !== "string"){
+const err166 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err166];
+}
+else {
+vErrors.push(err166);
+}
+errors++;
+}
+if("info" !== data60){
+const err167 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err167];
+}
+else {
+vErrors.push(err167);
+}
+errors++;
+}
+var _valid4 = _errs157 === errors;
+valid29 = valid29 || _valid4;
+if(!valid29){
+const _errs159 = errors;
+if(typeof data60 !== "string"){
+const err168 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err168];
+}
+else {
+vErrors.push(err168);
+}
+errors++;
+}
+if("warn" !== data60){
+const err169 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err169];
+}
+else {
+vErrors.push(err169);
+}
+errors++;
+}
+var _valid4 = _errs159 === errors;
+valid29 = valid29 || _valid4;
+if(!valid29){
+const _errs161 = errors;
+if(typeof data60 !== "string"){
+const err170 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err170];
+}
+else {
+vErrors.push(err170);
+}
+errors++;
+}
+if("error" !== data60){
+const err171 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err171];
+}
+else {
+vErrors.push(err171);
+}
+errors++;
+}
+var _valid4 = _errs161 === errors;
+valid29 = valid29 || _valid4;
+}
+}
+}
+if(!valid29){
+const err172 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err172];
+}
+else {
+vErrors.push(err172);
+}
+errors++;
+}
+else {
+errors = _errs154;
 if(vErrors !== null){
-if(_errs142){
-vErrors.length = _errs142;
+if(_errs154){
+vErrors.length = _errs154;
 }
 else {
 vErrors = null;
@@ -2013,24 +2206,24 @@ vErrors = null;
 }
 }
 else {
-const err159 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err173 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err159];
+vErrors = [err173];
 }
 else {
-vErrors.push(err159);
+vErrors.push(err173);
 }
 errors++;
 }
 }
 }
 else {
-const err160 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err174 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err160];
+vErrors = [err174];
 }
 else {
-vErrors.push(err160);
+vErrors.push(err174);
 }
 errors++;
 }

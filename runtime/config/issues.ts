@@ -24,8 +24,9 @@ export function issuesFromAjv(errors: readonly ErrorObject[], lineOf?: LineOf): 
 }
 
 function relevant(e: ErrorObject): boolean {
-  // The union's summary error duplicates the per-branch ones, which say more.
-  return e.keyword !== 'anyOf';
+  // The union's summary error duplicates the per-branch ones, which say more; so does an `if`'s
+  // ("must match then schema") the `then` branch's own error.
+  return e.keyword !== 'anyOf' && e.keyword !== 'if';
 }
 
 function segments(instancePath: string): (string | number)[] {
@@ -64,6 +65,7 @@ function toIssue(e: ErrorObject, lineOf?: LineOf): ConfigIssue {
     default:
       message = e.message ?? e.keyword;
   }
-  const line = lineOf?.(path);
+  // A missing key has no line of its own: the line of the mapping that lacks it.
+  const line = lineOf?.(path) ?? (e.keyword === 'required' ? lineOf?.(path.slice(0, -1)) : undefined);
   return { path: formatPath(path), message: line === undefined ? message : `${message} (line ${line})` };
 }

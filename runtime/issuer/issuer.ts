@@ -3,9 +3,10 @@
  * join-token and x509pop; renewal for a gateway that presents its current SVID; recovery by the
  * delegated CA key (`recover.ts`); the offline device-issuance log (`devices-issued.ts`); the
  * bundle; the revocation feed; firmware manifests; and the operator's registrations, join
- * tokens, offline budgets (`budget.ts`), disabling and revocations. Every refusal is a typed error and an audit record; every
- * issuance is one atomic batch (certificates' records, gateway state, consumed token, next
- * renewal session, audit event): nothing half-written.
+ * tokens, offline budgets (`operator.ts`, `budget.ts`), disabling and revocations. Every refusal
+ * is a typed error and an audit record; every issuance is one atomic batch (certificates'
+ * records, gateway state, consumed token, next renewal session, audit event): nothing
+ * half-written. The handler modules work on an `IssuerCore` (`core.ts`) this class builds.
  *
  * @example
  * ```ts

@@ -1,7 +1,9 @@
 /**
  * PKCS#10 certification requests (RFC 2986): build one for a key, and parse and verify one
  * from untrusted bytes. A parsed CSR is only returned when its self-signature verifies with
- * its own key and the key is strong enough: EC P-256 or P-384, or RSA of at least 2048 bits.
+ * its own key and the key is strong enough: EC P-256 or P-384, or RSA of at least 2048 bits; an
+ * EC key must name its curve by OID (RFC 5480 §2.1.1: namedCurve only; explicit curve parameters
+ * are refused with `ERR_CSR_EXPLICIT_CURVE`, though OpenSSL would import them).
  * The subject the CSR asks for is ignored by the signer (the SPIFFE ID decides it).
  *
  * @example
@@ -40,6 +42,30 @@ export interface ParsedCsr {
   /** SubjectPublicKeyInfo DER, exactly as in the CSR. */
   readonly spki: Buffer;
   readonly publicKey: KeyObject;
+}
+
+/**
+ * RFC 5480 §2.1.1: the parameters of an id-ecPublicKey AlgorithmIdentifier MUST be a namedCurve
+ * OID. `spki` is a SubjectPublicKeyInfo DER that already read as one SEQUENCE.
+ */
+function refuseExplicitCurve(spki: Buffer): void {
+  let params: number | undefined;
+  let alg: string;
+  try {
+    const body = new DerReader(new DerReader(spki, 'SPKI').read(TAG.SEQUENCE, 'SPKI').content, 'SPKI');
+    const ai = new DerReader(body.read(TAG.SEQUENCE, 'algorithm').content, 'SPKI');
+    alg = oidText(ai.read(TAG.OID, 'algorithm').content);
+    if (alg !== OID.ecPublicKey) return;
+    params = ai.read(undefined, 'parameters').tag;
+    ai.end('algorithm');
+  } catch (cause) {
+    throw new SvidError('ERR_CSR_MALFORMED', `CSR: public key info: ${(cause as Error).message}`, { cause });
+  }
+  if (params !== TAG.OID)
+    throw new SvidError(
+      'ERR_CSR_EXPLICIT_CURVE',
+      'CSR: EC key with explicit curve parameters refused (RFC 5480: namedCurve only)',
+    );
 }
 
 /** Hash per accepted signature algorithm (RSASSA-PSS and others are refused). */
@@ -98,6 +124,7 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
   }
   const scheme = SIG_HASH[algOid];
   if (scheme === undefined) throw bad(`unsupported signature algorithm ${algOid}`);
+  refuseExplicitCurve(spki);
   let publicKey: KeyObject;
   try {
     publicKey = importSpki(spki);

@@ -4,16 +4,23 @@
  * refused topics); token misuse, a gateway with the wrong bundle, factory certificates, hostile
  * frames and the per-address rate limit.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'node:tls';
+import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
+import { encode } from 'cbor-x';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../runtime/cli/main.ts';
+import { StaticRevocationSource } from '../../runtime/sources/static.ts';
+import { createCsr } from '../../runtime/svid/csr.ts';
+import { VirtualClock } from '../../sim/clock/virtual-clock.ts';
 import { enroll } from '../../transport/enroll/client.ts';
+import { refusingRevoked } from '../../transport/enroll/revoked.ts';
+import { MAX_CONNECTION_BYTES } from '../../transport/enroll/server.ts';
+import { asAnswer, FrameReader } from '../../transport/enroll/wire.ts';
 import { captureIo } from '../helpers/cli-io.ts';
 import { makeCert } from '../helpers/pki.ts';
 import { rejects } from '../helpers/rejects.ts';
@@ -73,8 +80,13 @@ test('edgeward device enroll writes files that mosquitto_pub and mosquitto_sub u
     '-p',
     String(r.port),
   ];
-  const sub = run('mosquitto_sub', [
+  // mosquitto_sub -d prints "received SUBACK" once subscribed: the publish waits for that, not a
+  // sleep (stdbuf -oL: a pipe would otherwise hold mosquitto's output until it exits).
+  const sub = spawn('stdbuf', [
+    '-oL',
+    'mosquitto_sub',
     ...tls,
+    '-d',
     '-i',
     'sensor-1-sub',
     '-t',
@@ -86,7 +98,16 @@ test('edgeward device enroll writes files that mosquitto_pub and mosquitto_sub u
     '-q',
     '1',
   ]);
-  await new Promise((res) => setTimeout(res, 500));
+  let subOut = '';
+  const subscribed = new Promise<void>((resolve, reject) => {
+    sub.stdout.on('data', (d: Buffer) => {
+      subOut += d.toString();
+      if (/received SUBACK/i.test(subOut)) resolve();
+    });
+    sub.once('exit', (code) => reject(new Error(`mosquitto_sub exited ${code} before SUBACK: ${subOut}`)));
+  });
+  const subExit = new Promise<number | null>((resolve) => sub.once('exit', resolve));
+  await subscribed;
   await run('mosquitto_pub', [
     ...tls,
     '-i',
@@ -98,7 +119,8 @@ test('edgeward device enroll writes files that mosquitto_pub and mosquitto_sub u
     '-q',
     '1',
   ]);
-  assert.is((await sub).stdout.trim(), 'hello');
+  assert.is(await subExit, 0, subOut);
+  assert.ok(subOut.split('\n').includes('hello'), subOut);
   // Refused: another device's topic, both ways.
   // mosquitto_sub 2.0.11 reports SUBACK 0x80 only in its debug output.
   const denied = await run('mosquitto_sub', [
@@ -206,31 +228,247 @@ test('factory certificates: chained to the manufacturer root and on the allow-li
   );
 });
 
-function rawEnroll(bytes: Buffer): Promise<void> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port: enrollAt.port, rejectUnauthorized: false }, () =>
+/** A client that keeps its side open after the gateway's FIN (Node honours the option; its types lack it). */
+const halfOpen = (o: ConnectionOptions): ConnectionOptions =>
+  ({ ...o, allowHalfOpen: true }) as ConnectionOptions;
+
+/**
+ * Everything the gateway answers on one connection (the hello, then the answer). The client keeps
+ * its side open after the gateway's FIN and then writes once more: only a gateway that has
+ * closed the socket entirely answers that with a reset, which closes the client (bounded wait).
+ */
+function rawEnroll(bytes: Buffer): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const s = connect(halfOpen({ host: '127.0.0.1', port: enrollAt.port, rejectUnauthorized: false }), () =>
       s.write(bytes),
     );
-    s.on('data', () => {});
+    const frames: unknown[] = [];
+    const reader = new FrameReader(s);
+    const pump = (): void => {
+      reader.next().then(
+        (f) => {
+          frames.push(f);
+          pump();
+        },
+        () => {},
+      );
+    };
+    pump();
+    const deadline = setTimeout(() => {
+      s.destroy();
+      reject(new Error('the gateway kept the connection open after its answer'));
+    }, 5000);
+    s.once('end', () => {
+      const poke = (): void => {
+        if (!s.destroyed) s.write(Buffer.alloc(1024), () => setImmediate(poke));
+      };
+      poke();
+    });
     s.on('error', () => {});
-    s.on('close', () => resolve());
+    s.on('close', () => {
+      clearTimeout(deadline);
+      resolve(frames);
+    });
   });
 }
 
-test('hostile frames on the enrollment listener are refused and it keeps serving', async () => {
-  await rawEnroll(Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]));
-  await rawEnroll(Buffer.from([0, 0, 0, 3, 0xff, 0xff, 0xff]));
-  await rawEnroll(Buffer.concat([Buffer.from([0, 0, 0, 5]), Buffer.from('hello')]));
-  assert.ok(
-    r.logger.lines.filter((l) => l.msg === 'enrollment refused' && l.fields.code === 'ERR_ENROLL_PROTOCOL')
-      .length >= 3,
-  );
+const errorCode = (frames: unknown[]): string | undefined => {
+  const last = frames.at(-1);
+  if (last === undefined || frames.length < 2) return undefined;
+  const a = asAnswer(last);
+  return 'error' in a ? a.error.code : undefined;
+};
+
+const frame = (v: unknown): Buffer => {
+  const body = encode(v);
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(body.length);
+  return Buffer.concat([head, body]);
+};
+
+test('hostile frames on the enrollment listener are refused with their code, the gateway closes, and it keeps serving', async () => {
+  const csr = createCsr(key());
+  for (const bytes of [
+    Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
+    Buffer.from([0, 0, 0, 3, 0xff, 0xff, 0xff]),
+    Buffer.concat([Buffer.from([0, 0, 0, 5]), Buffer.from('hello')]),
+    // A request without a token: cut off with a typed answer.
+    frame({ method: 'token', csr }),
+    frame({ method: 'token', token: 42, csr }),
+  ]) {
+    assert.is(errorCode(await rawEnroll(bytes)), 'ERR_ENROLL_PROTOCOL');
+  }
   const token = await r.joinToken('sensor-5');
   assert.ok(
     (await enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now })).spiffeId.endsWith(
       '/sensor-5',
     ),
   );
+});
+
+test('a refused CSR (explicit EC curve parameters) does not burn the token: the same token enrolls afterwards', async () => {
+  const token = await r.joinToken('sensor-6');
+  const dir = r.tmp;
+  const kf = join(dir, 'explicit.pem');
+  execFileSync('openssl', [
+    'ecparam',
+    '-name',
+    'prime256v1',
+    '-param_enc',
+    'explicit',
+    '-genkey',
+    '-noout',
+    '-out',
+    kf,
+  ]);
+  const csr = execFileSync('openssl', ['req', '-new', '-key', kf, '-subj', '/CN=x', '-outform', 'DER']);
+  const frames = await rawEnroll(frame({ method: 'token', token, csr: new Uint8Array(csr) }));
+  assert.is(errorCode(frames), 'ERR_ENROLL_REFUSED');
+  assert.ok(
+    r.logger.lines.some(
+      (l) => l.msg === 'enrollment refused' && String(l.fields.reason).includes('ERR_CSR_EXPLICIT_CURVE'),
+    ),
+  );
+  const ok = await enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now });
+  assert.ok(ok.spiffeId.endsWith('/device/sensor-6'));
+  await rejects(
+    () => enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now }),
+    'ERR_ENROLL_TOKEN_INVALID',
+  );
+});
+
+test('two enrollments racing with one token: exactly one gets a certificate', async () => {
+  const token = await r.joinToken('sensor-7');
+  const results = await Promise.allSettled(
+    [0, 1, 2].map(() => enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now })),
+  );
+  assert.is(results.filter((x) => x.status === 'fulfilled').length, 1);
+  for (const x of results)
+    if (x.status === 'rejected') assert.is((x.reason as { code?: string }).code, 'ERR_ENROLL_TOKEN_INVALID');
+});
+
+/** A TLS connection that streams garbage until the gateway closes it (or `max` bytes went out). */
+function garbageStream(max: number): Promise<{ sent: number; closed: boolean }> {
+  return new Promise((resolve) => {
+    let sent = 0;
+    const chunk = Buffer.alloc(64 * 1024, 0x41);
+    const s: TLSSocket = connect(
+      halfOpen({ host: '127.0.0.1', port: enrollAt.port, rejectUnauthorized: false }),
+      () => {
+        // A length prefix just under the frame limit, then far more bytes than it announced.
+        s.write(Buffer.from([0, 0, 0x3f, 0xf0]));
+        const pump = (): void => {
+          while (!s.destroyed && sent < max) {
+            sent += chunk.length;
+            if (!s.write(chunk)) {
+              s.once('drain', pump);
+              return;
+            }
+          }
+          if (sent >= max) {
+            s.destroy();
+          }
+        };
+        pump();
+      },
+    );
+    s.on('data', () => {});
+    s.on('error', () => {});
+    s.once('close', () => resolve({ sent, closed: sent < max }));
+  });
+}
+
+test('garbage streamed on 4 enrollment connections: each is cut off near one frame, RSS stays bounded and an MQTT connect stays fast', async () => {
+  const MAX = 64 * 1024 * 1024;
+  const rss0 = process.memoryUsage().rss;
+  const flood = Promise.all([0, 1, 2, 3].map(() => garbageStream(MAX)));
+  const t0 = performance.now();
+  const c = await r.connect(await r.pki.device('during-flood'));
+  const connectMs = performance.now() - t0;
+  c.end(true);
+  const results = await flood;
+  const grownMb = (process.memoryUsage().rss - rss0) / 1048576;
+  console.log(
+    `  4 garbage streams: cut off after ${results.map((x) => Math.round(x.sent / 1024)).join(', ')} KiB sent (budget ${MAX_CONNECTION_BYTES} B + socket buffers); RSS +${grownMb.toFixed(1)} MB; MQTT connect ${connectMs.toFixed(0)} ms`,
+  );
+  for (const x of results) assert.ok(x.closed, `a connection took ${x.sent} bytes without being closed`);
+  assert.ok(grownMb < 40, `RSS grew ${grownMb.toFixed(1)} MB`);
+  assert.ok(connectMs < 2000, `MQTT connect took ${connectMs} ms`);
+  assert.ok(
+    r.logger.lines.some(
+      (l) => l.msg === 'enrollment connection closed' && l.fields.code === 'ERR_ENROLL_BUDGET',
+    ),
+  );
+});
+
+test('a connection that sends nothing after the handshake is closed at its time budget', async () => {
+  const closed = new Promise<void>((resolve) => {
+    const s = connect(halfOpen({ host: '127.0.0.1', port: enrollAt.port, rejectUnauthorized: false }));
+    s.on('data', () => {
+      // The hello arrived: the budget runs on the gateway's clock.
+      void r.clock.advance(10_001);
+    });
+    s.on('error', () => {});
+    s.once('end', () => resolve());
+  });
+  await closed;
+  assert.ok(
+    r.logger.lines.some(
+      (l) =>
+        l.msg === 'enrollment connection closed' &&
+        l.fields.code === 'ERR_ENROLL_BUDGET' &&
+        String(l.fields.reason).startsWith('no answer'),
+    ),
+  );
+});
+
+test('a revoked device id cannot enroll again, with a token or a factory certificate', async () => {
+  const revoked = new StaticRevocationSource();
+  const r2 = await rig((pki) => ({
+    revocationSource: revoked,
+    deviceSigner: refusingRevoked(pki.signer(new VirtualClock(Date.now())), revoked),
+    factory: { roots: [mfg.cert], idField: 'cn', allowList: ['factory-9'] },
+  }));
+  try {
+    const at = r2.broker.addresses.enrollment as { host: string; port: number };
+    const gw = r2.pki.gateway.id;
+    revoked.revoke({ spiffeIds: [`${gw}/device/gone-1`, `${gw}/device/factory-9`] });
+    const token = await r2.joinToken('gone-1');
+    await rejects(
+      () => enroll({ host: '127.0.0.1', port: at.port, token, key: key(), now: () => r2.clock.now() }),
+      'ERR_ENROLL_DEVICE_REVOKED',
+    );
+    const fp = (await import('node:crypto')).createHash('sha256').update(r2.pki.root.cert.raw).digest();
+    const c = await makeCert({
+      subject: 'CN=factory-9',
+      notBefore: Date.now() - 3600_000,
+      notAfter: Date.now() + 3600_000,
+      issuer: mfg,
+      eku: null,
+    });
+    await rejects(
+      () =>
+        enroll({
+          host: '127.0.0.1',
+          port: at.port,
+          factory: { cert: c.cert.toString(), key: c.key, bundleFingerprint: fp },
+          key: key(),
+          now: () => r2.clock.now(),
+        }),
+      'ERR_ENROLL_DEVICE_REVOKED',
+    );
+    // Another device on the same gateway still enrolls.
+    const ok = await enroll({
+      host: '127.0.0.1',
+      port: at.port,
+      token: await r2.joinToken('still-1'),
+      key: key(),
+      now: () => r2.clock.now(),
+    });
+    assert.ok(ok.spiffeId.endsWith('/device/still-1'));
+  } finally {
+    await r2.close();
+  }
 });
 
 test.after(() => r.close());

@@ -54,6 +54,8 @@ const KNOWN = [
   'ERR_ENROLL_RATE_LIMITED',
   'ERR_ENROLL_FACTORY_REFUSED',
   'ERR_ENROLL_PROTOCOL',
+  'ERR_ENROLL_DEVICE_REVOKED',
+  'ERR_ENROLL_BUDGET',
 ];
 
 function refused(error: { code: string; message: string }): never {

@@ -15,13 +15,16 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../../runtime/core/clock.ts';
 import type { Random } from '../../runtime/core/random.ts';
+import { AgentError } from '../../runtime/errors.ts';
 import type { X509Bundle } from '../../runtime/sources/types.ts';
-import { parseSpiffeId } from '../../runtime/spiffe/id.ts';
+import { isPathSegment, parseSpiffeId } from '../../runtime/spiffe/id.ts';
 import { TransportError } from '../errors.ts';
 import type { TokenRecord, TokenStore } from './token-store.ts';
 
 const PREFIX = 'ewt1';
 const MAX_TTL_MS = 7 * 24 * 3_600_000;
+/** The device signer's limit on a device id (runtime/agent/device-signer.ts). */
+export const MAX_DEVICE_ID = 64;
 
 export interface ParsedToken {
   readonly secret: Buffer;
@@ -60,7 +63,16 @@ export async function issueJoinToken(o: {
   deviceId: string;
   ttlMs: number;
 }): Promise<{ token: string; expiresAt: number }> {
-  // The device id must form a valid SPIFFE path segment.
+  // A token that could never be used is not issued: the device id follows the device signer's
+  // rule (runtime/agent/device-signer.ts: 1-64 of letters, digits, ".", "-", "_", one path segment).
+  if (typeof o.deviceId !== 'string' || o.deviceId.length > MAX_DEVICE_ID || !isPathSegment(o.deviceId))
+    throw new AgentError(
+      'ERR_DEVICE_ID_INVALID',
+      'device id must be 1-64 of letters, digits, ".", "-", "_"',
+      {
+        deviceId: String(o.deviceId).slice(0, 80),
+      },
+    );
   parseSpiffeId(`spiffe://${o.bundle.trustDomain}/device/${o.deviceId}`);
   if (!Number.isInteger(o.ttlMs) || o.ttlMs <= 0 || o.ttlMs > MAX_TTL_MS) {
     throw new TypeError(`ttlMs must be an integer in (0, ${MAX_TTL_MS}]`);
@@ -76,12 +88,24 @@ export async function issueJoinToken(o: {
   };
 }
 
-/** Consume the token: single use, refused when unknown or expired (`ERR_ENROLL_TOKEN_INVALID`). */
-export async function redeemJoinToken(store: TokenStore, token: string, now: number): Promise<TokenRecord> {
+/**
+ * Redeem the token: `use` (the device's certificate issuance) runs with its record, and the
+ * token is consumed only when `use` succeeds, atomically with it (the store's lock), so a refused
+ * CSR leaves the token usable and a token never yields two certificates. Refused when unknown,
+ * already used or expired (`ERR_ENROLL_TOKEN_INVALID`).
+ */
+export async function redeemJoinToken<T>(
+  store: TokenStore,
+  token: string,
+  now: () => number,
+  use: (record: TokenRecord) => Promise<T>,
+): Promise<T> {
   const { secret } = parseJoinToken(token);
-  const rec = await store.take(sha256(secret).toString('hex'));
-  if (rec === undefined)
+  const done = await store.consume(sha256(secret).toString('hex'), async (rec) => {
+    if (rec.expiresAt < now()) throw new TransportError('ERR_ENROLL_TOKEN_INVALID', 'join token expired');
+    return use(rec);
+  });
+  if (done === undefined)
     throw new TransportError('ERR_ENROLL_TOKEN_INVALID', 'join token unknown or already used');
-  if (rec.expiresAt < now) throw new TransportError('ERR_ENROLL_TOKEN_INVALID', 'join token expired');
-  return rec;
+  return done.value;
 }

@@ -1,7 +1,9 @@
 /**
  * Where join tokens live: only their SHA-256 hash, the device id they enroll and their expiry.
  * `take` removes and returns in one step, so a token is single use even when two devices race
- * with it. Two implementations: on an abstract-level database or sublevel (the agent hands over
+ * with it; `consume` removes it only when the work done with it (the device's certificate) succeeded,
+ * under the same per-store lock, so a refused CSR does not burn the token and two devices racing
+ * with one token never both get a certificate. Two implementations: on an abstract-level database or sublevel (the agent hands over
  * a sublevel of its sealed LevelDB) and in memory (tests, `--dev`).
  *
  * @example
@@ -21,21 +23,50 @@ export interface TokenStore {
   put(hash: string, record: TokenRecord): Promise<void>;
   /** Remove the record and return it; undefined when there is none. */
   take(hash: string): Promise<TokenRecord | undefined>;
+  /**
+   * Run `use` with the record under this store's lock and delete the record only when `use`
+   * resolves (its value is returned); when `use` rejects, the record stays and the rejection
+   * propagates. Resolves to undefined (and `use` is not called) when there is no record.
+   */
+  consume<T>(hash: string, use: (record: TokenRecord) => Promise<T>): Promise<{ value: T } | undefined>;
   /** Delete every record that expired before `now`; resolves to how many. */
   prune(now: number): Promise<number>;
 }
 
+/** One promise chain: each `run` starts after the previous one settled. */
+class Serial {
+  #queue: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(fn);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+}
+
 export class MemoryTokenStore implements TokenStore {
   readonly #map = new Map<string, TokenRecord>();
+  readonly #lock = new Serial();
 
   async put(hash: string, record: TokenRecord): Promise<void> {
     this.#map.set(hash, { deviceId: record.deviceId, expiresAt: record.expiresAt });
   }
 
-  async take(hash: string): Promise<TokenRecord | undefined> {
-    const r = this.#map.get(hash);
-    this.#map.delete(hash);
-    return r;
+  take(hash: string): Promise<TokenRecord | undefined> {
+    return this.#lock.run(async () => {
+      const r = this.#map.get(hash);
+      this.#map.delete(hash);
+      return r;
+    });
+  }
+
+  consume<T>(hash: string, use: (record: TokenRecord) => Promise<T>): Promise<{ value: T } | undefined> {
+    return this.#lock.run(async () => {
+      const r = this.#map.get(hash);
+      if (r === undefined) return undefined;
+      const value = await use(r);
+      this.#map.delete(hash);
+      return { value };
+    });
   }
 
   async prune(now: number): Promise<number> {
@@ -60,8 +91,8 @@ export interface LevelLike {
 
 export class LevelTokenStore implements TokenStore {
   readonly #db: LevelLike;
-  /** Serialises `take` so that get+del is atomic within this process (LevelDB allows one process). */
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Serialises `take` and `consume` so that get+del is atomic within this process (LevelDB allows one process). */
+  readonly #lock = new Serial();
 
   /** `db` stores string values (utf8 or a sublevel with the default encoding). */
   constructor(db: LevelLike) {
@@ -73,14 +104,23 @@ export class LevelTokenStore implements TokenStore {
   }
 
   take(hash: string): Promise<TokenRecord | undefined> {
-    const run = this.#queue.then(async () => {
+    return this.#lock.run(async () => {
       const raw = await this.#db.get(hash);
       if (raw === undefined) return undefined;
       await this.#db.del(hash);
       return parseRecord(raw);
     });
-    this.#queue = run.catch(() => undefined);
-    return run;
+  }
+
+  consume<T>(hash: string, use: (record: TokenRecord) => Promise<T>): Promise<{ value: T } | undefined> {
+    return this.#lock.run(async () => {
+      const raw = await this.#db.get(hash);
+      const rec = raw === undefined ? undefined : parseRecord(raw);
+      if (rec === undefined) return undefined;
+      const value = await use(rec);
+      await this.#db.del(hash);
+      return { value };
+    });
   }
 
   async prune(now: number): Promise<number> {

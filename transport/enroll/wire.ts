@@ -49,21 +49,40 @@ export class FrameReader {
   #buf = Buffer.alloc(0);
   #waiting: { resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined;
   #ended: Error | undefined;
+  readonly #socket: Socket;
+  readonly #onData = (d: Buffer): void => {
+    // Bounded: at most one frame (MAX_FRAME + 4 bytes) is ever held; past that the reader fails
+    // and keeps nothing more of what arrives.
+    if (this.#ended !== undefined) return;
+    if (this.#buf.length + d.length > MAX_FRAME + 4) {
+      this.#buf = Buffer.alloc(0);
+      this.#fail(new TransportError('ERR_ENROLL_PROTOCOL', `more than ${MAX_FRAME + 4} bytes buffered`));
+      return;
+    }
+    this.#buf = Buffer.concat([this.#buf, d]);
+    this.#pump();
+  };
+  readonly #onEnd = (): void =>
+    this.#fail(new TransportError('ERR_ENROLL_PROTOCOL', 'connection closed before a frame arrived'));
+  readonly #onError = (err: Error): void =>
+    this.#fail(new TransportError('ERR_ENROLL_PROTOCOL', `connection error: ${err.message}`));
 
   constructor(socket: Socket) {
-    socket.on('data', (d: Buffer) => {
-      this.#buf = Buffer.concat([this.#buf, d]);
-      if (this.#buf.length > MAX_FRAME + 4)
-        this.#fail(new TransportError('ERR_ENROLL_PROTOCOL', 'frame too large'));
-      this.#pump();
-    });
-    const end = (): void =>
-      this.#fail(new TransportError('ERR_ENROLL_PROTOCOL', 'connection closed before a frame arrived'));
-    socket.on('end', end);
-    socket.on('close', end);
-    socket.on('error', (err) =>
-      this.#fail(new TransportError('ERR_ENROLL_PROTOCOL', `connection error: ${err.message}`)),
-    );
+    this.#socket = socket;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onEnd);
+    socket.on('error', this.#onError);
+  }
+
+  /** Stop reading: the listeners are removed and the buffer dropped. */
+  dispose(): void {
+    this.#socket.off('data', this.#onData);
+    this.#socket.off('end', this.#onEnd);
+    this.#socket.off('close', this.#onEnd);
+    this.#socket.off('error', this.#onError);
+    this.#buf = Buffer.alloc(0);
+    this.#fail(new TransportError('ERR_ENROLL_PROTOCOL', 'reader disposed'));
   }
 
   next(): Promise<unknown> {

@@ -56,6 +56,7 @@ import type { FactoryOptions } from '../enroll/factory.ts';
 import type { EnrollmentServer } from '../enroll/server.ts';
 import type { TokenStore } from '../enroll/token-store.ts';
 import { TransportError } from '../errors.ts';
+import { guardTlsServer } from '../net/guard.ts';
 import { DEFAULT_POLICY } from '../policy/default.ts';
 import { grantsFor } from '../policy/grants.ts';
 import type { Policy } from '../policy/schema.ts';
@@ -215,6 +216,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     rejectUnauthorized: false,
     ...SERVER_TLS_OPTIONS,
     handshakeTimeout: limits.handshakeTimeoutMs,
+  });
+  guardTlsServer(server, {
+    handshakeTimeoutMs: limits.handshakeTimeoutMs,
+    maxConnections: limits.maxConnections,
+    logger,
+    name: 'mqtt',
   });
   server.maxConnections = limits.maxConnections;
   // An expired gateway SVID is never presented: connections wait for the next rotation.

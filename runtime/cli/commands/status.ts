@@ -4,7 +4,7 @@
  * the current directory upwards (where `npm start` runs the dev agent).
  */
 import { adminRequest, findAdminSocket } from '../../admin/client.ts';
-import { renderStatus, type StatusReport } from '../../admin/report.ts';
+import { healthy, renderStatus, type StatusReport } from '../../admin/report.ts';
 import { type Command, parseFlags } from '../command.ts';
 
 export const command: Command = {
@@ -17,7 +17,8 @@ export const command: Command = {
   --socket PATH   the agent's admin socket (default: .edgeward/admin.sock found from here upwards,
                   or $EDGEWARD_ADMIN_SOCKET)
 
-Exit code 0 when the agent serves a valid SVID, 1 when it does not or cannot be reached.`,
+Exit code 0 when the agent serves a valid SVID and its broker (when configured) did not fail to
+start; 1 when it does not, or cannot be reached.`,
   async run(argv, io) {
     const { values } = parseFlags(
       argv,
@@ -28,6 +29,6 @@ Exit code 0 when the agent serves a valid SVID, 1 when it does not or cannot be 
     const report = await adminRequest<StatusReport>(socket, 'GET', '/v1/status');
     if (values.json === true) io.out(JSON.stringify(report, null, 2));
     else io.out(renderStatus(report, Date.parse(report.clock.now)));
-    return report.gateway.serving ? 0 : 1;
+    return healthy(report) ? 0 : 1;
   },
 };

@@ -53,6 +53,13 @@ const INVALID = [
   BASE.replace('version: 2', 'version: two'),
   'just a string\n',
   'a: [1\n',
+  // Issue 15, item 8: configs the agent cannot run.
+  BASE.replace('method: tpm, pcrs: "sha256:0,1,2,7"', 'method: join-token'),
+  BASE.replace('method: tpm, pcrs: "sha256:0,1,2,7"', 'method: x509pop, certificate: /etc/f.pem'),
+  BASE.replace('listen: { port: 8883 }', 'listen: { port: 8883 }\n  maxPacketSize: 1e99'),
+  BASE.replace('listen: { port: 8883 }', 'listen: { port: 8883 }\n  maxPacketSize: 268435456'),
+  BASE.replace('listen: { port: 8883 }', 'listen: { port: 8883 }\n  maxConnections: 1e99'),
+  BASE.replace('listen: { port: 8883 }', 'listen: { port: 8883 }\n  handshakeTimeoutMs: 5'),
 ];
 
 async function outcome(load: () => unknown): Promise<unknown> {
@@ -99,6 +106,53 @@ test('every problem of a bad file is listed at once with its line', async () => 
   assert.ok(
     err.issues.every((i) => / \(line 1[3-5]\)$/.test(i.message)),
     JSON.stringify(err.issues),
+  );
+});
+
+test('configs the agent cannot run are refused with the key and the line (issue 15, item 8)', async () => {
+  const cases: [string, string, RegExp][] = [
+    [
+      BASE.replace('method: tpm, pcrs: "sha256:0,1,2,7"', 'method: join-token'),
+      'attestation.joinTokenFile',
+      /is required \(line 5\)$/,
+    ],
+    [
+      BASE.replace('method: tpm, pcrs: "sha256:0,1,2,7"', 'method: x509pop, certificate: /etc/f.pem'),
+      'attestation.key',
+      /is required \(line 5\)$/,
+    ],
+    [
+      BASE.replace('listen: { port: 8883 }', 'listen: { port: 8883 }\n  maxPacketSize: 1e99'),
+      'broker.maxPacketSize',
+      /268435455 \(line 11\)$/,
+    ],
+    [
+      BASE.replace('listen: { port: 8883 }', 'listen: { port: 8883 }\n  maxConnections: 1e99'),
+      'broker.maxConnections',
+      /\(line 11\)$/,
+    ],
+  ];
+  for (const [text, path, message] of cases) {
+    const err = await rejects<ConfigError>(
+      () => loadAgentConfigText(text, {}, 'agent.yaml'),
+      'ERR_CONFIG_INVALID',
+    );
+    assert.equal(
+      err.issues.map((i) => i.path),
+      [path],
+      JSON.stringify(err.issues),
+    );
+    assert.match(err.issues[0]?.message ?? '', message);
+  }
+  // What each method needs, given, is accepted.
+  loadAgentConfigText(
+    BASE.replace('method: tpm, pcrs: "sha256:0,1,2,7"', 'method: join-token, joinTokenFile: /etc/t'),
+  );
+  loadAgentConfigText(
+    BASE.replace(
+      'method: tpm, pcrs: "sha256:0,1,2,7"',
+      'method: x509pop, certificate: /etc/f.pem, key: /etc/k.pem',
+    ),
   );
 });
 

@@ -51,6 +51,30 @@ test('a CSR made by openssl parses', () => {
   assert.is(p.publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
 });
 
+test('a CSR whose EC key has explicit curve parameters is refused (RFC 5480: namedCurve only)', async () => {
+  const keyFile = join(dir, 'explicit.pem');
+  execFileSync('openssl', [
+    'ecparam',
+    '-name',
+    'prime256v1',
+    '-param_enc',
+    'explicit',
+    '-genkey',
+    '-noout',
+    '-out',
+    keyFile,
+  ]);
+  const der = execFileSync('openssl', ['req', '-new', '-key', keyFile, '-subj', '/CN=x', '-outform', 'DER']);
+  // The same key named by its curve OID is fine: only the encoding is refused.
+  await rejects(() => parseCsr(der), 'ERR_CSR_EXPLICIT_CURVE');
+  const named = join(dir, 'named.pem');
+  execFileSync('openssl', ['ec', '-in', keyFile, '-param_enc', 'named_curve', '-out', named], {
+    stdio: 'ignore',
+  });
+  const ok = execFileSync('openssl', ['req', '-new', '-key', named, '-subj', '/CN=x', '-outform', 'DER']);
+  assert.is(parseCsr(ok).publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
+});
+
 test('CSR refusals: tampered signature, weak keys, garbage, truncation', async () => {
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const good = createCsr(key);
