@@ -186,9 +186,12 @@ class LevelStore implements IssuerStore {
     const b = listBounds(prefix, o);
     const out: [string, T][] = [];
     if (o.limit === 0) return out;
+    // The store's own keys live under meta/: only a listing that may reach them counts itself.
+    const mayHitReserved = 'meta/'.startsWith(prefix) || prefix.startsWith('meta/');
     const range = {
       ...(b.lowerInclusive ? { gte: b.lower } : { gt: b.lower }),
       ...(b.upper === undefined ? {} : { lt: b.upper }),
+      ...(o.limit === undefined || mayHitReserved ? {} : { limit: o.limit }),
       reverse: o.reverse ?? false,
     };
     for await (const [k, v] of this.#db.iterator(range)) {
