@@ -40,6 +40,13 @@ export function checkName(what: string, name: unknown): asserts name is string {
   }
 }
 
+/** A sequence block size: 1 to 1,000,000. */
+export function checkCount(count: unknown): asserts count is number {
+  if (!Number.isSafeInteger(count) || (count as number) < 1 || (count as number) > 1_000_000) {
+    throw new TypeError('store sequence count must be an integer from 1 to 1000000');
+  }
+}
+
 /** Channel names (PostgreSQL identifiers once prefixed with `edgeward_`, unquoted). */
 export function checkChannel(channel: unknown): asserts channel is string {
   if (typeof channel !== 'string' || !/^[a-z_][a-z0-9_]{0,39}$/.test(channel)) {

@@ -29,6 +29,7 @@ import { STORE_SCHEMA_VERSION } from './store.ts';
 import {
   cbor,
   checkChannel,
+  checkCount,
   checkKey,
   checkName,
   closedError,
@@ -202,15 +203,17 @@ class LevelStore implements IssuerStore {
     return out;
   }
 
-  nextSequence(name: string): Promise<number> {
+  async nextSequence(name: string, count = 1): Promise<number> {
     this.#open();
     checkName('store sequence', name);
+    checkCount(count);
     return this.#exclusive(async () => {
       this.#open();
-      const n = (await this.#sequence(name)) + 1;
-      await this.#db.put(seqKey(name), cbor.encode(n));
-      this.#sequences.set(name, n);
-      return n;
+      const first = (await this.#sequence(name)) + 1;
+      const last = first + count - 1;
+      await this.#db.put(seqKey(name), cbor.encode(last));
+      this.#sequences.set(name, last);
+      return first;
     });
   }
 

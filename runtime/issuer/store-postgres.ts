@@ -42,6 +42,7 @@ import type {
 import {
   cbor,
   checkChannel,
+  checkCount,
   checkKey,
   checkName,
   closedError,
@@ -164,15 +165,16 @@ class PostgresStore implements IssuerStore {
     return r.rows.map((row) => [row.key, cbor.decode(row.value) as T]);
   }
 
-  async nextSequence(name: string): Promise<number> {
+  async nextSequence(name: string, count = 1): Promise<number> {
     this.#open();
     checkName('store sequence', name);
+    checkCount(count);
     const r = await this.#query<{ value: string }>(
-      `INSERT INTO edgeward.sequences (name, value) VALUES ($1, 1)
-       ON CONFLICT (name) DO UPDATE SET value = edgeward.sequences.value + 1 RETURNING value`,
-      [name],
+      `INSERT INTO edgeward.sequences (name, value) VALUES ($1, $2)
+       ON CONFLICT (name) DO UPDATE SET value = edgeward.sequences.value + EXCLUDED.value RETURNING value`,
+      [name, count],
     );
-    return Number(r.rows[0]?.value);
+    return Number(r.rows[0]?.value) - count + 1;
   }
 
   async batch(ops: readonly StoreOp[]): Promise<BatchResult> {

@@ -269,6 +269,10 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
       assert.is(await s.store.nextSequence('audit'), 1);
       assert.is(await s.second.nextSequence('audit'), 2);
       assert.is(await s.store.nextSequence('other'), 1);
+      assert.is(await s.store.nextSequence('block', 100), 1, 'a block of 100: 1..100');
+      assert.is(await s.second.nextSequence('block', 100), 101);
+      assert.is(await s.store.nextSequence('block'), 201);
+      await typeError(() => s.store.nextSequence('block', 0));
       const got = await Promise.all(
         Array.from({ length: 40 }, (_, i) => (i % 2 ? s.second : s.store).nextSequence('audit')),
       );
