@@ -306,6 +306,30 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
         [3],
       );
       assert.is(await s.second.nextSequence('rev'), 4);
+      // Keys, values and payloads with quotes, backslashes and astral characters, in a put-next batch.
+      const odd = "it's \\ é😀 '; DROP TABLE kv; --";
+      const box = inbox();
+      const sub = await s.store.subscribe('odd', (e) => box.push(e));
+      await s.store.batch([{ type: 'put', key: `cond/${odd}`, value: 1 }]);
+      const q = await s.second.batch([
+        { type: 'present', key: `cond/${odd}` },
+        {
+          type: 'put-next',
+          sequence: 'q',
+          key: (n) => `q/${odd}/${n}`,
+          value: (n) => ({ s: odd, n, b: new Uint8Array([0, 39, 92, 255]) }),
+        },
+        { type: 'put', key: `plain/${odd}`, value: odd },
+        { type: 'del', key: `cond/${odd}` },
+        { type: 'notify', channel: 'odd', payload: odd },
+      ]);
+      assert.equal(q.sequences, [1]);
+      const oddValue = await s.store.get<{ s: string; n: number; b: Uint8Array }>(`q/${odd}/1`);
+      assert.equal([oddValue?.s, oddValue?.n, [...(oddValue?.b ?? [])]], [odd, 1, [0, 39, 92, 255]]);
+      assert.is(await s.store.get(`plain/${odd}`), odd);
+      assert.is(await s.store.get(`cond/${odd}`), undefined);
+      assert.equal(await box.next(), { type: 'message', payload: odd });
+      await sub.close();
     } finally {
       await s.close();
     }
