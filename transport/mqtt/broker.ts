@@ -86,8 +86,18 @@ import { batchWrites } from './write-batch.ts';
 export type { Endpoint } from './tls-front.ts';
 
 export interface BrokerOptions {
-  /** The certificate the main and enrollment listeners present (the TLS front's only identity input). */
+  /**
+   * The gateway's upstream SVID: the bridge's client certificate, and the certificate the
+   * listeners present when `serverSource` is omitted.
+   */
   readonly svidSource: SvidSource;
+  /**
+   * The certificate the main and enrollment listeners present: the gateway's local server
+   * identity under its delegated CA (`runtime/agent/server-identity.ts`), served until the CA's
+   * end. When it has none valid any more (the offline budget's end) new connections are refused
+   * and every live session is closed at once.
+   */
+  readonly serverSource?: SvidSource;
   readonly bundleSource: BundleSource;
   readonly revocationSource: RevocationSource;
   readonly deviceSigner: DeviceSigner;
@@ -148,7 +158,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   try {
     // Created first (it does no I/O until `listen`): its certificate's ID is the `{self}` of the policy.
     const front = new TlsFront({
-      svidSource,
+      svidSource: options.serverSource ?? svidSource,
+      ...(options.serverSource === undefined
+        ? {}
+        : {
+            onUnavailable() {
+              if (sessions.size === 0) return;
+              logger.error('local service stopped: every session closed', {
+                code: 'ERR_SVID_UNAVAILABLE',
+                sessions: sessions.size,
+              });
+              sessions.closeAll();
+            },
+          }),
       bundleSource,
       revocationSource,
       trustDomain,
