@@ -30,7 +30,6 @@ import {
   cbor,
   checkChannel,
   checkCount,
-  checkKey,
   checkName,
   closedError,
   conflict,
@@ -38,6 +37,7 @@ import {
   isReserved,
   listBounds,
   planBatch,
+  possibleKey,
   RESERVED_PREFIX,
   resolveNext,
 } from './store-keys.ts';
@@ -123,7 +123,7 @@ class LevelStore implements IssuerStore {
 
   async getEntry<T>(key: string): Promise<StoreEntry<T> | undefined> {
     this.#open();
-    checkKey(key);
+    if (!possibleKey(key)) return undefined;
     if (isReserved(key)) return undefined;
     const raw = await this.#db.get(key);
     return raw === undefined ? undefined : decode<T>(raw);
@@ -184,6 +184,8 @@ class LevelStore implements IssuerStore {
 
   async list<T>(prefix: string, o: ListOptions = {}): Promise<[string, T][]> {
     this.#open();
+    if (typeof prefix !== 'string') throw new TypeError('store prefix must be a string');
+    if (prefix !== '' && !possibleKey(prefix)) return [];
     const b = listBounds(prefix, o);
     const out: [string, T][] = [];
     if (o.limit === 0) return out;

@@ -43,12 +43,12 @@ import {
   cbor,
   checkChannel,
   checkCount,
-  checkKey,
   checkName,
   closedError,
   conflict,
   listBounds,
   planBatch,
+  possibleKey,
   resolveNext,
 } from './store-keys.ts';
 import { clientConfig, type PostgresConnectOptions, storeError } from './store-postgres-connect.ts';
@@ -154,7 +154,7 @@ class PostgresStore implements IssuerStore {
 
   async getEntry<T>(key: string): Promise<StoreEntry<T> | undefined> {
     this.#open();
-    checkKey(key);
+    if (!possibleKey(key)) return undefined;
     const r = await this.#query<{ value: Buffer; version: string }>(
       'SELECT value, version FROM edgeward.kv WHERE key = $1',
       [key],
@@ -167,6 +167,8 @@ class PostgresStore implements IssuerStore {
 
   async list<T>(prefix: string, o: ListOptions = {}): Promise<[string, T][]> {
     this.#open();
+    if (typeof prefix !== 'string') throw new TypeError('store prefix must be a string');
+    if (prefix !== '' && !possibleKey(prefix)) return [];
     const b = listBounds(prefix, o);
     if (o.limit === 0) return [];
     const values: unknown[] = [b.lower];

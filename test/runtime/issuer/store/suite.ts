@@ -440,7 +440,23 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
       await typeError(() => s.store.batch([{ type: 'nope', key: 'k' } as unknown as StoreOp]));
       await typeError(() => s.store.nextSequence('Bad Name'));
       await typeError(() => s.store.subscribe('Bad-Channel', () => {}));
-      await typeError(() => s.store.get('a\u0000'));
+      // Reads take any string: a key that could never be written (from a hostile request) is absent.
+      for (const key of ['a\u0000', 'lone\ud800', 'x'.repeat(1025), '']) {
+        assert.is(await s.store.get(key), undefined);
+        assert.is(await s.second.getEntry(key), undefined);
+        assert.equal(await s.store.list(key === '' ? 'nothing/' : key), []);
+        await s.store.batch([{ type: 'absent', key }]);
+        await rejects(
+          () =>
+            s.store.batch([
+              { type: 'present', key },
+              { type: 'put', key: 'z', value: 1 },
+            ]),
+          CONFLICT,
+        );
+        await rejects(() => s.store.batch([{ type: 'version', key, version: 0 }]), CONFLICT);
+      }
+      await typeError(() => s.store.get(7 as unknown as string));
       await typeError(() => s.store.list('k/', { limit: -1 }));
       assert.equal(
         (await s.store.list('')).map(([k]) => k),
