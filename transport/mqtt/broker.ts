@@ -280,14 +280,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     teardown.add('main listener closed', () => front.closed());
     teardown.add('sessions', () => sessions.closeAll());
     teardown.add('main listener', () => front.stop());
-    teardown.add(
-      'bundle topic',
-      bundleSource.onChange(() =>
-        publishBundle(broker, bundle()).catch((err: Error) =>
-          logger.error('bundle not published', { reason: err.message }),
-        ),
-      ),
-    );
+    // The retained bundle is signed with the key of the certificate the listeners serve (devices
+    // adopt only a bundle their gateway signed): published again when either changes.
+    const served = options.serverSource ?? svidSource;
+    const publishSigned = (): void => {
+      Promise.resolve()
+        .then(() => publishBundle(broker, bundle(), served.getX509Svid()))
+        .catch((err: Error) => logger.error('bundle not published', { reason: err.message }));
+    };
+    teardown.add('bundle topic', bundleSource.onChange(publishSigned));
+    teardown.add('bundle signer', served.onChange(publishSigned));
     teardown.add(
       'revocation',
       // A revoked device's session closes at once and its will is dropped, not published.
@@ -302,7 +304,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       bridge = started;
       teardown.add('bridge', () => started.close());
     }
-    await publishBundle(broker, bundle());
+    await publishBundle(broker, bundle(), served.getX509Svid());
     let enrollment: EnrollmentServer | undefined;
     if (options.enrollment !== undefined) {
       const { startEnrollment } = await import('../enroll/server.ts');
