@@ -52,8 +52,8 @@ import type {
 } from '../../runtime/sources/types.ts';
 import { SvidVerifier } from '../../runtime/spiffe/verify.ts';
 import type { Bridge, BridgeOptions, BridgeStats } from '../bridge/bridge.ts';
+import type { EnrollmentServer } from '../enroll/est-server.ts';
 import type { FactoryOptions } from '../enroll/factory.ts';
-import type { EnrollmentServer } from '../enroll/server.ts';
 import type { TokenStore } from '../enroll/token-store.ts';
 import { TransportError } from '../errors.ts';
 import { guardTlsServer } from '../net/guard.ts';
@@ -312,7 +312,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     }
     await publishBundle(broker, bundleSource.getBundleFor(trustDomain));
     if (options.enrollment !== undefined) {
-      const { startEnrollment } = await import('../enroll/server.ts');
+      const { startEnrollment } = await import('../enroll/est-server.ts');
       enrollment = await startEnrollment({
         at: options.enrollment,
         material: material(),
@@ -321,6 +321,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         bundle: () => bundleSource.getBundleFor(trustDomain),
         signer: options.deviceSigner,
         tokens: options.tokenStore,
+        revocation: revocationSource,
         clock,
         logger,
         perMinute: limits.enrollPerMinute,
