@@ -53,6 +53,11 @@ export interface EnrollOptions {
     readonly key: KeyObject;
     readonly bundleFingerprint: Uint8Array;
   };
+  /**
+   * Roots the device already trusts (provisioned with it): `cacerts` is then not fetched, and the
+   * gateway must chain to these. Without it, the bootstrap of RFC 7030 §4.1.1 runs.
+   */
+  readonly roots?: readonly X509Certificate[];
   /** Current time, epoch ms (the device's clock). */
   readonly now: () => number;
   readonly timeoutMs?: number;
@@ -339,7 +344,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
     throw new TypeError('enroll with a token needs the device id');
   const timeoutMs = o.timeoutMs ?? 15_000;
   try {
-    const roots = await fetchCaCerts({ host: o.host, port: o.port, fingerprint, timeoutMs });
+    const roots = o.roots ?? (await fetchCaCerts({ host: o.host, port: o.port, fingerprint, timeoutMs }));
     const seen: { id?: string } = {};
     const chain = certsOf(
       await call({

@@ -227,6 +227,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
     const path = (req.url ?? '').split('?')[0] as string;
     const op = path.startsWith(`${EST_PATH}/`) ? path.slice(EST_PATH.length + 1) : undefined;
     const method = req.method ?? '';
+    o.logger.debug('enrollment request', { method, path: path.slice(0, 100), remote: socket.remoteAddress });
     const allow = op === 'cacerts' || op === 'csrattrs' ? 'GET' : 'POST';
     if (op !== 'cacerts' && op !== 'csrattrs' && op !== 'simpleenroll' && op !== 'simplereenroll')
       throw new HttpRefusal(404, 'ERR_ENROLL_PROTOCOL', `no such EST operation: ${path.slice(0, 100)}`);
@@ -255,12 +256,26 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
     const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
     if (type !== 'application/pkcs10')
       throw new HttpRefusal(415, 'ERR_ENROLL_PROTOCOL', 'the body must be application/pkcs10 (base64 DER)');
+    // Credentials are looked at before the body is read: without any, 401 at once.
+    // Read once: a second getPeerX509Certificate() on a socket comes without its issuer links.
+    const chain = peerChain(socket);
+    const hasCert = chain.length > 0;
+    if (op === 'simplereenroll' && !hasCert)
+      throw new TransportError(
+        'ERR_ENROLL_CERT_REQUIRED',
+        're-enrollment needs the current device certificate',
+      );
+    if (op === 'simpleenroll' && req.headers.authorization === undefined && !hasCert)
+      throw new TransportError(
+        'ERR_ENROLL_TOKEN_INVALID',
+        'no credentials: HTTP Basic (device id, join token) or a factory client certificate',
+      );
     const csr = await csrOf(req);
-    const signed = op === 'simpleenroll' ? await enrollOne(req, socket, csr) : await reenroll(socket, csr);
+    const signed = op === 'simpleenroll' ? await enrollOne(req, chain, csr) : await reenroll(chain, csr);
     sendCerts(res, base64Lines(certsOnly(signed.chain)), PKCS7_CERTS_ONLY);
   }
 
-  async function enrollOne(req: IncomingMessage, socket: TLSSocket, csr: Buffer): Promise<Signed> {
+  async function enrollOne(req: IncomingMessage, chain: X509Certificate[], csr: Buffer): Promise<Signed> {
     const basic = basicAuth(req.headers.authorization);
     if (basic !== undefined) {
       const { user: deviceId, password: token } = basic;
@@ -284,7 +299,6 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
       );
       return logged(signed, deviceId, 'token');
     }
-    const chain = peerChain(socket);
     if (chain.length === 0)
       throw new TransportError(
         'ERR_ENROLL_TOKEN_INVALID',
@@ -297,8 +311,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
     return logged(await sign(deviceId, csr), deviceId, 'factory');
   }
 
-  async function reenroll(socket: TLSSocket, csr: Buffer): Promise<Signed> {
-    const chain: X509Certificate[] = peerChain(socket);
+  async function reenroll(chain: X509Certificate[], csr: Buffer): Promise<Signed> {
     if (chain.length === 0)
       throw new TransportError(
         'ERR_ENROLL_CERT_REQUIRED',
