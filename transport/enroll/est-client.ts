@@ -27,9 +27,11 @@ import type { IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { isEdgewardError } from '../../runtime/core/error.ts';
+import { explicit, seq, TAG } from '../../runtime/spiffe/der.ts';
 import { deviceSpiffeId, parseSpiffeId } from '../../runtime/spiffe/id.ts';
 import { verifyX509Svid } from '../../runtime/spiffe/verify.ts';
 import { createCsr } from '../../runtime/svid/csr.ts';
+import { signatureAlgorithm, signTbs, spkiOf } from '../../runtime/svid/signer.ts';
 import { TransportError, type TransportErrorCode } from '../errors.ts';
 import { bundleMatches, parseJoinToken } from './join-token.ts';
 import { base64Lines, decodeBase64Body, parseCertsOnly } from './pkcs7.ts';
@@ -324,6 +326,16 @@ function identityOf(
   };
 }
 
+/**
+ * A CSR for `key` naming `commonName`, or nothing at all (an empty subject) when the device does
+ * not know its id (factory enrollment: the gateway reads it from the factory certificate).
+ */
+function csrFor(key: KeyObject, commonName: string | undefined): Buffer {
+  if (commonName !== undefined) return createCsr(key, commonName);
+  const info = seq(Buffer.from([TAG.INTEGER, 1, 0]), seq(), spkiOf(key), explicit(0));
+  return signTbs(info, key, signatureAlgorithm(key));
+}
+
 function wrapped(err: unknown): never {
   if (isEdgewardError(err)) throw err;
   throw new TransportError('ERR_ENROLL_PROTOCOL', `enrollment failed: ${(err as Error).message}`, {
@@ -359,7 +371,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
             ? {}
             : { Authorization: `Basic ${Buffer.from(`${o.deviceId}:${o.token}`).toString('base64')}` }),
         },
-        body: base64Lines(createCsr(o.key, o.deviceId ?? 'device')),
+        body: base64Lines(csrFor(o.key, o.deviceId)),
         ca: roots.map((r) => r.toString()).join(''),
         checkGateway: gatewayCheck(roots, o.now, seen),
         ...(o.factory === undefined ? {} : { cert: o.factory.cert, key: o.factory.key }),
@@ -388,7 +400,7 @@ export async function reenroll(o: ReenrollOptions): Promise<EnrolledIdentity> {
         method: 'POST',
         path: `${EST}/simplereenroll`,
         headers: { 'Content-Type': 'application/pkcs10', 'Content-Transfer-Encoding': 'base64' },
-        body: base64Lines(createCsr(o.key, deviceId || 'device')),
+        body: base64Lines(csrFor(o.key, deviceId || undefined)),
         ca: o.roots.map((r) => r.toString()).join(''),
         checkGateway: gatewayCheck(o.roots, o.now, seen),
         cert: o.current.chain.map((c) => c.toString()).join(''),
