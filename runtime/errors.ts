@@ -183,7 +183,7 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_GATEWAY_DISABLED'
   /** An EK or factory certificate chain that does not verify against the configured roots. (401) */
   | 'ERR_ISSUER_CHAIN_INVALID'
-  /** An x509pop proof-of-possession signature that does not verify. (401) */
+  /** An x509pop or delegated-CA (recovery) proof-of-possession signature that does not verify. (401) */
   | 'ERR_ISSUER_POP_INVALID'
   /** A TPM activated credential that does not match. (401) */
   | 'ERR_ISSUER_CREDENTIAL'
@@ -207,6 +207,12 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_FIRMWARE_UNPROVEN'
   /** The CA certificate or key cannot be used (boot-time). */
   | 'ERR_ISSUER_CA_INVALID'
+  /** Recovery with a delegated CA that is expired or not yet valid: the gateway must attest again. (401) */
+  | 'ERR_ISSUER_CA_EXPIRED'
+  /** Recovery with a CA this issuer did not record as a delegated CA of that gateway. (401) */
+  | 'ERR_ISSUER_CA_UNKNOWN'
+  /** A device issuance log entry outside the calling gateway's `/device/` path, or a serial of another certificate. (403) */
+  | 'ERR_ISSUER_DEVICE_SCOPE'
   /** A private key file readable by others than its owner (must be 0600). */
   | 'ERR_ISSUER_KEY_PERMISSIONS'
   /** The issuer is shutting down (503). */

@@ -1,11 +1,28 @@
 /**
  * The issuer's config file (`edgeward issuer --config FILE`). One schema gives both validation
- * and the `IssuerConfig` type.
+ * and the `IssuerConfig` type; the bounds between values (`issuer-bounds.ts`) are checked after it.
+ *
+ * Versions: 1 — the first layout; 2 — `deviceCaTtl` is replaced by `offlineBudget` (the delegated
+ * CA's lifetime is how long a gateway serves its devices without the issuer; default 7d, at most
+ * 30d). The migration renames the key, keeping its value.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import type { Migration } from './migrations.ts';
 import { Closed, Duration, FilePath, LogLevel, SpiffeTrustDomain } from './types.ts';
 
-export const ISSUER_CONFIG_VERSION = 1;
+export const ISSUER_CONFIG_VERSION = 2;
+
+export const ISSUER_MIGRATIONS: readonly Migration[] = [
+  // 1 → 2: deviceCaTtl (the delegated CA's lifetime) is now called offlineBudget.
+  {
+    from: 1,
+    renames: { offlineBudget: 'deviceCaTtl' },
+    up: ({ deviceCaTtl, ...rest }) =>
+      deviceCaTtl === undefined || rest.offlineBudget !== undefined
+        ? { ...rest, ...(deviceCaTtl === undefined ? {} : { deviceCaTtl }) }
+        : { ...rest, offlineBudget: deviceCaTtl },
+  },
+];
 
 export const IssuerConfigSchema = Closed({
   version: Type.Literal(ISSUER_CONFIG_VERSION),
@@ -28,8 +45,12 @@ export const IssuerConfigSchema = Closed({
     ),
   }),
   storeDir: FilePath(),
-  svidTtl: Type.Optional(Duration()),
-  deviceCaTtl: Type.Optional(Duration()),
+  svidTtl: Type.Optional(Duration('gateway SVID lifetime (default 1h, at most offlineBudget)')),
+  offlineBudget: Type.Optional(
+    Duration(
+      "the delegated device CA's lifetime: how long a gateway serves its devices without the issuer (default 7d, at most 30d)",
+    ),
+  ),
   serverNames: Type.Optional(
     Closed(
       {

@@ -7,6 +7,20 @@ import { ConfigError } from '../errors.ts';
 export interface Migration {
   readonly from: number;
   up(doc: Record<string, unknown>): Record<string, unknown>;
+  /** Top-level keys this step renames, new → old, so errors on the new key name the old key's line. */
+  readonly renames?: Readonly<Record<string, string>>;
+}
+
+/** The renames (new → old top-level key) of the steps that upgrade a document from `version`. */
+export function renamesFrom(
+  version: unknown,
+  current: number,
+  migrations: readonly Migration[],
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof version !== 'number') return out;
+  for (const m of migrations) if (m.from >= version && m.from < current) Object.assign(out, m.renames);
+  return out;
 }
 
 export function migrate(

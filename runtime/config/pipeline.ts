@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../errors.ts';
 import type { LineOf } from './issues.ts';
-import { type Migration, migrate } from './migrations.ts';
+import { type Migration, migrate, renamesFrom } from './migrations.ts';
 import { parseYaml } from './yaml.ts';
 
 export interface DocRules {
@@ -33,9 +33,14 @@ export function prepareConfigDoc(
       file,
     );
   }
+  const renames = renamesFrom((raw as Record<string, unknown>).version, rules.version, rules.migrations);
   const doc = migrate(raw as Record<string, unknown>, rules.version, rules.migrations, file);
   applyEnv(doc, rules.env, env);
-  return { doc, lineOf: parsed.doc.lineOf };
+  const lineOf: LineOf = (path) => {
+    const old = typeof path[0] === 'string' ? renames[path[0]] : undefined;
+    return parsed.doc.lineOf(old === undefined ? path : [old, ...path.slice(1)]);
+  };
+  return { doc, lineOf };
 }
 
 /** Read a config file's text; an unreadable file is `ERR_CONFIG_UNREADABLE`. */

@@ -42,7 +42,7 @@ export async function issuerOptionsFromConfig(
     host: cfg.listen.host,
     port: cfg.listen.port,
     ...opt('svidTtlMs', ms(cfg.svidTtl)),
-    ...opt('deviceCaTtlMs', ms(cfg.deviceCaTtl)),
+    ...opt('offlineBudgetMs', ms(cfg.offlineBudget)),
     ...opt('serverNames', cfg.serverNames),
     ...opt('sessionTtlMs', ms(cfg.sessionTtl)),
     ...opt('refreshHintSeconds', hint === undefined ? undefined : Math.round(hint / 1000)),

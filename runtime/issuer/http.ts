@@ -2,7 +2,8 @@
  * The issuer's HTTPS front: versioned paths (`runtime/upstream/protocol.ts`), CBOR in and out,
  * a body limit, content-type checks, and every failure as `{ error: { code, message } }` with
  * the status the protocol names. TLS asks for a client certificate but does not require one:
- * attestation comes without, renewal must present the gateway SVID (checked by the issuer).
+ * attestation and recovery come without, renewal and the device issuance log must present the
+ * gateway SVID (checked by the issuer). Bodies are at most 64 KiB (384 KiB for the issuance log).
  *
  * @example
  * ```ts
@@ -16,8 +17,15 @@ import type { TLSSocket } from 'node:tls';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { FIRMWARE_PATHS } from '../firmware/protocol.ts';
-import { CBOR_CONTENT_TYPE, type ErrorBody, MAX_BODY_BYTES, PATHS } from '../upstream/protocol.ts';
-import type { Issuer, RequestContext } from './issuer.ts';
+import {
+  CBOR_CONTENT_TYPE,
+  type ErrorBody,
+  MAX_BODY_BYTES,
+  MAX_DEVICES_ISSUED_BODY_BYTES,
+  PATHS,
+} from '../upstream/protocol.ts';
+import type { RequestContext } from './core.ts';
+import type { Issuer } from './issuer.ts';
 import { issuerCbor } from './store.ts';
 
 const STATUS: Record<string, number> = {
@@ -36,6 +44,9 @@ const STATUS: Record<string, number> = {
   ERR_ISSUER_TOKEN_INVALID: 401,
   ERR_ISSUER_CHAIN_INVALID: 401,
   ERR_ISSUER_POP_INVALID: 401,
+  ERR_ISSUER_CA_EXPIRED: 401,
+  ERR_ISSUER_CA_UNKNOWN: 401,
+  ERR_ISSUER_DEVICE_SCOPE: 403,
   ERR_ISSUER_CREDENTIAL: 401,
   ERR_ISSUER_QUOTE_INVALID: 401,
   ERR_ISSUER_CLIENT_CERT: 401,
@@ -77,19 +88,19 @@ class HttpRefusal extends Error {
   }
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > MAX_BODY_BYTES) {
-      reject(new HttpRefusal('ERR_ISSUER_BODY_TOO_LARGE', `body over ${MAX_BODY_BYTES} bytes`));
+    if (declared > limit) {
+      reject(new HttpRefusal('ERR_ISSUER_BODY_TOO_LARGE', `body over ${limit} bytes`));
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new HttpRefusal('ERR_ISSUER_BODY_TOO_LARGE', `body over ${MAX_BODY_BYTES} bytes`));
+      if (size > limit) {
+        reject(new HttpRefusal('ERR_ISSUER_BODY_TOO_LARGE', `body over ${limit} bytes`));
         req.destroy();
         return;
       }
@@ -100,11 +111,11 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-async function cborBody(req: IncomingMessage): Promise<unknown> {
+async function cborBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<unknown> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (type !== CBOR_CONTENT_TYPE)
     throw new HttpRefusal('ERR_ISSUER_CONTENT_TYPE', `content type must be ${CBOR_CONTENT_TYPE}`);
-  const raw = await readBody(req);
+  const raw = await readBody(req, limit);
   try {
     return issuerCbor.decode(raw);
   } catch {
@@ -171,6 +182,16 @@ async function handle(issuer: Issuer, req: IncomingMessage, res: ServerResponse)
         return send(res, 200, await issuer.renewBegin(ctx));
       case `POST ${PATHS.renewFinish}`:
         return send(res, 200, await issuer.renewFinish(await cborBody(req), ctx));
+      case `POST ${PATHS.recoverBegin}`:
+        return send(res, 200, await issuer.recoverBegin(await cborBody(req), ctx));
+      case `POST ${PATHS.recoverFinish}`:
+        return send(res, 200, await issuer.recoverFinish(await cborBody(req), ctx));
+      case `POST ${PATHS.devicesIssued}`:
+        return send(
+          res,
+          200,
+          await issuer.devicesIssued(await cborBody(req, MAX_DEVICES_ISSUED_BODY_BYTES), ctx),
+        );
       case `GET ${PATHS.bundle}`: {
         const b = issuer.bundle();
         return send(res, 200, b.json, 'application/json');

@@ -1,10 +1,12 @@
 /**
  * The upstream issuer's logic, independent of HTTP: attestation (begin/finish) for tpm,
- * join-token and x509pop; renewal for a gateway that presents its current SVID; the bundle;
- * the revocation feed; firmware manifests; and the operator's registrations, join tokens,
- * disabling and revocations. Every refusal is a typed error and an audit record; every
- * issuance is one atomic batch (certificates' records, gateway state, consumed token, next
- * renewal session, audit event): nothing half-written.
+ * join-token and x509pop; renewal for a gateway that presents its current SVID; recovery by the
+ * delegated CA key (`recover.ts`); the offline device-issuance log (`devices-issued.ts`); the
+ * bundle; the revocation feed; firmware manifests; and the operator's registrations, join
+ * tokens, offline budgets (`operator.ts`, `budget.ts`), disabling and revocations. Every refusal
+ * is a typed error and an audit record; every issuance is one atomic batch (certificates'
+ * records, gateway state, consumed token, next renewal session, audit event): nothing
+ * half-written. The handler modules work on an `IssuerCore` (`core.ts`) this class builds.
  *
  * @example
  * ```ts
@@ -21,18 +23,24 @@ import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import type { EndStagingResponse, StageResponse } from '../firmware/protocol.ts';
 import { gatewayId, isPathSegment, parseSpiffeId } from '../spiffe/id.ts';
-import { parseCertificate } from '../svid/certificate.ts';
 import { parseCsr } from '../svid/csr.ts';
 import type {
   AttestBeginResponse,
+  DevicesIssuedResponse,
   IssuedIdentity,
+  RecoverBeginResponse,
   RenewBeginResponse,
   RevocationFeed,
 } from '../upstream/protocol.ts';
 import { AuditLog } from './audit.ts';
+import { budgetFor, DEFAULT_OFFLINE_BUDGET_MS, MAX_OFFLINE_BUDGET_MS, withDeviceCa } from './budget.ts';
 import { type CaKeyPair, CaSet } from './ca.ts';
+import type { IssuerCore, RequestContext } from './core.ts';
+import { devicesIssued } from './devices-issued.ts';
 import { commitStaged, manifestsFor, retractStaged, stageVersion } from './firmware.ts';
 import { acceptManifest } from './manifests.ts';
+import * as operator from './operator.ts';
+import { authenticatePeer } from './peer.ts';
 import { RateLimiter } from './rate-limit.ts';
 import {
   type AuditEvent,
@@ -44,6 +52,7 @@ import {
   type Registration,
   type SessionRecord,
 } from './records.ts';
+import { recoverBegin, recoverFinish } from './recover.ts';
 import { Revocations } from './revocations.ts';
 import { checkServerNames, DEFAULT_SERVER_NAME_POLICY, type ServerNamePolicy } from './server-names.ts';
 import type { IssuerStore, StoreOp } from './store.ts';
@@ -61,7 +70,8 @@ export interface IssuerOptions {
   readonly random: Random;
   readonly logger?: Logger;
   readonly svidTtlMs?: number;
-  readonly deviceCaTtlMs?: number;
+  /** The delegated CA's lifetime (default 7d); an operator may override it per gateway. */
+  readonly offlineBudgetMs?: number;
   readonly sessionTtlMs?: number;
   readonly refreshHintSeconds?: number;
   readonly methods: {
@@ -83,11 +93,7 @@ export interface IssuerOptions {
   };
 }
 
-/** Who is asking: the client address, and the TLS client certificate (DER) when one was presented. */
-export interface RequestContext {
-  readonly address: string;
-  readonly peerCertificate?: Uint8Array;
-}
+export type { RequestContext } from './core.ts';
 
 const HOUR = 3_600_000;
 const b64url = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
@@ -103,8 +109,9 @@ export class Issuer {
   readonly #rev: Revocations;
   readonly #limits: RateLimiter;
   readonly #svidTtl: number;
-  readonly #caTtl: number;
+  readonly #budget: number;
   readonly #sessionTtl: number;
+  readonly #core: IssuerCore;
   readonly #inFlight = new Set<string>();
   #manifests: ManifestRecord[] = [];
   #pruneTimer: Timer | undefined;
@@ -120,14 +127,36 @@ export class Issuer {
     this.#rev = rev;
     this.#limits = new RateLimiter(o.clock, o.rateLimit?.windowMs ?? 60_000);
     this.#svidTtl = o.svidTtlMs ?? HOUR;
-    this.#caTtl = o.deviceCaTtlMs ?? 24 * HOUR;
+    this.#budget = o.offlineBudgetMs ?? DEFAULT_OFFLINE_BUDGET_MS;
     this.#sessionTtl = o.sessionTtlMs ?? 5 * 60_000;
+    this.#core = {
+      trustDomain: o.trustDomain,
+      store: o.store,
+      clock: o.clock,
+      random: o.random,
+      audit: this.#audit,
+      sessionTtlMs: this.#sessionTtl,
+      svidTtlMs: this.#svidTtl,
+      tpm: o.methods.tpm,
+      serverNames: o.serverNames ?? DEFAULT_SERVER_NAME_POLICY,
+      roots: () => this.#cas.roots(),
+      manifests: () => this.#manifests,
+      isRevokedId: (id) => this.#rev.isRevokedId(id),
+      isRevokedSerial: (serial) => this.#rev.isRevokedSerial(serial),
+      checkGatewayUsable: (name) => this.#checkGatewayUsable(name),
+      consumeSession: (id, kind) => this.#consumeSession(id, kind),
+      limitGateway: (name) => this.#limitGateway(name),
+      checkName: (name) => this.#checkName(name),
+      issue: (...a) => this.#issue(...a),
+    };
   }
 
   static async create(o: IssuerOptions): Promise<Issuer> {
     const svidTtl = o.svidTtlMs ?? HOUR;
-    const caTtl = o.deviceCaTtlMs ?? 24 * HOUR;
-    if (!(svidTtl > 0) || !(caTtl > 0)) throw new TypeError('TTLs must be positive');
+    const budget = o.offlineBudgetMs ?? DEFAULT_OFFLINE_BUDGET_MS;
+    // The config's bounds (runtime/config/issuer-bounds.ts) keep these from a file; this is misuse.
+    if (!(svidTtl > 0) || !(budget > 0) || budget > MAX_OFFLINE_BUDGET_MS)
+      throw new TypeError('TTLs must be positive and the offline budget at most 30d');
     const cas = await CaSet.open({
       trustDomain: o.trustDomain,
       active: o.ca,
@@ -135,7 +164,7 @@ export class Issuer {
       store: o.store,
       clock: o.clock,
       random: o.random,
-      maxTtlMs: Math.max(svidTtl, caTtl),
+      maxTtlMs: Math.max(svidTtl, MAX_OFFLINE_BUDGET_MS),
       ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
     });
     const issuer = new Issuer(o, cas, await Revocations.load(o.store, o.clock));
@@ -284,7 +313,7 @@ export class Issuer {
   async renewBegin(ctx: RequestContext): Promise<RenewBeginResponse> {
     const info: Partial<AuditEvent> = {};
     return this.#guard('renew.begin', ctx, info, async () => {
-      const gw = await this.#authenticatePeer(ctx, info);
+      const gw = await authenticatePeer(this.#core, ctx, info);
       const s = this.#newRenewSession(gw, this.#clock.now() + this.#sessionTtl);
       await this.#store.batch([{ type: 'put', key: K.session(s.id), value: s }]);
       return {
@@ -299,7 +328,7 @@ export class Issuer {
   async renewFinish(body: unknown, ctx: RequestContext): Promise<IssuedIdentity> {
     const info: Partial<AuditEvent> = {};
     return this.#guard('renew.finish', ctx, info, async () => {
-      const gw = await this.#authenticatePeer(ctx, info);
+      const gw = await authenticatePeer(this.#core, ctx, info);
       const req = shape.renewFinish(body);
       const serverNames = checkServerNames(
         req.serverNames,
@@ -343,6 +372,23 @@ export class Issuer {
     });
   }
 
+  // ---- recovery by the delegated CA key (recover.ts), offline issuance log -------------
+
+  recoverBegin(body: unknown, ctx: RequestContext): Promise<RecoverBeginResponse> {
+    const info: Partial<AuditEvent> = {};
+    return this.#guard('recover.begin', ctx, info, () => recoverBegin(this.#core, body, info));
+  }
+
+  recoverFinish(body: unknown, ctx: RequestContext): Promise<IssuedIdentity> {
+    const info: Partial<AuditEvent> = {};
+    return this.#guard('recover.finish', ctx, info, () => recoverFinish(this.#core, body, ctx, info));
+  }
+
+  devicesIssued(body: unknown, ctx: RequestContext): Promise<DevicesIssuedResponse> {
+    const info: Partial<AuditEvent> = {};
+    return this.#guard('devices.issued', ctx, info, () => devicesIssued(this.#core, body, ctx, info));
+  }
+
   // ---- bundle, revocations, manifests -------------------------------------------------
 
   bundle(): { json: string; sequence: number } {
@@ -381,7 +427,7 @@ export class Issuer {
   async stageFirmware(body: unknown, ctx: RequestContext): Promise<StageResponse> {
     const info: Partial<AuditEvent> = {};
     return this.#guard('firmware.stage', ctx, info, async () => {
-      const gw = await this.#authenticatePeer(ctx, info);
+      const gw = await authenticatePeer(this.#core, ctx, info);
       const version = (body as { version?: unknown } | null)?.version;
       if (typeof version !== 'string' || version.length === 0 || version.length > 64)
         throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'firmware stage: body must be { version }');
@@ -434,49 +480,22 @@ export class Issuer {
   // ---- operator actions ----------------------------------------------------------------
 
   /** A one-time join token for gateway `name`; only its SHA-256 is stored. */
-  async createJoinToken(name: string, ttlMs: number): Promise<string> {
-    this.#checkName(name);
-    if (!(ttlMs > 0)) throw new TypeError('token TTL must be positive');
-    const token = `ewj1.${b64url(this.#o.random.bytes(32))}`;
-    const now = this.#clock.now();
-    const rec: JoinTokenRecord = { name, expiresAt: now + ttlMs, createdAt: now };
-    await this.#store.batch([
-      { type: 'put', key: K.token(sha256hex(token)), value: rec },
-      this.#audit.op({
-        event: 'token',
-        gateway: name,
-        detail: `expires ${new Date(rec.expiresAt).toISOString()}`,
-      }),
-    ]);
-    return token;
+  createJoinToken(name: string, ttlMs: number): Promise<string> {
+    return operator.createJoinToken(this.#core, name, ttlMs);
   }
 
   /** Register an EK (by SHA-256 of its TPMT_PUBLIC, hex) or a factory identity as gateway `name`. */
-  async register(kind: 'ek' | 'x509', key: string, name: string): Promise<void> {
-    this.#checkName(name);
-    if (kind === 'ek' && !/^[0-9a-f]{64}$/.test(key))
-      throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'EK hash must be 64 hex digits');
-    if (kind === 'x509' && !isPathSegment(key))
-      throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'bad factory identity');
-    const reg: Registration = { name, createdAt: this.#clock.now(), by: 'admin' };
-    await this.#store.batch([
-      { type: 'put', key: K.registration(kind, key), value: reg },
-      this.#audit.op({ event: 'register', gateway: name, detail: `${kind}:${key}` }),
-    ]);
+  register(kind: 'ek' | 'x509', key: string, name: string): Promise<void> {
+    return operator.register(this.#core, kind, key, name);
   }
 
-  async setDisabled(name: string, disabled: boolean): Promise<void> {
-    this.#checkName(name);
-    const gw = await this.#store.get<GatewayRecord>(K.gateway(name));
-    const now = this.#clock.now();
-    const next: GatewayRecord = {
-      ...(gw ?? { name, method: 'join-token', createdAt: now, maxNotAfter: 0 }),
-      disabled,
-    };
-    await this.#store.batch([
-      { type: 'put', key: K.gateway(name), value: next },
-      this.#audit.op({ event: disabled ? 'disable' : 'enable', gateway: name }),
-    ]);
+  setDisabled(name: string, disabled: boolean): Promise<void> {
+    return operator.setDisabled(this.#core, name, disabled);
+  }
+
+  /** An operator's offline budget for gateway `name` (undefined: back to the configured one). */
+  setOfflineBudget(name: string, ms: number | undefined): Promise<void> {
+    return operator.setOfflineBudget(this.#core, name, ms);
   }
 
   /**
@@ -492,8 +511,8 @@ export class Issuer {
       if (!/^[0-9a-f]{1,40}$/.test(value) || (value.length > 1 && value.startsWith('0')))
         throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'serial must be lowercase hex without leading zeros');
       const issued = await this.#store.get<IssuedRecord>(K.issued(value));
-      // A serial we did not sign is a device's (signed by a delegated CA): bounded by the device CA TTL.
-      until = issued?.notAfter ?? now + this.#caTtl;
+      // A serial we neither signed nor were told of is a device's: bounded by the longest budget.
+      until = issued?.notAfter ?? now + MAX_OFFLINE_BUDGET_MS;
       gateway = issued?.gateway;
     } else {
       const id = parseSpiffeId(value);
@@ -509,7 +528,7 @@ export class Issuer {
       const gw = await this.#store.get<GatewayRecord>(K.gateway(name));
       // Device SVIDs never outlive the gateway's delegated CA: its latest NotAfter bounds both.
       until = gw?.maxNotAfter ?? 0;
-      if (until <= now) until = now + this.#caTtl;
+      if (until <= now) until = now + MAX_OFFLINE_BUDGET_MS;
       if (id.segments.length === 2 && gw !== undefined)
         ops.push({ type: 'put', key: K.gateway(name), value: { ...gw, disabled: true } });
     }
@@ -653,46 +672,13 @@ export class Issuer {
     };
   }
 
-  /** The gateway whose current, unrevoked SVID (issued by us) is the TLS client certificate. */
-  async #authenticatePeer(ctx: RequestContext, info: Partial<AuditEvent>): Promise<GatewayRecord> {
-    const deny = (why: string): IssuerError =>
-      new IssuerError('ERR_ISSUER_CLIENT_CERT', `renewal needs the gateway SVID: ${why}`);
-    if (ctx.peerCertificate === undefined || ctx.peerCertificate.length === 0)
-      throw deny('no client certificate');
-    let cert: X509Certificate;
-    let parts: ReturnType<typeof parseCertificate>;
-    try {
-      cert = new X509Certificate(Buffer.from(ctx.peerCertificate));
-      parts = parseCertificate(ctx.peerCertificate);
-    } catch {
-      throw deny('client certificate does not parse');
-    }
-    if (!this.#cas.roots().some((r) => cert.checkIssued(r) && cert.verify(r.publicKey)))
-      throw deny('not signed by this issuer');
-    const now = this.#clock.now();
-    if (now < parts.notBefore || now > parts.notAfter) throw deny('expired or not yet valid');
-    if (cert.ca || parts.uris.length !== 1) throw deny('not an X.509-SVID');
-    const spiffeId = parts.uris[0] as string;
-    info.spiffeId = spiffeId;
-    const issued = await this.#store.get<IssuedRecord>(K.issued(parts.serialHex));
-    if (issued === undefined || issued.kind !== 'svid' || issued.spiffeId !== spiffeId)
-      throw deny('not a gateway SVID this issuer knows');
-    info.gateway = issued.gateway;
-    if (this.#rev.isRevokedSerial(parts.serialHex) || this.#rev.isRevokedId(spiffeId))
-      throw new IssuerError('ERR_ISSUER_REVOKED', `${spiffeId} is revoked`);
-    const gw = await this.#checkGatewayUsable(issued.gateway);
-    if (gw === undefined) throw deny('unknown gateway');
-    info.method = gw.method;
-    return gw;
-  }
-
   async #issue(
     gw: GatewayRecord,
     spki: Buffer,
     /** Undefined on a renewal without caCsr: the delegated CA is not re-signed. */
     caSpki: Buffer | undefined,
     serverNames: readonly string[],
-    event: 'issue' | 'renew',
+    event: 'issue' | 'renew' | 'recover',
     extraOps: StoreOp[],
     ctx: RequestContext,
     info: Partial<AuditEvent>,
@@ -701,12 +687,15 @@ export class Issuer {
     const spiffeId = gatewayId(this.#o.trustDomain, gw.name);
     const signer = this.#cas.signer;
     const notBefore = now - 30_000;
+    const budget = budgetFor(gw, this.#budget);
     const sp = signer.issue({
       profile: 'svid',
       spiffeId,
       spki,
       notBefore,
-      notAfter: now + this.#svidTtl,
+      // The gateway SVID never outlives the budget (an override is never shorter than svidTtl
+      // when set, but svidTtl may have grown since).
+      notAfter: now + Math.min(this.#svidTtl, budget),
       serverNames,
     });
     const dp =
@@ -717,7 +706,8 @@ export class Issuer {
             spiffeId,
             spki: caSpki,
             notBefore,
-            notAfter: now + this.#caTtl,
+            notAfter: now + budget,
+            permittedServerNames: serverNames,
           });
     this.#cas.noteSigned(Math.max(sp.notAfter, dp?.notAfter ?? 0));
     const renewal = this.#newRenewSession(gw, sp.notAfter);
@@ -725,6 +715,7 @@ export class Issuer {
       ...gw,
       maxNotAfter: Math.max(gw.maxNotAfter, sp.notAfter, dp?.notAfter ?? 0),
       lastIssuedAt: now,
+      deviceCas: withDeviceCa(gw, dp && { serial: dp.serialHex, notAfter: dp.notAfter }, now),
     };
     const issued = (kind: IssuedRecord['kind'], notAfter: number): IssuedRecord => ({
       spiffeId,

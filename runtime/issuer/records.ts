@@ -45,6 +45,10 @@ export interface GatewayRecord {
   /** The latest NotAfter of anything issued to this gateway (bounds revocations). */
   maxNotAfter: number;
   lastIssuedAt?: number;
+  /** An operator's offline budget for this gateway (delegated CA lifetime, ms); absent: the config's. */
+  offlineBudgetMs?: number;
+  /** The delegated CAs issued to this gateway that are still valid: recovery admits only these. */
+  deviceCas?: { serial: string; notAfter: number }[];
 }
 
 export interface JoinTokenRecord {
@@ -55,7 +59,7 @@ export interface JoinTokenRecord {
 
 export interface SessionRecord {
   id: string;
-  kind: 'attest' | 'renew';
+  kind: 'attest' | 'renew' | 'recover';
   method: AttestMethod;
   nonce: Uint8Array;
   expiresAt: number;
@@ -70,12 +74,16 @@ export interface SessionRecord {
   akPublic?: Uint8Array;
   ekHash?: string;
   pcrSelection?: string;
+  /** recover: the delegated CA (DER) whose key must sign, and its serial. */
+  caCertificate?: Uint8Array;
+  caSerial?: string;
 }
 
+/** `device`: a device certificate the gateway reported issuing under its delegated CA. */
 export interface IssuedRecord {
   spiffeId: string;
   gateway: string;
-  kind: 'svid' | 'device-ca';
+  kind: 'svid' | 'device-ca' | 'device';
   notAfter: number;
 }
 
@@ -104,7 +112,10 @@ export type AuditKind =
   | 'disable'
   | 'enable'
   | 'token'
-  | 'ca';
+  | 'ca'
+  | 'recover'
+  | 'device'
+  | 'budget';
 
 export interface AuditEvent {
   at: number;

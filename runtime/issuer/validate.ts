@@ -4,7 +4,13 @@
  * fresh object (no prototype tricks from the wire survive).
  */
 import { IssuerError } from '../errors.ts';
-import type { AttestBeginRequest, AttestFinishRequest, RenewFinishRequest } from '../upstream/protocol.ts';
+import type {
+  AttestBeginRequest,
+  AttestFinishRequest,
+  RecoverBeginRequest,
+  RecoverFinishRequest,
+  RenewFinishRequest,
+} from '../upstream/protocol.ts';
 
 const bad = (why: string): IssuerError => new IssuerError('ERR_ISSUER_BAD_REQUEST', why);
 
@@ -119,6 +125,26 @@ export function renewFinish(body: unknown): RenewFinishRequest {
   return {
     sessionId: str(o, 'sessionId', 128),
     csr: bytes(o, 'csr', 16_384),
+    ...(caCsr === undefined ? {} : { caCsr }),
+    ...(serverNames === undefined ? {} : { serverNames }),
+    ...(quote === undefined ? {} : { quote }),
+    ...(signature === undefined ? {} : { signature }),
+    ...(pcrValues === undefined ? {} : { pcrValues }),
+  };
+}
+
+export function recoverBegin(body: unknown): RecoverBeginRequest {
+  const o = obj(body, 'body');
+  return { caChain: bytesList(o, 'caChain', 4, 8192) };
+}
+
+export function recoverFinish(body: unknown): RecoverFinishRequest {
+  const o = obj(body, 'body');
+  const { sessionId, csr, caCsr, serverNames, quote, signature, pcrValues } = renewFinish(body);
+  return {
+    sessionId,
+    csr,
+    caSignature: bytes(o, 'caSignature', 1024),
     ...(caCsr === undefined ? {} : { caCsr }),
     ...(serverNames === undefined ? {} : { serverNames }),
     ...(quote === undefined ? {} : { quote }),

@@ -63,9 +63,13 @@ function generalName(n: GeneralName): Buffer {
   return tlv(0x87, n.ip);
 }
 
-/** §4.2.1.6 subjectAltName; critical when the subject is empty (not the case for edgeward). */
+/** §4.2.1.6 subjectAltName; non-critical (the subject is not empty). */
 export const subjectAltName = (...names: GeneralName[]): Buffer =>
   extension(OID.subjectAltName, false, seq(...names.map(generalName)));
+
+/** §4.2.1.6 subjectAltName, critical: for a certificate whose subject is empty. */
+export const criticalSubjectAltName = (...names: GeneralName[]): Buffer =>
+  extension(OID.subjectAltName, true, seq(...names.map(generalName)));
 
 /**
  * §4.2.1.10 nameConstraints with one permitted URI subtree. For URIs the constraint applies to
@@ -73,8 +77,18 @@ export const subjectAltName = (...names: GeneralName[]): Buffer =>
  * domain of every `spiffe://fleet.example/...` ID (a leading period would permit only
  * subdomains, and so refuse the trust domain itself).
  */
-export const permittedUriHost = (host: string): Buffer =>
-  extension(OID.nameConstraints, true, seq(tlv(0xa0, seq(tlv(0x86, Buffer.from(host, 'ascii'))))));
+export const permittedUriHost = (host: string): Buffer => nameConstraints([{ uri: host }], []);
+
+/**
+ * §4.2.1.10 nameConstraints, critical: GeneralSubtrees of permitted and excluded names (each a
+ * GeneralSubtree with only its base). An `ip` base is address ‖ mask (8 bytes for IPv4, 32 for
+ * IPv6); an empty `dns` base matches every DNS name (so excluding it forbids them all).
+ */
+export function nameConstraints(permitted: readonly GeneralName[], excluded: readonly GeneralName[]): Buffer {
+  const subtrees = (tag: number, names: readonly GeneralName[]): Buffer[] =>
+    names.length === 0 ? [] : [tlv(tag, ...names.map((n) => seq(generalName(n))))];
+  return extension(OID.nameConstraints, true, seq(...subtrees(0xa0, permitted), ...subtrees(0xa1, excluded)));
+}
 
 /** §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING value. */
 export function keyIdentifier(spkiDer: Uint8Array): Buffer {

@@ -7,8 +7,11 @@
  * `node:crypto`. No certificate object model on the hot path.
  *
  * Rules enforced here (SPIFFE X509-SVID §4-5, RFC 5280): exactly one URI SAN; subject CN = the
- * SPIFFE ID's last segment (mosquitto's `use_identity_as_username` reads it); NotAfter clamped
- * to the signing CA's; the ID must be in the signer's trust domain and under its `scope`.
+ * SPIFFE ID's last segment (mosquitto's `use_identity_as_username` reads it), except on a leaf
+ * whose last segment has a dot: OpenSSL reads such a CN as a host name and checks it against
+ * the delegated CA's DNS name constraints (a device `…/device/a.b` then fails to verify), so that
+ * leaf has an empty subject and a critical SAN (§4.2.1.6); NotAfter clamped to the signing CA's;
+ * the ID must be in the signer's trust domain and under its `scope`.
  *
  * @example
  * ```ts
@@ -27,13 +30,14 @@ import { parseCertificate, serialHex } from './certificate.ts';
 import {
   authorityKeyId,
   basicConstraints,
+  criticalSubjectAltName,
   extKeyUsage,
   type GeneralName,
   keyIdentifier,
   keyUsage,
   name,
+  nameConstraints,
   OID,
-  permittedUriHost,
   subjectAltName,
   subjectKeyId,
 } from './extensions.ts';
@@ -56,6 +60,13 @@ export interface SignRequest {
    * checks them against its policy; here they are only checked to be well formed.
    */
   readonly serverNames?: readonly string[];
+  /**
+   * `device-ca` only: the DNS names and IP addresses the CA's leaves may carry (the server names
+   * the issuer admitted for the gateway), as name constraints besides the URI constraint on the
+   * trust domain. DNS names permit themselves and their subdomains (RFC 5280 §4.2.1.10); an IP
+   * address permits exactly itself. A family with no name is excluded altogether.
+   */
+  readonly permittedServerNames?: readonly string[];
 }
 
 /** A certificate just signed, with the facts callers record about it (no need to parse it back). */
@@ -96,8 +107,39 @@ export const VERSION_3 = explicit(0, Buffer.from([TAG.INTEGER, 1, 2]));
 
 const PROFILE_EXTENSIONS: Record<Profile, (td: string) => Buffer[]> = {
   svid: () => [basicConstraints(false), keyUsage([0]), extKeyUsage(OID.serverAuth, OID.clientAuth)],
-  'device-ca': (td) => [basicConstraints(true, 0), keyUsage([5, 6]), permittedUriHost(td)],
+  // + the per-CA name constraints (`delegatedCaConstraints`)
+  'device-ca': () => [basicConstraints(true, 0), keyUsage([5, 6])],
 };
+
+/**
+ * The name constraints of a delegated CA (RFC 5280 §4.2.1.10): URI host = the trust domain;
+ * DNS and IP permitted exactly for `serverNames`; every DNS name excluded when none is given, and
+ * every IPv4 (IPv6) address when no IPv4 (IPv6) address is given, so that no leaf under the CA
+ * can carry a host name the issuer did not admit.
+ */
+export function delegatedCaConstraints(trustDomain: string, serverNames: readonly string[]): Buffer {
+  const permitted: GeneralName[] = [{ uri: trustDomain }];
+  let dns = false;
+  let v4 = false;
+  let v6 = false;
+  for (const n of serverNames) {
+    const g = serverGeneralName(n);
+    if ('ip' in g) {
+      if (g.ip.length === 4) v4 = true;
+      else v6 = true;
+      permitted.push({ ip: Buffer.concat([g.ip, Buffer.alloc(g.ip.length, 0xff)]) });
+    } else {
+      dns = true;
+      permitted.push(g);
+    }
+  }
+  const excluded: GeneralName[] = [
+    ...(dns ? [] : [{ dns: '' }]),
+    ...(v4 ? [] : [{ ip: Buffer.alloc(8) }]),
+    ...(v6 ? [] : [{ ip: Buffer.alloc(32) }]),
+  ];
+  return nameConstraints(permitted, excluded);
+}
 
 /** The signature algorithm and hash for a CA key: ECDSA P-256/P-384 or RSA PKCS#1 v1.5. */
 export function signatureAlgorithm(key: KeyObject): { algId: Buffer; hash: string } {
@@ -167,9 +209,13 @@ export function createSigner(opts: SignerOptions): SvidSigner {
         throw new SvidError('ERR_SVID_SIGNER', 'the signing CA has expired for this window');
       if (req.serverNames !== undefined && req.serverNames.length > 0 && req.profile !== 'svid')
         throw new SvidError('ERR_SVID_SIGNER', 'server names belong on an SVID, not on a CA');
+      const constraints =
+        req.profile === 'device-ca' ? [delegatedCaConstraints(td, req.permittedServerNames ?? [])] : [];
       const extraNames = (req.serverNames ?? []).map(serverGeneralName);
       const spki = Buffer.from(req.spki);
-      const subject = req.profile === 'svid' ? name(cn) : name(cn, 'edgeward device CA');
+      const noCn = req.profile === 'svid' && cn.includes('.');
+      const subject = noCn ? seq() : req.profile === 'svid' ? name(cn) : name(cn, 'edgeward device CA');
+      const san = noCn ? criticalSubjectAltName : subjectAltName;
       const serial = req.serial ?? randomSerial(opts.random);
       const tbs = tlv(
         TAG.SEQUENCE,
@@ -181,7 +227,12 @@ export function createSigner(opts: SignerOptions): SvidSigner {
         spki,
         explicit(
           3,
-          seq(fixed, subjectKeyId(keyIdentifier(spki)), subjectAltName({ uri: req.spiffeId }, ...extraNames)),
+          seq(
+            fixed,
+            ...constraints,
+            subjectKeyId(keyIdentifier(spki)),
+            san({ uri: req.spiffeId }, ...extraNames),
+          ),
         ),
       );
       return {

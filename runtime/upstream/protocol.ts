@@ -21,6 +21,14 @@ export const PATHS = {
   bundle: '/v1/bundle',
   revocations: '/v1/revocations',
   manifests: '/v1/firmware/manifests',
+  /**
+   * Recovery of a gateway whose upstream SVID expired while its delegated CA is still valid:
+   * TLS server-auth only (no client certificate), proof of possession of the CA key.
+   */
+  recoverBegin: '/v1/recover/begin',
+  recoverFinish: '/v1/recover/finish',
+  /** Over mTLS with the current gateway SVID: the device certificates the gateway issued offline. */
+  devicesIssued: '/v1/devices/issued',
 } as const;
 
 export type AttestMethod = 'tpm' | 'join-token' | 'x509pop';
@@ -133,6 +141,67 @@ export interface RevocationFeed {
   sequence: number;
   entries: { sequence: number; kind: 'spiffe-id' | 'serial'; value: string; until: number }[];
 }
+
+/**
+ * Recovery, begin: the gateway's current delegated CA certificate (DER) first, then any
+ * intermediates up to (not including) the issuer's root. The issuer answers a single-use nonce.
+ */
+export interface RecoverBeginRequest {
+  caChain: Uint8Array[];
+}
+
+export interface RecoverBeginResponse {
+  sessionId: string;
+  /** 32 random bytes, single use. */
+  nonce: Uint8Array;
+  /** Present for a tpm gateway: the PCR selection its quote must cover. */
+  pcrSelection?: string;
+  expiresAt: number;
+}
+
+/**
+ * Recovery, finish. `caSignature` is a DER ECDSA signature by the delegated CA key over
+ * SHA-256("edgeward ca-pop v1" ‖ nonce ‖ CSR SubjectPublicKeyInfo DER) (`runtime/svid/pop.ts`
+ * `caPopSignedData` / `caPopDigest`). The quote fields are as in renewal (qualifying data =
+ * SHA-256(nonce ‖ CSR SPKI)) and REQUIRED for a tpm gateway. Answer: `IssuedIdentity`.
+ */
+export interface RecoverFinishRequest {
+  sessionId: string;
+  csr: Uint8Array;
+  caCsr?: Uint8Array;
+  serverNames?: string[];
+  caSignature: Uint8Array;
+  quote?: Uint8Array;
+  signature?: Uint8Array;
+  pcrValues?: Uint8Array[];
+}
+
+/** One device certificate a gateway issued under its delegated CA. */
+export interface DeviceIssuedEntry {
+  /** Must be under the caller's `<gateway ID>/device/`. */
+  spiffeId: string;
+  /** Lowercase hex without leading zeros (as `parseCertificate` gives it). */
+  serial: string;
+  notBefore: number;
+  notAfter: number;
+  issuedAt: number;
+}
+
+/** `POST /v1/devices/issued` (mTLS, gateway SVID): at most `MAX_DEVICES_ISSUED` entries. */
+export interface DevicesIssuedRequest {
+  entries: DeviceIssuedEntry[];
+}
+
+export interface DevicesIssuedResponse {
+  accepted: number;
+}
+
+export const MAX_DEVICES_ISSUED = 500;
+/**
+ * The body limit of `devicesIssued`: 500 entries of the longest IDs fit (255-character trust
+ * domain, 64-character gateway and device names, 40-digit serials: 264,014 bytes of CBOR).
+ */
+export const MAX_DEVICES_ISSUED_BODY_BYTES = 384 * 1024;
 
 export interface ErrorBody {
   error: { code: string; message: string; retryAfterMs?: number };

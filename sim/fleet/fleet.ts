@@ -161,7 +161,7 @@ export class Fleet {
       clock,
       random,
       svidTtlMs: o.svidTtlMs ?? HOUR,
-      deviceCaTtlMs: o.deviceCaTtlMs ?? 24 * HOUR,
+      offlineBudgetMs: o.deviceCaTtlMs ?? 24 * HOUR,
       methods: {
         tpm: {
           manufacturerRoots: manufacturer.map((m) => m.root),

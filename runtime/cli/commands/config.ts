@@ -1,6 +1,7 @@
 /** `edgeward config check`: validate a config file the way the agent or issuer will at boot. */
 
 import { AGENT_ROLE, ISSUER_ROLE, loadConfigFile } from '../../config/load.ts';
+import { systemClock } from '../../core/clock.ts';
 import { ConfigError } from '../../errors.ts';
 import { type Command, parseFlags, required, UsageError } from '../command.ts';
 
@@ -9,7 +10,9 @@ export const command: Command = {
   summary: 'validate an agent or issuer config file',
   help: `Usage: edgeward config check --role agent|issuer FILE
 
-Validates FILE against the role's schema, applying the documented environment overrides.
+Validates FILE against the role's schema, applying the documented environment overrides, and
+the bounds between values (issuer: every duration > 0 and bounded, svidTtl <= offlineBudget <=
+what is left of the CA certificate at ca.certificate).
 Prints every problem with its path and line; exit code 0 when valid, 1 when not.`,
   async run(argv, io) {
     const [sub, ...rest] = argv;
@@ -25,7 +28,7 @@ Prints every problem with its path and line; exit code 0 when valid, 1 when not.
       throw new UsageError(`config check: --role must be agent or issuer`);
     try {
       if (role === 'agent') await loadConfigFile(file, AGENT_ROLE, io.env);
-      else await loadConfigFile(file, ISSUER_ROLE, io.env);
+      else await loadConfigFile(file, ISSUER_ROLE, io.env, { now: systemClock.now() });
       io.out(`${file}: valid ${role} config`);
       return 0;
     } catch (err) {

@@ -26,8 +26,11 @@ const HELP = `Usage: edgeward issuer --config FILE
 Runs the upstream issuer: HTTPS with CBOR bodies (POST /v1/attest/begin, /v1/attest/finish,
 /v1/renew/begin, /v1/renew/finish, /v1/firmware/manifests; GET /v1/bundle, /v1/revocations).
 It verifies tpm, join-token and x509pop attestation, signs gateway X.509-SVIDs (default 1h)
-and delegated device CAs (default 24h), serves the SPIFFE bundle and the revocation feed, and
-records every issuance, renewal, refusal and revocation in its audit log. SIGINT/SIGTERM stop it.
+and delegated device CAs (the offline budget, default 7d), lets a gateway whose SVID expired
+recover by proof of possession of its still-valid delegated CA key (/v1/recover/begin,
+/v1/recover/finish), takes the log of device certificates issued offline (/v1/devices/issued),
+serves the SPIFFE bundle and the revocation feed, and records every issuance, renewal,
+recovery, refusal and revocation in its audit log. SIGINT/SIGTERM stop it.
 
 Options:
   --config FILE            the issuer config file (YAML, see 'edgeward config --help')
@@ -41,8 +44,13 @@ process at a time):
                            map an EK (SHA-256 of its TPMT_PUBLIC, 64 hex digits) or a factory
                            certificate identity (its CN or serial, per attestation.x509pop.nameFrom)
                            to gateway NAME
-  disable --name NAME      refuse attestation and renewal for gateway NAME
+  disable --name NAME      refuse attestation, renewal and recovery for gateway NAME
   enable --name NAME       allow it again
+  gateway budget --name NAME --budget DURATION|configured
+                           set gateway NAME's offline budget (its delegated CA's lifetime: how long
+                           it serves its devices without the issuer; > 0, at most 30d, not shorter
+                           than svidTtl), or go back to the configured offlineBudget. It applies to
+                           the next delegated CA issued to it (the agent renews its CA at half-life)
   revoke (--spiffe-id ID | --serial HEX)
                            revoke a gateway or device SPIFFE ID (a gateway is also disabled) or a
                            certificate serial (lowercase hex); kept in the feed until it expires
@@ -66,6 +74,7 @@ const FLAGS = {
   factory: { type: 'string' },
   'spiffe-id': { type: 'string' },
   serial: { type: 'string' },
+  budget: { type: 'string' },
   since: { type: 'string' },
   limit: { type: 'string' },
   dir: { type: 'string' },
@@ -114,7 +123,14 @@ export const command: Command = {
       return 0;
     }
     const file = required(values.config, 'config', 'issuer');
-    const cfg = await loadConfigFile(file, ISSUER_ROLE, io.env);
+    // The daemon checks the offline budget against what is left of its CA; operator commands do
+    // not (an operator must be able to run 'ca rotate' when the CA is running out).
+    const cfg = await loadConfigFile(
+      file,
+      ISSUER_ROLE,
+      io.env,
+      sub === undefined ? { now: systemClock.now() } : {},
+    );
     const logger = pinoLogger(cfg.log?.level ?? 'info');
     const store = await openStore(cfg.storeDir);
     const deps = { store, clock: systemClock, random: cryptoRandom, logger };
@@ -176,6 +192,16 @@ async function operator(
       await issuer.setDisabled(required(v.name, 'name', cmd), sub === 'disable');
       io.out(`gateway ${v.name} ${sub}d`);
       return 0;
+    case 'gateway': {
+      if (sub2 !== 'budget') throw new UsageError('issuer gateway: the only action is budget');
+      const name = required(v.name, 'name', `${cmd} budget`);
+      const budget = required(v.budget, 'budget', `${cmd} budget`);
+      if (budget !== 'configured' && !/^\d+(ms|s|m|h|d)$/.test(budget))
+        throw new UsageError(`${cmd} budget: --budget must be a duration such as 3d, or 'configured'`);
+      await issuer.setOfflineBudget(name, budget === 'configured' ? undefined : parseDuration(budget));
+      io.out(`gateway ${name}: offline budget ${budget}`);
+      return 0;
+    }
     case 'revoke': {
       if ((v['spiffe-id'] === undefined) === (v.serial === undefined))
         throw new UsageError(`${cmd}: give exactly one of --spiffe-id or --serial`);

@@ -8,7 +8,7 @@ import { MemoryLogger } from '../../../runtime/core/logger.ts';
 import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
 import type { IssuerOptions } from '../../../runtime/issuer/issuer.ts';
 import { type RunningIssuer, startIssuer } from '../../../runtime/issuer/start.ts';
-import { issuerCbor, openMemoryStore } from '../../../runtime/issuer/store.ts';
+import { type IssuerStore, issuerCbor, openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { createCsr } from '../../../runtime/svid/csr.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { testRandom } from '../../helpers/seed.ts';
@@ -17,6 +17,8 @@ export const TD = 'fleet.example';
 
 export interface Harness {
   running: RunningIssuer;
+  /** The issuer's store, to read records a test checks. */
+  store: IssuerStore;
   clock: VirtualClock;
   logger: MemoryLogger;
   caPem: string;
@@ -38,9 +40,10 @@ export async function harness(
   const dir = mkdtempSync(join(tmpdir(), 'issuer-'));
   const dev = await createDevIssuerFiles(join(dir, 'dev'), { trustDomain: TD, clock, random });
   const logger = new MemoryLogger();
+  const store = await openMemoryStore();
   const running = await startIssuer({
     trustDomain: TD,
-    store: await openMemoryStore(),
+    store,
     ca: dev.ca,
     tls: dev.tls,
     clock,
@@ -52,6 +55,7 @@ export async function harness(
   const caPem = new X509Certificate(dev.ca.certificate).toString();
   return {
     running,
+    store,
     clock,
     logger,
     caPem,

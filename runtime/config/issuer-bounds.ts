@@ -1,0 +1,136 @@
+/**
+ * The bounds between the issuer's durations, checked after the schema (which only knows each
+ * value's form): every duration is > 0 and has an upper bound; the gateway SVID fits inside the
+ * delegated CA (`svidTtl ≤ offlineBudget`); the delegated CA fits inside what is left of the
+ * issuer CA (read from `ca.certificate` at load). Each problem is a `ConfigIssue` with its path
+ * and line, so an impossible combination is a config error (`ERR_CONFIG_INVALID`), never a crash
+ * of the daemon later.
+ *
+ * @example
+ * ```ts
+ * issuerBounds(cfg, lineOf);                    // [] or [{ path: 'svidTtl', message: 'must be greater than 0 (line 6)' }]
+ * await issuerCaBounds(cfg, lineOf, Date.now()); // offlineBudget against the issuer CA's NotAfter
+ * ```
+ */
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { ConfigIssue } from '../errors.ts';
+import { parseDuration } from './formats.ts';
+import type { IssuerConfig } from './issuer-schema.ts';
+import type { LineOf } from './issues.ts';
+
+const SECOND = 1000;
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+/** The longest offline budget (delegated CA lifetime) an issuer may give. */
+export const MAX_OFFLINE_BUDGET_MS = 30 * DAY;
+export const DEFAULT_OFFLINE_BUDGET_MS = 7 * DAY;
+export const DEFAULT_SVID_TTL_MS = HOUR;
+
+/** Upper bounds of the other durations (lower bound: > 0 for all). */
+const MAX: Record<string, number> = {
+  offlineBudget: MAX_OFFLINE_BUDGET_MS,
+  svidTtl: MAX_OFFLINE_BUDGET_MS,
+  sessionTtl: HOUR,
+  bundleRefreshHint: 7 * DAY,
+  'rateLimit.window': DAY,
+};
+
+/** Milliseconds as config-style text for messages: `7d`, `1h`, `19d23h59m`, `250ms`. */
+export function formatDuration(ms: number): string {
+  let rest = ms;
+  let out = '';
+  for (const [unit, size] of [
+    ['d', DAY],
+    ['h', HOUR],
+    ['m', 60 * SECOND],
+    ['s', SECOND],
+    ['ms', 1],
+  ] as const) {
+    const n = Math.floor(rest / size);
+    if (n > 0) out += `${n}${unit}`;
+    rest -= n * size;
+  }
+  return out === '' ? '0ms' : out;
+}
+
+function at(lineOf: LineOf | undefined, path: string, message: string): ConfigIssue {
+  const line = lineOf?.(path.split('.'));
+  return { path, message: line === undefined ? message : `${message} (line ${line})` };
+}
+
+/** The effective offline budget and SVID lifetime of a validated config, in ms. */
+export function issuerDurations(cfg: IssuerConfig): { offlineBudgetMs: number; svidTtlMs: number } {
+  return {
+    offlineBudgetMs:
+      cfg.offlineBudget === undefined ? DEFAULT_OFFLINE_BUDGET_MS : parseDuration(cfg.offlineBudget),
+    svidTtlMs: cfg.svidTtl === undefined ? DEFAULT_SVID_TTL_MS : parseDuration(cfg.svidTtl),
+  };
+}
+
+/** Bounds that need nothing but the document. */
+export function issuerBounds(cfg: IssuerConfig, lineOf?: LineOf): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const given: Record<string, string | undefined> = {
+    offlineBudget: cfg.offlineBudget,
+    svidTtl: cfg.svidTtl,
+    sessionTtl: cfg.sessionTtl,
+    bundleRefreshHint: cfg.bundleRefreshHint,
+    'rateLimit.window': cfg.rateLimit?.window,
+  };
+  const bad = new Set<string>();
+  for (const [path, text] of Object.entries(given)) {
+    if (text === undefined) continue;
+    const ms = parseDuration(text);
+    const max = MAX[path] as number;
+    const min = path === 'bundleRefreshHint' ? SECOND : 1;
+    if (ms < min) issues.push(at(lineOf, path, min === 1 ? 'must be greater than 0' : 'must be at least 1s'));
+    else if (ms > max) issues.push(at(lineOf, path, `must be at most ${formatDuration(max)}`));
+    else continue;
+    bad.add(path);
+  }
+  if (bad.has('svidTtl') || bad.has('offlineBudget')) return issues;
+  const d = issuerDurations(cfg);
+  if (d.svidTtlMs > d.offlineBudgetMs) {
+    // Name the key the file sets; when both are set, the SVID is the one that does not fit.
+    const path = cfg.svidTtl === undefined ? 'offlineBudget' : 'svidTtl';
+    issues.push(
+      at(
+        lineOf,
+        path,
+        `svidTtl (${formatDuration(d.svidTtlMs)}) must not exceed offlineBudget (${formatDuration(d.offlineBudgetMs)}): the gateway SVID must fit inside its delegated CA`,
+      ),
+    );
+  }
+  return issues;
+}
+
+/**
+ * The offline budget against what is left of the issuer CA at `now` (its certificate read from
+ * `ca.certificate`): a delegated CA cannot outlive the CA that signs it.
+ */
+export async function issuerCaBounds(
+  cfg: IssuerConfig,
+  lineOf: LineOf | undefined,
+  now: number,
+): Promise<ConfigIssue[]> {
+  let notAfter: number;
+  try {
+    notAfter = Date.parse(new X509Certificate(await readFile(cfg.ca.certificate)).validTo);
+  } catch (err) {
+    return [at(lineOf, 'ca.certificate', `cannot be read as a PEM certificate: ${(err as Error).message}`)];
+  }
+  const left = notAfter - now;
+  if (left <= 0)
+    return [at(lineOf, 'ca.certificate', `the issuer CA expired at ${new Date(notAfter).toISOString()}`)];
+  const d = issuerDurations(cfg);
+  if (d.offlineBudgetMs <= left) return [];
+  return [
+    at(
+      lineOf,
+      'offlineBudget',
+      `offlineBudget (${formatDuration(d.offlineBudgetMs)}) exceeds what is left of the issuer CA (${formatDuration(Math.floor(left / 60_000) * 60_000)}, until ${new Date(notAfter).toISOString()})`,
+    ),
+  ];
+}

@@ -1,0 +1,102 @@
+/**
+ * The operator's actions on gateways: join tokens, registrations, disabling, per-gateway offline
+ * budgets. Each is one atomic batch with its audit event. (Revocation and CA rotation stay with
+ * the issuer, which holds the revocation index and the CA set.)
+ *
+ * @example
+ * ```ts
+ * await setOfflineBudget(core, 'gw-1', 3 * 86_400_000); // audited as event 'budget'
+ * ```
+ */
+import { createHash } from 'node:crypto';
+import { IssuerError } from '../errors.ts';
+import { isPathSegment } from '../spiffe/id.ts';
+import { checkBudgetOverride } from './budget.ts';
+import type { IssuerCore } from './core.ts';
+import { type GatewayRecord, type JoinTokenRecord, K, type Registration } from './records.ts';
+
+const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/** A one-time join token for gateway `name`; only its SHA-256 is stored. */
+export async function createJoinToken(core: IssuerCore, name: string, ttlMs: number): Promise<string> {
+  core.checkName(name);
+  if (!(ttlMs > 0)) throw new TypeError('token TTL must be positive');
+  const token = `ewj1.${Buffer.from(core.random.bytes(32)).toString('base64url')}`;
+  const now = core.clock.now();
+  const rec: JoinTokenRecord = { name, expiresAt: now + ttlMs, createdAt: now };
+  await core.store.batch([
+    { type: 'put', key: K.token(sha256hex(token)), value: rec },
+    core.audit.op({
+      event: 'token',
+      gateway: name,
+      detail: `expires ${new Date(rec.expiresAt).toISOString()}`,
+    }),
+  ]);
+  return token;
+}
+
+/** Register an EK (by SHA-256 of its TPMT_PUBLIC, hex) or a factory identity as gateway `name`. */
+export async function register(
+  core: IssuerCore,
+  kind: 'ek' | 'x509',
+  key: string,
+  name: string,
+): Promise<void> {
+  core.checkName(name);
+  if (kind === 'ek' && !/^[0-9a-f]{64}$/.test(key))
+    throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'EK hash must be 64 hex digits');
+  if (kind === 'x509' && !isPathSegment(key))
+    throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'bad factory identity');
+  const reg: Registration = { name, createdAt: core.clock.now(), by: 'admin' };
+  await core.store.batch([
+    { type: 'put', key: K.registration(kind, key), value: reg },
+    core.audit.op({ event: 'register', gateway: name, detail: `${kind}:${key}` }),
+  ]);
+}
+
+/** The gateway's record, or a new one for a gateway not seen yet (an operator may act first). */
+async function recordOf(core: IssuerCore, name: string): Promise<GatewayRecord> {
+  return (
+    (await core.store.get<GatewayRecord>(K.gateway(name))) ?? {
+      name,
+      disabled: false,
+      method: 'join-token',
+      createdAt: core.clock.now(),
+      maxNotAfter: 0,
+    }
+  );
+}
+
+export async function setDisabled(core: IssuerCore, name: string, disabled: boolean): Promise<void> {
+  core.checkName(name);
+  const next: GatewayRecord = { ...(await recordOf(core, name)), disabled };
+  await core.store.batch([
+    { type: 'put', key: K.gateway(name), value: next },
+    core.audit.op({ event: disabled ? 'disable' : 'enable', gateway: name }),
+  ]);
+}
+
+/**
+ * Set (or, with `undefined`, clear) gateway `name`'s offline budget: the lifetime of the next
+ * delegated CA issued to it (at attestation, renewal with a CA CSR, or recovery with one). The
+ * CA it holds now keeps its NotAfter; shortening takes effect at its next CA renewal (at half-life)
+ * — or at once with a revocation.
+ */
+export async function setOfflineBudget(
+  core: IssuerCore,
+  name: string,
+  ms: number | undefined,
+): Promise<void> {
+  core.checkName(name);
+  if (ms !== undefined) checkBudgetOverride(ms, core.svidTtlMs);
+  const { offlineBudgetMs: _previous, ...rest } = await recordOf(core, name);
+  const next: GatewayRecord = { ...rest, ...(ms === undefined ? {} : { offlineBudgetMs: ms }) };
+  await core.store.batch([
+    { type: 'put', key: K.gateway(name), value: next },
+    core.audit.op({
+      event: 'budget',
+      gateway: name,
+      detail: ms === undefined ? 'offline budget: the configured one' : `offline budget: ${ms} ms`,
+    }),
+  ]);
+}
