@@ -1,9 +1,9 @@
 /**
- * Child process of `bench/enroll.bench.ts`: one gateway process serving both enrollment
- * protocols side by side with the same signer, token store and test PKI: the CBOR-over-TLS
- * exchange (`transport/enroll/server.ts`, argv `--cbor`) and EST (`transport/enroll/est-server.ts`).
- * Issues `argv[2]` join tokens per protocol, prints one JSON line `{ ports, tokens, fingerprint }`
- * and serves until stdin closes.
+ * Child process of `bench/enroll.bench.ts`: one gateway process serving EST
+ * (`transport/enroll/est-server.ts`) with the product's device signer over the test PKI. (Until
+ * its removal it served the CBOR-over-TLS exchange beside it, with the same signer and tokens:
+ * the side-by-side numbers are in README.md.) Issues `argv[2]` join tokens per client variant,
+ * prints one JSON line `{ servers, tokens, rootsPem }` and serves until stdin closes.
  */
 import { systemClock } from '../runtime/core/clock.ts';
 import { nullLogger } from '../runtime/core/logger.ts';
@@ -34,14 +34,6 @@ const servers: { name: string; port: number }[] = [];
 const est = await startEst(common);
 servers.push({ name: 'est', port: est.address.port });
 servers.push({ name: 'est-known-roots', port: est.address.port });
-const cborModule = './../transport/enroll/server.ts';
-try {
-  const { startEnrollment } = (await import(cborModule)) as { startEnrollment: typeof startEst };
-  const cbor = await startEnrollment(common);
-  servers.push({ name: 'cbor', port: cbor.address.port });
-} catch {
-  // the CBOR exchange is gone (after its removal): EST alone
-}
 const issued: Record<string, { deviceId: string; token: string }[]> = {};
 for (const s of servers) {
   issued[s.name] = [];

@@ -1,8 +1,10 @@
 /**
- * `npm run bench enroll`: enrollments per second on the gateway, EST (RFC 7030) vs the CBOR
- * exchange it replaced, side by side in one run (BENCHMARKS.md: alternate, repeat, medians).
- * One child process (`bench/enroll-server.ts`) serves both protocols with the same signer (the
- * product's device signer, software CA key); this process enrolls `BATCH` devices per round with
+ * `npm run bench enroll`: enrollments per second on the gateway over EST (RFC 7030), with the
+ * bootstrap of §4.1.1 and with provisioned roots, side by side in one run (BENCHMARKS.md:
+ * alternate, repeat, medians). Until its removal the CBOR exchange ran here beside EST (same
+ * signer, same tokens): its numbers are quoted in README.md. One child process
+ * (`bench/enroll-server.ts`) serves with the product's device signer (software CA key); this
+ * process enrolls `BATCH` devices per round with
  * `CONCURRENCY` in flight, alternating the protocols for `ROUNDS` rounds, each enrollment the
  * full device flow (bootstrap trust from the token's fingerprint, CSR, verify the answer);
  * `est-known-roots` is EST for a device provisioned with the roots (no `cacerts` round trip).
@@ -57,14 +59,6 @@ export default async function run(): Promise<void> {
         now: Date.now,
       }),
   };
-  const cborClient = './../transport/enroll/client.ts';
-  try {
-    const { enroll } = (await import(cborClient)) as { enroll: (o: object) => Promise<unknown> };
-    clients.cbor = (o) =>
-      enroll({ ...o, key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, now: Date.now });
-  } catch {
-    // after the CBOR exchange's removal: EST alone
-  }
   const servers = info.servers.filter((s) => clients[s.name] !== undefined);
   const stats: Record<string, { cpu: number[]; rate: number[]; lat: number[] }> = {};
   for (const s of servers) stats[s.name] = { cpu: [], rate: [], lat: [] };
@@ -114,10 +108,4 @@ export default async function run(): Promise<void> {
       `| ${s.name} | ${cpu.toFixed(2)} ms | ${(1000 / cpu).toFixed(0)} | ${median(x.rate).toFixed(0)} | ${pct(x.lat, 50).toFixed(1)} ms | ${pct(x.lat, 99).toFixed(1)} ms |`,
     );
   }
-  const est = stats.est;
-  const cbor = stats.cbor;
-  if (est !== undefined && cbor !== undefined)
-    console.log(
-      `EST / CBOR: gateway CPU per enrollment ${(median(est.cpu) / median(cbor.cpu)).toFixed(2)}x, wall throughput ${(median(est.rate) / median(cbor.rate)).toFixed(2)}x`,
-    );
 }
