@@ -287,6 +287,13 @@ test('oversized bodies: 413, declared or streamed; the token stays usable', asyn
     req.end();
   });
   refused(streamed, 413, 'ERR_ENROLL_BUDGET');
+  // a request head over 8 KiB: 431, logged as a protocol refusal
+  const head = await estCall(port, 'simpleenroll', {
+    body: csrFor('big-1'),
+    headers: { 'X-Pad': 'a'.repeat(9000) },
+  });
+  assert.is(head.status, 431);
+  assert.ok(r.logger.lines.some((l) => l.msg === 'enrollment refused' && l.fields.status === 431));
   await enrolls('big-1', token);
 });
 

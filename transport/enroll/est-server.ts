@@ -205,7 +205,10 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
       remote: (socket as import('node:net').Socket).remoteAddress,
     });
     if (socket.writable)
-      socket.end(`HTTP/1.1 ${status} Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      socket.end(
+        `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+          'Connection: close\r\nContent-Length: 0\r\n\r\n',
+      );
     socket.destroy();
   });
 
