@@ -1,7 +1,7 @@
 /**
  * Error codes of `transport/` (the broker, its policy, enrollment, renewal, the device SDK and the
- * upstream bridge). Codes are stable: they appear in logs, in CBOR error answers to devices and
- * in CLI output.
+ * upstream bridge). Codes are stable: they appear in logs, in EST refusal bodies and MQTT renewal
+ * replies to devices, and in CLI output.
  */
 import { EdgewardError } from '../runtime/core/error.ts';
 
