@@ -387,7 +387,9 @@ test('a revoked device id cannot enroll again, with a token or a factory certifi
   const revoked = new StaticRevocationSource();
   const r2 = await rig((pki) => ({
     revocationSource: revoked,
-    deviceSigner: refusingRevoked(pki.signer(new VirtualClock(Date.now())), revoked),
+    // The signer's clock a little behind the rig's (made just before): what it signs is never
+    // "not valid yet" at the rig's time, whichever second the two were made in.
+    deviceSigner: refusingRevoked(pki.signer(new VirtualClock(Date.now() - 2000)), revoked),
     factory: { roots: [mfg.cert], idField: 'cn', allowList: ['factory-9'] },
   }));
   try {

@@ -40,7 +40,9 @@ const otherMfg = await makeCert({
 const revoked = new StaticRevocationSource();
 const r = await rig((pki) => ({
   revocationSource: revoked,
-  deviceSigner: refusingRevoked(pki.signer(new VirtualClock(Date.now())), revoked),
+  // The signer's clock a little behind the rig's (made just before): what it signs is never
+  // "not valid yet" at the rig's time, whichever second the two were made in.
+  deviceSigner: refusingRevoked(pki.signer(new VirtualClock(Date.now() - 2000)), revoked),
   limits: { enrollPerMinute: 1000 },
   factory: { roots: [mfg.cert], idField: 'cn', allowList: ['factory-1'] },
 }));
