@@ -6,6 +6,8 @@
  * and used with TPM2_Sign over an external SHA-256 digest (an unrestricted key: NULL ticket).
  * The private key never leaves the TPM; the blob's private part is wrapped by the parent.
  *
+ * A process killed with its key loaded leaves it in a TPM without a resource manager; a later
+ * load that finds the TPM full adopts or flushes such leftovers (`#loadNow`).
  * After a TPM reset or restart the loaded handle is gone (or names another object): every
  * signature is verified against the blob's public key, and when it does not verify or the TPM
  * refuses the handle, the handle is checked with ReadPublic and the key is loaded again once.
@@ -25,7 +27,7 @@ import { createHash, type KeyObject, verify } from 'node:crypto';
 import { seq, uint } from '../../runtime/spiffe/der.ts';
 import { AttestorError } from '../errors.ts';
 import { execute } from './client/execute.ts';
-import { flush } from './client/helpers.ts';
+import { flush, listHandles } from './client/helpers.ts';
 import { Sign } from './commands/attest.ts';
 import { CreatePrimary } from './commands/hierarchy.ts';
 import { Create, Load, ReadPublic } from './commands/object.ts';
@@ -35,7 +37,7 @@ import { parseSignature } from './wire/attest.ts';
 import { Reader, Writer } from './wire/buffer.ts';
 import { TPM_ALG, TPM_ECC, TPM_RH, TPM_ST } from './wire/constants.ts';
 import { marshalPublic, parsePublic, type TpmtPublic } from './wire/public.ts';
-import { TpmResponseError } from './wire/rc.ts';
+import { isRc, RC, TpmResponseError } from './wire/rc.ts';
 import { eccSigningTemplate, SIGNING_KEY_ATTRIBUTES, srkEccP256Template } from './wire/templates.ts';
 
 const MAGIC = 0x45574b31; // "EWK1"
@@ -102,15 +104,7 @@ export function parseSigningKeyBlob(blob: Uint8Array): SigningKeyBlob {
     if (cause instanceof AttestorError && cause.code === 'ERR_ATTESTOR_KEY_BLOB') throw cause;
     throw blobError('TPM key blob is malformed', cause);
   }
-  if (
-    p.type !== TPM_ALG.ECC ||
-    p.params.type !== TPM_ALG.ECC ||
-    p.params.curve !== TPM_ECC.NIST_P256 ||
-    p.attributes !== SIGNING_KEY_ATTRIBUTES ||
-    p.params.scheme.scheme !== TPM_ALG.ECDSA ||
-    p.params.scheme.hash !== TPM_ALG.SHA256
-  )
-    throw blobError('TPM key blob does not hold an ECDSA-SHA256 P-256 signing key');
+  if (!isCaKeyTemplate(p)) throw blobError('TPM key blob does not hold an ECDSA-SHA256 P-256 signing key');
   let publicKey: KeyObject;
   try {
     publicKey = publicKeyOf(p);
@@ -118,6 +112,18 @@ export function parseSigningKeyBlob(blob: Uint8Array): SigningKeyBlob {
     throw blobError('TPM key blob has no valid public key', cause);
   }
   return { priv, pub, public: p, publicKey, spki: publicKey.export({ format: 'der', type: 'spki' }) };
+}
+
+/** Whether a public area is of the delegated CA key template (ECC P-256, ECDSA-SHA256, these attributes). */
+function isCaKeyTemplate(p: TpmtPublic): boolean {
+  return (
+    p.type === TPM_ALG.ECC &&
+    p.params.type === TPM_ALG.ECC &&
+    p.params.curve === TPM_ECC.NIST_P256 &&
+    p.attributes === SIGNING_KEY_ATTRIBUTES &&
+    p.params.scheme.scheme === TPM_ALG.ECDSA &&
+    p.params.scheme.hash === TPM_ALG.SHA256
+  );
 }
 
 /** An ECDSA signature (r, s big-endian) as DER `SEQUENCE { INTEGER r, INTEGER s }`. */
@@ -166,7 +172,42 @@ export class TpmSigningKey {
     return this.#handle;
   }
 
+  /**
+   * Load under the storage primary. A TPM without a resource manager (swtpm, /dev/tpm0) keeps
+   * what a killed process left loaded; when it is full (TPM_RC_OBJECT_MEMORY), delegated CA keys
+   * left there are cleared (`#sweep`: this key is adopted, other keys of the CA-key template
+   * flushed — they load again at their next use) and the load is tried once more.
+   */
   async #loadNow(): Promise<number> {
+    try {
+      return await this.#loadUnderSrk();
+    } catch (err) {
+      if (!isRc(err, RC.OBJECT_MEMORY)) throw err;
+      const adopted = await this.#sweep();
+      return adopted ?? (await this.#loadUnderSrk());
+    }
+  }
+
+  async #sweep(): Promise<number | undefined> {
+    let ours: number | undefined;
+    for (const h of await listHandles(this.#t, 0x80000000)) {
+      let r: { outPublic: Uint8Array; name: Uint8Array };
+      try {
+        r = await execute(this.#t, ReadPublic, { objectHandle: h });
+      } catch (err) {
+        if (err instanceof TpmResponseError) continue;
+        throw err;
+      }
+      if (ours === undefined && Buffer.from(r.name).equals(this.#name)) {
+        ours = h;
+        continue;
+      }
+      if (isCaKeyTemplate(parsePublic(r.outPublic))) await flush(this.#t, h);
+    }
+    return ours;
+  }
+
+  async #loadUnderSrk(): Promise<number> {
     return withSrk(this.#t, async (srk) => {
       try {
         const r = await execute(this.#t, Load, {
@@ -176,7 +217,9 @@ export class TpmSigningKey {
         });
         return r.objectHandle;
       } catch (cause) {
-        if (cause instanceof TpmResponseError)
+        // A blob the TPM cannot use answers with a parameter error (integrity, binding, size...);
+        // a warning or a format-zero code (object memory, not initialised) says nothing about it.
+        if (cause instanceof TpmResponseError && !cause.rc.warning && cause.rc.format === 'one')
           throw blobError(
             `the TPM refused the key blob (another TPM, or its owner was cleared): ${cause.rc.name}`,
             cause,

@@ -6,8 +6,8 @@
  * (runtime/svid/ca-key.ts), the one seam everything the CA signs goes through.
  *
  * A TPM key stays loaded while it is in use; opening the same blob again (the SVID renewed while
- * the CA carried over) gives the same key object, and only the two most recently used TPM keys
- * stay loaded (current and next CA), so rotations never leak TPM object slots; an older key is
+ * the CA carried over) gives the same TPM key, and only the most recently used TPM key stays
+ * loaded, so rotations and failed exchanges never take the TPM's few object slots; another key is
  * flushed but stays usable (it loads again at its next signature).
  *
  * @example
@@ -36,7 +36,7 @@ export interface CaKeys {
 /** What a TPM attestor offers for the CA key (attestors/tpm/attestor.ts). */
 interface TpmKeyHost {
   createSigningKey(): Promise<Uint8Array>;
-  signingKey(blob: Uint8Array): CaKey & { unload(): Promise<void> };
+  signingKey(blob: Uint8Array): CaKey & { load(): Promise<void>; unload(): Promise<void> };
 }
 
 function isTpmKeyHost(a: Attestor): a is Attestor & TpmKeyHost {
@@ -71,26 +71,47 @@ function openSoftware(backend: CaKeyBackend, stored: Uint8Array): CaKey {
   return softwareCaKey(k);
 }
 
-/** TPM keys under the attestor's storage primary; software records (from before) still open. */
-export function tpmCaKeys(host: TpmKeyHost, keep = 2): CaKeys {
-  const open = new Map<string, CaKey & { unload(): Promise<void> }>();
+type TpmKey = CaKey & { load(): Promise<void>; unload(): Promise<void> };
+
+/**
+ * TPM keys under the attestor's storage primary; software records (from before) still open.
+ * A TPM without a resource manager (swtpm, a bare /dev/tpm0) has three transient object slots,
+ * which the attestor needs too (AK, storage primary, sealed object): at most `keep` CA keys stay
+ * loaded — the most recently used; using another one flushes the least recent first (it loads
+ * again at its next use), so a rotation or a run of failed exchanges never fills the TPM.
+ */
+export function tpmCaKeys(host: TpmKeyHost, keep = 1): CaKeys {
+  const keys = new Map<string, TpmKey>(); // by blob, most recently used last
+  let evicting: Promise<void> = Promise.resolve();
+  const touch = (id: string, key: TpmKey): Promise<void> => {
+    keys.delete(id);
+    keys.set(id, key);
+    let n = 0;
+    for (const [other, k] of [...keys].reverse()) {
+      if (++n <= keep) continue;
+      evicting = evicting.then(() => k.unload()).catch(() => {});
+      if (n > keep + 8) keys.delete(other); // forget long-unused keys (they reload if used)
+    }
+    return evicting;
+  };
   const openTpm = (blob: Uint8Array): CaKey => {
     const id = Buffer.from(blob).toString('base64');
-    const have = open.get(id);
-    if (have !== undefined) {
-      open.delete(id);
-      open.set(id, have);
-      return have;
-    }
-    const key = host.signingKey(blob);
-    open.set(id, key);
-    while (open.size > keep) {
-      const [oldest, k] = open.entries().next().value as [string, CaKey & { unload(): Promise<void> }];
-      open.delete(oldest);
-      // Flushed from the TPM, still usable: a later signature loads it again.
-      void k.unload();
-    }
-    return key;
+    const key = keys.get(id) ?? (host.signingKey(blob) as TpmKey);
+    if (!keys.has(id)) keys.set(id, key);
+    return {
+      backend: 'tpm',
+      spki: key.spki,
+      publicKey: key.publicKey,
+      async sign(data) {
+        await touch(id, key);
+        return key.sign(data);
+      },
+      async load() {
+        await touch(id, key);
+        await key.load();
+      },
+      close: () => key.close(),
+    } as CaKey;
   };
   return {
     backend: 'tpm',

@@ -752,6 +752,31 @@ export function commandSuite(name: string, make: () => Promise<TpmUnderTest>): v
     },
   );
 
+  s(
+    'keys left loaded by killed processes never fill the TPM: the next load adopts or flushes them',
+    async (ctx) => {
+      const t = T(ctx);
+      const data = Buffer.from('tbs');
+      const blobs = [await createSigningKey(t), await createSigningKey(t)];
+      // Two "processes" load a CA key each and are killed (no close): with the storage primary a
+      // load needs, the TPM's three object slots are then full.
+      for (const [i, blob] of blobs.entries()) {
+        await new TpmSigningKey(t, blob).sign(data);
+        assert.is((await listHandles(t, 0x80000000)).length, i + 1);
+      }
+      // The next process's load finds no slot: it adopts its own key's copy and flushes the other.
+      const next = new TpmSigningKey(t, blobs[0] as Buffer);
+      assert.ok(verify('sha256', data, next.publicKey, await next.sign(data)));
+      assert.is((await listHandles(t, 0x80000000)).length, 1, 'adopted, the other leftover flushed');
+      const other = new TpmSigningKey(t, blobs[1] as Buffer);
+      assert.ok(verify('sha256', data, other.publicKey, await other.sign(data)));
+      assert.ok(verify('sha256', data, next.publicKey, await next.sign(data)));
+      await next.close();
+      await other.close();
+      assert.is((await listHandles(t, 0x80000000)).length, 0, 'nothing left loaded');
+    },
+  );
+
   s('a reboot returns PCRs to zero and forgets transient objects', async (ctx) => {
     const t = T(ctx);
     await execute(t, PCR_Extend, {

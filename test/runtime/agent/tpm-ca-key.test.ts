@@ -9,15 +9,22 @@
  * join-token gateway keeps a software key.
  */
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, verify, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TpmAttestor } from '../../../attestors/tpm/attestor.ts';
+import { execute } from '../../../attestors/tpm/client/execute.ts';
+import { flush, listHandles } from '../../../attestors/tpm/client/helpers.ts';
+import { CreatePrimary } from '../../../attestors/tpm/commands/hierarchy.ts';
 import { openTransport } from '../../../attestors/tpm/transport/open.ts';
 import type { TpmTransport } from '../../../attestors/tpm/transport/transport.ts';
+import { TPM_RH } from '../../../attestors/tpm/wire/constants.ts';
+import { marshalPublic } from '../../../attestors/tpm/wire/public.ts';
+import { RC, type TpmResponseError } from '../../../attestors/tpm/wire/rc.ts';
+import { srkEccP256Template } from '../../../attestors/tpm/wire/templates.ts';
 import { tpmCaKeys } from '../../../runtime/agent/ca-keys.ts';
 import { planFromConfig } from '../../../runtime/agent/plan.ts';
 import { type RunningAgent, runAgent } from '../../../runtime/agent/run.ts';
@@ -26,15 +33,25 @@ import { systemClock } from '../../../runtime/core/clock.ts';
 import { MemoryLogger } from '../../../runtime/core/logger.ts';
 import { cryptoRandom } from '../../../runtime/core/random.ts';
 import { type GatewayRecord, NAMES } from '../../../runtime/store/records.ts';
+import { createCaCsr } from '../../../runtime/svid/ca-key.ts';
 import { createCsr } from '../../../runtime/svid/csr.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { launchSwtpm } from '../../../sim/swtpm/launcher.ts';
 import { openSimTransport } from '../../../sim/tpm/index.ts';
+import { rejects } from '../../helpers/rejects.ts';
 import { openSim } from '../../sim/tpm/harness.ts';
 import { harness } from './helpers/harness.ts';
 import { startTpmIssuer } from './helpers/tpm-issuer.ts';
 
 const QUOTED = 'sha256:0,1,2,3,4,5,6,7';
+const EMPTY = new Uint8Array();
+const srkRequest = {
+  primaryHandle: TPM_RH.OWNER,
+  inSensitive: { userAuth: EMPTY, data: EMPTY },
+  inPublic: marshalPublic(srkEccP256Template()),
+  outsideInfo: EMPTY,
+  creationPCR: [],
+};
 
 interface Backend {
   spec: string;
@@ -221,6 +238,59 @@ test('the agent signs on after a TPM restart; a blob the TPM refuses drops the i
     await other.cleanup();
   }
 });
+
+for (const kind of ['swtpm', 'sim'] as const) {
+  test(`${kind}: failed exchanges and rotations never fill the TPM's three object slots`, async () => {
+    const swtpm = kind === 'swtpm' ? await launchSwtpm() : undefined;
+    const sim = kind === 'sim' ? await openSim() : undefined;
+    const transport = swtpm !== undefined ? await openTransport(swtpm.spec) : (sim?.tpm as TpmTransport);
+    const tpm = new TpmAttestor({ transport, random: seededRandom(`slots-${kind}`), ownsTransport: false });
+    await tpm.start();
+    try {
+      const caKeys = tpmCaKeys(tpm);
+      const data = Buffer.from('tbs');
+      const current = (await caKeys.create()).key;
+      await current.sign(data);
+      // Six exchanges that each made a new CA key (and its CSR) and then failed, while devices are signed.
+      for (let i = 0; i < 6; i++) {
+        const { key } = await caKeys.create();
+        await createCaCsr(key);
+        assert.ok(verify('sha256', data, current.publicKey, await current.sign(data)));
+      }
+      assert.ok((await listHandles(transport, 0x80000000)).length <= 1, 'at most one CA key loaded');
+      // The attestor still has the slots it needs: seal/unseal (storage primary + sealed object) and a quote.
+      const secret = Buffer.alloc(32, 7);
+      assert.equal(Buffer.from(await tpm.unseal(await tpm.seal(secret))), secret);
+      await tpm.quote(Buffer.alloc(32, 1), Buffer.from('spki'), 'sha256:0');
+      // With every slot taken by objects that are no CA keys, loading is a TPM resource error, not
+      // a bad blob (a CA key left loaded would have been flushed to make room: signing-key.ts).
+      await current.close();
+      assert.is((await listHandles(transport, 0x80000000)).length, 0);
+      const blob = await tpm.createSigningKey();
+      // Fill every slot, then free one: the storage primary gets it, and Load finds none.
+      const busy: number[] = [];
+      for (;;) {
+        try {
+          busy.push((await execute(transport, CreatePrimary, srkRequest)).objectHandle);
+        } catch (e) {
+          assert.ok((e as TpmResponseError).rc.code === RC.OBJECT_MEMORY, String(e));
+          break;
+        }
+      }
+      await flush(transport, busy.pop());
+      const err = await rejects<TpmResponseError>(() => tpm.signingKey(blob).load(), 'ERR_TPM_RESPONSE');
+      assert.is(err.rc.code, RC.OBJECT_MEMORY);
+      for (const h of busy) await flush(transport, h);
+    } finally {
+      await tpm.close();
+      if (swtpm !== undefined) {
+        await swtpm.stop(transport);
+        await transport.close();
+      }
+      await sim?.cleanup();
+    }
+  });
+}
 
 test('a join-token gateway keeps a software CA key', async () => {
   const h = await harness();
