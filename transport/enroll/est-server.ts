@@ -418,6 +418,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
       remote: req.socket.remoteAddress,
     });
     const headers: Record<string, string> = err instanceof HttpRefusal ? { ...err.headers } : {};
+    if (status === 429) headers['Retry-After'] ??= '60';
     if (status === 401 && code === 'ERR_ENROLL_TOKEN_INVALID')
       headers['WWW-Authenticate'] = 'Basic realm="edgeward enrollment", charset="UTF-8"';
     if (!res.headersSent) writeAnswer(res, status, code, message, headers);
