@@ -78,10 +78,11 @@ export class DeviceIdentity {
     const leaf = stored.chain[0];
     if (leaf === undefined)
       throw new TransportError('ERR_DEVICE_IDENTITY', 'the identity has no certificate');
-    // Verified where the leaf is valid, so that an expired identity still loads (and says so).
+    // Verified where the leaf is valid, so that an expired identity still loads (and says so):
+    // its last valid instant is 1 ms before NotAfter, which ends a credential (runtime/spiffe/verify.ts).
     const leafFrom = Date.parse(leaf.validFrom);
     const leafTo = Date.parse(leaf.validTo);
-    const at = Math.max(leafFrom, Math.min(now, leafTo));
+    const at = Math.max(leafFrom, Math.min(now, leafTo - 1));
     let v: ReturnType<typeof verifyX509Svid>;
     let id: ReturnType<typeof parseSpiffeId>;
     try {
