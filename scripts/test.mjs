@@ -15,7 +15,7 @@ import { readmeWithCatalogue } from './error-codes.mjs';
 import { checkSuite } from './test-checks.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const PACKAGES = 'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime';
+const PACKAGES = 'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql';
 const NEEDED = [
   'swtpm',
   'swtpm_setup',
@@ -36,8 +36,22 @@ const onPath = (cmd) =>
     (d) => d && existsSync(join(d, cmd)),
   );
 
+/** PostgreSQL's server binaries are not on PATH on Debian: /usr/lib/postgresql/<major>/bin. */
+function postgresBin() {
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return undefined;
+  return readdirSync(root)
+    .map((d) => join(root, d, 'bin'))
+    .find((b) => existsSync(join(b, 'initdb')) && existsSync(join(b, 'postgres')));
+}
+
+const missingPeers = () => [
+  ...NEEDED.filter((c) => !onPath(c)),
+  ...(postgresBin() === undefined ? ['postgres (/usr/lib/postgresql/*/bin)'] : []),
+];
+
 function ensurePeers() {
-  let missing = NEEDED.filter((c) => !onPath(c));
+  let missing = missingPeers();
   if (missing.length === 0) return;
   const isRoot = process.getuid?.() === 0;
   if (!isRoot || !onPath('apt-get')) {
@@ -48,7 +62,7 @@ function ensurePeers() {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
   const r = spawnSync('apt-get', ['install', '-y', '-qq', ...PACKAGES.split(' ')], { stdio: 'inherit', env });
-  missing = NEEDED.filter((c) => !onPath(c));
+  missing = missingPeers();
   if (r.status !== 0 || missing.length > 0) {
     console.error(`could not install ${missing.join(', ')}: run \`apt-get install -y ${PACKAGES}\``);
     process.exit(1);
@@ -168,6 +182,42 @@ function runFile(file) {
   });
 }
 
+/**
+ * One throw-away PostgreSQL cluster for the run (test/helpers/postgres.ts `serve`), when a selected
+ * file uses it; each file makes its own databases. Its info goes to the files in EDGEWARD_TEST_PG.
+ * Stopped at the end by closing the holder's stdin (and by PID if the runner exits first).
+ */
+async function startPostgres(files) {
+  if (!files.some((f) => readFileSync(f, 'utf8').includes('helpers/postgres.ts'))) return undefined;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/postgres.ts', 'serve'], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const killIt = () => {
+    try {
+      process.kill(child.pid, 'SIGTERM');
+    } catch {}
+  };
+  process.on('exit', killIt);
+  const line = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(out.split('\n')[0]);
+    });
+    child.once('exit', (code) => reject(new Error(`the PostgreSQL cluster did not start (exit ${code})`)));
+  });
+  const info = JSON.parse(line);
+  console.log(`PostgreSQL cluster for the run: pid ${info.pid}, socket in ${info.socketDir}`);
+  process.env.EDGEWARD_TEST_PG = line;
+  return async () => {
+    process.off('exit', killIt);
+    const gone = new Promise((r) => child.once('exit', r));
+    child.stdin.end();
+    await gone;
+  };
+}
+
 async function main() {
   ensurePeers();
   // One seed for every file's test randomness (test/helpers/seed.ts), printed so a failure replays.
@@ -190,6 +240,7 @@ async function main() {
   // Unfiltered, the shared suites and helpers are checked too (a `.only` in a suite file counts).
   const [noOnly, asserts] = staticChecks(only.length === 0 ? testFiles(join(ROOT, 'test'), '.ts') : files);
   checks.push(['no .only', noOnly], ['every test asserts', asserts]);
+  const stopPostgres = await startPostgres(files);
   const queue = [...files];
   const results = [];
   await Promise.all(
@@ -209,6 +260,7 @@ async function main() {
       }
     }),
   );
+  await stopPostgres?.();
   let passed = 0;
   let failed = 0;
   let skipped = 0;
