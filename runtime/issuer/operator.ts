@@ -1,7 +1,7 @@
 /**
- * The operator's actions on gateways: join tokens, registrations, disabling, per-gateway offline
- * budgets. Each is one atomic batch with its audit event. (Revocation and CA rotation stay with
- * the issuer, which holds the revocation index and the CA set.)
+ * The operator's actions: join tokens, registrations, disabling, per-gateway offline budgets, CA
+ * rotation (revocation is `revoke.ts`). Each is one atomic batch with its audit event, which
+ * names who did it (`by`) when the caller knows.
  *
  * @example
  * ```ts
@@ -12,13 +12,20 @@ import { createHash } from 'node:crypto';
 import { IssuerError } from '../errors.ts';
 import { isPathSegment } from '../spiffe/id.ts';
 import { checkBudgetOverride } from './budget.ts';
+import type { CaKeyPair } from './ca.ts';
 import type { IssuerCore } from './core.ts';
 import { type GatewayRecord, type JoinTokenRecord, K, type Registration } from './records.ts';
 
 const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex');
+const who = (by: string | undefined): { by?: string } => (by === undefined ? {} : { by });
 
 /** A one-time join token for gateway `name`; only its SHA-256 is stored. */
-export async function createJoinToken(core: IssuerCore, name: string, ttlMs: number): Promise<string> {
+export async function createJoinToken(
+  core: IssuerCore,
+  name: string,
+  ttlMs: number,
+  by?: string,
+): Promise<string> {
   core.checkName(name);
   if (!(ttlMs > 0)) throw new TypeError('token TTL must be positive');
   const token = `ewj1.${Buffer.from(core.random.bytes(32)).toString('base64url')}`;
@@ -30,6 +37,7 @@ export async function createJoinToken(core: IssuerCore, name: string, ttlMs: num
       event: 'token',
       gateway: name,
       detail: `expires ${new Date(rec.expiresAt).toISOString()}`,
+      ...who(by),
     }),
   ]);
   return token;
@@ -41,6 +49,7 @@ export async function register(
   kind: 'ek' | 'x509',
   key: string,
   name: string,
+  by?: string,
 ): Promise<void> {
   core.checkName(name);
   if (kind === 'ek' && !/^[0-9a-f]{64}$/.test(key))
@@ -50,7 +59,7 @@ export async function register(
   const reg: Registration = { name, createdAt: core.clock.now(), by: 'admin' };
   await core.store.batch([
     { type: 'put', key: K.registration(kind, key), value: reg },
-    core.audit.op({ event: 'register', gateway: name, detail: `${kind}:${key}` }),
+    core.audit.op({ event: 'register', gateway: name, detail: `${kind}:${key}`, ...who(by) }),
   ]);
 }
 
@@ -67,12 +76,17 @@ async function recordOf(core: IssuerCore, name: string): Promise<GatewayRecord> 
   );
 }
 
-export async function setDisabled(core: IssuerCore, name: string, disabled: boolean): Promise<void> {
+export async function setDisabled(
+  core: IssuerCore,
+  name: string,
+  disabled: boolean,
+  by?: string,
+): Promise<void> {
   core.checkName(name);
   const next: GatewayRecord = { ...(await recordOf(core, name)), disabled };
   await core.store.batch([
     { type: 'put', key: K.gateway(name), value: next },
-    core.audit.op({ event: disabled ? 'disable' : 'enable', gateway: name }),
+    core.audit.op({ event: disabled ? 'disable' : 'enable', gateway: name, ...who(by) }),
   ]);
 }
 
@@ -86,6 +100,7 @@ export async function setOfflineBudget(
   core: IssuerCore,
   name: string,
   ms: number | undefined,
+  by?: string,
 ): Promise<void> {
   core.checkName(name);
   if (ms !== undefined) checkBudgetOverride(ms, core.svidTtlMs);
@@ -97,6 +112,22 @@ export async function setOfflineBudget(
       event: 'budget',
       gateway: name,
       detail: ms === undefined ? 'offline budget: the configured one' : `offline budget: ${ms} ms`,
+      ...who(by),
     }),
   ]);
+}
+
+/** Publish a next CA in the bundle now (it signs after `rotateCa`). */
+export async function prepareCa(core: IssuerCore, next: CaKeyPair, by?: string): Promise<void> {
+  await core.cas.prepareNext(next);
+  await core.audit.write({ event: 'ca', detail: 'next CA published in the bundle', ...who(by) });
+}
+
+export async function rotateCa(core: IssuerCore, by?: string): Promise<void> {
+  await core.cas.activateNext();
+  await core.audit.write({
+    event: 'ca',
+    detail: 'next CA activated; previous kept until its certificates expire',
+    ...who(by),
+  });
 }

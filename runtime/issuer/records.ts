@@ -127,4 +127,6 @@ export interface AuditEvent {
   code?: string;
   address?: string;
   detail?: string;
+  /** Who did it, for operator actions: `uid:N` over the admin socket, an operator SPIFFE ID over mTLS, `offline` for a command run on the store. */
+  by?: string;
 }
