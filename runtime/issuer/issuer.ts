@@ -42,10 +42,13 @@ import type { IssuerCore, IssuerMethods, RequestContext } from './core.ts';
 import { devicesIssued } from './devices-issued.ts';
 import { addManifest, endFirmware, stageFirmware } from './firmware-staging.ts';
 import { checkGatewayUsable, checkName } from './gateways.ts';
+import * as inspect from './inspect.ts';
 import { issueIdentity } from './issue.ts';
 import * as operator from './operator.ts';
+import { authenticateOperator } from './operator-auth.ts';
 import { prune } from './prune.ts';
 import { RateLimiter } from './rate-limit.ts';
+import { type ReadinessCheck, readiness } from './readiness.ts';
 import type { AuditEvent, ManifestRecord } from './records.ts';
 import { recoverBegin, recoverFinish } from './recover.ts';
 import { renewBegin, renewFinish } from './renew.ts';
@@ -78,6 +81,10 @@ export interface IssuerOptions {
     readonly perGateway: number;
     readonly windowMs: number;
   };
+  /** Told of every request's outcome (`code` 'ok' or the refusal's), for metrics (`metrics.ts`). */
+  readonly observe?: (o: { op: string; method: string; code: string; ms: number }) => void;
+  /** Readiness checks of the composition root besides store, CA key and bundle (`readiness.ts`). */
+  readonly readinessChecks?: readonly ReadinessCheck[];
 }
 
 export type { RequestContext } from './core.ts';
@@ -284,6 +291,60 @@ export class Issuer {
     return operator.rotateCa(this.#core, by);
   }
 
+  /** An operator certificate (`spiffe://<td>/operator/<name>`) for the key `spki` (DER). */
+  createOperatorCertificate(name: string, spki: Uint8Array, ttlMs: number, by?: string) {
+    return operator.createOperatorCertificate(this.#core, name, spki, ttlMs, by);
+  }
+
+  /** The operator behind an admin mTLS client certificate (its SPIFFE ID), or ERR_ISSUER_ADMIN_FORBIDDEN. */
+  authenticateOperator(der: Uint8Array | undefined): string {
+    return authenticateOperator(this.#core, der);
+  }
+
+  // ---- what an operator looks at (inspect.ts), readiness (readiness.ts) ----------------
+
+  listGateways(after = '', limit = 1000): Promise<inspect.GatewayView[]> {
+    return inspect.listGateways(this.#core, after, limit);
+  }
+
+  showGateway(name: string): Promise<inspect.GatewayView> {
+    return inspect.showGateway(this.#core, name);
+  }
+
+  listTokens(limit = 1000) {
+    return inspect.listTokens(this.#core, limit);
+  }
+
+  listRevocations(limit = 1000) {
+    return inspect.listRevocations(this.#core, limit);
+  }
+
+  /** Why this issuer is not ready to serve; empty when it is. */
+  readiness(): Promise<string[]> {
+    const active =
+      this.#o.nextCa !== undefined &&
+      this.#cas.signer.certificate.equals(Buffer.from(this.#o.nextCa.certificate))
+        ? this.#o.nextCa
+        : this.#o.ca;
+    const closed: ReadinessCheck = {
+      name: 'issuer',
+      check: async () => {
+        if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
+      },
+    };
+    return readiness(this.#core, active, [closed, ...(this.#o.readinessChecks ?? [])]);
+  }
+
+  /** NotAfter of the active CA (ms), for metrics. */
+  get caNotAfter(): number {
+    return this.#cas.signer.notAfter;
+  }
+
+  /** The latest revocation sequence this issuer knows. */
+  get revocationSequence(): number {
+    return this.#rev.sequence;
+  }
+
   auditEvents(since = 0, limit = 1000): Promise<AuditEvent[]> {
     return this.#core.audit.list(since, limit);
   }
@@ -312,6 +373,9 @@ export class Issuer {
     info: Partial<AuditEvent>,
     fn: () => Promise<T>,
   ): Promise<T> {
+    const start = this.#o.clock.now();
+    const observe = (code: string) =>
+      this.#o.observe?.({ op, method: info.method ?? '', code, ms: this.#o.clock.now() - start });
     try {
       if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
       const wait = this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
@@ -319,9 +383,12 @@ export class Issuer {
         throw new IssuerError('ERR_ISSUER_RATE_LIMITED', 'too many requests from this address', {
           retryAfterMs: wait,
         });
-      return await fn();
+      const result = await fn();
+      observe('ok');
+      return result;
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : 'ERR_ISSUER_INTERNAL';
+      observe(code);
       if (!isEdgewardError(err)) this.#log.error('issuer internal error', { op, error: String(err) });
       await this.#core.audit
         .write({ ...info, event: 'refuse', code, address: ctx.address, detail: op })

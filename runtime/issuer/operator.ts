@@ -8,7 +8,7 @@
  * await setOfflineBudget(core, 'gw-1', 3 * 86_400_000); // audited as event 'budget'
  * ```
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { IssuerError } from '../errors.ts';
 import { isPathSegment } from '../spiffe/id.ts';
 import { checkBudgetOverride } from './budget.ts';
@@ -130,4 +130,55 @@ export async function rotateCa(core: IssuerCore, by?: string): Promise<void> {
     detail: 'next CA activated; previous kept until its certificates expire',
     ...who(by),
   });
+}
+
+/** Operator certificates live at most this long (default 8h): short-lived by design. */
+export const MAX_OPERATOR_TTL_MS = 24 * 3_600_000;
+
+/** `spiffe://<td>/operator/<name>`: the only identity the mTLS admin port admits. */
+export const operatorId = (trustDomain: string, name: string): string =>
+  `spiffe://${trustDomain}/operator/${name}`;
+
+/**
+ * An operator certificate for `name` over the given public key (SPKI DER), signed by the active
+ * CA, valid `ttlMs`. It is an X.509-SVID for `spiffe://<td>/operator/<name>`; gateways never get
+ * one (their IDs are under /gateway/), and the admin port refuses everything else.
+ */
+export async function createOperatorCertificate(
+  core: IssuerCore,
+  name: string,
+  spki: Uint8Array,
+  ttlMs: number,
+  by?: string,
+): Promise<{ spiffeId: string; certificate: Buffer; serial: string; notAfter: number }> {
+  if (!isPathSegment(name) || name.length > 64)
+    throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'operator name must be 1-64 of [A-Za-z0-9._-]');
+  if (!(ttlMs > 0) || ttlMs > MAX_OPERATOR_TTL_MS)
+    throw new IssuerError(
+      'ERR_ISSUER_BAD_REQUEST',
+      'operator certificate lifetime must be > 0 and at most 24h',
+    );
+  try {
+    createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch (cause) {
+    throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'not a public key (SPKI DER)', {}, { cause });
+  }
+  const spiffeId = operatorId(core.trustDomain, name);
+  const now = core.clock.now();
+  const signed = core.cas.signer.issue({
+    profile: 'svid',
+    spiffeId,
+    spki,
+    notBefore: now - 30_000,
+    notAfter: now + ttlMs,
+  });
+  core.cas.noteSigned(signed.notAfter);
+  await core.audit.write({
+    event: 'operator',
+    spiffeId,
+    serials: [signed.serialHex],
+    detail: `operator certificate until ${new Date(signed.notAfter).toISOString()}`,
+    ...who(by),
+  });
+  return { spiffeId, certificate: signed.der, serial: signed.serialHex, notAfter: signed.notAfter };
 }

@@ -115,7 +115,8 @@ export type AuditKind =
   | 'ca'
   | 'recover'
   | 'device'
-  | 'budget';
+  | 'budget'
+  | 'operator';
 
 export interface AuditEvent {
   at: number;

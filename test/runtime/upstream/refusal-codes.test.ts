@@ -49,6 +49,10 @@ const ISSUER_CODES: Record<IssuerErrorCode, true> = {
   ERR_ISSUER_DEVICE_SCOPE: true,
   ERR_ISSUER_KEY_PERMISSIONS: true,
   ERR_ISSUER_CLOSED: true,
+  ERR_ISSUER_DRAINING: true,
+  ERR_ISSUER_ADMIN_FORBIDDEN: true,
+  ERR_ISSUER_NOT_RUNNING: true,
+  ERR_ISSUER_ADMIN_TIMEOUT: true,
   ERR_ISSUER_INTERNAL: true,
 };
 /** Codes of other folders that reach the issuer's front from the code it calls. */
