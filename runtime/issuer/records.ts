@@ -115,7 +115,8 @@ export type AuditKind =
   | 'ca'
   | 'recover'
   | 'device'
-  | 'budget';
+  | 'budget'
+  | 'operator';
 
 export interface AuditEvent {
   at: number;
@@ -127,4 +128,6 @@ export interface AuditEvent {
   code?: string;
   address?: string;
   detail?: string;
+  /** Who did it, for operator actions: `uid:N` over the admin socket, an operator SPIFFE ID over mTLS, `offline` for a command run on the store. */
+  by?: string;
 }
