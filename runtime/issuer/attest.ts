@@ -62,7 +62,7 @@ export async function attestFinish(
   const now = core.clock.now();
   const ops: StoreOp[] = [];
   let firmware: string | undefined;
-  if (req.method === 'join-token') ops.push(await joinTokenFinish(core, s));
+  if (req.method === 'join-token') ops.push(...(await joinTokenFinish(core, s)));
   else if (req.method === 'x509pop') x509popFinish(core, s, csr.spki, req.signature);
   else firmware = await tpmFinish(core, s, req, csr.spki);
   if (s.registerKey !== undefined) {

@@ -8,6 +8,7 @@ import { IssuerError } from '../errors.ts';
 import type { EndStagingResponse, StageResponse } from '../firmware/protocol.ts';
 import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
 import { commitStaged, retractStaged, stageVersion } from './firmware.ts';
+import { updateGateway } from './gateways.ts';
 import { acceptManifest } from './manifests.ts';
 import { authenticatePeer } from './peer.ts';
 import { type GatewayRecord, K } from './records.ts';
@@ -83,8 +84,18 @@ async function saveFirmwareState(
   ctx: RequestContext,
   detail: string,
 ): Promise<void> {
-  await core.store.batch([
-    { type: 'put', key: K.gateway(gw.name), value: gw },
-    core.audit.op({ event: 'manifest', gateway: gw.name, address: ctx.address, detail }),
-  ]);
+  await updateGateway(core, gw.name, (current) => {
+    // Only the firmware fields are this change's: the rest (disabled, budget) stays as stored now.
+    if (current === undefined)
+      throw new IssuerError('ERR_ISSUER_FIRMWARE_TICKET', 'no firmware staged with this ticket');
+    const { firmwareAccepted: _a, firmwareStaged: _s, ...rest } = current;
+    return {
+      record: {
+        ...rest,
+        ...(gw.firmwareAccepted === undefined ? {} : { firmwareAccepted: gw.firmwareAccepted }),
+        ...(gw.firmwareStaged === undefined ? {} : { firmwareStaged: gw.firmwareStaged }),
+      },
+      ops: [core.audit.op({ event: 'manifest', gateway: gw.name, address: ctx.address, detail })],
+    };
+  });
 }

@@ -98,7 +98,6 @@ export class Issuer {
   readonly #rev: Revocations;
   readonly #limits: RateLimiter;
   readonly #core: IssuerCore;
-  readonly #inFlight = new Set<string>();
   #manifests: readonly ManifestRecord[] = [];
   #pruneTimer: Timer | undefined;
   #closed = false;
@@ -115,7 +114,7 @@ export class Issuer {
       clock: o.clock,
       random: o.random,
       logger: this.#log,
-      audit: new AuditLog(o.store, o.clock, this.#log),
+      audit: new AuditLog(o.store, o.clock, this.#log, o.random),
       sessionTtlMs: o.sessionTtlMs ?? 5 * 60_000,
       svidTtlMs: o.svidTtlMs ?? HOUR,
       offlineBudgetMs: o.offlineBudgetMs ?? DEFAULT_OFFLINE_BUDGET_MS,
@@ -133,7 +132,7 @@ export class Issuer {
       isRevokedId: (id) => rev.isRevokedId(id),
       isRevokedSerial: (serial) => rev.isRevokedSerial(serial),
       checkGatewayUsable: (name) => checkGatewayUsable(core, name),
-      consumeSession: (id, kind) => consumeSession(core, this.#inFlight, id, kind),
+      consumeSession: (id, kind) => consumeSession(core, id, kind),
       newRenewSession: (gw, expiresAt) =>
         newRenewSession(o.random, o.methods.tpm?.pcrSelection, gw, expiresAt),
       limitGateway: (name) => this.#limitGateway(name),
@@ -159,7 +158,11 @@ export class Issuer {
       maxTtlMs: Math.max(svidTtl, MAX_OFFLINE_BUDGET_MS),
       ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
     });
-    const issuer = new Issuer(o, cas, await Revocations.load(o.store, o.clock));
+    const issuer = new Issuer(
+      o,
+      cas,
+      await Revocations.load(o.store, o.clock, { logger: o.logger ?? nullLogger }),
+    );
     issuer.#manifests = (await o.store.list<ManifestRecord>('manifest/')).map(([, v]) => v);
     issuer.#schedulePrune();
     return issuer;
@@ -363,6 +366,12 @@ export class Issuer {
     if (this.#closed) return;
     this.#closed = true;
     this.#pruneTimer?.cancel();
+    await this.#rev.close();
+  }
+
+  /** Resolves once this replica knows revocation `sequence` (committed by any replica). */
+  whenRevocationSeen(sequence: number): Promise<void> {
+    return this.#rev.whenSeen(sequence);
   }
 
   // ---- internals -----------------------------------------------------------------------

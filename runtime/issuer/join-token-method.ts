@@ -1,7 +1,7 @@
 /**
  * join-token attestation: begin looks up the one-time token by its SHA-256 (only the hash is
- * stored) and binds the session to its gateway; finish deletes the token in the issuance batch,
- * so a token gives exactly one identity.
+ * stored) and binds the session to its gateway; finish deletes the token in the issuance batch
+ * under a `present` precondition, so a token gives exactly one identity across replicas.
  */
 import { createHash } from 'node:crypto';
 import { IssuerError } from '../errors.ts';
@@ -24,10 +24,17 @@ export async function joinTokenBegin(core: IssuerCore, token: string, session: S
   session.tokenHash = hash;
 }
 
-/** The store op consuming the session's token (to go into the issuance batch). */
-export async function joinTokenFinish(core: IssuerCore, s: SessionRecord): Promise<StoreOp> {
+/**
+ * The store ops consuming the session's token, to go into the issuance batch: the token must
+ * still be there when the batch commits (`present`), so of several sessions begun with one token
+ * (on any replicas) exactly one issues; the others fail with ERR_ISSUER_TOKEN_INVALID.
+ */
+export async function joinTokenFinish(core: IssuerCore, s: SessionRecord): Promise<StoreOp[]> {
   const key = K.token(s.tokenHash ?? '');
   const t = await core.store.get<JoinTokenRecord>(key);
   if (t === undefined || t.expiresAt <= core.clock.now()) throw invalid();
-  return { type: 'del', key };
+  return [
+    { type: 'present', key },
+    { type: 'del', key },
+  ];
 }

@@ -14,6 +14,7 @@ import { isPathSegment } from '../spiffe/id.ts';
 import { checkBudgetOverride } from './budget.ts';
 import type { CaKeyPair } from './ca.ts';
 import type { IssuerCore } from './core.ts';
+import { updateGateway } from './gateways.ts';
 import { type GatewayRecord, type JoinTokenRecord, K, type Registration } from './records.ts';
 
 const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -64,9 +65,9 @@ export async function register(
 }
 
 /** The gateway's record, or a new one for a gateway not seen yet (an operator may act first). */
-async function recordOf(core: IssuerCore, name: string): Promise<GatewayRecord> {
+function recordOf(core: IssuerCore, name: string, current: GatewayRecord | undefined): GatewayRecord {
   return (
-    (await core.store.get<GatewayRecord>(K.gateway(name))) ?? {
+    current ?? {
       name,
       disabled: false,
       method: 'join-token',
@@ -83,11 +84,10 @@ export async function setDisabled(
   by?: string,
 ): Promise<void> {
   core.checkName(name);
-  const next: GatewayRecord = { ...(await recordOf(core, name)), disabled };
-  await core.store.batch([
-    { type: 'put', key: K.gateway(name), value: next },
-    core.audit.op({ event: disabled ? 'disable' : 'enable', gateway: name, ...who(by) }),
-  ]);
+  await updateGateway(core, name, (current) => ({
+    record: { ...recordOf(core, name, current), disabled },
+    ops: [core.audit.op({ event: disabled ? 'disable' : 'enable', gateway: name, ...who(by) })],
+  }));
 }
 
 /**
@@ -104,17 +104,20 @@ export async function setOfflineBudget(
 ): Promise<void> {
   core.checkName(name);
   if (ms !== undefined) checkBudgetOverride(ms, core.svidTtlMs);
-  const { offlineBudgetMs: _previous, ...rest } = await recordOf(core, name);
-  const next: GatewayRecord = { ...rest, ...(ms === undefined ? {} : { offlineBudgetMs: ms }) };
-  await core.store.batch([
-    { type: 'put', key: K.gateway(name), value: next },
-    core.audit.op({
-      event: 'budget',
-      gateway: name,
-      detail: ms === undefined ? 'offline budget: the configured one' : `offline budget: ${ms} ms`,
-      ...who(by),
-    }),
-  ]);
+  await updateGateway(core, name, (current) => {
+    const { offlineBudgetMs: _previous, ...rest } = recordOf(core, name, current);
+    return {
+      record: { ...rest, ...(ms === undefined ? {} : { offlineBudgetMs: ms }) },
+      ops: [
+        core.audit.op({
+          event: 'budget',
+          gateway: name,
+          detail: ms === undefined ? 'offline budget: the configured one' : `offline budget: ${ms} ms`,
+          ...who(by),
+        }),
+      ],
+    };
+  });
 }
 
 /** Publish a next CA in the bundle now (it signs after `rotateCa`). */

@@ -1,13 +1,15 @@
 /**
  * Revocation by an operator: a gateway or device SPIFFE ID of this trust domain (a gateway is
  * also disabled) or a certificate serial. The entry is kept in the feed until everything it
- * affects has expired (`until`); the revocation record, its sequence, the gateway record and the
- * audit event are one batch, and the in-memory index learns of it only once that committed.
+ * affects has expired (`until`); the revocation record (its sequence allocated by the store in
+ * that batch), the gateway record (under its version), the notification to every replica and the
+ * audit event are one batch; the in-memory indexes learn of it only once that committed.
  */
 import { IssuerError } from '../errors.ts';
 import { parseSpiffeId } from '../spiffe/id.ts';
 import { MAX_OFFLINE_BUDGET_MS } from './budget.ts';
 import type { IssuerCore } from './core.ts';
+import { updateGatewayWith } from './gateways.ts';
 import { type GatewayRecord, type IssuedRecord, K } from './records.ts';
 import type { StoreOp } from './store.ts';
 
@@ -18,7 +20,7 @@ export async function revoke(
   by?: string,
 ): Promise<{ sequence: number; until: number }> {
   const now = core.clock.now();
-  const ops: StoreOp[] = [];
+  let disable = false;
   let until: number;
   let gateway: string | undefined;
   if (kind === 'serial') {
@@ -43,20 +45,28 @@ export async function revoke(
     // Device SVIDs never outlive the gateway's delegated CA: its latest NotAfter bounds both.
     until = gw?.maxNotAfter ?? 0;
     if (until <= now) until = now + MAX_OFFLINE_BUDGET_MS;
-    if (id.segments.length === 2 && gw !== undefined)
-      ops.push({ type: 'put', key: K.gateway(name), value: { ...gw, disabled: true } });
+    disable = id.segments.length === 2 && gw !== undefined;
   }
-  const { record, ops: revOps } = core.revocations.prepare(kind, value, until);
-  await core.store.batch([
-    ...ops,
-    ...revOps,
+  const ops: StoreOp[] = [
+    ...core.revocations.ops(kind, value, until),
     core.audit.op({
       event: 'revoke',
       ...(gateway === undefined ? {} : { gateway }),
       detail: `${kind}:${value}`,
       ...(by === undefined ? {} : { by }),
     }),
-  ]);
-  core.revocations.commit(record);
-  return { sequence: record.sequence, until };
+  ];
+  let allocated: readonly number[];
+  if (disable && gateway !== undefined) {
+    // The gateway is disabled under its record's version (a concurrent issuance cannot undo it).
+    const r = await updateGatewayWith(core, gateway, (current) => ({
+      record: { ...(current as GatewayRecord), disabled: true },
+      ops,
+    }));
+    allocated = r.sequences;
+  } else allocated = (await core.store.batch(ops)).sequences;
+  const sequence = core.revocations.sequenceOf(allocated);
+  // This replica's index learns of it now; the others from the notification (or their poll).
+  await core.revocations.refresh();
+  return { sequence, until };
 }

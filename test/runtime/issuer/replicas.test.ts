@@ -1,0 +1,211 @@
+/**
+ * The issuer with N replicas on one PostgreSQL database (issue 17 item 2): two or three `Issuer`
+ * instances, each with its own connection pool, on one throw-away database
+ * (test/helpers/postgres.ts), raced against each other. Each test fails on the single-process
+ * design (get-then-delete behind an in-process set, `{...prev}` rewrites, an in-memory revocation
+ * sequence read once at start, a per-process audit counter, per-process rate limits, CA state
+ * from each process's own options).
+ */
+import { performance } from 'node:perf_hooks';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { isEdgewardError } from '../../../runtime/core/error.ts';
+import { createDevIssuerFiles, type DevIssuerFiles } from '../../../runtime/issuer/dev.ts';
+import { Issuer, type IssuerOptions } from '../../../runtime/issuer/issuer.ts';
+import type { GatewayRecord } from '../../../runtime/issuer/records.ts';
+import type { IssuerStore } from '../../../runtime/issuer/store.ts';
+import { migratePostgresStore, openPostgresStore } from '../../../runtime/issuer/store-postgres.ts';
+import type { IssuedIdentity } from '../../../runtime/upstream/protocol.ts';
+import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
+import { stopTestCluster, testDatabase } from '../../helpers/postgres.ts';
+import { rejects } from '../../helpers/rejects.ts';
+import { testRandom } from '../../helpers/seed.ts';
+import { keyAndCsr, TD } from './harness.ts';
+
+const RELAXED = { perAddress: 1_000_000, perGateway: 1_000_000, windowMs: 60_000 };
+
+interface Fleet {
+  replicas: Issuer[];
+  stores: IssuerStore[];
+  clock: VirtualClock;
+  dev: DevIssuerFiles;
+  close(): Promise<void>;
+}
+
+/** `n` issuers on one fresh database, each with its own pool and randomness, one clock. */
+async function fleet(label: string, n: number, extra: Partial<IssuerOptions> = {}): Promise<Fleet> {
+  const db = await testDatabase(label);
+  await migratePostgresStore({ url: db.url });
+  const clock = new VirtualClock(Date.now());
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dev = await createDevIssuerFiles(join(mkdtempSync(join(tmpdir(), 'replicas-')), 'dev'), {
+    trustDomain: TD,
+    clock,
+    random: testRandom(`${label}-dev`),
+  });
+  const stores: IssuerStore[] = [];
+  const replicas: Issuer[] = [];
+  for (let i = 0; i < n; i++) {
+    const store = await openPostgresStore({ url: db.url, poolSize: 8 });
+    stores.push(store);
+    replicas.push(
+      await Issuer.create({
+        trustDomain: TD,
+        store,
+        ca: dev.ca,
+        clock,
+        random: testRandom(`${label}-replica-${i}`),
+        methods: { joinToken: { enabled: true } },
+        rateLimit: RELAXED,
+        ...extra,
+      }),
+    );
+  }
+  return {
+    replicas,
+    stores,
+    clock,
+    dev,
+    async close() {
+      await Promise.all(replicas.map((r) => r.close()));
+      await Promise.all(stores.map((s) => s.close()));
+    },
+  };
+}
+
+const at = <T>(list: readonly T[], i: number): T => list[i % list.length] as T;
+
+async function enroll(on: Issuer, finishOn: Issuer, name: string) {
+  const ctx = { address: '10.0.0.1' };
+  const token = await on.createJoinToken(name, 600_000);
+  const b = await on.attestBegin({ method: 'join-token', token }, ctx);
+  const id = await finishOn.attestFinish(
+    { method: 'join-token', sessionId: b.sessionId, csr: keyAndCsr().csr, caCsr: keyAndCsr().csr },
+    ctx,
+  );
+  return { id, peer: { ...ctx, peerCertificate: id.svidChain[0] as Uint8Array } };
+}
+
+const codeOf = (e: unknown): string => (isEdgewardError(e) ? e.code : String(e));
+
+test.after(() => stopTestCluster());
+
+test('50 join tokens, each redeemed by 8 concurrent attempts spread over 3 replicas: exactly 50 identities', async () => {
+  const f = await fleet('tokens', 3);
+  try {
+    const [a] = f.replicas as [Issuer];
+    const tokens = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => a.createJoinToken(`gw-${i}`, 600_000)),
+    );
+    const attempts = tokens.flatMap((token, t) =>
+      Array.from({ length: 8 }, async (_, k): Promise<IssuedIdentity | string> => {
+        const ctx = { address: `10.1.${t}.${k}` };
+        try {
+          const b = await at(f.replicas, t + k).attestBegin({ method: 'join-token', token }, ctx);
+          return await at(f.replicas, t + k + 1).attestFinish(
+            { method: 'join-token', sessionId: b.sessionId, csr: keyAndCsr().csr, caCsr: keyAndCsr().csr },
+            ctx,
+          );
+        } catch (e) {
+          return codeOf(e);
+        }
+      }),
+    );
+    const results = await Promise.all(attempts);
+    const issued = results.filter((r): r is IssuedIdentity => typeof r !== 'string');
+    const refused = results.filter((r): r is string => typeof r === 'string');
+    assert.is(issued.length, 50, `identities issued: ${issued.length}`);
+    assert.is(new Set(issued.map((i) => i.spiffeId)).size, 50, 'one identity per token');
+    assert.equal([...new Set(refused)], ['ERR_ISSUER_TOKEN_INVALID']);
+    const store = f.stores[0] as IssuerStore;
+    assert.is((await store.list('issued/')).length, 100, '50 SVIDs and 50 delegated CAs recorded');
+    assert.is((await store.list('token/')).length, 0);
+  } finally {
+    await f.close();
+  }
+});
+
+test('a disable on one replica is never undone by a renewal rewriting the record on another', async () => {
+  const f = await fleet('disable', 2);
+  try {
+    const [a, b] = f.replicas as [Issuer, Issuer];
+    const outcomes = new Set<string>();
+    for (let i = 0; i < 12; i++) {
+      const name = `gw-d${i}`;
+      const { peer } = await enroll(a, b, name);
+      const rb = await a.renewBegin(peer);
+      const renewal = a
+        .renewFinish({ sessionId: rb.sessionId, csr: keyAndCsr().csr, caCsr: keyAndCsr().csr }, peer)
+        .then(
+          () => 'renewed',
+          (e: unknown) => codeOf(e),
+        );
+      const [outcome] = await Promise.all([renewal, b.setDisabled(name, true, 'test')]);
+      outcomes.add(outcome);
+      assert.ok(outcome === 'renewed' || outcome === 'ERR_ISSUER_GATEWAY_DISABLED', outcome);
+      const gw = await (f.stores[1] as IssuerStore).get<GatewayRecord>(`gw/${name}`);
+      assert.is(gw?.disabled, true, `${name}: the disable survived (${outcome})`);
+      await rejects(async () => {
+        const again = await b.renewBegin(peer);
+        await a.renewFinish({ sessionId: again.sessionId, csr: keyAndCsr().csr }, peer);
+      }, 'ERR_ISSUER_GATEWAY_DISABLED');
+    }
+  } finally {
+    await f.close();
+  }
+});
+
+test('a revocation on replica A refuses renewal on replica B within 1 s; sequences are the store’s, in commit order', async () => {
+  const f = await fleet('revoke', 2);
+  try {
+    const [a, b] = f.replicas as [Issuer, Issuer];
+    const { peer } = await enroll(a, b, 'gw-r');
+    const rb = await b.renewBegin(peer);
+    const t0 = performance.now();
+    const { sequence } = await a.revoke('spiffe-id', `spiffe://${TD}/gateway/gw-r`, 'test');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      b.whenRevocationSeen(sequence),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('replica B did not see the revocation within 1 s')), 1000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    const lag = performance.now() - t0;
+    assert.ok(lag < 1000, `seen after ${lag.toFixed(0)} ms`);
+    await rejects(
+      () => b.renewFinish({ sessionId: rb.sessionId, csr: keyAndCsr().csr }, peer),
+      'ERR_ISSUER_REVOKED',
+    );
+    // Concurrent revocations on both replicas: distinct sequences, none lost, both feeds equal.
+    const many = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => at(f.replicas, i).revoke('serial', (0x1000 + i).toString(16))),
+    );
+    const seqs = many.map((m) => m.sequence).sort((x, y) => x - y);
+    assert.is(new Set(seqs).size, 20, 'no sequence given twice');
+    const last = seqs[seqs.length - 1] as number;
+    await Promise.all([a.whenRevocationSeen(last), b.whenRevocationSeen(last)]);
+    assert.equal(a.revocationFeed(0), b.revocationFeed(0));
+    assert.is(a.revocationFeed(0).entries.length, 21);
+  } finally {
+    await f.close();
+  }
+});
+
+test('audit ids are unique across replicas writing at the same millisecond', async () => {
+  const f = await fleet('audit', 3);
+  try {
+    await Promise.all(
+      Array.from({ length: 150 }, (_, i) =>
+        at(f.replicas, i).refuse('ERR_ISSUER_BAD_REQUEST', { address: `10.2.0.${i}` }, `probe ${i}`),
+      ),
+    );
+    const events = await (f.replicas[0] as Issuer).auditEvents(0, 1000);
+    const probes = events.filter((e) => e.detail?.startsWith('probe '));
+    assert.is(probes.length, 150, 'every event kept (a colliding key would overwrite one)');
+  } finally {
+    await f.close();
+  }
+});
+test.run();
