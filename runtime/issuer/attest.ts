@@ -56,7 +56,7 @@ export async function attestFinish(
   info.gateway = s.gateway;
   if (s.method !== req.method)
     throw new IssuerError('ERR_ISSUER_BAD_REQUEST', `session is for ${s.method}, not ${req.method}`);
-  core.limitGateway(s.gateway);
+  await core.limitGateway(s.gateway);
   const csr = parseCsr(req.csr);
   const caCsr = parseCsr(req.caCsr);
   const now = core.clock.now();

@@ -13,6 +13,7 @@ import { IssuerError } from '../errors.ts';
 import type { IssuedIdentity } from '../upstream/protocol.ts';
 import type { AuditLog } from './audit.ts';
 import type { CaSet } from './ca.ts';
+import type { RateLimiter } from './rate-limit.ts';
 import type { AuditEvent, GatewayRecord, ManifestRecord, SessionRecord } from './records.ts';
 import type { Revocations } from './revocations.ts';
 import type { ServerNamePolicy } from './server-names.ts';
@@ -70,7 +71,10 @@ export interface IssuerCore {
   consumeSession(id: string, kind: SessionRecord['kind']): Promise<SessionRecord>;
   /** A renewal session for `gw` (the next renewal's nonce), valid until `expiresAt`; not stored. */
   newRenewSession(gw: GatewayRecord, expiresAt: number): SessionRecord;
-  limitGateway(name: string): void;
+  /** Count a request for gateway `name` against its rate limit (ERR_ISSUER_RATE_LIMITED). */
+  limitGateway(name: string): Promise<void>;
+  /** The rate limiter (pruned with the rest). */
+  readonly limits: RateLimiter;
   checkName(name: string): void;
   /** Sign the gateway SVID (and the delegated CA when `caSpki` is given) and commit it all at once. */
   issue(

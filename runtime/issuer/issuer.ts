@@ -83,6 +83,8 @@ export interface IssuerOptions {
   };
   /** Told of every request's outcome (`code` 'ok' or the refusal's), for metrics (`metrics.ts`). */
   readonly observe?: (o: { op: string; method: string; code: string; ms: number }) => void;
+  /** How often this replica tries to prune (default 60 s; one replica at a time does it). */
+  readonly pruneIntervalMs?: number;
   /** Readiness checks of the composition root besides store, CA key and bundle (`readiness.ts`). */
   readonly readinessChecks?: readonly ReadinessCheck[];
 }
@@ -107,7 +109,12 @@ export class Issuer {
     this.#log = o.logger ?? nullLogger;
     this.#cas = cas;
     this.#rev = rev;
-    this.#limits = new RateLimiter(o.clock, o.rateLimit?.windowMs ?? 60_000);
+    // One process counts in memory; replicas on a shared store count through it (rate-limit.ts).
+    this.#limits = new RateLimiter(
+      o.clock,
+      o.rateLimit?.windowMs ?? 60_000,
+      o.store.kind === 'postgres' ? o.store : undefined,
+    );
     const core: IssuerCore = {
       trustDomain: o.trustDomain,
       store: o.store,
@@ -136,6 +143,7 @@ export class Issuer {
       newRenewSession: (gw, expiresAt) =>
         newRenewSession(o.random, o.methods.tpm?.pcrSelection, gw, expiresAt),
       limitGateway: (name) => this.#limitGateway(name),
+      limits: this.#limits,
       checkName,
       issue: (...a) => issueIdentity(core, ...a),
     };
@@ -156,6 +164,7 @@ export class Issuer {
       clock: o.clock,
       random: o.random,
       maxTtlMs: Math.max(svidTtl, MAX_OFFLINE_BUDGET_MS),
+      ...(o.logger === undefined ? {} : { logger: o.logger }),
       ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
     });
     const issuer = new Issuer(
@@ -324,11 +333,12 @@ export class Issuer {
 
   /** Why this issuer is not ready to serve; empty when it is. */
   readiness(): Promise<string[]> {
-    const active =
-      this.#o.nextCa !== undefined &&
-      this.#cas.signer.certificate.equals(Buffer.from(this.#o.nextCa.certificate))
-        ? this.#o.nextCa
-        : this.#o.ca;
+    let active: CaKeyPair;
+    try {
+      active = this.#cas.activeKeyPair().pair;
+    } catch (err) {
+      return Promise.resolve([`ca: ${(err as Error).message}`]);
+    }
     const closed: ReadinessCheck = {
       name: 'issuer',
       check: async () => {
@@ -357,8 +367,11 @@ export class Issuer {
     await this.#core.audit.write({ event: 'refuse', code, address: ctx.address, detail });
   }
 
-  /** Drop expired sessions, tokens, revocations and retired CAs. */
-  prune(): Promise<void> {
+  /**
+   * Drop expired sessions, tokens, revocations, rate-limit rows and retired CAs, unless another
+   * replica is doing it (the store's `prune` lock): `false` then.
+   */
+  prune(): Promise<boolean> {
     return prune(this.#core);
   }
 
@@ -367,6 +380,12 @@ export class Issuer {
     this.#closed = true;
     this.#pruneTimer?.cancel();
     await this.#rev.close();
+    await this.#cas.close();
+  }
+
+  /** Resolves once this replica has applied bundle sequence `sequence` (a CA change on any replica). */
+  whenBundleSequence(sequence: number): Promise<void> {
+    return this.#cas.whenSequence(sequence);
   }
 
   /** Resolves once this replica knows revocation `sequence` (committed by any replica). */
@@ -387,7 +406,7 @@ export class Issuer {
       this.#o.observe?.({ op, method: info.method ?? '', code, ms: this.#o.clock.now() - start });
     try {
       if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
-      const wait = this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
+      const wait = await this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
       if (wait !== undefined)
         throw new IssuerError('ERR_ISSUER_RATE_LIMITED', 'too many requests from this address', {
           retryAfterMs: wait,
@@ -406,8 +425,8 @@ export class Issuer {
     }
   }
 
-  #limitGateway(name: string): void {
-    const wait = this.#limits.take(`g:${name}`, this.#o.rateLimit?.perGateway ?? 10);
+  async #limitGateway(name: string): Promise<void> {
+    const wait = await this.#limits.take(`g:${name}`, this.#o.rateLimit?.perGateway ?? 10);
     if (wait !== undefined)
       throw new IssuerError('ERR_ISSUER_RATE_LIMITED', `too many requests for gateway ${name}`, {
         retryAfterMs: wait,
@@ -416,7 +435,7 @@ export class Issuer {
 
   #schedulePrune(): void {
     if (this.#closed) return;
-    this.#pruneTimer = this.#o.clock.setTimer('issuer-prune', 60_000, () => {
+    this.#pruneTimer = this.#o.clock.setTimer('issuer-prune', this.#o.pruneIntervalMs ?? 60_000, () => {
       this.prune()
         .catch((err: unknown) => this.#log.error('issuer prune failed', { error: String(err) }))
         .finally(() => this.#schedulePrune());

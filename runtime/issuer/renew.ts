@@ -42,7 +42,7 @@ export async function renewFinish(
   const s = await core.consumeSession(req.sessionId, 'renew');
   if (s.gateway !== gw.name)
     throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'renewal session belongs to another gateway');
-  core.limitGateway(gw.name);
+  await core.limitGateway(gw.name);
   const csr = parseCsr(req.csr);
   const caCsr = req.caCsr === undefined ? undefined : parseCsr(req.caCsr);
   const next = gw.method === 'tpm' ? { ...gw, firmware: tpmRenew(core, gw, s, req, csr.spki) } : gw;

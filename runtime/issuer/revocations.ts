@@ -24,7 +24,7 @@ import type { IssuerStore, StoreOp, StoreSubscription } from './store.ts';
 export const REVOCATION_CHANNEL = 'revocations';
 const SEQUENCE = 'revocation';
 /** How often the index re-reads the store without being told (backstop for a lost notification). */
-export const REVOCATION_POLL_MS = 5_000;
+export const REVOCATION_POLL_MS = 10_000;
 
 export class Revocations {
   readonly #store: IssuerStore;

@@ -6,6 +6,7 @@
  * sequence read once at start, a per-process audit counter, per-process rate limits, CA state
  * from each process's own options).
  */
+import { X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -33,7 +34,12 @@ interface Fleet {
 }
 
 /** `n` issuers on one fresh database, each with its own pool and randomness, one clock. */
-async function fleet(label: string, n: number, extra: Partial<IssuerOptions> = {}): Promise<Fleet> {
+async function fleet(
+  label: string,
+  n: number,
+  extra: Partial<IssuerOptions> = {},
+  o: { next?: boolean } = {},
+): Promise<Fleet & { next?: DevIssuerFiles }> {
   const db = await testDatabase(label);
   await migratePostgresStore({ url: db.url });
   const clock = new VirtualClock(Date.now());
@@ -45,6 +51,14 @@ async function fleet(label: string, n: number, extra: Partial<IssuerOptions> = {
     clock,
     random: testRandom(`${label}-dev`),
   });
+  const next =
+    o.next === true
+      ? await createDevIssuerFiles(join(mkdtempSync(join(tmpdir(), 'replicas-')), 'next'), {
+          trustDomain: TD,
+          clock,
+          random: testRandom(`${label}-next`),
+        })
+      : undefined;
   const stores: IssuerStore[] = [];
   const replicas: Issuer[] = [];
   for (let i = 0; i < n; i++) {
@@ -59,6 +73,9 @@ async function fleet(label: string, n: number, extra: Partial<IssuerOptions> = {
         random: testRandom(`${label}-replica-${i}`),
         methods: { joinToken: { enabled: true } },
         rateLimit: RELAXED,
+        // Pruning only when a test asks (its timer would race the test's own prune calls).
+        pruneIntervalMs: 7 * 86_400_000,
+        ...(next === undefined ? {} : { nextCa: next.ca }),
         ...extra,
       }),
     );
@@ -68,6 +85,7 @@ async function fleet(label: string, n: number, extra: Partial<IssuerOptions> = {
     stores,
     clock,
     dev,
+    ...(next === undefined ? {} : { next }),
     async close() {
       await Promise.all(replicas.map((r) => r.close()));
       await Promise.all(stores.map((s) => s.close()));
@@ -208,4 +226,118 @@ test('audit ids are unique across replicas writing at the same millisecond', asy
     await f.close();
   }
 });
+
+test('the per-address rate limit holds across replicas: 3 replicas allow the limit, not 3x', async () => {
+  const windowMs = 60_000;
+  const f = await fleet('ratelimit', 3, { rateLimit: { perAddress: 10, perGateway: 1000, windowMs } });
+  try {
+    const ctx = { address: '10.3.0.1' };
+    const ask = (i: number) =>
+      at(f.replicas, i)
+        .attestBegin({ method: 'join-token', token: `not-a-token-${i}` }, ctx)
+        .then(
+          () => 'ok',
+          (e: unknown) => codeOf(e),
+        );
+    // One after the other, round robin: exactly the limit passes (to the token check).
+    const sequential: string[] = [];
+    for (let i = 0; i < 15; i++) sequential.push(await ask(i));
+    assert.equal(sequential.slice(0, 10), Array(10).fill('ERR_ISSUER_TOKEN_INVALID'));
+    assert.equal(sequential.slice(10), Array(5).fill('ERR_ISSUER_RATE_LIMITED'));
+    // The next window, all at once over the replicas: never more than the limit.
+    await f.clock.advance(windowMs);
+    const burst = await Promise.all(Array.from({ length: 60 }, (_, i) => ask(i)));
+    assert.is(burst.filter((c) => c === 'ERR_ISSUER_TOKEN_INVALID').length, 10, 'exactly the limit passed');
+    assert.is(burst.filter((c) => c === 'ERR_ISSUER_RATE_LIMITED').length, 50);
+    // Pruning drops the rows of windows that are over, and only those.
+    await f.clock.advance(windowMs);
+    await ask(0);
+    const store = f.stores[0] as IssuerStore;
+    assert.is(await (f.replicas[1] as Issuer).prune(), true);
+    assert.is((await store.list('rl/')).length, 1, 'only the current window is left');
+  } finally {
+    await f.close();
+  }
+});
+
+test('pruning is a singleton job: a replica does not prune while another holds the lock', async () => {
+  const f = await fleet('prune', 2);
+  try {
+    const [a, b] = f.replicas as [Issuer, Issuer];
+    await a.createJoinToken('gw-p', 1000);
+    await f.clock.advance(2000);
+    const lock = await (f.stores[0] as IssuerStore).tryLock('prune');
+    assert.ok(lock !== undefined);
+    assert.is(await b.prune(), false, 'B sees the lock held');
+    assert.is((await (f.stores[1] as IssuerStore).list('token/')).length, 1, 'nothing pruned');
+    await lock.release();
+    assert.is(await b.prune(), true);
+    assert.is((await (f.stores[1] as IssuerStore).list('token/')).length, 0);
+    assert.is(await a.prune(), true, 'released after each run');
+  } finally {
+    await f.close();
+  }
+});
+
+/** Rejects when `p` has not resolved within `ms` (real time: the bound under test). */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} not within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+test('ca rotate on one replica is applied by the others: they sign with the next CA and serve one bundle', async () => {
+  const f = await fleet('carotate', 3, {}, { next: true });
+  try {
+    const [a, b, c] = f.replicas as [Issuer, Issuer, Issuer];
+    const old = new X509Certificate(Buffer.from(f.dev.ca.certificate));
+    const nextCa = new X509Certificate(Buffer.from((f.next as DevIssuerFiles).ca.certificate));
+    const before = await enroll(b, c, 'gw-c1');
+    assert.ok(new X509Certificate(Buffer.from(before.id.svidChain[0] as Uint8Array)).verify(old.publicKey));
+    const seq0 = a.bundle().sequence;
+    assert.is(b.bundle().sequence, seq0, 'one bundle sequence across replicas');
+    await a.rotateCa('test');
+    const seq1 = a.bundle().sequence;
+    assert.ok(seq1 > seq0, 'the rotation is a new bundle sequence');
+    await within(
+      Promise.all([b.whenBundleSequence(seq1), c.whenBundleSequence(seq1)]),
+      1000,
+      'rotation seen',
+    );
+    for (const r of [b, c]) {
+      assert.is(r.bundle().json, a.bundle().json, 'the same bundle everywhere');
+      assert.ok(r.caCertificate.equals(nextCa.raw), 'the next CA signs');
+    }
+    const after = await enroll(c, b, 'gw-c2');
+    const svid = new X509Certificate(Buffer.from(after.id.svidChain[0] as Uint8Array));
+    assert.ok(svid.verify(nextCa.publicKey), 'issued after the rotation: signed by the next CA');
+    assert.is(after.id.bundleSequence, seq1);
+    // The retired CA stays in the bundle (what it signed is still valid).
+    assert.ok(a.roots().some((r) => r.raw.equals(old.raw)));
+    // A replica started afterwards with the old configuration follows the store, not its config.
+    const late = await Issuer.create({
+      trustDomain: TD,
+      store: f.stores[0] as IssuerStore,
+      ca: f.dev.ca,
+      nextCa: (f.next as DevIssuerFiles).ca,
+      clock: f.clock,
+      random: testRandom('carotate-late'),
+      methods: { joinToken: { enabled: true } },
+      rateLimit: RELAXED,
+    });
+    try {
+      assert.ok(late.caCertificate.equals(nextCa.raw));
+      assert.is(late.bundle().sequence, seq1);
+    } finally {
+      await late.close();
+    }
+  } finally {
+    await f.close();
+  }
+});
+
 test.run();
