@@ -5,7 +5,8 @@
  *
  * One process (LevelDB) counts in memory. Replicas (PostgreSQL) count through the store, so N
  * replicas do not allow N times the limit: each request adds a row `rl/{window}/{key}/{n}` whose
- * `n` the store assigns in that batch (`put-next`; commit order is sequence order), then counts
+ * `n` the store assigns in that batch (`put-next` on one of 64 sequences chosen by the key's hash;
+ * commit order is sequence order), then counts
  * the key's rows of the window before its own (at most `limit` read): that is exactly how many
  * requests for the key committed before it, on any replica. It is allowed when that is below
  * `limit`: exactly `limit` requests per key and window pass, whatever the interleaving. Once a
@@ -18,11 +19,18 @@
  * const wait = await limits.take(`a:${ip}`, 30); // undefined when allowed, else ms to wait
  * ```
  */
+import { createHash } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
 import type { IssuerStore } from './store.ts';
 
 const PREFIX = 'rl/';
-const SEQUENCE = 'ratelimit';
+/**
+ * Keys are spread over this many store sequences (by a hash of the key): a key's rows all come
+ * from one sequence, which is all the count needs, and unrelated keys do not queue on one row.
+ */
+const SEQUENCES = 64;
+const sequenceOf = (key: string): string =>
+  `ratelimit-${createHash('sha256').update(key).digest().readUInt16BE(0) % SEQUENCES}`;
 const pad = (n: number): string => String(n).padStart(15, '0');
 
 export class RateLimiter {
@@ -59,7 +67,7 @@ export class RateLimiter {
     if (n > limit + 1) return wait;
     const prefix = `${PREFIX}${pad(window)}/${key}/`;
     const { sequences } = await store.batch([
-      { type: 'put-next', sequence: SEQUENCE, key: (s) => prefix + pad(s), value: () => 1 },
+      { type: 'put-next', sequence: sequenceOf(key), key: (s) => prefix + pad(s), value: () => 1 },
     ]);
     const mine = prefix + pad(sequences[0] ?? 0);
     const before = (await store.list(prefix, { lt: mine, limit })).length;
