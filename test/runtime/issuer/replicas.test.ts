@@ -18,7 +18,7 @@ import type { IssuerStore } from '../../../runtime/issuer/store.ts';
 import { migratePostgresStore, openPostgresStore } from '../../../runtime/issuer/store-postgres.ts';
 import type { IssuedIdentity } from '../../../runtime/upstream/protocol.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
-import { stopTestCluster, testDatabase } from '../../helpers/postgres.ts';
+import { startPostgres, stopTestCluster, testDatabase } from '../../helpers/postgres.ts';
 import { rejects } from '../../helpers/rejects.ts';
 import { testRandom } from '../../helpers/seed.ts';
 import { keyAndCsr, TD } from './harness.ts';
@@ -337,6 +337,74 @@ test('ca rotate on one replica is applied by the others: they sign with the next
     }
   } finally {
     await f.close();
+  }
+});
+
+/** `fn` again while it fails with ERR_ISSUER_STORE_UNAVAILABLE (each pooled connection that died fails once). */
+async function afterOutage<T>(fn: () => Promise<T>, tries = 20): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (codeOf(e) !== 'ERR_ISSUER_STORE_UNAVAILABLE' || i >= tries) throw e;
+    }
+  }
+}
+
+test('PostgreSQL restarted under running replicas: they recover without a restart; a revocation made right after reaches the other replica (resync)', async () => {
+  const cluster = await startPostgres();
+  const stores: IssuerStore[] = [];
+  const replicas: Issuer[] = [];
+  try {
+    await cluster.sql('CREATE DATABASE replicas_restart');
+    const url = cluster.url('replicas_restart');
+    await migratePostgresStore({ url });
+    const clock = new VirtualClock(Date.now());
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dev = await createDevIssuerFiles(join(mkdtempSync(join(tmpdir(), 'replicas-')), 'dev'), {
+      trustDomain: TD,
+      clock,
+      random: testRandom('restart-dev'),
+    });
+    for (let i = 0; i < 2; i++) {
+      const store = await openPostgresStore({ url, poolSize: 4 });
+      stores.push(store);
+      replicas.push(
+        await Issuer.create({
+          trustDomain: TD,
+          store,
+          ca: dev.ca,
+          clock,
+          random: testRandom(`restart-${i}`),
+          methods: { joinToken: { enabled: true } },
+          rateLimit: RELAXED,
+          pruneIntervalMs: 7 * 86_400_000,
+        }),
+      );
+    }
+    const [a, b] = replicas as [Issuer, Issuer];
+    const one = await enroll(a, b, 'gw-x1');
+    const two = await enroll(b, a, 'gw-x2');
+    await cluster.restart();
+    // Right after the restart, before B's listener is back: only the resync can tell B.
+    const { sequence } = await afterOutage(() =>
+      a.revoke('spiffe-id', `spiffe://${TD}/gateway/gw-x1`, 'test'),
+    );
+    await within(b.whenRevocationSeen(sequence), 10_000, 'revocation after the restart seen by B');
+    await rejects(() => afterOutage(() => b.renewBegin(one.peer)), 'ERR_ISSUER_REVOKED');
+    const renewed = await afterOutage(async () => {
+      const rb = await b.renewBegin(two.peer);
+      return b.renewFinish({ sessionId: rb.sessionId, csr: keyAndCsr().csr }, two.peer);
+    });
+    assert.is(renewed.spiffeId, `spiffe://${TD}/gateway/gw-x2`);
+    assert.equal(await afterOutage(() => a.readiness()), []);
+    assert.equal(await afterOutage(() => b.readiness()), []);
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await Promise.all(stores.map((s) => s.close()));
+    await cluster.stop();
   }
 });
 
