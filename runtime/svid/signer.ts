@@ -4,7 +4,8 @@
  * version, signature algorithm, issuer Name, AKI, basic constraints, key usage, EKU — is
  * DER-encoded once when the signer is built; each certificate then only encodes serial,
  * validity, subject CN, URI SAN, SPKI and SKI, concatenates, and signs the TBSCertificate with
- * `node:crypto`. No certificate object model on the hot path.
+ * `node:crypto`. No certificate object model on the hot path. `createCaSigner` is the same
+ * template signer over the `CaKey` seam (ca-key.ts: software or TPM key; asynchronous signature).
  *
  * Rules enforced here (SPIFFE X509-SVID §4-5, RFC 5280): exactly one URI SAN; subject CN = the
  * SPIFFE ID's last segment (mosquitto's `use_identity_as_username` reads it), except on a leaf
@@ -26,6 +27,7 @@ import type { Random } from '../core/random.ts';
 import { SvidError } from '../errors.ts';
 import { bitString, explicit, oid, seq, TAG, time, tlv, uint } from '../spiffe/der.ts';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.ts';
+import type { CaKey } from './ca-key.ts';
 import { parseCertificate, serialHex } from './certificate.ts';
 import {
   authorityKeyId,
@@ -42,8 +44,12 @@ import {
   subjectKeyId,
 } from './extensions.ts';
 
-/** `svid`: an X.509-SVID leaf (gateway or device). `device-ca`: a delegated CA, pathLen 0. */
-export type Profile = 'svid' | 'device-ca';
+/**
+ * `svid`: an X.509-SVID leaf (gateway or device). `device-ca`: a delegated CA, pathLen 0.
+ * `server`: the gateway's local server certificate under its delegated CA: EKU serverAuth only,
+ * for exactly the signer's `serverId` (the CA's own ID), never a client identity.
+ */
+export type Profile = 'svid' | 'device-ca' | 'server';
 
 export interface SignRequest {
   readonly profile: Profile;
@@ -55,7 +61,7 @@ export interface SignRequest {
   /** Big-endian serial; default: 16 random bytes, positive. */
   readonly serial?: Uint8Array;
   /**
-   * `svid` only: DNS names and IP addresses the subject serves TLS under (the gateway's broker),
+   * `svid` and `server` only: DNS names and IP addresses the subject serves TLS under (the gateway's broker),
    * added as SANs after the one URI SAN (SPIFFE X509-SVID §2 allows other SAN types). The caller
    * checks them against its policy; here they are only checked to be well formed.
    */
@@ -98,8 +104,10 @@ export interface SignerOptions {
   readonly random: Random;
   /** When set, IDs must start with `<scope>/` (the agent: `<gateway ID>/device/`). */
   readonly scope?: string;
-  /** Profiles this signer may produce; default both. A delegated CA may only sign `svid`. */
+  /** Profiles this signer may produce; default `svid` and `device-ca`. A delegated CA signs `svid` and `server`. */
   readonly profiles?: readonly Profile[];
+  /** The one ID a `server` certificate may carry (the delegated CA's own ID); required for `server`. */
+  readonly serverId?: string;
 }
 
 /** TBSCertificate `version [0] EXPLICIT v3`. */
@@ -109,6 +117,7 @@ const PROFILE_EXTENSIONS: Record<Profile, (td: string) => Buffer[]> = {
   svid: () => [basicConstraints(false), keyUsage([0]), extKeyUsage(OID.serverAuth, OID.clientAuth)],
   // + the per-CA name constraints (`delegatedCaConstraints`)
   'device-ca': () => [basicConstraints(true, 0), keyUsage([5, 6])],
+  server: () => [basicConstraints(false), keyUsage([0]), extKeyUsage(OID.serverAuth)],
 };
 
 /**
@@ -174,8 +183,66 @@ export function createSigner(opts: SignerOptions): SvidSigner {
     throw new SvidError('ERR_SVID_SIGNER', 'signing certificate is not a CA (basicConstraints cA false)');
   if (!x509.checkPrivateKey(opts.privateKey))
     throw new SvidError('ERR_SVID_SIGNER', 'private key does not match the CA certificate');
-  const parts = parseCertificate(certificate);
   const alg = signatureAlgorithm(opts.privateKey);
+  const t = tbsTemplate(opts, certificate, alg);
+  const signer: SvidSigner = {
+    certificate,
+    trustDomain: opts.trustDomain,
+    notAfter: t.notAfter,
+    sign: (req) => signer.issue(req).der,
+    issue(req) {
+      const b = t.build(req);
+      return { ...b.facts, der: signTbs(b.tbs, opts.privateKey, alg) };
+    },
+  };
+  return signer;
+}
+
+/** A signer whose CA key sits behind the `CaKey` seam (software or TPM): signing is asynchronous. */
+export interface AsyncSvidSigner {
+  readonly certificate: Buffer;
+  readonly trustDomain: string;
+  readonly notAfter: number;
+  readonly key: CaKey;
+  /** Sign one certificate; returns its DER with its serial and validity. */
+  issue(request: SignRequest): Promise<SignedCertificate>;
+}
+
+export type CaSignerOptions = Omit<SignerOptions, 'privateKey'> & { readonly key: CaKey };
+
+/**
+ * The same DER-template signer over a `CaKey`: the TBSCertificate is built exactly as
+ * `createSigner` builds it; only the signature call goes through the seam.
+ */
+export function createCaSigner(opts: CaSignerOptions): AsyncSvidSigner {
+  const certificate = Buffer.from(opts.certificate);
+  const x509 = new X509Certificate(certificate);
+  if (!x509.ca)
+    throw new SvidError('ERR_SVID_SIGNER', 'signing certificate is not a CA (basicConstraints cA false)');
+  if (!x509.publicKey.export({ format: 'der', type: 'spki' }).equals(opts.key.spki))
+    throw new SvidError('ERR_SVID_SIGNER', 'CA key does not match the CA certificate');
+  const alg = signatureAlgorithm(opts.key.publicKey);
+  const t = tbsTemplate(opts, certificate, alg);
+  return {
+    certificate,
+    trustDomain: opts.trustDomain,
+    notAfter: t.notAfter,
+    key: opts.key,
+    async issue(req) {
+      const b = t.build(req);
+      const sig = await opts.key.sign(b.tbs);
+      return { ...b.facts, der: seq(b.tbs, alg.algId, bitString(sig)) };
+    },
+  };
+}
+
+/** What is constant per CA and profile is encoded once; `build` encodes the rest of one TBSCertificate. */
+function tbsTemplate(
+  opts: Omit<SignerOptions, 'privateKey'>,
+  certificate: Buffer,
+  alg: { algId: Buffer; hash: string },
+): { notAfter: number; build(req: SignRequest): { tbs: Buffer; facts: Omit<SignedCertificate, 'der'> } } {
+  const parts = parseCertificate(certificate);
   const ski = parts.subjectKeyId ?? keyIdentifier(parts.spki);
   const td = opts.trustDomain;
   const allowed = new Set<Profile>(opts.profiles ?? ['svid', 'device-ca']);
@@ -185,20 +252,21 @@ export function createSigner(opts: SignerOptions): SvidSigner {
   for (const p of allowed)
     constExts.set(p, Buffer.concat([...PROFILE_EXTENSIONS[p](td), authorityKeyId(ski)]));
   const scope = opts.scope === undefined ? undefined : `${opts.scope}/`;
-
-  const signer: SvidSigner = {
-    certificate,
-    trustDomain: td,
+  if (allowed.has('server') && opts.serverId === undefined)
+    throw new TypeError('a signer of server certificates needs serverId');
+  return {
     notAfter: parts.notAfter,
-    sign: (req) => signer.issue(req).der,
-    issue(req) {
+    build(req) {
       const fixed = constExts.get(req.profile);
       if (fixed === undefined)
         throw new SvidError('ERR_SVID_SIGNER', `this CA may not sign a ${req.profile}`);
       const id = signableId(req.spiffeId);
       if (id.trustDomain !== td)
         throw new SvidError('ERR_SVID_ID_INVALID', `${req.spiffeId} is not in trust domain ${td}`);
-      if (scope !== undefined && !req.spiffeId.startsWith(scope))
+      if (req.profile === 'server') {
+        if (req.spiffeId !== opts.serverId)
+          throw new SvidError('ERR_SVID_ID_INVALID', `a server certificate is only for ${opts.serverId}`);
+      } else if (scope !== undefined && !req.spiffeId.startsWith(scope))
         throw new SvidError('ERR_SVID_ID_INVALID', `${req.spiffeId} is outside this CA's scope ${scope}`);
       const cn = id.segments[id.segments.length - 1];
       if (cn === undefined || cn.length > 64)
@@ -207,14 +275,15 @@ export function createSigner(opts: SignerOptions): SvidSigner {
       const notAfter = Math.min(req.notAfter, parts.notAfter);
       if (notAfter <= notBefore)
         throw new SvidError('ERR_SVID_SIGNER', 'the signing CA has expired for this window');
-      if (req.serverNames !== undefined && req.serverNames.length > 0 && req.profile !== 'svid')
+      if (req.serverNames !== undefined && req.serverNames.length > 0 && req.profile === 'device-ca')
         throw new SvidError('ERR_SVID_SIGNER', 'server names belong on an SVID, not on a CA');
       const constraints =
         req.profile === 'device-ca' ? [delegatedCaConstraints(td, req.permittedServerNames ?? [])] : [];
       const extraNames = (req.serverNames ?? []).map(serverGeneralName);
       const spki = Buffer.from(req.spki);
-      const noCn = req.profile === 'svid' && cn.includes('.');
-      const subject = noCn ? seq() : req.profile === 'svid' ? name(cn) : name(cn, 'edgeward device CA');
+      // A leaf whose CN would look like a DNS name has none (the CA's DNS name constraints apply to it).
+      const noCn = req.profile !== 'device-ca' && cn.includes('.');
+      const subject = noCn ? seq() : req.profile === 'device-ca' ? name(cn, 'edgeward device CA') : name(cn);
       const san = noCn ? criticalSubjectAltName : subjectAltName;
       const serial = req.serial ?? randomSerial(opts.random);
       const tbs = tlv(
@@ -236,15 +305,16 @@ export function createSigner(opts: SignerOptions): SvidSigner {
         ),
       );
       return {
-        der: signTbs(tbs, opts.privateKey, alg),
-        serialHex: serialHex(serial),
-        // time() encodes whole seconds.
-        notBefore: Math.floor(notBefore / 1000) * 1000,
-        notAfter: Math.floor(notAfter / 1000) * 1000,
+        tbs,
+        facts: {
+          serialHex: serialHex(serial),
+          // time() encodes whole seconds.
+          notBefore: Math.floor(notBefore / 1000) * 1000,
+          notAfter: Math.floor(notAfter / 1000) * 1000,
+        },
       };
     },
   };
-  return signer;
 }
 
 const DNS_RE =
