@@ -227,7 +227,7 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_STORE_CONFLICT'
   /** The issuer's database cannot be reached (at start: exit; while running: 503, the agent tries another replica). */
   | 'ERR_ISSUER_STORE_UNAVAILABLE'
-  /** The database refused the issuer's credentials (wrong password, no passwordFile, no pg_hba.conf entry). */
+  /** The database refused the issuer's credentials (wrong password, no passwordFile, no pg_hba.conf entry), or its TLS certificate does not verify. */
   | 'ERR_ISSUER_STORE_AUTH'
   /** A `store.postgres.url` that is not a usable PostgreSQL URL (or carries a password). */
   | 'ERR_ISSUER_STORE_URL'

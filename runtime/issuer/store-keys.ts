@@ -26,6 +26,20 @@ function checkString(what: string, s: unknown): asserts s is string {
   if (s.includes('\u0000')) throw new TypeError(`${what} contains U+0000`);
 }
 
+/**
+ * Whether `key` could be stored at all. Reads take any string (a key built from a request may
+ * hold anything): one that could never have been written is simply absent.
+ */
+export function possibleKey(key: unknown): boolean {
+  if (typeof key !== 'string') throw new TypeError('store key must be a string');
+  return (
+    key.length > 0 &&
+    !/[\uD800-\uDFFF]/u.test(key) &&
+    !key.includes('\u0000') &&
+    Buffer.byteLength(key) <= MAX_KEY_BYTES
+  );
+}
+
 export function checkKey(key: unknown, write = false): asserts key is string {
   checkString('store key', key);
   if (key.length === 0) throw new TypeError('store key is empty');
@@ -37,6 +51,13 @@ export function checkKey(key: unknown, write = false): asserts key is string {
 export function checkName(what: string, name: unknown): asserts name is string {
   if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) {
     throw new TypeError(`${what} must match [a-z0-9][a-z0-9._-]{0,62}`);
+  }
+}
+
+/** A sequence block size: 1 to 1,000,000. */
+export function checkCount(count: unknown): asserts count is number {
+  if (!Number.isSafeInteger(count) || (count as number) < 1 || (count as number) > 1_000_000) {
+    throw new TypeError('store sequence count must be an integer from 1 to 1000000');
   }
 }
 
@@ -71,7 +92,7 @@ export function listBounds(
   o: ListOptions,
 ): { lower: string; lowerInclusive: boolean; upper: string | undefined } {
   if (typeof prefix !== 'string') throw new TypeError('store prefix must be a string');
-  if (prefix !== '') checkString('store prefix', prefix);
+
   if (o.gt !== undefined) checkString('store gt', o.gt);
   if (o.lt !== undefined) checkString('store lt', o.lt);
   if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 0)) {
@@ -98,6 +119,7 @@ export function planBatch(ops: readonly StoreOp[]): PlannedBatch {
   const writes = new Map<string, { value: unknown } | undefined>();
   const next: Extract<StoreOp, { type: 'put-next' }>[] = [];
   const notify: { channel: string; payload: string }[] = [];
+  let impossible: StoreCondition | undefined;
   for (const op of ops) {
     switch (op?.type) {
       case 'put':
@@ -113,15 +135,13 @@ export function planBatch(ops: readonly StoreOp[]): PlannedBatch {
         break;
       case 'absent':
       case 'present':
-        checkKey(op.key);
-        conditions.push(op);
-        break;
       case 'version':
-        checkKey(op.key);
-        if (!Number.isSafeInteger(op.version) || op.version < 0) {
+        if (op.type === 'version' && (!Number.isSafeInteger(op.version) || op.version < 0)) {
           throw new TypeError('store version must be a non-negative integer');
         }
-        conditions.push(op);
+        // A key that could never be written is absent: decided here, never sent to a backend.
+        if (possibleKey(op.key) && !isReserved(op.key)) conditions.push(op);
+        else if (op.type !== 'absent') impossible ??= op;
         break;
       case 'put-next':
         checkName('store sequence', op.sequence);
@@ -144,6 +164,7 @@ export function planBatch(ops: readonly StoreOp[]): PlannedBatch {
         throw new TypeError(`unknown store op ${String((op as { type?: unknown })?.type)}`);
     }
   }
+  if (impossible !== undefined) throw conflict(impossible, undefined);
   return { conditions, writes, next, notify };
 }
 

@@ -29,7 +29,7 @@ import { STORE_SCHEMA_VERSION } from './store.ts';
 import {
   cbor,
   checkChannel,
-  checkKey,
+  checkCount,
   checkName,
   closedError,
   conflict,
@@ -37,6 +37,7 @@ import {
   isReserved,
   listBounds,
   planBatch,
+  possibleKey,
   RESERVED_PREFIX,
   resolveNext,
 } from './store-keys.ts';
@@ -122,7 +123,7 @@ class LevelStore implements IssuerStore {
 
   async getEntry<T>(key: string): Promise<StoreEntry<T> | undefined> {
     this.#open();
-    checkKey(key);
+    if (!possibleKey(key)) return undefined;
     if (isReserved(key)) return undefined;
     const raw = await this.#db.get(key);
     return raw === undefined ? undefined : decode<T>(raw);
@@ -183,12 +184,17 @@ class LevelStore implements IssuerStore {
 
   async list<T>(prefix: string, o: ListOptions = {}): Promise<[string, T][]> {
     this.#open();
+    if (typeof prefix !== 'string') throw new TypeError('store prefix must be a string');
+    if (prefix !== '' && !possibleKey(prefix)) return [];
     const b = listBounds(prefix, o);
     const out: [string, T][] = [];
     if (o.limit === 0) return out;
+    // The store's own keys live under meta/: only a listing that may reach them counts itself.
+    const mayHitReserved = 'meta/'.startsWith(prefix) || prefix.startsWith('meta/');
     const range = {
       ...(b.lowerInclusive ? { gte: b.lower } : { gt: b.lower }),
       ...(b.upper === undefined ? {} : { lt: b.upper }),
+      ...(o.limit === undefined || mayHitReserved ? {} : { limit: o.limit }),
       reverse: o.reverse ?? false,
     };
     for await (const [k, v] of this.#db.iterator(range)) {
@@ -199,15 +205,17 @@ class LevelStore implements IssuerStore {
     return out;
   }
 
-  nextSequence(name: string): Promise<number> {
+  async nextSequence(name: string, count = 1): Promise<number> {
     this.#open();
     checkName('store sequence', name);
+    checkCount(count);
     return this.#exclusive(async () => {
       this.#open();
-      const n = (await this.#sequence(name)) + 1;
-      await this.#db.put(seqKey(name), cbor.encode(n));
-      this.#sequences.set(name, n);
-      return n;
+      const first = (await this.#sequence(name)) + 1;
+      const last = first + count - 1;
+      await this.#db.put(seqKey(name), cbor.encode(last));
+      this.#sequences.set(name, last);
+      return first;
     });
   }
 

@@ -186,6 +186,15 @@ export function storeError(err: unknown, where: string): unknown {
   }
   if (code === '3D000') return typed('ERR_ISSUER_STORE_UNAVAILABLE', 'no such database');
   if (
+    /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME_INVALID|HOSTNAME_MISMATCH/.test(code) ||
+    /does not support SSL/.test(message)
+  ) {
+    return typed(
+      'ERR_ISSUER_STORE_AUTH',
+      "the database's TLS certificate does not verify (caFile, host name)",
+    );
+  }
+  if (
     /Connection terminated|timeout exceeded when trying to connect|connection error|Client was closed|not queryable/i.test(
       message,
     )

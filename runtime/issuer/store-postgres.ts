@@ -42,12 +42,13 @@ import type {
 import {
   cbor,
   checkChannel,
-  checkKey,
+  checkCount,
   checkName,
   closedError,
   conflict,
   listBounds,
   planBatch,
+  possibleKey,
   resolveNext,
 } from './store-keys.ts';
 import { clientConfig, type PostgresConnectOptions, storeError } from './store-postgres-connect.ts';
@@ -82,6 +83,25 @@ class Client extends pg.Client {
     );
     return undefined;
   }
+}
+
+/** The types of apply_batch's arguments, in order. */
+const APPLY_TYPES = ['bigint', 'text', 'text', 'bigint', 'text', 'bytea', 'text', 'text', 'text'] as const;
+
+/** One argument of apply_batch as an SQL literal array of `type`. */
+function sqlArray(a: unknown, i: number): string {
+  const type = APPLY_TYPES[i] as (typeof APPLY_TYPES)[number];
+  const lit = (x: unknown): string => {
+    if (x === null) return 'NULL';
+    if (type === 'bigint') {
+      const t = String(x);
+      if (!/^-?\d{1,20}$/.test(t)) throw new TypeError(`not an integer: ${t}`);
+      return t;
+    }
+    if (type === 'bytea') return `'\\x${(x as Buffer).toString('hex')}'`;
+    return pg.escapeLiteral(x as string);
+  };
+  return `ARRAY[${(a as readonly unknown[]).map(lit).join(', ')}]::${type}[]`;
 }
 
 /** The advisory lock id of a key: the first 8 bytes of its SHA-256, as a signed 64-bit integer. */
@@ -134,7 +154,7 @@ class PostgresStore implements IssuerStore {
 
   async getEntry<T>(key: string): Promise<StoreEntry<T> | undefined> {
     this.#open();
-    checkKey(key);
+    if (!possibleKey(key)) return undefined;
     const r = await this.#query<{ value: Buffer; version: string }>(
       'SELECT value, version FROM edgeward.kv WHERE key = $1',
       [key],
@@ -147,6 +167,8 @@ class PostgresStore implements IssuerStore {
 
   async list<T>(prefix: string, o: ListOptions = {}): Promise<[string, T][]> {
     this.#open();
+    if (typeof prefix !== 'string') throw new TypeError('store prefix must be a string');
+    if (prefix !== '' && !possibleKey(prefix)) return [];
     const b = listBounds(prefix, o);
     if (o.limit === 0) return [];
     const values: unknown[] = [b.lower];
@@ -164,15 +186,16 @@ class PostgresStore implements IssuerStore {
     return r.rows.map((row) => [row.key, cbor.decode(row.value) as T]);
   }
 
-  async nextSequence(name: string): Promise<number> {
+  async nextSequence(name: string, count = 1): Promise<number> {
     this.#open();
     checkName('store sequence', name);
+    checkCount(count);
     const r = await this.#query<{ value: string }>(
-      `INSERT INTO edgeward.sequences (name, value) VALUES ($1, 1)
-       ON CONFLICT (name) DO UPDATE SET value = edgeward.sequences.value + 1 RETURNING value`,
-      [name],
+      `INSERT INTO edgeward.sequences (name, value) VALUES ($1, $2)
+       ON CONFLICT (name) DO UPDATE SET value = edgeward.sequences.value + EXCLUDED.value RETURNING value`,
+      [name, count],
     );
-    return Number(r.rows[0]?.value);
+    return Number(r.rows[0]?.value) - count + 1;
   }
 
   async batch(ops: readonly StoreOp[]): Promise<BatchResult> {
@@ -213,7 +236,7 @@ class PostgresStore implements IssuerStore {
           const v = r.rows[0]?.version;
           return { version: v == null ? undefined : Number(v), sequences: [] };
         }
-        return await this.#withNext(plan, args, APPLY);
+        return await this.#withNext(plan, args);
       } catch (err) {
         const code = (err as { code?: unknown }).code;
         if (code === 'EW409') {
@@ -227,10 +250,16 @@ class PostgresStore implements IssuerStore {
     }
   }
 
+  /**
+   * A batch with put-next, in two round trips: `BEGIN; allocate` (the sequences' rows stay locked
+   * to commit), then the keys built in JS and `SELECT apply_batch(...); COMMIT` as one simple
+   * query. Both are literal SQL (simple protocol: several statements, no parameters): sequence
+   * names are [a-z0-9._-], numbers are numbers, values are hex bytea, every string goes through
+   * pg's escapeLiteral.
+   */
   async #withNext(
     plan: ReturnType<typeof planBatch>,
     args: (w: Map<string, { value: unknown } | undefined>) => unknown[],
-    apply: string,
   ): Promise<BatchResult> {
     const counts = new Map<string, number>();
     for (const op of plan.next) counts.set(op.sequence, (counts.get(op.sequence) ?? 0) + 1);
@@ -238,18 +267,17 @@ class PostgresStore implements IssuerStore {
     const client = await this.#pool.connect();
     let broken = false;
     try {
-      await client.query('BEGIN');
       try {
-        const r = await client.query<{ name: string; value: string }>(
-          `INSERT INTO edgeward.sequences (name, value)
-             SELECT t.n, t.c FROM unnest($1::text[], $2::bigint[]) AS t(n, c) ORDER BY t.n
+        const rows = names.map((n) => `('${n}', ${counts.get(n)})`).join(', ');
+        const results = (await client.query(
+          `BEGIN; INSERT INTO edgeward.sequences (name, value) VALUES ${rows}
            ON CONFLICT (name) DO UPDATE SET value = edgeward.sequences.value + EXCLUDED.value
            RETURNING name, value`,
-          [names, names.map((n) => counts.get(n))],
-        );
+        )) as unknown as pg.QueryResult<{ name: string; value: string }>[];
         const nextOf = new Map<string, number>();
-        for (const row of r.rows)
+        for (const row of results[1]?.rows ?? []) {
           nextOf.set(row.name, Number(row.value) - (counts.get(row.name) as number) + 1);
+        }
         const writes = new Map(plan.writes);
         const sequences: number[] = [];
         for (const op of plan.next) {
@@ -260,9 +288,10 @@ class PostgresStore implements IssuerStore {
           writes.delete(key);
           writes.set(key, { value });
         }
-        const a = await client.query<{ version: string | null }>(apply, args(writes));
-        await client.query('COMMIT');
-        const v = a.rows[0]?.version;
+        const applied = (await client.query(
+          `SELECT edgeward.apply_batch(${args(writes).map(sqlArray).join(', ')}) AS version; COMMIT`,
+        )) as unknown as pg.QueryResult<{ version: string | null }>[];
+        const v = applied[0]?.rows[0]?.version;
         return { version: v == null ? undefined : Number(v), sequences };
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {

@@ -14,11 +14,13 @@
  *   not hold fails the whole batch with `ERR_ISSUER_STORE_CONFLICT` and nothing is written, so
  *   the caller can re-read and retry, or refuse. Single use is `[{ type: 'present', key }, { type:
  *   'del', key }]`: of two batches racing to consume a key, exactly one succeeds.
- * - Sequences are assigned by the store: `nextSequence(name)`, or a `put-next` op that allocates
- *   the next value of a named sequence and writes a key built from it in the same batch. Values
- *   start at 1, never repeat, and batches allocating from one sequence commit in sequence order
- *   (a reader that has seen N has seen every value below N that will ever be committed, except
- *   those of batches that failed).
+ * - Sequences are assigned by the store: `nextSequence(name, count?)`, or a `put-next` op that
+ *   allocates the next value of a named sequence and writes a key built from it in the same batch.
+ *   Values start at 1 and never repeat; batches allocating from one sequence commit in sequence
+ *   order, with no gaps (a reader that has seen N has seen every put-next value below N). That
+ *   order costs: on PostgreSQL, put-next batches of one sequence run one at a time (the sequence's
+ *   row is held until commit). Use put-next where commit order matters (revocations), and
+ *   `nextSequence(name, 100)` blocks for ids that only need to be unique (audit records).
  * - Keys are well-formed Unicode strings without U+0000, at most 1024 UTF-8 bytes, ordered by
  *   their UTF-8 bytes (= code point order; LevelDB's order, and `COLLATE "C"` in SQL). Keys under
  *   `meta/store/` (and `meta/schema`) belong to the store: batches may not write them and
@@ -115,8 +117,11 @@ export interface IssuerStore {
   batch(ops: readonly StoreOp[]): Promise<BatchResult>;
   /** Entries whose key starts with `prefix` (or equals it), in byte order, within `gt`/`lt`. */
   list<T>(prefix: string, options?: ListOptions): Promise<[string, T][]>;
-  /** The next value of a named sequence (1, 2, ...), on its own. */
-  nextSequence(name: string): Promise<number>;
+  /**
+   * The next value of a named sequence (1, 2, ...), on its own; with `count`, the first of `count`
+   * consecutive values reserved at once (a block of ids that only need to be unique, e.g. audit).
+   */
+  nextSequence(name: string, count?: number): Promise<number>;
   /** Messages published by `notify` ops on `channel` (lowercase letters, digits, `_`). */
   subscribe(channel: string, listener: (event: StoreEvent) => void): Promise<StoreSubscription>;
   /** A named lock for a singleton job, or `undefined` when someone else holds it. */

@@ -2,7 +2,8 @@
  * A throw-away PostgreSQL cluster for tests: `initdb --no-sync` into a temp dir (as the
  * `postgres` user when the tests run as root: initdb and postgres refuse root), the Unix socket
  * in that dir, `fsync=off`, no TCP unless asked (`listen_addresses='127.0.0.1'`), and stopped by
- * the postmaster's PID (SIGINT at the end, SIGQUIT from a process `exit` handler).
+ * the postmaster's PID (SIGINT at the end, SIGQUIT from a process `exit` handler). With `tls`, it
+ * listens on 127.0.0.1 with ssl=on and the given certificate.
  *
  * `npm test` (scripts/test.mjs) starts one cluster for the whole run with `node --import tsx
  * test/helpers/postgres.ts serve` and passes it in EDGEWARD_TEST_PG (JSON); a test file run on its
@@ -114,7 +115,9 @@ function cluster(info: PgClusterInfo, stop: () => Promise<void>, restart?: () =>
 }
 
 /** Starts a cluster; resolves once it accepts connections. */
-export async function startPostgres(o: { tcp?: boolean } = {}): Promise<PgCluster> {
+export async function startPostgres(
+  o: { tcp?: boolean; tls?: { cert: string | Buffer; key: string | Buffer } } = {},
+): Promise<PgCluster> {
   const binDir = postgresBinDir();
   if (binDir === undefined) {
     throw new Error('PostgreSQL is not installed: apt-get install -y postgresql (npm test does it as root)');
@@ -152,7 +155,19 @@ export async function startPostgres(o: { tcp?: boolean } = {}): Promise<PgCluste
     ].join('\n'),
   );
   if (isRoot) chownSync(join(data, 'pg_hba.conf'), Number(idOf('-u')), Number(idOf('-g')));
-  const port = o.tcp ? await freePort() : 5432;
+  const tlsArgs: string[] = [];
+  if (o.tls !== undefined) {
+    // TLS on TCP (PEM files the postgres user owns, the key 0600 as the server demands).
+    for (const [name, pem] of [
+      ['server.crt', o.tls.cert],
+      ['server.key', o.tls.key],
+    ] as const) {
+      writeFileSync(join(data, name), pem, { mode: 0o600 });
+      if (isRoot) chownSync(join(data, name), Number(idOf('-u')), Number(idOf('-g')));
+    }
+    tlsArgs.push('-c', 'ssl=on', '-c', 'ssl_cert_file=server.crt', '-c', 'ssl_key_file=server.key');
+  }
+  const port = o.tcp || o.tls ? await freePort() : 5432;
   const [pcmd, pargs] = asPostgres([
     join(binDir, 'postgres'),
     '-D',
@@ -162,7 +177,7 @@ export async function startPostgres(o: { tcp?: boolean } = {}): Promise<PgCluste
     '-p',
     String(port),
     '-c',
-    `listen_addresses=${o.tcp ? '127.0.0.1' : ''}`,
+    `listen_addresses=${o.tcp || o.tls ? '127.0.0.1' : ''}`,
     '-c',
     'fsync=off',
     '-c',
@@ -173,6 +188,7 @@ export async function startPostgres(o: { tcp?: boolean } = {}): Promise<PgCluste
     'max_connections=200',
     '-c',
     'shared_buffers=16MB',
+    ...tlsArgs,
   ]);
   let pid = 0;
   let exited: Promise<void> = Promise.resolve();
@@ -219,7 +235,7 @@ export async function startPostgres(o: { tcp?: boolean } = {}): Promise<PgCluste
       return pid;
     },
     binDir,
-    ...(o.tcp ? { tcpHost: '127.0.0.1' } : {}),
+    ...(o.tcp || o.tls ? { tcpHost: '127.0.0.1' } : {}),
   };
   const c = cluster(
     info,

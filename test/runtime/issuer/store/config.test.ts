@@ -149,6 +149,17 @@ test('issuer migrate creates the schema once; the daemon refuses a database not 
   assert.match(newer.stderr.join('\n'), /ERR_ISSUER_STORE_SCHEMA_NEWER/);
 });
 
+test('an unreachable database stops the daemon with ERR_ISSUER_STORE_UNAVAILABLE, exit 1', async () => {
+  const nowhere = mkdtempSync(join(tmpdir(), 'edgeward-nopg-'));
+  const file = write(
+    'unreachable.yaml',
+    `${head(3)}store:\n  postgres: { url: "postgresql://postgres@/edgeward?host=${encodeURIComponent(nowhere)}" }\n`,
+  );
+  const t = io();
+  assert.is(await main(['issuer', '--config', file], t), 1);
+  assert.match(t.stderr.join('\n'), /ERR_ISSUER_STORE_UNAVAILABLE.*cannot be reached/);
+});
+
 test('the database password comes from a 0600 passwordFile: wrong, missing and readable-by-others are refused', async () => {
   const db = await testDatabase('cli_pw');
   await db.cluster.sql(`ALTER DATABASE ${db.name} OWNER TO ${PW_ROLE}`);

@@ -214,6 +214,47 @@ test('a password file must be 0600', async () => {
   await rejects(() => readPasswordFile(join(dir, 'missing')), 'ERR_ISSUER_STORE_AUTH');
 });
 
+test('over TCP with TLS: sslmode=verify-full against caFile works; a certificate of another CA is ERR_ISSUER_STORE_AUTH', async () => {
+  const { createDevIssuerFiles } = await import('../../../../runtime/issuer/dev.ts');
+  const { systemClock } = await import('../../../../runtime/core/clock.ts');
+  const { cryptoRandom } = await import('../../../../runtime/core/random.ts');
+  const { readFileSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'edgeward-pgtls-'));
+  const pki = await createDevIssuerFiles(join(dir, 'a'), {
+    trustDomain: 'db.example',
+    clock: systemClock,
+    random: cryptoRandom,
+  });
+  const other = await createDevIssuerFiles(join(dir, 'b'), {
+    trustDomain: 'db.example',
+    clock: systemClock,
+    random: cryptoRandom,
+  });
+  const cluster = await startPostgres({
+    tls: { cert: readFileSync(pki.paths.tlsCertificate), key: readFileSync(pki.paths.tlsKey) },
+  });
+  try {
+    const url = `postgresql://${PW_ROLE}@127.0.0.1:${cluster.port}/postgres?sslmode=verify-full`;
+    const ca = readFileSync(pki.paths.caCertificate);
+    await cluster.sql(`GRANT CREATE ON DATABASE postgres TO ${PW_ROLE}`);
+    assert.equal(await migratePostgresStore({ url, password: PW_PASSWORD, ca }), { from: 0, to: 1 });
+    const store = await openPostgresStore({ url, password: PW_PASSWORD, ca });
+    await store.batch([{ type: 'put', key: 'tls', value: true }]);
+    const [row] = await cluster.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.usename = $1`,
+      [PW_ROLE],
+    );
+    assert.ok(Number(row?.n) >= 1, 'the store connection is TLS');
+    await store.close();
+    await rejects(
+      () => openPostgresStore({ url, password: PW_PASSWORD, ca: readFileSync(other.paths.caCertificate) }),
+      'ERR_ISSUER_STORE_AUTH',
+    );
+  } finally {
+    await cluster.stop();
+  }
+});
+
 test('PostgreSQL restarted under a running store: unavailable, then back without a reopen; resync; lock lost', async () => {
   const cluster = await startPostgres();
   try {

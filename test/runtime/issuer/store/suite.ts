@@ -269,6 +269,10 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
       assert.is(await s.store.nextSequence('audit'), 1);
       assert.is(await s.second.nextSequence('audit'), 2);
       assert.is(await s.store.nextSequence('other'), 1);
+      assert.is(await s.store.nextSequence('block', 100), 1, 'a block of 100: 1..100');
+      assert.is(await s.second.nextSequence('block', 100), 101);
+      assert.is(await s.store.nextSequence('block'), 201);
+      await typeError(() => s.store.nextSequence('block', 0));
       const got = await Promise.all(
         Array.from({ length: 40 }, (_, i) => (i % 2 ? s.second : s.store).nextSequence('audit')),
       );
@@ -302,6 +306,30 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
         [3],
       );
       assert.is(await s.second.nextSequence('rev'), 4);
+      // Keys, values and payloads with quotes, backslashes and astral characters, in a put-next batch.
+      const odd = "it's \\ é😀 '; DROP TABLE kv; --";
+      const box = inbox();
+      const sub = await s.store.subscribe('odd', (e) => box.push(e));
+      await s.store.batch([{ type: 'put', key: `cond/${odd}`, value: 1 }]);
+      const q = await s.second.batch([
+        { type: 'present', key: `cond/${odd}` },
+        {
+          type: 'put-next',
+          sequence: 'q',
+          key: (n) => `q/${odd}/${n}`,
+          value: (n) => ({ s: odd, n, b: new Uint8Array([0, 39, 92, 255]) }),
+        },
+        { type: 'put', key: `plain/${odd}`, value: odd },
+        { type: 'del', key: `cond/${odd}` },
+        { type: 'notify', channel: 'odd', payload: odd },
+      ]);
+      assert.equal(q.sequences, [1]);
+      const oddValue = await s.store.get<{ s: string; n: number; b: Uint8Array }>(`q/${odd}/1`);
+      assert.equal([oddValue?.s, oddValue?.n, [...(oddValue?.b ?? [])]], [odd, 1, [0, 39, 92, 255]]);
+      assert.is(await s.store.get(`plain/${odd}`), odd);
+      assert.is(await s.store.get(`cond/${odd}`), undefined);
+      assert.equal(await box.next(), { type: 'message', payload: odd });
+      await sub.close();
     } finally {
       await s.close();
     }
@@ -412,7 +440,23 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
       await typeError(() => s.store.batch([{ type: 'nope', key: 'k' } as unknown as StoreOp]));
       await typeError(() => s.store.nextSequence('Bad Name'));
       await typeError(() => s.store.subscribe('Bad-Channel', () => {}));
-      await typeError(() => s.store.get('a\u0000'));
+      // Reads take any string: a key that could never be written (from a hostile request) is absent.
+      for (const key of ['a\u0000', 'lone\ud800', 'x'.repeat(1025), '']) {
+        assert.is(await s.store.get(key), undefined);
+        assert.is(await s.second.getEntry(key), undefined);
+        assert.equal(await s.store.list(key === '' ? 'nothing/' : key), []);
+        await s.store.batch([{ type: 'absent', key }]);
+        await rejects(
+          () =>
+            s.store.batch([
+              { type: 'present', key },
+              { type: 'put', key: 'z', value: 1 },
+            ]),
+          CONFLICT,
+        );
+        await rejects(() => s.store.batch([{ type: 'version', key, version: 0 }]), CONFLICT);
+      }
+      await typeError(() => s.store.get(7 as unknown as string));
       await typeError(() => s.store.list('k/', { limit: -1 }));
       assert.equal(
         (await s.store.list('')).map(([k]) => k),
