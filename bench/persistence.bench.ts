@@ -7,12 +7,16 @@
  * reference, the cost per message when a persistent subscriber makes every message durable.
  * Run: `npm run bench persistence`.
  */
+import { randomBytes } from 'node:crypto';
 import memory from 'aedes-persistence';
 import { MemoryLevel } from 'memory-level';
+import { cryptoRandom } from '../runtime/core/random.ts';
+import { openValue, sealValue } from '../runtime/store/value-crypto.ts';
 import type { StoredPacket } from '../transport/mqtt/persistence/codec.ts';
 import { DurablePersistence } from '../transport/mqtt/persistence/durable.ts';
 import { guardPublish } from '../transport/mqtt/persistence/guard-publish.ts';
 import type { JournalDb } from '../transport/mqtt/persistence/journal.ts';
+import { SealedJournalDb } from '../transport/mqtt/persistence/sealed-db.ts';
 
 type P = {
   subscriptionsByTopic(t: string): Promise<{ clientId: string }[]>;
@@ -87,4 +91,20 @@ export default async function run(): Promise<void> {
     `with a persistent subscriber (us, sequential)  ${m2.toFixed(2).padStart(6)}  ${d2.toFixed(2).padStart(7)}  ${(d2 / m2).toFixed(2)}x  (memory-level; one journal batch per message here)`,
   );
   await db.close();
+
+  // The same with the journal sealed as the agent opens it (SealedJournalDb: AES-256-GCM per value).
+  const key = randomBytes(32);
+  const sdb = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' });
+  const sealed = new SealedJournalDb(sdb as unknown as JournalDb, {
+    seal: (name, v) => sealValue(key, `mqtt/${name}`, v, cryptoRandom),
+    open: (name, v) => openValue(key, `mqtt/${name}`, v),
+  });
+  const dur3 = (await DurablePersistence.open({ db: sealed })) as unknown as P;
+  await dur3.setup(broker);
+  await dur3.addSubscriptions({ id: 'collector', clean: false }, [{ topic: 'devices/+/t', qos: 1 }]);
+  const d3 = await perMessage(dur3, true, N / 10, true);
+  console.log(
+    `the same, journal sealed (us, sequential)      ${m2.toFixed(2).padStart(6)}  ${d3.toFixed(2).padStart(7)}  ${(d3 / m2).toFixed(2)}x  (sealed/plain journal: ${(d3 / d2).toFixed(2)}x)`,
+  );
+  await sdb.close();
 }

@@ -47,6 +47,42 @@ export type TransportErrorCode =
   | 'ERR_MQTT_JOURNAL_CORRUPT'
   /** The broker's session journal could not be written (the message was not acknowledged as stored). */
   | 'ERR_MQTT_JOURNAL_WRITE'
+  /** MQTT PUBLISH refused: the topic, or the retain flag on it, is not granted to the caller by the policy (the connection is closed: MQTT 3.1.1 has no PUBLISH refusal). */
+  | 'ERR_MQTT_PUBLISH_DENIED'
+  /** MQTT PUBLISH or will refused: a reserved `$edgeward/` topic, which only the gateway itself writes (a device only its own renewal request). */
+  | 'ERR_MQTT_RESERVED_TOPIC'
+  /** MQTT: a client without a verified TLS session (cannot happen on the mTLS listener; checked anyway). */
+  | 'ERR_MQTT_NO_SESSION'
+  /** MQTT CONNECT refused with CONNACK 2: the client id is not the device id, or empty with a persistent session [MQTT-3.1.3-8]. */
+  | 'ERR_MQTT_CLIENT_ID_REJECTED'
+  /** MQTT CONNECT refused with CONNACK 5: keepalive outside the configured bounds. */
+  | 'ERR_MQTT_KEEPALIVE_REFUSED'
+  /** MQTT CONNECT refused with CONNACK 5: no policy rule matches the identity. */
+  | 'ERR_MQTT_NO_POLICY_RULE'
+  /** MQTT CONNECT refused with CONNACK 3: the identity's connection cap is reached. */
+  | 'ERR_MQTT_CONNECTION_CAP'
+  /** MQTT SUBSCRIBE refused for one filter (SUBACK 0x80): not granted by the policy. */
+  | 'ERR_MQTT_SUBSCRIBE_DENIED'
+  /** MQTT: a topic name (PUBLISH or will) that is empty, has a wildcard or NUL, or exceeds the broker's topic levels or length: refused (will: CONNACK 5; PUBLISH: disconnect). */
+  | 'ERR_MQTT_TOPIC_INVALID'
+  /** MQTT: a connection with no traffic for the broker's `maxIdleMs` is closed (a defence that does not depend on the client's keepalive, which may be 0). */
+  | 'ERR_MQTT_IDLE_TIMEOUT'
+  /** MQTT CONNECT refused with CONNACK 2: the client id is in use by a session of another SPIFFE identity (live or persistent); only the same identity may take a session over. */
+  | 'ERR_MQTT_SESSION_TAKEOVER'
+  /** MQTT: a retained PUBLISH (or retained will) refused because its identity, or the broker, holds the configured maximum of retained messages or bytes (the connection is closed); also logged when a restored store exceeds the caps and the excess is dropped. */
+  | 'ERR_MQTT_RETAINED_CAP'
+  /** MQTT: a packet whose Remaining Length exceeds the broker's `maxPacketSize`: the connection is closed before the payload is buffered. */
+  | 'ERR_MQTT_PACKET_TOO_LARGE'
+  /** MQTT: a string field (topic, filter, client id) that is not well-formed UTF-8 or contains U+0000: the connection is closed [MQTT-1.5.3-1], [MQTT-1.5.3-2]. */
+  | 'ERR_MQTT_UTF8_INVALID'
+  /**
+   * MQTT will refused: at CONNECT (CONNACK 5) when its owner may not publish (or retain) it, and
+   * at publication (live or replayed from the journal after a restart) when its owner is unknown,
+   * revoked or no longer granted it; a refused stored will is deleted.
+   */
+  | 'ERR_MQTT_WILL_DENIED'
+  /** An `'error'` event of aedes or of the session persistence: logged with this code; the broker keeps running. */
+  | 'ERR_MQTT_BROKER_ERROR'
   /** Renewal over MQTT: refused by the gateway, or no answer in time. */
   | 'ERR_RENEW_REFUSED'
   | 'ERR_RENEW_TIMEOUT'

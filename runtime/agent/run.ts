@@ -20,6 +20,7 @@ import type { BufferDb } from '../../transport/bridge/buffer.ts';
 import type { FactoryOptions } from '../../transport/enroll/factory.ts';
 import type { BrokerLimits } from '../../transport/mqtt/limits.ts';
 import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
+import { SealedJournalDb } from '../../transport/mqtt/persistence/sealed-db.ts';
 import { type BridgeCounters, type JournalCounters, renderMetrics } from '../admin/metrics.ts';
 import { type BrokerState, statusReport } from '../admin/report.ts';
 import { startAdmin } from '../admin/server.ts';
@@ -211,7 +212,13 @@ export async function runAgent(
           listen: b.listen,
           enrollment: b.enrollment,
           // Persistent MQTT sessions survive a restart: their journal is a sublevel of the store.
-          persistence: { db: store.sublevel('mqtt', 'view') as unknown as JournalDb },
+          // Its values sealed under the store's data key like every other value (sealed-db.ts).
+          persistence: {
+            db: new SealedJournalDb(
+              store.sublevel('mqtt', 'view') as unknown as JournalDb,
+              store.valueSealer('mqtt/'),
+            ),
+          },
           ...(b.policyFile !== undefined ? { policy: { file: b.policyFile } } : {}),
           ...(b.limits !== undefined ? { limits: b.limits } : {}),
           ...(b.factory !== undefined ? { factory: b.factory } : {}),

@@ -227,6 +227,22 @@ export class SealedStore {
     }) as unknown as LevelDb;
   }
 
+  /**
+   * Sealing for the values a component keeps in its own sublevel (e.g. the broker's session
+   * journal): AES-256-GCM under this store's data key, exactly like the store's own values, with
+   * `prefix + key` as the authenticated name (a value moved to another key does not open).
+   */
+  valueSealer(prefix: string): {
+    seal(name: string, plaintext: Uint8Array): Uint8Array;
+    open(name: string, sealed: Uint8Array): Uint8Array | undefined;
+  } {
+    this.#check();
+    return {
+      seal: (name, plaintext) => sealValue(this.#key, prefix + name, plaintext, this.#random),
+      open: (name, sealed) => openValue(this.#key, prefix + name, sealed),
+    };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

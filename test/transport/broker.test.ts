@@ -27,25 +27,25 @@ test("subscribing to another device's topic gets SUBACK 0x80", async () => {
   );
   c.subscribe(['devices/sensor-1/#', 'devices/+/temp', '#', 'devices/sensor-2/a'], { qos: 1 }, () => {});
   assert.equal(await suback, [128, 128, 128, 1]);
+  assert.is(r.broker.refusals().ERR_MQTT_SUBSCRIBE_DENIED, 3);
   await c.endAsync();
 });
 
 test("publishing to another device's topic, a reserved topic, or retained outside the grant disconnects", async () => {
   const dev = await r.pki.device('sensor-3');
-  for (const [topic, retain] of [
-    ['devices/sensor-1/temp', false],
-    ['$edgeward/bundle', false],
-    ['$edgeward/renew/sensor-1', false],
-    ['elsewhere', false],
+  for (const [topic, retain, code] of [
+    ['devices/sensor-1/temp', false, 'ERR_MQTT_PUBLISH_DENIED'],
+    ['$edgeward/bundle', false, 'ERR_MQTT_RESERVED_TOPIC'],
+    ['$edgeward/renew/sensor-1', false, 'ERR_MQTT_RESERVED_TOPIC'],
+    ['$edgeward/renew/sensor-3', true, 'ERR_MQTT_RESERVED_TOPIC'],
+    ['elsewhere', false, 'ERR_MQTT_PUBLISH_DENIED'],
   ] as const) {
     const c = await r.connect(dev);
     const gone = closed(c);
+    const before = r.broker.refusals()[code] ?? 0;
     c.publish(topic, 'x', { qos: 1, retain });
     await gone;
-    assert.ok(
-      r.logger.lines.some((l) => l.msg === 'PUBLISH refused' && l.fields.topic === topic),
-      topic,
-    );
+    assert.is(r.broker.refusals()[code], before + 1, topic);
   }
 });
 
@@ -59,7 +59,17 @@ test('the client id must be the device id; empty id with a persistent session is
   const { data, closed: gone } = await reply;
   assert.equal([...data], [0x20, 2, 0, 2], 'CONNACK 2');
   assert.ok(gone);
-  assert.is(await connectFailure(r.port, dev, r.pki.bundlePem, { keepalive: 0 }), 5);
+  assert.is(r.broker.refusals().ERR_MQTT_CLIENT_ID_REJECTED, 2);
+});
+
+test('keepalive 0 ("off", MQTT 3.1.1 §3.1.2.10) is accepted', async () => {
+  const dev = await r.pki.device('sensor-ka0');
+  const c = await r.connect(dev, { keepalive: 0 });
+  const got = new Promise<string>((resolve) => c.once('message', (t, p) => resolve(`${t} ${p}`)));
+  await c.subscribeAsync('devices/sensor-ka0/#', { qos: 1 });
+  await c.publishAsync('devices/sensor-ka0/x', 'y', { qos: 1 });
+  assert.is(await got, 'devices/sensor-ka0/x y', 'served with keepalive 0');
+  await c.endAsync();
 });
 
 const refusedKinds: [BrokenKind, string][] = [
@@ -87,6 +97,7 @@ for (const [kind, code] of refusedKinds) {
 test('a device of another gateway (valid, path-scoped) has no policy rule here: CONNACK 5', async () => {
   const other = await r.pki.device('x', { ca: r.pki.otherCa });
   assert.is(await connectFailure(r.port, other, r.pki.bundlePem, { clientId: 'x' }), 5);
+  assert.is(r.broker.refusals().ERR_MQTT_NO_POLICY_RULE, 1);
 });
 
 test('no client certificate: refused with ERR_SVID_INVALID logged', async () => {

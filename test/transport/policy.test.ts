@@ -154,6 +154,58 @@ test('malformed $share entries and $share outside subscribe fail with their line
   assert.match(msg('rules[0].subscribe[7]'), /cannot itself be \$share/);
 });
 
+test('deny entries: a grant minus a narrower deny, for publish, retain, subscribe and delivery', async () => {
+  const policy = await loadPolicyFile(`${FIX}policy-deny.yaml`);
+  const g = grantsFor(policy, `${SELF}/device/s1`, SELF);
+  assert.ok(g);
+  if (g === undefined) return;
+  assert.ok(g.canPublish('devices/s1/temp', true));
+  assert.not.ok(g.canPublish('devices/s1/secret/key', false), 'publish denied');
+  assert.not.ok(g.canPublish('devices/s1/secret', true), 'the deny filter # includes its parent level');
+  assert.ok(g.canPublish('fleet/s9/status', false));
+  assert.not.ok(g.canSubscribe('devices/s1/secret/#'), 'a subscription inside a deny is refused');
+  assert.not.ok(g.canSubscribe('fleet/admin/x'));
+  assert.ok(g.canSubscribe('devices/s1/#'), 'an overlapping subscription is granted …');
+  assert.not.ok(g.canReceive('devices/s1/secret/key'), '… and the denied topics are not delivered');
+  assert.ok(g.canReceive('devices/s1/temp'));
+  assert.not.ok(g.canReceive('fleet/admin/reboot'));
+  assert.ok(g.canReceive('fleet/s2/status'));
+});
+
+test('deny entries are checked with their lines: invalid, reserved, $share, or taking back nothing', async () => {
+  const { readFileSync } = await import('node:fs');
+  const r = parsePolicy(readFileSync(`${FIX}policy-deny-invalid.yaml`, 'utf8'));
+  assert.not.ok(r.ok);
+  if (r.ok) return;
+  assert.equal(
+    r.issues.map((i) => `${i.line}:${i.path}`),
+    [
+      '7:rules[0].deny[1]',
+      '8:rules[0].deny[2]',
+      '9:rules[0].deny[3]',
+      '10:rules[0].deny[4]',
+      '12:rules[1].deny[0]',
+    ],
+  );
+  const msg = (path: string) => r.issues.find((i) => i.path === path)?.message ?? '';
+  assert.match(msg('rules[0].deny[1]'), /takes back nothing/);
+  assert.match(msg('rules[0].deny[2]'), /'#' must be a whole last level/);
+  assert.match(msg('rules[0].deny[3]'), /not \$share/);
+  assert.match(msg('rules[0].deny[4]'), /reserved/);
+  assert.match(msg('rules[1].deny[0]'), /grants nothing/);
+  const cli = captureIo();
+  assert.is(await main(['policy', 'check', `${FIX}policy-deny-invalid.yaml`], cli), 1);
+  assert.ok(
+    cli.stderr.some((l) =>
+      l.endsWith(
+        'policy-deny-invalid.yaml:7: rules[0].deny[1]: deny takes back nothing this rule grants (it overlaps no publish, subscribe or retain entry)',
+      ),
+    ),
+    cli.stderr.join('\n'),
+  );
+  assert.is(await main(['policy', 'check', `${FIX}policy-deny.yaml`], captureIo()), 0);
+});
+
 test('edgeward policy check: exit 0, 1 with FILE:LINE lines, 2 on usage', async () => {
   const ok = captureIo();
   assert.is(await main(['policy', 'check', `${FIX}policy-valid.yaml`], ok), 0);

@@ -22,6 +22,11 @@ test('a session is closed when its certificate expires (virtual clock, no sleepi
       (l) => l.msg === 'session closed: certificate expired' && l.fields.spiffeId === dev.id,
     ),
   );
+  assert.is(await connectFailure(r.port, dev, r.pki.bundlePem), 'closed', 'and refused afterwards');
+  assert.is(
+    r.logger.lines.findLast((l) => l.msg === 'client certificate refused')?.fields.code,
+    'ERR_SVID_EXPIRED',
+  );
 });
 
 test('revoking a device ID or a serial closes its live session and refuses it afterwards', async () => {
@@ -36,8 +41,12 @@ test('revoking a device ID or a serial closes its live session and refuses it af
   const goneB = closed(cb);
   r.revocations.revoke({ serials: [normalizeSerial(b.cert.serialNumber)] });
   await goneB;
-  assert.not.equal(await connectFailure(r.port, a, r.pki.bundlePem), 'connected');
-  assert.not.equal(await connectFailure(r.port, b, r.pki.bundlePem), 'connected');
+  for (const who of [a, b]) {
+    const before = r.logger.lines.length;
+    assert.is(await connectFailure(r.port, who, r.pki.bundlePem), 'closed');
+    const refused = r.logger.lines.slice(before).find((l) => l.msg === 'client certificate refused');
+    assert.is(refused?.fields.code, 'ERR_SVID_REVOKED', who.id);
+  }
 });
 
 function serverSerial(port: number, ca: string): Promise<string> {

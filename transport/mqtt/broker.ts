@@ -35,30 +35,31 @@
  * session would lack the peer chain the SPIFFE check needs), no certificate objects or timers
  * kept per session. Shared subscriptions (`$share/<group>/<filter>`), which aedes 1.2 acknowledges
  * but never delivers, are routed by `shared.ts`: each message to one connected member per group.
+ *
+ * The parts: `tls-front.ts` (server, material refresh, expired refusal, peer verification),
+ * `policy-holder.ts` (load, reload, regrant), `renewal.ts` (its own `publish` handler),
+ * `reserved-access.ts` (every rule on `$edgeward/` topics), `hooks.ts` (aedes hooks, refusals
+ * typed and counted by `refusals.ts`), and one `Teardown` list for a failed start and `close()`.
  */
-import type { AddressInfo } from 'node:net';
-import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { EventEmitter } from 'node:events';
+import type { TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
+import memory from 'aedes-persistence';
 import type { Clock } from '../../runtime/core/clock.ts';
 import { isEdgewardError } from '../../runtime/core/error.ts';
 import { type Logger, nullLogger } from '../../runtime/core/logger.ts';
-import { SpiffeError } from '../../runtime/errors.ts';
 import type {
   BundleSource,
   DeviceSigner,
   RevocationSource,
   SvidSource,
-  Unsubscribe,
 } from '../../runtime/sources/types.ts';
-import { SvidVerifier } from '../../runtime/spiffe/verify.ts';
+import type { VerifiedSvid } from '../../runtime/spiffe/verify.ts';
 import type { Bridge, BridgeOptions, BridgeStats } from '../bridge/bridge.ts';
 import type { FactoryOptions } from '../enroll/factory.ts';
 import type { EnrollmentServer } from '../enroll/server.ts';
 import type { TokenStore } from '../enroll/token-store.ts';
-import { TransportError } from '../errors.ts';
-import { guardTlsServer } from '../net/guard.ts';
-import { DEFAULT_POLICY } from '../policy/default.ts';
-import { grantsFor } from '../policy/grants.ts';
+import { TransportError, type TransportErrorCode } from '../errors.ts';
 import type { Policy } from '../policy/schema.ts';
 import {
   authenticateBySvid,
@@ -68,21 +69,24 @@ import {
   preConnectRecordingClientId,
 } from './hooks.ts';
 import { type BrokerLimits, DEFAULT_LIMITS, limitPacketSize } from './limits.ts';
-import { peerChain } from './peer-chain.ts';
 import type { DurablePersistence, PersistenceOptions, PersistenceStats } from './persistence/durable.ts';
 import { guardPublish } from './persistence/guard-publish.ts';
+import { PolicyHolder } from './policy-holder.ts';
+import { Refusals } from './refusals.ts';
 import { publishBundle, RenewalService } from './renewal.ts';
-import { Sessions } from './sessions.ts';
+import { RetainedGuard, type RetainedStats, type RetainedStore } from './retained.ts';
+import { closeRevoked } from './revocation.ts';
+import { type Session, Sessions } from './sessions.ts';
 import { type SharedStats, SharedSubscriptions } from './shared.ts';
-import { materialFor, refuseWhileExpired, SERVER_TLS_OPTIONS } from './tls-context.ts';
+import { Teardown } from './teardown.ts';
+import { type Endpoint, TlsFront } from './tls-front.ts';
+import { type StoresWills, WillGate, willDropper } from './wills.ts';
 import { batchWrites } from './write-batch.ts';
 
-export interface Endpoint {
-  readonly host: string;
-  readonly port: number;
-}
+export type { Endpoint } from './tls-front.ts';
 
 export interface BrokerOptions {
+  /** The certificate the main and enrollment listeners present (the TLS front's only identity input). */
   readonly svidSource: SvidSource;
   readonly bundleSource: BundleSource;
   readonly revocationSource: RevocationSource;
@@ -118,207 +122,174 @@ export interface Broker {
   persistenceStats(): PersistenceStats | undefined;
   /** Shared-subscription groups, members, and messages delivered to or dropped by them. */
   sharedStats(): SharedStats;
+  /** Refusals (CONNECT, PUBLISH, SUBSCRIBE, wills, retained caps) since start, by typed code. */
+  refusals(): Readonly<Partial<Record<TransportErrorCode, number>>>;
+  /** Retained messages held (count, bytes of topic + payload) and dropped at start over the caps. */
+  retainedStats(): RetainedStats;
   /** Re-read the policy file (or apply `policy`) and recompute every live session's grants. */
   reloadPolicy(policy?: Policy): Promise<void>;
   close(): Promise<void>;
-}
-
-function endpointOf(server: Server): Endpoint {
-  const a = server.address() as AddressInfo;
-  return { host: a.address, port: a.port };
-}
-
-function listenOn(server: Server, at: Endpoint): Promise<Endpoint> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void =>
-      reject(
-        new TransportError('ERR_BROKER_LISTEN', `cannot listen on ${at.host}:${at.port}: ${err.message}`),
-      );
-    server.once('error', onError);
-    server.listen(at.port, at.host, () => {
-      server.off('error', onError);
-      resolve(endpointOf(server));
-    });
-  });
-}
-
-/** The policy file reader (ajv, yaml) is loaded only when a file is configured. */
-async function loadPolicyFile(file: string): Promise<Policy> {
-  return (await import('../policy/load.ts')).loadPolicyFile(file);
-}
-
-/** The one error listener of every main-listener socket (a shared function, not a closure each). */
-function destroySocket(this: TLSSocket): void {
-  this.destroy();
 }
 
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const logger = options.logger ?? nullLogger;
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const { clock, svidSource, bundleSource, revocationSource, trustDomain } = options;
-  const policySource = options.policy ?? DEFAULT_POLICY;
-  let policy: Policy = 'file' in policySource ? await loadPolicyFile(policySource.file) : policySource;
-  const material = () => materialFor(svidSource.getX509Svid(), bundleSource.getBundleFor(trustDomain));
-  const first = svidSource.getX509Svid();
-  let self = first.spiffeId;
-  /** NotAfter of the certificate the listeners present; -Infinity once the source has none valid. */
-  let servedUntil = first.notAfter;
-
+  const bundle = () => bundleSource.getBundleFor(trustDomain);
+  const teardown = new Teardown(logger);
+  const policy = await PolicyHolder.load(options.policy, logger);
+  const refusals = new Refusals(logger);
   const sessions = new Sessions(clock, logger);
-  const verifier = new SvidVerifier();
-  const renewal: { service?: RenewalService } = {};
   const shared = new SharedSubscriptions({
     logger,
     canReceive: (client, topic) => sessions.of(client.conn)?.grants?.canReceiveShared(topic) === true,
   });
   let persistence: DurablePersistence | undefined;
-  if (options.persistence !== undefined) {
-    const { DurablePersistence } = await import('./persistence/durable.ts');
-    persistence = await DurablePersistence.open({ ...options.persistence, logger });
-  }
-  // With a journal, a kept QoS 1/2 message is logged before aedes sends its PUBACK.
-  const guarded = <F extends (...a: never[]) => void>(f: F): F =>
-    persistence === undefined ? f : (guardPublish(persistence, f as never) as unknown as F);
-  const broker = new Aedes({
-    ...(persistence === undefined ? {} : { persistence }),
-    connectTimeout: limits.connectTimeoutMs,
-    maxClientsIdLength: 64,
-    preConnect: preConnectRecordingClientId(),
-    authenticate: authenticateBySvid(sessions, logger, {
-      min: limits.keepaliveMin,
-      max: limits.keepaliveMax,
-    }),
-    authorizePublish: guarded(
-      authorizePublishByPolicy(sessions, logger, (deviceId, packet) =>
-        renewal.service?.handle(deviceId, packet.payload),
-      ),
-    ),
-    authorizeSubscribe: authorizeSubscribeByPolicy(sessions, logger, shared),
-    authorizeForward: authorizeForwardByPolicy(sessions, shared),
-  });
-  shared.attach(broker);
-  await broker.listen();
-  renewal.service = new RenewalService(
-    broker,
-    options.deviceSigner,
-    () => bundleSource.getBundleFor(trustDomain),
-    logger,
-  );
-  broker.on('clientError', (client, err) =>
-    logger.info('client error', { clientId: client.id, reason: err.message }),
-  );
-  broker.on('connectionError', (_client, err) => logger.info('connection error', { reason: err.message }));
-
-  const server = createServer({
-    ...material(),
-    requestCert: true,
-    // Chain errors are judged (and logged) by the SPIFFE verifier below, not by a silent handshake abort.
-    rejectUnauthorized: false,
-    ...SERVER_TLS_OPTIONS,
-    handshakeTimeout: limits.handshakeTimeoutMs,
-  });
-  guardTlsServer(server, {
-    handshakeTimeoutMs: limits.handshakeTimeoutMs,
-    maxConnections: limits.maxConnections,
-    logger,
-    name: 'mqtt',
-  });
-  server.maxConnections = limits.maxConnections;
-  // An expired gateway SVID is never presented: connections wait for the next rotation.
-  let refusing = false;
-  const refusedExpired =
-    (listener: string) =>
-    (remote: string | undefined): void => {
-      if (!refusing)
-        logger.error('gateway SVID expired: new connections refused until it rotates', {
-          code: 'ERR_SVID_UNAVAILABLE',
-          notAfter: servedUntil,
-        });
-      refusing = true;
-      logger.debug('connection refused: gateway SVID expired', { listener, remote });
-    };
-  refuseWhileExpired(server, clock, () => servedUntil, refusedExpired('mqtt'));
-  server.on('tlsClientError', (err) => logger.debug('TLS handshake failed', { reason: err.message }));
-  server.on('secureConnection', (socket: TLSSocket) => {
-    socket.on('error', destroySocket);
-    let svid: ReturnType<SvidVerifier['verifyCerts']>;
-    try {
-      const chain = peerChain(socket);
-      if (chain.length === 0) throw new SpiffeError('ERR_SVID_INVALID', 'no client certificate presented');
-      svid = verifier.verifyCerts(chain, {
-        now: clock.now(),
-        bundle: bundleSource.getBundleFor(trustDomain),
-        revocation: revocationSource,
-      });
-    } catch (err) {
-      const code = isEdgewardError(err) ? err.code : 'ERR_SVID_INVALID';
-      logger.warn('client certificate refused', {
-        code,
-        reason: (err as Error).message,
-        remote: socket.remoteAddress,
-      });
-      socket.destroy();
-      return;
-    }
-    sessions.add(socket, svid, grantsFor(policy, svid.spiffeId, self));
-    batchWrites(socket);
-    const client = broker.handle(socket);
-    limitPacketSize(client, limits.maxPacketSize);
-  });
-
-  const subscriptions: Unsubscribe[] = [];
-  const rotate = (): void => {
-    try {
-      const svid = svidSource.getX509Svid();
-      const m = materialFor(svid, bundleSource.getBundleFor(trustDomain));
-      server.setSecureContext({ ...m, ...SERVER_TLS_OPTIONS });
-      enrollment?.setMaterial(m);
-      self = svid.spiffeId;
-      servedUntil = svid.notAfter;
-      refusing = false;
-      logger.info('broker certificate rotated', { spiffeId: self });
-    } catch (err) {
-      const code = isEdgewardError(err) ? err.code : undefined;
-      // No valid SVID any more (expired): refuse connections rather than present the old one.
-      if (code === 'ERR_SVID_UNAVAILABLE') servedUntil = Number.NEGATIVE_INFINITY;
-      logger.error('broker certificate not rotated', { code, reason: (err as Error).message });
-    }
-  };
-  subscriptions.push(svidSource.onChange(rotate));
-  subscriptions.push(
-    bundleSource.onChange(() => {
-      rotate();
-      publishBundle(broker, bundleSource.getBundleFor(trustDomain)).catch((err: Error) =>
-        logger.error('bundle not published', { reason: err.message }),
-      );
-    }),
-  );
-  subscriptions.push(
-    revocationSource.onRevoke(({ spiffeIds, serials }) => {
-      for (const s of sessions.matching(new Set(spiffeIds), new Set(serials))) {
-        logger.warn('session closed: revoked', { spiffeId: s.svid.spiffeId, clientId: s.clientId });
-        s.socket.destroy();
-      }
-    }),
-  );
-
-  const mqtt = await listenOn(server, options.listen ?? { host: '127.0.0.1', port: 8883 });
-  let enrollment: EnrollmentServer | undefined;
-  let bridge: Bridge | undefined;
   try {
+    // Created first (it does no I/O until `listen`): its certificate's ID is the `{self}` of the policy.
+    const front = new TlsFront({
+      svidSource,
+      bundleSource,
+      revocationSource,
+      trustDomain,
+      clock,
+      logger,
+      limits,
+      onSession(socket: TLSSocket, svid: VerifiedSvid) {
+        const s = sessions.add(socket, svid, policy.grantsFor(svid.spiffeId, front.self));
+        batchWrites(socket);
+        const client = broker.handle(socket);
+        s.mqtt = client as unknown as Session['mqtt'];
+        limitPacketSize(client, limits.maxPacketSize);
+      },
+    });
+    const wills = new WillGate({
+      policy,
+      self: () => front.self,
+      revocation: revocationSource,
+      topics: limits,
+    });
+    if (options.persistence !== undefined) {
+      const { DurablePersistence } = await import('./persistence/durable.ts');
+      const opened = await DurablePersistence.open({
+        ...options.persistence,
+        logger,
+        admitWill: (will) => wills.check(will),
+      });
+      persistence = opened;
+      teardown.add('journal', () => opened.flushed());
+    }
+    if (persistence !== undefined) sessions.seedOwners(persistence.owners());
+    // Without a journal, aedes' own in-memory persistence, created here so `retained.ts` can wrap it.
+    const store = persistence ?? (memory as unknown as () => RetainedStore)();
+    const dropWill = willDropper(store as unknown as StoresWills, () => broker.id, logger);
+    const retained = new RetainedGuard(limits, logger);
+    const authorizePublish = authorizePublishByPolicy(sessions, refusals, {
+      gate: wills,
+      retained,
+      topics: limits,
+      drop: (will) => dropWill(will as { clientId?: string; brokerId?: string }),
+    });
+    const broker = new Aedes({
+      persistence: store as never,
+      connectTimeout: limits.connectTimeoutMs,
+      heartbeatInterval: limits.heartbeatIntervalMs,
+      maxTopicLevels: Math.min(limits.maxTopicLevels, 100),
+      maxClientsIdLength: 64,
+      preConnect: preConnectRecordingClientId(sessions),
+      authenticate: authenticateBySvid(
+        sessions,
+        refusals,
+        { min: limits.keepaliveMin, max: limits.keepaliveMax },
+        limits,
+      ),
+      // With a journal, a kept QoS 1/2 message is logged before aedes sends its PUBACK.
+      authorizePublish:
+        persistence === undefined
+          ? authorizePublish
+          : (guardPublish(persistence, authorizePublish as never) as unknown as typeof authorizePublish),
+      authorizeSubscribe: authorizeSubscribeByPolicy(sessions, refusals, shared),
+      authorizeForward: authorizeForwardByPolicy(sessions, shared),
+    });
+    // No error of aedes or of its persistence (a will it could not publish, a journal write) may
+    // end the process: logged with a code, the broker keeps serving.
+    (broker as unknown as EventEmitter).on('error', (err: Error) =>
+      logger.error('broker error', { code: 'ERR_MQTT_BROKER_ERROR', reason: err.message }),
+    );
+    shared.attach(broker);
+    await retained.attach(broker, store, persistence?.takeRestoredRetained());
+    await broker.listen();
+    teardown.add('aedes', () => new Promise<void>((r) => broker.close(() => r())));
+    teardown.add('shared subscriptions', () => shared.close());
+    broker.on('clientError', (client, err) => {
+      if (err instanceof TransportError) refusals.count(err);
+      logger.info('client error', {
+        clientId: client.id,
+        reason: err.message,
+        ...(isEdgewardError(err) ? { code: err.code } : {}),
+      });
+    });
+    broker.on('connectionError', (_client, err) => {
+      if (err instanceof TransportError) refusals.count(err);
+      logger.info('connection error', {
+        reason: err.message,
+        ...(isEdgewardError(err) ? { code: err.code } : {}),
+      });
+    });
+
+    // A persistent session's client id stays its identity's across a restart (takeover check).
+    const journal = persistence;
+    if (journal !== undefined)
+      broker.on('client', (client) => {
+        const s = sessions.of(client.conn);
+        if (s === undefined) return;
+        journal
+          .setOwner(client.id, s.clean ? undefined : s.svid.spiffeId)
+          .catch((err: Error) =>
+            logger.error('session owner not journaled', { clientId: client.id, reason: err.message }),
+          );
+      });
+
+    const renewal = new RenewalService(broker, sessions, options.deviceSigner, bundle, logger);
+    renewal.start();
+    teardown.add('renewal', () => renewal.stop());
+
+    front.start();
+    teardown.add('main listener closed', () => front.closed());
+    teardown.add('sessions', () => sessions.closeAll());
+    teardown.add('main listener', () => front.stop());
+    teardown.add(
+      'bundle topic',
+      bundleSource.onChange(() =>
+        publishBundle(broker, bundle()).catch((err: Error) =>
+          logger.error('bundle not published', { reason: err.message }),
+        ),
+      ),
+    );
+    teardown.add(
+      'revocation',
+      // A revoked device's session closes at once and its will is dropped, not published.
+      revocationSource.onRevoke(closeRevoked(sessions, dropWill, logger)),
+    );
+
+    const mqtt = await front.listen(options.listen ?? { host: '127.0.0.1', port: 8883 });
+    let bridge: Bridge | undefined;
     if (options.bridge !== undefined) {
       const { startBridge } = await import('../bridge/bridge.ts');
-      bridge = await startBridge({ ...options.bridge, broker, svidSource, logger });
+      const started = await startBridge({ ...options.bridge, broker, svidSource, logger });
+      bridge = started;
+      teardown.add('bridge', () => started.close());
     }
-    await publishBundle(broker, bundleSource.getBundleFor(trustDomain));
+    await publishBundle(broker, bundle());
+    let enrollment: EnrollmentServer | undefined;
     if (options.enrollment !== undefined) {
       const { startEnrollment } = await import('../enroll/server.ts');
-      enrollment = await startEnrollment({
+      const started = await startEnrollment({
         at: options.enrollment,
-        material: material(),
-        servedUntil: () => servedUntil,
-        onExpiredRefused: refusedExpired('enrollment'),
-        bundle: () => bundleSource.getBundleFor(trustDomain),
+        material: front.material(),
+        servedUntil: () => front.servedUntil,
+        onExpiredRefused: front.refusedExpired('enrollment'),
+        bundle,
         signer: options.deviceSigner,
         tokens: options.tokenStore,
         clock,
@@ -327,53 +298,31 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         handshakeTimeoutMs: limits.handshakeTimeoutMs,
         ...(options.factory === undefined ? {} : { factory: options.factory }),
       });
+      enrollment = started;
+      front.onMaterial((m) => started.setMaterial(m));
+      teardown.add('enrollment', () => started.close());
     }
+    logger.info('broker listening', { mqtt, enrollment: enrollment?.address, spiffeId: front.self });
+
+    return {
+      addresses: enrollment === undefined ? { mqtt } : { mqtt, enrollment: enrollment.address },
+      get sessionCount() {
+        return sessions.size;
+      },
+      bridgeStats: () => bridge?.stats(),
+      persistenceStats: () => persistence?.stats(),
+      sharedStats: () => shared.stats(),
+      refusals: () => refusals.counts(),
+      retainedStats: () => retained.stats(),
+      async reloadPolicy(next?: Policy) {
+        if (teardown.ran) throw new TransportError('ERR_BROKER_CLOSED', 'broker is closed');
+        await policy.reload(next);
+        policy.regrant(sessions, shared, front.self);
+      },
+      close: () => teardown.run(),
+    };
   } catch (err) {
-    await bridge?.close();
-    server.close();
-    await new Promise<void>((r) => broker.close(() => r()));
-    await persistence?.flushed();
+    await teardown.run();
     throw err;
   }
-  logger.info('broker listening', { mqtt, enrollment: enrollment?.address, spiffeId: self });
-
-  let closed: Promise<void> | undefined;
-  return {
-    addresses: enrollment === undefined ? { mqtt } : { mqtt, enrollment: enrollment.address },
-    get sessionCount() {
-      return sessions.size;
-    },
-    bridgeStats: () => bridge?.stats(),
-    persistenceStats: () => persistence?.stats(),
-    sharedStats: () => shared.stats(),
-    async reloadPolicy(next?: Policy) {
-      if (closed !== undefined) throw new TransportError('ERR_BROKER_CLOSED', 'broker is closed');
-      policy = next ?? ('file' in policySource ? await loadPolicyFile(policySource.file) : policySource);
-      for (const s of sessions.all()) {
-        s.grants = grantsFor(policy, s.svid.spiffeId, self);
-        if (s.grants === undefined) {
-          logger.warn('session closed: no longer allowed by policy', { spiffeId: s.svid.spiffeId });
-          s.socket.destroy();
-        }
-      }
-      shared.regrant((c, topic) => sessions.of(c.conn)?.grants?.canSubscribe(topic) === true);
-      logger.info('policy reloaded', { rules: policy.rules.length });
-    },
-    close() {
-      closed =
-        closed ??
-        (async () => {
-          for (const off of subscriptions) off();
-          server.close();
-          sessions.closeAll();
-          await enrollment?.close();
-          await bridge?.close();
-          shared.close();
-          await new Promise<void>((r) => broker.close(() => r()));
-          await persistence?.flushed();
-          await new Promise<void>((r) => (server.listening ? server.close(() => r()) : r()));
-        })();
-      return closed;
-    },
-  };
 }

@@ -6,8 +6,19 @@
  * session, never from the payload) and publishes `{ id, chain, roots, notAfter }` or
  * `{ id, error }` on `$edgeward/reply/<device id>` at QoS 1. One renewal per device at a time.
  * The bundle is a retained CBOR `{ trustDomain, sequence, roots }` on `$edgeward/bundle`.
+ *
+ * The service is its own handler of the broker's `publish` event: the publish hook only lets a
+ * device's request on its own renewal topic through (`reserved-access.ts`), and this handler
+ * answers it once aedes has accepted it.
+ *
+ * @example
+ * ```ts
+ * const renewal = new RenewalService(broker, sessions, signer, () => bundle, logger);
+ * renewal.start(); // …
+ * renewal.stop();
+ * ```
  */
-import type { Aedes } from 'aedes';
+import type { Aedes, AedesPublishPacket, Client } from 'aedes';
 import { isEdgewardError } from '../../runtime/core/error.ts';
 import type { Logger } from '../../runtime/core/logger.ts';
 import type { DeviceSigner, X509Bundle } from '../../runtime/sources/types.ts';
@@ -20,6 +31,8 @@ import {
   REPLY_PREFIX,
   type RenewReply,
 } from './reserved.ts';
+import { renewalDevice } from './reserved-access.ts';
+import type { Sessions } from './sessions.ts';
 
 export function bundleMessage(bundle: X509Bundle): BundleMessage {
   return {
@@ -48,15 +61,41 @@ export function publishBundle(broker: Aedes, bundle: X509Bundle): Promise<void> 
 export class RenewalService {
   readonly #busy = new Set<string>();
   readonly #broker: Aedes;
+  readonly #sessions: Sessions;
   readonly #signer: DeviceSigner;
   readonly #bundle: () => X509Bundle;
   readonly #logger: Logger;
+  readonly #onPublish = (packet: AedesPublishPacket, client: Client | null): void => {
+    if (client === null) return;
+    const deviceId = renewalDevice(packet.topic);
+    if (deviceId === undefined || packet.retain) return;
+    // The identity is the verified session's, never the topic's: the publish hook admitted only
+    // the device's own topic, and this checks it again.
+    if (this.#sessions.of(client.conn)?.grants?.deviceId !== deviceId) return;
+    this.handle(deviceId, packet.payload);
+  };
 
-  constructor(broker: Aedes, signer: DeviceSigner, bundle: () => X509Bundle, logger: Logger) {
+  constructor(
+    broker: Aedes,
+    sessions: Sessions,
+    signer: DeviceSigner,
+    bundle: () => X509Bundle,
+    logger: Logger,
+  ) {
     this.#broker = broker;
+    this.#sessions = sessions;
     this.#signer = signer;
     this.#bundle = bundle;
     this.#logger = logger;
+  }
+
+  /** Answers renewal requests published from now on. */
+  start(): void {
+    this.#broker.on('publish', this.#onPublish);
+  }
+
+  stop(): void {
+    this.#broker.off('publish', this.#onPublish);
   }
 
   /** Handle one request payload from `deviceId`; never throws, always answers when it can. */

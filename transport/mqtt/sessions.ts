@@ -24,6 +24,21 @@ export interface Session extends ExpiryEntry {
   grants: Grants | undefined;
   /** The MQTT client id once CONNECT was accepted. */
   clientId: string | undefined;
+  /** The CONNECT packet's own fields, recorded by `preConnect` for `authenticate` (then cleared). */
+  connect: ConnectRecord | undefined;
+  /** The aedes client once the socket is handed to aedes (its `will` is cleared on revocation). */
+  mqtt: { will: unknown; _will?: unknown; readonly id: string } | undefined;
+  /** CleanSession of the accepted CONNECT. */
+  clean: boolean;
+}
+
+/** What `authenticate` needs of the CONNECT packet (aedes replaces an empty client id before it). */
+export interface ConnectRecord {
+  readonly clientId: string;
+  readonly clean: boolean;
+  readonly keepalive: number;
+  /** The will's topic and retain flag, when the CONNECT has one. */
+  readonly will: { readonly topic: string; readonly retain: boolean } | undefined;
 }
 
 export class Sessions {
@@ -32,6 +47,11 @@ export class Sessions {
   /** Sessions by SPIFFE ID, for the per-identity connection cap at each CONNECT. */
   readonly #byId = new Map<string, Session[]>();
   readonly #expiry: ExpiryQueue<Session>;
+  /**
+   * The identity that last held each MQTT client id since start (a persistent session outlives
+   * its connection): a client id is only ever taken over by the same SPIFFE ID.
+   */
+  readonly #owners = new Map<string, string>();
   readonly #onClose: (this: TLSSocket) => void;
 
   constructor(clock: Clock, logger: Logger) {
@@ -56,6 +76,9 @@ export class Sessions {
       svid: { spiffeId: svid.spiffeId, notAfter: svid.notAfter, serials: svid.serials, caIds: svid.caIds },
       grants,
       clientId: undefined,
+      connect: undefined,
+      mqtt: undefined,
+      clean: true,
       deadline: svid.notAfter,
       heapIndex: -1,
     };
@@ -79,6 +102,9 @@ export class Sessions {
     const i = same.indexOf(s);
     if (i !== -1) same.splice(i, 1);
     if (same.length === 0) this.#byId.delete(s.svid.spiffeId);
+    // A clean session's client id is free again, unless a newer session of the identity took it over.
+    const id = s.clientId;
+    if (s.clean && id !== undefined && !same.some((o) => o.clientId === id)) this.#owners.delete(id);
   }
 
   of(conn: object): Session | undefined {
@@ -93,6 +119,23 @@ export class Sessions {
         s.svid.caIds.some((id) => spiffeIds.has(id)) ||
         s.svid.serials.some((x) => serials.has(x)),
     );
+  }
+
+  /** Client ids held by persistent sessions before a restart (from the journal). */
+  seedOwners(owners: ReadonlyMap<string, string>): void {
+    for (const [clientId, owner] of owners) this.#owners.set(clientId, owner);
+  }
+
+  /** The SPIFFE ID that holds (or last held) `clientId`, if any. */
+  ownerOf(clientId: string): string | undefined {
+    return this.#owners.get(clientId);
+  }
+
+  /** Records that `s` was admitted with `clientId`; a clean session releases the id when it closes. */
+  admit(s: Session, clientId: string, clean: boolean): void {
+    s.clientId = clientId;
+    s.clean = clean;
+    this.#owners.set(clientId, s.svid.spiffeId);
   }
 
   /** Authenticated sessions of one identity, by MQTT client id. */

@@ -75,6 +75,7 @@ export function grantsFor(policy: Policy, spiffeId: string, self: string): Grant
   const recv: (readonly string[])[] = [];
   const ret: (readonly string[])[] = [];
   const shared: SharedGrant[] = [];
+  const deny: (readonly string[])[] = [];
   let matched = false;
   let anyClientId = false;
   let maxConnections = 0;
@@ -93,6 +94,10 @@ export function grantsFor(policy: Policy, spiffeId: string, self: string): Grant
     add(rule.publish, pub);
     add(rule.subscribe, sub);
     add(rule.retain, ret);
+    for (const e of rule.deny ?? []) {
+      const f = fill(e, deviceId, name);
+      if (f !== undefined) deny.push(splitFilter(f));
+    }
     for (const e of rule.subscribe ?? []) {
       const f = fill(e, deviceId, name);
       if (f === undefined || !isShared(f)) continue;
@@ -110,6 +115,7 @@ export function grantsFor(policy: Policy, spiffeId: string, self: string): Grant
     recv,
     ret,
     shared,
+    deny,
   });
 }
 
@@ -132,13 +138,21 @@ class CompiledGrants implements Grants {
   readonly #recv: Filters;
   readonly #ret: Filters;
   readonly #shared: readonly SharedGrant[];
+  readonly #deny: Filters;
 
   constructor(
     spiffeId: string,
     deviceId: string | undefined,
     anyClientId: boolean,
     maxConnections: number,
-    f: { pub: Filters; sub: Filters; recv: Filters; ret: Filters; shared: readonly SharedGrant[] },
+    f: {
+      pub: Filters;
+      sub: Filters;
+      recv: Filters;
+      ret: Filters;
+      shared: readonly SharedGrant[];
+      deny: Filters;
+    },
   ) {
     this.spiffeId = spiffeId;
     this.deviceId = deviceId;
@@ -149,11 +163,16 @@ class CompiledGrants implements Grants {
     this.#recv = f.recv;
     this.#ret = f.ret;
     this.#shared = f.shared;
+    this.#deny = f.deny;
   }
 
   canPublish(topic: string, retain: boolean): boolean {
     if (topic.startsWith(RESERVED_PREFIX)) return false;
-    return anyMatches(this.#pub, topic) && (!retain || anyMatches(this.#ret, topic));
+    return (
+      anyMatches(this.#pub, topic) &&
+      (!retain || anyMatches(this.#ret, topic)) &&
+      !anyMatches(this.#deny, topic)
+    );
   }
 
   canSubscribe(filter: string): boolean {
@@ -162,19 +181,22 @@ class CompiledGrants implements Grants {
       const s = parseShared(filter);
       if ('problem' in s) return false;
       const want = splitFilter(s.filter);
-      return this.#shared.some(
-        (g) => (g.group === ANY_GROUP || g.group === s.group) && covers(g.filter, want),
+      return (
+        !this.#deny.some((d) => covers(d, want)) &&
+        this.#shared.some((g) => (g.group === ANY_GROUP || g.group === s.group) && covers(g.filter, want))
       );
     }
     const want = splitFilter(filter);
-    return this.#sub.some((f) => covers(f, want));
+    // A filter entirely inside a deny is refused; one that overlaps it is filtered on delivery.
+    return !this.#deny.some((d) => covers(d, want)) && this.#sub.some((f) => covers(f, want));
   }
 
   canReceive(topic: string): boolean {
-    return anyMatches(this.#recv, topic);
+    return anyMatches(this.#recv, topic) && !anyMatches(this.#deny, topic);
   }
 
   canReceiveShared(topic: string): boolean {
+    if (anyMatches(this.#deny, topic)) return false;
     const s = this.#shared;
     for (let i = 0; i < s.length; i++) if (matches((s[i] as SharedGrant).filter, topic)) return true;
     return false;

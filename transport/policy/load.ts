@@ -20,7 +20,7 @@ import { RESERVED_PREFIX } from './grants.ts';
 import { validate } from './policy-validator.gen.ts';
 import type { Policy } from './schema.ts';
 import { isShared, parseShared } from './share.ts';
-import { filterProblem } from './topic.ts';
+import { filterProblem, splitFilter } from './topic.ts';
 
 /** Precompiled from `schema.ts` (scripts/gen-validators.ts): no TypeBox or ajv at run time. */
 const validatePolicy = validate as unknown as ((data: unknown) => boolean) & {
@@ -65,9 +65,9 @@ export function parsePolicy(text: string): PolicyParse {
   policy.rules.forEach((rule, r) => {
     const mp = matchProblem(rule.match);
     if (mp !== undefined) add(['rules', r, 'match'], mp);
-    for (const key of ['publish', 'subscribe', 'retain'] as const) {
+    for (const key of ['publish', 'subscribe', 'retain', 'deny'] as const) {
       (rule[key] ?? []).forEach((entry, e) => {
-        const p = entryProblem(entry, key);
+        const p = entryProblem(entry, key) ?? (key === 'deny' ? denyProblem(entry, rule) : undefined);
         if (p !== undefined) add(['rules', r, key, e], p);
       });
     }
@@ -110,7 +110,33 @@ function matchProblem(match: string): string | undefined {
   return undefined;
 }
 
-function entryProblem(entry: string, kind: 'publish' | 'subscribe' | 'retain'): string | undefined {
+/**
+ * A deny must take something back from a grant of its own rule: some plain publish, subscribe or
+ * retain entry must overlap it (templates compared as written). Else it is a typo or a no-op.
+ */
+function denyProblem(entry: string, rule: Policy['rules'][number]): string | undefined {
+  const deny = splitFilter(entry);
+  const grants = [...(rule.publish ?? []), ...(rule.subscribe ?? []), ...(rule.retain ?? [])].filter(
+    (g) => !isShared(g),
+  );
+  if (grants.some((g) => overlaps(splitFilter(g), deny))) return undefined;
+  return grants.length === 0
+    ? 'deny in a rule that grants nothing (a deny only narrows the grants of its own rule)'
+    : 'deny takes back nothing this rule grants (it overlaps no publish, subscribe or retain entry)';
+}
+
+/** True when some topic matches both filters (levels compared literally, `+`/`#` as wildcards). */
+function overlaps(a: readonly string[], b: readonly string[]): boolean {
+  for (let i = 0; ; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x === '#' || y === '#') return true;
+    if (x === undefined || y === undefined) return x === y;
+    if (x !== '+' && y !== '+' && x !== y) return false;
+  }
+}
+
+function entryProblem(entry: string, kind: 'publish' | 'subscribe' | 'retain' | 'deny'): string | undefined {
   for (const m of entry.matchAll(TEMPLATE_RE)) {
     if (!TOPIC_TEMPLATES.has(m[1] as string)) return `unknown template {${m[1]}} (use {device} or {name})`;
   }
@@ -119,7 +145,9 @@ function entryProblem(entry: string, kind: 'publish' | 'subscribe' | 'retain'): 
   if (reserved !== undefined) return reserved;
   if (isShared(filter)) {
     if (kind !== 'subscribe')
-      return `$share/… is a shared subscription: only allowed in subscribe, not in ${kind}`;
+      return kind === 'deny'
+        ? 'deny takes topic filters, not $share/… (a deny of the filter also denies its shared deliveries)'
+        : `$share/… is a shared subscription: only allowed in subscribe, not in ${kind}`;
     const shared = parseShared(filter, { grant: true });
     return 'problem' in shared ? shared.problem : reservedProblem(shared.filter);
   }

@@ -7,7 +7,7 @@
 import { FORMAT_TESTS as FORMATS, ucs2length } from '../../runtime/config/formats.ts';
 export const validate = validate10;
 export default validate10;
-const schema11 = {"additionalProperties":false,"type":"object","required":["version","rules"],"properties":{"version":{"const":1,"type":"number"},"rules":{"maxItems":1024,"type":"array","items":{"additionalProperties":false,"type":"object","required":["match"],"properties":{"match":{"minLength":1,"maxLength":2048,"type":"string"},"clientId":{"anyOf":[{"const":"device","type":"string"},{"const":"any","type":"string"}]},"maxConnections":{"minimum":1,"maximum":10000,"type":"integer"},"publish":{"maxItems":256,"type":"array","items":{"minLength":1,"maxLength":1024,"type":"string"}},"subscribe":{"maxItems":256,"type":"array","items":{"minLength":1,"maxLength":1024,"type":"string"}},"retain":{"maxItems":256,"type":"array","items":{"minLength":1,"maxLength":1024,"type":"string"}}}}}}};
+const schema11 = {"additionalProperties":false,"type":"object","required":["version","rules"],"properties":{"version":{"const":1,"type":"number"},"rules":{"maxItems":1024,"type":"array","items":{"additionalProperties":false,"type":"object","required":["match"],"properties":{"match":{"minLength":1,"maxLength":2048,"type":"string"},"clientId":{"anyOf":[{"const":"device","type":"string"},{"const":"any","type":"string"}]},"maxConnections":{"minimum":1,"maximum":10000,"type":"integer"},"publish":{"maxItems":256,"type":"array","items":{"minLength":1,"maxLength":1024,"type":"string"}},"subscribe":{"maxItems":256,"type":"array","items":{"minLength":1,"maxLength":1024,"type":"string"}},"retain":{"maxItems":256,"type":"array","items":{"minLength":1,"maxLength":1024,"type":"string"}},"deny":{"maxItems":256,"type":"array","items":{"minLength":1,"maxLength":1024,"type":"string"}}}}}}};
 const func2 = ucs2length;
 
 function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -97,7 +97,7 @@ vErrors.push(err6);
 errors++;
 }
 for(const key1 in data2){
-if(!((((((key1 === "match") || (key1 === "clientId")) || (key1 === "maxConnections")) || (key1 === "publish")) || (key1 === "subscribe")) || (key1 === "retain"))){
+if(!(((((((key1 === "match") || (key1 === "clientId")) || (key1 === "maxConnections")) || (key1 === "publish")) || (key1 === "subscribe")) || (key1 === "retain")) || (key1 === "deny"))){
 const err7 = {instancePath:instancePath+"/rules/" + i0,schemaPath:"#/properties/rules/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err7];
@@ -435,9 +435,11 @@ vErrors.push(err33);
 errors++;
 }
 }
-}
-else {
-const err34 = {instancePath:instancePath+"/rules/" + i0,schemaPath:"#/properties/rules/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data2.deny !== undefined){
+let data12 = data2.deny;
+if(Array.isArray(data12)){
+if(data12.length > 256){
+const err34 = {instancePath:instancePath+"/rules/" + i0+"/deny",schemaPath:"#/properties/rules/items/properties/deny/maxItems",keyword:"maxItems",params:{limit: 256},message:"must NOT have more than 256 items"};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -446,10 +448,12 @@ vErrors.push(err34);
 }
 errors++;
 }
-}
-}
-else {
-const err35 = {instancePath:instancePath+"/rules",schemaPath:"#/properties/rules/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const len4 = data12.length;
+for(let i4=0; i4<len4; i4++){
+let data13 = data12[i4];
+if(typeof data13 === "string"){
+if(func2(data13) > 1024){
+const err35 = {instancePath:instancePath+"/rules/" + i0+"/deny/" + i4,schemaPath:"#/properties/rules/items/properties/deny/items/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -458,15 +462,72 @@ vErrors.push(err35);
 }
 errors++;
 }
-}
-}
-else {
-const err36 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(func2(data13) < 1){
+const err36 = {instancePath:instancePath+"/rules/" + i0+"/deny/" + i4,schemaPath:"#/properties/rules/items/properties/deny/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err36];
 }
 else {
 vErrors.push(err36);
+}
+errors++;
+}
+}
+else {
+const err37 = {instancePath:instancePath+"/rules/" + i0+"/deny/" + i4,schemaPath:"#/properties/rules/items/properties/deny/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err37];
+}
+else {
+vErrors.push(err37);
+}
+errors++;
+}
+}
+}
+else {
+const err38 = {instancePath:instancePath+"/rules/" + i0+"/deny",schemaPath:"#/properties/rules/items/properties/deny/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err38];
+}
+else {
+vErrors.push(err38);
+}
+errors++;
+}
+}
+}
+else {
+const err39 = {instancePath:instancePath+"/rules/" + i0,schemaPath:"#/properties/rules/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err39];
+}
+else {
+vErrors.push(err39);
+}
+errors++;
+}
+}
+}
+else {
+const err40 = {instancePath:instancePath+"/rules",schemaPath:"#/properties/rules/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err40];
+}
+else {
+vErrors.push(err40);
+}
+errors++;
+}
+}
+}
+else {
+const err41 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err41];
+}
+else {
+vErrors.push(err41);
 }
 errors++;
 }

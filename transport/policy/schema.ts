@@ -11,7 +11,13 @@
  *     publish:   ["devices/{device}/#"] # {device} = the caller's device id, {name} = its last segment
  *     subscribe: ["devices/{device}/#", "jobs/{device}", "$share/workers/tasks/#"]
  *     retain:    ["devices/{device}/state"]   # where retained messages may be published
+ *     deny:      ["devices/{device}/secret/#"] # taken back from every grant above (publish, subscribe, receive, retain)
  * ```
+ * `deny` entries (like mosquitto's `topic deny`) subtract from the grants of every rule that
+ * matches the identity: a topic a deny filter matches is neither published nor received, and a
+ * subscription entirely inside a deny is refused (one that only overlaps it is granted and the
+ * denied topics are not delivered). A deny must narrow a grant of its own rule (`policy check`
+ * reports one that takes back nothing, with its line).
  * Every matching rule adds its grants; an identity that no rule matches cannot connect.
  * Shared subscriptions are granted in `subscribe` as `$share/<group>/<filter>` (`+` as the group:
  * any group; templates as elsewhere, e.g. `$share/{name}/jobs/#`). They are granted apart from
@@ -32,6 +38,7 @@ export const PolicyRuleSchema = Type.Object(
     publish: Type.Optional(Filters),
     subscribe: Type.Optional(Filters),
     retain: Type.Optional(Filters),
+    deny: Type.Optional(Filters),
   },
   { additionalProperties: false },
 );

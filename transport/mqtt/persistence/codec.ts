@@ -10,6 +10,7 @@
  * | `i!<seq>`           | one inbound QoS 2 message awaiting PUBREL          |
  * | `w!<clientId>`      | the will of a persistent session                   |
  * | `p!<seq>`           | a QoS 1/2 message logged ahead of its PUBACK       |
+ * | `o!<clientId>`      | the SPIFFE ID holding a persistent session's id    |
  *
  * `<seq>` is a zero-padded hex counter, so LevelDB's key order is the order of arrival.
  */
@@ -28,6 +29,8 @@ export interface StoredPacket {
   brokerCounter?: number;
   messageId?: number;
   clientId?: string;
+  /** A will's owner: the SPIFFE ID of the session that set it (`wills.ts`). */
+  edgewardOwner?: string;
 }
 
 export interface StoredSubscription {
@@ -64,6 +67,7 @@ export function packetOf(p: Partial<StoredPacket> & { cmd?: string }): StoredPac
   if (p.brokerCounter !== undefined) out.brokerCounter = p.brokerCounter;
   if (p.messageId !== undefined) out.messageId = p.messageId;
   if (p.clientId !== undefined) out.clientId = p.clientId;
+  if (p.edgewardOwner !== undefined) out.edgewardOwner = p.edgewardOwner;
   return out;
 }
 
@@ -91,7 +95,19 @@ const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 
 
 function checkPacket(key: string, v: unknown): StoredPacket {
   if (!isObj(v)) throw corrupt(key, 'not a packet');
-  const { cmd, topic, payload, qos, retain, dup, brokerId, brokerCounter, messageId, clientId } = v;
+  const {
+    cmd,
+    topic,
+    payload,
+    qos,
+    retain,
+    dup,
+    brokerId,
+    brokerCounter,
+    messageId,
+    clientId,
+    edgewardOwner,
+  } = v;
   if (cmd !== 'publish' && cmd !== 'pubrel') throw corrupt(key, 'bad cmd');
   if (typeof topic !== 'string') throw corrupt(key, 'bad topic');
   if (!(payload instanceof Uint8Array)) throw corrupt(key, 'bad payload');
@@ -105,6 +121,7 @@ function checkPacket(key: string, v: unknown): StoredPacket {
   )
     throw corrupt(key, 'bad messageId');
   if (clientId !== undefined && typeof clientId !== 'string') throw corrupt(key, 'bad clientId');
+  if (edgewardOwner !== undefined && typeof edgewardOwner !== 'string') throw corrupt(key, 'bad owner');
   if (cmd === 'publish' && topic.length === 0) throw corrupt(key, 'empty topic');
   if (cmd === 'pubrel' && messageId === undefined) throw corrupt(key, 'pubrel without messageId');
   return packetOf({
@@ -141,6 +158,12 @@ export function decodeSubscriptions(key: string, bytes: Uint8Array): StoredSubsc
     if (typeof s.nl === 'boolean') out.nl = s.nl;
     return out;
   });
+}
+
+export function decodeOwner(key: string, bytes: Uint8Array): string {
+  const v = decodeAny(key, bytes);
+  if (typeof v !== 'string' || !v.startsWith('spiffe://')) throw corrupt(key, 'not a SPIFFE ID');
+  return v;
 }
 
 export { corrupt as journalCorrupt };

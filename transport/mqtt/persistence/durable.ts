@@ -22,8 +22,8 @@
  * `p!` record in the same batch; a `p!` record found at start (the process died in between) is
  * routed again on replay (`replay.ts` reads the journal back).
  *
- * Payloads are journaled as they came (not sealed: SealedStore exposes no per-value sealing to
- * a sublevel); the journal lives in the agent's data directory, created with mode 0700.
+ * The agent opens the journal through `SealedJournalDb` (`sealed-db.ts`): every value, payloads
+ * included, is sealed under the store's data key like every other value of the store.
  *
  * @example
  * ```ts
@@ -66,6 +66,11 @@ interface Inner {
 export interface PersistenceOptions {
   /** A sublevel with utf8 keys and `view` values, e.g. `store.sublevel('mqtt', 'view')`. */
   readonly db: JournalDb;
+  /**
+   * Judges a stored will before it is restored and before it is handed to aedes for publication
+   * (`wills.ts`); a refused will is deleted and logged with its code. Omitted: every will passes.
+   */
+  readonly admitWill?: (will: Will) => { readonly code: string; readonly reason: string } | undefined;
   readonly limits?: Partial<QueueLimits>;
   readonly logger?: Logger;
 }
@@ -98,7 +103,12 @@ export class DurablePersistence {
   readonly #incoming = new Map<string, Map<number, number>>();
   readonly #wills = new Map<string, Will>();
   readonly #storedWills = new Set<string>();
+  readonly #admitWill: NonNullable<PersistenceOptions['admitWill']>;
   #broker: { id: string } | undefined;
+  /** Persistent sessions' client ids → the SPIFFE ID holding them (journaled as `o!`). */
+  readonly #owners = new Map<string, string>();
+  /** Retained messages restored from the journal (for the caps of `retained.ts`), until taken. */
+  #restoredRetained: StoredPacket[] = [];
   #seq = 0;
   #corrupt = 0;
   /** A logged-ahead message's payload buffer (the one object aedes keeps along) → its `p!` sequence. */
@@ -109,6 +119,7 @@ export class DurablePersistence {
     this.#journal = new Journal(o.db);
     this.#queues = new Queues({ ...DEFAULT_QUEUE_LIMITS, ...o.limits });
     this.#logger = o.logger ?? nullLogger;
+    this.#admitWill = o.admitWill ?? (() => undefined);
   }
 
   /** Opens the persistence and replays the journal into memory. */
@@ -128,6 +139,33 @@ export class DurablePersistence {
     };
   }
 
+  /** Who holds each persistent session's client id (restored, then kept up to date by `setOwner`). */
+  owners(): ReadonlyMap<string, string> {
+    return this.#owners;
+  }
+
+  /**
+   * Records (or, with undefined, forgets) the identity holding a persistent session's client id,
+   * so that a takeover by another identity is refused after a restart too.
+   */
+  async setOwner(clientId: string, spiffeId: string | undefined): Promise<void> {
+    if (this.#owners.get(clientId) === spiffeId) return;
+    if (spiffeId === undefined) {
+      this.#owners.delete(clientId);
+      await this.#wrote([this.#journal.del(`o!${clientId}`)]);
+      return;
+    }
+    this.#owners.set(clientId, spiffeId);
+    await this.#wrote([this.#journal.put(`o!${clientId}`, encodeValue(spiffeId))]);
+  }
+
+  /** The retained messages the journal held at open (once: the list is then released). */
+  takeRestoredRetained(): StoredPacket[] {
+    const r = this.#restoredRetained;
+    this.#restoredRetained = [];
+    return r;
+  }
+
   /** Resolves when every journal write asked for so far is written. */
   flushed(): Promise<void> {
     return this.#journal.flushed();
@@ -138,6 +176,8 @@ export class DurablePersistence {
     this.#seq = j.nextSeq;
     const writes: Promise<void>[] = [];
     for (const packet of j.retained) void this.#inner.storeRetained(packet);
+    this.#restoredRetained = [...j.retained];
+    for (const [clientId, owner] of j.owners) this.#owners.set(clientId, owner);
     for (const [clientId, subs] of j.subscriptions) {
       void this.#inner.addSubscriptions({ id: clientId, clean: false }, subs);
       this.#storedSubs.add(clientId);
@@ -151,6 +191,10 @@ export class DurablePersistence {
       this.#incomingOf(clientId).set(messageId, seq);
     }
     for (const will of j.wills) {
+      if (this.#refusedWill(will)) {
+        writes.push(this.#journal.del(`w!${will.clientId}`));
+        continue;
+      }
       this.#wills.set(will.clientId, will);
       this.#storedWills.add(will.clientId);
     }
@@ -159,6 +203,7 @@ export class DurablePersistence {
       // Logged before aedes numbered it: give it an identity outgoingUpdate can match on.
       const packet = { ...logged, brokerId: `journal:${this.#seq}`, brokerCounter: seq + 1 };
       if (packet.retain) await this.#inner.storeRetained(packet);
+      if (packet.retain) this.#restoredRetained.push(packet);
       if (packet.retain) writes.push(this.#journal.put(`r!${packet.topic}`, encodeValue(packet)));
       writes.push(...this.#enqueue(await this.#inner.subscriptionsByTopic(packet.topic), packet));
       writes.push(this.#journal.del(seqKey('p!', seq)));
@@ -420,8 +465,31 @@ export class DurablePersistence {
     return will;
   }
 
+  /** Logs and returns true when `will` may not be published (any more). */
+  #refusedWill(will: Will): boolean {
+    const bad = this.#admitWill(will);
+    if (bad === undefined) return false;
+    this.#logger.warn('stored will dropped', {
+      code: bad.code,
+      reason: bad.reason,
+      clientId: will.clientId,
+      topic: will.topic,
+    });
+    return true;
+  }
+
+  /** The wills of brokers that are gone, each judged again first (a refused one is deleted). */
   streamWill(brokers: Record<string, unknown> = {}): Readable {
-    return Readable.from([...this.#wills.values()].filter((w) => brokers[w.brokerId] === undefined));
+    const out: Will[] = [];
+    for (const w of [...this.#wills.values()]) {
+      if (brokers[w.brokerId] !== undefined) continue;
+      if (this.#refusedWill(w))
+        this.delWill({ id: w.clientId }).catch((err: Error) =>
+          this.#logger.error('stored will not deleted', { clientId: w.clientId, reason: err.message }),
+        );
+      else out.push(w);
+    }
+    return Readable.from(out);
   }
 
   getClientList(topic: string): Readable {

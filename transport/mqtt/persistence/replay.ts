@@ -13,6 +13,7 @@
 import type { Logger } from '../../../runtime/core/logger.ts';
 import { TransportError } from '../../errors.ts';
 import {
+  decodeOwner,
   decodePacket,
   decodeSessionPacket,
   decodeSubscriptions,
@@ -44,6 +45,8 @@ export interface JournalContents {
   readonly queued: SessionRecord[];
   readonly incoming: (SessionRecord & { readonly messageId: number })[];
   readonly wills: Will[];
+  /** The SPIFFE ID that holds each persistent session's client id (`o!`). */
+  readonly owners: [clientId: string, spiffeId: string][];
   /** Messages logged ahead of their PUBACK but not yet queued (`p!`). */
   readonly ahead: SeqRecord[];
   /** Keys of the entries that did not decode. */
@@ -59,6 +62,7 @@ export async function readJournal(db: JournalDb, logger: Logger): Promise<Journa
     queued: [] as SessionRecord[],
     incoming: [] as (SessionRecord & { messageId: number })[],
     wills: [] as Will[],
+    owners: [] as [string, string][],
     ahead: [] as SeqRecord[],
     corrupt: [] as string[],
     nextSeq: 0,
@@ -114,6 +118,11 @@ function read(key: string, value: Uint8Array, j: JournalContents): number | unde
       const packet = decodePacket(key, value);
       if (packet.brokerId === undefined) throw journalCorrupt(key, 'no brokerId');
       j.wills.push({ ...packet, brokerId: packet.brokerId, clientId: rest });
+      return undefined;
+    }
+    case 'o!': {
+      const owner = decodeOwner(key, value);
+      j.owners.push([rest, owner]);
       return undefined;
     }
     default:
