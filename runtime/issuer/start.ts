@@ -56,6 +56,8 @@ export interface RunningIssuer {
   inFlight(): number;
   /** Stop accepting, finish what is in flight (bounded), close. */
   drain(): Promise<{ unfinished: number }>;
+  /** Cut every connection and stop listening at once, in-flight requests unanswered: a crash as clients see it (tests). */
+  abort(): void;
   close(): Promise<void>;
 }
 
@@ -140,6 +142,11 @@ export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer>
     ...(adminTls === undefined ? {} : { adminTls: (adminTls as AdminServer).address }),
     ...(health === undefined ? {} : { healthUrl: (health as HealthServer).url }),
     inFlight: () => inFlight,
+    abort() {
+      draining = true;
+      server.close();
+      server.closeAllConnections();
+    },
     async drain() {
       draining = true;
       server.close(); // stop accepting; callbacks when the last connection closed
