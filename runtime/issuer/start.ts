@@ -56,8 +56,12 @@ export interface RunningIssuer {
   inFlight(): number;
   /** Stop accepting, finish what is in flight (bounded), close. */
   drain(): Promise<{ unfinished: number }>;
-  /** Cut every connection and stop listening at once, in-flight requests unanswered: a crash as clients see it (tests). */
-  abort(): void;
+  /**
+   * Cut every connection and stop listening at once, in-flight requests unanswered: a crash as
+   * clients see it (tests). `keepListening`: only the connections are cut, as when a load
+   * balancer's next connection reaches another replica.
+   */
+  abort(o?: { keepListening?: boolean }): void;
   close(): Promise<void>;
 }
 
@@ -142,9 +146,11 @@ export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer>
     ...(adminTls === undefined ? {} : { adminTls: (adminTls as AdminServer).address }),
     ...(health === undefined ? {} : { healthUrl: (health as HealthServer).url }),
     inFlight: () => inFlight,
-    abort() {
-      draining = true;
-      server.close();
+    abort(a) {
+      if (a?.keepListening !== true) {
+        draining = true;
+        server.close();
+      }
       server.closeAllConnections();
     },
     async drain() {

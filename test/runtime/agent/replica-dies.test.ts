@@ -24,7 +24,7 @@ import { HOUR, harness } from './helpers/harness.ts';
 
 const TD = 'fleet.example';
 
-test('a replica killed mid-renewal: retried on the next endpoint, the breaker stays closed', async () => {
+async function scenario(single: boolean) {
   const dir = mkdtempSync(join(tmpdir(), 'replica-dies-'));
   const clock = new VirtualClock(Date.now()); // the issuers' and the agent's
   const shared = await openMemoryStore();
@@ -69,7 +69,7 @@ test('a replica killed mid-renewal: retried on the next endpoint, the breaker st
   const attestor = new JoinTokenAttestor({ tokenFile: join(dir, 'token') });
   await attestor.start();
   const h = await harness({}, { startAgent: false });
-  const upstream = httpsUpstream({ endpoints: [a.url, b.url], ca: [caPem], clock });
+  const upstream = httpsUpstream({ endpoints: single ? [a.url] : [a.url, b.url], ca: [caPem], clock });
   const agent = await h.restart({
     clock,
     trustDomain: TD,
@@ -77,7 +77,18 @@ test('a replica killed mid-renewal: retried on the next endpoint, the breaker st
     upstream,
     breaker: { failures: 1, openMs: 24 * HOUR },
   });
-  const changed = () => new Promise<void>((r) => agent.svidSource.onChange(() => r()));
+  // Settles at the next identity change, or at a failed attempt (so a regression fails, not hangs).
+  let retried: (() => void) | undefined;
+  const warn = h.logger.warn.bind(h.logger);
+  h.logger.warn = (msg, fields = {}) => {
+    warn(msg, fields);
+    if (fields.event === 'identity.retry') retried?.();
+  };
+  const changed = () =>
+    new Promise<void>((r) => {
+      retried = r;
+      agent.svidSource.onChange(() => r());
+    });
   try {
     let next = changed();
     await h.clock.advance(0);
@@ -86,7 +97,7 @@ test('a replica killed mid-renewal: retried on the next endpoint, the breaker st
     assert.is(first.spiffeId, `spiffe://${TD}/gateway/gw-1`);
     assert.is(agent.status().upstream.endpoint, a.url, 'attested through A');
 
-    killA = () => a.abort();
+    killA = () => a.abort({ keepListening: single });
     next = changed();
     await h.clock.advance(0.6 * HOUR);
     await next;
@@ -94,7 +105,11 @@ test('a replica killed mid-renewal: retried on the next endpoint, the breaker st
     const renewed = agent.svidSource.getX509Svid();
     assert.ok(renewed.notAfter > first.notAfter, 'renewed');
     const st = agent.status();
-    assert.is(st.upstream.endpoint, b.url, 'renewed through B');
+    assert.is(
+      st.upstream.endpoint,
+      single ? a.url : b.url,
+      single ? 'the same URL, again' : 'renewed through B',
+    );
     assert.is(st.breaker.state, 'closed');
     assert.is(st.upstream.consecutiveFailures, 0);
     const failover = h.logger.lines.filter((l) => l.fields.event === 'upstream.failover');
@@ -113,6 +128,12 @@ test('a replica killed mid-renewal: retried on the next endpoint, the breaker st
     await shared.close();
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}
+
+test('a replica killed mid-renewal: retried on the next endpoint, the breaker stays closed', () =>
+  scenario(false));
+
+test('one URL (a load balancer): a connection reset mid-renewal is retried once on the same URL, the breaker stays closed', () =>
+  scenario(true));
 
 test.run();

@@ -302,6 +302,11 @@ test('mTLS admin port: an operator certificate is admitted and audited by its ID
   assert.is(JSON.parse(asDevice.text).error.code, 'ERR_ISSUER_ADMIN_FORBIDDEN');
   const none = await https(adminTls, 'GET', '/v1/admin/gateways');
   assert.is(JSON.parse(none.text).error.code, 'ERR_ISSUER_ADMIN_FORBIDDEN');
+  const refused = (await cli('audit', '--config', cfg)).out
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.event === 'refuse' && e.code === 'ERR_ISSUER_ADMIN_FORBIDDEN');
+  assert.is(refused.length, 3, 'each refused admin request is audited');
 });
 
 test('probes: healthz, readyz (503 with the reason while the CA key file is loosened), metrics parse', async () => {
