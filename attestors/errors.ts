@@ -39,6 +39,8 @@ export type AttestorErrorCode =
   | 'ERR_ATTESTOR_CONFIG'
   /** A sealed blob that is not one this attestor produced (truncated, wrong version, wrong TPM). */
   | 'ERR_ATTESTOR_SEALED_BLOB'
+  /** A TPM signing-key blob that is not one this TPM made (garbage, wrong version, another TPM or owner seed). */
+  | 'ERR_ATTESTOR_KEY_BLOB'
   /** Sealed data whose PCR policy is no longer met (firmware or boot chain changed). */
   | 'ERR_ATTESTOR_PCR_POLICY';
 

@@ -43,7 +43,7 @@ export function agentReattest(d: ReattestDeps): (protector: DataKeyProtector) =>
     const store = await SealedStore.open({ db: d.db, protector, random: d.random, logger: d.logger });
     const got = await failover.run(
       (ep) =>
-        exchange('attest', ep, {
+        exchange({ mode: 'attest' }, ep, {
           attestor: d.attestor,
           trustDomain: d.trustDomain,
           newKey: d.newKey,

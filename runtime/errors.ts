@@ -97,13 +97,19 @@ export type AgentErrorCode =
   | 'ERR_CLOCK_UNTRUSTED'
   /** The issuer answered something that is not a valid identity for our keys, or not CBOR. */
   | 'ERR_UPSTREAM_PROTOCOL'
+  /** The stored delegated CA key is TPM-resident but this agent (or tool) has no TPM to use it with. */
+  | 'ERR_CA_KEY_UNAVAILABLE'
   /** Network, TLS or timeout failure talking to an upstream endpoint. */
   | 'ERR_UPSTREAM_UNREACHABLE'
   /** 5xx from the issuer. */
   | 'ERR_UPSTREAM_UNAVAILABLE'
   /** 429 from the issuer (with `retryAfterMs`). */
   | 'ERR_UPSTREAM_RATE_LIMITED'
-  /** 401/403: refused for cause (revoked, PCR drift, unknown gateway). Reported, never retried blindly. */
+  /**
+   * 401/403: refused for cause (`fields.remoteCode` is the issuer's code). Revoked, disabled or
+   * unknown gateway: the agent stops until an operator acts; any other refusal: the next way
+   * (renew, recover, attest) at once, then retried with backoff.
+   */
   | 'ERR_UPSTREAM_REFUSED'
   /** 400/404/409/413/415: the issuer rejected the request itself. */
   | 'ERR_UPSTREAM_REJECTED'

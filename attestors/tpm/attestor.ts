@@ -35,6 +35,7 @@ import { activateCredential } from './activate.ts';
 import { type EkInfo, findEk } from './ek.ts';
 import { quotePcrs, withAk } from './quote.ts';
 import { sealData, unsealData } from './seal.ts';
+import { createSigningKey, TpmSigningKey } from './signing-key.ts';
 import type { TpmTransport } from './transport/transport.ts';
 import type { EkTemplateName } from './verify/ek-public.ts';
 import { qualifyingData } from './verify/qualifying-data.ts';
@@ -58,6 +59,8 @@ export class TpmAttestor extends Attestor {
   readonly supports: AttestorSupports = { pcrs: true, ekCertificate: true, sealing: true };
   readonly #o: TpmAttestorOptions;
   #ek: EkInfo | undefined;
+  readonly #keys = new Set<TpmSigningKey>();
+  #closed = false;
 
   constructor(options: TpmAttestorOptions) {
     super();
@@ -146,7 +149,31 @@ export class TpmAttestor extends Attestor {
     return unsealData(this.#t, blob, this.#o.random);
   }
 
+  /** A new TPM-resident ECDSA P-256 signing key under the storage primary: its blob (signing-key.ts). */
+  async createSigningKey(): Promise<Buffer> {
+    this.#assertOpen();
+    return createSigningKey(this.#t);
+  }
+
+  /**
+   * The signing key of a blob from `createSigningKey` (ERR_ATTESTOR_KEY_BLOB if it is not one):
+   * loaded at first use, kept loaded, flushed by `close()` of the key or of this attestor.
+   */
+  signingKey(blob: Uint8Array): TpmSigningKey {
+    this.#assertOpen();
+    const key = new TpmSigningKey(this.#t, blob);
+    this.#keys.add(key);
+    return key;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new AttestorError('ERR_ATTESTOR_CLOSED', 'tpm attestor is closed');
+  }
+
   protected async _close(): Promise<void> {
+    this.#closed = true;
+    for (const k of this.#keys) await k.close();
+    this.#keys.clear();
     if (this.#o.ownsTransport !== false) await this.#t.close();
   }
 }

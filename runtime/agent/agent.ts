@@ -1,8 +1,10 @@
 /**
- * The gateway agent: serves the cached identity at once, then attests or renews, rotates the SVID
- * at half-life with jitter and the delegated CA at its own half-life with jitter (a renewal sends
- * a CA CSR only when the CA is due), survives upstream outages within the credentials' own
- * lifetimes, follows the revocation feed, and watches the clock (ARCHITECTURE.md §4).
+ * The gateway agent: serves the cached identity at once, then attests, renews or recovers,
+ * rotates the SVID at half-life with jitter and the delegated CA at its own half-life with jitter
+ * (a renewal sends a CA CSR only when the CA is due), keeps signing devices with the delegated CA
+ * through an outage until the CA's NotAfter (the offline budget) also after its SVID expired,
+ * recovers by itself when the upstream returns (PoP of the CA key), follows the revocation feed,
+ * uploads the log of device issuances, and watches the clock (ARCHITECTURE.md §4).
  *
  * Lifecycle (STYLE.md rule 6): the constructor only stores dependencies; `start()` loads the
  * store and serves what is valid, then schedules the first exchange and resolves — it never waits
@@ -13,9 +15,11 @@
  * `agent.deviceSigner`; the transport never imports this file.
  *
  * This file wires the parts and owns the lifecycle and the loading of the cache: rotation
- * scheduling and failure handling in `rotation.ts`, the time floor and the clock tick in
- * `clock-watch.ts`, credential expiry in `expiry.ts`, the revocation and bundle feeds in
- * `feed.ts`, the status snapshot in `status.ts`, the options in `options.ts`.
+ * scheduling and failure handling in `rotation.ts` (the exchanges in `exchange.ts`, refusal
+ * classes in `refusal.ts`, the first-success probe in `probe.ts`), the time floor (its one owner)
+ * and the clock tick in `clock-watch.ts`, credential expiry in `expiry.ts`, the revocation and
+ * bundle feeds in `feed.ts`, the device issuance log in `issued-log.ts`, the status snapshot in
+ * `status.ts`, the options in `options.ts`.
  *
  * @example
  * ```ts
@@ -37,12 +41,14 @@ import {
 import type { StoreOp } from '../store/sealed-store.ts';
 import { Failover } from '../upstream/failover.ts';
 import { CircuitBreaker, DEFAULT_BREAKER } from './breaker.ts';
+import { type CaKeys, caKeysFor, loadCaKey } from './ca-keys.ts';
 import { ClockWatch } from './clock-watch.ts';
 import { AgentDeviceSigner } from './device-signer.ts';
 import { codeOf, type EventLog, eventLog, iso } from './events.ts';
 import { ExpiryWatch } from './expiry.ts';
 import { FeedFollower } from './feed.ts';
 import { type LiveIdentity, liveIdentity } from './identity.ts';
+import { IssuedLog, issuedLogOp } from './issued-log.ts';
 import { Counters } from './metrics.ts';
 import type { AgentOptions } from './options.ts';
 import { DEFAULT_BACKOFF, fullJitterBackoff } from './policy.ts';
@@ -54,6 +60,11 @@ import { NamedTimers } from './timers.ts';
 
 export type { AgentOptions } from './options.ts';
 export type { AgentStatus, EndpointFailure, UpstreamFailure, UpstreamState } from './status.ts';
+
+/** The loading rule: an identity is kept while its SVID or its delegated CA is valid at `now`. */
+export function keepable(live: LiveIdentity, now: number): boolean {
+  return now < live.svid.notAfter || now < live.ca.notAfter;
+}
 
 export class Agent {
   readonly svidSource: AgentSvidSource;
@@ -72,11 +83,14 @@ export class Agent {
   readonly #expiry: ExpiryWatch;
   readonly #feed: FeedFollower;
   readonly #rotation: Rotation;
+  readonly #caKeys: CaKeys;
+  readonly #issuedLog: IssuedLog;
   #state: 'new' | 'started' | 'closed' = 'new';
   #devices = new Map<string, number>();
 
   constructor(o: AgentOptions) {
     this.#o = o;
+    this.#caKeys = o.caKeys ?? caKeysFor(o.attestor, o.newKey);
     this.#clock = o.clock;
     this.#event = eventLog(o.logger);
     const backoff = o.backoff ?? fullJitterBackoff(DEFAULT_BACKOFF, o.random);
@@ -89,6 +103,7 @@ export class Agent {
     const now = (): number => this.now();
     const common = { counters: this.counters, event: this.#event, running };
     this.#timers = new NamedTimers(o.clock, running);
+    this.#issuedLog = new IssuedLog(o.store, this.#event);
     const timers = this.#timers;
     this.#clockWatch = new ClockWatch({
       ...common,
@@ -98,9 +113,6 @@ export class Agent {
       tickMs: o.tickMs,
       floorToleranceMs: o.floorToleranceMs,
       floorPersistMs: o.floorPersistMs,
-      onUntrusted: () => {
-        this.#rotation.upstreamState = 'clock-untrusted';
-      },
       recheck: () => {
         this.#expiry.arm();
         void this.#rotation.rotate();
@@ -114,6 +126,7 @@ export class Agent {
       svidSource: this.svidSource,
       bundleSource: this.bundleSource,
       revocations: () => this.revocations,
+      issuedLog: this.#issuedLog,
       failover: this.#failover,
       breaker: this.#breaker,
       timers,
@@ -125,6 +138,7 @@ export class Agent {
     this.#rotation = new Rotation({
       ...common,
       options: o,
+      caKeys: this.#caKeys,
       clock: o.clock,
       clockWatch: this.#clockWatch,
       backoff,
@@ -136,6 +150,7 @@ export class Agent {
       timers,
       now,
       caIdentity: () => this.#caIdentity(),
+      onReconnect: () => this.#feed.arm(0),
     });
     this.deviceSigner = new AgentDeviceSigner(
       {
@@ -167,17 +182,29 @@ export class Agent {
     this.revocations = new RevocationSet(this.#o.logger, rev);
     this.revocations.prune(this.now());
     const bundle = await store.get<BundleRecord>(NAMES.bundle);
-    if (bundle !== undefined) this.#feed.setBundle(bundle.json, false);
+    if (bundle !== undefined) this.#feed.loadBundle(bundle.json);
     await this.#loadIdentity();
     await this.#loadDevices();
 
     const live = this.svidSource.current();
+    const kept = this.svidSource.loaded();
     if (live !== undefined)
       this.#event('info', 'serving cached identity', 'identity.cached', {
         spiffeId: live.svid.spiffeId,
         notAfter: iso(live.svid.notAfter),
         caNotAfter: iso(live.ca.notAfter),
       });
+    else if (kept !== undefined)
+      this.#event(
+        'warn',
+        'cached gateway SVID has expired; delegated CA kept for local signing until its NotAfter',
+        'identity.ca-only',
+        {
+          spiffeId: kept.svid.spiffeId,
+          notAfter: iso(kept.svid.notAfter),
+          caNotAfter: iso(kept.ca.notAfter),
+        },
+      );
     this.#expiry.arm();
     this.#rotation.schedule(
       live === undefined ? 0 : (this.#rotation.nextRotationAt ?? this.now()) - this.now(),
@@ -197,10 +224,10 @@ export class Agent {
     await this.#rotation.inFlight?.catch(() => {});
   }
 
-  /** Run a rotation check now (forward clock jump, operator request). */
+  /** Run a rotation now (operator request): also after a definitive refusal stopped the agent. */
   async rotateNow(): Promise<void> {
     this.#checkOpen();
-    await this.#rotation.rotate();
+    await this.#rotation.rotate({ operator: true });
   }
 
   status(): AgentStatus {
@@ -232,7 +259,8 @@ export class Agent {
     if (rec === undefined) return;
     let live: LiveIdentity;
     try {
-      live = liveIdentity(rec);
+      live = liveIdentity(rec, this.#caKeys.open);
+      await loadCaKey(live.ca.key);
     } catch (err) {
       this.#event('error', 'stored identity is malformed; dropped', 'identity.dropped', {
         code: codeOf(err),
@@ -241,11 +269,16 @@ export class Agent {
       return;
     }
     const now = this.now();
-    if (live.svid.notAfter <= now && live.ca.notAfter <= now) {
-      // Nothing expired is ever loaded (ARCHITECTURE.md §4).
+    // An identity is kept while its delegated CA is valid (the CA's NotAfter is the offline
+    // budget), even when its upstream SVID has expired: the SVID source then reports it
+    // unavailable (an expired SVID is never served), the CA goes on signing devices locally, and
+    // the agent renews upstream by proof of possession of the CA key. An SVID still valid under
+    // an expired CA is kept too (it can renew). Only an identity with nothing valid is dropped.
+    if (!keepable(live, now)) {
       this.#event('warn', 'cached identity has expired; not loaded', 'identity.expired', {
         spiffeId: live.svid.spiffeId,
         notAfter: iso(live.svid.notAfter),
+        caNotAfter: iso(live.ca.notAfter),
       });
       await this.#o.store.batch([{ type: 'del', name: NAMES.gateway }]);
       return;
@@ -271,7 +304,11 @@ export class Agent {
 
   async #recordDevice(rec: DeviceRecord): Promise<void> {
     this.#checkOpen();
-    await this.#o.store.batch([{ type: 'put', name: deviceName(rec.deviceId), value: rec }]);
+    // The device record and its entry in the log uploaded to the issuer's audit: one batch.
+    await this.#o.store.batch([
+      { type: 'put', name: deviceName(rec.deviceId), value: rec },
+      issuedLogOp(rec),
+    ]);
     this.#devices.set(rec.deviceId, rec.notAfter);
     this.counters.inc('edgeward_device_svids_total');
     this.#event('info', 'device SVID issued', 'device.issued', {

@@ -1,6 +1,7 @@
 /**
- * The agent's watch over the wall clock (ARCHITECTURE.md §4): it owns the time floor
- * (`time-floor.ts`), loads and persists it, and ticks every `tickMs` to notice a clock that
+ * The agent's watch over the wall clock (ARCHITECTURE.md §4): the one owner of the time floor
+ * (`time-floor.ts`) — it alone raises it (`witness`, the tick) and writes it to the store — and
+ * ticks every `tickMs` to notice a clock that
  * fell behind the floor (untrusted: nothing is signed or renewed), came back to sanity, or
  * jumped forward (rotation is checked at once). A jump is the wall clock moving differently
  * from the monotonic clock between two ticks.
@@ -34,8 +35,6 @@ export interface ClockWatchDeps {
   readonly floorToleranceMs: number | undefined;
   /** Persist the floor when it moved by this much (default 5 min; flash wears out). */
   readonly floorPersistMs: number | undefined;
-  /** The clock fell behind the floor (on a tick). */
-  readonly onUntrusted: () => void;
   /** The clock is sane again, or jumped forward: re-arm expiry and check rotation now. */
   readonly recheck: () => void;
 }
@@ -83,14 +82,13 @@ export class ClockWatch {
     if (!this.#clockTrusted) this.#reportUntrusted(wall);
   }
 
-  /** The issuer vouched for `time` in what it signed: the best evidence of the true time. */
-  witness(time: number): void {
+  /**
+   * The issuer vouched for `time` in what it signed (after every issuance): the best evidence of
+   * the true time. The raised floor is written at once.
+   */
+  async witness(time: number): Promise<void> {
     this.#floor.witness(time, this.#d.clock.monotonic());
-  }
-
-  /** The current floor was just written to the store (with a rotation). */
-  markPersisted(): void {
-    this.#floorPersisted = this.#floor.value;
+    if (this.#floor.value !== this.#floorPersisted) await this.#persistFloor();
   }
 
   /** Arm the tick; it re-arms itself after each run. */
@@ -113,7 +111,6 @@ export class ClockWatch {
     if (!trusted) {
       if (this.#clockTrusted) this.#reportUntrusted(wall);
       this.#clockTrusted = false;
-      this.#d.onUntrusted();
       return;
     }
     if (!this.#clockTrusted) {

@@ -8,7 +8,8 @@
  * - the SVID is `<gateway ID>/device/<id>` and never outlives the CA (the signer clamps it).
  * Each issuance is recorded in the store (`device/<id>`) before the chain is returned.
  *
- * Signing uses `runtime/svid`'s DER-template signer (node:crypto), rebuilt when the CA rotates.
+ * Signing uses `runtime/svid`'s DER-template signer, rebuilt when the CA rotates; the signature
+ * goes through the CA key seam (software key, or TPM2_Sign when the CA key is in the TPM).
  */
 import { isEdgewardError } from '../core/error.ts';
 import type { Random } from '../core/random.ts';
@@ -17,7 +18,7 @@ import type { DeviceSigner } from '../sources/types.ts';
 import { isPathSegment } from '../spiffe/id.ts';
 import type { DeviceRecord } from '../store/records.ts';
 import { parseCsr } from '../svid/csr.ts';
-import { createSigner, type SvidSigner } from '../svid/signer.ts';
+import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
 import type { LiveIdentity } from './identity.ts';
 
 export const DEFAULT_DEVICE_TTL_MS = 60 * 60_000;
@@ -36,7 +37,7 @@ export interface DeviceSignerHost {
 export class AgentDeviceSigner implements DeviceSigner {
   readonly #host: DeviceSignerHost;
   readonly #ttlMs: number;
-  #cached: { live: LiveIdentity; signer: SvidSigner } | undefined;
+  #cached: { live: LiveIdentity; signer: AsyncSvidSigner } | undefined;
 
   constructor(host: DeviceSignerHost, ttlMs = DEFAULT_DEVICE_TTL_MS) {
     this.#host = host;
@@ -86,7 +87,7 @@ export class AgentDeviceSigner implements DeviceSigner {
     if (!(ttl > 0)) throw new TypeError('ttlMs must be positive');
     const now = this.#host.now();
     const spiffeId = `${live.svid.spiffeId}/device/${deviceId}`;
-    const issued = this.#signer(live).issue({
+    const issued = await this.#signer(live).issue({
       profile: 'svid',
       spiffeId,
       spki,
@@ -103,11 +104,11 @@ export class AgentDeviceSigner implements DeviceSigner {
     return { chain: [issued.der, ...live.ca.chainDer], notAfter: issued.notAfter };
   }
 
-  #signer(live: LiveIdentity): SvidSigner {
+  #signer(live: LiveIdentity): AsyncSvidSigner {
     if (this.#cached?.live !== live) {
-      const signer = createSigner({
+      const signer = createCaSigner({
         certificate: live.ca.chainDer[0] as Uint8Array,
-        privateKey: live.ca.key,
+        key: live.ca.key,
         trustDomain: this.#host.trustDomain,
         random: this.#host.random,
         scope: `${live.svid.spiffeId}/device`,

@@ -1,17 +1,21 @@
 /**
- * One identity exchange with one upstream endpoint: attestation (first boot, or after a refusal)
- * or renewal (mTLS with the current SVID, fresh quote on the same AK when the attestor quotes).
+ * One identity exchange with one upstream endpoint, in three ways:
+ * - `attest`: first boot, or when nothing else is left (a fresh attestation, always a new CA);
+ * - `renew`: mTLS with the current SVID, a fresh quote on the same AK when the attestor quotes;
+ * - `recover`: the upstream SVID has expired but the delegated CA is still valid — proof of
+ *   possession of the CA key (`/v1/recover/begin|finish`, ECDSA over "edgeward ca-pop v1" ‖ nonce
+ *   ‖ CSR SPKI), with a fresh quote when the attestor quotes (the PCR policy is never bypassed).
  *
  * A fresh key for the SVID is made for every exchange, and one for the delegated CA when it is due
- * (always on attestation; on renewal when the agent says so — otherwise the current CA and its key
- * carry over and the issuer, sent no caCsr, re-signs only the SVID). The private keys stay
- * in memory until the agent commits the whole record in one store batch. The `onStep` hook marks
- * the points where a power cut matters (kill -9 tests): after key generation and after the issuer
- * answered; the agent adds `stored` after its batch.
+ * (in the TPM when the attestor is one, see ca-keys.ts; always on attestation; on renewal and recovery when the agent says so — otherwise the current
+ * CA and its key carry over and the issuer, sent no caCsr, re-signs only the SVID). The private
+ * keys stay in memory until the agent commits the whole record in one store batch. The `onStep`
+ * hook marks the points where a power cut matters (kill -9 tests): after key generation and after
+ * the issuer answered; the agent adds `stored` after its batch.
  *
  * @example
  * ```ts
- * const got = await exchange('renew', endpoint, { attestor, trustDomain, newKey, now }, current);
+ * const got = await exchange({ mode: 'renew', current }, endpoint, { attestor, trustDomain, newKey, now });
  * await store.batch([{ type: 'put', name: 'gateway', value: got.record }, ...]);
  * ```
  */
@@ -20,37 +24,49 @@ import type { Attestor } from '../../attestors/attestor.ts';
 import { AgentError } from '../errors.ts';
 import type { GatewayRecord } from '../store/records.ts';
 import { type DecodedBundle, decodeBundle } from '../svid/bundle.ts';
+import { type CaKey, createCaCsr } from '../svid/ca-key.ts';
 import { createCsr } from '../svid/csr.ts';
+import { caPopSignedData } from '../svid/pop.ts';
 import { spkiOf } from '../svid/signer.ts';
 import {
   type AttestBeginResponse,
   type AttestFinishRequest,
   type IssuedIdentity,
   PATHS,
+  type RecoverBeginRequest,
+  type RecoverBeginResponse,
+  type RecoverFinishRequest,
   type RenewBeginResponse,
   type RenewFinishRequest,
 } from '../upstream/protocol.ts';
 import type { UpstreamEndpoint } from '../upstream/types.ts';
+import { type CaKeys, caKeysFor } from './ca-keys.ts';
 import { checkIssued, type LiveIdentity, liveIdentity } from './identity.ts';
 
 export type RotationStep = 'keys-generated' | 'issuer-answered' | 'stored';
-export type ExchangeMode = 'attest' | 'renew';
+export type ExchangeMode = 'attest' | 'renew' | 'recover';
+
+/** What an exchange starts from: nothing (attest), a valid SVID (renew), a valid CA (recover). */
+export type ExchangePlan =
+  | { readonly mode: 'attest' }
+  | { readonly mode: 'renew'; readonly current: LiveIdentity; readonly renewCa: boolean }
+  | { readonly mode: 'recover'; readonly current: LiveIdentity; readonly renewCa: boolean };
 
 export interface ExchangeDeps {
   readonly attestor: Attestor;
   readonly trustDomain: string;
-  /** A fresh EC P-256 private key (injected: entropy comes from the composition root). */
+  /** A fresh EC P-256 private key for the SVID (injected: entropy comes from the composition root). */
   readonly newKey: () => KeyObject;
+  /**
+   * Where a new delegated CA key is made and a stored one opened (ca-keys.ts). Default
+   * `caKeysFor(attestor, newKey)`: in the TPM when the attestor is a TPM, software otherwise.
+   */
+  readonly caKeys?: CaKeys;
   /** Current time for validity checks (the time floor applies). */
   readonly now: () => number;
   readonly onStep?: ((step: RotationStep) => void | Promise<void>) | undefined;
   /** Broker host names for DNS/IP SANs on the gateway SVID (see AttestFinishRequest). */
   readonly serverNames?: readonly string[] | undefined;
-  /**
-   * Renewal only: false keeps the current delegated CA (no caCsr sent; the CA renews at its own
-   * half-life, not with every SVID). Attestation always obtains a new CA.
-   */
-  readonly renewCa?: boolean;
 }
 
 export interface ExchangeResult {
@@ -59,65 +75,179 @@ export interface ExchangeResult {
   readonly bundle: DecodedBundle & { json: string };
 }
 
+/** The fresh SVID key and its CSR. */
+interface SvidKeys {
+  readonly svidKey: KeyObject;
+  readonly csr: Buffer;
+  readonly spki: Uint8Array;
+}
+
+/**
+ * A new delegated CA key, made only when the issuer has answered the begin step (not for every
+ * attempt while it is away: a TPM key costs a TPM2_Create and an object slot), and released when
+ * the exchange fails after making it.
+ */
+class NewCaKey {
+  readonly #caKeys: CaKeys;
+  #made: { key: CaKey; stored: Uint8Array; csr: Buffer } | undefined;
+
+  constructor(caKeys: CaKeys) {
+    this.#caKeys = caKeys;
+  }
+
+  get made(): { readonly key: CaKey; readonly stored: Uint8Array } | undefined {
+    return this.#made;
+  }
+
+  /** Make the key (once; in the TPM when the attestor is one) and give its CSR. */
+  async csr(): Promise<Buffer> {
+    if (this.#made === undefined) {
+      const ca = await this.#caKeys.create();
+      this.#made = { ...ca, csr: await createCaCsr(ca.key) };
+    }
+    return this.#made.csr;
+  }
+
+  /** The exchange failed: release the key it made (a TPM key is flushed). */
+  async discard(): Promise<void> {
+    await this.#made?.key.close().catch(() => {});
+  }
+}
+
+/** The delegated CA of an exchange: the current one kept, or a new one. */
+type CaPlan = { readonly kept: LiveIdentity } | { readonly fresh: NewCaKey };
+
+/** The fields of a quote, when the attestor quotes and the issuer asked for one. */
+type QuoteFields = Pick<RenewFinishRequest, 'quote' | 'signature' | 'pcrValues'>;
+
 export async function exchange(
-  mode: ExchangeMode,
+  plan: ExchangePlan,
   ep: UpstreamEndpoint,
   deps: ExchangeDeps,
-  current?: LiveIdentity,
 ): Promise<ExchangeResult> {
-  const keepCa = mode === 'renew' && deps.renewCa === false && current !== undefined;
-  const svidKey = deps.newKey();
-  const caKey = keepCa ? undefined : deps.newKey();
-  const csr = createCsr(svidKey);
-  const caCsr = caKey === undefined ? undefined : createCsr(caKey);
-  const spki = spkiOf(svidKey);
+  const caKeys = deps.caKeys ?? caKeysFor(deps.attestor, deps.newKey);
+  const svid = newSvidKeys(deps);
+  const ca: CaPlan =
+    plan.mode === 'attest' || plan.renewCa ? { fresh: new NewCaKey(caKeys) } : { kept: plan.current };
   await deps.onStep?.('keys-generated');
-  const names =
-    deps.serverNames !== undefined && deps.serverNames.length > 0
-      ? { serverNames: [...deps.serverNames] }
-      : {};
-  let issued: IssuedIdentity;
-  if (mode === 'attest') {
-    const beginReq = await deps.attestor.begin();
-    const challenge = await ep.post<AttestBeginResponse>(PATHS.attestBegin, beginReq);
-    checkShape(challenge, ['sessionId', 'nonce'], 'attest/begin');
-    const proof = await deps.attestor.answer(challenge, spki);
-    // keepCa is renew-only: attestation always brings a CA key, so caCsr is set here.
-    const finish: AttestFinishRequest = {
-      sessionId: challenge.sessionId,
-      csr,
-      caCsr: caCsr as Buffer,
-      ...names,
-      ...proof,
-    };
-    issued = await ep.post<IssuedIdentity>(PATHS.attestFinish, finish);
-  } else {
-    if (current === undefined) throw new TypeError('renewal needs the current identity');
-    const auth = { clientSvid: current.svid };
-    const begin = await ep.post<RenewBeginResponse>(PATHS.renewBegin, {}, auth);
-    checkShape(begin, ['sessionId', 'nonce'], 'renew/begin');
-    const req: RenewFinishRequest = {
-      sessionId: begin.sessionId,
-      csr,
-      ...(caCsr === undefined ? {} : { caCsr }),
-      ...names,
-    };
-    if (deps.attestor.supports.pcrs && begin.pcrSelection !== undefined) {
-      const evidence = await deps.attestor.quote(begin.nonce, spki, begin.pcrSelection);
-      Object.assign(req, {
-        quote: evidence.quote,
-        signature: evidence.signature,
-        pcrValues: evidence.pcrValues,
-      });
-    }
-    issued = await ep.post<IssuedIdentity>(PATHS.renewFinish, req, auth);
+  try {
+    const issued =
+      plan.mode === 'attest'
+        ? await attest(ep, deps, svid, ca)
+        : plan.mode === 'renew'
+          ? await renew(ep, deps, svid, ca, plan.current)
+          : await recover(ep, deps, svid, ca, plan.current);
+    return await assemble(issued, svid, ca, plan.mode, deps, caKeys);
+  } catch (err) {
+    if ('fresh' in ca) await ca.fresh.discard();
+    throw err;
   }
+}
+
+function newSvidKeys(deps: ExchangeDeps): SvidKeys {
+  const svidKey = deps.newKey();
+  return { svidKey, csr: createCsr(svidKey), spki: spkiOf(svidKey) };
+}
+
+const caCsrOf = async (ca: CaPlan): Promise<{ caCsr?: Buffer }> =>
+  'fresh' in ca ? { caCsr: await ca.fresh.csr() } : {};
+
+const namesOf = (deps: ExchangeDeps): { serverNames?: string[] } =>
+  deps.serverNames !== undefined && deps.serverNames.length > 0 ? { serverNames: [...deps.serverNames] } : {};
+
+async function attest(
+  ep: UpstreamEndpoint,
+  deps: ExchangeDeps,
+  keys: SvidKeys,
+  ca: CaPlan,
+): Promise<IssuedIdentity> {
+  if (!('fresh' in ca)) throw new TypeError('attestation always obtains a new delegated CA');
+  const beginReq = await deps.attestor.begin();
+  const challenge = await ep.post<AttestBeginResponse>(PATHS.attestBegin, beginReq);
+  checkShape(challenge, ['sessionId', 'nonce'], 'attest/begin');
+  const proof = await deps.attestor.answer(challenge, keys.spki);
+  const finish: AttestFinishRequest = {
+    sessionId: challenge.sessionId,
+    csr: keys.csr,
+    caCsr: await ca.fresh.csr(),
+    ...namesOf(deps),
+    ...proof,
+  };
+  return ep.post<IssuedIdentity>(PATHS.attestFinish, finish);
+}
+
+async function renew(
+  ep: UpstreamEndpoint,
+  deps: ExchangeDeps,
+  keys: SvidKeys,
+  ca: CaPlan,
+  current: LiveIdentity,
+): Promise<IssuedIdentity> {
+  const auth = { clientSvid: current.svid };
+  const begin = await ep.post<RenewBeginResponse>(PATHS.renewBegin, {}, auth);
+  checkShape(begin, ['sessionId', 'nonce'], 'renew/begin');
+  const req: RenewFinishRequest = {
+    sessionId: begin.sessionId,
+    csr: keys.csr,
+    ...(await caCsrOf(ca)),
+    ...namesOf(deps),
+    ...(await quoteFields(deps.attestor, begin, keys.spki)),
+  };
+  return ep.post<IssuedIdentity>(PATHS.renewFinish, req, auth);
+}
+
+/** Renewal of an expired SVID by proof of possession of the still-valid delegated CA key. */
+async function recover(
+  ep: UpstreamEndpoint,
+  deps: ExchangeDeps,
+  keys: SvidKeys,
+  ca: CaPlan,
+  current: LiveIdentity,
+): Promise<IssuedIdentity> {
+  const beginReq: RecoverBeginRequest = { caChain: [...current.ca.chainDer] };
+  const begin = await ep.post<RecoverBeginResponse>(PATHS.recoverBegin, beginReq);
+  checkShape(begin, ['sessionId', 'nonce'], 'recover/begin');
+  // DER ECDSA-SHA256 through the CA key seam (TPM2_Sign when the CA key is in the TPM).
+  const caSignature = await current.ca.key.sign(caPopSignedData(begin.nonce, keys.spki));
+  const req: RecoverFinishRequest = {
+    sessionId: begin.sessionId,
+    csr: keys.csr,
+    ...(await caCsrOf(ca)),
+    ...namesOf(deps),
+    caSignature,
+    ...(await quoteFields(deps.attestor, begin, keys.spki)),
+  };
+  return ep.post<IssuedIdentity>(PATHS.recoverFinish, req);
+}
+
+async function quoteFields(
+  attestor: Attestor,
+  begin: { readonly nonce: Uint8Array; readonly pcrSelection?: string },
+  spki: Uint8Array,
+): Promise<QuoteFields> {
+  if (!attestor.supports.pcrs || begin.pcrSelection === undefined) return {};
+  const evidence = await attestor.quote(begin.nonce, spki, begin.pcrSelection);
+  return { quote: evidence.quote, signature: evidence.signature, pcrValues: evidence.pcrValues };
+}
+
+/** Check the issuer's answer and build the record and identity to commit. */
+async function assemble(
+  issued: IssuedIdentity,
+  keys: SvidKeys,
+  ca: CaPlan,
+  mode: ExchangeMode,
+  deps: ExchangeDeps,
+  caKeys: CaKeys,
+): Promise<ExchangeResult> {
   checkShape(issued, ['spiffeId', 'svidChain', 'deviceCaChain', 'bundle'], 'issued identity');
+  const kept = 'kept' in ca ? ca.kept : undefined;
+  // Kept CA: the current chain and key carry over into the new record unchanged.
+  const caFields = caRecordFields(ca, issued);
   const gotCa = Array.isArray(issued.deviceCaChain) && issued.deviceCaChain.length > 0;
-  if (gotCa === keepCa)
+  if (gotCa === (kept !== undefined))
     throw new AgentError(
       'ERR_UPSTREAM_PROTOCOL',
-      keepCa
+      kept !== undefined
         ? 'issuer re-signed a delegated CA that was not asked for'
         : 'issued identity lacks the device CA',
     );
@@ -132,20 +262,29 @@ export async function exchange(
   const record: GatewayRecord = {
     spiffeId: issued.spiffeId,
     svidChain: issued.svidChain,
-    svidKey: svidKey.export({ format: 'der', type: 'pkcs8' }),
-    // Kept CA: the current chain and key carry over into the new record unchanged.
-    caChain: caKey === undefined ? (current as LiveIdentity).record.caChain : issued.deviceCaChain,
-    caKey:
-      caKey === undefined
-        ? (current as LiveIdentity).record.caKey
-        : caKey.export({ format: 'der', type: 'pkcs8' }),
+    svidKey: keys.svidKey.export({ format: 'der', type: 'pkcs8' }),
+    ...caFields,
     obtainedAt: now,
     via: mode,
     nextNonce: issued.nextNonce ?? new Uint8Array(0),
   };
-  const live = liveIdentity(record);
+  const live = liveIdentity(record, caKeys.open);
   checkIssued(live, { trustDomain: deps.trustDomain, roots: bundle.roots, now });
   return { record, live, bundle: { ...bundle, json: issued.bundle } };
+}
+
+/** The delegated CA part of the record: the kept one unchanged, or the new key with its chain. */
+function caRecordFields(
+  ca: CaPlan,
+  issued: IssuedIdentity,
+): Pick<GatewayRecord, 'caChain' | 'caKeyBackend' | 'caKey'> {
+  if ('kept' in ca) {
+    const { caChain, caKeyBackend, caKey } = ca.kept.record;
+    return { caChain, caKeyBackend, caKey };
+  }
+  const made = ca.fresh.made;
+  if (made === undefined) throw new TypeError('the exchange asked for a new CA but made no key');
+  return { caChain: issued.deviceCaChain, caKeyBackend: made.key.backend, caKey: made.stored };
 }
 
 function checkShape(v: unknown, fields: readonly string[], what: string): void {

@@ -1,16 +1,19 @@
 /**
  * Following the issuer's feeds (ARCHITECTURE.md §4): every `feedIntervalMs` (default 60 s),
- * while the agent holds a valid SVID, the clock is trusted and the breaker allows it, poll the
- * revocation feed from the last sequence seen, then the SPIFFE trust bundle. New revocations are
- * applied, persisted and logged; a changed bundle is decoded, served and persisted. The store is
- * written only when something changed (an unchanged feed every minute would wear the flash out).
- * A failed poll is counted and tried again at the next interval.
+ * and at once when the upstream answers again after failures, while the agent holds a valid
+ * SVID, the clock is trusted and the breaker allows it: poll the revocation feed from the last
+ * sequence seen (first: revoked sessions close before anything else happens), then the SPIFFE
+ * trust bundle, then upload the device certificates issued since the last accepted upload
+ * (`issued-log.ts`). New revocations are applied, persisted and logged; a changed bundle is
+ * decoded, persisted and adopted (`AgentBundleSource.adopt`). The store is written only when
+ * something changed (an unchanged feed every minute would wear the flash out). A failed poll is
+ * counted and tried again at the next interval.
  *
  * @example
  * ```ts
  * const feed = new FeedFollower({ svidSource, bundleSource, revocations: () => set, ... });
- * feed.setBundle(stored.json, false);   // at start, from the cache
- * feed.arm(0);                          // poll now, then every interval
+ * feed.loadBundle(stored.json);   // at start, from the cache
+ * feed.arm(0);                    // poll now, then every interval
  * ```
  */
 import type { Logger } from '../core/logger.ts';
@@ -21,9 +24,10 @@ import type { Failover } from '../upstream/failover.ts';
 import { PATHS, type RevocationFeed } from '../upstream/protocol.ts';
 import type { CircuitBreaker } from './breaker.ts';
 import { codeOf, type EventLog } from './events.ts';
+import type { IssuedLog } from './issued-log.ts';
 import type { Counters } from './metrics.ts';
 import type { RevocationSet } from './revocations.ts';
-import type { AgentBundleSource, AgentSvidSource } from './sources.ts';
+import { type AgentBundleSource, type AgentSvidSource, bundleRecordOp } from './sources.ts';
 import type { NamedTimers } from './timers.ts';
 
 export interface FeedFollowerDeps {
@@ -33,6 +37,7 @@ export interface FeedFollowerDeps {
   readonly bundleSource: AgentBundleSource;
   /** The agent's current revocation set (replaced when the agent loads its cache). */
   readonly revocations: () => RevocationSet;
+  readonly issuedLog: IssuedLog;
   readonly failover: Failover;
   readonly breaker: CircuitBreaker;
   readonly counters: Counters;
@@ -60,13 +65,15 @@ export class FeedFollower {
     });
   }
 
-  /** Decode and serve a bundle's JSON (notifying when `persist`); undefined when it does not decode. */
-  setBundle(json: string, persist: boolean): DecodedBundle | undefined {
+  /** Serve the bundle stored at the last run (agent start); ignored when it does not decode. */
+  loadBundle(json: string): void {
+    const b = this.#decode(json);
+    if (b !== undefined) this.#d.bundleSource.adopt(this.#d.trustDomain, b);
+  }
+
+  #decode(json: string): (DecodedBundle & { json: string }) | undefined {
     try {
-      const b = decodeBundle(json);
-      this.#d.bundleSource.set(this.#d.trustDomain, b);
-      if (persist) this.#d.bundleSource.notify();
-      return b;
+      return { ...decodeBundle(json), json };
     } catch (err) {
       this.#d.event('error', 'bundle does not decode; ignored', 'bundle.invalid', { code: codeOf(err) });
       return undefined;
@@ -101,15 +108,14 @@ export class FeedFollower {
       const json = await d.failover.run((ep) => ep.get<unknown>(PATHS.bundle, auth));
       if (typeof json === 'string' && d.running()) {
         const seq = (JSON.parse(json) as { spiffe_sequence?: number }).spiffe_sequence;
-        if (seq !== d.bundleSource.sequence && this.setBundle(json, true) !== undefined)
-          await d.store.batch([
-            {
-              type: 'put',
-              name: NAMES.bundle,
-              value: { trustDomain: d.trustDomain, json, sequence: seq ?? 0 },
-            },
-          ]);
+        const b = seq === d.bundleSource.sequence ? undefined : this.#decode(json);
+        if (b !== undefined) {
+          await d.store.batch([bundleRecordOp(d.trustDomain, b)]);
+          d.bundleSource.adopt(d.trustDomain, b);
+        }
       }
+      // Last: the device certificates issued since the last accepted upload, for the issuer's audit.
+      if (d.running()) await d.issuedLog.upload(d.failover, auth);
     } catch (err) {
       d.counters.inc('edgeward_feed_failures_total', { reason: codeOf(err) });
       d.log.debug('feed poll failed', { event: 'feed.failed', code: codeOf(err) });

@@ -17,11 +17,14 @@ import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { AgentError } from '../errors.ts';
 import type { X509Svid } from '../sources/types.ts';
 import type { GatewayRecord } from '../store/records.ts';
+import type { CaKey } from '../svid/ca-key.ts';
+import { type CaKeyBackend, softwareCaKeys } from './ca-keys.ts';
 
 export interface DelegatedCa {
   readonly chain: readonly X509Certificate[];
   readonly chainDer: readonly Uint8Array[];
-  readonly key: KeyObject;
+  /** The CA key behind the signing seam: software, or TPM-resident (ca-keys.ts). */
+  readonly key: CaKey;
   readonly notBefore: number;
   readonly notAfter: number;
 }
@@ -61,20 +64,47 @@ const validity = (c: X509Certificate): { notBefore: number; notAfter: number } =
   notAfter: Date.parse(c.validTo),
 });
 
+/** Opens the stored CA key of a record (ca-keys.ts). */
+export type OpenCaKey = (backend: CaKeyBackend, stored: Uint8Array) => CaKey;
+
+/**
+ * Without a TPM at hand (a firmware hook reading the SVID, a tool): software keys open as usual;
+ * a TPM-resident key is represented by the CA certificate's public key and refuses to sign.
+ */
+function openWithoutTpm(caCert: X509Certificate): OpenCaKey {
+  const software = softwareCaKeys(() => {
+    throw new TypeError('no key factory');
+  }).open;
+  return (backend, stored) =>
+    backend === 'software'
+      ? software(backend, stored)
+      : {
+          backend,
+          spki: caCert.publicKey.export({ format: 'der', type: 'spki' }),
+          publicKey: caCert.publicKey,
+          sign: async () => {
+            throw new AgentError(
+              'ERR_CA_KEY_UNAVAILABLE',
+              'the delegated CA key is in a TPM this caller has not opened',
+            );
+          },
+          close: async () => {},
+        };
+}
+
 /** Build the in-memory identity from a record (from the store or freshly assembled). */
-export function liveIdentity(rec: GatewayRecord): LiveIdentity {
+export function liveIdentity(rec: GatewayRecord, openCaKey?: OpenCaKey): LiveIdentity {
   const chain = parseChain(rec.svidChain, 'svid chain');
   const caChain = parseChain(rec.caChain, 'device CA chain');
   let svidKey: KeyObject;
-  let caKey: KeyObject;
   try {
     svidKey = createPrivateKey({ key: Buffer.from(rec.svidKey), format: 'der', type: 'pkcs8' });
-    caKey = createPrivateKey({ key: Buffer.from(rec.caKey), format: 'der', type: 'pkcs8' });
   } catch (cause) {
     throw protocol('stored private key does not parse', cause);
   }
   const leaf = chain[0] as X509Certificate;
   const ca = caChain[0] as X509Certificate;
+  const caKey = (openCaKey ?? openWithoutTpm(ca))(rec.caKeyBackend ?? 'software', rec.caKey);
   // The earliest NotAfter of the chain bounds the SVID (sources/types.ts).
   const notAfter = Math.min(...chain.map((c) => validity(c).notAfter));
   const caNotAfter = Math.min(...caChain.map((c) => validity(c).notAfter));
@@ -107,7 +137,8 @@ export function checkIssued(
   if (!leaf.checkPrivateKey(svid.privateKey)) throw protocol('SVID is not for our key');
   const caCert = ca.chain[0] as X509Certificate;
   if (!caCert.ca) throw protocol('delegated CA certificate is not a CA');
-  if (!caCert.checkPrivateKey(ca.key)) throw protocol('delegated CA is not for our CA key');
+  if (!Buffer.from(ca.key.spki).equals(spkiOfCert(caCert)))
+    throw protocol('delegated CA is not for our CA key');
   if (uriSan(caCert) !== svid.spiffeId)
     throw protocol('delegated CA URI SAN differs from the gateway SPIFFE ID');
   for (const [what, chain, nb, na] of [
@@ -116,6 +147,15 @@ export function checkIssued(
   ] as const) {
     if (!(nb <= o.now && o.now < na)) throw protocol(`${what} is not valid now`);
     verifyChain(chain, o.roots, what);
+  }
+}
+
+/** The certificate's SubjectPublicKeyInfo DER; a key OpenSSL cannot decode is a protocol error. */
+function spkiOfCert(cert: X509Certificate): Buffer {
+  try {
+    return cert.publicKey.export({ format: 'der', type: 'spki' });
+  } catch (cause) {
+    throw protocol('delegated CA public key does not decode', cause);
   }
 }
 

@@ -17,6 +17,7 @@ import type { Random } from '../core/random.ts';
 import type { SealedStore } from '../store/sealed-store.ts';
 import type { Upstream } from '../upstream/types.ts';
 import type { BreakerOptions } from './breaker.ts';
+import type { CaKeys } from './ca-keys.ts';
 import type { RotationStep } from './exchange.ts';
 import type { BackoffStrategy } from './policy.ts';
 
@@ -29,14 +30,17 @@ export interface AgentOptions {
   readonly random: Random;
   readonly logger: Logger;
   readonly newKey: () => KeyObject;
+  /**
+   * Where the delegated CA key is made and kept. Default (`caKeysFor`): in the TPM when the
+   * attestor is a TPM, a software key sealed in the store otherwise.
+   */
+  readonly caKeys?: CaKeys;
   /** Broker host names to ask for on the gateway SVID (DNS/IP SANs). */
   readonly serverNames?: readonly string[];
   readonly backoff?: BackoffStrategy;
   readonly breaker?: BreakerOptions;
-  /** What a renewal refused for cause leads to: re-attest at once (default), or halt. */
-  readonly onRefusal?: 'reattest' | 'halt';
-  /** After a refused attestation, try again this much later (default 1 h). */
-  readonly refusalRetryMs?: number;
+  /** While the breaker is open, probe the upstream this often to notice its return (default 15 s). */
+  readonly probeMs?: number;
   /** Revocation feed and bundle poll interval (default 60 s). */
   readonly feedIntervalMs?: number;
   /** Clock watch interval (default 30 s): time floor, forward jumps, overdue timers. */

@@ -8,6 +8,8 @@ import type { Logger } from '../core/logger.ts';
 import { RuntimeError } from '../errors.ts';
 import { Listeners } from '../sources/listeners.ts';
 import type { BundleSource, SvidSource, Unsubscribe, X509Bundle, X509Svid } from '../sources/types.ts';
+import { type BundleRecord, NAMES } from '../store/records.ts';
+import type { StoreOp } from '../store/sealed-store.ts';
 import type { DecodedBundle } from '../svid/bundle.ts';
 import type { LiveIdentity } from './identity.ts';
 
@@ -74,8 +76,16 @@ export class AgentBundleSource extends ChangeNotifier implements BundleSource {
     super('bundle', logger);
   }
 
-  set(trustDomain: string, decoded: DecodedBundle): void {
+  /**
+   * The one way a bundle is adopted (from the store at start, an issuance, the feed): serve it,
+   * and tell listeners when its sequence changed. Returns whether it changed. Callers persist it
+   * first (`bundleRecordOp`) when it came from upstream.
+   */
+  adopt(trustDomain: string, decoded: DecodedBundle): boolean {
+    const changed = this.#bundle === undefined || decoded.sequence !== this.#bundle.sequence;
     this.#bundle = { trustDomain, roots: decoded.roots, sequence: decoded.sequence };
+    if (changed) this.notify();
+    return changed;
   }
 
   get sequence(): number | undefined {
@@ -88,4 +98,10 @@ export class AgentBundleSource extends ChangeNotifier implements BundleSource {
       throw new RuntimeError('ERR_BUNDLE_UNAVAILABLE', `no bundle for trust domain ${trustDomain}`);
     return b;
   }
+}
+
+/** The store write that persists a bundle received from upstream. */
+export function bundleRecordOp(trustDomain: string, b: DecodedBundle & { json: string }): StoreOp {
+  const value: BundleRecord = { trustDomain, json: b.json, sequence: b.sequence };
+  return { type: 'put', name: NAMES.bundle, value };
 }

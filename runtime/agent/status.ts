@@ -16,6 +16,8 @@ import type { LiveIdentity } from './identity.ts';
 /** The last failed exchange: its code, the underlying cause (`reason`) and each endpoint tried. */
 export interface UpstreamFailure {
   readonly code: string;
+  /** The issuer's own code (`ERR_ISSUER_*`) when it refused or rejected the request. */
+  readonly remoteCode: string | undefined;
   readonly message: string;
   readonly at: number;
   readonly reason: string | undefined;
@@ -29,6 +31,10 @@ export interface EndpointFailure {
   readonly reason: string | undefined;
 }
 
+/**
+ * `refused`: refused definitively (revoked, disabled, unknown gateway; `lastError.remoteCode` says
+ * which): no exchange until an operator acts. `failing`: transient failures or curable refusals.
+ */
 export type UpstreamState = 'unknown' | 'ok' | 'failing' | 'refused' | 'clock-untrusted';
 
 export interface AgentStatus {

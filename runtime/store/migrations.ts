@@ -9,8 +9,12 @@
  */
 import type { StoreOp } from './sealed-store.ts';
 
-/** Version 1: gateway, device-ca, bundle, revocations, floor, device/<id> (see `records.ts`). */
-export const STORE_SCHEMA_VERSION = 1;
+/**
+ * Version 1: gateway, device-ca, bundle, revocations, floor, device/<id> (see `records.ts`).
+ * Version 2: the gateway record says where its delegated CA key lives (`caKeyBackend`:
+ * `software` PKCS#8, or a `tpm` key blob); every version-1 key was software.
+ */
+export const STORE_SCHEMA_VERSION = 2;
 
 export interface MigrationContext {
   get<T>(name: string): Promise<T | undefined>;
@@ -25,5 +29,14 @@ export interface StoreMigration {
   up(ctx: MigrationContext): Promise<void>;
 }
 
-/** The migrations of this build, oldest first. Version 1 is the first layout: none yet. */
-export const STORE_MIGRATIONS: readonly StoreMigration[] = [];
+/** The migrations of this build, oldest first. */
+export const STORE_MIGRATIONS: readonly StoreMigration[] = [
+  {
+    from: 1,
+    async up(ctx) {
+      const g = await ctx.get<Record<string, unknown>>('gateway');
+      if (g !== undefined && g.caKeyBackend === undefined)
+        ctx.queue({ type: 'put', name: 'gateway', value: { ...g, caKeyBackend: 'software' } });
+    },
+  },
+];

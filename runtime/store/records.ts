@@ -1,6 +1,8 @@
 /**
- * The records of store schema 1 and their names. Certificates are DER, keys PKCS#8 DER; every
- * record is sealed by `SealedStore`, so private keys never touch the disk unsealed.
+ * The records of store schema 2 and their names. Certificates are DER, software keys PKCS#8 DER,
+ * a TPM-resident delegated CA key its TPM key blob (the private part wrapped by the TPM's storage
+ * primary); every record is sealed by `SealedStore`, so private keys never touch the disk
+ * unsealed. Schema 2 added `GatewayRecord.caKeyBackend` (migrations.ts).
  *
  * | name              | record              |
  * |-------------------|---------------------|
@@ -28,10 +30,15 @@ export interface GatewayRecord {
   svidKey: Uint8Array;
   /** Delegated device CA chain, CA first (DER). */
   caChain: Uint8Array[];
+  /**
+   * Where the delegated CA key lives: `software` = `caKey` is its PKCS#8 DER; `tpm` = `caKey` is
+   * a TPM key blob (attestors/tpm/signing-key.ts) that only this TPM can load and use.
+   */
+  caKeyBackend: 'software' | 'tpm';
   caKey: Uint8Array;
-  /** When this was obtained (epoch ms, by the clock then) and how: attest or renew. */
+  /** When this was obtained (epoch ms, by the clock then) and how: attest, renew or recover (PoP of the CA key). */
   obtainedAt: number;
-  via: 'attest' | 'renew';
+  via: 'attest' | 'renew' | 'recover';
   /** Nonce for the next renewal's quote, as the issuer last gave it. */
   nextNonce: Uint8Array;
 }

@@ -4,7 +4,8 @@
  * version, signature algorithm, issuer Name, AKI, basic constraints, key usage, EKU — is
  * DER-encoded once when the signer is built; each certificate then only encodes serial,
  * validity, subject CN, URI SAN, SPKI and SKI, concatenates, and signs the TBSCertificate with
- * `node:crypto`. No certificate object model on the hot path.
+ * `node:crypto`. No certificate object model on the hot path. `createCaSigner` is the same
+ * template signer over the `CaKey` seam (ca-key.ts: software or TPM key; asynchronous signature).
  *
  * Rules enforced here (SPIFFE X509-SVID §4-5, RFC 5280): exactly one URI SAN; subject CN = the
  * SPIFFE ID's last segment (mosquitto's `use_identity_as_username` reads it), except on a leaf
@@ -26,6 +27,7 @@ import type { Random } from '../core/random.ts';
 import { SvidError } from '../errors.ts';
 import { bitString, explicit, oid, seq, TAG, time, tlv, uint } from '../spiffe/der.ts';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.ts';
+import type { CaKey } from './ca-key.ts';
 import { parseCertificate, serialHex } from './certificate.ts';
 import {
   authorityKeyId,
@@ -174,8 +176,66 @@ export function createSigner(opts: SignerOptions): SvidSigner {
     throw new SvidError('ERR_SVID_SIGNER', 'signing certificate is not a CA (basicConstraints cA false)');
   if (!x509.checkPrivateKey(opts.privateKey))
     throw new SvidError('ERR_SVID_SIGNER', 'private key does not match the CA certificate');
-  const parts = parseCertificate(certificate);
   const alg = signatureAlgorithm(opts.privateKey);
+  const t = tbsTemplate(opts, certificate, alg);
+  const signer: SvidSigner = {
+    certificate,
+    trustDomain: opts.trustDomain,
+    notAfter: t.notAfter,
+    sign: (req) => signer.issue(req).der,
+    issue(req) {
+      const b = t.build(req);
+      return { ...b.facts, der: signTbs(b.tbs, opts.privateKey, alg) };
+    },
+  };
+  return signer;
+}
+
+/** A signer whose CA key sits behind the `CaKey` seam (software or TPM): signing is asynchronous. */
+export interface AsyncSvidSigner {
+  readonly certificate: Buffer;
+  readonly trustDomain: string;
+  readonly notAfter: number;
+  readonly key: CaKey;
+  /** Sign one certificate; returns its DER with its serial and validity. */
+  issue(request: SignRequest): Promise<SignedCertificate>;
+}
+
+export type CaSignerOptions = Omit<SignerOptions, 'privateKey'> & { readonly key: CaKey };
+
+/**
+ * The same DER-template signer over a `CaKey`: the TBSCertificate is built exactly as
+ * `createSigner` builds it; only the signature call goes through the seam.
+ */
+export function createCaSigner(opts: CaSignerOptions): AsyncSvidSigner {
+  const certificate = Buffer.from(opts.certificate);
+  const x509 = new X509Certificate(certificate);
+  if (!x509.ca)
+    throw new SvidError('ERR_SVID_SIGNER', 'signing certificate is not a CA (basicConstraints cA false)');
+  if (!x509.publicKey.export({ format: 'der', type: 'spki' }).equals(opts.key.spki))
+    throw new SvidError('ERR_SVID_SIGNER', 'CA key does not match the CA certificate');
+  const alg = signatureAlgorithm(opts.key.publicKey);
+  const t = tbsTemplate(opts, certificate, alg);
+  return {
+    certificate,
+    trustDomain: opts.trustDomain,
+    notAfter: t.notAfter,
+    key: opts.key,
+    async issue(req) {
+      const b = t.build(req);
+      const sig = await opts.key.sign(b.tbs);
+      return { ...b.facts, der: seq(b.tbs, alg.algId, bitString(sig)) };
+    },
+  };
+}
+
+/** What is constant per CA and profile is encoded once; `build` encodes the rest of one TBSCertificate. */
+function tbsTemplate(
+  opts: Omit<SignerOptions, 'privateKey'>,
+  certificate: Buffer,
+  alg: { algId: Buffer; hash: string },
+): { notAfter: number; build(req: SignRequest): { tbs: Buffer; facts: Omit<SignedCertificate, 'der'> } } {
+  const parts = parseCertificate(certificate);
   const ski = parts.subjectKeyId ?? keyIdentifier(parts.spki);
   const td = opts.trustDomain;
   const allowed = new Set<Profile>(opts.profiles ?? ['svid', 'device-ca']);
@@ -185,13 +245,9 @@ export function createSigner(opts: SignerOptions): SvidSigner {
   for (const p of allowed)
     constExts.set(p, Buffer.concat([...PROFILE_EXTENSIONS[p](td), authorityKeyId(ski)]));
   const scope = opts.scope === undefined ? undefined : `${opts.scope}/`;
-
-  const signer: SvidSigner = {
-    certificate,
-    trustDomain: td,
+  return {
     notAfter: parts.notAfter,
-    sign: (req) => signer.issue(req).der,
-    issue(req) {
+    build(req) {
       const fixed = constExts.get(req.profile);
       if (fixed === undefined)
         throw new SvidError('ERR_SVID_SIGNER', `this CA may not sign a ${req.profile}`);
@@ -236,15 +292,16 @@ export function createSigner(opts: SignerOptions): SvidSigner {
         ),
       );
       return {
-        der: signTbs(tbs, opts.privateKey, alg),
-        serialHex: serialHex(serial),
-        // time() encodes whole seconds.
-        notBefore: Math.floor(notBefore / 1000) * 1000,
-        notAfter: Math.floor(notAfter / 1000) * 1000,
+        tbs,
+        facts: {
+          serialHex: serialHex(serial),
+          // time() encodes whole seconds.
+          notBefore: Math.floor(notBefore / 1000) * 1000,
+          notAfter: Math.floor(notAfter / 1000) * 1000,
+        },
       };
     },
   };
-  return signer;
 }
 
 const DNS_RE =

@@ -2,9 +2,11 @@
  * Protecting sensitive areas that leave the simulator (Part 1 "Protected Storage"): a child's
  * TPMT_SENSITIVE under its storage parent (TPM2B_PRIVATE from Create, input of Load), and saved
  * contexts under a key that dies with the null seed (ContextSave/ContextLoad), and the credential
- * ActivateCredential recovers under the EK's seed. All are the TPM's outer wrap: AES-CFB with
- * zero IV under KDFa(…, "STORAGE", name) and an HMAC under KDFa(…, "INTEGRITY") over
- * ciphertext ‖ name, checked before anything is decrypted.
+ * ActivateCredential recovers under the EK's seed. All are the TPM's outer wrap: AES-CFB under
+ * KDFa(…, "STORAGE", name) and an HMAC under KDFa(…, "INTEGRITY") over ciphertext ‖ name, checked
+ * before anything is decrypted. A child's private area carries a random IV (a TPM2B_IV between the
+ * integrity HMAC and the ciphertext, covered by the HMAC: the reference code's ProduceOuterWrap
+ * with useIV, which swtpm's TPM2B_PRIVATE sizes show); contexts and credentials use a zero IV.
  */
 import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
 import { kdfa } from '../../attestors/tpm/crypto/kdf.ts';
@@ -52,13 +54,14 @@ function cipher(key: WrapKey, name: Uint8Array): { aes: Buffer; mac: Buffer; has
   };
 }
 
-/** integrity TPM2B ‖ AES-CFB(TPM2B(plain)). */
-export function wrap(key: WrapKey, name: Uint8Array, plain: Buffer): Buffer {
+/** integrity TPM2B ‖ [TPM2B_IV ‖] AES-CFB(TPM2B(plain)); with `iv` (16 bytes) the IV is stored. */
+export function wrap(key: WrapKey, name: Uint8Array, plain: Buffer, iv?: Buffer): Buffer {
   const c = cipher(key, name);
-  const e = createCipheriv(`aes-${key.keyBits}-cfb`, c.aes, Buffer.alloc(16));
+  const ivArea = iv === undefined ? Buffer.alloc(0) : new Writer().tpm2b(iv).finish();
+  const e = createCipheriv(`aes-${key.keyBits}-cfb`, c.aes, iv ?? Buffer.alloc(16));
   const enc = Buffer.concat([e.update(new Writer().tpm2b(plain).finish()), e.final()]);
-  const integrity = createHmac(c.hash, c.mac).update(enc).update(name).digest();
-  return new Writer().tpm2b(integrity).bytes(enc).finish();
+  const integrity = createHmac(c.hash, c.mac).update(ivArea).update(enc).update(name).digest();
+  return new Writer().tpm2b(integrity).bytes(ivArea).bytes(enc).finish();
 }
 
 /** The largest TPM2B_DIGEST (sizeof(TPMU_HA)): a larger size field is TPM_RC_SIZE. */
@@ -74,6 +77,7 @@ export function unwrapOuter(
   key: WrapKey,
   name: Uint8Array,
   blob: Buffer,
+  withIv = false,
 ): Buffer | 'insufficient' | 'size' | 'integrity' {
   const c = cipher(key, name);
   if (blob.length < 2) return 'insufficient';
@@ -81,10 +85,21 @@ export function unwrapOuter(
   if (n > MAX_DIGEST) return 'size';
   if (blob.length < 2 + n) return 'insufficient';
   const integrity = blob.subarray(2, 2 + n);
-  const enc = blob.subarray(2 + n);
-  const expect = createHmac(c.hash, c.mac).update(enc).update(name).digest();
+  let at = 2 + n;
+  let iv: Buffer = Buffer.alloc(16);
+  if (withIv) {
+    if (blob.length < at + 2) return 'insufficient';
+    const ivSize = blob.readUInt16BE(at);
+    if (ivSize !== 16) return 'size';
+    if (blob.length < at + 2 + ivSize) return 'insufficient';
+    iv = blob.subarray(at + 2, at + 2 + ivSize);
+    at += 2 + ivSize;
+  }
+  const covered = blob.subarray(2 + n);
+  const enc = blob.subarray(at);
+  const expect = createHmac(c.hash, c.mac).update(covered).update(name).digest();
   if (n !== c.size || !timingSafeEqual(integrity, expect)) return 'integrity';
-  const d = createDecipheriv(`aes-${key.keyBits}-cfb`, c.aes, Buffer.alloc(16));
+  const d = createDecipheriv(`aes-${key.keyBits}-cfb`, c.aes, iv);
   const dec = Buffer.concat([d.update(enc), d.final()]);
   if (dec.length < 2) return 'insufficient';
   const len = dec.readUInt16BE(0);
@@ -93,7 +108,7 @@ export function unwrapOuter(
 }
 
 /** The plaintext, or undefined when the structure or the integrity check fails. */
-export function unwrap(key: WrapKey, name: Uint8Array, blob: Buffer): Buffer | undefined {
-  const plain = unwrapOuter(key, name, blob);
+export function unwrap(key: WrapKey, name: Uint8Array, blob: Buffer, withIv = false): Buffer | undefined {
+  const plain = unwrapOuter(key, name, blob, withIv);
   return typeof plain === 'string' ? undefined : plain;
 }

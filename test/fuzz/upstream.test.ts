@@ -287,14 +287,14 @@ test('identities: every twisted answer is refused with ERR_UPSTREAM_PROTOCOL; th
       type: CBOR_CONTENT_TYPE,
       body: encode(identity(twist, f.csr as Uint8Array, f.caCsr as Uint8Array)),
     }));
-    assert.is(await call(() => exchange('attest', ep, deps)), 'ERR_UPSTREAM_PROTOCOL', twist);
+    assert.is(await call(() => exchange({ mode: 'attest' }, ep, deps)), 'ERR_UPSTREAM_PROTOCOL', twist);
   }
   issuerAnswering((f) => ({
     status: 200,
     type: CBOR_CONTENT_TYPE,
     body: encode(identity('valid', f.csr as Uint8Array, f.caCsr as Uint8Array)),
   }));
-  const got = await exchange('attest', ep, deps);
+  const got = await exchange({ mode: 'attest' }, ep, deps);
   assert.is(got.live.svid.spiffeId, gwId);
   assert.is(new X509Certificate(got.record.svidChain[0] as Uint8Array).ca, false);
 });
@@ -318,7 +318,7 @@ test('identities: mutated honest answers and arbitrary maps give typed codes onl
         const [bytes] = fc.sample(mutated(honest), { seed, numRuns: 1 });
         return { status: 200, type: CBOR_CONTENT_TYPE, body: Buffer.from(bytes as Uint8Array) };
       });
-      await call(() => exchange('attest', ep, deps));
+      await call(() => exchange({ mode: 'attest' }, ep, deps));
     }),
     40,
   );

@@ -33,6 +33,7 @@ export function fixedDeviceSigner(
     svidChain: id.svidChain.map((c) => c.raw),
     svidKey: der(id.svidKey),
     caChain: id.caChain.map((c) => c.raw),
+    caKeyBackend: 'software',
     caKey: der(id.caKey),
     obtainedAt: clock.now(),
     via: 'attest',

@@ -136,3 +136,30 @@ export function sealedTemplate(policy: Uint8Array): TpmtPublic {
     unique: Buffer.alloc(0),
   };
 }
+
+/**
+ * 0x00040472: fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA, sign — an
+ * unrestricted signing key (signs external digests with a NULL ticket). noDA: its auth is the
+ * empty password, so dictionary-attack accounting would only add TPM_RC_RETRY (brief §6 P1).
+ */
+export const SIGNING_KEY_ATTRIBUTES = 0x00040472;
+
+/** An unrestricted ECDSA-SHA256 P-256 signing key (the delegated CA key; brief §3.6 table). */
+export function eccSigningTemplate(): TpmtPublic {
+  return {
+    type: TPM_ALG.ECC,
+    nameAlg: TPM_ALG.SHA256,
+    attributes: SIGNING_KEY_ATTRIBUTES,
+    authPolicy: Buffer.alloc(0),
+    params: {
+      type: TPM_ALG.ECC,
+      symmetric: NULL_SYM,
+      scheme: { scheme: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256 },
+      curve: TPM_ECC.NIST_P256,
+      kdf: NULL_SCHEME,
+    },
+    unique: Buffer.alloc(0),
+    eccX: Buffer.alloc(0),
+    eccY: Buffer.alloc(0),
+  };
+}

@@ -146,6 +146,7 @@ export const objectCommands: readonly CommandSpec[] = [
           seedValue: g.seedValue,
           sensitive: g.sensitive,
         }),
+        ctx.tpm.config.random.bytes(16),
       );
       ctx.out.tpm2b(priv).tpm2b(g.pubBytes);
       writeCreation(
@@ -172,7 +173,7 @@ export const objectCommands: readonly CommandSpec[] = [
       validateTemplate(pub, 2);
       requireSlot(tpm);
       const name = objectName(bytes);
-      const plain = unwrap(wrapKeyOf(parent), name, inPrivate);
+      const plain = unwrap(wrapKeyOf(parent), name, inPrivate, true);
       if (plain === undefined) throw rcParam(RC.INTEGRITY, 1);
       let s: ReturnType<typeof parseSensitive>;
       try {

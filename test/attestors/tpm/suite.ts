@@ -9,7 +9,11 @@
  * commandSuite('swtpm', async () => { const s = await launchSwtpm(); ... return { transport, reboot, close } });
  * ```
  */
-import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createHash, generateKeyPairSync, verify, X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { policyAuth } from '../../../attestors/tpm/client/auth.ts';
@@ -40,9 +44,10 @@ import { PCR_Extend, PCR_Reset } from '../../../attestors/tpm/commands/pcr.ts';
 import { PolicyGetDigest, PolicyRestart } from '../../../attestors/tpm/commands/session.ts';
 import { objectName, publicKeyOf } from '../../../attestors/tpm/crypto/name.ts';
 import { emptyPolicy, pcrValuesDigest, policyPcrUpdate } from '../../../attestors/tpm/crypto/policy.ts';
+import { createSigningKey, parseSigningKeyBlob, TpmSigningKey } from '../../../attestors/tpm/signing-key.ts';
 import type { TpmTransport } from '../../../attestors/tpm/transport/transport.ts';
 import { makeCredential, parseEkCertificate, verifyQuote } from '../../../attestors/tpm/verify/index.ts';
-import { parseAttest } from '../../../attestors/tpm/wire/attest.ts';
+import { parseAttest, parseSignature } from '../../../attestors/tpm/wire/attest.ts';
 import { EK_NV, TPM_ALG, TPM_PT, TPM_RH, TPM_ST } from '../../../attestors/tpm/wire/constants.ts';
 import { parsePcrSelection } from '../../../attestors/tpm/wire/pcr-selection.ts';
 import { marshalPublic, parsePublic } from '../../../attestors/tpm/wire/public.ts';
@@ -50,12 +55,19 @@ import { isRc, RC } from '../../../attestors/tpm/wire/rc.ts';
 import {
   akEccP256Template,
   EK_POLICY_A_SHA256,
+  eccSigningTemplate,
   ekEccP256Template,
   ekEccP384Template,
+  SIGNING_KEY_ATTRIBUTES,
   sealedTemplate,
   srkEccP256Template,
 } from '../../../attestors/tpm/wire/templates.ts';
+import { createRootCa } from '../../../runtime/svid/authority.ts';
+import { createCaCsr } from '../../../runtime/svid/ca-key.ts';
+import { parseCsr } from '../../../runtime/svid/csr.ts';
+import { createCaSigner, createSigner, spkiOf } from '../../../runtime/svid/signer.ts';
 import { seededRandom } from '../../../sim/random.ts';
+import { rejects } from '../../helpers/rejects.ts';
 
 export interface TpmUnderTest {
   readonly transport: TpmTransport;
@@ -457,6 +469,313 @@ export function commandSuite(name: string, make: () => Promise<TpmUnderTest>): v
     assert.equal(small, await readNv(t, EK_NV.RSA2048_CERT));
     assert.ok(parseEkCertificate(small).length > 500);
   });
+
+  s(
+    'an unrestricted ECDSA key under the storage primary: Create, Load, Sign with a NULL ticket',
+    async (ctx) => {
+      const t = T(ctx);
+      const srk = await primary(t, TPM_RH.OWNER, marshalPublic(srkEccP256Template()));
+      try {
+        const created = await execute(t, Create, {
+          parentHandle: srk.objectHandle,
+          inSensitive: { userAuth: EMPTY, data: EMPTY },
+          inPublic: marshalPublic(eccSigningTemplate()),
+          outsideInfo: EMPTY,
+          creationPCR: NO_PCRS,
+        });
+        const pub = parsePublic(created.outPublic);
+        assert.is(pub.attributes, SIGNING_KEY_ATTRIBUTES);
+        assert.is(pub.eccX?.length, 32);
+        const loaded = await execute(t, Load, {
+          parentHandle: srk.objectHandle,
+          inPrivate: created.outPrivate,
+          inPublic: created.outPublic,
+        });
+        assert.equal(Buffer.from(loaded.name), objectName(created.outPublic));
+        try {
+          const data = Buffer.from('tbsCertificate');
+          const digest = createHash('sha256').update(data).digest();
+          const nullTicket = { tag: TPM_ST.HASHCHECK, hierarchy: TPM_RH.NULL, digest: EMPTY };
+          for (const inScheme of [
+            { scheme: TPM_ALG.NULL },
+            { scheme: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256 },
+          ]) {
+            const { signature } = await execute(t, Sign, {
+              keyHandle: loaded.objectHandle,
+              digest,
+              inScheme,
+              validation: nullTicket,
+            });
+            const sig = parseSignature(signature);
+            assert.is(sig.sigAlg, TPM_ALG.ECDSA);
+            assert.is(sig.hash, TPM_ALG.SHA256);
+            if (sig.sigAlg !== TPM_ALG.ECDSA) return;
+            const pad = (b: Uint8Array) => Buffer.concat([Buffer.alloc(32 - b.length), b]);
+            assert.ok(
+              verify(
+                'sha256',
+                data,
+                { key: publicKeyOf(pub), dsaEncoding: 'ieee-p1363' },
+                Buffer.concat([pad(sig.r), pad(sig.s)]),
+              ),
+              'signature verifies with node:crypto',
+            );
+          }
+          // A digest of the wrong size for the key's scheme, and a scheme other than the key's.
+          await expectRc(
+            () =>
+              execute(t, Sign, {
+                keyHandle: loaded.objectHandle,
+                digest: digest.subarray(0, 20),
+                inScheme: { scheme: TPM_ALG.NULL },
+                validation: nullTicket,
+              }),
+            RC.SIZE,
+          );
+          await expectRc(
+            () =>
+              execute(t, Sign, {
+                keyHandle: loaded.objectHandle,
+                digest,
+                inScheme: { scheme: TPM_ALG.ECDSA, hash: TPM_ALG.SHA384 },
+                validation: nullTicket,
+              }),
+            RC.SCHEME,
+          );
+        } finally {
+          await flush(t, loaded.objectHandle);
+        }
+      } finally {
+        await flush(t, srk.objectHandle);
+      }
+    },
+  );
+
+  s(
+    'TpmSigningKey: DER signatures verify; the blob reloads after a restart; bad blobs are typed',
+    async (ctx) => {
+      const t = T(ctx);
+      const blob = await createSigningKey(t);
+      const key = new TpmSigningKey(t, blob);
+      const data = Buffer.from('a TBSCertificate stands here');
+      const der = await key.sign(data);
+      assert.is(der[0], 0x30, 'DER SEQUENCE');
+      assert.ok(verify('sha256', data, key.publicKey, der), 'verifies with node:crypto (DER)');
+      const before = (await listHandles(t, 0x80000000)).length;
+      await key.sign(Buffer.from('second'));
+      assert.is(
+        (await listHandles(t, 0x80000000)).length,
+        before,
+        'the loaded handle is kept, nothing leaks',
+      );
+      // The agent restarts: a new key object from the same stored blob signs with the same key.
+      await key.close();
+      assert.is((await listHandles(t, 0x80000000)).length, before - 1, 'close flushes the key');
+      const again = new TpmSigningKey(t, blob);
+      assert.equal(again.spki, key.spki);
+      assert.ok(verify('sha256', data, again.publicKey, await again.sign(data)));
+      // The TPM restarts under a running agent, and another object takes the old transient slot.
+      await ctx.tpm?.reboot();
+      const squatter = await primary(t, TPM_RH.OWNER, marshalPublic(srkEccP256Template()));
+      try {
+        const after = await again.sign(data);
+        assert.ok(verify('sha256', data, again.publicKey, after), 'reloaded after the TPM restart');
+      } finally {
+        await again.close();
+        await flush(t, squatter.objectHandle);
+      }
+      assert.is((await listHandles(t, 0x80000000)).length, 0, 'the squatter was not flushed by close');
+      // Garbage, a truncated blob, another version, a tampered private part: typed refusals.
+      await rejects(() => new TpmSigningKey(t, Buffer.from('garbage')), 'ERR_ATTESTOR_KEY_BLOB');
+      await rejects(() => new TpmSigningKey(t, blob.subarray(0, blob.length - 3)), 'ERR_ATTESTOR_KEY_BLOB');
+      const v2 = Buffer.from(blob);
+      v2[3] = 0x32;
+      await rejects(() => new TpmSigningKey(t, v2), 'ERR_ATTESTOR_KEY_BLOB');
+      const tampered = Buffer.from(blob);
+      tampered[20] = (tampered[20] as number) ^ 0xff; // inside TPM2_PRIVATE (integrity HMAC)
+      const bad = new TpmSigningKey(t, tampered);
+      await rejects(() => bad.sign(data), 'ERR_ATTESTOR_KEY_BLOB');
+      await bad.close();
+      assert.is((await listHandles(t, 0x80000000)).length, 0, 'nothing left loaded');
+    },
+  );
+
+  s('a device SVID signed by a delegated CA whose key is in the TPM verifies with openssl', async (ctx) => {
+    const t = T(ctx);
+    const now = Date.now();
+    const H = 3_600_000;
+    const rootKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const rootDer = createRootCa({
+      trustDomain: 'fleet.example',
+      privateKey: rootKey,
+      notBefore: now - H,
+      notAfter: now + 48 * H,
+      random: rnd,
+    });
+    const issuer = createSigner({
+      certificate: rootDer,
+      privateKey: rootKey,
+      trustDomain: 'fleet.example',
+      random: rnd,
+    });
+    const caKey = new TpmSigningKey(t, await createSigningKey(t));
+    const dir = mkdtempSync(join(tmpdir(), 'tpm-ca-'));
+    try {
+      // The CA's CSR is signed in the TPM and verifies (parseCsr checks the self-signature).
+      const csr = parseCsr(await createCaCsr(caKey));
+      assert.equal(Buffer.from(csr.spki), caKey.spki);
+      const gwId = 'spiffe://fleet.example/gateway/gw-tpm';
+      const caDer = issuer.sign({
+        profile: 'device-ca',
+        spiffeId: gwId,
+        spki: csr.spki,
+        notBefore: now,
+        notAfter: now + 24 * H,
+      });
+      const signer = createCaSigner({
+        certificate: caDer,
+        key: caKey,
+        trustDomain: 'fleet.example',
+        random: rnd,
+        scope: `${gwId}/device`,
+        profiles: ['svid'],
+      });
+      const devKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+      const leaf = await signer.issue({
+        profile: 'svid',
+        spiffeId: `${gwId}/device/d1`,
+        spki: spkiOf(devKey),
+        notBefore: now,
+        notAfter: now + H,
+      });
+      const pem = (der: Uint8Array) => new X509Certificate(Buffer.from(der)).toString();
+      writeFileSync(join(dir, 'root.pem'), pem(rootDer));
+      writeFileSync(join(dir, 'ca.pem'), pem(caDer));
+      writeFileSync(join(dir, 'leaf.pem'), pem(leaf.der));
+      const out = execFileSync('openssl', [
+        'verify',
+        '-CAfile',
+        join(dir, 'root.pem'),
+        '-untrusted',
+        join(dir, 'ca.pem'),
+        join(dir, 'leaf.pem'),
+      ]).toString();
+      assert.match(out, /leaf\.pem: OK/);
+      // The same leaf with one bit of its signature flipped does not verify: openssl really checked it.
+      const bad = Buffer.from(leaf.der);
+      bad[bad.length - 1] = (bad[bad.length - 1] as number) ^ 1;
+      writeFileSync(
+        join(dir, 'bad.pem'),
+        `-----BEGIN CERTIFICATE-----\n${bad.toString('base64')}\n-----END CERTIFICATE-----\n`,
+      );
+      let refused = false;
+      try {
+        execFileSync(
+          'openssl',
+          [
+            'verify',
+            '-CAfile',
+            join(dir, 'root.pem'),
+            '-untrusted',
+            join(dir, 'ca.pem'),
+            join(dir, 'bad.pem'),
+          ],
+          { stdio: 'pipe' },
+        );
+      } catch {
+        refused = true;
+      }
+      assert.ok(refused, 'a corrupted signature is refused');
+      // A key whose SPKI is not the CA certificate's is refused by the signer.
+      const other = new TpmSigningKey(t, await createSigningKey(t));
+      assert.throws(
+        () => createCaSigner({ certificate: caDer, key: other, trustDomain: 'fleet.example', random: rnd }),
+        (e: Error & { code?: string }) => e.code === 'ERR_SVID_SIGNER',
+      );
+      await other.close();
+    } finally {
+      await caKey.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  s(
+    'tpm2-tools reads the key blob as the same public key; openssl verifies its signature with it',
+    async (ctx) => {
+      const t = T(ctx);
+      const blob = await createSigningKey(t);
+      const key = new TpmSigningKey(t, blob);
+      const dir = mkdtempSync(join(tmpdir(), 'tpm-key-tools-'));
+      try {
+        const pub = parseSigningKeyBlob(blob).pub;
+        const size = Buffer.alloc(2);
+        size.writeUInt16BE(pub.length);
+        writeFileSync(join(dir, 'key.pub'), Buffer.concat([size, pub]));
+        const text = execFileSync('tpm2_print', ['-t', 'TPM2B_PUBLIC', join(dir, 'key.pub')]).toString();
+        assert.match(text, /sign/);
+        assert.match(text, /fixedtpm/);
+        assert.match(text, /ecdsa/i);
+        const pem = execFileSync('tpm2_print', [
+          '-t',
+          'TPM2B_PUBLIC',
+          '-f',
+          'pem',
+          join(dir, 'key.pub'),
+        ]).toString();
+        writeFileSync(join(dir, 'key.pem'), pem);
+        const data = Buffer.from('cross-checked by tpm2-tools and openssl');
+        writeFileSync(join(dir, 'data'), data);
+        writeFileSync(join(dir, 'sig.der'), await key.sign(data));
+        const verify = (file: string) =>
+          execFileSync(
+            'openssl',
+            [
+              'dgst',
+              '-sha256',
+              '-verify',
+              join(dir, 'key.pem'),
+              '-signature',
+              join(dir, 'sig.der'),
+              join(dir, file),
+            ],
+            {
+              stdio: 'pipe',
+            },
+          ).toString();
+        assert.match(verify('data'), /Verified OK/);
+        writeFileSync(join(dir, 'other'), Buffer.from('not what was signed'));
+        assert.throws(() => verify('other'));
+      } finally {
+        await key.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  s(
+    'keys left loaded by killed processes never fill the TPM: the next load adopts or flushes them',
+    async (ctx) => {
+      const t = T(ctx);
+      const data = Buffer.from('tbs');
+      const blobs = [await createSigningKey(t), await createSigningKey(t)];
+      // Two "processes" load a CA key each and are killed (no close): with the storage primary a
+      // load needs, the TPM's three object slots are then full.
+      for (const [i, blob] of blobs.entries()) {
+        await new TpmSigningKey(t, blob).sign(data);
+        assert.is((await listHandles(t, 0x80000000)).length, i + 1);
+      }
+      // The next process's load finds no slot: it adopts its own key's copy and flushes the other.
+      const next = new TpmSigningKey(t, blobs[0] as Buffer);
+      assert.ok(verify('sha256', data, next.publicKey, await next.sign(data)));
+      assert.is((await listHandles(t, 0x80000000)).length, 1, 'adopted, the other leftover flushed');
+      const other = new TpmSigningKey(t, blobs[1] as Buffer);
+      assert.ok(verify('sha256', data, other.publicKey, await other.sign(data)));
+      assert.ok(verify('sha256', data, next.publicKey, await next.sign(data)));
+      await next.close();
+      await other.close();
+      assert.is((await listHandles(t, 0x80000000)).length, 0, 'nothing left loaded');
+    },
+  );
 
   s('a reboot returns PCRs to zero and forgets transient objects', async (ctx) => {
     const t = T(ctx);

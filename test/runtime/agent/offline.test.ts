@@ -60,7 +60,8 @@ test('offline, the SVID is served until exactly NotAfter, then refused; the CA o
     h.logger.lines.some((l) => l.fields.event === 'identity.none'),
     'says plainly that all expired',
   );
-  assert.ok(h.issuer.count('/v1/attest/begin') > 10, 'keeps trying upstream');
+  assert.ok(h.issuer.count('/v1/recover/begin') > 10, 'keeps trying to recover while the CA is valid');
+  assert.ok(h.issuer.count('/v1/attest/begin') >= 1, 'then attestation');
   await h.agent.stop();
 });
 
@@ -75,6 +76,63 @@ test('an expired cache is not loaded: it is deleted and the agent attests afresh
   await h.clock.advance(0);
   assert.ok(h.agent.svidSource.getX509Svid());
   assert.is(h.issuer.count('/v1/attest/finish'), 2);
+  await h.agent.stop();
+});
+
+test('an identity whose SVID expired while its delegated CA is valid is kept across restarts, until the CA ends', async () => {
+  const h = await harness({ breaker: { failures: 1000, openMs: MIN } });
+  await h.clock.advance(0);
+  const svidNotAfter = h.agent.svidSource.getX509Svid().notAfter;
+  const caNotAfter = h.agent.status().deviceCa?.notAfter ?? 0;
+  assert.ok(caNotAfter > svidNotAfter + 20 * HOUR);
+  h.issuer.faults.set('*', 'down');
+  await h.agent.stop();
+  const key = newP256Key();
+  // Restart just after the SVID's end, then twice more inside the CA's validity, the last 1 ms before its end.
+  for (const at of [svidNotAfter, svidNotAfter + MIN, caNotAfter - 1]) {
+    await h.restart({ clock: new VirtualClock(at) });
+    await rejects(() => h.agent.svidSource.getX509Svid(), 'ERR_SVID_UNAVAILABLE');
+    const s = h.agent.status();
+    assert.not.ok(s.serving, 'an expired SVID is never served');
+    assert.is(s.spiffeId, 'spiffe://fleet.example/gateway/gw-1');
+    assert.is(s.deviceCa?.notAfter, caNotAfter, 'the delegated CA is kept');
+    assert.ok(await h.db.get('gateway', RAW), 'the record stays in the store');
+    assert.ok(h.logger.lines.some((l) => l.fields.event === 'identity.ca-only'));
+    const out = await h.agent.deviceSigner.signDevice({ deviceId: 'sensor-1', csrDer: createCsr(key) });
+    assert.ok(out.notAfter <= caNotAfter, 'device SVIDs are bounded by the CA');
+    assert.is(out.notAfter, Math.min(at + HOUR, caNotAfter));
+    await h.clock.advance(Math.min(MIN, caNotAfter - at - 1));
+    assert.ok(h.agent.status().deviceCa, 'a failing upstream does not drop the kept CA');
+    await h.agent.stop();
+  }
+  // At the CA's NotAfter nothing is valid: the identity is dropped and nothing is signed.
+  await h.restart({ clock: new VirtualClock(caNotAfter) });
+  assert.is(h.agent.status().deviceCa, undefined);
+  assert.is(await h.db.get('gateway', RAW), undefined);
+  assert.ok(h.logger.lines.some((l) => l.fields.event === 'identity.expired'));
+  await rejects(
+    () => h.agent.deviceSigner.signDevice({ deviceId: 'sensor-2', csrDer: createCsr(key) }),
+    'ERR_SVID_UNAVAILABLE',
+  );
+  await h.agent.stop();
+});
+
+test('a running agent keeps the CA past the SVID and stops signing exactly at the CA NotAfter', async () => {
+  const h = await harness({ breaker: { failures: 1000, openMs: MIN } });
+  await h.clock.advance(0);
+  const caNotAfter = h.agent.status().deviceCa?.notAfter ?? 0;
+  h.issuer.faults.set('*', 'down');
+  const key = newP256Key();
+  await h.clock.advance(caNotAfter - h.clock.now() - 1);
+  await rejects(() => h.agent.svidSource.getX509Svid(), 'ERR_SVID_UNAVAILABLE');
+  const out = await h.agent.deviceSigner.signDevice({ deviceId: 'late', csrDer: createCsr(key) });
+  assert.is(out.notAfter, caNotAfter);
+  await h.clock.advance(1);
+  assert.is(h.agent.status().deviceCa, undefined);
+  await rejects(
+    () => h.agent.deviceSigner.signDevice({ deviceId: 'later', csrDer: createCsr(key) }),
+    'ERR_SVID_UNAVAILABLE',
+  );
   await h.agent.stop();
 });
 

@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MemoryLogger } from '../../../runtime/core/logger.ts';
 import { keyFileProtector } from '../../../runtime/store/key-file.ts';
+import { STORE_SCHEMA_VERSION } from '../../../runtime/store/migrations.ts';
 import { type LevelDb, SealedStore } from '../../../runtime/store/sealed-store.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { rejects } from '../../helpers/rejects.ts';
@@ -154,18 +155,13 @@ export function storeSuite(backend: string, makeDb: (name: string) => LevelDb): 
 
   t('schema: migrations run in order and atomically; newer or unmigratable stores are refused', async () => {
     const name = fresh();
+    const NEXT = STORE_SCHEMA_VERSION + 1;
     const { store } = await openStore(name);
     await store.batch([{ type: 'put', name: 'old', value: { v: 1 } }]);
     await store.close();
     const logger = new MemoryLogger();
     const protector = await keyFileProtector(join(dir, 'kek'), random, logger);
-    // No migration from 1 → refused, store untouched.
-    await rejects(
-      () =>
-        SealedStore.open({ db: makeDb(name), protector, random, logger, schemaVersion: 2, migrations: [] }),
-      'ERR_STORE_SCHEMA',
-    );
-    // A failing migration leaves version 1 and the data as they were.
+    // No migration from this build's version → refused, store untouched.
     await rejects(
       () =>
         SealedStore.open({
@@ -173,10 +169,23 @@ export function storeSuite(backend: string, makeDb: (name: string) => LevelDb): 
           protector,
           random,
           logger,
-          schemaVersion: 2,
+          schemaVersion: NEXT,
+          migrations: [],
+        }),
+      'ERR_STORE_SCHEMA',
+    );
+    // A failing migration leaves this build's version and the data as they were.
+    await rejects(
+      () =>
+        SealedStore.open({
+          db: makeDb(name),
+          protector,
+          random,
+          logger,
+          schemaVersion: NEXT,
           migrations: [
             {
-              from: 1,
+              from: STORE_SCHEMA_VERSION,
               async up(ctx) {
                 ctx.queue({ type: 'del', name: 'old' });
                 throw new Error('boom');
@@ -188,7 +197,7 @@ export function storeSuite(backend: string, makeDb: (name: string) => LevelDb): 
     );
     const migrations = [
       {
-        from: 1,
+        from: STORE_SCHEMA_VERSION,
         async up(ctx: import('../../../runtime/store/migrations.ts').MigrationContext) {
           const old = await ctx.get<{ v: number }>('old');
           ctx.queue({ type: 'del', name: 'old' });
@@ -196,23 +205,57 @@ export function storeSuite(backend: string, makeDb: (name: string) => LevelDb): 
         },
       },
     ];
-    const v2 = await SealedStore.open({
+    const next = await SealedStore.open({
       db: makeDb(name),
       protector,
       random,
       logger,
-      schemaVersion: 2,
+      schemaVersion: NEXT,
       migrations,
     });
-    assert.equal(await v2.get('new'), { v: 2 });
-    assert.is(await v2.get('old'), undefined);
-    await v2.close();
-    // Now at 2: this build (version 1) refuses it.
+    assert.equal(await next.get('new'), { v: 2 });
+    assert.is(await next.get('old'), undefined);
+    await next.close();
+    // Now at NEXT: this build refuses it.
     await rejects(
       () => SealedStore.open({ db: makeDb(name), protector, random, logger }),
       'ERR_STORE_SCHEMA',
     );
   });
+
+  t(
+    'schema 1 → 2: the gateway record learns where its CA key lives (software, as every v1 key)',
+    async () => {
+      const name = fresh();
+      const logger = new MemoryLogger();
+      const protector = await keyFileProtector(join(dir, 'kek'), random, logger);
+      const v1 = await SealedStore.open({
+        db: makeDb(name),
+        protector,
+        random,
+        logger,
+        schemaVersion: 1,
+        migrations: [],
+      });
+      const rec = { spiffeId: 'spiffe://td/gateway/g', caKey: new Uint8Array([1, 2, 3]), via: 'attest' };
+      await v1.batch([{ type: 'put', name: 'gateway', value: rec }]);
+      await v1.close();
+      const v2 = await SealedStore.open({ db: makeDb(name), protector, random, logger });
+      const got = await v2.get<Record<string, unknown>>('gateway');
+      assert.is(got?.caKeyBackend, 'software');
+      assert.equal([...((got?.caKey as Uint8Array | undefined) ?? [])], [1, 2, 3]);
+      assert.is(got?.spiffeId, rec.spiffeId);
+      await v2.close();
+      // An empty v1 store migrates too (no gateway record is made up).
+      const e = fresh();
+      await (
+        await SealedStore.open({ db: makeDb(e), protector, random, logger, schemaVersion: 1, migrations: [] })
+      ).close();
+      const ev2 = await SealedStore.open({ db: makeDb(e), protector, random, logger });
+      assert.is(await ev2.get('gateway'), undefined);
+      await ev2.close();
+    },
+  );
 
   t('use after close is a typed error; close twice is harmless', async () => {
     const { store } = await openStore(fresh());

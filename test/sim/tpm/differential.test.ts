@@ -6,17 +6,20 @@
  * (Commands whose size field lies are refused by the client's swtpm transport before they leave,
  * so those codes are checked against swtpm in dispatch.test.ts from values measured by hand.)
  */
+import { createHash, verify } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { publicKeyOf } from '../../../attestors/tpm/crypto/name.ts';
 import { emptyPolicy, policyPcrUpdate, policySecretUpdate } from '../../../attestors/tpm/crypto/policy.ts';
 import { openTransport } from '../../../attestors/tpm/transport/open.ts';
 import type { TpmTransport } from '../../../attestors/tpm/transport/transport.ts';
-import { parseAttest } from '../../../attestors/tpm/wire/attest.ts';
+import { parseAttest, parseSignature } from '../../../attestors/tpm/wire/attest.ts';
 import { TPM_ALG, TPM_CC, TPM_RH, TPM_ST } from '../../../attestors/tpm/wire/constants.ts';
 import { parsePublic } from '../../../attestors/tpm/wire/public.ts';
 import { RC } from '../../../attestors/tpm/wire/rc.ts';
 import {
   akEccP256Template,
+  eccSigningTemplate,
   ekEccP256Template,
   sealedTemplate,
   srkEccP256Template,
@@ -30,6 +33,7 @@ import {
   flush,
   getCapability,
   hex,
+  load,
   PW,
   params,
   pcrExtend,
@@ -41,6 +45,7 @@ import {
   quote,
   type Response,
   response,
+  sign,
   startPolicy,
 } from './wire.ts';
 
@@ -221,6 +226,71 @@ test('capability answers have the same shape: PCR banks, command attributes of c
     as.bytes(9);
     assert.is(as.u32() & 0x1e00ffff, ar.u32() & 0x1e00ffff, `TPMA_CC of 0x${cc.toString(16)}`);
   }
+});
+
+test('an ECDSA signing key under the storage primary: Create, Load, Sign, FlushContext answer alike', async () => {
+  const digest = createHash('sha256').update('tbs').digest();
+  const logs: string[][] = [];
+  const pubs = [];
+  for (const t of [real, sim.tpm]) {
+    const log: string[] = [];
+    const srk = params(response(await t.send(createPrimary(TPM_RH.OWNER, srkEccP256Template()))), true)
+      .handle as number;
+    const c = response(await t.send(create(srk, eccSigningTemplate())));
+    log.push(`create ${c.rc.toString(16)} ${c.bytes.length}`);
+    const cp = params(c).r;
+    const priv = cp.tpm2b();
+    const pubBytes = cp.tpm2b();
+    log.push(`private ${priv.length}`, `creationData ${cp.tpm2b().length}`);
+    const pub = parsePublic(pubBytes);
+    pubs.push({ ...pub, unique: 0, eccX: pub.eccX?.length, eccY: pub.eccY?.length });
+    const l = response(await t.send(load(srk, priv, pubBytes)));
+    log.push(`load ${l.rc.toString(16)} ${l.bytes.length}`);
+    const key = params(l, true).handle as number;
+    log.push(`handle ${key.toString(16)}`);
+    const tampered = Buffer.from(priv);
+    tampered[tampered.length - 1] = (tampered[tampered.length - 1] as number) ^ 1;
+    log.push(
+      `load tampered private ${response(await t.send(load(srk, tampered, pubBytes))).rc.toString(16)}`,
+    );
+    log.push(
+      `load truncated private ${response(await t.send(load(srk, priv.subarray(0, 40), pubBytes))).rc.toString(16)}`,
+    );
+    // The parent can go; the loaded child stays.
+    log.push(`flush srk ${response(await t.send(flush(srk))).rc.toString(16)}`);
+    for (const scheme of [{ alg: TPM_ALG.NULL }, { alg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256 }]) {
+      const sr = response(await t.send(sign(key, digest, scheme)));
+      log.push(`sign ${sr.rc.toString(16)} ${sr.tag.toString(16)}`);
+      const sig = parseSignature(params(sr).r.bytes(sr.bytes.length - 14 - 5));
+      assert.ok(sig.sigAlg === TPM_ALG.ECDSA, 'ECDSA signature');
+      if (sig.sigAlg !== TPM_ALG.ECDSA) return;
+      log.push(`sig ${sig.sigAlg.toString(16)} ${sig.hash.toString(16)}`);
+      const pad = (b: Uint8Array) => Buffer.concat([Buffer.alloc(32 - b.length), b]);
+      assert.ok(
+        verify(
+          'sha256',
+          Buffer.from('tbs'),
+          { key: publicKeyOf(pub), dsaEncoding: 'ieee-p1363' },
+          Buffer.concat([pad(sig.r), pad(sig.s)]),
+        ),
+      );
+    }
+    for (const [what, bytes] of [
+      ['sign: digest of 20 bytes', sign(key, digest.subarray(0, 20))],
+      [
+        'sign: SHA-384 scheme on an SHA-256 key',
+        sign(key, digest, { alg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA384 }),
+      ],
+      ['sign: RSASSA scheme on an ECC key', sign(key, digest, { alg: TPM_ALG.RSASSA, hash: TPM_ALG.SHA256 })],
+      ['load under a hierarchy handle', load(TPM_RH.OWNER, priv, pubBytes)],
+    ] as const)
+      log.push(`${what} ${response(await t.send(bytes)).rc.toString(16)}`);
+    log.push(`flush key ${response(await t.send(flush(key))).rc.toString(16)}`);
+    log.push(`sign flushed ${response(await t.send(sign(key, digest))).rc.toString(16)}`);
+    logs.push(log);
+  }
+  assert.equal(logs[1], logs[0]);
+  assert.equal(pubs[1], pubs[0]);
 });
 
 test.run();

@@ -104,6 +104,20 @@ export function load(parent: number, priv: Uint8Array, pub: Uint8Array, auth: Au
   return command(TPM_CC.Load, [parent], [auth], (w) => w.tpm2b(priv).tpm2b(pub));
 }
 
+/** TPM2_Sign over `digest` with `scheme` (NULL = the key's) and a NULL hash-check ticket. */
+export function sign(
+  key: number,
+  digest: Uint8Array,
+  scheme: { alg: number; hash?: number } = { alg: TPM_ALG.NULL },
+  auth: Auth = PW,
+): Buffer {
+  return command(TPM_CC.Sign, [key], [auth], (w) => {
+    w.tpm2b(digest).u16(scheme.alg);
+    if (scheme.alg !== TPM_ALG.NULL) w.u16(scheme.hash ?? TPM_ALG.SHA256);
+    w.u16(TPM_ST.HASHCHECK).u32(TPM_RH.NULL).tpm2b(new Uint8Array());
+  });
+}
+
 export const flush = (h: number): Buffer => command(TPM_CC.FlushContext, [], undefined, (w) => w.u32(h));
 
 export function startPolicy(

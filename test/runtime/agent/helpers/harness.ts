@@ -10,11 +10,13 @@ import { MemoryLevel } from 'memory-level';
 import { Agent, type AgentOptions } from '../../../../runtime/agent/agent.ts';
 import { newP256Key } from '../../../../runtime/agent/keys.ts';
 import { MemoryLogger } from '../../../../runtime/core/logger.ts';
+import type { IssuerOptions } from '../../../../runtime/issuer/issuer.ts';
 import { keyFileProtector } from '../../../../runtime/store/key-file.ts';
 import { type LevelDb, SealedStore } from '../../../../runtime/store/sealed-store.ts';
 import { VirtualClock } from '../../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../../sim/random.ts';
 import { FakeIssuer } from './fake-issuer.ts';
+import { type RealIssuer, realIssuer } from './real-issuer.ts';
 import { TestTokenAttestor } from './test-attestor.ts';
 
 export interface Harness {
@@ -26,6 +28,8 @@ export interface Harness {
   store: SealedStore;
   urls: string[];
   attestor: TestTokenAttestor;
+  /** The real issuer behind the endpoints, when the harness was made with `real`. */
+  real: RealIssuer | undefined;
   /**
    * Start a fresh agent on the same db (the previous one is abandoned or stopped by the caller).
    * Pass a new `clock` to leave an abandoned agent's timers behind on the old one.
@@ -36,15 +40,32 @@ export interface Harness {
 
 export async function harness(
   extra: Partial<AgentOptions> = {},
-  o: { urls?: string[]; seed?: string; startAgent?: boolean } = {},
+  /** `real`: the real issuer (in process, helpers/real-issuer.ts) answers behind the fake's endpoints. */
+  o: {
+    urls?: string[];
+    seed?: string;
+    startAgent?: boolean;
+    real?: boolean;
+    /** The real issuer's attestation methods (default: join tokens). */
+    realMethods?: IssuerOptions['methods'];
+    /** Virtual time at start (default 2026-01-01). */
+    start?: number;
+  } = {},
 ): Promise<Harness> {
-  const clock = new VirtualClock(Date.UTC(2026, 0, 1));
+  const clock = new VirtualClock(o.start ?? Date.UTC(2026, 0, 1));
   const random = seededRandom(o.seed ?? 'agent');
   const logger = new MemoryLogger();
   const h = {} as Harness;
   h.clock = clock;
   const issuer = new FakeIssuer({ now: () => h.clock.now() }, random);
   const urls = o.urls ?? ['https://issuer-a.test'];
+  let token: string | undefined;
+  h.real = undefined;
+  if (o.real === true) {
+    h.real = await realIssuer(() => h.clock.now(), random, issuer.trustDomain, o.realMethods);
+    issuer.backend = h.real.backend;
+    token = await h.real.token();
+  }
   const dir = mkdtempSync(join(tmpdir(), 'edgeward-agent-'));
   const db = new MemoryLevel<string, Uint8Array>({
     keyEncoding: 'utf8',
@@ -61,7 +82,7 @@ export async function harness(
   h.restart = async (more = {}) => {
     if (more.clock !== undefined) h.clock = more.clock as VirtualClock;
     h.store = await openStore();
-    h.attestor = new TestTokenAttestor();
+    h.attestor = new TestTokenAttestor(token);
     await h.attestor.start();
     h.agent = new Agent({
       trustDomain: issuer.trustDomain,

@@ -9,10 +9,16 @@ export class TestTokenAttestor extends Attestor {
   readonly method = 'join-token' as const;
   readonly supports: AttestorSupports = { pcrs: false, ekCertificate: false, sealing: false };
   begins = 0;
+  readonly #token: string;
+
+  constructor(token = 'test-token') {
+    super();
+    this.#token = token;
+  }
   protected async _start(): Promise<void> {}
   protected async _begin(): Promise<AttestBeginRequest> {
     this.begins++;
-    return { method: 'join-token', token: 'test-token' };
+    return { method: 'join-token', token: this.#token };
   }
   protected async _answer(): Promise<AttestProof> {
     return { method: 'join-token' };
