@@ -11,7 +11,10 @@
  *    pathLen allows what is below it (RFC 5280 §4.2.1.9) and whose URI name constraints admit
  *    it (RFC 5280 §4.2.1.10);
  * 3. path scoping (ARCHITECTURE.md §2): a CA whose URI SAN is a SPIFFE ID with a path (a
- *    gateway's delegated CA) only vouches for `<that id>/device/<one segment>`;
+ *    gateway's delegated CA) only vouches for `<that id>/device/<one segment>`, and, where a
+ *    server is verified (`purpose: 'server'`: devices, the SDK, the enrollment client), for the
+ *    gateway's own server identity: exactly `<that id>`, EKU serverAuth and not clientAuth.
+ *    Anything else (`/workload/` included, until it is defined) is `ERR_SVID_PATH_SCOPE`;
  * 4. every certificate of the path is valid at `now`, and neither the IDs nor the serials are
  *    revoked.
  * Steps 1–3 do not depend on time and are cached by `SvidVerifier` per chain and bundle; step 4
@@ -178,10 +181,11 @@ function checkLeaf(f: CertFacts, purpose: SvidPurpose): string {
 function checkCa(
   f: CertFacts,
   below: number,
-  leafId: string,
+  leaf: { id: string; facts: CertFacts; purpose: SvidPurpose },
   trustDomain: string,
   what: string,
 ): string | undefined {
+  const leafId = leaf.id;
   if (!f.ca) untrusted(`${what} is not a CA (cA=false)`, leafId);
   if (f.keyUsage !== undefined && (f.keyUsage & KU_KEY_CERT_SIGN) === 0)
     untrusted(`${what} lacks keyCertSign`, leafId);
@@ -201,13 +205,27 @@ function checkCa(
   }
   if (caId.trustDomain !== trustDomain)
     untrusted(`${what} belongs to trust domain ${caId.trustDomain}`, leafId);
-  // ARCHITECTURE.md §2 path scoping: a CA with a SPIFFE path only signs `<id>/device/<x>`.
+  // ARCHITECTURE.md §2 path scoping: a CA with a SPIFFE path only signs `<id>/device/<x>`, and
+  // its own server identity, admitted only where a server is verified.
   if (caId.path !== '' && deviceIdOf(leafId, caId.id) === undefined) {
-    throw new SpiffeError('ERR_SVID_PATH_SCOPE', `${leafId} is not under ${caId.id}/device/`, {
-      spiffeId: leafId,
-    });
+    if (leafId !== caId.id)
+      throw new SpiffeError('ERR_SVID_PATH_SCOPE', `${leafId} is not under ${caId.id}/device/`, {
+        spiffeId: leafId,
+      });
+    if (!(leaf.purpose === 'server' && serverOnly(leaf.facts)))
+      throw new SpiffeError(
+        'ERR_SVID_PATH_SCOPE',
+        `${leafId} is the gateway's server identity: admitted only as a server, with serverAuth and without clientAuth`,
+        { spiffeId: leafId },
+      );
   }
   return caId.path === '' ? undefined : caId.id;
+}
+
+/** EKU present with serverAuth and without clientAuth. */
+function serverOnly(f: CertFacts): boolean {
+  const eku = f.extKeyUsage ?? [];
+  return eku.includes(OID_SERVER_AUTH) && !eku.includes(OID_CLIENT_AUTH);
 }
 
 function checkConstraints(f: CertFacts, hosts: readonly string[], leafId: string, what: string): void {
@@ -232,7 +250,8 @@ function verifyStatic(chain: readonly X509Certificate[], opts: VerifyOptions): S
   if (chain.length === 0) invalid('no certificate presented');
   if (chain.length > MAX_CHAIN) invalid(`chain longer than ${MAX_CHAIN}`);
   const leaf = certFacts(chain[0] as X509Certificate);
-  const leafId = checkLeaf(leaf, opts.purpose ?? 'client');
+  const purpose = opts.purpose ?? 'client';
+  const leafId = checkLeaf(leaf, purpose);
   const trustDomain = parseSpiffeId(leafId).trustDomain;
   if (trustDomain !== opts.bundle.trustDomain) {
     untrusted(
@@ -268,7 +287,7 @@ function verifyStatic(chain: readonly X509Certificate[], opts: VerifyOptions): S
   cas.forEach((f, k) => {
     const what =
       k === cas.length - 1 ? (anchorIsRoot ? 'bundle root' : 'delegated CA') : `intermediate ${k + 1}`;
-    const id = checkCa(f, k, leafId, trustDomain, what);
+    const id = checkCa(f, k, { id: leafId, facts: leaf, purpose }, trustDomain, what);
     if (id !== undefined) caIds.push(id);
     if (k === 0) signerId = id;
     const hosts = [host];
