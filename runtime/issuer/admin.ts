@@ -177,6 +177,14 @@ function handler(issuer: Issuer, logger: Logger, who: (req: IncomingMessage) => 
       } catch (err) {
         if (!isEdgewardError(err)) logger.error('admin request failed', { error: String(err) });
         const code = isEdgewardError(err) ? err.code : 'ERR_ISSUER_INTERNAL';
+        if (code === 'ERR_ISSUER_ADMIN_FORBIDDEN')
+          await issuer
+            .refuse(
+              code,
+              { address: req.socket.remoteAddress ?? 'unknown' },
+              `admin ${url.pathname.slice(0, 200)}`,
+            )
+            .catch(() => {});
         const message = isEdgewardError(err) ? err.message : 'internal error';
         if (!res.headersSent) send(res, statusFor(code), { error: { code, message } });
       }

@@ -56,6 +56,12 @@ export interface RunningIssuer {
   inFlight(): number;
   /** Stop accepting, finish what is in flight (bounded), close. */
   drain(): Promise<{ unfinished: number }>;
+  /**
+   * Cut every connection and stop listening at once, in-flight requests unanswered: a crash as
+   * clients see it (tests). `keepListening`: only the connections are cut, as when a load
+   * balancer's next connection reaches another replica.
+   */
+  abort(o?: { keepListening?: boolean }): void;
   close(): Promise<void>;
 }
 
@@ -140,6 +146,13 @@ export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer>
     ...(adminTls === undefined ? {} : { adminTls: (adminTls as AdminServer).address }),
     ...(health === undefined ? {} : { healthUrl: (health as HealthServer).url }),
     inFlight: () => inFlight,
+    abort(a) {
+      if (a?.keepListening !== true) {
+        draining = true;
+        server.close();
+      }
+      server.closeAllConnections();
+    },
     async drain() {
       draining = true;
       server.close(); // stop accepting; callbacks when the last connection closed
