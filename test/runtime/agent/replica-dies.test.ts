@@ -37,11 +37,16 @@ async function scenario(single: boolean) {
   const seen: string[] = [];
   // Replica A's view of the store: when armed, the replica dies while storing a renewal session.
   const storeA: IssuerStore = {
+    kind: shared.kind,
     get: (k) => shared.get(k),
+    getEntry: (k) => shared.getEntry(k),
     list: (p, o) => shared.list(p, o),
+    nextSequence: (n) => shared.nextSequence(n),
+    subscribe: (c, l) => shared.subscribe(c, l),
+    tryLock: (n) => shared.tryLock(n),
     close: async () => {},
     batch: async (ops) => {
-      if (killA !== undefined && ops.some((op) => op.key.startsWith('session/'))) {
+      if (killA !== undefined && ops.some((op) => op.type === 'put' && op.key.startsWith('session/'))) {
         const kill = killA;
         killA = undefined;
         seen.push('A died mid-request');
