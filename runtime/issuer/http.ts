@@ -71,6 +71,8 @@ const STATUS: Record<string, number> = {
   ERR_ISSUER_RATE_LIMITED: 429,
   ERR_ISSUER_CLOSED: 503,
   ERR_ISSUER_STORE_UNAVAILABLE: 503,
+  // A write that kept losing races to other replicas (after its retries): try again, or another replica.
+  ERR_ISSUER_STORE_CONFLICT: 503,
   ERR_ISSUER_DRAINING: 503,
   ERR_ISSUER_ADMIN_FORBIDDEN: 403,
   ERR_ISSUER_ADMIN_TIMEOUT: 408,
