@@ -408,4 +408,54 @@ test('PostgreSQL restarted under running replicas: they recover without a restar
   }
 });
 
+test('with the database gone, every replica reports not ready with the reason, and refuses with 503 codes', async () => {
+  const cluster = await startPostgres();
+  const stores: IssuerStore[] = [];
+  const replicas: Issuer[] = [];
+  try {
+    await cluster.sql('CREATE DATABASE replicas_gone');
+    const url = cluster.url('replicas_gone');
+    await migratePostgresStore({ url });
+    const clock = new VirtualClock(Date.now());
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dev = await createDevIssuerFiles(join(mkdtempSync(join(tmpdir(), 'replicas-')), 'dev'), {
+      trustDomain: TD,
+      clock,
+      random: testRandom('gone-dev'),
+    });
+    for (let i = 0; i < 2; i++) {
+      const store = await openPostgresStore({ url, poolSize: 2 });
+      stores.push(store);
+      replicas.push(
+        await Issuer.create({
+          trustDomain: TD,
+          store,
+          ca: dev.ca,
+          clock,
+          random: testRandom(`gone-${i}`),
+          methods: { joinToken: { enabled: true } },
+          rateLimit: RELAXED,
+          pruneIntervalMs: 7 * 86_400_000,
+        }),
+      );
+    }
+    for (const r of replicas) assert.equal(await r.readiness(), []);
+    await cluster.stop();
+    for (const r of replicas) {
+      const reasons = await r.readiness();
+      assert.ok(
+        reasons.some((x) => x.startsWith('store: ERR_ISSUER_STORE_UNAVAILABLE')),
+        reasons.join('; '),
+      );
+      await rejects(() => r.createJoinToken('gw-z', 60_000), 'ERR_ISSUER_STORE_UNAVAILABLE');
+    }
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await Promise.all(stores.map((s) => s.close()));
+    await cluster.stop();
+  }
+});
+
 test.run();
