@@ -167,14 +167,19 @@ export class Issuer {
       ...(o.logger === undefined ? {} : { logger: o.logger }),
       ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
     });
-    const issuer = new Issuer(
-      o,
-      cas,
-      await Revocations.load(o.store, o.clock, { logger: o.logger ?? nullLogger }),
-    );
-    issuer.#manifests = (await o.store.list<ManifestRecord>('manifest/')).map(([, v]) => v);
-    issuer.#schedulePrune();
-    return issuer;
+    let rev: Revocations | undefined;
+    try {
+      rev = await Revocations.load(o.store, o.clock, { logger: o.logger ?? nullLogger });
+      const issuer = new Issuer(o, cas, rev);
+      issuer.#manifests = (await o.store.list<ManifestRecord>('manifest/')).map(([, v]) => v);
+      issuer.#schedulePrune();
+      return issuer;
+    } catch (err) {
+      // Nothing keeps listening or polling for an issuer that did not start.
+      await rev?.close();
+      await cas.close();
+      throw err;
+    }
   }
 
   get trustDomain(): string {
