@@ -306,13 +306,19 @@ function verifyStatic(chain: readonly X509Certificate[], opts: VerifyOptions): S
   };
 }
 
+/**
+ * A chain is valid from the latest NotBefore up to, not including, the earliest NotAfter: the
+ * project's one rule (the agent's sources, the local server identity, the SDK and the fleet
+ * invariants all end a credential at its NotAfter), one millisecond stricter than RFC 5280's
+ * inclusive reading, so "local service stops exactly at the budget end" holds for every verifier.
+ */
 function checkDynamic(r: StaticPart, opts: VerifyOptions): void {
   if (opts.now < r.notBefore) {
     throw new SpiffeError('ERR_SVID_EXPIRED', `${r.spiffeId}: a certificate of the chain is not valid yet`, {
       spiffeId: r.spiffeId,
     });
   }
-  if (opts.now > r.notAfter) {
+  if (opts.now >= r.notAfter) {
     throw new SpiffeError('ERR_SVID_EXPIRED', `${r.spiffeId}: a certificate of the chain has expired`, {
       spiffeId: r.spiffeId,
     });
