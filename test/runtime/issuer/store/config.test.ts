@@ -6,7 +6,7 @@
  * migrated (typed code, exit 1, nothing written) and runs on one that is; the password only from
  * a 0600 passwordFile.
  */
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -25,7 +25,10 @@ const io = (signal?: AbortSignal) => captureIo({ cwd: dir, signal });
 test.before(async () => {
   assert.is(await main(['issuer', 'dev-ca', '--dir', dev, '--trust-domain', 'fleet.example'], io()), 0);
 });
-test.after(() => stopTestCluster());
+test.after(async () => {
+  await stopTestCluster();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const head = (version: number) => `version: ${version}
 trustDomain: fleet.example
@@ -151,6 +154,7 @@ test('issuer migrate creates the schema once; the daemon refuses a database not 
 
 test('an unreachable database stops the daemon with ERR_ISSUER_STORE_UNAVAILABLE, exit 1', async () => {
   const nowhere = mkdtempSync(join(tmpdir(), 'edgeward-nopg-'));
+  rmSync(nowhere, { recursive: true }); // a socket directory that does not exist
   const file = write(
     'unreachable.yaml',
     `${head(3)}store:\n  postgres: { url: "postgresql://postgres@/edgeward?host=${encodeURIComponent(nowhere)}" }\n`,

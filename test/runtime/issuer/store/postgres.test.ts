@@ -5,7 +5,7 @@
  * URL; nothing written), `migrate` idempotent under concurrency, and a restart of PostgreSQL under
  * a running store (unavailable, then back without reopening; subscribers told to resync; locks lost).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -162,6 +162,7 @@ test('a wrong or missing password is ERR_ISSUER_STORE_AUTH; the right one opens 
 
 test('an unreachable database is ERR_ISSUER_STORE_UNAVAILABLE (no socket, closed port, no such database)', async () => {
   const empty = mkdtempSync(join(tmpdir(), 'edgeward-nopg-'));
+  rmSync(empty, { recursive: true }); // a socket directory that does not exist
   await rejects(
     () => openPostgresStore({ url: `postgresql://postgres@/x?host=${encodeURIComponent(empty)}` }),
     'ERR_ISSUER_STORE_UNAVAILABLE',
@@ -212,6 +213,7 @@ test('a password file must be 0600', async () => {
   writeFileSync(join(dir, 'ok'), `${PW_PASSWORD}\n`, { mode: 0o600 });
   assert.is(await readPasswordFile(join(dir, 'ok')), PW_PASSWORD);
   await rejects(() => readPasswordFile(join(dir, 'missing')), 'ERR_ISSUER_STORE_AUTH');
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('over TCP with TLS: sslmode=verify-full against caFile works; a certificate of another CA is ERR_ISSUER_STORE_AUTH', async () => {
@@ -252,6 +254,7 @@ test('over TCP with TLS: sslmode=verify-full against caFile works; a certificate
     );
   } finally {
     await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
