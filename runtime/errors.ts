@@ -237,6 +237,14 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_STORE_NOT_MIGRATED'
   /** A database that cannot hold the issuer store (not UTF-8 encoded, PostgreSQL older than 13). */
   | 'ERR_ISSUER_STORE_UNSUPPORTED'
+  /** The issuer is draining after SIGTERM: it finishes what is in flight and takes nothing new; retry another replica (503). */
+  | 'ERR_ISSUER_DRAINING'
+  /** The mTLS admin port admits only operator certificates (`spiffe://<td>/operator/<name>`) this issuer signed (403). */
+  | 'ERR_ISSUER_ADMIN_FORBIDDEN'
+  /** No issuer answers on the admin socket (not running, or another socket path): operator commands act only through a running issuer. */
+  | 'ERR_ISSUER_NOT_RUNNING'
+  /** An admin request did not complete in time (the admin client's or server's timeout). */
+  | 'ERR_ISSUER_ADMIN_TIMEOUT'
   /** An unexpected failure inside the issuer (500); the request changed nothing. */
   | 'ERR_ISSUER_INTERNAL';
 

@@ -1,5 +1,5 @@
 /**
- * The agent's composition root (with `runtime/cli/commands/agent.ts` and `dev.ts`): the only place
+ * The agent's composition root (with `runtime/cli/commands/agent.ts` and `runtime/cli/dev-plan.ts`): the only place
  * that builds the real clock, randomness, pino logger, files and sockets and wires the seams —
  * attestor, data-key protector, LevelDB store, HTTPS upstream, broker and admin endpoint.
  *

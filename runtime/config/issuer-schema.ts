@@ -123,6 +123,36 @@ export const IssuerConfigSchema = Closed({
       window: Type.Optional(Duration()),
     }),
   ),
+  health: Type.Optional(
+    Closed(
+      {
+        host: Type.String({ minLength: 1 }),
+        port: Type.Integer({ minimum: 0, maximum: 65535 }),
+      },
+      'plain-HTTP probes and metrics: /healthz, /readyz, /metrics (default 127.0.0.1:9101)',
+    ),
+  ),
+  admin: Type.Optional(
+    Closed(
+      {
+        socket: Type.Optional(
+          FilePath(
+            'the operator API socket, mode 0600 (default admin.sock in store.leveldb.dir; PostgreSQL: /run/edgeward/issuer-admin.sock)',
+          ),
+        ),
+        listen: Type.Optional(
+          Closed(
+            {
+              host: Type.String({ minLength: 1 }),
+              port: Type.Integer({ minimum: 0, maximum: 65535 }),
+            },
+            'the optional mTLS operator port (operator certificates only; the listen certificate serves it)',
+          ),
+        ),
+      },
+      'the live operator API',
+    ),
+  ),
   log: Type.Optional(Closed({ level: Type.Optional(LogLevel()) })),
 });
 

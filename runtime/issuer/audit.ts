@@ -1,7 +1,8 @@
 /**
  * The audit log: every issuance, renewal, refusal (with its reason code), revocation and
  * administrative change becomes one record in the store, written in the same atomic batch as
- * the change it describes, and one structured log line. Never key material.
+ * the change it describes, and one structured log line. Never key material. Keys are time,
+ * a per-process counter and a random per-process id, so replicas on one store never collide.
  *
  * @example
  * ```ts
@@ -10,6 +11,7 @@
  */
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
+import type { Random } from '../core/random.ts';
 import { type AuditEvent, K } from './records.ts';
 import type { IssuerStore, StoreOp } from './store.ts';
 
@@ -17,12 +19,15 @@ export class AuditLog {
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #store: IssuerStore;
+  /** This process's id in audit keys (12 random bytes, base64url): replicas never collide. */
+  readonly #instance: string;
   #n = 0;
 
-  constructor(store: IssuerStore, clock: Clock, logger: Logger) {
+  constructor(store: IssuerStore, clock: Clock, logger: Logger, random: Random) {
     this.#store = store;
     this.#clock = clock;
     this.#logger = logger;
+    this.#instance = Buffer.from(random.bytes(12)).toString('base64url');
   }
 
   /** A store operation recording `e` (to add to the batch of the change it describes). */
@@ -33,7 +38,7 @@ export class AuditLog {
     if (e.event === 'refuse') this.#logger.warn(`issuer ${e.event}`, fields);
     else this.#logger.info(`issuer ${e.event}`, fields);
     this.#n = (this.#n + 1) % 100_000_000;
-    return { type: 'put', key: K.audit(at, this.#n), value: event };
+    return { type: 'put', key: K.audit(at, this.#n, this.#instance), value: event };
   }
 
   /** Record `e` on its own. */
@@ -43,9 +48,9 @@ export class AuditLog {
 
   /** Events in time order, optionally only those at or after `since`. */
   async list(since = 0, limit = 1000): Promise<AuditEvent[]> {
-    const from = K.audit(since, 0);
+    const from = K.auditFrom(Math.max(0, since));
     const rows = await this.#store.list<AuditEvent>('audit/', {
-      gt: from < 'audit/' ? 'audit/' : from,
+      gt: from,
       limit,
     });
     return rows.map(([, v]) => v);

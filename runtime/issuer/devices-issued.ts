@@ -72,7 +72,7 @@ export async function devicesIssued(
   info: AuditInfo,
 ): Promise<DevicesIssuedResponse> {
   const gw = await authenticatePeer(core, ctx, info);
-  core.limitGateway(gw.name);
+  await core.limitGateway(gw.name);
   const list = entries(body);
   const gwId = gatewayId(core.trustDomain, gw.name);
   const ops: StoreOp[] = [];

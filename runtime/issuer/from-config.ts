@@ -5,6 +5,7 @@
  * auto-registration is off, PCR values must match signed manifests.
  */
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { IssuerConfig } from '../config/issuer-schema.ts';
 import { parseDuration } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
@@ -13,6 +14,23 @@ import type { Random } from '../core/random.ts';
 import { readCertificatesFile, readPrivateKeyFile, readPublicKeyFile } from './files.ts';
 import type { StartIssuerOptions } from './start.ts';
 import type { IssuerStore } from './store.ts';
+
+/** Where the issuer's probes listen unless the config says (`health`). */
+export const DEFAULT_HEALTH = { host: '127.0.0.1', port: 9101 } as const;
+
+/** Where a PostgreSQL replica's admin socket is unless `admin.socket` says (it has no store directory). */
+export const DEFAULT_POSTGRES_ADMIN_SOCKET = '/run/edgeward/issuer-admin.sock';
+
+/**
+ * The admin socket of the issuer this config describes: `admin.socket`, else `admin.sock` in the
+ * LevelDB store directory, else (PostgreSQL) DEFAULT_POSTGRES_ADMIN_SOCKET.
+ */
+export function adminSocketPath(cfg: Pick<IssuerConfig, 'admin' | 'store'>): string {
+  if (cfg.admin?.socket !== undefined) return cfg.admin.socket;
+  return cfg.store.leveldb === undefined
+    ? DEFAULT_POSTGRES_ADMIN_SOCKET
+    : join(cfg.store.leveldb.dir, 'admin.sock');
+}
 
 export async function issuerOptionsFromConfig(
   cfg: IssuerConfig,
@@ -41,6 +59,15 @@ export async function issuerOptionsFromConfig(
     tls: { cert: await readFile(cfg.listen.certificate), key: await readFile(cfg.listen.key) },
     host: cfg.listen.host,
     port: cfg.listen.port,
+    admin: {
+      socket: adminSocketPath(cfg),
+      ...(cfg.admin?.listen === undefined ? {} : { listen: cfg.admin.listen }),
+    },
+    health: cfg.health ?? DEFAULT_HEALTH,
+    readinessChecks: [
+      // The CA key must stay readable and 0600: a replica restarted now must be able to sign.
+      { name: 'ca-key', check: async () => void (await readPrivateKeyFile(cfg.ca.key)) },
+    ],
     ...opt('svidTtlMs', ms(cfg.svidTtl)),
     ...opt('offlineBudgetMs', ms(cfg.offlineBudget)),
     ...opt('serverNames', cfg.serverNames),

@@ -71,6 +71,11 @@ const STATUS: Record<string, number> = {
   ERR_ISSUER_RATE_LIMITED: 429,
   ERR_ISSUER_CLOSED: 503,
   ERR_ISSUER_STORE_UNAVAILABLE: 503,
+  // A write that kept losing races to other replicas (after its retries): try again, or another replica.
+  ERR_ISSUER_STORE_CONFLICT: 503,
+  ERR_ISSUER_DRAINING: 503,
+  ERR_ISSUER_ADMIN_FORBIDDEN: 403,
+  ERR_ISSUER_ADMIN_TIMEOUT: 408,
 };
 
 /**
@@ -142,7 +147,19 @@ export interface TlsMaterial {
   readonly key: string | Buffer;
 }
 
-export function createIssuerServer(issuer: Issuer, tls: TlsMaterial, logger: Logger): Server {
+/** What the daemon's drain needs of the front: is it draining, and how many requests are in flight. */
+export interface FrontGate {
+  draining(): boolean;
+  /** Told when a request starts (+1) and when its response closed (-1). */
+  count(delta: 1 | -1): void;
+}
+
+export function createIssuerServer(
+  issuer: Issuer,
+  tls: TlsMaterial,
+  logger: Logger,
+  gate?: FrontGate,
+): Server {
   const server = createServer(
     {
       cert: tls.cert,
@@ -152,6 +169,16 @@ export function createIssuerServer(issuer: Issuer, tls: TlsMaterial, logger: Log
       minVersion: 'TLSv1.2',
     },
     (req, res) => {
+      if (gate?.draining() === true) {
+        // A request on a connection accepted before the drain: refuse it so the client retries
+        // another replica, and close the connection.
+        req.resume();
+        res.setHeader('connection', 'close');
+        send(res, 503, { error: { code: 'ERR_ISSUER_DRAINING', message: 'issuer is draining' } });
+        return;
+      }
+      gate?.count(1);
+      res.once('close', () => gate?.count(-1));
       handle(issuer, req, res).catch((err: unknown) => {
         logger.error('issuer request failed', { error: String(err) });
         if (!res.headersSent)

@@ -1,24 +1,32 @@
 /**
- * The operator's actions on gateways: join tokens, registrations, disabling, per-gateway offline
- * budgets. Each is one atomic batch with its audit event. (Revocation and CA rotation stay with
- * the issuer, which holds the revocation index and the CA set.)
+ * The operator's actions: join tokens, registrations, disabling, per-gateway offline budgets, CA
+ * rotation (revocation is `revoke.ts`). Each is one atomic batch with its audit event, which
+ * names who did it (`by`) when the caller knows.
  *
  * @example
  * ```ts
  * await setOfflineBudget(core, 'gw-1', 3 * 86_400_000); // audited as event 'budget'
  * ```
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { IssuerError } from '../errors.ts';
 import { isPathSegment } from '../spiffe/id.ts';
 import { checkBudgetOverride } from './budget.ts';
+import type { CaKeyPair } from './ca.ts';
 import type { IssuerCore } from './core.ts';
+import { updateGateway } from './gateways.ts';
 import { type GatewayRecord, type JoinTokenRecord, K, type Registration } from './records.ts';
 
 const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex');
+const who = (by: string | undefined): { by?: string } => (by === undefined ? {} : { by });
 
 /** A one-time join token for gateway `name`; only its SHA-256 is stored. */
-export async function createJoinToken(core: IssuerCore, name: string, ttlMs: number): Promise<string> {
+export async function createJoinToken(
+  core: IssuerCore,
+  name: string,
+  ttlMs: number,
+  by?: string,
+): Promise<string> {
   core.checkName(name);
   if (!(ttlMs > 0)) throw new TypeError('token TTL must be positive');
   const token = `ewj1.${Buffer.from(core.random.bytes(32)).toString('base64url')}`;
@@ -30,6 +38,7 @@ export async function createJoinToken(core: IssuerCore, name: string, ttlMs: num
       event: 'token',
       gateway: name,
       detail: `expires ${new Date(rec.expiresAt).toISOString()}`,
+      ...who(by),
     }),
   ]);
   return token;
@@ -41,6 +50,7 @@ export async function register(
   kind: 'ek' | 'x509',
   key: string,
   name: string,
+  by?: string,
 ): Promise<void> {
   core.checkName(name);
   if (kind === 'ek' && !/^[0-9a-f]{64}$/.test(key))
@@ -50,14 +60,14 @@ export async function register(
   const reg: Registration = { name, createdAt: core.clock.now(), by: 'admin' };
   await core.store.batch([
     { type: 'put', key: K.registration(kind, key), value: reg },
-    core.audit.op({ event: 'register', gateway: name, detail: `${kind}:${key}` }),
+    core.audit.op({ event: 'register', gateway: name, detail: `${kind}:${key}`, ...who(by) }),
   ]);
 }
 
 /** The gateway's record, or a new one for a gateway not seen yet (an operator may act first). */
-async function recordOf(core: IssuerCore, name: string): Promise<GatewayRecord> {
+function recordOf(core: IssuerCore, name: string, current: GatewayRecord | undefined): GatewayRecord {
   return (
-    (await core.store.get<GatewayRecord>(K.gateway(name))) ?? {
+    current ?? {
       name,
       disabled: false,
       method: 'join-token',
@@ -67,13 +77,17 @@ async function recordOf(core: IssuerCore, name: string): Promise<GatewayRecord> 
   );
 }
 
-export async function setDisabled(core: IssuerCore, name: string, disabled: boolean): Promise<void> {
+export async function setDisabled(
+  core: IssuerCore,
+  name: string,
+  disabled: boolean,
+  by?: string,
+): Promise<void> {
   core.checkName(name);
-  const next: GatewayRecord = { ...(await recordOf(core, name)), disabled };
-  await core.store.batch([
-    { type: 'put', key: K.gateway(name), value: next },
-    core.audit.op({ event: disabled ? 'disable' : 'enable', gateway: name }),
-  ]);
+  await updateGateway(core, name, (current) => ({
+    record: { ...recordOf(core, name, current), disabled },
+    ops: [core.audit.op({ event: disabled ? 'disable' : 'enable', gateway: name, ...who(by) })],
+  }));
 }
 
 /**
@@ -86,17 +100,88 @@ export async function setOfflineBudget(
   core: IssuerCore,
   name: string,
   ms: number | undefined,
+  by?: string,
 ): Promise<void> {
   core.checkName(name);
   if (ms !== undefined) checkBudgetOverride(ms, core.svidTtlMs);
-  const { offlineBudgetMs: _previous, ...rest } = await recordOf(core, name);
-  const next: GatewayRecord = { ...rest, ...(ms === undefined ? {} : { offlineBudgetMs: ms }) };
-  await core.store.batch([
-    { type: 'put', key: K.gateway(name), value: next },
-    core.audit.op({
-      event: 'budget',
-      gateway: name,
-      detail: ms === undefined ? 'offline budget: the configured one' : `offline budget: ${ms} ms`,
-    }),
-  ]);
+  await updateGateway(core, name, (current) => {
+    const { offlineBudgetMs: _previous, ...rest } = recordOf(core, name, current);
+    return {
+      record: { ...rest, ...(ms === undefined ? {} : { offlineBudgetMs: ms }) },
+      ops: [
+        core.audit.op({
+          event: 'budget',
+          gateway: name,
+          detail: ms === undefined ? 'offline budget: the configured one' : `offline budget: ${ms} ms`,
+          ...who(by),
+        }),
+      ],
+    };
+  });
+}
+
+/** Publish a next CA in the bundle now (it signs after `rotateCa`). */
+export async function prepareCa(core: IssuerCore, next: CaKeyPair, by?: string): Promise<void> {
+  await core.cas.prepareNext(next);
+  await core.audit.write({ event: 'ca', detail: 'next CA published in the bundle', ...who(by) });
+}
+
+export async function rotateCa(core: IssuerCore, by?: string): Promise<void> {
+  await core.cas.activateNext();
+  await core.audit.write({
+    event: 'ca',
+    detail: 'next CA activated; previous kept until its certificates expire',
+    ...who(by),
+  });
+}
+
+/** Operator certificates live at most this long (default 8h): short-lived by design. */
+export const MAX_OPERATOR_TTL_MS = 24 * 3_600_000;
+
+/** `spiffe://<td>/operator/<name>`: the only identity the mTLS admin port admits. */
+export const operatorId = (trustDomain: string, name: string): string =>
+  `spiffe://${trustDomain}/operator/${name}`;
+
+/**
+ * An operator certificate for `name` over the given public key (SPKI DER), signed by the active
+ * CA, valid `ttlMs`. It is an X.509-SVID for `spiffe://<td>/operator/<name>`; gateways never get
+ * one (their IDs are under /gateway/), and the admin port refuses everything else.
+ */
+export async function createOperatorCertificate(
+  core: IssuerCore,
+  name: string,
+  spki: Uint8Array,
+  ttlMs: number,
+  by?: string,
+): Promise<{ spiffeId: string; certificate: Buffer; serial: string; notAfter: number }> {
+  if (!isPathSegment(name) || name.length > 64)
+    throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'operator name must be 1-64 of [A-Za-z0-9._-]');
+  if (!(ttlMs > 0) || ttlMs > MAX_OPERATOR_TTL_MS)
+    throw new IssuerError(
+      'ERR_ISSUER_BAD_REQUEST',
+      'operator certificate lifetime must be > 0 and at most 24h',
+    );
+  try {
+    createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch (cause) {
+    throw new IssuerError('ERR_ISSUER_BAD_REQUEST', 'not a public key (SPKI DER)', {}, { cause });
+  }
+  const spiffeId = operatorId(core.trustDomain, name);
+  const now = core.clock.now();
+  const signed = core.cas.signer.issue({
+    profile: 'svid',
+    spiffeId,
+    spki,
+    notBefore: now - 30_000,
+    notAfter: now + ttlMs,
+  });
+  core.cas.noteSigned(signed.notAfter);
+  await core.audit.write({
+    event: 'operator',
+    spiffeId,
+    serials: [signed.serialHex],
+    detail: `operator certificate until ${new Date(signed.notAfter).toISOString()}`,
+    ...who(by),
+  });
+  return { spiffeId, certificate: signed.der, serial: signed.serialHex, notAfter: signed.notAfter };
 }

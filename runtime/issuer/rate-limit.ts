@@ -1,36 +1,90 @@
 /**
- * Fixed-window rate limits per key (client address, gateway name), on the injected clock.
- * A refusal answers 429 with how long until the window rolls over.
+ * Fixed-window rate limits per key (client address, gateway name), on the injected clock. Windows
+ * are aligned to multiples of the window length, so every replica counts the same window. A
+ * refusal answers 429 with how long until the window rolls over.
+ *
+ * One process (LevelDB) counts in memory. Replicas (PostgreSQL) count through the store, so N
+ * replicas do not allow N times the limit: each request adds a row `rl/{window}/{key}/{n}` whose
+ * `n` the store assigns in that batch (`put-next` on one of 64 sequences chosen by the key's hash;
+ * commit order is sequence order), then counts
+ * the key's rows of the window before its own (at most `limit` read): that is exactly how many
+ * requests for the key committed before it, on any replica. It is allowed when that is below
+ * `limit`: exactly `limit` requests per key and window pass, whatever the interleaving. Once a
+ * replica has seen a key over its limit it refuses locally for the rest of the window, writing
+ * nothing (a flood costs no store writes). Past windows' rows are dropped by `prune`.
  *
  * @example
  * ```ts
- * const limits = new RateLimiter(clock, 60_000);
- * const wait = limits.take(`addr:${ip}`, 30); // undefined when allowed, else ms to wait
+ * const limits = new RateLimiter(clock, 60_000, store);
+ * const wait = await limits.take(`a:${ip}`, 30); // undefined when allowed, else ms to wait
  * ```
  */
+import { createHash } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
+import type { IssuerStore } from './store.ts';
+
+const PREFIX = 'rl/';
+/**
+ * Keys are spread over this many store sequences (by a hash of the key): a key's rows all come
+ * from one sequence, which is all the count needs, and unrelated keys do not queue on one row.
+ */
+const SEQUENCES = 64;
+const sequenceOf = (key: string): string =>
+  `ratelimit-${createHash('sha256').update(key).digest().readUInt16BE(0) % SEQUENCES}`;
+const pad = (n: number): string => String(n).padStart(15, '0');
 
 export class RateLimiter {
   readonly #clock: Clock;
   readonly #windowMs: number;
-  #windowStart = Number.NEGATIVE_INFINITY;
+  readonly #store: IssuerStore | undefined;
+  #window = Number.NEGATIVE_INFINITY;
   #counts = new Map<string, number>();
 
-  constructor(clock: Clock, windowMs: number) {
+  /** `shared`: count through this store (replicas); absent: in memory (one process). */
+  constructor(clock: Clock, windowMs: number, shared?: IssuerStore) {
     if (!(windowMs > 0)) throw new TypeError('rate limit window must be positive');
     this.#clock = clock;
     this.#windowMs = windowMs;
+    this.#store = shared;
   }
 
   /** Count one request for `key`; undefined when within `limit`, else the ms until it may retry. */
-  take(key: string, limit: number): number | undefined {
+  async take(key: string, limit: number): Promise<number | undefined> {
     const now = this.#clock.now();
-    if (now - this.#windowStart >= this.#windowMs || now < this.#windowStart) {
-      this.#windowStart = now;
+    const window = Math.floor(now / this.#windowMs) * this.#windowMs;
+    if (window !== this.#window) {
+      this.#window = window;
       this.#counts = new Map();
     }
+    const wait = window + this.#windowMs - now;
     const n = (this.#counts.get(key) ?? 0) + 1;
-    this.#counts.set(key, n);
-    return n > limit ? this.#windowStart + this.#windowMs - now : undefined;
+    const store = this.#store;
+    if (store === undefined) {
+      this.#counts.set(key, n);
+      return n > limit ? wait : undefined;
+    }
+    // Shared: the local count only remembers "over" (limit + 2), to refuse without the store.
+    if (n > limit + 1) return wait;
+    const prefix = `${PREFIX}${pad(window)}/${key}/`;
+    const { sequences } = await store.batch([
+      { type: 'put-next', sequence: sequenceOf(key), key: (s) => prefix + pad(s), value: () => 1 },
+    ]);
+    const mine = prefix + pad(sequences[0] ?? 0);
+    const before = (await store.list(prefix, { lt: mine, limit })).length;
+    if (before < limit) return undefined;
+    if (window === this.#window) this.#counts.set(key, limit + 2);
+    return wait;
+  }
+
+  /** Drop the shared rows of windows that are over. */
+  async prune(): Promise<void> {
+    const store = this.#store;
+    if (store === undefined) return;
+    const current = Math.floor(this.#clock.now() / this.#windowMs) * this.#windowMs;
+    for (;;) {
+      const old = await store.list(PREFIX, { lt: `${PREFIX}${pad(current)}/`, limit: 1000 });
+      if (old.length === 0) return;
+      await store.batch(old.map(([key]) => ({ type: 'del' as const, key })));
+    }
   }
 }

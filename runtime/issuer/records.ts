@@ -15,7 +15,11 @@ export const K = {
   issued: (serialHex: string) => `issued/${serialHex}`,
   revocation: (seq: number) => `rev/${String(seq).padStart(12, '0')}`,
   manifest: (bank: string, version: string) => `manifest/${bank}/${version}`,
-  audit: (at: number, n: number) => `audit/${String(at).padStart(15, '0')}-${String(n).padStart(8, '0')}`,
+  /** `at` ms, then this process's counter, then its random instance id: unique across replicas. */
+  audit: (at: number, n: number, instance: string) =>
+    `audit/${String(at).padStart(15, '0')}-${String(n).padStart(8, '0')}-${instance}`,
+  /** The first audit key possible at `at` (listing bound). */
+  auditFrom: (at: number) => `audit/${String(at).padStart(15, '0')}-`,
 } as const;
 
 /** Which EK (by SHA-256 of its TPMT_PUBLIC) or factory identity becomes which gateway name. */
@@ -115,7 +119,8 @@ export type AuditKind =
   | 'ca'
   | 'recover'
   | 'device'
-  | 'budget';
+  | 'budget'
+  | 'operator';
 
 export interface AuditEvent {
   at: number;
@@ -127,4 +132,6 @@ export interface AuditEvent {
   code?: string;
   address?: string;
   detail?: string;
+  /** Who did it, for operator actions: `uid:N` over the admin socket, an operator SPIFFE ID over mTLS, `offline` for a command run on the store. */
+  by?: string;
 }

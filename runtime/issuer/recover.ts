@@ -100,7 +100,7 @@ export async function recoverBegin(
 ): Promise<RecoverBeginResponse> {
   const req = shape.recoverBegin(body);
   const { gw, serial } = await checkCa(core, req.caChain[0] as Uint8Array, info);
-  core.limitGateway(gw.name);
+  await core.limitGateway(gw.name);
   const tpm = gw.method === 'tpm' ? core.tpm : undefined;
   if (gw.method === 'tpm' && tpm === undefined)
     throw new IssuerError(
@@ -143,7 +143,7 @@ export async function recoverFinish(
   const { gw, cert } = await checkCa(core, s.caCertificate, info);
   if (gw.name !== s.gateway)
     throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'recovery session belongs to another gateway');
-  core.limitGateway(gw.name);
+  await core.limitGateway(gw.name);
   const csr = parseCsr(req.csr);
   const caCsr = req.caCsr === undefined ? undefined : parseCsr(req.caCsr);
   let ok = false;

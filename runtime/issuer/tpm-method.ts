@@ -5,7 +5,8 @@
  * (bound to the AK's name) with the EK's own name algorithm and symmetric; finish and renewal
  * check the activated secret (constant time), the quote (signature, qualifying data =
  * SHA-256(nonce ‖ CSR SPKI), selection and bank, PCR digest) and the PCR values against the
- * firmware reference values.
+ * firmware reference values. `tpmBegin`, `tpmFinish` and `tpmRenew` are the issuer's steps for
+ * the method (registration lookup, session fields, quote against the gateway's firmware).
  */
 import { createHash, timingSafeEqual, type X509Certificate } from 'node:crypto';
 import {
@@ -19,8 +20,17 @@ import {
 } from '../../attestors/tpm/verify/index.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
+import type { AttestBeginRequest, AttestProof, RenewFinishRequest } from '../upstream/protocol.ts';
+import { type IssuerCore, methodDisabled } from './core.ts';
+import { manifestsFor } from './firmware.ts';
 import { matchReference } from './manifests.ts';
-import type { ManifestRecord } from './records.ts';
+import {
+  type GatewayRecord,
+  K,
+  type ManifestRecord,
+  type Registration,
+  type SessionRecord,
+} from './records.ts';
 
 export interface TpmPolicy {
   readonly manufacturerRoots: readonly X509Certificate[];
@@ -98,4 +108,82 @@ export function checkQuote(
   if (version === undefined)
     throw new IssuerError('ERR_ISSUER_PCR_MISMATCH', 'PCR values match no known firmware reference values');
   return version;
+}
+
+/** Fill `session` for a tpm attestation and make the credential challenge (begin's extra fields). */
+export async function tpmBegin(
+  core: IssuerCore,
+  req: Extract<AttestBeginRequest, { method: 'tpm' }>,
+  session: SessionRecord,
+): Promise<{ credentialBlob: Uint8Array; encryptedSecret: Uint8Array; pcrSelection: string }> {
+  const p = core.methods.tpm;
+  if (p === undefined) throw methodDisabled('tpm');
+  const hash = ekHash(req.ekPublic);
+  const reg = await core.store.get<Registration>(K.registration('ek', hash));
+  const ch = tpmChallenge(req, p, reg !== undefined, core.clock.now(), core.random);
+  if (reg === undefined && !p.autoRegister)
+    throw new IssuerError('ERR_ISSUER_NOT_REGISTERED', `EK ${hash.slice(0, 16)}… is not registered`);
+  session.gateway = reg?.name ?? `tpm-${hash.slice(0, 16)}`;
+  if (reg === undefined) session.registerKey = K.registration('ek', hash);
+  session.credentialHash = createHash('sha256').update(ch.credential).digest();
+  session.akPublic = req.akPublic;
+  session.ekHash = hash;
+  session.pcrSelection = p.pcrSelection;
+  return {
+    credentialBlob: ch.credentialBlob,
+    encryptedSecret: ch.encryptedSecret,
+    pcrSelection: p.pcrSelection,
+  };
+}
+
+/** Check the activated credential and the quote of an attestation; returns the firmware version. */
+export async function tpmFinish(
+  core: IssuerCore,
+  s: SessionRecord,
+  proof: Extract<AttestProof, { method: 'tpm' }>,
+  csrSpki: Uint8Array,
+): Promise<string> {
+  const p = core.methods.tpm;
+  if (p === undefined || s.credentialHash === undefined || s.akPublic === undefined)
+    throw methodDisabled('tpm');
+  checkActivatedSecret(s.credentialHash, proof.activatedSecret);
+  return checkQuote(
+    { akPublic: s.akPublic, nonce: s.nonce, csrSpki, ...proof },
+    p,
+    manifestsFor(await core.store.get<GatewayRecord>(K.gateway(s.gateway)), core.manifests()),
+  );
+}
+
+/** A tpm gateway renews with a fresh quote by its registered AK; returns the firmware version. */
+export function tpmRenew(
+  core: IssuerCore,
+  gw: GatewayRecord,
+  s: SessionRecord,
+  req: RenewFinishRequest,
+  csrSpki: Uint8Array,
+): string {
+  const p = core.methods.tpm;
+  if (p === undefined) throw methodDisabled('tpm');
+  if (
+    gw.akPublic === undefined ||
+    req.quote === undefined ||
+    req.signature === undefined ||
+    req.pcrValues === undefined
+  )
+    throw new IssuerError(
+      'ERR_ISSUER_QUOTE_INVALID',
+      'a tpm gateway must renew with a fresh quote on its AK',
+    );
+  return checkQuote(
+    {
+      akPublic: gw.akPublic,
+      nonce: s.nonce,
+      csrSpki,
+      quote: req.quote,
+      signature: req.signature,
+      pcrValues: req.pcrValues,
+    },
+    p,
+    manifestsFor(gw, core.manifests()),
+  );
 }

@@ -2,7 +2,10 @@
  * Failover across upstream endpoints: a call goes to the endpoint that last worked, and on a
  * failure that another endpoint might not share (unreachable, 5xx, rate limited, garbage) moves
  * on to the next, in order, until each has been tried once. A refusal for cause or a rejected
- * request is final: another issuer of the same fleet would say the same.
+ * request is final: another issuer of the same fleet would say the same. An endpoint whose
+ * replica went away mid-request (connection reset, 503 ERR_ISSUER_DRAINING) gets one more try
+ * after the others: behind a load balancer the same URL reaches another replica next time, so a
+ * single-URL upstream survives a rolling restart within one attempt too.
  *
  * @example
  * ```ts
@@ -25,6 +28,12 @@ const FAILOVER_CODES = new Set([
 export function upstreamReason(err: unknown): string | undefined {
   const reason = (err as { fields?: { reason?: unknown } } | null)?.fields?.reason;
   return typeof reason === 'string' ? reason : undefined;
+}
+
+/** The replica behind the endpoint went away mid-request: the same URL may reach another one. */
+export function replicaGone(err: unknown): boolean {
+  const f = (err as { fields?: { reason?: unknown; remoteCode?: unknown } } | null)?.fields;
+  return f?.reason === 'ECONNRESET' || f?.reason === 'EPIPE' || f?.remoteCode === 'ERR_ISSUER_DRAINING';
 }
 
 /** True when trying another endpoint may help. */
@@ -53,8 +62,9 @@ export class Failover {
   ): Promise<T> {
     const eps = this.#upstream.endpoints;
     let last: unknown;
-    for (let i = 0; i < eps.length; i++) {
-      const at = (this.#preferred + i) % eps.length;
+    const order = eps.map((_, i) => (this.#preferred + i) % eps.length);
+    for (let n = 0; n < order.length; n++) {
+      const at = order[n] as number;
       const ep = eps[at] as UpstreamEndpoint;
       try {
         const out = await fn(ep);
@@ -64,6 +74,8 @@ export class Failover {
         if (!shouldFailOver(err)) throw err;
         last = err;
         onFailover?.(ep.url, err);
+        // One more try, after the others, for an endpoint whose replica went away mid-request.
+        if (n < eps.length && replicaGone(err)) order.push(at);
       }
     }
     // All failed: start with the next one on the following attempt.

@@ -53,7 +53,7 @@ Logs are JSON lines on stdout; \`edgeward status\` shows the running agent.`,
     let logger: Logger;
     if (values.dev === true) {
       logger = agentLogger('info', io.out);
-      const { devPlan } = await import('../../agent/dev.ts');
+      const { devPlan } = await import('../dev-plan.ts');
       const metricsPort = values['metrics-port'];
       plan = await devPlan({
         dataDir: values['data-dir'] ?? join(io.cwd, '.edgeward'),

@@ -1,18 +1,26 @@
 /**
  * `edgeward issuer`: the upstream issuer daemon and its operator commands. This file is a
  * composition root: it builds the real clock, randomness, pino logger and the store (LevelDB or
- * PostgreSQL, `store-open.ts`) and hands them to `runtime/issuer`.
+ * PostgreSQL, `store-open.ts`) and hands them to `runtime/issuer`. Operator commands talk to the
+ * RUNNING issuer over its admin socket (or its mTLS admin port) and never open its store, except
+ * with an explicit `--offline` while no issuer runs (LevelDB's lock refuses it otherwise).
  */
-import { X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import pino from 'pino';
 import { parseDuration } from '../../config/formats.ts';
+import type { IssuerConfig } from '../../config/issuer-schema.ts';
 import { ISSUER_ROLE, loadConfigFile } from '../../config/load.ts';
 import { systemClock } from '../../core/clock.ts';
 import type { Logger } from '../../core/logger.ts';
 import { cryptoRandom } from '../../core/random.ts';
+import { IssuerError } from '../../errors.ts';
+import { dispatch } from '../../issuer/admin.ts';
+import { type AdminTarget, adminClient } from '../../issuer/admin-client.ts';
 import { createDevIssuerFiles } from '../../issuer/dev.ts';
-import { issuerOptionsFromConfig } from '../../issuer/from-config.ts';
+import { adminSocketPath, issuerOptionsFromConfig } from '../../issuer/from-config.ts';
 import { Issuer } from '../../issuer/issuer.ts';
 import { startIssuer } from '../../issuer/start.ts';
 import { migrateIssuerStore, openIssuerStore } from '../../issuer/store-open.ts';
@@ -30,14 +38,28 @@ and delegated device CAs (the offline budget, default 7d), lets a gateway whose 
 recover by proof of possession of its still-valid delegated CA key (/v1/recover/begin,
 /v1/recover/finish), takes the log of device certificates issued offline (/v1/devices/issued),
 serves the SPIFFE bundle and the revocation feed, and records every issuance, renewal,
-recovery, refusal and revocation in its audit log. SIGINT/SIGTERM stop it.
+recovery, refusal and revocation in its audit log. Probes and metrics on plain HTTP (health in
+the config, default 127.0.0.1:9101): GET /healthz, /readyz (503 with the reasons), /metrics.
+SIGINT/SIGTERM drain it: it stops accepting, answers 503 ERR_ISSUER_DRAINING on old connections,
+finishes what is in flight (at most 10 s), then closes the store.
 
 Options:
   --config FILE            the issuer config file (YAML, see 'edgeward config --help')
   -h, --help               this text
 
-Operator commands (they open the store directly: stop the daemon first, LevelDB allows one
-process at a time):
+Operator commands act on the RUNNING issuer through its admin socket (mode 0600; admin.socket in
+the config, default admin.sock in the LevelDB dir; what 'kubectl exec' reaches), or with --admin over its
+mTLS admin port with an operator certificate. They never open the store behind a running issuer:
+when none answers they fail with ERR_ISSUER_NOT_RUNNING. Every change is audited with who did it
+(local-socket, the operator's SPIFFE ID, or offline).
+  --socket PATH            the admin socket (default: from --config)
+  --admin HOST:PORT --operator-cert FILE --operator-key FILE [--ca FILE]
+                           use the mTLS admin port (--ca: the CA of the issuer's TLS certificate,
+                           default ca.certificate of --config)
+  --offline                with the issuer STOPPED: act on its store directly (bootstrap and
+                           recovery, e.g. 'ca rotate' when the CA ran out and the daemon refuses
+                           to start); needs --config
+
   token create --name NAME [--ttl 10m]
                            print a one-time join token for gateway NAME (stored hashed)
   register --name NAME (--ek-hash HEX | --factory ID)
@@ -57,13 +79,24 @@ process at a time):
   ca rotate                retire the current CA (kept in the bundle until everything it signed has
                            expired) in favour of ca.next. Rotation: 1) set ca.next and restart: the
                            next CA is published in the bundle; 2) once agents have the new bundle,
-                           stop the issuer, run 'ca rotate', move ca.next into ca, start again
+                           run 'ca rotate' (live), then move ca.next into ca for the next start
   migrate                  create or upgrade the store's schema (PostgreSQL: run once per rollout,
                            before the new replicas start; idempotent; a replica refuses a database
                            not migrated, ERR_ISSUER_STORE_NOT_MIGRATED, or migrated by a newer
                            edgeward, ERR_ISSUER_STORE_SCHEMA_NEWER. LevelDB upgrades itself)
   audit [--since MS] [--limit N]
                            print audit events as JSON lines
+  audit tail [--limit N] [--follow]
+                           the last N audit events (default 20); --follow keeps printing new ones
+  gateways list [--after NAME] [--limit N]
+                           gateways as JSON lines (name, disabled, revoked, method, budget, ...)
+  gateway show --name NAME one gateway as JSON
+  tokens list              join tokens not used yet: gateway name, expiry (never the token)
+  revocations list         revocations still in the feed, as JSON lines
+  operator create --name N [--ttl 8h] --out DIR
+                           an operator certificate spiffe://<td>/operator/N (at most 24h) for the
+                           mTLS admin port: DIR/N.pem and DIR/N.key (0600); the key never leaves
+                           this machine
   dev-ca --dir DIR --trust-domain TD
                            create a development CA (ca.pem, ca.key 0600) and a TLS certificate for
                            127.0.0.1/localhost (tls.pem, tls.key 0600) in DIR; existing files are kept
@@ -83,6 +116,15 @@ const FLAGS = {
   limit: { type: 'string' },
   dir: { type: 'string' },
   'trust-domain': { type: 'string' },
+  after: { type: 'string' },
+  out: { type: 'string' },
+  socket: { type: 'string' },
+  admin: { type: 'string' },
+  'operator-cert': { type: 'string' },
+  'operator-key': { type: 'string' },
+  ca: { type: 'string' },
+  offline: { type: 'boolean' },
+  follow: { type: 'boolean' },
 } as const;
 
 function pinoLogger(level: string): Logger {
@@ -95,34 +137,56 @@ function pinoLogger(level: string): Logger {
   };
 }
 
+async function openStore(cfg: IssuerConfig['store'], logger: Logger) {
+  try {
+    return await openIssuerStore(cfg, { clock: systemClock, logger });
+  } catch (cause) {
+    // PostgreSQL: many replicas share the database, its own typed error says what is wrong.
+    // LevelDB: the lock is held by the running issuer.
+    if (cfg.leveldb === undefined) throw cause;
+    throw new IssuerError(
+      'ERR_ISSUER_NOT_RUNNING',
+      `cannot open the store: is the issuer running? (--offline is only for a stopped issuer)`,
+      {},
+      { cause },
+    );
+  }
+}
+
+type Values = { [K in keyof typeof FLAGS]?: (typeof FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
+
+/** How an operator command reaches the issuer: the same request, over the socket, mTLS, or in process. */
+interface Channel {
+  get<T>(path: string): Promise<T>;
+  post<T>(path: string, body?: unknown): Promise<T>;
+}
+
 export const command: Command = {
   name: 'issuer',
   summary: 'run the upstream issuer: verify attestation, sign SVIDs and device CAs',
   help: HELP,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, FLAGS, { positionals: 2, command: 'issuer' });
+    const v = values as Values;
     const [sub, sub2] = positionals;
     if (sub === 'dev-ca') {
-      const dir = required(values.dir, 'dir', 'issuer dev-ca');
-      const td = required(values['trust-domain'], 'trust-domain', 'issuer dev-ca');
+      const dir = required(v.dir, 'dir', 'issuer dev-ca');
+      const td = required(v['trust-domain'], 'trust-domain', 'issuer dev-ca');
       const dev = await createDevIssuerFiles(dir, {
         trustDomain: td,
         clock: systemClock,
         random: cryptoRandom,
       });
-      for (const [k, v] of Object.entries(dev.paths)) io.out(`${k}: ${v}`);
+      for (const [k, val] of Object.entries(dev.paths)) io.out(`${k}: ${val}`);
       return 0;
     }
-    const file = required(values.config, 'config', 'issuer');
-    // The daemon checks the offline budget against what is left of its CA; operator commands do
-    // not (an operator must be able to run 'ca rotate' when the CA is running out).
-    const cfg = await loadConfigFile(
-      file,
-      ISSUER_ROLE,
-      io.env,
-      sub === undefined ? { now: systemClock.now() } : {},
-    );
     if (sub === 'migrate') {
+      const cfg = await loadConfigFile(
+        required(v.config, 'config', 'issuer migrate'),
+        ISSUER_ROLE,
+        io.env,
+        {},
+      );
       const r = await migrateIssuerStore(cfg.store);
       io.out(
         r.kind === 'leveldb'
@@ -133,23 +197,72 @@ export const command: Command = {
       );
       return 0;
     }
-    const logger = pinoLogger(cfg.log?.level ?? 'info');
-    const store = await openIssuerStore(cfg.store, { clock: systemClock, logger });
-    const deps = { store, clock: systemClock, random: cryptoRandom, logger };
-    const options = await issuerOptionsFromConfig(cfg, deps).catch(async (e: unknown) => {
-      await store.close();
-      throw e;
-    });
-    if (sub === undefined) return daemon(options, io);
-    const issuer = await Issuer.create(options);
-    try {
-      return await operator(issuer, sub, sub2, values, io);
-    } finally {
-      await issuer.close();
-      await store.close();
+    if (sub === undefined || v.offline === true) {
+      const file = required(v.config, 'config', sub === undefined ? 'issuer' : `issuer ${sub} --offline`);
+      // The daemon checks the offline budget against what is left of its CA; operator commands do
+      // not (an operator must be able to run 'ca rotate' when the CA is running out).
+      const cfg = await loadConfigFile(
+        file,
+        ISSUER_ROLE,
+        io.env,
+        sub === undefined ? { now: systemClock.now() } : {},
+      );
+      const logger = pinoLogger(cfg.log?.level ?? 'info');
+      const store = await openStore(cfg.store, logger);
+      const deps = { store, clock: systemClock, random: cryptoRandom, logger };
+      const options = await issuerOptionsFromConfig(cfg, deps).catch(async (e: unknown) => {
+        await store.close();
+        throw e;
+      });
+      if (sub === undefined) return daemon(options, io);
+      const issuer = await Issuer.create(options);
+      try {
+        return await operator(local(issuer), sub, sub2, v, io);
+      } finally {
+        await issuer.close();
+        await store.close();
+      }
     }
+    return operator(await remote(v, io), sub, sub2, v, io);
   },
 };
+
+/** The in-process channel of --offline: the admin API's own dispatcher, audited as 'offline'. */
+function local(issuer: Issuer): Channel {
+  const run = <T>(method: string, path: string, body: unknown) =>
+    dispatch(
+      issuer,
+      method,
+      new URL(`/v1/admin${path}`, 'http://offline.invalid'),
+      (body ?? {}) as Record<string, unknown>,
+      'offline',
+    ) as Promise<T>;
+  return { get: (p) => run('GET', p, {}), post: (p, b) => run('POST', p, b) };
+}
+
+async function remote(v: Values, io: CliIo): Promise<Channel> {
+  if (v.admin !== undefined) {
+    const m = /^(.+):(\d{1,5})$/.exec(v.admin);
+    if (m === null) throw new UsageError('issuer: --admin must be HOST:PORT');
+    let ca = v.ca;
+    if (ca === undefined && v.config !== undefined)
+      ca = (await loadConfigFile(v.config, ISSUER_ROLE, io.env, {})).ca.certificate;
+    const target: AdminTarget = {
+      host: (m[1] as string).replace(/^\[|\]$/g, ''),
+      port: Number(m[2]),
+      cert: await readFile(required(v['operator-cert'], 'operator-cert', 'issuer --admin')),
+      key: await readFile(required(v['operator-key'], 'operator-key', 'issuer --admin')),
+      ca: await readFile(required(ca, 'ca', 'issuer --admin')),
+    };
+    return adminClient(target);
+  }
+  let socket = v.socket;
+  if (socket === undefined) {
+    const file = required(v.config, 'config', 'issuer (or --socket)');
+    socket = adminSocketPath(await loadConfigFile(file, ISSUER_ROLE, io.env, {}));
+  }
+  return adminClient({ socket });
+}
 
 async function daemon(options: Parameters<typeof startIssuer>[0], io: CliIo): Promise<number> {
   const running = await startIssuer(options);
@@ -158,76 +271,189 @@ async function daemon(options: Parameters<typeof startIssuer>[0], io: CliIo): Pr
   io.out(
     `CA ${ca.subject.replace(/\n/g, ', ')}, valid to ${ca.validTo}, fingerprint sha256 ${ca.fingerprint256}`,
   );
+  if (running.adminSocket !== undefined) io.out(`admin socket ${running.adminSocket}`);
+  if (running.adminTls !== undefined) io.out(`admin mTLS ${running.adminTls}`);
+  if (running.healthUrl !== undefined) io.out(`health ${running.healthUrl}`);
   if (!io.stopSignal.aborted) await once(io.stopSignal, 'abort');
-  await running.close();
+  const { unfinished } = await running.drain();
+  io.out(
+    `edgeward issuer stopped${unfinished > 0 ? ` (${unfinished} requests cut at the drain deadline)` : ''}`,
+  );
   return 0;
 }
 
+const DURATION = /^\d+(ms|s|m|h|d)$/;
+
 async function operator(
-  issuer: Issuer,
+  ch: Channel,
   sub: string,
   sub2: string | undefined,
-  v: { [K in keyof typeof FLAGS]?: string },
+  v: Values,
   io: CliIo,
 ): Promise<number> {
   const cmd = `issuer ${sub}`;
-  switch (sub) {
-    case 'token': {
-      if (sub2 !== 'create') throw new UsageError('issuer token: the only action is create');
+  const lines = (rows: unknown[]) => {
+    for (const r of rows) io.out(JSON.stringify(r));
+  };
+  const limit = (dflt: number): number => {
+    const n = Number(v.limit ?? dflt);
+    if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${cmd}: --limit must be a positive integer`);
+    return n;
+  };
+  switch (`${sub} ${sub2 ?? ''}`.trim()) {
+    case 'token create': {
       const ttl = v.ttl ?? '10m';
-      if (!/^\d+(ms|s|m|h|d)$/.test(ttl))
-        throw new UsageError(`${cmd}: --ttl must be a duration such as 10m`);
-      io.out(await issuer.createJoinToken(required(v.name, 'name', cmd), parseDuration(ttl)));
+      if (!DURATION.test(ttl)) throw new UsageError(`${cmd}: --ttl must be a duration such as 10m`);
+      const name = required(v.name, 'name', cmd);
+      io.out((await ch.post<{ token: string }>('/tokens', { name, ttlMs: parseDuration(ttl) })).token);
       return 0;
     }
+    case 'tokens list':
+      lines(await ch.get<unknown[]>(`/tokens?limit=${limit(1000)}`));
+      return 0;
     case 'register': {
       const name = required(v.name, 'name', cmd);
       if ((v['ek-hash'] === undefined) === (v.factory === undefined))
         throw new UsageError(`${cmd}: give exactly one of --ek-hash or --factory`);
-      if (v['ek-hash'] !== undefined) await issuer.register('ek', v['ek-hash'].toLowerCase(), name);
-      else await issuer.register('x509', v.factory as string, name);
+      const body =
+        v['ek-hash'] !== undefined
+          ? { kind: 'ek', key: v['ek-hash'].toLowerCase(), name }
+          : { kind: 'x509', key: v.factory, name };
+      await ch.post('/registrations', body);
       io.out(`registered gateway ${name}`);
       return 0;
     }
     case 'disable':
-    case 'enable':
-      await issuer.setDisabled(required(v.name, 'name', cmd), sub === 'disable');
-      io.out(`gateway ${v.name} ${sub}d`);
+    case 'enable': {
+      const name = required(v.name, 'name', cmd);
+      await ch.post(`/gateways/${sub}`, { name });
+      io.out(`gateway ${name} ${sub}d`);
       return 0;
-    case 'gateway': {
-      if (sub2 !== 'budget') throw new UsageError('issuer gateway: the only action is budget');
+    }
+    case 'gateway budget': {
       const name = required(v.name, 'name', `${cmd} budget`);
       const budget = required(v.budget, 'budget', `${cmd} budget`);
-      if (budget !== 'configured' && !/^\d+(ms|s|m|h|d)$/.test(budget))
+      if (budget !== 'configured' && !DURATION.test(budget))
         throw new UsageError(`${cmd} budget: --budget must be a duration such as 3d, or 'configured'`);
-      await issuer.setOfflineBudget(name, budget === 'configured' ? undefined : parseDuration(budget));
+      await ch.post('/gateways/budget', { name, ms: budget === 'configured' ? null : parseDuration(budget) });
       io.out(`gateway ${name}: offline budget ${budget}`);
       return 0;
     }
+    case 'gateway show':
+      io.out(
+        JSON.stringify(
+          await ch.get(`/gateway?name=${encodeURIComponent(required(v.name, 'name', `${cmd} show`))}`),
+        ),
+      );
+      return 0;
+    case 'gateways list':
+      lines(
+        await ch.get<unknown[]>(`/gateways?after=${encodeURIComponent(v.after ?? '')}&limit=${limit(1000)}`),
+      );
+      return 0;
     case 'revoke': {
       if ((v['spiffe-id'] === undefined) === (v.serial === undefined))
         throw new UsageError(`${cmd}: give exactly one of --spiffe-id or --serial`);
-      const r =
+      const body =
         v['spiffe-id'] !== undefined
-          ? await issuer.revoke('spiffe-id', v['spiffe-id'])
-          : await issuer.revoke('serial', (v.serial as string).toLowerCase());
+          ? { kind: 'spiffe-id', value: v['spiffe-id'] }
+          : { kind: 'serial', value: (v.serial as string).toLowerCase() };
+      const r = await ch.post<{ sequence: number; until: number }>('/revocations', body);
       io.out(`revoked (sequence ${r.sequence}, kept until ${new Date(r.until).toISOString()})`);
       return 0;
     }
-    case 'ca':
-      if (sub2 !== 'rotate') throw new UsageError('issuer ca: the only action is rotate');
-      await issuer.rotateCa();
-      io.out('current CA retired; now move ca.next into ca in the config and start the issuer');
+    case 'revocations list':
+      lines(await ch.get<unknown[]>(`/revocations?limit=${limit(1000)}`));
+      return 0;
+    case 'ca rotate':
+      await ch.post('/ca/rotate', {});
+      io.out('current CA retired; move ca.next into ca in the config for the next start');
       return 0;
     case 'audit': {
       const since = Number(v.since ?? 0);
-      const limit = Number(v.limit ?? 1000);
-      if (!Number.isSafeInteger(since) || !Number.isSafeInteger(limit) || limit < 1)
-        throw new UsageError(`${cmd}: --since and --limit must be integers`);
-      for (const e of await issuer.auditEvents(since, limit)) io.out(JSON.stringify(e));
+      if (!Number.isSafeInteger(since) || since < 0)
+        throw new UsageError(`${cmd}: --since must be an integer`);
+      lines(await ch.get<unknown[]>(`/audit?since=${since}&limit=${limit(1000)}`));
       return 0;
     }
+    case 'audit tail':
+      return auditTail(ch, limit(20), v.follow === true, io);
+    case 'operator create':
+      return operatorCreate(ch, v, io);
     default:
-      throw new UsageError(`issuer: unknown command '${sub}' (see edgeward issuer --help)`);
+      throw new UsageError(
+        `issuer: unknown command '${[sub, sub2].filter(Boolean).join(' ')}' (see edgeward issuer --help)`,
+      );
   }
+}
+
+async function auditTail(ch: Channel, n: number, follow: boolean, io: CliIo): Promise<number> {
+  type Ev = { at: number };
+  // The last n: walk forward in pages from the start (the API lists in time order).
+  let all: Ev[] = [];
+  let since = 0;
+  for (;;) {
+    const page = await ch.get<Ev[]>(`/audit?since=${since}&limit=1000`);
+    const fresh = page.filter(
+      (e) => !all.some((x) => x.at === e.at && JSON.stringify(x) === JSON.stringify(e)),
+    );
+    all = [...all, ...fresh].slice(-Math.max(n, 1000));
+    if (page.length < 1000 || fresh.length === 0) break;
+    since = (page[page.length - 1] as Ev).at;
+  }
+  const shown = all.slice(-n);
+  for (const e of shown) io.out(JSON.stringify(e));
+  if (!follow) return 0;
+  let last = shown[shown.length - 1]?.at ?? 0;
+  let seen = new Set(shown.filter((e) => e.at === last).map((e) => JSON.stringify(e)));
+  while (!io.stopSignal.aborted) {
+    const page = await ch.get<Ev[]>(`/audit?since=${last}&limit=1000`);
+    for (const e of page) {
+      const s = JSON.stringify(e);
+      if (e.at < last || (e.at === last && seen.has(s))) continue;
+      if (e.at > last) {
+        last = e.at;
+        seen = new Set();
+      }
+      seen.add(s);
+      io.out(s);
+    }
+    if (page.length >= 1000) continue;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 1000);
+      io.stopSignal.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(t);
+          resolve();
+        },
+        { once: true },
+      );
+    });
+  }
+  return 0;
+}
+
+async function operatorCreate(ch: Channel, v: Values, io: CliIo): Promise<number> {
+  const name = required(v.name, 'name', 'issuer operator create');
+  const out = required(v.out, 'out', 'issuer operator create');
+  const ttl = v.ttl ?? '8h';
+  if (!DURATION.test(ttl))
+    throw new UsageError('issuer operator create: --ttl must be a duration such as 8h');
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const spki = publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+  const r = await ch.post<{ spiffeId: string; certificate: string; notAfter: number }>('/operators', {
+    name,
+    spki,
+    ttlMs: parseDuration(ttl),
+  });
+  await mkdir(out, { recursive: true, mode: 0o700 });
+  const keyFile = join(out, `${name}.key`);
+  const certFile = join(out, `${name}.pem`);
+  await writeFile(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+  await writeFile(certFile, new X509Certificate(Buffer.from(r.certificate, 'base64')).toString(), {
+    mode: 0o644,
+  });
+  io.out(`${r.spiffeId} until ${new Date(r.notAfter).toISOString()}: ${certFile}, ${keyFile}`);
+  return 0;
 }

@@ -174,7 +174,7 @@ log: { level: error }
     );
     const run = async (...args: string[]) => {
       const t = io();
-      const code = await main(['issuer', 'gateway', 'budget', '--config', cfg, ...args], t);
+      const code = await main(['issuer', 'gateway', 'budget', '--offline', '--config', cfg, ...args], t);
       return { code, out: t.stdout.join('\n'), err: t.stderr.join('\n') };
     };
     const set = await run('--name', 'gw-1', '--budget', '14d');
@@ -186,7 +186,7 @@ log: { level: error }
     assert.is((await run('--name', 'gw-1', '--budget', 'soon')).code, 2);
     assert.is((await run('--name', 'gw-1')).code, 2);
     const a = io();
-    assert.is(await main(['issuer', 'audit', '--config', cfg], a), 0);
+    assert.is(await main(['issuer', 'audit', '--offline', '--config', cfg], a), 0);
     const budget = a.stdout.map((l) => JSON.parse(l)).filter((e) => e.event === 'budget');
     assert.equal(
       budget.map((e) => e.detail),

@@ -22,6 +22,7 @@ trustDomain: fleet.example
 listen: { host: 127.0.0.1, port: 0, certificate: ${d}/tls.pem, key: ${d}/tls.key }
 ca: { certificate: ${d}/ca.pem, key: ${d}/ca.key }
 storeDir: ${join(dir, 'store')}
+health: { host: 127.0.0.1, port: 0 }
 attestation:
   joinToken: { enabled: true }
 log: { level: error }
@@ -90,11 +91,14 @@ test('dev-ca writes a CA and TLS material with 0600 keys', async () => {
   assert.is(statSync(join(dir, 'dev', 'tls.key')).mode & 0o777, 0o600);
 });
 
-test('operator token, then the daemon serves a join-token attestation, then stops on signal', async () => {
+test('operator token (--offline, issuer stopped), then the daemon serves a join-token attestation, then stops on signal', async () => {
   const cfg = config();
   const t = io();
   assert.is(
-    await main(['issuer', 'token', 'create', '--config', cfg, '--name', 'gw-1', '--ttl', '10m'], t),
+    await main(
+      ['issuer', 'token', 'create', '--offline', '--config', cfg, '--name', 'gw-1', '--ttl', '10m'],
+      t,
+    ),
     0,
     t.stderr.join(),
   );
@@ -114,9 +118,9 @@ test('operator token, then the daemon serves a join-token attestation, then stop
   stop.abort();
   assert.is(await done, 0);
   const a = io();
-  assert.is(await main(['issuer', 'audit', '--config', cfg], a), 0);
+  assert.is(await main(['issuer', 'audit', '--offline', '--config', cfg], a), 0);
   const events = a.stdout.map((l) => JSON.parse(l));
-  assert.ok(events.some((e) => e.event === 'token' && e.gateway === 'gw-1'));
+  assert.ok(events.some((e) => e.event === 'token' && e.gateway === 'gw-1' && e.by === 'offline'));
   assert.ok(events.some((e) => e.event === 'refuse' && e.code === 'ERR_ISSUER_TOKEN_INVALID'));
 });
 
@@ -124,7 +128,7 @@ test('a CA key readable by others is refused with ERR_ISSUER_KEY_PERMISSIONS', a
   const cfg = config();
   chmodSync(join(dir, 'dev', 'ca.key'), 0o644);
   const t = io();
-  assert.is(await main(['issuer', 'audit', '--config', cfg], t), 1);
+  assert.is(await main(['issuer', 'audit', '--offline', '--config', cfg], t), 1);
   assert.match(t.stderr.join('\n'), /ERR_ISSUER_KEY_PERMISSIONS/);
   chmodSync(join(dir, 'dev', 'ca.key'), 0o600);
 });

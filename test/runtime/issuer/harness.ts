@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { MemoryLogger } from '../../../runtime/core/logger.ts';
 import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
 import type { IssuerOptions } from '../../../runtime/issuer/issuer.ts';
-import { type RunningIssuer, startIssuer } from '../../../runtime/issuer/start.ts';
+import { type RunningIssuer, type StartIssuerOptions, startIssuer } from '../../../runtime/issuer/start.ts';
 import { type IssuerStore, issuerCbor, openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { createCsr } from '../../../runtime/svid/csr.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
@@ -33,7 +33,7 @@ export interface Harness {
 
 export async function harness(
   methods: IssuerOptions['methods'],
-  extra: Partial<IssuerOptions> = {},
+  extra: Partial<StartIssuerOptions> = {},
 ): Promise<Harness> {
   const clock = new VirtualClock(Date.now());
   const random = testRandom('issuer-harness'); // replayable: EDGEWARD_TEST_SEED

@@ -56,6 +56,10 @@ const ISSUER_CODES: Record<IssuerErrorCode, true> = {
   ERR_ISSUER_STORE_SCHEMA_NEWER: true,
   ERR_ISSUER_STORE_NOT_MIGRATED: true,
   ERR_ISSUER_STORE_UNSUPPORTED: true,
+  ERR_ISSUER_DRAINING: true,
+  ERR_ISSUER_ADMIN_FORBIDDEN: true,
+  ERR_ISSUER_NOT_RUNNING: true,
+  ERR_ISSUER_ADMIN_TIMEOUT: true,
   ERR_ISSUER_INTERNAL: true,
 };
 /** Codes of other folders that reach the issuer's front from the code it calls. */

@@ -3,17 +3,18 @@
  * `./.edgeward/` — the TypeScript TPM simulator (`.edgeward/tpm`), an in-process issuer
  * (`.edgeward/issuer`, its TLS and CA files reused across restarts) that trusts the simulator's
  * manufacturer CA explicitly and accepts any PCR values (dev only), and the agent attesting to it
- * with real TPM 2.0 commands. Part of the composition root: the only agent code that imports sim/.
+ * with real TPM 2.0 commands. Part of the composition root (`runtime/cli/`): it wires the issuer
+ * and the agent together, so the agent never imports the issuer (ARCHITECTURE.md §6).
  */
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { AgentPlan } from '../agent/run.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { attestorProtector } from '../store/protector.ts';
 import { httpsUpstream } from '../upstream/client.ts';
-import type { AgentPlan } from './run.ts';
 
 export const DEV_TRUST_DOMAIN = 'edgeward.dev';
 const DEV_PCRS = 'sha256:0,1,2,3,4,5,6,7';

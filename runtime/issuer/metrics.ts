@@ -1,0 +1,107 @@
+/**
+ * The issuer's Prometheus metrics (text format 0.0.4): requests by operation, attestation method
+ * and outcome code (issuances, renewals, recoveries and every refusal by its code), a latency
+ * histogram per operation, the active CA's NotAfter, the revocation sequence, in-flight requests,
+ * and whatever a store adds (`extra`: pg-store's pool, revocation feed lag).
+ *
+ * @example
+ * ```ts
+ * const m = new IssuerMetrics();
+ * const issuer = await Issuer.create({ ...o, observe: (e) => m.observe(e) });
+ * m.render({ caNotAfterMs: issuer.caNotAfter, revocationSequence: issuer.revocationSequence });
+ * ```
+ */
+
+/** Latency buckets, seconds. */
+export const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+interface Histogram {
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+/** Label value escaping of the text format: backslash, double quote, newline. */
+const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+export interface MetricsSnapshot {
+  readonly caNotAfterMs: number;
+  readonly revocationSequence: number;
+  readonly inFlight?: number;
+  readonly ready?: boolean;
+}
+
+export class IssuerMetrics {
+  readonly #requests = new Map<string, number>();
+  readonly #latency = new Map<string, Histogram>();
+  /** Extra metric families (complete text lines with HELP/TYPE), e.g. a database pool's. */
+  readonly #extra: (() => string)[] = [];
+
+  observe(e: { op: string; method: string; code: string; ms: number }): void {
+    const key = `op="${esc(e.op)}",method="${esc(e.method)}",code="${esc(e.code)}"`;
+    this.#requests.set(key, (this.#requests.get(key) ?? 0) + 1);
+    let h = this.#latency.get(e.op);
+    if (h === undefined) {
+      h = { counts: BUCKETS.map(() => 0), sum: 0, count: 0 };
+      this.#latency.set(e.op, h);
+    }
+    const s = Math.max(0, e.ms) / 1000;
+    BUCKETS.forEach((b, i) => {
+      if (s <= b) (h.counts[i] as number)++;
+    });
+    h.sum += s;
+    h.count++;
+  }
+
+  /** Add a source of metric lines (a store's pool stats, a feed's lag). */
+  addSource(render: () => string): void {
+    this.#extra.push(render);
+  }
+
+  render(s: MetricsSnapshot): string {
+    const out: string[] = [];
+    out.push(
+      '# HELP edgeward_issuer_requests_total Issuer requests by operation, attestation method and outcome code (ok or the refusal code).',
+      '# TYPE edgeward_issuer_requests_total counter',
+    );
+    for (const [k, v] of this.#requests) out.push(`edgeward_issuer_requests_total{${k}} ${v}`);
+    out.push(
+      '# HELP edgeward_issuer_request_duration_seconds Issuer request latency by operation.',
+      '# TYPE edgeward_issuer_request_duration_seconds histogram',
+    );
+    for (const [op, h] of this.#latency) {
+      const l = `op="${esc(op)}"`;
+      BUCKETS.forEach((b, i) => {
+        out.push(`edgeward_issuer_request_duration_seconds_bucket{${l},le="${b}"} ${h.counts[i]}`);
+      });
+      out.push(`edgeward_issuer_request_duration_seconds_bucket{${l},le="+Inf"} ${h.count}`);
+      out.push(`edgeward_issuer_request_duration_seconds_sum{${l}} ${h.sum}`);
+      out.push(`edgeward_issuer_request_duration_seconds_count{${l}} ${h.count}`);
+    }
+    out.push(
+      '# HELP edgeward_issuer_ca_not_after_seconds NotAfter of the active CA certificate (Unix seconds).',
+      '# TYPE edgeward_issuer_ca_not_after_seconds gauge',
+      `edgeward_issuer_ca_not_after_seconds ${Math.floor(s.caNotAfterMs / 1000)}`,
+      '# HELP edgeward_issuer_revocation_sequence The latest revocation sequence this replica knows.',
+      '# TYPE edgeward_issuer_revocation_sequence gauge',
+      `edgeward_issuer_revocation_sequence ${s.revocationSequence}`,
+    );
+    if (s.inFlight !== undefined)
+      out.push(
+        '# HELP edgeward_issuer_in_flight_requests HTTPS requests being served now.',
+        '# TYPE edgeward_issuer_in_flight_requests gauge',
+        `edgeward_issuer_in_flight_requests ${s.inFlight}`,
+      );
+    if (s.ready !== undefined)
+      out.push(
+        '# HELP edgeward_issuer_ready 1 when /readyz answers 200.',
+        '# TYPE edgeward_issuer_ready gauge',
+        `edgeward_issuer_ready ${s.ready ? 1 : 0}`,
+      );
+    for (const r of this.#extra) {
+      const text = r().trimEnd();
+      if (text !== '') out.push(text);
+    }
+    return `${out.join('\n')}\n`;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Is this issuer ready to serve (`/readyz`)? The store answers (a read within `timeoutMs`), the
+ * CA key signs (a probe signature verified with the CA certificate's key; the certificate not
+ * expired), the bundle is loaded, plus the composition root's own checks (the CA key file still
+ * readable and 0600, the store's schema current, ...). Each failure is one reason.
+ */
+import { type KeyObject, sign, verify, X509Certificate } from 'node:crypto';
+import { isEdgewardError } from '../core/error.ts';
+import type { IssuerCore } from './core.ts';
+import { K } from './records.ts';
+
+export interface ReadinessCheck {
+  readonly name: string;
+  /** Resolves when fine; throws (a typed error, ideally) with the reason otherwise. */
+  check(): Promise<void>;
+}
+
+const reason = (name: string, err: unknown): string =>
+  `${name}: ${isEdgewardError(err) ? `${err.code} ` : ''}${err instanceof Error ? err.message : String(err)}`;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export async function readiness(
+  core: IssuerCore,
+  caKey: { certificate: Uint8Array; privateKey: KeyObject },
+  extra: readonly ReadinessCheck[],
+  timeoutMs = 2000,
+): Promise<string[]> {
+  const reasons: string[] = [];
+  const run = async (name: string, fn: () => Promise<void>) => {
+    try {
+      await withTimeout(fn(), timeoutMs, name);
+    } catch (err) {
+      reasons.push(reason(name, err));
+    }
+  };
+  await run('store', async () => {
+    await core.store.get(K.bundle);
+  });
+  await run('ca', async () => {
+    const cert = new X509Certificate(Buffer.from(caKey.certificate));
+    if (core.clock.now() > Date.parse(cert.validTo)) throw new Error('the CA certificate has expired');
+    const probe = Buffer.from('edgeward readiness probe');
+    const type = caKey.privateKey.asymmetricKeyType;
+    const alg = type === 'ed25519' || type === 'ed448' ? null : 'sha256';
+    const sig = sign(alg, probe, caKey.privateKey);
+    if (!verify(alg, probe, cert.publicKey, sig))
+      throw new Error('the CA key does not match its certificate');
+  });
+  await run('bundle', async () => {
+    if (core.cas.roots().length === 0 || core.cas.bundleJson().length === 0)
+      throw new Error('no bundle loaded');
+  });
+  for (const c of extra) await run(c.name, () => c.check());
+  return reasons;
+}

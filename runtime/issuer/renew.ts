@@ -1,0 +1,50 @@
+/**
+ * Renewal over mTLS: the gateway presents its current SVID (`peer.ts`); begin hands out a
+ * single-use session with a nonce (pcrSelection for tpm), finish consumes it (or the session
+ * handed out with the last issuance), re-checks a tpm gateway's quote (`tpm-method.ts`) and
+ * issues a new SVID (and a new delegated CA when the agent sent a CA CSR).
+ */
+import { IssuerError } from '../errors.ts';
+import { parseCsr } from '../svid/csr.ts';
+import type { IssuedIdentity, RenewBeginResponse } from '../upstream/protocol.ts';
+import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
+import { authenticatePeer } from './peer.ts';
+import { K } from './records.ts';
+import { checkServerNames } from './server-names.ts';
+import { tpmRenew } from './tpm-method.ts';
+import * as shape from './validate.ts';
+
+export async function renewBegin(
+  core: IssuerCore,
+  ctx: RequestContext,
+  info: AuditInfo,
+): Promise<RenewBeginResponse> {
+  const gw = await authenticatePeer(core, ctx, info);
+  const s = core.newRenewSession(gw, core.clock.now() + core.sessionTtlMs);
+  await core.store.batch([{ type: 'put', key: K.session(s.id), value: s }]);
+  return {
+    sessionId: s.id,
+    nonce: s.nonce,
+    expiresAt: s.expiresAt,
+    ...(s.pcrSelection === undefined ? {} : { pcrSelection: s.pcrSelection }),
+  };
+}
+
+export async function renewFinish(
+  core: IssuerCore,
+  body: unknown,
+  ctx: RequestContext,
+  info: AuditInfo,
+): Promise<IssuedIdentity> {
+  const gw = await authenticatePeer(core, ctx, info);
+  const req = shape.renewFinish(body);
+  const serverNames = checkServerNames(req.serverNames, core.serverNames);
+  const s = await core.consumeSession(req.sessionId, 'renew');
+  if (s.gateway !== gw.name)
+    throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'renewal session belongs to another gateway');
+  await core.limitGateway(gw.name);
+  const csr = parseCsr(req.csr);
+  const caCsr = req.caCsr === undefined ? undefined : parseCsr(req.caCsr);
+  const next = gw.method === 'tpm' ? { ...gw, firmware: tpmRenew(core, gw, s, req, csr.spki) } : gw;
+  return core.issue(next, csr.spki, caCsr?.spki, serverNames, 'renew', [], ctx, info);
+}
