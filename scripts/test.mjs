@@ -15,7 +15,8 @@ import { readmeWithCatalogue } from './error-codes.mjs';
 import { checkSuite } from './test-checks.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const PACKAGES = 'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime';
+const PACKAGES =
+  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime python3-grpcio python3-grpc-tools';
 const NEEDED = [
   'swtpm',
   'swtpm_setup',
@@ -36,8 +37,16 @@ const onPath = (cmd) =>
     (d) => d && existsSync(join(d, cmd)),
   );
 
+// The Workload API peer tests' client: Debian's Python gRPC stack (python3-grpcio, grpc_tools).
+const pythonGrpc = () =>
+  spawnSync('/usr/bin/python3', ['-c', 'import grpc, grpc_tools.protoc'], { stdio: 'ignore' }).status === 0;
+const missingPeers = () => [
+  ...NEEDED.filter((c) => !onPath(c)),
+  ...(pythonGrpc() ? [] : ['python3-grpcio/python3-grpc-tools']),
+];
+
 function ensurePeers() {
-  let missing = NEEDED.filter((c) => !onPath(c));
+  let missing = missingPeers();
   if (missing.length === 0) return;
   const isRoot = process.getuid?.() === 0;
   if (!isRoot || !onPath('apt-get')) {
@@ -48,7 +57,7 @@ function ensurePeers() {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
   const r = spawnSync('apt-get', ['install', '-y', '-qq', ...PACKAGES.split(' ')], { stdio: 'inherit', env });
-  missing = NEEDED.filter((c) => !onPath(c));
+  missing = missingPeers();
   if (r.status !== 0 || missing.length > 0) {
     console.error(`could not install ${missing.join(', ')}: run \`apt-get install -y ${PACKAGES}\``);
     process.exit(1);
