@@ -5,7 +5,7 @@
  * real process, optionally under another uid (setpriv).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import type { KeyObject } from 'node:crypto';
+import { type KeyObject, X509Certificate } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -48,7 +48,17 @@ export function pythonStubs(dir: string): string {
 }
 
 export interface ClientLine {
-  readonly svids?: { id: string; sha: string; keyLen: number; bundleLen: number; hint: string }[];
+  readonly svids?: {
+    id: string;
+    sha: string;
+    keyLen: number;
+    bundleLen: number;
+    hint: string;
+    /** With `--der`: base64 of the chain (concatenated DER), the PKCS#8 key and the bundle. */
+    chain?: string;
+    key?: string;
+    bundle?: string;
+  }[];
   readonly bundles?: Record<string, number>;
   readonly error?: string;
   readonly details?: string;
@@ -173,4 +183,24 @@ export async function harness(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Split concatenated DER certificates (the Workload API's `x509_svid` and `bundle` fields). */
+export function splitDer(buf: Buffer): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    const first = buf[at + 1] as number;
+    let len = first;
+    let hdr = 2;
+    if (first & 0x80) {
+      const n = first & 0x7f;
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + (buf[at + 2 + i] as number);
+      hdr = 2 + n;
+    }
+    out.push(new X509Certificate(buf.subarray(at, at + hdr + len)));
+    at += hdr + len;
+  }
+  return out;
 }

@@ -3,12 +3,18 @@
  * real processes (under other uids by setpriv): entitlement by kernel credentials, the documented
  * status codes, rotation and reload on open streams, the executable-hash selector.
  */
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { appendFileSync, copyFileSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { harness, PYTHON } from './harness.ts';
+import { verifyX509Svid } from '../../../runtime/spiffe/verify.ts';
+import { softwareCaKey } from '../../../runtime/svid/ca-key.ts';
+import { createCaSigner } from '../../../runtime/svid/signer.ts';
+import { seededRandom } from '../../../sim/random.ts';
+import { buildPki } from '../../helpers/pki.ts';
+import { rejects } from '../../helpers/rejects.ts';
+import { harness, PYTHON, splitDer } from './harness.ts';
 
 const UID_A = 41001;
 const UID_B = 41002;
@@ -39,24 +45,50 @@ test('a workload under its own uid gets its entry; another uid is denied; the so
   }
 });
 
-test('the SVID chain verifies to the bundle through the delegated CA, under /workload/', async () => {
+test('the SVID chain verifies to the bundle through the delegated CA, under /workload/; its key matches', async () => {
   const h = await harness([{ name: 'svc', selectors: ['unix:uid:0'] }]);
   try {
-    const svid = await (async () => {
-      // The agent's own view of what it served (the Python client prints hashes only).
-      const { WorkloadSvids } = await import('../../../runtime/workload/svids.ts');
-      void WorkloadSvids;
-      return undefined;
-    })();
-    void svid;
-    const got = await h.client(['x509', '--max', '1']).next();
-    assert.equal(
-      got.svids?.map((s) => s.id),
-      [`${h.pki.gateway.id}/workload/svc`],
-    );
+    const got = (await h.client(['x509', '--max', '1', '--der']).next()).svids?.[0];
+    assert.ok(got?.chain !== undefined && got.key !== undefined && got.bundle !== undefined);
+    const chain = splitDer(Buffer.from(got.chain, 'base64'));
+    assert.is(chain.length, 2);
+    const roots = splitDer(Buffer.from(got.bundle, 'base64'));
+    const v = verifyX509Svid(chain, {
+      now: h.clock.now(),
+      bundle: { trustDomain: h.pki.trustDomain, roots, sequence: 1 },
+    });
+    assert.is(v.spiffeId, `${h.pki.gateway.id}/workload/svc`);
+    assert.is(v.signerId, h.pki.gateway.id);
+    const key = createPrivateKey({ key: Buffer.from(got.key, 'base64'), format: 'der', type: 'pkcs8' });
+    assert.ok((chain[0] as X509Certificate).checkPrivateKey(key));
   } finally {
     await h.close();
   }
+});
+
+test('path scoping: a delegated CA vouches for <gw>/workload/<one segment> only', async () => {
+  const now = Date.now();
+  const pki = await buildPki({ now });
+  const signer = createCaSigner({
+    certificate: pki.deviceCa.cert.raw,
+    key: softwareCaKey(pki.deviceCa.key),
+    trustDomain: pki.trustDomain,
+    random: seededRandom('scope'),
+  });
+  const spki = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({
+    type: 'spki',
+    format: 'der',
+  });
+  const verify = async (spiffeId: string) => {
+    const der = (
+      await signer.issue({ profile: 'svid', spiffeId, spki, notBefore: now, notAfter: now + HOUR })
+    ).der;
+    return verifyX509Svid([new X509Certificate(der), pki.deviceCa.cert], { now, bundle: pki.bundle });
+  };
+  assert.is((await verify(`${pki.gateway.id}/workload/w1`)).spiffeId, `${pki.gateway.id}/workload/w1`);
+  await rejects(() => verify(`${pki.gateway.id}/workload/w1/x`), 'ERR_SVID_PATH_SCOPE');
+  await rejects(() => verify(`spiffe://${pki.trustDomain}/gateway/gw-2/workload/w1`), 'ERR_SVID_PATH_SCOPE');
+  await rejects(() => verify(`${pki.gateway.id}/workloads/w1`), 'ERR_SVID_PATH_SCOPE');
 });
 
 test('bad input gets the documented code: no metadata → INVALID_ARGUMENT, JWT calls → UNIMPLEMENTED', async () => {
@@ -133,5 +165,4 @@ test('the executable-hash selector refuses a copy of the binary with another has
   }
 });
 
-void X509Certificate;
 test.run();

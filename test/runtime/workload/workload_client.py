@@ -2,6 +2,7 @@
 # generated from runtime/workload/workload.proto by grpc_tools at test time (STUBS dir on argv).
 # Prints one JSON line per streamed message, then {"error": CODE_NAME, "details": ...} or {"end": true}.
 # usage: workload_client.py STUBS SOCKET x509|bundles|jwt [--no-metadata] [--max N]
+import base64
 import hashlib
 import json
 import sys
@@ -27,7 +28,11 @@ with grpc.insecure_channel("unix:" + sock) as ch:
             n = 0
             for r in stub.FetchX509SVID(workload_pb2.X509SVIDRequest(), metadata=md):
                 out({"svids": [{"id": s.spiffe_id, "sha": hashlib.sha256(s.x509_svid).hexdigest(),
-                                "keyLen": len(s.x509_svid_key), "bundleLen": len(s.bundle), "hint": s.hint}
+                                "keyLen": len(s.x509_svid_key), "bundleLen": len(s.bundle), "hint": s.hint,
+                                **({"chain": base64.b64encode(s.x509_svid).decode(),
+                                    "key": base64.b64encode(s.x509_svid_key).decode(),
+                                    "bundle": base64.b64encode(s.bundle).decode()}
+                                   if "--der" in sys.argv else {})}
                                for s in r.svids]})
                 n += 1
                 if n == limit:
