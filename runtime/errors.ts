@@ -263,6 +263,8 @@ export type WorkloadErrorCode =
   /** /proc/<pid> of a Workload API caller could not be read, or the process changed during attestation (pid reuse). */
   | 'ERR_WORKLOAD_ATTESTATION'
   /** A registration entries file that is not well formed; every issue is listed with its line. */
-  | 'ERR_WORKLOAD_ENTRIES_INVALID';
+  | 'ERR_WORKLOAD_ENTRIES_INVALID'
+  /** The Workload API answered a client (`edgeward workload fetch`) with a gRPC error status. */
+  | 'ERR_WORKLOAD_API_STATUS';
 
 export class WorkloadError extends EdgewardError<WorkloadErrorCode> {}

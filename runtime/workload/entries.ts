@@ -24,16 +24,31 @@ export interface WorkloadEntry {
   readonly hint?: string;
 }
 
+/** One problem of an entries file: `path` as `entries[0].selectors[1]`, its 1-based line when known. */
+export interface EntriesIssue {
+  readonly path: string;
+  readonly line: number | undefined;
+  readonly message: string;
+}
+
 export class EntriesError extends WorkloadError {
-  readonly issues: readonly ConfigIssue[];
-  constructor(issues: readonly ConfigIssue[], file?: string) {
+  readonly issues: readonly EntriesIssue[];
+  constructor(issues: readonly EntriesIssue[], file?: string) {
+    const f = file ?? 'entries';
     super(
       'ERR_WORKLOAD_ENTRIES_INVALID',
-      `${file ?? 'entries'}: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`,
+      issues.map((i) => `${f}:${i.line ?? 1}: ${i.path ? `${i.path}: ` : ''}${i.message}`).join('; '),
     );
     this.issues = issues;
   }
 }
+
+const syntaxIssue = (i: ConfigIssue): EntriesIssue => {
+  const m = /^line (\d+): (.*)$/s.exec(i.message);
+  return m === null
+    ? { path: i.path, line: undefined, message: i.message }
+    : { path: i.path, line: Number(m[1]), message: m[2] as string };
+};
 
 const SELECTOR_TYPES: Record<string, RegExp> = {
   'unix:uid': /^\d{1,10}$/,
@@ -48,7 +63,7 @@ const SELECTOR_TYPES: Record<string, RegExp> = {
 
 /** Why `selector` is not valid, or undefined when it is. */
 export function selectorProblem(selector: string): string | undefined {
-  const m = /^([a-z]+:[a-z_0-9]+):(.*)$/s.exec(selector);
+  const m = /^([a-z0-9]+:[a-z_0-9]+):(.*)$/s.exec(selector);
   if (m === null) return `"${selector.slice(0, 80)}" is not type:key:value`;
   const re = SELECTOR_TYPES[m[1] as string];
   if (re === undefined)
@@ -60,15 +75,11 @@ export function selectorProblem(selector: string): string | undefined {
 /** Validate entries text; throws `EntriesError` listing every problem with its line. */
 export function parseEntries(text: string, file?: string): readonly WorkloadEntry[] {
   const parsed = parseYaml(text);
-  if (!parsed.ok) throw new EntriesError(parsed.issues, file);
+  if (!parsed.ok) throw new EntriesError(parsed.issues.map(syntaxIssue), file);
   const { doc } = parsed;
-  const issues: ConfigIssue[] = [];
+  const issues: EntriesIssue[] = [];
   const add = (path: (string | number)[], message: string): void => {
-    const line = doc.lineOf(path);
-    issues.push({
-      path: formatPath(path),
-      message: line === undefined ? message : `line ${line}: ${message}`,
-    });
+    issues.push({ path: formatPath(path), line: doc.lineOf(path), message });
   };
   const root = doc.value;
   if (root === null || typeof root !== 'object' || Array.isArray(root)) {
@@ -132,7 +143,10 @@ export async function loadEntries(file: string): Promise<readonly WorkloadEntry[
   try {
     text = await readFile(file, 'utf8');
   } catch (cause) {
-    throw new EntriesError([{ path: '', message: `cannot read: ${(cause as Error).message}` }], file);
+    throw new EntriesError(
+      [{ path: '', line: undefined, message: `cannot read: ${(cause as Error).message}` }],
+      file,
+    );
   }
   return parseEntries(text, file);
 }

@@ -18,10 +18,8 @@
  */
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import type { Clock, Timer } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
@@ -29,10 +27,13 @@ import { RuntimeError } from '../errors.ts';
 import { type Attestation, attest as kernelAttest, type ProcessFacts } from './attest.ts';
 import { matchEntries, type WorkloadEntry } from './entries.ts';
 import { type PeerCred, peerCred } from './peercred.ts';
+import { workloadService } from './proto.ts';
+
+export { PROTO_PATH } from './proto.ts';
+
 import { type WorkloadHost, type WorkloadSvid, WorkloadSvids } from './svids.ts';
 
 export const DEFAULT_WORKLOAD_SOCKET = '/run/edgeward/workload.sock';
-export const PROTO_PATH = join(dirname(fileURLToPath(import.meta.url)), 'workload.proto');
 
 export interface WorkloadApiOptions {
   readonly socketPath: string;
@@ -59,14 +60,6 @@ interface Stream {
 
 type Status = { code: grpc.status; details: string };
 const deny = (details: string): Status => ({ code: grpc.status.PERMISSION_DENIED, details });
-
-let definition: grpc.GrpcObject | undefined;
-function service(): grpc.ServiceDefinition {
-  definition ??= grpc.loadPackageDefinition(
-    protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: String, enums: String, defaults: true }),
-  );
-  return (definition.SpiffeWorkloadAPI as grpc.ServiceClientConstructor).service;
-}
 
 const concat = (ders: readonly Uint8Array[]): Buffer => Buffer.concat(ders.map((d) => Buffer.from(d)));
 
@@ -116,7 +109,7 @@ export class WorkloadApiServer {
       if (cb !== undefined) cb(status);
       else call.emit('error', status);
     };
-    server.addService(service(), {
+    server.addService(workloadService(), {
       FetchX509SVID: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('svid', call),
       FetchX509Bundles: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('bundles', call),
       FetchJWTSVID: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>

@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type LiveIdentity, liveIdentity } from '../../../runtime/agent/identity.ts';
 import { MemoryLogger } from '../../../runtime/core/logger.ts';
+import { splitDer as splitDerBuffers } from '../../../runtime/workload/client.ts';
 import type { WorkloadEntry } from '../../../runtime/workload/entries.ts';
 import { PROTO_PATH, type WorkloadApiOptions, WorkloadApiServer } from '../../../runtime/workload/server.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
@@ -185,22 +186,7 @@ export async function harness(
   };
 }
 
-/** Split concatenated DER certificates (the Workload API's `x509_svid` and `bundle` fields). */
+/** The certificates of a Workload API DER field (concatenated DER). */
 export function splitDer(buf: Buffer): X509Certificate[] {
-  const out: X509Certificate[] = [];
-  let at = 0;
-  while (at < buf.length) {
-    const first = buf[at + 1] as number;
-    let len = first;
-    let hdr = 2;
-    if (first & 0x80) {
-      const n = first & 0x7f;
-      len = 0;
-      for (let i = 0; i < n; i++) len = len * 256 + (buf[at + 2 + i] as number);
-      hdr = 2 + n;
-    }
-    out.push(new X509Certificate(buf.subarray(at, at + hdr + len)));
-    at += hdr + len;
-  }
-  return out;
+  return splitDerBuffers(buf).map((d) => new X509Certificate(d));
 }
