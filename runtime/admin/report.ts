@@ -44,6 +44,8 @@ export interface StatusReport {
   devices: number;
   revocations: { sequence: number; entries: number };
   bundleSequence: number | null;
+  /** The Workload API socket, when the Workload API runs (`workload` in the config, or dev mode). */
+  workloadApi: { socket: string } | null;
 }
 
 /** The broker as the composition root knows it. */
@@ -65,6 +67,7 @@ export function statusReport(
     store: { values: number; bytes: number };
     bridge?: BridgeCounters | undefined;
     broker?: BrokerState;
+    workloadApi?: { socket: string } | undefined;
   },
 ): StatusReport {
   const broker = extra.broker ?? { state: extra.listeners.length > 0 ? 'serving' : 'none' };
@@ -101,6 +104,7 @@ export function statusReport(
     devices: s.devices,
     revocations: s.revocations,
     bundleSequence: s.bundleSequence ?? null,
+    workloadApi: extra.workloadApi === undefined ? null : { socket: extra.workloadApi.socket },
   };
 }
 

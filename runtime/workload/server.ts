@@ -33,7 +33,7 @@ export { PROTO_PATH } from './proto.ts';
 
 import { type WorkloadHost, type WorkloadSvid, WorkloadSvids } from './svids.ts';
 
-export const DEFAULT_WORKLOAD_SOCKET = '/run/edgeward/workload.sock';
+export { DEFAULT_WORKLOAD_SOCKET } from './socket.ts';
 
 export interface WorkloadApiOptions {
   readonly socketPath: string;
