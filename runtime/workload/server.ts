@@ -16,6 +16,7 @@
  * entitlement (entries reload, process gone) ends with PERMISSION_DENIED. The JWT calls answer
  * UNIMPLEMENTED (JWT-SVIDs are not built yet), as does every method not in the service.
  */
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { dirname } from 'node:path';
@@ -234,9 +235,12 @@ export class WorkloadApiServer {
       return this.#end(stream, { code: grpc.status.UNAVAILABLE, details: `identity unavailable (${code})` });
     }
     if (!this.#streams.has(stream)) return;
-    const key = JSON.stringify(body, (_k, v) =>
-      v?.type === 'Buffer' ? Buffer.from(v.data).toString('base64') : v,
-    );
+    // Only a digest of what was last sent is kept per stream (never a copy of the private key).
+    const key = createHash('sha256')
+      .update(
+        JSON.stringify(body, (_k, v) => (v?.type === 'Buffer' ? Buffer.from(v.data).toString('base64') : v)),
+      )
+      .digest('hex');
     if (key === stream.last) return;
     stream.last = key;
     stream.call.write(body);
