@@ -90,6 +90,22 @@ export type TransportErrorCode =
   | 'ERR_DEVICE_IDENTITY'
   /** Device SDK: a bundle message on `$edgeward/bundle` that is malformed, for another trust domain, or older than the one in use. */
   | 'ERR_DEVICE_BUNDLE_INVALID'
+  /**
+   * Device SDK: a bundle message not signed by the device's own gateway under a chain to a root the
+   * device already trusts (unsigned, forged, another identity's signature, an expired signer): refused
+   * whatever topic it came on, and it moves nothing (a later real bundle is still adopted).
+   */
+  | 'ERR_DEVICE_BUNDLE_UNAUTHENTICATED'
+  /** Device SDK: the server's certificate is not a valid server SVID whose SPIFFE ID is exactly the device's gateway. */
+  | 'ERR_DEVICE_GATEWAY_UNAUTHORIZED'
+  /**
+   * Device SDK: the device SVID has expired (e.g. the device was powered off past its NotAfter) and it
+   * cannot re-enroll by itself (no factory certificate, or the gateway refused it): the device stops
+   * retrying and needs a new join token.
+   */
+  | 'ERR_DEVICE_SVID_EXPIRED'
+  /** Device SDK: `rotate()` called after `close()`, or after the device locked itself out (`ERR_DEVICE_SVID_EXPIRED`). */
+  | 'ERR_DEVICE_CLOSED'
   /** CLI → agent admin socket: not reachable, or the agent refused the request. */
   | 'ERR_ADMIN_UNREACHABLE'
   | 'ERR_ADMIN_REFUSED';

@@ -13,6 +13,7 @@
  */
 import type { AgentStatus } from '../agent/agent.ts';
 import { type Counters, labelText } from '../agent/metrics.ts';
+import type { LocalServiceFacts } from './report.ts';
 
 const HELP: Record<string, [type: 'counter' | 'gauge', help: string]> = {
   edgeward_rotations_total: ['counter', 'Identities obtained, by attestation or renewal'],
@@ -25,6 +26,18 @@ const HELP: Record<string, [type: 'counter' | 'gauge', help: string]> = {
   edgeward_device_ca_expiry_seconds: ['gauge', 'Seconds until the delegated device CA expires'],
   edgeward_cache_age_seconds: ['gauge', 'Age of the cached identity'],
   edgeward_serving: ['gauge', '1 when a valid gateway SVID is served'],
+  edgeward_local_service_up: [
+    'gauge',
+    '1 while the broker and enrollment listener present a valid local server certificate',
+  ],
+  edgeward_offline_budget_remaining_seconds: [
+    'gauge',
+    'Seconds until the delegated CA expires and local service stops (the offline budget left)',
+  ],
+  edgeward_local_service_stops_at_seconds: [
+    'gauge',
+    'Unix time at which local service stops (the delegated CA NotAfter)',
+  ],
   edgeward_devices: ['gauge', 'Devices holding an unexpired SVID from this gateway'],
   edgeward_breaker_open: ['gauge', '1 when the upstream circuit breaker is open'],
   edgeward_upstream_consecutive_failures: ['gauge', 'Consecutive upstream failures'],
@@ -86,6 +99,7 @@ export function renderMetrics(
   counters: Counters,
   bridge?: BridgeCounters,
   journal?: JournalCounters,
+  local?: LocalServiceFacts,
 ): string {
   const now = s.clock.now;
   const gauges: [string, number | undefined][] = [
@@ -109,6 +123,19 @@ export function renderMetrics(
           ['edgeward_bridge_forwarded_total', bridge.forwarded],
           ['edgeward_bridge_reconnects_total', bridge.reconnects],
         ] as [string, number][])),
+    ...(local === undefined
+      ? []
+      : ([
+          ['edgeward_local_service_up', local.up ? 1 : 0],
+          [
+            'edgeward_offline_budget_remaining_seconds',
+            local.budgetRemainingMs === undefined ? undefined : local.budgetRemainingMs / 1000,
+          ],
+          [
+            'edgeward_local_service_stops_at_seconds',
+            local.stopsAt === undefined ? undefined : local.stopsAt / 1000,
+          ],
+        ] as [string, number | undefined][])),
     ...(journal === undefined
       ? []
       : ([

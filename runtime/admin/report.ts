@@ -44,8 +44,24 @@ export interface StatusReport {
   devices: number;
   revocations: { sequence: number; entries: number };
   bundleSequence: number | null;
+  /** Local service (broker, enrollment, device renewal) under the delegated CA: up, and when it stops. */
+  local: {
+    up: boolean;
+    /** The delegated CA's NotAfter: local service stops then (the offline budget's end). */
+    stopsAt: string | null;
+    budgetRemainingSeconds: number | null;
+    serverCertNotAfter: string | null;
+  } | null;
   /** The Workload API socket, when the Workload API runs (`workload` in the config, or dev mode). */
   workloadApi: { socket: string } | null;
+}
+
+/** What the composition root knows of local service (`runtime/agent/server-identity.ts`). */
+export interface LocalServiceFacts {
+  readonly up: boolean;
+  readonly certNotAfter: number | undefined;
+  readonly stopsAt: number | undefined;
+  readonly budgetRemainingMs: number | undefined;
 }
 
 /** The broker as the composition root knows it. */
@@ -66,10 +82,12 @@ export function statusReport(
     listeners: { name: string; address: string }[];
     store: { values: number; bytes: number };
     bridge?: BridgeCounters | undefined;
+    local?: LocalServiceFacts | undefined;
     broker?: BrokerState;
     workloadApi?: { socket: string } | undefined;
   },
 ): StatusReport {
+  const local = extra.local;
   const broker = extra.broker ?? { state: extra.listeners.length > 0 ? 'serving' : 'none' };
   return {
     gateway: { spiffeId: s.spiffeId ?? null, serving: s.serving },
@@ -105,6 +123,16 @@ export function statusReport(
     revocations: s.revocations,
     bundleSequence: s.bundleSequence ?? null,
     workloadApi: extra.workloadApi === undefined ? null : { socket: extra.workloadApi.socket },
+    local:
+      local === undefined
+        ? null
+        : {
+            up: local.up,
+            stopsAt: iso(local.stopsAt),
+            budgetRemainingSeconds:
+              local.budgetRemainingMs === undefined ? null : Math.floor(local.budgetRemainingMs / 1000),
+            serverCertNotAfter: iso(local.certNotAfter),
+          },
   };
 }
 
@@ -145,6 +173,18 @@ export function renderStatus(r: StatusReport, nowMs: number): string {
         : '-',
     ],
     ['breaker', r.breaker.state + (r.breaker.openUntil ? ` until ${r.breaker.openUntil}` : '')],
+    ...(r.local === null || r.local === undefined
+      ? []
+      : ([
+          [
+            'local service',
+            r.local.up
+              ? `up until ${left(r.local.stopsAt)}`
+              : r.local.stopsAt !== null && (r.local.budgetRemainingSeconds ?? 0) <= 0
+                ? `STOPPED: offline budget ended ${left(r.local.stopsAt)}`
+                : 'DOWN: no valid delegated CA',
+          ],
+        ] as [string, string][])),
     ['clock', r.clock.trusted ? 'trusted' : `UNTRUSTED: behind the time floor ${r.clock.floor}`],
     ...r.broker.listeners.map((l): [string, string] => [`broker ${l.name}`, l.address]),
     ...(r.broker.bridge === null

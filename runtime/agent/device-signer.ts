@@ -5,12 +5,18 @@
  * - a delegated CA valid now is needed: `ERR_SVID_UNAVAILABLE` otherwise;
  * - the device id is one SPIFFE path segment (`ERR_DEVICE_ID_INVALID`), the CSR parses, its
  *   self-signature verifies and its key is strong (`ERR_DEVICE_CSR_INVALID`);
- * - the SVID is `<gateway ID>/device/<id>` and never outlives the CA (the signer clamps it).
+ * - the SVID is `<gateway ID>/device/<id>`, lives `broker.deviceSvidTtl` (default 1 h, at most
+ *   30 d) and never outlives the CA (the signer clamps it).
  * Each issuance is recorded in the store (`device/<id>`) before the chain is returned.
+ *
+ * The gateway's local server certificate (`server-identity.ts`) is signed here too, by the same
+ * signer, so wherever the delegated CA key lives the server certificate follows it: URI SAN =
+ * the gateway's own ID (= the CA's), EKU serverAuth only, never past the CA.
  *
  * Signing uses `runtime/svid`'s DER-template signer, rebuilt when the CA rotates; the signature
  * goes through the CA key seam (software key, or TPM2_Sign when the CA key is in the TPM).
  */
+import type { X509Certificate } from 'node:crypto';
 import { isEdgewardError } from '../core/error.ts';
 import type { Random } from '../core/random.ts';
 import { AgentError, RuntimeError } from '../errors.ts';
@@ -18,11 +24,20 @@ import type { DeviceSigner } from '../sources/types.ts';
 import { isPathSegment } from '../spiffe/id.ts';
 import type { DeviceRecord } from '../store/records.ts';
 import { parseCsr } from '../svid/csr.ts';
-import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
+import { type AsyncSvidSigner, createCaSigner, type SignedCertificate } from '../svid/signer.ts';
 import type { LiveIdentity } from './identity.ts';
 
 export const DEFAULT_DEVICE_TTL_MS = 60 * 60_000;
-const MAX_DEVICE_TTL_MS = 24 * 60 * 60_000;
+/** The longest device SVID lifetime `broker.deviceSvidTtl` may ask for (30 days). */
+export const MAX_DEVICE_TTL_MS = 30 * 24 * 60 * 60_000;
+
+/** A server certificate just signed under the delegated CA of `live`. */
+export interface SignedServerCertificate {
+  readonly live: LiveIdentity;
+  readonly issued: SignedCertificate;
+  /** Leaf, delegated CA and what is above it, without the self-signed root. */
+  readonly chain: readonly Uint8Array[];
+}
 
 export interface DeviceSignerHost {
   readonly trustDomain: string;
@@ -40,6 +55,8 @@ export class AgentDeviceSigner implements DeviceSigner {
   #cached: { live: LiveIdentity; signer: AsyncSvidSigner } | undefined;
 
   constructor(host: DeviceSignerHost, ttlMs = DEFAULT_DEVICE_TTL_MS) {
+    if (!(ttlMs > 0 && ttlMs <= MAX_DEVICE_TTL_MS))
+      throw new TypeError(`device SVID ttl must be > 0 and at most ${MAX_DEVICE_TTL_MS} ms`);
     this.#host = host;
     this.#ttlMs = ttlMs;
   }
@@ -104,6 +121,37 @@ export class AgentDeviceSigner implements DeviceSigner {
     return { chain: [issued.der, ...live.ca.chainDer], notAfter: issued.notAfter };
   }
 
+  /**
+   * Sign the gateway's local server certificate for `spki` (`server-identity.ts`): valid from now
+   * for `ttlMs`, clamped to the delegated CA. Same refusals as `signDevice` for the clock and CA.
+   */
+  async signServer(request: {
+    spki: Uint8Array;
+    ttlMs: number;
+    serverNames: readonly string[];
+  }): Promise<SignedServerCertificate> {
+    if (!this.#host.clockTrusted())
+      throw new AgentError(
+        'ERR_CLOCK_UNTRUSTED',
+        'the clock is behind the time floor: no signing until it is sane',
+      );
+    const live = this.#host.caIdentity();
+    if (live === undefined)
+      throw new RuntimeError('ERR_SVID_UNAVAILABLE', 'no valid delegated CA to sign with');
+    if (!(request.ttlMs > 0)) throw new TypeError('ttlMs must be positive');
+    const now = this.#host.now();
+    const issued = await this.#signer(live).issue({
+      profile: 'server',
+      spiffeId: live.svid.spiffeId,
+      spki: request.spki,
+      notBefore: now,
+      notAfter: now + request.ttlMs,
+      serverNames: request.serverNames,
+    });
+    const above = live.ca.chain.filter((c, i) => i === 0 || !selfSigned(c));
+    return { live, issued, chain: [issued.der, ...above.map((c) => c.raw)] };
+  }
+
   #signer(live: LiveIdentity): AsyncSvidSigner {
     if (this.#cached?.live !== live) {
       const signer = createCaSigner({
@@ -112,10 +160,19 @@ export class AgentDeviceSigner implements DeviceSigner {
         trustDomain: this.#host.trustDomain,
         random: this.#host.random,
         scope: `${live.svid.spiffeId}/device`,
-        profiles: ['svid'],
+        serverId: live.svid.spiffeId,
+        profiles: ['svid', 'server'],
       });
       this.#cached = { live, signer };
     }
     return this.#cached.signer;
+  }
+}
+
+function selfSigned(c: X509Certificate): boolean {
+  try {
+    return c.checkIssued(c) && c.verify(c.publicKey);
+  } catch {
+    return false;
   }
 }

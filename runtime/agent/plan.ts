@@ -62,6 +62,7 @@ export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<Ag
       failures: r.breakerFailures ?? 5,
       openMs: r.breakerOpen ? parseDuration(r.breakerOpen) : 300_000,
     },
+    ...(c.broker?.deviceSvidTtl !== undefined ? { deviceTtlMs: parseDuration(c.broker.deviceSvidTtl) } : {}),
   };
   const b = c.broker ?? {};
   return {

@@ -33,6 +33,7 @@ import type { Upstream } from '../upstream/types.ts';
 import type { WorkloadPlan } from '../workload/run.ts';
 import { Agent, type AgentOptions } from './agent.ts';
 import { newP256Key } from './keys.ts';
+import { serverIdentityOf } from './server-identity.ts';
 
 export interface AgentPlan {
   readonly trustDomain: string;
@@ -127,6 +128,10 @@ export async function runAgent(
     });
     await agent.start();
     closers.push(() => agent.stop());
+    // The listeners' certificate, minted under the delegated CA: local service lasts as long as the CA.
+    const serverIdentity = serverIdentityOf(agent, { clock, logger });
+    await serverIdentity.start();
+    closers.push(async () => serverIdentity.stop());
 
     const listeners: { name: string; address: string }[] = [];
     /** What `edgeward status` says of the broker: its true state, and why it failed. */
@@ -167,6 +172,7 @@ export async function runAgent(
             listeners,
             store: lastStats,
             bridge: brokerRef?.bridgeStats(),
+            local: serverIdentity.status(),
             broker: brokerState,
             workloadApi: workloadSocket === undefined ? undefined : { socket: workloadSocket },
           }),
@@ -176,6 +182,7 @@ export async function runAgent(
             agent.counters,
             brokerRef?.bridgeStats(),
             brokerRef?.persistenceStats(),
+            serverIdentity.status(),
           ),
         createDeviceToken: async (req) => {
           const { issueJoinToken } = await import('../../transport/enroll/join-token.ts');
@@ -205,20 +212,17 @@ export async function runAgent(
     statsTimer.unref();
     closers.push(async () => clearInterval(statsTimer));
 
-    // The broker needs a valid SVID for its own certificate: start it as soon as there is one.
+    // The broker presents the local server identity: start it as soon as there is one (a valid
+    // delegated CA; the upstream SVID may have expired).
     let brokerStarting: Promise<void> | undefined;
     const startBrokerOnce = (): void => {
-      if (
-        plan.broker === undefined ||
-        brokerStarting !== undefined ||
-        agent.svidSource.current() === undefined
-      )
-        return;
+      if (plan.broker === undefined || brokerStarting !== undefined || !serverIdentity.status().up) return;
       const b = plan.broker;
       brokerStarting = (async () => {
         const { startBroker } = await import('../../transport/mqtt/broker.ts');
         const { refusingRevoked } = await import('../../transport/enroll/revoked.ts');
         const broker = await startBroker({
+          serverSource: serverIdentity,
           svidSource: agent.svidSource,
           bundleSource: agent.bundleSource,
           revocationSource: agent.revocations,
@@ -244,6 +248,8 @@ export async function runAgent(
           ...(b.bridge !== undefined
             ? {
                 bridge: {
+                  // The client id when the upstream SVID has expired at start (it then waits for one).
+                  ...(serverIdentity.status().up ? { gatewayId: serverIdentity.getX509Svid().spiffeId } : {}),
                   upstream: b.bridge.upstream,
                   topics: b.bridge.topics,
                   reconnectMs: b.bridge.reconnectMs,
@@ -276,7 +282,7 @@ export async function runAgent(
         brokerStarting = undefined;
       });
     };
-    agent.svidSource.onChange(startBrokerOnce);
+    serverIdentity.onChange(startBrokerOnce);
     agent.svidSource.onChange(() => {
       store.stats().then(
         (s) => {

@@ -102,6 +102,12 @@ export const AgentConfigSchema = Closed({
             'a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)',
         }),
       ),
+      deviceSvidTtl: Type.Optional(
+        Type.String({
+          format: 'device-svid-ttl',
+          description: 'device SVID lifetime (default 1h, at most 30d, never past the delegated CA)',
+        }),
+      ),
     }),
   ),
   bridge: Type.Optional(

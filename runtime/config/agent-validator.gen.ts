@@ -7,13 +7,14 @@
 import { FORMAT_TESTS as FORMATS, ucs2length } from './formats.ts';
 export const validate = validate10;
 export default validate10;
-const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"workload":{"additionalProperties":false,"description":"serve the SPIFFE Workload API to local processes and containers","type":"object","properties":{"socket":{"minLength":1,"description":"the Workload API Unix socket; default /run/edgeward/workload.sock","type":"string"},"entriesFile":{"minLength":1,"description":"registration entries (YAML): selector sets → workload names","type":"string"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
+const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"workload":{"additionalProperties":false,"description":"serve the SPIFFE Workload API to local processes and containers","type":"object","properties":{"socket":{"minLength":1,"description":"the Workload API Unix socket; default /run/edgeward/workload.sock","type":"string"},"entriesFile":{"minLength":1,"description":"registration entries (YAML): selector sets → workload names","type":"string"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = FORMATS["trust-domain"];
 const formats2 = FORMATS["tpm-transport"];
 const formats4 = FORMATS["https-url"];
 const formats6 = FORMATS.duration;
+const formats14 = FORMATS["device-svid-ttl"];
 const pattern0 = new RegExp("^(sha1|sha256|sha384):\\d+(,\\d+)*$", "u");
 const pattern1 = new RegExp("^(sha256):\\d+(,\\d+)*$", "u");
 const pattern2 = new RegExp("^[A-Za-z0-9._-]{1,64}$", "u");
@@ -902,7 +903,7 @@ if(data.broker !== undefined){
 let data25 = data.broker;
 if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
 for(const key5 in data25){
-if(!(((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize")) || (key5 === "handshakeTimeoutMs"))){
+if(!((((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize")) || (key5 === "handshakeTimeoutMs")) || (key5 === "deviceSvidTtl"))){
 const err68 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err68];
@@ -1322,9 +1323,11 @@ errors++;
 }
 }
 }
-}
-else {
-const err103 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data25.deviceSvidTtl !== undefined){
+let data38 = data25.deviceSvidTtl;
+if(typeof data38 === "string"){
+if(!(formats14(data38))){
+const err103 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/format",keyword:"format",params:{format: "device-svid-ttl"},message:"must match format \""+"device-svid-ttl"+"\""};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1334,11 +1337,8 @@ vErrors.push(err103);
 errors++;
 }
 }
-if(data.bridge !== undefined){
-let data38 = data.bridge;
-if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
-if(data38.host === undefined){
-const err104 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+else {
+const err104 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1347,8 +1347,10 @@ vErrors.push(err104);
 }
 errors++;
 }
-if(data38.caFile === undefined){
-const err105 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
+}
+}
+else {
+const err105 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1357,8 +1359,12 @@ vErrors.push(err105);
 }
 errors++;
 }
-if(data38.topics === undefined){
-const err106 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
+}
+if(data.bridge !== undefined){
+let data39 = data.bridge;
+if(data39 && typeof data39 == "object" && !Array.isArray(data39)){
+if(data39.host === undefined){
+const err106 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1367,9 +1373,8 @@ vErrors.push(err106);
 }
 errors++;
 }
-for(const key8 in data38){
-if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
-const err107 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+if(data39.caFile === undefined){
+const err107 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1378,12 +1383,8 @@ vErrors.push(err107);
 }
 errors++;
 }
-}
-if(data38.host !== undefined){
-let data39 = data38.host;
-if(typeof data39 === "string"){
-if(func3(data39) < 1){
-const err108 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data39.topics === undefined){
+const err108 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1392,9 +1393,9 @@ vErrors.push(err108);
 }
 errors++;
 }
-}
-else {
-const err109 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key8 in data39){
+if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
+const err109 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1404,10 +1405,11 @@ vErrors.push(err109);
 errors++;
 }
 }
-if(data38.port !== undefined){
-let data40 = data38.port;
-if(!((typeof data40 == "number") && (!(data40 % 1) && !isNaN(data40)))){
-const err110 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data39.host !== undefined){
+let data40 = data39.host;
+if(typeof data40 === "string"){
+if(func3(data40) < 1){
+const err110 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1416,9 +1418,9 @@ vErrors.push(err110);
 }
 errors++;
 }
-if(typeof data40 == "number"){
-if(data40 > 65535 || isNaN(data40)){
-const err111 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err111 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1427,8 +1429,11 @@ vErrors.push(err111);
 }
 errors++;
 }
-if(data40 < 0 || isNaN(data40)){
-const err112 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data39.port !== undefined){
+let data41 = data39.port;
+if(!((typeof data41 == "number") && (!(data41 % 1) && !isNaN(data41)))){
+const err112 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1437,13 +1442,9 @@ vErrors.push(err112);
 }
 errors++;
 }
-}
-}
-if(data38.caFile !== undefined){
-let data41 = data38.caFile;
-if(typeof data41 === "string"){
-if(func3(data41) < 1){
-const err113 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data41 == "number"){
+if(data41 > 65535 || isNaN(data41)){
+const err113 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1452,9 +1453,8 @@ vErrors.push(err113);
 }
 errors++;
 }
-}
-else {
-const err114 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data41 < 0 || isNaN(data41)){
+const err114 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1464,11 +1464,12 @@ vErrors.push(err114);
 errors++;
 }
 }
-if(data38.servername !== undefined){
-let data42 = data38.servername;
+}
+if(data39.caFile !== undefined){
+let data42 = data39.caFile;
 if(typeof data42 === "string"){
-if(func3(data42) > 253){
-const err115 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(func3(data42) < 1){
+const err115 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1477,8 +1478,9 @@ vErrors.push(err115);
 }
 errors++;
 }
-if(func3(data42) < 1){
-const err116 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err116 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1488,8 +1490,11 @@ vErrors.push(err116);
 errors++;
 }
 }
-else {
-const err117 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data39.servername !== undefined){
+let data43 = data39.servername;
+if(typeof data43 === "string"){
+if(func3(data43) > 253){
+const err117 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1498,12 +1503,8 @@ vErrors.push(err117);
 }
 errors++;
 }
-}
-if(data38.topics !== undefined){
-let data43 = data38.topics;
-if(Array.isArray(data43)){
-if(data43.length > 64){
-const err118 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
+if(func3(data43) < 1){
+const err118 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1512,8 +1513,9 @@ vErrors.push(err118);
 }
 errors++;
 }
-if(data43.length < 1){
-const err119 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+}
+else {
+const err119 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1522,12 +1524,12 @@ vErrors.push(err119);
 }
 errors++;
 }
-const len2 = data43.length;
-for(let i2=0; i2<len2; i2++){
-let data44 = data43[i2];
-if(data44 && typeof data44 == "object" && !Array.isArray(data44)){
-if(data44.local === undefined){
-const err120 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
+}
+if(data39.topics !== undefined){
+let data44 = data39.topics;
+if(Array.isArray(data44)){
+if(data44.length > 64){
+const err120 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1536,9 +1538,8 @@ vErrors.push(err120);
 }
 errors++;
 }
-for(const key9 in data44){
-if(!((key9 === "local") || (key9 === "remotePrefix"))){
-const err121 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+if(data44.length < 1){
+const err121 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1547,12 +1548,12 @@ vErrors.push(err121);
 }
 errors++;
 }
-}
-if(data44.local !== undefined){
-let data45 = data44.local;
-if(typeof data45 === "string"){
-if(func3(data45) > 1024){
-const err122 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+const len2 = data44.length;
+for(let i2=0; i2<len2; i2++){
+let data45 = data44[i2];
+if(data45 && typeof data45 == "object" && !Array.isArray(data45)){
+if(data45.local === undefined){
+const err122 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1561,8 +1562,9 @@ vErrors.push(err122);
 }
 errors++;
 }
-if(func3(data45) < 1){
-const err123 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key9 in data45){
+if(!((key9 === "local") || (key9 === "remotePrefix"))){
+const err123 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1572,8 +1574,11 @@ vErrors.push(err123);
 errors++;
 }
 }
-else {
-const err124 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data45.local !== undefined){
+let data46 = data45.local;
+if(typeof data46 === "string"){
+if(func3(data46) > 1024){
+const err124 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1582,12 +1587,8 @@ vErrors.push(err124);
 }
 errors++;
 }
-}
-if(data44.remotePrefix !== undefined){
-let data46 = data44.remotePrefix;
-if(typeof data46 === "string"){
-if(func3(data46) > 1024){
-const err125 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+if(func3(data46) < 1){
+const err125 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1598,7 +1599,7 @@ errors++;
 }
 }
 else {
-const err126 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err126 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1608,9 +1609,11 @@ vErrors.push(err126);
 errors++;
 }
 }
-}
-else {
-const err127 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data45.remotePrefix !== undefined){
+let data47 = data45.remotePrefix;
+if(typeof data47 === "string"){
+if(func3(data47) > 1024){
+const err127 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1620,9 +1623,8 @@ vErrors.push(err127);
 errors++;
 }
 }
-}
 else {
-const err128 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err128 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1632,12 +1634,9 @@ vErrors.push(err128);
 errors++;
 }
 }
-if(data38.buffer !== undefined){
-let data47 = data38.buffer;
-if(data47 && typeof data47 == "object" && !Array.isArray(data47)){
-for(const key10 in data47){
-if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
-const err129 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+}
+else {
+const err129 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1647,10 +1646,9 @@ vErrors.push(err129);
 errors++;
 }
 }
-if(data47.maxMessages !== undefined){
-let data48 = data47.maxMessages;
-if(!((typeof data48 == "number") && (!(data48 % 1) && !isNaN(data48)))){
-const err130 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err130 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1659,9 +1657,13 @@ vErrors.push(err130);
 }
 errors++;
 }
-if(typeof data48 == "number"){
-if(data48 > 10000000 || isNaN(data48)){
-const err131 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
+}
+if(data39.buffer !== undefined){
+let data48 = data39.buffer;
+if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
+for(const key10 in data48){
+if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
+const err131 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1670,8 +1672,11 @@ vErrors.push(err131);
 }
 errors++;
 }
-if(data48 < 1 || isNaN(data48)){
-const err132 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data48.maxMessages !== undefined){
+let data49 = data48.maxMessages;
+if(!((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49)))){
+const err132 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1680,12 +1685,9 @@ vErrors.push(err132);
 }
 errors++;
 }
-}
-}
-if(data47.maxBytes !== undefined){
-let data49 = data47.maxBytes;
-if(!((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49)))){
-const err133 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data49 == "number"){
+if(data49 > 10000000 || isNaN(data49)){
+const err133 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1694,9 +1696,8 @@ vErrors.push(err133);
 }
 errors++;
 }
-if(typeof data49 == "number"){
-if(data49 > 1000000000000 || isNaN(data49)){
-const err134 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000000000},message:"must be <= 1000000000000"};
+if(data49 < 1 || isNaN(data49)){
+const err134 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1705,8 +1706,12 @@ vErrors.push(err134);
 }
 errors++;
 }
-if(data49 < 1024 || isNaN(data49)){
-const err135 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
+}
+}
+if(data48.maxBytes !== undefined){
+let data50 = data48.maxBytes;
+if(!((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50)))){
+const err135 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1715,11 +1720,9 @@ vErrors.push(err135);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err136 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data50 == "number"){
+if(data50 > 1000000000000 || isNaN(data50)){
+const err136 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000000000},message:"must be <= 1000000000000"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1728,12 +1731,8 @@ vErrors.push(err136);
 }
 errors++;
 }
-}
-if(data38.reconnect !== undefined){
-let data50 = data38.reconnect;
-if(typeof data50 === "string"){
-if(!(formats6(data50))){
-const err137 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+if(data50 < 1024 || isNaN(data50)){
+const err137 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1743,8 +1742,10 @@ vErrors.push(err137);
 errors++;
 }
 }
+}
+}
 else {
-const err138 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err138 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1754,9 +1755,11 @@ vErrors.push(err138);
 errors++;
 }
 }
-}
-else {
-const err139 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data39.reconnect !== undefined){
+let data51 = data39.reconnect;
+if(typeof data51 === "string"){
+if(!(formats6(data51))){
+const err139 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1766,11 +1769,8 @@ vErrors.push(err139);
 errors++;
 }
 }
-if(data.factory !== undefined){
-let data51 = data.factory;
-if(data51 && typeof data51 == "object" && !Array.isArray(data51)){
-if(data51.rootsFile === undefined){
-const err140 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
+else {
+const err140 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -1779,9 +1779,10 @@ vErrors.push(err140);
 }
 errors++;
 }
-for(const key11 in data51){
-if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
-const err141 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+}
+}
+else {
+const err141 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -1791,11 +1792,11 @@ vErrors.push(err141);
 errors++;
 }
 }
-if(data51.rootsFile !== undefined){
-let data52 = data51.rootsFile;
-if(typeof data52 === "string"){
-if(func3(data52) < 1){
-const err142 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data.factory !== undefined){
+let data52 = data.factory;
+if(data52 && typeof data52 == "object" && !Array.isArray(data52)){
+if(data52.rootsFile === undefined){
+const err142 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -1804,9 +1805,9 @@ vErrors.push(err142);
 }
 errors++;
 }
-}
-else {
-const err143 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key11 in data52){
+if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
+const err143 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -1816,13 +1817,11 @@ vErrors.push(err143);
 errors++;
 }
 }
-if(data51.idField !== undefined){
-let data53 = data51.idField;
-const _errs132 = errors;
-let valid24 = false;
-const _errs133 = errors;
-if(typeof data53 !== "string"){
-const err144 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data52.rootsFile !== undefined){
+let data53 = data52.rootsFile;
+if(typeof data53 === "string"){
+if(func3(data53) < 1){
+const err144 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -1831,8 +1830,9 @@ vErrors.push(err144);
 }
 errors++;
 }
-if("cn" !== data53){
-const err145 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
+}
+else {
+const err145 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -1841,12 +1841,14 @@ vErrors.push(err145);
 }
 errors++;
 }
-var _valid3 = _errs133 === errors;
-valid24 = valid24 || _valid3;
-if(!valid24){
+}
+if(data52.idField !== undefined){
+let data54 = data52.idField;
+const _errs134 = errors;
+let valid24 = false;
 const _errs135 = errors;
-if(typeof data53 !== "string"){
-const err146 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data54 !== "string"){
+const err146 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -1855,8 +1857,8 @@ vErrors.push(err146);
 }
 errors++;
 }
-if("serialNumber" !== data53){
-const err147 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
+if("cn" !== data54){
+const err147 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -1869,8 +1871,8 @@ var _valid3 = _errs135 === errors;
 valid24 = valid24 || _valid3;
 if(!valid24){
 const _errs137 = errors;
-if(typeof data53 !== "string"){
-const err148 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data54 !== "string"){
+const err148 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -1879,8 +1881,8 @@ vErrors.push(err148);
 }
 errors++;
 }
-if("dns" !== data53){
-const err149 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
+if("serialNumber" !== data54){
+const err149 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -1891,10 +1893,10 @@ errors++;
 }
 var _valid3 = _errs137 === errors;
 valid24 = valid24 || _valid3;
-}
-}
 if(!valid24){
-const err150 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+const _errs139 = errors;
+if(typeof data54 !== "string"){
+const err150 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -1903,23 +1905,8 @@ vErrors.push(err150);
 }
 errors++;
 }
-else {
-errors = _errs132;
-if(vErrors !== null){
-if(_errs132){
-vErrors.length = _errs132;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data51.allowList !== undefined){
-let data54 = data51.allowList;
-if(Array.isArray(data54)){
-if(data54.length > 100000){
-const err151 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
+if("dns" !== data54){
+const err151 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err151];
 }
@@ -1928,12 +1915,12 @@ vErrors.push(err151);
 }
 errors++;
 }
-const len3 = data54.length;
-for(let i3=0; i3<len3; i3++){
-let data55 = data54[i3];
-if(typeof data55 === "string"){
-if(!pattern2.test(data55)){
-const err152 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
+var _valid3 = _errs139 === errors;
+valid24 = valid24 || _valid3;
+}
+}
+if(!valid24){
+const err152 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err152];
 }
@@ -1942,9 +1929,23 @@ vErrors.push(err152);
 }
 errors++;
 }
+else {
+errors = _errs134;
+if(vErrors !== null){
+if(_errs134){
+vErrors.length = _errs134;
 }
 else {
-const err153 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+vErrors = null;
+}
+}
+}
+}
+if(data52.allowList !== undefined){
+let data55 = data52.allowList;
+if(Array.isArray(data55)){
+if(data55.length > 100000){
+const err153 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
 if(vErrors === null){
 vErrors = [err153];
 }
@@ -1953,10 +1954,12 @@ vErrors.push(err153);
 }
 errors++;
 }
-}
-}
-else {
-const err154 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const len3 = data55.length;
+for(let i3=0; i3<len3; i3++){
+let data56 = data55[i3];
+if(typeof data56 === "string"){
+if(!pattern2.test(data56)){
+const err154 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
 if(vErrors === null){
 vErrors = [err154];
 }
@@ -1966,9 +1969,8 @@ vErrors.push(err154);
 errors++;
 }
 }
-}
 else {
-const err155 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err155 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err155];
 }
@@ -1978,12 +1980,9 @@ vErrors.push(err155);
 errors++;
 }
 }
-if(data.admin !== undefined){
-let data56 = data.admin;
-if(data56 && typeof data56 == "object" && !Array.isArray(data56)){
-for(const key12 in data56){
-if(!((key12 === "socket") || (key12 === "metricsPort"))){
-const err156 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
+}
+else {
+const err156 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err156];
 }
@@ -1993,11 +1992,9 @@ vErrors.push(err156);
 errors++;
 }
 }
-if(data56.socket !== undefined){
-let data57 = data56.socket;
-if(typeof data57 === "string"){
-if(func3(data57) < 1){
-const err157 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err157 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err157];
 }
@@ -2007,8 +2004,12 @@ vErrors.push(err157);
 errors++;
 }
 }
-else {
-const err158 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.admin !== undefined){
+let data57 = data.admin;
+if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
+for(const key12 in data57){
+if(!((key12 === "socket") || (key12 === "metricsPort"))){
+const err158 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err158];
 }
@@ -2018,10 +2019,11 @@ vErrors.push(err158);
 errors++;
 }
 }
-if(data56.metricsPort !== undefined){
-let data58 = data56.metricsPort;
-if(!((typeof data58 == "number") && (!(data58 % 1) && !isNaN(data58)))){
-const err159 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data57.socket !== undefined){
+let data58 = data57.socket;
+if(typeof data58 === "string"){
+if(func3(data58) < 1){
+const err159 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err159];
 }
@@ -2030,9 +2032,9 @@ vErrors.push(err159);
 }
 errors++;
 }
-if(typeof data58 == "number"){
-if(data58 > 65535 || isNaN(data58)){
-const err160 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err160 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err160];
 }
@@ -2041,8 +2043,11 @@ vErrors.push(err160);
 }
 errors++;
 }
-if(data58 < 0 || isNaN(data58)){
-const err161 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data57.metricsPort !== undefined){
+let data59 = data57.metricsPort;
+if(!((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59)))){
+const err161 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err161];
 }
@@ -2051,11 +2056,9 @@ vErrors.push(err161);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err162 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data59 == "number"){
+if(data59 > 65535 || isNaN(data59)){
+const err162 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err162];
 }
@@ -2064,13 +2067,8 @@ vErrors.push(err162);
 }
 errors++;
 }
-}
-if(data.workload !== undefined){
-let data59 = data.workload;
-if(data59 && typeof data59 == "object" && !Array.isArray(data59)){
-for(const key13 in data59){
-if(!((key13 === "socket") || (key13 === "entriesFile"))){
-const err163 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
+if(data59 < 0 || isNaN(data59)){
+const err163 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err163];
 }
@@ -2080,11 +2078,10 @@ vErrors.push(err163);
 errors++;
 }
 }
-if(data59.socket !== undefined){
-let data60 = data59.socket;
-if(typeof data60 === "string"){
-if(func3(data60) < 1){
-const err164 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+}
+else {
+const err164 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err164];
 }
@@ -2094,8 +2091,12 @@ vErrors.push(err164);
 errors++;
 }
 }
-else {
-const err165 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.workload !== undefined){
+let data60 = data.workload;
+if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
+for(const key13 in data60){
+if(!((key13 === "socket") || (key13 === "entriesFile"))){
+const err165 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err165];
 }
@@ -2105,11 +2106,11 @@ vErrors.push(err165);
 errors++;
 }
 }
-if(data59.entriesFile !== undefined){
-let data61 = data59.entriesFile;
+if(data60.socket !== undefined){
+let data61 = data60.socket;
 if(typeof data61 === "string"){
 if(func3(data61) < 1){
-const err166 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+const err166 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err166];
 }
@@ -2120,7 +2121,7 @@ errors++;
 }
 }
 else {
-const err167 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err167 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err167];
 }
@@ -2130,9 +2131,11 @@ vErrors.push(err167);
 errors++;
 }
 }
-}
-else {
-const err168 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data60.entriesFile !== undefined){
+let data62 = data60.entriesFile;
+if(typeof data62 === "string"){
+if(func3(data62) < 1){
+const err168 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err168];
 }
@@ -2142,12 +2145,8 @@ vErrors.push(err168);
 errors++;
 }
 }
-if(data.log !== undefined){
-let data62 = data.log;
-if(data62 && typeof data62 == "object" && !Array.isArray(data62)){
-for(const key14 in data62){
-if(!(key14 === "level")){
-const err169 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"};
+else {
+const err169 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err169];
 }
@@ -2157,13 +2156,9 @@ vErrors.push(err169);
 errors++;
 }
 }
-if(data62.level !== undefined){
-let data63 = data62.level;
-const _errs161 = errors;
-let valid30 = false;
-const _errs162 = errors;
-if(typeof data63 !== "string"){
-const err170 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err170 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err170];
 }
@@ -2172,8 +2167,13 @@ vErrors.push(err170);
 }
 errors++;
 }
-if("debug" !== data63){
-const err171 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+}
+if(data.log !== undefined){
+let data63 = data.log;
+if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
+for(const key14 in data63){
+if(!(key14 === "level")){
+const err171 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err171];
 }
@@ -2182,12 +2182,14 @@ vErrors.push(err171);
 }
 errors++;
 }
-var _valid4 = _errs162 === errors;
-valid30 = valid30 || _valid4;
-if(!valid30){
+}
+if(data63.level !== undefined){
+let data64 = data63.level;
+const _errs163 = errors;
+let valid30 = false;
 const _errs164 = errors;
-if(typeof data63 !== "string"){
-const err172 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data64 !== "string"){
+const err172 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err172];
 }
@@ -2196,8 +2198,8 @@ vErrors.push(err172);
 }
 errors++;
 }
-if("info" !== data63){
-const err173 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+if("debug" !== data64){
+const err173 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err173];
 }
@@ -2210,8 +2212,8 @@ var _valid4 = _errs164 === errors;
 valid30 = valid30 || _valid4;
 if(!valid30){
 const _errs166 = errors;
-if(typeof data63 !== "string"){
-const err174 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data64 !== "string"){
+const err174 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err174];
 }
@@ -2220,8 +2222,8 @@ vErrors.push(err174);
 }
 errors++;
 }
-if("warn" !== data63){
-const err175 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+if("info" !== data64){
+const err175 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err175];
 }
@@ -2234,8 +2236,8 @@ var _valid4 = _errs166 === errors;
 valid30 = valid30 || _valid4;
 if(!valid30){
 const _errs168 = errors;
-if(typeof data63 !== "string"){
-const err176 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data64 !== "string"){
+const err176 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err176];
 }
@@ -2244,8 +2246,8 @@ vErrors.push(err176);
 }
 errors++;
 }
-if("error" !== data63){
-const err177 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if("warn" !== data64){
+const err177 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err177];
 }
@@ -2256,11 +2258,10 @@ errors++;
 }
 var _valid4 = _errs168 === errors;
 valid30 = valid30 || _valid4;
-}
-}
-}
 if(!valid30){
-const err178 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+const _errs170 = errors;
+if(typeof data64 !== "string"){
+const err178 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err178];
 }
@@ -2269,11 +2270,36 @@ vErrors.push(err178);
 }
 errors++;
 }
+if("error" !== data64){
+const err179 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err179];
+}
 else {
-errors = _errs161;
+vErrors.push(err179);
+}
+errors++;
+}
+var _valid4 = _errs170 === errors;
+valid30 = valid30 || _valid4;
+}
+}
+}
+if(!valid30){
+const err180 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err180];
+}
+else {
+vErrors.push(err180);
+}
+errors++;
+}
+else {
+errors = _errs163;
 if(vErrors !== null){
-if(_errs161){
-vErrors.length = _errs161;
+if(_errs163){
+vErrors.length = _errs163;
 }
 else {
 vErrors = null;
@@ -2283,24 +2309,24 @@ vErrors = null;
 }
 }
 else {
-const err179 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err181 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err179];
+vErrors = [err181];
 }
 else {
-vErrors.push(err179);
+vErrors.push(err181);
 }
 errors++;
 }
 }
 }
 else {
-const err180 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err182 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err180];
+vErrors = [err182];
 }
 else {
-vErrors.push(err180);
+vErrors.push(err182);
 }
 errors++;
 }

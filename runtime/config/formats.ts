@@ -12,6 +12,7 @@
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const DURATION_RE = /^(\d+)(ms|s|m|h|d)$/;
+const MAX_DEVICE_SVID_TTL_MS = 30 * 86_400_000;
 
 /** Parse a validated duration string into milliseconds. */
 export function parseDuration(text: string): number {
@@ -25,6 +26,11 @@ export const FORMATS: Record<string, { test: (s: string) => boolean; phrase: str
   duration: {
     test: (s) => DURATION_RE.test(s),
     phrase: 'must be a duration such as 250ms, 30s, 10m, 1h or 7d',
+  },
+  'device-svid-ttl': {
+    // broker.deviceSvidTtl: > 0 and at most 30 days (device-signer.ts MAX_DEVICE_TTL_MS).
+    test: (s) => DURATION_RE.test(s) && parseDuration(s) > 0 && parseDuration(s) <= MAX_DEVICE_SVID_TTL_MS,
+    phrase: 'must be a duration > 0 and at most 30d, such as 1h',
   },
   'https-url': {
     test: (s) => {

@@ -29,7 +29,7 @@ export async function authenticatePeer(
   if (!core.roots().some((r) => cert.checkIssued(r) && cert.verify(r.publicKey)))
     throw deny('not signed by this issuer');
   const now = core.clock.now();
-  if (now < parts.notBefore || now > parts.notAfter) throw deny('expired or not yet valid');
+  if (now < parts.notBefore || now >= parts.notAfter) throw deny('expired or not yet valid');
   if (cert.ca || parts.uris.length !== 1) throw deny('not an X.509-SVID');
   const spiffeId = parts.uris[0] as string;
   info.spiffeId = spiffeId;

@@ -52,7 +52,7 @@ async function checkCa(
   if (!core.roots().some((r) => cert.checkIssued(r) && cert.verify(r.publicKey)))
     throw new IssuerError('ERR_ISSUER_CHAIN_INVALID', 'the delegated CA was not signed by this issuer');
   const now = core.clock.now();
-  if (now < parts.notBefore || now > parts.notAfter)
+  if (now < parts.notBefore || now >= parts.notAfter)
     throw new IssuerError('ERR_ISSUER_CA_EXPIRED', 'the delegated CA is expired or not yet valid', {
       notAfter: parts.notAfter,
     });

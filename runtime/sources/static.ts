@@ -40,7 +40,7 @@ export class StaticSvidSource implements SvidSource {
   getX509Svid(): X509Svid {
     const svid = this.#svid;
     if (svid === undefined) throw new SpiffeError('ERR_SVID_UNAVAILABLE', 'no SVID has been set');
-    if (this.#clock.now() > svid.notAfter) {
+    if (this.#clock.now() >= svid.notAfter) {
       throw new SpiffeError('ERR_SVID_UNAVAILABLE', `SVID ${svid.spiffeId} has expired`, {
         spiffeId: svid.spiffeId,
       });

@@ -12,7 +12,9 @@
  *    it (RFC 5280 §4.2.1.10);
  * 3. path scoping (ARCHITECTURE.md §2): a CA whose URI SAN is a SPIFFE ID with a path (a
  *    gateway's delegated CA) only vouches for `<that id>/device/<one segment>` and
- *    `<that id>/workload/<one segment>`;
+ *    `<that id>/workload/<one segment>`, and, where a server is verified (`purpose: 'server'`:
+ *    devices, the SDK, the enrollment client), for the gateway's own server identity: exactly
+ *    `<that id>`, EKU serverAuth and not clientAuth. Anything else is `ERR_SVID_PATH_SCOPE`;
  * 4. every certificate of the path is valid at `now`, and neither the IDs nor the serials are
  *    revoked.
  * Steps 1–3 do not depend on time and are cached by `SvidVerifier` per chain and bundle; step 4
@@ -179,10 +181,11 @@ function checkLeaf(f: CertFacts, purpose: SvidPurpose): string {
 function checkCa(
   f: CertFacts,
   below: number,
-  leafId: string,
+  leaf: { id: string; facts: CertFacts; purpose: SvidPurpose },
   trustDomain: string,
   what: string,
 ): string | undefined {
+  const leafId = leaf.id;
   if (!f.ca) untrusted(`${what} is not a CA (cA=false)`, leafId);
   if (f.keyUsage !== undefined && (f.keyUsage & KU_KEY_CERT_SIGN) === 0)
     untrusted(`${what} lacks keyCertSign`, leafId);
@@ -202,14 +205,31 @@ function checkCa(
   }
   if (caId.trustDomain !== trustDomain)
     untrusted(`${what} belongs to trust domain ${caId.trustDomain}`, leafId);
-  // ARCHITECTURE.md §2 path scoping: a CA with a SPIFFE path only signs `<id>/device/<x>` and
-  // `<id>/workload/<x>`.
+  // ARCHITECTURE.md §2 path scoping: a CA with a SPIFFE path only signs `<id>/device/<x>`,
+  // `<id>/workload/<x>`, and its own server identity, admitted only where a server is verified.
   if (caId.path !== '' && !inDelegatedScope(leafId, caId.id)) {
-    throw new SpiffeError('ERR_SVID_PATH_SCOPE', `${leafId} is not under ${caId.id}/device/ or /workload/`, {
-      spiffeId: leafId,
-    });
+    if (leafId !== caId.id)
+      throw new SpiffeError(
+        'ERR_SVID_PATH_SCOPE',
+        `${leafId} is not under ${caId.id}/device/ or /workload/`,
+        {
+          spiffeId: leafId,
+        },
+      );
+    if (!(leaf.purpose === 'server' && serverOnly(leaf.facts)))
+      throw new SpiffeError(
+        'ERR_SVID_PATH_SCOPE',
+        `${leafId} is the gateway's server identity: admitted only as a server, with serverAuth and without clientAuth`,
+        { spiffeId: leafId },
+      );
   }
   return caId.path === '' ? undefined : caId.id;
+}
+
+/** EKU present with serverAuth and without clientAuth. */
+function serverOnly(f: CertFacts): boolean {
+  const eku = f.extKeyUsage ?? [];
+  return eku.includes(OID_SERVER_AUTH) && !eku.includes(OID_CLIENT_AUTH);
 }
 
 function checkConstraints(f: CertFacts, hosts: readonly string[], leafId: string, what: string): void {
@@ -234,7 +254,8 @@ function verifyStatic(chain: readonly X509Certificate[], opts: VerifyOptions): S
   if (chain.length === 0) invalid('no certificate presented');
   if (chain.length > MAX_CHAIN) invalid(`chain longer than ${MAX_CHAIN}`);
   const leaf = certFacts(chain[0] as X509Certificate);
-  const leafId = checkLeaf(leaf, opts.purpose ?? 'client');
+  const purpose = opts.purpose ?? 'client';
+  const leafId = checkLeaf(leaf, purpose);
   const trustDomain = parseSpiffeId(leafId).trustDomain;
   if (trustDomain !== opts.bundle.trustDomain) {
     untrusted(
@@ -270,7 +291,7 @@ function verifyStatic(chain: readonly X509Certificate[], opts: VerifyOptions): S
   cas.forEach((f, k) => {
     const what =
       k === cas.length - 1 ? (anchorIsRoot ? 'bundle root' : 'delegated CA') : `intermediate ${k + 1}`;
-    const id = checkCa(f, k, leafId, trustDomain, what);
+    const id = checkCa(f, k, { id: leafId, facts: leaf, purpose }, trustDomain, what);
     if (id !== undefined) caIds.push(id);
     if (k === 0) signerId = id;
     const hosts = [host];
@@ -289,13 +310,19 @@ function verifyStatic(chain: readonly X509Certificate[], opts: VerifyOptions): S
   };
 }
 
+/**
+ * A chain is valid from the latest NotBefore up to, not including, the earliest NotAfter: the
+ * project's one rule (the agent's sources, the local server identity, the SDK and the fleet
+ * invariants all end a credential at its NotAfter), one millisecond stricter than RFC 5280's
+ * inclusive reading, so "local service stops exactly at the budget end" holds for every verifier.
+ */
 function checkDynamic(r: StaticPart, opts: VerifyOptions): void {
   if (opts.now < r.notBefore) {
     throw new SpiffeError('ERR_SVID_EXPIRED', `${r.spiffeId}: a certificate of the chain is not valid yet`, {
       spiffeId: r.spiffeId,
     });
   }
-  if (opts.now > r.notAfter) {
+  if (opts.now >= r.notAfter) {
     throw new SpiffeError('ERR_SVID_EXPIRED', `${r.spiffeId}: a certificate of the chain has expired`, {
       spiffeId: r.spiffeId,
     });

@@ -44,8 +44,12 @@ import {
   subjectKeyId,
 } from './extensions.ts';
 
-/** `svid`: an X.509-SVID leaf (gateway or device). `device-ca`: a delegated CA, pathLen 0. */
-export type Profile = 'svid' | 'device-ca';
+/**
+ * `svid`: an X.509-SVID leaf (gateway or device). `device-ca`: a delegated CA, pathLen 0.
+ * `server`: the gateway's local server certificate under its delegated CA: EKU serverAuth only,
+ * for exactly the signer's `serverId` (the CA's own ID), never a client identity.
+ */
+export type Profile = 'svid' | 'device-ca' | 'server';
 
 export interface SignRequest {
   readonly profile: Profile;
@@ -57,7 +61,7 @@ export interface SignRequest {
   /** Big-endian serial; default: 16 random bytes, positive. */
   readonly serial?: Uint8Array;
   /**
-   * `svid` only: DNS names and IP addresses the subject serves TLS under (the gateway's broker),
+   * `svid` and `server` only: DNS names and IP addresses the subject serves TLS under (the gateway's broker),
    * added as SANs after the one URI SAN (SPIFFE X509-SVID §2 allows other SAN types). The caller
    * checks them against its policy; here they are only checked to be well formed.
    */
@@ -100,8 +104,10 @@ export interface SignerOptions {
   readonly random: Random;
   /** When set, IDs must start with `<scope>/` (the agent: `<gateway ID>/device/`). */
   readonly scope?: string;
-  /** Profiles this signer may produce; default both. A delegated CA may only sign `svid`. */
+  /** Profiles this signer may produce; default `svid` and `device-ca`. A delegated CA signs `svid` and `server`. */
   readonly profiles?: readonly Profile[];
+  /** The one ID a `server` certificate may carry (the delegated CA's own ID); required for `server`. */
+  readonly serverId?: string;
 }
 
 /** TBSCertificate `version [0] EXPLICIT v3`. */
@@ -111,6 +117,7 @@ const PROFILE_EXTENSIONS: Record<Profile, (td: string) => Buffer[]> = {
   svid: () => [basicConstraints(false), keyUsage([0]), extKeyUsage(OID.serverAuth, OID.clientAuth)],
   // + the per-CA name constraints (`delegatedCaConstraints`)
   'device-ca': () => [basicConstraints(true, 0), keyUsage([5, 6])],
+  server: () => [basicConstraints(false), keyUsage([0]), extKeyUsage(OID.serverAuth)],
 };
 
 /**
@@ -245,6 +252,8 @@ function tbsTemplate(
   for (const p of allowed)
     constExts.set(p, Buffer.concat([...PROFILE_EXTENSIONS[p](td), authorityKeyId(ski)]));
   const scope = opts.scope === undefined ? undefined : `${opts.scope}/`;
+  if (allowed.has('server') && opts.serverId === undefined)
+    throw new TypeError('a signer of server certificates needs serverId');
   return {
     notAfter: parts.notAfter,
     build(req) {
@@ -254,7 +263,10 @@ function tbsTemplate(
       const id = signableId(req.spiffeId);
       if (id.trustDomain !== td)
         throw new SvidError('ERR_SVID_ID_INVALID', `${req.spiffeId} is not in trust domain ${td}`);
-      if (scope !== undefined && !req.spiffeId.startsWith(scope))
+      if (req.profile === 'server') {
+        if (req.spiffeId !== opts.serverId)
+          throw new SvidError('ERR_SVID_ID_INVALID', `a server certificate is only for ${opts.serverId}`);
+      } else if (scope !== undefined && !req.spiffeId.startsWith(scope))
         throw new SvidError('ERR_SVID_ID_INVALID', `${req.spiffeId} is outside this CA's scope ${scope}`);
       const cn = id.segments[id.segments.length - 1];
       if (cn === undefined || cn.length > 64)
@@ -263,14 +275,15 @@ function tbsTemplate(
       const notAfter = Math.min(req.notAfter, parts.notAfter);
       if (notAfter <= notBefore)
         throw new SvidError('ERR_SVID_SIGNER', 'the signing CA has expired for this window');
-      if (req.serverNames !== undefined && req.serverNames.length > 0 && req.profile !== 'svid')
+      if (req.serverNames !== undefined && req.serverNames.length > 0 && req.profile === 'device-ca')
         throw new SvidError('ERR_SVID_SIGNER', 'server names belong on an SVID, not on a CA');
       const constraints =
         req.profile === 'device-ca' ? [delegatedCaConstraints(td, req.permittedServerNames ?? [])] : [];
       const extraNames = (req.serverNames ?? []).map(serverGeneralName);
       const spki = Buffer.from(req.spki);
-      const noCn = req.profile === 'svid' && cn.includes('.');
-      const subject = noCn ? seq() : req.profile === 'svid' ? name(cn) : name(cn, 'edgeward device CA');
+      // A leaf whose CN would look like a DNS name has none (the CA's DNS name constraints apply to it).
+      const noCn = req.profile !== 'device-ca' && cn.includes('.');
+      const subject = noCn ? seq() : req.profile === 'device-ca' ? name(cn, 'edgeward device CA') : name(cn);
       const san = noCn ? criticalSubjectAltName : subjectAltName;
       const serial = req.serial ?? randomSerial(opts.random);
       const tbs = tlv(

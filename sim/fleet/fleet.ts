@@ -98,7 +98,8 @@ export class Fleet {
   readonly groups: DeviceGroup[] = [];
   readonly invariants = new Invariants(TRUST_DOMAIN);
   readonly timeline: Sample[] = [];
-  readonly stepMs: number;
+  /** Virtual time per step; the multi-day scenarios lengthen it while they run. */
+  stepMs: number;
   readonly vendorKey: KeyObject;
   readonly recoveryBoundMs: number;
   issuer!: Issuer;
@@ -270,7 +271,11 @@ export class Fleet {
       scenario: this.invariants.scenario,
       gatewaysServing: this.gateways.filter((g) => g.agent?.status().serving === true).length,
       gatewaysAlive: this.gateways.filter((g) => g.alive).length,
-      devicesValid: this.groups.reduce((n, g) => n + g.validCount(now), 0),
+      // Over MQTT (the SDK's devices on the real brokers) when there are any, not through the agent.
+      devicesValid:
+        this.mqtt.length > 0
+          ? this.mqtt.reduce((n, m) => n + m.validOverMqtt(now), 0)
+          : this.groups.reduce((n, g) => n + g.validCount(now), 0),
       rotations: this.rotations,
       issuerUp: !this.network.issuerDown,
     });
@@ -325,7 +330,10 @@ export class Fleet {
     const o = this.#mqttOptions as MqttFleetOptions;
     for (const m of this.mqtt) await m.ensure(stepNo);
     await this.#waitQuiet(o.realClock, o.settleMs ?? 300, 25);
-    for (const m of this.mqtt) this.invariants.checkQos(m, stepNo, now);
+    for (const m of this.mqtt) {
+      this.invariants.checkQos(m, stepNo, now);
+      this.invariants.checkMqtt(m, now);
+    }
   }
 
   /** The end of a run: a longer wait, then every acknowledged message must have arrived. */
@@ -335,7 +343,11 @@ export class Fleet {
     const stepNo = ++this.#steps;
     for (const m of this.mqtt) await m.ensure(stepNo);
     await this.#waitQuiet(o.realClock, waitMs, 1_000);
-    for (const m of this.mqtt) this.invariants.checkQos(m, stepNo, this.clock.now(), true);
+    for (const m of this.mqtt) {
+      this.invariants.checkQos(m, stepNo, this.clock.now(), true);
+      this.invariants.checkMqtt(m, this.clock.now());
+      this.invariants.checkAcked(m, this.clock.now());
+    }
   }
 
   /** Until every MQTT gateway is quiet, `capMs` passed, or nothing moved for `idleMs`. */

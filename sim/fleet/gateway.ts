@@ -18,6 +18,8 @@
 import { join } from 'node:path';
 import { MemoryLevel } from 'memory-level';
 import { TpmAttestor } from '../../attestors/tpm/attestor.ts';
+import { flush, listHandles } from '../../attestors/tpm/client/helpers.ts';
+import { TPM_HT } from '../../attestors/tpm/wire/constants.ts';
 import { Agent } from '../../runtime/agent/agent.ts';
 import type { RotationStep } from '../../runtime/agent/exchange.ts';
 import { newP256Key } from '../../runtime/agent/keys.ts';
@@ -132,6 +134,7 @@ export class SimGateway {
   /** Start a new process: open the store (it must load), start the agent. */
   async boot(): Promise<void> {
     if (this.agent !== undefined) throw new TypeError(`${this.name} is already running`);
+    await this.#released;
     const me = ++this.incarnation;
     const alive = (): boolean => this.incarnation === me && this.agent !== undefined;
     const clock = new GatewayClock(this.#o.clock, alive);
@@ -174,12 +177,29 @@ export class SimGateway {
     this.lastKnownNotAfter = this.agent?.status().svid?.notAfter;
   }
 
-  /** kill -9: the process stops where it is; nothing more reaches the store. */
+  /**
+   * kill -9: the process stops where it is; nothing more reaches the store. What it had loaded in
+   * the TPM goes with it (also after a graceful stop, when the process exits), as the kernel's
+   * resource manager (/dev/tpmrm0) flushes a finished process's transient objects and sessions;
+   * without that, the simulator's three object slots fill up with the earlier incarnations' keys
+   * (the delegated CA key is kept loaded while running).
+   */
   kill(): void {
     if (this.agent === undefined) return;
     this.agent = undefined;
     this.kills++;
     this.services?.kill();
+    this.#released = this.#flushTransient();
+  }
+
+  /** Resolves once the last killed incarnation's TPM objects are flushed. */
+  #released: Promise<void> = Promise.resolve();
+
+  async #flushTransient(): Promise<void> {
+    for (const ht of [TPM_HT.TRANSIENT, TPM_HT.HMAC_SESSION, TPM_HT.POLICY_SESSION]) {
+      const handles = await listHandles(this.tpm, (ht << 24) >>> 0).catch(() => [] as number[]);
+      for (const h of handles) await flush(this.tpm, h);
+    }
   }
 
   /** A graceful shutdown: the services stop first, then the agent. */
@@ -189,6 +209,8 @@ export class SimGateway {
     await this.services?.stop();
     this.agent = undefined;
     await a.stop();
+    // The process then exits: the resource manager releases whatever it left loaded in the TPM.
+    this.#released = this.#flushTransient();
   }
 
   /** A TPM power cycle (PCRs cleared, resetCount + 1), as a reboot does. */

@@ -15,6 +15,18 @@
  * - `qos1-no-loss`: on the gateways with real brokers, every QoS 1 message whose PUBACK a
  *   device got reaches the subscribing device (duplicates allowed), see qos-ledger.ts; one check
  *   per message judged.
+ * - `qos1-acked`: a QoS 1 message a device published while connected gets its PUBACK (judged at
+ *   the end of the run, one check per such message; a device whose session ended for good at its
+ *   gateway's budget end is exempt, and counted as such in the ledger).
+ * - `no-lockout-within-budget`: a device on a gateway with a real broker is never locked out
+ *   (`ERR_DEVICE_SVID_EXPIRED`) while its gateway's budget (the delegated CA) lasts; no operator
+ *   stand-in re-enrolls it (one check per device per step).
+ * - `local-stops-at-budget-end`: once a gateway's budget has ended (true time past the CA's
+ *   NotAfter), no device is connected to its broker (one check per gateway per step).
+ * - `devices-renew-offline`: in the offline-budget scenarios, devices keep renewing over MQTT while
+ *   the upstream is away, and none re-enrolls.
+ * Devices are checked over MQTT (the device SDK against the real broker), never by signing
+ * through the agent.
  * Every check counts as run; a failed one is a violation with its time, gateway and reason.
  *
  * @example
@@ -38,7 +50,11 @@ export type InvariantName =
   | 'recovery'
   | 'store-loads'
   | 'firmware-gate'
-  | 'qos1-no-loss';
+  | 'qos1-no-loss'
+  | 'qos1-acked'
+  | 'no-lockout-within-budget'
+  | 'local-stops-at-budget-end'
+  | 'devices-renew-offline';
 
 export interface Violation {
   readonly at: number;
@@ -62,6 +78,10 @@ export class Invariants {
   readonly violations: Violation[] = [];
   readonly #results = new Map<string, ScenarioResult>();
   readonly #qosSeen = new Map<MqttGateway, number>();
+  /** Lock-outs already judged, per MQTT gateway. */
+  readonly #lockoutsSeen = new Map<MqttGateway, number>();
+  /** The last budget end (delegated CA NotAfter) seen per MQTT gateway. */
+  readonly #budgetEnd = new Map<MqttGateway, number>();
 
   constructor(trustDomain: string) {
     this.trustDomain = trustDomain;
@@ -160,6 +180,57 @@ export class Invariants {
         trueNow,
         () =>
           `${lost.device} message ${lost.seq}, acknowledged at step ${lost.ackedAtStep} (${lost.note}), never delivered`,
+      );
+  }
+
+  /** After a settled step: lock-outs within the budget, and nothing local after the budget's end. */
+  checkMqtt(m: MqttGateway, trueNow: number): void {
+    const now = m.budgetEnd();
+    if (now !== undefined) this.#budgetEnd.set(m, now);
+    const end = this.#budgetEnd.get(m);
+    const lockouts = m.lockouts;
+    for (let i = this.#lockoutsSeen.get(m) ?? 0; i < lockouts.length; i++) {
+      const l = lockouts[i] as (typeof lockouts)[number];
+      const budget = l.budgetEnd ?? end;
+      this.check(
+        budget !== undefined && l.at >= budget,
+        'no-lockout-within-budget',
+        m.gw,
+        l.at,
+        () =>
+          `device ${l.device} locked out (ERR_DEVICE_SVID_EXPIRED) at ${iso(l.at)}, budget until ${budget === undefined ? 'unknown' : iso(budget)}`,
+      );
+    }
+    this.#lockoutsSeen.set(m, lockouts.length);
+    // One check per device per step: not locked out, or locked out legitimately (judged above).
+    const r = this.#result();
+    r.checks += m.devices.length - lockouts.length;
+    if (end !== undefined && trueNow > end) {
+      const connected = m.devices.filter((d) => d.client.connected).length;
+      this.check(
+        connected === 0,
+        'local-stops-at-budget-end',
+        m.gw,
+        trueNow,
+        () =>
+          `${connected} devices still connected ${Math.round((trueNow - end) / 1000)} s after the budget ended at ${iso(end)}`,
+      );
+    }
+  }
+
+  /** The end of the run: every QoS 1 message published while connected got its PUBACK. */
+  checkAcked(m: MqttGateway, trueNow: number): void {
+    const r = this.#result();
+    const before = m.ledger.stats.sentConnected - m.ledger.stats.exempted;
+    const missing = m.ledger.unacknowledged();
+    r.checks += Math.max(0, before - missing.length);
+    for (const key of missing)
+      this.check(
+        false,
+        'qos1-acked',
+        m.gw,
+        trueNow,
+        () => `${key} published while connected, never acknowledged`,
       );
   }
 

@@ -1,6 +1,7 @@
 /**
  * `npm run sim -- --gateways 20 --devices 50 --hours 72 [--kills 100] [--seed S] [--ttl 60]
- * [--mqtt-gateways 2] [--mqtt-devices 5] [--proxy 1] [--only NAME] [--svg FILE] [--json FILE]`: run the fleet
+ * [--mqtt-gateways 2] [--mqtt-devices 5] [--proxy 1] [--budget-days 1] [--only NAME] [--svg FILE] [--json FILE]`:
+ * run the fleet
  * and fault simulation, print the timeline and the results table, write the SVG chart (default
  * `fleet-sim.svg`) and, with `--json`, the results as JSON; exit 1 on any violation.
  *
@@ -24,7 +25,7 @@ import { faketimeEnv, processWallTime, type WallTimeSink } from './wall-time.ts'
 
 const USAGE =
   'usage: npm run sim -- [--gateways 20] [--devices 50] [--hours 72] [--kills 100] [--seed S] [--ttl 60] ' +
-  '[--mqtt-gateways 2] [--mqtt-devices 5] [--proxy 1] [--only NAME] [--svg FILE] [--json FILE]';
+  '[--mqtt-gateways 2] [--mqtt-devices 5] [--proxy 1] [--budget-days 1] [--only NAME] [--svg FILE] [--json FILE]';
 
 const parsed = (() => {
   try {
@@ -42,6 +43,7 @@ const parsed = (() => {
         'mqtt-gateways': { type: 'string', default: '2' },
         'mqtt-devices': { type: 'string', default: '5' },
         proxy: { type: 'string', default: '1' },
+        'budget-days': { type: 'string', default: '1' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -96,6 +98,7 @@ try {
     hours: int('hours', values.hours, 1),
     kills: int('kills', values.kills, 0),
     svidTtlMs: int('ttl', values.ttl, 2) * MIN,
+    offlineBudgetMs: int('budget-days', values['budget-days'], 1) * 24 * 60 * MIN,
     seed: values.seed,
     dir,
     ...(values.only === undefined ? {} : { only: values.only }),
@@ -120,7 +123,7 @@ try {
   );
   if (out.qos !== undefined)
     console.log(
-      `QoS 1 over ${mqttGateways} MQTT gateways x ${mqttDevices} devices: ${out.qos.sent} sent, ${out.qos.acked} acknowledged, ${out.qos.received} received, ${out.qos.duplicates} duplicates, ${out.qos.lost} lost, ${out.qos.brokerStarts} broker starts, ${out.qos.connectedAtEnd} of ${out.qos.publishers} publishers connected at the end, ${out.qos.reenrolled} re-enrolled after a lockout`,
+      `QoS 1 over ${mqttGateways} MQTT gateways x ${mqttDevices} devices: ${out.qos.sent} sent, ${out.qos.acked} acknowledged, ${out.qos.received} received, ${out.qos.duplicates} duplicates, ${out.qos.lost} lost, ${out.qos.brokerStarts} broker starts, ${out.qos.connectedAtEnd} of ${out.qos.publishers} publishers connected at the end, ${out.qos.sentConnected} published while connected, ${out.qos.unacknowledged} of them never acknowledged (${out.qos.exempted} exempt: session ended at the budget end), ${out.qos.lockouts} devices locked out (${out.qos.lockoutsWithinBudget} within the budget), ${out.qos.reenrolled} re-enrolled by themselves`,
     );
   if (out.proxy !== undefined)
     console.log(

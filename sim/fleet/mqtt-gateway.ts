@@ -11,6 +11,13 @@
  * mqtt.js reconnects and keepalives are real. After every virtual step the fleet lets real time
  * run (`quiet()`) until every message is acknowledged and delivered, or a short cap passes.
  *
+ * Lock-outs are not repaired: a device whose SVID expired while it could not reach the gateway
+ * reports `ERR_DEVICE_SVID_EXPIRED` (the SDK's `lockedOut`) and stays out, as a real one would
+ * until a person re-enrolls it; `lockouts` records each with the gateway's budget end (the
+ * delegated CA's NotAfter) at that moment, for the invariant that none happens within the budget.
+ * The broker presents the gateway's local server identity (runtime/agent/server-identity.ts, as
+ * runtime/agent/run.ts does), so local service lasts as long as the delegated CA.
+ *
  * Restarts: `kill()` is the process dying: the broker is closed at once, mid-traffic, its
  * sockets destroyed and its in-memory sessions gone; `stop()` is a graceful shutdown. The next
  * incarnation's broker listens on the same port, and the devices reconnect on their own.
@@ -24,6 +31,8 @@
  */
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
+import type { Agent } from '../../runtime/agent/agent.ts';
+import { type ServerIdentity, serverIdentityOf } from '../../runtime/agent/server-identity.ts';
 import { type Clock, sleep } from '../../runtime/core/clock.ts';
 import { isEdgewardError } from '../../runtime/core/error.ts';
 import { nullLogger } from '../../runtime/core/logger.ts';
@@ -72,8 +81,10 @@ export class MqttGateway {
   /** Step since which the collector has been connected and subscribed (undefined: it is not). */
   collectorSince: number | undefined;
   brokerStarts = 0;
-  /** Devices provisioned again because their SVID expired while they could not reach the gateway. */
+  /** Devices that re-enrolled by themselves (the SDK's `reenrolled`: a factory certificate). */
   reenrolled = 0;
+  /** Devices locked out (SVID expired, no way to re-enroll): when, and the gateway's budget end then. */
+  readonly lockouts: { device: string; at: number; budgetEnd: number | undefined }[] = [];
   /** Device SVID rotations over MQTT that completed, and that failed (each retried by the SDK). */
   deviceRotations = 0;
   deviceRotationFailures: string[] = [];
@@ -82,6 +93,8 @@ export class MqttGateway {
   #step = 0;
   #enrolling: Promise<void> | undefined;
   #closed = false;
+  /** The local server identity of the current agent incarnation. */
+  #server: { agent: Agent; identity: ServerIdentity } | undefined;
 
   constructor(gw: SimGateway, o: MqttGatewayOptions) {
     this.gw = gw;
@@ -92,10 +105,19 @@ export class MqttGateway {
   async ensure(step: number): Promise<void> {
     this.#step = step;
     const agent = this.gw.agent;
-    if (this.#closed || agent === undefined || !agent.status().serving) return;
-    if (this.broker === undefined) {
+    if (this.#closed || agent === undefined) return;
+    if (this.#server?.agent !== agent) {
+      this.#server?.identity.stop();
+      const identity = serverIdentityOf(agent, { clock: this.gw.clock, logger: nullLogger });
+      this.#server = { agent, identity };
+      // Resolves once the first certificate is minted (the delegated CA key may be in the TPM).
+      await identity.start();
+    }
+    const server = this.#server.identity;
+    if (this.broker === undefined && server.status().up) {
       try {
         this.broker = await startBroker({
+          serverSource: server,
           svidSource: agent.svidSource,
           bundleSource: agent.bundleSource,
           revocationSource: agent.revocations,
@@ -122,39 +144,22 @@ export class MqttGateway {
       this.port = this.broker.addresses.mqtt.port;
       this.brokerStarts++;
     }
-    if (this.collector === undefined) {
+    if (this.collector === undefined && this.broker !== undefined) {
       this.#enrolling ??= this.#enroll().finally(() => {
         this.#enrolling = undefined;
       });
       await this.#enrolling;
     }
-    await this.#reenrollLockedOut();
   }
 
-  /**
-   * A device whose SVID expired while it could not reach the gateway (for example when the
-   * gateway's own SVID expired in a long issuer outage) is locked out: it cannot renew without a
-   * connection. It is provisioned again, as an operator would re-enroll it, and counted.
-   */
-  async #reenrollLockedOut(): Promise<void> {
-    const now = this.#o.clock.now();
-    const out = (d: Device): boolean => !d.client.connected && d.notAfter <= now;
-    for (let i = 0; i < this.publishers.length; i++) {
-      const d = this.publishers[i] as Device;
-      if (!out(d)) continue;
-      d.client.end(true);
-      this.ledger.abandonAll(d.deviceId);
-      this.publishers[i] = await this.#provision(d.deviceId);
-      this.reenrolled++;
-    }
-    const c = this.collector;
-    if (c !== undefined && out(c)) {
-      c.client.end(true);
-      this.collector = undefined;
-      this.collectorSince = undefined;
-      this.collector = await this.#provisionCollector();
-      this.reenrolled++;
-    }
+  /** The gateway's budget end now: the delegated CA's NotAfter (undefined: no identity loaded). */
+  budgetEnd(): number | undefined {
+    return this.gw.agent?.svidSource.loaded()?.ca.notAfter;
+  }
+
+  /** Every device of this gateway (the publishers and the collector). */
+  get devices(): Device[] {
+    return [...this.publishers, ...(this.collector === undefined ? [] : [this.collector])];
   }
 
   /** Provision the devices as a factory would (key, SVID from the delegated CA, bundle) and connect them. */
@@ -179,9 +184,20 @@ export class MqttGateway {
       logger: nullLogger,
       renewTimeoutMs: 10 * 60_000,
       retryMs: 60_000,
-      mqtt: { reconnectPeriod: 100, keepalive: 60 },
+      mqtt: { keepalive: 60 },
+      // Sockets and reconnects run in real time here (see the header); full jitter up to 1 s.
+      reconnect: { initialMs: 100, factor: 2, capMs: 1_000 },
+      reconnectClock: this.#o.realClock,
     });
     device.on('rotated', () => this.deviceRotations++);
+    device.on('reenrolled', () => this.reenrolled++);
+    device.on('lockedOut', () => {
+      const budgetEnd = this.budgetEnd();
+      const at = this.#o.clock.now();
+      this.lockouts.push({ device: id, at, budgetEnd });
+      // Ended for good at the budget's end: what it had published is owed no PUBACK any more.
+      if (budgetEnd !== undefined && at >= budgetEnd) this.ledger.exempt(id);
+    });
     device.on('rotationFailed', (err: Error & { code?: string }) =>
       this.deviceRotationFailures.push(`${id}: ${err.code ?? err.name}: ${err.message}`),
     );
@@ -214,7 +230,7 @@ export class MqttGateway {
     this.#step = step;
     for (const d of this.publishers) {
       for (let i = 0; i < count; i++) {
-        const seq = this.ledger.sent(d.deviceId);
+        const seq = this.ledger.sent(d.deviceId, d.client.connected);
         d.client.publish(`devices/${d.deviceId}/telemetry`, String(seq), { qos: 1 }, (err) => {
           if (err) this.ledger.abandoned(d.deviceId, seq);
           else
@@ -248,7 +264,12 @@ export class MqttGateway {
     return s.acked + s.received + s.duplicates + up * 1e9 + this.ledger.inFlight * 1e6;
   }
 
-  /** Publishers connected now (a device whose SVID expired while cut off stays out: re-enrollment). */
+  /** Devices connected over MQTT now with an SVID valid at `trueNow` (checked over MQTT, not through the agent). */
+  validOverMqtt(trueNow: number): number {
+    return this.devices.filter((d) => d.client.connected && d.notAfter > trueNow).length;
+  }
+
+  /** Publishers connected now (a device whose SVID expired while cut off stays out: locked out). */
   get connected(): number {
     return this.publishers.filter((d) => d.client.connected).length;
   }
@@ -271,6 +292,7 @@ export class MqttGateway {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#server?.identity.stop();
     await this.#enrolling?.catch(() => {});
     const clients = [...this.publishers, ...(this.collector === undefined ? [] : [this.collector])];
     // A client with unacknowledged messages waits for the broker on a polite end: bounded.

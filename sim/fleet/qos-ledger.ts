@@ -5,6 +5,10 @@
  * it is still missing although the subscriber has been connected through a whole settled step
  * since the acknowledgement (two steps at least), or at the end of the run after the final drain.
  *
+ * The other half: a message a device published while it was connected must get its PUBACK
+ * (`unacknowledged()` at the end lists the ones that never did; `exempt(device)` removes a device
+ * whose session ended for good at its gateway's budget end, when no PUBACK can come any more).
+ *
  * @example
  * ```ts
  * const ledger = new QosLedger();
@@ -29,10 +33,27 @@ export interface LedgerStats {
   received: number;
   duplicates: number;
   lost: number;
+  /** Published while the publisher was connected. */
+  sentConnected: number;
+  /** Of those, never acknowledged (judged at the end). */
+  unacknowledged: number;
+  /** Of those, exempted: the publisher's session ended for good at its gateway's budget end. */
+  exempted: number;
 }
 
 export class QosLedger {
-  readonly stats: LedgerStats = { sent: 0, acked: 0, received: 0, duplicates: 0, lost: 0 };
+  readonly stats: LedgerStats = {
+    sent: 0,
+    acked: 0,
+    received: 0,
+    duplicates: 0,
+    lost: 0,
+    sentConnected: 0,
+    unacknowledged: 0,
+    exempted: 0,
+  };
+  /** Published while connected and not acknowledged yet. */
+  readonly #owedAck = new Set<string>();
   readonly #next = new Map<string, number>();
   /** Acknowledged and not yet received: key → step of the PUBACK. */
   readonly #waiting = new Map<string, LostMessage>();
@@ -41,17 +62,39 @@ export class QosLedger {
   readonly #inFlight = new Set<string>();
 
   /** A new sequence number for `device`'s next message. */
-  sent(device: string): number {
+  sent(device: string, connected = false): number {
     const seq = (this.#next.get(device) ?? 0) + 1;
     this.#next.set(device, seq);
     this.stats.sent++;
     this.#inFlight.add(`${device}#${seq}`);
+    if (connected) {
+      this.stats.sentConnected++;
+      this.#owedAck.add(`${device}#${seq}`);
+    }
     return seq;
+  }
+
+  /** `device`'s session ended for good at its gateway's budget end: no PUBACK is owed any more. */
+  exempt(device: string): void {
+    for (const key of this.#owedAck)
+      if (key.startsWith(`${device}#`)) {
+        this.#owedAck.delete(key);
+        this.stats.exempted++;
+      }
+  }
+
+  /** Messages published while connected that never got their PUBACK (the end of a run). */
+  unacknowledged(): string[] {
+    const out = [...this.#owedAck];
+    this.stats.unacknowledged += out.length;
+    this.#owedAck.clear();
+    return out;
   }
 
   /** The publisher got the PUBACK of (device, seq). */
   acked(device: string, seq: number, step: number, note = ''): void {
     const key = `${device}#${seq}`;
+    this.#owedAck.delete(key);
     if (!this.#inFlight.delete(key)) return;
     this.stats.acked++;
     if (!this.#received.has(key)) this.#waiting.set(key, { device, seq, ackedAtStep: step, note });

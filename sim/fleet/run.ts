@@ -14,7 +14,7 @@ import { Fleet, type FleetOptions, HOUR, MIN, type MqttFleetOptions } from './fl
 import type { ScenarioResult, Violation } from './invariants.ts';
 import type { LedgerStats } from './qos-ledger.ts';
 import { resultsTable, timelineTable } from './report.ts';
-import { SCENARIOS } from './scenarios.ts';
+import { BUDGET_SCENARIOS, SCENARIOS } from './scenarios.ts';
 
 export interface SimulationOptions {
   readonly gateways: number;
@@ -24,8 +24,10 @@ export interface SimulationOptions {
   readonly seed?: string;
   readonly svidTtlMs?: number;
   readonly kills?: number;
-  /** Only scenarios whose name contains one of these (default all). */
+  /** Only scenarios whose name contains one of these (default all but the multi-day budget ones). */
   readonly only?: readonly string[];
+  /** The issuer's offline budget (the delegated CA's lifetime; default 24 h here). */
+  readonly offlineBudgetMs?: number;
   readonly log?: (line: string) => void;
   /** Real brokers and device-SDK devices on the first gateways (the QoS 1 invariant). */
   readonly mqtt?: MqttFleetOptions;
@@ -54,8 +56,11 @@ export interface QosTotals extends LedgerStats {
   /** Publishing devices still connected at the end, of all of them. */
   connectedAtEnd: number;
   publishers: number;
-  /** Devices re-enrolled after a lockout (SVID expired while cut off from the gateway). */
+  /** Devices that re-enrolled by themselves (factory certificate) after their SVID expired. */
   reenrolled: number;
+  /** Devices locked out (SVID expired, no way back without a person), and of those within the budget. */
+  lockouts: number;
+  lockoutsWithinBudget: number;
 }
 
 export async function runFleetSimulation(o: SimulationOptions): Promise<SimulationOutput> {
@@ -66,6 +71,7 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
     dir: o.dir,
     seed: o.seed ?? 'fleet',
     svidTtlMs,
+    ...(o.offlineBudgetMs === undefined ? {} : { deviceCaTtlMs: o.offlineBudgetMs }),
     ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }),
     ...(o.proxy === undefined ? {} : { proxy: o.proxy }),
   });
@@ -80,7 +86,7 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
   try {
     fleet.invariants.scenario = 'baseline';
     await fleet.runFor(svidTtlMs);
-    for (const s of SCENARIOS) {
+    for (const s of o.only === undefined ? SCENARIOS : [...SCENARIOS, ...BUDGET_SCENARIOS]) {
       if (o.only !== undefined && !o.only.some((n) => s.name.includes(n))) continue;
       fleet.invariants.scenario = s.name;
       ctx.log(fleet.clock.now(), `scenario: ${s.name}`);
@@ -96,7 +102,13 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
       violations: fleet.invariants.violations,
       timeline: timelineTable(fleet.timeline, Math.max(30 * MIN, ((fleet.clock.now() - t0) / 48) | 0)),
       resultsText: resultsTable(results),
-      svg: chartSvg(fleet.timeline, { gateways: o.gateways, devices: o.gateways * o.devices }),
+      svg: chartSvg(fleet.timeline, {
+        gateways: o.gateways,
+        devices:
+          fleet.mqtt.length > 0
+            ? fleet.mqtt.reduce((n, m) => n + m.devices.length, 0)
+            : o.gateways * o.devices,
+      }),
       rotations: fleet.rotations,
       proxy:
         fleet.link === undefined
@@ -116,6 +128,13 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
                   received: a.received + s.received,
                   duplicates: a.duplicates + s.duplicates,
                   lost: a.lost + s.lost,
+                  sentConnected: a.sentConnected + s.sentConnected,
+                  unacknowledged: a.unacknowledged + s.unacknowledged,
+                  exempted: a.exempted + s.exempted,
+                  lockouts: a.lockouts + m.lockouts.length,
+                  lockoutsWithinBudget:
+                    a.lockoutsWithinBudget +
+                    m.lockouts.filter((l) => l.budgetEnd === undefined || l.at < l.budgetEnd).length,
                   brokerStarts: a.brokerStarts + m.brokerStarts,
                   connectedAtEnd: a.connectedAtEnd + m.connected,
                   publishers: a.publishers + m.publishers.length,
@@ -128,6 +147,11 @@ export async function runFleetSimulation(o: SimulationOptions): Promise<Simulati
                 received: 0,
                 duplicates: 0,
                 lost: 0,
+                sentConnected: 0,
+                unacknowledged: 0,
+                exempted: 0,
+                lockouts: 0,
+                lockoutsWithinBudget: 0,
                 brokerStarts: 0,
                 connectedAtEnd: 0,
                 publishers: 0,

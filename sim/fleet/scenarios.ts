@@ -297,3 +297,106 @@ export const SCENARIOS: readonly Scenario[] = [
   firmwareUpdate,
   mqttRestarts,
 ];
+
+const DAY = 24 * HOUR;
+
+/** The fleet's MQTT devices (the device SDK on real brokers), counted over every MQTT gateway. */
+const mqttTotals = (f: Fleet): { lockouts: number; reenrolled: number; rotations: number } =>
+  f.mqtt.reduce(
+    (a, m) => ({
+      lockouts: a.lockouts + m.lockouts.length,
+      reenrolled: a.reenrolled + m.reenrolled,
+      rotations: a.rotations + m.deviceRotations,
+    }),
+    { lockouts: 0, reenrolled: 0, rotations: 0 },
+  );
+
+/**
+ * The upstream (issuer) away for `days` while the MQTT gateways keep serving their devices, in
+ * 5-minute steps (the devices' 10-minute renewal timeout stays beyond one step). The invariants
+ * of every step apply (no lock-out within the budget, nothing local after its end); the scenario
+ * adds what the days away must show, then brings the upstream back and measures recovery.
+ */
+async function upstreamAway(
+  f: Fleet,
+  ctx: ScenarioContext,
+  days: number,
+  judge: (before: ReturnType<typeof mqttTotals>) => void,
+): Promise<void> {
+  const step = f.stepMs;
+  const before = mqttTotals(f);
+  ctx.log(f.clock.now(), `upstream away for ${days} days`);
+  f.network.issuerDown = true;
+  f.stepMs = 5 * MIN;
+  try {
+    await f.runFor(days * DAY);
+  } finally {
+    f.stepMs = step;
+  }
+  judge(before);
+  f.network.issuerDown = false;
+  ctx.log(f.clock.now(), 'upstream back');
+  await f.awaitRecovery(f.gateways);
+  await settle(f, ctx.svidTtlMs);
+}
+
+export const upstreamAway3Days: Scenario = {
+  name: 'upstream away 3 days (7-day budget)',
+  async run(f, ctx) {
+    await upstreamAway(f, ctx, 3, (before) => {
+      const now = f.clock.now();
+      const after = mqttTotals(f);
+      for (const m of f.mqtt) {
+        for (const d of m.devices)
+          f.invariants.check(
+            d.notAfter > now && d.state !== 'lockedOut',
+            'devices-renew-offline',
+            m.gw,
+            now,
+            () =>
+              `device ${d.deviceId} ${d.state}, SVID until ${new Date(d.notAfter).toISOString()} after 3 days away`,
+          );
+      }
+      f.invariants.check(
+        after.lockouts === before.lockouts && after.reenrolled === before.reenrolled,
+        'devices-renew-offline',
+        f.gateways[0] as SimGateway,
+        now,
+        () =>
+          `${after.lockouts - before.lockouts} lock-outs and ${after.reenrolled - before.reenrolled} re-enrollments in 3 days away`,
+      );
+      f.invariants.check(
+        after.rotations > before.rotations,
+        'devices-renew-offline',
+        f.gateways[0] as SimGateway,
+        now,
+        () => 'no device renewal in 3 days away',
+      );
+      ctx.log(now, `3 days away: ${after.rotations - before.rotations} device renewals over MQTT`);
+    });
+  },
+};
+
+export const upstreamAway8Days: Scenario = {
+  name: 'upstream away 8 days (7-day budget)',
+  async run(f, ctx) {
+    await upstreamAway(f, ctx, 8, () => {
+      const now = f.clock.now();
+      // The budget really ended while away (so the per-step "nothing local after its end" was judged).
+      for (const m of f.mqtt) {
+        const end = m.budgetEnd();
+        f.invariants.check(
+          end === undefined || end <= now,
+          'local-stops-at-budget-end',
+          m.gw,
+          now,
+          () => `budget still lasts until ${new Date(end ?? 0).toISOString()} after 8 days away`,
+        );
+      }
+      ctx.log(now, `8 days away: ${mqttTotals(f).lockouts} devices locked out after the budget end`);
+    });
+  },
+};
+
+/** Multi-day scenarios, run only when named (`--only upstream`), with a 7-day budget (`--budget-days 7`). */
+export const BUDGET_SCENARIOS: readonly Scenario[] = [upstreamAway3Days, upstreamAway8Days];

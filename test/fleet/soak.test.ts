@@ -30,6 +30,10 @@ const INVARIANTS: Record<InvariantName, true> = {
   'store-loads': true,
   'firmware-gate': true,
   'qos1-no-loss': true,
+  'qos1-acked': true,
+  'no-lockout-within-budget': true,
+  'local-stops-at-budget-end': true,
+  'devices-renew-offline': true,
 };
 
 /** What sim/fleet/main.ts writes with --json (the soak runs MQTT gateways: qos is there). */

@@ -173,6 +173,11 @@ export interface TestPki {
   /** A second gateway of the same trust domain, with its own delegated CA. */
   readonly otherCa: Issued;
   device(deviceId: string, opts?: { notBefore?: number; notAfter?: number; ca?: Issued }): Promise<Issued>;
+  /**
+   * A leaf signed by this gateway's delegated CA (or `by`) for `id` (default: the gateway's own
+   * ID, i.e. its local server identity), EKU `eku` (default serverAuth only), DNS localhost.
+   */
+  underCa(o?: { id?: string; eku?: readonly string[] | null; by?: Issued }): Promise<Issued>;
   /** A gateway SVID (server certificate) for this gateway, e.g. the next one of a rotation. */
   gatewaySvid(opts?: { notBefore?: number; notAfter?: number }): Promise<Issued>;
   broken(kind: BrokenKind): Promise<Issued>;
@@ -248,6 +253,13 @@ export async function buildPki(
     deviceCa,
     otherCa,
     gatewaySvid,
+    underCa: (o = {}) =>
+      leaf({
+        id: o.id ?? gwId,
+        eku: o.eku === undefined ? [OID_SERVER_AUTH] : o.eku,
+        dns: ['localhost'],
+        ...(o.by ? { by: o.by } : {}),
+      }),
     device: (d, o = {}) =>
       leaf({
         id: o.ca ? `${o.ca.id}/device/${d}` : devId(d),

@@ -4,7 +4,9 @@
  * offline buffer in order — appended first, removed when the upstream acknowledged them — so
  * nothing is lost while the upstream is away or the gateway restarts (within the buffer's
  * bounds); QoS 0 messages are sent only while connected. When the SVID rotates, the bridge
- * reconnects with the new certificate.
+ * reconnects with the new certificate. Started while the gateway SVID is unavailable (a restart
+ * after it expired, local service still up under the delegated CA), it buffers and connects as
+ * soon as the source has one.
  *
  * @example
  * ```ts
@@ -19,8 +21,9 @@
 import { createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
 import type { AedesPublishPacket } from 'aedes';
 import { MqttClient } from 'mqtt';
+import { isEdgewardError } from '../../runtime/core/error.ts';
 import { type Logger, nullLogger } from '../../runtime/core/logger.ts';
-import type { SvidSource } from '../../runtime/sources/types.ts';
+import type { SvidSource, X509Svid } from '../../runtime/sources/types.ts';
 import { parseSpiffeId } from '../../runtime/spiffe/id.ts';
 import { type BufferDb, OfflineBuffer } from './buffer.ts';
 
@@ -54,6 +57,8 @@ export interface BridgeOptions {
   readonly logger?: Logger;
   /** mqtt.js reconnect period, ms (default 1000). */
   readonly reconnectMs?: number;
+  /** The gateway's SPIFFE ID, for the client id when the SVID is unavailable at start. */
+  readonly gatewayId?: string;
 }
 
 export interface BridgeStats {
@@ -71,7 +76,10 @@ export interface Bridge {
 }
 
 function contextOf(svidSource: SvidSource, ca: string): SecureContext {
-  const svid = svidSource.getX509Svid();
+  return contextFor(svidSource.getX509Svid(), ca);
+}
+
+function contextFor(svid: X509Svid, ca: string): SecureContext {
   return createSecureContext({
     key: svid.privateKey.export({ type: 'pkcs8', format: 'pem' }),
     cert: svid.chain.map((c) => c.toString()).join(''),
@@ -83,47 +91,61 @@ function contextOf(svidSource: SvidSource, ca: string): SecureContext {
 export async function startBridge(o: BridgeOptions): Promise<Bridge> {
   const logger = o.logger ?? nullLogger;
   const buffer = await OfflineBuffer.open(o.buffer.db, o.buffer);
-  let context = contextOf(o.svidSource, o.upstream.ca);
-  const id = parseSpiffeId(o.svidSource.getX509Svid().spiffeId);
+  // No SVID yet (expired before a restart): buffer now, connect once the source has one.
+  let first: X509Svid | undefined;
+  try {
+    first = o.svidSource.getX509Svid();
+  } catch (err) {
+    if (o.gatewayId === undefined || !isEdgewardError(err, 'ERR_SVID_UNAVAILABLE')) throw err;
+    logger.warn('bridge waits for a valid gateway SVID', { code: err.code });
+  }
+  let context = first === undefined ? undefined : contextFor(first, o.upstream.ca);
+  const id = parseSpiffeId(first?.spiffeId ?? (o.gatewayId as string));
   let forwarded = 0;
   let reconnects = 0;
   let closed = false;
 
-  const client = new MqttClient(
-    () =>
-      tlsConnect({
-        host: o.upstream.host,
-        port: o.upstream.port,
-        secureContext: context,
-        ...(o.upstream.servername === undefined ? {} : { servername: o.upstream.servername }),
-      }),
-    {
-      clientId: `edgeward-${id.segments.join('-')}`.slice(0, 64),
-      clean: true,
-      reconnectPeriod: o.reconnectMs ?? 1000,
-      keepalive: 30,
-      protocolVersion: 4,
-      queueQoSZero: false,
-    },
-  );
-  client.on('reconnect', () => reconnects++);
-  client.on('error', (err) => logger.warn('bridge upstream error', { reason: err.message }));
-  client.on('connect', () => {
-    logger.info('bridge connected upstream', { host: o.upstream.host, port: o.upstream.port });
-    drain();
-  });
+  const newClient = (): MqttClient => {
+    const c = new MqttClient(
+      () =>
+        tlsConnect({
+          host: o.upstream.host,
+          port: o.upstream.port,
+          ...(context === undefined ? {} : { secureContext: context }),
+          ...(o.upstream.servername === undefined ? {} : { servername: o.upstream.servername }),
+        }),
+      {
+        clientId: `edgeward-${id.segments.join('-')}`.slice(0, 64),
+        clean: true,
+        reconnectPeriod: o.reconnectMs ?? 1000,
+        keepalive: 30,
+        protocolVersion: 4,
+        queueQoSZero: false,
+      },
+    );
+    c.on('reconnect', () => reconnects++);
+    c.on('error', (err) => logger.warn('bridge upstream error', { reason: err.message }));
+    c.on('connect', () => {
+      logger.info('bridge connected upstream', { host: o.upstream.host, port: o.upstream.port });
+      drain();
+    });
+    return c;
+  };
+  // Created once there is an SVID to connect with (mqtt.js manualConnect leaks a reconnect timer after end()).
+  let client: MqttClient | undefined = context === undefined ? undefined : newClient();
 
   // One sender: oldest buffered message first, the next only after its PUBACK.
   let draining = false;
   function drain(): void {
-    if (draining || closed || !client.connected) return;
+    if (draining || closed || client?.connected !== true) return;
     draining = true;
     const step = async (): Promise<void> => {
       for (;;) {
-        if (closed || !client.connected) return;
+        const c = client;
+        if (closed || c?.connected !== true) return;
         const m = await buffer.peek();
         if (m === undefined) return;
-        await client.publishAsync(m.topic, m.payload, { qos: 1 });
+        await c.publishAsync(m.topic, m.payload, { qos: 1 });
         await buffer.ack(m.key);
         forwarded++;
       }
@@ -140,7 +162,7 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
       const topic = (t.remotePrefix ?? '') + packet.topic;
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
       if (packet.qos === 0) {
-        if (client.connected) {
+        if (client?.connected === true) {
           client.publish(topic, payload, { qos: 0 });
           forwarded++;
         }
@@ -164,10 +186,16 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
 
   const offRotate = o.svidSource.onChange(() => {
     try {
+      const waited = context === undefined;
       context = contextOf(o.svidSource, o.upstream.ca);
+      if (waited) {
+        logger.info('bridge connecting with the gateway SVID');
+        if (!closed) client = newClient();
+        return;
+      }
       logger.info('bridge reconnecting with the rotated certificate');
       // mqtt.js reconnects through the stream builder, which now uses the new context.
-      client.stream?.end();
+      client?.stream?.end();
     } catch (err) {
       logger.error('bridge certificate not rotated', { reason: (err as Error).message });
     }
@@ -175,7 +203,7 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
 
   return {
     stats: () => ({
-      connected: client.connected,
+      connected: client?.connected === true,
       buffered: buffer.size,
       bufferedBytes: buffer.bytes,
       dropped: buffer.dropped,
@@ -189,7 +217,7 @@ export async function startBridge(o: BridgeOptions): Promise<Bridge> {
       await Promise.all(
         delivers.map((d) => new Promise<void>((r) => o.broker.unsubscribe(d.topic, d.deliver, r))),
       );
-      await client.endAsync(true);
+      await client?.endAsync(true);
     },
   };
 }

@@ -1,10 +1,12 @@
 /**
- * The device side of renewal over MQTT: a fresh key and CSR are published to
+ * The device side of renewal over MQTT: a CSR for the fresh key the caller made is published to
  * `$edgeward/renew/<device id>` with a correlation id; the answer on `$edgeward/reply/<device id>`
- * is matched by that id, its chain verified against the bundle and its key compared to ours.
- * The reply topic must be subscribed before (the SDK does it at every connect).
+ * is matched by that id, its chain verified against the roots the device already trusts (never
+ * against roots the answer brings: those change only through an authenticated bundle message)
+ * and its key compared to ours. The reply topic must be subscribed before (the SDK does it at
+ * every connect).
  */
-import { createPublicKey, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto';
+import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import type { Clock } from '../../runtime/core/clock.ts';
 import type { Random } from '../../runtime/core/random.ts';
@@ -22,9 +24,11 @@ export async function renewOverMqtt(o: {
   roots: readonly X509Certificate[];
   clock: Clock;
   random: Random;
+  /** The new private key (the caller's key factory made it). */
+  key: KeyObject;
   timeoutMs: number;
 }): Promise<StoredIdentity> {
-  const key: KeyObject = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const key = o.key;
   const csr = createCsr(key, o.deviceId);
   const id = o.random.bytes(12).toString('base64url');
   const replyTopic = REPLY_PREFIX + o.deviceId;
@@ -61,16 +65,24 @@ export async function renewOverMqtt(o: {
     return v.map((d) => new X509Certificate(d as Uint8Array));
   };
   const chain = asCerts(reply.chain);
-  const roots = asCerts(reply.roots);
   const mine = createPublicKey(key).export({ type: 'spki', format: 'der' });
   if (!mine.equals((chain[0] as X509Certificate).publicKey.export({ type: 'spki', format: 'der' }))) {
     throw new TransportError('ERR_RENEW_REFUSED', 'the renewed certificate is not for our key');
   }
-  const v = verifyX509Svid(chain, {
-    now: o.clock.now(),
-    bundle: { trustDomain: o.trustDomain, roots, sequence: 0 },
-  });
+  let v: ReturnType<typeof verifyX509Svid>;
+  try {
+    v = verifyX509Svid(chain, {
+      now: o.clock.now(),
+      bundle: { trustDomain: o.trustDomain, roots: o.roots, sequence: 0 },
+    });
+  } catch (cause) {
+    throw new TransportError(
+      'ERR_RENEW_REFUSED',
+      `the renewed SVID does not verify against the trusted roots: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
   if (v.spiffeId !== o.spiffeId)
     throw new TransportError('ERR_RENEW_REFUSED', `renewed SVID is for ${v.spiffeId}`);
-  return { key, chain, roots };
+  return { key, chain, roots: o.roots };
 }

@@ -86,8 +86,18 @@ import { batchWrites } from './write-batch.ts';
 export type { Endpoint } from './tls-front.ts';
 
 export interface BrokerOptions {
-  /** The certificate the main and enrollment listeners present (the TLS front's only identity input). */
+  /**
+   * The gateway's upstream SVID: the bridge's client certificate, and the certificate the
+   * listeners present when `serverSource` is omitted.
+   */
   readonly svidSource: SvidSource;
+  /**
+   * The certificate the main and enrollment listeners present: the gateway's local server
+   * identity under its delegated CA (`runtime/agent/server-identity.ts`), served until the CA's
+   * end. When it has none valid any more (the offline budget's end) new connections are refused
+   * and every live session is closed at once.
+   */
+  readonly serverSource?: SvidSource;
   readonly bundleSource: BundleSource;
   readonly revocationSource: RevocationSource;
   readonly deviceSigner: DeviceSigner;
@@ -148,7 +158,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   try {
     // Created first (it does no I/O until `listen`): its certificate's ID is the `{self}` of the policy.
     const front = new TlsFront({
-      svidSource,
+      svidSource: options.serverSource ?? svidSource,
+      ...(options.serverSource === undefined
+        ? {}
+        : {
+            onUnavailable() {
+              if (sessions.size === 0) return;
+              logger.error('local service stopped: every session closed', {
+                code: 'ERR_SVID_UNAVAILABLE',
+                sessions: sessions.size,
+              });
+              sessions.closeAll();
+            },
+          }),
       bundleSource,
       revocationSource,
       trustDomain,
@@ -258,14 +280,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     teardown.add('main listener closed', () => front.closed());
     teardown.add('sessions', () => sessions.closeAll());
     teardown.add('main listener', () => front.stop());
-    teardown.add(
-      'bundle topic',
-      bundleSource.onChange(() =>
-        publishBundle(broker, bundle()).catch((err: Error) =>
-          logger.error('bundle not published', { reason: err.message }),
-        ),
-      ),
-    );
+    // The retained bundle is signed with the key of the certificate the listeners serve (devices
+    // adopt only a bundle their gateway signed): published again when either changes.
+    const served = options.serverSource ?? svidSource;
+    const publishSigned = (): void => {
+      Promise.resolve()
+        .then(() => publishBundle(broker, bundle(), served.getX509Svid()))
+        .catch((err: Error) => logger.error('bundle not published', { reason: err.message }));
+    };
+    teardown.add('bundle topic', bundleSource.onChange(publishSigned));
+    teardown.add('bundle signer', served.onChange(publishSigned));
     teardown.add(
       'revocation',
       // A revoked device's session closes at once and its will is dropped, not published.
@@ -280,7 +304,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       bridge = started;
       teardown.add('bridge', () => started.close());
     }
-    await publishBundle(broker, bundle());
+    await publishBundle(broker, bundle(), served.getX509Svid());
     let enrollment: EnrollmentServer | undefined;
     if (options.enrollment !== undefined) {
       const { startEnrollment } = await import('../enroll/server.ts');

@@ -5,7 +5,10 @@
  * signed by the `DeviceSigner` for that same device id (the identity comes from the verified TLS
  * session, never from the payload) and publishes `{ id, chain, roots, notAfter }` or
  * `{ id, error }` on `$edgeward/reply/<device id>` at QoS 1. One renewal per device at a time.
- * The bundle is a retained CBOR `{ trustDomain, sequence, roots }` on `$edgeward/bundle`.
+ * The bundle is a retained CBOR `{ trustDomain, sequence, roots, signer, signature }` on
+ * `$edgeward/bundle`, signed with the key of the certificate the listeners serve (devices adopt
+ * a bundle only when that signature verifies under a chain to a root they already trust, so a
+ * bundle that reaches the topic any other way is refused by them).
  *
  * The service is its own handler of the broker's `publish` event: the publish hook only lets a
  * device's request on its own renewal topic through (`reserved-access.ts`), and this handler
@@ -18,14 +21,17 @@
  * renewal.stop();
  * ```
  */
+import { sign } from 'node:crypto';
 import type { Aedes, AedesPublishPacket, Client } from 'aedes';
 import { isEdgewardError } from '../../runtime/core/error.ts';
 import type { Logger } from '../../runtime/core/logger.ts';
-import type { DeviceSigner, X509Bundle } from '../../runtime/sources/types.ts';
+import type { DeviceSigner, X509Bundle, X509Svid } from '../../runtime/sources/types.ts';
 import {
   asRenewRequest,
   BUNDLE_TOPIC,
   type BundleMessage,
+  bundleDigest,
+  bundleSigningInput,
   decodeCbor,
   encodeCbor,
   REPLY_PREFIX,
@@ -34,21 +40,31 @@ import {
 import { renewalDevice } from './reserved-access.ts';
 import type { Sessions } from './sessions.ts';
 
-export function bundleMessage(bundle: X509Bundle): BundleMessage {
-  return {
+/** The key and chain of the certificate the gateway serves (what signs the bundle message). */
+export type BundleSigner = Pick<X509Svid, 'privateKey' | 'chain'>;
+
+export function bundleMessage(bundle: X509Bundle, signer: BundleSigner): BundleMessage {
+  const body = {
     trustDomain: bundle.trustDomain,
     sequence: bundle.sequence,
     roots: bundle.roots.map((r) => new Uint8Array(r.raw)),
   };
+  const key = signer.privateKey;
+  const signature = sign(bundleDigest(key.asymmetricKeyType), bundleSigningInput(body), key);
+  return {
+    ...body,
+    signer: signer.chain.map((c) => new Uint8Array(c.raw)),
+    signature: new Uint8Array(signature),
+  };
 }
 
-export function publishBundle(broker: Aedes, bundle: X509Bundle): Promise<void> {
+export function publishBundle(broker: Aedes, bundle: X509Bundle, signer: BundleSigner): Promise<void> {
   return new Promise((resolve, reject) => {
     broker.publish(
       {
         cmd: 'publish',
         topic: BUNDLE_TOPIC,
-        payload: encodeCbor(bundleMessage(bundle)),
+        payload: encodeCbor(bundleMessage(bundle, signer)),
         qos: 1,
         retain: true,
         dup: false,
@@ -121,7 +137,7 @@ export class RenewalService {
           this.#reply(deviceId, {
             id: req.id,
             chain: out.chain.map((c) => new Uint8Array(c)),
-            roots: bundleMessage(this.#bundle()).roots,
+            roots: this.#bundle().roots.map((r) => new Uint8Array(r.raw)),
             notAfter: out.notAfter,
           });
         },

@@ -5,7 +5,8 @@
  * - `$edgeward/renew/<deviceId>`: a device publishes `RenewRequest`; only that device may.
  * - `$edgeward/reply/<deviceId>`: the gateway answers with `RenewReply`; only that device may
  *   subscribe.
- * - `$edgeward/bundle`: retained `BundleMessage`, republished when the bundle changes; every
+ * - `$edgeward/bundle`: retained `BundleMessage`, republished when the bundle or the gateway's
+ *   own certificate changes, signed with the key of the certificate the gateway serves; every
  *   authenticated client may subscribe.
  * No client may publish anything else under `$edgeward/`, nor retain there.
  */
@@ -35,6 +36,43 @@ export interface BundleMessage {
   readonly trustDomain: string;
   readonly sequence: number;
   readonly roots: Uint8Array[];
+  /** The certificate chain (DER, leaf first) the gateway serves: its key made `signature`. */
+  readonly signer: Uint8Array[];
+  /** The signer key's signature over `bundleSigningInput` (ECDSA: DER over SHA-256; EdDSA: pure). */
+  readonly signature: Uint8Array;
+}
+
+/**
+ * What a bundle message's signature covers: a context string, then the trust domain, the
+ * sequence and every root, each length-prefixed (no CBOR canonicalisation to agree on):
+ * `"edgeward bundle v1\0" ‖ u32 len ‖ trustDomain ‖ u64 sequence ‖ u32 n ‖ (u32 len ‖ root DER)ⁿ`.
+ */
+export function bundleSigningInput(m: {
+  readonly trustDomain: string;
+  readonly sequence: number;
+  readonly roots: readonly Uint8Array[];
+}): Buffer {
+  const u32 = (n: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
+  const td = Buffer.from(m.trustDomain, 'utf8');
+  const seq = Buffer.alloc(8);
+  seq.writeBigUInt64BE(BigInt(m.sequence));
+  return Buffer.concat([
+    Buffer.from('edgeward bundle v1\0', 'latin1'),
+    u32(td.length),
+    td,
+    seq,
+    u32(m.roots.length),
+    ...m.roots.flatMap((r) => [u32(r.length), Buffer.from(r)]),
+  ]);
+}
+
+/** The digest argument of `crypto.sign`/`verify` for a key type: none for EdDSA, SHA-256 otherwise. */
+export function bundleDigest(keyType: string | undefined): 'sha256' | null {
+  return keyType === 'ed25519' || keyType === 'ed448' ? null : 'sha256';
 }
 
 export const encodeCbor = (v: unknown): Buffer => encode(v);

@@ -50,6 +50,8 @@ export interface TlsFrontOptions {
   };
   /** A socket whose peer chain verified. */
   readonly onSession: (socket: TLSSocket, svid: VerifiedSvid) => void;
+  /** The source has no valid certificate any more (ERR_SVID_UNAVAILABLE at a change); optional. */
+  readonly onUnavailable?: () => void;
 }
 
 /** The one error listener of every main-listener socket (a shared function, not a closure each). */
@@ -85,6 +87,12 @@ export class TlsFront {
       rejectUnauthorized: false,
       ...SERVER_TLS_OPTIONS,
       handshakeTimeout: o.limits.handshakeTimeoutMs,
+    });
+    guardTlsServer(this.server, {
+      handshakeTimeoutMs: o.limits.handshakeTimeoutMs,
+      maxConnections: o.limits.maxConnections,
+      logger: o.logger,
+      name: 'mqtt',
     });
     this.server.maxConnections = o.limits.maxConnections;
     // A socket not through its handshake in time is destroyed; connections are capped from accept.
@@ -187,6 +195,7 @@ export class TlsFront {
       // No valid SVID any more (expired): refuse connections rather than present the old one.
       if (code === 'ERR_SVID_UNAVAILABLE') this.#servedUntil = Number.NEGATIVE_INFINITY;
       logger.error('broker certificate not rotated', { code, reason: (err as Error).message });
+      if (code === 'ERR_SVID_UNAVAILABLE') this.#o.onUnavailable?.();
     }
   }
 
