@@ -145,17 +145,27 @@ export async function runAgent(
     // The Workload API: served from the agent's identity (its delegated CA signs workload SVIDs).
     let workloadSocket: string | undefined;
     if (plan.workload !== undefined) {
-      const { startWorkloadApi } = await import('../workload/run.ts');
-      const w = await startWorkloadApi({
-        plan: plan.workload,
-        agent,
-        trustDomain: plan.trustDomain,
-        clock,
-        random,
-        logger,
-      });
-      closers.push(() => w.close());
-      workloadSocket = w.socket;
+      // A Workload API that cannot start (no koffi native module in this build, a bad entries
+      // file) is logged and leaves the agent, its broker and its devices running.
+      try {
+        const { startWorkloadApi } = await import('../workload/run.ts');
+        const w = await startWorkloadApi({
+          plan: plan.workload,
+          agent,
+          trustDomain: plan.trustDomain,
+          clock,
+          random,
+          logger,
+        });
+        closers.push(() => w.close());
+        workloadSocket = w.socket;
+      } catch (err) {
+        logger.error('workload API failed to start', {
+          event: 'workload.failed',
+          code: (err as { code?: string }).code ?? 'unknown',
+          message: (err as Error).message,
+        });
+      }
     }
     const socketPath = plan.admin?.socket ?? join(plan.dataDir, 'admin.sock');
     // Read before the admin socket listens: `/v1/status` may be asked at once (issue 15, item 9).

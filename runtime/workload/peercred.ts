@@ -6,7 +6,6 @@
  * Linux only (struct ucred is { pid_t pid; uid_t uid; gid_t gid; }, 3 × int32 on every ABI).
  */
 import type { Socket } from 'node:net';
-import koffi from 'koffi';
 import { WorkloadError } from '../errors.ts';
 
 export interface PeerCred {
@@ -21,11 +20,20 @@ const SO_PEERCRED = 17;
 type GetSockOpt = (fd: number, level: number, name: number, buf: Buffer, len: number[]) => number;
 let getsockopt: GetSockOpt | undefined;
 
+/**
+ * Load koffi and bind getsockopt (once). Imported lazily, so that a build without koffi's native
+ * module (the gateway bundle) fails here, at Workload API start, not when the agent loads.
+ */
+export async function loadPeerCred(): Promise<void> {
+  if (getsockopt !== undefined) return;
+  const koffi = (await import('koffi')).default;
+  const libc = koffi.load('libc.so.6');
+  getsockopt = libc.func('int getsockopt(int, int, int, _Out_ void *, _Inout_ uint32_t *)') as GetSockOpt;
+}
+
 function bind(): GetSockOpt {
-  if (getsockopt === undefined) {
-    const libc = koffi.load('libc.so.6');
-    getsockopt = libc.func('int getsockopt(int, int, int, _Out_ void *, _Inout_ uint32_t *)') as GetSockOpt;
-  }
+  if (getsockopt === undefined)
+    throw new WorkloadError('ERR_WORKLOAD_PEERCRED', 'SO_PEERCRED not loaded (loadPeerCred first)');
   return getsockopt;
 }
 

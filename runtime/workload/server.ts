@@ -27,7 +27,7 @@ import type { Logger } from '../core/logger.ts';
 import { RuntimeError } from '../errors.ts';
 import { type Attestation, attest as kernelAttest, type ProcessFacts } from './attest.ts';
 import { matchEntries, type WorkloadEntry } from './entries.ts';
-import { type PeerCred, peerCred } from './peercred.ts';
+import { loadPeerCred, type PeerCred, peerCred } from './peercred.ts';
 import { workloadService } from './proto.ts';
 
 export { PROTO_PATH } from './proto.ts';
@@ -97,6 +97,7 @@ export class WorkloadApiServer {
   }
 
   async start(): Promise<void> {
+    await loadPeerCred();
     const server = new grpc.Server();
     const unimplemented = (
       call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
