@@ -45,7 +45,7 @@ import { keyFileProtector } from '../runtime/store/key-file.ts';
 import { type LevelDb, SealedStore } from '../runtime/store/sealed-store.ts';
 import { launchSwtpm } from '../sim/swtpm/launcher.ts';
 import { startTpmIssuer } from '../test/runtime/agent/helpers/tpm-issuer.ts';
-import { enroll } from '../transport/enroll/client.ts';
+import { enroll } from '../transport/enroll/est-client.ts';
 import { cpuMs, rssMb, unitEnvironment, unitNodeFlags } from './process.ts';
 import { median } from './stats.ts';
 
@@ -196,6 +196,7 @@ async function loadRound(
     const id = await enroll({
       host: '127.0.0.1',
       port: port('enrollment'),
+      deviceId,
       token,
       key,
       now: () => Date.now(),

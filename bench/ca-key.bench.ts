@@ -31,7 +31,7 @@ import { cryptoRandom } from '../runtime/core/random.ts';
 import { launchSwtpm } from '../sim/swtpm/launcher.ts';
 import { openSimTransport } from '../sim/tpm/index.ts';
 import { startTpmIssuer } from '../test/runtime/agent/helpers/tpm-issuer.ts';
-import { enroll } from '../transport/enroll/client.ts';
+import { enroll } from '../transport/enroll/est-client.ts';
 
 const N = Number(process.env.BENCH_CAKEY_N ?? 200);
 const BLOCK = Number(process.env.BENCH_CAKEY_BLOCK ?? 10);
@@ -142,6 +142,7 @@ export default async function run(): Promise<void> {
       const id = await enroll({
         host: '127.0.0.1',
         port: v.port as number,
+        deviceId,
         token,
         key,
         now: () => Date.now(),

@@ -224,6 +224,20 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_KEY_PERMISSIONS'
   /** The issuer is shutting down (503). */
   | 'ERR_ISSUER_CLOSED'
+  /** A store batch whose precondition (key absent, present, at version N) did not hold; nothing was written. */
+  | 'ERR_ISSUER_STORE_CONFLICT'
+  /** The issuer's database cannot be reached (at start: exit; while running: 503, the agent tries another replica). */
+  | 'ERR_ISSUER_STORE_UNAVAILABLE'
+  /** The database refused the issuer's credentials (wrong password, no passwordFile, no pg_hba.conf entry), or its TLS certificate does not verify. */
+  | 'ERR_ISSUER_STORE_AUTH'
+  /** A `store.postgres.url` that is not a usable PostgreSQL URL (or carries a password). */
+  | 'ERR_ISSUER_STORE_URL'
+  /** The store's schema is newer than this edgeward: run the newer version (nothing was changed). */
+  | 'ERR_ISSUER_STORE_SCHEMA_NEWER'
+  /** The database has no issuer schema, or an older one: run `edgeward issuer migrate --config FILE` first. */
+  | 'ERR_ISSUER_STORE_NOT_MIGRATED'
+  /** A database that cannot hold the issuer store (not UTF-8 encoded, PostgreSQL older than 13). */
+  | 'ERR_ISSUER_STORE_UNSUPPORTED'
   /** An unexpected failure inside the issuer (500); the request changed nothing. */
   | 'ERR_ISSUER_INTERNAL';
 

@@ -16,7 +16,7 @@ import { checkSuite } from './test-checks.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const PACKAGES =
-  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime python3-grpcio python3-grpc-tools';
+  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql python3-grpcio python3-grpc-tools';
 const NEEDED = [
   'swtpm',
   'swtpm_setup',
@@ -40,8 +40,19 @@ const onPath = (cmd) =>
 // The Workload API peer tests' client: Debian's Python gRPC stack (python3-grpcio, grpc_tools).
 const pythonGrpc = () =>
   spawnSync('/usr/bin/python3', ['-c', 'import grpc, grpc_tools.protoc'], { stdio: 'ignore' }).status === 0;
+
+/** PostgreSQL's server binaries are not on PATH on Debian: /usr/lib/postgresql/<major>/bin. */
+function postgresBin() {
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return undefined;
+  return readdirSync(root)
+    .map((d) => join(root, d, 'bin'))
+    .find((b) => existsSync(join(b, 'initdb')) && existsSync(join(b, 'postgres')));
+}
+
 const missingPeers = () => [
   ...NEEDED.filter((c) => !onPath(c)),
+  ...(postgresBin() === undefined ? ['postgres (/usr/lib/postgresql/*/bin)'] : []),
   ...(pythonGrpc() ? [] : ['python3-grpcio/python3-grpc-tools']),
 ];
 
@@ -177,6 +188,42 @@ function runFile(file) {
   });
 }
 
+/**
+ * One throw-away PostgreSQL cluster for the run (test/helpers/postgres.ts `serve`), when a selected
+ * file uses it; each file makes its own databases. Its info goes to the files in EDGEWARD_TEST_PG.
+ * Stopped at the end by closing the holder's stdin (and by PID if the runner exits first).
+ */
+async function startPostgres(files) {
+  if (!files.some((f) => readFileSync(f, 'utf8').includes('helpers/postgres.ts'))) return undefined;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/postgres.ts', 'serve'], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const killIt = () => {
+    try {
+      process.kill(child.pid, 'SIGTERM');
+    } catch {}
+  };
+  process.on('exit', killIt);
+  const line = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(out.split('\n')[0]);
+    });
+    child.once('exit', (code) => reject(new Error(`the PostgreSQL cluster did not start (exit ${code})`)));
+  });
+  const info = JSON.parse(line);
+  console.log(`PostgreSQL cluster for the run: pid ${info.pid}, socket in ${info.socketDir}`);
+  process.env.EDGEWARD_TEST_PG = line;
+  return async () => {
+    process.off('exit', killIt);
+    const gone = new Promise((r) => child.once('exit', r));
+    child.stdin.end();
+    await gone;
+  };
+}
+
 async function main() {
   ensurePeers();
   // One seed for every file's test randomness (test/helpers/seed.ts), printed so a failure replays.
@@ -199,6 +246,7 @@ async function main() {
   // Unfiltered, the shared suites and helpers are checked too (a `.only` in a suite file counts).
   const [noOnly, asserts] = staticChecks(only.length === 0 ? testFiles(join(ROOT, 'test'), '.ts') : files);
   checks.push(['no .only', noOnly], ['every test asserts', asserts]);
+  const stopPostgres = await startPostgres(files);
   const queue = [...files];
   const results = [];
   await Promise.all(
@@ -218,6 +266,7 @@ async function main() {
       }
     }),
   );
+  await stopPostgres?.();
   let passed = 0;
   let failed = 0;
   let skipped = 0;

@@ -1,7 +1,7 @@
 /**
  * Error codes of `transport/` (the broker, its policy, enrollment, renewal, the device SDK and the
- * upstream bridge). Codes are stable: they appear in logs, in CBOR error answers to devices and
- * in CLI output.
+ * upstream bridge). Codes are stable: they appear in logs, in EST refusal bodies and MQTT renewal
+ * replies to devices, and in CLI output.
  */
 import { EdgewardError } from '../runtime/core/error.ts';
 
@@ -11,23 +11,38 @@ export type TransportErrorCode =
   /** The broker was used after `close()`, or a listener could not be opened. */
   | 'ERR_BROKER_CLOSED'
   | 'ERR_BROKER_LISTEN'
-  /** Enrollment: malformed request or answer on the enrollment wire. */
+  /**
+   * Enrollment (EST): a malformed request or answer (not base64, not a certs-only PKCS#7, wrong
+   * content type, unknown path or method): HTTP 400 / 404 / 405 / 415.
+   */
   | 'ERR_ENROLL_PROTOCOL'
-  /** Enrollment: the join token is unknown, already used or expired. */
+  /** Enrollment (EST): the CSR does not parse, its self-signature does not verify or its key is weak (HTTP 400). */
+  | 'ERR_ENROLL_CSR_INVALID'
+  /** Enrollment (EST): the CSR names another identity (subject CN or URI SAN) than the authenticated device (HTTP 403). */
+  | 'ERR_ENROLL_CSR_IDENTITY'
+  /**
+   * Enrollment (EST): `simplereenroll` without a valid device certificate of this gateway (none,
+   * expired, not chaining to the bundle, not `<gateway ID>/device/<id>`): HTTP 401.
+   */
+  | 'ERR_ENROLL_CERT_REQUIRED'
+  /**
+   * Enrollment: no join token, or one that is unknown, already used, expired, or not the token of
+   * the device id given as the HTTP Basic user name (HTTP 401 with `WWW-Authenticate: Basic`).
+   */
   | 'ERR_ENROLL_TOKEN_INVALID'
   /** Enrollment: the gateway's bundle root does not have the fingerprint the token carries. */
   | 'ERR_ENROLL_GATEWAY_UNTRUSTED'
-  /** Enrollment: a factory certificate that does not chain to a manufacturer root or is not allowed. */
+  /** Enrollment: a factory certificate that does not chain to a manufacturer root or is not allowed (HTTP 403). */
   | 'ERR_ENROLL_FACTORY_REFUSED'
-  /** Enrollment: too many attempts from one address. */
+  /** Enrollment: too many attempts from one address (HTTP 429 with `Retry-After`). */
   | 'ERR_ENROLL_RATE_LIMITED'
-  /** Enrollment or renewal: the gateway could not sign (CSR refused, CA unavailable). */
+  /** Enrollment or renewal: the gateway could not sign (CA unavailable, clock untrusted): HTTP 503 on EST. */
   | 'ERR_ENROLL_REFUSED'
-  /** Enrollment: the device id is revoked; neither a join token nor a factory certificate enrolls it again. */
+  /** Enrollment: the device id (or its certificate) is revoked; neither a join token, a factory certificate nor re-enrollment enrolls it again (HTTP 403). */
   | 'ERR_ENROLL_DEVICE_REVOKED'
   /**
-   * Enrollment listener: a connection that sent more than one request frame's bytes or did not
-   * finish within its time budget; it is destroyed (logged with this code).
+   * Enrollment listener: a request body over 16 KiB (HTTP 413) or a request not done within its
+   * time budget (HTTP 408 when an answer can still be written); the connection is then closed.
    */
   | 'ERR_ENROLL_BUDGET'
   /**

@@ -15,6 +15,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ConfigIssue } from '../errors.ts';
+import { parsePostgresUrl } from '../issuer/store-postgres-connect.ts';
 import { parseDuration } from './formats.ts';
 import type { IssuerConfig } from './issuer-schema.ts';
 import type { LineOf } from './issues.ts';
@@ -69,9 +70,27 @@ export function issuerDurations(cfg: IssuerConfig): { offlineBudgetMs: number; s
   };
 }
 
+/** `store`: exactly one backend; a PostgreSQL URL that parses and carries no password. */
+function storeBounds(cfg: IssuerConfig, lineOf: LineOf | undefined): ConfigIssue[] {
+  const { leveldb, postgres } = cfg.store;
+  if ((leveldb === undefined) === (postgres === undefined)) {
+    return [at(lineOf, 'store', 'must name exactly one of leveldb: { dir } and postgres: { url, ... }')];
+  }
+  if (postgres === undefined) return [];
+  try {
+    const target = parsePostgresUrl(postgres.url);
+    if (postgres.caFile !== undefined && !target.tls) {
+      return [at(lineOf, 'store.postgres.caFile', 'is set but the url does not say sslmode=verify-full')];
+    }
+  } catch (err) {
+    return [at(lineOf, 'store.postgres.url', (err as Error).message.replace(/^store\.postgres\.url /, ''))];
+  }
+  return [];
+}
+
 /** Bounds that need nothing but the document. */
 export function issuerBounds(cfg: IssuerConfig, lineOf?: LineOf): ConfigIssue[] {
-  const issues: ConfigIssue[] = [];
+  const issues: ConfigIssue[] = storeBounds(cfg, lineOf);
   const given: Record<string, string | undefined> = {
     offlineBudget: cfg.offlineBudget,
     svidTtl: cfg.svidTtl,

@@ -4,13 +4,17 @@
  *
  * Versions: 1 — the first layout; 2 — `deviceCaTtl` is replaced by `offlineBudget` (the delegated
  * CA's lifetime is how long a gateway serves its devices without the issuer; default 7d, at most
- * 30d). The migration renames the key, keeping its value.
+ * 30d). The migration renames the key, keeping its value. 3 — `storeDir` is replaced by `store`:
+ * `{ leveldb: { dir } }` (one issuer process, the embedded default) or `{ postgres: { url,
+ * passwordFile?, caFile?, poolSize? } }` (any number of replicas on one database). The migration
+ * moves `storeDir` to `store.leveldb.dir`. The password lives only in `passwordFile` (0600): the
+ * URL may not carry one, and no environment variable sets it.
  */
 import { type Static, Type } from '@sinclair/typebox';
 import type { Migration } from './migrations.ts';
 import { Closed, Duration, FilePath, LogLevel, SpiffeTrustDomain } from './types.ts';
 
-export const ISSUER_CONFIG_VERSION = 2;
+export const ISSUER_CONFIG_VERSION = 3;
 
 export const ISSUER_MIGRATIONS: readonly Migration[] = [
   // 1 → 2: deviceCaTtl (the delegated CA's lifetime) is now called offlineBudget.
@@ -21,6 +25,15 @@ export const ISSUER_MIGRATIONS: readonly Migration[] = [
       deviceCaTtl === undefined || rest.offlineBudget !== undefined
         ? { ...rest, ...(deviceCaTtl === undefined ? {} : { deviceCaTtl }) }
         : { ...rest, offlineBudget: deviceCaTtl },
+  },
+  // 2 → 3: storeDir (LevelDB) is now store.leveldb.dir, beside store.postgres.
+  {
+    from: 2,
+    renames: { store: 'storeDir' },
+    up: ({ storeDir, ...rest }) =>
+      storeDir === undefined || rest.store !== undefined
+        ? { ...rest, ...(storeDir === undefined ? {} : { storeDir }) }
+        : { ...rest, store: { leveldb: { dir: storeDir } } },
   },
 ];
 
@@ -44,7 +57,27 @@ export const IssuerConfigSchema = Closed({
       }),
     ),
   }),
-  storeDir: FilePath(),
+  /** Exactly one of `leveldb` and `postgres` (checked in issuer-bounds.ts). */
+  store: Closed(
+    {
+      leveldb: Type.Optional(
+        Closed({ dir: FilePath('LevelDB directory: one issuer process (the embedded default)') }),
+      ),
+      postgres: Type.Optional(
+        Closed({
+          url: Type.String({
+            minLength: 1,
+            description:
+              'postgresql://user@host:5432/database (or ?host=/socket/dir); no password: use passwordFile',
+          }),
+          passwordFile: Type.Optional(FilePath('the database password (mode 0600)')),
+          caFile: Type.Optional(FilePath('PEM roots for sslmode=verify-full')),
+          poolSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+        }),
+      ),
+    },
+    'where the issuer keeps its state: leveldb (one process) or postgres (shared by replicas)',
+  ),
   svidTtl: Type.Optional(Duration('gateway SVID lifetime (default 1h, at most offlineBudget)')),
   offlineBudget: Type.Optional(
     Duration(
@@ -97,5 +130,5 @@ export type IssuerConfig = Static<typeof IssuerConfigSchema>;
 
 export const ISSUER_ENV_OVERRIDES = {
   EDGEWARD_LOG_LEVEL: 'log.level',
-  EDGEWARD_STORE_DIR: 'storeDir',
+  EDGEWARD_STORE_DIR: 'store.leveldb.dir',
 } as const;

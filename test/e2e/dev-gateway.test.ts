@@ -110,7 +110,18 @@ test('a device enrolls with a one-time token and talks over mTLS with mosquitto 
   ).trim();
   const enroll = addr(status, 'enrollment');
   const enrollInto = (out: string) =>
-    cli('device', 'enroll', '--gateway', `${enroll.host}:${enroll.port}`, '--token', token, '--out', out);
+    cli(
+      'device',
+      'enroll',
+      '--gateway',
+      `${enroll.host}:${enroll.port}`,
+      '--id',
+      'sensor-1',
+      '--token',
+      token,
+      '--out',
+      out,
+    );
   await enrollInto(device);
   assert.is(statSync(join(device, 'key.pem')).mode & 0o777, 0o600);
   // The token was single use.

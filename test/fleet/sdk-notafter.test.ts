@@ -20,7 +20,7 @@ test('device.notAfter follows the rotation', async () => {
   const device = await connectDevice({
     dir: `${r.tmp}/na-1`,
     gateway: { host: '127.0.0.1', port: r.port },
-    enroll: { host: '127.0.0.1', port: enrollAt.port, token },
+    enroll: { host: '127.0.0.1', port: enrollAt.port, deviceId: 'na-1', token },
     clock: r.clock,
   });
   try {

@@ -1,25 +1,27 @@
 /**
  * Fuzz: what devices send the gateway's broker, over real sockets (transport/).
- * - Enrollment listener (CBOR frames over TLS): valid request frames mutated (length prefix lies,
- *   truncated CBOR, wrong types, hostile CSRs); the answer is an error frame with an ERR_ code or
- *   a closed connection — never a hang, never a crash — and a real token enrollment still works
+ * - Enrollment listener (EST over HTTPS): whole simpleenroll / simplereenroll requests mutated
+ *   (request line, headers, lengths, base64, the CSR inside); the answer is a refusal (an HTTP
+ *   status other than 200, with a `CODE: reason` body when it has one) or a closed connection —
+ *   never a hang, never a crash, never a certificate — and a real token enrollment still works
  *   afterwards.
  * - Renewal over MQTT (CBOR on `$edgeward/renew/<id>`): requests with mutated CSRs get an error
  *   reply with an ERR_ code (or a valid chain); raw mutated payloads are dropped; the broker keeps
  *   serving and a valid renewal is answered at the end.
- * - In process: the frame and message decoders (transport/enroll/wire.ts, mqtt/reserved.ts) on
- *   arbitrary values.
+ * - In process: the EST body decoders (transport/enroll/pkcs7.ts, csr-identity.ts) and the
+ *   renewal message decoder (mqtt/reserved.ts) on arbitrary input.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { connect } from 'node:tls';
-import { decode, encode } from 'cbor-x';
+import { encode } from 'cbor-x';
 import fc from 'fast-check';
 import type { MqttClient } from 'mqtt';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createCsr } from '../../runtime/svid/csr.ts';
-import { enroll } from '../../transport/enroll/client.ts';
-import { asAnswer, asHello, asRequest } from '../../transport/enroll/wire.ts';
+import { assertCsrNames } from '../../transport/enroll/csr-identity.ts';
+import { enroll } from '../../transport/enroll/est-client.ts';
+import { base64Lines, decodeBase64Body, parseCertsOnly } from '../../transport/enroll/pkcs7.ts';
 import { asRenewRequest, decodeCbor, RENEW_PREFIX, REPLY_PREFIX } from '../../transport/mqtt/reserved.ts';
 import { type Rig, rig } from '../transport/setup.ts';
 import { expectTyped, fuzz, mutated } from './helpers/fuzz.ts';
@@ -28,12 +30,12 @@ let r: Rig;
 let device: MqttClient;
 const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 const csr = createCsr(key);
-const frame = (v: unknown): Buffer => {
-  const body = encode(v);
-  const head = Buffer.alloc(4);
-  head.writeUInt32BE(body.length);
-  return Buffer.concat([head, body]);
-};
+/** An HTTP/1.1 EST request as a client writes it. */
+const httpRequest = (op: string, headers: string, body: string): Buffer =>
+  Buffer.from(
+    `POST /.well-known/est/${op} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/pkcs10\r\n${headers}` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
 
 test.before(async () => {
   try {
@@ -50,24 +52,17 @@ test.after(async () => {
   await r.close();
 });
 
-/** Send raw bytes to the enrollment listener after its hello; collect everything until close. */
+/** Send raw bytes to the enrollment listener; collect everything until it closes. */
 function sendEnrollment(bytes: Buffer): Promise<Buffer> {
   const at = r.broker.addresses.enrollment as { host: string; port: number };
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const s = connect({ host: at.host, port: at.port, rejectUnauthorized: false });
+    const s = connect({ host: at.host, port: at.port, rejectUnauthorized: false }, () => s.end(bytes));
     const watchdog = setTimeout(() => {
       s.destroy();
       reject(new Error('hang: the enrollment listener neither answered nor closed within 5 s'));
     }, 5_000);
-    let sent = false;
-    s.on('data', (d: Buffer) => {
-      chunks.push(d);
-      if (!sent) {
-        sent = true;
-        s.end(bytes);
-      }
-    });
+    s.on('data', (d: Buffer) => chunks.push(d));
     s.on('error', () => {});
     s.on('close', () => {
       clearTimeout(watchdog);
@@ -76,36 +71,20 @@ function sendEnrollment(bytes: Buffer): Promise<Buffer> {
   });
 }
 
-/** Frames in `buf` (u32 length + CBOR), decoded. */
-function frames(buf: Buffer): unknown[] {
-  const out: unknown[] = [];
-  let off = 0;
-  while (off + 4 <= buf.length) {
-    const n = buf.readUInt32BE(off);
-    if (off + 4 + n > buf.length) break;
-    out.push(decode(buf.subarray(off + 4, off + 4 + n)));
-    off += 4 + n;
-  }
-  return out;
-}
-
-test('enrollment: mutated request frames get a typed error frame or a close, never a hang', async () => {
-  const seeds = [
-    frame({ method: 'token', token: 'ewt1.sensor.abcdefabcdefabcdef', csr }),
-    frame({ method: 'factory', csr }),
-  ];
+test('enrollment: mutated EST requests get a refusal with its code or a close, never a hang or a certificate', async () => {
+  const body = base64Lines(csr);
+  const basic = `Authorization: Basic ${Buffer.from('fuzz-2:ewt1.c2Vuc29y.YWJjZGVm').toString('base64')}\r\n`;
+  const seeds = [httpRequest('simpleenroll', basic, body), httpRequest('simplereenroll', '', body)];
   await fuzz(
-    'enroll-frames',
+    'est-requests',
     fc.asyncProperty(mutated(...seeds), async (bytes) => {
-      const got = frames(await sendEnrollment(bytes));
-      assert.ok(got.length >= 1, 'no hello');
-      asHello(got[0]);
-      const answer = got[1];
-      if (answer !== undefined) {
-        const a = asAnswer(answer);
-        assert.ok('error' in a, 'a mutated request enrolled a device');
-        assert.match(a.error.code, /^ERR_[A-Z0-9_]+$/);
-      }
+      const text = (await sendEnrollment(bytes)).toString('latin1');
+      if (text.length === 0) return; // closed without an answer
+      const m = /^HTTP\/1\.1 (\d{3}) /.exec(text);
+      assert.ok(m !== null, `not an HTTP answer: ${text.slice(0, 80)}`);
+      assert.is.not(m?.[1], '200', 'a mutated request enrolled a device');
+      const answer = text.slice(text.indexOf('\r\n\r\n') + 4);
+      if (answer.length > 0) assert.match(answer, /^ERR_[A-Z0-9_]+: /);
     }),
     80,
   );
@@ -143,14 +122,32 @@ test('renewal: mutated CSRs get a typed error reply; raw garbage is dropped; the
   assert.ok(Array.isArray(ok.chain) && ok.chain.length > 0, 'a valid renewal after the fuzzing');
 });
 
-test('in process: frame and message decoders on arbitrary values', async () => {
+test('in process: EST body decoders and the renewal message decoder on arbitrary input', async () => {
+  const certs = Buffer.from(decodeBase64Body(base64Lines(r.pki.gateway.cert.raw)));
+  const p7 = (await import('../../transport/enroll/pkcs7.ts')).certsOnly([certs, r.pki.root.cert.raw]);
   await fuzz(
-    'wire-values',
+    'est-values',
+    fc.asyncProperty(
+      mutated(p7),
+      mutated(csr),
+      fc.string({ maxLength: 200 }),
+      async (bytes, badCsr, text) => {
+        for (const out of [
+          expectTyped(() => parseCertsOnly(bytes)),
+          expectTyped(() => decodeBase64Body(text)),
+          expectTyped(() => decodeBase64Body(bytes)),
+        ])
+          if (out !== 'ok') assert.is(out, 'ERR_ENROLL_PROTOCOL');
+        const names = expectTyped(() => assertCsrNames(badCsr, 'edgeward', 'spiffe://x/y'));
+        if (names !== 'ok')
+          assert.ok(['ERR_ENROLL_CSR_INVALID', 'ERR_ENROLL_CSR_IDENTITY'].includes(names), names);
+      },
+    ),
+    500,
+  );
+  await fuzz(
+    'renew-values',
     fc.property(fc.anything({ maxDepth: 3, withTypedArray: true, withMap: true }), (v) => {
-      for (const f of [asHello, asRequest, asAnswer]) {
-        const out = expectTyped(() => f(v));
-        if (out !== 'ok') assert.is(out, 'ERR_ENROLL_PROTOCOL');
-      }
       assert.is(
         expectTyped(() => asRenewRequest(v)),
         'ok',
@@ -173,7 +170,14 @@ test('in process: frame and message decoders on arbitrary values', async () => {
 test('a real token enrollment still works after the fuzzing', async () => {
   const at = r.broker.addresses.enrollment as { host: string; port: number };
   const token = await r.joinToken('after-fuzz');
-  const got = await enroll({ host: at.host, port: at.port, key, token, now: () => r.clock.now() });
+  const got = await enroll({
+    host: at.host,
+    port: at.port,
+    deviceId: 'after-fuzz',
+    key,
+    token,
+    now: () => r.clock.now(),
+  });
   assert.match(got.spiffeId, /\/device\/after-fuzz$/);
 });
 

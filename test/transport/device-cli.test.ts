@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../runtime/cli/main.ts';
 import { seededRandom } from '../../sim/random.ts';
-import { enroll } from '../../transport/enroll/client.ts';
+import { enroll } from '../../transport/enroll/est-client.ts';
 import { issueJoinToken } from '../../transport/enroll/join-token.ts';
 import { captureIo } from '../helpers/cli-io.ts';
 import { rig } from './setup.ts';
@@ -57,7 +57,14 @@ test('token create prints a token that enrolls the device, finding the socket fr
   assert.match(cli.stderr[0] ?? '', /valid until/);
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const at = r.broker.addresses.enrollment as { port: number };
-  const id = await enroll({ host: '127.0.0.1', port: at.port, token, key, now: () => r.clock.now() });
+  const id = await enroll({
+    host: '127.0.0.1',
+    port: at.port,
+    deviceId: 'sensor-cli',
+    token,
+    key,
+    now: () => r.clock.now(),
+  });
   assert.is(id.spiffeId, `${r.pki.gateway.id}/device/sensor-cli`);
 });
 
@@ -68,7 +75,15 @@ test('usage mistakes exit 2; an unreachable agent exits 1 with its code', async 
     await main(['device', 'token', 'create', '--id', 'a', '--ttl', 'soon', '--socket', sock], io()),
     2,
   );
-  assert.is(await main(['device', 'enroll', '--gateway', 'nohost', '--token', 'x', '--out', 'd'], io()), 2);
+  assert.is(
+    await main(['device', 'enroll', '--gateway', 'nohost', '--id', 'a', '--token', 'x', '--out', 'd'], io()),
+    2,
+  );
+  assert.is(
+    await main(['device', 'enroll', '--gateway', '127.0.0.1:1', '--token', 'x', '--out', 'd'], io()),
+    2,
+    'missing --id',
+  );
   assert.is(await main(['device', 'frob'], io()), 2);
   const e = io();
   assert.is(
@@ -84,6 +99,8 @@ test('usage mistakes exit 2; an unreachable agent exits 1 with its code', async 
         'enroll',
         '--gateway',
         `127.0.0.1:${r.broker.addresses.enrollment?.port}`,
+        '--id',
+        'a',
         '--token',
         'ewt1.x.y',
         '--out',

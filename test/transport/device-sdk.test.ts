@@ -66,12 +66,12 @@ function received(client: mqtt.MqttClient, n: number): { seen: Set<string>; all:
   return { seen, all };
 }
 
-test('enroll, then rotate at refreshAt with zero lost QoS 1 messages', async () => {
+test('enroll over EST, then rotate at refreshAt over EST with zero lost QoS 1 messages; MQTT renewal without an enrollment listener', async () => {
   const token = await r.joinToken('sdk-1', 60_000);
   const device = await connectDevice({
     dir,
     gateway: { host: '127.0.0.1', port: r.port },
-    enroll: { host: '127.0.0.1', port: enrollAt.port, token },
+    enroll: { host: '127.0.0.1', port: enrollAt.port, deviceId: 'sdk-1', token },
     clock: r.clock,
     // float() = 0.5: refreshAt is exactly the half-life (the jitter is ± 10 % of it otherwise).
     random: { bytes: cryptoRandom.bytes, float: () => 0.5 },
@@ -124,8 +124,17 @@ test('enroll, then rotate at refreshAt with zero lost QoS 1 messages', async () 
   const secondSerial = new X509Certificate(readFileSync(join(dir, 'svid.pem'))).serialNumber;
   assert.is.not(secondSerial, firstSerial, 'svid.pem holds the new certificate');
   assert.ok(
+    r.logger.lines.some(
+      (l) =>
+        l.msg === 'device enrolled' &&
+        l.fields.method === 'reenroll' &&
+        String(l.fields.spiffeId).endsWith('/sdk-1'),
+    ),
+    'the gateway signed the rotation over EST (simplereenroll)',
+  );
+  assert.not.ok(
     r.logger.lines.some((l) => l.msg === 'device SVID renewed' && l.fields.deviceId === 'sdk-1'),
-    'the broker signed the renewal',
+    'not over MQTT',
   );
   await device.close();
   await collector.endAsync();
@@ -134,6 +143,15 @@ test('enroll, then rotate at refreshAt with zero lost QoS 1 messages', async () 
   // The next start loads the stored identity without enrolling.
   const again = await connectDevice({ dir, gateway: { host: '127.0.0.1', port: r.port }, clock: r.clock });
   assert.is(again.notAfter, newNotAfter);
+  // Without an enrollment listener (an MQTT-only device) the rotation goes over MQTT renewal,
+  // to the same signer.
+  await r.clock.advance(60_000);
+  await again.rotate();
+  assert.ok(again.notAfter > newNotAfter);
+  assert.ok(
+    r.logger.lines.some((l) => l.msg === 'device SVID renewed' && l.fields.deviceId === 'sdk-1'),
+    'the broker signed the renewal over MQTT',
+  );
   await again.close();
 });
 

@@ -1,8 +1,9 @@
 /**
- * Enrollment end to end: a join token from the store, `edgeward device enroll` writing the files,
- * then the real mosquitto_pub/mosquitto_sub using those files against the broker (allowed and
- * refused topics); token misuse, a gateway with the wrong bundle, factory certificates, hostile
- * frames and the per-address rate limit.
+ * Enrollment (EST) end to end: a join token from the store, `edgeward device enroll` writing the
+ * files, then the real mosquitto_pub/mosquitto_sub using those files against the broker (allowed
+ * and refused topics); token misuse, a gateway with the wrong bundle, factory certificates, a
+ * refused CSR that leaves its token usable, racing redemptions, garbage streams with RSS bounded,
+ * the time budget, revoked devices. (Each refusal's status: est-refusals.test.ts.)
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -10,20 +11,18 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
-import { encode } from 'cbor-x';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../runtime/cli/main.ts';
 import { StaticRevocationSource } from '../../runtime/sources/static.ts';
-import { createCsr } from '../../runtime/svid/csr.ts';
 import { VirtualClock } from '../../sim/clock/virtual-clock.ts';
-import { enroll } from '../../transport/enroll/client.ts';
+import { enroll } from '../../transport/enroll/est-client.ts';
+import { MAX_BODY_BYTES } from '../../transport/enroll/est-server.ts';
 import { refusingRevoked } from '../../transport/enroll/revoked.ts';
-import { MAX_CONNECTION_BYTES } from '../../transport/enroll/server.ts';
-import { asAnswer, FrameReader } from '../../transport/enroll/wire.ts';
 import { captureIo } from '../helpers/cli-io.ts';
 import { makeCert } from '../helpers/pki.ts';
 import { rejects } from '../helpers/rejects.ts';
+import { estCall } from './est-call.ts';
 import { rig } from './setup.ts';
 
 const run = promisify(execFile);
@@ -57,7 +56,18 @@ test('edgeward device enroll writes files that mosquitto_pub and mosquitto_sub u
   const token = await r.joinToken('sensor-1');
   const cli = captureIo({ cwd: r.tmp });
   const code = await main(
-    ['device', 'enroll', '--gateway', `127.0.0.1:${enrollAt.port}`, '--token', token, '--out', 'dev1'],
+    [
+      'device',
+      'enroll',
+      '--gateway',
+      `127.0.0.1:${enrollAt.port}`,
+      '--id',
+      'sensor-1',
+      '--token',
+      token,
+      '--out',
+      'dev1',
+    ],
     cli,
   );
   assert.is(code, 0, [...cli.stdout, ...cli.stderr].join('\n'));
@@ -161,21 +171,16 @@ test('edgeward device enroll writes files that mosquitto_pub and mosquitto_sub u
 
 test('a join token is single use and expires', async () => {
   const token = await r.joinToken('sensor-2');
-  await enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now });
-  await rejects(
-    () => enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now }),
-    'ERR_ENROLL_TOKEN_INVALID',
-  );
+  const at = { host: '127.0.0.1', port: enrollAt.port, deviceId: 'sensor-2' };
+  await enroll({ ...at, token, key: key(), now });
+  await rejects(() => enroll({ ...at, token, key: key(), now }), 'ERR_ENROLL_TOKEN_INVALID');
   const short = await r.joinToken('sensor-3', 1000);
   await r.clock.advance(2000);
   await rejects(
-    () => enroll({ host: '127.0.0.1', port: enrollAt.port, token: short, key: key(), now }),
+    () => enroll({ ...at, deviceId: 'sensor-3', token: short, key: key(), now }),
     'ERR_ENROLL_TOKEN_INVALID',
   );
-  await rejects(
-    () => enroll({ host: '127.0.0.1', port: enrollAt.port, token: 'ewt1.garbage', key: key(), now }),
-    'ERR_ENROLL_TOKEN_INVALID',
-  );
+  await rejects(() => enroll({ ...at, token: 'ewt1.garbage', key: key(), now }), 'ERR_ENROLL_TOKEN_INVALID');
 });
 
 test('a token whose fingerprint is not the bundle root: the device refuses the gateway before sending, the token survives', async () => {
@@ -183,10 +188,25 @@ test('a token whose fingerprint is not the bundle root: the device refuses the g
   const parts = token.split('.');
   const forged = `${parts[0]}.${parts[1]}.${Buffer.alloc(32, 7).toString('base64url')}`;
   await rejects(
-    () => enroll({ host: '127.0.0.1', port: enrollAt.port, token: forged, key: key(), now }),
+    () =>
+      enroll({
+        host: '127.0.0.1',
+        port: enrollAt.port,
+        deviceId: 'sensor-4',
+        token: forged,
+        key: key(),
+        now,
+      }),
     'ERR_ENROLL_GATEWAY_UNTRUSTED',
   );
-  const ok = await enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now });
+  const ok = await enroll({
+    host: '127.0.0.1',
+    port: enrollAt.port,
+    deviceId: 'sensor-4',
+    token,
+    key: key(),
+    now,
+  });
   assert.is(ok.spiffeId, `${r.pki.gateway.id}/device/sensor-4`);
 });
 
@@ -232,80 +252,6 @@ test('factory certificates: chained to the manufacturer root and on the allow-li
 const halfOpen = (o: ConnectionOptions): ConnectionOptions =>
   ({ ...o, allowHalfOpen: true }) as ConnectionOptions;
 
-/**
- * Everything the gateway answers on one connection (the hello, then the answer). The client keeps
- * its side open after the gateway's FIN and then writes once more: only a gateway that has
- * closed the socket entirely answers that with a reset, which closes the client (bounded wait).
- */
-function rawEnroll(bytes: Buffer): Promise<unknown[]> {
-  return new Promise((resolve, reject) => {
-    const s = connect(halfOpen({ host: '127.0.0.1', port: enrollAt.port, rejectUnauthorized: false }), () =>
-      s.write(bytes),
-    );
-    const frames: unknown[] = [];
-    const reader = new FrameReader(s);
-    const pump = (): void => {
-      reader.next().then(
-        (f) => {
-          frames.push(f);
-          pump();
-        },
-        () => {},
-      );
-    };
-    pump();
-    const deadline = setTimeout(() => {
-      s.destroy();
-      reject(new Error('the gateway kept the connection open after its answer'));
-    }, 5000);
-    s.once('end', () => {
-      const poke = (): void => {
-        if (!s.destroyed) s.write(Buffer.alloc(1024), () => setImmediate(poke));
-      };
-      poke();
-    });
-    s.on('error', () => {});
-    s.on('close', () => {
-      clearTimeout(deadline);
-      resolve(frames);
-    });
-  });
-}
-
-const errorCode = (frames: unknown[]): string | undefined => {
-  const last = frames.at(-1);
-  if (last === undefined || frames.length < 2) return undefined;
-  const a = asAnswer(last);
-  return 'error' in a ? a.error.code : undefined;
-};
-
-const frame = (v: unknown): Buffer => {
-  const body = encode(v);
-  const head = Buffer.alloc(4);
-  head.writeUInt32BE(body.length);
-  return Buffer.concat([head, body]);
-};
-
-test('hostile frames on the enrollment listener are refused with their code, the gateway closes, and it keeps serving', async () => {
-  const csr = createCsr(key());
-  for (const bytes of [
-    Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
-    Buffer.from([0, 0, 0, 3, 0xff, 0xff, 0xff]),
-    Buffer.concat([Buffer.from([0, 0, 0, 5]), Buffer.from('hello')]),
-    // A request without a token: cut off with a typed answer.
-    frame({ method: 'token', csr }),
-    frame({ method: 'token', token: 42, csr }),
-  ]) {
-    assert.is(errorCode(await rawEnroll(bytes)), 'ERR_ENROLL_PROTOCOL');
-  }
-  const token = await r.joinToken('sensor-5');
-  assert.ok(
-    (await enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now })).spiffeId.endsWith(
-      '/sensor-5',
-    ),
-  );
-});
-
 test('a refused CSR (explicit EC curve parameters) does not burn the token: the same token enrolls afterwards', async () => {
   const token = await r.joinToken('sensor-6');
   const dir = r.tmp;
@@ -322,41 +268,50 @@ test('a refused CSR (explicit EC curve parameters) does not burn the token: the 
     kf,
   ]);
   const csr = execFileSync('openssl', ['req', '-new', '-key', kf, '-subj', '/CN=x', '-outform', 'DER']);
-  const frames = await rawEnroll(frame({ method: 'token', token, csr: new Uint8Array(csr) }));
-  assert.is(errorCode(frames), 'ERR_ENROLL_REFUSED');
+  const a = await estCall(enrollAt.port, 'simpleenroll', { body: csr, basic: ['sensor-6', token] });
+  assert.is(a.status, 400);
+  assert.match(a.text, /^ERR_ENROLL_CSR_INVALID: /);
   assert.ok(
     r.logger.lines.some(
       (l) => l.msg === 'enrollment refused' && String(l.fields.reason).includes('ERR_CSR_EXPLICIT_CURVE'),
     ),
   );
-  const ok = await enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now });
+  const at = { host: '127.0.0.1', port: enrollAt.port, deviceId: 'sensor-6' };
+  const ok = await enroll({ ...at, token, key: key(), now });
   assert.ok(ok.spiffeId.endsWith('/device/sensor-6'));
-  await rejects(
-    () => enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now }),
-    'ERR_ENROLL_TOKEN_INVALID',
-  );
+  await rejects(() => enroll({ ...at, token, key: key(), now }), 'ERR_ENROLL_TOKEN_INVALID');
 });
 
 test('two enrollments racing with one token: exactly one gets a certificate', async () => {
   const token = await r.joinToken('sensor-7');
   const results = await Promise.allSettled(
-    [0, 1, 2].map(() => enroll({ host: '127.0.0.1', port: enrollAt.port, token, key: key(), now })),
+    [0, 1, 2].map(() =>
+      enroll({ host: '127.0.0.1', port: enrollAt.port, deviceId: 'sensor-7', token, key: key(), now }),
+    ),
   );
   assert.is(results.filter((x) => x.status === 'fulfilled').length, 1);
   for (const x of results)
     if (x.status === 'rejected') assert.is((x.reason as { code?: string }).code, 'ERR_ENROLL_TOKEN_INVALID');
 });
 
-/** A TLS connection that streams garbage until the gateway closes it (or `max` bytes went out). */
-function garbageStream(max: number): Promise<{ sent: number; closed: boolean }> {
+/**
+ * A TLS connection that streams garbage until the gateway closes it (or `max` bytes went out):
+ * `http` an enrollment request with a chunked body that never ends, else bytes that are not HTTP.
+ */
+function garbageStream(max: number, http: boolean): Promise<{ sent: number; closed: boolean }> {
   return new Promise((resolve) => {
     let sent = 0;
-    const chunk = Buffer.alloc(64 * 1024, 0x41);
+    const chunk = http
+      ? Buffer.concat([Buffer.from('10000\r\n'), Buffer.alloc(64 * 1024, 0x41), Buffer.from('\r\n')])
+      : Buffer.alloc(64 * 1024, 0x41);
     const s: TLSSocket = connect(
       halfOpen({ host: '127.0.0.1', port: enrollAt.port, rejectUnauthorized: false }),
       () => {
-        // A length prefix just under the frame limit, then far more bytes than it announced.
-        s.write(Buffer.from([0, 0, 0x3f, 0xf0]));
+        if (http)
+          s.write(
+            'POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: gw\r\nContent-Type: application/pkcs10\r\n' +
+              'Authorization: Basic eDp5\r\nTransfer-Encoding: chunked\r\n\r\n',
+          );
         const pump = (): void => {
           while (!s.destroyed && sent < max) {
             sent += chunk.length;
@@ -381,7 +336,7 @@ function garbageStream(max: number): Promise<{ sent: number; closed: boolean }> 
 test('garbage streamed on 4 enrollment connections: each is cut off near one frame, RSS stays bounded and an MQTT connect stays fast', async () => {
   const MAX = 64 * 1024 * 1024;
   const rss0 = process.memoryUsage().rss;
-  const flood = Promise.all([0, 1, 2, 3].map(() => garbageStream(MAX)));
+  const flood = Promise.all([0, 1, 2, 3].map((i) => garbageStream(MAX, i % 2 === 0)));
   const t0 = performance.now();
   const c = await r.connect(await r.pki.device('during-flood'));
   const connectMs = performance.now() - t0;
@@ -389,24 +344,30 @@ test('garbage streamed on 4 enrollment connections: each is cut off near one fra
   const results = await flood;
   const grownMb = (process.memoryUsage().rss - rss0) / 1048576;
   console.log(
-    `  4 garbage streams: cut off after ${results.map((x) => Math.round(x.sent / 1024)).join(', ')} KiB sent (budget ${MAX_CONNECTION_BYTES} B + socket buffers); RSS +${grownMb.toFixed(1)} MB; MQTT connect ${connectMs.toFixed(0)} ms`,
+    `  4 garbage streams: cut off after ${results.map((x) => Math.round(x.sent / 1024)).join(', ')} KiB sent (body bound ${MAX_BODY_BYTES} B + socket buffers); RSS +${grownMb.toFixed(1)} MB; MQTT connect ${connectMs.toFixed(0)} ms`,
   );
   for (const x of results) assert.ok(x.closed, `a connection took ${x.sent} bytes without being closed`);
   assert.ok(grownMb < 40, `RSS grew ${grownMb.toFixed(1)} MB`);
   assert.ok(connectMs < 2000, `MQTT connect took ${connectMs} ms`);
   assert.ok(
     r.logger.lines.some(
-      (l) => l.msg === 'enrollment connection closed' && l.fields.code === 'ERR_ENROLL_BUDGET',
+      (l) =>
+        l.msg === 'enrollment refused' && l.fields.code === 'ERR_ENROLL_BUDGET' && l.fields.status === 413,
     ),
   );
+  assert.ok(r.logger.lines.some((l) => l.msg === 'enrollment refused' && l.fields.status === 400));
 });
 
 test('a connection that sends nothing after the handshake is closed at its time budget', async () => {
   const closed = new Promise<void>((resolve) => {
-    const s = connect(halfOpen({ host: '127.0.0.1', port: enrollAt.port, rejectUnauthorized: false }));
-    s.on('data', () => {
-      // The hello arrived: the budget runs on the gateway's clock.
-      void r.clock.advance(10_001);
+    const s = connect(halfOpen({ host: '127.0.0.1', port: enrollAt.port, rejectUnauthorized: false }), () => {
+      // Once the gateway armed the connection's budget (its clock), let the time pass.
+      const armed = (): void => {
+        if (r.clock.pendingTimers().some((t) => t.name === 'enrollment-request'))
+          void r.clock.advance(10_001);
+        else setImmediate(armed);
+      };
+      armed();
     });
     s.on('error', () => {});
     s.once('end', () => resolve());
@@ -426,7 +387,9 @@ test('a revoked device id cannot enroll again, with a token or a factory certifi
   const revoked = new StaticRevocationSource();
   const r2 = await rig((pki) => ({
     revocationSource: revoked,
-    deviceSigner: refusingRevoked(pki.signer(new VirtualClock(Date.now())), revoked),
+    // The signer's clock a little behind the rig's (made just before): what it signs is never
+    // "not valid yet" at the rig's time, whichever second the two were made in.
+    deviceSigner: refusingRevoked(pki.signer(new VirtualClock(Date.now() - 2000)), revoked),
     factory: { roots: [mfg.cert], idField: 'cn', allowList: ['factory-9'] },
   }));
   try {
@@ -435,7 +398,15 @@ test('a revoked device id cannot enroll again, with a token or a factory certifi
     revoked.revoke({ spiffeIds: [`${gw}/device/gone-1`, `${gw}/device/factory-9`] });
     const token = await r2.joinToken('gone-1');
     await rejects(
-      () => enroll({ host: '127.0.0.1', port: at.port, token, key: key(), now: () => r2.clock.now() }),
+      () =>
+        enroll({
+          host: '127.0.0.1',
+          port: at.port,
+          deviceId: 'gone-1',
+          token,
+          key: key(),
+          now: () => r2.clock.now(),
+        }),
       'ERR_ENROLL_DEVICE_REVOKED',
     );
     const fp = (await import('node:crypto')).createHash('sha256').update(r2.pki.root.cert.raw).digest();
@@ -461,6 +432,7 @@ test('a revoked device id cannot enroll again, with a token or a factory certifi
     const ok = await enroll({
       host: '127.0.0.1',
       port: at.port,
+      deviceId: 'still-1',
       token: await r2.joinToken('still-1'),
       key: key(),
       now: () => r2.clock.now(),

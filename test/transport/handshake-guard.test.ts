@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { enroll } from '../../transport/enroll/client.ts';
+import { enroll } from '../../transport/enroll/est-client.ts';
 import { writeIdentityFiles } from '../helpers/pki.ts';
 import { rig } from './setup.ts';
 
@@ -143,7 +143,14 @@ test('enrollment port: capped from accept (64 by default); 100 raw sockets close
   assert.ok(held < 100, 'sockets over the cap were refused at accept');
   const token = await r.joinToken('after-enroll-flood');
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-  const ok = await enroll({ host: '127.0.0.1', port: enrollAt.port, token, key, now: () => r.clock.now() });
+  const ok = await enroll({
+    host: '127.0.0.1',
+    port: enrollAt.port,
+    deviceId: 'after-enroll-flood',
+    token,
+    key,
+    now: () => r.clock.now(),
+  });
   assert.ok(ok.spiffeId.endsWith('/device/after-enroll-flood'));
 });
 

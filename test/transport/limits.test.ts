@@ -2,7 +2,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { enroll } from '../../transport/enroll/client.ts';
+import { enroll } from '../../transport/enroll/est-client.ts';
 import { rejects } from '../helpers/rejects.ts';
 import { closed, collect, connectFailure, connectPacket, rawTls, rig } from './setup.ts';
 
@@ -117,16 +117,17 @@ test('enrollment is rate limited per address', async () => {
   const at = r.broker.addresses.enrollment as { port: number };
   const key = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const now = () => r.clock.now();
-  await enroll({ host: '127.0.0.1', port: at.port, token: await r.joinToken('rl-1'), key: key(), now });
-  await enroll({ host: '127.0.0.1', port: at.port, token: await r.joinToken('rl-2'), key: key(), now });
+  const on = { host: '127.0.0.1', port: at.port };
+  await enroll({ ...on, deviceId: 'rl-1', token: await r.joinToken('rl-1'), key: key(), now });
+  await enroll({ ...on, deviceId: 'rl-2', token: await r.joinToken('rl-2'), key: key(), now });
   const t3 = await r.joinToken('rl-3');
   await rejects(
-    () => enroll({ host: '127.0.0.1', port: at.port, token: t3, key: key(), now }),
+    () => enroll({ ...on, deviceId: 'rl-3', token: t3, key: key(), now }),
     'ERR_ENROLL_RATE_LIMITED',
   );
   await r.clock.advance(61_000);
   // The refused attempt did not consume the token.
-  const ok = await enroll({ host: '127.0.0.1', port: at.port, token: t3, key: key(), now });
+  const ok = await enroll({ ...on, deviceId: 'rl-3', token: t3, key: key(), now });
   assert.ok(ok.spiffeId.endsWith('/rl-3'));
 });
 

@@ -30,7 +30,7 @@ import { createCsr } from '../../runtime/svid/csr.ts';
 import { VirtualClock } from '../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../sim/random.ts';
 import { connectDevice } from '../../transport/device/index.ts';
-import { enroll } from '../../transport/enroll/client.ts';
+import { enroll } from '../../transport/enroll/est-client.ts';
 import { issueJoinToken } from '../../transport/enroll/join-token.ts';
 import { MemoryTokenStore } from '../../transport/enroll/token-store.ts';
 import { type BrokerOptions, startBroker } from '../../transport/mqtt/broker.ts';
@@ -138,6 +138,7 @@ async function enrolledFiles(g: Awaited<ReturnType<typeof gateway>>, deviceId: s
     host: '127.0.0.1',
     port: g.enrollPort,
     key,
+    deviceId,
     token: await g.token(deviceId),
     now: () => g.clock.now(),
   });
@@ -235,7 +236,7 @@ test('the device SDK enrolls, connects (host name checked), publishes and renews
   const device = await connectDevice({
     dir: join(g.tmp, 'sdk'),
     gateway: { host: 'localhost', port: g.port },
-    enroll: { host: '127.0.0.1', port: g.enrollPort, token: await g.token('sdk-1') },
+    enroll: { host: '127.0.0.1', port: g.enrollPort, deviceId: 'sdk-1', token: await g.token('sdk-1') },
     clock: g.clock,
   });
   if (!device.client.connected) await new Promise((r) => device.client.once('connect', r));
@@ -315,7 +316,14 @@ test('budget end: exactly at the CA NotAfter live sessions close and connections
   const late = await g.token('late');
   await rejects(
     () =>
-      enroll({ host: '127.0.0.1', port: g.enrollPort, key: newKey(), token: late, now: () => g.clock.now() }),
+      enroll({
+        host: '127.0.0.1',
+        port: g.enrollPort,
+        key: newKey(),
+        deviceId: 'late',
+        token: late,
+        now: () => g.clock.now(),
+      }),
     'ERR_ENROLL_PROTOCOL',
   );
   assert.ok(

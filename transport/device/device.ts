@@ -3,7 +3,9 @@
  * events. `Device.connect(options)` loads the identity from `dir` (or enrolls), connects, and
  * resolves once the gateway accepted the connection; from then on the device:
  *
- * - **rotates** its SVID over MQTT at `refreshAt` (half-life ± 10 %, drawn from the injected
+ * - **rotates** its SVID at `refreshAt` over EST (`simplereenroll` on the enrollment listener,
+ *   authenticated by the current SVID) when `enroll` is given, else over MQTT renewal on its own
+ *   connection (half-life ± 10 %, drawn from the injected
  *   `Random`, as the agent does), retrying a failed renewal after `retryMs`, never past NotAfter;
  *   the new certificate is used from an immediate reconnect (the persistent session resumes and
  *   unacknowledged QoS 1 messages are sent again);
@@ -62,6 +64,8 @@ export interface DeviceOptions {
   readonly enroll?: {
     readonly host: string;
     readonly port: number;
+    /** The device id the join token was issued for (EST's HTTP Basic user name). */
+    readonly deviceId?: string;
     readonly token?: string;
     readonly factory?: FactoryIdentity;
   };
@@ -89,7 +93,7 @@ export interface DeviceEvents {
   disconnected: [];
   /** The next reconnect attempt (0 = the first after a loss) waits `delayMs` (full jitter, capped). */
   reconnectScheduled: [delayMs: number, attempt: number];
-  /** A renewal over MQTT completed: the NotAfter of the new SVID. */
+  /** A rotation (EST re-enrollment, or renewal over MQTT) completed: the NotAfter of the new SVID. */
   rotated: [notAfter: number];
   /** A renewal failed (retried after `retryMs` while the SVID lasts). */
   rotationFailed: [err: Error];
@@ -194,13 +198,18 @@ export class Device extends EventEmitter<DeviceEvents> {
       return Promise.reject(new TransportError('ERR_DEVICE_CLOSED', `the device is ${this.#state}`));
     this.#rotating ??= (async () => {
       try {
-        const renewed = await this.#identity.renew({
-          client: this.client,
-          clock: this.#clock,
-          random: this.#random,
-          newKey: this.#newKey,
-          timeoutMs: this.#o.renewTimeoutMs ?? 30_000,
-        });
+        // Over EST when the enrollment listener is known, else over MQTT on this connection.
+        const at = this.#o.enroll;
+        const renewed =
+          at !== undefined
+            ? await this.#identity.reenroll(at, this.#newKey, () => this.#clock.now())
+            : await this.#identity.renew({
+                client: this.client,
+                clock: this.#clock,
+                random: this.#random,
+                newKey: this.#newKey,
+                timeoutMs: this.#o.renewTimeoutMs ?? 30_000,
+              });
         // A bundle adopted while the renewal was in flight stays adopted.
         const next = renewed.withRoots(this.#identity.roots, this.#clock.now());
         await this.#serialized(() => next.write(this.#o.dir));

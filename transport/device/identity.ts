@@ -6,8 +6,11 @@
  * - `DeviceIdentity.load(dir, now)`: the files `writeIdentity` wrote; an identity whose SVID has
  *   expired is still loaded (`expiredAt(now)` says so) so the caller can decide what to do: the
  *   device SDK re-enrolls with a factory certificate or reports `ERR_DEVICE_SVID_EXPIRED`;
- * - `DeviceIdentity.enroll(...)`: a new key and the enrollment listener (join token or factory);
- * - `identity.renew(...)`: a new key and renewal over MQTT, on the device's own connection;
+ * - `DeviceIdentity.enroll(...)`: a new key and the enrollment listener, EST `simpleenroll`
+ *   (device id + join token, or a factory certificate);
+ * - `identity.reenroll(...)`: a new key and EST `simplereenroll`, authenticated by this identity;
+ * - `identity.renew(...)`: a new key and renewal over MQTT, on the device's own connection (for a
+ *   device that cannot reach the enrollment listener);
  * - `identity.withRoots(roots)`: the same key and chain with an authenticated new bundle;
  * - `identity.write(dir)`: atomically, as mosquitto clients use the files.
  *
@@ -28,7 +31,7 @@ import type { Random } from '../../runtime/core/random.ts';
 import { certFacts } from '../../runtime/spiffe/cert-facts.ts';
 import { parseSpiffeId } from '../../runtime/spiffe/id.ts';
 import { verifyX509Svid } from '../../runtime/spiffe/verify.ts';
-import { enroll } from '../enroll/client.ts';
+import { enroll, reenroll } from '../enroll/est-client.ts';
 import { TransportError } from '../errors.ts';
 import { contextFor } from '../mqtt/tls-context.ts';
 import { readIdentity, type StoredIdentity, writeBundle, writeIdentity } from './files.ts';
@@ -50,6 +53,8 @@ export interface FactoryIdentity {
 export interface EnrollAt {
   readonly host: string;
   readonly port: number;
+  /** The device id the join token was issued for (EST's HTTP Basic user name); needed with `token`. */
+  readonly deviceId?: string;
   readonly token?: string;
   readonly factory?: FactoryIdentity;
 }
@@ -128,7 +133,11 @@ export class DeviceIdentity {
     const base = { host: at.host, port: at.port, key, now };
     const got = await enroll(
       at.token !== undefined
-        ? { ...base, token: at.token }
+        ? {
+            ...base,
+            token: at.token,
+            ...(at.deviceId === undefined ? {} : { deviceId: at.deviceId }),
+          }
         : at.factory !== undefined
           ? { ...base, factory: at.factory }
           : (() => {
@@ -136,6 +145,33 @@ export class DeviceIdentity {
             })(),
     );
     return new DeviceIdentity({ key, chain: got.chain, roots: got.roots }, now());
+  }
+
+  /**
+   * Re-enroll over EST (`simplereenroll`, this identity as TLS client certificate): a new key from
+   * `newKey`, the same SPIFFE ID; the gateway must chain to the roots this identity trusts, and
+   * the roots stay these (a bundle changes only through an authenticated bundle message).
+   */
+  async reenroll(
+    at: { host: string; port: number },
+    newKey: KeyFactory,
+    now: () => number,
+  ): Promise<DeviceIdentity> {
+    const key = newKey();
+    const got = await reenroll({
+      host: at.host,
+      port: at.port,
+      current: { key: this.key, chain: this.chain },
+      roots: this.roots,
+      key,
+      now,
+    });
+    if (got.spiffeId !== this.spiffeId)
+      throw new TransportError(
+        'ERR_ENROLL_PROTOCOL',
+        `re-enrollment gave ${got.spiffeId}, not ${this.spiffeId}`,
+      );
+    return new DeviceIdentity({ key, chain: got.chain, roots: this.roots }, now());
   }
 
   /** True once any certificate of the chain has expired (the SVID can no longer connect). */

@@ -1,7 +1,7 @@
 /**
  * The device SDK (`edgeward/device`): `connectDevice(options)` loads the device identity from a
- * directory (or enrolls with a join token or a factory certificate when there is none), keeps it
- * rotated over MQTT, and resolves to a connected `Device` whose `client` is an mqtt.js client
+ * directory (or enrolls over EST with a join token or a factory certificate when there is none),
+ * keeps it rotated (EST re-enrollment when `enroll` is given, else MQTT renewal), and resolves to a connected `Device` whose `client` is an mqtt.js client
  * that reconnects (full-jitter backoff) with the current certificate. See device.ts for the
  * behaviour, identity.ts for the identity on disk, authorize.ts for how the gateway is
  * authorized (by its exact SPIFFE ID) and bundle.ts for how a bundle update is authenticated.
@@ -12,7 +12,8 @@
  * const device = await connectDevice({
  *   dir: '/var/lib/sensor/identity',
  *   gateway: { host: 'gw.local', port: 8883 },
- *   enroll: { host: 'gw.local', port: 8884, token: process.env.JOIN_TOKEN_FILE_CONTENTS }, // first boot only
+ *   // the token is used on first boot only; the listener also serves every rotation (EST re-enrollment)
+ *   enroll: { host: 'gw.local', port: 8884, deviceId: 'sensor-1', token: process.env.JOIN_TOKEN_FILE_CONTENTS },
  * });
  * device.client.publish(`devices/${device.deviceId}/temp`, '21.5', { qos: 1 });
  * device.on('rotated', (notAfter) => console.log('new SVID until', new Date(notAfter)));

@@ -56,8 +56,9 @@ import type {
 } from '../../runtime/sources/types.ts';
 import type { VerifiedSvid } from '../../runtime/spiffe/verify.ts';
 import type { Bridge, BridgeOptions, BridgeStats } from '../bridge/bridge.ts';
+import type { EnrollmentServer } from '../enroll/est-server.ts';
 import type { FactoryOptions } from '../enroll/factory.ts';
-import type { EnrollmentServer } from '../enroll/server.ts';
+import { limitingIssuance } from '../enroll/issuance-limit.ts';
 import type { TokenStore } from '../enroll/token-store.ts';
 import { TransportError, type TransportErrorCode } from '../errors.ts';
 import type { Policy } from '../policy/schema.ts';
@@ -272,7 +273,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
           );
       });
 
-    const renewal = new RenewalService(broker, sessions, options.deviceSigner, bundle, logger);
+    // One per-device issuance budget for both paths to the signer: renewal here, EST below.
+    const deviceSigner = limitingIssuance(options.deviceSigner, { perMinute: limits.enrollPerMinute, clock });
+    const renewal = new RenewalService(broker, sessions, deviceSigner, bundle, logger);
     renewal.start();
     teardown.add('renewal', () => renewal.stop());
 
@@ -307,15 +310,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     await publishBundle(broker, bundle(), served.getX509Svid());
     let enrollment: EnrollmentServer | undefined;
     if (options.enrollment !== undefined) {
-      const { startEnrollment } = await import('../enroll/server.ts');
+      const { startEnrollment } = await import('../enroll/est-server.ts');
       const started = await startEnrollment({
         at: options.enrollment,
         material: front.material(),
         servedUntil: () => front.servedUntil,
         onExpiredRefused: front.refusedExpired('enrollment'),
         bundle,
-        signer: options.deviceSigner,
+        signer: deviceSigner,
         tokens: options.tokenStore,
+        revocation: revocationSource,
         clock,
         logger,
         perMinute: limits.enrollPerMinute,

@@ -27,7 +27,10 @@ export interface BrokerLimits {
   /** TLS handshake and MQTT CONNECT must complete within these (defaults 10 s each). */
   readonly handshakeTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
-  /** Enrollment attempts per remote address per minute (default 10). */
+  /**
+   * Enrollment attempts per remote address per minute (default 10); also the certificates one
+   * device id may get per minute over EST and MQTT renewal together (`limitingIssuance`).
+   */
   readonly enrollPerMinute?: number;
   /** Topic names (PUBLISH and wills): at most this many levels (default 32, at most 100) and UTF-8 bytes (default 1024). */
   readonly maxTopicLevels?: number;

@@ -4,8 +4,10 @@
  * - `device token create --id ID --ttl 10m [--socket PATH | --data-dir DIR]` asks the running
  *   agent over its admin socket (default `<data dir>/admin.sock`, the data dir being `--data-dir`,
  *   `$EDGEWARD_DATA_DIR` or `./.edgeward`, where `npm start` keeps it) and prints the token.
- * - `device enroll --gateway HOST:PORT (--token TOKEN | --token-file FILE) --out DIR` writes
- *   `key.pem` (0600), `svid.pem` (leaf + chain) and `bundle.pem`, usable as is by
+ * - `device enroll --gateway HOST:PORT --id DEVICE_ID (--token TOKEN | --token-file FILE) --out DIR`
+ *   enrolls over EST (RFC 7030: `cacerts` checked against the token's fingerprint, then
+ *   `simpleenroll` with HTTP Basic `DEVICE_ID:TOKEN`) and writes `key.pem` (0600), `svid.pem`
+ *   (leaf + chain) and `bundle.pem`, usable as is by
  *   `mosquitto_pub --cafile bundle.pem --cert svid.pem --key key.pem`.
  */
 import { generateKeyPairSync } from 'node:crypto';
@@ -13,16 +15,17 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { writeIdentity } from '../../../transport/device/files.ts';
 import { createDeviceToken } from '../../../transport/enroll/admin-client.ts';
-import { enroll } from '../../../transport/enroll/client.ts';
+import { enroll } from '../../../transport/enroll/est-client.ts';
 import { parseDuration } from '../../config/formats.ts';
 import { isPathSegment } from '../../spiffe/id.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
 
 const HELP = `Usage: edgeward device token create --id DEVICE_ID --ttl 10m [--socket PATH | --data-dir DIR]
-       edgeward device enroll --gateway HOST:PORT (--token TOKEN | --token-file FILE) --out DIR
+       edgeward device enroll --gateway HOST:PORT --id DEVICE_ID (--token TOKEN | --token-file FILE) --out DIR
 
 token create   ask the running agent for a one-time join token for DEVICE_ID (printed on stdout)
-enroll         enroll with a join token; writes DIR/key.pem (0600), DIR/svid.pem, DIR/bundle.pem
+enroll         enroll over EST (RFC 7030) with the join token of DEVICE_ID;
+               writes DIR/key.pem (0600), DIR/svid.pem, DIR/bundle.pem
 
 The admin socket defaults to <data dir>/admin.sock, the data dir being --data-dir,
 $EDGEWARD_DATA_DIR or ./.edgeward (where \`npm start\` keeps it).`;
@@ -69,6 +72,7 @@ async function enrollCommand(argv: readonly string[], io: CliIo): Promise<number
     argv,
     {
       gateway: { type: 'string' },
+      id: { type: 'string' },
       token: { type: 'string' },
       'token-file': { type: 'string' },
       out: { type: 'string' },
@@ -79,6 +83,9 @@ async function enrollCommand(argv: readonly string[], io: CliIo): Promise<number
   const m = /^(.+):(\d{1,5})$/.exec(gateway);
   if (m === null || Number(m[2]) > 65535) throw new UsageError('device enroll: --gateway must be HOST:PORT');
   const host = (m[1] as string).replace(/^\[(.*)\]$/, '$1');
+  const deviceId = required(values.id, 'id', 'device enroll');
+  if (!isPathSegment(deviceId) || deviceId.length > 64)
+    throw new UsageError('device enroll: --id must be 1-64 of A-Z a-z 0-9 . _ -');
   const out = resolve(io.cwd, required(values.out, 'out', 'device enroll'));
   let token = values.token;
   if (values['token-file'] !== undefined) {
@@ -87,7 +94,7 @@ async function enrollCommand(argv: readonly string[], io: CliIo): Promise<number
   }
   token = required(token, 'token', 'device enroll');
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-  const id = await enroll({ host, port: Number(m[2]), token, key, now: () => Date.now() });
+  const id = await enroll({ host, port: Number(m[2]), deviceId, token, key, now: () => Date.now() });
   await writeIdentity(out, { key, chain: id.chain, roots: id.roots });
   io.out(`enrolled ${id.spiffeId}, valid until ${new Date(id.notAfter).toISOString()}`);
   io.out(`wrote ${join(out, 'key.pem')} (0600), ${join(out, 'svid.pem')}, ${join(out, 'bundle.pem')}`);

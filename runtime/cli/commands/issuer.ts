@@ -1,7 +1,7 @@
 /**
  * `edgeward issuer`: the upstream issuer daemon and its operator commands. This file is a
- * composition root: it builds the real clock, randomness, pino logger and LevelDB store and
- * hands them to `runtime/issuer`.
+ * composition root: it builds the real clock, randomness, pino logger and the store (LevelDB or
+ * PostgreSQL, `store-open.ts`) and hands them to `runtime/issuer`.
  */
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
@@ -11,16 +11,16 @@ import { ISSUER_ROLE, loadConfigFile } from '../../config/load.ts';
 import { systemClock } from '../../core/clock.ts';
 import type { Logger } from '../../core/logger.ts';
 import { cryptoRandom } from '../../core/random.ts';
-import { IssuerError } from '../../errors.ts';
 import { createDevIssuerFiles } from '../../issuer/dev.ts';
 import { issuerOptionsFromConfig } from '../../issuer/from-config.ts';
 import { Issuer } from '../../issuer/issuer.ts';
 import { startIssuer } from '../../issuer/start.ts';
-import { openLevelStore } from '../../issuer/store.ts';
+import { migrateIssuerStore, openIssuerStore } from '../../issuer/store-open.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
 
 const HELP = `Usage: edgeward issuer --config FILE
        edgeward issuer <operator command> --config FILE [options]
+       edgeward issuer migrate --config FILE
        edgeward issuer dev-ca --dir DIR --trust-domain TD
 
 Runs the upstream issuer: HTTPS with CBOR bodies (POST /v1/attest/begin, /v1/attest/finish,
@@ -58,6 +58,10 @@ process at a time):
                            expired) in favour of ca.next. Rotation: 1) set ca.next and restart: the
                            next CA is published in the bundle; 2) once agents have the new bundle,
                            stop the issuer, run 'ca rotate', move ca.next into ca, start again
+  migrate                  create or upgrade the store's schema (PostgreSQL: run once per rollout,
+                           before the new replicas start; idempotent; a replica refuses a database
+                           not migrated, ERR_ISSUER_STORE_NOT_MIGRATED, or migrated by a newer
+                           edgeward, ERR_ISSUER_STORE_SCHEMA_NEWER. LevelDB upgrades itself)
   audit [--since MS] [--limit N]
                            print audit events as JSON lines
   dev-ca --dir DIR --trust-domain TD
@@ -91,19 +95,6 @@ function pinoLogger(level: string): Logger {
   };
 }
 
-async function openStore(dir: string) {
-  try {
-    return await openLevelStore(dir);
-  } catch (cause) {
-    throw new IssuerError(
-      'ERR_ISSUER_INTERNAL',
-      `cannot open the store in ${dir} (is the issuer running?)`,
-      {},
-      { cause },
-    );
-  }
-}
-
 export const command: Command = {
   name: 'issuer',
   summary: 'run the upstream issuer: verify attestation, sign SVIDs and device CAs',
@@ -131,8 +122,19 @@ export const command: Command = {
       io.env,
       sub === undefined ? { now: systemClock.now() } : {},
     );
+    if (sub === 'migrate') {
+      const r = await migrateIssuerStore(cfg.store);
+      io.out(
+        r.kind === 'leveldb'
+          ? `LevelDB store at schema ${r.to}`
+          : r.from === r.to
+            ? `PostgreSQL issuer schema is current (version ${r.to})`
+            : `PostgreSQL issuer schema migrated from version ${r.from} to ${r.to}`,
+      );
+      return 0;
+    }
     const logger = pinoLogger(cfg.log?.level ?? 'info');
-    const store = await openStore(cfg.storeDir);
+    const store = await openIssuerStore(cfg.store, { clock: systemClock, logger });
     const deps = { store, clock: systemClock, random: cryptoRandom, logger };
     const options = await issuerOptionsFromConfig(cfg, deps).catch(async (e: unknown) => {
       await store.close();

@@ -25,7 +25,7 @@ import { systemClock } from '../../../runtime/core/clock.ts';
 import { nullLogger } from '../../../runtime/core/logger.ts';
 import { cryptoRandom } from '../../../runtime/core/random.ts';
 import { openSimTransport } from '../../../sim/tpm/index.ts';
-import { enroll } from '../../../transport/enroll/client.ts';
+import { enroll } from '../../../transport/enroll/est-client.ts';
 import { captureIo } from '../../helpers/cli-io.ts';
 import { makeCert } from '../../helpers/pki.ts';
 import { rejects } from '../../helpers/rejects.ts';

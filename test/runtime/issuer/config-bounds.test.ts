@@ -131,7 +131,7 @@ test('the offline budget must fit in what is left of the issuer CA (read from ca
 
 test('version 1 migrates: deviceCaTtl becomes offlineBudget; a v2 file with deviceCaTtl is refused by name', async () => {
   const cfg = loadConfigText(config('deviceCaTtl: 3d\nsvidTtl: 1h\n', 1), ISSUER_ROLE);
-  assert.is(cfg.version, 2);
+  assert.is(cfg.version, 3);
   assert.is(cfg.offlineBudget, '3d');
   assert.is((cfg as Record<string, unknown>).deviceCaTtl, undefined);
   // The migrated value is bounded like a new one.

@@ -49,6 +49,13 @@ const ISSUER_CODES: Record<IssuerErrorCode, true> = {
   ERR_ISSUER_DEVICE_SCOPE: true,
   ERR_ISSUER_KEY_PERMISSIONS: true,
   ERR_ISSUER_CLOSED: true,
+  ERR_ISSUER_STORE_CONFLICT: true,
+  ERR_ISSUER_STORE_UNAVAILABLE: true,
+  ERR_ISSUER_STORE_AUTH: true,
+  ERR_ISSUER_STORE_URL: true,
+  ERR_ISSUER_STORE_SCHEMA_NEWER: true,
+  ERR_ISSUER_STORE_NOT_MIGRATED: true,
+  ERR_ISSUER_STORE_UNSUPPORTED: true,
   ERR_ISSUER_INTERNAL: true,
 };
 /** Codes of other folders that reach the issuer's front from the code it calls. */
