@@ -17,7 +17,8 @@ export type RuntimeErrorCode =
   | SpiffeErrorCode
   | SvidErrorCode
   | IssuerErrorCode
-  | FirmwareErrorCode;
+  | FirmwareErrorCode
+  | WorkloadErrorCode;
 
 /** Codes of `runtime/spiffe/` (SPIFFE IDs, X.509-SVID verification) and the identity sources. */
 export type SpiffeErrorCode =
@@ -29,7 +30,7 @@ export type SpiffeErrorCode =
   | 'ERR_SVID_EXPIRED'
   /** The chain does not lead to a root of the bundle (or to this gateway's delegated CA). */
   | 'ERR_SVID_UNTRUSTED'
-  /** A leaf signed by a delegated CA whose SPIFFE ID is not under `<CA id>/device/`. */
+  /** A leaf signed by a delegated CA whose SPIFFE ID is not under `<CA id>/device/` or `<CA id>/workload/`. */
   | 'ERR_SVID_PATH_SCOPE'
   /** The SPIFFE ID or a certificate serial of the chain is revoked. */
   | 'ERR_SVID_REVOKED'
@@ -276,3 +277,16 @@ export type FirmwareErrorCode =
   | 'ERR_MANIFEST_SIGNATURE';
 
 export class FirmwareError extends EdgewardError<FirmwareErrorCode> {}
+
+/** Codes of `runtime/workload/` (the SPIFFE Workload API server, workload attestation, registration entries). */
+export type WorkloadErrorCode =
+  /** The kernel gave no peer credentials for a Workload API connection (not a Unix socket, or getsockopt failed). */
+  | 'ERR_WORKLOAD_PEERCRED'
+  /** /proc/<pid> of a Workload API caller could not be read, or the process changed during attestation (pid reuse). */
+  | 'ERR_WORKLOAD_ATTESTATION'
+  /** A registration entries file that is not well formed; every issue is listed with its line. */
+  | 'ERR_WORKLOAD_ENTRIES_INVALID'
+  /** The Workload API answered a client (`edgeward workload fetch`) with a gRPC error status. */
+  | 'ERR_WORKLOAD_API_STATUS';
+
+export class WorkloadError extends EdgewardError<WorkloadErrorCode> {}

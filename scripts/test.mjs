@@ -15,7 +15,8 @@ import { readmeWithCatalogue } from './error-codes.mjs';
 import { checkSuite } from './test-checks.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const PACKAGES = 'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql';
+const PACKAGES =
+  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql python3-grpcio python3-grpc-tools';
 const NEEDED = [
   'swtpm',
   'swtpm_setup',
@@ -36,6 +37,10 @@ const onPath = (cmd) =>
     (d) => d && existsSync(join(d, cmd)),
   );
 
+// The Workload API peer tests' client: Debian's Python gRPC stack (python3-grpcio, grpc_tools).
+const pythonGrpc = () =>
+  spawnSync('/usr/bin/python3', ['-c', 'import grpc, grpc_tools.protoc'], { stdio: 'ignore' }).status === 0;
+
 /** PostgreSQL's server binaries are not on PATH on Debian: /usr/lib/postgresql/<major>/bin. */
 function postgresBin() {
   const root = '/usr/lib/postgresql';
@@ -48,6 +53,7 @@ function postgresBin() {
 const missingPeers = () => [
   ...NEEDED.filter((c) => !onPath(c)),
   ...(postgresBin() === undefined ? ['postgres (/usr/lib/postgresql/*/bin)'] : []),
+  ...(pythonGrpc() ? [] : ['python3-grpcio/python3-grpc-tools']),
 ];
 
 function ensurePeers() {

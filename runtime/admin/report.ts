@@ -52,6 +52,8 @@ export interface StatusReport {
     budgetRemainingSeconds: number | null;
     serverCertNotAfter: string | null;
   } | null;
+  /** The Workload API socket, when the Workload API runs (`workload` in the config, or dev mode). */
+  workloadApi: { socket: string } | null;
 }
 
 /** What the composition root knows of local service (`runtime/agent/server-identity.ts`). */
@@ -82,6 +84,7 @@ export function statusReport(
     bridge?: BridgeCounters | undefined;
     local?: LocalServiceFacts | undefined;
     broker?: BrokerState;
+    workloadApi?: { socket: string } | undefined;
   },
 ): StatusReport {
   const local = extra.local;
@@ -119,6 +122,7 @@ export function statusReport(
     devices: s.devices,
     revocations: s.revocations,
     bundleSequence: s.bundleSequence ?? null,
+    workloadApi: extra.workloadApi === undefined ? null : { socket: extra.workloadApi.socket },
     local:
       local === undefined
         ? null

@@ -296,6 +296,16 @@ export class Agent {
     await this.#o.store.batch(stale);
   }
 
+  /** The loaded identity while its delegated CA is still valid (the Workload API signs with it). */
+  caIdentity(): LiveIdentity | undefined {
+    return this.#caIdentity();
+  }
+
+  /** False while the clock is behind the persisted time floor (no signing then). */
+  clockTrusted(): boolean {
+    return this.#clockWatch.trusted();
+  }
+
   /** The loaded identity while its delegated CA is still valid. */
   #caIdentity(): LiveIdentity | undefined {
     const live = this.svidSource.loaded();

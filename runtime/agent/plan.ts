@@ -7,6 +7,7 @@
  * (CA roots, manufacturer roots) are read here: unreadable → `ERR_CONFIG_UNREADABLE`, not PEM
  * certificates → `ERR_CONFIG_INVALID`, each naming the config key.
  */
+
 import type { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ import { attestorProtector } from '../store/protector.ts';
 import { pemCertificates } from '../svid/certificate.ts';
 import { httpsUpstream } from '../upstream/client.ts';
 import type { Upstream } from '../upstream/types.ts';
+import { DEFAULT_WORKLOAD_SOCKET } from '../workload/socket.ts';
 import type { AgentOptions } from './agent.ts';
 import { fullJitterBackoff } from './policy.ts';
 import type { AgentPlan, BrokerBridgePlan, BrokerFactoryPlan } from './run.ts';
@@ -96,6 +98,14 @@ export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<Ag
       ...(c.admin?.socket !== undefined ? { socket: c.admin.socket } : {}),
       ...(c.admin?.metricsPort !== undefined ? { metricsPort: c.admin.metricsPort } : {}),
     },
+    ...(c.workload === undefined
+      ? {}
+      : {
+          workload: {
+            socket: c.workload.socket ?? DEFAULT_WORKLOAD_SOCKET,
+            ...(c.workload.entriesFile !== undefined ? { entriesFile: c.workload.entriesFile } : {}),
+          },
+        }),
   };
 }
 

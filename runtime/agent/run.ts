@@ -30,6 +30,7 @@ import { cryptoRandom, type Random } from '../core/random.ts';
 import type { DataKeyProtector } from '../store/protector.ts';
 import { type LevelDb, SealedStore } from '../store/sealed-store.ts';
 import type { Upstream } from '../upstream/types.ts';
+import type { WorkloadPlan } from '../workload/run.ts';
 import { Agent, type AgentOptions } from './agent.ts';
 import { newP256Key } from './keys.ts';
 import { serverIdentityOf } from './server-identity.ts';
@@ -55,6 +56,8 @@ export interface AgentPlan {
     readonly factory?: BrokerFactoryPlan;
   };
   readonly admin?: { readonly socket?: string; readonly metricsPort?: number };
+  /** The SPIFFE Workload API (issue 18): absent = not served. */
+  readonly workload?: WorkloadPlan;
   /** Extra things to close at shutdown (the dev issuer). */
   readonly onStop?: () => Promise<void>;
 }
@@ -139,6 +142,31 @@ export async function runAgent(
     const tokenDb = store.sublevel('device-tokens', 'utf8');
     const { LevelTokenStore } = await import('../../transport/enroll/token-store.ts');
     const tokenStore = new LevelTokenStore(tokenDb as never);
+    // The Workload API: served from the agent's identity (its delegated CA signs workload SVIDs).
+    let workloadSocket: string | undefined;
+    if (plan.workload !== undefined) {
+      // A Workload API that cannot start (no koffi native module in this build, a bad entries
+      // file) is logged and leaves the agent, its broker and its devices running.
+      try {
+        const { startWorkloadApi } = await import('../workload/run.ts');
+        const w = await startWorkloadApi({
+          plan: plan.workload,
+          agent,
+          trustDomain: plan.trustDomain,
+          clock,
+          random,
+          logger,
+        });
+        closers.push(() => w.close());
+        workloadSocket = w.socket;
+      } catch (err) {
+        logger.error('workload API failed to start', {
+          event: 'workload.failed',
+          code: (err as { code?: string }).code ?? 'unknown',
+          message: (err as Error).message,
+        });
+      }
+    }
     const socketPath = plan.admin?.socket ?? join(plan.dataDir, 'admin.sock');
     // Read before the admin socket listens: `/v1/status` may be asked at once (issue 15, item 9).
     let lastStats = await store.stats();
@@ -156,6 +184,7 @@ export async function runAgent(
             bridge: brokerRef?.bridgeStats(),
             local: serverIdentity.status(),
             broker: brokerState,
+            workloadApi: workloadSocket === undefined ? undefined : { socket: workloadSocket },
           }),
         metrics: () =>
           renderMetrics(

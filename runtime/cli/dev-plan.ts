@@ -80,6 +80,8 @@ export async function devPlan(o: {
       enrollment: { host: '127.0.0.1', port: o.enrollPort },
     },
     admin: o.metricsPort === undefined ? {} : { metricsPort: o.metricsPort },
+    // The Workload API on `.edgeward/workload.sock`, one entry `dev` for the uid running `npm start`.
+    workload: { socket: join(dataDir, 'workload.sock'), devUid: process.getuid?.() ?? 0 },
     onStop: () => issuer.close(),
   };
 }

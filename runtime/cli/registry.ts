@@ -42,6 +42,11 @@ export const COMMANDS: readonly Entry[] = [
     load: async () => (await import('./commands/policy.ts')).command,
   },
   {
+    name: 'workload',
+    summary: 'SPIFFE Workload API: check an entries file, fetch SVIDs (debugging client)',
+    load: async () => (await import('./commands/workload.ts')).command,
+  },
+  {
     name: 'hook',
     summary: 'OTA firmware-update phases for Mender, RAUC and SWUpdate',
     load: async () => (await import('./commands/hook.ts')).command,

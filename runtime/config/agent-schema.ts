@@ -155,6 +155,15 @@ export const AgentConfigSchema = Closed({
       metricsPort: Type.Optional(Port()),
     }),
   ),
+  workload: Type.Optional(
+    Closed(
+      {
+        socket: Type.Optional(FilePath('the Workload API Unix socket; default /run/edgeward/workload.sock')),
+        entriesFile: Type.Optional(FilePath('registration entries (YAML): selector sets → workload names')),
+      },
+      'serve the SPIFFE Workload API to local processes and containers',
+    ),
+  ),
   log: Type.Optional(Closed({ level: Type.Optional(LogLevel()) })),
 });
 

@@ -7,7 +7,7 @@
 import { FORMAT_TESTS as FORMATS, ucs2length } from './formats.ts';
 export const validate = validate10;
 export default validate10;
-const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
+const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"workload":{"additionalProperties":false,"description":"serve the SPIFFE Workload API to local processes and containers","type":"object","properties":{"socket":{"minLength":1,"description":"the Workload API Unix socket; default /run/edgeward/workload.sock","type":"string"},"entriesFile":{"minLength":1,"description":"registration entries (YAML): selector sets → workload names","type":"string"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = FORMATS["trust-domain"];
@@ -2091,12 +2091,12 @@ vErrors.push(err164);
 errors++;
 }
 }
-if(data.log !== undefined){
-let data60 = data.log;
+if(data.workload !== undefined){
+let data60 = data.workload;
 if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
 for(const key13 in data60){
-if(!(key13 === "level")){
-const err165 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
+if(!((key13 === "socket") || (key13 === "entriesFile"))){
+const err165 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err165];
 }
@@ -2106,13 +2106,11 @@ vErrors.push(err165);
 errors++;
 }
 }
-if(data60.level !== undefined){
-let data61 = data60.level;
-const _errs156 = errors;
-let valid29 = false;
-const _errs157 = errors;
-if(typeof data61 !== "string"){
-const err166 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data60.socket !== undefined){
+let data61 = data60.socket;
+if(typeof data61 === "string"){
+if(func3(data61) < 1){
+const err166 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err166];
 }
@@ -2121,8 +2119,9 @@ vErrors.push(err166);
 }
 errors++;
 }
-if("debug" !== data61){
-const err167 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+}
+else {
+const err167 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err167];
 }
@@ -2131,12 +2130,12 @@ vErrors.push(err167);
 }
 errors++;
 }
-var _valid4 = _errs157 === errors;
-valid29 = valid29 || _valid4;
-if(!valid29){
-const _errs159 = errors;
-if(typeof data61 !== "string"){
-const err168 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data60.entriesFile !== undefined){
+let data62 = data60.entriesFile;
+if(typeof data62 === "string"){
+if(func3(data62) < 1){
+const err168 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err168];
 }
@@ -2145,8 +2144,9 @@ vErrors.push(err168);
 }
 errors++;
 }
-if("info" !== data61){
-const err169 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+}
+else {
+const err169 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err169];
 }
@@ -2155,12 +2155,10 @@ vErrors.push(err169);
 }
 errors++;
 }
-var _valid4 = _errs159 === errors;
-valid29 = valid29 || _valid4;
-if(!valid29){
-const _errs161 = errors;
-if(typeof data61 !== "string"){
-const err170 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+}
+else {
+const err170 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err170];
 }
@@ -2169,8 +2167,13 @@ vErrors.push(err170);
 }
 errors++;
 }
-if("warn" !== data61){
-const err171 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+}
+if(data.log !== undefined){
+let data63 = data.log;
+if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
+for(const key14 in data63){
+if(!(key14 === "level")){
+const err171 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err171];
 }
@@ -2179,12 +2182,14 @@ vErrors.push(err171);
 }
 errors++;
 }
-var _valid4 = _errs161 === errors;
-valid29 = valid29 || _valid4;
-if(!valid29){
+}
+if(data63.level !== undefined){
+let data64 = data63.level;
 const _errs163 = errors;
-if(typeof data61 !== "string"){
-const err172 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+let valid30 = false;
+const _errs164 = errors;
+if(typeof data64 !== "string"){
+const err172 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err172];
 }
@@ -2193,8 +2198,8 @@ vErrors.push(err172);
 }
 errors++;
 }
-if("error" !== data61){
-const err173 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if("debug" !== data64){
+const err173 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err173];
 }
@@ -2203,13 +2208,12 @@ vErrors.push(err173);
 }
 errors++;
 }
-var _valid4 = _errs163 === errors;
-valid29 = valid29 || _valid4;
-}
-}
-}
-if(!valid29){
-const err174 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+var _valid4 = _errs164 === errors;
+valid30 = valid30 || _valid4;
+if(!valid30){
+const _errs166 = errors;
+if(typeof data64 !== "string"){
+const err174 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err174];
 }
@@ -2218,11 +2222,84 @@ vErrors.push(err174);
 }
 errors++;
 }
+if("info" !== data64){
+const err175 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err175];
+}
 else {
-errors = _errs156;
+vErrors.push(err175);
+}
+errors++;
+}
+var _valid4 = _errs166 === errors;
+valid30 = valid30 || _valid4;
+if(!valid30){
+const _errs168 = errors;
+if(typeof data64 !== "string"){
+const err176 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err176];
+}
+else {
+vErrors.push(err176);
+}
+errors++;
+}
+if("warn" !== data64){
+const err177 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err177];
+}
+else {
+vErrors.push(err177);
+}
+errors++;
+}
+var _valid4 = _errs168 === errors;
+valid30 = valid30 || _valid4;
+if(!valid30){
+const _errs170 = errors;
+if(typeof data64 !== "string"){
+const err178 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err178];
+}
+else {
+vErrors.push(err178);
+}
+errors++;
+}
+if("error" !== data64){
+const err179 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err179];
+}
+else {
+vErrors.push(err179);
+}
+errors++;
+}
+var _valid4 = _errs170 === errors;
+valid30 = valid30 || _valid4;
+}
+}
+}
+if(!valid30){
+const err180 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err180];
+}
+else {
+vErrors.push(err180);
+}
+errors++;
+}
+else {
+errors = _errs163;
 if(vErrors !== null){
-if(_errs156){
-vErrors.length = _errs156;
+if(_errs163){
+vErrors.length = _errs163;
 }
 else {
 vErrors = null;
@@ -2232,24 +2309,24 @@ vErrors = null;
 }
 }
 else {
-const err175 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err181 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err175];
+vErrors = [err181];
 }
 else {
-vErrors.push(err175);
+vErrors.push(err181);
 }
 errors++;
 }
 }
 }
 else {
-const err176 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err182 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err176];
+vErrors = [err182];
 }
 else {
-vErrors.push(err176);
+vErrors.push(err182);
 }
 errors++;
 }

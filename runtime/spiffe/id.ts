@@ -87,6 +87,22 @@ export function deviceIdOf(id: string, gatewayIdText: string): string | undefine
   return SEGMENT_RE.test(rest) && rest !== '.' && rest !== '..' ? rest : undefined;
 }
 
+/** The workload name when `id` is exactly `<gatewayIdText>/workload/<one segment>`, else undefined. */
+export function workloadNameOf(id: string, gatewayIdText: string): string | undefined {
+  const prefix = `${gatewayIdText}/workload/`;
+  if (!id.startsWith(prefix)) return undefined;
+  const rest = id.slice(prefix.length);
+  return SEGMENT_RE.test(rest) && rest !== '.' && rest !== '..' ? rest : undefined;
+}
+
+/**
+ * True when a gateway's delegated CA (`caIdText`) may vouch for `id`: exactly
+ * `<gateway ID>/device/<one segment>` or `<gateway ID>/workload/<one segment>` (ARCHITECTURE.md §2).
+ */
+export function inDelegatedScope(id: string, caIdText: string): boolean {
+  return deviceIdOf(id, caIdText) !== undefined || workloadNameOf(id, caIdText) !== undefined;
+}
+
 /** True when `id` lies strictly under `parent` (segment-wise, never a string prefix). */
 export function isUnder(id: string, parent: string): boolean {
   return id.startsWith(`${parent}/`) && id.length > parent.length + 1;

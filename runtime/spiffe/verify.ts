@@ -11,10 +11,10 @@
  *    pathLen allows what is below it (RFC 5280 §4.2.1.9) and whose URI name constraints admit
  *    it (RFC 5280 §4.2.1.10);
  * 3. path scoping (ARCHITECTURE.md §2): a CA whose URI SAN is a SPIFFE ID with a path (a
- *    gateway's delegated CA) only vouches for `<that id>/device/<one segment>`, and, where a
- *    server is verified (`purpose: 'server'`: devices, the SDK, the enrollment client), for the
- *    gateway's own server identity: exactly `<that id>`, EKU serverAuth and not clientAuth.
- *    Anything else (`/workload/` included, until it is defined) is `ERR_SVID_PATH_SCOPE`;
+ *    gateway's delegated CA) only vouches for `<that id>/device/<one segment>` and
+ *    `<that id>/workload/<one segment>`, and, where a server is verified (`purpose: 'server'`:
+ *    devices, the SDK, the enrollment client), for the gateway's own server identity: exactly
+ *    `<that id>`, EKU serverAuth and not clientAuth. Anything else is `ERR_SVID_PATH_SCOPE`;
  * 4. every certificate of the path is valid at `now`, and neither the IDs nor the serials are
  *    revoked.
  * Steps 1–3 do not depend on time and are cached by `SvidVerifier` per chain and bundle; step 4
@@ -40,7 +40,7 @@ import {
   OID_SERVER_AUTH,
   uriHostMatches,
 } from './cert-facts.ts';
-import { deviceIdOf, parseSpiffeId } from './id.ts';
+import { inDelegatedScope, parseSpiffeId } from './id.ts';
 
 export type SvidPurpose = 'client' | 'server';
 
@@ -205,13 +205,17 @@ function checkCa(
   }
   if (caId.trustDomain !== trustDomain)
     untrusted(`${what} belongs to trust domain ${caId.trustDomain}`, leafId);
-  // ARCHITECTURE.md §2 path scoping: a CA with a SPIFFE path only signs `<id>/device/<x>`, and
-  // its own server identity, admitted only where a server is verified.
-  if (caId.path !== '' && deviceIdOf(leafId, caId.id) === undefined) {
+  // ARCHITECTURE.md §2 path scoping: a CA with a SPIFFE path only signs `<id>/device/<x>`,
+  // `<id>/workload/<x>`, and its own server identity, admitted only where a server is verified.
+  if (caId.path !== '' && !inDelegatedScope(leafId, caId.id)) {
     if (leafId !== caId.id)
-      throw new SpiffeError('ERR_SVID_PATH_SCOPE', `${leafId} is not under ${caId.id}/device/`, {
-        spiffeId: leafId,
-      });
+      throw new SpiffeError(
+        'ERR_SVID_PATH_SCOPE',
+        `${leafId} is not under ${caId.id}/device/ or /workload/`,
+        {
+          spiffeId: leafId,
+        },
+      );
     if (!(leaf.purpose === 'server' && serverOnly(leaf.facts)))
       throw new SpiffeError(
         'ERR_SVID_PATH_SCOPE',

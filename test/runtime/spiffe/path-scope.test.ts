@@ -2,7 +2,8 @@
  * Path scoping under a delegated CA (issue 14 item 2): a leaf signed by a gateway's delegated CA
  * is admitted only as `<CA ID>/device/<x>`, or as exactly `<CA ID>` (the gateway's local server
  * identity) where a server is verified, with serverAuth and without clientAuth. Never as a
- * client; `/workload/` is not admitted yet. Each case through both verifier entry points.
+ * client; `<CA ID>/workload/<x>` (issue 18, the Workload API's SVIDs) as client or server. Each
+ * case through both verifier entry points.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -74,8 +75,21 @@ test('another gateway’s CA cannot sign this gateway’s server identity', asyn
   await refused(await pki.underCa({ by: pki.otherCa }), asServer, 'ERR_SVID_PATH_SCOPE');
 });
 
-test('/workload/ and other paths under the CA are not admitted (reserved), as client or server', async () => {
-  for (const id of [`${gwId}/workload/w1`, `${gwId}/gateway`, `${gwId}/device`, `${gwId}/device/a/b`]) {
+test('workloads under the CA are admitted as client and as server (issue 18)', async () => {
+  const id = `${gwId}/workload/w1`;
+  const leaf = await pki.underCa({ id, eku: [OID_SERVER_AUTH, OID_CLIENT_AUTH] });
+  assert.is(verifyX509Svid(leaf.chain, asClient).spiffeId, id);
+  assert.is(verifyX509Svid(leaf.chain, asServer).spiffeId, id);
+});
+
+test('other paths under the CA are not admitted (reserved), as client or server', async () => {
+  for (const id of [
+    `${gwId}/workload`,
+    `${gwId}/workload/a/b`,
+    `${gwId}/gateway`,
+    `${gwId}/device`,
+    `${gwId}/device/a/b`,
+  ]) {
     await refused(
       await pki.underCa({ id, eku: [OID_SERVER_AUTH, OID_CLIENT_AUTH] }),
       asClient,

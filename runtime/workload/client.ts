@@ -1,0 +1,92 @@
+/**
+ * A minimal SPIFFE Workload API client (for `edgeward workload fetch` and tests): one
+ * FetchX509SVID message over the Unix socket, with the `workload.spiffe.io: true` metadata.
+ * A gRPC error status comes back as `ERR_WORKLOAD_API_STATUS` naming the status.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { WorkloadError } from '../errors.ts';
+import { workloadService } from './proto.ts';
+
+export interface FetchedSvid {
+  readonly spiffeId: string;
+  /** Leaf first (DER). */
+  readonly chain: readonly Buffer[];
+  /** PKCS#8 DER. */
+  readonly key: Buffer;
+  readonly bundle: readonly Buffer[];
+  readonly hint: string;
+}
+
+/** Split concatenated DER certificates (the Workload API's `x509_svid` and `bundle` fields). */
+export function splitDer(buf: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  while (at + 2 <= buf.length) {
+    const first = buf[at + 1] as number;
+    let len = first;
+    let hdr = 2;
+    if (first & 0x80) {
+      const n = first & 0x7f;
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + (buf[at + 2 + i] as number);
+      hdr = 2 + n;
+    }
+    if (at + hdr + len > buf.length) throw new TypeError('truncated DER');
+    out.push(buf.subarray(at, at + hdr + len));
+    at += hdr + len;
+  }
+  return out;
+}
+
+interface RawSvid {
+  spiffe_id: string;
+  x509_svid: Buffer;
+  x509_svid_key: Buffer;
+  bundle: Buffer;
+  hint: string;
+}
+
+export async function fetchX509Once(
+  socketPath: string,
+  timeoutMs = 10_000,
+): Promise<{ svids: FetchedSvid[] }> {
+  const Client = grpc.makeGenericClientConstructor(workloadService(), 'SpiffeWorkloadAPI');
+  const client = new Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set('workload.spiffe.io', 'true');
+  try {
+    return await new Promise((resolve, reject) => {
+      const call = (
+        client as unknown as {
+          FetchX509SVID(
+            req: object,
+            md: grpc.Metadata,
+            o: grpc.CallOptions,
+          ): grpc.ClientReadableStream<{ svids: RawSvid[] }>;
+        }
+      ).FetchX509SVID({}, md, { deadline: Date.now() + timeoutMs });
+      call.once('data', (msg: { svids: RawSvid[] }) => {
+        call.cancel();
+        resolve({
+          svids: msg.svids.map((s: RawSvid) => ({
+            spiffeId: s.spiffe_id,
+            chain: splitDer(s.x509_svid),
+            key: s.x509_svid_key,
+            bundle: splitDer(s.bundle),
+            hint: s.hint,
+          })),
+        });
+      });
+      call.once('error', (err: grpc.ServiceError) => {
+        reject(
+          new WorkloadError(
+            'ERR_WORKLOAD_API_STATUS',
+            `${grpc.status[err.code] ?? err.code}: ${err.details}`,
+          ),
+        );
+      });
+    });
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,301 @@
+/**
+ * The SPIFFE Workload API server (SPIFFE Workload API and Workload Endpoint standards): gRPC over
+ * a Unix socket, service `SpiffeWorkloadAPI` of the standard `workload.proto` (no proto package).
+ *
+ * Connection binding: a plain `net.Server` accepts on the socket, reads SO_PEERCRED from the
+ * accepted fd at once, tags that socket with a connection id (its `remoteAddress`, which grpc-js
+ * reports as the call's peer) and hands it to grpc-js through a connection injector. A call is
+ * thus always judged by the kernel credentials of the very connection it arrived on; nothing the
+ * caller sends names it. Each call attests the pid again (/proc), and must find the same process
+ * (start time, uid) the connection was first attested as: pid reuse fails the call.
+ *
+ * Rules: every call needs the metadata `workload.spiffe.io: true` (else INVALID_ARGUMENT); a
+ * caller matching no registration entry gets PERMISSION_DENIED; `FetchX509SVID` and
+ * `FetchX509Bundles` answer at once with the full set and again on every change (rotation at
+ * half-life, delegated CA or bundle change, entries reload); a stream whose caller lost its
+ * entitlement (entries reload, process gone) ends with PERMISSION_DENIED. The JWT calls answer
+ * UNIMPLEMENTED (JWT-SVIDs are not built yet), as does every method not in the service.
+ */
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { dirname } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Clock, Timer } from '../core/clock.ts';
+import { isEdgewardError } from '../core/error.ts';
+import type { Logger } from '../core/logger.ts';
+import { RuntimeError } from '../errors.ts';
+import { type Attestation, attest as kernelAttest, type ProcessFacts } from './attest.ts';
+import { matchEntries, type WorkloadEntry } from './entries.ts';
+import { loadPeerCred, type PeerCred, peerCred } from './peercred.ts';
+import { workloadService } from './proto.ts';
+
+export { PROTO_PATH } from './proto.ts';
+
+import { type WorkloadHost, type WorkloadSvid, WorkloadSvids } from './svids.ts';
+
+export { DEFAULT_WORKLOAD_SOCKET } from './socket.ts';
+
+export interface WorkloadApiOptions {
+  readonly socketPath: string;
+  readonly host: WorkloadHost;
+  readonly entries: readonly WorkloadEntry[];
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly ttlMs?: number;
+  /** Attestation of a connection's peer; default: /proc (tests of pid reuse inject a spy around it). */
+  readonly attest?: (cred: PeerCred) => Promise<Attestation>;
+}
+
+interface Conn {
+  readonly cred: PeerCred;
+  first?: ProcessFacts;
+}
+
+interface Stream {
+  readonly kind: 'svid' | 'bundles';
+  readonly call: grpc.ServerWritableStream<unknown, unknown>;
+  readonly conn: Conn;
+  last: string | undefined;
+}
+
+type Status = { code: grpc.status; details: string };
+const deny = (details: string): Status => ({ code: grpc.status.PERMISSION_DENIED, details });
+
+const concat = (ders: readonly Uint8Array[]): Buffer => Buffer.concat(ders.map((d) => Buffer.from(d)));
+
+export class WorkloadApiServer {
+  readonly socketPath: string;
+  readonly #o: WorkloadApiOptions;
+  readonly #svids: WorkloadSvids;
+  readonly #conns = new Map<string, Conn>();
+  readonly #streams = new Set<Stream>();
+  readonly #attest: (cred: PeerCred) => Promise<Attestation>;
+  #entries: readonly WorkloadEntry[];
+  #grpc: grpc.Server | undefined;
+  #injector: grpc.ConnectionInjector | undefined;
+  #net: net.Server | undefined;
+  #timer: Timer | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #seq = 0;
+  #closed = false;
+
+  constructor(o: WorkloadApiOptions) {
+    this.#o = o;
+    this.socketPath = o.socketPath;
+    this.#entries = o.entries;
+    this.#svids = new WorkloadSvids(o.host, o.ttlMs);
+    this.#attest = o.attest ?? kernelAttest;
+  }
+
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  get entries(): readonly WorkloadEntry[] {
+    return this.#entries;
+  }
+
+  async start(): Promise<void> {
+    await loadPeerCred();
+    const server = new grpc.Server();
+    const unimplemented = (
+      call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
+      cb?: grpc.sendUnaryData<unknown>,
+    ): void => {
+      const bad = this.#metadataProblem(call.metadata);
+      const status = bad ?? {
+        code: grpc.status.UNIMPLEMENTED,
+        details: 'JWT-SVIDs are not served by this agent yet',
+      };
+      if (cb !== undefined) cb(status);
+      else call.emit('error', status);
+    };
+    server.addService(workloadService(), {
+      FetchX509SVID: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('svid', call),
+      FetchX509Bundles: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('bundles', call),
+      FetchJWTSVID: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+        unimplemented(call, cb),
+      FetchJWTBundles: (call: grpc.ServerWritableStream<unknown, unknown>) => unimplemented(call),
+      ValidateJWTSVID: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+        unimplemented(call, cb),
+    });
+    this.#grpc = server;
+    this.#injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const dir = dirname(this.socketPath);
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await rm(this.socketPath, { force: true });
+    const listener = net.createServer((socket) => this.#accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(this.socketPath, () => {
+        listener.off('error', reject);
+        resolve();
+      });
+    });
+    // Every local user may connect: who gets what is decided by attestation alone.
+    await chmod(this.socketPath, 0o777);
+    this.#net = listener;
+    this.#unsubscribe = this.#o.host.onChange(() => void this.#push());
+    this.#o.logger.info('workload API listening', { event: 'workload.listening', socket: this.socketPath });
+  }
+
+  /** Replace the registration entries; streams of callers no longer entitled end (PERMISSION_DENIED). */
+  async setEntries(entries: readonly WorkloadEntry[]): Promise<void> {
+    this.#entries = entries;
+    this.#svids.retain(new Set(entries.map((e) => e.name)));
+    this.#o.logger.info('workload entries loaded', { event: 'workload.entries', count: entries.length });
+    await this.#push();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#timer?.cancel();
+    this.#unsubscribe?.();
+    for (const s of this.#streams)
+      s.call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'agent stopping' });
+    this.#streams.clear();
+    await new Promise<void>((resolve) =>
+      this.#net === undefined ? resolve() : this.#net.close(() => resolve()),
+    );
+    this.#injector?.destroy();
+    this.#grpc?.forceShutdown();
+    await rm(this.socketPath, { force: true });
+  }
+
+  #accept(socket: net.Socket): void {
+    let cred: PeerCred;
+    try {
+      cred = peerCred(socket);
+    } catch (err) {
+      this.#o.logger.warn('workload connection refused', {
+        event: 'workload.refused',
+        reason: (err as Error).message,
+      });
+      socket.destroy();
+      return;
+    }
+    const id = `workload-conn-${++this.#seq}`;
+    // grpc-js reports `remoteAddress` as the call's peer: the key of this connection's credentials.
+    Object.defineProperty(socket, 'remoteAddress', { value: id, configurable: true });
+    this.#conns.set(id, { cred });
+    socket.once('close', () => this.#conns.delete(id));
+    this.#injector?.injectConnection(socket);
+  }
+
+  #metadataProblem(md: grpc.Metadata): Status | undefined {
+    const v = md.get('workload.spiffe.io');
+    return v.length === 1 && v[0] === 'true'
+      ? undefined
+      : { code: grpc.status.INVALID_ARGUMENT, details: 'security header missing from request' };
+  }
+
+  /** The entries of the caller of `call` (re-attested now), or the status to end the call with. */
+  async #entitled(conn: Conn): Promise<{ entries: readonly WorkloadEntry[] } | Status> {
+    let a: Attestation;
+    try {
+      a = await this.#attest(conn.cred);
+    } catch (err) {
+      const code = isEdgewardError(err) ? err.code : 'unknown';
+      this.#o.logger.warn('workload attestation failed', {
+        event: 'workload.attestation_failed',
+        pid: conn.cred.pid,
+        reason: code,
+      });
+      return deny('workload attestation failed');
+    }
+    if (conn.first === undefined) conn.first = a.facts;
+    else if (conn.first.startTime !== a.facts.startTime || conn.first.uid !== a.facts.uid)
+      return deny('the process of this connection is gone (pid reused)');
+    const entries = matchEntries(this.#entries, a.selectors);
+    return entries.length === 0 ? deny('no identity issued') : { entries };
+  }
+
+  #open(kind: Stream['kind'], call: grpc.ServerWritableStream<unknown, unknown>): void {
+    const bad = this.#metadataProblem(call.metadata);
+    if (bad !== undefined) return void call.emit('error', bad);
+    const conn = this.#conns.get(call.getPeer());
+    if (conn === undefined) return void call.emit('error', deny('connection has no kernel credentials'));
+    const stream: Stream = { kind, call, conn, last: undefined };
+    this.#streams.add(stream);
+    call.once('cancelled', () => this.#streams.delete(stream));
+    call.once('close', () => this.#streams.delete(stream));
+    void this.#send(stream);
+  }
+
+  async #send(stream: Stream): Promise<void> {
+    let body: unknown;
+    try {
+      const who = await this.#entitled(stream.conn);
+      if ('code' in who) return this.#end(stream, who);
+      body = stream.kind === 'svid' ? await this.#svidResponse(who.entries) : this.#bundlesResponse();
+    } catch (err) {
+      const code = isEdgewardError(err) ? err.code : 'unknown';
+      this.#o.logger.warn('workload response failed', { event: 'workload.unavailable', reason: code });
+      return this.#end(stream, { code: grpc.status.UNAVAILABLE, details: `identity unavailable (${code})` });
+    }
+    if (!this.#streams.has(stream)) return;
+    // Only a digest of what was last sent is kept per stream (never a copy of the private key).
+    const key = createHash('sha256')
+      .update(
+        JSON.stringify(body, (_k, v) => (v?.type === 'Buffer' ? Buffer.from(v.data).toString('base64') : v)),
+      )
+      .digest('hex');
+    if (key === stream.last) return;
+    stream.last = key;
+    stream.call.write(body);
+  }
+
+  #end(stream: Stream, status: Status): void {
+    if (!this.#streams.delete(stream)) return;
+    stream.call.emit('error', status);
+  }
+
+  async #svidResponse(entries: readonly WorkloadEntry[]): Promise<unknown> {
+    const bundle = this.#bundleDer();
+    const svids: WorkloadSvid[] = await Promise.all(entries.map((e) => this.#svids.get(e.name)));
+    this.#schedule(svids);
+    return {
+      svids: svids.map((s, i) => ({
+        spiffe_id: s.spiffeId,
+        x509_svid: concat(s.chain),
+        x509_svid_key: s.key,
+        bundle,
+        hint: entries[i]?.hint ?? '',
+      })),
+      crl: [],
+      federated_bundles: {},
+    };
+  }
+
+  #bundlesResponse(): unknown {
+    return { crl: [], bundles: { [`spiffe://${this.#o.host.trustDomain}`]: this.#bundleDer() } };
+  }
+
+  #bundleDer(): Buffer {
+    const b = this.#o.host.bundle();
+    if (b === undefined || b.roots.length === 0)
+      throw new RuntimeError('ERR_BUNDLE_UNAVAILABLE', 'no X.509 bundle for the trust domain');
+    return concat(b.roots.map((c) => c.raw));
+  }
+
+  /** Arm the refresh timer at the earliest half-life of the SVIDs being served. */
+  #schedule(svids: readonly WorkloadSvid[]): void {
+    const at = Math.min(...svids.map((s) => s.refreshAt));
+    if (!Number.isFinite(at) || this.#closed) return;
+    if (this.#timer !== undefined && this.#nextAt !== undefined && this.#nextAt <= at) return;
+    this.#timer?.cancel();
+    this.#nextAt = at;
+    this.#timer = this.#o.clock.setTimer('workload.rotate', Math.max(0, at - this.#o.host.now()), () => {
+      this.#timer = undefined;
+      this.#nextAt = undefined;
+      void this.#push();
+    });
+  }
+  #nextAt: number | undefined;
+
+  async #push(): Promise<void> {
+    await Promise.all([...this.#streams].map((s) => this.#send(s)));
+  }
+}
