@@ -61,6 +61,16 @@ const HELP: Record<string, [type: 'counter' | 'gauge', help: string]> = {
     'Queued messages dropped (oldest first) by the per-session and total caps',
   ],
   edgeward_mqtt_journal_corrupt_total: ['counter', 'Session journal entries dropped at start: undecodable'],
+  edgeward_mqtt_refusals_total: [
+    'counter',
+    'CONNECT, PUBLISH and SUBSCRIBE refusals by the broker, by typed code (e.g. ERR_MQTT_RETAINED_CAP)',
+  ],
+  edgeward_mqtt_retained_messages: ['gauge', 'Retained messages the broker holds'],
+  edgeward_mqtt_retained_bytes: ['gauge', 'Payload bytes of the retained messages the broker holds'],
+  edgeward_mqtt_retained_dropped_at_start_total: [
+    'counter',
+    'Retained messages dropped at start because the restored store exceeded a cap',
+  ],
 };
 
 /**
@@ -84,6 +94,12 @@ export interface JournalCounters {
   readonly corrupt: number;
 }
 
+/** The broker's refusals by code and its retained store (transport/mqtt `Broker.refusals()`, `retainedStats()`). */
+export interface BrokerCounters {
+  readonly refusals: Readonly<Partial<Record<string, number>>>;
+  readonly retained: { readonly count: number; readonly bytes: number; readonly droppedAtStart: number };
+}
+
 /** The bridge counters (transport/bridge `BridgeStats`), as the admin endpoint sees them. */
 export interface BridgeCounters {
   readonly connected: boolean;
@@ -100,6 +116,7 @@ export function renderMetrics(
   bridge?: BridgeCounters,
   journal?: JournalCounters,
   local?: LocalServiceFacts,
+  broker?: BrokerCounters,
 ): string {
   const now = s.clock.now;
   const gauges: [string, number | undefined][] = [
@@ -154,6 +171,17 @@ export function renderMetrics(
   };
   for (const [name, labels, v] of counters.series()) add(name, `${name}${labels} ${v}`);
   for (const [name, v] of gauges) if (v !== undefined) add(name, `${name}${labelText({})} ${round(v)}`);
+  if (broker !== undefined) {
+    for (const [code, n] of Object.entries(broker.refusals).sort(([a], [b]) => (a < b ? -1 : 1)))
+      if (n !== undefined)
+        add('edgeward_mqtt_refusals_total', `edgeward_mqtt_refusals_total${labelText({ code })} ${n}`);
+    add('edgeward_mqtt_retained_messages', `edgeward_mqtt_retained_messages ${broker.retained.count}`);
+    add('edgeward_mqtt_retained_bytes', `edgeward_mqtt_retained_bytes ${broker.retained.bytes}`);
+    add(
+      'edgeward_mqtt_retained_dropped_at_start_total',
+      `edgeward_mqtt_retained_dropped_at_start_total ${broker.retained.droppedAtStart}`,
+    );
+  }
   for (const name of ZERO_AT_START) if (!series.has(name)) add(name, `${name} 0`);
   const out: string[] = [];
   for (const [name, lines] of series) {

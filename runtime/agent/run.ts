@@ -21,7 +21,12 @@ import type { FactoryOptions } from '../../transport/enroll/factory.ts';
 import type { BrokerLimits } from '../../transport/mqtt/limits.ts';
 import type { JournalDb } from '../../transport/mqtt/persistence/journal.ts';
 import { SealedJournalDb } from '../../transport/mqtt/persistence/sealed-db.ts';
-import { type BridgeCounters, type JournalCounters, renderMetrics } from '../admin/metrics.ts';
+import {
+  type BridgeCounters,
+  type BrokerCounters,
+  type JournalCounters,
+  renderMetrics,
+} from '../admin/metrics.ts';
 import { type BrokerState, statusReport } from '../admin/report.ts';
 import { startAdmin } from '../admin/server.ts';
 import { type Clock, systemClock } from '../core/clock.ts';
@@ -137,7 +142,12 @@ export async function runAgent(
     /** What `edgeward status` says of the broker: its true state, and why it failed. */
     let brokerState: BrokerState = plan.broker === undefined ? { state: 'none' } : { state: 'starting' };
     let brokerRef:
-      | { bridgeStats(): BridgeCounters | undefined; persistenceStats(): JournalCounters | undefined }
+      | {
+          bridgeStats(): BridgeCounters | undefined;
+          persistenceStats(): JournalCounters | undefined;
+          refusals(): BrokerCounters['refusals'];
+          retainedStats(): BrokerCounters['retained'];
+        }
       | undefined;
     const tokenDb = store.sublevel('device-tokens', 'utf8');
     const { LevelTokenStore } = await import('../../transport/enroll/token-store.ts');
@@ -193,6 +203,9 @@ export async function runAgent(
             brokerRef?.bridgeStats(),
             brokerRef?.persistenceStats(),
             serverIdentity.status(),
+            brokerRef === undefined
+              ? undefined
+              : { refusals: brokerRef.refusals(), retained: brokerRef.retainedStats() },
           ),
         createDeviceToken: async (req) => {
           const { issueJoinToken } = await import('../../transport/enroll/join-token.ts');

@@ -192,6 +192,19 @@ test('/metrics shows the broker session journal only when the broker keeps one',
   assert.match(text, /^# TYPE edgeward_mqtt_queue_dropped_total counter$/m);
   assert.match(text, /^edgeward_mqtt_queue_dropped_total 3$/m);
   assert.match(text, /^edgeward_mqtt_journal_corrupt_total 1$/m);
+  assert.not.match(text, /edgeward_mqtt_refusals_total/);
+  // The broker's refusals by code (a retained-cap refusal among them) and its retained store.
+  const broker = {
+    refusals: { ERR_MQTT_RETAINED_CAP: 4, ERR_MQTT_PUBLISH_DENIED: 1 },
+    retained: { count: 12, bytes: 3400, droppedAtStart: 2 },
+  };
+  const withBroker = renderMetrics(h.agent.status(), h.agent.counters, undefined, journal, undefined, broker);
+  assert.match(withBroker, /^# TYPE edgeward_mqtt_refusals_total counter$/m);
+  assert.match(withBroker, /^edgeward_mqtt_refusals_total\{code="ERR_MQTT_RETAINED_CAP"\} 4$/m);
+  assert.match(withBroker, /^edgeward_mqtt_refusals_total\{code="ERR_MQTT_PUBLISH_DENIED"\} 1$/m);
+  assert.match(withBroker, /^edgeward_mqtt_retained_messages 12$/m);
+  assert.match(withBroker, /^edgeward_mqtt_retained_bytes 3400$/m);
+  assert.match(withBroker, /^edgeward_mqtt_retained_dropped_at_start_total 2$/m);
   await admin.close();
   await h.agent.stop();
 });
