@@ -360,7 +360,7 @@ function banner(
     '',
     'Enroll a device:',
     '  npx edgeward device token create --id sensor-1 --ttl 10m',
-    `  npx edgeward device enroll --gateway ${enroll ?? '127.0.0.1:8884'} --token <TOKEN> --out ./sensor-1`,
+    `  npx edgeward device enroll --gateway ${enroll ?? '127.0.0.1:8884'} --id sensor-1 --token <TOKEN> --out ./sensor-1`,
     'Then, for example:',
     `  mosquitto_pub -h ${(listeners.find((l) => l.name === 'mqtt')?.address ?? '127.0.0.1:8883').replace(/:(\d+)$/, ' -p $1')} --cafile ./sensor-1/bundle.pem --cert ./sensor-1/svid.pem --key ./sensor-1/key.pem -i sensor-1 -t devices/sensor-1/hello -m hi`,
     'Status: npx edgeward status',
