@@ -80,11 +80,14 @@ test('single use holds while another session keeps the row locked (the race wind
         { type: 'put', key: `used/${i}`, value: i },
       ]),
     );
+    // Settled from the start: the losers' refusals can arrive on their own sockets before the
+    // COMMIT's answer does, and a rejection with no handler yet would end the process.
+    const outcome = Promise.allSettled(racers);
     // Every racer is inside its batch, blocked (without the store's key locks all 12 would have
     // passed their check and wait to delete; with them one waits on the row, 11 on the key lock).
     await lockWaiters(db.cluster, db.name, 12);
     await raw.query('COMMIT');
-    const settled = await Promise.allSettled(racers);
+    const settled = await outcome;
     assert.is(settled.filter((s) => s.status === 'fulfilled').length, 1);
     for (const s of settled) {
       if (s.status === 'rejected')
