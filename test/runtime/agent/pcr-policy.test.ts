@@ -27,6 +27,7 @@ import { cryptoRandom } from '../../../runtime/core/random.ts';
 import { launchSwtpm } from '../../../sim/swtpm/launcher.ts';
 import { openSimTransport } from '../../../sim/tpm/index.ts';
 import { startTpmIssuer } from './helpers/tpm-issuer.ts';
+import { untilServing } from './helpers/until-serving.ts';
 
 const QUOTED = 'sha256:0,1,2,3,4,5,6,7';
 const measure = (firmware: string) => createHash('sha256').update(`firmware ${firmware}`).digest();
@@ -82,15 +83,6 @@ async function simBackend(dir: string): Promise<Backend> {
 
 const serialOf = (r: RunningAgent): string | undefined =>
   r.agent.svidSource.current()?.svid.chain[0]?.serialNumber;
-
-async function untilServing(r: RunningAgent): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!r.agent.status().serving) {
-    if (Date.now() > deadline)
-      throw new Error(`agent not serving: ${JSON.stringify(r.agent.status().upstream)}`);
-    await new Promise((res) => setTimeout(res, 20));
-  }
-}
 
 for (const kind of ['swtpm', 'sim'] as const) {
   test(`${kind}: a PCR-sealed store survives a restart and is replaced after a firmware change`, async () => {

@@ -42,6 +42,7 @@ import { rejects } from '../../helpers/rejects.ts';
 import { openSim } from '../../sim/tpm/harness.ts';
 import { harness } from './helpers/harness.ts';
 import { startTpmIssuer } from './helpers/tpm-issuer.ts';
+import { untilServing } from './helpers/until-serving.ts';
 
 const QUOTED = 'sha256:0,1,2,3,4,5,6,7';
 const EMPTY = new Uint8Array();
@@ -87,15 +88,6 @@ async function simBackend(dir: string): Promise<Backend> {
     boot: () => openSimTransport(state), // a power-on
     stop: async () => {},
   };
-}
-
-async function untilServing(r: RunningAgent): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!r.agent.status().serving) {
-    if (Date.now() > deadline)
-      throw new Error(`agent not serving: ${JSON.stringify(r.agent.status().upstream)}`);
-    await new Promise((res) => setTimeout(res, 20));
-  }
 }
 
 /** Sign a device through the agent and check the chain with openssl (trust anchor: the delegated CA). */
