@@ -28,7 +28,8 @@ import { SEALED_ATTRIBUTES, sealedTemplate, srkEccP256Template } from './wire/te
 const MAGIC = 0x45575331; // "EWS1"
 const EMPTY = new Uint8Array();
 
-async function withSrk<T>(t: TpmTransport, fn: (srk: number) => Promise<T>): Promise<T> {
+/** CreatePrimary of the storage primary (the SRK template), `fn` with its handle, then flush it. */
+export async function withSrk<T>(t: TpmTransport, fn: (srk: number) => Promise<T>): Promise<T> {
   const srk = await execute(t, CreatePrimary, {
     primaryHandle: TPM_RH.OWNER,
     inSensitive: { userAuth: EMPTY, data: EMPTY },

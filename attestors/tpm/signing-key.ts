@@ -29,38 +29,22 @@ import { AttestorError } from '../errors.ts';
 import { execute } from './client/execute.ts';
 import { flush, listHandles } from './client/helpers.ts';
 import { Sign } from './commands/attest.ts';
-import { CreatePrimary } from './commands/hierarchy.ts';
 import { Create, Load, ReadPublic } from './commands/object.ts';
 import { objectName, publicKeyOf } from './crypto/name.ts';
+import { withSrk } from './seal.ts';
 import type { TpmTransport } from './transport/transport.ts';
 import { parseSignature } from './wire/attest.ts';
 import { Reader, Writer } from './wire/buffer.ts';
 import { TPM_ALG, TPM_ECC, TPM_RH, TPM_ST } from './wire/constants.ts';
 import { marshalPublic, parsePublic, type TpmtPublic } from './wire/public.ts';
 import { isRc, RC, TpmResponseError } from './wire/rc.ts';
-import { eccSigningTemplate, SIGNING_KEY_ATTRIBUTES, srkEccP256Template } from './wire/templates.ts';
+import { eccSigningTemplate, SIGNING_KEY_ATTRIBUTES } from './wire/templates.ts';
 
 const MAGIC = 0x45574b31; // "EWK1"
 const EMPTY = new Uint8Array();
 /** TPMT_TK_HASHCHECK with hierarchy TPM_RH_NULL and an empty digest: "no ticket". */
 const NULL_TICKET = { tag: TPM_ST.HASHCHECK, hierarchy: TPM_RH.NULL, digest: EMPTY };
 const ECDSA_SHA256 = { scheme: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256 };
-
-/** CreatePrimary of the storage primary, `fn` with its handle, then flush it. */
-async function withSrk<T>(t: TpmTransport, fn: (srk: number) => Promise<T>): Promise<T> {
-  const srk = await execute(t, CreatePrimary, {
-    primaryHandle: TPM_RH.OWNER,
-    inSensitive: { userAuth: EMPTY, data: EMPTY },
-    inPublic: marshalPublic(srkEccP256Template()),
-    outsideInfo: EMPTY,
-    creationPCR: [],
-  });
-  try {
-    return await fn(srk.objectHandle);
-  } finally {
-    await flush(t, srk.objectHandle);
-  }
-}
 
 /** Create a new signing key under the storage primary; returns its blob (nothing stays loaded). */
 export async function createSigningKey(t: TpmTransport): Promise<Buffer> {
