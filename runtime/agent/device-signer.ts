@@ -49,6 +49,23 @@ export interface DeviceSignerHost {
   recordDevice(rec: DeviceRecord): Promise<void>;
 }
 
+/**
+ * The delegated CA to sign with now, for every local signer (devices, the local server
+ * certificate, workloads): `ERR_CLOCK_UNTRUSTED` while the clock is behind the time floor,
+ * `ERR_SVID_UNAVAILABLE` when no delegated CA is valid.
+ */
+export function signingCa(host: Pick<DeviceSignerHost, 'clockTrusted' | 'caIdentity'>): LiveIdentity {
+  if (!host.clockTrusted())
+    throw new AgentError(
+      'ERR_CLOCK_UNTRUSTED',
+      'the clock is behind the time floor: no signing until it is sane',
+    );
+  const live = host.caIdentity();
+  if (live === undefined)
+    throw new RuntimeError('ERR_SVID_UNAVAILABLE', 'no valid delegated CA to sign with');
+  return live;
+}
+
 export class AgentDeviceSigner implements DeviceSigner {
   readonly #host: DeviceSignerHost;
   readonly #ttlMs: number;
@@ -71,14 +88,7 @@ export class AgentDeviceSigner implements DeviceSigner {
     chain: readonly Uint8Array[];
     notAfter: number;
   }> {
-    if (!this.#host.clockTrusted())
-      throw new AgentError(
-        'ERR_CLOCK_UNTRUSTED',
-        'the clock is behind the time floor: no signing until it is sane',
-      );
-    const live = this.#host.caIdentity();
-    if (live === undefined)
-      throw new RuntimeError('ERR_SVID_UNAVAILABLE', 'no valid delegated CA to sign with');
+    const live = signingCa(this.#host);
     const { deviceId } = request;
     if (typeof deviceId !== 'string' || deviceId.length > 64 || !isPathSegment(deviceId))
       throw new AgentError(
@@ -130,14 +140,7 @@ export class AgentDeviceSigner implements DeviceSigner {
     ttlMs: number;
     serverNames: readonly string[];
   }): Promise<SignedServerCertificate> {
-    if (!this.#host.clockTrusted())
-      throw new AgentError(
-        'ERR_CLOCK_UNTRUSTED',
-        'the clock is behind the time floor: no signing until it is sane',
-      );
-    const live = this.#host.caIdentity();
-    if (live === undefined)
-      throw new RuntimeError('ERR_SVID_UNAVAILABLE', 'no valid delegated CA to sign with');
+    const live = signingCa(this.#host);
     if (!(request.ttlMs > 0)) throw new TypeError('ttlMs must be positive');
     const now = this.#host.now();
     const issued = await this.#signer(live).issue({

@@ -8,9 +8,9 @@
  * Concurrent requests for the same name share one signing.
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { signingCa } from '../agent/device-signer.ts';
 import type { LiveIdentity } from '../agent/identity.ts';
 import type { Random } from '../core/random.ts';
-import { AgentError, RuntimeError } from '../errors.ts';
 import type { X509Bundle } from '../sources/types.ts';
 import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
 
@@ -78,15 +78,7 @@ export class WorkloadSvids {
   }
 
   #live(): LiveIdentity {
-    if (!this.#host.clockTrusted())
-      throw new AgentError(
-        'ERR_CLOCK_UNTRUSTED',
-        'the clock is behind the time floor: no signing until it is sane',
-      );
-    const live = this.#host.caIdentity();
-    if (live === undefined)
-      throw new RuntimeError('ERR_SVID_UNAVAILABLE', 'no valid delegated CA to sign with');
-    return live;
+    return signingCa(this.#host);
   }
 
   async #sign(name: string, live: LiveIdentity): Promise<WorkloadSvid> {
