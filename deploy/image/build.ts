@@ -16,7 +16,16 @@
  * Not shipped: npm, TypeScript, tests, source maps, the agent's native add-ons (koffi,
  * cbor-extract: cbor-x runs without it). Nothing in it fetches anything.
  */
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -45,9 +54,7 @@ function sizeOf(path: string): number {
   return readdirSync(path).reduce((n, f) => n + sizeOf(join(path, f)), 0);
 }
 
-export async function buildIssuer(
-  o: { out?: string; node?: string } = {},
-): Promise<IssuerBuild> {
+export async function buildIssuer(o: { out?: string; node?: string } = {}): Promise<IssuerBuild> {
   const dir = o.out ?? join(ROOT, 'dist', 'issuer');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -100,5 +107,7 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
     ...(values.out === undefined ? {} : { out: values.out }),
     ...(values.node === undefined ? {} : { node: values.node }),
   });
-  console.log(`issuer build: ${relative(ROOT, out.dir) || out.dir} (${(out.bytes / 1024 / 1024).toFixed(2)} MB)`);
+  console.log(
+    `issuer build: ${relative(ROOT, out.dir) || out.dir} (${(out.bytes / 1024 / 1024).toFixed(2)} MB)`,
+  );
 }

@@ -16,7 +16,15 @@
  * so a restarted init container replaces what an earlier run left. Exit code 0 done, 1 failed,
  * 2 usage error. Plain JavaScript: the image runs it with node, without the bundle.
  */
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 
 function usage(message) {
@@ -60,7 +68,9 @@ const jobs = pairs.map((p) => {
 try {
   for (const { src, dest } of jobs) {
     const names = installSecrets(src, dest);
-    process.stdout.write(`${dest}: ${names.length === 0 ? 'nothing (no Secret mounted)' : names.join(', ')}\n`);
+    process.stdout.write(
+      `${dest}: ${names.length === 0 ? 'nothing (no Secret mounted)' : names.join(', ')}\n`,
+    );
   }
 } catch (err) {
   process.stderr.write(`install-secrets: ${err.message}\n`);
