@@ -28,8 +28,10 @@ import { parseAllDocuments } from 'yaml';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const KUBERNETES = join(ROOT, 'deploy', 'kubernetes');
 
+/** A part of a manifest (a pod spec, a container), read loosely: the checks decide what it holds. */
 // biome-ignore lint/suspicious/noExplicitAny: manifests are checked, not trusted, so read loosely
-export type K8sObject = Record<string, any> & { apiVersion: string; kind: string };
+export type K8sNode = Record<string, any>;
+export type K8sObject = K8sNode & { apiVersion: string; kind: string };
 
 /** `kubectl kustomize DIR`, every document parsed. */
 export async function render(dir: string): Promise<K8sObject[]> {
@@ -142,7 +144,7 @@ export function typeProblems(objects: readonly K8sObject[]): string[] {
 }
 
 /** The pod templates of the workloads, with who owns them. */
-export function podTemplates(objects: readonly K8sObject[]): { owner: string; spec: K8sObject }[] {
+export function podTemplates(objects: readonly K8sObject[]): { owner: string; spec: K8sNode }[] {
   return objects
     .filter((o) => ['Deployment', 'StatefulSet', 'Job'].includes(o.kind))
     .map((o) => ({ owner: nameOf(o), spec: o.spec.template.spec }));

@@ -14,6 +14,7 @@ import type { IssuerConfig } from '../../runtime/config/issuer-schema.ts';
 import { ISSUER_ROLE, loadConfigText } from '../../runtime/config/load.ts';
 import {
   inlinedSecrets,
+  type K8sNode,
   type K8sObject,
   KUBERNETES,
   nameOf,
@@ -38,11 +39,11 @@ function one(objects: readonly K8sObject[], kind: string, name?: string): K8sObj
 /** The issuer's config as the Deployment mounts it, loaded by the issuer's own loader. */
 function issuerConfig(objects: readonly K8sObject[]): { cfg: IssuerConfig; path: string } {
   const pod = one(objects, 'Deployment', 'edgeward-issuer').spec.template.spec;
-  const issuer = pod.containers.find((c: K8sObject) => c.name === 'issuer');
+  const issuer = pod.containers.find((c: K8sNode) => c.name === 'issuer');
   const path = issuer.args[issuer.args.indexOf('--config') + 1] as string;
-  const mount = issuer.volumeMounts.find((m: K8sObject) => path.startsWith(`${m.mountPath}/`));
+  const mount = issuer.volumeMounts.find((m: K8sNode) => path.startsWith(`${m.mountPath}/`));
   assert.ok(mount, `${path} is in a volume of the issuer container`);
-  const volume = pod.volumes.find((v: K8sObject) => v.name === mount.name);
+  const volume = pod.volumes.find((v: K8sNode) => v.name === mount.name);
   const cm = one(objects, 'ConfigMap', volume.configMap?.name);
   const text = cm.data[path.slice(mount.mountPath.length + 1)];
   assert.type(text, 'string', `the ConfigMap holds ${path}`);
@@ -88,8 +89,8 @@ test('the rendered config passes the issuer config loader; ports and probes matc
     assert.ok(cfg.store.postgres, 'replicas share PostgreSQL');
     assert.is(cfg.health?.host, '0.0.0.0', 'the kubelet probes the pod address, not loopback');
     const dep = one(objects, 'Deployment', 'edgeward-issuer');
-    const c = dep.spec.template.spec.containers.find((x: K8sObject) => x.name === 'issuer');
-    const port = (name: string) => c.ports.find((p: K8sObject) => p.name === name)?.containerPort;
+    const c = dep.spec.template.spec.containers.find((x: K8sNode) => x.name === 'issuer');
+    const port = (name: string) => c.ports.find((p: K8sNode) => p.name === name)?.containerPort;
     assert.is(port('health'), cfg.health?.port);
     assert.is(port('https'), cfg.listen.port);
     assert.equal(c.livenessProbe.httpGet, { path: '/healthz', port: 'health' });
@@ -100,12 +101,12 @@ test('the rendered config passes the issuer config loader; ports and probes matc
     const np = one(objects, 'NetworkPolicy', 'edgeward-issuer');
     assert.equal(np.spec.policyTypes, ['Ingress', 'Egress']);
     assert.equal(
-      np.spec.ingress.flatMap((r: K8sObject) => r.ports.map((p: K8sObject) => p.port)).sort(),
+      np.spec.ingress.flatMap((r: K8sNode) => r.ports.map((p: K8sNode) => p.port)).sort(),
       [cfg.listen.port, cfg.health?.port].sort(),
     );
-    assert.ok(np.spec.ingress.every((r: K8sObject) => r.from === undefined));
+    assert.ok(np.spec.ingress.every((r: K8sNode) => r.from === undefined));
     assert.equal(
-      np.spec.egress.flatMap((r: K8sObject) => r.ports.map((p: K8sObject) => `${p.port}/${p.protocol}`)),
+      np.spec.egress.flatMap((r: K8sNode) => r.ports.map((p: K8sNode) => `${p.port}/${p.protocol}`)),
       ['5432/TCP', '53/UDP', '53/TCP'],
     );
     for (const [k, v] of Object.entries(np.spec.podSelector.matchLabels))
@@ -117,7 +118,7 @@ test('every file the config names and the admin socket are in volumes of the iss
   for (const objects of [rendered.base, rendered.overlay]) {
     const { cfg } = issuerConfig(objects);
     const pod = one(objects, 'Deployment', 'edgeward-issuer').spec.template.spec;
-    const issuer = pod.containers.find((c: K8sObject) => c.name === 'issuer');
+    const issuer = pod.containers.find((c: K8sNode) => c.name === 'issuer');
     const files = [
       cfg.listen.certificate,
       cfg.listen.key,
@@ -127,12 +128,12 @@ test('every file the config names and the admin socket are in volumes of the iss
       cfg.store.postgres?.caFile,
     ].filter((f): f is string => f !== undefined);
     const installed = pod.initContainers
-      .find((c: K8sObject) => c.name === 'install-secrets')
+      .find((c: K8sNode) => c.name === 'install-secrets')
       .args.map((a: string) => a.split('=')[1]);
     for (const f of files) {
-      const mount = issuer.volumeMounts.find((m: K8sObject) => f.startsWith(`${m.mountPath}/`));
+      const mount = issuer.volumeMounts.find((m: K8sNode) => f.startsWith(`${m.mountPath}/`));
       assert.ok(mount, `${f} lies in a volume`);
-      const volume = pod.volumes.find((v: K8sObject) => v.name === mount.name);
+      const volume = pod.volumes.find((v: K8sNode) => v.name === mount.name);
       assert.equal(volume.emptyDir?.medium, 'Memory', `${f}: keys only in memory`);
       assert.ok(
         installed.some((d: string) => f.startsWith(`${d}/`)),
@@ -140,7 +141,7 @@ test('every file the config names and the admin socket are in volumes of the iss
       );
     }
     const socket = cfg.admin?.socket as string;
-    const mount = issuer.volumeMounts.find((m: K8sObject) => socket.startsWith(`${m.mountPath}/`));
+    const mount = issuer.volumeMounts.find((m: K8sNode) => socket.startsWith(`${m.mountPath}/`));
     assert.ok(mount && mount.readOnly !== true, 'the admin socket is in a writable volume');
     // An emptyDir is world-writable; the issuer refuses a socket directly in one.
     assert.is.not(socket.slice(0, socket.lastIndexOf('/')), mount.mountPath);
