@@ -3,7 +3,8 @@
  * test builds what deploy/Containerfile copies into the image (`npm run build:issuer`, the same
  * code), reads the Containerfile's runtime stage, and runs the pods of the rendered try-postgres
  * overlay from it (`pod.ts`: volumes laid out as the kubelet does, container paths mapped):
- * the install-secrets init container, the migrate Job against a throw-away PostgreSQL
+ * each container with a read-only root filesystem but for its writable volumes, the
+ * install-secrets init container, the migrate Job against a throw-away PostgreSQL
  * (test/helpers/postgres.ts; only the ConfigMap's database URL is swapped for it), then the
  * issuer with the ConfigMap's config in a network namespace of its own with a pod address, where
  * the kubelet's probes (the manifest's paths and port, on the pod address) get 200, and
@@ -21,12 +22,17 @@ import { readPrivateKeyFile } from '../../runtime/issuer/files.ts';
 import { PW_PASSWORD, PW_ROLE, stopTestCluster, testDatabase } from '../helpers/postgres.ts';
 import { rejects } from '../helpers/rejects.ts';
 import { type K8sNode, type K8sObject, KUBERNETES, ROOT, render } from './kube.ts';
-import { finished, type Image, jsonForm, lineMatching, podFromTemplate, runtimeStage } from './pod.ts';
+import {
+  finished,
+  type Image,
+  jsonForm,
+  lineMatching,
+  podFromTemplate,
+  runtimeStage,
+  USERNS,
+} from './pod.ts';
 
 const POD_IP = '10.244.0.7';
-// Root makes a network namespace as it is; anyone else in a user namespace of their own (where
-// root's would hide files of unmapped users, such as the postgres user's socket directory).
-const USERNS = process.getuid?.() === 0 ? [] : ['--user', '--map-root-user'];
 const tmp = mkdtempSync(join(tmpdir(), 'edgeward-deploy-'));
 const build = await buildIssuer({ out: join(tmp, 'image', 'app'), node: IMAGE_NODE });
 const containerfile = readFileSync(join(ROOT, 'deploy', 'Containerfile'), 'utf8');
@@ -142,18 +148,24 @@ test('the overlay pods run from the image: install-secrets, migrate, the issuer 
     assert.is(statSync(pod.map(`/run/edgeward/secrets/${f}`, issuer)).mode & 0o777, 0o600, f);
   assert.is(statSync(pod.map('/run/edgeward/secrets/ca', issuer)).mode & 0o777, 0o700);
 
+  // The root filesystem is read-only to it, as in the pod (the issuer writing outside its
+  // volumes would fail here as there).
+  const write = await finished(
+    pod.run({
+      ...issuer,
+      command: [
+        IMAGE_NODE,
+        '-e',
+        "require('node:fs').writeFileSync(require('node:os').tmpdir() + '.ro', '')",
+      ],
+      args: [],
+      env: [{ name: 'TMPDIR', value: tmp }],
+    }),
+  );
+  assert.match(write.err, /EROFS: read-only file system/);
+
   // Its own network: loopback and the pod address, so the ports are the manifests' own.
-  const child = pod.run(issuer, {
-    wrap: [
-      'unshare',
-      ...USERNS,
-      '--net',
-      'sh',
-      '-c',
-      `ip link set lo up && ip addr add ${POD_IP}/32 dev lo && exec "$@"`,
-      'sh',
-    ],
-  });
+  const child = pod.run(issuer, { podIp: POD_IP });
   const done = finished(child);
   try {
     const port = (name: string) => issuer.ports.find((p: K8sNode) => p.name === name).containerPort as number;

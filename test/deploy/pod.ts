@@ -6,13 +6,21 @@
  * 0440 as `defaultMode: 0400` with `fsGroup` gives them), and each container's command line is
  * the manifest's `command`/`args` over the image's ENTRYPOINT/CMD with every container path
  * mapped to where its volume (or the image's `/app`) lies here. A path in no volume and not in
- * the image fails the mapping: in the container it would not exist.
+ * the image fails the mapping: in the container it would not exist. A container with
+ * `readOnlyRootFilesystem` runs in a mount namespace where `/` is read-only but for its writable
+ * volumes, so a write the pod would refuse fails here too (EROFS).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument, visit } from 'yaml';
 import type { K8sNode, K8sObject } from './kube.ts';
+
+/**
+ * Namespaces: root makes them as it is; anyone else in a user namespace of their own (where
+ * root's would hide files of unmapped users, such as the postgres user's socket directory).
+ */
+export const USERNS = process.getuid?.() === 0 ? [] : ['--user', '--map-root-user'];
 
 export interface Image {
   /** `ENTRYPOINT` and `CMD` of the runtime stage (JSON form). */
@@ -52,7 +60,12 @@ export interface Pod {
   map(path: string, container: K8sNode): string;
   /** The argv a container runs, mapped, with the image's node for a script's `#!` line. */
   argv(container: K8sNode): string[];
-  run(container: K8sNode, o?: { wrap?: readonly string[] }): ChildProcess;
+  /**
+   * Runs the container's command as the container would: with `readOnlyRootFilesystem`, in a
+   * mount namespace where `/` is read-only but for the container's writable volumes; with
+   * `podIp`, in a network namespace of its own holding loopback and that address.
+   */
+  run(container: K8sNode, o?: { podIp?: string }): ChildProcess;
 }
 
 export function podFromTemplate(
@@ -157,8 +170,29 @@ export function podFromTemplate(
     return [process.execPath, exe as string, ...rest];
   }
 
-  function run(c: K8sNode, r: { wrap?: readonly string[] } = {}): ChildProcess {
-    const [exe, ...rest] = [...(r.wrap ?? []), ...argv(c)];
+  function run(c: K8sNode, r: { podIp?: string } = {}): ChildProcess {
+    const steps: string[] = [];
+    if (c.securityContext?.readOnlyRootFilesystem === true) {
+      steps.push('mount --make-rprivate /');
+      for (const m of c.volumeMounts ?? [])
+        if (m.readOnly !== true) steps.push(`mount --bind '${map(m.mountPath, c)}' '${map(m.mountPath, c)}'`);
+      steps.push('mount -o remount,bind,ro /');
+    }
+    if (r.podIp !== undefined) steps.push('ip link set lo up', `ip addr add ${r.podIp}/32 dev lo`);
+    const wrap =
+      steps.length === 0
+        ? []
+        : [
+            'unshare',
+            ...USERNS,
+            ...(steps[0]?.startsWith('mount') ? ['--mount'] : []),
+            ...(r.podIp === undefined ? [] : ['--net']),
+            'sh',
+            '-c',
+            `${steps.join(' && ')} && exec "$@"`,
+            'sh',
+          ];
+    const [exe, ...rest] = [...wrap, ...argv(c)];
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
     for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
     let cwd: string;
