@@ -8,7 +8,9 @@
  * (test/helpers/postgres.ts; only the ConfigMap's database URL is swapped for it), then the
  * issuer with the ConfigMap's config in a network namespace of its own with a pod address, where
  * the kubelet's probes (the manifest's paths and port, on the pod address) get 200, and
- * `kubectl exec POD -- edgeward issuer token create` works through the admin socket.
+ * `kubectl exec POD -- edgeward issuer token create` works through the admin socket. The base's
+ * migrate Job runs too, against a cluster with TLS: `sslmode=verify-full` with the roots from the
+ * Secret's `ca.crt` (other roots: ERR_ISSUER_STORE_AUTH).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -19,7 +21,7 @@ import * as assert from 'uvu/assert';
 import { parseDocument } from 'yaml';
 import { buildIssuer, IMAGE_NODE } from '../../deploy/image/build.ts';
 import { readPrivateKeyFile } from '../../runtime/issuer/files.ts';
-import { PW_PASSWORD, PW_ROLE, stopTestCluster, testDatabase } from '../helpers/postgres.ts';
+import { PW_PASSWORD, PW_ROLE, startPostgres, stopTestCluster, testDatabase } from '../helpers/postgres.ts';
 import { rejects } from '../helpers/rejects.ts';
 import { type K8sNode, type K8sObject, KUBERNETES, ROOT, render } from './kube.ts';
 import {
@@ -46,9 +48,39 @@ const image: Image = {
   files: { '/app': build.dir },
 };
 const objects = await render(join(KUBERNETES, 'overlays', 'try-postgres'));
-const template = (kind: string) =>
-  (objects.find((o) => o.kind === kind && o.metadata.name.startsWith('edgeward-issuer')) as K8sObject).spec
+const template = (kind: string, from = objects) =>
+  (from.find((o) => o.kind === kind && o.metadata.name.startsWith('edgeward-issuer')) as K8sObject).spec
     .template.spec;
+// The CA and TLS material an operator puts in the Secrets (README), from the bundle's own dev-ca.
+const devca = join(tmp, 'devca');
+assert.is(
+  (
+    await finished(
+      spawn(process.execPath, [
+        join(build.dir, 'bin', 'edgeward'),
+        'issuer',
+        'dev-ca',
+        '--dir',
+        devca,
+        '--trust-domain',
+        'fleet.example',
+      ]),
+    )
+  ).code,
+  0,
+);
+const file = (f: string) => readFileSync(join(devca, f));
+
+/** The rendered ConfigMaps with the database URL swapped for a throw-away cluster's. */
+function withDatabase(from: readonly K8sObject[], url: string): K8sObject[] {
+  return from
+    .filter((o) => o.kind === 'ConfigMap')
+    .map((cm) => {
+      const doc = parseDocument(cm.data['issuer.yaml'] as string);
+      doc.setIn(['store', 'postgres', 'url'], url);
+      return { ...cm, data: { ...cm.data, 'issuer.yaml': doc.toString() } };
+    });
+}
 
 test.after(async () => {
   await stopTestCluster();
@@ -95,19 +127,6 @@ test('the Containerfile: two stages, a runtime stage that installs nothing, runs
 });
 
 test('the overlay pods run from the image: install-secrets, migrate, the issuer probed as the kubelet does', async () => {
-  // The Secrets an operator creates (README), from the bundle's own dev-ca.
-  const devca = join(tmp, 'devca');
-  const ca = spawn(process.execPath, [
-    join(build.dir, 'bin', 'edgeward'),
-    'issuer',
-    'dev-ca',
-    '--dir',
-    devca,
-    '--trust-domain',
-    'fleet.example',
-  ]);
-  assert.is((await finished(ca)).code, 0);
-  const file = (f: string) => readFileSync(join(devca, f));
   const secrets = {
     'edgeward-issuer-tls': { 'tls.crt': file('tls.pem'), 'tls.key': file('tls.key') },
     'edgeward-issuer-ca': { 'ca.crt': file('ca.pem'), 'ca.key': file('ca.key') },
@@ -115,13 +134,7 @@ test('the overlay pods run from the image: install-secrets, migrate, the issuer 
   };
   // The ConfigMap as rendered, but for the database URL: the throw-away cluster's.
   const db = await testDatabase('deploy');
-  const configMaps = objects
-    .filter((o) => o.kind === 'ConfigMap')
-    .map((cm) => {
-      const doc = parseDocument(cm.data['issuer.yaml'] as string);
-      doc.setIn(['store', 'postgres', 'url'], db.cluster.url(db.name, PW_ROLE));
-      return { ...cm, data: { ...cm.data, 'issuer.yaml': doc.toString() } };
-    });
+  const configMaps = withDatabase(objects, db.cluster.url(db.name, PW_ROLE));
 
   // The migrate Job's pod: its init container, then `edgeward issuer migrate`.
   const jobSpec = template('Job');
@@ -203,6 +216,47 @@ test('the overlay pods run from the image: install-secrets, migrate, the issuer 
   const stopped = await done;
   assert.is(stopped.code, 0, stopped.err);
   assert.match(stopped.out, /edgeward issuer stopped/);
+});
+
+test("the base's migrate Job: the database's TLS roots from the Secret, sslmode=verify-full", async () => {
+  const base = await render(join(KUBERNETES, 'base'));
+  const cluster = await startPostgres({ tls: { cert: file('tls.pem'), key: file('tls.key') } });
+  try {
+    await cluster.sql(`GRANT CREATE ON DATABASE postgres TO ${PW_ROLE}`);
+    const url = `postgresql://${PW_ROLE}@127.0.0.1:${cluster.port}/postgres?sslmode=verify-full`;
+    const spec = template('Job', base);
+    const run = async (roots: Buffer) => {
+      const job = podFromTemplate(spec, {
+        root: mkdtempSync(join(tmp, 'base-job-')),
+        image,
+        configMaps: withDatabase(base, url),
+        secrets: { 'edgeward-issuer-db': { password: PW_PASSWORD, 'ca.crt': roots } },
+      });
+      assert.is((await finished(job.run(spec.initContainers[0]))).code, 0);
+      return finished(job.run(spec.containers[0]));
+    };
+    // Roots that did not sign the server's certificate: refused, typed.
+    const other = join(tmp, 'other-ca');
+    await finished(
+      spawn(process.execPath, [
+        join(build.dir, 'bin', 'edgeward'),
+        'issuer',
+        'dev-ca',
+        '--dir',
+        other,
+        '--trust-domain',
+        'db.example',
+      ]),
+    );
+    const refused = await run(readFileSync(join(other, 'ca.pem')));
+    assert.is(refused.code, 1);
+    assert.match(refused.err, /ERR_ISSUER_STORE_AUTH/);
+    const migrated = await run(file('ca.pem'));
+    assert.is(migrated.code, 0, migrated.err);
+    assert.match(migrated.out, /PostgreSQL issuer schema migrated from version 0 to \d+/);
+  } finally {
+    await cluster.stop();
+  }
 });
 
 /** HTTP(S) GETs from inside the network namespace of `pid` (nsenter), as the kubelet's probes. */
