@@ -103,6 +103,8 @@ test('the Containerfile: two stages, a runtime stage that installs nothing, runs
   for (const folder of build.sourceFolders)
     assert.match(containerfile, new RegExp(`^COPY ${folder} ${folder}$`, 'm'), `COPY ${folder}`);
   assert.equal(image.entrypoint, ['/app/bin/edgeward', 'issuer']);
+  const ports = pod.containers[0].ports.map((p: K8sNode) => p.containerPort);
+  assert.ok(stage.lines.includes(`EXPOSE ${ports.join(' ')}`), 'EXPOSE names the ports the pod declares');
   assert.equal(image.cmd, pod.containers[0].args, "the image's default is the Deployment's command line");
   assert.is(pod.initContainers[0].command[0], IMAGE_NODE);
   // The bundle only: beside it, classic-level and exactly its dependencies (no npm, no sources).
