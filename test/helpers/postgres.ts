@@ -3,7 +3,9 @@
  * `postgres` user when the tests run as root: initdb and postgres refuse root), the Unix socket
  * in that dir, `fsync=off`, no TCP unless asked (`listen_addresses='127.0.0.1'`), and stopped by
  * the postmaster's PID (SIGINT at the end, SIGQUIT from a process `exit` handler). With `tls`, it
- * listens on 127.0.0.1 with ssl=on and the given certificate.
+ * listens on 127.0.0.1 with ssl=on and the given certificate. A cluster this process started can
+ * be stopped and started again on the same data, socket dir and port (`down()`/`up()`,
+ * `restart()`): an outage as the issuer's replicas see it.
  *
  * `npm test` (scripts/test.mjs) starts one cluster for the whole run with `node --import tsx
  * test/helpers/postgres.ts serve` and passes it in EDGEWARD_TEST_PG (JSON); a test file run on its
@@ -52,6 +54,10 @@ export interface PgCluster extends PgClusterInfo {
   stop(): Promise<void>;
   /** Stops the postmaster (fast shutdown: sessions are cut) and starts it again on the same data. */
   restart(): Promise<void>;
+  /** Stops the postmaster (fast shutdown), keeping its data, socket dir and port for `up()`. */
+  down(): Promise<void>;
+  /** Starts the postmaster `down()` stopped, on the same data, socket dir and port. */
+  up(): Promise<void>;
 }
 
 /** The binaries of the newest PostgreSQL installed (Debian: /usr/lib/postgresql/<major>/bin). */
@@ -85,7 +91,16 @@ function connect(info: PgClusterInfo, database: string, user = 'postgres'): pg.C
   return new pg.Client({ host: info.socketDir, port: info.port, database, user, password: '' });
 }
 
-function cluster(info: PgClusterInfo, stop: () => Promise<void>, restart?: () => Promise<void>): PgCluster {
+function cluster(
+  info: PgClusterInfo,
+  stop: () => Promise<void>,
+  own?: { down: () => Promise<void>; up: () => Promise<void> },
+): PgCluster {
+  const owned = () => {
+    if (own === undefined)
+      throw new Error('this process did not start the cluster: it cannot stop or start it');
+    return own;
+  };
   return {
     socketDir: info.socketDir,
     port: info.port,
@@ -95,10 +110,12 @@ function cluster(info: PgClusterInfo, stop: () => Promise<void>, restart?: () =>
     },
     ...(info.tcpHost === undefined ? {} : { tcpHost: info.tcpHost }),
     async restart() {
-      if (restart === undefined)
-        throw new Error('this process did not start the cluster: it cannot restart it');
-      await restart();
+      const o = owned();
+      await o.down();
+      await o.up();
     },
+    down: () => owned().down(),
+    up: () => owned().up(),
     url: (database, user = 'postgres') =>
       `postgresql://${encodeURIComponent(user)}@/${encodeURIComponent(database)}?host=${encodeURIComponent(info.socketDir)}&port=${info.port}`,
     async sql(text, params = [], database = 'postgres') {
@@ -244,10 +261,7 @@ export async function startPostgres(
       await halt();
       rmSync(dir, { recursive: true, force: true });
     },
-    async () => {
-      await halt();
-      await launch();
-    },
+    { down: halt, up: launch },
   );
   await c.sql(`CREATE ROLE ${PW_ROLE} LOGIN PASSWORD '${PW_PASSWORD}'`);
   return c;
