@@ -37,6 +37,7 @@ import type {
   StoreEvent,
   StoreLock,
   StoreOp,
+  StorePoolStats,
   StoreSubscription,
 } from './store.ts';
 import {
@@ -434,6 +435,20 @@ class PostgresStore implements IssuerStore {
         await c.end().catch(() => undefined); // ending the session releases its advisory locks
       },
     };
+  }
+
+  async checkSchema(): Promise<void> {
+    this.#open();
+    try {
+      await checkSchema(this.#pool);
+    } catch (err) {
+      throw storeError(err, 'issuer store');
+    }
+  }
+
+  poolStats(): StorePoolStats {
+    const p = this.#pool;
+    return { total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount, max: p.options.max };
   }
 
   close(): Promise<void> {
