@@ -5,7 +5,8 @@
  * CA state committed meanwhile by another replica applied through LISTEN's resync, not a poll:
  * the replicas' clock is virtual and never advanced there); a replica left without the active
  * CA's key by a rotation answers 503 ERR_ISSUER_CA_INVALID and says so on /readyz, consuming
- * nothing; /metrics carries the pool, the revocation feed's lag and the CA's NotAfter.
+ * nothing; a schema migrated past this build makes it not ready; /metrics carries the pool, the
+ * revocation feed's lag and the CA's NotAfter.
  */
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -230,6 +231,25 @@ test('a replica without the active CA key (rotated by another) answers 503 ERR_I
     assert.is(series(m.text, 'edgeward_issuer_ca_not_after_seconds'), Math.floor(notAfter / 1000));
   } finally {
     for (const h of open) await h.running.close();
+  }
+});
+
+test('a schema migrated by a newer edgeward under a running replica: /readyz 503 with ERR_ISSUER_STORE_SCHEMA_NEWER', async () => {
+  const db = await testDatabase('probes_schema');
+  await migratePostgresStore({ url: db.url });
+  const clock = new VirtualClock(Date.now());
+  const a = await replica(db.url, 'schema-a', { dev: await devFiles('schema', clock), clock });
+  try {
+    const health = a.running.healthUrl as string;
+    assert.is((await httpGet(`${health}/readyz`)).status, 200);
+    await db.cluster.sql('UPDATE edgeward.schema_version SET version = version + 1', [], db.name);
+    const r = await httpGet(`${health}/readyz`);
+    assert.is(r.status, 503);
+    assert.match(r.text, /^store: ERR_ISSUER_STORE_SCHEMA_NEWER /m);
+    await db.cluster.sql('UPDATE edgeward.schema_version SET version = version - 1', [], db.name);
+    assert.is((await httpGet(`${health}/readyz`)).status, 200);
+  } finally {
+    await a.running.close();
   }
 });
 
