@@ -3,7 +3,8 @@
  * item 4): /readyz follows the database (stopped → 503 `store: ERR_ISSUER_STORE_UNAVAILABLE`,
  * issuance 503 with that code; back → ready and issuing without a restart, the revocations and
  * CA state committed meanwhile by another replica applied through LISTEN's resync, not a poll:
- * the replicas' clock is virtual and never advanced there); a replica left without the active
+ * the replicas' clock is virtual and never advanced there); a hung database (every backend
+ * stopped) gives a bounded 503, not a request held forever; a replica left without the active
  * CA's key by a rotation answers 503 ERR_ISSUER_CA_INVALID and says so on /readyz, consuming
  * nothing; a schema migrated past this build makes it not ready; /metrics carries the pool, the
  * revocation feed's lag and the CA's NotAfter.
@@ -13,6 +14,7 @@ import { mkdtempSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createDevIssuerFiles, type DevIssuerFiles } from '../../../runtime/issuer/dev.ts';
@@ -69,8 +71,13 @@ async function replica(
   url: string,
   seed: string,
   shared: { dev: DevIssuerFiles; clock: VirtualClock; next?: DevIssuerFiles },
+  queryTimeoutMs?: number,
 ): Promise<Harness> {
-  const store = await openPostgresStore({ url, poolSize: 4 });
+  const store = await openPostgresStore({
+    url,
+    poolSize: 4,
+    ...(queryTimeoutMs === undefined ? {} : { queryTimeoutMs }),
+  });
   return harness(
     { joinToken: { enabled: true } },
     {
@@ -185,6 +192,47 @@ test('PostgreSQL stopped under a replica: /readyz 503 with the reason, issuance 
     assert.is(series(after, 'edgeward_issuer_revocation_feed_lag'), 0);
   } finally {
     for (const h of open) await h.running.close();
+    await cluster.stop();
+  }
+});
+
+test('PostgreSQL hung (every backend stopped, connections open): not ready and a bounded 503 instead of a request held forever; thawed: ready and issuing', async () => {
+  const cluster = await startPostgres();
+  let a: Harness | undefined;
+  try {
+    await cluster.sql('CREATE DATABASE probes_hung');
+    const url = `${cluster.url('probes_hung')}&connect_timeout=1`;
+    await migratePostgresStore({ url });
+    const clock = new VirtualClock(Date.now());
+    a = await replica(url, 'hung-a', { dev: await devFiles('hung', clock), clock }, 1000);
+    const health = a.running.healthUrl as string;
+    await enroll(a, 'gw-h1');
+    // Every pooled connection open and idle, so requests go to backends that no longer answer.
+    await Promise.all([1, 2, 3, 4].map(() => a?.store.get('warm')));
+    assert.is(a.store.poolStats?.().idle, 4);
+    cluster.freeze();
+    try {
+      const started = performance.now();
+      const begin = await within(
+        a.call('POST', '/v1/attest/begin', { method: 'join-token', token: 'ewj1.x.y' }),
+        8000,
+        'an answer while hung',
+      );
+      assert.is(begin.status, 503);
+      assert.is(errorCode(begin.body), 'ERR_ISSUER_STORE_UNAVAILABLE');
+      assert.match(begin.text, /did not answer in time/);
+      assert.ok(performance.now() - started < 5000, 'answered within the query timeout');
+      const r = await within(httpGet(`${health}/readyz`), 8000, 'readyz while hung');
+      assert.is(r.status, 503);
+      assert.match(r.text, /^store: (ERR_ISSUER_STORE_UNAVAILABLE|store did not answer)/m);
+    } finally {
+      cluster.thaw();
+    }
+    assert.equal(await httpGet(`${health}/readyz`), { status: 200, text: 'ready\n' });
+    const gw2 = await enroll(a, 'gw-h2');
+    assert.is(gw2.id.spiffeId, `spiffe://${TD}/gateway/gw-h2`);
+  } finally {
+    await a?.running.close();
     await cluster.stop();
   }
 });
