@@ -212,7 +212,10 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_FIRMWARE_TICKET'
   /** Commit of a staged firmware the gateway has not attested with yet. (409) */
   | 'ERR_ISSUER_FIRMWARE_UNPROVEN'
-  /** The CA certificate or key cannot be used (boot-time). */
+  /**
+   * The CA certificate or key cannot be used (at start), or this replica does not hold the active
+   * CA's key (a rotation it was not given the next key for): not ready, another replica signs. (503)
+   */
   | 'ERR_ISSUER_CA_INVALID'
   /** Recovery with a delegated CA that is expired or not yet valid: the gateway must attest again. (401) */
   | 'ERR_ISSUER_CA_EXPIRED'
