@@ -26,6 +26,7 @@ import { type Logger, nullLogger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import type { EndStagingResponse, StageResponse } from '../firmware/protocol.ts';
+import type { CaKey } from '../svid/ca-key.ts';
 import type {
   AttestBeginResponse,
   DevicesIssuedResponse,
@@ -338,9 +339,10 @@ export class Issuer {
 
   /** Why this issuer is not ready to serve; empty when it is. */
   readiness(): Promise<string[]> {
-    let active: CaKeyPair;
+    let active: { certificate: Uint8Array; key: CaKey };
     try {
-      active = this.#cas.activeKeyPair().pair;
+      const held = this.#cas.activeKeyPair();
+      active = { certificate: held.pair.certificate, key: held.key };
     } catch (err) {
       return Promise.resolve([`ca: ${(err as Error).message}`]);
     }

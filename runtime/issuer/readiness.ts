@@ -1,11 +1,13 @@
 /**
  * Is this issuer ready to serve (`/readyz`)? The store answers (a read within `timeoutMs`), the
- * CA key signs (a probe signature verified with the CA certificate's key; the certificate not
- * expired), the bundle is loaded, plus the composition root's own checks (the CA key file still
+ * CA key signs (a probe signature through its `CaKey`, file or PKCS#11 token, verified with the
+ * CA certificate's key; the certificate not expired), the bundle is loaded, plus the composition root's own checks (the CA key file still
  * readable and 0600, the store's schema current, ...). Each failure is one reason.
  */
-import { type KeyObject, sign, verify, X509Certificate } from 'node:crypto';
+import { verify, X509Certificate } from 'node:crypto';
 import { isEdgewardError } from '../core/error.ts';
+import type { CaKey } from '../svid/ca-key.ts';
+import { signatureAlgorithm } from '../svid/signer.ts';
 import type { IssuerCore } from './core.ts';
 import { K } from './records.ts';
 
@@ -30,7 +32,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 export async function readiness(
   core: IssuerCore,
-  caKey: { certificate: Uint8Array; privateKey: KeyObject },
+  ca: { certificate: Uint8Array; key: CaKey },
   extra: readonly ReadinessCheck[],
   timeoutMs = 2000,
 ): Promise<string[]> {
@@ -46,13 +48,12 @@ export async function readiness(
     await core.store.get(K.bundle);
   });
   await run('ca', async () => {
-    const cert = new X509Certificate(Buffer.from(caKey.certificate));
+    const cert = new X509Certificate(Buffer.from(ca.certificate));
     if (core.clock.now() > Date.parse(cert.validTo)) throw new Error('the CA certificate has expired');
+    // Through the signing seam: a PKCS#11 token that went away fails here with its typed code.
     const probe = Buffer.from('edgeward readiness probe');
-    const type = caKey.privateKey.asymmetricKeyType;
-    const alg = type === 'ed25519' || type === 'ed448' ? null : 'sha256';
-    const sig = sign(alg, probe, caKey.privateKey);
-    if (!verify(alg, probe, cert.publicKey, sig))
+    const sig = await ca.key.sign(probe);
+    if (!verify(signatureAlgorithm(ca.key.publicKey).hash, probe, cert.publicKey, sig))
       throw new Error('the CA key does not match its certificate');
   });
   await run('bundle', async () => {
