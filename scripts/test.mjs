@@ -16,7 +16,7 @@ import { checkSuite } from './test-checks.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const PACKAGES =
-  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql python3-grpcio python3-grpc-tools';
+  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql python3-grpcio python3-grpc-tools softhsm2';
 const NEEDED = [
   'swtpm',
   'swtpm_setup',
@@ -28,6 +28,7 @@ const NEEDED = [
   'mosquitto_sub',
   'openssl',
   'faketime',
+  'softhsm2-util',
 ];
 const FILE_TIMEOUT_MS = Number(process.env.EDGEWARD_TEST_TIMEOUT_MS ?? 240_000);
 const JOBS = Number(process.env.EDGEWARD_TEST_JOBS ?? 2);

@@ -74,6 +74,8 @@ const STATUS: Record<string, number> = {
   // A write that kept losing races to other replicas (after its retries): try again, or another replica.
   ERR_ISSUER_STORE_CONFLICT: 503,
   ERR_ISSUER_DRAINING: 503,
+  // The CA key's token failed or went away on this replica: another replica (or later) may sign.
+  ERR_ISSUER_PKCS11_TOKEN: 503,
   ERR_ISSUER_ADMIN_FORBIDDEN: 403,
   ERR_ISSUER_ADMIN_TIMEOUT: 408,
 };
