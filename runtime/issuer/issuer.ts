@@ -88,6 +88,8 @@ export interface IssuerOptions {
   readonly pruneIntervalMs?: number;
   /** Readiness checks of the composition root besides store, CA key and bundle (`readiness.ts`). */
   readonly readinessChecks?: readonly ReadinessCheck[];
+  /** Closed when the issuer closes: the PKCS#11 CA keys the composition root opened (`from-config.ts`). */
+  readonly owned?: readonly { close(): Promise<void> }[];
 }
 
 export type { RequestContext } from './core.ts';
@@ -388,6 +390,7 @@ export class Issuer {
     this.#pruneTimer?.cancel();
     await this.#rev.close();
     await this.#cas.close();
+    for (const o of this.#o.owned ?? []) await o.close();
   }
 
   /** Resolves once this replica has applied bundle sequence `sequence` (a CA change on any replica). */
