@@ -169,6 +169,9 @@ export class Issuer {
       maxTtlMs: Math.max(svidTtl, MAX_OFFLINE_BUDGET_MS),
       ...(o.logger === undefined ? {} : { logger: o.logger }),
       ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
+    }).catch(async (err: unknown) => {
+      for (const k of o.owned ?? []) await k.close();
+      throw err;
     });
     let rev: Revocations | undefined;
     try {
@@ -181,6 +184,7 @@ export class Issuer {
       // Nothing keeps listening or polling for an issuer that did not start.
       await rev?.close();
       await cas.close();
+      for (const k of o.owned ?? []) await k.close();
       throw err;
     }
   }
