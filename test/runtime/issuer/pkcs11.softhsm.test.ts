@@ -258,4 +258,49 @@ test('ca create --pkcs11 writes only the certificate; an issuer from that config
   assert.ok(existsSync(out));
 });
 
+test('ca create --config --next makes the next CA in the token; the issuer publishes it and signs with it after ca rotate', async () => {
+  const t = softHsmToken();
+  const next = join(dir, 'next-ca.pem');
+  const f = join(dir, 'next.yaml');
+  writeFileSync(
+    f,
+    config(
+      `  certificate: ${dev.paths.caCertificate}\n  key: ${dev.paths.caKey}\n  next: { certificate: ${next}, key: "${t.uri('issuer-ca-2')}" }\n  pkcs11: { module: ${SOFTHSM2_MODULE}, pinFile: ${t.pinFile} }`,
+    ),
+  );
+  const io = captureIo({ cwd: dir });
+  assert.is(await main(['issuer', 'ca', 'create', '--config', f, '--next'], io), 0, io.stderr.join('\n'));
+  const nextCa = new X509Certificate(readFileSync(next));
+  const cfg = await loadConfigFile(f, ISSUER_ROLE, {}, { now: Date.now() });
+  const store = await openMemoryStore();
+  const options = await issuerOptionsFromConfig(cfg, {
+    store,
+    clock: systemClock,
+    random: cryptoRandom,
+    logger: nullLogger,
+  });
+  const running = await startIssuer(options);
+  try {
+    const roots = running.issuer.roots().map((r) => r.fingerprint256);
+    assert.equal(roots, [new X509Certificate(dev.ca.certificate).fingerprint256, nextCa.fingerprint256]);
+    const spki = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({
+      format: 'der',
+      type: 'spki',
+    });
+    const before = await running.issuer.createOperatorCertificate('bob', spki, 3_600_000);
+    assert.ok(
+      new X509Certificate(before.certificate).verify(new X509Certificate(dev.ca.certificate).publicKey),
+    );
+    await running.issuer.rotateCa();
+    const after = await running.issuer.createOperatorCertificate('bob', spki, 3_600_000);
+    assert.ok(
+      new X509Certificate(after.certificate).verify(nextCa.publicKey),
+      'signed in the token after rotate',
+    );
+    assert.equal(await running.issuer.readiness(), []);
+  } finally {
+    await running.close();
+  }
+});
+
 test.run();
