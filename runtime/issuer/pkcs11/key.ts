@@ -32,6 +32,7 @@ import {
   acquire,
   type Connection,
   closeQuietly,
+  closeSessionOf,
   connectFresh,
   ecdsaRawToDer,
   err,
@@ -163,7 +164,7 @@ class TokenKey implements Pkcs11CaKey {
       await this.#m.ready();
       const conn = await connectFresh(this.#m, this.#u, this.#pin, this.#o);
       if (!conn.spki.equals(this.spki)) {
-        for (const s of conn.all) closeQuietly(this.#m, s);
+        for (const s of conn.all) closeSessionOf(this.#m, conn, s);
         throw err('ERR_ISSUER_PKCS11_OBJECT', `${this.uri} is another key than the one opened at start`);
       }
       this.#conn = conn;
@@ -181,7 +182,7 @@ class TokenKey implements Pkcs11CaKey {
     conn.dead = e;
     for (const w of conn.waiters.splice(0)) w(e);
     // Sessions in use are closed when released.
-    for (const s of conn.free.splice(0)) closeQuietly(this.#m, s);
+    for (const s of conn.free.splice(0)) closeSessionOf(this.#m, conn, s);
   }
 }
 

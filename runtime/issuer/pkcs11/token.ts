@@ -187,6 +187,14 @@ export async function connectFresh(
   }
 }
 
+/**
+ * Close a session of `conn`, unless the module was re-initialised since it was opened: then it
+ * is gone already, and its handle may be another key's new session.
+ */
+export function closeSessionOf(m: Pkcs11Module, conn: Connection, s: Handle): void {
+  if (conn.generation === m.generation) closeQuietly(m, s);
+}
+
 export function closeQuietly(m: Pkcs11Module, s: Handle): void {
   try {
     m.api.C_CloseSession(s);
@@ -206,7 +214,7 @@ export function acquire(conn: Connection): Promise<Handle> {
 
 export function release(m: Pkcs11Module, conn: Connection, s: Handle): void {
   const w = conn.dead === undefined ? conn.waiters.shift() : undefined;
-  if (conn.dead !== undefined) closeQuietly(m, s);
+  if (conn.dead !== undefined) closeSessionOf(m, conn, s);
   else if (w !== undefined) w(s);
   else conn.free.push(s);
 }

@@ -303,4 +303,20 @@ test('ca create --config --next makes the next CA in the token; the issuer publi
   }
 });
 
+test('two keys on one module: a re-initialisation for one (a new token) leaves the other signing', async () => {
+  const t1 = softHsmToken();
+  const a = await generatePkcs11CaKey({ uri: t1.uri('a'), module: t1.module, pinFile: t1.pinFile });
+  const data = Buffer.from('tbs');
+  assert.ok(verify('sha256', data, a.publicKey, await a.sign(data)));
+  // A token initialised after the module loaded: opening its key re-initialises the module.
+  const t2 = softHsmToken();
+  const b = await generatePkcs11CaKey({ uri: t2.uri('b'), module: t2.module, pinFile: t2.pinFile });
+  const sigs = await Promise.all([...Array(16)].map((_, i) => (i % 2 ? a : b).sign(data)));
+  for (const [i, sig] of sigs.entries())
+    assert.ok(verify('sha256', data, (i % 2 ? a : b).publicKey, sig), `signature ${i}`);
+  await a.close();
+  assert.ok(verify('sha256', data, b.publicKey, await b.sign(data)), 'b signs after a closed');
+  await b.close();
+});
+
 test.run();
