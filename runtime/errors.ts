@@ -225,6 +225,16 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_DEVICE_SCOPE'
   /** A private key file readable by others than its owner (must be 0600). */
   | 'ERR_ISSUER_KEY_PERMISSIONS'
+  /** The PKCS#11 module (`ca.pkcs11.module`) or the optional `pkcs11js` binding cannot be loaded or initialised. */
+  | 'ERR_ISSUER_PKCS11_MODULE'
+  /** No token or no (or more than one) EC P-256 key matches the PKCS#11 URI; or, generating, a key of that label is already there. */
+  | 'ERR_ISSUER_PKCS11_OBJECT'
+  /** The token refused the PIN of `ca.pkcs11.pinFile` (wrong, locked, expired), or the PIN file is unreadable or empty. */
+  | 'ERR_ISSUER_PKCS11_PIN'
+  /** The token failed or went away while the issuer runs: the signature was not made, nothing was stored; /readyz is 503 until it is back. */
+  | 'ERR_ISSUER_PKCS11_TOKEN'
+  /** A `pkcs11:` key URI that is not RFC 7512, or carries what the issuer does not take (a PIN, a module path, unknown attributes). */
+  | 'ERR_ISSUER_PKCS11_URI'
   /** The issuer is shutting down (503). */
   | 'ERR_ISSUER_CLOSED'
   /** A store batch whose precondition (key absent, present, at version N) did not hold; nothing was written. */

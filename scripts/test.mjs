@@ -16,7 +16,7 @@ import { checkSuite } from './test-checks.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const PACKAGES =
-  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql python3-grpcio python3-grpc-tools kubernetes-client';
+  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql python3-grpcio python3-grpc-tools kubernetes-client softhsm2';
 const NEEDED = [
   'swtpm',
   'swtpm_setup',
@@ -29,6 +29,7 @@ const NEEDED = [
   'openssl',
   'faketime',
   'kubectl',
+  'softhsm2-util',
 ];
 const FILE_TIMEOUT_MS = Number(process.env.EDGEWARD_TEST_TIMEOUT_MS ?? 240_000);
 const JOBS = Number(process.env.EDGEWARD_TEST_JOBS ?? 2);

@@ -16,8 +16,8 @@
  *
  * @example
  * ```ts
- * const cas = await CaSet.open({ trustDomain, active: { certificate, privateKey }, store, clock, random });
- * cas.signer.sign({...});  cas.bundleJson();  await cas.prepareNext(next);  await cas.activateNext();
+ * const cas = await CaSet.open({ trustDomain, active: { certificate, key }, store, clock, random });
+ * await cas.signer.issue({...});  cas.bundleJson();  await cas.prepareNext(next);  await cas.activateNext();
  * ```
  */
 import { createHash, type KeyObject, X509Certificate } from 'node:crypto';
@@ -27,13 +27,22 @@ import { type Logger, nullLogger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import { encodeBundle } from '../svid/bundle.ts';
-import { createSigner, type SvidSigner } from '../svid/signer.ts';
+import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
+import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
 import { K } from './records.ts';
 import type { IssuerStore, StoreSubscription } from './store.ts';
 
-export interface CaKeyPair {
-  readonly certificate: Uint8Array;
-  readonly privateKey: KeyObject;
+/**
+ * A CA certificate and its key behind the signing seam (`CaKey`: a PKCS#11 token key,
+ * `runtime/issuer/pkcs11/`), or a file key as a `KeyObject` (signed through `softwareCaKey`).
+ */
+export type CaKeyPair =
+  | { readonly certificate: Uint8Array; readonly key: CaKey }
+  | { readonly certificate: Uint8Array; readonly privateKey: KeyObject };
+
+/** The signing seam of a pair: its `CaKey`, or its file key wrapped as one. */
+export function caKeyOf(pair: CaKeyPair): CaKey {
+  return 'key' in pair ? pair.key : softwareCaKey(pair.privateKey);
 }
 
 interface Retired {
@@ -75,21 +84,23 @@ export interface CaSetOptions {
 
 const fp = (der: Uint8Array): string => createHash('sha256').update(der).digest('hex');
 
-function signerFor(o: CaSetOptions, pair: CaKeyPair): { signer: SvidSigner; x509: X509Certificate } {
+function signerFor(o: CaSetOptions, pair: CaKeyPair): Signing {
   try {
-    const signer = createSigner({
+    const key = caKeyOf(pair);
+    const signer = createCaSigner({
       certificate: pair.certificate,
-      privateKey: pair.privateKey,
+      key,
       trustDomain: o.trustDomain,
       random: o.random,
     });
-    return { signer, x509: new X509Certificate(Buffer.from(pair.certificate)) };
+    return { signer, key, x509: new X509Certificate(Buffer.from(pair.certificate)), pair };
   } catch (cause) {
     throw new IssuerError('ERR_ISSUER_CA_INVALID', `CA unusable: ${(cause as Error).message}`, {}, { cause });
   }
 }
 
-type Signing = { signer: SvidSigner; x509: X509Certificate; pair: CaKeyPair };
+/** A CA this replica can sign with: its template signer over its `CaKey` (file or PKCS#11). */
+export type Signing = { signer: AsyncSvidSigner; key: CaKey; x509: X509Certificate; pair: CaKeyPair };
 
 export class CaSet {
   readonly #o: CaSetOptions;
@@ -149,7 +160,7 @@ export class CaSet {
   }
 
   /** The CA that signs now (ERR_ISSUER_CA_INVALID when this replica lacks the active CA's key). */
-  get signer(): SvidSigner {
+  get signer(): AsyncSvidSigner {
     return this.activeKeyPair().signer;
   }
 
@@ -265,7 +276,7 @@ export class CaSet {
     const key = fp(pair.certificate);
     const have = this.#pairs.get(key);
     if (have !== undefined) return have;
-    const s = { ...signerFor(this.#o, pair), pair };
+    const s = signerFor(this.#o, pair);
     this.#pairs.set(key, s);
     return s;
   }

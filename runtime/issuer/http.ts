@@ -77,6 +77,8 @@ const STATUS: Record<string, number> = {
   // At request time: this replica does not hold the active CA's key (a rotation it was not given
   // the next key for). A replica's state, not a server bug: another replica can sign (/readyz says why).
   ERR_ISSUER_CA_INVALID: 503,
+  // The CA key's token failed or went away on this replica: another replica (or later) may sign.
+  ERR_ISSUER_PKCS11_TOKEN: 503,
   ERR_ISSUER_ADMIN_FORBIDDEN: 403,
   ERR_ISSUER_ADMIN_TIMEOUT: 408,
 };

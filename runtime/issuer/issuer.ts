@@ -87,6 +87,8 @@ export interface IssuerOptions {
   readonly pruneIntervalMs?: number;
   /** Readiness checks of the composition root besides store, CA key and bundle (`readiness.ts`). */
   readonly readinessChecks?: readonly ReadinessCheck[];
+  /** Closed when the issuer closes: the PKCS#11 CA keys the composition root opened (`from-config.ts`). */
+  readonly owned?: readonly { close(): Promise<void> }[];
 }
 
 export type { RequestContext } from './core.ts';
@@ -168,6 +170,9 @@ export class Issuer {
       maxTtlMs: Math.max(svidTtl, MAX_OFFLINE_BUDGET_MS),
       ...(o.logger === undefined ? {} : { logger: o.logger }),
       ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
+    }).catch(async (err: unknown) => {
+      for (const k of o.owned ?? []) await k.close();
+      throw err;
     });
     let rev: Revocations | undefined;
     try {
@@ -180,6 +185,7 @@ export class Issuer {
       // Nothing keeps listening or polling for an issuer that did not start.
       await rev?.close();
       await cas.close();
+      for (const k of o.owned ?? []) await k.close();
       throw err;
     }
   }
@@ -346,10 +352,10 @@ export class Issuer {
         if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
       },
     };
-    return readiness(this.#core, () => this.#cas.activeKeyPair().pair, [
-      closed,
-      ...(this.#o.readinessChecks ?? []),
-    ]);
+    return readiness(this.#core, () => {
+      const held = this.#cas.activeKeyPair();
+      return { certificate: held.pair.certificate, key: held.key };
+    }, [closed, ...(this.#o.readinessChecks ?? [])]);
   }
 
   /** NotAfter of the active CA (ms), for metrics; known also on a replica without its key. */
@@ -395,6 +401,7 @@ export class Issuer {
     this.#pruneTimer?.cancel();
     await this.#rev.close();
     await this.#cas.close();
+    for (const o of this.#o.owned ?? []) await o.close();
   }
 
   /** Resolves once this replica has applied bundle sequence `sequence` (a CA change on any replica). */

@@ -168,7 +168,7 @@ export async function createOperatorCertificate(
   }
   const spiffeId = operatorId(core.trustDomain, name);
   const now = core.clock.now();
-  const signed = core.cas.signer.issue({
+  const signed = await core.cas.signer.issue({
     profile: 'svid',
     spiffeId,
     spki,

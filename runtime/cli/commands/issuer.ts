@@ -22,6 +22,8 @@ import { type AdminTarget, adminClient } from '../../issuer/admin-client.ts';
 import { createDevIssuerFiles } from '../../issuer/dev.ts';
 import { adminSocketPath, issuerOptionsFromConfig } from '../../issuer/from-config.ts';
 import { Issuer } from '../../issuer/issuer.ts';
+import { createPkcs11Ca } from '../../issuer/pkcs11/ca-create.ts';
+import { isPkcs11Uri } from '../../issuer/pkcs11/uri.ts';
 import { startIssuer } from '../../issuer/start.ts';
 import { migrateIssuerStore, openIssuerStore } from '../../issuer/store-open.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
@@ -97,6 +99,13 @@ when none answers they fail with ERR_ISSUER_NOT_RUNNING. Every change is audited
                            an operator certificate spiffe://<td>/operator/N (at most 24h) for the
                            mTLS admin port: DIR/N.pem and DIR/N.key (0600); the key never leaves
                            this machine
+  ca create --pkcs11 URI --module LIB --pin-file FILE --trust-domain TD --out FILE [--ttl 365d]
+                           a new issuer CA whose P-256 key is generated inside the PKCS#11 token
+                           (URI pkcs11:token=<label>;object=<label>; private, sensitive, not
+                           extractable) and whose self-signed certificate is written to --out
+                           (never replaced); the key never leaves the token. With --config the
+                           missing options come from it: ca.key (ca.next.key with --next),
+                           ca.certificate, ca.pkcs11 and trustDomain
   dev-ca --dir DIR --trust-domain TD
                            create a development CA (ca.pem, ca.key 0600) and a TLS certificate for
                            127.0.0.1/localhost (tls.pem, tls.key 0600) in DIR; existing files are kept
@@ -125,6 +134,10 @@ const FLAGS = {
   ca: { type: 'string' },
   offline: { type: 'boolean' },
   follow: { type: 'boolean' },
+  pkcs11: { type: 'string' },
+  module: { type: 'string' },
+  'pin-file': { type: 'string' },
+  next: { type: 'boolean' },
 } as const;
 
 function pinoLogger(level: string): Logger {
@@ -180,6 +193,7 @@ export const command: Command = {
       for (const [k, val] of Object.entries(dev.paths)) io.out(`${k}: ${val}`);
       return 0;
     }
+    if (sub === 'ca' && sub2 === 'create') return caCreate(v, io);
     if (sub === 'migrate') {
       const cfg = await loadConfigFile(
         required(v.config, 'config', 'issuer migrate'),
@@ -226,6 +240,36 @@ export const command: Command = {
     return operator(await remote(v, io), sub, sub2, v, io);
   },
 };
+
+/** `ca create --pkcs11`: options from the flags, else from --config. */
+async function caCreate(v: Values, io: CliIo): Promise<number> {
+  const cmd = 'issuer ca create';
+  const cfg = v.config === undefined ? undefined : await loadConfigFile(v.config, ISSUER_ROLE, io.env, {});
+  const ca = v.next === true ? cfg?.ca.next : cfg?.ca;
+  const fromConfig = ca !== undefined && isPkcs11Uri(ca.key) ? ca.key : undefined;
+  const uri = v.pkcs11 ?? fromConfig;
+  if (uri === undefined)
+    throw new UsageError(`${cmd}: give --pkcs11 URI (a CA with a key file: issuer dev-ca, or openssl)`);
+  const ttl = v.ttl ?? '365d';
+  if (!DURATION.test(ttl)) throw new UsageError(`${cmd}: --ttl must be a duration such as 365d`);
+  const out = required(v.out ?? ca?.certificate, 'out', cmd);
+  await createPkcs11Ca({
+    uri,
+    module: required(v.module ?? cfg?.ca.pkcs11?.module, 'module', cmd),
+    pinFile: required(v['pin-file'] ?? cfg?.ca.pkcs11?.pinFile, 'pin-file', cmd),
+    trustDomain: required(v['trust-domain'] ?? cfg?.trustDomain, 'trust-domain', cmd),
+    out,
+    ttlMs: parseDuration(ttl),
+    clock: systemClock,
+    random: cryptoRandom,
+  });
+  const cert = new X509Certificate(await readFile(out));
+  io.out(`CA key generated in the token: ${uri}`);
+  io.out(
+    `certificate: ${out} (${cert.subject.replace(/\n/g, ', ')}, valid to ${cert.validTo}, sha256 ${cert.fingerprint256})`,
+  );
+  return 0;
+}
 
 /** The in-process channel of --offline: the admin API's own dispatcher, audited as 'offline'. */
 function local(issuer: Issuer): Channel {
