@@ -1,26 +1,32 @@
 /**
  * The issuer's CAs and the trust bundle they make. One CA signs (`active`); a `next` CA can be
- * prepared, which publishes it in the bundle before it signs anything; activating it retires
- * the old one, which stays in the bundle until everything it signed has expired. The bundle's
- * `spiffe_sequence` goes up with every change of the root set.
+ * prepared, which publishes it in the bundle before it signs anything; a rotation schedules the
+ * switch to it at a time recorded in the store (`activateAt`, `ca-state.ts`), and from then the
+ * old one is retired, staying in the bundle until everything it signed has expired. The bundle's
+ * `spiffe_sequence` goes up with every change of the root set, and at a switch.
  *
  * With replicas, the CA state is the store's (`meta/bundle`: which certificate is active, which
- * is next, the retired ones, the sequence), never each process's own: every change is written
- * under the record's version (re-read and re-applied on conflict) and notifies the `ca` channel;
- * every replica re-reads the record on that notification, on a resync and on a poll, and signs
- * with the key pair (from its own configuration, never from the store) whose certificate the
- * store says is active. One `ca rotate` on any replica is thus applied by all of them. A replica
- * that does not hold the active CA's key refuses to sign (ERR_ISSUER_CA_INVALID, not ready).
- * A replica whose configured CA the store does not know (a first start, or a CA replaced by
- * editing the configuration rather than by rotation) makes it the active one, as one process did.
+ * is next and when it signs, the retired ones, the sequence), never each process's own: every
+ * change is written under the record's version (re-read and re-applied on conflict) and notifies
+ * the `ca` channel; every replica re-reads the record on that notification, on a resync and on a
+ * poll, and signs with the key pair (from its own configuration, never from the store) whose
+ * certificate the record says is active at this instant. A scheduled switch happens on every
+ * replica at the recorded time by its own clock (a timer, and a check before each signature), not
+ * at a restart; the first replica past it writes it down. A replica that does not hold the active
+ * CA's key refuses to sign (ERR_ISSUER_CA_KEY_MISSING, 503, not ready). Each replica also writes a
+ * heartbeat with the fingerprints of the keys it holds (`ca-replicas.ts`): a switch is scheduled
+ * only when every live replica holds the next key.
+ * A replica whose configured CA the store does not know at all (a first start, or a CA replaced
+ * by editing the configuration rather than by rotation) makes it the active one, as one process did.
  *
  * @example
  * ```ts
  * const cas = await CaSet.open({ trustDomain, active: { certificate, privateKey }, store, clock, random });
- * cas.signer.sign({...});  cas.bundleJson();  await cas.prepareNext(next);  await cas.activateNext();
+ * cas.signer.sign({...});  cas.bundleJson();  await cas.prepareNext(next);
+ * await cas.scheduleSwitch({});           // the earliest safe time: publishedAt + the propagation delay
  * ```
  */
-import { createHash, type KeyObject, X509Certificate } from 'node:crypto';
+import { type KeyObject, X509Certificate } from 'node:crypto';
 import type { Clock, Timer } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import { type Logger, nullLogger } from '../core/logger.ts';
@@ -28,6 +34,23 @@ import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import { encodeBundle } from '../svid/bundle.ts';
 import { createSigner, type SvidSigner } from '../svid/signer.ts';
+import { dropBeat, listBeats, REPLICA_LIVE_POLLS, staleBeats, writeBeat } from './ca-replicas.ts';
+import {
+  type CaStatus,
+  caStatus,
+  checkReplicasHold,
+  iso,
+  planSwitch,
+  type SwitchRequest,
+} from './ca-rotation.ts';
+import {
+  type BundleMeta,
+  effectiveAt,
+  fingerprint as fp,
+  rootPrints,
+  sameSet,
+  unchanged,
+} from './ca-state.ts';
 import { K } from './records.ts';
 import type { IssuerStore, StoreSubscription } from './store.ts';
 
@@ -43,26 +66,26 @@ interface Retired {
   readonly until: number;
 }
 
-/** `meta/bundle`: the CA state all replicas share. */
-interface BundleMeta {
-  sequence: number;
-  fingerprints: string[];
-  retired: { certificate: Uint8Array; until: number }[];
-  /** The active CA's certificate (absent in a store written before replicas: the config's then). */
-  active?: Uint8Array;
-  next?: Uint8Array;
-}
-
 /** The store channel a CA change notifies. */
 export const CA_CHANNEL = 'ca';
-/** How often a replica re-reads the CA state without being told (backstop). */
+/** How often a replica re-reads the CA state without being told (backstop) and writes its heartbeat. */
 export const CA_POLL_MS = 30_000;
+/**
+ * The least time between publishing a next CA in the bundle and its first signature when no
+ * bundle refresh hint is configured: five polls of the agents' default 60 s bundle poll.
+ */
+export const DEFAULT_SWITCH_DELAY_MS = 5 * 60_000;
 const ATTEMPTS = 16;
 
 export interface CaSetOptions {
   readonly trustDomain: string;
   readonly active: CaKeyPair;
   readonly next?: CaKeyPair;
+  /**
+   * Where a next CA comes from when a rotation finds none published and none configured (a key
+   * generated in a shared PKCS#11 token); without it, `ca.next` must be configured on every replica.
+   */
+  readonly nextSource?: () => Promise<CaKeyPair>;
   readonly store: IssuerStore;
   readonly clock: Clock;
   readonly random: Random;
@@ -72,8 +95,6 @@ export interface CaSetOptions {
   readonly logger?: Logger;
   readonly pollMs?: number;
 }
-
-const fp = (der: Uint8Array): string => createHash('sha256').update(der).digest('hex');
 
 function signerFor(o: CaSetOptions, pair: CaKeyPair): { signer: SvidSigner; x509: X509Certificate } {
   try {
@@ -96,6 +117,8 @@ export class CaSet {
   readonly #log: Logger;
   /** Every key pair this process holds (configured, or prepared through it), by certificate fingerprint. */
   readonly #pairs = new Map<string, Signing>();
+  /** This process among the replicas (its heartbeat's key). */
+  readonly #instance: string;
   #active: Signing | undefined;
   /** The active certificate when this replica lacks its key. */
   #activeX509: X509Certificate;
@@ -103,18 +126,24 @@ export class CaSet {
   #next: X509Certificate | undefined;
   #retired: Retired[] = [];
   #sequence = 0;
-  /** The encoded bundle, kept while the sequence and the number of live roots stay the same. */
-  #bundle: { json: string; sequence: number; roots: number } | undefined;
+  /** The encoded bundle, kept while the record applied and the number of live roots stay the same. */
+  #bundle: { json: string; roots: number } | undefined;
   #subscription: StoreSubscription | undefined;
   #timer: Timer | undefined;
   #closed = false;
-  /** The store version of the record applied last (a poll that finds it unchanged does nothing). */
+  /** The store record applied last, as read (a scheduled switch not yet applied in it), and its version. */
+  #record: BundleMeta | undefined;
   #version: number | undefined;
+  /** A scheduled switch still to come: its time, and the timer that applies it. */
+  #switchAt: number | undefined;
+  #switchTimer: Timer | undefined;
+  #committing = false;
   #waiters: { sequence: number; resolve: () => void }[] = [];
 
   private constructor(o: CaSetOptions) {
     this.#o = o;
     this.#log = o.logger ?? nullLogger;
+    this.#instance = o.random.bytes(8).toString('hex');
     const a = this.#hold(o.active);
     if (o.next !== undefined) this.#hold(o.next);
     this.#active = a;
@@ -126,12 +155,20 @@ export class CaSet {
     const now = o.clock.now();
     if ((set.#active as Signing).signer.notAfter <= now)
       throw new IssuerError('ERR_ISSUER_CA_INVALID', 'the CA certificate has expired');
+    const configured = fp(o.active.certificate);
     const configuredNext = o.next === undefined ? undefined : fp(o.next.certificate);
     await set.#change((meta) => {
-      if (meta?.active !== undefined && set.#pairs.has(fp(meta.active))) {
-        // The store's state wins; a configured next CA it does not have yet is published.
+      const known = (der: Uint8Array | undefined) => der !== undefined && fp(der) === configured;
+      if (
+        meta?.active !== undefined &&
+        (set.#pairs.has(fp(meta.active)) ||
+          known(meta.next) ||
+          meta.retired.some((r) => known(r.certificate)))
+      ) {
+        // The store's state wins (this replica may lack the active key: it will not sign then);
+        // a configured next CA it does not have yet is published.
         if (meta.next === undefined && configuredNext !== undefined && configuredNext !== fp(meta.active))
-          return { ...meta, next: Buffer.from((o.next as CaKeyPair).certificate) };
+          return { ...meta, next: Buffer.from((o.next as CaKeyPair).certificate), nextPublishedAt: now };
         return meta;
       }
       // First start on this store, or a CA the store does not know: the configuration's.
@@ -140,45 +177,51 @@ export class CaSet {
         fingerprints: meta?.fingerprints ?? [],
         retired: meta?.retired ?? [],
         active: Buffer.from(o.active.certificate),
-        ...(o.next === undefined ? {} : { next: Buffer.from(o.next.certificate) }),
+        ...(o.next === undefined ? {} : { next: Buffer.from(o.next.certificate), nextPublishedAt: now }),
       };
     });
     set.#subscription = await o.store.subscribe(CA_CHANNEL, () => set.#refreshLogged());
+    await set.#beat();
     set.#schedulePoll();
     return set;
   }
 
-  /** The CA that signs now (ERR_ISSUER_CA_INVALID when this replica lacks the active CA's key). */
+  /** The CA that signs now (ERR_ISSUER_CA_KEY_MISSING when this replica lacks the active CA's key). */
   get signer(): SvidSigner {
     return this.activeKeyPair().signer;
   }
 
   /** The active CA's key pair and signer, as held by this replica. */
   activeKeyPair(): Signing {
+    this.#catchUp();
     if (this.#active === undefined)
       throw new IssuerError(
-        'ERR_ISSUER_CA_INVALID',
-        `this replica does not hold the key of the active CA (${this.#activeX509.subject}): configure it as ca or ca.next`,
+        'ERR_ISSUER_CA_KEY_MISSING',
+        `this replica does not hold the key of the active CA (${this.#activeX509.subject.replace(/\n/g, ', ')}, sha256 ${fp(this.#activeX509.raw)}): configure it as ca or ca.next and restart; other replicas sign`,
       );
     return this.#active;
   }
 
+  /** The active CA's certificate (whether or not this replica holds its key). */
+  get activeCertificate(): X509Certificate {
+    this.#catchUp();
+    return this.#activeX509;
+  }
+
   get sequence(): number {
+    this.#catchUp();
     return this.#sequence;
   }
 
   /** Every root a verifier must accept now: active, next, and retired ones still covering issued certificates. */
   roots(): X509Certificate[] {
+    this.#catchUp();
     const now = this.#o.clock.now();
     return [
       this.#activeX509,
       ...(this.#next ? [this.#next] : []),
       ...this.#retired.filter((r) => r.until > now).map((r) => r.x509),
     ];
-  }
-
-  #roots(): Buffer[] {
-    return this.roots().map((r) => r.raw);
   }
 
   /** Remember the latest NotAfter the active CA signed (how long it must stay in the bundle). */
@@ -188,11 +231,11 @@ export class CaSet {
 
   /** The bundle JSON, encoded once per root set (every GET /v1/bundle and issuance serves it). */
   bundleJson(): string {
-    const roots = this.#roots();
-    // The root set changes through the store (a new sequence) or by a retired root lapsing before
-    // prune (one root fewer).
+    const roots = this.roots().map((r) => r.raw);
+    // The root set changes through the store (a record applied: the cache is dropped) or by a
+    // retired root lapsing before prune (one root fewer).
     let cached = this.#bundle;
-    if (cached === undefined || cached.sequence !== this.#sequence || cached.roots !== roots.length) {
+    if (cached === undefined || cached.roots !== roots.length) {
       cached = {
         json: encodeBundle({
           roots,
@@ -201,7 +244,6 @@ export class CaSet {
             ? {}
             : { refreshHintSeconds: this.#o.refreshHintSeconds }),
         }),
-        sequence: this.#sequence,
         roots: roots.length,
       };
       this.#bundle = cached;
@@ -209,43 +251,106 @@ export class CaSet {
     return cached.json;
   }
 
-  /** Publish `next` in the bundle; it signs nothing until `activateNext`. */
+  /** Publish `next` in the bundle; it signs nothing until a switch is scheduled (`scheduleSwitch`). */
   async prepareNext(next: CaKeyPair): Promise<void> {
     const n = this.#hold(next);
-    await this.#change((meta) => ({ ...(meta as BundleMeta), next: n.x509.raw }));
-  }
-
-  /** Make the prepared CA the signer (on every replica); the old one stays in the bundle until what it signed expires. */
-  async activateNext(): Promise<void> {
+    await this.#beat();
+    const now = this.#o.clock.now();
     await this.#change((meta) => {
       const m = meta as BundleMeta;
-      if (m.next === undefined)
-        throw new IssuerError('ERR_ISSUER_CA_INVALID', 'no next CA prepared (set ca.next)');
-      if (!this.#pairs.has(fp(m.next)))
-        throw new IssuerError(
-          'ERR_ISSUER_CA_INVALID',
-          'this replica does not hold the next CA key (configure ca.next here, or rotate on a replica that has it)',
-        );
-      const old = new X509Certificate(Buffer.from(m.active ?? this.#activeX509.raw));
-      // What any replica signed with the old CA expires within the longest TTL from now.
-      const until = Math.max(this.#maxSigned, this.#o.clock.now() + this.#o.maxTtlMs);
-      const { next, ...rest } = m;
-      return {
-        ...rest,
-        active: next,
-        retired: [...m.retired, { certificate: old.raw, until: Math.min(until, Date.parse(old.validTo)) }],
-      };
+      if (m.next !== undefined && Buffer.from(m.next).equals(n.x509.raw)) return m;
+      const { activateAt: _a, retireUntil: _r, ...rest } = m;
+      return { ...rest, next: n.x509.raw, nextPublishedAt: now };
     });
   }
 
-  /** Drop retired CAs whose certificates have all expired; true when the bundle changed. */
+  /** The least time from publishing a next CA to its first signature (the bundle's refresh hint, or 5 min). */
+  get switchDelayMs(): number {
+    const hint = this.#o.refreshHintSeconds;
+    return hint === undefined ? DEFAULT_SWITCH_DELAY_MS : hint * 1000;
+  }
+
+  /**
+   * Schedule the switch to the next CA: published now if it is not yet (the one prepared, else
+   * the configured `ca.next`, else one from `nextSource`), signing on every replica from `at`
+   * (default and minimum: its publication + `switchDelayMs`, so verifiers fetch the bundle with it
+   * first; `immediate`: now, for a compromised or expiring CA). Refused unless every live replica
+   * holds the next key (ERR_ISSUER_CA_KEY_MISSING, naming them). Rescheduling moves the time.
+   */
+  async scheduleSwitch(request: SwitchRequest): Promise<CaStatus> {
+    const now = this.#o.clock.now();
+    await this.refresh();
+    if (this.#switchAt !== undefined && this.#switchAt <= now) await this.#commitSwitch();
+    const record = this.#record as BundleMeta;
+    let next = record.next;
+    if (next === undefined) {
+      const own = this.#o.next;
+      if (own !== undefined && !this.#activeX509.raw.equals(Buffer.from(own.certificate)))
+        next = own.certificate;
+      else if (this.#o.nextSource !== undefined) next = this.#hold(await this.#o.nextSource()).x509.raw;
+      else
+        throw new IssuerError(
+          'ERR_ISSUER_CA_INVALID',
+          'no next CA: create one and configure it as ca.next on every replica (then restart them), or prepare one',
+        );
+    }
+    const print = fp(next);
+    const { at, publishedAt } = planSwitch({ record, now, delayMs: this.switchDelayMs, next, request });
+    await this.#beat();
+    await checkReplicasHold(this.#o.store, now, this.#liveWindow(), print);
+    const der = Buffer.from(next);
+    await this.#change((meta) => {
+      const m = meta as BundleMeta;
+      if (m.next !== undefined && fp(m.next) !== print)
+        throw new IssuerError(
+          'ERR_ISSUER_STORE_CONFLICT',
+          'another next CA was published meanwhile; try again',
+        );
+      const old = new X509Certificate(Buffer.from(m.active ?? this.#activeX509.raw));
+      return {
+        ...m,
+        next: der,
+        nextPublishedAt: m.next === undefined ? publishedAt : (m.nextPublishedAt ?? publishedAt),
+        activateAt: at,
+        // What any replica signed with the old CA expires within the longest TTL from the switch.
+        retireUntil: Math.min(Math.max(this.#maxSigned, at + this.#o.maxTtlMs), Date.parse(old.validTo)),
+      };
+    });
+    this.#log.info('CA switch scheduled', { next: print, activateAt: iso(at) });
+    return this.status();
+  }
+
+  /** Switch to the prepared CA now (a compromised or expiring CA; `scheduleSwitch` otherwise). */
+  async activateNext(): Promise<void> {
+    await this.scheduleSwitch({ immediate: true });
+  }
+
+  /** The shared CA state as this replica sees it now, with the replicas' heartbeats. */
+  status(): Promise<CaStatus> {
+    const active = this.activeCertificate;
+    return caStatus({
+      store: this.#o.store,
+      record: this.#record as BundleMeta,
+      now: this.#o.clock.now(),
+      windowMs: this.#liveWindow(),
+      self: this.#instance,
+      sequence: this.#sequence,
+      active,
+      next: this.#next,
+      retired: this.#retired,
+    });
+  }
+
+  /** Drop retired CAs whose certificates have all expired, and gone replicas' heartbeats; true when the bundle changed. */
   async prune(): Promise<boolean> {
     const now = this.#o.clock.now();
+    const gone = staleBeats(await listBeats(this.#o.store), now, 86_400_000);
+    if (gone.length > 0) await this.#o.store.batch(gone.map((b) => ({ type: 'del', key: K.replica(b.id) })));
     if (!this.#retired.some((r) => r.until <= now)) return false;
-    await this.#change((meta) => ({
-      ...(meta as BundleMeta),
-      retired: (meta as BundleMeta).retired.filter((r) => r.until > now),
-    }));
+    await this.#change((meta) => {
+      const m = effectiveAt(meta as BundleMeta, now);
+      return { ...m, retired: m.retired.filter((r) => r.until > now) };
+    });
     return true;
   }
 
@@ -256,9 +361,12 @@ export class CaSet {
   }
 
   async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
     this.#timer?.cancel();
+    this.#switchTimer?.cancel();
     await this.#subscription?.close();
+    await dropBeat(this.#o.store, this.#instance).catch(() => {});
   }
 
   #hold(pair: CaKeyPair): Signing {
@@ -270,29 +378,91 @@ export class CaSet {
     return s;
   }
 
-  /** This replica's view from the store's record. */
+  #liveWindow(): number {
+    return REPLICA_LIVE_POLLS * (this.#o.pollMs ?? CA_POLL_MS);
+  }
+
+  /** This replica's heartbeat: the keys it holds. */
+  #beat(): Promise<void> {
+    return writeBeat(this.#o.store, this.#instance, {
+      at: this.#o.clock.now(),
+      holds: [...this.#pairs.keys()],
+    });
+  }
+
+  /** A scheduled switch whose time has come is applied now (before a signature, a bundle, a status). */
+  #catchUp(): void {
+    if (this.#switchAt !== undefined && this.#o.clock.now() >= this.#switchAt && this.#record !== undefined)
+      this.#apply(this.#record, this.#version);
+  }
+
+  /** This replica's view from the store's record, at this instant. */
   #apply(meta: BundleMeta, version: number | undefined): void {
     this.#version = version;
+    this.#record = meta;
     const now = this.#o.clock.now();
-    if (meta.active !== undefined) {
-      const der = Buffer.from(meta.active);
+    const m = effectiveAt(meta, now);
+    if (m.active !== undefined) {
+      const der = Buffer.from(m.active);
       const held = this.#pairs.get(fp(der));
+      const switched = !this.#activeX509.raw.equals(der);
       if (held !== this.#active) this.#maxSigned = 0;
       this.#active = held;
       this.#activeX509 = held?.x509 ?? new X509Certificate(der);
+      if (switched)
+        this.#log[held === undefined ? 'error' : 'info'](
+          held === undefined ? 'CA switched to one whose key this replica lacks: not signing' : 'CA switched',
+          { active: fp(der), ...(m !== meta ? { activateAt: iso(meta.activateAt as number) } : {}) },
+        );
     }
-    this.#next = meta.next === undefined ? undefined : new X509Certificate(Buffer.from(meta.next));
+    this.#next = m.next === undefined ? undefined : new X509Certificate(Buffer.from(m.next));
     const live = [this.#activeX509.raw, ...(this.#next ? [this.#next.raw] : [])];
-    this.#retired = meta.retired
+    this.#retired = m.retired
       .filter((r) => r.until > now && !live.some((x) => x.equals(Buffer.from(r.certificate))))
       .map((r) => {
         const der = Buffer.from(r.certificate);
         return { certificate: der, x509: new X509Certificate(der), until: r.until };
       });
-    this.#sequence = meta.sequence;
+    this.#sequence = m.sequence;
+    this.#bundle = undefined;
+    this.#armSwitch(m === meta ? meta.activateAt : undefined);
+    if (m !== meta) this.#commitSwitchLogged();
     const ready = this.#waiters.filter((w) => w.sequence <= this.#sequence);
     this.#waiters = this.#waiters.filter((w) => w.sequence > this.#sequence);
     for (const w of ready) w.resolve();
+  }
+
+  /** A timer at the scheduled switch (this replica's clock), or none. */
+  #armSwitch(at: number | undefined): void {
+    if (at === this.#switchAt) return;
+    this.#switchTimer?.cancel();
+    this.#switchTimer = undefined;
+    this.#switchAt = at;
+    if (at === undefined || this.#closed) return;
+    if (this.#next !== undefined && !this.#pairs.has(fp(this.#next.raw)))
+      this.#log.warn('a CA switch is scheduled to a CA whose key this replica lacks', {
+        next: fp(this.#next.raw),
+        activateAt: iso(at),
+      });
+    this.#switchTimer = this.#o.clock.setTimer('issuer-ca-switch', at - this.#o.clock.now(), () =>
+      this.#catchUp(),
+    );
+  }
+
+  /** Write the switch down (the first replica past its time does; for the others nothing changes). */
+  async #commitSwitch(): Promise<void> {
+    const now = this.#o.clock.now();
+    await this.#change((meta) => effectiveAt(meta as BundleMeta, now));
+  }
+
+  #commitSwitchLogged(): void {
+    if (this.#committing || this.#closed) return;
+    this.#committing = true;
+    this.#commitSwitch()
+      .catch((e: unknown) => this.#log.warn('CA switch not written down yet', { error: String(e) }))
+      .finally(() => {
+        this.#committing = false;
+      });
   }
 
   /** Resolves once this replica has applied bundle sequence `sequence` (a change on any replica). */
@@ -310,20 +480,13 @@ export class CaSet {
     for (let attempt = 1; ; attempt++) {
       const entry = await this.#o.store.getEntry<BundleMeta>(K.bundle);
       const next = f(entry?.value);
-      // Fingerprints of the root set the new record describes (as #apply will see it).
-      const now = this.#o.clock.now();
-      const live = [next.active, next.next].filter((x): x is Uint8Array => x !== undefined).map((x) => fp(x));
-      const prints = [
-        ...live,
-        ...next.retired
-          .filter((r) => r.until > now && !live.includes(fp(r.certificate)))
-          .map((r) => fp(r.certificate)),
-      ];
-      const same = entry !== undefined && entry.value.fingerprints.join() === prints.join();
+      const prints = rootPrints(next, this.#o.clock.now());
+      const same = entry !== undefined && sameSet(entry.value.fingerprints, prints);
       const record: BundleMeta = {
         ...next,
-        fingerprints: prints,
-        sequence: same ? entry.value.sequence : (entry?.value.sequence ?? 0) + 1,
+        fingerprints: same ? entry.value.fingerprints : prints,
+        // A switch applied by `f` moved the sequence itself (effectiveAt); a new root set moves it.
+        sequence: same ? next.sequence : Math.max(next.sequence, entry?.value.sequence ?? 0) + 1,
       };
       if (entry !== undefined && same && unchanged(entry.value, record)) {
         this.#apply(entry.value, entry.version);
@@ -353,24 +516,9 @@ export class CaSet {
   #schedulePoll(): void {
     if (this.#closed) return;
     this.#timer = this.#o.clock.setTimer('issuer-ca-poll', this.#o.pollMs ?? CA_POLL_MS, () => {
-      this.refresh()
+      Promise.all([this.refresh(), this.#beat()])
         .catch((e: unknown) => this.#log.warn('CA state poll failed', { error: String(e) }))
         .finally(() => this.#schedulePoll());
     });
   }
-}
-
-const bytesEqual = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean =>
-  a === undefined || b === undefined ? a === b : Buffer.from(a).equals(Buffer.from(b));
-
-function unchanged(a: BundleMeta, b: BundleMeta): boolean {
-  return (
-    a.sequence === b.sequence &&
-    bytesEqual(a.active, b.active) &&
-    bytesEqual(a.next, b.next) &&
-    a.retired.length === b.retired.length &&
-    a.retired.every(
-      (r, i) => r.until === b.retired[i]?.until && bytesEqual(r.certificate, b.retired[i]?.certificate),
-    )
-  );
 }

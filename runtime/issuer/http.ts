@@ -74,6 +74,8 @@ const STATUS: Record<string, number> = {
   // A write that kept losing races to other replicas (after its retries): try again, or another replica.
   ERR_ISSUER_STORE_CONFLICT: 503,
   ERR_ISSUER_DRAINING: 503,
+  // This replica lacks the key of the CA that signs now (a rotation it was not given): another replica signs.
+  ERR_ISSUER_CA_KEY_MISSING: 503,
   ERR_ISSUER_ADMIN_FORBIDDEN: 403,
   ERR_ISSUER_ADMIN_TIMEOUT: 408,
 };

@@ -38,6 +38,7 @@ import { attestBegin, attestFinish } from './attest.ts';
 import { AuditLog } from './audit.ts';
 import { DEFAULT_OFFLINE_BUDGET_MS, MAX_OFFLINE_BUDGET_MS } from './budget.ts';
 import { type CaKeyPair, CaSet } from './ca.ts';
+import type { CaStatus, SwitchRequest } from './ca-rotation.ts';
 import type { IssuerCore, IssuerMethods, RequestContext } from './core.ts';
 import { devicesIssued } from './devices-issued.ts';
 import { addManifest, endFirmware, stageFirmware } from './firmware-staging.ts';
@@ -62,8 +63,10 @@ export interface IssuerOptions {
   readonly trustDomain: string;
   readonly store: IssuerStore;
   readonly ca: CaKeyPair;
-  /** A prepared next CA: published in the bundle now, signs after `rotateCa()`. */
+  /** A prepared next CA: published in the bundle now, signs from the time `rotateCa()` records. */
   readonly nextCa?: CaKeyPair;
+  /** Where `rotateCa()` gets a next CA when none is published or configured (a PKCS#11 token's generator). */
+  readonly nextCaSource?: () => Promise<CaKeyPair>;
   readonly clock: Clock;
   readonly random: Random;
   readonly logger?: Logger;
@@ -160,6 +163,7 @@ export class Issuer {
       trustDomain: o.trustDomain,
       active: o.ca,
       ...(o.nextCa === undefined ? {} : { next: o.nextCa }),
+      ...(o.nextCaSource === undefined ? {} : { nextSource: o.nextCaSource }),
       store: o.store,
       clock: o.clock,
       random: o.random,
@@ -188,7 +192,7 @@ export class Issuer {
 
   /** The active CA certificate (DER). */
   get caCertificate(): Buffer {
-    return this.#cas.signer.certificate;
+    return this.#cas.activeCertificate.raw;
   }
 
   roots(): X509Certificate[] {
@@ -299,13 +303,22 @@ export class Issuer {
     return revoke(this.#core, kind, value, by);
   }
 
-  /** Publish a next CA in the bundle now (it signs after `rotateCa`). */
+  /** Publish a next CA in the bundle now (it signs once `rotateCa` schedules it). */
   prepareCa(next: CaKeyPair, by?: string): Promise<void> {
     return operator.prepareCa(this.#core, next, by);
   }
 
-  rotateCa(by?: string): Promise<void> {
-    return operator.rotateCa(this.#core, by);
+  /**
+   * Switch every replica to the next CA at a time recorded in the store: `request.at`, by default
+   * the earliest safe one (the next CA in the bundle for the propagation delay); `immediate`: now.
+   */
+  rotateCa(by?: string, request: SwitchRequest = { immediate: true }): Promise<CaStatus> {
+    return operator.rotateCa(this.#core, request, by);
+  }
+
+  /** The CA state: active, next and when it signs, retired, the replicas and the keys they hold. */
+  caStatus(): Promise<CaStatus> {
+    return this.#cas.status();
   }
 
   /** An operator certificate (`spiffe://<td>/operator/<name>`) for the key `spki` (DER). */
@@ -342,7 +355,7 @@ export class Issuer {
     try {
       active = this.#cas.activeKeyPair().pair;
     } catch (err) {
-      return Promise.resolve([`ca: ${(err as Error).message}`]);
+      return Promise.resolve([`ca: ${isEdgewardError(err) ? `${err.code} ` : ''}${(err as Error).message}`]);
     }
     const closed: ReadinessCheck = {
       name: 'issuer',
@@ -355,7 +368,7 @@ export class Issuer {
 
   /** NotAfter of the active CA (ms), for metrics. */
   get caNotAfter(): number {
-    return this.#cas.signer.notAfter;
+    return Date.parse(this.#cas.activeCertificate.validTo);
   }
 
   /** The latest revocation sequence this issuer knows. */
