@@ -65,7 +65,8 @@ export function planSwitch(o: {
   record: BundleMeta;
   now: number;
   delayMs: number;
-  next: Uint8Array;
+  /** The next CA (its NotAfter is checked); undefined: only the time is planned (none made yet). */
+  next: Uint8Array | undefined;
   request: SwitchRequest;
 }): { at: number; publishedAt: number } {
   const { record, now, request } = o;
@@ -80,6 +81,7 @@ export function planSwitch(o: {
       'ERR_ISSUER_BAD_REQUEST',
       `too early: verifiers may not have the bundle with the next CA before ${iso(earliest)} (published ${iso(publishedAt)} + ${o.delayMs / 1000} s); choose a later time, or switch at once (--now)`,
     );
+  if (o.next === undefined) return { at, publishedAt };
   const x = new X509Certificate(Buffer.from(o.next));
   if (at >= Date.parse(x.validTo))
     throw new IssuerError('ERR_ISSUER_BAD_REQUEST', `the next CA expires (${x.validTo}) before ${iso(at)}`);

@@ -86,6 +86,11 @@ export interface CaSetOptions {
    * generated in a shared PKCS#11 token); without it, `ca.next` must be configured on every replica.
    */
   readonly nextSource?: () => Promise<CaKeyPair>;
+  /**
+   * The key of a CA certificate this replica sees in the store but was not configured with (a
+   * key another replica generated in a shared PKCS#11 token); undefined when it has none.
+   */
+  readonly keyFor?: (certificate: Uint8Array) => Promise<CaKeyPair | undefined>;
   readonly store: IssuerStore;
   readonly clock: Clock;
   readonly random: Random;
@@ -138,6 +143,8 @@ export class CaSet {
   #switchAt: number | undefined;
   #switchTimer: Timer | undefined;
   #committing = false;
+  /** Certificates whose key `keyFor` is being asked for. */
+  readonly #resolving = new Set<string>();
   #waiters: { sequence: number; resolve: () => void }[] = [];
 
   private constructor(o: CaSetOptions) {
@@ -283,6 +290,8 @@ export class CaSet {
     if (this.#switchAt !== undefined && this.#switchAt <= now) await this.#commitSwitch();
     const record = this.#record as BundleMeta;
     let next = record.next;
+    // The time is checked before a next CA is made for it (a refused request leaves no key behind).
+    planSwitch({ record, now, delayMs: this.switchDelayMs, next, request });
     if (next === undefined) {
       const own = this.#o.next;
       if (own !== undefined && !this.#activeX509.raw.equals(Buffer.from(own.certificate)))
@@ -295,10 +304,18 @@ export class CaSet {
         );
     }
     const print = fp(next);
+    const der = Buffer.from(next);
     const { at, publishedAt } = planSwitch({ record, now, delayMs: this.switchDelayMs, next, request });
+    // In the bundle at once, whether or not the switch can be scheduled yet (the next `ca rotate`
+    // finds it there, counted from this publication, and makes no other).
+    if (record.next === undefined)
+      await this.#change((meta) =>
+        (meta as BundleMeta).next === undefined
+          ? { ...(meta as BundleMeta), next: der, nextPublishedAt: now }
+          : (meta as BundleMeta),
+      );
     await this.#beat();
     await checkReplicasHold(this.#o.store, now, this.#liveWindow(), print);
-    const der = Buffer.from(next);
     await this.#change((meta) => {
       const m = meta as BundleMeta;
       if (m.next !== undefined && fp(m.next) !== print)
@@ -325,8 +342,9 @@ export class CaSet {
     await this.scheduleSwitch({ immediate: true });
   }
 
-  /** The shared CA state as this replica sees it now, with the replicas' heartbeats. */
-  status(): Promise<CaStatus> {
+  /** The shared CA state as the store has it now (re-read), with the replicas' heartbeats. */
+  async status(): Promise<CaStatus> {
+    await this.refresh();
     const active = this.activeCertificate;
     return caStatus({
       store: this.#o.store,
@@ -416,6 +434,7 @@ export class CaSet {
         );
     }
     this.#next = m.next === undefined ? undefined : new X509Certificate(Buffer.from(m.next));
+    for (const der of [m.active, m.next]) if (der !== undefined) this.#resolve(Buffer.from(der));
     const live = [this.#activeX509.raw, ...(this.#next ? [this.#next.raw] : [])];
     this.#retired = m.retired
       .filter((r) => r.until > now && !live.some((x) => x.equals(Buffer.from(r.certificate))))
@@ -430,6 +449,24 @@ export class CaSet {
     const ready = this.#waiters.filter((w) => w.sequence <= this.#sequence);
     this.#waiters = this.#waiters.filter((w) => w.sequence > this.#sequence);
     for (const w of ready) w.resolve();
+  }
+
+  /** Ask `keyFor` for the key of `der` when this replica lacks it; held (and reported) when found. */
+  #resolve(der: Buffer): void {
+    const print = fp(der);
+    if (this.#o.keyFor === undefined || this.#pairs.has(print) || this.#resolving.has(print) || this.#closed)
+      return;
+    this.#resolving.add(print);
+    this.#o
+      .keyFor(der)
+      .then(async (pair) => {
+        if (pair === undefined || !Buffer.from(pair.certificate).equals(der)) return;
+        this.#hold(pair);
+        if (this.#record !== undefined) this.#apply(this.#record, this.#version);
+        await this.#beat();
+      })
+      .catch((e: unknown) => this.#log.warn('CA key lookup failed', { ca: print, error: String(e) }))
+      .finally(() => this.#resolving.delete(print));
   }
 
   /** A timer at the scheduled switch (this replica's clock), or none. */

@@ -67,6 +67,8 @@ export interface IssuerOptions {
   readonly nextCa?: CaKeyPair;
   /** Where `rotateCa()` gets a next CA when none is published or configured (a PKCS#11 token's generator). */
   readonly nextCaSource?: () => Promise<CaKeyPair>;
+  /** The key of a CA certificate seen in the store but not configured here (one generated in a shared token). */
+  readonly caKeyFor?: (certificate: Uint8Array) => Promise<CaKeyPair | undefined>;
   readonly clock: Clock;
   readonly random: Random;
   readonly logger?: Logger;
@@ -164,6 +166,7 @@ export class Issuer {
       active: o.ca,
       ...(o.nextCa === undefined ? {} : { next: o.nextCa }),
       ...(o.nextCaSource === undefined ? {} : { nextSource: o.nextCaSource }),
+      ...(o.caKeyFor === undefined ? {} : { keyFor: o.caKeyFor }),
       store: o.store,
       clock: o.clock,
       random: o.random,
