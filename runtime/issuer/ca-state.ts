@@ -95,3 +95,32 @@ export function unchanged(a: BundleMeta, b: BundleMeta): boolean {
     )
   );
 }
+
+/**
+ * The record after a replica starts with CA `active` (and `next`) configured: the store's state
+ * wins when it knows that CA (active, next or retired; this replica may lack the active key, it
+ * will not sign then), with a configured next CA it has none of published; a CA the store does not
+ * know at all (a first start, or a CA replaced by editing the configuration) becomes the active one.
+ */
+export function openedRecord(
+  meta: BundleMeta | undefined,
+  o: { active: Uint8Array; next?: Uint8Array; held: (print: string) => boolean; now: number },
+): BundleMeta {
+  const configured = fingerprint(o.active);
+  const known = (der: Uint8Array | undefined) => der !== undefined && fingerprint(der) === configured;
+  if (
+    meta?.active !== undefined &&
+    (o.held(fingerprint(meta.active)) || known(meta.next) || meta.retired.some((r) => known(r.certificate)))
+  ) {
+    if (meta.next === undefined && o.next !== undefined && fingerprint(o.next) !== fingerprint(meta.active))
+      return { ...meta, next: Buffer.from(o.next), nextPublishedAt: o.now };
+    return meta;
+  }
+  return {
+    sequence: meta?.sequence ?? 0,
+    fingerprints: meta?.fingerprints ?? [],
+    retired: meta?.retired ?? [],
+    active: Buffer.from(o.active),
+    ...(o.next === undefined ? {} : { next: Buffer.from(o.next), nextPublishedAt: o.now }),
+  };
+}

@@ -28,12 +28,12 @@
  */
 import { type KeyObject, X509Certificate } from 'node:crypto';
 import type { Clock, Timer } from '../core/clock.ts';
-import { isEdgewardError } from '../core/error.ts';
 import { type Logger, nullLogger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import { encodeBundle } from '../svid/bundle.ts';
 import { createSigner, type SvidSigner } from '../svid/signer.ts';
+import { CA_POLL_MS, CaRecord } from './ca-record.ts';
 import { dropBeat, listBeats, REPLICA_LIVE_POLLS, staleBeats, writeBeat } from './ca-replicas.ts';
 import {
   type CaStatus,
@@ -43,16 +43,11 @@ import {
   planSwitch,
   type SwitchRequest,
 } from './ca-rotation.ts';
-import {
-  type BundleMeta,
-  effectiveAt,
-  fingerprint as fp,
-  rootPrints,
-  sameSet,
-  unchanged,
-} from './ca-state.ts';
+import { type BundleMeta, effectiveAt, fingerprint as fp, openedRecord } from './ca-state.ts';
 import { K } from './records.ts';
-import type { IssuerStore, StoreSubscription } from './store.ts';
+import type { IssuerStore } from './store.ts';
+
+export { CA_CHANNEL, CA_POLL_MS } from './ca-record.ts';
 
 export interface CaKeyPair {
   readonly certificate: Uint8Array;
@@ -66,16 +61,11 @@ interface Retired {
   readonly until: number;
 }
 
-/** The store channel a CA change notifies. */
-export const CA_CHANNEL = 'ca';
-/** How often a replica re-reads the CA state without being told (backstop) and writes its heartbeat. */
-export const CA_POLL_MS = 30_000;
 /**
  * The least time between publishing a next CA in the bundle and its first signature when no
  * bundle refresh hint is configured: five polls of the agents' default 60 s bundle poll.
  */
 export const DEFAULT_SWITCH_DELAY_MS = 5 * 60_000;
-const ATTEMPTS = 16;
 
 export interface CaSetOptions {
   readonly trustDomain: string;
@@ -133,8 +123,7 @@ export class CaSet {
   #sequence = 0;
   /** The encoded bundle, kept while the record applied and the number of live roots stay the same. */
   #bundle: { json: string; roots: number } | undefined;
-  #subscription: StoreSubscription | undefined;
-  #timer: Timer | undefined;
+  readonly #rec: CaRecord;
   #closed = false;
   /** The store record applied last, as read (a scheduled switch not yet applied in it), and its version. */
   #record: BundleMeta | undefined;
@@ -151,6 +140,14 @@ export class CaSet {
     this.#o = o;
     this.#log = o.logger ?? nullLogger;
     this.#instance = o.random.bytes(8).toString('hex');
+    this.#rec = new CaRecord({
+      store: o.store,
+      clock: o.clock,
+      logger: this.#log,
+      ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
+      apply: (meta, version) => this.#apply(meta, version),
+      onPoll: () => this.#beat(),
+    });
     const a = this.#hold(o.active);
     if (o.next !== undefined) this.#hold(o.next);
     this.#active = a;
@@ -162,34 +159,16 @@ export class CaSet {
     const now = o.clock.now();
     if ((set.#active as Signing).signer.notAfter <= now)
       throw new IssuerError('ERR_ISSUER_CA_INVALID', 'the CA certificate has expired');
-    const configured = fp(o.active.certificate);
-    const configuredNext = o.next === undefined ? undefined : fp(o.next.certificate);
-    await set.#change((meta) => {
-      const known = (der: Uint8Array | undefined) => der !== undefined && fp(der) === configured;
-      if (
-        meta?.active !== undefined &&
-        (set.#pairs.has(fp(meta.active)) ||
-          known(meta.next) ||
-          meta.retired.some((r) => known(r.certificate)))
-      ) {
-        // The store's state wins (this replica may lack the active key: it will not sign then);
-        // a configured next CA it does not have yet is published.
-        if (meta.next === undefined && configuredNext !== undefined && configuredNext !== fp(meta.active))
-          return { ...meta, next: Buffer.from((o.next as CaKeyPair).certificate), nextPublishedAt: now };
-        return meta;
-      }
-      // First start on this store, or a CA the store does not know: the configuration's.
-      return {
-        sequence: meta?.sequence ?? 0,
-        fingerprints: meta?.fingerprints ?? [],
-        retired: meta?.retired ?? [],
-        active: Buffer.from(o.active.certificate),
-        ...(o.next === undefined ? {} : { next: Buffer.from(o.next.certificate), nextPublishedAt: now }),
-      };
-    });
-    set.#subscription = await o.store.subscribe(CA_CHANNEL, () => set.#refreshLogged());
+    await set.#rec.change((meta) =>
+      openedRecord(meta, {
+        active: o.active.certificate,
+        ...(o.next === undefined ? {} : { next: o.next.certificate }),
+        held: (print) => set.#pairs.has(print),
+        now,
+      }),
+    );
+    await set.#rec.start();
     await set.#beat();
-    set.#schedulePoll();
     return set;
   }
 
@@ -263,7 +242,7 @@ export class CaSet {
     const n = this.#hold(next);
     await this.#beat();
     const now = this.#o.clock.now();
-    await this.#change((meta) => {
+    await this.#rec.change((meta) => {
       const m = meta as BundleMeta;
       if (m.next !== undefined && Buffer.from(m.next).equals(n.x509.raw)) return m;
       const { activateAt: _a, retireUntil: _r, ...rest } = m;
@@ -287,8 +266,7 @@ export class CaSet {
   async scheduleSwitch(request: SwitchRequest): Promise<CaStatus> {
     const now = this.#o.clock.now();
     await this.refresh();
-    if (this.#switchAt !== undefined && this.#switchAt <= now) await this.#commitSwitch();
-    const record = this.#record as BundleMeta;
+    const record = effectiveAt(this.#record as BundleMeta, now);
     let next = record.next;
     // The time is checked before a next CA is made for it (a refused request leaves no key behind).
     planSwitch({ record, now, delayMs: this.switchDelayMs, next, request });
@@ -309,14 +287,14 @@ export class CaSet {
     // In the bundle at once, whether or not the switch can be scheduled yet (the next `ca rotate`
     // finds it there, counted from this publication, and makes no other).
     if (record.next === undefined)
-      await this.#change((meta) =>
+      await this.#rec.change((meta) =>
         (meta as BundleMeta).next === undefined
           ? { ...(meta as BundleMeta), next: der, nextPublishedAt: now }
           : (meta as BundleMeta),
       );
     await this.#beat();
     await checkReplicasHold(this.#o.store, now, this.#liveWindow(), print);
-    await this.#change((meta) => {
+    await this.#rec.change((meta) => {
       const m = meta as BundleMeta;
       if (m.next !== undefined && fp(m.next) !== print)
         throw new IssuerError(
@@ -365,25 +343,23 @@ export class CaSet {
     const gone = staleBeats(await listBeats(this.#o.store), now, 86_400_000);
     if (gone.length > 0) await this.#o.store.batch(gone.map((b) => ({ type: 'del', key: K.replica(b.id) })));
     if (!this.#retired.some((r) => r.until <= now)) return false;
-    await this.#change((meta) => {
-      const m = effectiveAt(meta as BundleMeta, now);
+    await this.#rec.change((meta) => {
+      const m = meta as BundleMeta;
       return { ...m, retired: m.retired.filter((r) => r.until > now) };
     });
     return true;
   }
 
   /** Re-read the CA state from the store (what the notification, a resync and the poll do). */
-  async refresh(): Promise<void> {
-    const e = await this.#o.store.getEntry<BundleMeta>(K.bundle);
-    if (e !== undefined && e.version !== this.#version) this.#apply(e.value, e.version);
+  refresh(): Promise<void> {
+    return this.#rec.refresh();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#timer?.cancel();
     this.#switchTimer?.cancel();
-    await this.#subscription?.close();
+    await this.#rec.close();
     await dropBeat(this.#o.store, this.#instance).catch(() => {});
   }
 
@@ -445,7 +421,7 @@ export class CaSet {
     this.#sequence = m.sequence;
     this.#bundle = undefined;
     this.#armSwitch(m === meta ? meta.activateAt : undefined);
-    if (m !== meta) this.#commitSwitchLogged();
+    if (m !== meta) this.#commitSwitch();
     const ready = this.#waiters.filter((w) => w.sequence <= this.#sequence);
     this.#waiters = this.#waiters.filter((w) => w.sequence > this.#sequence);
     for (const w of ready) w.resolve();
@@ -487,15 +463,11 @@ export class CaSet {
   }
 
   /** Write the switch down (the first replica past its time does; for the others nothing changes). */
-  async #commitSwitch(): Promise<void> {
-    const now = this.#o.clock.now();
-    await this.#change((meta) => effectiveAt(meta as BundleMeta, now));
-  }
-
-  #commitSwitchLogged(): void {
+  #commitSwitch(): void {
     if (this.#committing || this.#closed) return;
     this.#committing = true;
-    this.#commitSwitch()
+    this.#rec
+      .change((meta) => meta as BundleMeta)
       .catch((e: unknown) => this.#log.warn('CA switch not written down yet', { error: String(e) }))
       .finally(() => {
         this.#committing = false;
@@ -506,56 +478,5 @@ export class CaSet {
   whenSequence(sequence: number): Promise<void> {
     if (sequence <= this.#sequence) return Promise.resolve();
     return new Promise((resolve) => this.#waiters.push({ sequence, resolve }));
-  }
-
-  /**
-   * One change of the shared CA state: `f` on the record read, written under its version with a
-   * new bundle sequence when the root set changed, notified to every replica; on a conflict
-   * `f` runs again on the fresh record.
-   */
-  async #change(f: (meta: BundleMeta | undefined) => BundleMeta): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      const entry = await this.#o.store.getEntry<BundleMeta>(K.bundle);
-      const next = f(entry?.value);
-      const prints = rootPrints(next, this.#o.clock.now());
-      const same = entry !== undefined && sameSet(entry.value.fingerprints, prints);
-      const record: BundleMeta = {
-        ...next,
-        fingerprints: same ? entry.value.fingerprints : prints,
-        // A switch applied by `f` moved the sequence itself (effectiveAt); a new root set moves it.
-        sequence: same ? next.sequence : Math.max(next.sequence, entry?.value.sequence ?? 0) + 1,
-      };
-      if (entry !== undefined && same && unchanged(entry.value, record)) {
-        this.#apply(entry.value, entry.version);
-        return;
-      }
-      try {
-        const { version } = await this.#o.store.batch([
-          entry === undefined
-            ? { type: 'absent', key: K.bundle }
-            : { type: 'version', key: K.bundle, version: entry.version },
-          { type: 'put', key: K.bundle, value: record },
-          { type: 'notify', channel: CA_CHANNEL },
-        ]);
-        this.#apply(record, version);
-        return;
-      } catch (err) {
-        if (!isEdgewardError(err) || err.code !== 'ERR_ISSUER_STORE_CONFLICT' || attempt >= ATTEMPTS)
-          throw err;
-      }
-    }
-  }
-
-  #refreshLogged(): void {
-    this.refresh().catch((e: unknown) => this.#log.warn('CA state refresh failed', { error: String(e) }));
-  }
-
-  #schedulePoll(): void {
-    if (this.#closed) return;
-    this.#timer = this.#o.clock.setTimer('issuer-ca-poll', this.#o.pollMs ?? CA_POLL_MS, () => {
-      Promise.all([this.refresh(), this.#beat()])
-        .catch((e: unknown) => this.#log.warn('CA state poll failed', { error: String(e) }))
-        .finally(() => this.#schedulePoll());
-    });
   }
 }

@@ -52,9 +52,10 @@ test('two replicas on PostgreSQL switch to the next CA at the recorded time; 4 a
     await rig.step(2 * MIN);
 
     // A replica without the next key, alive: the switch is refused, naming it.
+    const keylessStore = await openPostgresStore({ url, poolSize: 2 });
     const keyless = await Issuer.create({
       trustDomain: TD,
-      store: await openPostgresStore({ url, poolSize: 2 }),
+      store: keylessStore,
       ca: rig.dev.ca,
       clock,
       random: seededRandom('keyless'),
@@ -63,6 +64,7 @@ test('two replicas on PostgreSQL switch to the next CA at the recorded time; 4 a
     const refused = await rejects(() => a.issuer.rotateCa('op-test', {}), 'ERR_ISSUER_CA_KEY_MISSING');
     assert.match(refused.message, /replicas without the next CA key/);
     await keyless.close();
+    await keylessStore.close();
     // Too early for the bundle to have reached every verifier.
     await rejects(() => a.issuer.rotateCa('op-test', { afterMs: MIN }), 'ERR_ISSUER_BAD_REQUEST');
 
