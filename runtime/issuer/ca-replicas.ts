@@ -51,7 +51,8 @@ export function liveBeats(beats: readonly ReplicaView[], now: number, windowMs: 
   return beats.filter((b) => b.at > now - windowMs);
 }
 
-/** Heartbeats of replicas gone for longer than `staleMs` (pruned). */
-export function staleBeats(beats: readonly ReplicaView[], now: number, staleMs: number): ReplicaView[] {
-  return beats.filter((b) => b.at <= now - staleMs);
+/** Forget replicas not heard from for `staleMs` (default a day). */
+export async function pruneBeats(store: IssuerStore, now: number, staleMs = 86_400_000): Promise<void> {
+  const gone = (await listBeats(store)).filter((b) => b.at <= now - staleMs);
+  if (gone.length > 0) await store.batch(gone.map((b) => ({ type: 'del', key: K.replica(b.id) })));
 }

@@ -88,6 +88,27 @@ export function planSwitch(o: {
   return { at, publishedAt };
 }
 
+/**
+ * The record with the switch to `next` scheduled at `at`; the active CA, retired then, stays in
+ * the bundle until `signedUntil` (at most its own NotAfter). ERR_ISSUER_STORE_CONFLICT when
+ * another next CA was published meanwhile.
+ */
+export function scheduledRecord(
+  m: BundleMeta,
+  o: { next: Uint8Array; publishedAt: number; at: number; signedUntil: number },
+): BundleMeta {
+  if (m.next !== undefined && !Buffer.from(m.next).equals(Buffer.from(o.next)))
+    throw new IssuerError('ERR_ISSUER_STORE_CONFLICT', 'another next CA was published meanwhile; try again');
+  const active = m.active === undefined ? undefined : new X509Certificate(Buffer.from(m.active));
+  return {
+    ...m,
+    next: Buffer.from(o.next),
+    nextPublishedAt: m.next === undefined ? o.publishedAt : (m.nextPublishedAt ?? o.publishedAt),
+    activateAt: o.at,
+    retireUntil: active === undefined ? o.signedUntil : Math.min(o.signedUntil, Date.parse(active.validTo)),
+  };
+}
+
 /** ERR_ISSUER_CA_KEY_MISSING naming every live replica whose heartbeat lacks the key `print`. */
 export async function checkReplicasHold(
   store: IssuerStore,

@@ -5,25 +5,18 @@
  * old one is retired, staying in the bundle until everything it signed has expired. The bundle's
  * `spiffe_sequence` goes up with every change of the root set, and at a switch.
  *
- * With replicas, the CA state is the store's (`meta/bundle`: which certificate is active, which
- * is next and when it signs, the retired ones, the sequence), never each process's own: every
- * change is written under the record's version (re-read and re-applied on conflict) and notifies
- * the `ca` channel; every replica re-reads the record on that notification, on a resync and on a
- * poll, and signs with the key pair (from its own configuration, never from the store) whose
- * certificate the record says is active at this instant. A scheduled switch happens on every
- * replica at the recorded time by its own clock (a timer, and a check before each signature), not
- * at a restart; the first replica past it writes it down. A replica that does not hold the active
- * CA's key refuses to sign (ERR_ISSUER_CA_KEY_MISSING, 503, not ready). Each replica also writes a
- * heartbeat with the fingerprints of the keys it holds (`ca-replicas.ts`): a switch is scheduled
- * only when every live replica holds the next key.
- * A replica whose configured CA the store does not know at all (a first start, or a CA replaced
- * by editing the configuration rather than by rotation) makes it the active one, as one process did.
+ * With replicas, the CA state is the store's (`meta/bundle`, followed by `ca-record.ts`), never
+ * each process's own; every replica signs with the key pair (from its own configuration, never
+ * from the store) whose certificate the record says is active at this instant. A scheduled switch
+ * happens on every replica at the recorded time by its own clock (a timer, and a check before
+ * each signature), not at a restart. A replica that does not hold the active CA's key refuses to
+ * sign (ERR_ISSUER_CA_KEY_MISSING, 503, not ready); each writes a heartbeat with the keys it holds
+ * (`ca-replicas.ts`), and a switch is scheduled only when every live replica holds the next key.
  *
  * @example
  * ```ts
  * const cas = await CaSet.open({ trustDomain, active: { certificate, privateKey }, store, clock, random });
- * cas.signer.sign({...});  cas.bundleJson();  await cas.prepareNext(next);
- * await cas.scheduleSwitch({});           // the earliest safe time: publishedAt + the propagation delay
+ * cas.signer.sign({...});  cas.bundleJson();  await cas.prepareNext(next);  await cas.activateNext();
  * ```
  */
 import { type KeyObject, X509Certificate } from 'node:crypto';
@@ -34,7 +27,7 @@ import { IssuerError } from '../errors.ts';
 import { encodeBundle } from '../svid/bundle.ts';
 import { createSigner, type SvidSigner } from '../svid/signer.ts';
 import { CA_POLL_MS, CaRecord } from './ca-record.ts';
-import { dropBeat, listBeats, REPLICA_LIVE_POLLS, staleBeats, writeBeat } from './ca-replicas.ts';
+import { dropBeat, pruneBeats, REPLICA_LIVE_POLLS, writeBeat } from './ca-replicas.ts';
 import {
   type CaStatus,
   caStatus,
@@ -42,9 +35,9 @@ import {
   iso,
   planSwitch,
   type SwitchRequest,
+  scheduledRecord,
 } from './ca-rotation.ts';
 import { type BundleMeta, effectiveAt, fingerprint as fp, openedRecord } from './ca-state.ts';
-import { K } from './records.ts';
 import type { IssuerStore } from './store.ts';
 
 export { CA_CHANNEL, CA_POLL_MS } from './ca-record.ts';
@@ -294,23 +287,11 @@ export class CaSet {
       );
     await this.#beat();
     await checkReplicasHold(this.#o.store, now, this.#liveWindow(), print);
-    await this.#rec.change((meta) => {
-      const m = meta as BundleMeta;
-      if (m.next !== undefined && fp(m.next) !== print)
-        throw new IssuerError(
-          'ERR_ISSUER_STORE_CONFLICT',
-          'another next CA was published meanwhile; try again',
-        );
-      const old = new X509Certificate(Buffer.from(m.active ?? this.#activeX509.raw));
-      return {
-        ...m,
-        next: der,
-        nextPublishedAt: m.next === undefined ? publishedAt : (m.nextPublishedAt ?? publishedAt),
-        activateAt: at,
-        // What any replica signed with the old CA expires within the longest TTL from the switch.
-        retireUntil: Math.min(Math.max(this.#maxSigned, at + this.#o.maxTtlMs), Date.parse(old.validTo)),
-      };
-    });
+    // What any replica signed with the old CA expires within the longest TTL from the switch.
+    const signedUntil = Math.max(this.#maxSigned, at + this.#o.maxTtlMs);
+    await this.#rec.change((meta) =>
+      scheduledRecord(meta as BundleMeta, { next: der, publishedAt, at, signedUntil }),
+    );
     this.#log.info('CA switch scheduled', { next: print, activateAt: iso(at) });
     return this.status();
   }
@@ -340,8 +321,7 @@ export class CaSet {
   /** Drop retired CAs whose certificates have all expired, and gone replicas' heartbeats; true when the bundle changed. */
   async prune(): Promise<boolean> {
     const now = this.#o.clock.now();
-    const gone = staleBeats(await listBeats(this.#o.store), now, 86_400_000);
-    if (gone.length > 0) await this.#o.store.batch(gone.map((b) => ({ type: 'del', key: K.replica(b.id) })));
+    await pruneBeats(this.#o.store, now);
     if (!this.#retired.some((r) => r.until <= now)) return false;
     await this.#rec.change((meta) => {
       const m = meta as BundleMeta;
