@@ -36,6 +36,8 @@ export interface CaRecordOptions {
   readonly apply: (meta: BundleMeta, version: number | undefined) => void;
   /** Also done at every poll (the heartbeat). */
   readonly onPoll: () => Promise<void>;
+  /** Told when this replica wrote a scheduled switch down (once across replicas): the record that scheduled it. */
+  readonly switched?: (scheduled: BundleMeta) => void;
 }
 
 export class CaRecord {
@@ -94,6 +96,8 @@ export class CaRecord {
           { type: 'put', key: K.bundle, value: record },
           { type: 'notify', channel: CA_CHANNEL },
         ]);
+        if (entry !== undefined && effectiveAt(entry.value, now) !== entry.value)
+          this.#o.switched?.(entry.value);
         this.#set(record, version);
         return;
       } catch (err) {

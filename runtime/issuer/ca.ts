@@ -82,6 +82,8 @@ export interface CaSetOptions {
   readonly maxTtlMs: number;
   readonly logger?: Logger;
   readonly pollMs?: number;
+  /** Told once, by the replica that wrote it down, that the scheduled switch to CA `active` happened at `at` (audit). */
+  readonly onSwitched?: (o: { active: string; at: number }) => void;
 }
 
 function signerFor(o: CaSetOptions, pair: CaKeyPair): { signer: SvidSigner; x509: X509Certificate } {
@@ -140,6 +142,7 @@ export class CaSet {
       ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
       apply: (meta, version) => this.#apply(meta, version),
       onPoll: () => this.#beat(),
+      switched: (m) => o.onSwitched?.({ active: fp(m.next as Uint8Array), at: m.activateAt as number }),
     });
     const a = this.#hold(o.active);
     if (o.next !== undefined) this.#hold(o.next);

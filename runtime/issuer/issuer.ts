@@ -109,7 +109,7 @@ export class Issuer {
   #pruneTimer: Timer | undefined;
   #closed = false;
 
-  private constructor(o: IssuerOptions, cas: CaSet, rev: Revocations) {
+  private constructor(o: IssuerOptions, cas: CaSet, rev: Revocations, audit: AuditLog) {
     this.#o = o;
     this.#log = o.logger ?? nullLogger;
     this.#cas = cas;
@@ -126,7 +126,7 @@ export class Issuer {
       clock: o.clock,
       random: o.random,
       logger: this.#log,
-      audit: new AuditLog(o.store, o.clock, this.#log, o.random),
+      audit,
       sessionTtlMs: o.sessionTtlMs ?? 5 * 60_000,
       svidTtlMs: o.svidTtlMs ?? HOUR,
       offlineBudgetMs: o.offlineBudgetMs ?? DEFAULT_OFFLINE_BUDGET_MS,
@@ -161,6 +161,7 @@ export class Issuer {
     // The config's bounds (runtime/config/issuer-bounds.ts) keep these from a file; this is misuse.
     if (!(svidTtl > 0) || !(budget > 0) || budget > MAX_OFFLINE_BUDGET_MS)
       throw new TypeError('TTLs must be positive and the offline budget at most 30d');
+    const audit = new AuditLog(o.store, o.clock, o.logger ?? nullLogger, o.random);
     const cas = await CaSet.open({
       trustDomain: o.trustDomain,
       active: o.ca,
@@ -171,13 +172,21 @@ export class Issuer {
       clock: o.clock,
       random: o.random,
       maxTtlMs: Math.max(svidTtl, MAX_OFFLINE_BUDGET_MS),
+      onSwitched: ({ active, at }) => {
+        void audit
+          .write({
+            event: 'ca',
+            detail: `CA ${active} signs from ${new Date(at).toISOString()} (scheduled switch)`,
+          })
+          .catch((e: unknown) => o.logger?.error('audit write failed', { error: String(e) }));
+      },
       ...(o.logger === undefined ? {} : { logger: o.logger }),
       ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
     });
     let rev: Revocations | undefined;
     try {
       rev = await Revocations.load(o.store, o.clock, { logger: o.logger ?? nullLogger });
-      const issuer = new Issuer(o, cas, rev);
+      const issuer = new Issuer(o, cas, rev, audit);
       issuer.#manifests = (await o.store.list<ManifestRecord>('manifest/')).map(([, v]) => v);
       issuer.#schedulePrune();
       return issuer;

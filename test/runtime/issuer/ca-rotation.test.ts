@@ -43,6 +43,7 @@ test('two replicas on PostgreSQL switch to the next CA at the recorded time; 4 a
     const next = rig.newCa(2);
     const oldCa = new X509Certificate(rig.dev.ca.certificate);
     const newCa = new X509Certificate(next.certificate);
+    const newPrint = newCa.fingerprint256.replace(/:/g, '').toLowerCase();
     // ca.next configured on every replica (the file-key way): published in the bundle at start.
     const a = await rig.replica(stores[0] as IssuerStore, { nextCa: next });
     const b = await rig.replica(stores[1] as IssuerStore, { nextCa: next });
@@ -126,8 +127,18 @@ test('two replicas on PostgreSQL switch to the next CA at the recorded time; 4 a
       const leaf = g.agent.svidSource.getX509Svid().chain[0] as X509Certificate;
       assert.ok(chainsTo(leaf, newCa), `${g.name} ends with an SVID from the next CA`);
     }
-    const refusals = (await a.issuer.auditEvents(0, 10_000)).filter((e) => e.event === 'refuse');
-    assert.equal(refusals, [], 'no refusal recorded by either replica');
+    const events = await a.issuer.auditEvents(0, 10_000);
+    assert.equal(
+      events.filter((e) => e.event === 'refuse'),
+      [],
+      'no refusal recorded by either replica',
+    );
+    const written = events.filter((e) => e.event === 'ca' && e.detail?.endsWith('(scheduled switch)'));
+    assert.equal(
+      written.map((e) => e.detail),
+      [`CA ${newPrint} signs from ${status.next?.activateAt} (scheduled switch)`],
+      'the switch is audited once, by the replica that wrote it down',
+    );
 
     // The old CA leaves the bundle once everything it signed has expired, on both replicas.
     for (const g of rig.agents) await g.agent.stop();
