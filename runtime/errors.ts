@@ -212,13 +212,16 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_FIRMWARE_TICKET'
   /** Commit of a staged firmware the gateway has not attested with yet. (409) */
   | 'ERR_ISSUER_FIRMWARE_UNPROVEN'
-  /** The CA certificate or key cannot be used (boot-time). */
+  /**
+   * The CA certificate or key cannot be used (at start), or this replica does not hold the active
+   * CA's key (a rotation it was not given the next key for): not ready, another replica signs. (503)
+   */
   | 'ERR_ISSUER_CA_INVALID'
   /** Recovery with a delegated CA that is expired or not yet valid: the gateway must attest again. (401) */
   | 'ERR_ISSUER_CA_EXPIRED'
   /** Recovery with a CA this issuer did not record as a delegated CA of that gateway. (401) */
   | 'ERR_ISSUER_CA_UNKNOWN'
-  /** This replica lacks the key of the CA the store says signs now (503, not ready), or `ca rotate` found live replicas without the next key (named). */
+  /** `ca rotate` refused: live replicas (named) do not hold the next CA's key; configure `ca.next` there and restart them, or stop them, first. (409) */
   | 'ERR_ISSUER_CA_KEY_MISSING'
   /** A device issuance log entry outside the calling gateway's `/device/` path, or a serial of another certificate. (403) */
   | 'ERR_ISSUER_DEVICE_SCOPE'

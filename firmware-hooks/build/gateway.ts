@@ -55,7 +55,7 @@ function sizeOf(path: string): number {
 }
 
 /** Copy `name` and its production dependencies (recursively) from the project's node_modules. */
-function copyPackage(name: string, outModules: string, seen: Set<string>): void {
+export function copyPackage(name: string, outModules: string, seen: Set<string>): void {
   if (seen.has(name)) return;
   seen.add(name);
   const req = createRequire(join(ROOT, 'package.json'));

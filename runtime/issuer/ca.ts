@@ -10,7 +10,7 @@
  * from the store) whose certificate the record says is active at this instant. A scheduled switch
  * happens on every replica at the recorded time by its own clock (a timer, and a check before
  * each signature), not at a restart. A replica that does not hold the active CA's key refuses to
- * sign (ERR_ISSUER_CA_KEY_MISSING, 503, not ready); each writes a heartbeat with the keys it holds
+ * sign (ERR_ISSUER_CA_INVALID, 503, not ready); each writes a heartbeat with the keys it holds
  * (`ca-replicas.ts`), and a switch is scheduled only when every live replica holds the next key.
  *
  * @example
@@ -168,7 +168,7 @@ export class CaSet {
     return set;
   }
 
-  /** The CA that signs now (ERR_ISSUER_CA_KEY_MISSING when this replica lacks the active CA's key). */
+  /** The CA that signs now (ERR_ISSUER_CA_INVALID when this replica lacks the active CA's key). */
   get signer(): SvidSigner {
     return this.activeKeyPair().signer;
   }
@@ -178,7 +178,7 @@ export class CaSet {
     this.#catchUp();
     if (this.#active === undefined)
       throw new IssuerError(
-        'ERR_ISSUER_CA_KEY_MISSING',
+        'ERR_ISSUER_CA_INVALID',
         `this replica does not hold the key of the active CA (${this.#activeX509.subject.replace(/\n/g, ', ')}, sha256 ${fp(this.#activeX509.raw)}): configure it as ca or ca.next and restart; other replicas sign`,
       );
     return this.#active;

@@ -74,8 +74,11 @@ const STATUS: Record<string, number> = {
   // A write that kept losing races to other replicas (after its retries): try again, or another replica.
   ERR_ISSUER_STORE_CONFLICT: 503,
   ERR_ISSUER_DRAINING: 503,
-  // This replica lacks the key of the CA that signs now (a rotation it was not given): another replica signs.
-  ERR_ISSUER_CA_KEY_MISSING: 503,
+  // At request time: this replica does not hold the active CA's key (a rotation it was not given
+  // the next key for). A replica's state, not a server bug: another replica can sign (/readyz says why).
+  ERR_ISSUER_CA_INVALID: 503,
+  // ca rotate refused: live replicas lack the next CA key (they must get it, or stop, first).
+  ERR_ISSUER_CA_KEY_MISSING: 409,
   ERR_ISSUER_ADMIN_FORBIDDEN: 403,
   ERR_ISSUER_ADMIN_TIMEOUT: 408,
 };

@@ -53,7 +53,7 @@ import { type ReadinessCheck, readiness } from './readiness.ts';
 import type { AuditEvent, ManifestRecord } from './records.ts';
 import { recoverBegin, recoverFinish } from './recover.ts';
 import { renewBegin, renewFinish } from './renew.ts';
-import { Revocations } from './revocations.ts';
+import { type RevocationFeedState, Revocations } from './revocations.ts';
 import { revoke } from './revoke.ts';
 import { DEFAULT_SERVER_NAME_POLICY, type ServerNamePolicy } from './server-names.ts';
 import { consumeSession, newRenewSession } from './sessions.ts';
@@ -97,6 +97,8 @@ export interface IssuerOptions {
 export type { RequestContext } from './core.ts';
 
 const HOUR = 3_600_000;
+/** The requests that end in a signature by the active CA. */
+const SIGNING_OPS = new Set(['attest.finish', 'renew.finish', 'recover.finish']);
 
 export class Issuer {
   readonly #o: IssuerOptions;
@@ -363,22 +365,19 @@ export class Issuer {
 
   /** Why this issuer is not ready to serve; empty when it is. */
   readiness(): Promise<string[]> {
-    let active: CaKeyPair;
-    try {
-      active = this.#cas.activeKeyPair().pair;
-    } catch (err) {
-      return Promise.resolve([`ca: ${isEdgewardError(err) ? `${err.code} ` : ''}${(err as Error).message}`]);
-    }
     const closed: ReadinessCheck = {
       name: 'issuer',
       check: async () => {
         if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
       },
     };
-    return readiness(this.#core, active, [closed, ...(this.#o.readinessChecks ?? [])]);
+    return readiness(this.#core, () => this.#cas.activeKeyPair().pair, [
+      closed,
+      ...(this.#o.readinessChecks ?? []),
+    ]);
   }
 
-  /** NotAfter of the active CA (ms), for metrics. */
+  /** NotAfter of the active CA (ms), for metrics; known also on a replica without its key. */
   get caNotAfter(): number {
     return Date.parse(this.#cas.activeCertificate.validTo);
   }
@@ -386,6 +385,16 @@ export class Issuer {
   /** The latest revocation sequence this issuer knows. */
   get revocationSequence(): number {
     return this.#rev.sequence;
+  }
+
+  /** The revocation feed's state, for metrics: what the store holds against what this replica applied. */
+  revocationFeedState(): Promise<RevocationFeedState> {
+    return this.#rev.state();
+  }
+
+  /** When this replica last read the store's revocations successfully (clock ms). */
+  get revocationsRefreshedAt(): number | undefined {
+    return this.#rev.refreshedAt;
   }
 
   auditEvents(since = 0, limit = 1000): Promise<AuditEvent[]> {
@@ -436,6 +445,10 @@ export class Issuer {
       this.#o.observe?.({ op, method: info.method ?? '', code, ms: this.#o.clock.now() - start });
     try {
       if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
+      // A replica without the active CA's key (a rotation it was not given the next key for)
+      // refuses a signing step before it consumes the session: the client retries it, session
+      // and all, on a replica that can sign (503 ERR_ISSUER_CA_INVALID; /readyz says why).
+      if (SIGNING_OPS.has(op)) this.#cas.activeKeyPair();
       const wait = await this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
       if (wait !== undefined)
         throw new IssuerError('ERR_ISSUER_RATE_LIMITED', 'too many requests from this address', {

@@ -5,7 +5,7 @@
  * CA signs; both replicas switch at that time by their own clocks (no restart); no agent is ever
  * refused; every agent ends with an SVID from the next CA; the old CA leaves the bundle once what
  * it signed has expired. A replica that lacks the next key blocks the scheduling while it is live,
- * and one that joins afterwards refuses to sign at the switch (503 ERR_ISSUER_CA_KEY_MISSING, not
+ * and one that joins afterwards refuses to sign at the switch (503 ERR_ISSUER_CA_INVALID, not
  * ready) while agents fail over to a replica that has the key.
  */
 import { X509Certificate } from 'node:crypto';
@@ -166,7 +166,7 @@ test('two replicas on PostgreSQL switch to the next CA at the recorded time; 4 a
   }
 });
 
-test('a replica that lacks the next key at the switch answers 503 ERR_ISSUER_CA_KEY_MISSING and is not ready; agents fail over without a refusal', async () => {
+test('a replica that lacks the next key at the switch answers 503 ERR_ISSUER_CA_INVALID and is not ready; agents fail over without a refusal', async () => {
   const clock = new VirtualClock(Date.now());
   const rig = await rotationRig({ trustDomain: TD, clock });
   const { stores } = await pgStores('rotation_keyless', 2);
@@ -185,7 +185,7 @@ test('a replica that lacks the next key at the switch answers 503 ERR_ISSUER_CA_
     await rig.step(activateAt - clock.now());
     const reasons = await c.issuer.readiness();
     assert.ok(
-      reasons.some((r) => r.startsWith('ca: ERR_ISSUER_CA_KEY_MISSING')),
+      reasons.some((r) => r.startsWith('ca: ERR_ISSUER_CA_INVALID this replica does not hold')),
       reasons.join('; '),
     );
     const peer = {
@@ -195,7 +195,7 @@ test('a replica that lacks the next key at the switch answers 503 ERR_ISSUER_CA_
     const rb = await c.issuer.renewBegin(peer);
     await rejects(
       () => c.issuer.renewFinish({ sessionId: rb.sessionId, csr: keyAndCsr().csr }, peer),
-      'ERR_ISSUER_CA_KEY_MISSING',
+      'ERR_ISSUER_CA_INVALID',
     );
     for (let t = 0; t < 12 * MIN; t += 15_000) await rig.step(15_000);
     const log = agent.h.logger.lines;
