@@ -49,7 +49,7 @@ export const IssuerConfigSchema = Closed({
   ca: Closed({
     certificate: FilePath('issuer CA certificate (PEM)'),
     key: FilePath('issuer CA private key (PEM, mode 0600)'),
-    /** A prepared next CA: published in the bundle at start, signs from the time `edgeward issuer ca rotate` records. */
+    /** A prepared next CA: published in the bundle at start, signs after `edgeward issuer ca rotate`. */
     next: Type.Optional(
       Closed({
         certificate: FilePath('next CA certificate (PEM)'),
