@@ -221,6 +221,8 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_CA_EXPIRED'
   /** Recovery with a CA this issuer did not record as a delegated CA of that gateway. (401) */
   | 'ERR_ISSUER_CA_UNKNOWN'
+  /** `ca rotate` refused: live replicas (named) do not hold the next CA's key; configure `ca.next` there and restart them, or stop them, first. (409) */
+  | 'ERR_ISSUER_CA_KEY_MISSING'
   /** A device issuance log entry outside the calling gateway's `/device/` path, or a serial of another certificate. (403) */
   | 'ERR_ISSUER_DEVICE_SCOPE'
   /** A private key file readable by others than its owner (must be 0600). */

@@ -79,6 +79,8 @@ const STATUS: Record<string, number> = {
   ERR_ISSUER_CA_INVALID: 503,
   // The CA key's token failed or went away on this replica: another replica (or later) may sign.
   ERR_ISSUER_PKCS11_TOKEN: 503,
+  // ca rotate refused: live replicas lack the next CA key (they must get it, or stop, first).
+  ERR_ISSUER_CA_KEY_MISSING: 409,
   ERR_ISSUER_ADMIN_FORBIDDEN: 403,
   ERR_ISSUER_ADMIN_TIMEOUT: 408,
 };

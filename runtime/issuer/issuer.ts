@@ -38,6 +38,7 @@ import { attestBegin, attestFinish } from './attest.ts';
 import { AuditLog } from './audit.ts';
 import { DEFAULT_OFFLINE_BUDGET_MS, MAX_OFFLINE_BUDGET_MS } from './budget.ts';
 import { type CaKeyPair, CaSet } from './ca.ts';
+import type { CaStatus, SwitchRequest } from './ca-rotation.ts';
 import type { IssuerCore, IssuerMethods, RequestContext } from './core.ts';
 import { devicesIssued } from './devices-issued.ts';
 import { addManifest, endFirmware, stageFirmware } from './firmware-staging.ts';
@@ -62,8 +63,12 @@ export interface IssuerOptions {
   readonly trustDomain: string;
   readonly store: IssuerStore;
   readonly ca: CaKeyPair;
-  /** A prepared next CA: published in the bundle now, signs after `rotateCa()`. */
+  /** A prepared next CA: published in the bundle now, signs from the time `rotateCa()` records. */
   readonly nextCa?: CaKeyPair;
+  /** Where `rotateCa()` gets a next CA when none is published or configured (a PKCS#11 token's generator). */
+  readonly nextCaSource?: () => Promise<CaKeyPair>;
+  /** The key of a CA certificate seen in the store but not configured here (one generated in a shared token). */
+  readonly caKeyFor?: (certificate: Uint8Array) => Promise<CaKeyPair | undefined>;
   readonly clock: Clock;
   readonly random: Random;
   readonly logger?: Logger;
@@ -108,7 +113,7 @@ export class Issuer {
   #pruneTimer: Timer | undefined;
   #closed = false;
 
-  private constructor(o: IssuerOptions, cas: CaSet, rev: Revocations) {
+  private constructor(o: IssuerOptions, cas: CaSet, rev: Revocations, audit: AuditLog) {
     this.#o = o;
     this.#log = o.logger ?? nullLogger;
     this.#cas = cas;
@@ -125,7 +130,7 @@ export class Issuer {
       clock: o.clock,
       random: o.random,
       logger: this.#log,
-      audit: new AuditLog(o.store, o.clock, this.#log, o.random),
+      audit,
       sessionTtlMs: o.sessionTtlMs ?? 5 * 60_000,
       svidTtlMs: o.svidTtlMs ?? HOUR,
       offlineBudgetMs: o.offlineBudgetMs ?? DEFAULT_OFFLINE_BUDGET_MS,
@@ -160,14 +165,25 @@ export class Issuer {
     // The config's bounds (runtime/config/issuer-bounds.ts) keep these from a file; this is misuse.
     if (!(svidTtl > 0) || !(budget > 0) || budget > MAX_OFFLINE_BUDGET_MS)
       throw new TypeError('TTLs must be positive and the offline budget at most 30d');
+    const audit = new AuditLog(o.store, o.clock, o.logger ?? nullLogger, o.random);
     const cas = await CaSet.open({
       trustDomain: o.trustDomain,
       active: o.ca,
       ...(o.nextCa === undefined ? {} : { next: o.nextCa }),
+      ...(o.nextCaSource === undefined ? {} : { nextSource: o.nextCaSource }),
+      ...(o.caKeyFor === undefined ? {} : { keyFor: o.caKeyFor }),
       store: o.store,
       clock: o.clock,
       random: o.random,
       maxTtlMs: Math.max(svidTtl, MAX_OFFLINE_BUDGET_MS),
+      onSwitched: ({ active, at }) => {
+        void audit
+          .write({
+            event: 'ca',
+            detail: `CA ${active} signs from ${new Date(at).toISOString()} (scheduled switch)`,
+          })
+          .catch((e: unknown) => o.logger?.error('audit write failed', { error: String(e) }));
+      },
       ...(o.logger === undefined ? {} : { logger: o.logger }),
       ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
     }).catch(async (err: unknown) => {
@@ -177,7 +193,7 @@ export class Issuer {
     let rev: Revocations | undefined;
     try {
       rev = await Revocations.load(o.store, o.clock, { logger: o.logger ?? nullLogger });
-      const issuer = new Issuer(o, cas, rev);
+      const issuer = new Issuer(o, cas, rev, audit);
       issuer.#manifests = (await o.store.list<ManifestRecord>('manifest/')).map(([, v]) => v);
       issuer.#schedulePrune();
       return issuer;
@@ -196,7 +212,7 @@ export class Issuer {
 
   /** The active CA certificate (DER). */
   get caCertificate(): Buffer {
-    return this.#cas.signer.certificate;
+    return this.#cas.activeCertificate.raw;
   }
 
   roots(): X509Certificate[] {
@@ -307,13 +323,22 @@ export class Issuer {
     return revoke(this.#core, kind, value, by);
   }
 
-  /** Publish a next CA in the bundle now (it signs after `rotateCa`). */
+  /** Publish a next CA in the bundle now (it signs once `rotateCa` schedules it). */
   prepareCa(next: CaKeyPair, by?: string): Promise<void> {
     return operator.prepareCa(this.#core, next, by);
   }
 
-  rotateCa(by?: string): Promise<void> {
-    return operator.rotateCa(this.#core, by);
+  /**
+   * Switch every replica to the next CA at a time recorded in the store: `request.at`, by default
+   * the earliest safe one (the next CA in the bundle for the propagation delay); `immediate`: now.
+   */
+  rotateCa(by?: string, request: SwitchRequest = { immediate: true }): Promise<CaStatus> {
+    return operator.rotateCa(this.#core, request, by);
+  }
+
+  /** The CA state: active, next and when it signs, retired, the replicas and the keys they hold. */
+  caStatus(): Promise<CaStatus> {
+    return this.#cas.status();
   }
 
   /** An operator certificate (`spiffe://<td>/operator/<name>`) for the key `spki` (DER). */
@@ -360,7 +385,7 @@ export class Issuer {
 
   /** NotAfter of the active CA (ms), for metrics; known also on a replica without its key. */
   get caNotAfter(): number {
-    return Date.parse((this.#cas.roots()[0] as X509Certificate).validTo);
+    return Date.parse(this.#cas.activeCertificate.validTo);
   }
 
   /** The latest revocation sequence this issuer knows. */

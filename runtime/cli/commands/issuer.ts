@@ -78,10 +78,19 @@ when none answers they fail with ERR_ISSUER_NOT_RUNNING. Every change is audited
   revoke (--spiffe-id ID | --serial HEX)
                            revoke a gateway or device SPIFFE ID (a gateway is also disabled) or a
                            certificate serial (lowercase hex); kept in the feed until it expires
-  ca rotate                retire the current CA (kept in the bundle until everything it signed has
-                           expired) in favour of ca.next. Rotation: 1) set ca.next and restart: the
-                           next CA is published in the bundle; 2) once agents have the new bundle,
-                           run 'ca rotate' (live), then move ca.next into ca for the next start
+  ca rotate [--after DURATION | --at TIME | --now]
+                           rotate the CA on every replica: the next CA (ca.next, configured on
+                           every replica; or one from the key source) is published in the bundle at
+                           once and signs from a time recorded in the store, on each replica by its
+                           own clock: by default, and at the earliest, its publication + the
+                           bundle's refresh hint (5m when none), so every verifier fetches the
+                           bundle first; --after/--at choose a later time; --now switches at once
+                           (a compromised or expiring CA). Refused (ERR_ISSUER_CA_KEY_MISSING) while
+                           a live replica lacks the next key. The previous CA stays in the bundle
+                           until everything it signed has expired. Afterwards move ca.next into ca
+                           in the config for the next start
+  ca show                  the CA state as JSON: active, next (published, signs from), retired (until),
+                           and the live replicas with the keys they hold (also: ca rotate --status)
   migrate                  create or upgrade the store's schema (PostgreSQL: run once per rollout,
                            before the new replicas start; idempotent; a replica refuses a database
                            not migrated, ERR_ISSUER_STORE_NOT_MIGRATED, or migrated by a newer
@@ -138,6 +147,9 @@ const FLAGS = {
   module: { type: 'string' },
   'pin-file': { type: 'string' },
   next: { type: 'boolean' },
+  at: { type: 'string' },
+  now: { type: 'boolean' },
+  status: { type: 'boolean' },
 } as const;
 
 function pinoLogger(level: string): Logger {
@@ -410,8 +422,9 @@ async function operator(
       lines(await ch.get<unknown[]>(`/revocations?limit=${limit(1000)}`));
       return 0;
     case 'ca rotate':
-      await ch.post('/ca/rotate', {});
-      io.out('current CA retired; move ca.next into ca in the config for the next start');
+      return caRotate(ch, v, io);
+    case 'ca show':
+      io.out(JSON.stringify(await ch.get('/ca')));
       return 0;
     case 'audit': {
       const since = Number(v.since ?? 0);
@@ -429,6 +442,39 @@ async function operator(
         `issuer: unknown command '${[sub, sub2].filter(Boolean).join(' ')}' (see edgeward issuer --help)`,
       );
   }
+}
+
+async function caRotate(ch: Channel, v: Values, io: CliIo): Promise<number> {
+  const cmd = 'issuer ca rotate';
+  if (v.status === true) {
+    io.out(JSON.stringify(await ch.get('/ca')));
+    return 0;
+  }
+  if ([v.at, v.after, v.now].filter((x) => x !== undefined).length > 1)
+    throw new UsageError(`${cmd}: give at most one of --at, --after, --now`);
+  const body: { at?: number; afterMs?: number; now?: true } = {};
+  if (v.at !== undefined) {
+    const at = Date.parse(v.at);
+    if (!/^\d{4}-\d{2}-\d{2}T/.test(v.at) || Number.isNaN(at))
+      throw new UsageError(`${cmd}: --at must be an ISO 8601 time such as 2026-01-01T12:00:00Z`);
+    body.at = at;
+  }
+  if (v.after !== undefined) {
+    if (!DURATION.test(v.after)) throw new UsageError(`${cmd}: --after must be a duration such as 30m`);
+    body.afterMs = parseDuration(v.after);
+  }
+  if (v.now === true) body.now = true;
+  const s = await ch.post<{
+    active: { fingerprint: string };
+    next?: { fingerprint: string; activateAt?: string };
+  }>('/ca/rotate', body);
+  io.out(
+    s.next?.activateAt === undefined
+      ? `CA ${s.active.fingerprint} signs now on every replica; the previous one stays in the bundle until what it signed expires`
+      : `next CA ${s.next.fingerprint} is in the bundle; every replica signs with it from ${s.next.activateAt}`,
+  );
+  io.out('then move ca.next into ca in the config for the next start');
+  return 0;
 }
 
 async function auditTail(ch: Channel, n: number, follow: boolean, io: CliIo): Promise<number> {
