@@ -25,8 +25,9 @@ import type { Clock, Timer } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { RuntimeError } from '../errors.ts';
-import { type Attestation, attest as kernelAttest, type ProcessFacts } from './attest.ts';
-import { matchEntries, type WorkloadEntry } from './entries.ts';
+import { type Attestation, type AttestOptions, attest as kernelAttest, type ProcessFacts } from './attest.ts';
+import { type ContainerRoots, DEFAULT_CONTAINER_ROOTS } from './container-image.ts';
+import { matchEntries, usesContainerImage, type WorkloadEntry } from './entries.ts';
 import { loadPeerCred, type PeerCred, peerCred } from './peercred.ts';
 import { workloadService } from './proto.ts';
 
@@ -44,7 +45,9 @@ export interface WorkloadApiOptions {
   readonly logger: Logger;
   readonly ttlMs?: number;
   /** Attestation of a connection's peer; default: /proc (tests of pid reuse inject a spy around it). */
-  readonly attest?: (cred: PeerCred) => Promise<Attestation>;
+  readonly attest?: (cred: PeerCred, options: AttestOptions) => Promise<Attestation>;
+  /** Where the container runtimes record their containers (for `container:image*`); default Debian's. */
+  readonly containers?: ContainerRoots;
 }
 
 interface Conn {
@@ -70,7 +73,9 @@ export class WorkloadApiServer {
   readonly #svids: WorkloadSvids;
   readonly #conns = new Map<string, Conn>();
   readonly #streams = new Set<Stream>();
-  readonly #attest: (cred: PeerCred) => Promise<Attestation>;
+  readonly #attest: (cred: PeerCred, options: AttestOptions) => Promise<Attestation>;
+  /** What attestation reads besides /proc: the runtimes' records only when an entry uses images. */
+  #attestOptions: AttestOptions = {};
   #entries: readonly WorkloadEntry[];
   #grpc: grpc.Server | undefined;
   #injector: grpc.ConnectionInjector | undefined;
@@ -84,6 +89,7 @@ export class WorkloadApiServer {
     this.#o = o;
     this.socketPath = o.socketPath;
     this.#entries = o.entries;
+    this.#setAttestOptions();
     this.#svids = new WorkloadSvids(o.host, o.ttlMs);
     this.#attest = o.attest ?? kernelAttest;
   }
@@ -143,9 +149,16 @@ export class WorkloadApiServer {
   /** Replace the registration entries; streams of callers no longer entitled end (PERMISSION_DENIED). */
   async setEntries(entries: readonly WorkloadEntry[]): Promise<void> {
     this.#entries = entries;
+    this.#setAttestOptions();
     this.#svids.retain(new Set(entries.map((e) => e.name)));
     this.#o.logger.info('workload entries loaded', { event: 'workload.entries', count: entries.length });
     await this.#push();
+  }
+
+  #setAttestOptions(): void {
+    this.#attestOptions = usesContainerImage(this.#entries)
+      ? { containers: this.#o.containers ?? DEFAULT_CONTAINER_ROOTS }
+      : {};
   }
 
   async close(): Promise<void> {
@@ -195,7 +208,7 @@ export class WorkloadApiServer {
   async #entitled(conn: Conn): Promise<{ entries: readonly WorkloadEntry[] } | Status> {
     let a: Attestation;
     try {
-      a = await this.#attest(conn.cred);
+      a = await this.#attest(conn.cred, this.#attestOptions);
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : 'unknown';
       this.#o.logger.warn('workload attestation failed', {
@@ -205,6 +218,13 @@ export class WorkloadApiServer {
       });
       return deny('workload attestation failed');
     }
+    if (a.imageError !== undefined)
+      this.#o.logger.warn('workload container image unknown: no container:image selectors', {
+        event: 'workload.container_image_unavailable',
+        pid: conn.cred.pid,
+        code: a.imageError.code,
+        reason: a.imageError.message,
+      });
     if (conn.first === undefined) conn.first = a.facts;
     else if (conn.first.startTime !== a.facts.startTime || conn.first.uid !== a.facts.uid)
       return deny('the process of this connection is gone (pid reused)');

@@ -63,7 +63,7 @@ test('workload check: every problem with its line; exit 1; a valid file exit 0',
   assert.equal(t.stderr, [
     `${bad}:5: entries[1].name: duplicate name "ok"`,
     `${bad}:7: entries[1].selectors[0]: malformed value for unix:uid: "abc"`,
-    `${bad}:8: entries[1].selectors[1]: unknown selector "k8s:ns" (known: unix:uid, unix:gid, unix:supplementary_gid, unix:user, unix:group, unix:path, unix:sha256, container:id)`,
+    `${bad}:8: entries[1].selectors[1]: unknown selector "k8s:ns" (known: unix:uid, unix:gid, unix:supplementary_gid, unix:user, unix:group, unix:path, unix:sha256, container:id, container:image, container:image_id)`,
     `${bad}:11: entries[2].colour: unknown key`,
     `${bad}:9: entries[2].name: must be 1-64 of letters, digits, ".", "-", "_"`,
     `${bad}:10: entries[2].selectors: must be a non-empty list (default deny)`,
