@@ -21,8 +21,8 @@
  *
  * Cost: /proc files are read synchronously (procfs answers from memory; a thread-pool round trip
  * per file cost more than the read), /etc/passwd and /etc/group are parsed once per change
- * (inode, size, mtime), and the executable's hash is kept in an LRU of 256 keyed by (device,
- * inode, size, mtime), so a known executable costs one stat.
+ * (inode, size, mtime, ctime), and the executable's hash is kept in an LRU of 256 keyed by
+ * (device, inode, size, mtime, ctime), so a known executable costs one stat.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, readlinkSync, type Stats, statSync } from 'node:fs';
@@ -133,7 +133,11 @@ export async function stillSame(facts: ProcessFacts): Promise<boolean> {
 
 const HASH_CACHE_MAX = 256;
 const hashCache = new Map<string, string>();
-const fileKey = (st: Stats): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+/**
+ * What identifies a file's content without reading it: device, inode, size, mtime and ctime. The
+ * owner can set mtime back after rewriting the file (utimes); ctime only the kernel sets.
+ */
+const fileKey = (st: Stats): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 
 function remember(key: string, hex: string): void {
   hashCache.delete(key);
@@ -141,7 +145,7 @@ function remember(key: string, hex: string): void {
   if (hashCache.size > HASH_CACHE_MAX) hashCache.delete(hashCache.keys().next().value as string);
 }
 
-/** SHA-256 of the executable the process runs, cached (LRU) per (device, inode, size, mtime). */
+/** SHA-256 of the executable the process runs, cached (LRU) per (device, inode, size, mtime, ctime). */
 async function exeHash(pid: number): Promise<string> {
   let key: string;
   try {
