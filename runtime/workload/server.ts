@@ -65,6 +65,30 @@ interface Stream {
 type Status = { code: grpc.status; details: string };
 const deny = (details: string): Status => ({ code: grpc.status.PERMISSION_DENIED, details });
 
+/** SHA-256 over a response's strings and bytes in a fixed order (keys sorted): what changed. */
+function digest(body: unknown): string {
+  const h = createHash('sha256');
+  const walk = (v: unknown): void => {
+    if (Buffer.isBuffer(v)) h.update(`b${v.length}:`).update(v);
+    else if (Array.isArray(v)) {
+      h.update(`a${v.length}:`);
+      for (const x of v) walk(x);
+    } else if (v !== null && typeof v === 'object') {
+      const keys = Object.keys(v).sort();
+      h.update(`o${keys.length}:`);
+      for (const k of keys) {
+        h.update(`${k.length}:${k}`);
+        walk((v as Record<string, unknown>)[k]);
+      }
+    } else {
+      const s = String(v);
+      h.update(`s${s.length}:${s}`);
+    }
+  };
+  walk(body);
+  return h.digest('hex');
+}
+
 const concat = (ders: readonly Uint8Array[]): Buffer => Buffer.concat(ders.map((d) => Buffer.from(d)));
 
 export class WorkloadApiServer {
@@ -104,7 +128,9 @@ export class WorkloadApiServer {
 
   async start(): Promise<void> {
     await loadPeerCred();
-    const server = new grpc.Server();
+    // No channelz: its per-connection and per-call bookkeeping (socket refs, call counters,
+    // traces) is for grpc's admin tooling, which this socket does not serve.
+    const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
     const unimplemented = (
       call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
       cb?: grpc.sendUnaryData<unknown>,
@@ -257,11 +283,7 @@ export class WorkloadApiServer {
     }
     if (!this.#streams.has(stream)) return;
     // Only a digest of what was last sent is kept per stream (never a copy of the private key).
-    const key = createHash('sha256')
-      .update(
-        JSON.stringify(body, (_k, v) => (v?.type === 'Buffer' ? Buffer.from(v.data).toString('base64') : v)),
-      )
-      .digest('hex');
+    const key = digest(body);
     if (key === stream.last) return;
     stream.last = key;
     stream.call.write(body);
