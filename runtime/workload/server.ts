@@ -98,7 +98,7 @@ export class WorkloadApiServer {
   readonly #conns = new Map<string, Conn>();
   readonly #streams = new Set<Stream>();
   readonly #attest: (cred: PeerCred, options: AttestOptions) => Promise<Attestation>;
-  /** What attestation reads besides /proc: the runtimes' records only when an entry uses images. */
+  /** What attestation reads: the cgroup only when an entry uses `container:`, the runtimes' records only for images. */
   #attestOptions: AttestOptions = {};
   #entries: readonly WorkloadEntry[];
   #grpc: grpc.Server | undefined;
@@ -182,9 +182,10 @@ export class WorkloadApiServer {
   }
 
   #setAttestOptions(): void {
+    const container = this.#entries.some((e) => e.selectors.some((s) => s.startsWith('container:')));
     this.#attestOptions = usesContainerImage(this.#entries)
-      ? { containers: this.#o.containers ?? DEFAULT_CONTAINER_ROOTS }
-      : {};
+      ? { container, containers: this.#o.containers ?? DEFAULT_CONTAINER_ROOTS }
+      : { container };
   }
 
   async close(): Promise<void> {

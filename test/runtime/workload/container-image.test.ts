@@ -15,11 +15,13 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../../runtime/cli/main.ts';
+import type { AttestOptions } from '../../../runtime/workload/attest.ts';
 import { attest, containerOf } from '../../../runtime/workload/attest.ts';
 import { type ContainerRoots, containerImage } from '../../../runtime/workload/container-image.ts';
 import { parseEntries } from '../../../runtime/workload/entries.ts';
 import { captureIo } from '../../helpers/cli-io.ts';
 import { rejects } from '../../helpers/rejects.ts';
+import { harness } from './harness.ts';
 
 const ID = '3f4e5d6c7b8a9f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a3f4e';
 const IMAGE_ID = `sha256:${'9a'.repeat(32)}`;
@@ -348,6 +350,35 @@ test('entries: container:image and container:image_id validated; workload check 
     `${bad}:6: entries[0].selectors[1]: malformed value for container:image_id: "sha256:abc"`,
     `${bad}:7: entries[0].selectors[2]: malformed value for container:image_id: "9a9a"`,
   ]);
+});
+
+test('the server reads the cgroup only for container: entries, the runtime records only for image entries', async () => {
+  const seen: AttestOptions[] = [];
+  const uid = process.getuid?.() ?? 0;
+  const h = await harness([{ name: 'svc', selectors: [`unix:uid:${uid}`] }], {
+    attest: async (cred, options) => {
+      seen.push(options);
+      return attest(cred, options);
+    },
+  });
+  try {
+    const c = h.client(['x509']);
+    assert.is((await c.next()).svids?.length, 1);
+    assert.equal(seen.at(-1), { container: false });
+    await h.server.setEntries([
+      { name: 'svc', selectors: [`unix:uid:${uid}`] },
+      { name: 'ctr', selectors: [`container:id:${ID}`] },
+    ]);
+    const d = h.client(['x509']);
+    assert.is((await d.next()).svids?.length, 1);
+    assert.equal(seen.at(-1), { container: true });
+    await h.server.setEntries([{ name: 'img', selectors: ['container:image:registry.example/a:1'] }]);
+    const e = h.client(['x509']);
+    assert.is((await e.next()).error, 'PERMISSION_DENIED');
+    assert.ok(seen.at(-1)?.container === true && seen.at(-1)?.containers?.docker === '/var/lib/docker');
+  } finally {
+    await h.close();
+  }
 });
 
 test.run();
