@@ -23,7 +23,7 @@
  * unsafe or not bound to the process is `ERR_WORKLOAD_CONTAINER_METADATA`.
  */
 import { constants } from 'node:fs';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { lstat, open, readdir, readlink, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { WorkloadError } from '../errors.ts';
 
@@ -77,14 +77,18 @@ const isMissing = (err: unknown): boolean => {
 
 const trustedOwner = (uid: number): boolean => uid === 0 || uid === process.geteuid?.();
 
-/** Every directory from `root` down to `file`'s parent: owned by root (or us), not group/other-writable. */
+/**
+ * Every directory from `root` down to `file`'s parent: owned by root (or us), not group/other-
+ * writable, and no symlink below `root` (the operator's root itself may be one).
+ */
 async function checkDirs(root: string, file: string): Promise<void> {
   const rel = relative(root, dirname(file));
   if (rel.startsWith('..')) bad(`${file} is not under ${root}`);
   let dir = root;
   for (const part of ['', ...(rel === '' ? [] : rel.split(sep))]) {
     dir = part === '' ? dir : join(dir, part);
-    const st = await lstat(dir);
+    // The configured root may be a symlink (a data-root moved to another partition); below it, not.
+    const st = part === '' ? await stat(dir) : await lstat(dir);
     if (!st.isDirectory()) bad(`${dir} is not a directory`);
     if (!trustedOwner(st.uid) || (st.mode & 0o022) !== 0)
       bad(`${dir} is writable by others than root (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);

@@ -200,6 +200,20 @@ test('docker: Config.Image and the image ID for a process inside the container (
   });
   // No runtime named by the cgroup path: each configured runtime is asked in turn.
   assert.equal((await containerImage(ID, workload, roots))?.runtime, 'docker');
+  // A data-root moved elsewhere behind a symlink is followed; a symlinked directory below it is not.
+  const link = join(dir, 'docker-link');
+  symlinkSync(roots.docker as string, link);
+  assert.equal(
+    (await containerImage(ID, workload, { ...roots, docker: link }, 'docker'))?.image,
+    'registry.example/modbus-adapter:1.4.2',
+  );
+  const moved = join(dir, 'docker-moved');
+  mkdirSync(moved, { mode: 0o700 });
+  symlinkSync(join(roots.docker as string, 'containers'), join(moved, 'containers'));
+  assert.match(
+    (await rejects(() => containerImage(ID, workload, { ...roots, docker: moved }, 'docker'), CODE)).message,
+    /is not a directory/,
+  );
 });
 
 test('podman: the containers.json entry (image-name from libpod metadata, image ID); containerd: the CRI annotation', async () => {
