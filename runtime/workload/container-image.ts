@@ -18,7 +18,8 @@
  * namespace of the container's init process as the runtime recorded it (`/proc/<pid>/ns/mnt`).
  * Every file read, and every directory from the configured root down to it, must be owned by
  * root (or the agent's own uid) and not writable by group or others; regular files only, opened
- * without following a final symlink, each with a size limit. A runtime root or container that is
+ * without following a final symlink, each with a size limit; parsed records are cached while
+ * the file is unchanged (device, inode, size, mtime, ctime; the trust checks run every time). A runtime root or container that is
  * not there means "no image" (undefined); anything found but unreadable, oversized, malformed,
  * unsafe or not bound to the process is `ERR_WORKLOAD_CONTAINER_METADATA`.
  */
@@ -95,11 +96,28 @@ async function checkDirs(root: string, file: string): Promise<void> {
   }
 }
 
+/** Parsed JSON records by (path, device, inode, size, mtime, ctime): a record re-read only when rewritten. */
+const JSON_CACHE_MAX = 16;
+const jsonCache = new Map<string, Record<string, unknown> | unknown[]>();
+
 /**
  * Read `file` (under `root`) if it exists: a regular file, not a symlink, owned by root or us, not
- * group/other-writable, at most `limit` bytes. Undefined when it (or a directory on the way) is absent.
+ * group/other-writable, at most `limit` bytes. Undefined when it (or a directory on the way) is
+ * absent. With `json`, the parsed document (cached while the file is unchanged).
  */
-export async function readTrusted(root: string, file: string, limit: number): Promise<string | undefined> {
+export async function readTrusted(root: string, file: string, limit: number): Promise<string | undefined>;
+export async function readTrusted(
+  root: string,
+  file: string,
+  limit: number,
+  json: true,
+): Promise<Record<string, unknown> | unknown[] | undefined>;
+export async function readTrusted(
+  root: string,
+  file: string,
+  limit: number,
+  json?: true,
+): Promise<string | Record<string, unknown> | unknown[] | undefined> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -114,15 +132,34 @@ export async function readTrusted(root: string, file: string, limit: number): Pr
       bad(`${file} is writable by others than root (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
     if (st.size > limit) bad(`${file} is larger than ${limit} bytes`);
     await checkDirs(root, file);
-    const buf = Buffer.alloc(limit + 1);
+    const key = `${file}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    const hit = json === true ? jsonCache.get(key) : undefined;
+    if (hit !== undefined) {
+      jsonCache.delete(key);
+      jsonCache.set(key, hit);
+      return hit;
+    }
+    // Sized by fstat, grown (up to the limit) if the file grew since.
+    let buf = Buffer.allocUnsafe(Math.min(limit, st.size) + 1);
     let n = 0;
     for (;;) {
+      if (n === buf.length) {
+        if (n > limit) bad(`${file} is larger than ${limit} bytes`);
+        const bigger = Buffer.allocUnsafe(Math.min(limit + 1, buf.length * 2));
+        buf.copy(bigger, 0, 0, n);
+        buf = bigger;
+      }
       const { bytesRead } = await handle.read(buf, n, buf.length - n, n);
       if (bytesRead === 0) break;
       n += bytesRead;
-      if (n > limit) bad(`${file} is larger than ${limit} bytes`);
     }
-    return buf.subarray(0, n).toString('utf8');
+    if (n > limit) bad(`${file} is larger than ${limit} bytes`);
+    const text = buf.subarray(0, n).toString('utf8');
+    if (json !== true) return text;
+    const parsed = parseJson(file, text);
+    jsonCache.set(key, parsed);
+    if (jsonCache.size > JSON_CACHE_MAX) jsonCache.delete(jsonCache.keys().next().value as string);
+    return parsed;
   } finally {
     await handle.close();
   }
@@ -182,9 +219,9 @@ async function readPid(root: string, file: string): Promise<number | undefined> 
 
 async function docker(root: string, id: string, pid: number): Promise<ContainerImage | undefined> {
   const file = join(root, 'containers', id, 'config.v2.json');
-  const text = await readTrusted(root, file, CONTAINER_FILE_LIMITS.dockerConfig);
-  if (text === undefined) return undefined;
-  const c = obj(parseJson(file, text));
+  const doc = await readTrusted(root, file, CONTAINER_FILE_LIMITS.dockerConfig, true);
+  if (doc === undefined) return undefined;
+  const c = obj(doc);
   if (c.ID !== id) bad(`${file}: ID does not name container ${id}`);
   await bind(pid, obj(c.State).Pid, `docker ${id.slice(0, 12)}`);
   return { runtime: 'docker', ...imageOf(file, obj(c.Config).Image, c.Image) };
@@ -207,9 +244,8 @@ async function podman(
   for (const store of await subdirs(roots.graphRoot, '-containers')) {
     for (const name of ['containers.json', 'volatile-containers.json']) {
       const file = join(roots.graphRoot, store, name);
-      const text = await readTrusted(roots.graphRoot, file, CONTAINER_FILE_LIMITS.podmanContainers);
-      if (text === undefined) continue;
-      const list = parseJson(file, text);
+      const list = await readTrusted(roots.graphRoot, file, CONTAINER_FILE_LIMITS.podmanContainers, true);
+      if (list === undefined) continue;
       if (!Array.isArray(list)) return bad(`${file}: not a JSON array`);
       const entry = list.map(obj).find((e) => e.id === id);
       if (entry === undefined) continue;
@@ -233,9 +269,9 @@ async function containerd(state: string, id: string, pid: number): Promise<Conta
   const tasks = join(state, 'io.containerd.runtime.v2.task');
   for (const ns of await subdirs(tasks, '')) {
     const file = join(tasks, ns, id, 'config.json');
-    const text = await readTrusted(state, file, CONTAINER_FILE_LIMITS.ociConfig);
-    if (text === undefined) continue;
-    const annotations = obj(obj(parseJson(file, text)).annotations);
+    const doc = await readTrusted(state, file, CONTAINER_FILE_LIMITS.ociConfig, true);
+    if (doc === undefined) continue;
+    const annotations = obj(obj(doc).annotations);
     await bind(
       pid,
       await readPid(state, join(tasks, ns, id, 'init.pid')),
