@@ -299,6 +299,8 @@ export type WorkloadErrorCode =
   | 'ERR_WORKLOAD_PEERCRED'
   /** /proc/<pid> of a Workload API caller could not be read, or the process changed during attestation (pid reuse). */
   | 'ERR_WORKLOAD_ATTESTATION'
+  /** A container runtime's record of a workload's container could not be trusted or read (owner, mode, size, format, or the process is not inside that container). */
+  | 'ERR_WORKLOAD_CONTAINER_METADATA'
   /** A registration entries file that is not well formed; every issue is listed with its line. */
   | 'ERR_WORKLOAD_ENTRIES_INVALID'
   /** The Workload API answered a client (`edgeward workload fetch`) with a gRPC error status. */
