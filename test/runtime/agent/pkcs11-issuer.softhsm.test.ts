@@ -14,9 +14,41 @@ import { generatePkcs11CaKey } from '../../../runtime/issuer/pkcs11/key.ts';
 import { createRootCaWithKey } from '../../../runtime/svid/authority.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { softHsmToken } from '../../helpers/softhsm.ts';
-import { HOUR, harness, MIN } from './helpers/harness.ts';
+import { type Harness, HOUR, harness, MIN } from './helpers/harness.ts';
 
 const START = Date.UTC(2026, 0, 1);
+
+type Svid = ReturnType<Harness['agent']['svidSource']['getX509Svid']>;
+
+/**
+ * The agent's SVID once `ok` holds for it: the exchange after a virtual-clock timer signs in the
+ * token on libuv's pool (real time), so wait for the source's change, never for a fixed time.
+ */
+function svidWhen(h: Harness, ok: (s: Svid) => boolean, what: string, timeoutMs = 30_000): Promise<Svid> {
+  const current = (): Svid | undefined => {
+    try {
+      const s = h.agent.svidSource.getX509Svid();
+      return ok(s) ? s : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  return new Promise((resolve, reject) => {
+    const now = current();
+    if (now !== undefined) return resolve(now);
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no SVID that ${what} after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = h.agent.svidSource.onChange(() => {
+      const s = current();
+      if (s === undefined) return;
+      clearTimeout(timer);
+      off();
+      resolve(s);
+    });
+  });
+}
 
 test('attest and renew with the CA key in SoftHSM2; a pulled token refuses, stores nothing, and recovers', async () => {
   const t = softHsmToken();
@@ -38,7 +70,7 @@ test('attest and renew with the CA key in SoftHSM2; a pulled token refuses, stor
   const real = h.real as NonNullable<typeof h.real>;
   try {
     await h.clock.advance(0);
-    const first = h.agent.svidSource.getX509Svid();
+    const first = await svidWhen(h, () => true, 'exists');
     assert.is(first.spiffeId, 'spiffe://fleet.example/gateway/gw-1');
     const leaf = first.chain[0] as X509Certificate;
     assert.ok(leaf.verify(ca.publicKey), 'the gateway SVID is signed by the token key');
@@ -50,9 +82,8 @@ test('attest and renew with the CA key in SoftHSM2; a pulled token refuses, stor
     assert.equal(await real.issuer.readiness(), []);
 
     await h.clock.advance(0.56 * HOUR);
+    const second = await svidWhen(h, (s) => s.notAfter > first.notAfter, 'is renewed');
     assert.is(h.issuer.count('/v1/renew/finish'), 1);
-    const second = h.agent.svidSource.getX509Svid();
-    assert.ok(second.notAfter > first.notAfter);
     assert.ok((second.chain[0] as X509Certificate).verify(ca.publicKey));
 
     // The token goes away while the issuer runs.
@@ -78,8 +109,11 @@ test('attest and renew with the CA key in SoftHSM2; a pulled token refuses, stor
     t.restore();
     assert.equal(await real.issuer.readiness(), []);
     await h.clock.advance(10 * MIN);
-    const third = h.agent.svidSource.getX509Svid();
-    assert.ok(third.notAfter > second.notAfter, 'renewed after the token came back');
+    const third = await svidWhen(
+      h,
+      (s) => s.notAfter > second.notAfter,
+      'is renewed after the token came back',
+    );
     assert.ok((third.chain[0] as X509Certificate).verify(ca.publicKey));
   } finally {
     await h.agent.stop();
