@@ -335,7 +335,7 @@ test('kill -9 one of 3 replicas during a rotation storm of 100 gateways: every g
         `${renewals} renewals (${audit.filter((e) => e.event === 'renew' && (e.serials?.length ?? 0) > 1).length} with a new CA); ` +
         `killed with ${cut.length} requests in flight (${lost.length} cut, ${lostFinishes.length} renew/finish); ` +
         `${atVictim.length} failovers from the dead replica, ${slow.length} from a slow survivor; ` +
-        ` every gateway renewed since the kill within ${((renewedAfter - killedAt) / 1000).toFixed(1)} s; ` +
+        `every gateway renewed since the kill within ${((renewedAfter - killedAt) / 1000).toFixed(1)} s; ` +
         `total ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
   } finally {
