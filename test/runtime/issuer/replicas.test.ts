@@ -4,20 +4,27 @@
  * (test/helpers/postgres.ts), raced against each other. Each test fails on the single-process
  * design (get-then-delete behind an in-process set, `{...prev}` rewrites, an in-memory revocation
  * sequence read once at start, a per-process audit counter, per-process rate limits, CA state
- * from each process's own options).
+ * from each process's own options). The join-token race runs three `edgeward issuer` daemons,
+ * each its own OS process (test/helpers/issuer-replicas.ts), over HTTPS.
  */
 import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { systemClock } from '../../../runtime/core/clock.ts';
 import { isEdgewardError } from '../../../runtime/core/error.ts';
 import { createDevIssuerFiles, type DevIssuerFiles } from '../../../runtime/issuer/dev.ts';
 import { Issuer, type IssuerOptions } from '../../../runtime/issuer/issuer.ts';
-import type { GatewayRecord } from '../../../runtime/issuer/records.ts';
+import type { AuditEvent, GatewayRecord } from '../../../runtime/issuer/records.ts';
 import type { IssuerStore } from '../../../runtime/issuer/store.ts';
 import { migratePostgresStore, openPostgresStore } from '../../../runtime/issuer/store-postgres.ts';
-import type { IssuedIdentity } from '../../../runtime/upstream/protocol.ts';
+import { httpsUpstream } from '../../../runtime/upstream/client.ts';
+import { type AttestBeginResponse, type IssuedIdentity, PATHS } from '../../../runtime/upstream/protocol.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
+import { replicaSet } from '../../helpers/issuer-replicas.ts';
 import { startPostgres, stopTestCluster, testDatabase } from '../../helpers/postgres.ts';
 import { rejects } from '../../helpers/rejects.ts';
 import { testRandom } from '../../helpers/seed.ts';
@@ -110,38 +117,74 @@ const codeOf = (e: unknown): string => (isEdgewardError(e) ? e.code : String(e))
 
 test.after(() => stopTestCluster());
 
-test('50 join tokens, each redeemed by 8 concurrent attempts spread over 3 replicas: exactly 50 identities', async () => {
-  const f = await fleet('tokens', 3);
+test('50 join tokens, each redeemed by 8 concurrent attempts spread over 3 replica processes: exactly 50 identities', async () => {
+  // Three `edgeward issuer` daemons (their own processes and pools) on one database, over HTTPS:
+  // each attempt begins on one replica and finishes on the next.
+  const dir = mkdtempSync(join(tmpdir(), 'replicas-tokens-'));
+  const db = await testDatabase('tokens');
+  const set = await replicaSet({
+    dir,
+    url: db.url,
+    trustDomain: TD,
+    extra: 'rateLimit: { perAddress: 1000000, perGateway: 1000000, window: 1s }',
+  });
+  const replicas = await Promise.all([0, 1, 2].map((i) => set.start(i)));
+  const store = await openPostgresStore({ url: db.url, poolSize: 2 });
   try {
-    const [a] = f.replicas as [Issuer];
     const tokens = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => a.createJoinToken(`gw-${i}`, 600_000)),
-    );
-    const attempts = tokens.flatMap((token, t) =>
-      Array.from({ length: 8 }, async (_, k): Promise<IssuedIdentity | string> => {
-        const ctx = { address: `10.1.${t}.${k}` };
-        try {
-          const b = await at(f.replicas, t + k).attestBegin({ method: 'join-token', token }, ctx);
-          return await at(f.replicas, t + k + 1).attestFinish(
-            { method: 'join-token', sessionId: b.sessionId, csr: keyAndCsr().csr, caCsr: keyAndCsr().csr },
-            ctx,
-          );
-        } catch (e) {
-          return codeOf(e);
-        }
+      Array.from({ length: 50 }, async (_, i) => {
+        const r = await set.operator(at(replicas, i), 'token', 'create', '--name', `gw-${i}`);
+        assert.is(r.code, 0, r.err);
+        return r.out.trim();
       }),
     );
-    const results = await Promise.all(attempts);
+    const up = httpsUpstream({
+      endpoints: replicas.map((r) => r.url),
+      ca: [set.caPem],
+      clock: systemClock,
+      timeoutMs: 60_000,
+    });
+    const attempt = async (token: string, n: number): Promise<IssuedIdentity | string> => {
+      try {
+        const b = await at(up.endpoints, n).post<AttestBeginResponse>(PATHS.attestBegin, {
+          method: 'join-token',
+          token,
+        });
+        return await at(up.endpoints, n + 1).post<IssuedIdentity>(PATHS.attestFinish, {
+          method: 'join-token',
+          sessionId: b.sessionId,
+          csr: keyAndCsr().csr,
+          caCsr: keyAndCsr().csr,
+        });
+      } catch (e) {
+        const remote = (e as { fields?: { remoteCode?: unknown } }).fields?.remoteCode;
+        return typeof remote === 'string' ? remote : codeOf(e);
+      }
+    };
+    // Ten tokens at a time, the 8 attempts on each at once (80 requests in flight).
+    const results: (IssuedIdentity | string)[] = [];
+    for (let t = 0; t < 50; t += 10)
+      results.push(
+        ...(await Promise.all(
+          tokens
+            .slice(t, t + 10)
+            .flatMap((token, i) => Array.from({ length: 8 }, (_, k) => attempt(token, t + i + k))),
+        )),
+      );
     const issued = results.filter((r): r is IssuedIdentity => typeof r !== 'string');
     const refused = results.filter((r): r is string => typeof r === 'string');
     assert.is(issued.length, 50, `identities issued: ${issued.length}`);
     assert.is(new Set(issued.map((i) => i.spiffeId)).size, 50, 'one identity per token');
     assert.equal([...new Set(refused)], ['ERR_ISSUER_TOKEN_INVALID']);
-    const store = f.stores[0] as IssuerStore;
     assert.is((await store.list('issued/')).length, 100, '50 SVIDs and 50 delegated CAs recorded');
     assert.is((await store.list('token/')).length, 0);
+    const events = (await store.list<AuditEvent>('audit/')).map(([, e]) => e);
+    assert.is(events.filter((e) => e.event === 'issue').length, 50, 'one issuance audited per token');
   } finally {
-    await f.close();
+    await store.close();
+    for (const r of replicas) r.kill();
+    await Promise.all(replicas.map((r) => r.exited));
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
