@@ -67,8 +67,15 @@ export interface IssuerCore {
   isRevokedSerial(serialHex: string): boolean;
   /** The gateway's record; refused when disabled or revoked. */
   checkGatewayUsable(name: string): Promise<GatewayRecord | undefined>;
-  /** The session, deleted (single use); refused when unknown, of another kind, or expired. */
-  consumeSession(id: string, kind: SessionRecord['kind']): Promise<SessionRecord>;
+  /**
+   * Session `id` for `fn`, with the ops that consume it (to go into `fn`'s issuance batch); refused
+   * when unknown, of another kind, or expired; deleted on its own when `fn` refuses (`sessions.ts`).
+   */
+  withSession<T>(
+    id: string,
+    kind: SessionRecord['kind'],
+    fn: (s: SessionRecord, consume: StoreOp[]) => Promise<T>,
+  ): Promise<T>;
   /** A renewal session for `gw` (the next renewal's nonce), valid until `expiresAt`; not stored. */
   newRenewSession(gw: GatewayRecord, expiresAt: number): SessionRecord;
   /** Count a request for gateway `name` against its rate limit (ERR_ISSUER_RATE_LIMITED). */

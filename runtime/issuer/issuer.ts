@@ -55,7 +55,7 @@ import { renewBegin, renewFinish } from './renew.ts';
 import { Revocations } from './revocations.ts';
 import { revoke } from './revoke.ts';
 import { DEFAULT_SERVER_NAME_POLICY, type ServerNamePolicy } from './server-names.ts';
-import { consumeSession, newRenewSession } from './sessions.ts';
+import { newRenewSession, withSession } from './sessions.ts';
 import type { IssuerStore } from './store.ts';
 
 export interface IssuerOptions {
@@ -139,7 +139,7 @@ export class Issuer {
       isRevokedId: (id) => rev.isRevokedId(id),
       isRevokedSerial: (serial) => rev.isRevokedSerial(serial),
       checkGatewayUsable: (name) => checkGatewayUsable(core, name),
-      consumeSession: (id, kind) => consumeSession(core, id, kind),
+      withSession: (id, kind, fn) => withSession(core, id, kind, fn),
       newRenewSession: (gw, expiresAt) =>
         newRenewSession(o.random, o.methods.tpm?.pcrSelection, gw, expiresAt),
       limitGateway: (name) => this.#limitGateway(name),
