@@ -219,6 +219,24 @@ class LevelStore implements IssuerStore {
     });
   }
 
+  async dropSequences(prefix: string, lt: string): Promise<number> {
+    this.#open();
+    if (typeof prefix !== 'string' || typeof lt !== 'string')
+      throw new TypeError('dropSequences takes a prefix and an upper bound');
+    return this.#exclusive(async () => {
+      this.#open();
+      const names: string[] = [];
+      const from = seqKey(prefix);
+      for await (const k of this.#db.keys({ gte: from, lt: seqKey(lt) })) {
+        if (!k.startsWith(from)) break;
+        names.push(k.slice(seqKey('').length));
+      }
+      await this.#db.batch(names.map((n) => ({ type: 'del' as const, key: seqKey(n) })));
+      for (const n of names) this.#sequences.delete(n);
+      return names.length;
+    });
+  }
+
   #deliver(channel: string, event: StoreEvent): void {
     for (const l of this.#listeners.get(channel) ?? []) queueMicrotask(() => l(event));
   }

@@ -198,6 +198,17 @@ class PostgresStore implements IssuerStore {
     return Number(r.rows[0]?.value) - count + 1;
   }
 
+  async dropSequences(prefix: string, lt: string): Promise<number> {
+    this.#open();
+    if (typeof prefix !== 'string' || typeof lt !== 'string')
+      throw new TypeError('dropSequences takes a prefix and an upper bound');
+    const r = await this.#query(
+      'DELETE FROM edgeward.sequences WHERE name >= $1 AND name < $2 AND left(name, length($1)) = $1',
+      [prefix, lt],
+    );
+    return r.rowCount ?? 0;
+  }
+
   async batch(ops: readonly StoreOp[]): Promise<BatchResult> {
     this.#open();
     const plan = planBatch(ops);

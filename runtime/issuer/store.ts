@@ -21,6 +21,9 @@
  *   order costs: on PostgreSQL, put-next batches of one sequence run one at a time (the sequence's
  *   row is held until commit). Use put-next where commit order matters (revocations), and
  *   `nextSequence(name, 100)` blocks for ids that only need to be unique (audit records).
+ *   `nextSequence(name)` alone is also an exact shared counter (one statement on PostgreSQL, no
+ *   row held past it): rate limits count with it, in sequences named after their window, which
+ *   `dropSequences` removes once the window is over.
  * - Keys are well-formed Unicode strings without U+0000, at most 1024 UTF-8 bytes, ordered by
  *   their UTF-8 bytes (= code point order; LevelDB's order, and `COLLATE "C"` in SQL). Keys under
  *   `meta/store/` (and `meta/schema`) belong to the store: batches may not write them and
@@ -122,6 +125,12 @@ export interface IssuerStore {
    * consecutive values reserved at once (a block of ids that only need to be unique, e.g. audit).
    */
   nextSequence(name: string, count?: number): Promise<number>;
+  /**
+   * Drop the sequences whose names start with `prefix` and sort before `lt` (byte order); answers
+   * how many. Only for sequences whose names are never used again (counters named after a time
+   * window): a dropped sequence would start again at 1.
+   */
+  dropSequences(prefix: string, lt: string): Promise<number>;
   /** Messages published by `notify` ops on `channel` (lowercase letters, digits, `_`). */
   subscribe(channel: string, listener: (event: StoreEvent) => void): Promise<StoreSubscription>;
   /** A named lock for a singleton job, or `undefined` when someone else holds it. */

@@ -42,6 +42,7 @@ async function scenario(single: boolean) {
     getEntry: (k) => shared.getEntry(k),
     list: (p, o) => shared.list(p, o),
     nextSequence: (n) => shared.nextSequence(n),
+    dropSequences: (p, lt) => shared.dropSequences(p, lt),
     subscribe: (c, l) => shared.subscribe(c, l),
     tryLock: (n) => shared.tryLock(n),
     close: async () => {},

@@ -263,6 +263,24 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
     }
   });
 
+  t('dropSequences: drops the counters under a prefix before a bound, nothing else', async () => {
+    const s = await fresh();
+    try {
+      for (const n of ['rl.001.a', 'rl.001.a', 'rl.001.a', 'rl.001.b', 'rl.002.a', 'rl0', 'other.001'])
+        await s.store.nextSequence(n);
+      assert.is(await s.second.dropSequences('rl.', 'rl.002'), 2);
+      assert.is(await s.store.nextSequence('rl.001.a'), 1, 'dropped: starts again');
+      assert.is(await s.store.nextSequence('rl.002.a'), 2, 'at the bound: kept');
+      assert.is(await s.store.nextSequence('rl0'), 2, 'outside the prefix: kept');
+      assert.is(await s.store.nextSequence('other.001'), 2);
+      assert.is(await s.store.dropSequences('rl.', 'rl.'), 0, 'an empty range');
+      assert.is(await s.store.dropSequences('rl.', 'rm'), 2);
+      assert.is(await s.second.nextSequence('rl.002.a'), 1);
+    } finally {
+      await s.close();
+    }
+  });
+
   t('sequences: assigned by the store, 1, 2, ... without duplicates over both connections', async () => {
     const s = await fresh();
     try {
