@@ -78,7 +78,10 @@ export interface IssuerCore {
   ): Promise<T>;
   /** A renewal session for `gw` (the next renewal's nonce), valid until `expiresAt`; not stored. */
   newRenewSession(gw: GatewayRecord, expiresAt: number): SessionRecord;
-  /** Count a request for gateway `name` against its rate limit (ERR_ISSUER_RATE_LIMITED). */
+  /**
+   * Count a request for gateway `name` against its rate limit (ERR_ISSUER_RATE_LIMITED); requests
+   * with the gateway's SVID are counted by the issuer's guard already (`peer.ts` peerGateway).
+   */
   limitGateway(name: string): Promise<void>;
   /** The rate limiter (pruned with the rest). */
   readonly limits: RateLimiter;

@@ -46,6 +46,7 @@ import * as inspect from './inspect.ts';
 import { issueIdentity } from './issue.ts';
 import * as operator from './operator.ts';
 import { authenticateOperator } from './operator-auth.ts';
+import { peerGateway } from './peer.ts';
 import { prune } from './prune.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { type ReadinessCheck, readiness } from './readiness.ts';
@@ -411,11 +412,17 @@ export class Issuer {
       this.#o.observe?.({ op, method: info.method ?? '', code, ms: this.#o.clock.now() - start });
     try {
       if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
-      const wait = await this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
-      if (wait !== undefined)
-        throw new IssuerError('ERR_ISSUER_RATE_LIMITED', 'too many requests from this address', {
-          retryAfterMs: wait,
-        });
+      // A request with a gateway SVID counts against that gateway (once: its handler does not
+      // count it again), every other one against its client address.
+      const gateway = peerGateway(this.#core, ctx);
+      if (gateway !== undefined) await this.#limitGateway(gateway);
+      else {
+        const wait = await this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
+        if (wait !== undefined)
+          throw new IssuerError('ERR_ISSUER_RATE_LIMITED', 'too many requests from this address', {
+            retryAfterMs: wait,
+          });
+      }
       const result = await fn();
       observe('ok');
       return result;

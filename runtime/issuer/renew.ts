@@ -43,7 +43,6 @@ export async function renewFinish(
   return core.withSession(req.sessionId, 'renew', async (s, consume) => {
     if (s.gateway !== gw.name)
       throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'renewal session belongs to another gateway');
-    await core.limitGateway(gw.name);
     const csr = parseCsr(req.csr);
     const caCsr = req.caCsr === undefined ? undefined : parseCsr(req.caCsr);
     const next = gw.method === 'tpm' ? { ...gw, firmware: tpmRenew(core, gw, s, req, csr.spki) } : gw;

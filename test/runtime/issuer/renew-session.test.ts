@@ -1,7 +1,8 @@
 /**
- * Renewal sessions are consumed inside the issuance transaction (issue 17 item 2): two replicas on
- * one PostgreSQL database race renew/finish on one session, and exactly one issues; a refused
- * attempt still uses its session up, so a failed proof is never retried with the same nonce.
+ * The renewal hot path on two replicas sharing one PostgreSQL database (issue 17): sessions are
+ * consumed inside the issuance transaction (racers on one session: exactly one issues; a refused
+ * attempt still uses its session up, so a failed proof is never retried with the same nonce), and
+ * a request with a gateway SVID is rate limited under that gateway, not under its address.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,7 +20,10 @@ import { keyAndCsr, TD } from './harness.ts';
 
 const codeOf = (e: unknown): string => (isEdgewardError(e) ? e.code : String(e));
 
-async function twoReplicas(label: string) {
+async function twoReplicas(
+  label: string,
+  rateLimit = { perAddress: 1_000_000, perGateway: 1_000_000, windowMs: 60_000 },
+) {
   const db = await testDatabase(label);
   await migratePostgresStore({ url: db.url });
   const clock = new VirtualClock(Date.now());
@@ -44,7 +48,7 @@ async function twoReplicas(label: string) {
         clock,
         random: testRandom(`${label}-replica-${i}`),
         methods: { joinToken: { enabled: true } },
-        rateLimit: { perAddress: 1_000_000, perGateway: 1_000_000, windowMs: 60_000 },
+        rateLimit,
         pruneIntervalMs: 7 * 86_400_000,
       }),
     );
@@ -56,8 +60,8 @@ async function twoReplicas(label: string) {
   return { replicas: replicas as [Issuer, Issuer], store: stores[0] as IssuerStore, close };
 }
 
-async function enroll(on: Issuer, name: string) {
-  const ctx = { address: '10.0.0.1' };
+async function enroll(on: Issuer, name: string, address = '10.0.0.1') {
+  const ctx = { address };
   const token = await on.createJoinToken(name, 600_000);
   const b = await on.attestBegin({ method: 'join-token', token }, ctx);
   const id = await on.attestFinish(
@@ -120,6 +124,48 @@ test('a refused renewal uses its session up: the same session with a good CSR is
     const rb = await f.replicas[1].renewBegin(peer);
     const r = await f.replicas[0].renewFinish({ sessionId: rb.sessionId, csr: keyAndCsr().csr }, peer);
     assert.is(r.spiffeId, id.spiffeId);
+  } finally {
+    await f.close();
+  }
+});
+
+test('mTLS requests count against the gateway, once, not its (shared) address; others against the address', async () => {
+  const f = await twoReplicas('renew-limits', { perAddress: 2, perGateway: 4, windowMs: 60_000 });
+  try {
+    const nat = '10.9.9.9';
+    const gws = [
+      await enroll(f.replicas[0], 'gw-nat-a', '10.1.0.1'),
+      await enroll(f.replicas[1], 'gw-nat-b', '10.1.0.2'),
+    ];
+    for (const g of gws) {
+      let session = g.id.nextSessionId as string;
+      const key = keyAndCsr();
+      let peer = { address: nat, peerCertificate: g.id.svidChain[0] as Uint8Array };
+      for (let i = 0; i < 3; i++) {
+        const r = await (i % 2 === 0 ? f.replicas[0] : f.replicas[1]).renewFinish(
+          { sessionId: session, csr: key.csr },
+          peer,
+        );
+        session = r.nextSessionId as string;
+        peer = { address: nat, peerCertificate: r.svidChain[0] as Uint8Array };
+      }
+      // The attestation counted once for the gateway too: 1 + 3 = its 4; the 5th is refused.
+      const over = await rejects(() => f.replicas[0].renewBegin(peer), 'ERR_ISSUER_RATE_LIMITED');
+      assert.match(over.message, /for gateway gw-nat-/);
+    }
+    // Six renewals from the one address did not use its budget: requests without an SVID still get 2.
+    const ask = () =>
+      f.replicas[1].attestBegin({ method: 'join-token', token: 'not-a-token' }, { address: nat }).then(
+        () => 'ok',
+        (e: unknown) => codeOf(e),
+      );
+    assert.equal(
+      [await ask(), await ask(), await ask()],
+      ['ERR_ISSUER_TOKEN_INVALID', 'ERR_ISSUER_TOKEN_INVALID', 'ERR_ISSUER_RATE_LIMITED'],
+    );
+    // A certificate this issuer did not sign counts against the address (now over), whatever it names.
+    const forged = { address: nat, peerCertificate: Buffer.from('not a certificate') };
+    await rejects(() => f.replicas[0].renewBegin(forged), 'ERR_ISSUER_RATE_LIMITED');
   } finally {
     await f.close();
   }
