@@ -17,7 +17,7 @@ import type { RateLimiter } from './rate-limit.ts';
 import type { AuditEvent, GatewayRecord, ManifestRecord, SessionRecord } from './records.ts';
 import type { Revocations } from './revocations.ts';
 import type { ServerNamePolicy } from './server-names.ts';
-import type { IssuerStore, StoreOp } from './store.ts';
+import type { IssuerStore, StoreEntry, StoreOp } from './store.ts';
 import type { TpmPolicy } from './tpm-method.ts';
 
 /** Who is asking: the client address, and the TLS client certificate (DER) when one was presented. */
@@ -75,6 +75,7 @@ export interface IssuerCore {
     id: string,
     kind: SessionRecord['kind'],
     fn: (s: SessionRecord, consume: StoreOp[]) => Promise<T>,
+    preread?: { readonly entry: StoreEntry<unknown> | undefined },
   ): Promise<T>;
   /** A renewal session for `gw` (the next renewal's nonce), valid until `expiresAt`; not stored. */
   newRenewSession(gw: GatewayRecord, expiresAt: number): SessionRecord;
@@ -96,6 +97,8 @@ export interface IssuerCore {
     extraOps: StoreOp[],
     ctx: RequestContext,
     info: AuditInfo,
+    /** The gateway record as the caller read it: the first attempt's precondition, not read again. */
+    known?: StoreEntry<GatewayRecord>,
   ): Promise<IssuedIdentity>;
 }
 

@@ -140,7 +140,7 @@ export class Issuer {
       isRevokedId: (id) => rev.isRevokedId(id),
       isRevokedSerial: (serial) => rev.isRevokedSerial(serial),
       checkGatewayUsable: (name) => checkGatewayUsable(core, name),
-      withSession: (id, kind, fn) => withSession(core, id, kind, fn),
+      withSession: (id, kind, fn, preread) => withSession(core, id, kind, fn, preread),
       newRenewSession: (gw, expiresAt) =>
         newRenewSession(o.random, o.methods.tpm?.pcrSelection, gw, expiresAt),
       limitGateway: (name) => this.#limitGateway(name),

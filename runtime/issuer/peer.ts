@@ -14,7 +14,9 @@ import { IssuerError } from '../errors.ts';
 import { gatewayId } from '../spiffe/id.ts';
 import { type CertificateParts, parseCertificate } from '../svid/certificate.ts';
 import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
+import { checkUsable } from './gateways.ts';
 import { type GatewayRecord, type IssuedRecord, K } from './records.ts';
+import type { StoreEntry } from './store.ts';
 
 interface Verified {
   readonly cert: X509Certificate;
@@ -42,6 +44,13 @@ function verify(core: Pick<IssuerCore, 'roots'>, der: Uint8Array): Verified | un
   return v;
 }
 
+/** The gateway name in a gateway SPIFFE ID of our trust domain, else undefined. */
+function gatewayNameOf(trustDomain: string, id: string): string | undefined {
+  const prefix = gatewayId(trustDomain, 'x').slice(0, -1);
+  const name = id.startsWith(prefix) ? id.slice(prefix.length) : '';
+  return name !== '' && gatewayId(trustDomain, name) === id ? name : undefined;
+}
+
 /** The gateway name of a current gateway SVID signed by this issuer (no store read), else undefined. */
 export function peerGateway(
   core: Pick<IssuerCore, 'roots' | 'clock' | 'trustDomain'>,
@@ -52,10 +61,7 @@ export function peerGateway(
   if (v?.root === undefined || v.cert.ca || v.parts.uris.length !== 1) return undefined;
   const now = core.clock.now();
   if (now < v.parts.notBefore || now >= v.parts.notAfter) return undefined;
-  const prefix = gatewayId(core.trustDomain, 'x').slice(0, -1);
-  const id = v.parts.uris[0] as string;
-  const name = id.startsWith(prefix) ? id.slice(prefix.length) : '';
-  return name !== '' && gatewayId(core.trustDomain, name) === id ? name : undefined;
+  return gatewayNameOf(core.trustDomain, v.parts.uris[0] as string);
 }
 
 export async function authenticatePeer(
@@ -63,6 +69,23 @@ export async function authenticatePeer(
   ctx: RequestContext,
   info: AuditInfo,
 ): Promise<GatewayRecord> {
+  return (await authenticatePeerWith(core, ctx, info)).gw;
+}
+
+/**
+ * `authenticatePeer`, reading the SVID's issued record, the gateway record (with its version, for
+ * the issuance batch's precondition) and the caller's `also` keys in one store round trip.
+ */
+export async function authenticatePeerWith(
+  core: IssuerCore,
+  ctx: RequestContext,
+  info: AuditInfo,
+  also: readonly string[] = [],
+): Promise<{
+  gw: GatewayRecord;
+  entry: StoreEntry<GatewayRecord>;
+  also: (StoreEntry<unknown> | undefined)[];
+}> {
   const deny = (why: string): IssuerError =>
     new IssuerError('ERR_ISSUER_CLIENT_CERT', `this request needs the gateway SVID: ${why}`);
   if (ctx.peerCertificate === undefined || ctx.peerCertificate.length === 0)
@@ -76,14 +99,27 @@ export async function authenticatePeer(
   if (cert.ca || parts.uris.length !== 1) throw deny('not an X.509-SVID');
   const spiffeId = parts.uris[0] as string;
   info.spiffeId = spiffeId;
-  const issued = await core.store.get<IssuedRecord>(K.issued(parts.serialHex));
-  if (issued === undefined || issued.kind !== 'svid' || issued.spiffeId !== spiffeId)
+  const name = gatewayNameOf(core.trustDomain, spiffeId);
+  if (name === undefined) throw deny('not a gateway SVID this issuer knows');
+  const [issuedEntry, gwEntry, ...more] = await core.store.getEntries<unknown>([
+    K.issued(parts.serialHex),
+    K.gateway(name),
+    ...also,
+  ]);
+  const issued = issuedEntry?.value as IssuedRecord | undefined;
+  if (
+    issued === undefined ||
+    issued.kind !== 'svid' ||
+    issued.spiffeId !== spiffeId ||
+    issued.gateway !== name
+  )
     throw deny('not a gateway SVID this issuer knows');
-  info.gateway = issued.gateway;
+  info.gateway = name;
   if (core.isRevokedSerial(parts.serialHex) || core.isRevokedId(spiffeId))
     throw new IssuerError('ERR_ISSUER_REVOKED', `${spiffeId} is revoked`);
-  const gw = await core.checkGatewayUsable(issued.gateway);
-  if (gw === undefined) throw deny('unknown gateway');
-  info.method = gw.method;
-  return gw;
+  const entry = gwEntry as StoreEntry<GatewayRecord> | undefined;
+  checkUsable(core, name, entry?.value);
+  if (entry === undefined) throw deny('unknown gateway');
+  info.method = entry.value.method;
+  return { gw: entry.value, entry, also: more };
 }

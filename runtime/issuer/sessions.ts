@@ -14,12 +14,18 @@ import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import type { IssuerCore } from './core.ts';
 import { type GatewayRecord, K, type SessionRecord } from './records.ts';
-import type { StoreOp } from './store.ts';
+import type { StoreEntry, StoreOp } from './store.ts';
 
 const b64url = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
 
 const replay = (): IssuerError =>
   new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'unknown or already used session (replay)');
+
+/** The store key of session `id`; undefined for an id that was never handed out. */
+export function sessionKey(id: unknown): string | undefined {
+  // Session ids are 24 base64url characters (18 random bytes); anything else was never handed out.
+  return typeof id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(id) ? K.session(id) : undefined;
+}
 
 /**
  * Uses session `id` up in what `fn` does with it. `fn` gets the session and the ops consuming it
@@ -33,11 +39,14 @@ export async function withSession<T>(
   id: string,
   kind: SessionRecord['kind'],
   fn: (s: SessionRecord, consume: StoreOp[]) => Promise<T>,
+  /** The session's entry as the caller already read it (`sessionKey(id)`, in its own round trip). */
+  preread?: { readonly entry: StoreEntry<unknown> | undefined },
 ): Promise<T> {
-  // Session ids are 24 base64url characters (18 random bytes); anything else was never handed out.
-  if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw replay();
-  const key = K.session(id);
-  const e = await core.store.getEntry<SessionRecord>(key);
+  const key = sessionKey(id);
+  if (key === undefined) throw replay();
+  const e = (preread !== undefined ? preread.entry : await core.store.getEntry(key)) as
+    | StoreEntry<SessionRecord>
+    | undefined;
   if (e === undefined || e.value.kind !== kind) throw replay();
   const consume: StoreOp[] = [
     { type: 'version', key, version: e.version },

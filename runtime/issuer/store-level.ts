@@ -129,6 +129,18 @@ class LevelStore implements IssuerStore {
     return raw === undefined ? undefined : decode<T>(raw);
   }
 
+  async getEntries<T>(keys: readonly string[]): Promise<(StoreEntry<T> | undefined)[]> {
+    this.#open();
+    const readable = keys.map((k) => possibleKey(k) && !isReserved(k));
+    const raws = await this.#db.getMany(keys.filter((_, i) => readable[i]));
+    let j = 0;
+    return keys.map((_, i) => {
+      if (!readable[i]) return undefined;
+      const raw = raws[j++];
+      return raw === undefined ? undefined : decode<T>(raw);
+    });
+  }
+
   async #sequence(name: string): Promise<number> {
     let n = this.#sequences.get(name);
     if (n === undefined) {

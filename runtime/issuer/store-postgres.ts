@@ -165,6 +165,21 @@ class PostgresStore implements IssuerStore {
       : { value: cbor.decode(row.value) as T, version: Number(row.version) };
   }
 
+  async getEntries<T>(keys: readonly string[]): Promise<(StoreEntry<T> | undefined)[]> {
+    this.#open();
+    const wanted = [...new Set(keys.filter(possibleKey))];
+    const found = new Map<string, StoreEntry<T>>();
+    if (wanted.length > 0) {
+      const r = await this.#query<{ key: string; value: Buffer; version: string }>(
+        'SELECT key, value, version FROM edgeward.kv WHERE key = ANY ($1::text[])',
+        [wanted],
+      );
+      for (const row of r.rows)
+        found.set(row.key, { value: cbor.decode(row.value) as T, version: Number(row.version) });
+    }
+    return keys.map((k) => found.get(k));
+  }
+
   async list<T>(prefix: string, o: ListOptions = {}): Promise<[string, T][]> {
     this.#open();
     if (typeof prefix !== 'string') throw new TypeError('store prefix must be a string');

@@ -116,6 +116,8 @@ export interface IssuerStore {
   get<T>(key: string): Promise<T | undefined>;
   /** The value with its version. */
   getEntry<T>(key: string): Promise<StoreEntry<T> | undefined>;
+  /** Several values with their versions at once (one round trip on PostgreSQL), in `keys` order. */
+  getEntries<T>(keys: readonly string[]): Promise<(StoreEntry<T> | undefined)[]>;
   /** All or nothing; preconditions first (`ERR_ISSUER_STORE_CONFLICT`), then the writes in op order. */
   batch(ops: readonly StoreOp[]): Promise<BatchResult>;
   /** Entries whose key starts with `prefix` (or equals it), in byte order, within `gt`/`lt`. */

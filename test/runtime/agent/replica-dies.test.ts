@@ -40,6 +40,7 @@ async function scenario(single: boolean) {
     kind: shared.kind,
     get: (k) => shared.get(k),
     getEntry: (k) => shared.getEntry(k),
+    getEntries: (k) => shared.getEntries(k),
     list: (p, o) => shared.list(p, o),
     nextSequence: (n) => shared.nextSequence(n),
     dropSequences: (p, lt) => shared.dropSequences(p, lt),

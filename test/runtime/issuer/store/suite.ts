@@ -96,6 +96,8 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
         assert.equal([...(e1?.value.bytes ?? [])], [0, 255, 7]);
         assert.equal(e1?.value.nested, value.nested);
         assert.equal(await s.second.get('gw/one'), e1?.value);
+        assert.equal(await s.second.getEntries(['nothing', 'gw/one', 'gw/one']), [undefined, e1, e1]);
+        assert.equal(await s.store.getEntries([]), []);
         const r2 = await s.store.batch([{ type: 'put', key: 'gw/one', value: 2 }]);
         assert.ok((r2.version as number) > (r1.version as number));
         await s.store.batch([{ type: 'del', key: 'gw/one' }]);
@@ -458,8 +460,16 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
       await typeError(() => s.store.batch([{ type: 'nope', key: 'k' } as unknown as StoreOp]));
       await typeError(() => s.store.nextSequence('Bad Name'));
       await typeError(() => s.store.subscribe('Bad-Channel', () => {}));
+      assert.equal(
+        (await s.store.getEntries(['meta/store/version', 'meta/schema', 'meta/bundle'])).map((e) => e?.value),
+        [undefined, undefined, 1],
+      );
       // Reads take any string: a key that could never be written (from a hostile request) is absent.
       for (const key of ['a\u0000', 'lone\ud800', 'x'.repeat(1025), '']) {
+        assert.equal(await s.store.getEntries([key, 'meta/bundle']).then((l) => l.map((e) => e?.value)), [
+          undefined,
+          1,
+        ]);
         assert.is(await s.store.get(key), undefined);
         assert.is(await s.second.getEntry(key), undefined);
         assert.equal(await s.store.list(key === '' ? 'nothing/' : key), []);
