@@ -37,16 +37,25 @@ export interface Reply {
   body: unknown;
 }
 
-/** POST a CBOR body on a fresh TLS connection (no keep-alive, no session reuse: `agent: false`). */
-export function post(url: string, path: string, body: unknown, secureContext: SecureContext): Promise<Reply> {
-  const payload = Buffer.from(issuerCbor.encode(body));
+/**
+ * POST a CBOR body (or GET without one) on a fresh TLS connection (no keep-alive, no session
+ * reuse: `agent: false`).
+ */
+export function post(
+  url: string,
+  path: string,
+  body: unknown,
+  secureContext: SecureContext,
+  method: 'POST' | 'GET' = 'POST',
+): Promise<Reply> {
+  const payload = method === 'GET' ? Buffer.alloc(0) : Buffer.from(issuerCbor.encode(body));
   const u = new URL(path, url);
   // `secureContext` is passed through to tls.connect (not in @types/node's RequestOptions).
   const options: RequestOptions & { secureContext: SecureContext } = {
     host: u.hostname,
     port: u.port,
     path: u.pathname,
-    method: 'POST',
+    method,
     agent: false,
     secureContext,
     headers: { 'content-type': 'application/cbor', 'content-length': payload.length },
@@ -59,7 +68,7 @@ export function post(url: string, path: string, body: unknown, secureContext: Se
         const raw = Buffer.concat(chunks);
         resolve({
           status: res.statusCode ?? 0,
-          body: raw.length === 0 ? undefined : issuerCbor.decode(raw),
+          body: raw.length === 0 || method === 'GET' ? undefined : issuerCbor.decode(raw),
         });
       });
       res.on('error', reject);
@@ -168,6 +177,11 @@ export class BenchGateway {
       this.#nonce = s.nonce;
     }
     return r.status;
+  }
+
+  /** The floor of a renewal: GET /v1/bundle (no store, no signing) on a fresh mTLS connection. */
+  async floor(url: string): Promise<number> {
+    return (await post(url, '/v1/bundle', undefined, this.#tls as SecureContext, 'GET')).status;
   }
 
   async close(): Promise<void> {

@@ -9,6 +9,9 @@
  * 3. steady: an open loop at 80 % of the peak rate for `ms`, each renewal's latency counted from
  *    its scheduled time (a renewal that waits for a free gateway or a late timer counts its wait);
  *    prints { phase: 'steady', ... }.
+ * 4. with `floor`: the same closed loop, each request GET /v1/bundle on a fresh mTLS connection
+ *    with the gateway's SVID (handshake, HTTP, client certificate read; no store, no signing):
+ *    what a renewal costs the issuer before its own work; prints { phase: 'floor', ... }.
  * Each phase line: { renewals, seconds, p50, p99, errors } (latencies in ms). The quote for a
  * gateway's next renewal is made as soon as the last one returned, off the measured path.
  */
@@ -22,6 +25,8 @@ const o = JSON.parse(process.argv[2] ?? '{}') as {
   concurrency: number;
   ms: number;
   warmupMs: number;
+  /** Also run the floor phase. */
+  floor?: boolean;
 };
 
 const say = (x: unknown): void => {
@@ -72,7 +77,7 @@ function summary(t: Tally, seconds: number) {
   return { renewals: l.length, seconds, p50: q(0.5), p99: q(0.99), errors: t.errors };
 }
 
-async function closedLoop(ms: number): Promise<ReturnType<typeof summary>> {
+async function closedLoop(ms: number, floor = false): Promise<ReturnType<typeof summary>> {
   const t: Tally = { latencies: [], errors: 0 };
   const start = performance.now();
   const deadline = start + ms;
@@ -80,7 +85,15 @@ async function closedLoop(ms: number): Promise<ReturnType<typeof summary>> {
     Array.from({ length: o.concurrency }, async () => {
       while (performance.now() < deadline) {
         const g = await takeIdle();
-        await renewal(g, performance.now(), t);
+        if (!floor) {
+          await renewal(g, performance.now(), t);
+          continue;
+        }
+        const t0 = performance.now();
+        const status = await g.floor(o.urls[next++ % o.urls.length] as string).catch(() => 0);
+        if (status === 200) t.latencies.push(performance.now() - t0);
+        else t.errors++;
+        giveBack(g);
       }
     }),
   );
@@ -109,4 +122,5 @@ const peak = await closedLoop(o.ms);
 say({ phase: 'peak', ...peak });
 const steady = await openLoop(Math.max(1, (0.8 * peak.renewals) / peak.seconds), o.ms);
 say({ phase: 'steady', ...steady });
+if (o.floor === true) say({ phase: 'floor', ...(await closedLoop(o.ms, true)) });
 await Promise.all(gateways.map((g) => g.close()));
