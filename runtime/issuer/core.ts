@@ -24,6 +24,8 @@ import type { TpmPolicy } from './tpm-method.ts';
 export interface RequestContext {
   readonly address: string;
   readonly peerCertificate?: Uint8Array;
+  /** The same certificate as TLS parsed it (`getPeerX509Certificate`), so it is not parsed again. */
+  readonly peerX509?: X509Certificate;
 }
 
 export type AuditInfo = Partial<AuditEvent>;

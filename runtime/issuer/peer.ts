@@ -28,13 +28,17 @@ interface Verified {
 const verified = new WeakMap<Uint8Array, Verified>();
 
 /** Parsed, and checked against the current roots; undefined when it does not parse. */
-function verify(core: Pick<IssuerCore, 'roots'>, der: Uint8Array): Verified | undefined {
+function verify(
+  core: Pick<IssuerCore, 'roots'>,
+  der: Uint8Array,
+  parsed?: X509Certificate,
+): Verified | undefined {
   const roots = core.roots();
   const known = verified.get(der);
   if (known?.root !== undefined && roots.includes(known.root)) return known;
   let v: Verified;
   try {
-    const cert = new X509Certificate(Buffer.from(der));
+    const cert = parsed ?? new X509Certificate(Buffer.from(der));
     const parts = parseCertificate(der);
     v = { cert, parts, root: roots.find((r) => cert.checkIssued(r) && cert.verify(r.publicKey)) };
   } catch {
@@ -57,7 +61,7 @@ export function peerGateway(
   ctx: RequestContext,
 ): string | undefined {
   if (ctx.peerCertificate === undefined || ctx.peerCertificate.length === 0) return undefined;
-  const v = verify(core, ctx.peerCertificate);
+  const v = verify(core, ctx.peerCertificate, ctx.peerX509);
   if (v?.root === undefined || v.cert.ca || v.parts.uris.length !== 1) return undefined;
   const now = core.clock.now();
   if (now < v.parts.notBefore || now >= v.parts.notAfter) return undefined;
@@ -90,7 +94,7 @@ export async function authenticatePeerWith(
     new IssuerError('ERR_ISSUER_CLIENT_CERT', `this request needs the gateway SVID: ${why}`);
   if (ctx.peerCertificate === undefined || ctx.peerCertificate.length === 0)
     throw deny('no client certificate');
-  const v = verify(core, ctx.peerCertificate);
+  const v = verify(core, ctx.peerCertificate, ctx.peerX509);
   if (v === undefined) throw deny('client certificate does not parse');
   if (v.root === undefined) throw deny('not signed by this issuer');
   const { cert, parts } = v;
