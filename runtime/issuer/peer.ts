@@ -11,7 +11,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { IssuerError } from '../errors.ts';
-import { gatewayId } from '../spiffe/id.ts';
+import { gatewayId, isPathSegment } from '../spiffe/id.ts';
 import { type CertificateParts, parseCertificate } from '../svid/certificate.ts';
 import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
 import { checkUsable } from './gateways.ts';
@@ -48,11 +48,18 @@ function verify(
   return v;
 }
 
+/** `spiffe://<td>/gateway/` by trust domain (built and validated once). */
+const gatewayPrefixes = new Map<string, string>();
+
 /** The gateway name in a gateway SPIFFE ID of our trust domain, else undefined. */
 function gatewayNameOf(trustDomain: string, id: string): string | undefined {
-  const prefix = gatewayId(trustDomain, 'x').slice(0, -1);
+  let prefix = gatewayPrefixes.get(trustDomain);
+  if (prefix === undefined) {
+    prefix = gatewayId(trustDomain, 'x').slice(0, -1);
+    gatewayPrefixes.set(trustDomain, prefix);
+  }
   const name = id.startsWith(prefix) ? id.slice(prefix.length) : '';
-  return name !== '' && gatewayId(trustDomain, name) === id ? name : undefined;
+  return isPathSegment(name) ? name : undefined;
 }
 
 /** The gateway name of a current gateway SVID signed by this issuer (no store read), else undefined. */
