@@ -2,20 +2,22 @@
  * The load generator of `bench/issuer-ha.bench.ts`, in its own process: `node --import tsx
  * bench/issuer-ha-load.ts '<json>'` with { urls, tpmDirs, ca (PEM), concurrency, ms, warmupMs }.
  * Enrolls one tpm gateway per simulator state directory (`issuer-ha-gateway.ts`, spread over the
- * replicas), then, each renewal going to the next replica in turn (what the agent's endpoint
- * list does on failover):
- * 1. warm-up, closed loop, `warmupMs` (not reported); prints { phase: 'start' };
- * 2. peak: `concurrency` workers renewing back to back for `ms`; prints { phase: 'peak', ... };
- * 3. steady: an open loop at 80 % of the peak rate for `ms`, each renewal's latency counted from
- *    its scheduled time (a renewal that waits for a free gateway or a late timer counts its wait);
- *    prints { phase: 'steady', ... }.
- * 4. with `floor`: the same closed loop, each request GET /v1/bundle on a fresh mTLS connection
- *    with the gateway's SVID (handshake, HTTP, client certificate read; no store, no signing):
- *    what a renewal costs the issuer before its own work; prints { phase: 'floor', ... }.
- * Each phase line: { renewals, seconds, p50, p99, errors } (latencies in ms). The quote for a
- * gateway's next renewal is made as soon as the last one returned, off the measured path.
+ * replicas), warms up (closed loop, `warmupMs`) and prints { phase: 'ready' }; then runs the
+ * phases the driver asks for on stdin, one line each, each renewal going to the next replica in
+ * turn (what the agent's endpoint list does on failover):
+ * - `peak`: `concurrency` workers renewing back to back for `ms`;
+ * - `steady R`: an open loop at R renewals/s for `ms`, each renewal's latency counted from its
+ *   scheduled time (a renewal that waits for a free gateway or a late timer counts its wait);
+ * - `floor`: the peak loop, each request GET /v1/bundle on a fresh mTLS connection with the
+ *   gateway's SVID (handshake, HTTP, client certificate read; no store, no signing): what a
+ *   renewal costs the issuer before its own work;
+ * - `exit`.
+ * Each phase answers one line { phase, renewals, seconds, p50, p99, errors } (latencies in ms).
+ * The quote for a gateway's next renewal is made as soon as the last one returned, off the
+ * measured path.
  */
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { BenchGateway } from './issuer-ha-gateway.ts';
 
 const o = JSON.parse(process.argv[2] ?? '{}') as {
@@ -25,8 +27,6 @@ const o = JSON.parse(process.argv[2] ?? '{}') as {
   concurrency: number;
   ms: number;
   warmupMs: number;
-  /** Also run the floor phase. */
-  floor?: boolean;
 };
 
 const say = (x: unknown): void => {
@@ -117,10 +117,13 @@ async function openLoop(rate: number, ms: number): Promise<ReturnType<typeof sum
 }
 
 await closedLoop(o.warmupMs);
-say({ phase: 'start' });
-const peak = await closedLoop(o.ms);
-say({ phase: 'peak', ...peak });
-const steady = await openLoop(Math.max(1, (0.8 * peak.renewals) / peak.seconds), o.ms);
-say({ phase: 'steady', ...steady });
-if (o.floor === true) say({ phase: 'floor', ...(await closedLoop(o.ms, true)) });
+say({ phase: 'ready' });
+for await (const cmd of createInterface({ input: process.stdin })) {
+  const [what, arg] = cmd.split(' ');
+  if (what === 'peak') say({ phase: 'peak', ...(await closedLoop(o.ms)) });
+  else if (what === 'steady') say({ phase: 'steady', ...(await openLoop(Math.max(1, Number(arg)), o.ms)) });
+  else if (what === 'floor') say({ phase: 'floor', ...(await closedLoop(o.ms, true)) });
+  else break;
+}
 await Promise.all(gateways.map((g) => g.close()));
+process.exit(0);

@@ -94,6 +94,7 @@ process.stdin.on('end', stop);
 const inspector = new Session();
 for await (const cmd of createInterface({ input: process.stdin })) {
   if (cmd === 'profile') {
+    for (const k of Object.keys(counts)) delete counts[k];
     counting = true;
     if (o.profile === undefined) continue;
     inspector.connect();
