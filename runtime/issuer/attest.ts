@@ -1,8 +1,9 @@
 /**
  * Attestation (begin/finish), routed to the method's module (`tpm-method.ts`,
  * `join-token-method.ts`, `x509pop-method.ts`). Begin stores a single-use session with a nonce;
- * finish consumes it, checks the method's proof and issues the gateway SVID and delegated CA in
- * one batch together with what the method consumes (the join token) or registers (auto).
+ * finish checks the method's proof and issues the gateway SVID and delegated CA in one batch
+ * together with the session's consumption and what the method consumes (the join token) or
+ * registers (auto).
  */
 import { IssuerError } from '../errors.ts';
 import { parseCsr } from '../svid/csr.ts';
@@ -52,30 +53,31 @@ export async function attestFinish(
   const req = shape.attestFinish(body);
   info.method = req.method;
   const serverNames = checkServerNames(req.serverNames, core.serverNames);
-  const s = await core.consumeSession(req.sessionId, 'attest');
-  info.gateway = s.gateway;
-  if (s.method !== req.method)
-    throw new IssuerError('ERR_ISSUER_BAD_REQUEST', `session is for ${s.method}, not ${req.method}`);
-  await core.limitGateway(s.gateway);
-  const csr = parseCsr(req.csr);
-  const caCsr = parseCsr(req.caCsr);
-  const now = core.clock.now();
-  const ops: StoreOp[] = [];
-  let firmware: string | undefined;
-  if (req.method === 'join-token') ops.push(...(await joinTokenFinish(core, s)));
-  else if (req.method === 'x509pop') x509popFinish(core, s, csr.spki, req.signature);
-  else firmware = await tpmFinish(core, s, req, csr.spki);
-  if (s.registerKey !== undefined) {
-    const reg: Registration = { name: s.gateway, createdAt: now, by: 'auto' };
-    ops.push({ type: 'put', key: s.registerKey, value: reg });
-  }
-  const prev = await core.checkGatewayUsable(s.gateway);
-  const gw: GatewayRecord = {
-    ...(prev ?? { name: s.gateway, disabled: false, createdAt: now, maxNotAfter: 0 }),
-    method: req.method,
-    ...(s.akPublic === undefined ? {} : { akPublic: s.akPublic }),
-    ...(s.ekHash === undefined ? {} : { ekHash: s.ekHash }),
-    ...(firmware === undefined ? {} : { firmware }),
-  };
-  return core.issue(gw, csr.spki, caCsr.spki, serverNames, 'issue', ops, ctx, info);
+  return core.withSession(req.sessionId, 'attest', async (s, consume) => {
+    info.gateway = s.gateway;
+    if (s.method !== req.method)
+      throw new IssuerError('ERR_ISSUER_BAD_REQUEST', `session is for ${s.method}, not ${req.method}`);
+    await core.limitGateway(s.gateway);
+    const csr = parseCsr(req.csr);
+    const caCsr = parseCsr(req.caCsr);
+    const now = core.clock.now();
+    const ops: StoreOp[] = [...consume];
+    let firmware: string | undefined;
+    if (req.method === 'join-token') ops.push(...(await joinTokenFinish(core, s)));
+    else if (req.method === 'x509pop') x509popFinish(core, s, csr.spki, req.signature);
+    else firmware = await tpmFinish(core, s, req, csr.spki);
+    if (s.registerKey !== undefined) {
+      const reg: Registration = { name: s.gateway, createdAt: now, by: 'auto' };
+      ops.push({ type: 'put', key: s.registerKey, value: reg });
+    }
+    const prev = await core.checkGatewayUsable(s.gateway);
+    const gw: GatewayRecord = {
+      ...(prev ?? { name: s.gateway, disabled: false, createdAt: now, maxNotAfter: 0 }),
+      method: req.method,
+      ...(s.akPublic === undefined ? {} : { akPublic: s.akPublic }),
+      ...(s.ekHash === undefined ? {} : { ekHash: s.ekHash }),
+      ...(firmware === undefined ? {} : { firmware }),
+    };
+    return core.issue(gw, csr.spki, caCsr.spki, serverNames, 'issue', ops, ctx, info);
+  });
 }

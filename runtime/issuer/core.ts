@@ -17,13 +17,15 @@ import type { RateLimiter } from './rate-limit.ts';
 import type { AuditEvent, GatewayRecord, ManifestRecord, SessionRecord } from './records.ts';
 import type { Revocations } from './revocations.ts';
 import type { ServerNamePolicy } from './server-names.ts';
-import type { IssuerStore, StoreOp } from './store.ts';
+import type { IssuerStore, StoreEntry, StoreOp } from './store.ts';
 import type { TpmPolicy } from './tpm-method.ts';
 
 /** Who is asking: the client address, and the TLS client certificate (DER) when one was presented. */
 export interface RequestContext {
   readonly address: string;
   readonly peerCertificate?: Uint8Array;
+  /** The same certificate as TLS parsed it (`getPeerX509Certificate`), so it is not parsed again. */
+  readonly peerX509?: X509Certificate;
 }
 
 export type AuditInfo = Partial<AuditEvent>;
@@ -67,11 +69,22 @@ export interface IssuerCore {
   isRevokedSerial(serialHex: string): boolean;
   /** The gateway's record; refused when disabled or revoked. */
   checkGatewayUsable(name: string): Promise<GatewayRecord | undefined>;
-  /** The session, deleted (single use); refused when unknown, of another kind, or expired. */
-  consumeSession(id: string, kind: SessionRecord['kind']): Promise<SessionRecord>;
+  /**
+   * Session `id` for `fn`, with the ops that consume it (to go into `fn`'s issuance batch); refused
+   * when unknown, of another kind, or expired; deleted on its own when `fn` refuses (`sessions.ts`).
+   */
+  withSession<T>(
+    id: string,
+    kind: SessionRecord['kind'],
+    fn: (s: SessionRecord, consume: StoreOp[]) => Promise<T>,
+    preread?: { readonly entry: StoreEntry<unknown> | undefined },
+  ): Promise<T>;
   /** A renewal session for `gw` (the next renewal's nonce), valid until `expiresAt`; not stored. */
   newRenewSession(gw: GatewayRecord, expiresAt: number): SessionRecord;
-  /** Count a request for gateway `name` against its rate limit (ERR_ISSUER_RATE_LIMITED). */
+  /**
+   * Count a request for gateway `name` against its rate limit (ERR_ISSUER_RATE_LIMITED); requests
+   * with the gateway's SVID are counted by the issuer's guard already (`peer.ts` peerGateway).
+   */
   limitGateway(name: string): Promise<void>;
   /** The rate limiter (pruned with the rest). */
   readonly limits: RateLimiter;
@@ -86,6 +99,8 @@ export interface IssuerCore {
     extraOps: StoreOp[],
     ctx: RequestContext,
     info: AuditInfo,
+    /** The gateway record as the caller read it: the first attempt's precondition, not read again. */
+    known?: StoreEntry<GatewayRecord>,
   ): Promise<IssuedIdentity>;
 }
 

@@ -7,7 +7,7 @@ import { IssuerError } from '../errors.ts';
 import { gatewayId, isPathSegment } from '../spiffe/id.ts';
 import type { IssuerCore } from './core.ts';
 import { type GatewayRecord, K } from './records.ts';
-import type { BatchResult, StoreOp } from './store.ts';
+import type { BatchResult, StoreEntry, StoreOp } from './store.ts';
 
 export function checkName(name: string): void {
   if (!isPathSegment(name) || name.length > 64)
@@ -46,8 +46,10 @@ export async function updateGateway(
     current: GatewayRecord | undefined,
   ) => Promise<{ record: GatewayRecord; ops: StoreOp[] }> | { record: GatewayRecord; ops: StoreOp[] },
   recheck: () => Promise<void> = async () => {},
+  /** The record as the caller read it: the first attempt's version, not read again. */
+  known?: StoreEntry<GatewayRecord>,
 ): Promise<GatewayRecord> {
-  return (await updateGatewayWith(core, name, change, recheck)).record;
+  return (await updateGatewayWith(core, name, change, recheck, known)).record;
 }
 
 /** `updateGateway`, also answering the batch's result (the sequences it allocated). */
@@ -58,10 +60,12 @@ export async function updateGatewayWith(
     current: GatewayRecord | undefined,
   ) => Promise<{ record: GatewayRecord; ops: StoreOp[] }> | { record: GatewayRecord; ops: StoreOp[] },
   recheck: () => Promise<void> = async () => {},
+  known?: StoreEntry<GatewayRecord>,
 ): Promise<{ record: GatewayRecord; result: BatchResult; sequences: readonly number[] }> {
   const key = K.gateway(name);
   for (let attempt = 1; ; attempt++) {
-    const entry = await core.store.getEntry<GatewayRecord>(key);
+    const entry =
+      attempt === 1 && known !== undefined ? known : await core.store.getEntry<GatewayRecord>(key);
     const { record, ops } = await change(entry?.value);
     try {
       const result = await core.store.batch([

@@ -199,10 +199,11 @@ export function createIssuerServer(
 
 async function handle(issuer: Issuer, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const socket = req.socket as TLSSocket;
-  const peer = socket.getPeerCertificate?.(false);
+  // The X509Certificate of the handshake: no DER re-parse, no fingerprints (getPeerCertificate's).
+  const peer = socket.getPeerX509Certificate?.();
   const ctx: RequestContext = {
     address: socket.remoteAddress ?? 'unknown',
-    ...(peer?.raw !== undefined && peer.raw.length > 0 ? { peerCertificate: peer.raw } : {}),
+    ...(peer !== undefined && peer.raw.length > 0 ? { peerCertificate: peer.raw, peerX509: peer } : {}),
   };
   const url = new URL(req.url ?? '/', 'https://issuer.invalid');
   const route = `${req.method} ${url.pathname}`;

@@ -15,7 +15,7 @@ import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
 import { signDeviceCa } from './device-ca.ts';
 import { checkUsable, updateGateway } from './gateways.ts';
 import { type GatewayRecord, type IssuedRecord, K } from './records.ts';
-import type { StoreOp } from './store.ts';
+import type { StoreEntry, StoreOp } from './store.ts';
 
 export async function issueIdentity(
   core: IssuerCore,
@@ -28,6 +28,7 @@ export async function issueIdentity(
   extraOps: StoreOp[],
   ctx: RequestContext,
   info: AuditInfo,
+  known?: StoreEntry<GatewayRecord>,
 ): Promise<IssuedIdentity> {
   const now = core.clock.now();
   const spiffeId = gatewayId(core.trustDomain, gw.name);
@@ -101,6 +102,7 @@ export async function issueIdentity(
       };
     },
     () => recheckConsumed(core, extraOps),
+    known,
   );
   return {
     spiffeId,

@@ -47,6 +47,7 @@ import * as inspect from './inspect.ts';
 import { issueIdentity } from './issue.ts';
 import * as operator from './operator.ts';
 import { authenticateOperator } from './operator-auth.ts';
+import { peerGateway } from './peer.ts';
 import { prune } from './prune.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { type ReadinessCheck, readiness } from './readiness.ts';
@@ -56,7 +57,7 @@ import { renewBegin, renewFinish } from './renew.ts';
 import { type RevocationFeedState, Revocations } from './revocations.ts';
 import { revoke } from './revoke.ts';
 import { DEFAULT_SERVER_NAME_POLICY, type ServerNamePolicy } from './server-names.ts';
-import { consumeSession, newRenewSession } from './sessions.ts';
+import { newRenewSession, withSession } from './sessions.ts';
 import type { IssuerStore } from './store.ts';
 
 export interface IssuerOptions {
@@ -148,7 +149,7 @@ export class Issuer {
       isRevokedId: (id) => rev.isRevokedId(id),
       isRevokedSerial: (serial) => rev.isRevokedSerial(serial),
       checkGatewayUsable: (name) => checkGatewayUsable(core, name),
-      consumeSession: (id, kind) => consumeSession(core, id, kind),
+      withSession: (id, kind, fn, preread) => withSession(core, id, kind, fn, preread),
       newRenewSession: (gw, expiresAt) =>
         newRenewSession(o.random, o.methods.tpm?.pcrSelection, gw, expiresAt),
       limitGateway: (name) => this.#limitGateway(name),
@@ -456,11 +457,17 @@ export class Issuer {
       // refuses a signing step before it consumes the session: the client retries it, session
       // and all, on a replica that can sign (503 ERR_ISSUER_CA_INVALID; /readyz says why).
       if (SIGNING_OPS.has(op)) this.#cas.activeKeyPair();
-      const wait = await this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
-      if (wait !== undefined)
-        throw new IssuerError('ERR_ISSUER_RATE_LIMITED', 'too many requests from this address', {
-          retryAfterMs: wait,
-        });
+      // A request with a gateway SVID counts against that gateway (once: its handler does not
+      // count it again), every other one against its client address.
+      const gateway = peerGateway(this.#core, ctx);
+      if (gateway !== undefined) await this.#limitGateway(gateway);
+      else {
+        const wait = await this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
+        if (wait !== undefined)
+          throw new IssuerError('ERR_ISSUER_RATE_LIMITED', 'too many requests from this address', {
+            retryAfterMs: wait,
+          });
+      }
       const result = await fn();
       observe('ok');
       return result;

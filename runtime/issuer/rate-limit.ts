@@ -4,14 +4,13 @@
  * refusal answers 429 with how long until the window rolls over.
  *
  * One process (LevelDB) counts in memory. Replicas (PostgreSQL) count through the store, so N
- * replicas do not allow N times the limit: each request adds a row `rl/{window}/{key}/{n}` whose
- * `n` the store assigns in that batch (`put-next` on one of 64 sequences chosen by the key's hash;
- * commit order is sequence order), then counts
- * the key's rows of the window before its own (at most `limit` read): that is exactly how many
- * requests for the key committed before it, on any replica. It is allowed when that is below
- * `limit`: exactly `limit` requests per key and window pass, whatever the interleaving. Once a
- * replica has seen a key over its limit it refuses locally for the rest of the window, writing
- * nothing (a flood costs no store writes). Past windows' rows are dropped by `prune`.
+ * replicas do not allow N times the limit: each request takes the next value of the store
+ * sequence `rl.{window}.{hash of key}` (`nextSequence`: one statement, an atomic increment, no row
+ * held past it), which is exactly how many requests for the key, on any replica, came before it
+ * and with it. It is allowed when that is at most `limit`: exactly `limit` requests per key and
+ * window pass, whatever the interleaving. Once a replica has seen a key over its limit it
+ * refuses locally for the rest of the window, writing nothing (a flood costs no store writes).
+ * Past windows' sequences are dropped by `prune`.
  *
  * @example
  * ```ts
@@ -23,15 +22,13 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
 import type { IssuerStore } from './store.ts';
 
-const PREFIX = 'rl/';
-/**
- * Keys are spread over this many store sequences (by a hash of the key): a key's rows all come
- * from one sequence, which is all the count needs, and unrelated keys do not queue on one row.
- */
-const SEQUENCES = 64;
-const sequenceOf = (key: string): string =>
-  `ratelimit-${createHash('sha256').update(key).digest().readUInt16BE(0) % SEQUENCES}`;
+const PREFIX = 'rl.';
+/** Rows of the layout before counters (`rl/{window}/{key}/{n}`): only pruned. */
+const OLD_PREFIX = 'rl/';
 const pad = (n: number): string => String(n).padStart(15, '0');
+/** The counter of `key` in `window`: a store sequence name ([a-z0-9._-], 51 characters). */
+const counterOf = (window: number, key: string): string =>
+  `${PREFIX}${pad(window)}.${createHash('sha256').update(key).digest('hex').slice(0, 32)}`;
 
 export class RateLimiter {
   readonly #clock: Clock;
@@ -65,24 +62,19 @@ export class RateLimiter {
     }
     // Shared: the local count only remembers "over" (limit + 2), to refuse without the store.
     if (n > limit + 1) return wait;
-    const prefix = `${PREFIX}${pad(window)}/${key}/`;
-    const { sequences } = await store.batch([
-      { type: 'put-next', sequence: sequenceOf(key), key: (s) => prefix + pad(s), value: () => 1 },
-    ]);
-    const mine = prefix + pad(sequences[0] ?? 0);
-    const before = (await store.list(prefix, { lt: mine, limit })).length;
-    if (before < limit) return undefined;
+    if ((await store.nextSequence(counterOf(window, key))) <= limit) return undefined;
     if (window === this.#window) this.#counts.set(key, limit + 2);
     return wait;
   }
 
-  /** Drop the shared rows of windows that are over. */
+  /** Drop the shared counters of windows that are over (and rows of the earlier layout). */
   async prune(): Promise<void> {
     const store = this.#store;
     if (store === undefined) return;
     const current = Math.floor(this.#clock.now() / this.#windowMs) * this.#windowMs;
+    await store.dropSequences(PREFIX, `${PREFIX}${pad(current)}`);
     for (;;) {
-      const old = await store.list(PREFIX, { lt: `${PREFIX}${pad(current)}/`, limit: 1000 });
+      const old = await store.list(OLD_PREFIX, { limit: 1000 });
       if (old.length === 0) return;
       await store.batch(old.map(([key]) => ({ type: 'del' as const, key })));
     }

@@ -135,62 +135,66 @@ export async function recoverFinish(
 ): Promise<IssuedIdentity> {
   const req = shape.recoverFinish(body);
   const serverNames = checkServerNames(req.serverNames, core.serverNames);
-  const s = await core.consumeSession(req.sessionId, 'recover');
-  info.gateway = s.gateway;
-  if (s.caCertificate === undefined)
-    throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'not a recovery session');
-  // Everything begin checked, again: the CA may have expired or been revoked, the gateway disabled.
-  const { gw, cert } = await checkCa(core, s.caCertificate, info);
-  if (gw.name !== s.gateway)
-    throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'recovery session belongs to another gateway');
-  await core.limitGateway(gw.name);
-  const csr = parseCsr(req.csr);
-  const caCsr = req.caCsr === undefined ? undefined : parseCsr(req.caCsr);
-  let ok = false;
-  try {
-    ok = verify(
-      'sha256',
-      caPopSignedData(s.nonce, csr.spki),
-      { key: cert.publicKey, dsaEncoding: 'der' },
-      req.caSignature,
-    );
-  } catch {
-    ok = false;
-  }
-  if (!ok)
-    throw new IssuerError('ERR_ISSUER_POP_INVALID', 'the signature by the delegated CA key does not verify');
-  let next = gw;
-  if (gw.method === 'tpm') {
-    // The PCR policy is never bypassed: a tpm gateway recovers only with a fresh quote by its AK.
-    const p = core.tpm;
-    if (p === undefined)
-      throw new IssuerError(
-        'ERR_ISSUER_METHOD_DISABLED',
-        'attestation method tpm is not enabled on this issuer',
+  return core.withSession(req.sessionId, 'recover', async (s, consume) => {
+    info.gateway = s.gateway;
+    if (s.caCertificate === undefined)
+      throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'not a recovery session');
+    // Everything begin checked, again: the CA may have expired or been revoked, the gateway disabled.
+    const { gw, cert } = await checkCa(core, s.caCertificate, info);
+    if (gw.name !== s.gateway)
+      throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'recovery session belongs to another gateway');
+    await core.limitGateway(gw.name);
+    const csr = parseCsr(req.csr);
+    const caCsr = req.caCsr === undefined ? undefined : parseCsr(req.caCsr);
+    let ok = false;
+    try {
+      ok = verify(
+        'sha256',
+        caPopSignedData(s.nonce, csr.spki),
+        { key: cert.publicKey, dsaEncoding: 'der' },
+        req.caSignature,
       );
-    if (
-      gw.akPublic === undefined ||
-      req.quote === undefined ||
-      req.signature === undefined ||
-      req.pcrValues === undefined
-    )
+    } catch {
+      ok = false;
+    }
+    if (!ok)
       throw new IssuerError(
-        'ERR_ISSUER_QUOTE_INVALID',
-        'a tpm gateway must recover with a fresh quote on its AK',
+        'ERR_ISSUER_POP_INVALID',
+        'the signature by the delegated CA key does not verify',
       );
-    const firmware = checkQuote(
-      {
-        akPublic: gw.akPublic,
-        nonce: s.nonce,
-        csrSpki: csr.spki,
-        quote: req.quote,
-        signature: req.signature,
-        pcrValues: req.pcrValues,
-      },
-      p,
-      manifestsFor(gw, core.manifests()),
-    );
-    next = { ...gw, firmware };
-  }
-  return core.issue(next, csr.spki, caCsr?.spki, serverNames, 'recover', [], ctx, info);
+    let next = gw;
+    if (gw.method === 'tpm') {
+      // The PCR policy is never bypassed: a tpm gateway recovers only with a fresh quote by its AK.
+      const p = core.tpm;
+      if (p === undefined)
+        throw new IssuerError(
+          'ERR_ISSUER_METHOD_DISABLED',
+          'attestation method tpm is not enabled on this issuer',
+        );
+      if (
+        gw.akPublic === undefined ||
+        req.quote === undefined ||
+        req.signature === undefined ||
+        req.pcrValues === undefined
+      )
+        throw new IssuerError(
+          'ERR_ISSUER_QUOTE_INVALID',
+          'a tpm gateway must recover with a fresh quote on its AK',
+        );
+      const firmware = checkQuote(
+        {
+          akPublic: gw.akPublic,
+          nonce: s.nonce,
+          csrSpki: csr.spki,
+          quote: req.quote,
+          signature: req.signature,
+          pcrValues: req.pcrValues,
+        },
+        p,
+        manifestsFor(gw, core.manifests()),
+      );
+      next = { ...gw, firmware };
+    }
+    return core.issue(next, csr.spki, caCsr?.spki, serverNames, 'recover', consume, ctx, info);
+  });
 }

@@ -1,16 +1,18 @@
 /**
  * Renewal over mTLS: the gateway presents its current SVID (`peer.ts`); begin hands out a
- * single-use session with a nonce (pcrSelection for tpm), finish consumes it (or the session
- * handed out with the last issuance), re-checks a tpm gateway's quote (`tpm-method.ts`) and
- * issues a new SVID (and a new delegated CA when the agent sent a CA CSR).
+ * single-use session with a nonce (pcrSelection for tpm); finish takes it (or the session handed
+ * out with the last issuance), re-checks a tpm gateway's quote (`tpm-method.ts`) and issues a new
+ * SVID (and a new delegated CA when the agent sent a CA CSR), consuming the session in the
+ * issuance batch.
  */
 import { IssuerError } from '../errors.ts';
 import { parseCsr } from '../svid/csr.ts';
 import type { IssuedIdentity, RenewBeginResponse } from '../upstream/protocol.ts';
 import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
-import { authenticatePeer } from './peer.ts';
+import { authenticatePeer, authenticatePeerWith } from './peer.ts';
 import { K } from './records.ts';
 import { checkServerNames } from './server-names.ts';
+import { sessionKey } from './sessions.ts';
 import { tpmRenew } from './tpm-method.ts';
 import * as shape from './validate.ts';
 
@@ -36,15 +38,24 @@ export async function renewFinish(
   ctx: RequestContext,
   info: AuditInfo,
 ): Promise<IssuedIdentity> {
-  const gw = await authenticatePeer(core, ctx, info);
+  // One round trip reads the SVID's issued record, the gateway record and the session.
+  const key = sessionKey((body as { sessionId?: unknown } | null)?.sessionId);
+  const peer = await authenticatePeerWith(core, ctx, info, key === undefined ? [] : [key]);
+  const gw = peer.gw;
   const req = shape.renewFinish(body);
   const serverNames = checkServerNames(req.serverNames, core.serverNames);
-  const s = await core.consumeSession(req.sessionId, 'renew');
-  if (s.gateway !== gw.name)
-    throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'renewal session belongs to another gateway');
-  await core.limitGateway(gw.name);
-  const csr = parseCsr(req.csr);
-  const caCsr = req.caCsr === undefined ? undefined : parseCsr(req.caCsr);
-  const next = gw.method === 'tpm' ? { ...gw, firmware: tpmRenew(core, gw, s, req, csr.spki) } : gw;
-  return core.issue(next, csr.spki, caCsr?.spki, serverNames, 'renew', [], ctx, info);
+  const preread = sessionKey(req.sessionId) === key ? { entry: peer.also[0] } : undefined;
+  return core.withSession(
+    req.sessionId,
+    'renew',
+    async (s, consume) => {
+      if (s.gateway !== gw.name)
+        throw new IssuerError('ERR_ISSUER_SESSION_UNKNOWN', 'renewal session belongs to another gateway');
+      const csr = parseCsr(req.csr);
+      const caCsr = req.caCsr === undefined ? undefined : parseCsr(req.caCsr);
+      const next = gw.method === 'tpm' ? { ...gw, firmware: tpmRenew(core, gw, s, req, csr.spki) } : gw;
+      return core.issue(next, csr.spki, caCsr?.spki, serverNames, 'renew', consume, ctx, info, peer.entry);
+    },
+    preread,
+  );
 }

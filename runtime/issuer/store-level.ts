@@ -129,6 +129,18 @@ class LevelStore implements IssuerStore {
     return raw === undefined ? undefined : decode<T>(raw);
   }
 
+  async getEntries<T>(keys: readonly string[]): Promise<(StoreEntry<T> | undefined)[]> {
+    this.#open();
+    const readable = keys.map((k) => possibleKey(k) && !isReserved(k));
+    const raws = await this.#db.getMany(keys.filter((_, i) => readable[i]));
+    let j = 0;
+    return keys.map((_, i) => {
+      if (!readable[i]) return undefined;
+      const raw = raws[j++];
+      return raw === undefined ? undefined : decode<T>(raw);
+    });
+  }
+
   async #sequence(name: string): Promise<number> {
     let n = this.#sequences.get(name);
     if (n === undefined) {
@@ -216,6 +228,24 @@ class LevelStore implements IssuerStore {
       await this.#db.put(seqKey(name), cbor.encode(last));
       this.#sequences.set(name, last);
       return first;
+    });
+  }
+
+  async dropSequences(prefix: string, lt: string): Promise<number> {
+    this.#open();
+    if (typeof prefix !== 'string' || typeof lt !== 'string')
+      throw new TypeError('dropSequences takes a prefix and an upper bound');
+    return this.#exclusive(async () => {
+      this.#open();
+      const names: string[] = [];
+      const from = seqKey(prefix);
+      for await (const k of this.#db.keys({ gte: from, lt: seqKey(lt) })) {
+        if (!k.startsWith(from)) break;
+        names.push(k.slice(seqKey('').length));
+      }
+      await this.#db.batch(names.map((n) => ({ type: 'del' as const, key: seqKey(n) })));
+      for (const n of names) this.#sequences.delete(n);
+      return names.length;
     });
   }
 

@@ -168,6 +168,21 @@ class PostgresStore implements IssuerStore {
       : { value: cbor.decode(row.value) as T, version: Number(row.version) };
   }
 
+  async getEntries<T>(keys: readonly string[]): Promise<(StoreEntry<T> | undefined)[]> {
+    this.#open();
+    const wanted = [...new Set(keys.filter(possibleKey))];
+    const found = new Map<string, StoreEntry<T>>();
+    if (wanted.length > 0) {
+      const r = await this.#query<{ key: string; value: Buffer; version: string }>(
+        'SELECT key, value, version FROM edgeward.kv WHERE key = ANY ($1::text[])',
+        [wanted],
+      );
+      for (const row of r.rows)
+        found.set(row.key, { value: cbor.decode(row.value) as T, version: Number(row.version) });
+    }
+    return keys.map((k) => found.get(k));
+  }
+
   async list<T>(prefix: string, o: ListOptions = {}): Promise<[string, T][]> {
     this.#open();
     if (typeof prefix !== 'string') throw new TypeError('store prefix must be a string');
@@ -199,6 +214,17 @@ class PostgresStore implements IssuerStore {
       [name, count],
     );
     return Number(r.rows[0]?.value) - count + 1;
+  }
+
+  async dropSequences(prefix: string, lt: string): Promise<number> {
+    this.#open();
+    if (typeof prefix !== 'string' || typeof lt !== 'string')
+      throw new TypeError('dropSequences takes a prefix and an upper bound');
+    const r = await this.#query(
+      'DELETE FROM edgeward.sequences WHERE name >= $1 AND name < $2 AND left(name, length($1)) = $1',
+      [prefix, lt],
+    );
+    return r.rowCount ?? 0;
   }
 
   async batch(ops: readonly StoreOp[]): Promise<BatchResult> {

@@ -21,6 +21,9 @@
  *   order costs: on PostgreSQL, put-next batches of one sequence run one at a time (the sequence's
  *   row is held until commit). Use put-next where commit order matters (revocations), and
  *   `nextSequence(name, 100)` blocks for ids that only need to be unique (audit records).
+ *   `nextSequence(name)` alone is also an exact shared counter (one statement on PostgreSQL, no
+ *   row held past it): rate limits count with it, in sequences named after their window, which
+ *   `dropSequences` removes once the window is over.
  * - Keys are well-formed Unicode strings without U+0000, at most 1024 UTF-8 bytes, ordered by
  *   their UTF-8 bytes (= code point order; LevelDB's order, and `COLLATE "C"` in SQL). Keys under
  *   `meta/store/` (and `meta/schema`) belong to the store: batches may not write them and
@@ -113,6 +116,8 @@ export interface IssuerStore {
   get<T>(key: string): Promise<T | undefined>;
   /** The value with its version. */
   getEntry<T>(key: string): Promise<StoreEntry<T> | undefined>;
+  /** Several values with their versions at once (one round trip on PostgreSQL), in `keys` order. */
+  getEntries<T>(keys: readonly string[]): Promise<(StoreEntry<T> | undefined)[]>;
   /** All or nothing; preconditions first (`ERR_ISSUER_STORE_CONFLICT`), then the writes in op order. */
   batch(ops: readonly StoreOp[]): Promise<BatchResult>;
   /** Entries whose key starts with `prefix` (or equals it), in byte order, within `gt`/`lt`. */
@@ -122,6 +127,12 @@ export interface IssuerStore {
    * consecutive values reserved at once (a block of ids that only need to be unique, e.g. audit).
    */
   nextSequence(name: string, count?: number): Promise<number>;
+  /**
+   * Drop the sequences whose names start with `prefix` and sort before `lt` (byte order); answers
+   * how many. Only for sequences whose names are never used again (counters named after a time
+   * window): a dropped sequence would start again at 1.
+   */
+  dropSequences(prefix: string, lt: string): Promise<number>;
   /** Messages published by `notify` ops on `channel` (lowercase letters, digits, `_`). */
   subscribe(channel: string, listener: (event: StoreEvent) => void): Promise<StoreSubscription>;
   /** A named lock for a singleton job, or `undefined` when someone else holds it. */

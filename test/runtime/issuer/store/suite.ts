@@ -96,6 +96,8 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
         assert.equal([...(e1?.value.bytes ?? [])], [0, 255, 7]);
         assert.equal(e1?.value.nested, value.nested);
         assert.equal(await s.second.get('gw/one'), e1?.value);
+        assert.equal(await s.second.getEntries(['nothing', 'gw/one', 'gw/one']), [undefined, e1, e1]);
+        assert.equal(await s.store.getEntries([]), []);
         const r2 = await s.store.batch([{ type: 'put', key: 'gw/one', value: 2 }]);
         assert.ok((r2.version as number) > (r1.version as number));
         await s.store.batch([{ type: 'del', key: 'gw/one' }]);
@@ -258,6 +260,24 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
       await Promise.all(Array.from({ length: 20 }, (_, i) => increment(i % 2 ? s.second : s.store)));
       assert.equal(await s.store.get('counter'), { n: 20 });
       assert.ok(conflicts >= 0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  t('dropSequences: drops the counters under a prefix before a bound, nothing else', async () => {
+    const s = await fresh();
+    try {
+      for (const n of ['rl.001.a', 'rl.001.a', 'rl.001.a', 'rl.001.b', 'rl.002.a', 'rl0', 'other.001'])
+        await s.store.nextSequence(n);
+      assert.is(await s.second.dropSequences('rl.', 'rl.002'), 2);
+      assert.is(await s.store.nextSequence('rl.001.a'), 1, 'dropped: starts again');
+      assert.is(await s.store.nextSequence('rl.002.a'), 2, 'at the bound: kept');
+      assert.is(await s.store.nextSequence('rl0'), 2, 'outside the prefix: kept');
+      assert.is(await s.store.nextSequence('other.001'), 2);
+      assert.is(await s.store.dropSequences('rl.', 'rl.'), 0, 'an empty range');
+      assert.is(await s.store.dropSequences('rl.', 'rm'), 2);
+      assert.is(await s.second.nextSequence('rl.002.a'), 1);
     } finally {
       await s.close();
     }
@@ -440,8 +460,16 @@ export function issuerStoreSuite(backend: string, fresh: () => Promise<OpenedSto
       await typeError(() => s.store.batch([{ type: 'nope', key: 'k' } as unknown as StoreOp]));
       await typeError(() => s.store.nextSequence('Bad Name'));
       await typeError(() => s.store.subscribe('Bad-Channel', () => {}));
+      assert.equal(
+        (await s.store.getEntries(['meta/store/version', 'meta/schema', 'meta/bundle'])).map((e) => e?.value),
+        [undefined, undefined, 1],
+      );
       // Reads take any string: a key that could never be written (from a hostile request) is absent.
       for (const key of ['a\u0000', 'lone\ud800', 'x'.repeat(1025), '']) {
+        assert.equal(await s.store.getEntries([key, 'meta/bundle']).then((l) => l.map((e) => e?.value)), [
+          undefined,
+          1,
+        ]);
         assert.is(await s.store.get(key), undefined);
         assert.is(await s.second.getEntry(key), undefined);
         assert.equal(await s.store.list(key === '' ? 'nothing/' : key), []);
