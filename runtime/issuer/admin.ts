@@ -109,6 +109,8 @@ export async function dispatch(
     case 'POST /ca/rotate':
       await issuer.rotateCa(by);
       return { rotated: true };
+    case 'POST /jwt/rotate':
+      return issuer.rotateJwtKey(by);
     case 'GET /audit':
       return issuer.auditEvents(
         int(q.get('since'), 'since', 0),

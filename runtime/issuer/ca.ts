@@ -28,6 +28,7 @@ import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import { encodeBundle } from '../svid/bundle.ts';
 import { createSigner, type SvidSigner } from '../svid/signer.ts';
+import type { JwtKeySet } from './jwt-keys.ts';
 import { K } from './records.ts';
 import type { IssuerStore, StoreSubscription } from './store.ts';
 
@@ -71,6 +72,8 @@ export interface CaSetOptions {
   readonly maxTtlMs: number;
   readonly logger?: Logger;
   readonly pollMs?: number;
+  /** JWT-SVID signing keys published in the bundle (`jwt-keys.ts`); the bundle sequence is the sum of both. */
+  readonly jwtKeys?: JwtKeySet;
 }
 
 const fp = (der: Uint8Array): string => createHash('sha256').update(der).digest('hex');
@@ -103,7 +106,7 @@ export class CaSet {
   #next: X509Certificate | undefined;
   #retired: Retired[] = [];
   #sequence = 0;
-  /** The encoded bundle, kept while the sequence and the number of live roots stay the same. */
+  /** The encoded bundle, kept while the sequence and the number of live keys stay the same. */
   #bundle: { json: string; sequence: number; roots: number } | undefined;
   #subscription: StoreSubscription | undefined;
   #timer: Timer | undefined;
@@ -143,6 +146,7 @@ export class CaSet {
         ...(o.next === undefined ? {} : { next: Buffer.from(o.next.certificate) }),
       };
     });
+    o.jwtKeys?.onChange(() => set.#wake());
     set.#subscription = await o.store.subscribe(CA_CHANNEL, () => set.#refreshLogged());
     set.#schedulePoll();
     return set;
@@ -163,8 +167,9 @@ export class CaSet {
     return this.#active;
   }
 
+  /** The bundle's `spiffe_sequence`: the CA state's plus the JWT key state's (each only goes up). */
   get sequence(): number {
-    return this.#sequence;
+    return this.#sequence + (this.#o.jwtKeys?.sequence ?? 0);
   }
 
   /** Every root a verifier must accept now: active, next, and retired ones still covering issued certificates. */
@@ -189,20 +194,24 @@ export class CaSet {
   /** The bundle JSON, encoded once per root set (every GET /v1/bundle and issuance serves it). */
   bundleJson(): string {
     const roots = this.#roots();
-    // The root set changes through the store (a new sequence) or by a retired root lapsing before
-    // prune (one root fewer).
+    const jwtKeys = this.#o.jwtKeys?.authorities() ?? [];
+    const sequence = this.sequence;
+    const count = roots.length + jwtKeys.length;
+    // The key set changes through the store (a new sequence) or by a retired key lapsing before
+    // prune (one key fewer).
     let cached = this.#bundle;
-    if (cached === undefined || cached.sequence !== this.#sequence || cached.roots !== roots.length) {
+    if (cached === undefined || cached.sequence !== sequence || cached.roots !== count) {
       cached = {
         json: encodeBundle({
           roots,
-          sequence: this.#sequence,
+          jwtKeys,
+          sequence,
           ...(this.#o.refreshHintSeconds === undefined
             ? {}
             : { refreshHintSeconds: this.#o.refreshHintSeconds }),
         }),
-        sequence: this.#sequence,
-        roots: roots.length,
+        sequence,
+        roots: count,
       };
       this.#bundle = cached;
     }
@@ -290,14 +299,18 @@ export class CaSet {
         return { certificate: der, x509: new X509Certificate(der), until: r.until };
       });
     this.#sequence = meta.sequence;
-    const ready = this.#waiters.filter((w) => w.sequence <= this.#sequence);
-    this.#waiters = this.#waiters.filter((w) => w.sequence > this.#sequence);
+    this.#wake();
+  }
+
+  #wake(): void {
+    const ready = this.#waiters.filter((w) => w.sequence <= this.sequence);
+    this.#waiters = this.#waiters.filter((w) => w.sequence > this.sequence);
     for (const w of ready) w.resolve();
   }
 
   /** Resolves once this replica has applied bundle sequence `sequence` (a change on any replica). */
   whenSequence(sequence: number): Promise<void> {
-    if (sequence <= this.#sequence) return Promise.resolve();
+    if (sequence <= this.sequence) return Promise.resolve();
     return new Promise((resolve) => this.#waiters.push({ sequence, resolve }));
   }
 

@@ -11,6 +11,7 @@ import { parseDuration } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
+import { softwareCaKey } from '../svid/ca-key.ts';
 import { readCertificatesFile, readPrivateKeyFile, readPublicKeyFile } from './files.ts';
 import type { StartIssuerOptions } from './start.ts';
 import type { IssuerStore } from './store.ts';
@@ -67,7 +68,27 @@ export async function issuerOptionsFromConfig(
     readinessChecks: [
       // The CA key must stay readable and 0600: a replica restarted now must be able to sign.
       { name: 'ca-key', check: async () => void (await readPrivateKeyFile(cfg.ca.key)) },
+      ...(cfg.jwtSvid === undefined
+        ? []
+        : [
+            {
+              name: 'jwt-key',
+              check: async () => void (await readPrivateKeyFile((cfg.jwtSvid as { key: string }).key)),
+            },
+          ]),
     ],
+    ...(cfg.jwtSvid === undefined
+      ? {}
+      : {
+          jwtSvid: {
+            key: softwareCaKey(await readPrivateKeyFile(cfg.jwtSvid.key)),
+            ...(cfg.jwtSvid.next === undefined
+              ? {}
+              : { next: softwareCaKey(await readPrivateKeyFile(cfg.jwtSvid.next)) }),
+            ...opt('ttlMs', ms(cfg.jwtSvid.ttl)),
+            ...opt('perGateway', cfg.jwtSvid.perGateway),
+          },
+        }),
     ...opt('svidTtlMs', ms(cfg.svidTtl)),
     ...opt('offlineBudgetMs', ms(cfg.offlineBudget)),
     ...opt('serverNames', cfg.serverNames),

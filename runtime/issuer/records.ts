@@ -117,6 +117,7 @@ export type AuditKind =
   | 'enable'
   | 'token'
   | 'ca'
+  | 'jwt'
   | 'recover'
   | 'device'
   | 'budget'

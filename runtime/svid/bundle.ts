@@ -1,8 +1,9 @@
 /**
  * SPIFFE bundles in their JSON form (SPIFFE Trust Domain and Bundle §4): a JWK Set whose
- * X.509 roots are keys with `use: "x509-svid"` and exactly one `x5c` certificate, plus
- * `spiffe_sequence` and `spiffe_refresh_hint` (seconds). Decoding checks each root's JWK
- * against its certificate's key and ignores keys of other or unknown `use` (§4.2.1).
+ * X.509 roots are keys with `use: "x509-svid"` and exactly one `x5c` certificate, whose JWT-SVID
+ * signing keys are keys with `use: "jwt-svid"` and a `kid` (§4.2.2), plus `spiffe_sequence` and
+ * `spiffe_refresh_hint` (seconds). Decoding checks each root's JWK against its certificate's key,
+ * each JWT key's JWK and `kid` (present, unique), and ignores keys of other or unknown `use` (§4.2.1).
  *
  * @example
  * ```ts
@@ -12,15 +13,19 @@
  */
 import { createPublicKey, type JsonWebKey, X509Certificate } from 'node:crypto';
 import { SvidError } from '../errors.ts';
+import type { JwtAuthority } from './jwt-svid.ts';
 
 export interface BundleContents {
   readonly roots: readonly Uint8Array[];
+  /** JWT-SVID signing keys (public), published with `use: "jwt-svid"`. */
+  readonly jwtKeys?: readonly JwtAuthority[];
   readonly sequence: number;
   readonly refreshHintSeconds?: number;
 }
 
 export interface DecodedBundle {
   readonly roots: readonly X509Certificate[];
+  readonly jwtKeys: readonly JwtAuthority[];
   readonly sequence: number;
   readonly refreshHintSeconds: number | undefined;
 }
@@ -36,6 +41,7 @@ export function encodeBundle(b: BundleContents): string {
     out.x5c = [Buffer.from(der).toString('base64')];
     return out;
   });
+  for (const k of b.jwtKeys ?? []) keys.push({ use: 'jwt-svid', ...k.jwk, kid: k.kid });
   return JSON.stringify({
     keys,
     spiffe_sequence: b.sequence,
@@ -62,9 +68,15 @@ export function decodeBundle(json: string): DecodedBundle {
   if (hint !== undefined && (typeof hint !== 'number' || !Number.isSafeInteger(hint) || hint < 0))
     throw bad('"spiffe_refresh_hint" must be a non-negative integer (seconds)');
   const roots: X509Certificate[] = [];
+  const jwtKeys: JwtAuthority[] = [];
   d.keys.forEach((k, i) => {
     if (k === null || typeof k !== 'object' || Array.isArray(k)) throw bad(`keys[${i}] must be an object`);
     const key = k as Record<string, unknown>;
+    if (key.use === 'jwt-svid') {
+      jwtKeys.push(jwtKey(key, i, bad));
+      if (jwtKeys.filter((j) => j.kid === key.kid).length > 1) throw bad(`keys[${i}]: duplicate kid`);
+      return;
+    }
     if (key.use !== 'x509-svid') return;
     const x5c = key.x5c;
     if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== 'string')
@@ -95,7 +107,28 @@ export function decodeBundle(json: string): DecodedBundle {
   });
   return {
     roots,
+    jwtKeys,
     sequence: typeof seqN === 'number' ? seqN : 0,
     refreshHintSeconds: hint as number | undefined,
   };
+}
+
+/** One `use: "jwt-svid"` key: a `kid` and a public JWK that decodes. */
+function jwtKey(key: Record<string, unknown>, i: number, bad: (why: string, cause?: unknown) => SvidError) {
+  if (typeof key.kid !== 'string' || key.kid.length === 0 || key.kid.length > 256)
+    throw bad(`keys[${i}]: a jwt-svid key needs a kid`);
+  const jwk: Record<string, string> = {};
+  for (const f of JWK_KEY_FIELDS) {
+    const v = key[f];
+    if (v === undefined) continue;
+    if (typeof v !== 'string') throw bad(`keys[${i}].${f} must be a string`);
+    jwk[f] = v;
+  }
+  if (key.d !== undefined) throw bad(`keys[${i}] carries a private key`);
+  try {
+    createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+  } catch (cause) {
+    throw bad(`keys[${i}] is not a valid public JWK`, cause);
+  }
+  return { kid: key.kid, jwk };
 }

@@ -80,6 +80,10 @@ when none answers they fail with ERR_ISSUER_NOT_RUNNING. Every change is audited
                            expired) in favour of ca.next. Rotation: 1) set ca.next and restart: the
                            next CA is published in the bundle; 2) once agents have the new bundle,
                            run 'ca rotate' (live), then move ca.next into ca for the next start
+  jwt rotate               make jwtSvid.next the JWT-SVID signing key on every replica; the old key
+                           stays in the bundle until every token it signed has expired (ttl + 1m).
+                           As for the CA: set jwtSvid.next and restart (published), wait for the
+                           agents' bundles, 'jwt rotate', then move jwtSvid.next into jwtSvid.key
   migrate                  create or upgrade the store's schema (PostgreSQL: run once per rollout,
                            before the new replicas start; idempotent; a replica refuses a database
                            not migrated, ERR_ISSUER_STORE_NOT_MIGRATED, or migrated by a newer
@@ -369,6 +373,13 @@ async function operator(
       await ch.post('/ca/rotate', {});
       io.out('current CA retired; move ca.next into ca in the config for the next start');
       return 0;
+    case 'jwt rotate': {
+      const r = await ch.post<{ kid: string; retired: string }>('/jwt/rotate', {});
+      io.out(
+        `JWT-SVID key ${r.kid} signs now; ${r.retired || 'no key'} retired; move jwtSvid.next into jwtSvid.key in the config for the next start`,
+      );
+      return 0;
+    }
     case 'audit': {
       const since = Number(v.since ?? 0);
       if (!Number.isSafeInteger(since) || since < 0)
