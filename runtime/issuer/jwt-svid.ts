@@ -10,7 +10,12 @@
 import { IssuerError } from '../errors.ts';
 import { gatewayId, workloadNameOf } from '../spiffe/id.ts';
 import { signJwtSvid } from '../svid/jwt-svid.ts';
-import type { JwtSvidRequest, JwtSvidResponse } from '../upstream/protocol.ts';
+import {
+  JWT_SVID_MAX_AUDIENCE_LENGTH,
+  JWT_SVID_MAX_AUDIENCES,
+  type JwtSvidRequest,
+  type JwtSvidResponse,
+} from '../upstream/protocol.ts';
 import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
 import type { JwtKeySet } from './jwt-keys.ts';
 import { authenticatePeer } from './peer.ts';
@@ -19,8 +24,8 @@ export const DEFAULT_JWT_SVID_TTL_MS = 5 * 60_000;
 /** The bounds of `jwtSvid.ttl`. */
 export const MIN_JWT_SVID_TTL_MS = 30_000;
 export const MAX_JWT_SVID_TTL_MS = 60 * 60_000;
-export const MAX_AUDIENCES = 16;
-export const MAX_AUDIENCE_LENGTH = 256;
+const MAX_AUDIENCES = JWT_SVID_MAX_AUDIENCES;
+const MAX_AUDIENCE_LENGTH = JWT_SVID_MAX_AUDIENCE_LENGTH;
 
 export interface JwtSvidIssuing {
   readonly keys: JwtKeySet;

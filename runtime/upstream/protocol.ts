@@ -33,6 +33,10 @@ export const PATHS = {
   jwtSvid: '/v1/jwt-svid',
 } as const;
 
+/** At most this many audiences in a JWT-SVID request, each of at most this many characters. */
+export const JWT_SVID_MAX_AUDIENCES = 16;
+export const JWT_SVID_MAX_AUDIENCE_LENGTH = 256;
+
 /** A JWT-SVID for `spiffeId` (`<the gateway's ID>/workload/<name>`) and these audiences. */
 export interface JwtSvidRequest {
   spiffeId: string;

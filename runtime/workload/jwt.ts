@@ -1,0 +1,115 @@
+/**
+ * JWT-SVID validation for the Workload API's `ValidateJWTSVID` (SPIFFE JWT-SVID standard §3,
+ * §4), with `jose`: the token is a JWS compact serialization whose header names a `kid` of the
+ * trust domain's JWT keys (the bundle the agent holds, `use: "jwt-svid"`), carries no header
+ * beyond `alg`, `kid`, `typ` (`JWT` or `JOSE` when present), is signed with an asymmetric
+ * algorithm, has `sub` (a SPIFFE ID of the trust domain), `aud` containing the audience asked
+ * for, and `exp` in the future at the agent's clock. Any failure is ERR_JWT_SVID_INVALID
+ * (the API answers INVALID_ARGUMENT). Also the JWKS bytes `FetchJWTBundles` sends, and the
+ * claims as a `google.protobuf.Struct` (proto-loader's keepCase form).
+ *
+ * @example
+ * ```ts
+ * const v = await validateJwtSvid(token, 'api.example', { trustDomain, keys, now });
+ * v.spiffeId; v.claims.exp
+ * ```
+ */
+import { createLocalJWKSet, decodeProtectedHeader, type JWTPayload, jwtVerify } from 'jose';
+import { RuntimeError } from '../errors.ts';
+import { parseSpiffeId } from '../spiffe/id.ts';
+import type { JwtAuthority } from '../svid/jwt-svid.ts';
+
+/** The asymmetric JWS algorithms a JWT-SVID may use (JWT-SVID §3: never `none` or HMAC). */
+export const JWT_SVID_ALGORITHMS = [
+  'ES256',
+  'ES384',
+  'ES512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+];
+const HEADER_FIELDS = new Set(['alg', 'kid', 'typ']);
+const MAX_TOKEN_LENGTH = 16 * 1024;
+
+/** The JWKS document (`{"keys":[...]}`) of the trust domain's JWT keys. */
+export function jwksBytes(keys: readonly JwtAuthority[]): Buffer {
+  return Buffer.from(JSON.stringify({ keys: keys.map((k) => ({ ...k.jwk, kid: k.kid, use: 'jwt-svid' })) }));
+}
+
+export interface ValidatedJwtSvid {
+  readonly spiffeId: string;
+  readonly claims: JWTPayload;
+}
+
+const invalid = (why: string, cause?: unknown): RuntimeError =>
+  new RuntimeError(
+    'ERR_JWT_SVID_INVALID',
+    `JWT-SVID invalid: ${why}`,
+    cause === undefined ? undefined : { cause },
+  );
+
+export async function validateJwtSvid(
+  token: string,
+  audience: string,
+  o: { readonly trustDomain: string; readonly keys: readonly JwtAuthority[]; readonly now: number },
+): Promise<ValidatedJwtSvid> {
+  if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid('empty or oversized token');
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch (cause) {
+    throw invalid('not a JWS compact serialization', cause);
+  }
+  const extra = Object.keys(header).filter((k) => !HEADER_FIELDS.has(k));
+  if (extra.length > 0) throw invalid(`header carries ${extra.join(', ')}`);
+  if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE')
+    throw invalid(`typ ${String(header.typ)}`);
+  if (typeof header.kid !== 'string' || header.kid.length === 0) throw invalid('no kid');
+  const jwks = createLocalJWKSet({ keys: o.keys.map((k) => ({ ...k.jwk, kid: k.kid })) });
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token, jwks, {
+      audience,
+      algorithms: JWT_SVID_ALGORITHMS,
+      currentDate: new Date(o.now),
+      requiredClaims: ['sub', 'aud', 'exp'],
+    }));
+  } catch (cause) {
+    throw invalid((cause as Error).message, cause);
+  }
+  const sub = payload.sub as string;
+  let td: string;
+  try {
+    td = parseSpiffeId(sub).trustDomain;
+  } catch (cause) {
+    throw invalid('sub is not a SPIFFE ID', cause);
+  }
+  if (td !== o.trustDomain) throw invalid(`sub is of trust domain ${td}`);
+  return { spiffeId: sub, claims: payload };
+}
+
+type StructValue =
+  | { null_value: 'NULL_VALUE' }
+  | { number_value: number }
+  | { string_value: string }
+  | { bool_value: boolean }
+  | { struct_value: { fields: Record<string, StructValue> } }
+  | { list_value: { values: StructValue[] } };
+
+function structValue(v: unknown): StructValue {
+  if (v === null || v === undefined) return { null_value: 'NULL_VALUE' };
+  if (typeof v === 'number') return { number_value: v };
+  if (typeof v === 'string') return { string_value: v };
+  if (typeof v === 'boolean') return { bool_value: v };
+  if (Array.isArray(v)) return { list_value: { values: v.map(structValue) } };
+  if (typeof v === 'object') return { struct_value: toStruct(v as Record<string, unknown>) };
+  return { string_value: String(v) };
+}
+
+/** A JSON object as `google.protobuf.Struct` (snake_case fields, as proto-loader keepCase wants). */
+export function toStruct(o: Record<string, unknown>): { fields: Record<string, StructValue> } {
+  return { fields: Object.fromEntries(Object.entries(o).map(([k, v]) => [k, structValue(v)])) };
+}
