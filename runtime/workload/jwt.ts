@@ -6,7 +6,8 @@
  * algorithm, has `sub` (a SPIFFE ID of the trust domain), `aud` containing the audience asked
  * for, and `exp` in the future at the agent's clock. Any failure is ERR_JWT_SVID_INVALID
  * (the API answers INVALID_ARGUMENT). Also the JWKS bytes `FetchJWTBundles` sends, and the
- * claims as a `google.protobuf.Struct` (proto-loader's keepCase form).
+ * claims as a `google.protobuf.Struct` (protobufjs defines the well-known types with camelCase
+ * field names, keepCase or not).
  *
  * @example
  * ```ts
@@ -36,7 +37,9 @@ const MAX_TOKEN_LENGTH = 16 * 1024;
 
 /** The JWKS document (`{"keys":[...]}`) of the trust domain's JWT keys. */
 export function jwksBytes(keys: readonly JwtAuthority[]): Buffer {
-  return Buffer.from(JSON.stringify({ keys: keys.map((k) => ({ ...k.jwk, kid: k.kid, use: 'jwt-svid' })) }));
+  // No `use` member, as go-spiffe's jwtbundle.Marshal writes it: JOSE libraries (jose among
+  // them) skip keys whose `use` is not `sig`, and the document is for JWT-SVIDs only anyway.
+  return Buffer.from(JSON.stringify({ keys: keys.map((k) => ({ ...k.jwk, kid: k.kid })) }));
 }
 
 export interface ValidatedJwtSvid {
@@ -92,24 +95,24 @@ export async function validateJwtSvid(
 }
 
 type StructValue =
-  | { null_value: 'NULL_VALUE' }
-  | { number_value: number }
-  | { string_value: string }
-  | { bool_value: boolean }
-  | { struct_value: { fields: Record<string, StructValue> } }
-  | { list_value: { values: StructValue[] } };
+  | { nullValue: 'NULL_VALUE' }
+  | { numberValue: number }
+  | { stringValue: string }
+  | { boolValue: boolean }
+  | { structValue: { fields: Record<string, StructValue> } }
+  | { listValue: { values: StructValue[] } };
 
 function structValue(v: unknown): StructValue {
-  if (v === null || v === undefined) return { null_value: 'NULL_VALUE' };
-  if (typeof v === 'number') return { number_value: v };
-  if (typeof v === 'string') return { string_value: v };
-  if (typeof v === 'boolean') return { bool_value: v };
-  if (Array.isArray(v)) return { list_value: { values: v.map(structValue) } };
-  if (typeof v === 'object') return { struct_value: toStruct(v as Record<string, unknown>) };
-  return { string_value: String(v) };
+  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(structValue) } };
+  if (typeof v === 'object') return { structValue: toStruct(v as Record<string, unknown>) };
+  return { stringValue: String(v) };
 }
 
-/** A JSON object as `google.protobuf.Struct` (snake_case fields, as proto-loader keepCase wants). */
+/** A JSON object as `google.protobuf.Struct` (protobufjs's camelCase field names of the well-known type). */
 export function toStruct(o: Record<string, unknown>): { fields: Record<string, StructValue> } {
   return { fields: Object.fromEntries(Object.entries(o).map(([k, v]) => [k, structValue(v)])) };
 }
