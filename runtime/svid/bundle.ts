@@ -2,8 +2,10 @@
  * SPIFFE bundles in their JSON form (SPIFFE Trust Domain and Bundle §4): a JWK Set whose
  * X.509 roots are keys with `use: "x509-svid"` and exactly one `x5c` certificate, whose JWT-SVID
  * signing keys are keys with `use: "jwt-svid"` and a `kid` (§4.2.2), plus `spiffe_sequence` and
- * `spiffe_refresh_hint` (seconds). Decoding checks each root's JWK against its certificate's key,
- * each JWT key's JWK and `kid` (present, unique), and ignores keys of other or unknown `use` (§4.2.1).
+ * `spiffe_refresh_hint` (seconds). Decoding checks each root's JWK against its certificate's key
+ * and ignores keys of other or unknown `use` (§4.2.1). A JWT key that is not usable (no `kid`, a
+ * JWK that does not decode, a private member, a `kid` given twice) is left out, not the bundle:
+ * the X.509 roots still arrive, and a token of such a key simply does not validate.
  *
  * @example
  * ```ts
@@ -73,8 +75,8 @@ export function decodeBundle(json: string): DecodedBundle {
     if (k === null || typeof k !== 'object' || Array.isArray(k)) throw bad(`keys[${i}] must be an object`);
     const key = k as Record<string, unknown>;
     if (key.use === 'jwt-svid') {
-      jwtKeys.push(jwtKey(key, i, bad));
-      if (jwtKeys.filter((j) => j.kid === key.kid).length > 1) throw bad(`keys[${i}]: duplicate kid`);
+      const j = jwtKey(key);
+      if (j !== undefined) jwtKeys.push(j);
       return;
     }
     if (key.use !== 'x509-svid') return;
@@ -105,30 +107,30 @@ export function decodeBundle(json: string): DecodedBundle {
     if (!cert.ca) throw bad(`keys[${i}]: x5c certificate is not a CA`);
     roots.push(cert);
   });
+  const once = (kid: string): boolean => jwtKeys.filter((j) => j.kid === kid).length === 1;
   return {
     roots,
-    jwtKeys,
+    jwtKeys: jwtKeys.filter((j) => once(j.kid)),
     sequence: typeof seqN === 'number' ? seqN : 0,
     refreshHintSeconds: hint as number | undefined,
   };
 }
 
-/** One `use: "jwt-svid"` key: a `kid` and a public JWK that decodes. */
-function jwtKey(key: Record<string, unknown>, i: number, bad: (why: string, cause?: unknown) => SvidError) {
-  if (typeof key.kid !== 'string' || key.kid.length === 0 || key.kid.length > 256)
-    throw bad(`keys[${i}]: a jwt-svid key needs a kid`);
+/** One `use: "jwt-svid"` key: a `kid` and a public JWK that decodes; else undefined. */
+function jwtKey(key: Record<string, unknown>): JwtAuthority | undefined {
+  if (typeof key.kid !== 'string' || key.kid.length === 0 || key.kid.length > 256) return undefined;
+  if (key.d !== undefined) return undefined;
   const jwk: Record<string, string> = {};
   for (const f of JWK_KEY_FIELDS) {
     const v = key[f];
     if (v === undefined) continue;
-    if (typeof v !== 'string') throw bad(`keys[${i}].${f} must be a string`);
+    if (typeof v !== 'string') return undefined;
     jwk[f] = v;
   }
-  if (key.d !== undefined) throw bad(`keys[${i}] carries a private key`);
   try {
     createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
-  } catch (cause) {
-    throw bad(`keys[${i}] is not a valid public JWK`, cause);
+  } catch {
+    return undefined;
   }
   return { kid: key.kid, jwk };
 }

@@ -2,7 +2,8 @@
  * The JWT-SVID format pieces: the RFC 7638 `kid` (checked against jose's own thumbprint), the
  * DER → raw r‖s conversion (against node's ieee-p1363 verification), a token signed through the
  * `CaKey` seam that jose verifies, JWT keys in the SPIFFE bundle (`use: "jwt-svid"`, `kid`)
- * round-tripped and refused when malformed (no kid, duplicate kid, a private member, not a key),
+ * round-tripped, and left out when unusable (no kid, duplicate kid, a private member, not a key)
+ * while the bundle's X.509 roots still decode,
  * and the agent's bundle source handing out the keys of the bundle it adopted.
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
@@ -56,7 +57,7 @@ test('a JWT-SVID signed through the CaKey seam verifies with jose; header and cl
   assert.equal(payload, { sub: 'spiffe://td/w', aud: ['a'], exp: now + 300, iat: now });
 });
 
-test('bundle: jwt-svid keys round-trip beside the X.509 roots; malformed ones are refused', async () => {
+test('bundle: jwt-svid keys round-trip beside the X.509 roots; unusable ones are left out', async () => {
   const pki = await buildPki({ now: Date.now() });
   const k = ec();
   const jwt = { kid: jwkThumbprint(k), jwk: publicJwk(k) };
@@ -67,7 +68,7 @@ test('bundle: jwt-svid keys round-trip beside the X.509 roots; malformed ones ar
   assert.is(b.roots.length, 1);
   assert.equal(b.jwtKeys, [jwt]);
   const withKey = (key: Record<string, unknown>, extra: Record<string, unknown>[] = []) =>
-    JSON.stringify({ keys: [key, ...extra], spiffe_sequence: 1 });
+    JSON.stringify({ keys: [doc.keys[0], key, ...extra], spiffe_sequence: 1 });
   const good = { use: 'jwt-svid', ...jwt.jwk, kid: jwt.kid };
   const { kid: _kid, ...noKid } = good;
   for (const bad of [
@@ -77,8 +78,18 @@ test('bundle: jwt-svid keys round-trip beside the X.509 roots; malformed ones ar
     withKey({ ...good, d: 'c2VjcmV0' }),
     withKey({ ...good, x: 'AAAA' }),
     withKey({ ...good, crv: 7 }),
-  ])
-    await rejects(() => decodeBundle(bad), 'ERR_BUNDLE_MALFORMED');
+  ]) {
+    const d = decodeBundle(bad);
+    assert.equal(d.jwtKeys, [], bad);
+    assert.is(d.roots.length, 1, 'the X.509 roots still arrive');
+  }
+  // A duplicated kid drops both (which one signed is ambiguous); the other keys stay.
+  const k2 = ec();
+  const other = { use: 'jwt-svid', ...publicJwk(k2), kid: jwkThumbprint(k2) };
+  assert.equal(
+    decodeBundle(withKey(good, [good, other])).jwtKeys.map((j) => j.kid),
+    [other.kid],
+  );
   // Keys of unknown use are still ignored.
   assert.equal(decodeBundle(withKey({ ...good, use: 'other' })).jwtKeys, []);
   // The agent's bundle source hands out the keys of the bundle it adopted.
