@@ -129,7 +129,12 @@ export class WorkloadApiServer {
       (call: Unary, cb: grpc.sendUnaryData<unknown>): void => {
         fn(call).then(
           (answer) => cb(null, answer),
-          (status: Status) => cb(status),
+          (err: unknown) => {
+            // Handlers throw a Status; anything else is a fault of ours, never the caller's data.
+            if (typeof (err as Status).code === 'number') return cb(err as Status);
+            this.#o.logger.error('workload call failed', { event: 'workload.internal', error: String(err) });
+            cb({ code: grpc.status.INTERNAL, details: 'internal error' });
+          },
         );
       };
     server.addService(workloadService(), {
