@@ -42,6 +42,15 @@ export function jwksBytes(keys: readonly JwtAuthority[]): Buffer {
   return Buffer.from(JSON.stringify({ keys: keys.map((k) => ({ ...k.jwk, kid: k.kid })) }));
 }
 
+/** The key set jose verifies against, kept while the keys stay the same (jose caches imported keys in it). */
+let lastSet: { sig: string; set: ReturnType<typeof createLocalJWKSet> } | undefined;
+function jwkSetFor(keys: readonly JwtAuthority[]): ReturnType<typeof createLocalJWKSet> {
+  const sig = JSON.stringify(keys);
+  if (lastSet?.sig !== sig)
+    lastSet = { sig, set: createLocalJWKSet({ keys: keys.map((k) => ({ ...k.jwk, kid: k.kid })) }) };
+  return lastSet.set;
+}
+
 export interface ValidatedJwtSvid {
   readonly spiffeId: string;
   readonly claims: JWTPayload;
@@ -71,7 +80,7 @@ export async function validateJwtSvid(
   if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE')
     throw invalid(`typ ${String(header.typ)}`);
   if (typeof header.kid !== 'string' || header.kid.length === 0) throw invalid('no kid');
-  const jwks = createLocalJWKSet({ keys: o.keys.map((k) => ({ ...k.jwk, kid: k.kid })) });
+  const jwks = jwkSetFor(o.keys);
   let payload: JWTPayload;
   try {
     ({ payload } = await jwtVerify(token, jwks, {
