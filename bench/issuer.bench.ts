@@ -3,7 +3,8 @@
  * (`runtime/svid/signer.ts`) against building each certificate with @peculiar/x509, side by
  * side, alternating, three rounds each; medians and the ratio. Every certificate produced is
  * parsed afterwards by `node:crypto` and its signature checked, so a fast wrong output fails.
- * Goal (issue 5): >= 5,000 SVIDs/s for the template path.
+ * Goal (issue 5): >= 5,000 SVIDs/s for the template path. Then the CA key row of issue 19
+ * (`issuer-pkcs11.ts`): the file key beside a key in SoftHSM2, and the event-loop delay.
  */
 import 'reflect-metadata';
 import { generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
@@ -11,6 +12,7 @@ import * as x509 from '@peculiar/x509';
 import { cryptoRandom } from '../runtime/core/random.ts';
 import { createRootCa } from '../runtime/svid/authority.ts';
 import { createSigner, spkiOf } from '../runtime/svid/signer.ts';
+import { pkcs11Row } from './issuer-pkcs11.ts';
 import { median } from './stats.ts';
 
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 1500);
@@ -135,4 +137,5 @@ export default async function run(): Promise<void> {
   console.log(`  goal >= 5,000/s                  ${t >= 5000 ? 'met' : 'NOT met'}`);
   console.log(`  outputs checked: ${outT.length + outP.length}, invalid: ${bad}`);
   if (bad > 0) throw new Error(`${bad} issued certificates failed to parse or verify`);
+  await pkcs11Row();
 }

@@ -1,7 +1,8 @@
 /**
  * The Workload API server as its own process for `bench/workload.bench.ts` (so its RSS is its
- * own): the test PKI's gateway identity and delegated CA, one entry for the uid running it.
- * Prints `READY <socket>` and serves until stdin closes.
+ * own; the bench runs it bundled, without tsx): the test PKI's gateway identity and delegated CA,
+ * one entry for the uid running it. Prints `READY <socket>` and serves until stdin closes; on a
+ * `gc` line it collects garbage (with --expose-gc) and answers `MEM <rss bytes> <open streams>`.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,5 +45,17 @@ const server = new WorkloadApiServer({
 });
 await server.start();
 console.log(`READY ${socket}`);
-process.stdin.resume();
+const gc = (globalThis as { gc?: () => void }).gc;
+let pending = '';
+process.stdin.on('data', (d: Buffer) => {
+  pending += d.toString();
+  for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+    const cmd = pending.slice(0, nl).trim();
+    pending = pending.slice(nl + 1);
+    if (cmd !== 'gc') continue;
+    gc?.();
+    gc?.();
+    console.log(`MEM ${process.memoryUsage.rss()} ${server.streamCount}`);
+  }
+});
 process.stdin.on('end', () => void server.close().then(() => process.exit(0)));

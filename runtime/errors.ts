@@ -216,12 +216,17 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_FIRMWARE_TICKET'
   /** Commit of a staged firmware the gateway has not attested with yet. (409) */
   | 'ERR_ISSUER_FIRMWARE_UNPROVEN'
-  /** The CA certificate or key cannot be used (boot-time). */
+  /**
+   * The CA certificate or key cannot be used (at start), or this replica does not hold the active
+   * CA's key (a rotation it was not given the next key for): not ready, another replica signs. (503)
+   */
   | 'ERR_ISSUER_CA_INVALID'
   /** Recovery with a delegated CA that is expired or not yet valid: the gateway must attest again. (401) */
   | 'ERR_ISSUER_CA_EXPIRED'
   /** Recovery with a CA this issuer did not record as a delegated CA of that gateway. (401) */
   | 'ERR_ISSUER_CA_UNKNOWN'
+  /** `ca rotate` refused: live replicas (named) do not hold the next CA's key; configure `ca.next` there and restart them, or stop them, first. (409) */
+  | 'ERR_ISSUER_CA_KEY_MISSING'
   /** A device issuance log entry outside the calling gateway's `/device/` path, or a serial of another certificate. (403) */
   | 'ERR_ISSUER_DEVICE_SCOPE'
   /** A JWT-SVID asked for a SPIFFE ID that is not `<the calling gateway>/workload/<name>`. (403) */
@@ -230,6 +235,16 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_JWT_KEY'
   /** A private key file readable by others than its owner (must be 0600). */
   | 'ERR_ISSUER_KEY_PERMISSIONS'
+  /** The PKCS#11 module (`ca.pkcs11.module`) or the optional `pkcs11js` binding cannot be loaded or initialised. */
+  | 'ERR_ISSUER_PKCS11_MODULE'
+  /** No token or no (or more than one) EC P-256 key matches the PKCS#11 URI; or, generating, a key of that label is already there. */
+  | 'ERR_ISSUER_PKCS11_OBJECT'
+  /** The token refused the PIN of `ca.pkcs11.pinFile` (wrong, locked, expired), or the PIN file is unreadable or empty. */
+  | 'ERR_ISSUER_PKCS11_PIN'
+  /** The token failed or went away while the issuer runs: the signature was not made, nothing was stored; /readyz is 503 until it is back. */
+  | 'ERR_ISSUER_PKCS11_TOKEN'
+  /** A `pkcs11:` key URI that is not RFC 7512, or carries what the issuer does not take (a PIN, a module path, unknown attributes). */
+  | 'ERR_ISSUER_PKCS11_URI'
   /** The issuer is shutting down (503). */
   | 'ERR_ISSUER_CLOSED'
   /** A store batch whose precondition (key absent, present, at version N) did not hold; nothing was written. */
@@ -292,6 +307,8 @@ export type WorkloadErrorCode =
   | 'ERR_WORKLOAD_PEERCRED'
   /** /proc/<pid> of a Workload API caller could not be read, or the process changed during attestation (pid reuse). */
   | 'ERR_WORKLOAD_ATTESTATION'
+  /** A container runtime's record of a workload's container could not be trusted or read (owner, mode, size, format, or the process is not inside that container). */
+  | 'ERR_WORKLOAD_CONTAINER_METADATA'
   /** A registration entries file that is not well formed; every issue is listed with its line. */
   | 'ERR_WORKLOAD_ENTRIES_INVALID'
   /** The Workload API answered a client (`edgeward workload fetch`) with a gRPC error status. */

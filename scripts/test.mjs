@@ -16,7 +16,7 @@ import { checkSuite } from './test-checks.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const PACKAGES =
-  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql python3-grpcio python3-grpc-tools';
+  'swtpm swtpm-tools tpm2-tools mosquitto mosquitto-clients faketime postgresql python3-grpcio python3-grpc-tools kubernetes-client softhsm2';
 const NEEDED = [
   'swtpm',
   'swtpm_setup',
@@ -28,6 +28,8 @@ const NEEDED = [
   'mosquitto_sub',
   'openssl',
   'faketime',
+  'kubectl',
+  'softhsm2-util',
 ];
 const FILE_TIMEOUT_MS = Number(process.env.EDGEWARD_TEST_TIMEOUT_MS ?? 240_000);
 const JOBS = Number(process.env.EDGEWARD_TEST_JOBS ?? 2);
@@ -67,7 +69,9 @@ function ensurePeers() {
   console.log(`installing ${PACKAGES} (missing: ${missing.join(', ')})`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  const r = spawnSync('apt-get', ['install', '-y', '-qq', ...PACKAGES.split(' ')], { stdio: 'inherit', env });
+  // A kubectl from elsewhere (a cloud SDK's package) owns /usr/bin/kubectl: Debian's would clash.
+  const packages = PACKAGES.split(' ').filter((p) => p !== 'kubernetes-client' || !onPath('kubectl'));
+  const r = spawnSync('apt-get', ['install', '-y', '-qq', ...packages], { stdio: 'inherit', env });
   missing = missingPeers();
   if (r.status !== 0 || missing.length > 0) {
     console.error(`could not install ${missing.join(', ')}: run \`apt-get install -y ${PACKAGES}\``);

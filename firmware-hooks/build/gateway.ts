@@ -10,7 +10,10 @@
  *   named exports through `lazy-packages.ts`;
  * - `node_modules/`: only what cannot be bundled — `classic-level` (native LevelDB) and its
  *   production dependencies, with the prebuilds for linux-arm64 and linux-arm (and linux-x64 for
- *   x86 gateways and CI) and no others;
+ *   x86 gateways and CI) and no others; `koffi` (the Workload API's SO_PEERCRED) with its native
+ *   modules for the same three (koffi.ts: fetched by `npm pack` when not installed, checked
+ *   against package-lock.json);
+ * - `lib/workload.proto` beside the chunks (the Workload API's service, loaded at run time);
  * - `edgeward.service` (systemd: hardening and restart policy), `agent.yaml` (default config),
  *   `hooks/` (the OTA adapter scripts and their README), `package.json` (`type: module`).
  * Nothing in it fetches anything: `node edgeward.mjs --help` runs without a network.
@@ -32,13 +35,14 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HookError } from '../errors.ts';
+import { shipKoffi } from './koffi.ts';
 import { lazyPackages } from './lazy-packages.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const PREBUILDS = ['linux-arm64', 'linux-arm', 'linux-x64'];
 /** Native or optional packages that stay outside the bundle. */
-const EXTERNAL = ['classic-level', 'cbor-extract'];
+const EXTERNAL = ['classic-level', 'cbor-extract', 'koffi'];
 const SHIPPED = ['classic-level'];
 
 export interface GatewayBuild {
@@ -55,7 +59,7 @@ function sizeOf(path: string): number {
 }
 
 /** Copy `name` and its production dependencies (recursively) from the project's node_modules. */
-function copyPackage(name: string, outModules: string, seen: Set<string>): void {
+export function copyPackage(name: string, outModules: string, seen: Set<string>): void {
   if (seen.has(name)) return;
   seen.add(name);
   const req = createRequire(join(ROOT, 'package.json'));
@@ -111,6 +115,9 @@ export async function buildGateway(outRoot = join(ROOT, 'dist', 'gateway')): Pro
   for (const b of PREBUILDS)
     if (!existsSync(join(modules, 'classic-level/prebuilds', b)))
       throw new HookError('ERR_BUILD_FAILED', `classic-level has no prebuild for ${b}`);
+  shipKoffi(ROOT, modules, PREBUILDS);
+  // proto.ts reads workload.proto beside the module that loads it: in the bundle, a chunk of lib/.
+  cpSync(join(ROOT, 'runtime/workload/workload.proto'), join(dir, 'lib', 'workload.proto'));
   cpSync(join(HERE, 'edgeward.service'), join(dir, 'edgeward.service'));
   cpSync(join(HERE, 'agent.yaml'), join(dir, 'agent.yaml'));
   mkdirSync(join(dir, 'hooks'));

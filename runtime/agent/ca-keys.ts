@@ -22,7 +22,8 @@ import type { Attestor } from '../../attestors/attestor.ts';
 import { AgentError } from '../errors.ts';
 import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
 
-export type CaKeyBackend = CaKey['backend'];
+/** Where the agent keeps a delegated CA key (a PKCS#11 token key is the issuer's only). */
+export type CaKeyBackend = Exclude<CaKey['backend'], 'pkcs11'>;
 
 export interface CaKeys {
   /** The backend new CA keys are made in. */

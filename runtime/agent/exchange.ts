@@ -40,7 +40,7 @@ import {
   type RenewFinishRequest,
 } from '../upstream/protocol.ts';
 import type { UpstreamEndpoint } from '../upstream/types.ts';
-import { type CaKeys, caKeysFor } from './ca-keys.ts';
+import { type CaKeyBackend, type CaKeys, caKeysFor } from './ca-keys.ts';
 import { checkIssued, type LiveIdentity, liveIdentity } from './identity.ts';
 
 export type RotationStep = 'keys-generated' | 'issuer-answered' | 'stored';
@@ -89,13 +89,15 @@ interface SvidKeys {
  */
 class NewCaKey {
   readonly #caKeys: CaKeys;
-  #made: { key: CaKey; stored: Uint8Array; csr: Buffer } | undefined;
+  #made: { key: CaKey; backend: CaKeyBackend; stored: Uint8Array; csr: Buffer } | undefined;
 
   constructor(caKeys: CaKeys) {
     this.#caKeys = caKeys;
   }
 
-  get made(): { readonly key: CaKey; readonly stored: Uint8Array } | undefined {
+  get made():
+    | { readonly key: CaKey; readonly backend: CaKeyBackend; readonly stored: Uint8Array }
+    | undefined {
     return this.#made;
   }
 
@@ -103,7 +105,7 @@ class NewCaKey {
   async csr(): Promise<Buffer> {
     if (this.#made === undefined) {
       const ca = await this.#caKeys.create();
-      this.#made = { ...ca, csr: await createCaCsr(ca.key) };
+      this.#made = { ...ca, backend: this.#caKeys.backend, csr: await createCaCsr(ca.key) };
     }
     return this.#made.csr;
   }
@@ -284,7 +286,7 @@ function caRecordFields(
   }
   const made = ca.fresh.made;
   if (made === undefined) throw new TypeError('the exchange asked for a new CA but made no key');
-  return { caChain: issued.deviceCaChain, caKeyBackend: made.key.backend, caKey: made.stored };
+  return { caChain: issued.deviceCaChain, caKeyBackend: made.backend, caKey: made.stored };
 }
 
 function checkShape(v: unknown, fields: readonly string[], what: string): void {

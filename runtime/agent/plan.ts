@@ -24,6 +24,7 @@ import { attestorProtector } from '../store/protector.ts';
 import { pemCertificates } from '../svid/certificate.ts';
 import { httpsUpstream } from '../upstream/client.ts';
 import type { Upstream } from '../upstream/types.ts';
+import { DEFAULT_CONTAINER_ROOTS } from '../workload/container-image.ts';
 import { DEFAULT_WORKLOAD_SOCKET } from '../workload/socket.ts';
 import type { AgentOptions } from './agent.ts';
 import { fullJitterBackoff } from './policy.ts';
@@ -104,6 +105,9 @@ export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<Ag
           workload: {
             socket: c.workload.socket ?? DEFAULT_WORKLOAD_SOCKET,
             ...(c.workload.entriesFile !== undefined ? { entriesFile: c.workload.entriesFile } : {}),
+            ...(c.workload.containers !== undefined
+              ? { containers: { ...DEFAULT_CONTAINER_ROOTS, ...c.workload.containers } }
+              : {}),
           },
         }),
   };

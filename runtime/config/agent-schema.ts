@@ -160,6 +160,18 @@ export const AgentConfigSchema = Closed({
       {
         socket: Type.Optional(FilePath('the Workload API Unix socket; default /run/edgeward/workload.sock')),
         entriesFile: Type.Optional(FilePath('registration entries (YAML): selector sets → workload names')),
+        containers: Type.Optional(
+          Closed(
+            {
+              docker: Type.Optional(Type.Union([FilePath("Docker's data-root"), Type.Null()])),
+              podman: Type.Optional(
+                Type.Union([Closed({ graphRoot: FilePath(), runRoot: FilePath() }), Type.Null()]),
+              ),
+              containerd: Type.Optional(Type.Union([FilePath("containerd's state directory"), Type.Null()])),
+            },
+            'where container runtimes record their containers (container:image selectors); null turns one off',
+          ),
+        ),
       },
       'serve the SPIFFE Workload API to local processes and containers',
     ),

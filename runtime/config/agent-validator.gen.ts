@@ -7,7 +7,7 @@
 import { FORMAT_TESTS as FORMATS, ucs2length } from './formats.ts';
 export const validate = validate10;
 export default validate10;
-const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"workload":{"additionalProperties":false,"description":"serve the SPIFFE Workload API to local processes and containers","type":"object","properties":{"socket":{"minLength":1,"description":"the Workload API Unix socket; default /run/edgeward/workload.sock","type":"string"},"entriesFile":{"minLength":1,"description":"registration entries (YAML): selector sets → workload names","type":"string"}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
+const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"workload":{"additionalProperties":false,"description":"serve the SPIFFE Workload API to local processes and containers","type":"object","properties":{"socket":{"minLength":1,"description":"the Workload API Unix socket; default /run/edgeward/workload.sock","type":"string"},"entriesFile":{"minLength":1,"description":"registration entries (YAML): selector sets → workload names","type":"string"},"containers":{"additionalProperties":false,"description":"where container runtimes record their containers (container:image selectors); null turns one off","type":"object","properties":{"docker":{"anyOf":[{"minLength":1,"description":"Docker's data-root","type":"string"},{"type":"null"}]},"podman":{"anyOf":[{"additionalProperties":false,"type":"object","required":["graphRoot","runRoot"],"properties":{"graphRoot":{"minLength":1,"type":"string"},"runRoot":{"minLength":1,"type":"string"}}},{"type":"null"}]},"containerd":{"anyOf":[{"minLength":1,"description":"containerd's state directory","type":"string"},{"type":"null"}]}}}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = FORMATS["trust-domain"];
@@ -2095,7 +2095,7 @@ if(data.workload !== undefined){
 let data60 = data.workload;
 if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
 for(const key13 in data60){
-if(!((key13 === "socket") || (key13 === "entriesFile"))){
+if(!(((key13 === "socket") || (key13 === "entriesFile")) || (key13 === "containers"))){
 const err165 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err165];
@@ -2156,9 +2156,12 @@ vErrors.push(err169);
 errors++;
 }
 }
-}
-else {
-const err170 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data60.containers !== undefined){
+let data63 = data60.containers;
+if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
+for(const key14 in data63){
+if(!(((key14 === "docker") || (key14 === "podman")) || (key14 === "containerd"))){
+const err170 = {instancePath:instancePath+"/workload/containers",schemaPath:"#/properties/workload/properties/containers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err170];
 }
@@ -2168,12 +2171,14 @@ vErrors.push(err170);
 errors++;
 }
 }
-if(data.log !== undefined){
-let data63 = data.log;
-if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
-for(const key14 in data63){
-if(!(key14 === "level")){
-const err171 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"};
+if(data63.docker !== undefined){
+let data64 = data63.docker;
+const _errs163 = errors;
+let valid30 = false;
+const _errs164 = errors;
+if(typeof data64 === "string"){
+if(func3(data64) < 1){
+const err171 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err171];
 }
@@ -2183,13 +2188,8 @@ vErrors.push(err171);
 errors++;
 }
 }
-if(data63.level !== undefined){
-let data64 = data63.level;
-const _errs163 = errors;
-let valid30 = false;
-const _errs164 = errors;
-if(typeof data64 !== "string"){
-const err172 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err172 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err172];
 }
@@ -2198,8 +2198,12 @@ vErrors.push(err172);
 }
 errors++;
 }
-if("debug" !== data64){
-const err173 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+var _valid4 = _errs164 === errors;
+valid30 = valid30 || _valid4;
+if(!valid30){
+const _errs166 = errors;
+if(data64 !== null){
+const err173 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};
 if(vErrors === null){
 vErrors = [err173];
 }
@@ -2208,90 +2212,16 @@ vErrors.push(err173);
 }
 errors++;
 }
-var _valid4 = _errs164 === errors;
+var _valid4 = _errs166 === errors;
 valid30 = valid30 || _valid4;
+}
 if(!valid30){
-const _errs166 = errors;
-if(typeof data64 !== "string"){
-const err174 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err174 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err174];
 }
 else {
 vErrors.push(err174);
-}
-errors++;
-}
-if("info" !== data64){
-const err175 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
-if(vErrors === null){
-vErrors = [err175];
-}
-else {
-vErrors.push(err175);
-}
-errors++;
-}
-var _valid4 = _errs166 === errors;
-valid30 = valid30 || _valid4;
-if(!valid30){
-const _errs168 = errors;
-if(typeof data64 !== "string"){
-const err176 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err176];
-}
-else {
-vErrors.push(err176);
-}
-errors++;
-}
-if("warn" !== data64){
-const err177 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
-if(vErrors === null){
-vErrors = [err177];
-}
-else {
-vErrors.push(err177);
-}
-errors++;
-}
-var _valid4 = _errs168 === errors;
-valid30 = valid30 || _valid4;
-if(!valid30){
-const _errs170 = errors;
-if(typeof data64 !== "string"){
-const err178 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err178];
-}
-else {
-vErrors.push(err178);
-}
-errors++;
-}
-if("error" !== data64){
-const err179 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
-if(vErrors === null){
-vErrors = [err179];
-}
-else {
-vErrors.push(err179);
-}
-errors++;
-}
-var _valid4 = _errs170 === errors;
-valid30 = valid30 || _valid4;
-}
-}
-}
-if(!valid30){
-const err180 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
-if(vErrors === null){
-vErrors = [err180];
-}
-else {
-vErrors.push(err180);
 }
 errors++;
 }
@@ -2307,9 +2237,85 @@ vErrors = null;
 }
 }
 }
+if(data63.podman !== undefined){
+let data65 = data63.podman;
+const _errs169 = errors;
+let valid31 = false;
+const _errs170 = errors;
+if(data65 && typeof data65 == "object" && !Array.isArray(data65)){
+if(data65.graphRoot === undefined){
+const err175 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/required",keyword:"required",params:{missingProperty: "graphRoot"},message:"must have required property '"+"graphRoot"+"'"};
+if(vErrors === null){
+vErrors = [err175];
 }
 else {
-const err181 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
+vErrors.push(err175);
+}
+errors++;
+}
+if(data65.runRoot === undefined){
+const err176 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/required",keyword:"required",params:{missingProperty: "runRoot"},message:"must have required property '"+"runRoot"+"'"};
+if(vErrors === null){
+vErrors = [err176];
+}
+else {
+vErrors.push(err176);
+}
+errors++;
+}
+for(const key15 in data65){
+if(!((key15 === "graphRoot") || (key15 === "runRoot"))){
+const err177 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err177];
+}
+else {
+vErrors.push(err177);
+}
+errors++;
+}
+}
+if(data65.graphRoot !== undefined){
+let data66 = data65.graphRoot;
+if(typeof data66 === "string"){
+if(func3(data66) < 1){
+const err178 = {instancePath:instancePath+"/workload/containers/podman/graphRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/graphRoot/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err178];
+}
+else {
+vErrors.push(err178);
+}
+errors++;
+}
+}
+else {
+const err179 = {instancePath:instancePath+"/workload/containers/podman/graphRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/graphRoot/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err179];
+}
+else {
+vErrors.push(err179);
+}
+errors++;
+}
+}
+if(data65.runRoot !== undefined){
+let data67 = data65.runRoot;
+if(typeof data67 === "string"){
+if(func3(data67) < 1){
+const err180 = {instancePath:instancePath+"/workload/containers/podman/runRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/runRoot/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err180];
+}
+else {
+vErrors.push(err180);
+}
+errors++;
+}
+}
+else {
+const err181 = {instancePath:instancePath+"/workload/containers/podman/runRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/runRoot/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err181];
 }
@@ -2321,12 +2327,303 @@ errors++;
 }
 }
 else {
-const err182 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err182 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err182];
 }
 else {
 vErrors.push(err182);
+}
+errors++;
+}
+var _valid5 = _errs170 === errors;
+valid31 = valid31 || _valid5;
+if(!valid31){
+const _errs177 = errors;
+if(data65 !== null){
+const err183 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};
+if(vErrors === null){
+vErrors = [err183];
+}
+else {
+vErrors.push(err183);
+}
+errors++;
+}
+var _valid5 = _errs177 === errors;
+valid31 = valid31 || _valid5;
+}
+if(!valid31){
+const err184 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err184];
+}
+else {
+vErrors.push(err184);
+}
+errors++;
+}
+else {
+errors = _errs169;
+if(vErrors !== null){
+if(_errs169){
+vErrors.length = _errs169;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data63.containerd !== undefined){
+let data68 = data63.containerd;
+const _errs180 = errors;
+let valid33 = false;
+const _errs181 = errors;
+if(typeof data68 === "string"){
+if(func3(data68) < 1){
+const err185 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err185];
+}
+else {
+vErrors.push(err185);
+}
+errors++;
+}
+}
+else {
+const err186 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err186];
+}
+else {
+vErrors.push(err186);
+}
+errors++;
+}
+var _valid6 = _errs181 === errors;
+valid33 = valid33 || _valid6;
+if(!valid33){
+const _errs183 = errors;
+if(data68 !== null){
+const err187 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};
+if(vErrors === null){
+vErrors = [err187];
+}
+else {
+vErrors.push(err187);
+}
+errors++;
+}
+var _valid6 = _errs183 === errors;
+valid33 = valid33 || _valid6;
+}
+if(!valid33){
+const err188 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err188];
+}
+else {
+vErrors.push(err188);
+}
+errors++;
+}
+else {
+errors = _errs180;
+if(vErrors !== null){
+if(_errs180){
+vErrors.length = _errs180;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err189 = {instancePath:instancePath+"/workload/containers",schemaPath:"#/properties/workload/properties/containers/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err189];
+}
+else {
+vErrors.push(err189);
+}
+errors++;
+}
+}
+}
+else {
+const err190 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err190];
+}
+else {
+vErrors.push(err190);
+}
+errors++;
+}
+}
+if(data.log !== undefined){
+let data69 = data.log;
+if(data69 && typeof data69 == "object" && !Array.isArray(data69)){
+for(const key16 in data69){
+if(!(key16 === "level")){
+const err191 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err191];
+}
+else {
+vErrors.push(err191);
+}
+errors++;
+}
+}
+if(data69.level !== undefined){
+let data70 = data69.level;
+const _errs189 = errors;
+let valid35 = false;
+const _errs190 = errors;
+if(typeof data70 !== "string"){
+const err192 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err192];
+}
+else {
+vErrors.push(err192);
+}
+errors++;
+}
+if("debug" !== data70){
+const err193 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err193];
+}
+else {
+vErrors.push(err193);
+}
+errors++;
+}
+var _valid7 = _errs190 === errors;
+valid35 = valid35 || _valid7;
+if(!valid35){
+const _errs192 = errors;
+if(typeof data70 !== "string"){
+const err194 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err194];
+}
+else {
+vErrors.push(err194);
+}
+errors++;
+}
+if("info" !== data70){
+const err195 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err195];
+}
+else {
+vErrors.push(err195);
+}
+errors++;
+}
+var _valid7 = _errs192 === errors;
+valid35 = valid35 || _valid7;
+if(!valid35){
+const _errs194 = errors;
+if(typeof data70 !== "string"){
+const err196 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err196];
+}
+else {
+vErrors.push(err196);
+}
+errors++;
+}
+if("warn" !== data70){
+const err197 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err197];
+}
+else {
+vErrors.push(err197);
+}
+errors++;
+}
+var _valid7 = _errs194 === errors;
+valid35 = valid35 || _valid7;
+if(!valid35){
+const _errs196 = errors;
+if(typeof data70 !== "string"){
+const err198 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err198];
+}
+else {
+vErrors.push(err198);
+}
+errors++;
+}
+if("error" !== data70){
+const err199 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err199];
+}
+else {
+vErrors.push(err199);
+}
+errors++;
+}
+var _valid7 = _errs196 === errors;
+valid35 = valid35 || _valid7;
+}
+}
+}
+if(!valid35){
+const err200 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err200];
+}
+else {
+vErrors.push(err200);
+}
+errors++;
+}
+else {
+errors = _errs189;
+if(vErrors !== null){
+if(_errs189){
+vErrors.length = _errs189;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err201 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err201];
+}
+else {
+vErrors.push(err201);
+}
+errors++;
+}
+}
+}
+else {
+const err202 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err202];
+}
+else {
+vErrors.push(err202);
 }
 errors++;
 }

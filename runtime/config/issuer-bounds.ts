@@ -2,7 +2,8 @@
  * The bounds between the issuer's durations, checked after the schema (which only knows each
  * value's form): every duration is > 0 and has an upper bound; the gateway SVID fits inside the
  * delegated CA (`svidTtl ≤ offlineBudget`); the delegated CA fits inside what is left of the
- * issuer CA (read from `ca.certificate` at load). Each problem is a `ConfigIssue` with its path
+ * issuer CA (read from `ca.certificate` at load); a `pkcs11:` CA key is an RFC 7512 URI with
+ * `ca.pkcs11` set. Each problem is a `ConfigIssue` with its path
  * and line, so an impossible combination is a config error (`ERR_CONFIG_INVALID`), never a crash
  * of the daemon later.
  *
@@ -15,6 +16,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ConfigIssue } from '../errors.ts';
+import { isPkcs11Uri, parsePkcs11Uri } from '../issuer/pkcs11/uri.ts';
 import { parsePostgresUrl } from '../issuer/store-postgres-connect.ts';
 import { parseDuration } from './formats.ts';
 import type { IssuerConfig } from './issuer-schema.ts';
@@ -91,9 +93,32 @@ function storeBounds(cfg: IssuerConfig, lineOf: LineOf | undefined): ConfigIssue
   return [];
 }
 
+/** `ca.key`/`ca.next.key` as PKCS#11 URIs: well formed, and `ca.pkcs11` set exactly when one is used. */
+function pkcs11Bounds(cfg: IssuerConfig, lineOf: LineOf | undefined): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  let used = false;
+  for (const [path, key] of [
+    ['ca.key', cfg.ca.key],
+    ['ca.next.key', cfg.ca.next?.key],
+  ] as const) {
+    if (key === undefined || !isPkcs11Uri(key)) continue;
+    used = true;
+    try {
+      parsePkcs11Uri(key);
+    } catch (err) {
+      issues.push(at(lineOf, path, (err as Error).message));
+    }
+    if (cfg.ca.pkcs11 === undefined)
+      issues.push(at(lineOf, path, 'is a PKCS#11 URI: set ca.pkcs11: { module, pinFile }'));
+  }
+  if (!used && cfg.ca.pkcs11 !== undefined)
+    issues.push(at(lineOf, 'ca.pkcs11', 'is set but neither ca.key nor ca.next.key is a pkcs11: URI'));
+  return issues;
+}
+
 /** Bounds that need nothing but the document. */
 export function issuerBounds(cfg: IssuerConfig, lineOf?: LineOf): ConfigIssue[] {
-  const issues: ConfigIssue[] = storeBounds(cfg, lineOf);
+  const issues: ConfigIssue[] = [...storeBounds(cfg, lineOf), ...pkcs11Bounds(cfg, lineOf)];
   const given: Record<string, string | undefined> = {
     offlineBudget: cfg.offlineBudget,
     svidTtl: cfg.svidTtl,

@@ -8,7 +8,8 @@
  * `{ leveldb: { dir } }` (one issuer process, the embedded default) or `{ postgres: { url,
  * passwordFile?, caFile?, poolSize? } }` (any number of replicas on one database). The migration
  * moves `storeDir` to `store.leveldb.dir`. The password lives only in `passwordFile` (0600): the
- * URL may not carry one, and no environment variable sets it.
+ * URL may not carry one, and no environment variable sets it. `ca.key` and `ca.next.key` may be
+ * PKCS#11 URIs (RFC 7512) with `ca.pkcs11: { module, pinFile }` (no version change: an addition).
  */
 import { type Static, Type } from '@sinclair/typebox';
 import type { Migration } from './migrations.ts';
@@ -48,13 +49,25 @@ export const IssuerConfigSchema = Closed({
   }),
   ca: Closed({
     certificate: FilePath('issuer CA certificate (PEM)'),
-    key: FilePath('issuer CA private key (PEM, mode 0600)'),
+    key: FilePath(
+      'issuer CA private key (PEM, mode 0600), or a PKCS#11 URI pkcs11:token=<label>;object=<label> (needs ca.pkcs11)',
+    ),
     /** A prepared next CA: published in the bundle at start, signs after `edgeward issuer ca rotate`. */
     next: Type.Optional(
       Closed({
         certificate: FilePath('next CA certificate (PEM)'),
-        key: FilePath('next CA private key (PEM, mode 0600)'),
+        key: FilePath('next CA private key (PEM, mode 0600), or a PKCS#11 URI'),
       }),
+    ),
+    /** Where a `pkcs11:` key is: the module and the user PIN (never in the YAML or the environment). */
+    pkcs11: Type.Optional(
+      Closed(
+        {
+          module: FilePath('the PKCS#11 module (shared library), e.g. /usr/lib/softhsm/libsofthsm2.so'),
+          pinFile: FilePath('the token user PIN (mode 0600)'),
+        },
+        'the PKCS#11 token holding the pkcs11: CA keys',
+      ),
     ),
   }),
   /** JWT-SVID signing (absent: the issuer refuses JWT-SVID requests with ERR_ISSUER_JWT_KEY). */

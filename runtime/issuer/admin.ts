@@ -106,9 +106,27 @@ export async function dispatch(
     }
     case 'GET /revocations':
       return issuer.listRevocations(int(q.get('limit'), 'limit', 1000));
-    case 'POST /ca/rotate':
-      await issuer.rotateCa(by);
-      return { rotated: true };
+    case 'POST /ca/rotate': {
+      // { at: ms } or { afterMs: ms } or { now: true }; none: the earliest safe time.
+      const { at, afterMs, now } = body;
+      if ([at, afterMs, now].filter((x) => x !== undefined).length > 1)
+        throw bad('give at most one of at, afterMs, now');
+      if (at !== undefined && (typeof at !== 'number' || !Number.isSafeInteger(at) || at < 0))
+        throw bad('at must be a time in ms since the epoch');
+      if (
+        afterMs !== undefined &&
+        (typeof afterMs !== 'number' || !Number.isSafeInteger(afterMs) || afterMs < 0)
+      )
+        throw bad('afterMs must be a non-negative integer');
+      if (now !== undefined && now !== true) throw bad('now must be true');
+      return issuer.rotateCa(by, {
+        ...(now === true ? { immediate: true } : {}),
+        ...(typeof at === 'number' ? { at } : {}),
+        ...(typeof afterMs === 'number' ? { afterMs } : {}),
+      });
+    }
+    case 'GET /ca':
+      return issuer.caStatus();
     case 'POST /jwt/rotate':
       return issuer.rotateJwtKey(by);
     case 'GET /audit':

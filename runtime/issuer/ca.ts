@@ -1,40 +1,60 @@
 /**
  * The issuer's CAs and the trust bundle they make. One CA signs (`active`); a `next` CA can be
- * prepared, which publishes it in the bundle before it signs anything; activating it retires
- * the old one, which stays in the bundle until everything it signed has expired. The bundle's
- * `spiffe_sequence` goes up with every change of the root set.
+ * prepared, which publishes it in the bundle before it signs anything; a rotation schedules the
+ * switch to it at a time recorded in the store (`activateAt`, `ca-state.ts`), and from then the
+ * old one is retired, staying in the bundle until everything it signed has expired. The bundle's
+ * `spiffe_sequence` goes up with every change of the root set, and at a switch.
  *
- * With replicas, the CA state is the store's (`meta/bundle`: which certificate is active, which
- * is next, the retired ones, the sequence), never each process's own: every change is written
- * under the record's version (re-read and re-applied on conflict) and notifies the `ca` channel;
- * every replica re-reads the record on that notification, on a resync and on a poll, and signs
- * with the key pair (from its own configuration, never from the store) whose certificate the
- * store says is active. One `ca rotate` on any replica is thus applied by all of them. A replica
- * that does not hold the active CA's key refuses to sign (ERR_ISSUER_CA_INVALID, not ready).
- * A replica whose configured CA the store does not know (a first start, or a CA replaced by
- * editing the configuration rather than by rotation) makes it the active one, as one process did.
+ * With replicas, the CA state is the store's (`meta/bundle`, followed by `ca-record.ts`), never
+ * each process's own; every replica signs with the key pair (from its own configuration, never
+ * from the store) whose certificate the record says is active at this instant. A scheduled switch
+ * happens on every replica at the recorded time by its own clock (a timer, and a check before
+ * each signature), not at a restart. A replica that does not hold the active CA's key refuses to
+ * sign (ERR_ISSUER_CA_INVALID, 503, not ready); each writes a heartbeat with the keys it holds
+ * (`ca-replicas.ts`), and a switch is scheduled only when every live replica holds the next key.
  *
  * @example
  * ```ts
- * const cas = await CaSet.open({ trustDomain, active: { certificate, privateKey }, store, clock, random });
- * cas.signer.sign({...});  cas.bundleJson();  await cas.prepareNext(next);  await cas.activateNext();
+ * const cas = await CaSet.open({ trustDomain, active: { certificate, key }, store, clock, random });
+ * await cas.signer.issue({...});  cas.bundleJson();  await cas.prepareNext(next);  await cas.activateNext();
  * ```
  */
-import { createHash, type KeyObject, X509Certificate } from 'node:crypto';
+import { type KeyObject, X509Certificate } from 'node:crypto';
 import type { Clock, Timer } from '../core/clock.ts';
-import { isEdgewardError } from '../core/error.ts';
 import { type Logger, nullLogger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import { encodeBundle } from '../svid/bundle.ts';
-import { createSigner, type SvidSigner } from '../svid/signer.ts';
+import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
+import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
+import { CA_POLL_MS, CaRecord } from './ca-record.ts';
+import { dropBeat, pruneBeats, REPLICA_LIVE_POLLS, writeBeat } from './ca-replicas.ts';
+import {
+  type CaStatus,
+  caStatus,
+  checkReplicasHold,
+  iso,
+  planSwitch,
+  type SwitchRequest,
+  scheduledRecord,
+} from './ca-rotation.ts';
+import { type BundleMeta, effectiveAt, fingerprint as fp, openedRecord } from './ca-state.ts';
 import type { JwtKeySet } from './jwt-keys.ts';
-import { K } from './records.ts';
-import type { IssuerStore, StoreSubscription } from './store.ts';
+import type { IssuerStore } from './store.ts';
 
-export interface CaKeyPair {
-  readonly certificate: Uint8Array;
-  readonly privateKey: KeyObject;
+export { CA_CHANNEL, CA_POLL_MS } from './ca-record.ts';
+
+/**
+ * A CA certificate and its key behind the signing seam (`CaKey`: a PKCS#11 token key,
+ * `runtime/issuer/pkcs11/`), or a file key as a `KeyObject` (signed through `softwareCaKey`).
+ */
+export type CaKeyPair =
+  | { readonly certificate: Uint8Array; readonly key: CaKey }
+  | { readonly certificate: Uint8Array; readonly privateKey: KeyObject };
+
+/** The signing seam of a pair: its `CaKey`, or its file key wrapped as one. */
+export function caKeyOf(pair: CaKeyPair): CaKey {
+  return 'key' in pair ? pair.key : softwareCaKey(pair.privateKey);
 }
 
 interface Retired {
@@ -44,26 +64,26 @@ interface Retired {
   readonly until: number;
 }
 
-/** `meta/bundle`: the CA state all replicas share. */
-interface BundleMeta {
-  sequence: number;
-  fingerprints: string[];
-  retired: { certificate: Uint8Array; until: number }[];
-  /** The active CA's certificate (absent in a store written before replicas: the config's then). */
-  active?: Uint8Array;
-  next?: Uint8Array;
-}
-
-/** The store channel a CA change notifies. */
-export const CA_CHANNEL = 'ca';
-/** How often a replica re-reads the CA state without being told (backstop). */
-export const CA_POLL_MS = 30_000;
-const ATTEMPTS = 16;
+/**
+ * The least time between publishing a next CA in the bundle and its first signature when no
+ * bundle refresh hint is configured: five polls of the agents' default 60 s bundle poll.
+ */
+export const DEFAULT_SWITCH_DELAY_MS = 5 * 60_000;
 
 export interface CaSetOptions {
   readonly trustDomain: string;
   readonly active: CaKeyPair;
   readonly next?: CaKeyPair;
+  /**
+   * Where a next CA comes from when a rotation finds none published and none configured (a key
+   * generated in a shared PKCS#11 token); without it, `ca.next` must be configured on every replica.
+   */
+  readonly nextSource?: () => Promise<CaKeyPair>;
+  /**
+   * The key of a CA certificate this replica sees in the store but was not configured with (a
+   * key another replica generated in a shared PKCS#11 token); undefined when it has none.
+   */
+  readonly keyFor?: (certificate: Uint8Array) => Promise<CaKeyPair | undefined>;
   readonly store: IssuerStore;
   readonly clock: Clock;
   readonly random: Random;
@@ -72,33 +92,37 @@ export interface CaSetOptions {
   readonly maxTtlMs: number;
   readonly logger?: Logger;
   readonly pollMs?: number;
+  /** Told once, by the replica that wrote it down, that the scheduled switch to CA `active` happened at `at` (audit). */
+  readonly onSwitched?: (o: { active: string; at: number }) => void;
   /** JWT-SVID signing keys published in the bundle (`jwt-keys.ts`); the bundle sequence is the sum of both. */
   readonly jwtKeys?: JwtKeySet;
 }
 
-const fp = (der: Uint8Array): string => createHash('sha256').update(der).digest('hex');
-
-function signerFor(o: CaSetOptions, pair: CaKeyPair): { signer: SvidSigner; x509: X509Certificate } {
+function signerFor(o: CaSetOptions, pair: CaKeyPair): Signing {
   try {
-    const signer = createSigner({
+    const key = caKeyOf(pair);
+    const signer = createCaSigner({
       certificate: pair.certificate,
-      privateKey: pair.privateKey,
+      key,
       trustDomain: o.trustDomain,
       random: o.random,
     });
-    return { signer, x509: new X509Certificate(Buffer.from(pair.certificate)) };
+    return { signer, key, x509: new X509Certificate(Buffer.from(pair.certificate)), pair };
   } catch (cause) {
     throw new IssuerError('ERR_ISSUER_CA_INVALID', `CA unusable: ${(cause as Error).message}`, {}, { cause });
   }
 }
 
-type Signing = { signer: SvidSigner; x509: X509Certificate; pair: CaKeyPair };
+/** A CA this replica can sign with: its template signer over its `CaKey` (file or PKCS#11). */
+export type Signing = { signer: AsyncSvidSigner; key: CaKey; x509: X509Certificate; pair: CaKeyPair };
 
 export class CaSet {
   readonly #o: CaSetOptions;
   readonly #log: Logger;
   /** Every key pair this process holds (configured, or prepared through it), by certificate fingerprint. */
   readonly #pairs = new Map<string, Signing>();
+  /** This process among the replicas (its heartbeat's key). */
+  readonly #instance: string;
   #active: Signing | undefined;
   /** The active certificate when this replica lacks its key. */
   #activeX509: X509Certificate;
@@ -106,18 +130,34 @@ export class CaSet {
   #next: X509Certificate | undefined;
   #retired: Retired[] = [];
   #sequence = 0;
-  /** The encoded bundle, kept while the sequence and the number of live keys stay the same. */
-  #bundle: { json: string; sequence: number; roots: number } | undefined;
-  #subscription: StoreSubscription | undefined;
-  #timer: Timer | undefined;
+  /** The encoded bundle, kept while the record applied and the number of live roots stay the same. */
+  #bundle: { json: string; roots: number; sequence: number } | undefined;
+  readonly #rec: CaRecord;
   #closed = false;
-  /** The store version of the record applied last (a poll that finds it unchanged does nothing). */
+  /** The store record applied last, as read (a scheduled switch not yet applied in it), and its version. */
+  #record: BundleMeta | undefined;
   #version: number | undefined;
+  /** A scheduled switch still to come: its time, and the timer that applies it. */
+  #switchAt: number | undefined;
+  #switchTimer: Timer | undefined;
+  #committing = false;
+  /** Certificates whose key `keyFor` is being asked for. */
+  readonly #resolving = new Set<string>();
   #waiters: { sequence: number; resolve: () => void }[] = [];
 
   private constructor(o: CaSetOptions) {
     this.#o = o;
     this.#log = o.logger ?? nullLogger;
+    this.#instance = o.random.bytes(8).toString('hex');
+    this.#rec = new CaRecord({
+      store: o.store,
+      clock: o.clock,
+      logger: this.#log,
+      ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
+      apply: (meta, version) => this.#apply(meta, version),
+      onPoll: () => this.#beat(),
+      switched: (m) => o.onSwitched?.({ active: fp(m.next as Uint8Array), at: m.activateAt as number }),
+    });
     const a = this.#hold(o.active);
     if (o.next !== undefined) this.#hold(o.next);
     this.#active = a;
@@ -129,61 +169,61 @@ export class CaSet {
     const now = o.clock.now();
     if ((set.#active as Signing).signer.notAfter <= now)
       throw new IssuerError('ERR_ISSUER_CA_INVALID', 'the CA certificate has expired');
-    const configuredNext = o.next === undefined ? undefined : fp(o.next.certificate);
-    await set.#change((meta) => {
-      if (meta?.active !== undefined && set.#pairs.has(fp(meta.active))) {
-        // The store's state wins; a configured next CA it does not have yet is published.
-        if (meta.next === undefined && configuredNext !== undefined && configuredNext !== fp(meta.active))
-          return { ...meta, next: Buffer.from((o.next as CaKeyPair).certificate) };
-        return meta;
-      }
-      // First start on this store, or a CA the store does not know: the configuration's.
-      return {
-        sequence: meta?.sequence ?? 0,
-        fingerprints: meta?.fingerprints ?? [],
-        retired: meta?.retired ?? [],
-        active: Buffer.from(o.active.certificate),
-        ...(o.next === undefined ? {} : { next: Buffer.from(o.next.certificate) }),
-      };
-    });
+    await set.#rec.change((meta) =>
+      openedRecord(meta, {
+        active: o.active.certificate,
+        ...(o.next === undefined ? {} : { next: o.next.certificate }),
+        held: (print) => set.#pairs.has(print),
+        now,
+      }),
+    );
     o.jwtKeys?.onChange(() => set.#wake());
-    set.#subscription = await o.store.subscribe(CA_CHANNEL, () => set.#refreshLogged());
-    set.#schedulePoll();
+    await set.#rec.start();
+    await set.#beat();
     return set;
   }
 
   /** The CA that signs now (ERR_ISSUER_CA_INVALID when this replica lacks the active CA's key). */
-  get signer(): SvidSigner {
+  get signer(): AsyncSvidSigner {
     return this.activeKeyPair().signer;
   }
 
   /** The active CA's key pair and signer, as held by this replica. */
   activeKeyPair(): Signing {
+    this.#catchUp();
     if (this.#active === undefined)
       throw new IssuerError(
         'ERR_ISSUER_CA_INVALID',
-        `this replica does not hold the key of the active CA (${this.#activeX509.subject}): configure it as ca or ca.next`,
+        `this replica does not hold the key of the active CA (${this.#activeX509.subject.replace(/\n/g, ', ')}, sha256 ${fp(this.#activeX509.raw)}): configure it as ca or ca.next and restart; other replicas sign`,
       );
     return this.#active;
   }
 
+  /** The active CA's certificate (whether or not this replica holds its key). */
+  get activeCertificate(): X509Certificate {
+    this.#catchUp();
+    return this.#activeX509;
+  }
+
   /** The bundle's `spiffe_sequence`: the CA state's plus the JWT key state's (each only goes up). */
   get sequence(): number {
+    this.#catchUp();
+    return this.#fullSequence;
+  }
+
+  get #fullSequence(): number {
     return this.#sequence + (this.#o.jwtKeys?.sequence ?? 0);
   }
 
   /** Every root a verifier must accept now: active, next, and retired ones still covering issued certificates. */
   roots(): X509Certificate[] {
+    this.#catchUp();
     const now = this.#o.clock.now();
     return [
       this.#activeX509,
       ...(this.#next ? [this.#next] : []),
       ...this.#retired.filter((r) => r.until > now).map((r) => r.x509),
     ];
-  }
-
-  #roots(): Buffer[] {
-    return this.roots().map((r) => r.raw);
   }
 
   /** Remember the latest NotAfter the active CA signed (how long it must stay in the bundle). */
@@ -193,14 +233,14 @@ export class CaSet {
 
   /** The bundle JSON, encoded once per root set (every GET /v1/bundle and issuance serves it). */
   bundleJson(): string {
-    const roots = this.#roots();
+    const roots = this.roots().map((r) => r.raw);
     const jwtKeys = this.#o.jwtKeys?.authorities() ?? [];
-    const sequence = this.sequence;
+    const sequence = this.#fullSequence;
     const count = roots.length + jwtKeys.length;
-    // The key set changes through the store (a new sequence) or by a retired key lapsing before
-    // prune (one key fewer).
+    // The key set changes through the store (a record applied: the cache is dropped; a JWT key
+    // change: a new sequence) or by a retired key lapsing before prune (one key fewer).
     let cached = this.#bundle;
-    if (cached === undefined || cached.sequence !== sequence || cached.roots !== count) {
+    if (cached === undefined || cached.roots !== count || cached.sequence !== sequence) {
       cached = {
         json: encodeBundle({
           roots,
@@ -210,180 +250,245 @@ export class CaSet {
             ? {}
             : { refreshHintSeconds: this.#o.refreshHintSeconds }),
         }),
-        sequence,
         roots: count,
+        sequence,
       };
       this.#bundle = cached;
     }
     return cached.json;
   }
 
-  /** Publish `next` in the bundle; it signs nothing until `activateNext`. */
+  /** Publish `next` in the bundle; it signs nothing until a switch is scheduled (`scheduleSwitch`). */
   async prepareNext(next: CaKeyPair): Promise<void> {
     const n = this.#hold(next);
-    await this.#change((meta) => ({ ...(meta as BundleMeta), next: n.x509.raw }));
-  }
-
-  /** Make the prepared CA the signer (on every replica); the old one stays in the bundle until what it signed expires. */
-  async activateNext(): Promise<void> {
-    await this.#change((meta) => {
+    await this.#beat();
+    const now = this.#o.clock.now();
+    await this.#rec.change((meta) => {
       const m = meta as BundleMeta;
-      if (m.next === undefined)
-        throw new IssuerError('ERR_ISSUER_CA_INVALID', 'no next CA prepared (set ca.next)');
-      if (!this.#pairs.has(fp(m.next)))
-        throw new IssuerError(
-          'ERR_ISSUER_CA_INVALID',
-          'this replica does not hold the next CA key (configure ca.next here, or rotate on a replica that has it)',
-        );
-      const old = new X509Certificate(Buffer.from(m.active ?? this.#activeX509.raw));
-      // What any replica signed with the old CA expires within the longest TTL from now.
-      const until = Math.max(this.#maxSigned, this.#o.clock.now() + this.#o.maxTtlMs);
-      const { next, ...rest } = m;
-      return {
-        ...rest,
-        active: next,
-        retired: [...m.retired, { certificate: old.raw, until: Math.min(until, Date.parse(old.validTo)) }],
-      };
+      if (m.next !== undefined && Buffer.from(m.next).equals(n.x509.raw)) return m;
+      const { activateAt: _a, retireUntil: _r, ...rest } = m;
+      return { ...rest, next: n.x509.raw, nextPublishedAt: now };
     });
   }
 
-  /** Drop retired CAs whose certificates have all expired; true when the bundle changed. */
+  /** The least time from publishing a next CA to its first signature (the bundle's refresh hint, or 5 min). */
+  get switchDelayMs(): number {
+    const hint = this.#o.refreshHintSeconds;
+    return hint === undefined ? DEFAULT_SWITCH_DELAY_MS : hint * 1000;
+  }
+
+  /**
+   * Schedule the switch to the next CA: published now if it is not yet (the one prepared, else
+   * the configured `ca.next`, else one from `nextSource`), signing on every replica from `at`
+   * (default and minimum: its publication + `switchDelayMs`, so verifiers fetch the bundle with it
+   * first; `immediate`: now, for a compromised or expiring CA). Refused unless every live replica
+   * holds the next key (ERR_ISSUER_CA_KEY_MISSING, naming them). Rescheduling moves the time.
+   */
+  async scheduleSwitch(request: SwitchRequest): Promise<CaStatus> {
+    const now = this.#o.clock.now();
+    await this.refresh();
+    const record = effectiveAt(this.#record as BundleMeta, now);
+    let next = record.next;
+    // The time is checked before a next CA is made for it (a refused request leaves no key behind).
+    planSwitch({ record, now, delayMs: this.switchDelayMs, next, request });
+    if (next === undefined) {
+      const own = this.#o.next;
+      if (own !== undefined && !this.#activeX509.raw.equals(Buffer.from(own.certificate)))
+        next = own.certificate;
+      else if (this.#o.nextSource !== undefined) next = this.#hold(await this.#o.nextSource()).x509.raw;
+      else
+        throw new IssuerError(
+          'ERR_ISSUER_CA_INVALID',
+          'no next CA: create one and configure it as ca.next on every replica (then restart them), or prepare one',
+        );
+    }
+    const print = fp(next);
+    const der = Buffer.from(next);
+    const { at, publishedAt } = planSwitch({ record, now, delayMs: this.switchDelayMs, next, request });
+    // In the bundle at once, whether or not the switch can be scheduled yet (the next `ca rotate`
+    // finds it there, counted from this publication, and makes no other).
+    if (record.next === undefined)
+      await this.#rec.change((meta) =>
+        (meta as BundleMeta).next === undefined
+          ? { ...(meta as BundleMeta), next: der, nextPublishedAt: now }
+          : (meta as BundleMeta),
+      );
+    await this.#beat();
+    await checkReplicasHold(this.#o.store, now, this.#liveWindow(), print);
+    // What any replica signed with the old CA expires within the longest TTL from the switch.
+    const signedUntil = Math.max(this.#maxSigned, at + this.#o.maxTtlMs);
+    await this.#rec.change((meta) =>
+      scheduledRecord(meta as BundleMeta, { next: der, publishedAt, at, signedUntil }),
+    );
+    this.#log.info('CA switch scheduled', { next: print, activateAt: iso(at) });
+    return this.status();
+  }
+
+  /** Switch to the prepared CA now (a compromised or expiring CA; `scheduleSwitch` otherwise). */
+  async activateNext(): Promise<void> {
+    await this.scheduleSwitch({ immediate: true });
+  }
+
+  /** The shared CA state as the store has it now (re-read), with the replicas' heartbeats. */
+  async status(): Promise<CaStatus> {
+    await this.refresh();
+    const active = this.activeCertificate;
+    return caStatus({
+      store: this.#o.store,
+      record: this.#record as BundleMeta,
+      now: this.#o.clock.now(),
+      windowMs: this.#liveWindow(),
+      self: this.#instance,
+      sequence: this.#sequence,
+      active,
+      next: this.#next,
+      retired: this.#retired,
+    });
+  }
+
+  /** Drop retired CAs whose certificates have all expired, and gone replicas' heartbeats; true when the bundle changed. */
   async prune(): Promise<boolean> {
     const now = this.#o.clock.now();
+    await pruneBeats(this.#o.store, now);
     if (!this.#retired.some((r) => r.until <= now)) return false;
-    await this.#change((meta) => ({
-      ...(meta as BundleMeta),
-      retired: (meta as BundleMeta).retired.filter((r) => r.until > now),
-    }));
+    await this.#rec.change((meta) => {
+      const m = meta as BundleMeta;
+      return { ...m, retired: m.retired.filter((r) => r.until > now) };
+    });
     return true;
   }
 
   /** Re-read the CA state from the store (what the notification, a resync and the poll do). */
-  async refresh(): Promise<void> {
-    const e = await this.#o.store.getEntry<BundleMeta>(K.bundle);
-    if (e !== undefined && e.version !== this.#version) this.#apply(e.value, e.version);
+  refresh(): Promise<void> {
+    return this.#rec.refresh();
   }
 
   async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
-    this.#timer?.cancel();
-    await this.#subscription?.close();
+    this.#switchTimer?.cancel();
+    await this.#rec.close();
+    await dropBeat(this.#o.store, this.#instance).catch(() => {});
   }
 
   #hold(pair: CaKeyPair): Signing {
     const key = fp(pair.certificate);
     const have = this.#pairs.get(key);
     if (have !== undefined) return have;
-    const s = { ...signerFor(this.#o, pair), pair };
+    const s = signerFor(this.#o, pair);
     this.#pairs.set(key, s);
     return s;
   }
 
-  /** This replica's view from the store's record. */
+  #liveWindow(): number {
+    return REPLICA_LIVE_POLLS * (this.#o.pollMs ?? CA_POLL_MS);
+  }
+
+  /** This replica's heartbeat: the keys it holds. */
+  #beat(): Promise<void> {
+    return writeBeat(this.#o.store, this.#instance, {
+      at: this.#o.clock.now(),
+      holds: [...this.#pairs.keys()],
+    });
+  }
+
+  /** A scheduled switch whose time has come is applied now (before a signature, a bundle, a status). */
+  #catchUp(): void {
+    if (this.#switchAt !== undefined && this.#o.clock.now() >= this.#switchAt && this.#record !== undefined)
+      this.#apply(this.#record, this.#version);
+  }
+
+  /** This replica's view from the store's record, at this instant. */
   #apply(meta: BundleMeta, version: number | undefined): void {
     this.#version = version;
+    this.#record = meta;
     const now = this.#o.clock.now();
-    if (meta.active !== undefined) {
-      const der = Buffer.from(meta.active);
+    const m = effectiveAt(meta, now);
+    if (m.active !== undefined) {
+      const der = Buffer.from(m.active);
       const held = this.#pairs.get(fp(der));
+      const switched = !this.#activeX509.raw.equals(der);
       if (held !== this.#active) this.#maxSigned = 0;
       this.#active = held;
       this.#activeX509 = held?.x509 ?? new X509Certificate(der);
+      if (switched)
+        this.#log[held === undefined ? 'error' : 'info'](
+          held === undefined ? 'CA switched to one whose key this replica lacks: not signing' : 'CA switched',
+          { active: fp(der), ...(m !== meta ? { activateAt: iso(meta.activateAt as number) } : {}) },
+        );
     }
-    this.#next = meta.next === undefined ? undefined : new X509Certificate(Buffer.from(meta.next));
+    this.#next = m.next === undefined ? undefined : new X509Certificate(Buffer.from(m.next));
+    for (const der of [m.active, m.next]) if (der !== undefined) this.#resolve(Buffer.from(der));
     const live = [this.#activeX509.raw, ...(this.#next ? [this.#next.raw] : [])];
-    this.#retired = meta.retired
+    this.#retired = m.retired
       .filter((r) => r.until > now && !live.some((x) => x.equals(Buffer.from(r.certificate))))
       .map((r) => {
         const der = Buffer.from(r.certificate);
         return { certificate: der, x509: new X509Certificate(der), until: r.until };
       });
-    this.#sequence = meta.sequence;
+    this.#sequence = m.sequence;
+    this.#bundle = undefined;
+    this.#armSwitch(m === meta ? meta.activateAt : undefined);
+    if (m !== meta) this.#commitSwitch();
     this.#wake();
   }
 
   #wake(): void {
-    const ready = this.#waiters.filter((w) => w.sequence <= this.sequence);
-    this.#waiters = this.#waiters.filter((w) => w.sequence > this.sequence);
+    const ready = this.#waiters.filter((w) => w.sequence <= this.#fullSequence);
+    this.#waiters = this.#waiters.filter((w) => w.sequence > this.#fullSequence);
     for (const w of ready) w.resolve();
+  }
+
+  /** Ask `keyFor` for the key of `der` when this replica lacks it; held (and reported) when found. */
+  #resolve(der: Buffer): void {
+    const print = fp(der);
+    if (this.#o.keyFor === undefined || this.#pairs.has(print) || this.#resolving.has(print) || this.#closed)
+      return;
+    this.#resolving.add(print);
+    this.#o
+      .keyFor(der)
+      .then(async (pair) => {
+        if (pair === undefined || !Buffer.from(pair.certificate).equals(der)) return;
+        this.#hold(pair);
+        if (this.#record !== undefined) this.#apply(this.#record, this.#version);
+        await this.#beat();
+      })
+      .catch((e: unknown) => this.#log.warn('CA key lookup failed', { ca: print, error: String(e) }))
+      .finally(() => this.#resolving.delete(print));
+  }
+
+  /** A timer at the scheduled switch (this replica's clock), or none. */
+  #armSwitch(at: number | undefined): void {
+    if (at === this.#switchAt) return;
+    this.#switchTimer?.cancel();
+    this.#switchTimer = undefined;
+    this.#switchAt = at;
+    if (at === undefined || this.#closed) return;
+    if (this.#next !== undefined && !this.#pairs.has(fp(this.#next.raw)))
+      this.#log.warn('a CA switch is scheduled to a CA whose key this replica lacks', {
+        next: fp(this.#next.raw),
+        activateAt: iso(at),
+      });
+    this.#switchTimer = this.#o.clock.setTimer('issuer-ca-switch', at - this.#o.clock.now(), () =>
+      this.#catchUp(),
+    );
+  }
+
+  /** Write the switch down (the first replica past its time does; for the others nothing changes). */
+  #commitSwitch(): void {
+    if (this.#committing || this.#closed) return;
+    this.#committing = true;
+    this.#rec
+      .change((meta) => meta as BundleMeta)
+      .catch((e: unknown) => this.#log.warn('CA switch not written down yet', { error: String(e) }))
+      .finally(() => {
+        this.#committing = false;
+      });
   }
 
   /** Resolves once this replica has applied bundle sequence `sequence` (a change on any replica). */
   whenSequence(sequence: number): Promise<void> {
-    if (sequence <= this.sequence) return Promise.resolve();
+    if (sequence <= this.#fullSequence) return Promise.resolve();
     return new Promise((resolve) => this.#waiters.push({ sequence, resolve }));
   }
-
-  /**
-   * One change of the shared CA state: `f` on the record read, written under its version with a
-   * new bundle sequence when the root set changed, notified to every replica; on a conflict
-   * `f` runs again on the fresh record.
-   */
-  async #change(f: (meta: BundleMeta | undefined) => BundleMeta): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      const entry = await this.#o.store.getEntry<BundleMeta>(K.bundle);
-      const next = f(entry?.value);
-      // Fingerprints of the root set the new record describes (as #apply will see it).
-      const now = this.#o.clock.now();
-      const live = [next.active, next.next].filter((x): x is Uint8Array => x !== undefined).map((x) => fp(x));
-      const prints = [
-        ...live,
-        ...next.retired
-          .filter((r) => r.until > now && !live.includes(fp(r.certificate)))
-          .map((r) => fp(r.certificate)),
-      ];
-      const same = entry !== undefined && entry.value.fingerprints.join() === prints.join();
-      const record: BundleMeta = {
-        ...next,
-        fingerprints: prints,
-        sequence: same ? entry.value.sequence : (entry?.value.sequence ?? 0) + 1,
-      };
-      if (entry !== undefined && same && unchanged(entry.value, record)) {
-        this.#apply(entry.value, entry.version);
-        return;
-      }
-      try {
-        const { version } = await this.#o.store.batch([
-          entry === undefined
-            ? { type: 'absent', key: K.bundle }
-            : { type: 'version', key: K.bundle, version: entry.version },
-          { type: 'put', key: K.bundle, value: record },
-          { type: 'notify', channel: CA_CHANNEL },
-        ]);
-        this.#apply(record, version);
-        return;
-      } catch (err) {
-        if (!isEdgewardError(err) || err.code !== 'ERR_ISSUER_STORE_CONFLICT' || attempt >= ATTEMPTS)
-          throw err;
-      }
-    }
-  }
-
-  #refreshLogged(): void {
-    this.refresh().catch((e: unknown) => this.#log.warn('CA state refresh failed', { error: String(e) }));
-  }
-
-  #schedulePoll(): void {
-    if (this.#closed) return;
-    this.#timer = this.#o.clock.setTimer('issuer-ca-poll', this.#o.pollMs ?? CA_POLL_MS, () => {
-      this.refresh()
-        .catch((e: unknown) => this.#log.warn('CA state poll failed', { error: String(e) }))
-        .finally(() => this.#schedulePoll());
-    });
-  }
-}
-
-const bytesEqual = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean =>
-  a === undefined || b === undefined ? a === b : Buffer.from(a).equals(Buffer.from(b));
-
-function unchanged(a: BundleMeta, b: BundleMeta): boolean {
-  return (
-    a.sequence === b.sequence &&
-    bytesEqual(a.active, b.active) &&
-    bytesEqual(a.next, b.next) &&
-    a.retired.length === b.retired.length &&
-    a.retired.every(
-      (r, i) => r.until === b.retired[i]?.until && bytesEqual(r.certificate, b.retired[i]?.certificate),
-    )
-  );
 }

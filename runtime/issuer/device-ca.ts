@@ -3,10 +3,10 @@
  * living the gateway's offline budget (`budget.ts`), under which the gateway signs its devices'
  * certificates while the issuer is out of reach.
  */
-import type { SignedCertificate, SvidSigner } from '../svid/signer.ts';
+import type { AsyncSvidSigner, SignedCertificate } from '../svid/signer.ts';
 
 export function signDeviceCa(
-  signer: SvidSigner,
+  signer: AsyncSvidSigner,
   o: {
     spiffeId: string;
     caSpki: Buffer;
@@ -14,7 +14,7 @@ export function signDeviceCa(
     notAfter: number;
     serverNames: readonly string[];
   },
-): SignedCertificate {
+): Promise<SignedCertificate> {
   return signer.issue({
     profile: 'device-ca',
     spiffeId: o.spiffeId,

@@ -1,6 +1,7 @@
 /**
  * From a validated issuer config file to `startIssuer` options: reads the CA and TLS key
- * material (keys must be 0600), manufacturer and factory roots, firmware-signing keys, and
+ * material (keys must be 0600; a `pkcs11:` CA key is opened in its token, `pkcs11/key.ts`, and
+ * closed with the issuer), manufacturer and factory roots, firmware-signing keys, and
  * turns durations into milliseconds. Defaults deny: no method is on unless configured,
  * auto-registration is off, PCR values must match signed manifests.
  */
@@ -11,8 +12,11 @@ import { parseDuration } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
-import { softwareCaKey } from '../svid/ca-key.ts';
+import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
+import type { CaKeyPair } from './ca.ts';
 import { readCertificatesFile, readPrivateKeyFile, readPublicKeyFile } from './files.ts';
+import { openPkcs11CaKey } from './pkcs11/key.ts';
+import { isPkcs11Uri } from './pkcs11/uri.ts';
 import type { StartIssuerOptions } from './start.ts';
 import type { IssuerStore } from './store.ts';
 
@@ -37,13 +41,32 @@ export async function issuerOptionsFromConfig(
   cfg: IssuerConfig,
   deps: { store: IssuerStore; clock: Clock; random: Random; logger: Logger },
 ): Promise<StartIssuerOptions> {
-  const caPair = async (c: { certificate: string; key: string }) => {
+  // PKCS#11 keys hold a module and sessions: closed with the issuer (`owned`), or here on a failure.
+  const owned: CaKey[] = [];
+  const caPair = async (c: { certificate: string; key: string }): Promise<CaKeyPair> => {
     const [cert] = await readCertificatesFile(c.certificate);
-    return {
-      certificate: (cert as NonNullable<typeof cert>).raw,
-      privateKey: await readPrivateKeyFile(c.key),
-    };
+    const certificate = (cert as NonNullable<typeof cert>).raw;
+    if (!isPkcs11Uri(c.key)) return { certificate, privateKey: await readPrivateKeyFile(c.key) };
+    // issuerBounds made sure ca.pkcs11 is set for a pkcs11: key.
+    const p = cfg.ca.pkcs11 as NonNullable<IssuerConfig['ca']['pkcs11']>;
+    const key = await openPkcs11CaKey({ uri: c.key, module: p.module, pinFile: p.pinFile, certificate });
+    owned.push(key);
+    return { certificate, key };
   };
+  try {
+    return await fromConfig(cfg, deps, caPair, owned);
+  } catch (err) {
+    for (const k of owned) await k.close();
+    throw err;
+  }
+}
+
+async function fromConfig(
+  cfg: IssuerConfig,
+  deps: { store: IssuerStore; clock: Clock; random: Random; logger: Logger },
+  caPair: (c: { certificate: string; key: string }) => Promise<CaKeyPair>,
+  owned: readonly CaKey[],
+): Promise<StartIssuerOptions> {
   const many = async (files: readonly string[] = []) =>
     (await Promise.all(files.map(readCertificatesFile))).flat();
   const a = cfg.attestation;
@@ -65,9 +88,12 @@ export async function issuerOptionsFromConfig(
       ...(cfg.admin?.listen === undefined ? {} : { listen: cfg.admin.listen }),
     },
     health: cfg.health ?? DEFAULT_HEALTH,
+    // The CA key file must stay readable and 0600: a replica restarted now must be able to sign
+    // (a PKCS#11 key is checked by the 'ca' probe signature, through the token); the JWT key too.
     readinessChecks: [
-      // The CA key must stay readable and 0600: a replica restarted now must be able to sign.
-      { name: 'ca-key', check: async () => void (await readPrivateKeyFile(cfg.ca.key)) },
+      ...(isPkcs11Uri(cfg.ca.key)
+        ? []
+        : [{ name: 'ca-key', check: async () => void (await readPrivateKeyFile(cfg.ca.key)) }]),
       ...(cfg.jwtSvid === undefined
         ? []
         : [
@@ -77,6 +103,7 @@ export async function issuerOptionsFromConfig(
             },
           ]),
     ],
+    owned,
     ...(cfg.jwtSvid === undefined
       ? {}
       : {

@@ -76,6 +76,13 @@ const STATUS: Record<string, number> = {
   // A write that kept losing races to other replicas (after its retries): try again, or another replica.
   ERR_ISSUER_STORE_CONFLICT: 503,
   ERR_ISSUER_DRAINING: 503,
+  // At request time: this replica does not hold the active CA's key (a rotation it was not given
+  // the next key for). A replica's state, not a server bug: another replica can sign (/readyz says why).
+  ERR_ISSUER_CA_INVALID: 503,
+  // The CA key's token failed or went away on this replica: another replica (or later) may sign.
+  ERR_ISSUER_PKCS11_TOKEN: 503,
+  // ca rotate refused: live replicas lack the next CA key (they must get it, or stop, first).
+  ERR_ISSUER_CA_KEY_MISSING: 409,
   ERR_ISSUER_ADMIN_FORBIDDEN: 403,
   ERR_ISSUER_ADMIN_TIMEOUT: 408,
 };

@@ -34,7 +34,7 @@ export async function issueIdentity(
   const signer = core.cas.signer;
   const notBefore = now - 30_000;
   const budget = budgetFor(gw, core.offlineBudgetMs);
-  const sp = signer.issue({
+  const sp = await signer.issue({
     profile: 'svid',
     spiffeId,
     spki,
@@ -47,7 +47,7 @@ export async function issueIdentity(
   const dp =
     caSpki === undefined
       ? undefined
-      : signDeviceCa(signer, { spiffeId, caSpki, notBefore, notAfter: now + budget, serverNames });
+      : await signDeviceCa(signer, { spiffeId, caSpki, notBefore, notAfter: now + budget, serverNames });
   core.cas.noteSigned(Math.max(sp.notAfter, dp?.notAfter ?? 0));
   const renewal = core.newRenewSession(gw, sp.notAfter);
   const issued = (kind: IssuedRecord['kind'], notAfter: number): IssuedRecord => ({

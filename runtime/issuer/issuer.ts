@@ -40,6 +40,7 @@ import { attestBegin, attestFinish } from './attest.ts';
 import { AuditLog } from './audit.ts';
 import { DEFAULT_OFFLINE_BUDGET_MS, MAX_OFFLINE_BUDGET_MS } from './budget.ts';
 import { type CaKeyPair, CaSet } from './ca.ts';
+import type { CaStatus, SwitchRequest } from './ca-rotation.ts';
 import type { IssuerCore, IssuerMethods, RequestContext } from './core.ts';
 import { devicesIssued } from './devices-issued.ts';
 import { addManifest, endFirmware, stageFirmware } from './firmware-staging.ts';
@@ -56,7 +57,7 @@ import { type ReadinessCheck, readiness } from './readiness.ts';
 import type { AuditEvent, ManifestRecord } from './records.ts';
 import { recoverBegin, recoverFinish } from './recover.ts';
 import { renewBegin, renewFinish } from './renew.ts';
-import { Revocations } from './revocations.ts';
+import { type RevocationFeedState, Revocations } from './revocations.ts';
 import { revoke } from './revoke.ts';
 import { DEFAULT_SERVER_NAME_POLICY, type ServerNamePolicy } from './server-names.ts';
 import { consumeSession, newRenewSession } from './sessions.ts';
@@ -66,8 +67,12 @@ export interface IssuerOptions {
   readonly trustDomain: string;
   readonly store: IssuerStore;
   readonly ca: CaKeyPair;
-  /** A prepared next CA: published in the bundle now, signs after `rotateCa()`. */
+  /** A prepared next CA: published in the bundle now, signs from the time `rotateCa()` records. */
   readonly nextCa?: CaKeyPair;
+  /** Where `rotateCa()` gets a next CA when none is published or configured (a PKCS#11 token's generator). */
+  readonly nextCaSource?: () => Promise<CaKeyPair>;
+  /** The key of a CA certificate seen in the store but not configured here (one generated in a shared token). */
+  readonly caKeyFor?: (certificate: Uint8Array) => Promise<CaKeyPair | undefined>;
   readonly clock: Clock;
   readonly random: Random;
   readonly logger?: Logger;
@@ -98,11 +103,15 @@ export interface IssuerOptions {
     readonly ttlMs?: number;
     readonly perGateway?: number;
   };
+  /** Closed when the issuer closes: the PKCS#11 CA keys the composition root opened (`from-config.ts`). */
+  readonly owned?: readonly { close(): Promise<void> }[];
 }
 
 export type { RequestContext } from './core.ts';
 
 const HOUR = 3_600_000;
+/** The requests that end in a signature by the active CA. */
+const SIGNING_OPS = new Set(['attest.finish', 'renew.finish', 'recover.finish']);
 
 export class Issuer {
   readonly #o: IssuerOptions;
@@ -116,7 +125,7 @@ export class Issuer {
   #pruneTimer: Timer | undefined;
   #closed = false;
 
-  private constructor(o: IssuerOptions, cas: CaSet, rev: Revocations) {
+  private constructor(o: IssuerOptions, cas: CaSet, rev: Revocations, audit: AuditLog) {
     this.#o = o;
     this.#log = o.logger ?? nullLogger;
     this.#cas = cas;
@@ -133,7 +142,7 @@ export class Issuer {
       clock: o.clock,
       random: o.random,
       logger: this.#log,
-      audit: new AuditLog(o.store, o.clock, this.#log, o.random),
+      audit,
       sessionTtlMs: o.sessionTtlMs ?? 5 * 60_000,
       svidTtlMs: o.svidTtlMs ?? HOUR,
       offlineBudgetMs: o.offlineBudgetMs ?? DEFAULT_OFFLINE_BUDGET_MS,
@@ -178,22 +187,36 @@ export class Issuer {
       ttlMs: jwtTtlMs,
       ...(o.logger === undefined ? {} : { logger: o.logger }),
     });
+    const audit = new AuditLog(o.store, o.clock, o.logger ?? nullLogger, o.random);
     const cas = await CaSet.open({
       jwtKeys,
       trustDomain: o.trustDomain,
       active: o.ca,
       ...(o.nextCa === undefined ? {} : { next: o.nextCa }),
+      ...(o.nextCaSource === undefined ? {} : { nextSource: o.nextCaSource }),
+      ...(o.caKeyFor === undefined ? {} : { keyFor: o.caKeyFor }),
       store: o.store,
       clock: o.clock,
       random: o.random,
       maxTtlMs: Math.max(svidTtl, MAX_OFFLINE_BUDGET_MS),
+      onSwitched: ({ active, at }) => {
+        void audit
+          .write({
+            event: 'ca',
+            detail: `CA ${active} signs from ${new Date(at).toISOString()} (scheduled switch)`,
+          })
+          .catch((e: unknown) => o.logger?.error('audit write failed', { error: String(e) }));
+      },
       ...(o.logger === undefined ? {} : { logger: o.logger }),
       ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
+    }).catch(async (err: unknown) => {
+      for (const k of o.owned ?? []) await k.close();
+      throw err;
     });
     let rev: Revocations | undefined;
     try {
       rev = await Revocations.load(o.store, o.clock, { logger: o.logger ?? nullLogger });
-      const issuer = new Issuer(o, cas, rev);
+      const issuer = new Issuer(o, cas, rev, audit);
       issuer.#jwt = {
         keys: jwtKeys,
         ttlMs: jwtTtlMs,
@@ -207,6 +230,7 @@ export class Issuer {
       await rev?.close();
       await cas.close();
       await jwtKeys.close();
+      for (const k of o.owned ?? []) await k.close();
       throw err;
     }
   }
@@ -217,7 +241,7 @@ export class Issuer {
 
   /** The active CA certificate (DER). */
   get caCertificate(): Buffer {
-    return this.#cas.signer.certificate;
+    return this.#cas.activeCertificate.raw;
   }
 
   roots(): X509Certificate[] {
@@ -347,13 +371,22 @@ export class Issuer {
     return revoke(this.#core, kind, value, by);
   }
 
-  /** Publish a next CA in the bundle now (it signs after `rotateCa`). */
+  /** Publish a next CA in the bundle now (it signs once `rotateCa` schedules it). */
   prepareCa(next: CaKeyPair, by?: string): Promise<void> {
     return operator.prepareCa(this.#core, next, by);
   }
 
-  rotateCa(by?: string): Promise<void> {
-    return operator.rotateCa(this.#core, by);
+  /**
+   * Switch every replica to the next CA at a time recorded in the store: `request.at`, by default
+   * the earliest safe one (the next CA in the bundle for the propagation delay); `immediate`: now.
+   */
+  rotateCa(by?: string, request: SwitchRequest = { immediate: true }): Promise<CaStatus> {
+    return operator.rotateCa(this.#core, request, by);
+  }
+
+  /** The CA state: active, next and when it signs, retired, the replicas and the keys they hold. */
+  caStatus(): Promise<CaStatus> {
+    return this.#cas.status();
   }
 
   /** An operator certificate (`spiffe://<td>/operator/<name>`) for the key `spki` (DER). */
@@ -386,29 +419,36 @@ export class Issuer {
 
   /** Why this issuer is not ready to serve; empty when it is. */
   readiness(): Promise<string[]> {
-    let active: CaKeyPair;
-    try {
-      active = this.#cas.activeKeyPair().pair;
-    } catch (err) {
-      return Promise.resolve([`ca: ${(err as Error).message}`]);
-    }
     const closed: ReadinessCheck = {
       name: 'issuer',
       check: async () => {
         if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
       },
     };
-    return readiness(this.#core, active, [closed, ...(this.#o.readinessChecks ?? [])]);
+    return readiness(this.#core, () => {
+      const held = this.#cas.activeKeyPair();
+      return { certificate: held.pair.certificate, key: held.key };
+    }, [closed, ...(this.#o.readinessChecks ?? [])]);
   }
 
-  /** NotAfter of the active CA (ms), for metrics. */
+  /** NotAfter of the active CA (ms), for metrics; known also on a replica without its key. */
   get caNotAfter(): number {
-    return this.#cas.signer.notAfter;
+    return Date.parse(this.#cas.activeCertificate.validTo);
   }
 
   /** The latest revocation sequence this issuer knows. */
   get revocationSequence(): number {
     return this.#rev.sequence;
+  }
+
+  /** The revocation feed's state, for metrics: what the store holds against what this replica applied. */
+  revocationFeedState(): Promise<RevocationFeedState> {
+    return this.#rev.state();
+  }
+
+  /** When this replica last read the store's revocations successfully (clock ms). */
+  get revocationsRefreshedAt(): number | undefined {
+    return this.#rev.refreshedAt;
   }
 
   auditEvents(since = 0, limit = 1000): Promise<AuditEvent[]> {
@@ -435,6 +475,7 @@ export class Issuer {
     await this.#rev.close();
     await this.#cas.close();
     await this.#jwt?.keys.close();
+    for (const o of this.#o.owned ?? []) await o.close();
   }
 
   /** Resolves once this replica has applied bundle sequence `sequence` (a CA change on any replica). */
@@ -460,6 +501,10 @@ export class Issuer {
       this.#o.observe?.({ op, method: info.method ?? '', code, ms: this.#o.clock.now() - start });
     try {
       if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
+      // A replica without the active CA's key (a rotation it was not given the next key for)
+      // refuses a signing step before it consumes the session: the client retries it, session
+      // and all, on a replica that can sign (503 ERR_ISSUER_CA_INVALID; /readyz says why).
+      if (SIGNING_OPS.has(op)) this.#cas.activeKeyPair();
       const wait = await this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
       if (wait !== undefined)
         throw new IssuerError('ERR_ISSUER_RATE_LIMITED', 'too many requests from this address', {

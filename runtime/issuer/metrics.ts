@@ -1,8 +1,10 @@
 /**
  * The issuer's Prometheus metrics (text format 0.0.4): requests by operation, attestation method
  * and outcome code (issuances, renewals, recoveries and every refusal by its code), a latency
- * histogram per operation, the active CA's NotAfter, the revocation sequence, in-flight requests,
- * and whatever a store adds (`extra`: pg-store's pool, revocation feed lag).
+ * histogram per operation, the active CA's NotAfter, the revocation sequence and the feed's lag
+ * behind the store (sequence distance, and when the store was last read), a shared database's
+ * connection pool (PostgreSQL: open, idle, waiting, max), in-flight requests, readiness, and
+ * extra sources a composition root adds.
  *
  * @example
  * ```ts
@@ -11,6 +13,8 @@
  * m.render({ caNotAfterMs: issuer.caNotAfter, revocationSequence: issuer.revocationSequence });
  * ```
  */
+
+import type { StorePoolStats } from './store.ts';
 
 /** Latency buckets, seconds. */
 export const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -29,7 +33,17 @@ export interface MetricsSnapshot {
   readonly revocationSequence: number;
   readonly inFlight?: number;
   readonly ready?: boolean;
+  /** A shared database's pool (PostgreSQL). */
+  readonly pool?: StorePoolStats;
+  /** The newest revocation sequence in the store (absent when the store did not answer). */
+  readonly revocationStoreSequence?: number;
+  /** When this replica last read the store's revocations (ms). */
+  readonly revocationsRefreshedAtMs?: number;
 }
+
+const gauge = (out: string[], name: string, help: string, value: number): void => {
+  out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`);
+};
 
 export class IssuerMetrics {
   readonly #requests = new Map<string, number>();
@@ -86,6 +100,53 @@ export class IssuerMetrics {
       '# TYPE edgeward_issuer_revocation_sequence gauge',
       `edgeward_issuer_revocation_sequence ${s.revocationSequence}`,
     );
+    if (s.revocationStoreSequence !== undefined) {
+      gauge(
+        out,
+        'edgeward_issuer_revocation_store_sequence',
+        'The newest revocation sequence in the store (committed by any replica).',
+        s.revocationStoreSequence,
+      );
+      gauge(
+        out,
+        'edgeward_issuer_revocation_feed_lag',
+        'Revocations in the store this replica has not applied yet (sequence distance; 0 when caught up).',
+        Math.max(0, s.revocationStoreSequence - s.revocationSequence),
+      );
+    }
+    if (s.revocationsRefreshedAtMs !== undefined)
+      gauge(
+        out,
+        'edgeward_issuer_revocation_refreshed_seconds',
+        "When this replica last read the store's revocations (Unix seconds).",
+        s.revocationsRefreshedAtMs / 1000,
+      );
+    if (s.pool !== undefined) {
+      gauge(
+        out,
+        'edgeward_issuer_store_pool_connections',
+        "Database connections open in this replica's pool (idle and in use).",
+        s.pool.total,
+      );
+      gauge(
+        out,
+        'edgeward_issuer_store_pool_idle_connections',
+        'Idle database connections in the pool.',
+        s.pool.idle,
+      );
+      gauge(
+        out,
+        'edgeward_issuer_store_pool_waiting_requests',
+        'Store requests waiting for a database connection (the pool is exhausted).',
+        s.pool.waiting,
+      );
+      gauge(
+        out,
+        'edgeward_issuer_store_pool_max_connections',
+        'The pool size (store.postgres.poolSize).',
+        s.pool.max,
+      );
+    }
     if (s.inFlight !== undefined)
       out.push(
         '# HELP edgeward_issuer_in_flight_requests HTTPS requests being served now.',

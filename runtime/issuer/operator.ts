@@ -13,6 +13,7 @@ import { IssuerError } from '../errors.ts';
 import { isPathSegment } from '../spiffe/id.ts';
 import { checkBudgetOverride } from './budget.ts';
 import type { CaKeyPair } from './ca.ts';
+import type { CaStatus, SwitchRequest } from './ca-rotation.ts';
 import type { IssuerCore } from './core.ts';
 import { updateGateway } from './gateways.ts';
 import { type GatewayRecord, type JoinTokenRecord, K, type Registration } from './records.ts';
@@ -120,19 +121,29 @@ export async function setOfflineBudget(
   });
 }
 
-/** Publish a next CA in the bundle now (it signs after `rotateCa`). */
+/** Publish a next CA in the bundle now (it signs once a switch is scheduled: `rotateCa`). */
 export async function prepareCa(core: IssuerCore, next: CaKeyPair, by?: string): Promise<void> {
   await core.cas.prepareNext(next);
   await core.audit.write({ event: 'ca', detail: 'next CA published in the bundle', ...who(by) });
 }
 
-export async function rotateCa(core: IssuerCore, by?: string): Promise<void> {
-  await core.cas.activateNext();
+/**
+ * Rotate the CA: the next CA is published in the bundle (if not yet) and every replica signs
+ * with it from the recorded time (`request.at`, default the earliest safe one; `immediate`: now).
+ * The previous CA stays in the bundle until everything it signed has expired.
+ */
+export async function rotateCa(core: IssuerCore, request: SwitchRequest, by?: string): Promise<CaStatus> {
+  const status = await core.cas.scheduleSwitch(request);
+  const next = status.next;
   await core.audit.write({
     event: 'ca',
-    detail: 'next CA activated; previous kept until its certificates expire',
+    detail:
+      next === undefined
+        ? `CA ${status.active.fingerprint} signs from now; previous kept until its certificates expire`
+        : `next CA ${next.fingerprint} signs from ${next.activateAt} on every replica; previous kept until its certificates expire`,
     ...who(by),
   });
+  return status;
 }
 
 /** Operator certificates live at most this long (default 8h): short-lived by design. */
@@ -168,7 +179,7 @@ export async function createOperatorCertificate(
   }
   const spiffeId = operatorId(core.trustDomain, name);
   const now = core.clock.now();
-  const signed = core.cas.signer.issue({
+  const signed = await core.cas.signer.issue({
     profile: 'svid',
     spiffeId,
     spki,

@@ -1,11 +1,16 @@
 /**
- * Is this issuer ready to serve (`/readyz`)? The store answers (a read within `timeoutMs`), the
- * CA key signs (a probe signature verified with the CA certificate's key; the certificate not
- * expired), the bundle is loaded, plus the composition root's own checks (the CA key file still
- * readable and 0600, the store's schema current, ...). Each failure is one reason.
+ * Is this issuer ready to serve (`/readyz`)? The store answers (a read within `timeoutMs`) and,
+ * on PostgreSQL, its schema is still the one this build knows; this replica holds the active CA's
+ * key (a rotation it was not given the next key for leaves it without: `ca: ERR_ISSUER_CA_INVALID
+ * ...`) and that key signs (a probe signature through its `CaKey`, file or PKCS#11 token, verified
+ * with the CA certificate's key; the certificate not expired); the bundle is loaded; plus the
+ * composition root's own checks (the CA key file still readable and 0600, ...). Each failure is
+ * one reason, `name: CODE message`.
  */
-import { type KeyObject, sign, verify, X509Certificate } from 'node:crypto';
+import { verify, X509Certificate } from 'node:crypto';
 import { isEdgewardError } from '../core/error.ts';
+import type { CaKey } from '../svid/ca-key.ts';
+import { signatureAlgorithm } from '../svid/signer.ts';
 import type { IssuerCore } from './core.ts';
 import { K } from './records.ts';
 
@@ -30,7 +35,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 export async function readiness(
   core: IssuerCore,
-  caKey: { certificate: Uint8Array; privateKey: KeyObject },
+  /** The active CA's key as this replica holds it; throws (ERR_ISSUER_CA_INVALID) when it does not. */
+  caKey: () => { certificate: Uint8Array; key: CaKey },
   extra: readonly ReadinessCheck[],
   timeoutMs = 2000,
 ): Promise<string[]> {
@@ -44,15 +50,17 @@ export async function readiness(
   };
   await run('store', async () => {
     await core.store.get(K.bundle);
+    // PostgreSQL: still at the schema this build knows (a newer edgeward may have migrated it).
+    await core.store.checkSchema?.();
   });
   await run('ca', async () => {
-    const cert = new X509Certificate(Buffer.from(caKey.certificate));
+    const pair = caKey();
+    const cert = new X509Certificate(Buffer.from(pair.certificate));
     if (core.clock.now() > Date.parse(cert.validTo)) throw new Error('the CA certificate has expired');
+    // Through the signing seam: a PKCS#11 token that went away fails here with its typed code.
     const probe = Buffer.from('edgeward readiness probe');
-    const type = caKey.privateKey.asymmetricKeyType;
-    const alg = type === 'ed25519' || type === 'ed448' ? null : 'sha256';
-    const sig = sign(alg, probe, caKey.privateKey);
-    if (!verify(alg, probe, cert.publicKey, sig))
+    const sig = await pair.key.sign(probe);
+    if (!verify(signatureAlgorithm(pair.key.publicKey).hash, probe, cert.publicKey, sig))
       throw new Error('the CA key does not match its certificate');
   });
   await run('bundle', async () => {

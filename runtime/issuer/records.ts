@@ -15,6 +15,8 @@ export const K = {
   issued: (serialHex: string) => `issued/${serialHex}`,
   revocation: (seq: number) => `rev/${String(seq).padStart(12, '0')}`,
   manifest: (bank: string, version: string) => `manifest/${bank}/${version}`,
+  /** A replica's heartbeat: which CA keys it holds (`ca-replicas.ts`). */
+  replica: (instance: string) => `replica/${instance}`,
   /** `at` ms, then this process's counter, then its random instance id: unique across replicas. */
   audit: (at: number, n: number, instance: string) =>
     `audit/${String(at).padStart(15, '0')}-${String(n).padStart(8, '0')}-${instance}`,

@@ -26,6 +26,16 @@ const SEQUENCE = 'revocation';
 /** How often the index re-reads the store without being told (backstop for a lost notification). */
 export const REVOCATION_POLL_MS = 10_000;
 
+/** The revocation feed against the store (metrics: `edgeward_issuer_revocation_feed_lag`). */
+export interface RevocationFeedState {
+  /** The newest revocation sequence this replica applied. */
+  readonly applied: number;
+  /** The newest revocation sequence in the store. */
+  readonly newest: number;
+  /** When this replica last read the store's revocations successfully (clock ms). */
+  readonly refreshedAt?: number;
+}
+
 export class Revocations {
   readonly #store: IssuerStore;
   readonly #clock: Clock;
@@ -41,6 +51,8 @@ export class Revocations {
   #again = false;
   #waiters: { sequence: number; resolve: () => void }[] = [];
   #closed = false;
+  /** When the last read of the store succeeded (clock ms). */
+  #refreshedAt: number | undefined;
 
   private constructor(store: IssuerStore, clock: Clock, logger: Logger, pollMs: number) {
     this.#store = store;
@@ -106,12 +118,32 @@ export class Revocations {
           const ready = this.#waiters.filter((w) => w.sequence <= this.#sequence);
           this.#waiters = this.#waiters.filter((w) => w.sequence > this.#sequence);
           for (const w of ready) w.resolve();
+          this.#refreshedAt = this.#clock.now();
         } while (this.#again && !this.#closed);
       } finally {
         this.#running = undefined;
       }
     })();
     return this.#running;
+  }
+
+  /**
+   * The feed's lag, for metrics: the newest revocation in the store (one keyed read), the newest
+   * this index applied, and when it last read the store. Pruned entries are gone from both sides.
+   */
+  async state(): Promise<RevocationFeedState> {
+    const [last] = await this.#store.list<RevocationRecord>('rev/', { reverse: true, limit: 1 });
+    const applied = this.#sequence;
+    return {
+      applied,
+      newest: Math.max(applied, last?.[1].sequence ?? 0),
+      ...(this.#refreshedAt === undefined ? {} : { refreshedAt: this.#refreshedAt }),
+    };
+  }
+
+  /** When this index last read the store successfully (clock ms). */
+  get refreshedAt(): number | undefined {
+    return this.#refreshedAt;
   }
 
   /** Resolves once this index has seen revocation `sequence`. */

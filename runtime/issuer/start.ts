@@ -22,6 +22,7 @@ import { type HealthServer, startHealthServer } from './health.ts';
 import { createIssuerServer, type TlsMaterial } from './http.ts';
 import { Issuer, type IssuerOptions } from './issuer.ts';
 import { IssuerMetrics } from './metrics.ts';
+import type { RevocationFeedState } from './revocations.ts';
 
 export interface StartIssuerOptions extends IssuerOptions {
   readonly tls: TlsMaterial;
@@ -65,6 +66,19 @@ export interface RunningIssuer {
   close(): Promise<void>;
 }
 
+/** The revocation feed against the store, or undefined when the store does not answer within 2 s. */
+async function feedState(issuer: Issuer): Promise<RevocationFeedState | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), 2000);
+  });
+  try {
+    return await Promise.race([issuer.revocationFeedState().catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer> {
   const logger = o.logger ?? nullLogger;
   const metrics = new IssuerMetrics();
@@ -102,13 +116,20 @@ export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer>
         await startHealthServer(
           {
             readiness,
-            metrics: async () =>
-              metrics.render({
+            metrics: async () => {
+              const [ready, feed] = await Promise.all([readiness(), feedState(issuer)]);
+              const refreshed = issuer.revocationsRefreshedAt;
+              const pool = o.store.poolStats?.();
+              return metrics.render({
                 caNotAfterMs: issuer.caNotAfter,
-                revocationSequence: issuer.revocationSequence,
+                revocationSequence: feed?.applied ?? issuer.revocationSequence,
                 inFlight,
-                ready: (await readiness()).length === 0,
-              }),
+                ready: ready.length === 0,
+                ...(feed === undefined ? {} : { revocationStoreSequence: feed.newest }),
+                ...(refreshed === undefined ? {} : { revocationsRefreshedAtMs: refreshed }),
+                ...(pool === undefined ? {} : { pool }),
+              });
+            },
           },
           { ...o.health, logger },
         ),

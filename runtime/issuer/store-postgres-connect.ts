@@ -126,6 +126,12 @@ export interface PostgresConnectOptions {
   /** PEM roots for `sslmode=verify-full` (`caFile`). */
   readonly ca?: Buffer;
   readonly poolSize?: number;
+  /**
+   * How long a pooled query may go unanswered before it fails with ERR_ISSUER_STORE_UNAVAILABLE
+   * and its connection is dropped (default 30 s): a hung or partitioned database gives the
+   * request an answer instead of holding it, and its connection, forever.
+   */
+  readonly queryTimeoutMs?: number;
 }
 
 /** node-postgres settings with every field explicit (nothing read from PG* variables). */
@@ -194,6 +200,8 @@ export function storeError(err: unknown, where: string): unknown {
       "the database's TLS certificate does not verify (caFile, host name)",
     );
   }
+  if (/^Query read timeout$/.test(message))
+    return typed('ERR_ISSUER_STORE_UNAVAILABLE', 'the database did not answer in time');
   if (
     /Connection terminated|timeout exceeded when trying to connect|connection error|Client was closed|not queryable/i.test(
       message,

@@ -14,6 +14,8 @@
  *   it reconnects (100 ms doubling to 5 s) and sends every listener `{ type: 'resync' }`.
  * - `tryLock` holds a session advisory lock (class 0x6577, the name hashed) on a dedicated
  *   connection; when that connection dies, `lost` aborts.
+ * - A pooled query unanswered within `queryTimeoutMs` (default 30 s) fails as
+ *   ERR_ISSUER_STORE_UNAVAILABLE and its connection is dropped (a hung database, a partition).
  * - `openPostgresStore` connects once and checks the schema before it returns: unreachable, wrong
  *   password, not migrated, newer schema, malformed URL each give their typed code, and nothing
  *   is written. Connection failures while running are `ERR_ISSUER_STORE_UNAVAILABLE`.
@@ -37,6 +39,7 @@ import type {
   StoreEvent,
   StoreLock,
   StoreOp,
+  StorePoolStats,
   StoreSubscription,
 } from './store.ts';
 import {
@@ -294,9 +297,12 @@ class PostgresStore implements IssuerStore {
         const v = applied[0]?.rows[0]?.version;
         return { version: v == null ? undefined : Number(v), sequences };
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => {
-          broken = true;
-        });
+        // A query that timed out still occupies the connection: drop it (the server rolls back).
+        if ((err as Error).message === 'Query read timeout') broken = true;
+        else
+          await client.query('ROLLBACK').catch(() => {
+            broken = true;
+          });
         throw err;
       }
     } finally {
@@ -436,6 +442,20 @@ class PostgresStore implements IssuerStore {
     };
   }
 
+  async checkSchema(): Promise<void> {
+    this.#open();
+    try {
+      await checkSchema(this.#pool);
+    } catch (err) {
+      throw storeError(err, 'issuer store');
+    }
+  }
+
+  poolStats(): StorePoolStats {
+    const p = this.#pool;
+    return { total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount, max: p.options.max };
+  }
+
   close(): Promise<void> {
     this.#closed = true;
     this.#closing ??= (async () => {
@@ -455,7 +475,17 @@ function makePool(o: PostgresStoreOptions): { pool: pg.Pool; config: pg.ClientCo
   const { target: _t, ...config } = clientConfig(o);
   const size = o.poolSize ?? 10;
   if (!Number.isInteger(size) || size < 1 || size > 1000) throw new TypeError('poolSize must be 1-1000');
-  const pool = new pg.Pool({ ...config, Client, max: size, idleTimeoutMillis: 30_000 });
+  const queryTimeout = o.queryTimeoutMs ?? 30_000;
+  if (!Number.isInteger(queryTimeout) || queryTimeout < 1)
+    throw new TypeError('queryTimeoutMs must be positive');
+  // The pool's queries only: migrations, LISTEN and lock sessions are not bounded by it.
+  const pool = new pg.Pool({
+    ...config,
+    Client,
+    max: size,
+    idleTimeoutMillis: 30_000,
+    query_timeout: queryTimeout,
+  });
   const logger = o.logger ?? nullLogger;
   // An idle connection that dies is dropped by the pool; the next query opens a new one.
   pool.on('error', (err) =>

@@ -128,6 +128,19 @@ export interface IssuerStore {
   tryLock(name: string): Promise<StoreLock | undefined>;
   /** Idempotent. */
   close(): Promise<void>;
+  /** A shared database (PostgreSQL): still at the schema this build knows (readiness), else a typed error. */
+  checkSchema?(): Promise<void>;
+  /** A shared database's connection pool now (metrics). */
+  poolStats?(): StorePoolStats;
+}
+
+export interface StorePoolStats {
+  /** Connections open (idle and in use); at most `max`. */
+  readonly total: number;
+  readonly idle: number;
+  /** Requests waiting for a connection (the pool is exhausted). */
+  readonly waiting: number;
+  readonly max: number;
 }
 
 /** The layout version of a LevelDB issuer store (`meta/schema`). 2: values carry versions, sequences. */

@@ -13,7 +13,8 @@
 import type { KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Random } from '../core/random.ts';
-import { explicit, seq, TAG, time, tlv, uint } from '../spiffe/der.ts';
+import { bitString, explicit, seq, TAG, time, tlv, uint } from '../spiffe/der.ts';
+import type { CaKey } from './ca-key.ts';
 import { parseCertificate } from './certificate.ts';
 import {
   authorityKeyId,
@@ -42,19 +43,33 @@ export interface RootCaOptions {
 /** A self-signed root: cA true, critical KU keyCertSign+cRLSign, SKI. */
 export function createRootCa(o: RootCaOptions): Buffer {
   const alg = signatureAlgorithm(o.privateKey);
-  const spki = spkiOf(o.privateKey);
+  return signTbs(rootTbs(o, spkiOf(o.privateKey), alg.algId), o.privateKey, alg);
+}
+
+/**
+ * The same root, its key behind the `CaKey` seam (a PKCS#11 token key: `edgeward issuer ca
+ * create --pkcs11`): the TBSCertificate is built here, only the signature is the key's.
+ */
+export async function createRootCaWithKey(
+  o: Omit<RootCaOptions, 'privateKey'> & { key: CaKey },
+): Promise<Buffer> {
+  const alg = signatureAlgorithm(o.key.publicKey);
+  const tbs = rootTbs(o, o.key.spki, alg.algId);
+  return seq(tbs, alg.algId, bitString(await o.key.sign(tbs)));
+}
+
+function rootTbs(o: Omit<RootCaOptions, 'privateKey'>, spki: Buffer, algId: Buffer): Buffer {
   const subj = name(`edgeward CA ${o.trustDomain}${o.generation ? ` #${o.generation}` : ''}`, 'edgeward');
-  const tbs = seq(
+  return seq(
     VERSION_3,
     uint(randomSerial(o.random)),
-    alg.algId,
+    algId,
     subj,
     seq(time(o.notBefore), time(o.notAfter)),
     subj,
     spki,
     explicit(3, seq(basicConstraints(true), keyUsage([0, 5, 6]), subjectKeyId(keyIdentifier(spki)))),
   );
-  return signTbs(tbs, o.privateKey, alg);
 }
 
 export interface ServerCertOptions {

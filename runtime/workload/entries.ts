@@ -17,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { formatPath, parseYaml } from '../config/yaml.ts';
 import { type ConfigIssue, WorkloadError } from '../errors.ts';
 import { isPathSegment } from '../spiffe/id.ts';
+import { IMAGE_ID_RE, IMAGE_REF_RE } from './container-image.ts';
 
 export interface WorkloadEntry {
   readonly name: string;
@@ -59,7 +60,14 @@ const SELECTOR_TYPES: Record<string, RegExp> = {
   'unix:path': /^\/[^\0]{0,4095}$/,
   'unix:sha256': /^[0-9a-f]{64}$/,
   'container:id': /^[0-9a-f]{64}$/,
+  'container:image': IMAGE_REF_RE,
+  'container:image_id': IMAGE_ID_RE,
 };
+
+/** Whether any entry needs the container image selectors (only then are runtime records read). */
+export function usesContainerImage(entries: readonly WorkloadEntry[]): boolean {
+  return entries.some((e) => e.selectors.some((s) => s.startsWith('container:image')));
+}
 
 /** Why `selector` is not valid, or undefined when it is. */
 export function selectorProblem(selector: string): string | undefined {

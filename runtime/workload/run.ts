@@ -11,6 +11,7 @@ import type { Clock } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
+import type { ContainerRoots } from './container-image.ts';
 import { loadEntries, type WorkloadEntry } from './entries.ts';
 import { WorkloadApiServer } from './server.ts';
 
@@ -19,6 +20,8 @@ export interface WorkloadPlan {
   readonly entriesFile?: string;
   /** Dev mode: one entry `dev` for this uid (when no entries file is given). */
   readonly devUid?: number;
+  /** Container runtimes' state roots (`workload.containers`); default Debian's. */
+  readonly containers?: ContainerRoots;
 }
 
 export async function startWorkloadApi(o: {
@@ -36,6 +39,7 @@ export async function startWorkloadApi(o: {
   const server = new WorkloadApiServer({
     socketPath: plan.socket,
     entries,
+    ...(plan.containers === undefined ? {} : { containers: plan.containers }),
     clock: o.clock,
     logger,
     host: {

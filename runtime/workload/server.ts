@@ -34,8 +34,9 @@ import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { RuntimeError } from '../errors.ts';
 import { JWT_SVID_MAX_AUDIENCE_LENGTH, JWT_SVID_MAX_AUDIENCES } from '../upstream/protocol.ts';
-import { type Attestation, attest as kernelAttest, type ProcessFacts } from './attest.ts';
-import { matchEntries, type WorkloadEntry } from './entries.ts';
+import { type Attestation, type AttestOptions, attest as kernelAttest, type ProcessFacts } from './attest.ts';
+import { type ContainerRoots, DEFAULT_CONTAINER_ROOTS } from './container-image.ts';
+import { matchEntries, usesContainerImage, type WorkloadEntry } from './entries.ts';
 import { jwksBytes, toStruct, validateJwtSvid } from './jwt.ts';
 import { JwtSvidCache } from './jwt-svids.ts';
 import { loadPeerCred, type PeerCred, peerCred } from './peercred.ts';
@@ -55,7 +56,9 @@ export interface WorkloadApiOptions {
   readonly logger: Logger;
   readonly ttlMs?: number;
   /** Attestation of a connection's peer; default: /proc (tests of pid reuse inject a spy around it). */
-  readonly attest?: (cred: PeerCred) => Promise<Attestation>;
+  readonly attest?: (cred: PeerCred, options: AttestOptions) => Promise<Attestation>;
+  /** Where the container runtimes record their containers (for `container:image*`); default Debian's. */
+  readonly containers?: ContainerRoots;
 }
 
 interface Conn {
@@ -79,6 +82,30 @@ const unavailable = (err: unknown): Status => ({
 });
 type Unary = grpc.ServerUnaryCall<unknown, unknown>;
 
+/** SHA-256 over a response's strings and bytes in a fixed order (keys sorted): what changed. */
+function digest(body: unknown): string {
+  const h = createHash('sha256');
+  const walk = (v: unknown): void => {
+    if (Buffer.isBuffer(v)) h.update(`b${v.length}:`).update(v);
+    else if (Array.isArray(v)) {
+      h.update(`a${v.length}:`);
+      for (const x of v) walk(x);
+    } else if (v !== null && typeof v === 'object') {
+      const keys = Object.keys(v).sort();
+      h.update(`o${keys.length}:`);
+      for (const k of keys) {
+        h.update(`${k.length}:${k}`);
+        walk((v as Record<string, unknown>)[k]);
+      }
+    } else {
+      const s = String(v);
+      h.update(`s${s.length}:${s}`);
+    }
+  };
+  walk(body);
+  return h.digest('hex');
+}
+
 const concat = (ders: readonly Uint8Array[]): Buffer => Buffer.concat(ders.map((d) => Buffer.from(d)));
 
 export class WorkloadApiServer {
@@ -88,7 +115,9 @@ export class WorkloadApiServer {
   readonly #jwt: JwtSvidCache;
   readonly #conns = new Map<string, Conn>();
   readonly #streams = new Set<Stream>();
-  readonly #attest: (cred: PeerCred) => Promise<Attestation>;
+  readonly #attest: (cred: PeerCred, options: AttestOptions) => Promise<Attestation>;
+  /** What attestation reads: the cgroup only when an entry uses `container:`, the runtimes' records only for images. */
+  #attestOptions: AttestOptions = {};
   #entries: readonly WorkloadEntry[];
   #grpc: grpc.Server | undefined;
   #injector: grpc.ConnectionInjector | undefined;
@@ -102,6 +131,7 @@ export class WorkloadApiServer {
     this.#o = o;
     this.socketPath = o.socketPath;
     this.#entries = o.entries;
+    this.#setAttestOptions();
     this.#svids = new WorkloadSvids(o.host, o.ttlMs);
     this.#jwt = new JwtSvidCache({
       now: () => o.host.now(),
@@ -123,7 +153,9 @@ export class WorkloadApiServer {
 
   async start(): Promise<void> {
     await loadPeerCred();
-    const server = new grpc.Server();
+    // No channelz: its per-connection and per-call bookkeeping (socket refs, call counters,
+    // traces) is for grpc's admin tooling, which this socket does not serve.
+    const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
     const unary =
       (fn: (call: Unary) => Promise<unknown>) =>
       (call: Unary, cb: grpc.sendUnaryData<unknown>): void => {
@@ -167,11 +199,19 @@ export class WorkloadApiServer {
   /** Replace the registration entries; streams of callers no longer entitled end (PERMISSION_DENIED). */
   async setEntries(entries: readonly WorkloadEntry[]): Promise<void> {
     this.#entries = entries;
+    this.#setAttestOptions();
     this.#svids.retain(new Set(entries.map((e) => e.name)));
     const gw = this.#o.host.caIdentity()?.svid.spiffeId;
     if (gw !== undefined) this.#jwt.retain(new Set(entries.map((e) => workloadId(gw, e.name))));
     this.#o.logger.info('workload entries loaded', { event: 'workload.entries', count: entries.length });
     await this.#push();
+  }
+
+  #setAttestOptions(): void {
+    const container = this.#entries.some((e) => e.selectors.some((s) => s.startsWith('container:')));
+    this.#attestOptions = usesContainerImage(this.#entries)
+      ? { container, containers: this.#o.containers ?? DEFAULT_CONTAINER_ROOTS }
+      : { container };
   }
 
   async close(): Promise<void> {
@@ -221,7 +261,7 @@ export class WorkloadApiServer {
   async #entitled(conn: Conn): Promise<{ entries: readonly WorkloadEntry[] } | Status> {
     let a: Attestation;
     try {
-      a = await this.#attest(conn.cred);
+      a = await this.#attest(conn.cred, this.#attestOptions);
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : 'unknown';
       this.#o.logger.warn('workload attestation failed', {
@@ -231,6 +271,13 @@ export class WorkloadApiServer {
       });
       return deny('workload attestation failed');
     }
+    if (a.imageError !== undefined)
+      this.#o.logger.warn('workload container image unknown: no container:image selectors', {
+        event: 'workload.container_image_unavailable',
+        pid: conn.cred.pid,
+        code: a.imageError.code,
+        reason: a.imageError.message,
+      });
     if (conn.first === undefined) conn.first = a.facts;
     else if (conn.first.startTime !== a.facts.startTime || conn.first.uid !== a.facts.uid)
       return deny('the process of this connection is gone (pid reused)');
@@ -268,11 +315,7 @@ export class WorkloadApiServer {
     }
     if (!this.#streams.has(stream)) return;
     // Only a digest of what was last sent is kept per stream (never a copy of the private key).
-    const key = createHash('sha256')
-      .update(
-        JSON.stringify(body, (_k, v) => (v?.type === 'Buffer' ? Buffer.from(v.data).toString('base64') : v)),
-      )
-      .digest('hex');
+    const key = digest(body);
     if (key === stream.last) return;
     stream.last = key;
     stream.call.write(body);

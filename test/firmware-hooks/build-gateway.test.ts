@@ -4,7 +4,11 @@
  * gateways need, loads classic-level's native binding from them, validates its default config,
  * and its systemd unit carries the hardening and restart policy. The bundle is split into chunks
  * loaded on demand: `agent --dev` runs from it (the lazily loaded simulator, @peculiar/x509 and
- * level, whose named exports esbuild's splitting alone would lose).
+ * level, whose named exports esbuild's splitting alone would lose) and serves the Workload API
+ * (koffi's shipped native module for SO_PEERCRED, workload.proto beside the chunks): an SVID is
+ * fetched from the running bundle. koffi's native modules for arm64, arm (armhf) and x64 are
+ * shipped, each an ELF for its machine (those not installed here come from `npm pack`, so the
+ * first build needs the registry or npm's cache).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -14,7 +18,9 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildGateway, type GatewayBuild } from '../../firmware-hooks/build/gateway.ts';
+import { elfMachine, nativeModules } from '../../firmware-hooks/build/koffi.ts';
 import { writeState } from '../../firmware-hooks/ota-state.ts';
+import { fetchX509Once } from '../../runtime/workload/client.ts';
 
 let out: string;
 let build: GatewayBuild;
@@ -48,6 +54,14 @@ test('the directory holds the bundle, the unit, the config, the hooks and only t
   for (const dev of ['typescript', 'tsx', '@biomejs', 'uvu', 'fast-check', 'esbuild'])
     assert.not.ok(modules.includes(dev), `${dev} is not shipped`);
   assert.ok(build.bytes > 100_000 && build.bytes < 20 * 1024 * 1024, `tarball ${build.bytes} bytes`);
+  const koffi = join(build.dir, 'node_modules/@koromix');
+  assert.equal(readdirSync(koffi).sort(), ['koffi-linux-arm', 'koffi-linux-arm64', 'koffi-linux-x64']);
+  const machines = (pkg: string) =>
+    [...nativeModules(join(koffi, pkg))].map(([d, f]) => `${d}:${elfMachine(f)}`).sort();
+  assert.equal(machines('koffi-linux-arm64'), ['linux_arm64:183', 'musl_arm64:183']);
+  assert.equal(machines('koffi-linux-arm'), ['linux_armhf:40']);
+  assert.equal(machines('koffi-linux-x64'), ['linux_x64:62', 'musl_x64:62']);
+  assert.not.ok(existsSync(join(build.dir, 'node_modules/koffi/src/koffi/src/call.cc')), 'no C++ sources');
   const listed = execFileSync('tar', ['-tzf', build.tarball], { encoding: 'utf8' });
   assert.match(listed, /edgeward\/edgeward\.mjs/);
 });
@@ -84,7 +98,7 @@ test(`runs with plain node${offline ? ' in a namespace without network' : ''}: -
   assert.is(cfg.code, 0, cfg.stderr);
 });
 
-test('the split bundle runs the agent on the embedded default (simulator, issuer, level) and stops on SIGTERM', async () => {
+test('the split bundle runs the agent on the embedded default (simulator, issuer, level), serves the Workload API, and stops on SIGTERM', async () => {
   assert.ok(
     readdirSync(join(build.dir, 'lib')).some((f) => f.endsWith('.mjs')),
     'chunks in lib/',
@@ -115,9 +129,16 @@ test('the split bundle runs the agent on the embedded default (simulator, issuer
       resolve(false);
     });
   });
+  // The Workload API of the bundled agent: dev mode's entry `dev` is this uid (the agent's).
+  const fetched = serving
+    ? await fetchX509Once(join(data, 'workload.sock')).catch((e: Error) => e)
+    : new Error('not serving');
   child.kill('SIGTERM');
   const code = await exited;
   assert.ok(serving, `agent --dev did not serve:\n${stdout}\n${stderr}`);
+  assert.not.instance(fetched, Error, `${(fetched as Error).message}\n${stdout}`);
+  assert.match((fetched as { svids: { spiffeId: string }[] }).svids[0]?.spiffeId ?? '', /\/workload\/dev$/);
+  assert.not.match(stdout, /"event":"workload.failed"/);
   assert.is(code, 0, stderr);
   assert.match(stdout, /"event":"identity.rotated"/);
 });

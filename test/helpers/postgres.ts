@@ -3,7 +3,10 @@
  * `postgres` user when the tests run as root: initdb and postgres refuse root), the Unix socket
  * in that dir, `fsync=off`, no TCP unless asked (`listen_addresses='127.0.0.1'`), and stopped by
  * the postmaster's PID (SIGINT at the end, SIGQUIT from a process `exit` handler). With `tls`, it
- * listens on 127.0.0.1 with ssl=on and the given certificate.
+ * listens on 127.0.0.1 with ssl=on and the given certificate. A cluster this process started can
+ * be stopped and started again on the same data, socket dir and port (`down()`/`up()`,
+ * `restart()`): an outage as the issuer's replicas see it; or frozen (`freeze()`/`thaw()`): a
+ * hung database whose connections stay open.
  *
  * `npm test` (scripts/test.mjs) starts one cluster for the whole run with `node --import tsx
  * test/helpers/postgres.ts serve` and passes it in EDGEWARD_TEST_PG (JSON); a test file run on its
@@ -21,7 +24,15 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +63,16 @@ export interface PgCluster extends PgClusterInfo {
   stop(): Promise<void>;
   /** Stops the postmaster (fast shutdown: sessions are cut) and starts it again on the same data. */
   restart(): Promise<void>;
+  /** Stops the postmaster (fast shutdown), keeping its data, socket dir and port for `up()`. */
+  down(): Promise<void>;
+  /** Starts the postmaster `down()` stopped, on the same data, socket dir and port. */
+  up(): Promise<void>;
+  /**
+   * A hung database: SIGSTOP to the postmaster and its children (every backend), so connections
+   * stay open and nothing answers; `thaw()` sends them SIGCONT.
+   */
+  freeze(): void;
+  thaw(): void;
 }
 
 /** The binaries of the newest PostgreSQL installed (Debian: /usr/lib/postgresql/<major>/bin). */
@@ -85,7 +106,17 @@ function connect(info: PgClusterInfo, database: string, user = 'postgres'): pg.C
   return new pg.Client({ host: info.socketDir, port: info.port, database, user, password: '' });
 }
 
-function cluster(info: PgClusterInfo, stop: () => Promise<void>, restart?: () => Promise<void>): PgCluster {
+function cluster(
+  info: PgClusterInfo,
+  stop: () => Promise<void>,
+  own?: { down: () => Promise<void>; up: () => Promise<void> },
+): PgCluster {
+  let frozen: number[] = [];
+  const owned = () => {
+    if (own === undefined)
+      throw new Error('this process did not start the cluster: it cannot stop or start it');
+    return own;
+  };
   return {
     socketDir: info.socketDir,
     port: info.port,
@@ -95,9 +126,24 @@ function cluster(info: PgClusterInfo, stop: () => Promise<void>, restart?: () =>
     },
     ...(info.tcpHost === undefined ? {} : { tcpHost: info.tcpHost }),
     async restart() {
-      if (restart === undefined)
-        throw new Error('this process did not start the cluster: it cannot restart it');
-      await restart();
+      const o = owned();
+      await o.down();
+      await o.up();
+    },
+    down: () => owned().down(),
+    up: () => owned().up(),
+    freeze() {
+      owned();
+      frozen = [info.pid, ...childrenOf(info.pid)];
+      for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+    },
+    thaw() {
+      for (const pid of frozen) {
+        try {
+          process.kill(pid, 'SIGCONT');
+        } catch {}
+      }
+      frozen = [];
     },
     url: (database, user = 'postgres') =>
       `postgresql://${encodeURIComponent(user)}@/${encodeURIComponent(database)}?host=${encodeURIComponent(info.socketDir)}&port=${info.port}`,
@@ -244,13 +290,16 @@ export async function startPostgres(
       await halt();
       rmSync(dir, { recursive: true, force: true });
     },
-    async () => {
-      await halt();
-      await launch();
-    },
+    { down: halt, up: launch },
   );
   await c.sql(`CREATE ROLE ${PW_ROLE} LOGIN PASSWORD '${PW_PASSWORD}'`);
   return c;
+}
+
+/** The PIDs of a process's children (Linux /proc). */
+function childrenOf(pid: number): number[] {
+  const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+  return text === '' ? [] : text.split(/\s+/).map(Number);
 }
 
 function idOf(flag: '-u' | '-g'): string {

@@ -22,6 +22,8 @@ import { type AdminTarget, adminClient } from '../../issuer/admin-client.ts';
 import { createDevIssuerFiles } from '../../issuer/dev.ts';
 import { adminSocketPath, issuerOptionsFromConfig } from '../../issuer/from-config.ts';
 import { Issuer } from '../../issuer/issuer.ts';
+import { createPkcs11Ca } from '../../issuer/pkcs11/ca-create.ts';
+import { isPkcs11Uri } from '../../issuer/pkcs11/uri.ts';
 import { startIssuer } from '../../issuer/start.ts';
 import { migrateIssuerStore, openIssuerStore } from '../../issuer/store-open.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
@@ -76,10 +78,19 @@ when none answers they fail with ERR_ISSUER_NOT_RUNNING. Every change is audited
   revoke (--spiffe-id ID | --serial HEX)
                            revoke a gateway or device SPIFFE ID (a gateway is also disabled) or a
                            certificate serial (lowercase hex); kept in the feed until it expires
-  ca rotate                retire the current CA (kept in the bundle until everything it signed has
-                           expired) in favour of ca.next. Rotation: 1) set ca.next and restart: the
-                           next CA is published in the bundle; 2) once agents have the new bundle,
-                           run 'ca rotate' (live), then move ca.next into ca for the next start
+  ca rotate [--after DURATION | --at TIME | --now]
+                           rotate the CA on every replica: the next CA (ca.next, configured on
+                           every replica; or one from the key source) is published in the bundle at
+                           once and signs from a time recorded in the store, on each replica by its
+                           own clock: by default, and at the earliest, its publication + the
+                           bundle's refresh hint (5m when none), so every verifier fetches the
+                           bundle first; --after/--at choose a later time; --now switches at once
+                           (a compromised or expiring CA). Refused (ERR_ISSUER_CA_KEY_MISSING) while
+                           a live replica lacks the next key. The previous CA stays in the bundle
+                           until everything it signed has expired. Afterwards move ca.next into ca
+                           in the config for the next start
+  ca show                  the CA state as JSON: active, next (published, signs from), retired (until),
+                           and the live replicas with the keys they hold (also: ca rotate --status)
   jwt rotate               make jwtSvid.next the JWT-SVID signing key on every replica; the old key
                            stays in the bundle until every token it signed has expired (ttl + 1m).
                            As for the CA: set jwtSvid.next and restart (published), wait for the
@@ -101,6 +112,13 @@ when none answers they fail with ERR_ISSUER_NOT_RUNNING. Every change is audited
                            an operator certificate spiffe://<td>/operator/N (at most 24h) for the
                            mTLS admin port: DIR/N.pem and DIR/N.key (0600); the key never leaves
                            this machine
+  ca create --pkcs11 URI --module LIB --pin-file FILE --trust-domain TD --out FILE [--ttl 365d]
+                           a new issuer CA whose P-256 key is generated inside the PKCS#11 token
+                           (URI pkcs11:token=<label>;object=<label>; private, sensitive, not
+                           extractable) and whose self-signed certificate is written to --out
+                           (never replaced); the key never leaves the token. With --config the
+                           missing options come from it: ca.key (ca.next.key with --next),
+                           ca.certificate, ca.pkcs11 and trustDomain
   dev-ca --dir DIR --trust-domain TD
                            create a development CA (ca.pem, ca.key 0600) and a TLS certificate for
                            127.0.0.1/localhost (tls.pem, tls.key 0600) in DIR; existing files are kept
@@ -129,6 +147,13 @@ const FLAGS = {
   ca: { type: 'string' },
   offline: { type: 'boolean' },
   follow: { type: 'boolean' },
+  pkcs11: { type: 'string' },
+  module: { type: 'string' },
+  'pin-file': { type: 'string' },
+  next: { type: 'boolean' },
+  at: { type: 'string' },
+  now: { type: 'boolean' },
+  status: { type: 'boolean' },
 } as const;
 
 function pinoLogger(level: string): Logger {
@@ -184,6 +209,7 @@ export const command: Command = {
       for (const [k, val] of Object.entries(dev.paths)) io.out(`${k}: ${val}`);
       return 0;
     }
+    if (sub === 'ca' && sub2 === 'create') return caCreate(v, io);
     if (sub === 'migrate') {
       const cfg = await loadConfigFile(
         required(v.config, 'config', 'issuer migrate'),
@@ -230,6 +256,36 @@ export const command: Command = {
     return operator(await remote(v, io), sub, sub2, v, io);
   },
 };
+
+/** `ca create --pkcs11`: options from the flags, else from --config. */
+async function caCreate(v: Values, io: CliIo): Promise<number> {
+  const cmd = 'issuer ca create';
+  const cfg = v.config === undefined ? undefined : await loadConfigFile(v.config, ISSUER_ROLE, io.env, {});
+  const ca = v.next === true ? cfg?.ca.next : cfg?.ca;
+  const fromConfig = ca !== undefined && isPkcs11Uri(ca.key) ? ca.key : undefined;
+  const uri = v.pkcs11 ?? fromConfig;
+  if (uri === undefined)
+    throw new UsageError(`${cmd}: give --pkcs11 URI (a CA with a key file: issuer dev-ca, or openssl)`);
+  const ttl = v.ttl ?? '365d';
+  if (!DURATION.test(ttl)) throw new UsageError(`${cmd}: --ttl must be a duration such as 365d`);
+  const out = required(v.out ?? ca?.certificate, 'out', cmd);
+  await createPkcs11Ca({
+    uri,
+    module: required(v.module ?? cfg?.ca.pkcs11?.module, 'module', cmd),
+    pinFile: required(v['pin-file'] ?? cfg?.ca.pkcs11?.pinFile, 'pin-file', cmd),
+    trustDomain: required(v['trust-domain'] ?? cfg?.trustDomain, 'trust-domain', cmd),
+    out,
+    ttlMs: parseDuration(ttl),
+    clock: systemClock,
+    random: cryptoRandom,
+  });
+  const cert = new X509Certificate(await readFile(out));
+  io.out(`CA key generated in the token: ${uri}`);
+  io.out(
+    `certificate: ${out} (${cert.subject.replace(/\n/g, ', ')}, valid to ${cert.validTo}, sha256 ${cert.fingerprint256})`,
+  );
+  return 0;
+}
 
 /** The in-process channel of --offline: the admin API's own dispatcher, audited as 'offline'. */
 function local(issuer: Issuer): Channel {
@@ -370,8 +426,9 @@ async function operator(
       lines(await ch.get<unknown[]>(`/revocations?limit=${limit(1000)}`));
       return 0;
     case 'ca rotate':
-      await ch.post('/ca/rotate', {});
-      io.out('current CA retired; move ca.next into ca in the config for the next start');
+      return caRotate(ch, v, io);
+    case 'ca show':
+      io.out(JSON.stringify(await ch.get('/ca')));
       return 0;
     case 'jwt rotate': {
       const r = await ch.post<{ kid: string; retired: string }>('/jwt/rotate', {});
@@ -396,6 +453,39 @@ async function operator(
         `issuer: unknown command '${[sub, sub2].filter(Boolean).join(' ')}' (see edgeward issuer --help)`,
       );
   }
+}
+
+async function caRotate(ch: Channel, v: Values, io: CliIo): Promise<number> {
+  const cmd = 'issuer ca rotate';
+  if (v.status === true) {
+    io.out(JSON.stringify(await ch.get('/ca')));
+    return 0;
+  }
+  if ([v.at, v.after, v.now].filter((x) => x !== undefined).length > 1)
+    throw new UsageError(`${cmd}: give at most one of --at, --after, --now`);
+  const body: { at?: number; afterMs?: number; now?: true } = {};
+  if (v.at !== undefined) {
+    const at = Date.parse(v.at);
+    if (!/^\d{4}-\d{2}-\d{2}T/.test(v.at) || Number.isNaN(at))
+      throw new UsageError(`${cmd}: --at must be an ISO 8601 time such as 2026-01-01T12:00:00Z`);
+    body.at = at;
+  }
+  if (v.after !== undefined) {
+    if (!DURATION.test(v.after)) throw new UsageError(`${cmd}: --after must be a duration such as 30m`);
+    body.afterMs = parseDuration(v.after);
+  }
+  if (v.now === true) body.now = true;
+  const s = await ch.post<{
+    active: { fingerprint: string };
+    next?: { fingerprint: string; activateAt?: string };
+  }>('/ca/rotate', body);
+  io.out(
+    s.next?.activateAt === undefined
+      ? `CA ${s.active.fingerprint} signs now on every replica; the previous one stays in the bundle until what it signed expires`
+      : `next CA ${s.next.fingerprint} is in the bundle; every replica signs with it from ${s.next.activateAt}`,
+  );
+  io.out('then move ca.next into ca in the config for the next start');
+  return 0;
 }
 
 async function auditTail(ch: Channel, n: number, follow: boolean, io: CliIo): Promise<number> {

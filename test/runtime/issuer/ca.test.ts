@@ -79,4 +79,53 @@ test('CA files: every PEM certificate in order; none, or one that does not parse
   }
 });
 
+test('a next CA made by a key source (a shared token): published at once, scheduled once every replica found its key', async () => {
+  const clock = new VirtualClock();
+  const store = await openMemoryStore();
+  const token = new Map<string, ReturnType<typeof ca>>();
+  const fpOf = (der: Uint8Array) => new X509Certificate(Buffer.from(der)).fingerprint256;
+  const active = ca(clock, 1);
+  const open = (name: string) =>
+    CaSet.open({
+      trustDomain: 'fleet.example',
+      active,
+      store,
+      clock,
+      random: seededRandom(name),
+      maxTtlMs: 24 * H,
+      nextSource: async () => {
+        const pair = ca(clock, 2 + token.size);
+        token.set(fpOf(pair.certificate), pair);
+        return pair;
+      },
+      keyFor: async (der) => token.get(fpOf(der)),
+    });
+  const a = await open('a');
+  const b = await open('b');
+  const seq0 = a.sequence;
+  // The first call publishes; it schedules once b reports holding the key (it looks it up on the notification).
+  let status: Awaited<ReturnType<CaSet['scheduleSwitch']>> | undefined;
+  for (let i = 0; i < 50 && status === undefined; i++) {
+    status = await a.scheduleSwitch({}).catch(async (e: { code?: string }) => {
+      assert.is(e.code, 'ERR_ISSUER_CA_KEY_MISSING');
+      await new Promise((r) => setImmediate(r));
+      return undefined;
+    });
+  }
+  assert.ok(status !== undefined, 'scheduled');
+  assert.is(token.size, 1, 'one next CA made, however many calls');
+  assert.ok(a.sequence > seq0);
+  assert.equal(
+    status.replicas.map((r) => r.holdsNext),
+    [true, true],
+  );
+  const at = Date.parse(status.next?.activateAt as string);
+  assert.is(at, clock.now() + 5 * 60_000, 'publication + the default propagation delay');
+  await clock.advance(at - clock.now());
+  const next = [...token.values()][0] as ReturnType<typeof ca>;
+  for (const s of [a, b]) assert.ok(s.signer.certificate.equals(Buffer.from(next.certificate)));
+  await a.close();
+  await b.close();
+});
+
 test.run();

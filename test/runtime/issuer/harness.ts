@@ -5,7 +5,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryLogger } from '../../../runtime/core/logger.ts';
-import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
+import { createDevIssuerFiles, type DevIssuerFiles } from '../../../runtime/issuer/dev.ts';
 import type { IssuerOptions } from '../../../runtime/issuer/issuer.ts';
 import { type RunningIssuer, type StartIssuerOptions, startIssuer } from '../../../runtime/issuer/start.ts';
 import { type IssuerStore, issuerCbor, openMemoryStore } from '../../../runtime/issuer/store.ts';
@@ -34,13 +34,16 @@ export interface Harness {
 export async function harness(
   methods: IssuerOptions['methods'],
   extra: Partial<StartIssuerOptions> = {},
+  /** Replicas of one issuer: the same dev CA and TLS files, one clock (and `extra.store` shared). */
+  shared: { dev?: DevIssuerFiles; clock?: VirtualClock; seed?: string } = {},
 ): Promise<Harness> {
-  const clock = new VirtualClock(Date.now());
-  const random = testRandom('issuer-harness'); // replayable: EDGEWARD_TEST_SEED
+  const clock = shared.clock ?? new VirtualClock(Date.now());
+  const random = testRandom(shared.seed ?? 'issuer-harness'); // replayable: EDGEWARD_TEST_SEED
   const dir = mkdtempSync(join(tmpdir(), 'issuer-'));
-  const dev = await createDevIssuerFiles(join(dir, 'dev'), { trustDomain: TD, clock, random });
+  const dev =
+    shared.dev ?? (await createDevIssuerFiles(join(dir, 'dev'), { trustDomain: TD, clock, random }));
   const logger = new MemoryLogger();
-  const store = await openMemoryStore();
+  const store = extra.store ?? (await openMemoryStore());
   const running = await startIssuer({
     trustDomain: TD,
     store,

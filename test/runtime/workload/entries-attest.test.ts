@@ -63,7 +63,7 @@ test('workload check: every problem with its line; exit 1; a valid file exit 0',
   assert.equal(t.stderr, [
     `${bad}:5: entries[1].name: duplicate name "ok"`,
     `${bad}:7: entries[1].selectors[0]: malformed value for unix:uid: "abc"`,
-    `${bad}:8: entries[1].selectors[1]: unknown selector "k8s:ns" (known: unix:uid, unix:gid, unix:supplementary_gid, unix:user, unix:group, unix:path, unix:sha256, container:id)`,
+    `${bad}:8: entries[1].selectors[1]: unknown selector "k8s:ns" (known: unix:uid, unix:gid, unix:supplementary_gid, unix:user, unix:group, unix:path, unix:sha256, container:id, container:image, container:image_id)`,
     `${bad}:11: entries[2].colour: unknown key`,
     `${bad}:9: entries[2].name: must be 1-64 of letters, digits, ".", "-", "_"`,
     `${bad}:10: entries[2].selectors: must be a non-empty list (default deny)`,
@@ -113,6 +113,53 @@ test('attestation of a real process: uid, path, sha256 of its executable; a dead
   }
   await new Promise((r) => child.once('exit', r));
   await rejects(() => attest({ pid: child.pid as number, uid: 0, gid: 0 }), 'ERR_WORKLOAD_ATTESTATION');
+});
+
+test('the executable hash cache: a binary rewritten in place (same size, mtime set back) is hashed again', async () => {
+  const {
+    copyFileSync,
+    mkdtempSync,
+    readFileSync: read,
+    statSync: st,
+    utimesSync,
+    writeFileSync: write,
+  } = await import('node:fs');
+  const dir = mkdtempSync(join((await import('node:os')).tmpdir(), 'edgeward-exe-'));
+  const exe = join(dir, 'worker');
+  copyFileSync(realpathSync('/bin/sleep'), exe);
+  const { chmodSync } = await import('node:fs');
+  chmodSync(exe, 0o755);
+  utimesSync(exe, 1_700_000_000, 1_700_000_000); // whole seconds: exactly restorable below
+  const hashOf = async (): Promise<string | undefined> => {
+    const child = spawn(exe, ['30'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => child.once('spawn', r));
+      const a = await attest({
+        pid: child.pid as number,
+        uid: process.getuid?.() ?? 0,
+        gid: process.getgid?.() ?? 0,
+      });
+      return [...a.selectors].find((s) => s.startsWith('unix:sha256:'))?.slice('unix:sha256:'.length);
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+    }
+  };
+  const sha = (): string => createHash('sha256').update(read(exe)).digest('hex');
+  const first = await hashOf();
+  assert.is(first, sha());
+  // Same inode, same size, mtime restored: only ctime tells the content changed (the section
+  // header table at the end of the file is not used by exec).
+  const before = st(exe);
+  const bytes = read(exe);
+  bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 0x01;
+  write(exe, bytes);
+  utimesSync(exe, 1_700_000_000, 1_700_000_000);
+  assert.is(st(exe).mtimeMs, before.mtimeMs);
+  assert.is(st(exe).ino, before.ino);
+  const second = await hashOf();
+  assert.is.not(second, first);
+  assert.is(second, sha());
 });
 
 test('pid reuse: a later call on a connection that finds another process (start time) ends the stream', async () => {

@@ -48,6 +48,8 @@ export async function harness(
     real?: boolean;
     /** The real issuer's attestation methods (default: join tokens). */
     realMethods?: IssuerOptions['methods'];
+    /** The real issuer's CA (default: a dev CA with a file key). */
+    realCa?: IssuerOptions['ca'];
     /** Virtual time at start (default 2026-01-01). */
     start?: number;
   } = {},
@@ -62,7 +64,7 @@ export async function harness(
   let token: string | undefined;
   h.real = undefined;
   if (o.real === true) {
-    h.real = await realIssuer(() => h.clock.now(), random, issuer.trustDomain, o.realMethods);
+    h.real = await realIssuer(() => h.clock.now(), random, issuer.trustDomain, o.realMethods, o.realCa);
     issuer.backend = h.real.backend;
     token = await h.real.token();
   }

@@ -15,7 +15,7 @@ import { isEdgewardError } from '../../../../runtime/core/error.ts';
 import type { Random } from '../../../../runtime/core/random.ts';
 import { createDevIssuerFiles } from '../../../../runtime/issuer/dev.ts';
 import { Issuer, type IssuerOptions, type RequestContext } from '../../../../runtime/issuer/issuer.ts';
-import { issuerCbor, openMemoryStore } from '../../../../runtime/issuer/store.ts';
+import { type IssuerStore, issuerCbor, openMemoryStore } from '../../../../runtime/issuer/store.ts';
 import { softwareCaKey } from '../../../../runtime/svid/ca-key.ts';
 import { PATHS } from '../../../../runtime/upstream/protocol.ts';
 import type { Backend } from './fake-issuer.ts';
@@ -23,6 +23,8 @@ import type { Backend } from './fake-issuer.ts';
 export interface RealIssuer {
   readonly issuer: Issuer;
   readonly backend: Backend;
+  /** The issuer's store, for records a test checks. */
+  readonly store: IssuerStore;
   /** A fresh join token for gateway `gw-1` (single use, as always on the real issuer). */
   token(): Promise<string>;
 }
@@ -36,14 +38,17 @@ export async function realIssuer(
   random: Random,
   trustDomain: string,
   methods: IssuerOptions['methods'] = { joinToken: { enabled: true } },
+  /** The issuer's CA (default: a dev CA with a file key). */
+  ca?: IssuerOptions['ca'],
 ): Promise<RealIssuer> {
   const clock: Clock = { now, monotonic: now, setTimer: () => ({ cancel: () => {} }) };
   const dir = mkdtempSync(join(tmpdir(), 'edgeward-real-issuer-'));
   const files = await createDevIssuerFiles(join(dir, 'issuer'), { trustDomain, clock, random });
+  const store = await openMemoryStore();
   const issuer = await Issuer.create({
     trustDomain,
-    store: await openMemoryStore(),
-    ca: files.ca,
+    store,
+    ca: ca ?? files.ca,
     clock,
     random,
     methods,
@@ -81,5 +86,5 @@ export async function realIssuer(
       throw err;
     }
   };
-  return { issuer, backend, token: () => issuer.createJoinToken('gw-1', 24 * 3_600_000) };
+  return { issuer, backend, store, token: () => issuer.createJoinToken('gw-1', 24 * 3_600_000) };
 }
