@@ -37,7 +37,9 @@ export type SpiffeErrorCode =
   /** No valid SVID (or bundle) is available from a source right now. */
   | 'ERR_SVID_UNAVAILABLE'
   /** No bundle is known for the trust domain asked for. */
-  | 'ERR_BUNDLE_UNAVAILABLE';
+  | 'ERR_BUNDLE_UNAVAILABLE'
+  /** A JWT-SVID that fails validation: malformed, header or claims against the rules, unknown `kid`, bad signature, expired, another audience. */
+  | 'ERR_JWT_SVID_INVALID';
 
 export class RuntimeError extends EdgewardError<RuntimeErrorCode> {}
 
@@ -162,7 +164,9 @@ export type SvidErrorCode =
   /** A signing CA that cannot sign this profile (not a CA, unsupported key, expired). */
   | 'ERR_SVID_SIGNER'
   /** SPIFFE bundle JSON that is not a valid bundle. */
-  | 'ERR_BUNDLE_MALFORMED';
+  | 'ERR_BUNDLE_MALFORMED'
+  /** A JWT-SVID signing key that is not EC P-256 (ES256), or gave no ECDSA signature. */
+  | 'ERR_JWT_KEY_INVALID';
 
 /** Codes of `runtime/issuer/`: every refusal the issuer answers with and records in its audit log. */
 export type IssuerErrorCode =
@@ -225,6 +229,10 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_CA_KEY_MISSING'
   /** A device issuance log entry outside the calling gateway's `/device/` path, or a serial of another certificate. (403) */
   | 'ERR_ISSUER_DEVICE_SCOPE'
+  /** A JWT-SVID asked for a SPIFFE ID that is not `<the calling gateway>/workload/<name>`. (403) */
+  | 'ERR_ISSUER_JWT_SCOPE'
+  /** No JWT-SVID signing key: none configured (`jwtSvid.key`), the active one not held by this replica, or no next key to rotate to. (503) */
+  | 'ERR_ISSUER_JWT_KEY'
   /** A private key file readable by others than its owner (must be 0600). */
   | 'ERR_ISSUER_KEY_PERMISSIONS'
   /** The PKCS#11 module (`ca.pkcs11.module`) or the optional `pkcs11js` binding cannot be loaded or initialised. */

@@ -29,7 +29,7 @@
  * ```
  */
 import type { Clock } from '../core/clock.ts';
-import { AgentError } from '../errors.ts';
+import { AgentError, RuntimeError } from '../errors.ts';
 import {
   type BundleRecord,
   type DeviceRecord,
@@ -40,6 +40,7 @@ import {
 } from '../store/records.ts';
 import type { StoreOp } from '../store/sealed-store.ts';
 import { Failover } from '../upstream/failover.ts';
+import { type JwtSvidRequest, type JwtSvidResponse, PATHS } from '../upstream/protocol.ts';
 import { CircuitBreaker, DEFAULT_BREAKER } from './breaker.ts';
 import { type CaKeys, caKeysFor, loadCaKey } from './ca-keys.ts';
 import { ClockWatch } from './clock-watch.ts';
@@ -299,6 +300,25 @@ export class Agent {
   /** The loaded identity while its delegated CA is still valid (the Workload API signs with it). */
   caIdentity(): LiveIdentity | undefined {
     return this.#caIdentity();
+  }
+
+  /**
+   * A JWT-SVID from the issuer for `spiffeId` (one of this gateway's workloads) and `audience`,
+   * over mTLS with the live gateway SVID (ERR_SVID_UNAVAILABLE without one; the upstream's
+   * refusals and failures as for the feed). The Workload API caches the answer.
+   */
+  async requestJwtSvid(spiffeId: string, audience: readonly string[]): Promise<JwtSvidResponse> {
+    this.#checkOpen();
+    const live = this.svidSource.current();
+    if (live === undefined || !this.#clockWatch.trusted())
+      throw new RuntimeError('ERR_SVID_UNAVAILABLE', 'no live gateway SVID to ask the issuer with');
+    // While the breaker is open the upstream counts as away: the caller serves its cache at once.
+    if (!this.#breaker.allow())
+      throw new AgentError('ERR_UPSTREAM_BREAKER_OPEN', 'upstream away (circuit breaker open)');
+    const body: JwtSvidRequest = { spiffeId, audience: [...audience] };
+    return this.#failover.run((ep) =>
+      ep.post<JwtSvidResponse>(PATHS.jwtSvid, body, { clientSvid: live.svid }),
+    );
   }
 
   /** False while the clock is behind the persisted time floor (no signing then). */

@@ -11,6 +11,7 @@ import type { BundleSource, SvidSource, Unsubscribe, X509Bundle, X509Svid } from
 import { type BundleRecord, NAMES } from '../store/records.ts';
 import type { StoreOp } from '../store/sealed-store.ts';
 import type { DecodedBundle } from '../svid/bundle.ts';
+import type { JwtAuthority } from '../svid/jwt-svid.ts';
 import type { LiveIdentity } from './identity.ts';
 
 /** A source's `onChange`, with the `notify` and `clearListeners` the agent calls. */
@@ -71,6 +72,7 @@ export class AgentSvidSource extends ChangeNotifier implements SvidSource {
 
 export class AgentBundleSource extends ChangeNotifier implements BundleSource {
   #bundle: X509Bundle | undefined;
+  #jwtKeys: readonly JwtAuthority[] = [];
 
   constructor(logger: Logger) {
     super('bundle', logger);
@@ -84,12 +86,19 @@ export class AgentBundleSource extends ChangeNotifier implements BundleSource {
   adopt(trustDomain: string, decoded: DecodedBundle): boolean {
     const changed = this.#bundle === undefined || decoded.sequence !== this.#bundle.sequence;
     this.#bundle = { trustDomain, roots: decoded.roots, sequence: decoded.sequence };
+    this.#jwtKeys = decoded.jwtKeys;
     if (changed) this.notify();
     return changed;
   }
 
   get sequence(): number | undefined {
     return this.#bundle?.sequence;
+  }
+
+  /** The JWT-SVID signing keys (`use: "jwt-svid"`) of the bundle held for `trustDomain`. */
+  jwtKeysFor(trustDomain: string): readonly JwtAuthority[] {
+    this.getBundleFor(trustDomain);
+    return this.#jwtKeys;
   }
 
   getBundleFor(trustDomain: string): X509Bundle {

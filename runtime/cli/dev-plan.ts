@@ -14,6 +14,7 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { attestorProtector } from '../store/protector.ts';
+import { softwareCaKey } from '../svid/ca-key.ts';
 import { httpsUpstream } from '../upstream/client.ts';
 
 export const DEV_TRUST_DOMAIN = 'edgeward.dev';
@@ -56,6 +57,7 @@ export async function devPlan(o: {
     trustDomain: DEV_TRUST_DOMAIN,
     store: await openLevelStore(join(dataDir, 'issuer', 'store')),
     ca: files.ca,
+    jwtSvid: { key: softwareCaKey(files.jwtKey) },
     tls: files.tls,
     clock,
     random,

@@ -38,7 +38,10 @@ const MAX: Record<string, number> = {
   sessionTtl: HOUR,
   bundleRefreshHint: 7 * DAY,
   'rateLimit.window': DAY,
+  'jwtSvid.ttl': HOUR,
 };
+/** Lower bounds above 1 ms. */
+const MIN: Record<string, number> = { bundleRefreshHint: SECOND, 'jwtSvid.ttl': 30 * SECOND };
 
 /** Milliseconds as config-style text for messages: `7d`, `1h`, `19d23h59m`, `250ms`. */
 export function formatDuration(ms: number): string {
@@ -122,14 +125,18 @@ export function issuerBounds(cfg: IssuerConfig, lineOf?: LineOf): ConfigIssue[] 
     sessionTtl: cfg.sessionTtl,
     bundleRefreshHint: cfg.bundleRefreshHint,
     'rateLimit.window': cfg.rateLimit?.window,
+    'jwtSvid.ttl': cfg.jwtSvid?.ttl,
   };
   const bad = new Set<string>();
   for (const [path, text] of Object.entries(given)) {
     if (text === undefined) continue;
     const ms = parseDuration(text);
     const max = MAX[path] as number;
-    const min = path === 'bundleRefreshHint' ? SECOND : 1;
-    if (ms < min) issues.push(at(lineOf, path, min === 1 ? 'must be greater than 0' : 'must be at least 1s'));
+    const min = MIN[path] ?? 1;
+    if (ms < min)
+      issues.push(
+        at(lineOf, path, min === 1 ? 'must be greater than 0' : `must be at least ${formatDuration(min)}`),
+      );
     else if (ms > max) issues.push(at(lineOf, path, `must be at most ${formatDuration(max)}`));
     else continue;
     bad.add(path);

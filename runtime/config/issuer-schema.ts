@@ -70,6 +70,24 @@ export const IssuerConfigSchema = Closed({
       ),
     ),
   }),
+  /** JWT-SVID signing (absent: the issuer refuses JWT-SVID requests with ERR_ISSUER_JWT_KEY). */
+  jwtSvid: Type.Optional(
+    Closed(
+      {
+        key: FilePath('JWT-SVID signing key: EC P-256 private key (PEM, mode 0600)'),
+        /** A prepared next key: published in the bundle at start, signs after `edgeward issuer jwt rotate`. */
+        next: Type.Optional(FilePath('next JWT-SVID signing key (PEM, mode 0600)')),
+        ttl: Type.Optional(Duration('JWT-SVID lifetime (default 5m, 30s..1h)')),
+        perGateway: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            description: 'JWT-SVID requests per gateway per rateLimit.window (default 60)',
+          }),
+        ),
+      },
+      "JWT-SVIDs for the gateways' workloads (ES256)",
+    ),
+  ),
   /** Exactly one of `leveldb` and `postgres` (checked in issuer-bounds.ts). */
   store: Closed(
     {

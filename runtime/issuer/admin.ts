@@ -127,6 +127,8 @@ export async function dispatch(
     }
     case 'GET /ca':
       return issuer.caStatus();
+    case 'POST /jwt/rotate':
+      return issuer.rotateJwtKey(by);
     case 'GET /audit':
       return issuer.auditEvents(
         int(q.get('since'), 'since', 0),

@@ -39,6 +39,7 @@ import {
   scheduledRecord,
 } from './ca-rotation.ts';
 import { type BundleMeta, effectiveAt, fingerprint as fp, openedRecord } from './ca-state.ts';
+import type { JwtKeySet } from './jwt-keys.ts';
 import type { IssuerStore } from './store.ts';
 
 export { CA_CHANNEL, CA_POLL_MS } from './ca-record.ts';
@@ -93,6 +94,8 @@ export interface CaSetOptions {
   readonly pollMs?: number;
   /** Told once, by the replica that wrote it down, that the scheduled switch to CA `active` happened at `at` (audit). */
   readonly onSwitched?: (o: { active: string; at: number }) => void;
+  /** JWT-SVID signing keys published in the bundle (`jwt-keys.ts`); the bundle sequence is the sum of both. */
+  readonly jwtKeys?: JwtKeySet;
 }
 
 function signerFor(o: CaSetOptions, pair: CaKeyPair): Signing {
@@ -128,7 +131,7 @@ export class CaSet {
   #retired: Retired[] = [];
   #sequence = 0;
   /** The encoded bundle, kept while the record applied and the number of live roots stay the same. */
-  #bundle: { json: string; roots: number } | undefined;
+  #bundle: { json: string; roots: number; sequence: number } | undefined;
   readonly #rec: CaRecord;
   #closed = false;
   /** The store record applied last, as read (a scheduled switch not yet applied in it), and its version. */
@@ -174,6 +177,7 @@ export class CaSet {
         now,
       }),
     );
+    o.jwtKeys?.onChange(() => set.#wake());
     await set.#rec.start();
     await set.#beat();
     return set;
@@ -201,9 +205,14 @@ export class CaSet {
     return this.#activeX509;
   }
 
+  /** The bundle's `spiffe_sequence`: the CA state's plus the JWT key state's (each only goes up). */
   get sequence(): number {
     this.#catchUp();
-    return this.#sequence;
+    return this.#fullSequence;
+  }
+
+  get #fullSequence(): number {
+    return this.#sequence + (this.#o.jwtKeys?.sequence ?? 0);
   }
 
   /** Every root a verifier must accept now: active, next, and retired ones still covering issued certificates. */
@@ -225,19 +234,24 @@ export class CaSet {
   /** The bundle JSON, encoded once per root set (every GET /v1/bundle and issuance serves it). */
   bundleJson(): string {
     const roots = this.roots().map((r) => r.raw);
-    // The root set changes through the store (a record applied: the cache is dropped) or by a
-    // retired root lapsing before prune (one root fewer).
+    const jwtKeys = this.#o.jwtKeys?.authorities() ?? [];
+    const sequence = this.#fullSequence;
+    const count = roots.length + jwtKeys.length;
+    // The key set changes through the store (a record applied: the cache is dropped; a JWT key
+    // change: a new sequence) or by a retired key lapsing before prune (one key fewer).
     let cached = this.#bundle;
-    if (cached === undefined || cached.roots !== roots.length) {
+    if (cached === undefined || cached.roots !== count || cached.sequence !== sequence) {
       cached = {
         json: encodeBundle({
           roots,
-          sequence: this.#sequence,
+          jwtKeys,
+          sequence,
           ...(this.#o.refreshHintSeconds === undefined
             ? {}
             : { refreshHintSeconds: this.#o.refreshHintSeconds }),
         }),
-        roots: roots.length,
+        roots: count,
+        sequence,
       };
       this.#bundle = cached;
     }
@@ -416,8 +430,12 @@ export class CaSet {
     this.#bundle = undefined;
     this.#armSwitch(m === meta ? meta.activateAt : undefined);
     if (m !== meta) this.#commitSwitch();
-    const ready = this.#waiters.filter((w) => w.sequence <= this.#sequence);
-    this.#waiters = this.#waiters.filter((w) => w.sequence > this.#sequence);
+    this.#wake();
+  }
+
+  #wake(): void {
+    const ready = this.#waiters.filter((w) => w.sequence <= this.#fullSequence);
+    this.#waiters = this.#waiters.filter((w) => w.sequence > this.#fullSequence);
     for (const w of ready) w.resolve();
   }
 
@@ -470,7 +488,7 @@ export class CaSet {
 
   /** Resolves once this replica has applied bundle sequence `sequence` (a change on any replica). */
   whenSequence(sequence: number): Promise<void> {
-    if (sequence <= this.#sequence) return Promise.resolve();
+    if (sequence <= this.#fullSequence) return Promise.resolve();
     return new Promise((resolve) => this.#waiters.push({ sequence, resolve }));
   }
 }

@@ -1,6 +1,7 @@
 /**
- * Development key material for an in-process issuer: a P-256 CA (key 0600) and a TLS server
- * certificate for 127.0.0.1 and localhost signed by it, in `dir`. Existing files are reused, so
+ * Development key material for an in-process issuer: a P-256 CA (key 0600), a TLS server
+ * certificate for 127.0.0.1 and localhost signed by it, and a P-256 JWT-SVID signing key
+ * (`jwt.key`, 0600), in `dir`. Existing files are reused, so
  * a dev agent keeps its trust root across restarts.
  *
  * @example
@@ -9,7 +10,7 @@
  * dev.ca.certificate; dev.tls.cert; dev.paths.caCertificate
  * ```
  */
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,7 +26,15 @@ const DAY = 86_400_000;
 export interface DevIssuerFiles {
   readonly ca: CaKeyPair;
   readonly tls: TlsMaterial;
-  readonly paths: { caCertificate: string; caKey: string; tlsCertificate: string; tlsKey: string };
+  /** The JWT-SVID signing key (ES256). */
+  readonly jwtKey: KeyObject;
+  readonly paths: {
+    caCertificate: string;
+    caKey: string;
+    tlsCertificate: string;
+    tlsKey: string;
+    jwtKey: string;
+  };
 }
 
 export async function createDevIssuerFiles(
@@ -38,6 +47,7 @@ export async function createDevIssuerFiles(
     caKey: join(dir, 'ca.key'),
     tlsCertificate: join(dir, 'tls.pem'),
     tlsKey: join(dir, 'tls.key'),
+    jwtKey: join(dir, 'jwt.key'),
   };
   const now = o.clock.now();
   if (!existsSync(paths.caCertificate) || !existsSync(paths.caKey)) {
@@ -69,7 +79,12 @@ export async function createDevIssuerFiles(
     await writeFile(paths.tlsCertificate, new X509Certificate(der).toString(), { mode: 0o644 });
   }
   await readPrivateKeyFile(paths.tlsKey); // refuses a key file whose mode was loosened
+  if (!existsSync(paths.jwtKey)) {
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    await writeFile(paths.jwtKey, key.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+  }
   return {
+    jwtKey: await readPrivateKeyFile(paths.jwtKey),
     ca: { certificate: caCert.raw, privateKey: caKey },
     tls: { cert: await readFile(paths.tlsCertificate), key: await readFile(paths.tlsKey) },
     paths,

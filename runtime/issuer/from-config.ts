@@ -12,7 +12,7 @@ import { parseDuration } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
-import type { CaKey } from '../svid/ca-key.ts';
+import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
 import type { CaKeyPair } from './ca.ts';
 import { readCertificatesFile, readPrivateKeyFile, readPublicKeyFile } from './files.ts';
 import { openPkcs11CaKey } from './pkcs11/key.ts';
@@ -89,11 +89,33 @@ async function fromConfig(
     },
     health: cfg.health ?? DEFAULT_HEALTH,
     // The CA key file must stay readable and 0600: a replica restarted now must be able to sign
-    // (a PKCS#11 key is checked by the 'ca' probe signature, through the token).
-    readinessChecks: isPkcs11Uri(cfg.ca.key)
-      ? []
-      : [{ name: 'ca-key', check: async () => void (await readPrivateKeyFile(cfg.ca.key)) }],
+    // (a PKCS#11 key is checked by the 'ca' probe signature, through the token); the JWT key too.
+    readinessChecks: [
+      ...(isPkcs11Uri(cfg.ca.key)
+        ? []
+        : [{ name: 'ca-key', check: async () => void (await readPrivateKeyFile(cfg.ca.key)) }]),
+      ...(cfg.jwtSvid === undefined
+        ? []
+        : [
+            {
+              name: 'jwt-key',
+              check: async () => void (await readPrivateKeyFile((cfg.jwtSvid as { key: string }).key)),
+            },
+          ]),
+    ],
     owned,
+    ...(cfg.jwtSvid === undefined
+      ? {}
+      : {
+          jwtSvid: {
+            key: softwareCaKey(await readPrivateKeyFile(cfg.jwtSvid.key)),
+            ...(cfg.jwtSvid.next === undefined
+              ? {}
+              : { next: softwareCaKey(await readPrivateKeyFile(cfg.jwtSvid.next)) }),
+            ...opt('ttlMs', ms(cfg.jwtSvid.ttl)),
+            ...opt('perGateway', cfg.jwtSvid.perGateway),
+          },
+        }),
     ...opt('svidTtlMs', ms(cfg.svidTtl)),
     ...opt('offlineBudgetMs', ms(cfg.offlineBudget)),
     ...opt('serverNames', cfg.serverNames),

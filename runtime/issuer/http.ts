@@ -47,6 +47,8 @@ const STATUS: Record<string, number> = {
   ERR_ISSUER_CA_EXPIRED: 401,
   ERR_ISSUER_CA_UNKNOWN: 401,
   ERR_ISSUER_DEVICE_SCOPE: 403,
+  ERR_ISSUER_JWT_SCOPE: 403,
+  ERR_ISSUER_JWT_KEY: 503,
   ERR_ISSUER_CREDENTIAL: 401,
   ERR_ISSUER_QUOTE_INVALID: 401,
   ERR_ISSUER_CLIENT_CERT: 401,
@@ -228,6 +230,8 @@ async function handle(issuer: Issuer, req: IncomingMessage, res: ServerResponse)
           200,
           await issuer.devicesIssued(await cborBody(req, MAX_DEVICES_ISSUED_BODY_BYTES), ctx),
         );
+      case `POST ${PATHS.jwtSvid}`:
+        return send(res, 200, await issuer.jwtSvid(await cborBody(req), ctx));
       case `GET ${PATHS.bundle}`: {
         const b = issuer.bundle();
         return send(res, 200, b.json, 'application/json');

@@ -26,10 +26,12 @@ import { type Logger, nullLogger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import type { EndStagingResponse, StageResponse } from '../firmware/protocol.ts';
+import type { CaKey } from '../svid/ca-key.ts';
 import type {
   AttestBeginResponse,
   DevicesIssuedResponse,
   IssuedIdentity,
+  JwtSvidResponse,
   RecoverBeginResponse,
   RenewBeginResponse,
   RevocationFeed,
@@ -45,6 +47,8 @@ import { addManifest, endFirmware, stageFirmware } from './firmware-staging.ts';
 import { checkGatewayUsable, checkName } from './gateways.ts';
 import * as inspect from './inspect.ts';
 import { issueIdentity } from './issue.ts';
+import { JwtKeySet } from './jwt-keys.ts';
+import { DEFAULT_JWT_SVID_TTL_MS, issueJwtSvid, type JwtSvidIssuing } from './jwt-svid.ts';
 import * as operator from './operator.ts';
 import { authenticateOperator } from './operator-auth.ts';
 import { peerGateway } from './peer.ts';
@@ -93,6 +97,13 @@ export interface IssuerOptions {
   readonly pruneIntervalMs?: number;
   /** Readiness checks of the composition root besides store, CA key and bundle (`readiness.ts`). */
   readonly readinessChecks?: readonly ReadinessCheck[];
+  /** JWT-SVID signing (`jwt-keys.ts`, `jwt-svid.ts`): the key, a prepared next key, the token lifetime, requests per gateway per window (default 60). */
+  readonly jwtSvid?: {
+    readonly key?: CaKey;
+    readonly next?: CaKey;
+    readonly ttlMs?: number;
+    readonly perGateway?: number;
+  };
   /** Closed when the issuer closes: the PKCS#11 CA keys the composition root opened (`from-config.ts`). */
   readonly owned?: readonly { close(): Promise<void> }[];
 }
@@ -111,6 +122,7 @@ export class Issuer {
   readonly #limits: RateLimiter;
   readonly #core: IssuerCore;
   #manifests: readonly ManifestRecord[] = [];
+  #jwt: JwtSvidIssuing | undefined;
   #pruneTimer: Timer | undefined;
   #closed = false;
 
@@ -166,8 +178,19 @@ export class Issuer {
     // The config's bounds (runtime/config/issuer-bounds.ts) keep these from a file; this is misuse.
     if (!(svidTtl > 0) || !(budget > 0) || budget > MAX_OFFLINE_BUDGET_MS)
       throw new TypeError('TTLs must be positive and the offline budget at most 30d');
+    const j = o.jwtSvid;
+    const jwtTtlMs = j?.ttlMs ?? DEFAULT_JWT_SVID_TTL_MS;
+    const jwtKeys = await JwtKeySet.open({
+      ...(j?.key === undefined ? {} : { active: j.key }),
+      ...(j?.next === undefined ? {} : { next: j.next }),
+      store: o.store,
+      clock: o.clock,
+      ttlMs: jwtTtlMs,
+      ...(o.logger === undefined ? {} : { logger: o.logger }),
+    });
     const audit = new AuditLog(o.store, o.clock, o.logger ?? nullLogger, o.random);
     const cas = await CaSet.open({
+      jwtKeys,
       trustDomain: o.trustDomain,
       active: o.ca,
       ...(o.nextCa === undefined ? {} : { next: o.nextCa }),
@@ -195,6 +218,11 @@ export class Issuer {
     try {
       rev = await Revocations.load(o.store, o.clock, { logger: o.logger ?? nullLogger });
       const issuer = new Issuer(o, cas, rev, audit);
+      issuer.#jwt = {
+        keys: jwtKeys,
+        ttlMs: jwtTtlMs,
+        limit: (name) => issuer.#limit(`j:${name}`, j?.perGateway ?? 60, `JWT-SVIDs for gateway ${name}`),
+      };
       issuer.#manifests = (await o.store.list<ManifestRecord>('manifest/')).map(([, v]) => v);
       issuer.#schedulePrune();
       return issuer;
@@ -202,6 +230,7 @@ export class Issuer {
       // Nothing keeps listening or polling for an issuer that did not start.
       await rev?.close();
       await cas.close();
+      await jwtKeys.close();
       for (const k of o.owned ?? []) await k.close();
       throw err;
     }
@@ -240,6 +269,25 @@ export class Issuer {
   renewFinish(body: unknown, ctx: RequestContext): Promise<IssuedIdentity> {
     const info: Partial<AuditEvent> = {};
     return this.#guard('renew.finish', ctx, info, () => renewFinish(this.#core, body, ctx, info));
+  }
+
+  /** A JWT-SVID for one of the calling gateway's workloads (`jwt-svid.ts`). */
+  jwtSvid(body: unknown, ctx: RequestContext): Promise<JwtSvidResponse> {
+    const info: Partial<AuditEvent> = {};
+    return this.#guard('jwt-svid', ctx, info, () =>
+      issueJwtSvid(this.#core, this.#jwt as JwtSvidIssuing, body, ctx, info),
+    );
+  }
+
+  /** Make the next JWT-SVID key the signer on every replica (`jwt-keys.ts`). */
+  async rotateJwtKey(by?: string): Promise<{ kid: string; retired: string }> {
+    const r = await (this.#jwt as JwtSvidIssuing).keys.rotate();
+    await this.#core.audit.write({
+      event: 'jwt',
+      detail: `JWT-SVID key ${r.kid} activated; ${r.retired || 'none'} kept until its tokens expire`,
+      ...(by === undefined ? {} : { by }),
+    });
+    return r;
   }
 
   // ---- recovery by the delegated CA key (recover.ts), offline issuance log -------------
@@ -427,6 +475,7 @@ export class Issuer {
     this.#pruneTimer?.cancel();
     await this.#rev.close();
     await this.#cas.close();
+    await this.#jwt?.keys.close();
     for (const o of this.#o.owned ?? []) await o.close();
   }
 
@@ -483,11 +532,13 @@ export class Issuer {
   }
 
   async #limitGateway(name: string): Promise<void> {
-    const wait = await this.#limits.take(`g:${name}`, this.#o.rateLimit?.perGateway ?? 10);
+    await this.#limit(`g:${name}`, this.#o.rateLimit?.perGateway ?? 10, `requests for gateway ${name}`);
+  }
+
+  async #limit(key: string, limit: number, what: string): Promise<void> {
+    const wait = await this.#limits.take(key, limit);
     if (wait !== undefined)
-      throw new IssuerError('ERR_ISSUER_RATE_LIMITED', `too many requests for gateway ${name}`, {
-        retryAfterMs: wait,
-      });
+      throw new IssuerError('ERR_ISSUER_RATE_LIMITED', `too many ${what}`, { retryAfterMs: wait });
   }
 
   #schedulePrune(): void {

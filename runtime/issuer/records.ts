@@ -119,6 +119,7 @@ export type AuditKind =
   | 'enable'
   | 'token'
   | 'ca'
+  | 'jwt'
   | 'recover'
   | 'device'
   | 'budget'

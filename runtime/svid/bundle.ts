@@ -1,8 +1,11 @@
 /**
  * SPIFFE bundles in their JSON form (SPIFFE Trust Domain and Bundle §4): a JWK Set whose
- * X.509 roots are keys with `use: "x509-svid"` and exactly one `x5c` certificate, plus
- * `spiffe_sequence` and `spiffe_refresh_hint` (seconds). Decoding checks each root's JWK
- * against its certificate's key and ignores keys of other or unknown `use` (§4.2.1).
+ * X.509 roots are keys with `use: "x509-svid"` and exactly one `x5c` certificate, whose JWT-SVID
+ * signing keys are keys with `use: "jwt-svid"` and a `kid` (§4.2.2), plus `spiffe_sequence` and
+ * `spiffe_refresh_hint` (seconds). Decoding checks each root's JWK against its certificate's key
+ * and ignores keys of other or unknown `use` (§4.2.1). A JWT key that is not usable (no `kid`, a
+ * JWK that does not decode, a private member, a `kid` given twice) is left out, not the bundle:
+ * the X.509 roots still arrive, and a token of such a key simply does not validate.
  *
  * @example
  * ```ts
@@ -12,15 +15,19 @@
  */
 import { createPublicKey, type JsonWebKey, X509Certificate } from 'node:crypto';
 import { SvidError } from '../errors.ts';
+import type { JwtAuthority } from './jwt-svid.ts';
 
 export interface BundleContents {
   readonly roots: readonly Uint8Array[];
+  /** JWT-SVID signing keys (public), published with `use: "jwt-svid"`. */
+  readonly jwtKeys?: readonly JwtAuthority[];
   readonly sequence: number;
   readonly refreshHintSeconds?: number;
 }
 
 export interface DecodedBundle {
   readonly roots: readonly X509Certificate[];
+  readonly jwtKeys: readonly JwtAuthority[];
   readonly sequence: number;
   readonly refreshHintSeconds: number | undefined;
 }
@@ -36,6 +43,7 @@ export function encodeBundle(b: BundleContents): string {
     out.x5c = [Buffer.from(der).toString('base64')];
     return out;
   });
+  for (const k of b.jwtKeys ?? []) keys.push({ use: 'jwt-svid', ...k.jwk, kid: k.kid });
   return JSON.stringify({
     keys,
     spiffe_sequence: b.sequence,
@@ -62,9 +70,15 @@ export function decodeBundle(json: string): DecodedBundle {
   if (hint !== undefined && (typeof hint !== 'number' || !Number.isSafeInteger(hint) || hint < 0))
     throw bad('"spiffe_refresh_hint" must be a non-negative integer (seconds)');
   const roots: X509Certificate[] = [];
+  const jwtKeys: JwtAuthority[] = [];
   d.keys.forEach((k, i) => {
     if (k === null || typeof k !== 'object' || Array.isArray(k)) throw bad(`keys[${i}] must be an object`);
     const key = k as Record<string, unknown>;
+    if (key.use === 'jwt-svid') {
+      const j = jwtKey(key);
+      if (j !== undefined) jwtKeys.push(j);
+      return;
+    }
     if (key.use !== 'x509-svid') return;
     const x5c = key.x5c;
     if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== 'string')
@@ -93,9 +107,30 @@ export function decodeBundle(json: string): DecodedBundle {
     if (!cert.ca) throw bad(`keys[${i}]: x5c certificate is not a CA`);
     roots.push(cert);
   });
+  const once = (kid: string): boolean => jwtKeys.filter((j) => j.kid === kid).length === 1;
   return {
     roots,
+    jwtKeys: jwtKeys.filter((j) => once(j.kid)),
     sequence: typeof seqN === 'number' ? seqN : 0,
     refreshHintSeconds: hint as number | undefined,
   };
+}
+
+/** One `use: "jwt-svid"` key: a `kid` and a public JWK that decodes; else undefined. */
+function jwtKey(key: Record<string, unknown>): JwtAuthority | undefined {
+  if (typeof key.kid !== 'string' || key.kid.length === 0 || key.kid.length > 256) return undefined;
+  if (key.d !== undefined) return undefined;
+  const jwk: Record<string, string> = {};
+  for (const f of JWK_KEY_FIELDS) {
+    const v = key[f];
+    if (v === undefined) continue;
+    if (typeof v !== 'string') return undefined;
+    jwk[f] = v;
+  }
+  try {
+    createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+  } catch {
+    return undefined;
+  }
+  return { kid: key.kid, jwk };
 }

@@ -29,7 +29,27 @@ export const PATHS = {
   recoverFinish: '/v1/recover/finish',
   /** Over mTLS with the current gateway SVID: the device certificates the gateway issued offline. */
   devicesIssued: '/v1/devices/issued',
+  /** Over mTLS with the current gateway SVID: a JWT-SVID for one of the gateway's workloads. */
+  jwtSvid: '/v1/jwt-svid',
 } as const;
+
+/** At most this many audiences in a JWT-SVID request, each of at most this many characters. */
+export const JWT_SVID_MAX_AUDIENCES = 16;
+export const JWT_SVID_MAX_AUDIENCE_LENGTH = 256;
+
+/** A JWT-SVID for `spiffeId` (`<the gateway's ID>/workload/<name>`) and these audiences. */
+export interface JwtSvidRequest {
+  spiffeId: string;
+  /** 1..16 audiences. */
+  audience: string[];
+}
+
+export interface JwtSvidResponse {
+  /** The JWT-SVID (JWS compact serialization). */
+  token: string;
+  /** Its `exp`, in ms. */
+  expiresAt: number;
+}
 
 export type AttestMethod = 'tpm' | 'join-token' | 'x509pop';
 

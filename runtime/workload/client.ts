@@ -1,7 +1,8 @@
 /**
  * A minimal SPIFFE Workload API client (for `edgeward workload fetch` and tests): one
- * FetchX509SVID message over the Unix socket, with the `workload.spiffe.io: true` metadata.
- * A gRPC error status comes back as `ERR_WORKLOAD_API_STATUS` naming the status.
+ * FetchX509SVID message, or one FetchJWTSVID answer, over the Unix socket, with the
+ * `workload.spiffe.io: true` metadata. A gRPC error status comes back as
+ * `ERR_WORKLOAD_API_STATUS` naming the status.
  */
 import * as grpc from '@grpc/grpc-js';
 import { WorkloadError } from '../errors.ts';
@@ -86,6 +87,57 @@ export async function fetchX509Once(
         );
       });
     });
+  } finally {
+    client.close();
+  }
+}
+
+export interface FetchedJwtSvid {
+  readonly spiffeId: string;
+  readonly token: string;
+  readonly hint: string;
+}
+
+/** FetchJWTSVID for `audience` (and only `spiffeId` when given). */
+export async function fetchJwtOnce(
+  socketPath: string,
+  audience: readonly string[],
+  spiffeId = '',
+  timeoutMs = 10_000,
+): Promise<{ svids: FetchedJwtSvid[] }> {
+  const Client = grpc.makeGenericClientConstructor(workloadService(), 'SpiffeWorkloadAPI');
+  const client = new Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set('workload.spiffe.io', 'true');
+  type Answer = { svids: { spiffe_id: string; svid: string; hint: string }[] };
+  try {
+    const res = await new Promise<Answer>((resolve, reject) => {
+      (
+        client as unknown as {
+          FetchJWTSVID(
+            req: object,
+            md: grpc.Metadata,
+            o: grpc.CallOptions,
+            cb: (err: grpc.ServiceError | null, res?: Answer) => void,
+          ): void;
+        }
+      ).FetchJWTSVID(
+        { audience: [...audience], spiffe_id: spiffeId },
+        md,
+        { deadline: Date.now() + timeoutMs },
+        (err, r) => {
+          if (err !== null || r === undefined)
+            reject(
+              new WorkloadError(
+                'ERR_WORKLOAD_API_STATUS',
+                `${grpc.status[err?.code ?? grpc.status.UNKNOWN] ?? err?.code}: ${err?.details ?? 'no answer'}`,
+              ),
+            );
+          else resolve(r);
+        },
+      );
+    });
+    return { svids: res.svids.map((s) => ({ spiffeId: s.spiffe_id, token: s.svid, hint: s.hint })) };
   } finally {
     client.close();
   }

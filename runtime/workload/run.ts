@@ -53,6 +53,14 @@ export async function startWorkloadApi(o: {
           return undefined;
         }
       },
+      jwtKeys: () => {
+        try {
+          return agent.bundleSource.jwtKeysFor(o.trustDomain);
+        } catch {
+          return undefined;
+        }
+      },
+      fetchJwtSvid: (spiffeId, audience) => agent.requestJwtSvid(spiffeId, audience),
       clockTrusted: () => agent.clockTrusted(),
       now: () => agent.now(),
       onChange(listener) {

@@ -13,8 +13,16 @@
  * caller matching no registration entry gets PERMISSION_DENIED; `FetchX509SVID` and
  * `FetchX509Bundles` answer at once with the full set and again on every change (rotation at
  * half-life, delegated CA or bundle change, entries reload); a stream whose caller lost its
- * entitlement (entries reload, process gone) ends with PERMISSION_DENIED. The JWT calls answer
- * UNIMPLEMENTED (JWT-SVIDs are not built yet), as does every method not in the service.
+ * entitlement (entries reload, process gone) ends with PERMISSION_DENIED.
+ *
+ * JWT-SVIDs: `FetchJWTSVID` answers one token per entry of the caller (or only the `spiffe_id`
+ * asked for, PERMISSION_DENIED when the caller is not entitled to it) for the audience list
+ * (empty: INVALID_ARGUMENT), from the cache in front of the issuer (`jwt-svids.ts`: until
+ * half-life; while the upstream is away, until just before `exp`); `FetchJWTBundles` streams the
+ * trust domain's JWKS from the bundle the agent holds, again on every bundle change;
+ * `ValidateJWTSVID` checks a token against those keys and the audience (`jwt.ts`; a token that
+ * fails, garbage included, and an empty audience or token: INVALID_ARGUMENT). Every JWT call
+ * needs an entitled caller, as the X.509 calls do. Methods not in the service: UNIMPLEMENTED.
  */
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
@@ -25,15 +33,18 @@ import type { Clock, Timer } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { RuntimeError } from '../errors.ts';
+import { JWT_SVID_MAX_AUDIENCE_LENGTH, JWT_SVID_MAX_AUDIENCES } from '../upstream/protocol.ts';
 import { type Attestation, type AttestOptions, attest as kernelAttest, type ProcessFacts } from './attest.ts';
 import { type ContainerRoots, DEFAULT_CONTAINER_ROOTS } from './container-image.ts';
 import { matchEntries, usesContainerImage, type WorkloadEntry } from './entries.ts';
+import { jwksBytes, toStruct, validateJwtSvid } from './jwt.ts';
+import { JwtSvidCache } from './jwt-svids.ts';
 import { loadPeerCred, type PeerCred, peerCred } from './peercred.ts';
 import { workloadService } from './proto.ts';
 
 export { PROTO_PATH } from './proto.ts';
 
-import { type WorkloadHost, type WorkloadSvid, WorkloadSvids } from './svids.ts';
+import { type WorkloadHost, type WorkloadSvid, WorkloadSvids, workloadId } from './svids.ts';
 
 export { DEFAULT_WORKLOAD_SOCKET } from './socket.ts';
 
@@ -56,7 +67,7 @@ interface Conn {
 }
 
 interface Stream {
-  readonly kind: 'svid' | 'bundles';
+  readonly kind: 'svid' | 'bundles' | 'jwt-bundles';
   readonly call: grpc.ServerWritableStream<unknown, unknown>;
   readonly conn: Conn;
   last: string | undefined;
@@ -64,6 +75,12 @@ interface Stream {
 
 type Status = { code: grpc.status; details: string };
 const deny = (details: string): Status => ({ code: grpc.status.PERMISSION_DENIED, details });
+const invalid = (details: string): Status => ({ code: grpc.status.INVALID_ARGUMENT, details });
+const unavailable = (err: unknown): Status => ({
+  code: grpc.status.UNAVAILABLE,
+  details: `identity unavailable (${isEdgewardError(err) ? err.code : 'unknown'})`,
+});
+type Unary = grpc.ServerUnaryCall<unknown, unknown>;
 
 /** SHA-256 over a response's strings and bytes in a fixed order (keys sorted): what changed. */
 function digest(body: unknown): string {
@@ -95,6 +112,7 @@ export class WorkloadApiServer {
   readonly socketPath: string;
   readonly #o: WorkloadApiOptions;
   readonly #svids: WorkloadSvids;
+  readonly #jwt: JwtSvidCache;
   readonly #conns = new Map<string, Conn>();
   readonly #streams = new Set<Stream>();
   readonly #attest: (cred: PeerCred, options: AttestOptions) => Promise<Attestation>;
@@ -115,6 +133,13 @@ export class WorkloadApiServer {
     this.#entries = o.entries;
     this.#setAttestOptions();
     this.#svids = new WorkloadSvids(o.host, o.ttlMs);
+    this.#jwt = new JwtSvidCache({
+      now: () => o.host.now(),
+      fetchJwtSvid: (id, aud) =>
+        o.host.fetchJwtSvid === undefined
+          ? Promise.reject(new RuntimeError('ERR_SVID_UNAVAILABLE', 'this agent has no JWT-SVID source'))
+          : o.host.fetchJwtSvid(id, aud),
+    });
     this.#attest = o.attest ?? kernelAttest;
   }
 
@@ -131,26 +156,25 @@ export class WorkloadApiServer {
     // No channelz: its per-connection and per-call bookkeeping (socket refs, call counters,
     // traces) is for grpc's admin tooling, which this socket does not serve.
     const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
-    const unimplemented = (
-      call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
-      cb?: grpc.sendUnaryData<unknown>,
-    ): void => {
-      const bad = this.#metadataProblem(call.metadata);
-      const status = bad ?? {
-        code: grpc.status.UNIMPLEMENTED,
-        details: 'JWT-SVIDs are not served by this agent yet',
+    const unary =
+      (fn: (call: Unary) => Promise<unknown>) =>
+      (call: Unary, cb: grpc.sendUnaryData<unknown>): void => {
+        fn(call).then(
+          (answer) => cb(null, answer),
+          (err: unknown) => {
+            // Handlers throw a Status; anything else is a fault of ours, never the caller's data.
+            if (typeof (err as Status).code === 'number') return cb(err as Status);
+            this.#o.logger.error('workload call failed', { event: 'workload.internal', error: String(err) });
+            cb({ code: grpc.status.INTERNAL, details: 'internal error' });
+          },
+        );
       };
-      if (cb !== undefined) cb(status);
-      else call.emit('error', status);
-    };
     server.addService(workloadService(), {
       FetchX509SVID: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('svid', call),
       FetchX509Bundles: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('bundles', call),
-      FetchJWTSVID: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>
-        unimplemented(call, cb),
-      FetchJWTBundles: (call: grpc.ServerWritableStream<unknown, unknown>) => unimplemented(call),
-      ValidateJWTSVID: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>
-        unimplemented(call, cb),
+      FetchJWTSVID: unary((call) => this.#fetchJwtSvid(call)),
+      FetchJWTBundles: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('jwt-bundles', call),
+      ValidateJWTSVID: unary((call) => this.#validateJwtSvid(call)),
     });
     this.#grpc = server;
     this.#injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
@@ -177,6 +201,8 @@ export class WorkloadApiServer {
     this.#entries = entries;
     this.#setAttestOptions();
     this.#svids.retain(new Set(entries.map((e) => e.name)));
+    const gw = this.#o.host.caIdentity()?.svid.spiffeId;
+    if (gw !== undefined) this.#jwt.retain(new Set(entries.map((e) => workloadId(gw, e.name))));
     this.#o.logger.info('workload entries loaded', { event: 'workload.entries', count: entries.length });
     await this.#push();
   }
@@ -276,7 +302,12 @@ export class WorkloadApiServer {
     try {
       const who = await this.#entitled(stream.conn);
       if ('code' in who) return this.#end(stream, who);
-      body = stream.kind === 'svid' ? await this.#svidResponse(who.entries) : this.#bundlesResponse();
+      body =
+        stream.kind === 'svid'
+          ? await this.#svidResponse(who.entries)
+          : stream.kind === 'bundles'
+            ? this.#bundlesResponse()
+            : this.#jwtBundlesResponse();
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : 'unknown';
       this.#o.logger.warn('workload response failed', { event: 'workload.unavailable', reason: code });
@@ -314,6 +345,76 @@ export class WorkloadApiServer {
 
   #bundlesResponse(): unknown {
     return { crl: [], bundles: { [`spiffe://${this.#o.host.trustDomain}`]: this.#bundleDer() } };
+  }
+
+  #jwtBundlesResponse(): unknown {
+    const keys = this.#o.host.jwtKeys?.();
+    if (keys === undefined)
+      throw new RuntimeError('ERR_BUNDLE_UNAVAILABLE', 'no bundle for the trust domain');
+    return { bundles: { [`spiffe://${this.#o.host.trustDomain}`]: jwksBytes(keys) } };
+  }
+
+  /** The entries of the caller of a unary call, or the status (thrown) to answer it with. */
+  async #caller(call: Unary): Promise<readonly WorkloadEntry[]> {
+    const conn = this.#conns.get(call.getPeer());
+    if (conn === undefined) throw deny('connection has no kernel credentials');
+    const who = await this.#entitled(conn);
+    if ('code' in who) throw who;
+    return who.entries;
+  }
+
+  async #fetchJwtSvid(call: Unary): Promise<unknown> {
+    const bad = this.#metadataProblem(call.metadata);
+    if (bad !== undefined) throw bad;
+    const req = call.request as { audience?: string[]; spiffe_id?: string };
+    const audience = req.audience ?? [];
+    if (audience.length === 0) throw invalid('audience must be specified');
+    if (
+      audience.length > JWT_SVID_MAX_AUDIENCES ||
+      audience.some((a) => a.length === 0 || a.length > JWT_SVID_MAX_AUDIENCE_LENGTH)
+    )
+      throw invalid(
+        `audience: 1..${JWT_SVID_MAX_AUDIENCES} values of 1..${JWT_SVID_MAX_AUDIENCE_LENGTH} characters`,
+      );
+    const entries = await this.#caller(call);
+    const gw = this.#o.host.caIdentity()?.svid.spiffeId;
+    if (gw === undefined) throw unavailable(new RuntimeError('ERR_SVID_UNAVAILABLE', 'no gateway identity'));
+    let ids = entries.map((e) => ({ id: workloadId(gw, e.name), hint: e.hint ?? '' }));
+    if (req.spiffe_id !== undefined && req.spiffe_id !== '') {
+      ids = ids.filter((i) => i.id === req.spiffe_id);
+      if (ids.length === 0) throw deny(`no entitlement to ${req.spiffe_id}`);
+    }
+    try {
+      const svids = await Promise.all(ids.map((i) => this.#jwt.get(i.id, audience)));
+      return { svids: svids.map((s, k) => ({ spiffe_id: s.spiffeId, svid: s.token, hint: ids[k]?.hint })) };
+    } catch (err) {
+      this.#o.logger.warn('JWT-SVID unavailable', {
+        event: 'workload.jwt_unavailable',
+        reason: isEdgewardError(err) ? err.code : 'unknown',
+      });
+      throw unavailable(err);
+    }
+  }
+
+  async #validateJwtSvid(call: Unary): Promise<unknown> {
+    const bad = this.#metadataProblem(call.metadata);
+    if (bad !== undefined) throw bad;
+    const req = call.request as { audience?: string; svid?: string };
+    if (!req.audience) throw invalid('audience must be specified');
+    if (!req.svid) throw invalid('svid must be specified');
+    await this.#caller(call);
+    const keys = this.#o.host.jwtKeys?.();
+    if (keys === undefined) throw unavailable(new RuntimeError('ERR_BUNDLE_UNAVAILABLE', 'no bundle'));
+    try {
+      const v = await validateJwtSvid(req.svid, req.audience, {
+        trustDomain: this.#o.host.trustDomain,
+        keys,
+        now: this.#o.host.now(),
+      });
+      return { spiffe_id: v.spiffeId, claims: toStruct(v.claims as Record<string, unknown>) };
+    } catch (err) {
+      throw invalid((err as Error).message);
+    }
   }
 
   #bundleDer(): Buffer {

@@ -12,6 +12,7 @@ import { signingCa } from '../agent/device-signer.ts';
 import type { LiveIdentity } from '../agent/identity.ts';
 import type { Random } from '../core/random.ts';
 import type { X509Bundle } from '../sources/types.ts';
+import type { JwtAuthority } from '../svid/jwt-svid.ts';
 import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
 
 export const DEFAULT_WORKLOAD_TTL_MS = 60 * 60_000;
@@ -26,6 +27,14 @@ export interface WorkloadHost {
   bundle(): X509Bundle | undefined;
   clockTrusted(): boolean;
   now(): number;
+  /**
+   * The trust domain's JWT-SVID keys, from the bundle the agent holds (undefined: no bundle).
+   * A host without the two JWT members (an embedding with no upstream) answers the JWT calls
+   * UNAVAILABLE.
+   */
+  jwtKeys?(): readonly JwtAuthority[] | undefined;
+  /** A JWT-SVID from the issuer for one of this gateway's workloads (the server caches it). */
+  fetchJwtSvid?(spiffeId: string, audience: readonly string[]): Promise<{ token: string; expiresAt: number }>;
   /** Called after the gateway identity (delegated CA) or the bundle changed. */
   onChange(listener: () => void): () => void;
 }

@@ -91,6 +91,10 @@ when none answers they fail with ERR_ISSUER_NOT_RUNNING. Every change is audited
                            in the config for the next start
   ca show                  the CA state as JSON: active, next (published, signs from), retired (until),
                            and the live replicas with the keys they hold (also: ca rotate --status)
+  jwt rotate               make jwtSvid.next the JWT-SVID signing key on every replica; the old key
+                           stays in the bundle until every token it signed has expired (ttl + 1m).
+                           As for the CA: set jwtSvid.next and restart (published), wait for the
+                           agents' bundles, 'jwt rotate', then move jwtSvid.next into jwtSvid.key
   migrate                  create or upgrade the store's schema (PostgreSQL: run once per rollout,
                            before the new replicas start; idempotent; a replica refuses a database
                            not migrated, ERR_ISSUER_STORE_NOT_MIGRATED, or migrated by a newer
@@ -426,6 +430,13 @@ async function operator(
     case 'ca show':
       io.out(JSON.stringify(await ch.get('/ca')));
       return 0;
+    case 'jwt rotate': {
+      const r = await ch.post<{ kid: string; retired: string }>('/jwt/rotate', {});
+      io.out(
+        `JWT-SVID key ${r.kid} signs now; ${r.retired || 'no key'} retired; move jwtSvid.next into jwtSvid.key in the config for the next start`,
+      );
+      return 0;
+    }
     case 'audit': {
       const since = Number(v.since ?? 0);
       if (!Number.isSafeInteger(since) || since < 0)

@@ -1,3 +1,4 @@
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -6,13 +7,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../../runtime/cli/main.ts';
 import { issuerCbor } from '../../../runtime/issuer/store.ts';
+import { decodeBundle } from '../../../runtime/svid/bundle.ts';
+import { jwkThumbprint } from '../../../runtime/svid/jwt-svid.ts';
 import { type CapturedIo, captureIo } from '../../helpers/cli-io.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'issuer-cli-'));
 
 const io = (signal?: AbortSignal): CapturedIo => captureIo({ cwd: dir, signal });
 
-function config(): string {
+function config(extra = ''): string {
   const d = join(dir, 'dev');
   const file = join(dir, 'issuer.yaml');
   writeFileSync(
@@ -26,7 +29,7 @@ health: { host: 127.0.0.1, port: 0 }
 attestation:
   joinToken: { enabled: true }
 log: { level: error }
-`,
+${extra}`,
   );
   return file;
 }
@@ -74,6 +77,7 @@ test('issuer --help is complete', async () => {
     'disable',
     'revoke',
     'ca rotate',
+    'jwt rotate',
     'audit',
     'dev-ca',
     'Exit codes',
@@ -89,6 +93,7 @@ test('dev-ca writes a CA and TLS material with 0600 keys', async () => {
   );
   assert.is(statSync(join(dir, 'dev', 'ca.key')).mode & 0o777, 0o600);
   assert.is(statSync(join(dir, 'dev', 'tls.key')).mode & 0o777, 0o600);
+  assert.is(statSync(join(dir, 'dev', 'jwt.key')).mode & 0o777, 0o600, 'the JWT-SVID signing key');
 });
 
 test('operator token (--offline, issuer stopped), then the daemon serves a join-token attestation, then stops on signal', async () => {
@@ -123,6 +128,56 @@ test('operator token (--offline, issuer stopped), then the daemon serves a join-
   assert.ok(events.some((e) => e.event === 'token' && e.gateway === 'gw-1' && e.by === 'offline'));
   assert.ok(events.some((e) => e.event === 'refuse' && e.code === 'ERR_ISSUER_TOKEN_INVALID'));
 });
+
+test('jwt rotate through the live admin socket: the next key signs, both stay in the bundle, audited', async () => {
+  const next = join(dir, 'jwt-next.key');
+  writeFileSync(
+    next,
+    generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }),
+    { mode: 0o600 },
+  );
+  const cfg = config(`jwtSvid: { key: ${join(dir, 'dev', 'jwt.key')}, next: ${next}, ttl: 2m }\n`);
+  const stop = new AbortController();
+  const d = io(stop.signal);
+  const done = main(['issuer', '--config', cfg], d);
+  for (let i = 0; i < 200 && d.stdout.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+  const url = /listening on (https:\/\/\S+)/.exec(d.stdout[0] ?? '')?.[1];
+  assert.ok(url, d.stdout.join() + d.stderr.join());
+  const ca = readFileSync(join(dir, 'dev', 'ca.pem'), 'utf8');
+  const kids = async () =>
+    decodeBundle(await getText(url as string, '/v1/bundle', ca))
+      .jwtKeys.map((k) => k.kid)
+      .sort();
+  const kidNext = jwkThumbprint(createPrivateKey(readFileSync(next)));
+  const kidKey = jwkThumbprint(createPrivateKey(readFileSync(join(dir, 'dev', 'jwt.key'))));
+  assert.equal(await kids(), [kidKey, kidNext].sort());
+  const r = io();
+  assert.is(await main(['issuer', 'jwt', 'rotate', '--config', cfg], r), 0, r.stderr.join());
+  assert.match(r.stdout.join(), `JWT-SVID key ${kidNext} signs now; ${kidKey} retired`);
+  assert.equal(await kids(), [kidKey, kidNext].sort(), 'the retired key stays while its tokens live');
+  const again = io();
+  assert.is(await main(['issuer', 'jwt', 'rotate', '--config', cfg], again), 1);
+  assert.match(again.stderr.join(), /ERR_ISSUER_JWT_KEY/);
+  const a = io();
+  assert.is(await main(['issuer', 'audit', '--config', cfg], a), 0);
+  assert.ok(
+    a.stdout.map((l) => JSON.parse(l)).some((e) => e.event === 'jwt' && String(e.detail).includes(kidNext)),
+  );
+  stop.abort();
+  assert.is(await done, 0);
+});
+
+const getText = (url: string, path: string, ca: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const u = new URL(path, url);
+    request({ host: u.hostname, port: u.port, path: u.pathname, ca, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    })
+      .on('error', reject)
+      .end();
+  });
 
 test('a CA key readable by others is refused with ERR_ISSUER_KEY_PERMISSIONS', async () => {
   const cfg = config();

@@ -5,7 +5,7 @@
  * `edgeward config check --role issuer`, and from the daemon, which exits 1 instead of dying with
  * a TypeError (`svidTtl: 0s` did).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -77,6 +77,34 @@ test('upper bounds: offlineBudget at most 30d, sessionTtl at most 1h, window at 
     'rateLimit.window: must be at most 1d (line 10)',
   ]);
   assert.is(loadConfigText(config('offlineBudget: 30d\nsvidTtl: 30d\n'), ISSUER_ROLE).offlineBudget, '30d');
+});
+
+test('jwtSvid.ttl is 30s..1h; the JWT key file must be 0600 like the CA key', async () => {
+  const key = join(dir, 'dev', 'jwt.key');
+  assert.equal(await issuesOf(config(`jwtSvid: { key: ${key}, ttl: 10s }\n`)), [
+    'jwtSvid.ttl: must be at least 30s (line 9)',
+  ]);
+  assert.equal(await issuesOf(config(`jwtSvid: { key: ${key}, ttl: 2h }\n`)), [
+    'jwtSvid.ttl: must be at most 1h (line 9)',
+  ]);
+  const cfg = loadConfigText(config(`jwtSvid: { key: ${key}, ttl: 5m, perGateway: 7 }\n`), ISSUER_ROLE);
+  const deps = {
+    store: await openMemoryStore(),
+    clock,
+    random: seededRandom('jwt'),
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
+  };
+  const opts = await issuerOptionsFromConfig(cfg, deps);
+  assert.is(opts.jwtSvid?.ttlMs, 300_000);
+  assert.is(opts.jwtSvid?.perGateway, 7);
+  assert.is(opts.jwtSvid?.key?.backend, 'software');
+  chmodSync(key, 0o644);
+  try {
+    await rejects(() => issuerOptionsFromConfig(cfg, deps), 'ERR_ISSUER_KEY_PERMISSIONS');
+  } finally {
+    chmodSync(key, 0o600);
+    await deps.store.close();
+  }
 });
 
 test('svidTtl must fit inside the offline budget, named where the file sets it', async () => {

@@ -2,12 +2,14 @@
  * The Workload API in a running agent (dev plan: TypeScript TPM simulator, in-process issuer):
  * `/v1/status` reports `workloadApi.socket`; the dev entry `dev` serves the uid running the agent
  * an SVID from the agent's own delegated CA; an entries file edited on disk is reloaded without
- * a restart and a caller that lost its entry has its stream ended with PERMISSION_DENIED.
+ * a restart and a caller that lost its entry has its stream ended with PERMISSION_DENIED; the
+ * dev entry gets a JWT-SVID from the in-process issuer that validates against the JWT bundle.
  */
 import { writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { adminRequest } from '../../../runtime/admin/client.ts';
@@ -53,6 +55,27 @@ test('dev mode: status names the socket; the dev entry gets <gateway>/workload/d
     // Another uid has no entry in dev mode.
     const other = await startClient(stubs, socket, ['x509', '--max', '1'], { uid: 41003 }).next();
     assert.is(other.error, 'PERMISSION_DENIED');
+    // JWT-SVIDs end to end: the agent asks the in-process issuer over mTLS; the JWT bundle is the
+    // one the agent received with its identity; the agent's ValidateJWTSVID accepts the token.
+    const jwt = await startClient(stubs, socket, ['jwt', '--aud', 'dev.example']).next();
+    assert.is(jwt.error, undefined, jwt.details);
+    const token = jwt.jwt?.[0]?.token as string;
+    assert.is(jwt.jwt?.[0]?.id, `${status.gateway.spiffeId}/workload/dev`);
+    const jwks = await startClient(stubs, socket, ['jwtbundles', '--max', '1']).next();
+    const keys = jwks.jwks?.[`spiffe://${String(status.gateway.spiffeId).split('/')[2]}`]?.keys ?? [];
+    assert.is(keys.length, 1);
+    assert.is(decodeProtectedHeader(token).kid, keys[0]?.kid);
+    await jwtVerify(
+      token,
+      createLocalJWKSet(jwks.jwks?.[Object.keys(jwks.jwks ?? {})[0] as string] as never),
+      {
+        audience: 'dev.example',
+      },
+    );
+    const v = await startClient(stubs, socket, ['validate', '--aud', 'dev.example', '--token', token]).next();
+    assert.is(v.validated?.id, `${status.gateway.spiffeId}/workload/dev`);
+    const wrong = await startClient(stubs, socket, ['validate', '--aud', 'other', '--token', token]).next();
+    assert.is(wrong.error, 'INVALID_ARGUMENT');
   } finally {
     await running.stop();
   }

@@ -16,6 +16,7 @@ import { MemoryLogger } from '../../../runtime/core/logger.ts';
 import { splitDer as splitDerBuffers } from '../../../runtime/workload/client.ts';
 import type { WorkloadEntry } from '../../../runtime/workload/entries.ts';
 import { PROTO_PATH, type WorkloadApiOptions, WorkloadApiServer } from '../../../runtime/workload/server.ts';
+import type { WorkloadHost } from '../../../runtime/workload/svids.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
 import { buildPki, type TestPki } from '../../helpers/pki.ts';
@@ -61,6 +62,9 @@ export interface ClientLine {
     bundle?: string;
   }[];
   readonly bundles?: Record<string, number>;
+  readonly jwt?: { id: string; token: string; hint: string }[];
+  readonly jwks?: Record<string, { keys: { kid: string; use: string }[] }>;
+  readonly validated?: { id: string; claims: Record<string, unknown> };
   readonly error?: string;
   readonly details?: string;
   readonly end?: boolean;
@@ -120,6 +124,8 @@ export interface Harness {
 export async function harness(
   entries: readonly WorkloadEntry[],
   extra: Partial<WorkloadApiOptions> = {},
+  /** Host members to add (the JWT ones: `jwtKeys`, `fetchJwtSvid`). */
+  hostExtra: Partial<WorkloadHost> = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'edgeward-wl-'));
   const clock = new VirtualClock(Date.now());
@@ -154,6 +160,7 @@ export async function harness(
         listeners.add(l);
         return () => listeners.delete(l);
       },
+      ...hostExtra,
     },
     ...extra,
   });

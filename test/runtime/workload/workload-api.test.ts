@@ -91,13 +91,17 @@ test('path scoping: a delegated CA vouches for <gw>/workload/<one segment> only'
   await rejects(() => verify(`${pki.gateway.id}/workloads/w1`), 'ERR_SVID_PATH_SCOPE');
 });
 
-test('bad input gets the documented code: no metadata → INVALID_ARGUMENT, JWT calls → UNIMPLEMENTED', async () => {
+test('bad input gets the documented code: no metadata → INVALID_ARGUMENT, on every call', async () => {
   const h = await harness([{ name: 'svc', selectors: ['unix:uid:0'] }]);
   try {
     assert.is((await h.client(['x509', '--no-metadata']).next()).error, 'INVALID_ARGUMENT');
     assert.is((await h.client(['bundles', '--no-metadata']).next()).error, 'INVALID_ARGUMENT');
-    assert.is((await h.client(['jwt', '--no-metadata']).next()).error, 'INVALID_ARGUMENT');
-    assert.is((await h.client(['jwt']).next()).error, 'UNIMPLEMENTED');
+    assert.is((await h.client(['jwt', '--aud', 'a', '--no-metadata']).next()).error, 'INVALID_ARGUMENT');
+    assert.is((await h.client(['jwtbundles', '--no-metadata']).next()).error, 'INVALID_ARGUMENT');
+    assert.is(
+      (await h.client(['validate', '--aud', 'a', '--token', 'x', '--no-metadata']).next()).error,
+      'INVALID_ARGUMENT',
+    );
   } finally {
     await h.close();
   }

@@ -16,6 +16,7 @@ import type { Random } from '../../../../runtime/core/random.ts';
 import { createDevIssuerFiles } from '../../../../runtime/issuer/dev.ts';
 import { Issuer, type IssuerOptions, type RequestContext } from '../../../../runtime/issuer/issuer.ts';
 import { type IssuerStore, issuerCbor, openMemoryStore } from '../../../../runtime/issuer/store.ts';
+import { softwareCaKey } from '../../../../runtime/svid/ca-key.ts';
 import { PATHS } from '../../../../runtime/upstream/protocol.ts';
 import type { Backend } from './fake-issuer.ts';
 
@@ -51,6 +52,8 @@ export async function realIssuer(
     clock,
     random,
     methods,
+    // JWT-SVIDs signed with the dev jwt.key (default lifetime 5 min).
+    jwtSvid: { key: softwareCaKey(files.jwtKey) },
     // As the FakeIssuer: SVID 1 h, delegated CA (the offline budget) 24 h.
     svidTtlMs: 3_600_000,
     offlineBudgetMs: 24 * 3_600_000,
@@ -72,6 +75,7 @@ export async function realIssuer(
       else if (route === PATHS.recoverBegin) res = await issuer.recoverBegin(req, ctx);
       else if (route === PATHS.recoverFinish) res = await issuer.recoverFinish(req, ctx);
       else if (route === PATHS.devicesIssued) res = await issuer.devicesIssued(req, ctx);
+      else if (route === PATHS.jwtSvid) res = await issuer.jwtSvid(req, ctx);
       else if (route === PATHS.bundle) return { answer: issuer.bundle().json };
       else if (route === PATHS.revocations)
         res = issuer.revocationFeed(Number(new URL(`https://x${path}`).searchParams.get('since') ?? 0));
