@@ -15,6 +15,8 @@
  * half-life, delegated CA or bundle change, entries reload); a stream whose caller lost its
  * entitlement (entries reload, process gone) ends with PERMISSION_DENIED. The JWT calls answer
  * UNIMPLEMENTED (JWT-SVIDs are not built yet), as does every method not in the service.
+ * A caller the agent may not inspect (`ERR_WORKLOAD_ATTESTATION_DENIED`: no CAP_SYS_PTRACE for
+ * another uid's process) gets PERMISSION_DENIED, logged at error level once per server.
  */
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
@@ -108,6 +110,8 @@ export class WorkloadApiServer {
   #unsubscribe: (() => void) | undefined;
   #seq = 0;
   #closed = false;
+  /** `ERR_WORKLOAD_ATTESTATION_DENIED` was logged (at error level once; later ones at debug). */
+  #deniedLogged = false;
 
   constructor(o: WorkloadApiOptions) {
     this.#o = o;
@@ -155,7 +159,9 @@ export class WorkloadApiServer {
     this.#grpc = server;
     this.#injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     const dir = dirname(this.socketPath);
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    // A directory made here gets 0755 whatever the umask (the unit's UMask=0077 would give 0700 and
+    // lock out every other user); an existing one is left as its owner set it.
+    if ((await mkdir(dir, { recursive: true, mode: 0o755 })) !== undefined) await chmod(dir, 0o755);
     await rm(this.socketPath, { force: true });
     const listener = net.createServer((socket) => this.#accept(socket));
     await new Promise<void>((resolve, reject) => {
@@ -237,6 +243,19 @@ export class WorkloadApiServer {
     try {
       a = await this.#attest(conn.cred, this.#attestOptions);
     } catch (err) {
+      if (isEdgewardError(err, 'ERR_WORKLOAD_ATTESTATION_DENIED')) {
+        // A privilege problem of the agent, not of the caller: said once, loudly, with the reason.
+        const fields = { event: 'workload.attestation_denied', pid: conn.cred.pid, uid: conn.cred.uid };
+        if (this.#deniedLogged) this.#o.logger.debug('workload attestation not permitted', fields);
+        else
+          this.#o.logger.error('workload attestation not permitted: the agent cannot attest other users', {
+            ...fields,
+            code: err.code,
+            reason: err.message,
+          });
+        this.#deniedLogged = true;
+        return deny('workload attestation not permitted: the agent may not inspect this process');
+      }
       const code = isEdgewardError(err) ? err.code : 'unknown';
       this.#o.logger.warn('workload attestation failed', {
         event: 'workload.attestation_failed',
