@@ -170,6 +170,19 @@ function factsNow(pid: number): ProcessFacts & { gids: number[]; groups: number[
   return { pid, startTime, uid: uids[1] as number, gids: ids('Gid'), groups: ids('Groups') };
 }
 
+const CAP_SYS_PTRACE = 19n;
+
+/** True when this process may read /proc/<pid>/exe of other users' processes (root, or CAP_SYS_PTRACE). */
+export function canAttestOtherUsers(): boolean {
+  if (process.geteuid?.() === 0) return true;
+  try {
+    const m = /\nCapEff:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m !== null && ((BigInt(`0x${m[1]}`) >> CAP_SYS_PTRACE) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
 /** Start time (clock ticks since boot, field 22 of /proc/<pid>/stat) and effective uid. */
 export async function processFacts(
   pid: number,

@@ -27,7 +27,13 @@ import type { Clock, Timer } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { RuntimeError } from '../errors.ts';
-import { type Attestation, type AttestOptions, attest as kernelAttest, type ProcessFacts } from './attest.ts';
+import {
+  type Attestation,
+  type AttestOptions,
+  canAttestOtherUsers,
+  attest as kernelAttest,
+  type ProcessFacts,
+} from './attest.ts';
 import { type ContainerRoots, DEFAULT_CONTAINER_ROOTS } from './container-image.ts';
 import { matchEntries, usesContainerImage, type WorkloadEntry } from './entries.ts';
 import { loadPeerCred, type PeerCred, peerCred } from './peercred.ts';
@@ -176,6 +182,14 @@ export class WorkloadApiServer {
     this.#net = listener;
     this.#unsubscribe = this.#o.host.onChange(() => void this.#push());
     this.#o.logger.info('workload API listening', { event: 'workload.listening', socket: this.socketPath });
+    if (!canAttestOtherUsers())
+      this.#o.logger.warn(
+        'workload API: without CAP_SYS_PTRACE only processes of the agent uid can be attested',
+        {
+          event: 'workload.unprivileged',
+          uid: process.geteuid?.(),
+        },
+      );
   }
 
   /** Replace the registration entries; streams of callers no longer entitled end (PERMISSION_DENIED). */

@@ -175,6 +175,8 @@ test('without the capability (same unit otherwise): PERMISSION_DENIED, ERR_WORKL
   assert.is(errors[0]?.fields.uid, WORKLOAD_UID);
   assert.match(String(errors[0]?.fields.reason), /\/proc hides it/);
   assert.is(run.logs.filter((l) => l.fields.event === 'workload.attestation_denied').length, 2);
+  // Said at start too, before any caller is refused.
+  assert.is(run.logs.find((l) => l.level === 'warn')?.fields.event, 'workload.unprivileged');
 });
 
 test('without the capability and without hidepid: the exe link is refused (EACCES), same typed outcome', async () => {
