@@ -307,6 +307,8 @@ export type WorkloadErrorCode =
   | 'ERR_WORKLOAD_PEERCRED'
   /** /proc/<pid> of a Workload API caller could not be read, or the process changed during attestation (pid reuse). */
   | 'ERR_WORKLOAD_ATTESTATION'
+  /** The kernel refused the agent /proc/<pid> of a Workload API caller running as another user (no CAP_SYS_PTRACE, hidepid, or an unreadable executable). */
+  | 'ERR_WORKLOAD_ATTESTATION_DENIED'
   /** A container runtime's record of a workload's container could not be trusted or read (owner, mode, size, format, or the process is not inside that container). */
   | 'ERR_WORKLOAD_CONTAINER_METADATA'
   /** A registration entries file that is not well formed; every issue is listed with its line. */

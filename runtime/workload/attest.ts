@@ -14,6 +14,13 @@
  *   (container-image.ts, which also checks the process is inside that container). A runtime whose
  *   records cannot be trusted or read gives no image selectors and `imageError` says why.
  *
+ * Privilege: /proc/<pid>/stat, status and cgroup are world-readable, but the exe link (path, hash)
+ * passes the kernel's ptrace access check (PTRACE_MODE_READ_FSCREDS): an agent not running as root
+ * can attest another uid's process only with CAP_SYS_PTRACE (the shipped unit grants it), and a
+ * hidepid /proc (systemd's ProtectProc=) hides such processes entirely. Either way the answer is
+ * `ERR_WORKLOAD_ATTESTATION_DENIED` (EACCES/EPERM, or ENOENT for a process that kill(pid, 0) shows
+ * alive), never mistaken for a process that is gone (`ERR_WORKLOAD_ATTESTATION`).
+ *
  * Pid reuse (as SPIRE's peer tracker): the process's start time and real/effective uid are read
  * before and after everything else and must be unchanged, and the uid must be the one the kernel
  * recorded at connect; otherwise `ERR_WORKLOAD_ATTESTATION`. The server also re-checks the start
@@ -91,11 +98,45 @@ const fail = (pid: number, why: string, cause?: unknown): never => {
   throw new WorkloadError('ERR_WORKLOAD_ATTESTATION', `pid ${pid}: ${why}`, { cause });
 };
 
+const errnoOf = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | null)?.code;
+
+/** True when `pid` exists although this process may not see or signal it (kill(pid, 0) = EPERM). */
+function aliveButForeign(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return errnoOf(err) === 'EPERM';
+  }
+}
+
+/**
+ * A failed /proc read: `ERR_WORKLOAD_ATTESTATION_DENIED` when the kernel refused it (EACCES/EPERM:
+ * the ptrace access check or file permissions) or hid a live process (ENOENT under hidepid),
+ * else `ERR_WORKLOAD_ATTESTATION` (the process is gone, or /proc is malformed).
+ */
+function procFailure(pid: number, what: string, cause: unknown): never {
+  const errno = errnoOf(cause);
+  if (errno === 'EACCES' || errno === 'EPERM')
+    throw new WorkloadError(
+      'ERR_WORKLOAD_ATTESTATION_DENIED',
+      `pid ${pid}: ${what}: ${errno} (the agent, uid ${process.getuid?.()}, may not read this process: it needs CAP_SYS_PTRACE, and read access to the executable)`,
+      { cause },
+    );
+  if (errno === 'ENOENT' && aliveButForeign(pid))
+    throw new WorkloadError(
+      'ERR_WORKLOAD_ATTESTATION_DENIED',
+      `pid ${pid}: ${what}: the process runs but /proc hides it from the agent (hidepid / ProtectProc=; the agent needs CAP_SYS_PTRACE)`,
+      { cause },
+    );
+  return fail(pid, what, cause);
+}
+
 function readProc(pid: number, file: string): string {
   try {
     return readFileSync(`/proc/${pid}/${file}`, 'utf8');
   } catch (cause) {
-    return fail(pid, `cannot read /proc/${pid}/${file}`, cause);
+    return procFailure(pid, `cannot read /proc/${pid}/${file}`, cause);
   }
 }
 
@@ -103,7 +144,7 @@ async function readProcAsync(pid: number, file: string): Promise<string> {
   try {
     return await readFile(`/proc/${pid}/${file}`, 'utf8');
   } catch (cause) {
-    return fail(pid, `cannot read /proc/${pid}/${file}`, cause);
+    return procFailure(pid, `cannot read /proc/${pid}/${file}`, cause);
   }
 }
 
@@ -127,6 +168,19 @@ function factsNow(pid: number): ProcessFacts & { gids: number[]; groups: number[
   const uids = ids('Uid');
   if (uids.length < 2) return fail(pid, 'malformed status');
   return { pid, startTime, uid: uids[1] as number, gids: ids('Gid'), groups: ids('Groups') };
+}
+
+const CAP_SYS_PTRACE = 19n;
+
+/** True when this process may read /proc/<pid>/exe of other users' processes (root, or CAP_SYS_PTRACE). */
+export function canAttestOtherUsers(): boolean {
+  if (process.geteuid?.() === 0) return true;
+  try {
+    const m = /\nCapEff:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m !== null && ((BigInt(`0x${m[1]}`) >> CAP_SYS_PTRACE) & 1n) === 1n;
+  } catch {
+    return false;
+  }
 }
 
 /** Start time (clock ticks since boot, field 22 of /proc/<pid>/stat) and effective uid. */
@@ -166,7 +220,7 @@ async function exeHash(pid: number): Promise<string> {
   try {
     key = fileKey(statSync(`/proc/${pid}/exe`));
   } catch (cause) {
-    return fail(pid, 'cannot stat the executable', cause);
+    return procFailure(pid, 'cannot stat the executable', cause);
   }
   const hit = hashCache.get(key);
   if (hit !== undefined) {
@@ -177,7 +231,7 @@ async function exeHash(pid: number): Promise<string> {
   try {
     handle = await open(`/proc/${pid}/exe`, 'r');
   } catch (cause) {
-    return fail(pid, 'cannot open the executable', cause);
+    return procFailure(pid, 'cannot open the executable', cause);
   }
   try {
     key = fileKey(await handle.stat());
@@ -221,7 +275,7 @@ function nameOf(file: string, id: number): string | undefined {
   }
 }
 
-/** Attest the peer of a connection; throws `ERR_WORKLOAD_ATTESTATION`. */
+/** Attest the peer of a connection; throws `ERR_WORKLOAD_ATTESTATION` or `ERR_WORKLOAD_ATTESTATION_DENIED`. */
 export async function attest(cred: PeerCred, options: AttestOptions = {}): Promise<Attestation> {
   const { pid } = cred;
   const before = factsNow(pid);
@@ -230,7 +284,7 @@ export async function attest(cred: PeerCred, options: AttestOptions = {}): Promi
   try {
     path = readlinkSync(`/proc/${pid}/exe`);
   } catch (cause) {
-    return fail(pid, 'cannot read the executable path', cause);
+    return procFailure(pid, 'cannot read the executable path', cause);
   }
   // Off the event loop: this one read can wait on kernel cgroup locks (see AttestOptions).
   const cgroup = options.container === false ? '' : await readProcAsync(pid, 'cgroup');

@@ -23,6 +23,9 @@
  * `ValidateJWTSVID` checks a token against those keys and the audience (`jwt.ts`; a token that
  * fails, garbage included, and an empty audience or token: INVALID_ARGUMENT). Every JWT call
  * needs an entitled caller, as the X.509 calls do. Methods not in the service: UNIMPLEMENTED.
+ *
+ * A caller the agent may not inspect (`ERR_WORKLOAD_ATTESTATION_DENIED`: no CAP_SYS_PTRACE for
+ * another uid's process) gets PERMISSION_DENIED, logged at error level once per server.
  */
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
@@ -34,7 +37,13 @@ import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { RuntimeError } from '../errors.ts';
 import { JWT_SVID_MAX_AUDIENCE_LENGTH, JWT_SVID_MAX_AUDIENCES } from '../upstream/protocol.ts';
-import { type Attestation, type AttestOptions, attest as kernelAttest, type ProcessFacts } from './attest.ts';
+import {
+  type Attestation,
+  type AttestOptions,
+  canAttestOtherUsers,
+  attest as kernelAttest,
+  type ProcessFacts,
+} from './attest.ts';
 import { type ContainerRoots, DEFAULT_CONTAINER_ROOTS } from './container-image.ts';
 import { matchEntries, usesContainerImage, type WorkloadEntry } from './entries.ts';
 import { jwksBytes, toStruct, validateJwtSvid } from './jwt.ts';
@@ -126,6 +135,8 @@ export class WorkloadApiServer {
   #unsubscribe: (() => void) | undefined;
   #seq = 0;
   #closed = false;
+  /** `ERR_WORKLOAD_ATTESTATION_DENIED` was logged (at error level once; later ones at debug). */
+  #deniedLogged = false;
 
   constructor(o: WorkloadApiOptions) {
     this.#o = o;
@@ -179,7 +190,9 @@ export class WorkloadApiServer {
     this.#grpc = server;
     this.#injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     const dir = dirname(this.socketPath);
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    // A directory made here gets 0755 whatever the umask (the unit's UMask=0077 would give 0700 and
+    // lock out every other user); an existing one is left as its owner set it.
+    if ((await mkdir(dir, { recursive: true, mode: 0o755 })) !== undefined) await chmod(dir, 0o755);
     await rm(this.socketPath, { force: true });
     const listener = net.createServer((socket) => this.#accept(socket));
     await new Promise<void>((resolve, reject) => {
@@ -194,6 +207,14 @@ export class WorkloadApiServer {
     this.#net = listener;
     this.#unsubscribe = this.#o.host.onChange(() => void this.#push());
     this.#o.logger.info('workload API listening', { event: 'workload.listening', socket: this.socketPath });
+    if (!canAttestOtherUsers())
+      this.#o.logger.warn(
+        'workload API: without CAP_SYS_PTRACE only processes of the agent uid can be attested',
+        {
+          event: 'workload.unprivileged',
+          uid: process.geteuid?.(),
+        },
+      );
   }
 
   /** Replace the registration entries; streams of callers no longer entitled end (PERMISSION_DENIED). */
@@ -263,6 +284,19 @@ export class WorkloadApiServer {
     try {
       a = await this.#attest(conn.cred, this.#attestOptions);
     } catch (err) {
+      if (isEdgewardError(err, 'ERR_WORKLOAD_ATTESTATION_DENIED')) {
+        // A privilege problem of the agent, not of the caller: said once, loudly, with the reason.
+        const fields = { event: 'workload.attestation_denied', pid: conn.cred.pid, uid: conn.cred.uid };
+        if (this.#deniedLogged) this.#o.logger.debug('workload attestation not permitted', fields);
+        else
+          this.#o.logger.error('workload attestation not permitted: the agent cannot attest other users', {
+            ...fields,
+            code: err.code,
+            reason: err.message,
+          });
+        this.#deniedLogged = true;
+        return deny('workload attestation not permitted: the agent may not inspect this process');
+      }
       const code = isEdgewardError(err) ? err.code : 'unknown';
       this.#o.logger.warn('workload attestation failed', {
         event: 'workload.attestation_failed',

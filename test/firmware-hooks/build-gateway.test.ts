@@ -76,7 +76,8 @@ test('systemd unit: hardening options and restart policy', () => {
     'PrivateTmp=yes',
     'DevicePolicy=closed',
     'DeviceAllow=/dev/tpmrm0 rw',
-    'CapabilityBoundingSet=',
+    'CapabilityBoundingSet=CAP_SYS_PTRACE',
+    'RuntimeDirectoryMode=0755',
     'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6',
     'UMask=0077',
   ])
