@@ -109,7 +109,8 @@ export async function buildIssuer(o: { out?: string; node?: string } = {}): Prom
   cpSync(join(HERE, 'install-secrets.mjs'), join(dir, 'install-secrets.mjs'));
   const sourceFolders = new Set(
     Object.keys(built.metafile.inputs)
-      .filter((f) => !f.startsWith('node_modules/') && !f.includes(':'))
+      // Packages: node_modules/..., or ../... where node_modules is a link out of the project.
+      .filter((f) => !f.startsWith('node_modules/') && !f.startsWith('../') && !f.includes(':'))
       .map((f) => f.split('/')[0] as string),
   );
   return { dir, bytes: sizeOf(dir), pkcs11js, sourceFolders: [...sourceFolders].sort() };
