@@ -7,7 +7,9 @@
  * 4 agents renew through it without a refusal or a failover. A replica started afterwards with
  * the old config finds the active key in the token and is ready.
  */
-import { X509Certificate } from 'node:crypto';
+import { fork } from 'node:child_process';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generatePkcs11CaKey, openPkcs11CaKey } from '../../../runtime/issuer/pkcs11/key.ts';
@@ -15,7 +17,7 @@ import { findKeyByPoint, pkcs11Rotation, pointOf } from '../../../runtime/issuer
 import { parsePkcs11Uri } from '../../../runtime/issuer/pkcs11/uri.ts';
 import type { IssuerStore } from '../../../runtime/issuer/store.ts';
 import { migratePostgresStore, openPostgresStore } from '../../../runtime/issuer/store-postgres.ts';
-import { createRootCaWithKey } from '../../../runtime/svid/authority.ts';
+import { createRootCa, createRootCaWithKey } from '../../../runtime/svid/authority.ts';
 import type { CaKey } from '../../../runtime/svid/ca-key.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { seededRandom } from '../../../sim/random.ts';
@@ -25,6 +27,16 @@ import { TD } from './harness.ts';
 import { MIN, rotationRig } from './rotation-rig.ts';
 
 test.after(() => stopTestCluster());
+
+/** A CA whose key is a file's, not the token's. */
+const rotationCa = (): Buffer =>
+  createRootCa({
+    trustDomain: TD,
+    privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+    notBefore: Date.now() - MIN,
+    notAfter: Date.now() + 1440 * MIN,
+    random: seededRandom('file-ca'),
+  });
 
 const chainsTo = (leaf: X509Certificate, ca: X509Certificate): boolean =>
   leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
@@ -136,6 +148,61 @@ test('ca rotate on one of two replicas sharing a token: next key made in the tok
     assert.ok(c.issuer.caCertificate.equals(newCa.raw));
   } finally {
     await rig.close();
+  }
+});
+
+test('a replica in another process, its module loaded before the next key was made, finds that key in the token and signs with it', async () => {
+  const t = softHsmToken();
+  const uri = t.uri('issuer-ca');
+  const opts = { module: t.module, pinFile: t.pinFile };
+  const first = await generatePkcs11CaKey({ uri, ...opts });
+  const clock = new VirtualClock(Date.now());
+  const certificate = await createRootCaWithKey({
+    trustDomain: TD,
+    key: first,
+    notBefore: clock.now() - MIN,
+    notAfter: clock.now() + 400 * 1440 * MIN,
+    random: seededRandom('pkcs11-peer-ca'),
+  });
+  await first.close();
+  const peer = fork(fileURLToPath(new URL('./pkcs11-peer.ts', import.meta.url)), [], {
+    execArgv: ['--import', 'tsx'],
+    env: process.env, // the same SOFTHSM2_CONF: the same token directory
+  });
+  const ask = (m: object): Promise<{ ok: boolean; found?: boolean; signs?: boolean; error?: string }> =>
+    new Promise((resolve) => {
+      peer.once('message', (r) => resolve(r as { ok: boolean }));
+      peer.send(m);
+    });
+  const owned: CaKey[] = [];
+  try {
+    const opened = await ask({
+      op: 'open',
+      uri,
+      ...opts,
+      certificate: Buffer.from(certificate).toString('base64'),
+    });
+    assert.ok(opened.ok, opened.error);
+    const { nextSource } = pkcs11Rotation({
+      uri,
+      ...opts,
+      trustDomain: TD,
+      clock,
+      random: seededRandom('peer'),
+      owned,
+    });
+    const next = await nextSource(new X509Certificate(certificate));
+    const r = await ask({ op: 'find', certificate: Buffer.from(next.certificate).toString('base64') });
+    assert.equal(r, { ok: true, found: true, signs: true });
+    // A certificate whose key is in no token: not found (and nothing opened).
+    const other = rotationCa();
+    assert.equal(await ask({ op: 'find', certificate: other.toString('base64') }), {
+      ok: true,
+      found: false,
+    });
+  } finally {
+    peer.disconnect();
+    for (const k of owned) await k.close();
   }
 });
 
