@@ -1,7 +1,8 @@
 /**
  * From a validated issuer config file to `startIssuer` options: reads the CA and TLS key
  * material (keys must be 0600; a `pkcs11:` CA key is opened in its token, `pkcs11/key.ts`, and
- * closed with the issuer), manufacturer and factory roots, firmware-signing keys, and
+ * closed with the issuer, and rotates in that token: `ca rotate` makes the next key there and
+ * every replica finds it there, `pkcs11/rotation.ts`), manufacturer and factory roots, firmware-signing keys, and
  * turns durations into milliseconds. Defaults deny: no method is on unless configured,
  * auto-registration is off, PCR values must match signed manifests.
  */
