@@ -8,6 +8,9 @@
  * - `node_modules/`: only what cannot be bundled — `classic-level` (native LevelDB, which the
  *   issuer's store code loads even when it runs on PostgreSQL) and its production dependencies,
  *   with the prebuilds for linux-x64 and linux-arm64 (and linux-arm);
+ * - `node_modules/pkcs11js`: the optional PKCS#11 binding for a `pkcs11:` CA key, when
+ *   `npm install` built it here (`PKCS11JS_FILES`: the compiled addon and its loader only); the
+ *   image gets it from the Containerfile's `pkcs11` stage, compiled for the target platform;
  * - `bin/edgeward`: the command on the image's PATH (`kubectl exec POD -- edgeward issuer ...`),
  *   a CommonJS launcher that imports `../edgeward.mjs`; its `#!` line names the image's node
  *   (`--node PATH`, default the distroless image's `/nodejs/bin/node`);
@@ -35,8 +38,13 @@ import { lazyPackages } from '../../firmware-hooks/build/lazy-packages.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 /** Native or optional packages left out of the bundle; only SHIPPED are copied beside it. */
-const EXTERNAL = ['classic-level', 'cbor-extract', 'koffi', 'pg-native'];
+const EXTERNAL = ['classic-level', 'cbor-extract', 'koffi', 'pg-native', 'pkcs11js'];
 const SHIPPED = ['classic-level'];
+/**
+ * What of the optional `pkcs11js` binding is shipped when it was built (for a `pkcs11:` CA key;
+ * the Containerfile's `pkcs11` stage compiles it for the target platform): no sources, no objects.
+ */
+export const PKCS11JS_FILES = ['package.json', 'index.js', 'LICENSE', 'build/Release/pkcs11.node'];
 const PREBUILDS = ['linux-x64', 'linux-arm64'];
 /** Where node is in the runtime image (gcr.io/distroless/nodejs20-debian12). */
 export const IMAGE_NODE = '/nodejs/bin/node';
@@ -44,6 +52,8 @@ export const IMAGE_NODE = '/nodejs/bin/node';
 export interface IssuerBuild {
   readonly dir: string;
   readonly bytes: number;
+  /** Whether the pkcs11js binding was shipped (it is built here: `npm install` compiled it). */
+  readonly pkcs11js: boolean;
   /** The project's top-level folders the bundle was built from (what the Containerfile copies). */
   readonly sourceFolders: readonly string[];
 }
@@ -85,6 +95,10 @@ export async function buildIssuer(o: { out?: string; node?: string } = {}): Prom
   for (const b of PREBUILDS)
     if (!existsSync(join(dir, 'node_modules/classic-level/prebuilds', b)))
       throw new Error(`classic-level has no prebuild for ${b}`);
+  const binding = join(ROOT, 'node_modules', 'pkcs11js');
+  const pkcs11js = PKCS11JS_FILES.every((f) => existsSync(join(binding, f)));
+  if (pkcs11js)
+    for (const f of PKCS11JS_FILES) cpSync(join(binding, f), join(dir, 'node_modules', 'pkcs11js', f));
   mkdirSync(join(dir, 'bin'));
   // CommonJS (no package.json says otherwise), so an extensionless file runs under any Node 20.
   writeFileSync(
@@ -95,10 +109,11 @@ export async function buildIssuer(o: { out?: string; node?: string } = {}): Prom
   cpSync(join(HERE, 'install-secrets.mjs'), join(dir, 'install-secrets.mjs'));
   const sourceFolders = new Set(
     Object.keys(built.metafile.inputs)
-      .filter((f) => !f.startsWith('node_modules/') && !f.includes(':'))
+      // Packages: node_modules/..., or ../... where node_modules is a link out of the project.
+      .filter((f) => !f.startsWith('node_modules/') && !f.startsWith('../') && !f.includes(':'))
       .map((f) => f.split('/')[0] as string),
   );
-  return { dir, bytes: sizeOf(dir), sourceFolders: [...sourceFolders].sort() };
+  return { dir, bytes: sizeOf(dir), pkcs11js, sourceFolders: [...sourceFolders].sort() };
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {

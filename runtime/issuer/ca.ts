@@ -20,7 +20,7 @@
  * ```
  */
 import { type KeyObject, X509Certificate } from 'node:crypto';
-import type { Clock, Timer } from '../core/clock.ts';
+import { type Clock, sleep, type Timer } from '../core/clock.ts';
 import { type Logger, nullLogger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
@@ -28,7 +28,7 @@ import { encodeBundle } from '../svid/bundle.ts';
 import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
 import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
 import { CA_POLL_MS, CaRecord } from './ca-record.ts';
-import { dropBeat, pruneBeats, REPLICA_LIVE_POLLS, writeBeat } from './ca-replicas.ts';
+import { dropBeat, listBeats, liveBeats, pruneBeats, REPLICA_LIVE_POLLS, writeBeat } from './ca-replicas.ts';
 import {
   type CaStatus,
   caStatus,
@@ -78,7 +78,7 @@ export interface CaSetOptions {
    * Where a next CA comes from when a rotation finds none published and none configured (a key
    * generated in a shared PKCS#11 token); without it, `ca.next` must be configured on every replica.
    */
-  readonly nextSource?: () => Promise<CaKeyPair>;
+  readonly nextSource?: (active: X509Certificate) => Promise<CaKeyPair>;
   /**
    * The key of a CA certificate this replica sees in the store but was not configured with (a
    * key another replica generated in a shared PKCS#11 token); undefined when it has none.
@@ -289,14 +289,17 @@ export class CaSet {
     await this.refresh();
     const record = effectiveAt(this.#record as BundleMeta, now);
     let next = record.next;
+    let made = false;
     // The time is checked before a next CA is made for it (a refused request leaves no key behind).
     planSwitch({ record, now, delayMs: this.switchDelayMs, next, request });
     if (next === undefined) {
       const own = this.#o.next;
       if (own !== undefined && !this.#activeX509.raw.equals(Buffer.from(own.certificate)))
         next = own.certificate;
-      else if (this.#o.nextSource !== undefined) next = this.#hold(await this.#o.nextSource()).x509.raw;
-      else
+      else if (this.#o.nextSource !== undefined) {
+        next = this.#hold(await this.#o.nextSource(this.#activeX509)).x509.raw;
+        made = true;
+      } else
         throw new IssuerError(
           'ERR_ISSUER_CA_INVALID',
           'no next CA: create one and configure it as ca.next on every replica (then restart them), or prepare one',
@@ -314,6 +317,7 @@ export class CaSet {
           : (meta as BundleMeta),
       );
     await this.#beat();
+    if (made) await this.#awaitHolders(now, print);
     await checkReplicasHold(this.#o.store, now, this.#liveWindow(), print);
     // What any replica signed with the old CA expires within the longest TTL from the switch.
     const signedUntil = Math.max(this.#maxSigned, at + this.#o.maxTtlMs);
@@ -378,6 +382,20 @@ export class CaSet {
     const s = signerFor(this.#o, pair);
     this.#pairs.set(key, s);
     return s;
+  }
+
+  /**
+   * A next CA just made in a shared token: the other replicas find its key there (`keyFor`) once
+   * they read the record (notified at once; at the latest their next poll). Their heartbeats are
+   * re-read every 250 ms until all hold it, for at most one poll (and 10 s: the admin client's wait).
+   */
+  async #awaitHolders(now: number, print: string): Promise<void> {
+    const until = this.#o.clock.now() + Math.min(this.#o.pollMs ?? CA_POLL_MS, 10_000);
+    while (this.#o.clock.now() < until) {
+      const beats = liveBeats(await listBeats(this.#o.store), now, this.#liveWindow());
+      if (beats.every((b) => b.holds.includes(print))) return;
+      await sleep(this.#o.clock, 250);
+    }
   }
 
   #liveWindow(): number {

@@ -1,7 +1,8 @@
 /**
  * From a validated issuer config file to `startIssuer` options: reads the CA and TLS key
  * material (keys must be 0600; a `pkcs11:` CA key is opened in its token, `pkcs11/key.ts`, and
- * closed with the issuer), manufacturer and factory roots, firmware-signing keys, and
+ * closed with the issuer, and rotates in that token: `ca rotate` makes the next key there and
+ * every replica finds it there, `pkcs11/rotation.ts`), manufacturer and factory roots, firmware-signing keys, and
  * turns durations into milliseconds. Defaults deny: no method is on unless configured,
  * auto-registration is off, PCR values must match signed manifests.
  */
@@ -16,6 +17,7 @@ import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
 import type { CaKeyPair } from './ca.ts';
 import { readCertificatesFile, readPrivateKeyFile, readPublicKeyFile } from './files.ts';
 import { openPkcs11CaKey } from './pkcs11/key.ts';
+import { pkcs11Rotation } from './pkcs11/rotation.ts';
 import { isPkcs11Uri } from './pkcs11/uri.ts';
 import type { StartIssuerOptions } from './start.ts';
 import type { IssuerStore } from './store.ts';
@@ -61,11 +63,29 @@ export async function issuerOptionsFromConfig(
   }
 }
 
+function rotationInToken(
+  cfg: IssuerConfig,
+  deps: { clock: Clock; random: Random },
+  owned: CaKey[],
+): Pick<StartIssuerOptions, 'nextCaSource' | 'caKeyFor'> {
+  const p = cfg.ca.pkcs11 as NonNullable<IssuerConfig['ca']['pkcs11']>;
+  const r = pkcs11Rotation({
+    uri: cfg.ca.key,
+    module: p.module,
+    pinFile: p.pinFile,
+    trustDomain: cfg.trustDomain,
+    clock: deps.clock,
+    random: deps.random,
+    owned,
+  });
+  return { nextCaSource: r.nextSource, caKeyFor: r.keyFor };
+}
+
 async function fromConfig(
   cfg: IssuerConfig,
   deps: { store: IssuerStore; clock: Clock; random: Random; logger: Logger },
   caPair: (c: { certificate: string; key: string }) => Promise<CaKeyPair>,
-  owned: readonly CaKey[],
+  owned: CaKey[],
 ): Promise<StartIssuerOptions> {
   const many = async (files: readonly string[] = []) =>
     (await Promise.all(files.map(readCertificatesFile))).flat();
@@ -80,6 +100,9 @@ async function fromConfig(
     ...deps,
     ca: await caPair(cfg.ca),
     ...(cfg.ca.next === undefined ? {} : { nextCa: await caPair(cfg.ca.next) }),
+    // A pkcs11: CA rotates inside its token: the next key is generated there and found there by
+    // every replica (pkcs11/rotation.ts), no ca.next and no restart needed.
+    ...(isPkcs11Uri(cfg.ca.key) ? rotationInToken(cfg, deps, owned) : {}),
     tls: { cert: await readFile(cfg.listen.certificate), key: await readFile(cfg.listen.key) },
     host: cfg.listen.host,
     port: cfg.listen.port,

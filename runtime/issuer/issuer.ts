@@ -71,7 +71,7 @@ export interface IssuerOptions {
   /** A prepared next CA: published in the bundle now, signs from the time `rotateCa()` records. */
   readonly nextCa?: CaKeyPair;
   /** Where `rotateCa()` gets a next CA when none is published or configured (a PKCS#11 token's generator). */
-  readonly nextCaSource?: () => Promise<CaKeyPair>;
+  readonly nextCaSource?: (active: X509Certificate) => Promise<CaKeyPair>;
   /** The key of a CA certificate seen in the store but not configured here (one generated in a shared token). */
   readonly caKeyFor?: (certificate: Uint8Array) => Promise<CaKeyPair | undefined>;
   readonly clock: Clock;

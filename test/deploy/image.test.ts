@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseDocument } from 'yaml';
-import { buildIssuer, IMAGE_NODE } from '../../deploy/image/build.ts';
+import { buildIssuer, IMAGE_NODE, PKCS11JS_FILES } from '../../deploy/image/build.ts';
 import { readPrivateKeyFile } from '../../runtime/issuer/files.ts';
 import { PW_PASSWORD, PW_ROLE, startPostgres, stopTestCluster, testDatabase } from '../helpers/postgres.ts';
 import { rejects } from '../helpers/rejects.ts';
@@ -87,8 +87,13 @@ test.after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-test('the Containerfile: two stages, a runtime stage that installs nothing, runs as the pods user', () => {
-  assert.is(containerfile.match(/^FROM\s/gm)?.length, 2);
+test('the Containerfile: build, pkcs11 and runtime stages, a runtime stage that installs nothing, runs as the pods user', () => {
+  // The bundle is built once on the build platform; the native pkcs11js binding on the target's.
+  assert.equal(containerfile.match(/^FROM\s.*$/gm), [
+    'FROM --platform=$BUILDPLATFORM docker.io/library/node:20-bookworm-slim AS build',
+    'FROM docker.io/library/node:20-bookworm AS pkcs11',
+    'FROM gcr.io/distroless/nodejs20-debian12:nonroot',
+  ]);
   assert.match(stage.from, /^FROM gcr\.io\/distroless\/nodejs20-debian12:nonroot$/);
   assert.equal(
     stage.lines.filter((l) => /^RUN\s/.test(l)),
@@ -124,6 +129,25 @@ test('the Containerfile: two stages, a runtime stage that installs nothing, runs
     for (const dep of Object.keys(pkg.dependencies ?? {})) visit(dep);
   };
   visit('classic-level');
+  // The optional PKCS#11 binding: built here, shipped as its addon and loader only; the image's
+  // own copy comes from the Containerfile's pkcs11 stage, with the same files.
+  if (build.pkcs11js) {
+    needed.add('pkcs11js');
+    assert.equal(readdirSync(join(modules, 'pkcs11js')).sort(), [
+      'LICENSE',
+      'build',
+      'index.js',
+      'package.json',
+    ]);
+  }
+  assert.ok(stage.lines.includes('COPY --from=pkcs11 --chown=0:0 /out/pkcs11js /app/node_modules/pkcs11js'));
+  for (const f of PKCS11JS_FILES)
+    assert.ok(
+      containerfile.includes(
+        f.includes('/') ? `cp ${f} /out/pkcs11js/${f.slice(0, f.lastIndexOf('/'))}/` : ` ${f}`,
+      ),
+      `the pkcs11 stage keeps ${f}`,
+    );
   assert.equal(readdirSync(modules).sort(), [...needed].sort());
   assert.ok(readdirSync(join(build.dir, 'lib')).every((f) => /\.mjs(\.LEGAL\.txt)?$/.test(f)));
 });

@@ -12,6 +12,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IssuerConfig } from '../../runtime/config/issuer-schema.ts';
 import { ISSUER_ROLE, loadConfigText } from '../../runtime/config/load.ts';
+import type { ConfigError } from '../../runtime/errors.ts';
+import { isPkcs11Uri, parsePkcs11Uri } from '../../runtime/issuer/pkcs11/uri.ts';
 import {
   inlinedSecrets,
   type K8sNode,
@@ -27,8 +29,10 @@ import {
 const rendered = {
   base: await render(join(KUBERNETES, 'base')),
   overlay: await render(join(KUBERNETES, 'overlays', 'try-postgres')),
+  hsm: await render(join(KUBERNETES, 'overlays', 'hsm')),
 };
-const all = [...rendered.base, ...rendered.overlay];
+const all = [...rendered.base, ...rendered.overlay, ...rendered.hsm];
+const variants = [rendered.base, rendered.overlay, rendered.hsm];
 
 function one(objects: readonly K8sObject[], kind: string, name?: string): K8sObject {
   const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
@@ -84,7 +88,7 @@ test('the API checks refuse a wrong type, a missing field and an unknown field',
 });
 
 test('the rendered config passes the issuer config loader; ports and probes match it', () => {
-  for (const objects of [rendered.base, rendered.overlay]) {
+  for (const objects of variants) {
     const { cfg } = issuerConfig(objects);
     assert.ok(cfg.store.postgres, 'replicas share PostgreSQL');
     assert.is(cfg.health?.host, '0.0.0.0', 'the kubelet probes the pod address, not loopback');
@@ -115,7 +119,7 @@ test('the rendered config passes the issuer config loader; ports and probes matc
 });
 
 test('every file the config names and the admin socket are in volumes of the issuer container', () => {
-  for (const objects of [rendered.base, rendered.overlay]) {
+  for (const objects of variants) {
     const { cfg } = issuerConfig(objects);
     const pod = one(objects, 'Deployment', 'edgeward-issuer').spec.template.spec;
     const issuer = pod.containers.find((c: K8sNode) => c.name === 'issuer');
@@ -123,9 +127,10 @@ test('every file the config names and the admin socket are in volumes of the iss
       cfg.listen.certificate,
       cfg.listen.key,
       cfg.ca.certificate,
-      cfg.ca.key,
+      isPkcs11Uri(cfg.ca.key) ? undefined : cfg.ca.key,
       cfg.store.postgres?.passwordFile,
       cfg.store.postgres?.caFile,
+      cfg.ca.pkcs11?.pinFile,
     ].filter((f): f is string => f !== undefined);
     const installed = pod.initContainers
       .find((c: K8sNode) => c.name === 'install-secrets')
@@ -148,9 +153,46 @@ test('every file the config names and the admin socket are in volumes of the iss
   }
 });
 
+test('hsm overlay: a pkcs11: CA key the issuer accepts, its PIN from the Secret, the vendor module read-only', () => {
+  const { cfg } = issuerConfig(rendered.hsm);
+  assert.ok(isPkcs11Uri(cfg.ca.key), cfg.ca.key);
+  assert.ok(parsePkcs11Uri(cfg.ca.key).object);
+  assert.is(cfg.ca.next, undefined, 'the CA rotates in the token: no ca.next');
+  const p = cfg.ca.pkcs11 as NonNullable<IssuerConfig['ca']['pkcs11']>;
+  const pod = one(rendered.hsm, 'Deployment', 'edgeward-issuer').spec.template.spec;
+  const issuer = pod.containers.find((c: K8sNode) => c.name === 'issuer');
+  const mount = issuer.volumeMounts.find((m: K8sNode) => p.module.startsWith(`${m.mountPath}/`));
+  assert.ok(mount?.readOnly, `${p.module} lies in a read-only volume of the issuer`);
+  const filler = pod.initContainers.find((c: K8sNode) =>
+    c.volumeMounts.some((m: K8sNode) => m.name === mount.name && m.readOnly !== true),
+  );
+  assert.ok(filler, 'an init container puts the vendor module there');
+  assert.ok(pod.volumes.find((v: K8sNode) => v.name === mount.name).emptyDir, 'no hostPath');
+  // The PIN: Secret edgeward-issuer-pkcs11, installed 0600 into the memory volume.
+  const install = pod.initContainers.find((c: K8sNode) => c.name === 'install-secrets');
+  const [src, dest] = install.args
+    .map((a: string) => a.split('='))
+    .find(([, d]: string[]) => p.pinFile.startsWith(`${d}/`));
+  const srcMount = install.volumeMounts.find((m: K8sNode) => m.mountPath === src);
+  assert.is(
+    pod.volumes.find((v: K8sNode) => v.name === srcMount.name).secret.secretName,
+    'edgeward-issuer-pkcs11',
+  );
+  assert.ok(dest.startsWith('/run/edgeward/'));
+  // The same config with a pkcs11: key and no ca.pkcs11 is refused by the issuer's validator.
+  const text = one(rendered.hsm, 'ConfigMap').data['issuer.yaml'] as string;
+  const broken = text.replace(/\n {2}pkcs11:\n(?: {4}\S.*\n)+/, '\n');
+  assert.not.match(broken, /pinFile/);
+  assert.throws(
+    () => loadConfigText(broken, ISSUER_ROLE, {}, 'issuer.yaml'),
+    (e: ConfigError) =>
+      e.code === 'ERR_CONFIG_INVALID' && /ca\.key: is a PKCS#11 URI: set ca\.pkcs11/.test(e.message),
+  );
+});
+
 test('pods: non-root, read-only root, no escalation, no capabilities, RuntimeDefault seccomp', () => {
   const pods = podTemplates(all);
-  assert.is(pods.length, 5); // issuer and migrate twice, postgres once
+  assert.is(pods.length, 7); // issuer and migrate three times, postgres once
   for (const { owner, spec } of pods) {
     assert.is(spec.securityContext.runAsNonRoot, true, owner);
     assert.is(spec.securityContext.seccompProfile.type, 'RuntimeDefault', owner);

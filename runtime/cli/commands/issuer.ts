@@ -19,6 +19,7 @@ import { cryptoRandom } from '../../core/random.ts';
 import { IssuerError } from '../../errors.ts';
 import { dispatch } from '../../issuer/admin.ts';
 import { type AdminTarget, adminClient } from '../../issuer/admin-client.ts';
+import { createFileCa } from '../../issuer/ca-create-file.ts';
 import { createDevIssuerFiles } from '../../issuer/dev.ts';
 import { adminSocketPath, issuerOptionsFromConfig } from '../../issuer/from-config.ts';
 import { Issuer } from '../../issuer/issuer.ts';
@@ -112,6 +113,11 @@ when none answers they fail with ERR_ISSUER_NOT_RUNNING. Every change is audited
                            an operator certificate spiffe://<td>/operator/N (at most 24h) for the
                            mTLS admin port: DIR/N.pem and DIR/N.key (0600); the key never leaves
                            this machine
+  ca create --out DIR --trust-domain TD [--ttl 365d] [--generation N]
+                           a new issuer CA with a file key: DIR/ca.key (P-256, PKCS#8, 0600) and
+                           its self-signed certificate DIR/ca.pem for the trust domain (subject
+                           '#N' with --generation); an existing file is never replaced (--config:
+                           the trust domain from it). Configure it as ca.next to rotate to it
   ca create --pkcs11 URI --module LIB --pin-file FILE --trust-domain TD --out FILE [--ttl 365d]
                            a new issuer CA whose P-256 key is generated inside the PKCS#11 token
                            (URI pkcs11:token=<label>;object=<label>; private, sensitive, not
@@ -151,6 +157,7 @@ const FLAGS = {
   module: { type: 'string' },
   'pin-file': { type: 'string' },
   next: { type: 'boolean' },
+  generation: { type: 'string' },
   at: { type: 'string' },
   now: { type: 'boolean' },
   status: { type: 'boolean' },
@@ -264,10 +271,27 @@ async function caCreate(v: Values, io: CliIo): Promise<number> {
   const ca = v.next === true ? cfg?.ca.next : cfg?.ca;
   const fromConfig = ca !== undefined && isPkcs11Uri(ca.key) ? ca.key : undefined;
   const uri = v.pkcs11 ?? fromConfig;
-  if (uri === undefined)
-    throw new UsageError(`${cmd}: give --pkcs11 URI (a CA with a key file: issuer dev-ca, or openssl)`);
   const ttl = v.ttl ?? '365d';
   if (!DURATION.test(ttl)) throw new UsageError(`${cmd}: --ttl must be a duration such as 365d`);
+  const generation = v.generation === undefined ? undefined : Number(v.generation);
+  if (generation !== undefined && !(Number.isInteger(generation) && generation >= 1 && generation <= 1e6))
+    throw new UsageError(`${cmd}: --generation must be a whole number from 1`);
+  if (uri === undefined) {
+    // A file key: DIR/ca.key (0600) and DIR/ca.pem, never replacing either.
+    const made = await createFileCa({
+      dir: required(v.out, 'out', `${cmd} (DIR for ca.pem and ca.key; or --pkcs11 URI)`),
+      trustDomain: required(v['trust-domain'] ?? cfg?.trustDomain, 'trust-domain', cmd),
+      ttlMs: parseDuration(ttl),
+      ...(generation === undefined ? {} : { generation }),
+      clock: systemClock,
+      random: cryptoRandom,
+    });
+    io.out(`key: ${made.key} (0600)`);
+    io.out(
+      `certificate: ${made.certificate} (${made.x509.subject.replace(/\n/g, ', ')}, valid to ${made.x509.validTo}, sha256 ${made.x509.fingerprint256})`,
+    );
+    return 0;
+  }
   const out = required(v.out ?? ca?.certificate, 'out', cmd);
   await createPkcs11Ca({
     uri,
@@ -276,6 +300,7 @@ async function caCreate(v: Values, io: CliIo): Promise<number> {
     trustDomain: required(v['trust-domain'] ?? cfg?.trustDomain, 'trust-domain', cmd),
     out,
     ttlMs: parseDuration(ttl),
+    ...(generation === undefined ? {} : { generation }),
     clock: systemClock,
     random: cryptoRandom,
   });

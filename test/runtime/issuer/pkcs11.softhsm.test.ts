@@ -12,6 +12,7 @@ import {
   copyFileSync,
   existsSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -252,6 +253,23 @@ test('ca create --pkcs11 writes only the certificate; an issuer from that config
       back = await httpGet(`${url}/readyz`);
     }
     assert.equal(back, { status: 200, text: 'ready\n' });
+
+    // ca rotate with no ca.next configured: the next key is generated in the token (from-config's
+    // nextCaSource), its certificate signed there and kept in the store only; nothing is written.
+    const files = readdirSync(dir).sort();
+    const status = await running.issuer.rotateCa('op-test', { immediate: true });
+    const next = running.issuer.roots()[0] as X509Certificate;
+    assert.is(status.active.fingerprint, next.fingerprint256.replace(/:/g, '').toLowerCase());
+    assert.not.ok(next.raw.equals(ca.raw));
+    assert.match(next.subject, /#2/);
+    const op2 = await running.issuer.createOperatorCertificate(
+      'carol',
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'der', type: 'spki' }),
+      3_600_000,
+    );
+    assert.ok(new X509Certificate(op2.certificate).verify(next.publicKey), 'signed by the next token key');
+    assert.equal(readdirSync(dir).sort(), files, 'no file written');
+    assert.equal(await running.issuer.readiness(), []);
   } finally {
     await running.close();
   }
