@@ -93,13 +93,18 @@ function storeBounds(cfg: IssuerConfig, lineOf: LineOf | undefined): ConfigIssue
   return [];
 }
 
-/** `ca.key`/`ca.next.key` as PKCS#11 URIs: well formed, and `ca.pkcs11` set exactly when one is used. */
+/**
+ * `ca.key`/`ca.next.key` (and the JWT-SVID keys, in the same module) as PKCS#11 URIs: well formed,
+ * and `ca.pkcs11` set exactly when one is used.
+ */
 function pkcs11Bounds(cfg: IssuerConfig, lineOf: LineOf | undefined): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   let used = false;
   for (const [path, key] of [
     ['ca.key', cfg.ca.key],
     ['ca.next.key', cfg.ca.next?.key],
+    ['jwtSvid.key', cfg.jwtSvid?.key],
+    ['jwtSvid.next', cfg.jwtSvid?.next],
   ] as const) {
     if (key === undefined || !isPkcs11Uri(key)) continue;
     used = true;
@@ -112,7 +117,13 @@ function pkcs11Bounds(cfg: IssuerConfig, lineOf: LineOf | undefined): ConfigIssu
       issues.push(at(lineOf, path, 'is a PKCS#11 URI: set ca.pkcs11: { module, pinFile }'));
   }
   if (!used && cfg.ca.pkcs11 !== undefined)
-    issues.push(at(lineOf, 'ca.pkcs11', 'is set but neither ca.key nor ca.next.key is a pkcs11: URI'));
+    issues.push(
+      at(
+        lineOf,
+        'ca.pkcs11',
+        'is set but no key (ca.key, ca.next.key, jwtSvid.key, jwtSvid.next) is a pkcs11: URI',
+      ),
+    );
   return issues;
 }
 

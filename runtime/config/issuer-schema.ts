@@ -74,9 +74,11 @@ export const IssuerConfigSchema = Closed({
   jwtSvid: Type.Optional(
     Closed(
       {
-        key: FilePath('JWT-SVID signing key: EC P-256 private key (PEM, mode 0600)'),
+        key: FilePath(
+          'JWT-SVID signing key: EC P-256 private key (PEM, mode 0600), or a PKCS#11 URI (module and PIN: ca.pkcs11)',
+        ),
         /** A prepared next key: published in the bundle at start, signs after `edgeward issuer jwt rotate`. */
-        next: Type.Optional(FilePath('next JWT-SVID signing key (PEM, mode 0600)')),
+        next: Type.Optional(FilePath('next JWT-SVID signing key (PEM, mode 0600), or a PKCS#11 URI')),
         ttl: Type.Optional(Duration('JWT-SVID lifetime (default 5m, 30s..1h)')),
         perGateway: Type.Optional(
           Type.Integer({

@@ -2,7 +2,8 @@
  * From a validated issuer config file to `startIssuer` options: reads the CA and TLS key
  * material (keys must be 0600; a `pkcs11:` CA key is opened in its token, `pkcs11/key.ts`, and
  * closed with the issuer, and rotates in that token: `ca rotate` makes the next key there and
- * every replica finds it there, `pkcs11/rotation.ts`), manufacturer and factory roots, firmware-signing keys, and
+ * every replica finds it there, `pkcs11/rotation.ts`; a `pkcs11:` JWT-SVID key is opened in the
+ * same module), manufacturer and factory roots, firmware-signing keys, and
  * turns durations into milliseconds. Defaults deny: no method is on unless configured,
  * auto-registration is off, PCR values must match signed manifests.
  */
@@ -55,8 +56,16 @@ export async function issuerOptionsFromConfig(
     owned.push(key);
     return { certificate, key };
   };
+  // A JWT-SVID key: a PEM file, or a key in the CA's token (`pkcs11:`, opened with ca.pkcs11).
+  const jwtKey = async (k: string): Promise<CaKey> => {
+    if (!isPkcs11Uri(k)) return softwareCaKey(await readPrivateKeyFile(k));
+    const p = cfg.ca.pkcs11 as NonNullable<IssuerConfig['ca']['pkcs11']>;
+    const key = await openPkcs11CaKey({ uri: k, module: p.module, pinFile: p.pinFile });
+    owned.push(key);
+    return key;
+  };
   try {
-    return await fromConfig(cfg, deps, caPair, owned);
+    return await fromConfig(cfg, deps, caPair, jwtKey, owned);
   } catch (err) {
     for (const k of owned) await k.close();
     throw err;
@@ -85,6 +94,7 @@ async function fromConfig(
   cfg: IssuerConfig,
   deps: { store: IssuerStore; clock: Clock; random: Random; logger: Logger },
   caPair: (c: { certificate: string; key: string }) => Promise<CaKeyPair>,
+  jwtKey: (k: string) => Promise<CaKey>,
   owned: CaKey[],
 ): Promise<StartIssuerOptions> {
   const many = async (files: readonly string[] = []) =>
@@ -95,6 +105,13 @@ async function fromConfig(
   const opt = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } =>
     (v === undefined ? {} : { [k]: v }) as { [P in K]?: V };
   const hint = ms(cfg.bundleRefreshHint);
+  const jwt =
+    cfg.jwtSvid === undefined
+      ? undefined
+      : {
+          key: await jwtKey(cfg.jwtSvid.key),
+          ...(cfg.jwtSvid.next === undefined ? {} : { next: await jwtKey(cfg.jwtSvid.next) }),
+        };
   return {
     trustDomain: cfg.trustDomain,
     ...deps,
@@ -117,12 +134,15 @@ async function fromConfig(
       ...(isPkcs11Uri(cfg.ca.key)
         ? []
         : [{ name: 'ca-key', check: async () => void (await readPrivateKeyFile(cfg.ca.key)) }]),
-      ...(cfg.jwtSvid === undefined
+      // The JWT key: its file still readable and 0600, or (in the token) a probe signature.
+      ...(cfg.jwtSvid === undefined || jwt === undefined
         ? []
         : [
             {
               name: 'jwt-key',
-              check: async () => void (await readPrivateKeyFile((cfg.jwtSvid as { key: string }).key)),
+              check: isPkcs11Uri(cfg.jwtSvid.key)
+                ? async () => void (await jwt.key.sign(Buffer.from('edgeward readiness probe')))
+                : async () => void (await readPrivateKeyFile((cfg.jwtSvid as { key: string }).key)),
             },
           ]),
     ],
@@ -131,10 +151,7 @@ async function fromConfig(
       ? {}
       : {
           jwtSvid: {
-            key: softwareCaKey(await readPrivateKeyFile(cfg.jwtSvid.key)),
-            ...(cfg.jwtSvid.next === undefined
-              ? {}
-              : { next: softwareCaKey(await readPrivateKeyFile(cfg.jwtSvid.next)) }),
+            ...(jwt as NonNullable<typeof jwt>),
             ...opt('ttlMs', ms(cfg.jwtSvid.ttl)),
             ...opt('perGateway', cfg.jwtSvid.perGateway),
           },

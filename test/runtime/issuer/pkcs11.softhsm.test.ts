@@ -20,6 +20,7 @@ import {
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../../runtime/cli/main.ts';
@@ -35,6 +36,9 @@ import { CK, Pkcs11Module } from '../../../runtime/issuer/pkcs11/module.ts';
 import { parsePkcs11Uri } from '../../../runtime/issuer/pkcs11/uri.ts';
 import { startIssuer } from '../../../runtime/issuer/start.ts';
 import { openMemoryStore } from '../../../runtime/issuer/store.ts';
+import { decodeBundle } from '../../../runtime/svid/bundle.ts';
+import { createCsr } from '../../../runtime/svid/csr.ts';
+import { jwkThumbprint } from '../../../runtime/svid/jwt-svid.ts';
 import { captureIo } from '../../helpers/cli-io.ts';
 import { rejects } from '../../helpers/rejects.ts';
 import { SOFTHSM2_MODULE, softHsmToken } from '../../helpers/softhsm.ts';
@@ -181,8 +185,83 @@ test('config: a pkcs11: ca.key needs ca.pkcs11, a bad URI is named with its line
   assert.match(pin as string, /^ca\.key: .*unknown attribute pin-value.*\(line 6\)$/);
   assert.equal(
     await issuesOf(config(`${cert}\n  key: ${dev.paths.caKey}\n  pkcs11: { module: /m.so, pinFile: /p }`)),
-    ['ca.pkcs11: is set but neither ca.key nor ca.next.key is a pkcs11: URI (line 7)'],
+    [
+      'ca.pkcs11: is set but no key (ca.key, ca.next.key, jwtSvid.key, jwtSvid.next) is a pkcs11: URI (line 7)',
+    ],
   );
+});
+
+test('jwtSvid.key in the token: JWT-SVIDs signed by C_Sign validate with jose against the bundle; the file CA alongside', async () => {
+  const t = softHsmToken();
+  const jwtUri = t.uri('issuer-jwt');
+  const made = await generatePkcs11CaKey({ uri: jwtUri, module: SOFTHSM2_MODULE, pinFile: t.pinFile });
+  const kid = jwkThumbprint(made.publicKey);
+  await made.close();
+  // Without ca.pkcs11 the URI is refused at its line, as for the CA key.
+  const cert = `  certificate: ${dev.paths.caCertificate}\n  key: ${dev.paths.caKey}`;
+  assert.equal(await issuesOf(config(cert, `jwtSvid: { key: '${jwtUri}' }\n`)), [
+    'jwtSvid.key: is a PKCS#11 URI: set ca.pkcs11: { module, pinFile } (line 12)',
+  ]);
+  const f = join(dir, 'issuer-jwt.yaml');
+  writeFileSync(
+    f,
+    config(
+      `${cert}\n  pkcs11: { module: ${SOFTHSM2_MODULE}, pinFile: ${t.pinFile} }`,
+      `jwtSvid: { key: '${jwtUri}' }\n`,
+    ),
+  );
+  const cfg = await loadConfigFile(f, ISSUER_ROLE, {}, { now: Date.now() });
+  const running = await startIssuer(
+    await issuerOptionsFromConfig(cfg, {
+      store: await openMemoryStore(),
+      clock: systemClock,
+      random: cryptoRandom,
+      logger: nullLogger,
+    }),
+  );
+  try {
+    const ctx = { address: '127.0.0.1' };
+    const token = await running.issuer.createJoinToken('gw-jwt', 600_000);
+    const begin = await running.issuer.attestBegin({ method: 'join-token', token }, ctx);
+    const gwKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const caKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const id = await running.issuer.attestFinish(
+      {
+        method: 'join-token',
+        sessionId: begin.sessionId,
+        csr: createCsr(gwKey.privateKey),
+        caCsr: createCsr(caKey.privateKey),
+      },
+      ctx,
+    );
+    const sub = `${id.spiffeId}/workload/adapter`;
+    const peer = { ...ctx, peerCertificate: id.svidChain[0] as Uint8Array };
+    const { token: jwt } = await running.issuer.jwtSvid({ spiffeId: sub, audience: ['api.example'] }, peer);
+    assert.equal(decodeProtectedHeader(jwt), { alg: 'ES256', kid, typ: 'JWT' });
+    const b = decodeBundle(running.issuer.bundle().json);
+    assert.equal(
+      b.jwtKeys.map((k) => k.kid),
+      [kid],
+    );
+    const set = createLocalJWKSet({ keys: b.jwtKeys.map((k) => ({ ...k.jwk, kid: k.kid })) });
+    const ok = await jwtVerify(jwt, set, { audience: 'api.example', algorithms: ['ES256'] });
+    assert.is(ok.payload.sub, sub);
+    assert.equal(await running.issuer.readiness(), []);
+    // The token goes away: the JWT key's probe fails with the token's code, and so does a request.
+    t.remove();
+    const reasons = await running.issuer.readiness();
+    assert.ok(
+      reasons.some((r) => r.startsWith('jwt-key: ERR_ISSUER_PKCS11_TOKEN')),
+      reasons.join('; '),
+    );
+    await rejects(
+      () => running.issuer.jwtSvid({ spiffeId: sub, audience: ['api.example'] }, peer),
+      'ERR_ISSUER_PKCS11_TOKEN',
+    );
+    t.restore();
+  } finally {
+    await running.close();
+  }
 });
 
 const httpGet = (url: string): Promise<{ status: number; text: string }> =>
