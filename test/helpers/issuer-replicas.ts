@@ -35,6 +35,8 @@ export interface Replica {
   /** stdout and stderr so far (for failure messages). */
   output(): string;
   kill(): void;
+  /** Send a signal (SIGSTOP / SIGCONT to freeze and thaw it). */
+  signal(sig: NodeJS.Signals): void;
   stop(): Promise<number | string>;
 }
 
@@ -133,6 +135,9 @@ async function spawnReplica(index: number, config: string): Promise<Replica> {
     output: () => out,
     kill: () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    },
+    signal: (sig) => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(sig);
     },
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');

@@ -148,10 +148,22 @@ test('kill -9 one of 3 replicas during a rotation storm of 100 gateways: every g
     const victim = replicas[0] as Replica;
     const vi = victim.index;
     const busy = () => log.inFlight(vi, PATHS.renewFinish) >= 1 && log.inFlight(vi) >= 2;
-    await log
-      .until(busy, 'victim busy', 15_000)
-      .catch(() => log.until(() => log.inFlight(vi) >= 1, 'victim asked', 10_000));
-    const cut = log.calls.filter((c) => c.replica === vi && c.state === 'in-flight');
+    // Freeze it (SIGSTOP) at that moment: what it had not sent by then never reaches a gateway.
+    // What it had sent is read on the gateways' next poll turns, which a survivor's answer to a
+    // probe marks; the calls still in flight after that are cut for certain. A freeze that caught
+    // nothing (every answer was already on its way) thaws it and waits for the next busy moment.
+    let cut: CallRecord[] = [];
+    for (let attempt = 1; cut.length === 0; attempt++) {
+      await log
+        .until(busy, 'victim busy', 15_000)
+        .catch(() => log.until(() => log.inFlight(vi) >= 1, 'victim asked', 10_000));
+      victim.signal('SIGSTOP');
+      await status(`${(replicas[1] as Replica).healthUrl}/healthz`);
+      cut = log.calls.filter((c) => c.replica === vi && c.state === 'in-flight');
+      if (cut.length > 0) break;
+      assert.ok(attempt < 10, 'ten freezes of the victim caught no request in flight');
+      victim.signal('SIGCONT');
+    }
     // Sessions the victim answered, to replay: those whose client SVID lives longest.
     const answered = log.calls
       .filter((c) => c.replica === vi && c.path === PATHS.renewFinish && c.state === 'ok' && c.by === 'agent')
