@@ -91,6 +91,16 @@ const unavailable = (err: unknown): Status => ({
 });
 type Unary = grpc.ServerUnaryCall<unknown, unknown>;
 
+/** An X509SVIDResponse built once and its digest, with the very objects it was built from. */
+interface SvidBody {
+  readonly entries: readonly WorkloadEntry[];
+  readonly svids: readonly WorkloadSvid[];
+  readonly roots: readonly Uint8Array[];
+  readonly body: unknown;
+  readonly key: string;
+}
+const SVID_BODIES_MAX = 64;
+
 /** SHA-256 over a response's strings and bytes in a fixed order (keys sorted): what changed. */
 function digest(body: unknown): string {
   const h = createHash('sha256');
@@ -134,6 +144,12 @@ export class WorkloadApiServer {
   #timer: Timer | undefined;
   #unsubscribe: (() => void) | undefined;
   #seq = 0;
+  /**
+   * X509SVIDResponses by the entry names they answer (at most SVID_BODIES_MAX): a new connection's
+   * first answer is the same bytes as the last one while the SVIDs, bundle and entries are the
+   * same objects, so it is not rebuilt (chain and bundle concatenated) and hashed again each time.
+   */
+  readonly #svidBodies = new Map<string, SvidBody>();
   #closed = false;
   /** `ERR_WORKLOAD_ATTESTATION_DENIED` was logged (at error level once; later ones at debug). */
   #deniedLogged = false;
@@ -220,6 +236,7 @@ export class WorkloadApiServer {
   /** Replace the registration entries; streams of callers no longer entitled end (PERMISSION_DENIED). */
   async setEntries(entries: readonly WorkloadEntry[]): Promise<void> {
     this.#entries = entries;
+    this.#svidBodies.clear();
     this.#setAttestOptions();
     this.#svids.retain(new Set(entries.map((e) => e.name)));
     const gw = this.#o.host.caIdentity()?.svid.spiffeId;
@@ -333,15 +350,15 @@ export class WorkloadApiServer {
 
   async #send(stream: Stream): Promise<void> {
     let body: unknown;
+    let key: string;
     try {
       const who = await this.#entitled(stream.conn);
       if ('code' in who) return this.#end(stream, who);
-      body =
-        stream.kind === 'svid'
-          ? await this.#svidResponse(who.entries)
-          : stream.kind === 'bundles'
-            ? this.#bundlesResponse()
-            : this.#jwtBundlesResponse();
+      if (stream.kind === 'svid') ({ body, key } = await this.#svidResponse(who.entries));
+      else {
+        body = stream.kind === 'bundles' ? this.#bundlesResponse() : this.#jwtBundlesResponse();
+        key = digest(body);
+      }
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : 'unknown';
       this.#o.logger.warn('workload response failed', { event: 'workload.unavailable', reason: code });
@@ -349,7 +366,6 @@ export class WorkloadApiServer {
     }
     if (!this.#streams.has(stream)) return;
     // Only a digest of what was last sent is kept per stream (never a copy of the private key).
-    const key = digest(body);
     if (key === stream.last) return;
     stream.last = key;
     stream.call.write(body);
@@ -360,11 +376,18 @@ export class WorkloadApiServer {
     stream.call.emit('error', status);
   }
 
-  async #svidResponse(entries: readonly WorkloadEntry[]): Promise<unknown> {
-    const bundle = this.#bundleDer();
+  async #svidResponse(entries: readonly WorkloadEntry[]): Promise<{ body: unknown; key: string }> {
+    const roots = this.#bundleRoots();
     const svids: WorkloadSvid[] = await Promise.all(entries.map((e) => this.#svids.get(e.name)));
     this.#schedule(svids);
-    return {
+    const name = entries.map((e) => e.name).join('\n');
+    const hit = this.#svidBodies.get(name);
+    const same = <T>(a: readonly T[], b: readonly T[]): boolean =>
+      a.length === b.length && a.every((x, i) => x === b[i]);
+    if (hit !== undefined && same(hit.entries, entries) && same(hit.svids, svids) && same(hit.roots, roots))
+      return hit;
+    const bundle = concat(roots);
+    const body = {
       svids: svids.map((s, i) => ({
         spiffe_id: s.spiffeId,
         x509_svid: concat(s.chain),
@@ -375,6 +398,12 @@ export class WorkloadApiServer {
       crl: [],
       federated_bundles: {},
     };
+    const built: SvidBody = { entries, svids, roots, body, key: digest(body) };
+    this.#svidBodies.delete(name);
+    this.#svidBodies.set(name, built);
+    if (this.#svidBodies.size > SVID_BODIES_MAX)
+      this.#svidBodies.delete(this.#svidBodies.keys().next().value as string);
+    return built;
   }
 
   #bundlesResponse(): unknown {
@@ -452,10 +481,15 @@ export class WorkloadApiServer {
   }
 
   #bundleDer(): Buffer {
+    return concat(this.#bundleRoots());
+  }
+
+  /** The DER of each root of the trust domain's X.509 bundle. */
+  #bundleRoots(): readonly Uint8Array[] {
     const b = this.#o.host.bundle();
     if (b === undefined || b.roots.length === 0)
       throw new RuntimeError('ERR_BUNDLE_UNAVAILABLE', 'no X.509 bundle for the trust domain');
-    return concat(b.roots.map((c) => c.raw));
+    return b.roots.map((c) => c.raw);
   }
 
   /** Arm the refresh timer at the earliest half-life of the SVIDs being served. */
@@ -474,6 +508,9 @@ export class WorkloadApiServer {
   #nextAt: number | undefined;
 
   async #push(): Promise<void> {
+    // Something changed (rotation, CA, bundle, entries): no response built before is reused, and
+    // none keeps a replaced private key alive.
+    this.#svidBodies.clear();
     await Promise.all([...this.#streams].map((s) => this.#send(s)));
   }
 }

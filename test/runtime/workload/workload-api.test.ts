@@ -107,7 +107,7 @@ test('bad input gets the documented code: no metadata → INVALID_ARGUMENT, on e
   }
 });
 
-test('an open stream sees the rotation at half-life (virtual clock) and a delegated CA change', async () => {
+test('an open stream and a new connection see the rotation at half-life (virtual clock) and a delegated CA change', async () => {
   const h = await harness([{ name: 'svc', selectors: ['unix:uid:0'] }], { ttlMs: HOUR });
   try {
     const c = h.client(['x509']);
@@ -117,10 +117,13 @@ test('an open stream sees the rotation at half-life (virtual clock) and a delega
     const second = await c.next();
     assert.is(second.svids?.[0]?.id, first.svids?.[0]?.id);
     assert.is.not(second.svids?.[0]?.sha, first.svids?.[0]?.sha);
+    // A new connection gets the rotated SVID too, not the response built for the first one.
+    assert.is((await h.client(['x509']).next()).svids?.[0]?.sha, second.svids?.[0]?.sha);
     // The agent adopts another delegated CA (renewal): a fresh SVID under it, on the same stream.
     h.setLive({ ...h.live() });
     const third = await c.next();
     assert.is.not(third.svids?.[0]?.sha, second.svids?.[0]?.sha);
+    assert.is((await h.client(['x509']).next()).svids?.[0]?.sha, third.svids?.[0]?.sha);
   } finally {
     await h.close();
   }
