@@ -27,7 +27,7 @@ import { type Clock, systemClock } from '../../core/clock.ts';
 import { isEdgewardError } from '../../core/error.ts';
 import { IssuerError } from '../../errors.ts';
 import type { CaKey } from '../../svid/ca-key.ts';
-import { type Attribute, CK, type Handle, Pkcs11Module, why } from './module.ts';
+import { type Attribute, CK, Pkcs11Module, why } from './module.ts';
 import {
   acquire,
   type Connection,
@@ -37,7 +37,7 @@ import {
   ecdsaRawToDer,
   err,
   find,
-  findSlot,
+  findSlotFresh,
   login,
   P256_PARAMS,
   readPinFile,
@@ -225,13 +225,7 @@ export async function generatePkcs11CaKey(o: Pkcs11KeyOptions): Promise<Pkcs11Ca
   const m = await Pkcs11Module.open(o.module);
   try {
     await m.ready();
-    let slot: Handle;
-    try {
-      slot = findSlot(m, u);
-    } catch {
-      await m.reinitialize(); // a token initialised after the module loaded
-      slot = findSlot(m, u);
-    }
+    const slot = await findSlotFresh(m, u);
     const s = m.api.C_OpenSession(slot, CK.CKF_SERIAL_SESSION | CK.CKF_RW_SESSION);
     try {
       login(m, s, pin);

@@ -24,7 +24,7 @@ import type { CaKey } from '../../svid/ca-key.ts';
 import type { CaKeyPair } from '../ca.ts';
 import { generatePkcs11CaKey, openPkcs11CaKey } from './key.ts';
 import { CK, type Handle, Pkcs11Module } from './module.ts';
-import { closeQuietly, findSlot, login, readPinFile } from './token.ts';
+import { closeQuietly, findSlotFresh, login, readPinFile } from './token.ts';
 import { formatPkcs11Uri, type Pkcs11Uri, parsePkcs11Uri } from './uri.ts';
 
 export interface Pkcs11RotationOptions {
@@ -81,13 +81,7 @@ export async function findKeyByPoint(
   const m = await Pkcs11Module.open(o.module);
   try {
     await m.ready();
-    let slot: Handle;
-    try {
-      slot = findSlot(m, u);
-    } catch {
-      await m.reinitialize();
-      slot = findSlot(m, u);
-    }
+    const slot = await findSlotFresh(m, u);
     const s = m.api.C_OpenSession(slot, CK.CKF_SERIAL_SESSION);
     try {
       login(m, s, pin);

@@ -73,6 +73,19 @@ export function findSlot(m: Pkcs11Module, u: Pkcs11Uri): Handle {
   return slot;
 }
 
+/**
+ * `findSlot`, after re-initialising the module once when the token is not found: a token
+ * initialised (or put back) after the module loaded is not in its slot list until then.
+ */
+export async function findSlotFresh(m: Pkcs11Module, u: Pkcs11Uri): Promise<Handle> {
+  try {
+    return findSlot(m, u);
+  } catch {
+    await m.reinitialize();
+    return findSlot(m, u);
+  }
+}
+
 export function login(m: Pkcs11Module, session: Handle, pin: string): void {
   try {
     m.api.C_Login(session, CK.CKU_USER, pin);
