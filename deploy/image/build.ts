@@ -32,8 +32,8 @@ import {
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cliBundleOptions } from '../../firmware-hooks/build/cli-bundle.ts';
 import { copyPackage } from '../../firmware-hooks/build/gateway.ts';
-import { lazyPackages } from '../../firmware-hooks/build/lazy-packages.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -69,27 +69,7 @@ export async function buildIssuer(o: { out?: string; node?: string } = {}): Prom
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const esbuild = await import('esbuild');
-  const built = await esbuild.build({
-    entryPoints: { edgeward: join(ROOT, 'runtime/cli/bin.ts') },
-    outdir: dir,
-    outExtension: { '.js': '.mjs' },
-    splitting: true,
-    chunkNames: 'lib/[name]-[hash]',
-    plugins: [lazyPackages(ROOT, EXTERNAL)],
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    minify: true,
-    legalComments: 'linked',
-    external: EXTERNAL,
-    logLevel: 'error',
-    metafile: true,
-    absWorkingDir: ROOT,
-    banner: {
-      js: "import { createRequire as __edgewardRequire } from 'node:module'; const require = __edgewardRequire(import.meta.url);",
-    },
-  });
+  const built = await esbuild.build({ ...cliBundleOptions(ROOT, dir, EXTERNAL), metafile: true });
   const seen = new Set<string>();
   for (const name of SHIPPED) copyPackage(name, join(dir, 'node_modules'), seen);
   for (const b of PREBUILDS)

@@ -35,8 +35,8 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HookError } from '../errors.ts';
+import { cliBundleOptions } from './cli-bundle.ts';
 import { shipKoffi } from './koffi.ts';
-import { lazyPackages } from './lazy-packages.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -85,27 +85,7 @@ export async function buildGateway(outRoot = join(ROOT, 'dist', 'gateway')): Pro
   mkdirSync(dir, { recursive: true });
   const esbuild = await import('esbuild');
   try {
-    await esbuild.build({
-      entryPoints: { edgeward: join(ROOT, 'runtime/cli/bin.ts') },
-      outdir: dir,
-      outExtension: { '.js': '.mjs' },
-      splitting: true,
-      chunkNames: 'lib/[name]-[hash]',
-      plugins: [lazyPackages(ROOT, EXTERNAL)],
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'esm',
-      minify: true,
-      legalComments: 'linked',
-      external: EXTERNAL,
-      logLevel: 'error',
-      // CommonJS dependencies inside an ESM bundle still call require() (in every chunk; from
-      // lib/ it still finds the shipped node_modules/ one directory up).
-      banner: {
-        js: "import { createRequire as __edgewardRequire } from 'node:module'; const require = __edgewardRequire(import.meta.url);",
-      },
-    });
+    await esbuild.build(cliBundleOptions(ROOT, dir, EXTERNAL));
   } catch (cause) {
     throw new HookError('ERR_BUILD_FAILED', `bundling failed: ${(cause as Error).message}`, {}, { cause });
   }
