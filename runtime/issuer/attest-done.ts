@@ -24,6 +24,8 @@ import type { StoreOp } from './store.ts';
 export interface DoneRecord {
   /** SHA-256 (hex) of the canonical finish request (`finishDigest`). */
   requestHash: string;
+  /** The gateway the answer was issued to (for the retry's audit event). */
+  gateway: string;
   expiresAt: number;
   response: IssuedIdentity;
 }
@@ -77,10 +79,11 @@ export function finishDigest(req: AttestFinishRequest): string {
 export function doneOp(
   sessionId: string,
   requestHash: string,
+  gateway: string,
   expiresAt: number,
   response: IssuedIdentity,
 ): StoreOp {
-  const value: DoneRecord = { requestHash, expiresAt, response };
+  const value: DoneRecord = { requestHash, gateway, expiresAt, response };
   return { type: 'put', key: doneKey(sessionId), value };
 }
 
@@ -107,9 +110,11 @@ export async function answeredBefore(
   const done = await core.store.get<DoneRecord>(doneKey(sessionId));
   if (done === undefined || done.expiresAt <= core.clock.now() || done.requestHash !== requestHash)
     return undefined;
+  info.gateway = done.gateway;
   await core.audit.write({
     ...info,
     event: 'retry',
+    gateway: done.gateway,
     spiffeId: done.response.spiffeId,
     address: ctx.address,
     detail: 'attest finish answered again (its first answer was lost): nothing new issued',

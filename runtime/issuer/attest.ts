@@ -101,7 +101,7 @@ function issueOnSession(
       ...(firmware === undefined ? {} : { firmware }),
     };
     const remember = (issued: IssuedIdentity): StoreOp =>
-      doneOp(req.sessionId, requestHash, now + core.sessionTtlMs, issued);
+      doneOp(req.sessionId, requestHash, s.gateway, now + core.sessionTtlMs, issued);
     return core.issue(gw, csr.spki, caCsr.spki, serverNames, 'issue', ops, ctx, info, undefined, remember);
   });
 }
