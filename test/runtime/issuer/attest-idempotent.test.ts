@@ -145,6 +145,30 @@ for (const [name, make] of rigs) {
       await r.close();
     }
   });
+
+  test(`${name}: the same finish sent to both replicas at once: both get the one identity, issued once`, async () => {
+    const r = await make();
+    try {
+      for (let i = 0; i < 5; i++) {
+        const token = await r.a.createJoinToken(`gw-race-${i}`, 600_000);
+        const b = await r.a.attestBegin({ method: 'join-token', token }, ctx);
+        const finish = {
+          method: 'join-token',
+          sessionId: b.sessionId,
+          csr: keyAndCsr().csr,
+          caCsr: keyAndCsr().csr,
+        };
+        const [x, y] = await Promise.all([r.a.attestFinish(finish, ctx), r.b.attestFinish(finish, ctx)]);
+        assert.equal(Buffer.from(x.svidChain[0] as Uint8Array), Buffer.from(y.svidChain[0] as Uint8Array));
+      }
+      const audit = (await r.store.list<AuditEvent>('audit/')).map(([, v]) => v);
+      assert.is(audit.filter((e) => e.event === 'issue').length, 5);
+      assert.is(audit.filter((e) => e.event === 'retry').length, 5);
+      assert.is((await r.store.list('issued/')).length, 10);
+    } finally {
+      await r.close();
+    }
+  });
 }
 
 test.after(() => stopTestCluster());
