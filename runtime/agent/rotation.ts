@@ -147,6 +147,11 @@ export class Rotation {
   }
 
   /** Arm the next rotation `delayMs` from now. */
+  /** At stop: forget an unanswered attest finish and release its CA key (a TPM key is flushed). */
+  dropPendingAttest(): Promise<void> {
+    return this.#pendingAttest.drop(true);
+  }
+
   schedule(delayMs: number): void {
     if (!this.#d.running()) return;
     const delay = Math.max(0, Math.round(delayMs));
