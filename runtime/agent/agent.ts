@@ -223,6 +223,7 @@ export class Agent {
     this.bundleSource.clearListeners();
     this.revocations.clearListeners();
     await this.#rotation.inFlight?.catch(() => {});
+    await this.#rotation.dropPendingAttest();
   }
 
   /** Run a rotation now (operator request): also after a definitive refusal stopped the agent. */

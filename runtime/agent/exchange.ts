@@ -28,6 +28,7 @@ import { type CaKey, createCaCsr } from '../svid/ca-key.ts';
 import { createCsr } from '../svid/csr.ts';
 import { caPopSignedData } from '../svid/pop.ts';
 import { spkiOf } from '../svid/signer.ts';
+import { shouldFailOver } from '../upstream/failover.ts';
 import {
   type AttestBeginResponse,
   type AttestFinishRequest,
@@ -67,6 +68,11 @@ export interface ExchangeDeps {
   readonly onStep?: ((step: RotationStep) => void | Promise<void>) | undefined;
   /** Broker host names for DNS/IP SANs on the gateway SVID (see AttestFinishRequest). */
   readonly serverNames?: readonly string[] | undefined;
+  /**
+   * Where an attest finish whose answer did not arrive is kept for the next try (the rotation
+   * owns one): without it, a lost answer would be followed by a new begin with a spent join token.
+   */
+  readonly pendingAttest?: PendingAttest;
 }
 
 export interface ExchangeResult {
@@ -116,6 +122,35 @@ class NewCaKey {
   }
 }
 
+/**
+ * An attest finish sent but not answered (timeout, reset, 5xx, a replica gone after its COMMIT):
+ * the issuer may have issued and consumed the session and the join token. The next attempt, on
+ * this endpoint or the next, sends the very same finish first (same session, same CSRs, same
+ * proof): the issuer answers a finish it already answered with the same identity
+ * (runtime/issuer/attest-done.ts). Only when that is refused (the session is gone and was never
+ * answered, or expired) does the agent start over with a new begin. The keys stay in memory only.
+ */
+export class PendingAttest {
+  #held: { readonly svid: SvidKeys; readonly ca: NewCaKey; readonly body: AttestFinishRequest } | undefined;
+
+  get held():
+    | { readonly svid: SvidKeys; readonly ca: NewCaKey; readonly body: AttestFinishRequest }
+    | undefined {
+    return this.#held;
+  }
+
+  hold(svid: SvidKeys, ca: NewCaKey, body: AttestFinishRequest): void {
+    this.#held = { svid, ca, body };
+  }
+
+  /** Forget the held finish; with `discard`, release its CA key (a TPM key is flushed). */
+  async drop(discard: boolean): Promise<void> {
+    const h = this.#held;
+    this.#held = undefined;
+    if (discard) await h?.ca.discard();
+  }
+}
+
 /** The delegated CA of an exchange: the current one kept, or a new one. */
 type CaPlan = { readonly kept: LiveIdentity } | { readonly fresh: NewCaKey };
 
@@ -128,6 +163,21 @@ export async function exchange(
   deps: ExchangeDeps,
 ): Promise<ExchangeResult> {
   const caKeys = deps.caKeys ?? caKeysFor(deps.attestor, deps.newKey);
+  const pending = plan.mode === 'attest' ? deps.pendingAttest : undefined;
+  const held = pending?.held;
+  if (held !== undefined) {
+    const again = await retryFinish(ep, held.body, pending as PendingAttest);
+    if (again !== undefined) {
+      try {
+        const out = await assemble(again, held.svid, { fresh: held.ca }, 'attest', deps, caKeys);
+        await pending?.drop(false);
+        return out;
+      } catch (err) {
+        await pending?.drop(true);
+        throw err;
+      }
+    }
+  }
   const svid = newSvidKeys(deps);
   const ca: CaPlan =
     plan.mode === 'attest' || plan.renewCa ? { fresh: new NewCaKey(caKeys) } : { kept: plan.current };
@@ -135,14 +185,36 @@ export async function exchange(
   try {
     const issued =
       plan.mode === 'attest'
-        ? await attest(ep, deps, svid, ca)
+        ? await attest(ep, deps, svid, ca, pending)
         : plan.mode === 'renew'
           ? await renew(ep, deps, svid, ca, plan.current)
           : await recover(ep, deps, svid, ca, plan.current);
+    await pending?.drop(false);
     return await assemble(issued, svid, ca, plan.mode, deps, caKeys);
   } catch (err) {
+    // A finish whose answer may yet come again is kept, keys and all, for the next try.
+    if (pending?.held !== undefined && shouldFailOver(err)) throw err;
+    await pending?.drop(false);
     if ('fresh' in ca) await ca.fresh.discard();
     throw err;
+  }
+}
+
+/**
+ * The held finish sent again. Its answer, or undefined when the issuer refused it (never
+ * answered, expired: start over); a failure another try may not share is thrown, still held.
+ */
+async function retryFinish(
+  ep: UpstreamEndpoint,
+  body: AttestFinishRequest,
+  pending: PendingAttest,
+): Promise<IssuedIdentity | undefined> {
+  try {
+    return await ep.post<IssuedIdentity>(PATHS.attestFinish, body);
+  } catch (err) {
+    if (shouldFailOver(err)) throw err;
+    await pending.drop(true);
+    return undefined;
   }
 }
 
@@ -162,6 +234,7 @@ async function attest(
   deps: ExchangeDeps,
   keys: SvidKeys,
   ca: CaPlan,
+  pending: PendingAttest | undefined,
 ): Promise<IssuedIdentity> {
   if (!('fresh' in ca)) throw new TypeError('attestation always obtains a new delegated CA');
   const beginReq = await deps.attestor.begin();
@@ -175,6 +248,7 @@ async function attest(
     ...namesOf(deps),
     ...proof,
   };
+  pending?.hold(keys, ca.fresh, finish);
   return ep.post<IssuedIdentity>(PATHS.attestFinish, finish);
 }
 

@@ -32,7 +32,13 @@ import type { CircuitBreaker } from './breaker.ts';
 import type { CaKeys } from './ca-keys.ts';
 import type { ClockWatch } from './clock-watch.ts';
 import { codeOf, type EventLog, iso } from './events.ts';
-import { type ExchangeMode, type ExchangePlan, type ExchangeResult, exchange } from './exchange.ts';
+import {
+  type ExchangeMode,
+  type ExchangePlan,
+  type ExchangeResult,
+  exchange,
+  PendingAttest,
+} from './exchange.ts';
 import type { ExpiryWatch } from './expiry.ts';
 import type { LiveIdentity } from './identity.ts';
 import type { Counters } from './metrics.ts';
@@ -94,6 +100,8 @@ export class Rotation {
   /** When the delegated CA is due (its own half-life ±10 %), drawn once per CA certificate. */
   #caRefreshAt: number | undefined;
   #caSerial: string | undefined;
+  /** An attest finish whose answer did not arrive: sent again first on the next try (exchange.ts). */
+  readonly #pendingAttest = new PendingAttest();
 
   constructor(deps: RotationDeps) {
     this.#d = deps;
@@ -139,6 +147,11 @@ export class Rotation {
   }
 
   /** Arm the next rotation `delayMs` from now. */
+  /** At stop: forget an unanswered attest finish and release its CA key (a TPM key is flushed). */
+  dropPendingAttest(): Promise<void> {
+    return this.#pendingAttest.drop(true);
+  }
+
   schedule(delayMs: number): void {
     if (!this.#d.running()) return;
     const delay = Math.max(0, Math.round(delayMs));
@@ -214,6 +227,7 @@ export class Rotation {
       now: () => d.now(),
       onStep: o.onStep,
       serverNames: o.serverNames,
+      pendingAttest: this.#pendingAttest,
     };
     return d.failover.run(
       (ep) => exchange(plan, ep, deps),

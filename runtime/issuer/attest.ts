@@ -3,11 +3,13 @@
  * `join-token-method.ts`, `x509pop-method.ts`). Begin stores a single-use session with a nonce;
  * finish checks the method's proof and issues the gateway SVID and delegated CA in one batch
  * together with the session's consumption and what the method consumes (the join token) or
- * registers (auto).
+ * registers (auto), and the answer itself under `done/<sessionId>` so that the same finish sent
+ * again after its answer was lost gets that answer, not a replay refusal (`attest-done.ts`).
  */
 import { IssuerError } from '../errors.ts';
 import { parseCsr } from '../svid/csr.ts';
-import type { AttestBeginResponse, IssuedIdentity } from '../upstream/protocol.ts';
+import type { AttestBeginResponse, AttestFinishRequest, IssuedIdentity } from '../upstream/protocol.ts';
+import { answeredBefore, doneOp, finishDigest, mayBeAnswered } from './attest-done.ts';
 import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
 import { joinTokenBegin, joinTokenFinish } from './join-token-method.ts';
 import { type GatewayRecord, K, type Registration, type SessionRecord } from './records.ts';
@@ -53,6 +55,26 @@ export async function attestFinish(
   const req = shape.attestFinish(body);
   info.method = req.method;
   const serverNames = checkServerNames(req.serverNames, core.serverNames);
+  const requestHash = finishDigest(req);
+  try {
+    return await issueOnSession(core, req, serverNames, requestHash, ctx, info);
+  } catch (err) {
+    // The session or its token is gone: this very request may have been answered (a lost answer).
+    if (!mayBeAnswered(err)) throw err;
+    const again = await answeredBefore(core, req.sessionId, requestHash, ctx, info);
+    if (again === undefined) throw err;
+    return again;
+  }
+}
+
+function issueOnSession(
+  core: IssuerCore,
+  req: AttestFinishRequest,
+  serverNames: readonly string[],
+  requestHash: string,
+  ctx: RequestContext,
+  info: AuditInfo,
+): Promise<IssuedIdentity> {
   return core.withSession(req.sessionId, 'attest', async (s, consume) => {
     info.gateway = s.gateway;
     if (s.method !== req.method)
@@ -78,6 +100,8 @@ export async function attestFinish(
       ...(s.ekHash === undefined ? {} : { ekHash: s.ekHash }),
       ...(firmware === undefined ? {} : { firmware }),
     };
-    return core.issue(gw, csr.spki, caCsr.spki, serverNames, 'issue', ops, ctx, info);
+    const remember = (issued: IssuedIdentity): StoreOp =>
+      doneOp(req.sessionId, requestHash, s.gateway, now + core.sessionTtlMs, issued);
+    return core.issue(gw, csr.spki, caCsr.spki, serverNames, 'issue', ops, ctx, info, undefined, remember);
   });
 }

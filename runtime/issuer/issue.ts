@@ -29,6 +29,8 @@ export async function issueIdentity(
   ctx: RequestContext,
   info: AuditInfo,
   known?: StoreEntry<GatewayRecord>,
+  /** An op remembering the response, put into the issuance batch (attest-done.ts). */
+  remember?: (issued: IssuedIdentity) => StoreOp,
 ): Promise<IssuedIdentity> {
   const now = core.clock.now();
   const spiffeId = gatewayId(core.trustDomain, gw.name);
@@ -57,8 +59,18 @@ export async function issueIdentity(
     kind,
     notAfter,
   });
+  const response: IssuedIdentity = {
+    spiffeId,
+    svidChain: [sp.der],
+    deviceCaChain: dp === undefined ? [] : [dp.der],
+    bundle: core.cas.bundleJson(),
+    bundleSequence: core.cas.sequence,
+    nextNonce: renewal.nonce,
+    nextSessionId: renewal.id,
+  };
   const ops: StoreOp[] = [
     ...extraOps,
+    ...(remember === undefined ? [] : [remember(response)]),
     { type: 'put', key: K.issued(sp.serialHex), value: issued('svid', sp.notAfter) },
     ...(dp === undefined
       ? []
@@ -104,15 +116,7 @@ export async function issueIdentity(
     () => recheckConsumed(core, extraOps),
     known,
   );
-  return {
-    spiffeId,
-    svidChain: [sp.der],
-    deviceCaChain: dp === undefined ? [] : [dp.der],
-    bundle: core.cas.bundleJson(),
-    bundleSequence: core.cas.sequence,
-    nextNonce: renewal.nonce,
-    nextSessionId: renewal.id,
-  };
+  return response;
 }
 
 /**

@@ -1,9 +1,10 @@
 /**
- * Dropping what expired: sessions, join tokens, issued records, revocations, rate-limit rows of
+ * Dropping what expired: sessions, remembered attest answers (`done/`), join tokens, issued records, revocations, rate-limit rows of
  * past windows and retired CAs. A singleton job: with N replicas on one store, only the one
  * holding the store's `prune` lock (`tryLock`: an advisory lock on PostgreSQL) does it; the
  * others only forget expired revocations from their own index.
  */
+import type { DoneRecord } from './attest-done.ts';
 import type { IssuerCore } from './core.ts';
 import type { IssuedRecord, JoinTokenRecord, SessionRecord } from './records.ts';
 import type { StoreOp } from './store.ts';
@@ -25,6 +26,8 @@ export async function prune(core: IssuerCore): Promise<boolean> {
       if (s.expiresAt <= now) del.push({ type: 'del', key: k });
     for (const [k, t] of await core.store.list<JoinTokenRecord>('token/'))
       if (t.expiresAt <= now) del.push({ type: 'del', key: k });
+    for (const [k, d] of await core.store.list<DoneRecord>('done/'))
+      if (d.expiresAt <= now) del.push({ type: 'del', key: k });
     for (const [k, r] of await core.store.list<IssuedRecord>('issued/'))
       if (r.notAfter <= now) del.push({ type: 'del', key: k });
     if (lock.lost.aborted) return false;

@@ -123,7 +123,9 @@ export type AuditKind =
   | 'recover'
   | 'device'
   | 'budget'
-  | 'operator';
+  | 'operator'
+  /** An attest finish answered again from `done/` (attest-done.ts): nothing issued. */
+  | 'retry';
 
 export interface AuditEvent {
   at: number;

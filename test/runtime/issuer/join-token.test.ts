@@ -72,14 +72,22 @@ test('join-token end to end over HTTPS: SVID and delegated CA pass openssl verif
   assert.is(bundle.sequence, id.bundleSequence);
 });
 
-test('a join token is single use; a replayed finish is refused; both are audited', async () => {
+test('a join token is single use; a replayed finish with another CSR is refused, the same finish answered again; all audited', async () => {
   const token = await h.running.issuer.createJoinToken('gw-2', 600_000);
   const b1 = (await h.call('POST', '/v1/attest/begin', { method: 'join-token', token }))
     .body as AttestBeginResponse;
   const k = keyAndCsr();
   const body = { method: 'join-token', sessionId: b1.sessionId, csr: k.csr, caCsr: keyAndCsr().csr };
-  assert.is((await h.call('POST', '/v1/attest/finish', body)).status, 200);
-  const replay = await h.call('POST', '/v1/attest/finish', body);
+  const first = await h.call('POST', '/v1/attest/finish', body);
+  assert.is(first.status, 200);
+  // The same finish again (its answer lost): the same identity, nothing issued twice.
+  const same = await h.call('POST', '/v1/attest/finish', body);
+  assert.is(same.status, 200);
+  assert.equal(
+    Buffer.from((same.body as IssuedIdentity).svidChain[0] as Uint8Array),
+    Buffer.from((first.body as IssuedIdentity).svidChain[0] as Uint8Array),
+  );
+  const replay = await h.call('POST', '/v1/attest/finish', { ...body, csr: keyAndCsr().csr });
   assert.is(replay.status, 409);
   assert.is(errorCode(replay.body), 'ERR_ISSUER_SESSION_UNKNOWN');
   const again = await h.call('POST', '/v1/attest/begin', { method: 'join-token', token });
@@ -87,6 +95,8 @@ test('a join token is single use; a replayed finish is refused; both are audited
   assert.is(errorCode(again.body), 'ERR_ISSUER_TOKEN_INVALID');
   const events = await h.running.issuer.auditEvents();
   assert.ok(events.some((e) => e.event === 'issue' && e.gateway === 'gw-2' && e.serials?.length === 2));
+  assert.is(events.filter((e) => e.event === 'issue' && e.gateway === 'gw-2').length, 1);
+  assert.ok(events.some((e) => e.event === 'retry' && e.gateway === 'gw-2'));
   assert.ok(events.some((e) => e.event === 'refuse' && e.code === 'ERR_ISSUER_SESSION_UNKNOWN'));
   assert.ok(events.some((e) => e.event === 'refuse' && e.code === 'ERR_ISSUER_TOKEN_INVALID'));
 });

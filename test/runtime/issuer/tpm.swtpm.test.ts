@@ -97,7 +97,13 @@ for (const ek of ['L-1', 'H-3'] as const) {
     const ok = await attest(issuer, a);
     const id = (await issuer.attestFinish(ok.body, ctx)) as IssuedIdentity;
     assert.match(id.spiffeId, new RegExp(`^spiffe://${TD}/gateway/tpm-[0-9a-f]{16}$`));
-    await rejects(() => issuer.attestFinish(ok.body, ctx), 'ERR_ISSUER_SESSION_UNKNOWN');
+    // The same finish again (its answer lost): the same identity; another CSR on it: a replay.
+    const again = (await issuer.attestFinish(ok.body, ctx)) as IssuedIdentity;
+    assert.equal(Buffer.from(again.svidChain[0] as Uint8Array), Buffer.from(id.svidChain[0] as Uint8Array));
+    await rejects(
+      () => issuer.attestFinish({ ...(ok.body as object), csr: keyAndCsr().csr }, ctx),
+      'ERR_ISSUER_SESSION_UNKNOWN',
+    );
 
     // Renewal: mTLS identity + a fresh quote on the same AK, bound to the new CSR key.
     const peer = { ...ctx, peerCertificate: id.svidChain[0] as Uint8Array };

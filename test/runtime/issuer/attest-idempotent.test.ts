@@ -1,0 +1,175 @@
+/**
+ * Idempotent attest finish (attest-done.ts): a finish whose answer was lost, sent again with the
+ * same body, gets the same identity back (also from another replica), with one issuance and one
+ * token consumption; another CSR on the same session is still a replay. On LevelDB (two issuers
+ * on one store) and on PostgreSQL (two issuers, each its own pool, on one throw-away database).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
+import { Issuer } from '../../../runtime/issuer/issuer.ts';
+import type { AuditEvent, IssuedRecord } from '../../../runtime/issuer/records.ts';
+import type { IssuerStore } from '../../../runtime/issuer/store.ts';
+import { openLevelStore } from '../../../runtime/issuer/store-level.ts';
+import { migratePostgresStore, openPostgresStore } from '../../../runtime/issuer/store-postgres.ts';
+import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
+import { stopTestCluster, testDatabase } from '../../helpers/postgres.ts';
+import { rejects } from '../../helpers/rejects.ts';
+import { testRandom } from '../../helpers/seed.ts';
+import { keyAndCsr, TD } from './harness.ts';
+
+const RELAXED = { perAddress: 1_000_000, perGateway: 1_000_000, windowMs: 60_000 };
+
+interface Rig {
+  a: Issuer;
+  b: Issuer;
+  store: IssuerStore;
+  clock: VirtualClock;
+  close(): Promise<void>;
+}
+
+async function rig(label: string, stores: () => Promise<IssuerStore[]>): Promise<Rig> {
+  const dir = mkdtempSync(join(tmpdir(), 'attest-idem-'));
+  const clock = new VirtualClock(Date.now());
+  const dev = await createDevIssuerFiles(join(dir, 'dev'), {
+    trustDomain: TD,
+    clock,
+    random: testRandom(`${label}-dev`),
+  });
+  const [sa, sb] = await stores();
+  const make = (store: IssuerStore, i: number) =>
+    Issuer.create({
+      trustDomain: TD,
+      store,
+      ca: dev.ca,
+      clock,
+      random: testRandom(`${label}-${i}`),
+      methods: { joinToken: { enabled: true } },
+      rateLimit: RELAXED,
+      pruneIntervalMs: 7 * 86_400_000,
+    });
+  const a = await make(sa as IssuerStore, 0);
+  const b = await make(sb as IssuerStore, 1);
+  return {
+    a,
+    b,
+    store: sa as IssuerStore,
+    clock,
+    async close() {
+      await a.close();
+      await b.close();
+      await (sa as IssuerStore).close();
+      if (sb !== sa) await (sb as IssuerStore).close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const rigs: [string, () => Promise<Rig>][] = [
+  [
+    'LevelDB',
+    () =>
+      rig('level', async () => {
+        const s = await openLevelStore(mkdtempSync(join(tmpdir(), 'attest-idem-store-')));
+        return [s, s];
+      }),
+  ],
+  [
+    'PostgreSQL',
+    () =>
+      rig('pg', async () => {
+        const db = await testDatabase('attest-idem');
+        await migratePostgresStore({ url: db.url });
+        return [
+          await openPostgresStore({ url: db.url, poolSize: 4 }),
+          await openPostgresStore({ url: db.url, poolSize: 4 }),
+        ];
+      }),
+  ],
+];
+
+const ctx = { address: '10.0.0.7' };
+
+for (const [name, make] of rigs) {
+  test(`${name}: the same finish again (also on the other replica) answers the same identity, issued and consumed once; another CSR is a replay`, async () => {
+    const r = await make();
+    try {
+      const token = await r.a.createJoinToken('gw-idem', 600_000);
+      const b = await r.a.attestBegin({ method: 'join-token', token }, ctx);
+      const finish = {
+        method: 'join-token',
+        sessionId: b.sessionId,
+        csr: keyAndCsr().csr,
+        caCsr: keyAndCsr().csr,
+      };
+      const first = await r.a.attestFinish(finish, ctx);
+      const again = await r.a.attestFinish(finish, ctx);
+      const other = await r.b.attestFinish({ ...finish }, ctx);
+      for (const x of [again, other]) {
+        assert.is(x.spiffeId, first.spiffeId);
+        assert.equal(
+          Buffer.from(x.svidChain[0] as Uint8Array),
+          Buffer.from(first.svidChain[0] as Uint8Array),
+        );
+        assert.equal(
+          Buffer.from(x.deviceCaChain[0] as Uint8Array),
+          Buffer.from(first.deviceCaChain[0] as Uint8Array),
+        );
+        assert.is(x.nextSessionId, first.nextSessionId);
+      }
+      const issued = await r.store.list<IssuedRecord>('issued/');
+      assert.equal(issued.map(([, v]) => v.kind).sort(), ['device-ca', 'svid']);
+      const audit = (await r.store.list<AuditEvent>('audit/')).map(([, v]) => v);
+      assert.is(audit.filter((e) => e.event === 'issue').length, 1);
+      assert.is(audit.filter((e) => e.event === 'retry').length, 2);
+      // The token was consumed once: a new begin with it is refused.
+      await rejects(() => r.a.attestBegin({ method: 'join-token', token }, ctx), 'ERR_ISSUER_TOKEN_INVALID');
+      // Another CSR (or CA CSR) on the same session: the usual replay refusal, on either replica.
+      await rejects(
+        () => r.b.attestFinish({ ...finish, csr: keyAndCsr().csr }, ctx),
+        'ERR_ISSUER_SESSION_UNKNOWN',
+      );
+      await rejects(
+        () => r.a.attestFinish({ ...finish, caCsr: keyAndCsr().csr }, ctx),
+        'ERR_ISSUER_SESSION_UNKNOWN',
+      );
+      // The remembered answer goes with the session TTL: then the same finish is a replay too.
+      await r.clock.advance(3_600_000);
+      await rejects(() => r.a.attestFinish(finish, ctx), 'ERR_ISSUER_SESSION_UNKNOWN');
+      await r.a.prune();
+      assert.is((await r.store.list('done/')).length, 0);
+    } finally {
+      await r.close();
+    }
+  });
+
+  test(`${name}: the same finish sent to both replicas at once: both get the one identity, issued once`, async () => {
+    const r = await make();
+    try {
+      for (let i = 0; i < 5; i++) {
+        const token = await r.a.createJoinToken(`gw-race-${i}`, 600_000);
+        const b = await r.a.attestBegin({ method: 'join-token', token }, ctx);
+        const finish = {
+          method: 'join-token',
+          sessionId: b.sessionId,
+          csr: keyAndCsr().csr,
+          caCsr: keyAndCsr().csr,
+        };
+        const [x, y] = await Promise.all([r.a.attestFinish(finish, ctx), r.b.attestFinish(finish, ctx)]);
+        assert.equal(Buffer.from(x.svidChain[0] as Uint8Array), Buffer.from(y.svidChain[0] as Uint8Array));
+      }
+      const audit = (await r.store.list<AuditEvent>('audit/')).map(([, v]) => v);
+      assert.is(audit.filter((e) => e.event === 'issue').length, 5);
+      assert.is(audit.filter((e) => e.event === 'retry').length, 5);
+      assert.is((await r.store.list('issued/')).length, 10);
+    } finally {
+      await r.close();
+    }
+  });
+}
+
+test.after(() => stopTestCluster());
+test.run();
