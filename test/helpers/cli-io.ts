@@ -15,6 +15,8 @@ export interface CapturedIo extends CliIo {
   readonly stdout: string[];
   /** Lines printed with `err`, in order. */
   readonly stderr: string[];
+  /** Resolves with the first stdout line (printed so far or next) matching `re`; rejects after `ms`. */
+  outLine(re: RegExp, ms?: number): Promise<string>;
 }
 
 export function captureIo(
@@ -22,10 +24,37 @@ export function captureIo(
 ): CapturedIo {
   const stdout: string[] = [];
   const stderr: string[] = [];
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   return {
     stdout,
     stderr,
-    out: (l) => stdout.push(l),
+    outLine: (re, ms = 10_000) => {
+      const seen = stdout.find((l) => re.test(l));
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const w = {
+          re,
+          resolve: (l: string) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        };
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(w), 1);
+          reject(
+            new Error(`no output line matching ${re} within ${ms} ms: ${[...stdout, ...stderr].join(' | ')}`),
+          );
+        }, ms);
+        waiters.push(w);
+      });
+    },
+    out: (l) => {
+      stdout.push(l);
+      for (const w of waiters.filter((x) => x.re.test(l))) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(l);
+      }
+    },
     err: (l) => stderr.push(l),
     env: o.env ?? {},
     cwd: o.cwd ?? process.cwd(),

@@ -112,8 +112,7 @@ test('operator token (--offline, issuer stopped), then the daemon serves a join-
   const stop = new AbortController();
   const d = io(stop.signal);
   const done = main(['issuer', '--config', cfg], d);
-  for (let i = 0; i < 200 && d.stdout.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
-  const url = /listening on (https:\/\/\S+)/.exec(d.stdout[0] ?? '')?.[1];
+  const url = /listening on (https:\/\/\S+)/.exec(await d.outLine(/listening on https:/))?.[1];
   assert.ok(url, d.stdout.join() + d.stderr.join());
   const ca = readFileSync(join(dir, 'dev', 'ca.pem'), 'utf8');
   const begin = await post(url as string, '/v1/attest/begin', { method: 'join-token', token }, ca);
@@ -140,8 +139,7 @@ test('jwt rotate through the live admin socket: the next key signs, both stay in
   const stop = new AbortController();
   const d = io(stop.signal);
   const done = main(['issuer', '--config', cfg], d);
-  for (let i = 0; i < 200 && d.stdout.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
-  const url = /listening on (https:\/\/\S+)/.exec(d.stdout[0] ?? '')?.[1];
+  const url = /listening on (https:\/\/\S+)/.exec(await d.outLine(/listening on https:/))?.[1];
   assert.ok(url, d.stdout.join() + d.stderr.join());
   const ca = readFileSync(join(dir, 'dev', 'ca.pem'), 'utf8');
   const kids = async () =>

@@ -8,7 +8,9 @@
  * a real process: a `sleep` in our mount namespace, or one in a new mount namespace (`unshare`)
  * for the process-not-in-that-container case. Refusals assert `ERR_WORKLOAD_CONTAINER_METADATA`.
  */
+
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -241,15 +243,16 @@ test('absent: no such container, a runtime root that does not exist, or a runtim
 
 test('a process outside the container (another mount namespace) does not get its image', async () => {
   const unshare = spawnSync('unshare', ['-rm', 'true']).status === 0 ? ['unshare', '-rm'] : ['unshare', '-m'];
-  const outsider = sleeper([...unshare, 'sleep', '60']);
+  // unshare execs the shell in place once the namespace exists; the shell says so (the sentinel),
+  // then execs sleep in place: the same pid, in the new mount namespace from the first line on.
+  const p = spawn(unshare[0] as string, [...unshare.slice(1), 'sh', '-c', 'echo in; exec sleep 60'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  procs.push(p);
+  await once(p.stdout as NonNullable<typeof p.stdout>, 'data');
+  const outsider = p.pid as number;
   // The fake "container" records the outsider's pid; a host process claims it through its cgroup.
   const r = join(dir, 'docker-ns');
-  // unshare execs sleep in place: the pid is sleep's once the namespace exists; wait for the exec.
-  for (let i = 0; i < 100; i++) {
-    const comm = spawnSync('cat', [`/proc/${outsider}/comm`], { encoding: 'utf8' }).stdout.trim();
-    if (comm === 'sleep') break;
-    await new Promise((res) => setTimeout(res, 20));
-  }
   writeDocker(r, dockerConfig(ID, outsider));
   const e = await rejects(() => containerImage(ID, process.pid, { ...roots, docker: r }, 'docker'), CODE);
   assert.match(e.message, /another mount namespace/);
