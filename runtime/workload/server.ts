@@ -68,10 +68,24 @@ export interface WorkloadApiOptions {
   readonly attest?: (cred: PeerCred, options: AttestOptions) => Promise<Attestation>;
   /** Where the container runtimes record their containers (for `container:image*`); default Debian's. */
   readonly containers?: ContainerRoots;
+  /** A connection that has made no call by then is closed (default FIRST_CALL_MS). */
+  readonly firstCallMs?: number;
+  /** Open connections per uid (default MAX_CONNECTIONS_PER_UID); more are closed at once. */
+  readonly maxConnectionsPerUid?: number;
 }
+
+/**
+ * The socket is open to every local user, so its cost is bounded per caller: a connection that
+ * never gets to a call (no HTTP/2 preface, a half-sent frame) is closed after FIRST_CALL_MS, and
+ * one uid holds at most MAX_CONNECTIONS_PER_UID connections (each is a file descriptor of the
+ * agent, which also runs the broker): a flood from one user cannot exhaust them.
+ */
+export const FIRST_CALL_MS = 10_000;
+export const MAX_CONNECTIONS_PER_UID = 64;
 
 interface Conn {
   readonly cred: PeerCred;
+  readonly socket: net.Socket;
   first?: ProcessFacts;
 }
 
@@ -280,11 +294,22 @@ export class WorkloadApiServer {
       socket.destroy();
       return;
     }
+    const held = [...this.#conns.values()].filter((c) => c.cred.uid === cred.uid).length;
+    if (held >= (this.#o.maxConnectionsPerUid ?? MAX_CONNECTIONS_PER_UID)) {
+      this.#o.logger.warn('workload connection refused', {
+        event: 'workload.refused',
+        reason: `uid ${cred.uid} already holds ${held} connections`,
+      });
+      socket.destroy();
+      return;
+    }
     const id = `workload-conn-${++this.#seq}`;
     // grpc-js reports `remoteAddress` as the call's peer: the key of this connection's credentials.
     Object.defineProperty(socket, 'remoteAddress', { value: id, configurable: true });
-    this.#conns.set(id, { cred });
+    this.#conns.set(id, { cred, socket });
     socket.once('close', () => this.#conns.delete(id));
+    // Until its first call; a stream may then stay open and quiet for as long as it likes.
+    socket.setTimeout(this.#o.firstCallMs ?? FIRST_CALL_MS, () => socket.destroy());
     this.#injector?.injectConnection(socket);
   }
 
@@ -341,6 +366,7 @@ export class WorkloadApiServer {
     if (bad !== undefined) return void call.emit('error', bad);
     const conn = this.#conns.get(call.getPeer());
     if (conn === undefined) return void call.emit('error', deny('connection has no kernel credentials'));
+    conn.socket.setTimeout(0);
     const stream: Stream = { kind, call, conn, last: undefined };
     this.#streams.add(stream);
     call.once('cancelled', () => this.#streams.delete(stream));
@@ -421,6 +447,7 @@ export class WorkloadApiServer {
   async #caller(call: Unary): Promise<readonly WorkloadEntry[]> {
     const conn = this.#conns.get(call.getPeer());
     if (conn === undefined) throw deny('connection has no kernel credentials');
+    conn.socket.setTimeout(0);
     const who = await this.#entitled(conn);
     if ('code' in who) throw who;
     return who.entries;
