@@ -105,38 +105,42 @@ const unavailable = (err: unknown): Status => ({
 });
 type Unary = grpc.ServerUnaryCall<unknown, unknown>;
 
-/** An X509SVIDResponse built once and its digest, with the very objects it was built from. */
+/** An X509SVIDResponse serialized once and its digest, with the very objects it was built from. */
 interface SvidBody {
   readonly entries: readonly WorkloadEntry[];
   readonly svids: readonly WorkloadSvid[];
   readonly roots: readonly Uint8Array[];
-  readonly body: unknown;
+  readonly bytes: Buffer;
   readonly key: string;
 }
 const SVID_BODIES_MAX = 64;
 
-/** SHA-256 over a response's strings and bytes in a fixed order (keys sorted): what changed. */
-function digest(body: unknown): string {
-  const h = createHash('sha256');
-  const walk = (v: unknown): void => {
-    if (Buffer.isBuffer(v)) h.update(`b${v.length}:`).update(v);
-    else if (Array.isArray(v)) {
-      h.update(`a${v.length}:`);
-      for (const x of v) walk(x);
-    } else if (v !== null && typeof v === 'object') {
-      const keys = Object.keys(v).sort();
-      h.update(`o${keys.length}:`);
-      for (const k of keys) {
-        h.update(`${k.length}:${k}`);
-        walk((v as Record<string, unknown>)[k]);
-      }
-    } else {
-      const s = String(v);
-      h.update(`s${s.length}:${s}`);
-    }
-  };
-  walk(body);
-  return h.digest('hex');
+/** The digest of a response's bytes: what a stream was last sent, without keeping a copy of it. */
+const digest = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+
+type StreamMethod = 'FetchX509SVID' | 'FetchX509Bundles' | 'FetchJWTBundles';
+
+/** A stream's response message serialized once (protobuf), as grpc-js would on every write. */
+function encode(method: StreamMethod, body: unknown): Buffer {
+  const def = workloadService()[method];
+  if (def === undefined) throw new Error(`workload.proto has no ${method}`);
+  return def.responseSerialize(body);
+}
+
+/**
+ * The service as the server registers it: a streamed response is serialized once by `encode` (a
+ * new connection's first answer is then the cached bytes, not a fresh protobuf encoding) and
+ * grpc-js is handed those bytes; unary answers are serialized by grpc-js as usual.
+ */
+function passThroughStreams(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return Object.fromEntries(
+    Object.entries(service).map(([name, def]) => [
+      name,
+      def.responseStream
+        ? { ...def, responseSerialize: (v: unknown) => (Buffer.isBuffer(v) ? v : def.responseSerialize(v)) }
+        : def,
+    ]),
+  );
 }
 
 const concat = (ders: readonly Uint8Array[]): Buffer => Buffer.concat(ders.map((d) => Buffer.from(d)));
@@ -210,7 +214,7 @@ export class WorkloadApiServer {
           },
         );
       };
-    server.addService(workloadService(), {
+    server.addService(passThroughStreams(workloadService()), {
       FetchX509SVID: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('svid', call),
       FetchX509Bundles: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('bundles', call),
       FetchJWTSVID: unary((call) => this.#fetchJwtSvid(call)),
@@ -375,15 +379,18 @@ export class WorkloadApiServer {
   }
 
   async #send(stream: Stream): Promise<void> {
-    let body: unknown;
+    let bytes: Buffer;
     let key: string;
     try {
       const who = await this.#entitled(stream.conn);
       if ('code' in who) return this.#end(stream, who);
-      if (stream.kind === 'svid') ({ body, key } = await this.#svidResponse(who.entries));
+      if (stream.kind === 'svid') ({ bytes, key } = await this.#svidResponse(who.entries));
       else {
-        body = stream.kind === 'bundles' ? this.#bundlesResponse() : this.#jwtBundlesResponse();
-        key = digest(body);
+        bytes =
+          stream.kind === 'bundles'
+            ? encode('FetchX509Bundles', this.#bundlesResponse())
+            : encode('FetchJWTBundles', this.#jwtBundlesResponse());
+        key = digest(bytes);
       }
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : 'unknown';
@@ -394,7 +401,7 @@ export class WorkloadApiServer {
     // Only a digest of what was last sent is kept per stream (never a copy of the private key).
     if (key === stream.last) return;
     stream.last = key;
-    stream.call.write(body);
+    stream.call.write(bytes);
   }
 
   #end(stream: Stream, status: Status): void {
@@ -402,7 +409,7 @@ export class WorkloadApiServer {
     stream.call.emit('error', status);
   }
 
-  async #svidResponse(entries: readonly WorkloadEntry[]): Promise<{ body: unknown; key: string }> {
+  async #svidResponse(entries: readonly WorkloadEntry[]): Promise<{ bytes: Buffer; key: string }> {
     const roots = this.#bundleRoots();
     const svids: WorkloadSvid[] = await Promise.all(entries.map((e) => this.#svids.get(e.name)));
     this.#schedule(svids);
@@ -424,7 +431,8 @@ export class WorkloadApiServer {
       crl: [],
       federated_bundles: {},
     };
-    const built: SvidBody = { entries, svids, roots, body, key: digest(body) };
+    const bytes = encode('FetchX509SVID', body);
+    const built: SvidBody = { entries, svids, roots, bytes, key: digest(bytes) };
     this.#svidBodies.delete(name);
     this.#svidBodies.set(name, built);
     if (this.#svidBodies.size > SVID_BODIES_MAX)
