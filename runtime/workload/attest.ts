@@ -32,7 +32,8 @@
  *
  * Cost: /proc/<pid>/stat, status and the exe link are read synchronously (procfs answers them
  * from memory in tens of µs; a thread-pool round trip per file cost more than the read), the
- * cgroup file asynchronously and only when needed (`AttestOptions.container`), /etc/passwd and /etc/group are parsed once per change
+ * cgroup file asynchronously and only when needed (`AttestOptions.container`; when it names a
+ * container, one lstat per cgroup directory on the way), /etc/passwd and /etc/group are parsed once per change
  * (inode, size, mtime, ctime), and the executable's hash is kept in an LRU of 256 keyed by
  * (device, inode, size, mtime, ctime), so a known executable costs one stat.
  */

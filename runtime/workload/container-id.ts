@@ -100,8 +100,8 @@ const untrusted = (id: string, why: string, cause?: unknown): WorkloadError =>
     cause === undefined ? {} : { cause },
   );
 
-/** Roots whose cgroup v2 hierarchy was found (it does not move while the agent runs). */
-const v2Bases = new Map<string, string>();
+/** Where each (root, hierarchy) was found mounted (mounts do not move while the agent runs). */
+const bases = new Map<string, string>();
 
 const exists = (path: string): boolean => {
   try {
@@ -114,21 +114,20 @@ const exists = (path: string): boolean => {
 
 /** The directory where the hierarchy of a cgroup line is mounted, or undefined when none is found. */
 function hierarchyDir(root: string, hierarchy: string): string | undefined {
+  const key = `${root}\0${hierarchy}`;
+  const known = bases.get(key);
+  if (known !== undefined) return known;
+  let base: string | undefined;
   if (hierarchy === '') {
-    const known = v2Bases.get(root);
-    if (known !== undefined) return known;
-    const base = exists(join(root, 'cgroup.controllers'))
-      ? root
-      : exists(join(root, 'unified', 'cgroup.controllers'))
-        ? join(root, 'unified')
-        : undefined;
-    if (base !== undefined) v2Bases.set(root, base);
-    return base;
+    if (exists(join(root, 'cgroup.controllers'))) base = root;
+    else if (exists(join(root, 'unified', 'cgroup.controllers'))) base = join(root, 'unified');
+  } else {
+    const names = hierarchy.split(',').map((c) => c.replace(/^name=/, ''));
+    if (names.some((n) => n === '' || n === '.' || n === '..' || n.includes('/'))) return undefined;
+    base = [names.join(','), ...names].map((n) => join(root, n)).find(exists);
   }
-  const names = hierarchy.split(',').map((c) => c.replace(/^name=/, ''));
-  if (names.some((n) => n === '' || n === '.' || n === '..' || n.includes('/'))) return undefined;
-  for (const name of [names.join(','), ...names]) if (exists(join(root, name))) return join(root, name);
-  return undefined;
+  if (base !== undefined) bases.set(key, base);
+  return base;
 }
 
 const modeOf = (st: Stats): string => (st.mode & 0o7777).toString(8);
