@@ -358,6 +358,13 @@ export class WorkloadApiServer {
         code: a.imageError.code,
         reason: a.imageError.message,
       });
+    if (a.containerError !== undefined)
+      this.#o.logger.debug('workload container id not trusted: no container:id selector', {
+        event: 'workload.container_id_untrusted',
+        pid: conn.cred.pid,
+        code: a.containerError.code,
+        reason: a.containerError.message,
+      });
     if (conn.first === undefined) conn.first = a.facts;
     else if (conn.first.startTime !== a.facts.startTime || conn.first.uid !== a.facts.uid)
       return deny('the process of this connection is gone (pid reused)');

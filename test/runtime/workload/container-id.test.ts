@@ -291,6 +291,9 @@ test('real cgroups, through the server: the self-made scope is refused its conta
     };
     assert.is(refused.error, 'PERMISSION_DENIED');
     assert.match(refused.details ?? '', /no identity issued/);
+    const why = h.logger.lines.find((l) => l.fields.event === 'workload.container_id_untrusted');
+    assert.is(why?.level, 'debug');
+    assert.is(why?.fields.code, CODE);
 
     const real = rootCgroup(base, `docker-${ID}.scope`);
     const ctr = await shell(real, 'true', client);
