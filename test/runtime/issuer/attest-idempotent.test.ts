@@ -1,5 +1,5 @@
 /**
- * Idempotent attest finish (attest-done.ts): a finish whose answer was lost, sent again with the
+ * Idempotent attest finish (finish-done.ts): a finish whose answer was lost, sent again with the
  * same body, gets the same identity back (also from another replica), with one issuance and one
  * token consumption; another CSR on the same session is still a replay. On LevelDB (two issuers
  * on one store) and on PostgreSQL (two issuers, each its own pool, on one throw-away database).
