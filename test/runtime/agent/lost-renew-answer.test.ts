@@ -1,12 +1,13 @@
 /**
- * A lost renew finish answer: the issuer commits the renewal (consuming the renewal session) and
+ * A lost renew (or recover) finish answer: the issuer commits the renewal (consuming its session) and
  * the replica dies before its answer is written (its connections cut right after the COMMIT, as
  * in lost-attest-answer.test.ts). The agent sends the very same finish again (exchange.ts
  * `PendingFinish`: same session, same CSR, same client SVID), on the next endpoint or, with one
  * URL behind a load balancer, on the same URL; the issuer answers it from `done/<sessionId>`
  * (runtime/issuer/finish-done.ts). The agent ends renewed with one renewal issued, one renew
  * begin (no new begin, so a TPM gateway would need no fresh quote), no fallback to recovery and
- * no re-attestation.
+ * no re-attestation. Likewise a gateway whose SVID expired offline and whose recover answer is
+ * lost: recovered with one recovery and one recover begin.
  */
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -45,7 +46,7 @@ function counted(real: Upstream, paths: string[]): Upstream {
   };
 }
 
-async function scenario(single: boolean) {
+async function scenario(single: boolean, way: 'renew' | 'recover') {
   const dir = mkdtempSync(join(tmpdir(), 'lost-renew-'));
   const clock = new VirtualClock(Date.now());
   const shared = await openMemoryStore();
@@ -99,13 +100,9 @@ async function scenario(single: boolean) {
     httpsUpstream({ endpoints: single ? [a.url] : [a.url, b.url], ca: [caPem], clock }),
     paths,
   );
-  const agent = await h.restart({
-    clock,
-    trustDomain: TD,
-    attestor,
-    upstream,
-    breaker: { failures: 1, openMs: 24 * HOUR },
-  });
+  const start = () =>
+    h.restart({ clock, trustDomain: TD, attestor, upstream, breaker: { failures: 1, openMs: 24 * HOUR } });
+  let agent = await start();
   try {
     const enrolled = new Promise<void>((r) => agent.svidSource.onChange(() => r()));
     await h.clock.advance(0);
@@ -113,15 +110,30 @@ async function scenario(single: boolean) {
     const before = parseCertificate(
       (agent.svidSource.getX509Svid().chain[0] as X509Certificate).raw,
     ).serialHex;
-    // The renewal: replica A commits it and dies before answering.
-    killA = () => a.abort({ keepListening: single });
-    await agent.rotateNow();
+    // The renewal (or recovery): replica A commits it and dies before answering.
+    if (way === 'renew') {
+      killA = () => a.abort({ keepListening: single });
+      await agent.rotateNow();
+    } else {
+      // Off for longer than the SVID (1 h), not the delegated CA (7 d): back, it recovers at once.
+      await agent.stop();
+      await clock.advance(2 * HOUR);
+      killA = () => a.abort({ keepListening: single });
+      agent = await start();
+      const recovered = new Promise<void>((r) => agent.svidSource.onChange(() => r()));
+      await h.clock.advance(0);
+      await recovered;
+    }
     assert.equal(seen, ['A died after its COMMIT']);
     const events = h.logger.lines.map((l) => l.fields.event);
     const rotated = h.logger.lines
       .filter((l) => l.fields.event === 'identity.rotated')
       .map((l) => l.fields.via);
-    assert.equal(rotated, ['attest', 'renew'], 'renewed, neither recovered nor attested again');
+    assert.equal(
+      rotated,
+      ['attest', way],
+      `${way === 'renew' ? 'renewed' : 'recovered'}, not attested again`,
+    );
     for (const e of ['identity.retry', 'identity.refused', 'identity.halted'])
       assert.not.ok(events.includes(e), `no ${e}`);
     const after = parseCertificate(
@@ -131,19 +143,26 @@ async function scenario(single: boolean) {
     assert.is(agent.status().upstream.endpoint, single ? a.url : b.url);
     // One begin, the same finish twice (the second answered from done/).
     const n = (p: string) => paths.filter((x) => x === p).length;
+    const other = way === 'renew' ? 'recover' : 'renew';
     assert.is(n(PATHS.attestBegin), 1, 'attested once');
-    assert.is(n(PATHS.renewBegin), 1, 'no new renew begin');
-    assert.is(n(PATHS.renewFinish), 2, 'the finish sent again');
-    assert.is(n(PATHS.recoverBegin), 0, 'no recovery');
+    assert.is(n(PATHS[`${way}Begin`]), 1, `no new ${way} begin`);
+    assert.is(n(PATHS[`${way}Finish`]), 2, 'the finish sent again');
+    assert.is(n(PATHS[`${other}Begin`]), 0, `no ${other}`);
     const audit = (await shared.list<AuditEvent>('audit/')).map(([, v]) => v);
     const count = (e: string) => audit.filter((x) => x.event === e).length;
     assert.is(count('issue'), 1, 'issued once');
-    assert.is(count('renew'), 1, 'renewed once');
+    assert.is(count(way), 1, `${way} issued once`);
+    assert.is(count(other), 0);
     assert.is(count('retry'), 1, 'answered again once');
     assert.is(count('refuse'), 0);
-    const renew = audit.find((x) => x.event === 'renew');
-    assert.equal(renew?.serials, [after], 'the SVID served is the one renewal issued');
-    assert.is((await shared.list('issued/')).length, 3, 'SVID and CA by attestation, one SVID by renewal');
+    const issued = audit.find((x) => x.event === way);
+    assert.equal(issued?.serials, [after], `the SVID served is the one the ${way} issued`);
+    // Recovery: the attestation's SVID expired and was pruned meanwhile.
+    assert.is(
+      (await shared.list('issued/')).length,
+      way === 'renew' ? 3 : 2,
+      `the delegated CA, the attestation's SVID while valid, one SVID by ${way}`,
+    );
   } finally {
     await agent.stop();
     await a.close();
@@ -154,9 +173,15 @@ async function scenario(single: boolean) {
 }
 
 test('the renew finish answer lost when replica A dies after its COMMIT: the same finish on B renews, one issuance', () =>
-  scenario(false));
+  scenario(false, 'renew'));
 
 test('one URL: the connection reset after the COMMIT, the same renew finish again on the same URL renews', () =>
-  scenario(true));
+  scenario(true, 'renew'));
+
+test('the recover finish answer lost when replica A dies after its COMMIT: the same finish on B recovers, one issuance', () =>
+  scenario(false, 'recover'));
+
+test('one URL: the recover answer cut after the COMMIT, the same recover finish again on the same URL recovers', () =>
+  scenario(true, 'recover'));
 
 test.run();
