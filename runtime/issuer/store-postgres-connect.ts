@@ -10,7 +10,7 @@
  * `application_name`, `connect_timeout` (seconds). A password in the URL is refused.
  */
 import { readFile, stat } from 'node:fs/promises';
-import type pg from 'pg';
+import pg from 'pg';
 import { IssuerError } from '../errors.ts';
 
 export interface PostgresTarget {
@@ -210,4 +210,26 @@ export function storeError(err: unknown, where: string): unknown {
     return typed('ERR_ISSUER_STORE_UNAVAILABLE', 'the database connection was lost');
   }
   return err;
+}
+
+/**
+ * node-postgres leaves the socket open when a connection attempt fails after it was established
+ * (our password callback refusing, a SASL error): the server would hold it until its
+ * authentication_timeout. This client closes it.
+ */
+export class Client extends pg.Client {
+  override connect(): Promise<pg.Client>;
+  override connect(callback: (err: Error | null, c?: pg.Client) => void): void;
+  override connect(callback?: (err: Error | null, c?: pg.Client) => void): Promise<pg.Client> | undefined {
+    const p = super.connect().catch((err: Error) => {
+      (this as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      throw err;
+    });
+    if (callback === undefined) return p;
+    p.then(
+      (c) => callback(null, c),
+      (err: Error) => callback(err),
+    );
+    return undefined;
+  }
 }
