@@ -187,6 +187,15 @@ export function storeError(err: unknown, where: string): unknown {
     return typed('ERR_ISSUER_STORE_AUTH', 'the database refused the credentials');
   if (/^SASL|password must be a string/.test(message))
     return typed('ERR_ISSUER_STORE_AUTH', 'authentication failed');
+  // A Unix socket (or its directory) this user may not reach: the database is there, but not for
+  // this process; the operator fixes the socket directory's mode or the issuer's user (typed, so
+  // it is one line at start and a 503 while running, not an unexpected failure).
+  if (code === 'EACCES' || code === 'EPERM') {
+    return typed(
+      'ERR_ISSUER_STORE_UNAVAILABLE',
+      "permission denied on the database's socket (its directory must be searchable and the socket writable by this user)",
+    );
+  }
   if (UNREACHABLE_ERRNO.has(code) || code.startsWith('08') || /^57P0[1-3]$/.test(code) || code === '53300') {
     return typed('ERR_ISSUER_STORE_UNAVAILABLE', 'the database cannot be reached');
   }
