@@ -39,9 +39,15 @@ const MAX: Record<string, number> = {
   bundleRefreshHint: 7 * DAY,
   'rateLimit.window': DAY,
   'jwtSvid.ttl': HOUR,
+  'store.postgres.queryTimeout': 10 * 60 * SECOND,
 };
 /** Lower bounds above 1 ms. */
-const MIN: Record<string, number> = { bundleRefreshHint: SECOND, 'jwtSvid.ttl': 30 * SECOND };
+const MIN: Record<string, number> = {
+  bundleRefreshHint: SECOND,
+  'jwtSvid.ttl': 30 * SECOND,
+  // Below a second, an ordinary batch on a busy database would fail as unavailable.
+  'store.postgres.queryTimeout': SECOND,
+};
 
 /** Milliseconds as config-style text for messages: `7d`, `1h`, `19d23h59m`, `250ms`. */
 export function formatDuration(ms: number): string {
@@ -137,6 +143,7 @@ export function issuerBounds(cfg: IssuerConfig, lineOf?: LineOf): ConfigIssue[] 
     bundleRefreshHint: cfg.bundleRefreshHint,
     'rateLimit.window': cfg.rateLimit?.window,
     'jwtSvid.ttl': cfg.jwtSvid?.ttl,
+    'store.postgres.queryTimeout': cfg.store.postgres?.queryTimeout,
   };
   const bad = new Set<string>();
   for (const [path, text] of Object.entries(given)) {

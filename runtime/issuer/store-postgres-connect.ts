@@ -129,7 +129,8 @@ export interface PostgresConnectOptions {
   /**
    * How long a pooled query may go unanswered before it fails with ERR_ISSUER_STORE_UNAVAILABLE
    * and its connection is dropped (default 30 s): a hung or partitioned database gives the
-   * request an answer instead of holding it, and its connection, forever.
+   * request an answer instead of holding it, and its connection, forever. In the config:
+   * `store.postgres.queryTimeout` (1s..10m).
    */
   readonly queryTimeoutMs?: number;
 }
