@@ -131,6 +131,31 @@ test('configured CA expired, the store names a newer CA this replica has no key 
   assert.not.match(err, /unexpected failure|\n\s+at /);
 });
 
+test("configured CA expired, the store's active CA found by keyFor (a shared PKCS#11 token's lookup): starts on it and is ready", async () => {
+  const store = await openLevelStore(join(dir, 'store'));
+  const asked: string[] = [];
+  const issuer = await Issuer.create({
+    trustDomain: TD,
+    store,
+    ca: oldCa.ca,
+    caKeyFor: async (der) => {
+      asked.push(print(der));
+      return print(der) === print(newCa.ca.certificate) ? newCa.ca : undefined;
+    },
+    clock: new VirtualClock(Date.now()),
+    random: testRandom('ca-expired-keyfor'),
+    methods: { joinToken: { enabled: true } },
+  });
+  try {
+    assert.is(print(issuer.caCertificate), print(newCa.ca.certificate));
+    assert.ok(asked.includes(print(newCa.ca.certificate)), 'the key was looked up');
+    assert.equal(await issuer.readiness(), []);
+  } finally {
+    await issuer.close();
+    await store.close();
+  }
+});
+
 test('configured CA expired on a store that names no newer CA: ERR_ISSUER_CA_INVALID at start, nothing written', async () => {
   const io = captureIo();
   const code = await main(['issuer', '--config', config('fresh', { next: newCa, store: 'fresh-store' })], io);
