@@ -200,6 +200,40 @@ function wrapped(err: unknown): never {
   });
 }
 
+/**
+ * POST a CSR for `o.key` to `op` over a connection verified against `roots` (the gateway by its
+ * SPIFFE ID), authenticated by `auth` (HTTP Basic headers or a TLS client certificate); the
+ * issued chain must be ours (identityOf).
+ */
+async function requestChain(
+  o: { host: string; port: number; key: KeyObject; now: () => number; timeoutMs: number },
+  op: 'simpleenroll' | 'simplereenroll',
+  roots: readonly X509Certificate[],
+  deviceId: string | undefined,
+  auth: { headers?: Record<string, string>; cert?: string; key?: KeyObject },
+): Promise<EnrolledIdentity> {
+  const seen: { id?: string } = {};
+  const chain = certsOf(
+    await call({
+      host: o.host,
+      port: o.port,
+      method: 'POST',
+      path: `${EST}/${op}`,
+      headers: {
+        'Content-Type': 'application/pkcs10',
+        'Content-Transfer-Encoding': 'base64',
+        ...auth.headers,
+      },
+      body: base64Lines(csrFor(o.key, deviceId)),
+      ca: roots.map((r) => r.toString()).join(''),
+      checkGateway: gatewayCheck(roots, o.now, seen),
+      ...(auth.cert === undefined || auth.key === undefined ? {} : { cert: auth.cert, key: auth.key }),
+      timeoutMs: o.timeoutMs,
+    }),
+  );
+  return identityOf(chain, roots, o.key, seen.id, deviceId, o.now());
+}
+
 /** Bootstrap trust from the token's fingerprint (or the factory one), then `simpleenroll`. */
 export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
   const fingerprint =
@@ -214,28 +248,14 @@ export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
   const timeoutMs = o.timeoutMs ?? 15_000;
   try {
     const roots = o.roots ?? (await fetchCaCerts({ host: o.host, port: o.port, fingerprint, timeoutMs }));
-    const seen: { id?: string } = {};
-    const chain = certsOf(
-      await call({
-        host: o.host,
-        port: o.port,
-        method: 'POST',
-        path: `${EST}/simpleenroll`,
-        headers: {
-          'Content-Type': 'application/pkcs10',
-          'Content-Transfer-Encoding': 'base64',
-          ...(o.token === undefined
-            ? {}
-            : { Authorization: `Basic ${Buffer.from(`${o.deviceId}:${o.token}`).toString('base64')}` }),
-        },
-        body: base64Lines(csrFor(o.key, o.deviceId)),
-        ca: roots.map((r) => r.toString()).join(''),
-        checkGateway: gatewayCheck(roots, o.now, seen),
-        ...(o.factory === undefined ? {} : { cert: o.factory.cert, key: o.factory.key }),
-        timeoutMs,
-      }),
-    );
-    return identityOf(chain, roots, o.key, seen.id, o.deviceId, o.now());
+    return await requestChain({ ...o, timeoutMs }, 'simpleenroll', roots, o.deviceId, {
+      ...(o.token === undefined
+        ? {}
+        : {
+            headers: { Authorization: `Basic ${Buffer.from(`${o.deviceId}:${o.token}`).toString('base64')}` },
+          }),
+      ...(o.factory === undefined ? {} : { cert: o.factory.cert, key: o.factory.key }),
+    });
   } catch (err) {
     wrapped(err);
   }
@@ -249,23 +269,13 @@ export async function reenroll(o: ReenrollOptions): Promise<EnrolledIdentity> {
       leaf === undefined
         ? undefined
         : (/(?:^|, )URI:(spiffe:\/\/[^,]+)/.exec(leaf.subjectAltName ?? '')?.[1] ?? '').split('/').pop();
-    const seen: { id?: string } = {};
-    const chain = certsOf(
-      await call({
-        host: o.host,
-        port: o.port,
-        method: 'POST',
-        path: `${EST}/simplereenroll`,
-        headers: { 'Content-Type': 'application/pkcs10', 'Content-Transfer-Encoding': 'base64' },
-        body: base64Lines(csrFor(o.key, deviceId || undefined)),
-        ca: o.roots.map((r) => r.toString()).join(''),
-        checkGateway: gatewayCheck(o.roots, o.now, seen),
-        cert: o.current.chain.map((c) => c.toString()).join(''),
-        key: o.current.key,
-        timeoutMs: o.timeoutMs ?? 15_000,
-      }),
+    return await requestChain(
+      { ...o, timeoutMs: o.timeoutMs ?? 15_000 },
+      'simplereenroll',
+      o.roots,
+      deviceId || undefined,
+      { cert: o.current.chain.map((c) => c.toString()).join(''), key: o.current.key },
     );
-    return identityOf(chain, o.roots, o.key, seen.id, deviceId || undefined, o.now());
   } catch (err) {
     wrapped(err);
   }
