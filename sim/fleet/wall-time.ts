@@ -16,7 +16,7 @@
  * const clock = new FleetClock(start, processWallTime());
  * ```
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import type { Timer } from '../../runtime/core/clock.ts';
 import { VirtualClock } from '../clock/virtual-clock.ts';
 import { SimError } from '../errors.ts';
@@ -63,16 +63,23 @@ export function processWallTime(env: NodeJS.ProcessEnv = process.env): WallTimeS
   const file = env.FAKETIME_TIMESTAMP_FILE;
   if (file === undefined || !(env.LD_PRELOAD ?? '').includes('faketime'))
     throw new SimError('ERR_SIM_OPTIONS', 'the MQTT part of the fleet simulation needs libfaketime');
+  const probe = Date.UTC(2001, 2, 3, 4, 5, 6);
   let last = Number.NaN;
+  // One descriptor for the run, each stamp written over the last in place (its length never
+  // changes): one pwrite. writeFileSync opened, truncated and closed the file for every new
+  // virtual second (some 14,000 times in the CI soak), which took milliseconds each on an
+  // overlay or busy file system: a good part of the soak's wall time. The file is never empty:
+  // libfaketime exits on a stamp it cannot parse (another thread may read the time meanwhile).
+  writeFileSync(file, stamp(probe));
+  const fd = openSync(file, 'r+');
   const sink: WallTimeSink = {
     set(ms: number): void {
       const s = Math.floor(ms / 1000);
       if (s === last) return;
       last = s;
-      writeFileSync(file, stamp(s * 1000));
+      writeSync(fd, stamp(s * 1000), 0);
     },
   };
-  const probe = Date.UTC(2001, 2, 3, 4, 5, 6);
   sink.set(probe);
   if (Math.abs(Date.now() - probe) > 1000)
     throw new SimError(

@@ -25,6 +25,9 @@
  * mqtt.js's own reconnect is off (`reconnectPeriod: 0`); subscriptions live in the persistent
  * session (clean = false), so they survive reconnects without being sent again.
  *
+ * The options, events and states are in options.ts; obtaining an identity at start and factory
+ * re-enrollment in enrollment.ts.
+ *
  * @example
  * ```ts
  * const device = await Device.connect({ dir, gateway: { host: 'gw.local', port: 8883 }, enroll: { host: 'gw.local', port: 8884, factory } });
@@ -33,16 +36,10 @@
  * await device.close();
  * ```
  */
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { connect as tlsConnect } from 'node:tls';
-import { type IClientOptions, MqttClient } from 'mqtt';
-import {
-  type BackoffOptions,
-  type BackoffStrategy,
-  fullJitterBackoff,
-  refreshAt,
-} from '../../runtime/agent/policy.ts';
+import { MqttClient } from 'mqtt';
+import { type BackoffStrategy, fullJitterBackoff, refreshAt } from '../../runtime/agent/policy.ts';
 import { type Clock, systemClock, type Timer } from '../../runtime/core/clock.ts';
 import { isEdgewardError } from '../../runtime/core/error.ts';
 import { type Logger, nullLogger } from '../../runtime/core/logger.ts';
@@ -51,68 +48,11 @@ import { TransportError } from '../errors.ts';
 import { BUNDLE_TOPIC, REPLY_PREFIX } from '../mqtt/reserved.ts';
 import { authorizeId, gatewayAuthorizer } from './authorize.ts';
 import { acceptBundle } from './bundle.ts';
-import { DeviceIdentity, type FactoryIdentity, type KeyFactory, p256Keys } from './identity.ts';
+import { enrollWithFactory, obtainIdentity, RETRYABLE_ENROLL } from './enrollment.ts';
+import { type DeviceIdentity, type KeyFactory, p256Keys } from './identity.ts';
+import { DEFAULT_RECONNECT, type DeviceEvents, type DeviceOptions, type DeviceState } from './options.ts';
 
-export interface DeviceOptions {
-  /** Directory of key.pem (0600), svid.pem and bundle.pem. */
-  readonly dir: string;
-  readonly gateway: { readonly host: string; readonly port: number };
-  /**
-   * The enrollment listener. `token` is used only when `dir` holds no usable identity (a token is
-   * single use); `factory` also when the SVID has expired (re-enrollment without a person).
-   */
-  readonly enroll?: {
-    readonly host: string;
-    readonly port: number;
-    /** The device id the join token was issued for (EST's HTTP Basic user name). */
-    readonly deviceId?: string;
-    readonly token?: string;
-    readonly factory?: FactoryIdentity;
-  };
-  /** Defaults: the system clock, crypto randomness, P-256 keys, no logging. */
-  readonly clock?: Clock;
-  readonly random?: Random;
-  readonly newKey?: KeyFactory;
-  readonly logger?: Logger;
-  /** Extra mqtt.js options (keepalive, will, ...); identity, session and reconnect options are the SDK's. */
-  readonly mqtt?: Partial<IClientOptions>;
-  /** Renewal answer timeout (default 30 s) and the retry delay after a failed renewal (default 60 s). */
-  readonly renewTimeoutMs?: number;
-  readonly retryMs?: number;
-  /** Reconnect backoff, full jitter (default 1 s, factor 2, cap 60 s). */
-  readonly reconnect?: BackoffOptions;
-  /** The clock that times reconnects (default `clock`; the fleet simulator passes real time). */
-  readonly reconnectClock?: Clock;
-}
-
-/** The events of a `Device` and their arguments. */
-export interface DeviceEvents {
-  /** Connected (first time and after every reconnect). */
-  connected: [];
-  /** The connection was lost; a reconnect is scheduled (unless locked out or closed). */
-  disconnected: [];
-  /** The next reconnect attempt (0 = the first after a loss) waits `delayMs` (full jitter, capped). */
-  reconnectScheduled: [delayMs: number, attempt: number];
-  /** A rotation (EST re-enrollment, or renewal over MQTT) completed: the NotAfter of the new SVID. */
-  rotated: [notAfter: number];
-  /** A renewal failed (retried after `retryMs` while the SVID lasts). */
-  rotationFailed: [err: Error];
-  /** The SVID had expired and the device enrolled again with its factory certificate. */
-  reenrolled: [notAfter: number];
-  /** The SVID expired and the device cannot re-enroll: `ERR_DEVICE_SVID_EXPIRED`; it stops. */
-  lockedOut: [err: TransportError];
-  /** bundle.pem was rewritten with an authenticated new bundle (its sequence). */
-  bundleUpdated: [sequence: number];
-  /** A bundle message was refused (`ERR_DEVICE_BUNDLE_UNAUTHENTICATED`, `ERR_DEVICE_BUNDLE_INVALID`). */
-  bundleRejected: [err: TransportError];
-}
-
-export type DeviceState = 'connecting' | 'connected' | 'offline' | 'lockedOut' | 'closed';
-
-export const DEFAULT_RECONNECT: BackoffOptions = { initialMs: 1_000, factor: 2, capMs: 60_000 };
-
-/** Enrollment failures a retry can cure (gateway unreachable, rate limit); the others are final. */
-const RETRYABLE_ENROLL = new Set(['ERR_ENROLL_PROTOCOL', 'ERR_ENROLL_RATE_LIMITED']);
+export { DEFAULT_RECONNECT, type DeviceEvents, type DeviceOptions, type DeviceState } from './options.ts';
 
 export class Device extends EventEmitter<DeviceEvents> {
   readonly client: MqttClient;
@@ -359,7 +299,9 @@ export class Device extends EventEmitter<DeviceEvents> {
     }
     let next: DeviceIdentity;
     try {
-      next = await this.#enrollWithFactory(at.host, at.port, at.factory, old);
+      next = await enrollWithFactory(at.host, at.port, at.factory, old, this.#newKey, () =>
+        this.#clock.now(),
+      );
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : undefined;
       if (code !== undefined && RETRYABLE_ENROLL.has(code)) {
@@ -386,37 +328,6 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.emit('reenrolled', next.notAfter);
     this.#scheduleRotation();
     await this.#reconnect();
-  }
-
-  /**
-   * Factory re-enrollment: the gateway is recognised by a root the device trusts now (each root
-   * of its current bundle in turn: a CA rotation may have retired the one from provisioning),
-   * then by the fingerprint from provisioning.
-   */
-  async #enrollWithFactory(
-    host: string,
-    port: number,
-    factory: FactoryIdentity,
-    old: DeviceIdentity,
-  ): Promise<DeviceIdentity> {
-    const prints = [
-      ...old.roots.map((r) => createHash('sha256').update(r.raw).digest()),
-      Buffer.from(factory.bundleFingerprint),
-    ];
-    let last: unknown;
-    for (const bundleFingerprint of prints) {
-      try {
-        return await DeviceIdentity.enroll(
-          { host, port, factory: { ...factory, bundleFingerprint } },
-          this.#newKey,
-          () => this.#clock.now(),
-        );
-      } catch (err) {
-        if (!isEdgewardError(err, 'ERR_ENROLL_GATEWAY_UNTRUSTED')) throw err;
-        last = err;
-      }
-    }
-    throw last;
   }
 
   #lockOut(err: TransportError): void {
@@ -503,34 +414,4 @@ export class Device extends EventEmitter<DeviceEvents> {
       (err: Error) => this.#logger.warn('bundle.pem not written', { reason: err.message }),
     );
   }
-}
-
-/** The stored identity when it is usable; otherwise enrollment (token, then factory); otherwise a typed error. */
-async function obtainIdentity(o: DeviceOptions): Promise<DeviceIdentity> {
-  const clock = o.clock ?? systemClock;
-  const logger = o.logger ?? nullLogger;
-  let stored: DeviceIdentity | undefined;
-  try {
-    stored = await DeviceIdentity.load(o.dir, clock.now());
-  } catch (err) {
-    logger.warn('stored device identity is not usable', { reason: (err as Error).message });
-  }
-  if (stored !== undefined && !stored.expiredAt(clock.now())) return stored;
-  const at = o.enroll;
-  if (at === undefined || (at.token === undefined && at.factory === undefined)) {
-    if (stored !== undefined) {
-      throw new TransportError(
-        'ERR_DEVICE_SVID_EXPIRED',
-        `the SVID in ${o.dir} expired at ${new Date(stored.notAfter).toISOString()} and there is no join token or factory certificate to enroll with`,
-      );
-    }
-    throw new TransportError(
-      'ERR_DEVICE_IDENTITY',
-      `no valid identity in ${o.dir} and no join token to enroll with`,
-    );
-  }
-  const enrolled = await DeviceIdentity.enroll(at, o.newKey ?? p256Keys, () => clock.now());
-  await enrolled.write(o.dir);
-  logger.info('device enrolled', { spiffeId: enrolled.spiffeId });
-  return enrolled;
 }

@@ -14,6 +14,7 @@
  * `reenroll` authenticates with the current device certificate (TLS client certificate) and
  * asks for a certificate for a new key. A refusal is a `TransportError` with the gateway's code
  * (`ERR_ENROLL_TOKEN_INVALID`, ...), read from the `CODE: reason` body.
+ * One request and the reading of its answer are in est-request.ts.
  *
  * @example
  * ```ts
@@ -22,23 +23,19 @@
  * const next = await reenroll({ host: 'gw.local', port: 8884, current: { key, chain: id.chain }, roots: id.roots, key: newKey, now });
  * ```
  */
-import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import { request } from 'node:https';
-import type { PeerCertificate } from 'node:tls';
+import { createPublicKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import { isEdgewardError } from '../../runtime/core/error.ts';
 import { explicit, seq, TAG } from '../../runtime/spiffe/der.ts';
 import { deviceSpiffeId, parseSpiffeId } from '../../runtime/spiffe/id.ts';
 import { verifyX509Svid } from '../../runtime/spiffe/verify.ts';
 import { createCsr } from '../../runtime/svid/csr.ts';
 import { signatureAlgorithm, signTbs, spkiOf } from '../../runtime/svid/signer.ts';
-import { TransportError, type TransportErrorCode } from '../errors.ts';
+import { TransportError } from '../errors.ts';
+import { call, certsOf } from './est-request.ts';
 import { bundleMatches, parseJoinToken } from './join-token.ts';
-import { base64Lines, decodeBase64Body, parseCertsOnly } from './pkcs7.ts';
+import { base64Lines } from './pkcs7.ts';
 
 const EST = '/.well-known/est';
-/** Largest answer read from a gateway (a chain of a few certificates is a few KiB). */
-const MAX_ANSWER_BYTES = 64 * 1024;
 
 export interface EnrollOptions {
   readonly host: string;
@@ -85,146 +82,6 @@ export interface EnrolledIdentity {
   readonly notAfter: number;
   readonly chainPem: string;
   readonly bundlePem: string;
-}
-
-/** Codes a gateway answers with that keep their meaning on the device. */
-const KNOWN: readonly TransportErrorCode[] = [
-  'ERR_ENROLL_TOKEN_INVALID',
-  'ERR_ENROLL_RATE_LIMITED',
-  'ERR_ENROLL_FACTORY_REFUSED',
-  'ERR_ENROLL_PROTOCOL',
-  'ERR_ENROLL_DEVICE_REVOKED',
-  'ERR_ENROLL_BUDGET',
-  'ERR_ENROLL_CSR_INVALID',
-  'ERR_ENROLL_CSR_IDENTITY',
-  'ERR_ENROLL_CERT_REQUIRED',
-];
-
-interface Answer {
-  readonly status: number;
-  readonly type: string;
-  readonly body: Buffer;
-}
-
-interface Call {
-  readonly host: string;
-  readonly port: number;
-  readonly method: 'GET' | 'POST';
-  readonly path: string;
-  readonly headers?: Record<string, string>;
-  readonly body?: string;
-  /** PEM roots to verify the gateway against; none = not verified (the bootstrap `cacerts`). */
-  readonly ca?: string;
-  /** Called with the gateway's chain (leaf first) before anything is sent; throws to refuse. */
-  readonly checkGateway?: (chain: X509Certificate[]) => void;
-  readonly cert?: string;
-  readonly key?: KeyObject;
-  readonly timeoutMs: number;
-}
-
-function chainOf(peer: PeerCertificate): X509Certificate[] {
-  const out: X509Certificate[] = [];
-  let c: PeerCertificate | undefined = peer;
-  while (c?.raw !== undefined && out.length < 8) {
-    out.push(new X509Certificate(c.raw));
-    const next: PeerCertificate | undefined = (c as { issuerCertificate?: PeerCertificate })
-      .issuerCertificate;
-    if (next === undefined || next === c || next.fingerprint256 === c.fingerprint256) break;
-    c = next;
-  }
-  return out;
-}
-
-function call(c: Call): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: c.host,
-        port: c.port,
-        method: c.method,
-        path: c.path,
-        headers: {
-          ...c.headers,
-          Connection: 'close',
-          ...(c.body === undefined ? {} : { 'Content-Length': String(Buffer.byteLength(c.body)) }),
-        },
-        agent: false,
-        minVersion: 'TLSv1.2',
-        ...(c.ca === undefined
-          ? { rejectUnauthorized: false }
-          : {
-              ca: c.ca,
-              rejectUnauthorized: true,
-              // The gateway is identified by its SPIFFE ID, not by the host name it is reached at.
-              checkServerIdentity: (_host: string, peer: PeerCertificate) => {
-                try {
-                  c.checkGateway?.(chainOf(peer));
-                  return undefined;
-                } catch (err) {
-                  return err as Error;
-                }
-              },
-            }),
-        ...(c.cert === undefined || c.key === undefined
-          ? {}
-          : { cert: c.cert, key: c.key.export({ type: 'pkcs8', format: 'pem' }) }),
-      },
-      (res: IncomingMessage) => {
-        const parts: Buffer[] = [];
-        let size = 0;
-        res.on('data', (d: Buffer) => {
-          size += d.length;
-          if (size > MAX_ANSWER_BYTES) {
-            req.destroy(new TransportError('ERR_ENROLL_PROTOCOL', `answer over ${MAX_ANSWER_BYTES} bytes`));
-            return;
-          }
-          parts.push(d);
-        });
-        res.once('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            type: String(res.headers['content-type'] ?? ''),
-            body: Buffer.concat(parts),
-          }),
-        );
-        res.once('error', reject);
-      },
-    );
-    req.setTimeout(c.timeoutMs, () =>
-      req.destroy(
-        new TransportError('ERR_ENROLL_PROTOCOL', `no answer from ${c.host}:${c.port} in ${c.timeoutMs} ms`),
-      ),
-    );
-    req.once('error', (err) => {
-      if (isEdgewardError(err)) reject(err);
-      else
-        reject(
-          new TransportError('ERR_ENROLL_PROTOCOL', `cannot reach ${c.host}:${c.port}: ${err.message}`, {
-            cause: err,
-          }),
-        );
-    });
-    req.end(c.body);
-  });
-}
-
-/** The certificates of a 200 certs-only answer, or the gateway's refusal as a typed error. */
-function certsOf(a: Answer): X509Certificate[] {
-  if (a.status !== 200) {
-    const text = a.body.toString('utf8').slice(0, 500).trim();
-    const m = /^(ERR_[A-Z0-9_]+): (.*)$/s.exec(text);
-    const code = m?.[1] as TransportErrorCode | undefined;
-    throw new TransportError(
-      code !== undefined && KNOWN.includes(code) ? code : 'ERR_ENROLL_REFUSED',
-      `gateway refused enrollment (HTTP ${a.status}): ${text}`,
-    );
-  }
-  if (!/^application\/pkcs7-mime\b/i.test(a.type))
-    throw new TransportError(
-      'ERR_ENROLL_PROTOCOL',
-      `answer is ${a.type || 'untyped'}, not application/pkcs7-mime`,
-    );
-  return parseCertsOnly(decodeBase64Body(a.body)).map((d) => new X509Certificate(d));
 }
 
 /**
@@ -343,6 +200,40 @@ function wrapped(err: unknown): never {
   });
 }
 
+/**
+ * POST a CSR for `o.key` to `op` over a connection verified against `roots` (the gateway by its
+ * SPIFFE ID), authenticated by `auth` (HTTP Basic headers or a TLS client certificate); the
+ * issued chain must be ours (identityOf).
+ */
+async function requestChain(
+  o: { host: string; port: number; key: KeyObject; now: () => number; timeoutMs: number },
+  op: 'simpleenroll' | 'simplereenroll',
+  roots: readonly X509Certificate[],
+  deviceId: string | undefined,
+  auth: { headers?: Record<string, string>; cert?: string; key?: KeyObject },
+): Promise<EnrolledIdentity> {
+  const seen: { id?: string } = {};
+  const chain = certsOf(
+    await call({
+      host: o.host,
+      port: o.port,
+      method: 'POST',
+      path: `${EST}/${op}`,
+      headers: {
+        'Content-Type': 'application/pkcs10',
+        'Content-Transfer-Encoding': 'base64',
+        ...auth.headers,
+      },
+      body: base64Lines(csrFor(o.key, deviceId)),
+      ca: roots.map((r) => r.toString()).join(''),
+      checkGateway: gatewayCheck(roots, o.now, seen),
+      ...(auth.cert === undefined || auth.key === undefined ? {} : { cert: auth.cert, key: auth.key }),
+      timeoutMs: o.timeoutMs,
+    }),
+  );
+  return identityOf(chain, roots, o.key, seen.id, deviceId, o.now());
+}
+
 /** Bootstrap trust from the token's fingerprint (or the factory one), then `simpleenroll`. */
 export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
   const fingerprint =
@@ -357,28 +248,14 @@ export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
   const timeoutMs = o.timeoutMs ?? 15_000;
   try {
     const roots = o.roots ?? (await fetchCaCerts({ host: o.host, port: o.port, fingerprint, timeoutMs }));
-    const seen: { id?: string } = {};
-    const chain = certsOf(
-      await call({
-        host: o.host,
-        port: o.port,
-        method: 'POST',
-        path: `${EST}/simpleenroll`,
-        headers: {
-          'Content-Type': 'application/pkcs10',
-          'Content-Transfer-Encoding': 'base64',
-          ...(o.token === undefined
-            ? {}
-            : { Authorization: `Basic ${Buffer.from(`${o.deviceId}:${o.token}`).toString('base64')}` }),
-        },
-        body: base64Lines(csrFor(o.key, o.deviceId)),
-        ca: roots.map((r) => r.toString()).join(''),
-        checkGateway: gatewayCheck(roots, o.now, seen),
-        ...(o.factory === undefined ? {} : { cert: o.factory.cert, key: o.factory.key }),
-        timeoutMs,
-      }),
-    );
-    return identityOf(chain, roots, o.key, seen.id, o.deviceId, o.now());
+    return await requestChain({ ...o, timeoutMs }, 'simpleenroll', roots, o.deviceId, {
+      ...(o.token === undefined
+        ? {}
+        : {
+            headers: { Authorization: `Basic ${Buffer.from(`${o.deviceId}:${o.token}`).toString('base64')}` },
+          }),
+      ...(o.factory === undefined ? {} : { cert: o.factory.cert, key: o.factory.key }),
+    });
   } catch (err) {
     wrapped(err);
   }
@@ -392,23 +269,13 @@ export async function reenroll(o: ReenrollOptions): Promise<EnrolledIdentity> {
       leaf === undefined
         ? undefined
         : (/(?:^|, )URI:(spiffe:\/\/[^,]+)/.exec(leaf.subjectAltName ?? '')?.[1] ?? '').split('/').pop();
-    const seen: { id?: string } = {};
-    const chain = certsOf(
-      await call({
-        host: o.host,
-        port: o.port,
-        method: 'POST',
-        path: `${EST}/simplereenroll`,
-        headers: { 'Content-Type': 'application/pkcs10', 'Content-Transfer-Encoding': 'base64' },
-        body: base64Lines(csrFor(o.key, deviceId || undefined)),
-        ca: o.roots.map((r) => r.toString()).join(''),
-        checkGateway: gatewayCheck(o.roots, o.now, seen),
-        cert: o.current.chain.map((c) => c.toString()).join(''),
-        key: o.current.key,
-        timeoutMs: o.timeoutMs ?? 15_000,
-      }),
+    return await requestChain(
+      { ...o, timeoutMs: o.timeoutMs ?? 15_000 },
+      'simplereenroll',
+      o.roots,
+      deviceId || undefined,
+      { cert: o.current.chain.map((c) => c.toString()).join(''), key: o.current.key },
     );
-    return identityOf(chain, o.roots, o.key, seen.id, deviceId || undefined, o.now());
   } catch (err) {
     wrapped(err);
   }

@@ -28,6 +28,8 @@
  * (8 KiB) and bodies too (16 KiB, refused with 413 before they are read when Content-Length says
  * so), and a connection not answered within `handshakeTimeoutMs` after its handshake is closed
  * (`ERR_ENROLL_BUDGET`). A join token is consumed only together with a successful issuance.
+ * Reading a request (body bound, CSR, HTTP Basic, rate limit) and writing answers and refusals
+ * are in est-http.ts.
  */
 import type { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -40,20 +42,20 @@ import type { Logger } from '../../runtime/core/logger.ts';
 import type { DeviceSigner, RevocationSource, X509Bundle } from '../../runtime/sources/types.ts';
 import { deviceSpiffeId, isPathSegment, parseSpiffeId } from '../../runtime/spiffe/id.ts';
 import { verifyX509Svid } from '../../runtime/spiffe/verify.ts';
-import { parseCsr } from '../../runtime/svid/csr.ts';
-import { TransportError, type TransportErrorCode } from '../errors.ts';
+import { TransportError } from '../errors.ts';
 import { peerChain } from '../mqtt/peer-chain.ts';
 import { type ContextMaterial, refuseWhileExpired } from '../mqtt/tls-context.ts';
 import { guardTlsServer, type HandshakeGuardStats } from '../net/guard.ts';
 import { assertCsrNames } from './csr-identity.ts';
+import { basicAuth, csrOf, HttpRefusal, RateLimiter, refuse, sendCerts, writeAnswer } from './est-http.ts';
 import { type FactoryOptions, factoryDeviceId } from './factory.ts';
 import { MAX_DEVICE_ID, redeemJoinToken } from './join-token.ts';
-import { base64Lines, certsOnly, decodeBase64Body } from './pkcs7.ts';
+import { base64Lines, certsOnly } from './pkcs7.ts';
 import type { TokenStore } from './token-store.ts';
 
-/** Largest request body (a base64 CSR is about 0.6 KiB for P-256, 1.5 KiB for RSA 4096). */
-export const MAX_BODY_BYTES = 16 * 1024;
 /** Largest request head (request line and headers). */
+export { MAX_BODY_BYTES } from './est-http.ts';
+
 export const MAX_HEADER_BYTES = 8 * 1024;
 /** Open sockets on the enrollment listener, handshaking ones included (default). */
 export const DEFAULT_ENROLL_MAX_CONNECTIONS = 64;
@@ -92,55 +94,6 @@ export interface EnrollmentServer {
   close(): Promise<void>;
 }
 
-/** HTTP status of each refusal code; anything else is 503 (the gateway cannot sign now). */
-const STATUS: Partial<Record<TransportErrorCode, number>> = {
-  ERR_ENROLL_TOKEN_INVALID: 401,
-  ERR_ENROLL_CERT_REQUIRED: 401,
-  ERR_ENROLL_PROTOCOL: 400,
-  ERR_ENROLL_CSR_INVALID: 400,
-  ERR_ENROLL_CSR_IDENTITY: 403,
-  ERR_ENROLL_DEVICE_REVOKED: 403,
-  ERR_ENROLL_FACTORY_REFUSED: 403,
-  ERR_ENROLL_BUDGET: 413,
-  ERR_ENROLL_RATE_LIMITED: 429,
-  ERR_ENROLL_REFUSED: 503,
-};
-
-/** A refusal with an HTTP status other than its code's default (404, 405, 415, 408). */
-class HttpRefusal extends TransportError {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  constructor(
-    status: number,
-    code: TransportErrorCode,
-    message: string,
-    headers: Record<string, string> = {},
-  ) {
-    super(code, message);
-    this.status = status;
-    this.headers = headers;
-  }
-}
-
-/** Fixed one-minute windows per address; the table is bounded. */
-class RateLimiter {
-  readonly #seen = new Map<string, { start: number; count: number }>();
-  readonly #perMinute: number;
-  constructor(perMinute: number) {
-    this.#perMinute = perMinute;
-  }
-  allow(addr: string, now: number): boolean {
-    let e = this.#seen.get(addr);
-    if (e === undefined || now - e.start >= 60_000) {
-      if (this.#seen.size > 10_000) this.#seen.clear();
-      e = { start: now, count: 0 };
-      this.#seen.set(addr, e);
-    }
-    e.count++;
-    return e.count <= this.#perMinute;
-  }
-}
-
 type Signed = Awaited<ReturnType<DeviceSigner['signDevice']>>;
 
 export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentServer> {
@@ -155,7 +108,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
       maxHeaderSize: MAX_HEADER_BYTES,
     },
     (req, res) => {
-      answer(req, res).catch((err: unknown) => refuse(req, res, err));
+      answer(req, res).catch((err: unknown) => refuse(o.logger, req, res, err));
     },
   );
   // Node's own request timers are a backstop (checked every 30 s); the budget below is the rule.
@@ -365,65 +318,6 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
     }
   }
 
-  /** The request body, bounded, base64-decoded and parsed as a verified CSR. */
-  async function csrOf(req: IncomingMessage): Promise<Buffer> {
-    const declared = Number(req.headers['content-length'] ?? Number.NaN);
-    const tooBig = (): TransportError =>
-      new TransportError('ERR_ENROLL_BUDGET', `request body over ${MAX_BODY_BYTES} bytes`);
-    if (declared > MAX_BODY_BYTES) throw tooBig();
-    const parts: Buffer[] = [];
-    let size = 0;
-    await new Promise<void>((resolve, reject) => {
-      const onData = (d: Buffer): void => {
-        size += d.length;
-        if (size > MAX_BODY_BYTES) {
-          req.off('data', onData);
-          req.pause();
-          reject(tooBig());
-          return;
-        }
-        parts.push(d);
-      };
-      req.on('data', onData);
-      req.once('end', () => resolve());
-      req.once('error', (err) =>
-        reject(new TransportError('ERR_ENROLL_PROTOCOL', `request: ${err.message}`)),
-      );
-    });
-    const der = decodeBase64Body(Buffer.concat(parts));
-    try {
-      parseCsr(der);
-    } catch (cause) {
-      const code = isEdgewardError(cause) ? cause.code : 'unknown';
-      throw new TransportError(
-        'ERR_ENROLL_CSR_INVALID',
-        `CSR refused (${code}): ${(cause as Error).message}`,
-        {
-          cause,
-        },
-      );
-    }
-    return der;
-  }
-
-  function refuse(req: IncomingMessage, res: ServerResponse, err: unknown): void {
-    const code: TransportErrorCode = err instanceof TransportError ? err.code : 'ERR_ENROLL_REFUSED';
-    const status = err instanceof HttpRefusal ? err.status : (STATUS[code] ?? 503);
-    const message = isEdgewardError(err) ? err.message : 'enrollment failed';
-    o.logger.warn('enrollment refused', {
-      code,
-      status,
-      reason: (err as Error).message,
-      path: (req.url ?? '').slice(0, 100),
-      remote: req.socket.remoteAddress,
-    });
-    const headers: Record<string, string> = err instanceof HttpRefusal ? { ...err.headers } : {};
-    if (status === 429) headers['Retry-After'] ??= '60';
-    if (status === 401 && code === 'ERR_ENROLL_TOKEN_INVALID')
-      headers['WWW-Authenticate'] = 'Basic realm="edgeward enrollment", charset="UTF-8"';
-    if (!res.headersSent) writeAnswer(res, status, code, message, headers);
-  }
-
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) =>
       reject(
@@ -446,51 +340,4 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<EnrollmentS
       });
     },
   };
-}
-
-/** `Authorization: Basic base64(user:password)`, or undefined when there is none. */
-function basicAuth(header: string | undefined): { user: string; password: string } | undefined {
-  if (header === undefined) return undefined;
-  const m = /^Basic[ ]+([A-Za-z0-9+/=]+)[ ]*$/i.exec(header);
-  const text = m === null ? '' : Buffer.from(m[1] as string, 'base64').toString('utf8');
-  const colon = text.indexOf(':');
-  if (colon <= 0)
-    throw new TransportError('ERR_ENROLL_TOKEN_INVALID', 'Authorization is not HTTP Basic device-id:token');
-  return { user: text.slice(0, colon), password: text.slice(colon + 1) };
-}
-
-function sendCerts(res: ServerResponse, body: string, type: string): void {
-  res.writeHead(200, {
-    'Content-Type': type,
-    'Content-Transfer-Encoding': 'base64',
-    'Content-Length': Buffer.byteLength(body),
-    Connection: 'close',
-  });
-  res.end(body);
-  closeAfterAnswer(res);
-}
-
-/** A refusal: `CODE: reason` as plain text, then the connection closes. */
-function writeAnswer(
-  res: ServerResponse,
-  status: number,
-  code: string,
-  message: string,
-  headers: Record<string, string> = {},
-): void {
-  const body = `${code}: ${message}\n`;
-  res.writeHead(status, {
-    ...headers,
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-    Connection: 'close',
-  });
-  res.end(body);
-  closeAfterAnswer(res);
-}
-
-/** Once the answer is flushed the socket is destroyed, whatever the client still sends. */
-function closeAfterAnswer(res: ServerResponse): void {
-  const socket = res.socket;
-  res.once('finish', () => socket?.end(() => socket.destroy()));
 }

@@ -4,11 +4,11 @@
  * PostgreSQL, `store-open.ts`) and hands them to `runtime/issuer`. Operator commands talk to the
  * RUNNING issuer over its admin socket (or its mTLS admin port) and never open its store, except
  * with an explicit `--offline` while no issuer runs (LevelDB's lock refuses it otherwise).
+ * The operator commands themselves and their channels are in issuer-operator.ts.
  */
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import pino from 'pino';
 import { parseDuration } from '../../config/formats.ts';
 import type { IssuerConfig } from '../../config/issuer-schema.ts';
@@ -17,17 +17,16 @@ import { systemClock } from '../../core/clock.ts';
 import type { Logger } from '../../core/logger.ts';
 import { cryptoRandom } from '../../core/random.ts';
 import { IssuerError } from '../../errors.ts';
-import { dispatch } from '../../issuer/admin.ts';
-import { type AdminTarget, adminClient } from '../../issuer/admin-client.ts';
 import { createFileCa } from '../../issuer/ca-create-file.ts';
 import { createDevIssuerFiles } from '../../issuer/dev.ts';
-import { adminSocketPath, issuerOptionsFromConfig } from '../../issuer/from-config.ts';
+import { issuerOptionsFromConfig } from '../../issuer/from-config.ts';
 import { Issuer } from '../../issuer/issuer.ts';
 import { createPkcs11Ca } from '../../issuer/pkcs11/ca-create.ts';
 import { isPkcs11Uri } from '../../issuer/pkcs11/uri.ts';
 import { startIssuer } from '../../issuer/start.ts';
 import { migrateIssuerStore, openIssuerStore } from '../../issuer/store-open.ts';
 import { type CliIo, type Command, parseFlags, required, UsageError } from '../command.ts';
+import { DURATION, local, operator, remote } from './issuer-operator.ts';
 
 const HELP = `Usage: edgeward issuer --config FILE
        edgeward issuer <operator command> --config FILE [options]
@@ -189,13 +188,9 @@ async function openStore(cfg: IssuerConfig['store'], logger: Logger) {
   }
 }
 
-type Values = { [K in keyof typeof FLAGS]?: (typeof FLAGS)[K]['type'] extends 'boolean' ? boolean : string };
-
-/** How an operator command reaches the issuer: the same request, over the socket, mTLS, or in process. */
-interface Channel {
-  get<T>(path: string): Promise<T>;
-  post<T>(path: string, body?: unknown): Promise<T>;
-}
+export type Values = {
+  [K in keyof typeof FLAGS]?: (typeof FLAGS)[K]['type'] extends 'boolean' ? boolean : string;
+};
 
 export const command: Command = {
   name: 'issuer',
@@ -312,43 +307,6 @@ async function caCreate(v: Values, io: CliIo): Promise<number> {
   return 0;
 }
 
-/** The in-process channel of --offline: the admin API's own dispatcher, audited as 'offline'. */
-function local(issuer: Issuer): Channel {
-  const run = <T>(method: string, path: string, body: unknown) =>
-    dispatch(
-      issuer,
-      method,
-      new URL(`/v1/admin${path}`, 'http://offline.invalid'),
-      (body ?? {}) as Record<string, unknown>,
-      'offline',
-    ) as Promise<T>;
-  return { get: (p) => run('GET', p, {}), post: (p, b) => run('POST', p, b) };
-}
-
-async function remote(v: Values, io: CliIo): Promise<Channel> {
-  if (v.admin !== undefined) {
-    const m = /^(.+):(\d{1,5})$/.exec(v.admin);
-    if (m === null) throw new UsageError('issuer: --admin must be HOST:PORT');
-    let ca = v.ca;
-    if (ca === undefined && v.config !== undefined)
-      ca = (await loadConfigFile(v.config, ISSUER_ROLE, io.env, {})).ca.certificate;
-    const target: AdminTarget = {
-      host: (m[1] as string).replace(/^\[|\]$/g, ''),
-      port: Number(m[2]),
-      cert: await readFile(required(v['operator-cert'], 'operator-cert', 'issuer --admin')),
-      key: await readFile(required(v['operator-key'], 'operator-key', 'issuer --admin')),
-      ca: await readFile(required(ca, 'ca', 'issuer --admin')),
-    };
-    return adminClient(target);
-  }
-  let socket = v.socket;
-  if (socket === undefined) {
-    const file = required(v.config, 'config', 'issuer (or --socket)');
-    socket = adminSocketPath(await loadConfigFile(file, ISSUER_ROLE, io.env, {}));
-  }
-  return adminClient({ socket });
-}
-
 async function daemon(options: Parameters<typeof startIssuer>[0], io: CliIo): Promise<number> {
   const running = await startIssuer(options);
   const ca = new X509Certificate(running.caCertificate);
@@ -364,222 +322,5 @@ async function daemon(options: Parameters<typeof startIssuer>[0], io: CliIo): Pr
   io.out(
     `edgeward issuer stopped${unfinished > 0 ? ` (${unfinished} requests cut at the drain deadline)` : ''}`,
   );
-  return 0;
-}
-
-const DURATION = /^\d+(ms|s|m|h|d)$/;
-
-async function operator(
-  ch: Channel,
-  sub: string,
-  sub2: string | undefined,
-  v: Values,
-  io: CliIo,
-): Promise<number> {
-  const cmd = `issuer ${sub}`;
-  const lines = (rows: unknown[]) => {
-    for (const r of rows) io.out(JSON.stringify(r));
-  };
-  const limit = (dflt: number): number => {
-    const n = Number(v.limit ?? dflt);
-    if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${cmd}: --limit must be a positive integer`);
-    return n;
-  };
-  switch (`${sub} ${sub2 ?? ''}`.trim()) {
-    case 'token create': {
-      const ttl = v.ttl ?? '10m';
-      if (!DURATION.test(ttl)) throw new UsageError(`${cmd}: --ttl must be a duration such as 10m`);
-      const name = required(v.name, 'name', cmd);
-      io.out((await ch.post<{ token: string }>('/tokens', { name, ttlMs: parseDuration(ttl) })).token);
-      return 0;
-    }
-    case 'tokens list':
-      lines(await ch.get<unknown[]>(`/tokens?limit=${limit(1000)}`));
-      return 0;
-    case 'register': {
-      const name = required(v.name, 'name', cmd);
-      if ((v['ek-hash'] === undefined) === (v.factory === undefined))
-        throw new UsageError(`${cmd}: give exactly one of --ek-hash or --factory`);
-      const body =
-        v['ek-hash'] !== undefined
-          ? { kind: 'ek', key: v['ek-hash'].toLowerCase(), name }
-          : { kind: 'x509', key: v.factory, name };
-      await ch.post('/registrations', body);
-      io.out(`registered gateway ${name}`);
-      return 0;
-    }
-    case 'disable':
-    case 'enable': {
-      const name = required(v.name, 'name', cmd);
-      await ch.post(`/gateways/${sub}`, { name });
-      io.out(`gateway ${name} ${sub}d`);
-      return 0;
-    }
-    case 'gateway budget': {
-      const name = required(v.name, 'name', `${cmd} budget`);
-      const budget = required(v.budget, 'budget', `${cmd} budget`);
-      if (budget !== 'configured' && !DURATION.test(budget))
-        throw new UsageError(`${cmd} budget: --budget must be a duration such as 3d, or 'configured'`);
-      await ch.post('/gateways/budget', { name, ms: budget === 'configured' ? null : parseDuration(budget) });
-      io.out(`gateway ${name}: offline budget ${budget}`);
-      return 0;
-    }
-    case 'gateway show':
-      io.out(
-        JSON.stringify(
-          await ch.get(`/gateway?name=${encodeURIComponent(required(v.name, 'name', `${cmd} show`))}`),
-        ),
-      );
-      return 0;
-    case 'gateways list':
-      lines(
-        await ch.get<unknown[]>(`/gateways?after=${encodeURIComponent(v.after ?? '')}&limit=${limit(1000)}`),
-      );
-      return 0;
-    case 'revoke': {
-      if ((v['spiffe-id'] === undefined) === (v.serial === undefined))
-        throw new UsageError(`${cmd}: give exactly one of --spiffe-id or --serial`);
-      const body =
-        v['spiffe-id'] !== undefined
-          ? { kind: 'spiffe-id', value: v['spiffe-id'] }
-          : { kind: 'serial', value: (v.serial as string).toLowerCase() };
-      const r = await ch.post<{ sequence: number; until: number }>('/revocations', body);
-      io.out(`revoked (sequence ${r.sequence}, kept until ${new Date(r.until).toISOString()})`);
-      return 0;
-    }
-    case 'revocations list':
-      lines(await ch.get<unknown[]>(`/revocations?limit=${limit(1000)}`));
-      return 0;
-    case 'ca rotate':
-      return caRotate(ch, v, io);
-    case 'ca show':
-      io.out(JSON.stringify(await ch.get('/ca')));
-      return 0;
-    case 'jwt rotate': {
-      const r = await ch.post<{ kid: string; retired: string }>('/jwt/rotate', {});
-      io.out(
-        `JWT-SVID key ${r.kid} signs now; ${r.retired || 'no key'} retired; move jwtSvid.next into jwtSvid.key in the config for the next start`,
-      );
-      return 0;
-    }
-    case 'audit': {
-      const since = Number(v.since ?? 0);
-      if (!Number.isSafeInteger(since) || since < 0)
-        throw new UsageError(`${cmd}: --since must be an integer`);
-      lines(await ch.get<unknown[]>(`/audit?since=${since}&limit=${limit(1000)}`));
-      return 0;
-    }
-    case 'audit tail':
-      return auditTail(ch, limit(20), v.follow === true, io);
-    case 'operator create':
-      return operatorCreate(ch, v, io);
-    default:
-      throw new UsageError(
-        `issuer: unknown command '${[sub, sub2].filter(Boolean).join(' ')}' (see edgeward issuer --help)`,
-      );
-  }
-}
-
-async function caRotate(ch: Channel, v: Values, io: CliIo): Promise<number> {
-  const cmd = 'issuer ca rotate';
-  if (v.status === true) {
-    io.out(JSON.stringify(await ch.get('/ca')));
-    return 0;
-  }
-  if ([v.at, v.after, v.now].filter((x) => x !== undefined).length > 1)
-    throw new UsageError(`${cmd}: give at most one of --at, --after, --now`);
-  const body: { at?: number; afterMs?: number; now?: true } = {};
-  if (v.at !== undefined) {
-    const at = Date.parse(v.at);
-    if (!/^\d{4}-\d{2}-\d{2}T/.test(v.at) || Number.isNaN(at))
-      throw new UsageError(`${cmd}: --at must be an ISO 8601 time such as 2026-01-01T12:00:00Z`);
-    body.at = at;
-  }
-  if (v.after !== undefined) {
-    if (!DURATION.test(v.after)) throw new UsageError(`${cmd}: --after must be a duration such as 30m`);
-    body.afterMs = parseDuration(v.after);
-  }
-  if (v.now === true) body.now = true;
-  const s = await ch.post<{
-    active: { fingerprint: string };
-    next?: { fingerprint: string; activateAt?: string };
-  }>('/ca/rotate', body);
-  io.out(
-    s.next?.activateAt === undefined
-      ? `CA ${s.active.fingerprint} signs now on every replica; the previous one stays in the bundle until what it signed expires`
-      : `next CA ${s.next.fingerprint} is in the bundle; every replica signs with it from ${s.next.activateAt}`,
-  );
-  io.out('then move ca.next into ca in the config for the next start');
-  return 0;
-}
-
-async function auditTail(ch: Channel, n: number, follow: boolean, io: CliIo): Promise<number> {
-  type Ev = { at: number };
-  // The last n: walk forward in pages from the start (the API lists in time order).
-  let all: Ev[] = [];
-  let since = 0;
-  for (;;) {
-    const page = await ch.get<Ev[]>(`/audit?since=${since}&limit=1000`);
-    const fresh = page.filter(
-      (e) => !all.some((x) => x.at === e.at && JSON.stringify(x) === JSON.stringify(e)),
-    );
-    all = [...all, ...fresh].slice(-Math.max(n, 1000));
-    if (page.length < 1000 || fresh.length === 0) break;
-    since = (page[page.length - 1] as Ev).at;
-  }
-  const shown = all.slice(-n);
-  for (const e of shown) io.out(JSON.stringify(e));
-  if (!follow) return 0;
-  let last = shown[shown.length - 1]?.at ?? 0;
-  let seen = new Set(shown.filter((e) => e.at === last).map((e) => JSON.stringify(e)));
-  while (!io.stopSignal.aborted) {
-    const page = await ch.get<Ev[]>(`/audit?since=${last}&limit=1000`);
-    for (const e of page) {
-      const s = JSON.stringify(e);
-      if (e.at < last || (e.at === last && seen.has(s))) continue;
-      if (e.at > last) {
-        last = e.at;
-        seen = new Set();
-      }
-      seen.add(s);
-      io.out(s);
-    }
-    if (page.length >= 1000) continue;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 1000);
-      io.stopSignal.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(t);
-          resolve();
-        },
-        { once: true },
-      );
-    });
-  }
-  return 0;
-}
-
-async function operatorCreate(ch: Channel, v: Values, io: CliIo): Promise<number> {
-  const name = required(v.name, 'name', 'issuer operator create');
-  const out = required(v.out, 'out', 'issuer operator create');
-  const ttl = v.ttl ?? '8h';
-  if (!DURATION.test(ttl))
-    throw new UsageError('issuer operator create: --ttl must be a duration such as 8h');
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const spki = publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
-  const r = await ch.post<{ spiffeId: string; certificate: string; notAfter: number }>('/operators', {
-    name,
-    spki,
-    ttlMs: parseDuration(ttl),
-  });
-  await mkdir(out, { recursive: true, mode: 0o700 });
-  const keyFile = join(out, `${name}.key`);
-  const certFile = join(out, `${name}.pem`);
-  await writeFile(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-  await writeFile(certFile, new X509Certificate(Buffer.from(r.certificate, 'base64')).toString(), {
-    mode: 0o644,
-  });
-  io.out(`${r.spiffeId} until ${new Date(r.notAfter).toISOString()}: ${certFile}, ${keyFile}`);
   return 0;
 }

@@ -11,9 +11,10 @@
  * per-message cost for clean sessions is that of the in-memory persistence.
  *
  * Subscriptions (the topic trie), retained messages and inbound QoS 2 packets are kept by the
- * in-memory persistence that ships with aedes; outgoing queues (bounded, see `queues.ts`) and
- * wills (which keep the broker id they were stored under, so a restarted broker publishes the
- * wills of sessions the previous one lost) are kept here.
+ * in-memory persistence that ships with aedes; outgoing queues (bounded, see `queues.ts`) are
+ * kept here, and wills (which keep the broker id they were stored under, so a restarted broker
+ * publishes the wills of sessions the previous one lost) in `will-store.ts`. The shapes of the
+ * aedes interface, the options and the stats are in `api.ts`.
  *
  * aedes 1.2 writes a QoS 1 PUBACK before it routes the message (and so before it is queued for a
  * subscriber); `guardPublish` (`guard-publish.ts`) wraps the broker's `authorizePublish` so that
@@ -34,58 +35,14 @@
 import { Readable } from 'node:stream';
 import memory from 'aedes-persistence';
 import { type Logger, nullLogger } from '../../../runtime/core/logger.ts';
-import { TransportError } from '../../errors.ts';
+import type { ClientRef, Inner, PersistenceOptions, PersistenceStats, Sub } from './api.ts';
 import { encodeValue, packetOf, type StoredPacket, type StoredSubscription, seqKey } from './codec.ts';
-import { Journal, type JournalDb } from './journal.ts';
-import { DEFAULT_QUEUE_LIMITS, type QueueEntry, type QueueLimits, Queues } from './queues.ts';
+import { Journal } from './journal.ts';
+import { DEFAULT_QUEUE_LIMITS, type QueueEntry, Queues } from './queues.ts';
 import { type JournalContents, readJournal, type Will } from './replay.ts';
+import { WillStore, written } from './will-store.ts';
 
-type ClientRef = { readonly id: string; readonly clean?: boolean };
-type Sub = { readonly clientId: string };
-
-/** The in-memory aedes persistence's promise API, as aedes 1.2 calls it. */
-interface Inner {
-  setup(broker: unknown): Promise<void>;
-  storeRetained(packet: unknown): Promise<void>;
-  createRetainedStream(pattern: string): Readable;
-  createRetainedStreamCombi(patterns: string[]): Readable;
-  addSubscriptions(client: ClientRef, subs: unknown[]): Promise<void>;
-  removeSubscriptions(client: ClientRef, topics: string[]): Promise<void>;
-  subscriptionsByClient(client: ClientRef): Promise<StoredSubscription[]>;
-  countOffline(): Promise<{ subsCount: number; clientsCount: number }>;
-  subscriptionsByTopic(topic: string): Promise<Sub[]>;
-  cleanSubscriptions(client: ClientRef): Promise<void>;
-  incomingStorePacket(client: ClientRef, packet: unknown): Promise<void>;
-  incomingGetPacket(client: ClientRef, packet: { messageId?: number }): Promise<unknown>;
-  incomingDelPacket(client: ClientRef, packet: { messageId?: number }): Promise<void>;
-  cleanIncoming(client: ClientRef): Promise<void>;
-  getClientList(topic: string): Readable;
-  destroy(): Promise<void>;
-}
-
-export interface PersistenceOptions {
-  /** A sublevel with utf8 keys and `view` values, e.g. `store.sublevel('mqtt', 'view')`. */
-  readonly db: JournalDb;
-  /**
-   * Judges a stored will before it is restored and before it is handed to aedes for publication
-   * (`wills.ts`); a refused will is deleted and logged with its code. Omitted: every will passes.
-   */
-  readonly admitWill?: (will: Will) => { readonly code: string; readonly reason: string } | undefined;
-  readonly limits?: Partial<QueueLimits>;
-  readonly logger?: Logger;
-}
-
-export interface PersistenceStats {
-  /** Persistent sessions with stored subscriptions. */
-  readonly sessions: number;
-  /** Outgoing messages queued or in flight, and their payload bytes. */
-  readonly queued: number;
-  readonly queuedBytes: number;
-  /** Messages dropped by the queue caps since start. */
-  readonly dropped: number;
-  /** Journal entries dropped at start because they did not decode. */
-  readonly corrupt: number;
-}
+export type { PersistenceOptions, PersistenceStats } from './api.ts';
 
 function withoutMessageId(packet: StoredPacket): StoredPacket {
   const p = packetOf(packet);
@@ -101,9 +58,7 @@ export class DurablePersistence {
   readonly #storedSubs = new Set<string>();
   /** clientId → messageId → journal sequence of an inbound QoS 2 packet. */
   readonly #incoming = new Map<string, Map<number, number>>();
-  readonly #wills = new Map<string, Will>();
-  readonly #storedWills = new Set<string>();
-  readonly #admitWill: NonNullable<PersistenceOptions['admitWill']>;
+  readonly #wills: WillStore;
   #broker: { id: string } | undefined;
   /** Persistent sessions' client ids → the SPIFFE ID holding them (journaled as `o!`). */
   readonly #owners = new Map<string, string>();
@@ -119,7 +74,12 @@ export class DurablePersistence {
     this.#journal = new Journal(o.db);
     this.#queues = new Queues({ ...DEFAULT_QUEUE_LIMITS, ...o.limits });
     this.#logger = o.logger ?? nullLogger;
-    this.#admitWill = o.admitWill ?? (() => undefined);
+    this.#wills = new WillStore({
+      journal: this.#journal,
+      admitWill: o.admitWill ?? (() => undefined),
+      logger: this.#logger,
+      brokerId: () => this.#broker?.id ?? '',
+    });
   }
 
   /** Opens the persistence and replays the journal into memory. */
@@ -152,11 +112,11 @@ export class DurablePersistence {
     if (this.#owners.get(clientId) === spiffeId) return;
     if (spiffeId === undefined) {
       this.#owners.delete(clientId);
-      await this.#wrote([this.#journal.del(`o!${clientId}`)]);
+      await written([this.#journal.del(`o!${clientId}`)]);
       return;
     }
     this.#owners.set(clientId, spiffeId);
-    await this.#wrote([this.#journal.put(`o!${clientId}`, encodeValue(spiffeId))]);
+    await written([this.#journal.put(`o!${clientId}`, encodeValue(spiffeId))]);
   }
 
   /** The retained messages the journal held at open (once: the list is then released). */
@@ -191,12 +151,8 @@ export class DurablePersistence {
       this.#incomingOf(clientId).set(messageId, seq);
     }
     for (const will of j.wills) {
-      if (this.#refusedWill(will)) {
-        writes.push(this.#journal.del(`w!${will.clientId}`));
-        continue;
-      }
-      this.#wills.set(will.clientId, will);
-      this.#storedWills.add(will.clientId);
+      const del = this.#wills.restore(will);
+      if (del !== undefined) writes.push(del);
     }
     // Logged ahead, acknowledged, but not yet queued when the process stopped: route them now.
     for (const { seq, packet: logged } of j.ahead) {
@@ -209,7 +165,7 @@ export class DurablePersistence {
       writes.push(this.#journal.del(seqKey('p!', seq)));
     }
     this.#corrupt = j.corrupt.length;
-    await this.#wrote([...writes, ...j.corrupt.map((k) => this.#journal.del(k))]);
+    await written([...writes, ...j.corrupt.map((k) => this.#journal.del(k))]);
     this.#logger.info('broker sessions restored', { ...this.stats() });
   }
 
@@ -237,20 +193,6 @@ export class DurablePersistence {
     return dropped.map((d) => this.#journal.del(seqKey('q!', d.seq)));
   }
 
-  async #wrote(writes: Promise<void>[]): Promise<void> {
-    try {
-      await Promise.all(writes);
-    } catch (err) {
-      throw new TransportError(
-        'ERR_MQTT_JOURNAL_WRITE',
-        `broker journal not written: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
-    }
-  }
-
   // ---- the aedes persistence interface (aedes 1.2 calls the promise forms) ----
 
   async setup(broker: { id: string }): Promise<void> {
@@ -261,7 +203,7 @@ export class DurablePersistence {
   async storeRetained(packet: StoredPacket): Promise<void> {
     await this.#inner.storeRetained(packet);
     const key = `r!${packet.topic}`;
-    await this.#wrote([
+    await written([
       packet.payload.length === 0
         ? this.#journal.del(key)
         : this.#journal.put(key, encodeValue(withoutMessageId(packet))),
@@ -291,12 +233,12 @@ export class DurablePersistence {
     const key = `s!${client.id}`;
     if (subs.length === 0) {
       if (!this.#storedSubs.delete(client.id)) return;
-      await this.#wrote([this.#journal.del(key)]);
+      await written([this.#journal.del(key)]);
       return;
     }
     this.#storedSubs.add(client.id);
     const list = subs.map(({ topic, qos, rh, rap, nl }) => ({ topic, qos, rh, rap, nl }));
-    await this.#wrote([this.#journal.put(key, encodeValue(list))]);
+    await written([this.#journal.put(key, encodeValue(list))]);
   }
 
   subscriptionsByClient(client: ClientRef): Promise<StoredSubscription[]> {
@@ -317,7 +259,7 @@ export class DurablePersistence {
     const writes: Promise<void>[] = [];
     if (this.#storedSubs.delete(client.id)) writes.push(this.#journal.del(`s!${client.id}`));
     for (const e of this.#queues.clear(client.id)) writes.push(this.#journal.del(seqKey('q!', e.seq)));
-    if (writes.length > 0) await this.#wrote(writes);
+    if (writes.length > 0) await written(writes);
   }
 
   async outgoingEnqueue(sub: Sub, packet: StoredPacket): Promise<void> {
@@ -332,7 +274,7 @@ export class DurablePersistence {
       this.#ahead.delete(packet.payload);
       writes.push(this.#journal.del(seqKey('p!', ahead)));
     }
-    await this.#wrote(writes);
+    await written(writes);
   }
 
   /**
@@ -349,7 +291,7 @@ export class DurablePersistence {
     if (!packet.retain && (await this.#inner.subscriptionsByTopic(packet.topic)).length === 0) return;
     const seq = this.#seq++;
     this.#ahead.set(packet.payload, seq);
-    await this.#wrote([this.#journal.put(seqKey('p!', seq), encodeValue(withoutMessageId(packet)))]);
+    await written([this.#journal.put(seqKey('p!', seq), encodeValue(withoutMessageId(packet)))]);
   }
 
   /** Queues `packet` for each subscription in memory; returns the journal writes. */
@@ -386,7 +328,7 @@ export class DurablePersistence {
         }
       } else if (e.packet.messageId === packet.messageId) {
         e.packet = packetOf(packet);
-        await this.#wrote([
+        await written([
           this.#journal.put(seqKey('q!', e.seq), encodeValue({ clientId: client.id, packet: e.packet })),
         ]);
         return;
@@ -402,7 +344,7 @@ export class DurablePersistence {
     const e = list.find((x) => x.packet.messageId === packet.messageId);
     if (e === undefined) return undefined;
     this.#queues.remove(e);
-    await this.#wrote([this.#journal.del(seqKey('q!', e.seq))]);
+    await written([this.#journal.del(seqKey('q!', e.seq))]);
     return e.packet;
   }
 
@@ -421,7 +363,7 @@ export class DurablePersistence {
       this.#journal.put(seqKey('i!', seq), encodeValue({ clientId: client.id, packet: packetOf(packet) })),
     ];
     if (old !== undefined) writes.push(this.#journal.del(seqKey('i!', old)));
-    await this.#wrote(writes);
+    await written(writes);
   }
 
   incomingGetPacket(client: ClientRef, packet: { messageId?: number }): Promise<unknown> {
@@ -435,7 +377,7 @@ export class DurablePersistence {
     if (seq === undefined || byId === undefined) return;
     byId.delete(packet.messageId as number);
     if (byId.size === 0) this.#incoming.delete(client.id);
-    await this.#wrote([this.#journal.del(seqKey('i!', seq))]);
+    await written([this.#journal.del(seqKey('i!', seq))]);
   }
 
   async cleanIncoming(client: ClientRef): Promise<void> {
@@ -443,53 +385,24 @@ export class DurablePersistence {
     const byId = this.#incoming.get(client.id);
     if (byId === undefined) return;
     this.#incoming.delete(client.id);
-    await this.#wrote([...byId.values()].map((seq) => this.#journal.del(seqKey('i!', seq))));
+    await written([...byId.values()].map((seq) => this.#journal.del(seqKey('i!', seq))));
   }
 
-  async putWill(client: ClientRef, packet: StoredPacket): Promise<void> {
-    const will: Will = Object.assign(packet, { brokerId: this.#broker?.id ?? '', clientId: client.id });
-    this.#wills.set(client.id, will);
-    if (client.clean !== false) return;
-    this.#storedWills.add(client.id);
-    await this.#wrote([this.#journal.put(`w!${client.id}`, encodeValue(packetOf(will)))]);
+  putWill(client: ClientRef, packet: StoredPacket): Promise<void> {
+    return this.#wills.put(client, packet);
   }
 
   async getWill(client: ClientRef): Promise<Will | undefined> {
-    return this.#wills.get(client.id);
+    return this.#wills.get(client);
   }
 
-  async delWill(client: ClientRef): Promise<Will | undefined> {
-    const will = this.#wills.get(client.id);
-    this.#wills.delete(client.id);
-    if (this.#storedWills.delete(client.id)) await this.#wrote([this.#journal.del(`w!${client.id}`)]);
-    return will;
-  }
-
-  /** Logs and returns true when `will` may not be published (any more). */
-  #refusedWill(will: Will): boolean {
-    const bad = this.#admitWill(will);
-    if (bad === undefined) return false;
-    this.#logger.warn('stored will dropped', {
-      code: bad.code,
-      reason: bad.reason,
-      clientId: will.clientId,
-      topic: will.topic,
-    });
-    return true;
+  delWill(client: ClientRef): Promise<Will | undefined> {
+    return this.#wills.del(client);
   }
 
   /** The wills of brokers that are gone, each judged again first (a refused one is deleted). */
   streamWill(brokers: Record<string, unknown> = {}): Readable {
-    const out: Will[] = [];
-    for (const w of [...this.#wills.values()]) {
-      if (brokers[w.brokerId] !== undefined) continue;
-      if (this.#refusedWill(w))
-        this.delWill({ id: w.clientId }).catch((err: Error) =>
-          this.#logger.error('stored will not deleted', { clientId: w.clientId, reason: err.message }),
-        );
-      else out.push(w);
-    }
-    return Readable.from(out);
+    return this.#wills.stream(brokers);
   }
 
   getClientList(topic: string): Readable {
