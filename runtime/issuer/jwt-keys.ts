@@ -110,6 +110,7 @@ export class JwtKeySet {
   #subscription: StoreSubscription | undefined;
   #timer: Timer | undefined;
   #closed = false;
+  #ticking = false;
   readonly #listeners = new Set<() => void>();
 
   private constructor(o: JwtKeySetOptions) {
@@ -294,24 +295,25 @@ export class JwtKeySet {
     );
   }
 
-  /** The next tick: the poll, or sooner when a retired key or a lease lapses. */
-  #schedule(failed = false): void {
+  /**
+   * The next tick: the poll, or sooner when a retired key or the lease lapses. The timer is set
+   * again as a tick starts (a slow store does not stretch the period); a tick still running
+   * when the next one is due lets that one pass.
+   */
+  #schedule(): void {
     if (this.#closed) return;
     this.#timer?.cancel();
     const now = this.#o.clock.now();
-    const lapse = failed ? undefined : nextLapse(this.#meta);
-    const delay = Math.max(0, Math.min(this.#pollMs, lapse === undefined ? this.#pollMs : lapse - now));
+    const lapse = nextLapse(this.#meta);
+    const delay = lapse === undefined || lapse <= now ? this.#pollMs : Math.min(this.#pollMs, lapse - now);
     this.#timer = this.#o.clock.setTimer('issuer-jwt-keys-poll', delay, () => {
-      this.#timer = undefined;
-      let failed = false;
+      this.#schedule();
+      if (this.#ticking) return;
+      this.#ticking = true;
       this.tick()
-        .catch((e: unknown) => {
-          failed = true;
-          this.#log.warn('JWT key state tick failed', { error: String(e) });
-        })
+        .catch((e: unknown) => this.#log.warn('JWT key state tick failed', { error: String(e) }))
         .finally(() => {
-          // A failed tick waits a poll (a store that is away is not asked in a loop).
-          if (this.#timer === undefined) this.#schedule(failed);
+          this.#ticking = false;
         });
     });
   }
