@@ -19,6 +19,7 @@ import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
 import { JWT_RETIRE_SKEW_MS } from '../../../runtime/issuer/jwt-key-state.ts';
 import { JWT_KEYS_KEY } from '../../../runtime/issuer/jwt-keys.ts';
 import type { IssuerStore } from '../../../runtime/issuer/store.ts';
+import { openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { openLevelStore } from '../../../runtime/issuer/store-level.ts';
 import { decodeBundle } from '../../../runtime/svid/bundle.ts';
 import { softwareCaKey } from '../../../runtime/svid/ca-key.ts';
@@ -63,12 +64,16 @@ const published = (h: Harness) =>
     .sort();
 const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
 
-/** Replicas of one issuer (one dev CA) on one LevelDB store and clock, each with its own health listener. */
-async function replicas(configs: ({ key: typeof keyA; next?: typeof keyA } | undefined)[]) {
+/** Replicas of one issuer (one dev CA) on one store (in memory, or LevelDB where the replicas restart) and clock, each with its own health listener. */
+async function replicas(
+  configs: ({ key: typeof keyA; next?: typeof keyA } | undefined)[],
+  /** On disk (LevelDB), so `restart` can open it again; otherwise in memory (no I/O threads between virtual timers). */
+  persistent = false,
+) {
   const clock = new VirtualClock(Date.now());
   const dir = mkdtempSync(join(tmpdir(), 'jwt-housekeeping-'));
   const storeDir = join(dir, 'store');
-  let store = await openLevelStore(storeDir);
+  let store = persistent ? await openLevelStore(storeDir) : await openMemoryStore();
   const dev = await createDevIssuerFiles(join(dir, 'dev'), {
     trustDomain: TD,
     clock,
@@ -184,7 +189,7 @@ test('readyz: a replica with jwtSvid that cannot sign with the active key is 503
 });
 
 test('jwtSvid removed from every replica: published until its tokens expired, tokens refused (503), then gone', async () => {
-  const r = await replicas([{ key: keyA }]);
+  const r = await replicas([{ key: keyA }], true);
   const [h1] = r.hs as [Harness];
   const gw = await enroll(h1, 'gw-removed');
   const body = { spiffeId: `${gw.id.spiffeId}/workload/w`, audience: ['x'] };
@@ -246,7 +251,7 @@ test('a holder extends the lease while it runs: the active key never retires und
   const r = await replicas([{ key: keyA }, undefined]);
   const [h1, h2] = r.hs as [Harness, Harness];
   try {
-    for (let i = 0; i < 6; i++) await r.clock.advance(LEASE / 2);
+    for (let i = 0; i < 30; i++) await r.clock.advance(LEASE / 10);
     const s = await stored(r.store);
     assert.is(s.active?.kid, kidA);
     assert.ok((s.active?.heldUntil as number) > r.clock.now());
