@@ -100,7 +100,9 @@ export function settle(m: JwtKeysMeta, r: Replica): JwtKeysMeta {
   let active = m.active;
   let retired = m.retired;
   if (active === undefined && r.configured !== undefined && r.held(r.configured.kid))
-    return settle(withActive(m, r.configured, r), r);
+    // A holder cut off from the store long enough to lose the lease: its key again (the
+    // published next one stays).
+    return settle(withActive(m, r.configured, r, m.next), r);
   if (active !== undefined) {
     const mine = r.held(active.kid);
     if (!mine && active.heldUntil !== undefined && active.heldUntil <= r.now) {
