@@ -45,7 +45,7 @@ import { addManifest, endFirmware, stageFirmware } from './firmware-staging.ts';
 import * as inspect from './inspect.ts';
 import type { IssuerOptions } from './issuer-options.ts';
 import { buildCore, HOUR, openCaSet } from './issuer-parts.ts';
-import { JwtKeySet } from './jwt-keys.ts';
+import { JwtKeySet, type JwtKeyStatus, jwtReadiness } from './jwt-keys.ts';
 import { DEFAULT_JWT_SVID_TTL_MS, issueJwtSvid, type JwtSvidIssuing } from './jwt-svid.ts';
 import * as operator from './operator.ts';
 import { authenticateOperator } from './operator-auth.ts';
@@ -337,7 +337,12 @@ export class Issuer {
     return readiness(this.#core, () => {
       const held = this.#cas.activeKeyPair();
       return { certificate: held.pair.certificate, key: held.key };
-    }, [closed, ...(this.#o.readinessChecks ?? [])]);
+    }, [closed, ...jwtReadiness(this.#o.jwtSvid?.key, this.#jwt?.keys), ...(this.#o.readinessChecks ?? [])]);
+  }
+
+  /** The JWT-SVID keys as this replica sees them (published, active, whether it signs), for metrics. */
+  jwtKeyStatus(): JwtKeyStatus | undefined {
+    return this.#jwt?.keys.status();
   }
 
   /** NotAfter of the active CA (ms), for metrics; known also on a replica without its key. */

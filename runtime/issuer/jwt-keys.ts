@@ -2,23 +2,29 @@
  * The issuer's JWT-SVID signing keys (ES256, P-256), rotated like the CA (`ca.ts`): one key
  * signs (`active`); a `next` key is published in the bundle before it signs anything; rotating
  * makes it active and retires the old one, which stays published until every token it signed
- * has expired (the JWT-SVID lifetime, minutes, plus a minute of clock skew). Each key's `kid` is
- * its RFC 7638 thumbprint, so replicas holding the same key name it alike.
+ * has expired (the longest JWT-SVID lifetime any holder signs with, plus a minute of clock
+ * skew). Each key's `kid` is its RFC 7638 thumbprint, so replicas holding the same key name it
+ * alike.
  *
- * The state is the store's (`meta/jwt-keys`: active, next, retired, sequence), shared by every
- * replica as the CA state is: each change is written under the record's version (re-applied on
- * conflict) and notifies the `jwt_keys` channel; every replica re-reads the record then, and on
- * a poll. The store holds public JWKs only: a replica signs with the key (a `CaKey`, from its
- * own configuration: a 0600 PEM file or an HSM) whose `kid` the store names active, and
- * refuses to sign (ERR_ISSUER_JWT_KEY) when it does not hold it. A replica whose configured key
- * the store does not know (a first start, or a key replaced in the configuration) makes it the
- * active one and retires the previous active key. The bundle's `spiffe_sequence` is the CA
- * sequence plus this one, so a change of either reaches the agents.
+ * The state is the store's (`meta/jwt-keys`, `jwt-key-state.ts`: active, next, retired,
+ * sequence, and the lifetimes and lease the housekeeping needs), shared by every replica as the
+ * CA state is: each change is written under the record's version (re-applied on conflict) and
+ * notifies the `jwt_keys` channel when the published keys change; every replica re-reads the
+ * record then, and at its tick (the poll, or sooner when a retired key or the active key's lease
+ * lapses: the lapsed key leaves the record then, so the bundle's sequence moves and agents drop
+ * it). The store holds public JWKs only: a replica signs with the key (a `CaKey`, from its own
+ * configuration: a 0600 PEM file or an HSM) whose `kid` the store names active, within the lease
+ * it keeps on it, and refuses to sign (ERR_ISSUER_JWT_KEY) otherwise. A replica whose
+ * configured key the store does not know (a first start, or a key replaced in the
+ * configuration) makes it the active one and retires the previous active key. An active key no
+ * replica holds any more (`jwtSvid` removed everywhere) retires when its lease lapses. The
+ * bundle's `spiffe_sequence` is the CA sequence plus this one, so a change of either reaches the
+ * agents.
  *
  * @example
  * ```ts
  * const jwt = await JwtKeySet.open({ active: softwareCaKey(key), store, clock, ttlMs: 300_000 });
- * const { key, kid } = jwt.signer();  jwt.authorities();  await jwt.rotate();
+ * const { key, kid, ttlMs } = jwt.signer();  jwt.authorities();  await jwt.rotate();
  * ```
  */
 import type { Clock, Timer } from '../core/clock.ts';
@@ -27,27 +33,29 @@ import { type Logger, nullLogger } from '../core/logger.ts';
 import { IssuerError } from '../errors.ts';
 import type { CaKey } from '../svid/ca-key.ts';
 import { type JwtAuthority, jwkThumbprint, publicJwk } from '../svid/jwt-svid.ts';
+import {
+  emptyState,
+  type JwtKeysMeta,
+  kidsOf,
+  nextLapse,
+  type Replica,
+  rotated,
+  settle,
+  stateSig,
+  withActive,
+} from './jwt-key-state.ts';
+import type { ReadinessCheck } from './readiness.ts';
 import type { IssuerStore, StoreSubscription } from './store.ts';
 
+export { JWT_RETIRE_SKEW_MS } from './jwt-key-state.ts';
 /** The store record of the JWT key state (beside `meta/bundle`, the CA state). */
 export const JWT_KEYS_KEY = 'meta/jwt-keys';
 /** The store channel a JWT key change notifies. */
 export const JWT_KEYS_CHANNEL = 'jwt_keys';
-/** How long a retired key stays published beyond the token lifetime (clock skew of verifiers). */
-export const JWT_RETIRE_SKEW_MS = 60_000;
 const POLL_MS = 30_000;
+/** The active key's lease, in polls: holders extend it when half is left. */
+const LEASE_POLLS = 10;
 const ATTEMPTS = 16;
-
-interface Retired extends JwtAuthority {
-  readonly until: number;
-}
-
-interface JwtKeysMeta {
-  sequence: number;
-  active?: JwtAuthority;
-  next?: JwtAuthority;
-  retired: Retired[];
-}
 
 export interface JwtKeySetOptions {
   /** The configured signing key (absent: this replica signs no JWT-SVID, but publishes the store's keys). */
@@ -56,10 +64,30 @@ export interface JwtKeySetOptions {
   readonly next?: CaKey;
   readonly store: IssuerStore;
   readonly clock: Clock;
-  /** The JWT-SVID lifetime: how long a retired key must stay published. */
+  /** The JWT-SVID lifetime this replica signs with: recorded with the keys it holds. */
   readonly ttlMs: number;
   readonly logger?: Logger;
   readonly pollMs?: number;
+}
+
+/** What this replica can do with the keys, for `/readyz` and metrics. */
+export interface JwtKeyStatus {
+  /** Keys in the bundle now. */
+  readonly published: number;
+  /** The kid the store names active (absent: none, e.g. every replica's `jwtSvid` removed). */
+  readonly active?: string;
+  /** This replica holds the active key and its lease: it signs. */
+  readonly signing: boolean;
+}
+
+/**
+ * `/readyz`'s `jwt-signer` check for a replica configured with a JWT key: it must be able to sign
+ * with the active one (a rotation it was not given the next key for, a lapsed lease:
+ * ERR_ISSUER_JWT_KEY). A replica without `jwtSvid` signs no JWT-SVID by configuration: no check.
+ */
+export function jwtReadiness(configured: CaKey | undefined, keys: JwtKeySet | undefined): ReadinessCheck[] {
+  if (configured === undefined || keys === undefined) return [];
+  return [{ name: 'jwt-signer', check: async () => void keys.signer() }];
 }
 
 function authority(key: CaKey): JwtAuthority {
@@ -70,24 +98,25 @@ function authority(key: CaKey): JwtAuthority {
   }
 }
 
-const kids = (m: JwtKeysMeta | undefined): string =>
-  m === undefined ? '' : [m.active?.kid, m.next?.kid, ...m.retired.map((r) => r.kid)].join();
-
 export class JwtKeySet {
   readonly #o: JwtKeySetOptions;
   readonly #log: Logger;
+  readonly #pollMs: number;
   /** The keys this replica holds, by kid. */
   readonly #held = new Map<string, CaKey>();
-  #meta: JwtKeysMeta = { sequence: 0, retired: [] };
+  #configured: JwtAuthority | undefined;
+  #meta: JwtKeysMeta = emptyState();
   #version: number | undefined;
   #subscription: StoreSubscription | undefined;
   #timer: Timer | undefined;
   #closed = false;
+  #ticking = false;
   readonly #listeners = new Set<() => void>();
 
   private constructor(o: JwtKeySetOptions) {
     this.#o = o;
     this.#log = o.logger ?? nullLogger;
+    this.#pollMs = o.pollMs ?? POLL_MS;
   }
 
   static async open(o: JwtKeySetOptions): Promise<JwtKeySet> {
@@ -95,53 +124,69 @@ export class JwtKeySet {
     const set = new JwtKeySet(o);
     const active = o.active === undefined ? undefined : set.#hold(o.active);
     const next = o.next === undefined ? undefined : set.#hold(o.next);
-    if (active === undefined) await set.refresh();
-    else
-      await set.#change((meta) => {
-        const m = meta ?? { sequence: 0, retired: [] };
-        if (m.active !== undefined && set.#held.has(m.active.kid)) {
-          // The store's state wins; a configured next key it does not have yet is published.
-          if (m.next === undefined && next !== undefined && next.kid !== m.active.kid) return { ...m, next };
-          return m;
-        }
-        // First start, or a key the store does not know: the configuration's; the old one retires.
-        const old = m.active === undefined ? [] : [set.#retire(m.active)];
-        const { next: _unused, ...rest } = m;
-        return {
-          ...rest,
-          active,
-          retired: [...m.retired.filter((r) => r.kid !== active.kid), ...old],
-          ...(next === undefined || next.kid === active.kid ? {} : { next }),
-        };
-      });
+    set.#configured = active;
+    await set.#change((m, r) => {
+      if (active === undefined) return m;
+      if (m.active !== undefined && set.#held.has(m.active.kid)) {
+        // The store's state wins; a configured next key it does not have yet is published.
+        if (m.next === undefined && next !== undefined && next.kid !== m.active.kid) return { ...m, next };
+        return m;
+      }
+      // First start, or a key the store does not know: the configuration's; the old one retires.
+      return withActive(m, active, r, next);
+    });
     set.#subscription = await o.store.subscribe(JWT_KEYS_CHANNEL, () => set.#refreshLogged());
-    set.#schedulePoll();
+    set.#schedule();
     return set;
   }
 
-  /** The key that signs now and its kid (ERR_ISSUER_JWT_KEY when there is none or this replica lacks it). */
-  signer(): { key: CaKey; kid: string } {
+  /**
+   * The key that signs now, its kid, and the longest lifetime its record promises (a token must
+   * not outlive it). ERR_ISSUER_JWT_KEY when there is none, this replica lacks it, or its lease
+   * lapsed (this replica could not reach the store to keep it).
+   */
+  signer(): { key: CaKey; kid: string; ttlMs: number } {
     const a = this.#meta.active;
     if (a === undefined)
-      throw new IssuerError('ERR_ISSUER_JWT_KEY', 'no JWT-SVID signing key is configured (jwtSvid.key)');
+      throw new IssuerError(
+        'ERR_ISSUER_JWT_KEY',
+        'no active JWT-SVID signing key: none is configured on any replica (jwtSvid.key)',
+      );
     const key = this.#held.get(a.kid);
     if (key === undefined)
       throw new IssuerError(
         'ERR_ISSUER_JWT_KEY',
         `this replica does not hold the active JWT-SVID key (kid ${a.kid}): configure it as jwtSvid.key or jwtSvid.next`,
       );
-    return { key, kid: a.kid };
+    if (a.heldUntil === undefined || a.heldUntil <= this.#o.clock.now())
+      throw new IssuerError(
+        'ERR_ISSUER_JWT_KEY',
+        `the lease on the active JWT-SVID key (kid ${a.kid}) lapsed: this replica has not renewed it in the store`,
+      );
+    return { key, kid: a.kid, ttlMs: Math.min(this.#o.ttlMs, a.ttlMs ?? this.#o.ttlMs) };
   }
 
   /** Every key a verifier must accept now: active, next, and retired ones whose tokens may live. */
   authorities(): JwtAuthority[] {
     const now = this.#o.clock.now();
     const m = this.#meta;
+    const bare = ({ kid, jwk }: JwtAuthority): JwtAuthority => ({ kid, jwk });
     return [
-      ...(m.active ? [m.active] : []),
-      ...(m.next ? [m.next] : []),
-      ...m.retired.filter((r) => r.until > now).map(({ kid, jwk }) => ({ kid, jwk })),
+      ...(m.active ? [bare(m.active)] : []),
+      ...(m.next ? [bare(m.next)] : []),
+      ...m.retired.filter((r) => r.until > now).map(bare),
     ];
+  }
+
+  status(): JwtKeyStatus {
+    let signing = true;
+    try {
+      this.signer();
+    } catch {
+      signing = false;
+    }
+    const active = this.#meta.active?.kid;
+    return { published: this.authorities().length, ...(active === undefined ? {} : { active }), signing };
   }
 
   /** Bumped with every change of the published key set. */
@@ -157,8 +202,7 @@ export class JwtKeySet {
   /** Make the next key the signer on every replica; the old one stays published until its tokens expired. */
   async rotate(): Promise<{ kid: string; retired: string }> {
     let out = { kid: '', retired: '' };
-    await this.#change((meta) => {
-      const m = meta ?? { sequence: 0, retired: [] };
+    await this.#change((m, r) => {
       if (m.next === undefined)
         throw new IssuerError('ERR_ISSUER_JWT_KEY', 'no next JWT-SVID key prepared (set jwtSvid.next)');
       if (!this.#held.has(m.next.kid))
@@ -167,20 +211,20 @@ export class JwtKeySet {
           'this replica does not hold the next JWT-SVID key (configure jwtSvid.next here, or rotate on a replica that has it)',
         );
       out = { kid: m.next.kid, retired: m.active?.kid ?? '' };
-      const { next, ...rest } = m;
-      return {
-        ...rest,
-        active: next,
-        retired: [...m.retired, ...(m.active === undefined ? [] : [this.#retire(m.active)])],
-      };
+      return rotated(m, r);
     });
     return out;
   }
 
-  /** Re-read the state from the store (the notification, the poll). */
+  /** Re-read the state from the store (the notification). */
   async refresh(): Promise<void> {
     const e = await this.#o.store.getEntry<JwtKeysMeta>(JWT_KEYS_KEY);
     if (e !== undefined && e.version !== this.#version) this.#apply(e.value, e.version);
+  }
+
+  /** The periodic work: re-read, extend the lease, retire an orphaned key, drop lapsed ones. */
+  tick(): Promise<void> {
+    return this.#change((m) => m);
   }
 
   async close(): Promise<void> {
@@ -195,42 +239,46 @@ export class JwtKeySet {
     return a;
   }
 
-  #retire(a: JwtAuthority): Retired {
-    return { kid: a.kid, jwk: a.jwk, until: this.#o.clock.now() + this.#o.ttlMs + JWT_RETIRE_SKEW_MS };
+  #replica(): Replica {
+    return {
+      now: this.#o.clock.now(),
+      ttlMs: this.#o.ttlMs,
+      leaseMs: this.#pollMs * LEASE_POLLS,
+      held: (kid) => this.#held.has(kid),
+      ...(this.#configured === undefined ? {} : { configured: this.#configured }),
+    };
   }
 
   #apply(meta: JwtKeysMeta, version: number | undefined): void {
+    const moved = meta.sequence !== this.#meta.sequence;
     this.#version = version;
     this.#meta = meta;
     for (const l of this.#listeners) l();
+    if (moved) this.#schedule();
   }
 
-  /** One change of the shared state, written under the record's version; re-applied on conflict. */
-  async #change(f: (meta: JwtKeysMeta | undefined) => JwtKeysMeta): Promise<void> {
+  /** One change of the shared state plus the housekeeping, written under the record's version; re-applied on conflict. */
+  async #change(f: (meta: JwtKeysMeta, r: Replica) => JwtKeysMeta): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       const entry = await this.#o.store.getEntry<JwtKeysMeta>(JWT_KEYS_KEY);
-      const now = this.#o.clock.now();
-      const changed = f(entry?.value);
-      // Drop lapsed retired keys and the undefined `next` a rotation leaves behind.
-      const { next, ...rest } = changed;
-      const record: JwtKeysMeta = {
-        ...rest,
-        ...(next === undefined ? {} : { next }),
-        retired: changed.retired.filter((r) => r.until > now),
-      };
-      const same = entry !== undefined && kids(entry.value) === kids(record);
-      record.sequence = same ? entry.value.sequence : (entry?.value.sequence ?? 0) + 1;
-      if (entry !== undefined && same) {
-        this.#apply(entry.value, entry.version);
+      const r = this.#replica();
+      const record = settle(f(entry?.value ?? emptyState(), r), r);
+      if (entry === undefined && record.active === undefined && record.next === undefined) return;
+      if (entry !== undefined && stateSig(entry.value) === stateSig(record)) {
+        if (entry.version !== this.#version) this.#apply(entry.value, entry.version);
         return;
       }
+      const keysMoved = kidsOf(entry?.value) !== kidsOf(record);
+      record.sequence = (entry?.value.sequence ?? 0) + (keysMoved ? 1 : 0);
       try {
         const { version } = await this.#o.store.batch([
           entry === undefined
             ? { type: 'absent', key: JWT_KEYS_KEY }
             : { type: 'version', key: JWT_KEYS_KEY, version: entry.version },
           { type: 'put', key: JWT_KEYS_KEY, value: record },
-          { type: 'notify', channel: JWT_KEYS_CHANNEL },
+          // Only a change of the published keys is news to the other replicas (a lease or a
+          // lifetime they read at their tick).
+          ...(keysMoved ? [{ type: 'notify' as const, channel: JWT_KEYS_CHANNEL }] : []),
         ]);
         this.#apply(record, version);
         return;
@@ -247,12 +295,26 @@ export class JwtKeySet {
     );
   }
 
-  #schedulePoll(): void {
+  /**
+   * The next tick: the poll, or sooner when a retired key or the lease lapses. The timer is set
+   * again as a tick starts (a slow store does not stretch the period); a tick still running
+   * when the next one is due lets that one pass.
+   */
+  #schedule(): void {
     if (this.#closed) return;
-    this.#timer = this.#o.clock.setTimer('issuer-jwt-keys-poll', this.#o.pollMs ?? POLL_MS, () => {
-      this.refresh()
-        .catch((e: unknown) => this.#log.warn('JWT key state poll failed', { error: String(e) }))
-        .finally(() => this.#schedulePoll());
+    this.#timer?.cancel();
+    const now = this.#o.clock.now();
+    const lapse = nextLapse(this.#meta);
+    const delay = lapse === undefined || lapse <= now ? this.#pollMs : Math.min(this.#pollMs, lapse - now);
+    this.#timer = this.#o.clock.setTimer('issuer-jwt-keys-poll', delay, () => {
+      this.#schedule();
+      if (this.#ticking) return;
+      this.#ticking = true;
+      this.tick()
+        .catch((e: unknown) => this.#log.warn('JWT key state tick failed', { error: String(e) }))
+        .finally(() => {
+          this.#ticking = false;
+        });
     });
   }
 }

@@ -76,11 +76,14 @@ export async function issueJwtSvid(
       'ERR_ISSUER_JWT_SCOPE',
       `gateway ${gw.name} may ask JWT-SVIDs only for ${own}/workload/<name>, not ${req.spiffeId}`,
     );
+  // A replica that cannot sign refuses before the gateway's budget is counted (it retries elsewhere).
+  jwt.keys.signer();
   await jwt.limit(gw.name);
-  const { key, kid } = jwt.keys.signer();
+  // The lifetime is at most what the key's record promises (how long it stays published once retired).
+  const { key, kid, ttlMs } = jwt.keys.signer();
   const now = core.clock.now();
   const iat = Math.floor(now / 1000);
-  const exp = Math.floor((now + jwt.ttlMs) / 1000);
+  const exp = Math.floor((now + ttlMs) / 1000);
   const token = await signJwtSvid(key, kid, { sub: req.spiffeId, aud: req.audience, iat, exp });
   await core.audit.write({
     event: 'jwt',

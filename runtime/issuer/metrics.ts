@@ -39,6 +39,8 @@ export interface MetricsSnapshot {
   readonly revocationStoreSequence?: number;
   /** When this replica last read the store's revocations (ms). */
   readonly revocationsRefreshedAtMs?: number;
+  /** The JWT-SVID keys (`jwt-keys.ts`): published, whether the store names an active one, whether this replica signs. */
+  readonly jwtKeys?: { readonly published: number; readonly active?: string; readonly signing: boolean };
 }
 
 const gauge = (out: string[], name: string, help: string, value: number): void => {
@@ -121,6 +123,26 @@ export class IssuerMetrics {
         "When this replica last read the store's revocations (Unix seconds).",
         s.revocationsRefreshedAtMs / 1000,
       );
+    if (s.jwtKeys !== undefined) {
+      gauge(
+        out,
+        'edgeward_issuer_jwt_keys_published',
+        'JWT-SVID keys in the bundle now.',
+        s.jwtKeys.published,
+      );
+      gauge(
+        out,
+        'edgeward_issuer_jwt_key_active',
+        'The store names an active JWT-SVID key (0: no replica holds one; tokens are refused).',
+        s.jwtKeys.active === undefined ? 0 : 1,
+      );
+      gauge(
+        out,
+        'edgeward_issuer_jwt_signing',
+        'This replica signs JWT-SVIDs (holds the active key and its lease).',
+        s.jwtKeys.signing ? 1 : 0,
+      );
+    }
     if (s.pool !== undefined) {
       gauge(
         out,

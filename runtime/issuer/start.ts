@@ -124,6 +124,7 @@ export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer>
               const [ready, feed] = await Promise.all([readiness(), feedState(issuer)]);
               const refreshed = issuer.revocationsRefreshedAt;
               const pool = o.store.poolStats?.();
+              const jwtKeys = issuer.jwtKeyStatus();
               return metrics.render({
                 caNotAfterMs: issuer.caNotAfter,
                 revocationSequence: feed?.applied ?? issuer.revocationSequence,
@@ -132,6 +133,7 @@ export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer>
                 ...(feed === undefined ? {} : { revocationStoreSequence: feed.newest }),
                 ...(refreshed === undefined ? {} : { revocationsRefreshedAtMs: refreshed }),
                 ...(pool === undefined ? {} : { pool }),
+                ...(jwtKeys === undefined ? {} : { jwtKeys }),
               });
             },
           },
