@@ -96,6 +96,26 @@ export class HeldKeys {
     return s;
   }
 
+  /**
+   * Stop holding the keys of CAs `retired` (they sign no more) and close them: a PKCS#11 key's
+   * sessions and handles are released in this process (its objects stay in the token). A
+   * signature under way finishes first (`CaKey.close`). Such a CA coming back as active or next
+   * is looked up again (`resolve`).
+   */
+  release(retired: readonly Uint8Array[]): void {
+    for (const der of retired) {
+      const print = fp(der);
+      const s = this.#pairs.get(print);
+      if (s === undefined) continue;
+      this.#pairs.delete(print);
+      s.key
+        .close()
+        .catch((e: unknown) =>
+          this.#o.logger.warn('retired CA key close failed', { ca: print, error: String(e) }),
+        );
+    }
+  }
+
   /** Ask `keyFor` for the key of `der` when this replica lacks it; held (and reported) when found. */
   resolve(der: Buffer, found: () => void): void {
     const print = fp(der);

@@ -134,7 +134,11 @@ export class CaSet {
       logger: this.#log,
       ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
       apply: (meta, version) => this.#apply(meta, version),
-      onPoll: () => this.#held.beat(),
+      onPoll: () => {
+        // A key `keyFor` did not find at the record's change (a token not reachable then) is looked for again.
+        if (this.#record !== undefined) this.#lookUp(effectiveAt(this.#record, o.clock.now()));
+        return this.#held.beat();
+      },
       switched: (m) => o.onSwitched?.({ active: fp(m.next as Uint8Array), at: m.activateAt as number }),
     });
     const a = this.#held.hold(o.active);
@@ -380,12 +384,12 @@ export class CaSet {
         );
     }
     this.#next = m.next === undefined ? undefined : new X509Certificate(Buffer.from(m.next));
-    for (const der of [m.active, m.next])
-      if (der !== undefined)
-        this.#held.resolve(Buffer.from(der), () => {
-          if (this.#record !== undefined) this.#apply(this.#record, this.#version);
-        });
+    this.#lookUp(m);
     const live = [this.#activeX509.raw, ...(this.#next ? [this.#next.raw] : [])];
+    // A retired CA signs no more: its key is closed (a token key's sessions released).
+    this.#held.release(
+      m.retired.map((r) => Buffer.from(r.certificate)).filter((der) => !live.some((x) => x.equals(der))),
+    );
     this.#retired = m.retired
       .filter((r) => r.until > now && !live.some((x) => x.equals(Buffer.from(r.certificate))))
       .map((r) => {
@@ -397,6 +401,15 @@ export class CaSet {
     this.#armSwitch(m === meta ? meta.activateAt : undefined);
     if (m !== meta) this.#commitSwitch();
     this.#wake();
+  }
+
+  /** Ask `keyFor` for the active and next keys of `m` this replica lacks; re-applied when one is found. */
+  #lookUp(m: BundleMeta): void {
+    for (const der of [m.active, m.next])
+      if (der !== undefined)
+        this.#held.resolve(Buffer.from(der), () => {
+          if (this.#record !== undefined) this.#apply(this.#record, this.#version);
+        });
   }
 
   #wake(): void {
