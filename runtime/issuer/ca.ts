@@ -301,7 +301,10 @@ export class CaSet {
       );
     await this.#held.beat();
     if (made) await this.#held.awaitHolders(now, print);
-    await checkReplicasHold(this.#o.store, now, this.#held.liveWindow(), print);
+    await checkReplicasHold(this.#o.store, now, this.#held.liveWindow(), print, {
+      inToken: this.#o.keyFor !== undefined,
+      key: this.#held.get(print)?.key,
+    });
     // What any replica signed with the old CA expires within the longest TTL from the switch.
     const signedUntil = Math.max(this.#maxSigned, at + this.#o.maxTtlMs);
     await this.#rec.change((meta) =>
