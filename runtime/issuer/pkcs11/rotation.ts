@@ -144,7 +144,8 @@ export function pkcs11Rotation(o: Pkcs11RotationOptions): {
 } {
   const token = tokenOf(parsePkcs11Uri(o.uri));
   const misses = new Map<string, number>();
-  const keyOpts = { module: o.module, pinFile: o.pinFile };
+  // The issuer's clock paces a key's reconnects after a token failure.
+  const keyOpts = { module: o.module, pinFile: o.pinFile, clock: o.clock };
   return {
     async nextSource(active) {
       const uri = formatPkcs11Uri({ ...token, object: nextKeyLabel(o.clock.now(), o.random) });
