@@ -11,14 +11,14 @@
  * ```
  */
 import { type KeyObject, X509Certificate } from 'node:crypto';
-import { type Clock, sleep } from '../core/clock.ts';
+import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
 import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
 import { CA_POLL_MS } from './ca-record.ts';
-import { listBeats, liveBeats, REPLICA_LIVE_POLLS, writeBeat } from './ca-replicas.ts';
+import { BEAT_CHANNEL, listBeats, liveBeats, REPLICA_LIVE_POLLS, writeBeat } from './ca-replicas.ts';
 import { fingerprint as fp } from './ca-state.ts';
 import type { IssuerStore } from './store.ts';
 
@@ -141,15 +141,40 @@ export class HeldKeys {
 
   /**
    * A next CA just made in a shared token: the other replicas find its key there (`keyFor`) once
-   * they read the record (notified at once; at the latest their next poll). Their heartbeats are
-   * re-read every 250 ms until all hold it, for at most one poll (and 10 s: the admin client's wait).
+   * they read the record (notified at once; at the latest their next poll) and write a heartbeat
+   * saying so, which notifies `BEAT_CHANNEL`. The heartbeats are re-read at each notification
+   * until every live one holds it, for at most one poll (and 10 s: the admin client's wait).
    */
   async awaitHolders(now: number, print: string): Promise<void> {
-    const until = this.#o.clock.now() + Math.min(this.#o.pollMs ?? CA_POLL_MS, 10_000);
-    while (this.#o.clock.now() < until) {
-      const beats = liveBeats(await listBeats(this.#o.store), now, this.liveWindow());
-      if (beats.every((b) => b.holds.includes(print))) return;
-      await sleep(this.#o.clock, 250);
+    let wake = () => {};
+    let changed = false;
+    let over = false;
+    const sub = await this.#o.store.subscribe(BEAT_CHANNEL, () => {
+      changed = true;
+      wake();
+    });
+    const timer = this.#o.clock.setTimer(
+      'issuer-ca-holders',
+      Math.min(this.#o.pollMs ?? CA_POLL_MS, 10_000),
+      () => {
+        over = true;
+        wake();
+      },
+    );
+    try {
+      while (!over) {
+        changed = false;
+        const beats = liveBeats(await listBeats(this.#o.store), now, this.liveWindow());
+        if (beats.every((b) => b.holds.includes(print))) return;
+        // A heartbeat written while they were read is read again at once.
+        if (!changed && !over)
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+      }
+    } finally {
+      timer.cancel();
+      await sub.close();
     }
   }
 
