@@ -225,7 +225,7 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_CA_EXPIRED'
   /** Recovery with a CA this issuer did not record as a delegated CA of that gateway. (401) */
   | 'ERR_ISSUER_CA_UNKNOWN'
-  /** `ca rotate` refused: live replicas (named) do not hold the next CA's key; configure `ca.next` there and restart them, or stop them, first. (409) */
+  /** `ca rotate` refused: live replicas (named) do not hold the next CA's key. File keys: configure `ca.next` there and restart them, or stop them, first. A key in a shared PKCS#11 token (the message names its URI): they look it up there themselves at their next CA poll, so make that token reachable through their `ca.pkcs11`, or stop them; no `ca.next`, no restart. (409) */
   | 'ERR_ISSUER_CA_KEY_MISSING'
   /** A device issuance log entry outside the calling gateway's `/device/` path, or a serial of another certificate. (403) */
   | 'ERR_ISSUER_DEVICE_SCOPE'

@@ -1,7 +1,8 @@
 /**
  * Which CA keys each replica holds, as each replica says itself: a heartbeat record
  * (`replica/<instance>`: when, and the fingerprints of the CA certificates whose keys it holds)
- * written at start and at every CA poll, deleted when the replica closes. A replica that has not
+ * written at start and at every CA poll, deleted when the replica closes; each write notifies
+ * `BEAT_CHANNEL`. A replica that has not
  * written for `REPLICA_LIVE_POLLS` polls is taken for gone (killed, or scaled down). `ca rotate`
  * reads them to refuse a switch a live replica could not follow (it lacks the next key), and
  * `ca show` lists them. Keys never leave a replica; only certificate fingerprints are written.
@@ -29,12 +30,21 @@ export interface ReplicaView extends ReplicaBeat {
 /** Polls without a heartbeat after which a replica is taken for gone. */
 export const REPLICA_LIVE_POLLS = 3;
 
+/** The store channel a heartbeat written or dropped notifies (what `ca rotate` waits on). */
+export const BEAT_CHANNEL = 'ca_replica';
+
 export async function writeBeat(store: IssuerStore, id: string, beat: ReplicaBeat): Promise<void> {
-  await store.batch([{ type: 'put', key: K.replica(id), value: beat }]);
+  await store.batch([
+    { type: 'put', key: K.replica(id), value: beat },
+    { type: 'notify', channel: BEAT_CHANNEL },
+  ]);
 }
 
 export async function dropBeat(store: IssuerStore, id: string): Promise<void> {
-  await store.batch([{ type: 'del', key: K.replica(id) }]);
+  await store.batch([
+    { type: 'del', key: K.replica(id) },
+    { type: 'notify', channel: BEAT_CHANNEL },
+  ]);
 }
 
 export async function listBeats(store: IssuerStore): Promise<ReplicaView[]> {

@@ -13,6 +13,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { IssuerError } from '../errors.ts';
+import type { CaKey } from '../svid/ca-key.ts';
 import { listBeats, liveBeats } from './ca-replicas.ts';
 import { type BundleMeta, effectiveAt, fingerprint } from './ca-state.ts';
 import type { IssuerStore } from './store.ts';
@@ -109,18 +110,31 @@ export function scheduledRecord(
   };
 }
 
+/**
+ * What to do about replicas lacking the next key: with file keys, configure it (`ca.next`) and
+ * restart them; with keys in a shared PKCS#11 token (`inToken`: replicas look keys up there
+ * themselves), make the token reachable from them (no ca.next, no restart: they look again at
+ * their next CA poll).
+ */
+export function missingKeyAdvice(o: { inToken: boolean; key?: CaKey | undefined }): string {
+  if (!o.inToken) return 'configure ca.next there and restart them (or stop them) first';
+  const uri = (o.key as { uri?: unknown } | undefined)?.uri;
+  return `the key is in the token${typeof uri === 'string' ? ` (${uri})` : ''}, where they look for it themselves (no ca.next, no restart): make that token reachable through their ca.pkcs11 module and PIN (they look again at their next CA poll, at most once a minute) or stop them, then run ca rotate again`;
+}
+
 /** ERR_ISSUER_CA_KEY_MISSING naming every live replica whose heartbeat lacks the key `print`. */
 export async function checkReplicasHold(
   store: IssuerStore,
   now: number,
   windowMs: number,
   print: string,
+  advice: { inToken: boolean; key?: CaKey | undefined } = { inToken: false },
 ): Promise<void> {
   const lacking = liveBeats(await listBeats(store), now, windowMs).filter((b) => !b.holds.includes(print));
   if (lacking.length > 0)
     throw new IssuerError(
       'ERR_ISSUER_CA_KEY_MISSING',
-      `replicas without the next CA key (sha256 ${print}): ${lacking.map((b) => `${b.id} (seen ${iso(b.at)})`).join(', ')}; configure ca.next there and restart them (or stop them) first`,
+      `replicas without the next CA key (sha256 ${print}): ${lacking.map((b) => `${b.id} (seen ${iso(b.at)})`).join(', ')}; ${missingKeyAdvice(advice)}`,
     );
 }
 

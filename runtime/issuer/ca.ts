@@ -19,17 +19,17 @@
  * await cas.signer.issue({...});  cas.bundleJson();  await cas.prepareNext(next);  await cas.activateNext();
  * ```
  */
-import { type KeyObject, X509Certificate } from 'node:crypto';
-import { type Clock, sleep, type Timer } from '../core/clock.ts';
+import { X509Certificate } from 'node:crypto';
+import type { Clock, Timer } from '../core/clock.ts';
 import { type Logger, nullLogger } from '../core/logger.ts';
 import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import { encodeBundle } from '../svid/bundle.ts';
-import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
-import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
+import type { AsyncSvidSigner } from '../svid/signer.ts';
 import { storeCaForExpired } from './ca-expired.ts';
-import { CA_POLL_MS, CaRecord } from './ca-record.ts';
-import { dropBeat, listBeats, liveBeats, pruneBeats, REPLICA_LIVE_POLLS, writeBeat } from './ca-replicas.ts';
+import { type CaKeyPair, HeldKeys, type Signing } from './ca-held.ts';
+import { CaRecord } from './ca-record.ts';
+import { dropBeat, pruneBeats } from './ca-replicas.ts';
 import {
   type CaStatus,
   caStatus,
@@ -43,20 +43,8 @@ import { type BundleMeta, effectiveAt, fingerprint as fp, openedRecord } from '.
 import type { JwtKeySet } from './jwt-keys.ts';
 import type { IssuerStore } from './store.ts';
 
+export { type CaKeyPair, caKeyOf, type Signing } from './ca-held.ts';
 export { CA_CHANNEL, CA_POLL_MS } from './ca-record.ts';
-
-/**
- * A CA certificate and its key behind the signing seam (`CaKey`: a PKCS#11 token key,
- * `runtime/issuer/pkcs11/`), or a file key as a `KeyObject` (signed through `softwareCaKey`).
- */
-export type CaKeyPair =
-  | { readonly certificate: Uint8Array; readonly key: CaKey }
-  | { readonly certificate: Uint8Array; readonly privateKey: KeyObject };
-
-/** The signing seam of a pair: its `CaKey`, or its file key wrapped as one. */
-export function caKeyOf(pair: CaKeyPair): CaKey {
-  return 'key' in pair ? pair.key : softwareCaKey(pair.privateKey);
-}
 
 interface Retired {
   readonly certificate: Buffer;
@@ -99,29 +87,11 @@ export interface CaSetOptions {
   readonly jwtKeys?: JwtKeySet;
 }
 
-function signerFor(o: CaSetOptions, pair: CaKeyPair): Signing {
-  try {
-    const key = caKeyOf(pair);
-    const signer = createCaSigner({
-      certificate: pair.certificate,
-      key,
-      trustDomain: o.trustDomain,
-      random: o.random,
-    });
-    return { signer, key, x509: new X509Certificate(Buffer.from(pair.certificate)), pair };
-  } catch (cause) {
-    throw new IssuerError('ERR_ISSUER_CA_INVALID', `CA unusable: ${(cause as Error).message}`, {}, { cause });
-  }
-}
-
-/** A CA this replica can sign with: its template signer over its `CaKey` (file or PKCS#11). */
-export type Signing = { signer: AsyncSvidSigner; key: CaKey; x509: X509Certificate; pair: CaKeyPair };
-
 export class CaSet {
   readonly #o: CaSetOptions;
   readonly #log: Logger;
-  /** Every key pair this process holds (configured, or prepared through it), by certificate fingerprint. */
-  readonly #pairs = new Map<string, Signing>();
+  /** Every key pair this process holds (configured, or prepared through it). */
+  readonly #held: HeldKeys;
   /** This process among the replicas (its heartbeat's key). */
   readonly #instance: string;
   #active: Signing | undefined;
@@ -142,25 +112,38 @@ export class CaSet {
   #switchAt: number | undefined;
   #switchTimer: Timer | undefined;
   #committing = false;
-  /** Certificates whose key `keyFor` is being asked for. */
-  readonly #resolving = new Set<string>();
   #waiters: { sequence: number; resolve: () => void }[] = [];
 
   private constructor(o: CaSetOptions) {
     this.#o = o;
     this.#log = o.logger ?? nullLogger;
     this.#instance = o.random.bytes(8).toString('hex');
+    this.#held = new HeldKeys({
+      trustDomain: o.trustDomain,
+      random: o.random,
+      store: o.store,
+      clock: o.clock,
+      logger: this.#log,
+      ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
+      instance: this.#instance,
+      ...(o.keyFor === undefined ? {} : { keyFor: o.keyFor }),
+      closed: () => this.#closed,
+    });
     this.#rec = new CaRecord({
       store: o.store,
       clock: o.clock,
       logger: this.#log,
       ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
       apply: (meta, version) => this.#apply(meta, version),
-      onPoll: () => this.#beat(),
+      onPoll: () => {
+        // A key `keyFor` did not find at the record's change (a token not reachable then) is looked for again.
+        if (this.#record !== undefined) this.#lookUp(effectiveAt(this.#record, o.clock.now()));
+        return this.#held.beat();
+      },
       switched: (m) => o.onSwitched?.({ active: fp(m.next as Uint8Array), at: m.activateAt as number }),
     });
-    const a = this.#hold(o.active);
-    if (o.next !== undefined) this.#hold(o.next);
+    const a = this.#held.hold(o.active);
+    if (o.next !== undefined) this.#held.hold(o.next);
     this.#active = a;
     this.#activeX509 = a.x509;
   }
@@ -174,22 +157,22 @@ export class CaSet {
         store: o.store,
         configured: (set.#active as Signing).x509,
         now,
-        held: (print) => set.#pairs.has(print),
+        held: (print) => set.#held.has(print),
         ...(o.keyFor === undefined ? {} : { keyFor: o.keyFor }),
       });
-      if (pair !== undefined) set.#hold(pair);
+      if (pair !== undefined) set.#held.hold(pair);
     }
     await set.#rec.change((meta) =>
       openedRecord(meta, {
         active: o.active.certificate,
         ...(o.next === undefined ? {} : { next: o.next.certificate }),
-        held: (print) => set.#pairs.has(print),
+        held: (print) => set.#held.has(print),
         now,
       }),
     );
     o.jwtKeys?.onChange(() => set.#wake());
     await set.#rec.start();
-    await set.#beat();
+    await set.#held.beat();
     return set;
   }
 
@@ -270,8 +253,8 @@ export class CaSet {
 
   /** Publish `next` in the bundle; it signs nothing until a switch is scheduled (`scheduleSwitch`). */
   async prepareNext(next: CaKeyPair): Promise<void> {
-    const n = this.#hold(next);
-    await this.#beat();
+    const n = this.#held.hold(next);
+    await this.#held.beat();
     const now = this.#o.clock.now();
     await this.#rec.change((meta) => {
       const m = meta as BundleMeta;
@@ -307,7 +290,7 @@ export class CaSet {
       if (own !== undefined && !this.#activeX509.raw.equals(Buffer.from(own.certificate)))
         next = own.certificate;
       else if (this.#o.nextSource !== undefined) {
-        next = this.#hold(await this.#o.nextSource(this.#activeX509)).x509.raw;
+        next = this.#held.hold(await this.#o.nextSource(this.#activeX509)).x509.raw;
         made = true;
       } else
         throw new IssuerError(
@@ -326,9 +309,12 @@ export class CaSet {
           ? { ...(meta as BundleMeta), next: der, nextPublishedAt: now }
           : (meta as BundleMeta),
       );
-    await this.#beat();
-    if (made) await this.#awaitHolders(now, print);
-    await checkReplicasHold(this.#o.store, now, this.#liveWindow(), print);
+    await this.#held.beat();
+    if (made) await this.#held.awaitHolders(now, print);
+    await checkReplicasHold(this.#o.store, now, this.#held.liveWindow(), print, {
+      inToken: this.#o.keyFor !== undefined,
+      key: this.#held.get(print)?.key,
+    });
     // What any replica signed with the old CA expires within the longest TTL from the switch.
     const signedUntil = Math.max(this.#maxSigned, at + this.#o.maxTtlMs);
     await this.#rec.change((meta) =>
@@ -351,7 +337,7 @@ export class CaSet {
       store: this.#o.store,
       record: this.#record as BundleMeta,
       now: this.#o.clock.now(),
-      windowMs: this.#liveWindow(),
+      windowMs: this.#held.liveWindow(),
       self: this.#instance,
       sequence: this.#sequence,
       active,
@@ -385,41 +371,6 @@ export class CaSet {
     await dropBeat(this.#o.store, this.#instance).catch(() => {});
   }
 
-  #hold(pair: CaKeyPair): Signing {
-    const key = fp(pair.certificate);
-    const have = this.#pairs.get(key);
-    if (have !== undefined) return have;
-    const s = signerFor(this.#o, pair);
-    this.#pairs.set(key, s);
-    return s;
-  }
-
-  /**
-   * A next CA just made in a shared token: the other replicas find its key there (`keyFor`) once
-   * they read the record (notified at once; at the latest their next poll). Their heartbeats are
-   * re-read every 250 ms until all hold it, for at most one poll (and 10 s: the admin client's wait).
-   */
-  async #awaitHolders(now: number, print: string): Promise<void> {
-    const until = this.#o.clock.now() + Math.min(this.#o.pollMs ?? CA_POLL_MS, 10_000);
-    while (this.#o.clock.now() < until) {
-      const beats = liveBeats(await listBeats(this.#o.store), now, this.#liveWindow());
-      if (beats.every((b) => b.holds.includes(print))) return;
-      await sleep(this.#o.clock, 250);
-    }
-  }
-
-  #liveWindow(): number {
-    return REPLICA_LIVE_POLLS * (this.#o.pollMs ?? CA_POLL_MS);
-  }
-
-  /** This replica's heartbeat: the keys it holds. */
-  #beat(): Promise<void> {
-    return writeBeat(this.#o.store, this.#instance, {
-      at: this.#o.clock.now(),
-      holds: [...this.#pairs.keys()],
-    });
-  }
-
   /** A scheduled switch whose time has come is applied now (before a signature, a bundle, a status). */
   #catchUp(): void {
     if (this.#switchAt !== undefined && this.#o.clock.now() >= this.#switchAt && this.#record !== undefined)
@@ -434,7 +385,7 @@ export class CaSet {
     const m = effectiveAt(meta, now);
     if (m.active !== undefined) {
       const der = Buffer.from(m.active);
-      const held = this.#pairs.get(fp(der));
+      const held = this.#held.get(fp(der));
       const switched = !this.#activeX509.raw.equals(der);
       if (held !== this.#active) this.#maxSigned = 0;
       this.#active = held;
@@ -446,8 +397,12 @@ export class CaSet {
         );
     }
     this.#next = m.next === undefined ? undefined : new X509Certificate(Buffer.from(m.next));
-    for (const der of [m.active, m.next]) if (der !== undefined) this.#resolve(Buffer.from(der));
+    this.#lookUp(m);
     const live = [this.#activeX509.raw, ...(this.#next ? [this.#next.raw] : [])];
+    // A retired CA signs no more: its key is closed (a token key's sessions released).
+    this.#held.release(
+      m.retired.map((r) => Buffer.from(r.certificate)).filter((der) => !live.some((x) => x.equals(der))),
+    );
     this.#retired = m.retired
       .filter((r) => r.until > now && !live.some((x) => x.equals(Buffer.from(r.certificate))))
       .map((r) => {
@@ -461,28 +416,19 @@ export class CaSet {
     this.#wake();
   }
 
+  /** Ask `keyFor` for the active and next keys of `m` this replica lacks; re-applied when one is found. */
+  #lookUp(m: BundleMeta): void {
+    for (const der of [m.active, m.next])
+      if (der !== undefined)
+        this.#held.resolve(Buffer.from(der), () => {
+          if (this.#record !== undefined) this.#apply(this.#record, this.#version);
+        });
+  }
+
   #wake(): void {
     const ready = this.#waiters.filter((w) => w.sequence <= this.#fullSequence);
     this.#waiters = this.#waiters.filter((w) => w.sequence > this.#fullSequence);
     for (const w of ready) w.resolve();
-  }
-
-  /** Ask `keyFor` for the key of `der` when this replica lacks it; held (and reported) when found. */
-  #resolve(der: Buffer): void {
-    const print = fp(der);
-    if (this.#o.keyFor === undefined || this.#pairs.has(print) || this.#resolving.has(print) || this.#closed)
-      return;
-    this.#resolving.add(print);
-    this.#o
-      .keyFor(der)
-      .then(async (pair) => {
-        if (pair === undefined || !Buffer.from(pair.certificate).equals(der)) return;
-        this.#hold(pair);
-        if (this.#record !== undefined) this.#apply(this.#record, this.#version);
-        await this.#beat();
-      })
-      .catch((e: unknown) => this.#log.warn('CA key lookup failed', { ca: print, error: String(e) }))
-      .finally(() => this.#resolving.delete(print));
   }
 
   /** A timer at the scheduled switch (this replica's clock), or none. */
@@ -492,7 +438,7 @@ export class CaSet {
     this.#switchTimer = undefined;
     this.#switchAt = at;
     if (at === undefined || this.#closed) return;
-    if (this.#next !== undefined && !this.#pairs.has(fp(this.#next.raw)))
+    if (this.#next !== undefined && !this.#held.has(fp(this.#next.raw)))
       this.#log.warn('a CA switch is scheduled to a CA whose key this replica lacks', {
         next: fp(this.#next.raw),
         activateAt: iso(at),

@@ -52,7 +52,13 @@ export async function issuerOptionsFromConfig(
     if (!isPkcs11Uri(c.key)) return { certificate, privateKey: await readPrivateKeyFile(c.key) };
     // issuerBounds made sure ca.pkcs11 is set for a pkcs11: key.
     const p = cfg.ca.pkcs11 as NonNullable<IssuerConfig['ca']['pkcs11']>;
-    const key = await openPkcs11CaKey({ uri: c.key, module: p.module, pinFile: p.pinFile, certificate });
+    const key = await openPkcs11CaKey({
+      uri: c.key,
+      module: p.module,
+      pinFile: p.pinFile,
+      certificate,
+      clock: deps.clock,
+    });
     owned.push(key);
     return { certificate, key };
   };
@@ -60,7 +66,7 @@ export async function issuerOptionsFromConfig(
   const jwtKey = async (k: string): Promise<CaKey> => {
     if (!isPkcs11Uri(k)) return softwareCaKey(await readPrivateKeyFile(k));
     const p = cfg.ca.pkcs11 as NonNullable<IssuerConfig['ca']['pkcs11']>;
-    const key = await openPkcs11CaKey({ uri: k, module: p.module, pinFile: p.pinFile });
+    const key = await openPkcs11CaKey({ uri: k, module: p.module, pinFile: p.pinFile, clock: deps.clock });
     owned.push(key);
     return key;
   };

@@ -84,3 +84,33 @@ export function softHsmToken(): SoftHsmToken {
     },
   };
 }
+
+/**
+ * How many sessions this process has open on the token labelled `label`, as the module says:
+ * SoftHSM2 gives no session count in its token info (CK_UNAVAILABLE_INFORMATION), so every
+ * session handle it can have given out (1..4096; it reuses freed ones) is asked for its
+ * session info (C_GetSessionInfo), and those on the token's slot are counted.
+ */
+export async function openSessions(label: string, module = SOFTHSM2_MODULE): Promise<number> {
+  // Imported here: the binding is optional, and only PKCS#11 tests call this.
+  const { Pkcs11Module } = await import('../../runtime/issuer/pkcs11/module.ts');
+  const m = await Pkcs11Module.open(module);
+  try {
+    const api = m.api as typeof m.api & { C_GetSessionInfo(s: Buffer): { slotID: Buffer } };
+    const slot = api.C_GetSlotList(true).find((s) => api.C_GetTokenInfo(s).label.trimEnd() === label);
+    if (slot === undefined) throw new Error(`no token ${label}`);
+    let n = 0;
+    for (let h = 1; h <= 4096; h++) {
+      const handle = Buffer.alloc(8);
+      handle.writeBigUInt64LE(BigInt(h));
+      try {
+        if (api.C_GetSessionInfo(handle).slotID.equals(slot)) n++;
+      } catch {
+        // CKR_SESSION_HANDLE_INVALID: no such session.
+      }
+    }
+    return n;
+  } finally {
+    await m.release();
+  }
+}

@@ -14,7 +14,8 @@
  * token that fails or goes away while running (ERR_ISSUER_PKCS11_TOKEN): that signature is not
  * made, and the next use tries to reconnect (at most once per `retryMs`), re-initialising the
  * module when the token is gone from its slot list, so the issuer is ready again once the
- * token is back.
+ * token is back. `close` (at the issuer's close, or when the key's CA is retired) lets the
+ * signatures under way finish, then closes the sessions; the key object stays in the token.
  *
  * @example
  * ```ts
@@ -93,6 +94,9 @@ class TokenKey implements Pkcs11CaKey {
   #connecting: Promise<Connection> | undefined;
   #lastFailure: { at: number; error: Error } | undefined;
   #closed = false;
+  #closing: Promise<void> | undefined;
+  /** Signatures under way: `close` lets them finish. */
+  readonly #signing = new Set<Promise<Buffer>>();
 
   constructor(m: Pkcs11Module, u: Pkcs11Uri, pin: string, o: Pkcs11KeyOptions, conn: Connection) {
     this.#m = m;
@@ -106,10 +110,18 @@ class TokenKey implements Pkcs11CaKey {
     this.publicKey = createPublicKey({ key: conn.spki, format: 'der', type: 'spki' });
   }
 
-  async sign(data: Uint8Array): Promise<Buffer> {
+  sign(data: Uint8Array): Promise<Buffer> {
+    if (this.#closed) return Promise.reject(err('ERR_ISSUER_PKCS11_TOKEN', `${this.uri} is closed`));
+    const p = this.#sign(data);
+    this.#signing.add(p);
+    const done = () => this.#signing.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  async #sign(data: Uint8Array): Promise<Buffer> {
     const digest = createHash('sha256').update(data).digest();
     for (let attempt = 1; ; attempt++) {
-      if (this.#closed) throw err('ERR_ISSUER_PKCS11_TOKEN', `${this.uri} is closed`);
       const conn = await this.#connection();
       const session = await acquire(conn);
       // The module was re-initialised while this waited (another key's reconnect): its sessions are gone.
@@ -134,9 +146,15 @@ class TokenKey implements Pkcs11CaKey {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /** No new signature from now; those under way finish, then the sessions are closed. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
+    await Promise.allSettled([...this.#signing]);
     const conn = this.#conn;
     this.#conn = undefined;
     if (conn !== undefined) this.#kill(conn, err('ERR_ISSUER_PKCS11_TOKEN', `${this.uri} is closed`));

@@ -7,7 +7,7 @@
  * matching key is opened by its label and CKA_ID (a probe signature proves it). Nothing is
  * written to disk: the store's record holds the certificate, the token the key, so `ca rotate`
  * needs no config edit and no restart on any replica. Keys opened here are closed with the
- * issuer (`owned`). A certificate whose key is not in the token is asked about again at most once
+ * issuer (`owned`), or before when their CA is retired (then they leave `owned`). A certificate whose key is not in the token is asked about again at most once
  * a minute.
  *
  * @example
@@ -22,7 +22,7 @@ import type { Random } from '../../core/random.ts';
 import { createRootCaWithKey } from '../../svid/authority.ts';
 import type { CaKey } from '../../svid/ca-key.ts';
 import type { CaKeyPair } from '../ca.ts';
-import { generatePkcs11CaKey, openPkcs11CaKey } from './key.ts';
+import { generatePkcs11CaKey, openPkcs11CaKey, type Pkcs11CaKey } from './key.ts';
 import { CK, type Handle, Pkcs11Module } from './module.ts';
 import { closeQuietly, findSlotFresh, login, readPinFile } from './token.ts';
 import { formatPkcs11Uri, type Pkcs11Uri, parsePkcs11Uri } from './uri.ts';
@@ -49,6 +49,26 @@ const tokenOf = (u: Pkcs11Uri): Pkcs11Uri => ({
   ...(u.manufacturer === undefined ? {} : { manufacturer: u.manufacturer }),
   ...(u.model === undefined ? {} : { model: u.model }),
 });
+
+/**
+ * `key`, added to `owned` (closed with the issuer) until it is closed: a key closed before (its CA
+ * retired, `ca-held.ts`) leaves the list, which so stays as long as the keys held.
+ */
+function own(owned: CaKey[], key: Pkcs11CaKey): Pkcs11CaKey {
+  owned.push(key);
+  return {
+    backend: key.backend,
+    uri: key.uri,
+    spki: key.spki,
+    publicKey: key.publicKey,
+    sign: (data) => key.sign(data),
+    close: async () => {
+      const i = owned.indexOf(key);
+      if (i >= 0) owned.splice(i, 1);
+      await key.close();
+    },
+  };
+}
 
 /** `issuer-ca-20261207T001500Z-1a2b`: unique per rotation, sortable by time. */
 export function nextKeyLabel(now: number, random: Random): string {
@@ -124,7 +144,8 @@ export function pkcs11Rotation(o: Pkcs11RotationOptions): {
 } {
   const token = tokenOf(parsePkcs11Uri(o.uri));
   const misses = new Map<string, number>();
-  const keyOpts = { module: o.module, pinFile: o.pinFile };
+  // The issuer's clock paces a key's reconnects after a token failure.
+  const keyOpts = { module: o.module, pinFile: o.pinFile, clock: o.clock };
   return {
     async nextSource(active) {
       const uri = formatPkcs11Uri({ ...token, object: nextKeyLabel(o.clock.now(), o.random) });
@@ -141,8 +162,7 @@ export function pkcs11Rotation(o: Pkcs11RotationOptions): {
           random: o.random,
           generation,
         });
-        o.owned.push(key);
-        return { certificate, key };
+        return { certificate, key: own(o.owned, key) };
       } catch (e) {
         await key.close();
         throw e;
@@ -165,8 +185,7 @@ export function pkcs11Rotation(o: Pkcs11RotationOptions): {
         await key.close();
         return undefined;
       }
-      o.owned.push(key);
-      return { certificate, key };
+      return { certificate, key: own(o.owned, key) };
     },
   };
 }

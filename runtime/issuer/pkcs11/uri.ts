@@ -91,12 +91,18 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
   return out;
 }
 
-/** The URI as text for messages (never carries a PIN: parsePkcs11Uri refuses one). */
+/**
+ * The URI as text (never carries a PIN: parsePkcs11Uri refuses one), with every attribute it
+ * names the token and key by, so that parsing it gives `u` again (a generated key's URI names
+ * the same token as the active key's: manufacturer and model kept, RFC 7512).
+ */
 export function formatPkcs11Uri(u: Pkcs11Uri): string {
   const enc = (s: string) => encodeURIComponent(s);
   const parts = [
     ...(u.token === undefined ? [] : [`token=${enc(u.token)}`]),
     ...(u.serial === undefined ? [] : [`serial=${enc(u.serial)}`]),
+    ...(u.manufacturer === undefined ? [] : [`manufacturer=${enc(u.manufacturer)}`]),
+    ...(u.model === undefined ? [] : [`model=${enc(u.model)}`]),
     ...(u.object === undefined ? [] : [`object=${enc(u.object)}`]),
     ...(u.id === undefined
       ? []

@@ -12,6 +12,7 @@ import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { BEAT_CHANNEL, listBeats } from '../../../runtime/issuer/ca-replicas.ts';
 import { generatePkcs11CaKey, openPkcs11CaKey } from '../../../runtime/issuer/pkcs11/key.ts';
 import { findKeyByPoint, pkcs11Rotation, pointOf } from '../../../runtime/issuer/pkcs11/rotation.ts';
 import { parsePkcs11Uri } from '../../../runtime/issuer/pkcs11/uri.ts';
@@ -41,14 +42,39 @@ const rotationCa = (): Buffer =>
 const chainsTo = (leaf: X509Certificate, ca: X509Certificate): boolean =>
   leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
 
-/** Bounded real-time wait for something only the store's notifications and the token move. */
-async function until(what: string, ok: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await ok()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`not within 10 s: ${what}`);
+/** `p`, failing after 20 s of real time: what it waits for moves with the token and the store, not the clock. */
+function within<T>(what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`not within 20 s: ${what}`)), 20_000);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Resolves once `n` live replicas' heartbeats all hold the key of CA `print`: checked at each
+ * heartbeat's notification (BEAT_CHANNEL), the event a replica that found a key writes.
+ */
+async function heartbeatsHold(store: IssuerStore, print: string, n: number): Promise<void> {
+  let wake = () => {};
+  const sub = await store.subscribe(BEAT_CHANNEL, () => wake());
+  try {
+    for (;;) {
+      const woken = new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      const beats = await listBeats(store);
+      if (beats.length === n && beats.every((b) => b.holds.includes(print))) return;
+      await woken;
+    }
+  } finally {
+    await sub.close();
+  }
+}
+
+const printOf = (x: X509Certificate): string => x.fingerprint256.replace(/:/g, '').toLowerCase();
 
 test('ca rotate on one of two replicas sharing a token: next key made in the token, found by the other, switch without a refusal', async () => {
   const clock = new VirtualClock(Date.now());
@@ -98,19 +124,16 @@ test('ca rotate on one of two replicas sharing a token: next key made in the tok
     for (const g of rig.agents) assert.ok(g.agent.status().serving, `${g.name} serving`);
     await rig.step(2 * MIN);
 
-    // Live: neither replica has a ca.next; the rotation waits until b holds the new key.
-    let settled = false;
-    const rotated = a.issuer.rotateCa('op-test', {}).finally(() => {
-      settled = true;
-    });
-    await until('b finds the next key in the token', async () => {
-      const s = await b.issuer.caStatus();
-      return s.next !== undefined && s.replicas.length === 2 && s.replicas.every((r) => r.holdsNext === true);
-    });
-    for (let i = 0; i < 40 && !settled; i++) await rig.step(250);
-    const status = await rotated;
+    // Live: neither replica has a ca.next; the rotation waits until b's heartbeat (an event) says it holds the new key.
+    const status = await within('b finds the next key in the token', a.issuer.rotateCa('op-test', {}));
+    const seen = await b.issuer.caStatus();
+    assert.equal(
+      seen.replicas.map((r) => r.holdsNext),
+      [true, true],
+      'b found the next key before the switch was scheduled',
+    );
     const newCa = new X509Certificate(b.issuer.roots()[1]?.raw as Buffer);
-    assert.is(status.next?.fingerprint, newCa.fingerprint256.replace(/:/g, '').toLowerCase());
+    assert.is(status.next?.fingerprint, printOf(newCa));
     assert.match(newCa.subject, /#2/, 'the next generation in the subject');
     const found = await findKeyByPoint(
       { module: t.module, pinFile: t.pinFile },
@@ -144,7 +167,8 @@ test('ca rotate on one of two replicas sharing a token: next key made in the tok
 
     // A replica (re)started with the same config as before: the active key is found in the token.
     const c = await replica(stores[2] as IssuerStore, 2);
-    await until('c holds the active key', async () => (await c.issuer.readiness()).length === 0);
+    await within('c holds the active key', heartbeatsHold(stores[2] as IssuerStore, printOf(newCa), 3));
+    assert.equal(await c.issuer.readiness(), []);
     assert.ok(c.issuer.caCertificate.equals(newCa.raw));
   } finally {
     await rig.close();
