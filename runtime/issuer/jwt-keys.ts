@@ -87,7 +87,7 @@ export interface JwtKeyStatus {
  */
 export function jwtReadiness(configured: CaKey | undefined, keys: JwtKeySet | undefined): ReadinessCheck[] {
   if (configured === undefined || keys === undefined) return [];
-  return [{ name: 'jwt-signer', check: async () => void keys.signer() }];
+  return [{ name: 'jwt-signer', check: async () => void (await keys.signerNow()) }];
 }
 
 function authority(key: CaKey): JwtAuthority {
@@ -164,6 +164,19 @@ export class JwtKeySet {
         `the lease on the active JWT-SVID key (kid ${a.kid}) lapsed: this replica has not renewed it in the store`,
       );
     return { key, kid: a.kid, ttlMs: Math.min(this.#o.ttlMs, a.ttlMs ?? this.#o.ttlMs) };
+  }
+
+  /**
+   * `signer()`, but a lease found lapsed on a key this replica holds is first renewed in the store
+   * (a tick, now) rather than refused: the lease is extended by the periodic tick, which a
+   * suspended process or a clock step may not have run in time; only a replica that cannot reach
+   * the store (the tick fails: its typed store error) or has lost the key is refused.
+   */
+  async signerNow(): Promise<{ key: CaKey; kid: string; ttlMs: number }> {
+    const a = this.#meta.active;
+    const lapsed = a !== undefined && this.#held.has(a.kid) && (a.heldUntil ?? 0) <= this.#o.clock.now();
+    if (lapsed) await this.tick();
+    return this.signer();
   }
 
   /** Every key a verifier must accept now: active, next, and retired ones whose tokens may live. */

@@ -77,7 +77,7 @@ export async function issueJwtSvid(
       `gateway ${gw.name} may ask JWT-SVIDs only for ${own}/workload/<name>, not ${req.spiffeId}`,
     );
   // A replica that cannot sign refuses before the gateway's budget is counted (it retries elsewhere).
-  jwt.keys.signer();
+  await jwt.keys.signerNow();
   await jwt.limit(gw.name);
   // The lifetime is at most what the key's record promises (how long it stays published once retired).
   const { key, kid, ttlMs } = jwt.keys.signer();

@@ -262,4 +262,19 @@ test('a holder extends the lease while it runs: the active key never retires und
   }
 });
 
+test('a clock step past the lease (no tick ran: a suspended process, an NTP step): the holder renews it on demand and stays ready', async () => {
+  const r = await replicas([{ key: keyA }, undefined]);
+  const [h1] = r.hs as [Harness, Harness];
+  try {
+    r.clock.set(r.clock.now() + 2 * LEASE); // timers keep their remaining delay: none fires
+    assert.is((await httpGet(`${h1.running.healthUrl}/readyz`)).status, 200);
+    const s = await stored(r.store);
+    assert.is(s.active?.kid, kidA);
+    assert.ok((s.active?.heldUntil as number) > r.clock.now());
+    assert.is(s.retired.length, 0);
+  } finally {
+    await r.close();
+  }
+});
+
 test.run();
