@@ -3,14 +3,16 @@
  * openssl recipe read from README.md, and the SDK's EST client) against the enrollment listener
  * as the gateway's bundle goes through a rotation: the next root published (bundle [old, new]),
  * the switch (bundle [new, old], the gateway still serving under the old root), the gateway's
- * CA renewed under the new root, the old root retired (bundle [new]). A token made at any of those points names every root of the bundle then, so it
+ * CA renewed under the new root, the old root retired (bundle [new]); the Python client
+ * (est_client.py) enrolls and re-enrolls mid-rotation too. A token made at any of those points names every root of the bundle then, so it
  * enrolls at every later point within its lifetime; a token of the old one-fingerprint form still
  * parses and enrolls while its root is served.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, type X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { seededRandom } from '../../sim/random.ts';
@@ -20,6 +22,7 @@ import { buildPki } from '../helpers/pki.ts';
 import { rejects } from '../helpers/rejects.ts';
 import { rig } from './setup.ts';
 
+const run = promisify(execFile);
 const r = await rig({ limits: { enrollPerMinute: 1000 } });
 const at = r.broker.addresses.enrollment as { host: string; port: number };
 const GW = `127.0.0.1:${at.port}`;
@@ -78,6 +81,31 @@ async function recipe(
   return { ...out, roots };
 }
 
+/** The Python standard-library client (est_client.py): enroll, then re-enroll with the certificate. */
+async function python(deviceId: string, tok: string): Promise<string> {
+  const dir = join(r.tmp, `${deviceId}-${made++}`);
+  mkdirSync(dir);
+  for (const [k, csr] of [
+    ['key.pem', 'csr.der'],
+    ['key2.pem', 'csr2.der'],
+  ])
+    await run('openssl', [
+      ...['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'],
+      ...[
+        '-keyout',
+        join(dir, k as string),
+        '-subj',
+        `/CN=${deviceId}`,
+        '-outform',
+        'DER',
+        '-out',
+        join(dir, csr as string),
+      ],
+    ]);
+  const script = new URL('./est_client.py', import.meta.url).pathname;
+  return (await run('python3', [script, GW, deviceId, tok, dir])).stdout;
+}
+
 const sdk = (deviceId: string, tok: string) =>
   enroll({ host: '127.0.0.1', port: at.port, deviceId, token: tok, key: key(), now: () => r.clock.now() });
 
@@ -100,6 +128,7 @@ test('tokens made before, at and after a CA switch enroll through the overlap an
   assert.is(published.split('.').at(-1), sha256(oldRoot.raw).toString('base64url'));
   const publishedSdk = await token('dev-a-sdk');
   const publishedLate = await token('dev-a-late');
+  const publishedPy = await token('dev-a-py');
 
   // The switch: the new root signs and is listed first; the gateway still serves under the old.
   setRoots([newRoot, oldRoot]);
@@ -124,6 +153,9 @@ test('tokens made before, at and after a CA switch enroll through the overlap an
     const out = await recipe(id, tok);
     assert.is(out.code, 0, `${id}: ${out.stderr}`);
   }
+
+  const py = await python('dev-a-py', publishedPy);
+  assert.match(py, /reenrolled .*\/device\/dev-a-py/, 'the Python client too');
 
   // The old root retires: a token made before or at the switch still names the new one.
   setRoots([newRoot]);
