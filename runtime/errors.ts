@@ -311,6 +311,8 @@ export type WorkloadErrorCode =
   | 'ERR_WORKLOAD_ATTESTATION_DENIED'
   /** A container runtime's record of a workload's container could not be trusted or read (owner, mode, size, format, or the process is not inside that container). */
   | 'ERR_WORKLOAD_CONTAINER_METADATA'
+  /** A cgroup naming a workload's container that its caller could have made (a directory from the cgroup root down to it not owned by root, or group/other-writable: a delegated subtree, as rootless containers use), or that could not be checked: no `container:id`. */
+  | 'ERR_WORKLOAD_CONTAINER_UNTRUSTED'
   /** A registration entries file that is not well formed; every issue is listed with its line. */
   | 'ERR_WORKLOAD_ENTRIES_INVALID'
   /** The Workload API answered a client (`edgeward workload fetch`) with a gRPC error status. */

@@ -223,7 +223,7 @@ export class Agent {
     this.bundleSource.clearListeners();
     this.revocations.clearListeners();
     await this.#rotation.inFlight?.catch(() => {});
-    await this.#rotation.dropPendingAttest();
+    await this.#rotation.dropPendingFinish();
   }
 
   /** Run a rotation now (operator request): also after a definitive refusal stopped the agent. */

@@ -13,6 +13,11 @@
  * hook marks the points where a power cut matters (kill -9 tests): after key generation and after
  * the issuer answered; the agent adds `stored` after its batch.
  *
+ * A finish whose answer did not arrive (any of the three) is kept and sent again first, unchanged,
+ * on the next endpoint or attempt (`PendingFinish`): the issuer answers the same finish again
+ * (runtime/issuer/finish-done.ts), so a lost answer costs neither a join token, nor a new begin
+ * and a fresh quote, nor a second issuance.
+ *
  * @example
  * ```ts
  * const got = await exchange({ mode: 'renew', current }, endpoint, { attestor, trustDomain, newKey, now });
@@ -40,7 +45,7 @@ import {
   type RenewBeginResponse,
   type RenewFinishRequest,
 } from '../upstream/protocol.ts';
-import type { UpstreamEndpoint } from '../upstream/types.ts';
+import type { CallOptions, UpstreamEndpoint } from '../upstream/types.ts';
 import { type CaKeyBackend, type CaKeys, caKeysFor } from './ca-keys.ts';
 import { checkIssued, type LiveIdentity, liveIdentity } from './identity.ts';
 
@@ -69,10 +74,11 @@ export interface ExchangeDeps {
   /** Broker host names for DNS/IP SANs on the gateway SVID (see AttestFinishRequest). */
   readonly serverNames?: readonly string[] | undefined;
   /**
-   * Where an attest finish whose answer did not arrive is kept for the next try (the rotation
-   * owns one): without it, a lost answer would be followed by a new begin with a spent join token.
+   * Where a finish whose answer did not arrive is kept for the next try (the rotation owns one):
+   * without it, a lost answer would be followed by a new begin (a spent join token, a fresh quote,
+   * a second issuance).
    */
-  readonly pendingAttest?: PendingAttest;
+  readonly pendingFinish?: PendingFinish;
 }
 
 export interface ExchangeResult {
@@ -122,37 +128,48 @@ class NewCaKey {
   }
 }
 
-/**
- * An attest finish sent but not answered (timeout, reset, 5xx, a replica gone after its COMMIT):
- * the issuer may have issued and consumed the session and the join token. The next attempt, on
- * this endpoint or the next, sends the very same finish first (same session, same CSRs, same
- * proof): the issuer answers a finish it already answered with the same identity
- * (runtime/issuer/attest-done.ts). Only when that is refused (the session is gone and was never
- * answered, or expired) does the agent start over with a new begin. The keys stay in memory only.
- */
-export class PendingAttest {
-  #held: { readonly svid: SvidKeys; readonly ca: NewCaKey; readonly body: AttestFinishRequest } | undefined;
+/** The delegated CA of an exchange: the current one kept, or a new one. */
+type CaPlan = { readonly kept: LiveIdentity } | { readonly fresh: NewCaKey };
 
-  get held():
-    | { readonly svid: SvidKeys; readonly ca: NewCaKey; readonly body: AttestFinishRequest }
-    | undefined {
+/** A finish sent but not answered, with the keys and CA plan its answer goes with. */
+interface HeldFinish {
+  readonly mode: ExchangeMode;
+  readonly path: string;
+  readonly body: AttestFinishRequest | RenewFinishRequest | RecoverFinishRequest;
+  /** The client SVID a renewal finish went with (mTLS): sent again with it. */
+  readonly options?: CallOptions;
+  readonly svid: SvidKeys;
+  readonly ca: CaPlan;
+}
+
+/**
+ * A finish sent but not answered (timeout, reset, 5xx, a replica gone after its COMMIT): the
+ * issuer may have issued and consumed the session (and a join token). The next attempt of the
+ * same way, on this endpoint or the next, sends the very same finish first (same session, same
+ * CSRs, same proof or quote, the same client SVID): the issuer answers a finish it already
+ * answered with the same identity (runtime/issuer/finish-done.ts). Only when that is refused (the
+ * session is gone and was never answered, or expired), or the way changed (the SVID expired
+ * meanwhile: renew gave way to recover), does the agent start over with a new begin. The keys
+ * stay in memory only.
+ */
+export class PendingFinish {
+  #held: HeldFinish | undefined;
+
+  get held(): HeldFinish | undefined {
     return this.#held;
   }
 
-  hold(svid: SvidKeys, ca: NewCaKey, body: AttestFinishRequest): void {
-    this.#held = { svid, ca, body };
+  hold(h: HeldFinish): void {
+    this.#held = h;
   }
 
-  /** Forget the held finish; with `discard`, release its CA key (a TPM key is flushed). */
+  /** Forget the held finish; with `discard`, release its new CA key (a TPM key is flushed). */
   async drop(discard: boolean): Promise<void> {
     const h = this.#held;
     this.#held = undefined;
-    if (discard) await h?.ca.discard();
+    if (discard && h !== undefined && 'fresh' in h.ca) await h.ca.fresh.discard();
   }
 }
-
-/** The delegated CA of an exchange: the current one kept, or a new one. */
-type CaPlan = { readonly kept: LiveIdentity } | { readonly fresh: NewCaKey };
 
 /** The fields of a quote, when the attestor quotes and the issuer asked for one. */
 type QuoteFields = Pick<RenewFinishRequest, 'quote' | 'signature' | 'pcrValues'>;
@@ -163,17 +180,19 @@ export async function exchange(
   deps: ExchangeDeps,
 ): Promise<ExchangeResult> {
   const caKeys = deps.caKeys ?? caKeysFor(deps.attestor, deps.newKey);
-  const pending = plan.mode === 'attest' ? deps.pendingAttest : undefined;
+  const pending = deps.pendingFinish;
   const held = pending?.held;
-  if (held !== undefined) {
-    const again = await retryFinish(ep, held.body, pending as PendingAttest);
+  // Another way now (the SVID expired meanwhile): the held finish cannot be asked for again.
+  if (held !== undefined && held.mode !== plan.mode) await pending?.drop(true);
+  else if (held !== undefined && pending !== undefined) {
+    const again = await retryFinish(ep, held, pending);
     if (again !== undefined) {
       try {
-        const out = await assemble(again, held.svid, { fresh: held.ca }, 'attest', deps, caKeys);
-        await pending?.drop(false);
+        const out = await assemble(again, held.svid, held.ca, held.mode, deps, caKeys);
+        await pending.drop(false);
         return out;
       } catch (err) {
-        await pending?.drop(true);
+        await pending.drop(true);
         throw err;
       }
     }
@@ -187,8 +206,8 @@ export async function exchange(
       plan.mode === 'attest'
         ? await attest(ep, deps, svid, ca, pending)
         : plan.mode === 'renew'
-          ? await renew(ep, deps, svid, ca, plan.current)
-          : await recover(ep, deps, svid, ca, plan.current);
+          ? await renew(ep, deps, svid, ca, plan.current, pending)
+          : await recover(ep, deps, svid, ca, plan.current, pending);
     await pending?.drop(false);
     return await assemble(issued, svid, ca, plan.mode, deps, caKeys);
   } catch (err) {
@@ -206,11 +225,11 @@ export async function exchange(
  */
 async function retryFinish(
   ep: UpstreamEndpoint,
-  body: AttestFinishRequest,
-  pending: PendingAttest,
+  held: HeldFinish,
+  pending: PendingFinish,
 ): Promise<IssuedIdentity | undefined> {
   try {
-    return await ep.post<IssuedIdentity>(PATHS.attestFinish, body);
+    return await ep.post<IssuedIdentity>(held.path, held.body, held.options);
   } catch (err) {
     if (shouldFailOver(err)) throw err;
     await pending.drop(true);
@@ -234,7 +253,7 @@ async function attest(
   deps: ExchangeDeps,
   keys: SvidKeys,
   ca: CaPlan,
-  pending: PendingAttest | undefined,
+  pending: PendingFinish | undefined,
 ): Promise<IssuedIdentity> {
   if (!('fresh' in ca)) throw new TypeError('attestation always obtains a new delegated CA');
   const beginReq = await deps.attestor.begin();
@@ -248,7 +267,7 @@ async function attest(
     ...namesOf(deps),
     ...proof,
   };
-  pending?.hold(keys, ca.fresh, finish);
+  pending?.hold({ mode: 'attest', path: PATHS.attestFinish, body: finish, svid: keys, ca });
   return ep.post<IssuedIdentity>(PATHS.attestFinish, finish);
 }
 
@@ -258,6 +277,7 @@ async function renew(
   keys: SvidKeys,
   ca: CaPlan,
   current: LiveIdentity,
+  pending: PendingFinish | undefined,
 ): Promise<IssuedIdentity> {
   const auth = { clientSvid: current.svid };
   const begin = await ep.post<RenewBeginResponse>(PATHS.renewBegin, {}, auth);
@@ -269,6 +289,7 @@ async function renew(
     ...namesOf(deps),
     ...(await quoteFields(deps.attestor, begin, keys.spki)),
   };
+  pending?.hold({ mode: 'renew', path: PATHS.renewFinish, body: req, options: auth, svid: keys, ca });
   return ep.post<IssuedIdentity>(PATHS.renewFinish, req, auth);
 }
 
@@ -279,6 +300,7 @@ async function recover(
   keys: SvidKeys,
   ca: CaPlan,
   current: LiveIdentity,
+  pending: PendingFinish | undefined,
 ): Promise<IssuedIdentity> {
   const beginReq: RecoverBeginRequest = { caChain: [...current.ca.chainDer] };
   const begin = await ep.post<RecoverBeginResponse>(PATHS.recoverBegin, beginReq);
@@ -293,6 +315,7 @@ async function recover(
     caSignature,
     ...(await quoteFields(deps.attestor, begin, keys.spki)),
   };
+  pending?.hold({ mode: 'recover', path: PATHS.recoverFinish, body: req, svid: keys, ca });
   return ep.post<IssuedIdentity>(PATHS.recoverFinish, req);
 }
 

@@ -37,7 +37,7 @@ import {
   type ExchangePlan,
   type ExchangeResult,
   exchange,
-  PendingAttest,
+  PendingFinish,
 } from './exchange.ts';
 import type { ExpiryWatch } from './expiry.ts';
 import type { LiveIdentity } from './identity.ts';
@@ -110,8 +110,8 @@ export class Rotation {
   /** When the delegated CA is due (its own half-life ±10 %), drawn once per CA certificate. */
   #caRefreshAt: number | undefined;
   #caSerial: string | undefined;
-  /** An attest finish whose answer did not arrive: sent again first on the next try (exchange.ts). */
-  readonly #pendingAttest = new PendingAttest();
+  /** A finish whose answer did not arrive: sent again first on the next try (exchange.ts). */
+  readonly #pendingFinish = new PendingFinish();
   /** The issuer's CA switched: the delegated CA renews under the new root soon (root-switch.ts). */
   readonly #rootSwitch: RootSwitch;
 
@@ -194,12 +194,12 @@ export class Rotation {
     if (this.#nextRotationAt === undefined || at < this.#nextRotationAt) this.schedule(at - d.now());
   }
 
-  /** Arm the next rotation `delayMs` from now. */
-  /** At stop: forget an unanswered attest finish and release its CA key (a TPM key is flushed). */
-  dropPendingAttest(): Promise<void> {
-    return this.#pendingAttest.drop(true);
+  /** At stop: forget an unanswered finish and release its new CA key (a TPM key is flushed). */
+  dropPendingFinish(): Promise<void> {
+    return this.#pendingFinish.drop(true);
   }
 
+  /** Arm the next rotation `delayMs` from now. */
   schedule(delayMs: number): void {
     if (!this.#d.running()) return;
     const delay = Math.max(0, Math.round(delayMs));
@@ -275,7 +275,7 @@ export class Rotation {
       now: () => d.now(),
       onStep: o.onStep,
       serverNames: o.serverNames,
-      pendingAttest: this.#pendingAttest,
+      pendingFinish: this.#pendingFinish,
     };
     return d.failover.run(
       (ep) => exchange(plan, ep, deps),

@@ -2,7 +2,8 @@
  * The bounds between the issuer's durations, checked after the schema (which only knows each
  * value's form): every duration is > 0 and has an upper bound; the gateway SVID fits inside the
  * delegated CA (`svidTtl ≤ offlineBudget`); the delegated CA fits inside what is left of the
- * issuer CA (read from `ca.certificate` at load); a `pkcs11:` CA key is an RFC 7512 URI with
+ * issuer CA (read from `ca.certificate` at load; when that expired, from a valid `ca.next`, the
+ * CA a rotation made active: the start checks the store names it); a `pkcs11:` CA key is an RFC 7512 URI with
  * `ca.pkcs11` set. Each problem is a `ConfigIssue` with its path
  * and line, so an impossible combination is a config error (`ERR_CONFIG_INVALID`), never a crash
  * of the daemon later.
@@ -39,9 +40,15 @@ const MAX: Record<string, number> = {
   bundleRefreshHint: 7 * DAY,
   'rateLimit.window': DAY,
   'jwtSvid.ttl': HOUR,
+  'store.postgres.queryTimeout': 10 * 60 * SECOND,
 };
 /** Lower bounds above 1 ms. */
-const MIN: Record<string, number> = { bundleRefreshHint: SECOND, 'jwtSvid.ttl': 30 * SECOND };
+const MIN: Record<string, number> = {
+  bundleRefreshHint: SECOND,
+  'jwtSvid.ttl': 30 * SECOND,
+  // Below a second, an ordinary batch on a busy database would fail as unavailable.
+  'store.postgres.queryTimeout': SECOND,
+};
 
 /** Milliseconds as config-style text for messages: `7d`, `1h`, `19d23h59m`, `250ms`. */
 export function formatDuration(ms: number): string {
@@ -137,6 +144,7 @@ export function issuerBounds(cfg: IssuerConfig, lineOf?: LineOf): ConfigIssue[] 
     bundleRefreshHint: cfg.bundleRefreshHint,
     'rateLimit.window': cfg.rateLimit?.window,
     'jwtSvid.ttl': cfg.jwtSvid?.ttl,
+    'store.postgres.queryTimeout': cfg.store.postgres?.queryTimeout,
   };
   const bad = new Set<string>();
   for (const [path, text] of Object.entries(given)) {
@@ -177,15 +185,35 @@ export async function issuerCaBounds(
   lineOf: LineOf | undefined,
   now: number,
 ): Promise<ConfigIssue[]> {
-  let notAfter: number;
-  try {
-    notAfter = Date.parse(new X509Certificate(await readFile(cfg.ca.certificate)).validTo);
-  } catch (err) {
-    return [at(lineOf, 'ca.certificate', `cannot be read as a PEM certificate: ${(err as Error).message}`)];
+  const notAfterOf = async (path: 'ca.certificate' | 'ca.next.certificate', file: string) => {
+    try {
+      return Date.parse(new X509Certificate(await readFile(file)).validTo);
+    } catch (err) {
+      return at(lineOf, path, `cannot be read as a PEM certificate: ${(err as Error).message}`);
+    }
+  };
+  let notAfter = await notAfterOf('ca.certificate', cfg.ca.certificate);
+  if (typeof notAfter !== 'number') return [notAfter];
+  if (notAfter <= now) {
+    // A rotation may have made another CA active in the store: the replica starts on it when it
+    // holds its key (ca.next here, or a shared PKCS#11 token's), which only the start can tell.
+    const next =
+      cfg.ca.next === undefined
+        ? undefined
+        : await notAfterOf('ca.next.certificate', cfg.ca.next.certificate);
+    if (typeof next === 'object') return [next];
+    if (next !== undefined && next > now) notAfter = next;
+    else if (cfg.ca.pkcs11 !== undefined) return [];
+    else
+      return [
+        at(
+          lineOf,
+          'ca.certificate',
+          `the issuer CA expired at ${new Date(notAfter).toISOString()} (and no valid ca.next)`,
+        ),
+      ];
   }
   const left = notAfter - now;
-  if (left <= 0)
-    return [at(lineOf, 'ca.certificate', `the issuer CA expired at ${new Date(notAfter).toISOString()}`)];
   const d = issuerDurations(cfg);
   if (d.offlineBudgetMs <= left) return [];
   return [

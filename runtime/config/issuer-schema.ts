@@ -6,7 +6,7 @@
  * CA's lifetime is how long a gateway serves its devices without the issuer; default 7d, at most
  * 30d). The migration renames the key, keeping its value. 3 — `storeDir` is replaced by `store`:
  * `{ leveldb: { dir } }` (one issuer process, the embedded default) or `{ postgres: { url,
- * passwordFile?, caFile?, poolSize? } }` (any number of replicas on one database). The migration
+ * passwordFile?, caFile?, poolSize?, queryTimeout? } }` (any number of replicas on one database). The migration
  * moves `storeDir` to `store.leveldb.dir`. The password lives only in `passwordFile` (0600): the
  * URL may not carry one, and no environment variable sets it. `ca.key` and `ca.next.key` may be
  * PKCS#11 URIs (RFC 7512) with `ca.pkcs11: { module, pinFile }` (no version change: an addition).
@@ -106,6 +106,11 @@ export const IssuerConfigSchema = Closed({
           passwordFile: Type.Optional(FilePath('the database password (mode 0600)')),
           caFile: Type.Optional(FilePath('PEM roots for sslmode=verify-full')),
           poolSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          queryTimeout: Type.Optional(
+            Duration(
+              'how long a query may go unanswered before it fails with ERR_ISSUER_STORE_UNAVAILABLE and its connection is dropped (default 30s, 1s..10m)',
+            ),
+          ),
         }),
       ),
     },

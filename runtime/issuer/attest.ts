@@ -4,13 +4,13 @@
  * finish checks the method's proof and issues the gateway SVID and delegated CA in one batch
  * together with the session's consumption and what the method consumes (the join token) or
  * registers (auto), and the answer itself under `done/<sessionId>` so that the same finish sent
- * again after its answer was lost gets that answer, not a replay refusal (`attest-done.ts`).
+ * again after its answer was lost gets that answer, not a replay refusal (`finish-done.ts`).
  */
 import { IssuerError } from '../errors.ts';
 import { parseCsr } from '../svid/csr.ts';
 import type { AttestBeginResponse, AttestFinishRequest, IssuedIdentity } from '../upstream/protocol.ts';
-import { answeredBefore, doneOp, finishDigest, mayBeAnswered } from './attest-done.ts';
 import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
+import { idempotentFinish, type Remember } from './finish-done.ts';
 import { joinTokenBegin, joinTokenFinish } from './join-token-method.ts';
 import { type GatewayRecord, K, type Registration, type SessionRecord } from './records.ts';
 import { checkServerNames } from './server-names.ts';
@@ -55,23 +55,16 @@ export async function attestFinish(
   const req = shape.attestFinish(body);
   info.method = req.method;
   const serverNames = checkServerNames(req.serverNames, core.serverNames);
-  const requestHash = finishDigest(req);
-  try {
-    return await issueOnSession(core, req, serverNames, requestHash, ctx, info);
-  } catch (err) {
-    // The session or its token is gone: this very request may have been answered (a lost answer).
-    if (!mayBeAnswered(err)) throw err;
-    const again = await answeredBefore(core, req.sessionId, requestHash, ctx, info);
-    if (again === undefined) throw err;
-    return again;
-  }
+  return idempotentFinish(core, 'attest', req, ctx, info, (remember) =>
+    issueOnSession(core, req, serverNames, remember, ctx, info),
+  );
 }
 
 function issueOnSession(
   core: IssuerCore,
   req: AttestFinishRequest,
   serverNames: readonly string[],
-  requestHash: string,
+  remember: Remember,
   ctx: RequestContext,
   info: AuditInfo,
 ): Promise<IssuedIdentity> {
@@ -100,8 +93,7 @@ function issueOnSession(
       ...(s.ekHash === undefined ? {} : { ekHash: s.ekHash }),
       ...(firmware === undefined ? {} : { firmware }),
     };
-    const remember = (issued: IssuedIdentity): StoreOp =>
-      doneOp(req.sessionId, requestHash, s.gateway, now + core.sessionTtlMs, issued);
-    return core.issue(gw, csr.spki, caCsr.spki, serverNames, 'issue', ops, ctx, info, undefined, remember);
+    const done = remember(s.gateway);
+    return core.issue(gw, csr.spki, caCsr.spki, serverNames, 'issue', ops, ctx, info, undefined, done);
   });
 }

@@ -27,6 +27,7 @@ import { IssuerError } from '../errors.ts';
 import { encodeBundle } from '../svid/bundle.ts';
 import { type CaKey, softwareCaKey } from '../svid/ca-key.ts';
 import { type AsyncSvidSigner, createCaSigner } from '../svid/signer.ts';
+import { storeCaForExpired } from './ca-expired.ts';
 import { CA_POLL_MS, CaRecord } from './ca-record.ts';
 import { dropBeat, listBeats, liveBeats, pruneBeats, REPLICA_LIVE_POLLS, writeBeat } from './ca-replicas.ts';
 import {
@@ -167,8 +168,17 @@ export class CaSet {
   static async open(o: CaSetOptions): Promise<CaSet> {
     const set = new CaSet(o);
     const now = o.clock.now();
-    if ((set.#active as Signing).signer.notAfter <= now)
-      throw new IssuerError('ERR_ISSUER_CA_INVALID', 'the CA certificate has expired');
+    // An expired configured CA: start on the store's newer active CA when this replica holds it.
+    if ((set.#active as Signing).signer.notAfter <= now) {
+      const pair = await storeCaForExpired({
+        store: o.store,
+        configured: (set.#active as Signing).x509,
+        now,
+        held: (print) => set.#pairs.has(print),
+        ...(o.keyFor === undefined ? {} : { keyFor: o.keyFor }),
+      });
+      if (pair !== undefined) set.#hold(pair);
+    }
     await set.#rec.change((meta) =>
       openedRecord(meta, {
         active: o.active.certificate,

@@ -101,7 +101,7 @@ export interface IssuerCore {
     info: AuditInfo,
     /** The gateway record as the caller read it: the first attempt's precondition, not read again. */
     known?: StoreEntry<GatewayRecord>,
-    /** An op to put into the issuance batch that remembers the response (attest-done.ts). */
+    /** An op to put into the issuance batch that remembers the response (finish-done.ts). */
     remember?: (issued: IssuedIdentity) => StoreOp,
   ): Promise<IssuedIdentity>;
 }

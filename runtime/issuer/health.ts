@@ -3,10 +3,20 @@
  * 127.0.0.1:9101), apart from the mTLS front so a load balancer or Kubernetes can ask without a
  * certificate: `GET /healthz` (the process answers: 200 `ok`), `GET /readyz` (200 `ready`, or 503
  * with one reason per line: store, CA key, bundle, the composition root's checks, or `draining`),
- * `GET /metrics` (Prometheus text). Nothing else; bodies are ignored; 5 s per request.
+ * `GET /metrics` (Prometheus text). Nothing else.
+ *
+ * It needs no credentials, so it is bounded against whoever can reach it: a connection must
+ * complete a request's headers within `headersMs` (5 s) of its accept or of its last answer, or
+ * it is closed (silent sockets, headers a byte at a time, an idle keep-alive); a request body is
+ * never waited for (the connection of a request whose body has not ended by its answer is
+ * closed: an endless body costs one answer); at most `maxConnections` (32) are open, and one more
+ * evicts the oldest connection that has no request in progress, so a flood of idle sockets cannot
+ * lock out a prober; concurrent /readyz and /metrics share one readiness run (one store read,
+ * not one per request).
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { type Clock, systemClock, type Timer } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 
 export interface HealthSource {
@@ -20,12 +30,14 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-function reply(
-  res: import('node:http').ServerResponse,
-  status: number,
-  text: string,
-  type = 'text/plain; charset=utf-8',
-) {
+export interface HealthLimits {
+  /** From accept, or from the last answer on the connection, to a request's complete headers (default 5000). */
+  readonly headersMs?: number;
+  /** Open connections at most (default 32). */
+  readonly maxConnections?: number;
+}
+
+function reply(res: ServerResponse, status: number, text: string, type = 'text/plain; charset=utf-8') {
   res.writeHead(status, {
     'content-type': type,
     'content-length': Buffer.byteLength(text),
@@ -34,26 +46,91 @@ function reply(
   res.end(text);
 }
 
+/** One run of `fn` shared by the calls made while it runs. */
+function shared<T>(fn: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | undefined;
+  return () => {
+    running ??= fn().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+}
+
+interface Conn {
+  timer: Timer | undefined;
+  busy: boolean;
+}
+
 export async function startHealthServer(
   src: HealthSource,
-  o: { host: string; port: number; logger: Logger },
+  o: { host: string; port: number; logger: Logger; clock?: Clock; limits?: HealthLimits },
 ): Promise<HealthServer> {
-  const server: Server = createServer((req, res) => {
+  const clock = o.clock ?? systemClock;
+  const headersMs = o.limits?.headersMs ?? 5000;
+  const max = o.limits?.maxConnections ?? 32;
+  const readiness = shared(() => src.readiness());
+  const metrics = shared(() => src.metrics());
+  /** Open connections, oldest first. */
+  const conns = new Map<Socket, Conn>();
+  const arm = (socket: Socket, c: Conn) => {
+    c.timer?.cancel();
+    c.timer = clock.setTimer('health-headers', headersMs, () => socket.destroy());
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://health.invalid').pathname;
     req.resume();
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, 'method not allowed\n');
     (async () => {
       if (path === '/healthz') return reply(res, 200, 'ok\n');
       if (path === '/readyz') {
-        const reasons = await src.readiness();
+        const reasons = await readiness();
         return reasons.length === 0 ? reply(res, 200, 'ready\n') : reply(res, 503, `${reasons.join('\n')}\n`);
       }
       if (path === '/metrics')
-        return reply(res, 200, await src.metrics(), 'text/plain; version=0.0.4; charset=utf-8');
+        return reply(res, 200, await metrics(), 'text/plain; version=0.0.4; charset=utf-8');
       return reply(res, 404, 'not found\n');
     })().catch((err: unknown) => {
       o.logger.error('health request failed', { error: String(err) });
       if (!res.headersSent) reply(res, 500, 'internal error\n');
+    });
+  };
+
+  const server: Server = createServer((req, res) => {
+    const socket = req.socket;
+    const c = conns.get(socket);
+    if (c !== undefined) {
+      c.timer?.cancel();
+      c.timer = undefined;
+      c.busy = true;
+    }
+    res.once('finish', () => {
+      if (c !== undefined) c.busy = false;
+      // Its body still coming (an endless one): answered, the connection goes.
+      if (!req.complete) socket.destroy();
+      else if (c !== undefined && conns.has(socket)) arm(socket, c);
+    });
+    handle(req, res);
+  });
+  server.on('connection', (socket: Socket) => {
+    if (conns.size >= max) {
+      // Make room by the oldest connection that is not being answered; none: refuse this one.
+      const idle = [...conns].find(([, c]) => !c.busy);
+      if (idle === undefined) {
+        socket.destroy();
+        return;
+      }
+      idle[0].destroy();
+      idle[1].timer?.cancel();
+      conns.delete(idle[0]);
+    }
+    const c: Conn = { timer: undefined, busy: false };
+    conns.set(socket, c);
+    arm(socket, c);
+    socket.once('close', () => {
+      c.timer?.cancel();
+      conns.delete(socket);
     });
   });
   server.requestTimeout = 5000;
@@ -70,6 +147,10 @@ export async function startHealthServer(
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
+        for (const [s, c] of conns) {
+          c.timer?.cancel();
+          s.destroy();
+        }
       });
       return closing;
     },

@@ -29,7 +29,7 @@ export async function issueIdentity(
   ctx: RequestContext,
   info: AuditInfo,
   known?: StoreEntry<GatewayRecord>,
-  /** An op remembering the response, put into the issuance batch (attest-done.ts). */
+  /** An op remembering the response, put into the issuance batch (finish-done.ts). */
   remember?: (issued: IssuedIdentity) => StoreOp,
 ): Promise<IssuedIdentity> {
   const now = core.clock.now();

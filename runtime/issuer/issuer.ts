@@ -6,7 +6,8 @@
  * tokens, offline budgets (`operator.ts`, `budget.ts`), disabling and revocations. Every refusal
  * is a typed error and an audit record; every issuance is one atomic batch (certificates'
  * records, gateway state, consumed token, next renewal session, audit event): nothing
- * half-written. This class only builds the `IssuerCore` (`core.ts`) and routes: each handler
+ * half-written. This class only builds the `IssuerCore` (`core.ts`, from `issuer-options.ts`
+ * by `issuer-parts.ts`) and routes, every request behind `request-guard.ts`: each handler
  * lives in the module named after what it does — `attest.ts` (with `tpm-method.ts`,
  * `join-token-method.ts`, `x509pop-method.ts`), `renew.ts`, `issue.ts` and `device-ca.ts`,
  * `sessions.ts`, `revoke.ts`, `firmware-staging.ts`, `operator.ts`, `prune.ts` — so a store
@@ -19,14 +20,11 @@
  * const begin = await issuer.attestBegin({ method: 'join-token', token }, { address: '10.0.0.5' });
  * ```
  */
-import type { KeyObject, X509Certificate } from 'node:crypto';
-import type { Clock, Timer } from '../core/clock.ts';
-import { isEdgewardError } from '../core/error.ts';
+import type { X509Certificate } from 'node:crypto';
+import type { Timer } from '../core/clock.ts';
 import { type Logger, nullLogger } from '../core/logger.ts';
-import type { Random } from '../core/random.ts';
 import { IssuerError } from '../errors.ts';
 import type { EndStagingResponse, StageResponse } from '../firmware/protocol.ts';
-import type { CaKey } from '../svid/ca-key.ts';
 import type {
   AttestBeginResponse,
   DevicesIssuedResponse,
@@ -39,80 +37,30 @@ import type {
 import { attestBegin, attestFinish } from './attest.ts';
 import { AuditLog } from './audit.ts';
 import { DEFAULT_OFFLINE_BUDGET_MS, MAX_OFFLINE_BUDGET_MS } from './budget.ts';
-import { type CaKeyPair, CaSet } from './ca.ts';
+import type { CaKeyPair, CaSet } from './ca.ts';
 import type { CaStatus, SwitchRequest } from './ca-rotation.ts';
-import type { IssuerCore, IssuerMethods, RequestContext } from './core.ts';
+import type { IssuerCore, RequestContext } from './core.ts';
 import { devicesIssued } from './devices-issued.ts';
 import { addManifest, endFirmware, stageFirmware } from './firmware-staging.ts';
-import { checkGatewayUsable, checkName } from './gateways.ts';
 import * as inspect from './inspect.ts';
-import { issueIdentity } from './issue.ts';
+import type { IssuerOptions } from './issuer-options.ts';
+import { buildCore, HOUR, openCaSet } from './issuer-parts.ts';
 import { JwtKeySet } from './jwt-keys.ts';
 import { DEFAULT_JWT_SVID_TTL_MS, issueJwtSvid, type JwtSvidIssuing } from './jwt-svid.ts';
 import * as operator from './operator.ts';
 import { authenticateOperator } from './operator-auth.ts';
-import { peerGateway } from './peer.ts';
 import { prune } from './prune.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { type ReadinessCheck, readiness } from './readiness.ts';
 import type { AuditEvent, ManifestRecord } from './records.ts';
 import { recoverBegin, recoverFinish } from './recover.ts';
 import { renewBegin, renewFinish } from './renew.ts';
+import { type GuardState, guard, limit } from './request-guard.ts';
 import { type RevocationFeedState, Revocations } from './revocations.ts';
 import { revoke } from './revoke.ts';
-import { DEFAULT_SERVER_NAME_POLICY, type ServerNamePolicy } from './server-names.ts';
-import { newRenewSession, withSession } from './sessions.ts';
-import type { IssuerStore } from './store.ts';
-
-export interface IssuerOptions {
-  readonly trustDomain: string;
-  readonly store: IssuerStore;
-  readonly ca: CaKeyPair;
-  /** A prepared next CA: published in the bundle now, signs from the time `rotateCa()` records. */
-  readonly nextCa?: CaKeyPair;
-  /** Where `rotateCa()` gets a next CA when none is published or configured (a PKCS#11 token's generator). */
-  readonly nextCaSource?: (active: X509Certificate) => Promise<CaKeyPair>;
-  /** The key of a CA certificate seen in the store but not configured here (one generated in a shared token). */
-  readonly caKeyFor?: (certificate: Uint8Array) => Promise<CaKeyPair | undefined>;
-  readonly clock: Clock;
-  readonly random: Random;
-  readonly logger?: Logger;
-  readonly svidTtlMs?: number;
-  /** The delegated CA's lifetime (default 7d); an operator may override it per gateway. */
-  readonly offlineBudgetMs?: number;
-  readonly sessionTtlMs?: number;
-  readonly refreshHintSeconds?: number;
-  readonly methods: IssuerMethods;
-  readonly firmwareKeys?: readonly KeyObject[];
-  /** Which broker host names a gateway SVID may carry (default: local names only). */
-  readonly serverNames?: ServerNamePolicy;
-  readonly rateLimit?: {
-    readonly perAddress: number;
-    readonly perGateway: number;
-    readonly windowMs: number;
-  };
-  /** Told of every request's outcome (`code` 'ok' or the refusal's), for metrics (`metrics.ts`). */
-  readonly observe?: (o: { op: string; method: string; code: string; ms: number }) => void;
-  /** How often this replica tries to prune (default 60 s; one replica at a time does it). */
-  readonly pruneIntervalMs?: number;
-  /** Readiness checks of the composition root besides store, CA key and bundle (`readiness.ts`). */
-  readonly readinessChecks?: readonly ReadinessCheck[];
-  /** JWT-SVID signing (`jwt-keys.ts`, `jwt-svid.ts`): the key, a prepared next key, the token lifetime, requests per gateway per window (default 60). */
-  readonly jwtSvid?: {
-    readonly key?: CaKey;
-    readonly next?: CaKey;
-    readonly ttlMs?: number;
-    readonly perGateway?: number;
-  };
-  /** Closed when the issuer closes: the PKCS#11 CA keys the composition root opened (`from-config.ts`). */
-  readonly owned?: readonly { close(): Promise<void> }[];
-}
 
 export type { RequestContext } from './core.ts';
-
-const HOUR = 3_600_000;
-/** The requests that end in a signature by the active CA. */
-const SIGNING_OPS = new Set(['attest.finish', 'renew.finish', 'recover.finish']);
+export type { IssuerOptions } from './issuer-options.ts';
 
 export class Issuer {
   readonly #o: IssuerOptions;
@@ -121,6 +69,7 @@ export class Issuer {
   readonly #rev: Revocations;
   readonly #limits: RateLimiter;
   readonly #core: IssuerCore;
+  readonly #guardState: GuardState;
   #manifests: readonly ManifestRecord[] = [];
   #jwt: JwtSvidIssuing | undefined;
   #pruneTimer: Timer | undefined;
@@ -137,39 +86,21 @@ export class Issuer {
       o.rateLimit?.windowMs ?? 60_000,
       o.store.kind === 'postgres' ? o.store : undefined,
     );
-    const core: IssuerCore = {
-      trustDomain: o.trustDomain,
-      store: o.store,
-      clock: o.clock,
-      random: o.random,
-      logger: this.#log,
-      audit,
-      sessionTtlMs: o.sessionTtlMs ?? 5 * 60_000,
-      svidTtlMs: o.svidTtlMs ?? HOUR,
-      offlineBudgetMs: o.offlineBudgetMs ?? DEFAULT_OFFLINE_BUDGET_MS,
-      methods: o.methods,
-      tpm: o.methods.tpm,
-      serverNames: o.serverNames ?? DEFAULT_SERVER_NAME_POLICY,
-      firmwareKeys: o.firmwareKeys ?? [],
-      cas,
-      revocations: rev,
-      roots: () => cas.roots(),
-      manifests: () => this.#manifests,
-      setManifests: (list) => {
+    const core = buildCore(o, this.#log, audit, cas, rev, this.#limits, {
+      get: () => this.#manifests,
+      set: (list) => {
         this.#manifests = list;
       },
-      isRevokedId: (id) => rev.isRevokedId(id),
-      isRevokedSerial: (serial) => rev.isRevokedSerial(serial),
-      checkGatewayUsable: (name) => checkGatewayUsable(core, name),
-      withSession: (id, kind, fn, preread) => withSession(core, id, kind, fn, preread),
-      newRenewSession: (gw, expiresAt) =>
-        newRenewSession(o.random, o.methods.tpm?.pcrSelection, gw, expiresAt),
-      limitGateway: (name) => this.#limitGateway(name),
-      limits: this.#limits,
-      checkName,
-      issue: (...a) => issueIdentity(core, ...a),
-    };
+    });
     this.#core = core;
+    this.#guardState = {
+      o,
+      log: this.#log,
+      cas,
+      limits: this.#limits,
+      core,
+      closed: () => this.#closed,
+    };
   }
 
   static async create(o: IssuerOptions): Promise<Issuer> {
@@ -189,31 +120,7 @@ export class Issuer {
       ...(o.logger === undefined ? {} : { logger: o.logger }),
     });
     const audit = new AuditLog(o.store, o.clock, o.logger ?? nullLogger, o.random);
-    const cas = await CaSet.open({
-      jwtKeys,
-      trustDomain: o.trustDomain,
-      active: o.ca,
-      ...(o.nextCa === undefined ? {} : { next: o.nextCa }),
-      ...(o.nextCaSource === undefined ? {} : { nextSource: o.nextCaSource }),
-      ...(o.caKeyFor === undefined ? {} : { keyFor: o.caKeyFor }),
-      store: o.store,
-      clock: o.clock,
-      random: o.random,
-      maxTtlMs: Math.max(svidTtl, MAX_OFFLINE_BUDGET_MS),
-      onSwitched: ({ active, at }) => {
-        void audit
-          .write({
-            event: 'ca',
-            detail: `CA ${active} signs from ${new Date(at).toISOString()} (scheduled switch)`,
-          })
-          .catch((e: unknown) => o.logger?.error('audit write failed', { error: String(e) }));
-      },
-      ...(o.logger === undefined ? {} : { logger: o.logger }),
-      ...(o.refreshHintSeconds === undefined ? {} : { refreshHintSeconds: o.refreshHintSeconds }),
-    }).catch(async (err: unknown) => {
-      for (const k of o.owned ?? []) await k.close();
-      throw err;
-    });
+    const cas = await openCaSet(o, jwtKeys, audit, svidTtl);
     let rev: Revocations | undefined;
     try {
       rev = await Revocations.load(o.store, o.clock, { logger: o.logger ?? nullLogger });
@@ -221,7 +128,8 @@ export class Issuer {
       issuer.#jwt = {
         keys: jwtKeys,
         ttlMs: jwtTtlMs,
-        limit: (name) => issuer.#limit(`j:${name}`, j?.perGateway ?? 60, `JWT-SVIDs for gateway ${name}`),
+        limit: (name) =>
+          limit(issuer.#limits, `j:${name}`, j?.perGateway ?? 60, `JWT-SVIDs for gateway ${name}`),
       };
       issuer.#manifests = (await o.store.list<ManifestRecord>('manifest/')).map(([, v]) => v);
       issuer.#schedulePrune();
@@ -491,54 +399,8 @@ export class Issuer {
 
   // ---- internals -----------------------------------------------------------------------
 
-  async #guard<T>(
-    op: string,
-    ctx: RequestContext,
-    info: Partial<AuditEvent>,
-    fn: () => Promise<T>,
-  ): Promise<T> {
-    const start = this.#o.clock.now();
-    const observe = (code: string) =>
-      this.#o.observe?.({ op, method: info.method ?? '', code, ms: this.#o.clock.now() - start });
-    try {
-      if (this.#closed) throw new IssuerError('ERR_ISSUER_CLOSED', 'issuer is closed');
-      // A replica without the active CA's key (a rotation it was not given the next key for)
-      // refuses a signing step before it consumes the session: the client retries it, session
-      // and all, on a replica that can sign (503 ERR_ISSUER_CA_INVALID; /readyz says why).
-      if (SIGNING_OPS.has(op)) this.#cas.activeKeyPair();
-      // A request with a gateway SVID counts against that gateway (once: its handler does not
-      // count it again), every other one against its client address.
-      const gateway = peerGateway(this.#core, ctx);
-      if (gateway !== undefined) await this.#limitGateway(gateway);
-      else {
-        const wait = await this.#limits.take(`a:${ctx.address}`, this.#o.rateLimit?.perAddress ?? 60);
-        if (wait !== undefined)
-          throw new IssuerError('ERR_ISSUER_RATE_LIMITED', 'too many requests from this address', {
-            retryAfterMs: wait,
-          });
-      }
-      const result = await fn();
-      observe('ok');
-      return result;
-    } catch (err) {
-      const code = isEdgewardError(err) ? err.code : 'ERR_ISSUER_INTERNAL';
-      observe(code);
-      if (!isEdgewardError(err)) this.#log.error('issuer internal error', { op, error: String(err) });
-      await this.#core.audit
-        .write({ ...info, event: 'refuse', code, address: ctx.address, detail: op })
-        .catch((e: unknown) => this.#log.error('audit write failed', { error: String(e) }));
-      throw err;
-    }
-  }
-
-  async #limitGateway(name: string): Promise<void> {
-    await this.#limit(`g:${name}`, this.#o.rateLimit?.perGateway ?? 10, `requests for gateway ${name}`);
-  }
-
-  async #limit(key: string, limit: number, what: string): Promise<void> {
-    const wait = await this.#limits.take(key, limit);
-    if (wait !== undefined)
-      throw new IssuerError('ERR_ISSUER_RATE_LIMITED', `too many ${what}`, { retryAfterMs: wait });
+  #guard<T>(op: string, ctx: RequestContext, info: Partial<AuditEvent>, fn: () => Promise<T>): Promise<T> {
+    return guard(this.#guardState, op, ctx, info, fn);
   }
 
   #schedulePrune(): void {

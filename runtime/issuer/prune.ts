@@ -1,13 +1,14 @@
 /**
- * Dropping what expired: sessions, remembered attest answers (`done/`), join tokens, issued records, revocations, rate-limit rows of
+ * Dropping what expired: sessions, remembered finish answers (`done/`), join tokens, issued records, revocations, rate-limit rows of
  * past windows and retired CAs. A singleton job: with N replicas on one store, only the one
  * holding the store's `prune` lock (`tryLock`: an advisory lock on PostgreSQL) does it; the
  * others only forget expired revocations from their own index. Expired records are found and
  * deleted a page (`PRUNE_PAGE` keys) at a time, so a fleet of a million gateways costs bounded
  * memory and short queries, and a lost lock stops the job between pages.
  */
-import type { DoneRecord } from './attest-done.ts';
+
 import type { IssuerCore } from './core.ts';
+import type { DoneRecord } from './finish-done.ts';
 import type { IssuedRecord, JoinTokenRecord, SessionRecord } from './records.ts';
 import type { StoreOp } from './store.ts';
 

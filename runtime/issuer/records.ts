@@ -124,7 +124,7 @@ export type AuditKind =
   | 'device'
   | 'budget'
   | 'operator'
-  /** An attest finish answered again from `done/` (attest-done.ts): nothing issued. */
+  /** An attest, renew or recover finish answered again from `done/` (finish-done.ts): nothing issued. */
   | 'retry';
 
 export interface AuditEvent {

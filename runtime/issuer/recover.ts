@@ -11,7 +11,9 @@
  * CA. finish: the session is consumed (a replay is `ERR_ISSUER_SESSION_UNKNOWN`), every check of
  * begin is made again (a revocation in between counts), the CA key's signature over
  * SHA-256("edgeward ca-pop v1" ‖ nonce ‖ CSR SPKI) must verify, and a tpm gateway must send a
- * fresh quote by its registered AK, checked against the PCR policy exactly as in renewal.
+ * fresh quote by its registered AK, checked against the PCR policy exactly as in renewal. The
+ * issuance batch also remembers the answer: the same finish sent again after its answer was lost
+ * gets that answer, not a replay refusal (`finish-done.ts`).
  *
  * @example
  * ```ts
@@ -25,8 +27,9 @@ import { gatewayId, parseSpiffeId } from '../spiffe/id.ts';
 import { parseCertificate } from '../svid/certificate.ts';
 import { parseCsr } from '../svid/csr.ts';
 import { caPopSignedData } from '../svid/pop.ts';
-import type { IssuedIdentity, RecoverBeginResponse } from '../upstream/protocol.ts';
+import type { IssuedIdentity, RecoverBeginResponse, RecoverFinishRequest } from '../upstream/protocol.ts';
 import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
+import { idempotentFinish, type Remember } from './finish-done.ts';
 import { manifestsFor } from './firmware.ts';
 import { type GatewayRecord, type IssuedRecord, K, type SessionRecord } from './records.ts';
 import { checkServerNames } from './server-names.ts';
@@ -135,6 +138,19 @@ export async function recoverFinish(
 ): Promise<IssuedIdentity> {
   const req = shape.recoverFinish(body);
   const serverNames = checkServerNames(req.serverNames, core.serverNames);
+  return idempotentFinish(core, 'recover', req, ctx, info, (remember) =>
+    recoverOnSession(core, req, serverNames, remember, ctx, info),
+  );
+}
+
+function recoverOnSession(
+  core: IssuerCore,
+  req: RecoverFinishRequest,
+  serverNames: readonly string[],
+  remember: Remember,
+  ctx: RequestContext,
+  info: AuditInfo,
+): Promise<IssuedIdentity> {
   return core.withSession(req.sessionId, 'recover', async (s, consume) => {
     info.gateway = s.gateway;
     if (s.caCertificate === undefined)
@@ -195,6 +211,18 @@ export async function recoverFinish(
       );
       next = { ...gw, firmware };
     }
-    return core.issue(next, csr.spki, caCsr?.spki, serverNames, 'recover', consume, ctx, info);
+    const done = remember(gw.name);
+    return core.issue(
+      next,
+      csr.spki,
+      caCsr?.spki,
+      serverNames,
+      'recover',
+      consume,
+      ctx,
+      info,
+      undefined,
+      done,
+    );
   });
 }

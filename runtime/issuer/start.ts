@@ -89,6 +89,10 @@ export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer>
       metrics.observe(e);
       o.observe?.(e);
     },
+  }).catch(async (err: unknown) => {
+    // An issuer refused at start (an unusable CA, ...) leaves its store closed like a stopped one.
+    if (o.closeStore !== false) await o.store.close().catch(() => undefined);
+    throw err;
   });
   let inFlight = 0;
   let draining = false;

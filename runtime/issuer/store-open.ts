@@ -13,6 +13,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { IssuerConfig } from '../config/issuer-schema.ts';
+import { parseDuration } from '../config/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import { IssuerError } from '../errors.ts';
@@ -45,6 +46,7 @@ async function postgresOptions(
     ...(pg.passwordFile === undefined ? {} : { password: await readPasswordFile(pg.passwordFile) }),
     ...(ca === undefined ? {} : { ca }),
     ...(pg.poolSize === undefined ? {} : { poolSize: pg.poolSize }),
+    ...(pg.queryTimeout === undefined ? {} : { queryTimeoutMs: parseDuration(pg.queryTimeout) }),
     ...deps,
   };
 }

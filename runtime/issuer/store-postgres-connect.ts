@@ -10,7 +10,7 @@
  * `application_name`, `connect_timeout` (seconds). A password in the URL is refused.
  */
 import { readFile, stat } from 'node:fs/promises';
-import type pg from 'pg';
+import pg from 'pg';
 import { IssuerError } from '../errors.ts';
 
 export interface PostgresTarget {
@@ -129,7 +129,8 @@ export interface PostgresConnectOptions {
   /**
    * How long a pooled query may go unanswered before it fails with ERR_ISSUER_STORE_UNAVAILABLE
    * and its connection is dropped (default 30 s): a hung or partitioned database gives the
-   * request an answer instead of holding it, and its connection, forever.
+   * request an answer instead of holding it, and its connection, forever. In the config:
+   * `store.postgres.queryTimeout` (1s..10m).
    */
   readonly queryTimeoutMs?: number;
 }
@@ -187,6 +188,15 @@ export function storeError(err: unknown, where: string): unknown {
     return typed('ERR_ISSUER_STORE_AUTH', 'the database refused the credentials');
   if (/^SASL|password must be a string/.test(message))
     return typed('ERR_ISSUER_STORE_AUTH', 'authentication failed');
+  // A Unix socket (or its directory) this user may not reach: the database is there, but not for
+  // this process; the operator fixes the socket directory's mode or the issuer's user (typed, so
+  // it is one line at start and a 503 while running, not an unexpected failure).
+  if (code === 'EACCES' || code === 'EPERM') {
+    return typed(
+      'ERR_ISSUER_STORE_UNAVAILABLE',
+      "permission denied on the database's socket (its directory must be searchable and the socket writable by this user)",
+    );
+  }
   if (UNREACHABLE_ERRNO.has(code) || code.startsWith('08') || /^57P0[1-3]$/.test(code) || code === '53300') {
     return typed('ERR_ISSUER_STORE_UNAVAILABLE', 'the database cannot be reached');
   }
@@ -210,4 +220,26 @@ export function storeError(err: unknown, where: string): unknown {
     return typed('ERR_ISSUER_STORE_UNAVAILABLE', 'the database connection was lost');
   }
   return err;
+}
+
+/**
+ * node-postgres leaves the socket open when a connection attempt fails after it was established
+ * (our password callback refusing, a SASL error): the server would hold it until its
+ * authentication_timeout. This client closes it.
+ */
+export class Client extends pg.Client {
+  override connect(): Promise<pg.Client>;
+  override connect(callback: (err: Error | null, c?: pg.Client) => void): void;
+  override connect(callback?: (err: Error | null, c?: pg.Client) => void): Promise<pg.Client> | undefined {
+    const p = super.connect().catch((err: Error) => {
+      (this as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+      throw err;
+    });
+    if (callback === undefined) return p;
+    p.then(
+      (c) => callback(null, c),
+      (err: Error) => callback(err),
+    );
+    return undefined;
+  }
 }

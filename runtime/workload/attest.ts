@@ -8,7 +8,11 @@
  *   `unix:supplementary_gid:<n>` per supplementary group;
  * - `unix:path:<exe path>`, `unix:sha256:<hex>` (the executable the process runs, read through
  *   /proc/<pid>/exe so a replaced or deleted file on disk cannot lie);
- * - `container:id:<64 hex>` when /proc/<pid>/cgroup names a docker, containerd/CRI or podman container;
+ * - `container:id:<64 hex>` when /proc/<pid>/cgroup names a docker, containerd/CRI, podman or cri-o
+ *   container in a cgroup only root can have made (container-id.ts: every directory from the
+ *   cgroup root down to it owned by uid 0, not group/other-writable). A cgroup in a subtree
+ *   delegated to a user (rootless containers) gives none, its id being that user's choice, and
+ *   `containerError` says why (`ERR_WORKLOAD_CONTAINER_UNTRUSTED`);
  * - `container:image:<reference>`, `container:image_id:sha256:<hex>` when asked for (`containers`
  *   roots given: the server asks only when an entry uses them) and the runtime recorded them on disk
  *   (container-image.ts, which also checks the process is inside that container). A runtime whose
@@ -28,7 +32,8 @@
  *
  * Cost: /proc/<pid>/stat, status and the exe link are read synchronously (procfs answers them
  * from memory in tens of µs; a thread-pool round trip per file cost more than the read), the
- * cgroup file asynchronously and only when needed (`AttestOptions.container`), /etc/passwd and /etc/group are parsed once per change
+ * cgroup file asynchronously and only when needed (`AttestOptions.container`; when it names a
+ * container, one lstat per cgroup directory on the way), /etc/passwd and /etc/group are parsed once per change
  * (inode, size, mtime, ctime), and the executable's hash is kept in an LRU of 256 keyed by
  * (device, inode, size, mtime, ctime), so a known executable costs one stat.
  */
@@ -46,7 +51,8 @@ import {
 import { open, readFile } from 'node:fs/promises';
 import { type EdgewardError, isEdgewardError } from '../core/error.ts';
 import { WorkloadError } from '../errors.ts';
-import { type ContainerRoots, type ContainerRuntime, containerImage } from './container-image.ts';
+import { type CgroupContainer, containerOf, trustedContainerOf } from './container-id.ts';
+import { type ContainerRoots, containerImage } from './container-image.ts';
 import type { PeerCred } from './peercred.ts';
 
 export interface ProcessFacts {
@@ -61,6 +67,8 @@ export interface Attestation {
   readonly selectors: ReadonlySet<string>;
   /** Why the container's image selectors are missing although they were asked for. */
   readonly imageError?: EdgewardError;
+  /** Why `container:id` is missing although the cgroup names a container (`ERR_WORKLOAD_CONTAINER_UNTRUSTED`). */
+  readonly containerError?: EdgewardError;
 }
 
 export interface AttestOptions {
@@ -72,33 +80,13 @@ export interface AttestOptions {
   readonly container?: boolean;
   /** Read the container image from these runtime roots (undefined: no image selectors). */
   readonly containers?: ContainerRoots;
+  /** Where the cgroup hierarchies are mounted (default `/sys/fs/cgroup`; tests build layouts elsewhere). */
+  readonly cgroupRoot?: string;
 }
 
-const CONTAINER_RE =
-  /(?:^|[/:-])(docker-|libpod-|cri-containerd-|crio-|containerd-)?([0-9a-f]{64})(?:\.scope)?(?:\/|$)/;
+export { containerOf };
 
-const RUNTIME_OF: Record<string, ContainerRuntime | undefined> = {
-  'docker-': 'docker',
-  'libpod-': 'podman',
-  'cri-containerd-': 'containerd',
-  'containerd-': 'containerd',
-};
-
-/** The container named by a /proc/<pid>/cgroup text, and the runtime its path names if any. */
-export function containerOf(cgroup: string): { id: string; runtime?: ContainerRuntime } | undefined {
-  for (const line of cgroup.split('\n')) {
-    const path = line.split(':').slice(2).join(':');
-    const m = CONTAINER_RE.exec(path);
-    if (m === null) continue;
-    const id = m[2] as string;
-    const runtime =
-      RUNTIME_OF[m[1] ?? ''] ??
-      (/(^|\/)docker\//.test(path) ? 'docker' : /(^|\/)libpod_parent\//.test(path) ? 'podman' : undefined);
-    return runtime === undefined ? { id } : { id, runtime };
-  }
-  return undefined;
-}
-
+/** The container id a cgroup text names, by name alone (see `containerOf`). */
 export function containerIdOf(cgroup: string): string | undefined {
   return containerOf(cgroup)?.id;
 }
@@ -327,7 +315,9 @@ export async function attest(cred: PeerCred, options: AttestOptions = {}): Promi
   const sha256 = await exeHash(pid);
   const user = nameOf('/etc/passwd', cred.uid);
   const group = nameOf('/etc/group', cred.gid);
-  const container = containerOf(cgroup);
+  let container: CgroupContainer | undefined;
+  let containerError: EdgewardError | undefined;
+  if (cgroup !== '') ({ container, error: containerError } = trustedContainerOf(cgroup, options.cgroupRoot));
   let image: Awaited<ReturnType<typeof containerImage>>;
   let imageError: EdgewardError | undefined;
   if (container !== undefined && options.containers !== undefined) {
@@ -354,5 +344,11 @@ export async function attest(cred: PeerCred, options: AttestOptions = {}): Promi
   if (image?.image !== undefined) selectors.add(`container:image:${image.image}`);
   if (image?.imageId !== undefined) selectors.add(`container:image_id:${image.imageId}`);
   const facts = { pid, startTime: before.startTime, uid: before.uid };
-  return imageError === undefined ? { cred, facts, selectors } : { cred, facts, selectors, imageError };
+  return {
+    cred,
+    facts,
+    selectors,
+    ...(imageError === undefined ? {} : { imageError }),
+    ...(containerError === undefined ? {} : { containerError }),
+  };
 }

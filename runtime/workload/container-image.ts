@@ -13,9 +13,10 @@
  * - containerd (CRI): `<state>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json` (the OCI
  *   bundle) → annotation `io.kubernetes.cri.image-name`; the init pid is `init.pid` beside it.
  *
- * Nothing the workload controls is trusted. The container id comes from the cgroup path, which a
- * user with a delegated cgroup subtree can name at will, so the process must also share the mount
- * namespace of the container's init process as the runtime recorded it (`/proc/<pid>/ns/mnt`).
+ * Nothing the workload controls is trusted. The container id comes from a cgroup only root can
+ * have made (container-id.ts; a rootless container's id is never asked about), and the process
+ * must also share the mount namespace of the container's init process as the runtime recorded it
+ * (`/proc/<pid>/ns/mnt`), which binds the record to this very process.
  * Every file read, and every directory from the configured root down to it, must be owned by
  * root (or the agent's own uid) and not writable by group or others; regular files only, opened
  * without following a final symlink, each with a size limit; parsed records are cached while

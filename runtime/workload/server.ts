@@ -15,19 +15,14 @@
  * half-life, delegated CA or bundle change, entries reload); a stream whose caller lost its
  * entitlement (entries reload, process gone) ends with PERMISSION_DENIED.
  *
- * JWT-SVIDs: `FetchJWTSVID` answers one token per entry of the caller (or only the `spiffe_id`
- * asked for, PERMISSION_DENIED when the caller is not entitled to it) for the audience list
- * (empty: INVALID_ARGUMENT), from the cache in front of the issuer (`jwt-svids.ts`: until
- * half-life; while the upstream is away, until just before `exp`); `FetchJWTBundles` streams the
- * trust domain's JWKS from the bundle the agent holds, again on every bundle change;
- * `ValidateJWTSVID` checks a token against those keys and the audience (`jwt.ts`; a token that
- * fails, garbage included, and an empty audience or token: INVALID_ARGUMENT). Every JWT call
- * needs an entitled caller, as the X.509 calls do. Methods not in the service: UNIMPLEMENTED.
+ * Streamed answers are serialized once (`responses.ts`); the two unary JWT calls are in
+ * `jwt-calls.ts`; `FetchJWTBundles` streams the trust domain's JWKS from the bundle the agent
+ * holds, again on every bundle change. Every JWT call needs an entitled caller, as the X.509 calls
+ * do. Methods not in the service: UNIMPLEMENTED.
  *
  * A caller the agent may not inspect (`ERR_WORKLOAD_ATTESTATION_DENIED`: no CAP_SYS_PTRACE for
  * another uid's process) gets PERMISSION_DENIED, logged at error level once per server.
  */
-import { createHash } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { dirname } from 'node:path';
@@ -36,7 +31,6 @@ import type { Clock, Timer } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { RuntimeError } from '../errors.ts';
-import { JWT_SVID_MAX_AUDIENCE_LENGTH, JWT_SVID_MAX_AUDIENCES } from '../upstream/protocol.ts';
 import {
   type Attestation,
   type AttestOptions,
@@ -46,10 +40,11 @@ import {
 } from './attest.ts';
 import { type ContainerRoots, DEFAULT_CONTAINER_ROOTS } from './container-image.ts';
 import { matchEntries, usesContainerImage, type WorkloadEntry } from './entries.ts';
-import { jwksBytes, toStruct, validateJwtSvid } from './jwt.ts';
+import { deny, fetchJwtSvid, type JwtCallContext, type Status, validateJwtSvidCall } from './jwt-calls.ts';
 import { JwtSvidCache } from './jwt-svids.ts';
 import { loadPeerCred, type PeerCred, peerCred } from './peercred.ts';
 import { workloadService } from './proto.ts';
+import { type Encoded, passThroughStreams, WorkloadResponses } from './responses.ts';
 
 export { PROTO_PATH } from './proto.ts';
 
@@ -96,50 +91,7 @@ interface Stream {
   last: string | undefined;
 }
 
-type Status = { code: grpc.status; details: string };
-const deny = (details: string): Status => ({ code: grpc.status.PERMISSION_DENIED, details });
-const invalid = (details: string): Status => ({ code: grpc.status.INVALID_ARGUMENT, details });
-const unavailable = (err: unknown): Status => ({
-  code: grpc.status.UNAVAILABLE,
-  details: `identity unavailable (${isEdgewardError(err) ? err.code : 'unknown'})`,
-});
 type Unary = grpc.ServerUnaryCall<unknown, unknown>;
-
-/** An X509SVIDResponse built once and its digest, with the very objects it was built from. */
-interface SvidBody {
-  readonly entries: readonly WorkloadEntry[];
-  readonly svids: readonly WorkloadSvid[];
-  readonly roots: readonly Uint8Array[];
-  readonly body: unknown;
-  readonly key: string;
-}
-const SVID_BODIES_MAX = 64;
-
-/** SHA-256 over a response's strings and bytes in a fixed order (keys sorted): what changed. */
-function digest(body: unknown): string {
-  const h = createHash('sha256');
-  const walk = (v: unknown): void => {
-    if (Buffer.isBuffer(v)) h.update(`b${v.length}:`).update(v);
-    else if (Array.isArray(v)) {
-      h.update(`a${v.length}:`);
-      for (const x of v) walk(x);
-    } else if (v !== null && typeof v === 'object') {
-      const keys = Object.keys(v).sort();
-      h.update(`o${keys.length}:`);
-      for (const k of keys) {
-        h.update(`${k.length}:${k}`);
-        walk((v as Record<string, unknown>)[k]);
-      }
-    } else {
-      const s = String(v);
-      h.update(`s${s.length}:${s}`);
-    }
-  };
-  walk(body);
-  return h.digest('hex');
-}
-
-const concat = (ders: readonly Uint8Array[]): Buffer => Buffer.concat(ders.map((d) => Buffer.from(d)));
 
 export class WorkloadApiServer {
   readonly socketPath: string;
@@ -158,12 +110,8 @@ export class WorkloadApiServer {
   #timer: Timer | undefined;
   #unsubscribe: (() => void) | undefined;
   #seq = 0;
-  /**
-   * X509SVIDResponses by the entry names they answer (at most SVID_BODIES_MAX): a new connection's
-   * first answer is the same bytes as the last one while the SVIDs, bundle and entries are the
-   * same objects, so it is not rebuilt (chain and bundle concatenated) and hashed again each time.
-   */
-  readonly #svidBodies = new Map<string, SvidBody>();
+  /** Responses serialized once: a new connection's first answer is the last one's bytes. */
+  readonly #responses: WorkloadResponses;
   #closed = false;
   /** `ERR_WORKLOAD_ATTESTATION_DENIED` was logged (at error level once; later ones at debug). */
   #deniedLogged = false;
@@ -174,6 +122,7 @@ export class WorkloadApiServer {
     this.#entries = o.entries;
     this.#setAttestOptions();
     this.#svids = new WorkloadSvids(o.host, o.ttlMs);
+    this.#responses = new WorkloadResponses(o.host, this.#svids);
     this.#jwt = new JwtSvidCache({
       now: () => o.host.now(),
       fetchJwtSvid: (id, aud) =>
@@ -210,12 +159,12 @@ export class WorkloadApiServer {
           },
         );
       };
-    server.addService(workloadService(), {
+    server.addService(passThroughStreams(workloadService()), {
       FetchX509SVID: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('svid', call),
       FetchX509Bundles: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('bundles', call),
-      FetchJWTSVID: unary((call) => this.#fetchJwtSvid(call)),
+      FetchJWTSVID: unary((call) => this.#jwtCall(call, fetchJwtSvid)),
       FetchJWTBundles: (call: grpc.ServerWritableStream<unknown, unknown>) => this.#open('jwt-bundles', call),
-      ValidateJWTSVID: unary((call) => this.#validateJwtSvid(call)),
+      ValidateJWTSVID: unary((call) => this.#jwtCall(call, validateJwtSvidCall)),
     });
     this.#grpc = server;
     this.#injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
@@ -250,7 +199,7 @@ export class WorkloadApiServer {
   /** Replace the registration entries; streams of callers no longer entitled end (PERMISSION_DENIED). */
   async setEntries(entries: readonly WorkloadEntry[]): Promise<void> {
     this.#entries = entries;
-    this.#svidBodies.clear();
+    this.#responses.clear();
     this.#setAttestOptions();
     this.#svids.retain(new Set(entries.map((e) => e.name)));
     const gw = this.#o.host.caIdentity()?.svid.spiffeId;
@@ -354,6 +303,13 @@ export class WorkloadApiServer {
         code: a.imageError.code,
         reason: a.imageError.message,
       });
+    if (a.containerError !== undefined)
+      this.#o.logger.debug('workload container id not trusted: no container:id selector', {
+        event: 'workload.container_id_untrusted',
+        pid: conn.cred.pid,
+        code: a.containerError.code,
+        reason: a.containerError.message,
+      });
     if (conn.first === undefined) conn.first = a.facts;
     else if (conn.first.startTime !== a.facts.startTime || conn.first.uid !== a.facts.uid)
       return deny('the process of this connection is gone (pid reused)');
@@ -375,16 +331,15 @@ export class WorkloadApiServer {
   }
 
   async #send(stream: Stream): Promise<void> {
-    let body: unknown;
-    let key: string;
+    let answer: Encoded;
     try {
       const who = await this.#entitled(stream.conn);
       if ('code' in who) return this.#end(stream, who);
-      if (stream.kind === 'svid') ({ body, key } = await this.#svidResponse(who.entries));
-      else {
-        body = stream.kind === 'bundles' ? this.#bundlesResponse() : this.#jwtBundlesResponse();
-        key = digest(body);
-      }
+      if (stream.kind === 'svid') {
+        const built = await this.#responses.svid(who.entries);
+        this.#schedule(built.svids);
+        answer = built;
+      } else answer = stream.kind === 'bundles' ? this.#responses.bundles() : this.#responses.jwtBundles();
     } catch (err) {
       const code = isEdgewardError(err) ? err.code : 'unknown';
       this.#o.logger.warn('workload response failed', { event: 'workload.unavailable', reason: code });
@@ -392,55 +347,14 @@ export class WorkloadApiServer {
     }
     if (!this.#streams.has(stream)) return;
     // Only a digest of what was last sent is kept per stream (never a copy of the private key).
-    if (key === stream.last) return;
-    stream.last = key;
-    stream.call.write(body);
+    if (answer.key === stream.last) return;
+    stream.last = answer.key;
+    stream.call.write(answer.bytes);
   }
 
   #end(stream: Stream, status: Status): void {
     if (!this.#streams.delete(stream)) return;
     stream.call.emit('error', status);
-  }
-
-  async #svidResponse(entries: readonly WorkloadEntry[]): Promise<{ body: unknown; key: string }> {
-    const roots = this.#bundleRoots();
-    const svids: WorkloadSvid[] = await Promise.all(entries.map((e) => this.#svids.get(e.name)));
-    this.#schedule(svids);
-    const name = entries.map((e) => e.name).join('\n');
-    const hit = this.#svidBodies.get(name);
-    const same = <T>(a: readonly T[], b: readonly T[]): boolean =>
-      a.length === b.length && a.every((x, i) => x === b[i]);
-    if (hit !== undefined && same(hit.entries, entries) && same(hit.svids, svids) && same(hit.roots, roots))
-      return hit;
-    const bundle = concat(roots);
-    const body = {
-      svids: svids.map((s, i) => ({
-        spiffe_id: s.spiffeId,
-        x509_svid: concat(s.chain),
-        x509_svid_key: s.key,
-        bundle,
-        hint: entries[i]?.hint ?? '',
-      })),
-      crl: [],
-      federated_bundles: {},
-    };
-    const built: SvidBody = { entries, svids, roots, body, key: digest(body) };
-    this.#svidBodies.delete(name);
-    this.#svidBodies.set(name, built);
-    if (this.#svidBodies.size > SVID_BODIES_MAX)
-      this.#svidBodies.delete(this.#svidBodies.keys().next().value as string);
-    return built;
-  }
-
-  #bundlesResponse(): unknown {
-    return { crl: [], bundles: { [`spiffe://${this.#o.host.trustDomain}`]: this.#bundleDer() } };
-  }
-
-  #jwtBundlesResponse(): unknown {
-    const keys = this.#o.host.jwtKeys?.();
-    if (keys === undefined)
-      throw new RuntimeError('ERR_BUNDLE_UNAVAILABLE', 'no bundle for the trust domain');
-    return { bundles: { [`spiffe://${this.#o.host.trustDomain}`]: jwksBytes(keys) } };
   }
 
   /** The entries of the caller of a unary call, or the status (thrown) to answer it with. */
@@ -453,70 +367,16 @@ export class WorkloadApiServer {
     return who.entries;
   }
 
-  async #fetchJwtSvid(call: Unary): Promise<unknown> {
+  /** A JWT call: its metadata checked, then `handle` with a way to attest its caller. */
+  #jwtCall(call: Unary, handle: (request: unknown, c: JwtCallContext) => Promise<unknown>): Promise<unknown> {
     const bad = this.#metadataProblem(call.metadata);
-    if (bad !== undefined) throw bad;
-    const req = call.request as { audience?: string[]; spiffe_id?: string };
-    const audience = req.audience ?? [];
-    if (audience.length === 0) throw invalid('audience must be specified');
-    if (
-      audience.length > JWT_SVID_MAX_AUDIENCES ||
-      audience.some((a) => a.length === 0 || a.length > JWT_SVID_MAX_AUDIENCE_LENGTH)
-    )
-      throw invalid(
-        `audience: 1..${JWT_SVID_MAX_AUDIENCES} values of 1..${JWT_SVID_MAX_AUDIENCE_LENGTH} characters`,
-      );
-    const entries = await this.#caller(call);
-    const gw = this.#o.host.caIdentity()?.svid.spiffeId;
-    if (gw === undefined) throw unavailable(new RuntimeError('ERR_SVID_UNAVAILABLE', 'no gateway identity'));
-    let ids = entries.map((e) => ({ id: workloadId(gw, e.name), hint: e.hint ?? '' }));
-    if (req.spiffe_id !== undefined && req.spiffe_id !== '') {
-      ids = ids.filter((i) => i.id === req.spiffe_id);
-      if (ids.length === 0) throw deny(`no entitlement to ${req.spiffe_id}`);
-    }
-    try {
-      const svids = await Promise.all(ids.map((i) => this.#jwt.get(i.id, audience)));
-      return { svids: svids.map((s, k) => ({ spiffe_id: s.spiffeId, svid: s.token, hint: ids[k]?.hint })) };
-    } catch (err) {
-      this.#o.logger.warn('JWT-SVID unavailable', {
-        event: 'workload.jwt_unavailable',
-        reason: isEdgewardError(err) ? err.code : 'unknown',
-      });
-      throw unavailable(err);
-    }
-  }
-
-  async #validateJwtSvid(call: Unary): Promise<unknown> {
-    const bad = this.#metadataProblem(call.metadata);
-    if (bad !== undefined) throw bad;
-    const req = call.request as { audience?: string; svid?: string };
-    if (!req.audience) throw invalid('audience must be specified');
-    if (!req.svid) throw invalid('svid must be specified');
-    await this.#caller(call);
-    const keys = this.#o.host.jwtKeys?.();
-    if (keys === undefined) throw unavailable(new RuntimeError('ERR_BUNDLE_UNAVAILABLE', 'no bundle'));
-    try {
-      const v = await validateJwtSvid(req.svid, req.audience, {
-        trustDomain: this.#o.host.trustDomain,
-        keys,
-        now: this.#o.host.now(),
-      });
-      return { spiffe_id: v.spiffeId, claims: toStruct(v.claims as Record<string, unknown>) };
-    } catch (err) {
-      throw invalid((err as Error).message);
-    }
-  }
-
-  #bundleDer(): Buffer {
-    return concat(this.#bundleRoots());
-  }
-
-  /** The DER of each root of the trust domain's X.509 bundle. */
-  #bundleRoots(): readonly Uint8Array[] {
-    const b = this.#o.host.bundle();
-    if (b === undefined || b.roots.length === 0)
-      throw new RuntimeError('ERR_BUNDLE_UNAVAILABLE', 'no X.509 bundle for the trust domain');
-    return b.roots.map((c) => c.raw);
+    if (bad !== undefined) return Promise.reject(bad);
+    return handle(call.request, {
+      host: this.#o.host,
+      jwt: this.#jwt,
+      logger: this.#o.logger,
+      caller: () => this.#caller(call),
+    });
   }
 
   /** Arm the refresh timer at the earliest half-life of the SVIDs being served. */
@@ -537,7 +397,7 @@ export class WorkloadApiServer {
   async #push(): Promise<void> {
     // Something changed (rotation, CA, bundle, entries): no response built before is reused, and
     // none keeps a replaced private key alive.
-    this.#svidBodies.clear();
+    this.#responses.clear();
     await Promise.all([...this.#streams].map((s) => this.#send(s)));
   }
 }

@@ -2,9 +2,9 @@
  * A lost attest finish answer (issue 17, the kill -9 storm): the issuer commits the issuance,
  * consuming the session and the single-use join token, and the replica dies before its answer
  * is written (its connections cut right after the COMMIT). The agent sends the very same finish
- * again (exchange.ts `PendingAttest`), on the next endpoint or, with one URL behind a load
+ * again (exchange.ts `PendingFinish`), on the next endpoint or, with one URL behind a load
  * balancer, on the same URL; the issuer answers it from `done/<sessionId>`
- * (runtime/issuer/attest-done.ts). The agent ends enrolled with its one join token, without a
+ * (runtime/issuer/finish-done.ts). The agent ends enrolled with its one join token, without a
  * person making a new one, and the issuer issued once.
  */
 import { X509Certificate } from 'node:crypto';

@@ -172,7 +172,16 @@ for (const kind of ['swtpm', 'sim'] as const) {
       const q4 = await a.quote(b4.nonce, p4.spki, SEL);
       const recovered = await issuer.recoverFinish({ ...p4.body, ...q4 }, ctx);
       assert.is(recovered.spiffeId, id.spiffeId);
-      await rejects(() => issuer.recoverFinish({ ...p4.body, ...q4 }, ctx), 'ERR_ISSUER_SESSION_UNKNOWN');
+      // The same finish again: the same answer (a lost answer); another request on it: a replay.
+      const again = await issuer.recoverFinish({ ...p4.body, ...q4 }, ctx);
+      assert.equal(
+        Buffer.from(again.svidChain[0] as Uint8Array),
+        Buffer.from(recovered.svidChain[0] as Uint8Array),
+      );
+      await rejects(
+        () => issuer.recoverFinish({ ...p4.body, ...q4, caCsr: keyAndCsr().csr }, ctx),
+        'ERR_ISSUER_SESSION_UNKNOWN',
+      );
 
       // PCR drift (another firmware measured): refused as renewal refuses it.
       await execute(backend.transport, PCR_Extend, {

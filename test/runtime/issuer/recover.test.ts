@@ -3,7 +3,7 @@
  * issuer's real HTTPS front on a virtual clock: a join-token gateway whose SVID expired while its
  * delegated CA is valid gets a new SVID with no person involved, and every refusal has its code
  * and status: expired CA, CA of another gateway, unrecorded serial, foreign chain, bad
- * signature, replayed session, revoked and disabled gateways, revoked CA serial, rate limit.
+ * signature, replayed session (the same finish again is answered again), revoked and disabled gateways, revoked CA serial, rate limit.
  * (tpm gateways: recover-tpm.swtpm.test.ts.)
  */
 import { type KeyObject, sign, X509Certificate } from 'node:crypto';
@@ -130,10 +130,23 @@ test('an expired SVID with a valid delegated CA recovers by the CA key, with no 
     { cert: id.svidChain[0] as Uint8Array, key: f.key },
   );
   assert.is(renew.status, 200, renew.text);
-  // Single use: the same finish again is a replay.
-  await expectRefused(await h.call('POST', '/v1/recover/finish', f.body), 409, 'ERR_ISSUER_SESSION_UNKNOWN');
+  // Single use: the same finish again gets the same answer (a lost answer, finish-done.ts);
+  // another request on the session (another CSR with its own proof) is a replay.
+  const again = await h.call('POST', '/v1/recover/finish', f.body);
+  assert.is(again.status, 200, again.text);
+  assert.equal(
+    Buffer.from((again.body as IssuedIdentity).svidChain[0] as Uint8Array),
+    Buffer.from(id.svidChain[0] as Uint8Array),
+  );
+  await expectRefused(
+    await h.call('POST', '/v1/recover/finish', finishBody(rb, gw.caKey).body),
+    409,
+    'ERR_ISSUER_SESSION_UNKNOWN',
+  );
   const events = await h.running.issuer.auditEvents();
   assert.ok(events.some((e) => e.event === 'recover' && e.gateway === 'gw-rec' && e.method === 'join-token'));
+  assert.is(events.filter((e) => e.event === 'recover' && e.gateway === 'gw-rec').length, 1);
+  assert.ok(events.some((e) => e.event === 'retry' && e.gateway === 'gw-rec'));
   assert.ok(
     events.some(
       (e) => e.event === 'refuse' && e.code === 'ERR_ISSUER_SESSION_UNKNOWN' && e.detail === 'recover.finish',
