@@ -30,7 +30,7 @@ export type TransportErrorCode =
    * the device id given as the HTTP Basic user name (HTTP 401 with `WWW-Authenticate: Basic`).
    */
   | 'ERR_ENROLL_TOKEN_INVALID'
-  /** Enrollment: the gateway's bundle root does not have the fingerprint the token carries. */
+  /** Enrollment: none of the gateway's bundle roots has a fingerprint the token (or the factory provisioning) carries. */
   | 'ERR_ENROLL_GATEWAY_UNTRUSTED'
   /** Enrollment: a factory certificate that does not chain to a manufacturer root or is not allowed (HTTP 403). */
   | 'ERR_ENROLL_FACTORY_REFUSED'

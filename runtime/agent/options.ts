@@ -49,6 +49,11 @@ export interface AgentOptions {
   /** Persist the time floor when it moved by this much (default 5 min; flash wears out). */
   readonly floorPersistMs?: number;
   readonly deviceTtlMs?: number;
+  /**
+   * After the issuer's CA switch (the bundle's signing root changed), the delegated CA is renewed
+   * under the new root at a random time within this window (default 1 h; root-switch.ts).
+   */
+  readonly rootSwitchWindowMs?: number;
   /** Test hook marking the steps of a rotation (kill -9 tests). */
   readonly onStep?: (step: RotationStep) => void | Promise<void>;
 }

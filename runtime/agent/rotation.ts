@@ -46,6 +46,7 @@ import type { AgentOptions } from './options.ts';
 import { type BackoffStrategy, refreshAt } from './policy.ts';
 import { UpstreamProbe } from './probe.ts';
 import { classifyFailure } from './refusal.ts';
+import { RootSwitch } from './root-switch.ts';
 import { type AgentBundleSource, type AgentSvidSource, bundleRecordOp } from './sources.ts';
 import type { EndpointFailure, UpstreamFailure, UpstreamState } from './status.ts';
 import type { NamedTimers } from './timers.ts';
@@ -53,7 +54,16 @@ import type { NamedTimers } from './timers.ts';
 /** The agent options rotation reads. */
 export type RotationOptions = Pick<
   AgentOptions,
-  'trustDomain' | 'store' | 'attestor' | 'random' | 'newKey' | 'serverNames' | 'tickMs' | 'probeMs' | 'onStep'
+  | 'trustDomain'
+  | 'store'
+  | 'attestor'
+  | 'random'
+  | 'newKey'
+  | 'serverNames'
+  | 'tickMs'
+  | 'probeMs'
+  | 'onStep'
+  | 'rootSwitchWindowMs'
 >;
 
 export interface RotationDeps {
@@ -102,9 +112,13 @@ export class Rotation {
   #caSerial: string | undefined;
   /** A finish whose answer did not arrive: sent again first on the next try (exchange.ts). */
   readonly #pendingFinish = new PendingFinish();
+  /** The issuer's CA switched: the delegated CA renews under the new root soon (root-switch.ts). */
+  readonly #rootSwitch: RootSwitch;
 
   constructor(deps: RotationDeps) {
     this.#d = deps;
+    this.#rootSwitch = new RootSwitch(deps.options.rootSwitchWindowMs, deps.options.random);
+    deps.bundleSource.onChange(() => this.#onBundle());
     this.#probe = new UpstreamProbe({
       failover: deps.failover,
       breaker: deps.breaker,
@@ -143,7 +157,41 @@ export class Rotation {
       this.#caSerial = caSerial;
       this.#caRefreshAt = refreshAt(live.ca.notBefore, live.ca.notAfter, r);
     }
+    this.#followRoot(live);
     this.#nextRotationAt = Math.min(refreshAt(live.svidNotBefore, live.svid.notAfter, r), this.#caRefreshAt);
+  }
+
+  /** A CA switch seen in the bundle brings the delegated CA's renewal forward (root-switch.ts). */
+  #followRoot(live: LiveIdentity): number | undefined {
+    const d = this.#d;
+    let bundle: ReturnType<AgentBundleSource['getBundleFor']> | undefined;
+    try {
+      bundle = d.bundleSource.getBundleFor(d.options.trustDomain);
+    } catch {
+      return undefined; // no bundle yet: nothing to follow
+    }
+    const due = this.#rootSwitch.dueAt(live.ca, bundle, d.now());
+    if (due === undefined) return undefined;
+    if (due.at < (this.#caRefreshAt ?? Number.POSITIVE_INFINITY)) this.#caRefreshAt = due.at;
+    if (due.fresh)
+      d.event(
+        'info',
+        "the bundle's signing root did not sign the delegated CA; renewing it under the new root",
+        'identity.root-switch',
+        { root: bundle.roots[0]?.fingerprint256, caNotAfter: iso(live.ca.notAfter), renewBy: iso(due.at) },
+      );
+    return this.#caRefreshAt;
+  }
+
+  /** A new bundle: when it moves the CA's renewal before the armed rotation, arm it then. */
+  #onBundle(): void {
+    const d = this.#d;
+    const live = d.svidSource.loaded();
+    if (live === undefined || !d.running() || this.#halted) return;
+    const at = this.#followRoot(live);
+    // A rotation in flight or backing off schedules itself (and reads the CA's due time then).
+    if (at === undefined || this.#rotating !== undefined || this.#state === 'failing') return;
+    if (this.#nextRotationAt === undefined || at < this.#nextRotationAt) this.schedule(at - d.now());
   }
 
   /** At stop: forget an unanswered finish and release its new CA key (a TPM key is flushed). */

@@ -186,7 +186,14 @@ export interface TestPki {
 }
 
 export async function buildPki(
-  opts: { now?: number; trustDomain?: string; gateway?: string; lifetimeMs?: number } = {},
+  opts: {
+    now?: number;
+    trustDomain?: string;
+    gateway?: string;
+    lifetimeMs?: number;
+    /** The root's subject CN (default `<td> root`); no key identifiers here, so give a second root its own name. */
+    rootName?: string;
+  } = {},
 ): Promise<TestPki> {
   const now = opts.now ?? Date.now();
   const td = opts.trustDomain ?? 'fleet.example';
@@ -194,7 +201,7 @@ export async function buildPki(
   const life = opts.lifetimeMs ?? 24 * HOUR;
   const nb = now - HOUR;
   const root = await makeCert({
-    subject: `CN=${td} root`,
+    subject: `CN=${opts.rootName ?? `${td} root`}`,
     uris: [`spiffe://${td}`],
     ca: true,
     notBefore: nb,

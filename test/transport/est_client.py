@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A second EST client, Python's standard library only (urllib + ssl): bootstrap trust from
-cacerts (fingerprint of the join token), simpleenroll with HTTP Basic, then simplereenroll with
+cacerts (the join token's root fingerprints), simpleenroll with HTTP Basic, then simplereenroll with
 the certificate just issued. Usage: est_client.py HOST:PORT DEVICE_ID TOKEN DIR (DIR holds
 key.pem + csr.der for the enrollment, key2.pem + csr2.der for the re-enrollment; writes ca.pem,
 svid.pem, svid2.pem). The PKCS#7 is walked with a few lines of DER reading."""
@@ -61,14 +61,15 @@ def post(url, ctx, body, headers):
 def main():
     gw, device, token, d = sys.argv[1:5]
     base = f"https://{gw}/.well-known/est"
-    # 1. cacerts without verification, kept only if a root has the token's fingerprint
+    # 1. cacerts without verification, kept only if a root has one of the token's fingerprints
+    #    (ewt1.<secret>.<fingerprint>[.<fingerprint>...])
     insecure = ssl.create_default_context()
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE
     with urllib.request.urlopen(base + "/cacerts", context=insecure, timeout=15) as res:
         roots = certs_only(base64.b64decode(res.read()))
-    want = base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
-    if not any(hashlib.sha256(r).digest() == want for r in roots):
+    want = {base64.urlsafe_b64decode(f + "==") for f in token.split(".")[2:]}
+    if not any(hashlib.sha256(r).digest() in want for r in roots):
         sys.exit("cacerts: not the gateway of this token")
     ca = os.path.join(d, "ca.pem")
     open(ca, "w").write(pem(roots))

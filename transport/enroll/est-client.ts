@@ -2,7 +2,7 @@
  * The device side of EST (RFC 7030) enrollment, on `node:https`:
  *
  * 1. `cacerts` is fetched without verifying the gateway (RFC 7030 §4.1.1 bootstrap); one of the
- *    roots must have the SHA-256 fingerprint the join token carries (or the one provisioned
+ *    roots must have a SHA-256 fingerprint the join token carries (or the one provisioned
  *    with a factory certificate), else nothing more is sent (`ERR_ENROLL_GATEWAY_UNTRUSTED`);
  * 2. `simpleenroll` then goes over a connection verified against those roots, and the gateway's
  *    certificate must be an X.509-SVID `spiffe://<td>/gateway/<name>` (the host name is not
@@ -86,12 +86,12 @@ export interface EnrolledIdentity {
 
 /**
  * RFC 7030 §4.1.1 bootstrap: the gateway's CA certificates, fetched without verification and
- * accepted only when one of them has `fingerprint` (SHA-256 of its DER).
+ * accepted only when one of them has one of `fingerprints` (SHA-256 of its DER).
  */
 export async function fetchCaCerts(o: {
   host: string;
   port: number;
-  fingerprint: Uint8Array;
+  fingerprints: readonly Uint8Array[];
   timeoutMs?: number;
 }): Promise<X509Certificate[]> {
   const roots = certsOf(
@@ -105,7 +105,7 @@ export async function fetchCaCerts(o: {
   );
   if (
     !bundleMatches(
-      o.fingerprint,
+      o.fingerprints,
       roots.map((r) => r.raw),
     )
   )
@@ -236,18 +236,18 @@ async function requestChain(
 
 /** Bootstrap trust from the token's fingerprint (or the factory one), then `simpleenroll`. */
 export async function enroll(o: EnrollOptions): Promise<EnrolledIdentity> {
-  const fingerprint =
+  const fingerprints =
     o.token !== undefined
-      ? parseJoinToken(o.token).fingerprint
+      ? parseJoinToken(o.token).fingerprints
       : o.factory !== undefined
-        ? Buffer.from(o.factory.bundleFingerprint)
+        ? [Buffer.from(o.factory.bundleFingerprint)]
         : undefined;
-  if (fingerprint === undefined) throw new TypeError('enroll needs a token or a factory identity');
+  if (fingerprints === undefined) throw new TypeError('enroll needs a token or a factory identity');
   if (o.token !== undefined && o.deviceId === undefined)
     throw new TypeError('enroll with a token needs the device id');
   const timeoutMs = o.timeoutMs ?? 15_000;
   try {
-    const roots = o.roots ?? (await fetchCaCerts({ host: o.host, port: o.port, fingerprint, timeoutMs }));
+    const roots = o.roots ?? (await fetchCaCerts({ host: o.host, port: o.port, fingerprints, timeoutMs }));
     return await requestChain({ ...o, timeoutMs }, 'simpleenroll', roots, o.deviceId, {
       ...(o.token === undefined
         ? {}

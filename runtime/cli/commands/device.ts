@@ -5,7 +5,7 @@
  *   agent over its admin socket (default `<data dir>/admin.sock`, the data dir being `--data-dir`,
  *   `$EDGEWARD_DATA_DIR` or `./.edgeward`, where `npm start` keeps it) and prints the token.
  * - `device enroll --gateway HOST:PORT --id DEVICE_ID (--token TOKEN | --token-file FILE) --out DIR`
- *   enrolls over EST (RFC 7030: `cacerts` checked against the token's fingerprint, then
+ *   enrolls over EST (RFC 7030: `cacerts` checked against the token's root fingerprints, then
  *   `simpleenroll` with HTTP Basic `DEVICE_ID:TOKEN`) and writes `key.pem` (0600), `svid.pem`
  *   (leaf + chain) and `bundle.pem`, usable as is by
  *   `mosquitto_pub --cafile bundle.pem --cert svid.pem --key key.pem`.

@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JoinTokenAttestor } from '../../../attestors/join-token/attestor.ts';
-import type { Agent } from '../../../runtime/agent/agent.ts';
+import type { Agent, AgentOptions } from '../../../runtime/agent/agent.ts';
 import type { LogFields, Logger } from '../../../runtime/core/logger.ts';
 import type { CaKeyPair } from '../../../runtime/issuer/ca.ts';
 import { createDevIssuerFiles, type DevIssuerFiles } from '../../../runtime/issuer/dev.ts';
@@ -69,7 +69,7 @@ export interface RotationRig {
     extra?: Partial<StartIssuerOptions>,
   ): Promise<RunningIssuer & { log: TimedLog }>;
   /** An agent enrolled with a join token from `issuer`, talking to `urls` (failing over in order). */
-  agent(issuer: Issuer, urls: string[]): Promise<RigAgent>;
+  agent(issuer: Issuer, urls: string[], extra?: Partial<AgentOptions>): Promise<RigAgent>;
   /** Advance the clock by `ms`, then wait until every upstream call it started was answered. */
   step(ms: number): Promise<void>;
   close(): Promise<void>;
@@ -147,7 +147,7 @@ export async function rotationRig(o: { trustDomain: string; clock: VirtualClock 
       replicas.push(r);
       return Object.assign(r, { log });
     },
-    async agent(issuer, urls) {
+    async agent(issuer, urls, extra = {}) {
       const name = `gw-${agents.length + 1}`;
       const tokenFile = join(dir, `${name}.token`);
       writeFileSync(tokenFile, await issuer.createJoinToken(name, 10 * MIN), { mode: 0o600 });
@@ -168,7 +168,7 @@ export async function rotationRig(o: { trustDomain: string; clock: VirtualClock 
         })),
         close: () => up.close(),
       };
-      const agent = await h.restart({ clock, trustDomain, attestor, upstream });
+      const agent = await h.restart({ clock, trustDomain, attestor, upstream, ...extra });
       const served: RigAgent['served'] = [];
       agent.svidSource.onChange(() => {
         const live = agent.svidSource.current();
