@@ -18,8 +18,9 @@
  * certificate, CSR naming another device; 413 body over 16 KiB; 429 rate limited (+
  * `Retry-After`); 408 a request not done in time; 503 the gateway cannot sign now.
  *
- * Bootstrap trust (RFC 7030 §4.1.1): the join token carries the SHA-256 fingerprint of a bundle
- * root; the device fetches `cacerts` without verifying, checks the fingerprint, and only then
+ * Bootstrap trust (RFC 7030 §4.1.1): the join token carries the SHA-256 fingerprints of the
+ * bundle's roots (the signing root last, so a token stays good across an issuer CA switch); the
+ * device fetches `cacerts` without verifying, checks that a root has one of them, and only then
  * sends the token over a connection verified against those roots (`est-client.ts`).
  *
  * Nothing accumulates per connection (issue 15, item 4): the handshake guard (`transport/net`)
