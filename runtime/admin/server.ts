@@ -8,7 +8,8 @@
  * - `POST /v1/device-tokens` with JSON `{id, ttlMs}` → `{token, expiresAt}` (the transport's
  *   `edgeward device token create` calls it), when the composition root provides the handler.
  * Errors answer `{error: {code, message}}`. A stale socket left by a killed agent is replaced; a
- * live one (another agent running) is refused.
+ * live one (another agent running) is refused. Both listeners are bounded (ADMIN_BOUNDS:
+ * `transport/net/http-bounds.ts`): the metrics port is open to every local user.
  *
  * @example
  * ```ts
@@ -19,6 +20,7 @@
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, connect, isIPv4, isIPv6 } from 'node:net';
+import { boundHttpServer, type HttpBoundsOptions } from '../../transport/net/http-bounds.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { AgentError } from '../errors.ts';
@@ -44,7 +46,17 @@ export interface AdminOptions {
   readonly logger: Logger;
   /** Serve `/metrics` on this loopback address too (port 0 = any free port). */
   readonly metrics?: { host: string; port: number };
+  /** Bounds of both listeners (default ADMIN_BOUNDS); tests shorten them. */
+  readonly bounds?: Partial<HttpBoundsOptions>;
 }
+
+/**
+ * The socket is the agent user's only, but the metrics port is open to every local user (and
+ * shares the agent's descriptors with the broker): each listener completes a request's headers
+ * within 5 s of accept or of its last answer, answers a request (its body read) within 10 s, and
+ * holds at most 32 connections, a new one evicting the oldest idle one.
+ */
+export const ADMIN_BOUNDS: HttpBoundsOptions = { headersMs: 5000, requestMs: 10_000, maxConnections: 32 };
 
 export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   if (o.metrics !== undefined) {
@@ -55,7 +67,9 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
       throw new AgentError('ERR_ADMIN_REQUEST', `metrics must listen on a loopback address, not ${host}`);
   }
   await clearStaleSocket(o.socketPath);
+  const limits = { ...ADMIN_BOUNDS, ...o.bounds };
   const admin = createServer((req, res) => void route(req, res, o.handlers, o.logger));
+  const bounded = [boundHttpServer(admin, limits)];
   await listen(admin, o.socketPath);
   await chmod(o.socketPath, 0o600);
   let metricsServer: Server | undefined;
@@ -64,6 +78,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
       if (req.method === 'GET' && req.url === '/metrics') return text(res, 200, o.handlers.metrics());
       return json(res, 404, { error: { code: 'ERR_ADMIN_REQUEST', message: 'only GET /metrics here' } });
     });
+    bounded.push(boundHttpServer(m, limits));
     try {
       await listen(m, o.metrics.port, o.metrics.host);
     } catch (err) {
@@ -80,7 +95,9 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     async close() {
       if (closed) return;
       closed = true;
-      await Promise.all([close(admin), metricsServer && close(metricsServer)]);
+      const closing = Promise.all([close(admin), metricsServer && close(metricsServer)]);
+      for (const b of bounded) b.closeAll();
+      await closing;
       await unlink(o.socketPath).catch(() => {});
     },
   };

@@ -5,18 +5,19 @@
  * with one reason per line: store, CA key, bundle, the composition root's checks, or `draining`),
  * `GET /metrics` (Prometheus text). Nothing else.
  *
- * It needs no credentials, so it is bounded against whoever can reach it: a connection must
- * complete a request's headers within `headersMs` (5 s) of its accept or of its last answer, or
- * it is closed (silent sockets, headers a byte at a time, an idle keep-alive); a request body is
- * never waited for (the connection of a request whose body has not ended by its answer is
- * closed: an endless body costs one answer); at most `maxConnections` (32) are open, and one more
- * evicts the oldest connection that has no request in progress, so a flood of idle sockets cannot
- * lock out a prober; concurrent /readyz and /metrics share one readiness run (one store read,
- * not one per request).
+ * It needs no credentials, so it is bounded against whoever can reach it
+ * (`transport/net/http-bounds.ts`): a connection must complete a request's headers within
+ * `headersMs` (5 s) of its accept or of its last answer, or it is closed (silent sockets, headers
+ * a byte at a time, an idle keep-alive); a request body is never waited for (the connection of a
+ * request whose body has not ended by its answer is closed: an endless body costs one answer); at
+ * most `maxConnections` (32) are open, and one more evicts the oldest connection that has no
+ * request in progress, so a flood of idle sockets cannot lock out a prober; concurrent /readyz
+ * and /metrics share one readiness run (one store read, not one per request).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { type Clock, systemClock, type Timer } from '../core/clock.ts';
+import type { AddressInfo } from 'node:net';
+import { boundHttpServer } from '../../transport/net/http-bounds.ts';
+import { type Clock, systemClock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 
 export interface HealthSource {
@@ -57,11 +58,6 @@ function shared<T>(fn: () => Promise<T>): () => Promise<T> {
   };
 }
 
-interface Conn {
-  timer: Timer | undefined;
-  busy: boolean;
-}
-
 export async function startHealthServer(
   src: HealthSource,
   o: { host: string; port: number; logger: Logger; clock?: Clock; limits?: HealthLimits },
@@ -71,12 +67,6 @@ export async function startHealthServer(
   const max = o.limits?.maxConnections ?? 32;
   const readiness = shared(() => src.readiness());
   const metrics = shared(() => src.metrics());
-  /** Open connections, oldest first. */
-  const conns = new Map<Socket, Conn>();
-  const arm = (socket: Socket, c: Conn) => {
-    c.timer?.cancel();
-    c.timer = clock.setTimer('health-headers', headersMs, () => socket.destroy());
-  };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://health.invalid').pathname;
@@ -97,44 +87,8 @@ export async function startHealthServer(
     });
   };
 
-  const server: Server = createServer((req, res) => {
-    const socket = req.socket;
-    const c = conns.get(socket);
-    if (c !== undefined) {
-      c.timer?.cancel();
-      c.timer = undefined;
-      c.busy = true;
-    }
-    res.once('finish', () => {
-      if (c !== undefined) c.busy = false;
-      // Its body still coming (an endless one): answered, the connection goes.
-      if (!req.complete) socket.destroy();
-      else if (c !== undefined && conns.has(socket)) arm(socket, c);
-    });
-    handle(req, res);
-  });
-  server.on('connection', (socket: Socket) => {
-    if (conns.size >= max) {
-      // Make room by the oldest connection that is not being answered; none: refuse this one.
-      const idle = [...conns].find(([, c]) => !c.busy);
-      if (idle === undefined) {
-        socket.destroy();
-        return;
-      }
-      idle[0].destroy();
-      idle[1].timer?.cancel();
-      conns.delete(idle[0]);
-    }
-    const c: Conn = { timer: undefined, busy: false };
-    conns.set(socket, c);
-    arm(socket, c);
-    socket.once('close', () => {
-      c.timer?.cancel();
-      conns.delete(socket);
-    });
-  });
-  server.requestTimeout = 5000;
-  server.headersTimeout = 5000;
+  const server: Server = createServer(handle);
+  const bounds = boundHttpServer(server, { headersMs, maxConnections: max, clock });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => resolve());
@@ -147,10 +101,7 @@ export async function startHealthServer(
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-        for (const [s, c] of conns) {
-          c.timer?.cancel();
-          s.destroy();
-        }
+        bounds.closeAll();
       });
       return closing;
     },
