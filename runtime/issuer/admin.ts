@@ -28,12 +28,13 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import { dirname } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { guardTlsServer } from '../../transport/net/guard.ts';
+import type { Clock } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { IssuerError } from '../errors.ts';
 import { statusFor, type TlsMaterial } from './http.ts';
 import type { Issuer } from './issuer.ts';
+import { guardHttpsListener, type ListenerLimits } from './listener-guard.ts';
 
 export const ADMIN_MAX_BODY_BYTES = 16 * 1024;
 export const ADMIN_REQUEST_TIMEOUT_MS = 10_000;
@@ -269,7 +270,14 @@ export async function startAdminSocket(
 /** The optional mTLS admin port: operator certificates only. */
 export async function startAdminTls(
   issuer: Issuer,
-  o: { host: string; port: number; tls: TlsMaterial; logger: Logger; handshakeTimeoutMs?: number },
+  o: {
+    host: string;
+    port: number;
+    tls: TlsMaterial;
+    logger: Logger;
+    limits?: Partial<ListenerLimits>;
+    clock?: Clock;
+  },
 ): Promise<AdminServer> {
   const server = createHttpsServer(
     { cert: o.tls.cert, key: o.tls.key, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
@@ -279,10 +287,17 @@ export async function startAdminTls(
     }),
   );
   bound(server);
-  guardTlsServer(server, {
-    handshakeTimeoutMs: o.handshakeTimeoutMs ?? 10_000,
-    maxConnections: 64,
+  // The same bounds as the gateway front: handshake from accept, request (headers and body)
+  // within its budget, at most 64 sockets; Node's timers of bound() stay as the backstop.
+  guardHttpsListener(server, {
+    limits: {
+      handshakeTimeoutMs: 10_000,
+      requestTimeoutMs: ADMIN_REQUEST_TIMEOUT_MS,
+      maxConnections: 64,
+      ...o.limits,
+    },
     logger: o.logger,
+    ...(o.clock === undefined ? {} : { clock: o.clock }),
     name: 'issuer-admin',
   });
   await new Promise<void>((resolve, reject) => {
