@@ -158,13 +158,18 @@ function readJson(req: IncomingMessage): Promise<Body> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    // Past the limit: refused, the rest not read (the listener guard closes the connection once
+    // the 413 is out; destroying the request here cut the connection before its answer).
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > ADMIN_MAX_BODY_BYTES) {
+        req.off('data', onData);
+        req.pause();
+        chunks.length = 0;
         reject(tooLarge());
-        req.destroy();
       } else chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => {
       if (size === 0) return resolve({});
       try {

@@ -8,8 +8,11 @@
  * logged, memory stays bounded, and a good gateway still attests and renews.
  */
 import { X509Certificate } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { type Socket, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -22,6 +25,7 @@ const MAX = 12;
 const SLACK_MS = 1500;
 const LIMITS = { handshakeTimeoutMs: LIMIT_MS, requestTimeoutMs: LIMIT_MS, maxConnections: MAX };
 
+const sockDir = mkdtempSync(join(tmpdir(), 'listener-abuse-'));
 let h: Harness;
 let port: number;
 let adminPort: number;
@@ -31,7 +35,7 @@ test.before(async () => {
     {
       rateLimit: { perAddress: 1000, perGateway: 1000, windowMs: 60_000 },
       listenerLimits: LIMITS,
-      admin: { listen: { host: '127.0.0.1', port: 0 } },
+      admin: { listen: { host: '127.0.0.1', port: 0 }, socket: join(sockDir, 'admin.sock') },
       adminLimits: LIMITS,
     },
   );
@@ -41,6 +45,7 @@ test.before(async () => {
 test.after(async () => {
   await h.running.close();
   rmSync(h.dir, { recursive: true, force: true });
+  rmSync(sockDir, { recursive: true, force: true });
 });
 
 function tcp(p = port): Promise<Socket> {
@@ -252,6 +257,29 @@ test('a body declared over the limit gets 413 at once and its connection is clos
   const text = await answer;
   assert.match(text, /^HTTP\/1\.1 413 /);
   assert.ok(text.includes('ERR_ISSUER_BODY_TOO_LARGE'));
+});
+
+test('admin socket: a body streamed past its 16 KiB limit is answered 413 ERR_ISSUER_BODY_TOO_LARGE (the connection was cut unanswered)', async () => {
+  const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = httpRequest(
+      {
+        socketPath: h.running.adminSocket,
+        method: 'POST',
+        path: '/v1/admin/gateways/budget',
+        headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+      },
+    );
+    req.on('error', reject);
+    req.write(Buffer.alloc(20 * 1024, 0x20));
+    req.end(Buffer.alloc(20 * 1024, 0x20));
+  });
+  assert.is(answer.status, 413);
+  assert.match(answer.text, /ERR_ISSUER_BODY_TOO_LARGE/);
 });
 
 test('an idle keep-alive connection is closed at the request budget after its answer', async () => {
