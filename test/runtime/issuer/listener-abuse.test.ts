@@ -312,4 +312,31 @@ test('a flood over the cap: sockets past it dropped, all closed within the bound
   assert.ok(grown < 64 * 1024 * 1024, `RSS grew ${grown} bytes`);
 });
 
+test('while an attacker holds most of the cap in silent sockets, re-opened as each is cut, a gateway attests and renews; each is cut at the handshake deadline', async () => {
+  let stop = false;
+  const first: Promise<number>[] = [];
+  const held = new Set<Socket>();
+  const hold = (initial: boolean) => {
+    if (stop) return;
+    const s = tcpConnect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    held.add(s);
+    if (initial) first.push(closedWithin(s, LIMIT_MS + SLACK_MS, 'held socket'));
+    s.once('close', () => {
+      held.delete(s);
+      hold(false);
+    });
+  };
+  for (let i = 0; i < MAX - 4; i++) hold(true);
+  try {
+    await enrollAndRenew('gw-under-flood');
+    // The attacker's first sockets went at the deadline (and were replaced), not held for good.
+    const closed = await Promise.all(first);
+    assert.is(closed.length, MAX - 4);
+  } finally {
+    stop = true;
+    for (const s of held) s.destroy();
+  }
+});
+
 test.run();
