@@ -17,6 +17,7 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AttestBeginResponse, IssuedIdentity } from '../../../runtime/upstream/protocol.ts';
+import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
 import { type Harness, harness, keyAndCsr } from './harness.ts';
 
 const LIMIT_MS = 300;
@@ -336,6 +337,36 @@ test('while an attacker holds most of the cap in silent sockets, re-opened as ea
   } finally {
     stop = true;
     for (const s of held) s.destroy();
+  }
+});
+
+test('the listener timers run on the injected network clock: hour-long limits, the virtual hour passes, both sockets go at once', async () => {
+  const net = new VirtualClock(Date.now());
+  const HOUR = 3_600_000;
+  const v = await harness(
+    { joinToken: { enabled: true } },
+    {
+      listenerLimits: { handshakeTimeoutMs: HOUR, requestTimeoutMs: HOUR, maxConnections: MAX },
+      networkClock: net,
+    },
+  );
+  try {
+    const vport = Number(new URL(v.running.url).port);
+    const silent = await tcp(vport);
+    const slow = await tls(vport);
+    slow.write('POST /v1/attest/begin HTTP/1.1\r\nhost: iss');
+    // The answer to a good request on the same listener: both sockets are accepted and armed by now.
+    assert.is((await v.call('GET', '/v1/bundle')).status, 200);
+    assert.ok(!silent.destroyed && !slow.destroyed);
+    const closing = [
+      closedWithin(silent, SLACK_MS, 'silent, after the virtual hour'),
+      closedWithin(slow, SLACK_MS, 'slow headers, after the virtual hour'),
+    ];
+    await net.advance(HOUR);
+    await Promise.all(closing);
+  } finally {
+    await v.running.close();
+    rmSync(v.dir, { recursive: true, force: true });
   }
 });
 
