@@ -6,11 +6,12 @@
  *   exec` reaches): the file mode is the access control; the actor recorded in the audit is
  *   `local-socket` (Node gives no SO_PEERCRED without a native addon);
  * - optionally an mTLS port: the client must present an operator certificate this issuer signed
- *   (`operator-auth.ts`), the actor is its SPIFFE ID; the handshake guard bounds handshakes and
- *   connections (`transport/net/guard.ts`).
+ *   (`operator-auth.ts`), the actor is its SPIFFE ID; the listener guard (`listener-guard.ts`)
+ *   bounds handshakes (10 s from accept), connections (64) and each request's headers and body
+ *   (10 s from the handshake or the last answer), like the gateway front's.
  *
- * JSON in and out (`{ result }` or `{ error: { code, message } }`), bodies at most 16 KiB, a
- * request must complete within 10 s (the audit `follow` is the client polling `since`).
+ * JSON in and out (`{ result }` or `{ error: { code, message } }`), bodies at most 16 KiB (413
+ * past it, the rest not read), a request must complete within 10 s (the audit `follow` is the client polling `since`).
  *
  * @example
  * ```ts

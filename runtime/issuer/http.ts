@@ -3,7 +3,9 @@
  * a body limit, content-type checks, and every failure as `{ error: { code, message } }` with
  * the status the protocol names. TLS asks for a client certificate but does not require one:
  * attestation and recovery come without, renewal and the device issuance log must present the
- * gateway SVID (checked by the issuer). Bodies are at most 64 KiB (384 KiB for the issuance log).
+ * gateway SVID (checked by the issuer). Bodies are at most 64 KiB (384 KiB for the issuance log):
+ * refused 413 when declared or grown past that, the rest never read. The listener is bounded
+ * against the network by `listener-guard.ts` (handshake deadline, connection cap, request budget).
  *
  * @example
  * ```ts
