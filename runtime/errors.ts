@@ -208,6 +208,8 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_REVOKED'
   /** Too many requests from this address or for this gateway. (429) */
   | 'ERR_ISSUER_RATE_LIMITED'
+  /** A request's headers and body did not arrive within `listen.requestTimeout` of the handshake or of the last answer: 408 when a body was under way, then the connection is closed. */
+  | 'ERR_ISSUER_REQUEST_TIMEOUT'
   /** A firmware manifest that is malformed, unsigned or signed by an unknown key. (400/403) */
   | 'ERR_ISSUER_MANIFEST_INVALID'
   /** A firmware version to stage that no published manifest describes. (404) */

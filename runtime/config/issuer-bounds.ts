@@ -41,6 +41,8 @@ const MAX: Record<string, number> = {
   'rateLimit.window': DAY,
   'jwtSvid.ttl': HOUR,
   'store.postgres.queryTimeout': 10 * 60 * SECOND,
+  'listen.handshakeTimeout': 5 * 60 * SECOND,
+  'listen.requestTimeout': 10 * 60 * SECOND,
 };
 /** Lower bounds above 1 ms. */
 const MIN: Record<string, number> = {
@@ -48,6 +50,9 @@ const MIN: Record<string, number> = {
   'jwtSvid.ttl': 30 * SECOND,
   // Below a second, an ordinary batch on a busy database would fail as unavailable.
   'store.postgres.queryTimeout': SECOND,
+  // Below a second, a gateway on a slow link would be cut mid-request.
+  'listen.handshakeTimeout': SECOND,
+  'listen.requestTimeout': SECOND,
 };
 
 /** Milliseconds as config-style text for messages: `7d`, `1h`, `19d23h59m`, `250ms`. */
@@ -145,6 +150,8 @@ export function issuerBounds(cfg: IssuerConfig, lineOf?: LineOf): ConfigIssue[] 
     'rateLimit.window': cfg.rateLimit?.window,
     'jwtSvid.ttl': cfg.jwtSvid?.ttl,
     'store.postgres.queryTimeout': cfg.store.postgres?.queryTimeout,
+    'listen.handshakeTimeout': cfg.listen.handshakeTimeout,
+    'listen.requestTimeout': cfg.listen.requestTimeout,
   };
   const bad = new Set<string>();
   for (const [path, text] of Object.entries(given)) {

@@ -46,6 +46,23 @@ export const IssuerConfigSchema = Closed({
     port: Type.Integer({ minimum: 0, maximum: 65535 }),
     certificate: FilePath('TLS server certificate chain (PEM)'),
     key: FilePath('TLS server key (PEM, mode 0600)'),
+    handshakeTimeout: Type.Optional(
+      Duration(
+        'a socket not through its TLS handshake this long after accept is closed (default 10s, 1s..5m)',
+      ),
+    ),
+    requestTimeout: Type.Optional(
+      Duration(
+        "a request's headers and body must arrive this long after the handshake or the last answer (default 30s, 1s..10m)",
+      ),
+    ),
+    maxConnections: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1_000_000,
+        description: 'open sockets on the gateway port, counted from accept (default 4096)',
+      }),
+    ),
   }),
   ca: Closed({
     certificate: FilePath('issuer CA certificate (PEM)'),

@@ -6,11 +6,12 @@
  *   exec` reaches): the file mode is the access control; the actor recorded in the audit is
  *   `local-socket` (Node gives no SO_PEERCRED without a native addon);
  * - optionally an mTLS port: the client must present an operator certificate this issuer signed
- *   (`operator-auth.ts`), the actor is its SPIFFE ID; the handshake guard bounds handshakes and
- *   connections (`transport/net/guard.ts`).
+ *   (`operator-auth.ts`), the actor is its SPIFFE ID; the listener guard (`listener-guard.ts`)
+ *   bounds handshakes (10 s from accept), connections (64) and each request's headers and body
+ *   (10 s from the handshake or the last answer), like the gateway front's.
  *
- * JSON in and out (`{ result }` or `{ error: { code, message } }`), bodies at most 16 KiB, a
- * request must complete within 10 s (the audit `follow` is the client polling `since`).
+ * JSON in and out (`{ result }` or `{ error: { code, message } }`), bodies at most 16 KiB (413
+ * past it, the rest not read), a request must complete within 10 s (the audit `follow` is the client polling `since`).
  *
  * @example
  * ```ts
@@ -28,12 +29,13 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import { dirname } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { guardTlsServer } from '../../transport/net/guard.ts';
+import type { Clock } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { IssuerError } from '../errors.ts';
 import { statusFor, type TlsMaterial } from './http.ts';
 import type { Issuer } from './issuer.ts';
+import { guardHttpsListener, type ListenerLimits } from './listener-guard.ts';
 
 export const ADMIN_MAX_BODY_BYTES = 16 * 1024;
 export const ADMIN_REQUEST_TIMEOUT_MS = 10_000;
@@ -157,13 +159,18 @@ function readJson(req: IncomingMessage): Promise<Body> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    // Past the limit: refused, the rest not read (the listener guard closes the connection once
+    // the 413 is out; destroying the request here cut the connection before its answer).
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > ADMIN_MAX_BODY_BYTES) {
+        req.off('data', onData);
+        req.pause();
+        chunks.length = 0;
         reject(tooLarge());
-        req.destroy();
       } else chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => {
       if (size === 0) return resolve({});
       try {
@@ -269,7 +276,14 @@ export async function startAdminSocket(
 /** The optional mTLS admin port: operator certificates only. */
 export async function startAdminTls(
   issuer: Issuer,
-  o: { host: string; port: number; tls: TlsMaterial; logger: Logger; handshakeTimeoutMs?: number },
+  o: {
+    host: string;
+    port: number;
+    tls: TlsMaterial;
+    logger: Logger;
+    limits?: Partial<ListenerLimits>;
+    clock?: Clock;
+  },
 ): Promise<AdminServer> {
   const server = createHttpsServer(
     { cert: o.tls.cert, key: o.tls.key, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
@@ -279,10 +293,17 @@ export async function startAdminTls(
     }),
   );
   bound(server);
-  guardTlsServer(server, {
-    handshakeTimeoutMs: o.handshakeTimeoutMs ?? 10_000,
-    maxConnections: 64,
+  // The same bounds as the gateway front: handshake from accept, request (headers and body)
+  // within its budget, at most 64 sockets; Node's timers of bound() stay as the backstop.
+  guardHttpsListener(server, {
+    limits: {
+      handshakeTimeoutMs: 10_000,
+      requestTimeoutMs: ADMIN_REQUEST_TIMEOUT_MS,
+      maxConnections: 64,
+      ...o.limits,
+    },
     logger: o.logger,
+    ...(o.clock === undefined ? {} : { clock: o.clock }),
     name: 'issuer-admin',
   });
   await new Promise<void>((resolve, reject) => {

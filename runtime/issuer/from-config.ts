@@ -129,6 +129,11 @@ async function fromConfig(
     tls: { cert: await readFile(cfg.listen.certificate), key: await readFile(cfg.listen.key) },
     host: cfg.listen.host,
     port: cfg.listen.port,
+    listenerLimits: {
+      ...opt('handshakeTimeoutMs', ms(cfg.listen.handshakeTimeout)),
+      ...opt('requestTimeoutMs', ms(cfg.listen.requestTimeout)),
+      ...opt('maxConnections', cfg.listen.maxConnections),
+    },
     admin: {
       socket: adminSocketPath(cfg),
       ...(cfg.admin?.listen === undefined ? {} : { listen: cfg.admin.listen }),

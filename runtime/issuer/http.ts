@@ -3,7 +3,9 @@
  * a body limit, content-type checks, and every failure as `{ error: { code, message } }` with
  * the status the protocol names. TLS asks for a client certificate but does not require one:
  * attestation and recovery come without, renewal and the device issuance log must present the
- * gateway SVID (checked by the issuer). Bodies are at most 64 KiB (384 KiB for the issuance log).
+ * gateway SVID (checked by the issuer). Bodies are at most 64 KiB (384 KiB for the issuance log):
+ * refused 413 when declared or grown past that, the rest never read. The listener is bounded
+ * against the network by `listener-guard.ts` (handshake deadline, connection cap, request budget).
  *
  * @example
  * ```ts
@@ -14,6 +16,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
+import type { Clock } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
 import { FIRMWARE_PATHS } from '../firmware/protocol.ts';
@@ -26,6 +29,7 @@ import {
 } from '../upstream/protocol.ts';
 import type { RequestContext } from './core.ts';
 import type { Issuer } from './issuer.ts';
+import { DEFAULT_LISTENER_LIMITS, guardHttpsListener, type ListenerLimits } from './listener-guard.ts';
 import { issuerCbor } from './store.ts';
 
 const STATUS: Record<string, number> = {
@@ -71,6 +75,7 @@ const STATUS: Record<string, number> = {
   ERR_ISSUER_BODY_TOO_LARGE: 413,
   ERR_ISSUER_CONTENT_TYPE: 415,
   ERR_ISSUER_RATE_LIMITED: 429,
+  ERR_ISSUER_REQUEST_TIMEOUT: 408,
   ERR_ISSUER_CLOSED: 503,
   ERR_ISSUER_STORE_UNAVAILABLE: 503,
   // A write that kept losing races to other replicas (after its retries): try again, or another replica.
@@ -103,6 +108,14 @@ class HttpRefusal extends Error {
   }
 }
 
+/** A body cut off by its client or by the listener's request budget: nothing to answer. */
+class BodyGone extends Error {}
+
+/**
+ * The body, at most `limit` bytes: one declared larger is refused before a byte is read, one
+ * that grows past it as soon as it does; the rest is never read (the listener guard closes the
+ * connection once the 413 is out).
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
@@ -112,17 +125,23 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > limit) {
+        req.off('data', onData);
+        req.pause();
+        chunks.length = 0;
         reject(new HttpRefusal('ERR_ISSUER_BODY_TOO_LARGE', `body over ${limit} bytes`));
-        req.destroy();
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
+    req.on('error', () => reject(new BodyGone('request body cut off')));
+    req.on('close', () => {
+      if (!req.complete) reject(new BodyGone('request body cut off'));
+    });
   });
 }
 
@@ -168,6 +187,7 @@ export function createIssuerServer(
   tls: TlsMaterial,
   logger: Logger,
   gate?: FrontGate,
+  bounds?: { readonly limits?: Partial<ListenerLimits>; readonly clock?: Clock },
 ): Server {
   const server = createServer(
     {
@@ -195,7 +215,12 @@ export function createIssuerServer(
       });
     },
   );
-  server.on('tlsClientError', (err) => logger.debug('issuer TLS client error', { error: err.message }));
+  guardHttpsListener(server, {
+    limits: { ...DEFAULT_LISTENER_LIMITS, ...bounds?.limits },
+    logger,
+    ...(bounds?.clock === undefined ? {} : { clock: bounds.clock }),
+    name: 'issuer',
+  });
   return server;
 }
 
@@ -254,6 +279,8 @@ async function handle(issuer: Issuer, req: IncomingMessage, res: ServerResponse)
         throw new HttpRefusal('ERR_ISSUER_NOT_FOUND', `no route ${route}`);
     }
   } catch (err) {
+    // Its client or the request budget cut the body: the connection is gone or answered.
+    if (err instanceof BodyGone || res.writableEnded || res.destroyed) return;
     if (err instanceof HttpRefusal)
       await issuer.refuse(err.code, ctx, `${route}: ${err.message}`).catch(() => {});
     if (!(err instanceof HttpRefusal) && !isEdgewardError(err)) throw err;

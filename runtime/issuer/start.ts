@@ -16,11 +16,13 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import type { Clock } from '../core/clock.ts';
 import { nullLogger } from '../core/logger.ts';
 import { type AdminServer, startAdminSocket, startAdminTls } from './admin.ts';
 import { type HealthServer, startHealthServer } from './health.ts';
 import { createIssuerServer, type TlsMaterial } from './http.ts';
 import { Issuer, type IssuerOptions } from './issuer.ts';
+import type { ListenerLimits } from './listener-guard.ts';
 import { IssuerMetrics } from './metrics.ts';
 import type { RevocationFeedState } from './revocations.ts';
 
@@ -37,6 +39,12 @@ export interface StartIssuerOptions extends IssuerOptions {
   };
   /** Probes and metrics on plain HTTP (the daemon's default 127.0.0.1:9101). */
   readonly health?: { readonly host: string; readonly port: number };
+  /** The gateway front's attacker bounds (defaults `DEFAULT_LISTENER_LIMITS`; config `listen.*`). */
+  readonly listenerLimits?: Partial<ListenerLimits>;
+  /** The admin mTLS port's bounds (default 10 s handshake, 10 s request, 64 connections). */
+  readonly adminLimits?: Partial<ListenerLimits>;
+  /** The clock of the listeners' timers (default the system clock: network time is real time). */
+  readonly networkClock?: Clock;
   /** How long a drain waits for in-flight requests (default 10 s). */
   readonly drainTimeoutMs?: number;
   /** Metrics sources a store adds (pg-store: its pool; revocation feed lag). */
@@ -97,13 +105,20 @@ export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer>
   let inFlight = 0;
   let draining = false;
   let idle: (() => void) | undefined;
-  const server = createIssuerServer(issuer, o.tls, logger, {
-    draining: () => draining,
-    count: (d) => {
-      inFlight += d;
-      if (inFlight === 0) idle?.();
+  const net = o.networkClock === undefined ? {} : { clock: o.networkClock };
+  const server = createIssuerServer(
+    issuer,
+    o.tls,
+    logger,
+    {
+      draining: () => draining,
+      count: (d) => {
+        inFlight += d;
+        if (inFlight === 0) idle?.();
+      },
     },
-  });
+    { ...(o.listenerLimits === undefined ? {} : { limits: o.listenerLimits }), ...net },
+  );
   const host = o.host ?? '127.0.0.1';
   server.listen(o.port ?? 0, host);
   await once(server, 'listening');
@@ -114,7 +129,15 @@ export async function startIssuer(o: StartIssuerOptions): Promise<RunningIssuer>
     if (o.admin?.socket !== undefined)
       started.push(await startAdminSocket(issuer, { path: o.admin.socket, logger }));
     if (o.admin?.listen !== undefined)
-      started.push(await startAdminTls(issuer, { ...o.admin.listen, tls: o.tls, logger }));
+      started.push(
+        await startAdminTls(issuer, {
+          ...o.admin.listen,
+          tls: o.tls,
+          logger,
+          ...net,
+          ...(o.adminLimits === undefined ? {} : { limits: o.adminLimits }),
+        }),
+      );
     if (o.health !== undefined)
       started.push(
         await startHealthServer(

@@ -107,6 +107,46 @@ test('jwtSvid.ttl is 30s..1h; the JWT key file must be 0600 like the CA key', as
   }
 });
 
+test('listen.handshakeTimeout 1s..5m, listen.requestTimeout 1s..10m, listen.maxConnections >= 1; they reach the listener', async () => {
+  const listen = (extra: string) =>
+    config('').replace(/^listen: \{ (.*) \}$/m, (_m, inner: string) => `listen: { ${inner}, ${extra} }`);
+  assert.equal(await issuesOf(listen('handshakeTimeout: 500ms, requestTimeout: 11m')), [
+    'listen.handshakeTimeout: must be at least 1s (line 3)',
+    'listen.requestTimeout: must be at most 10m (line 3)',
+  ]);
+  assert.equal(await issuesOf(listen('handshakeTimeout: 6m, requestTimeout: 0s')), [
+    'listen.handshakeTimeout: must be at most 5m (line 3)',
+    'listen.requestTimeout: must be at least 1s (line 3)',
+  ]);
+  const zero = await issuesOf(listen('maxConnections: 0'));
+  assert.is(zero.length, 1);
+  assert.match(zero[0] ?? '', /^listen\.maxConnections: /);
+  const deps = {
+    store: await openMemoryStore(),
+    clock,
+    random: seededRandom('listen'),
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
+  };
+  try {
+    const set = loadConfigText(
+      listen('handshakeTimeout: 2s, requestTimeout: 45s, maxConnections: 100'),
+      ISSUER_ROLE,
+    );
+    assert.equal((await issuerOptionsFromConfig(set, deps)).listenerLimits, {
+      handshakeTimeoutMs: 2000,
+      requestTimeoutMs: 45_000,
+      maxConnections: 100,
+    });
+    // Unset: the listener's defaults (DEFAULT_LISTENER_LIMITS) apply.
+    assert.equal(
+      (await issuerOptionsFromConfig(loadConfigText(config(''), ISSUER_ROLE), deps)).listenerLimits,
+      {},
+    );
+  } finally {
+    await deps.store.close();
+  }
+});
+
 test('svidTtl must fit inside the offline budget, named where the file sets it', async () => {
   assert.equal(await issuesOf(config('svidTtl: 2d\nofflineBudget: 1d\n')), [
     'svidTtl: svidTtl (2d) must not exceed offlineBudget (1d): the gateway SVID must fit inside its delegated CA (line 9)',
