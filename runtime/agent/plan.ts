@@ -64,6 +64,7 @@ export async function planFromConfig(c: AgentConfig, deps: PlanDeps): Promise<Ag
       openMs: r.breakerOpen ? parseDuration(r.breakerOpen) : 300_000,
     },
     ...(c.broker?.deviceSvidTtl !== undefined ? { deviceTtlMs: parseDuration(c.broker.deviceSvidTtl) } : {}),
+    ...(r.rootSwitchWindow !== undefined ? { rootSwitchWindowMs: parseDuration(r.rootSwitchWindow) } : {}),
   };
   const b = c.broker ?? {};
   return {

@@ -67,6 +67,13 @@ export const AgentConfigSchema = Closed({
       backoffCap: Type.Optional(Duration()),
       breakerFailures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
       breakerOpen: Type.Optional(Duration()),
+      rootSwitchWindow: Type.Optional(
+        Type.String({
+          format: 'root-switch-window',
+          description:
+            'after an issuer CA switch, the delegated CA is renewed under the new root at a random time within this window (default 1h, at most 7d): a large fleet widens it to spread its renewals',
+        }),
+      ),
     }),
   ),
   sealing: Type.Optional(

@@ -7,14 +7,15 @@
 import { FORMAT_TESTS as FORMATS, ucs2length } from './formats.ts';
 export const validate = validate10;
 export default validate10;
-const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"workload":{"additionalProperties":false,"description":"serve the SPIFFE Workload API to local processes and containers","type":"object","properties":{"socket":{"minLength":1,"description":"the Workload API Unix socket; default /run/edgeward/workload.sock","type":"string"},"entriesFile":{"minLength":1,"description":"registration entries (YAML): selector sets → workload names","type":"string"},"containers":{"additionalProperties":false,"description":"where container runtimes record their containers (container:image selectors); null turns one off","type":"object","properties":{"docker":{"anyOf":[{"minLength":1,"description":"Docker's data-root","type":"string"},{"type":"null"}]},"podman":{"anyOf":[{"additionalProperties":false,"type":"object","required":["graphRoot","runRoot"],"properties":{"graphRoot":{"minLength":1,"type":"string"},"runRoot":{"minLength":1,"type":"string"}}},{"type":"null"}]},"containerd":{"anyOf":[{"minLength":1,"description":"containerd's state directory","type":"string"},{"type":"null"}]}}}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
+const schema11 = {"additionalProperties":false,"type":"object","required":["version","trustDomain","dataDir","attestation","upstream"],"properties":{"version":{"const":2,"type":"number"},"trustDomain":{"format":"trust-domain","type":"string"},"dataDir":{"minLength":1,"description":"where the sealed store and the admin socket live","type":"string"},"tpm":{"format":"tpm-transport","type":"string"},"attestation":{"additionalProperties":false,"allOf":[{"if":{"properties":{"method":{"const":"join-token"}}},"then":{"required":["joinTokenFile"]}},{"if":{"properties":{"method":{"const":"x509pop"}}},"then":{"required":["certificate","key"]}}],"type":"object","required":["method"],"properties":{"method":{"anyOf":[{"const":"tpm","type":"string"},{"const":"join-token","type":"string"},{"const":"x509pop","type":"string"}]},"pcrs":{"pattern":"^(sha1|sha256|sha384):\\d+(,\\d+)*$","type":"string"},"joinTokenFile":{"minLength":1,"description":"file holding the one-time join token (never inline)","type":"string"},"certificate":{"minLength":1,"description":"x509pop: factory certificate chain (PEM)","type":"string"},"key":{"minLength":1,"description":"x509pop: factory private key (PEM, mode 0600)","type":"string"}}},"upstream":{"additionalProperties":false,"type":"object","required":["endpoints"],"properties":{"endpoints":{"minItems":1,"type":"array","items":{"format":"https-url","type":"string"}},"caFile":{"minLength":1,"description":"PEM roots that the issuer TLS certificate must chain to","type":"string"},"timeout":{"format":"duration","type":"string"}}},"rotation":{"additionalProperties":false,"type":"object","properties":{"backoffInitial":{"format":"duration","type":"string"},"backoffFactor":{"minimum":1,"maximum":10,"type":"number"},"backoffCap":{"format":"duration","type":"string"},"breakerFailures":{"minimum":1,"maximum":1000,"type":"integer"},"breakerOpen":{"format":"duration","type":"string"},"rootSwitchWindow":{"format":"root-switch-window","description":"after an issuer CA switch, the delegated CA is renewed under the new root at a random time within this window (default 1h, at most 7d): a large fleet widens it to spread its renewals","type":"string"}}},"sealing":{"additionalProperties":false,"type":"object","properties":{"pcrPolicy":{"pattern":"^(sha256):\\d+(,\\d+)*$","type":"string"}}},"broker":{"additionalProperties":false,"type":"object","properties":{"listen":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8883,"type":"integer"}}},"enrollment":{"additionalProperties":false,"type":"object","required":["host","port"],"properties":{"host":{"minLength":1,"default":"127.0.0.1","type":"string"},"port":{"minimum":0,"maximum":65535,"default":8884,"type":"integer"}}},"policyFile":{"minLength":1,"type":"string"},"serverNames":{"maxItems":8,"description":"DNS names / IP addresses devices use to reach the broker (SANs on the gateway SVID)","type":"array","items":{"minLength":1,"maxLength":253,"type":"string"}},"maxConnections":{"minimum":1,"maximum":1000000,"description":"open sockets on the MQTT port, counted from accept (default 2000)","type":"integer"},"maxPacketSize":{"minimum":128,"maximum":268435455,"type":"integer"},"handshakeTimeoutMs":{"minimum":100,"maximum":120000,"description":"a socket not through its TLS handshake this long after accept is closed, on both ports (default 10000)","type":"integer"},"deviceSvidTtl":{"format":"device-svid-ttl","description":"device SVID lifetime (default 1h, at most 30d, never past the delegated CA)","type":"string"}}},"bridge":{"additionalProperties":false,"description":"forward local topics to a cloud MQTT broker with the gateway SVID (QoS 1 buffered offline)","type":"object","required":["host","caFile","topics"],"properties":{"host":{"minLength":1,"description":"the cloud MQTT broker","type":"string"},"port":{"minimum":0,"maximum":65535,"type":"integer"},"caFile":{"minLength":1,"description":"PEM roots that the cloud broker certificate must chain to","type":"string"},"servername":{"minLength":1,"maxLength":253,"type":"string"},"topics":{"minItems":1,"maxItems":64,"type":"array","items":{"additionalProperties":false,"type":"object","required":["local"],"properties":{"local":{"minLength":1,"maxLength":1024,"description":"local topic filter","type":"string"},"remotePrefix":{"maxLength":1024,"type":"string"}}}},"buffer":{"additionalProperties":false,"type":"object","properties":{"maxMessages":{"minimum":1,"maximum":10000000,"type":"integer"},"maxBytes":{"minimum":1024,"maximum":1000000000000,"type":"integer"}}},"reconnect":{"format":"duration","description":"wait between reconnect attempts (default 1s)","type":"string"}}},"factory":{"additionalProperties":false,"description":"enroll devices that present a factory certificate on the enrollment listener","type":"object","required":["rootsFile"],"properties":{"rootsFile":{"minLength":1,"description":"PEM manufacturer root certificates that factory device certificates chain to","type":"string"},"idField":{"anyOf":[{"const":"cn","type":"string"},{"const":"serialNumber","type":"string"},{"const":"dns","type":"string"}]},"allowList":{"maxItems":100000,"type":"array","items":{"pattern":"^[A-Za-z0-9._-]{1,64}$","type":"string"}}}},"admin":{"additionalProperties":false,"type":"object","properties":{"socket":{"minLength":1,"type":"string"},"metricsPort":{"minimum":0,"maximum":65535,"type":"integer"}}},"workload":{"additionalProperties":false,"description":"serve the SPIFFE Workload API to local processes and containers","type":"object","properties":{"socket":{"minLength":1,"description":"the Workload API Unix socket; default /run/edgeward/workload.sock","type":"string"},"entriesFile":{"minLength":1,"description":"registration entries (YAML): selector sets → workload names","type":"string"},"containers":{"additionalProperties":false,"description":"where container runtimes record their containers (container:image selectors); null turns one off","type":"object","properties":{"docker":{"anyOf":[{"minLength":1,"description":"Docker's data-root","type":"string"},{"type":"null"}]},"podman":{"anyOf":[{"additionalProperties":false,"type":"object","required":["graphRoot","runRoot"],"properties":{"graphRoot":{"minLength":1,"type":"string"},"runRoot":{"minLength":1,"type":"string"}}},{"type":"null"}]},"containerd":{"anyOf":[{"minLength":1,"description":"containerd's state directory","type":"string"},{"type":"null"}]}}}}},"log":{"additionalProperties":false,"type":"object","properties":{"level":{"anyOf":[{"const":"debug","type":"string"},{"const":"info","type":"string"},{"const":"warn","type":"string"},{"const":"error","type":"string"}]}}}}};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = FORMATS["trust-domain"];
 const formats2 = FORMATS["tpm-transport"];
 const formats4 = FORMATS["https-url"];
 const formats6 = FORMATS.duration;
-const formats14 = FORMATS["device-svid-ttl"];
+const formats14 = FORMATS["root-switch-window"];
+const formats16 = FORMATS["device-svid-ttl"];
 const pattern0 = new RegExp("^(sha1|sha256|sha384):\\d+(,\\d+)*$", "u");
 const pattern1 = new RegExp("^(sha256):\\d+(,\\d+)*$", "u");
 const pattern2 = new RegExp("^[A-Za-z0-9._-]{1,64}$", "u");
@@ -679,7 +680,7 @@ if(data.rotation !== undefined){
 let data17 = data.rotation;
 if(data17 && typeof data17 == "object" && !Array.isArray(data17)){
 for(const key3 in data17){
-if(!(((((key3 === "backoffInitial") || (key3 === "backoffFactor")) || (key3 === "backoffCap")) || (key3 === "breakerFailures")) || (key3 === "breakerOpen"))){
+if(!((((((key3 === "backoffInitial") || (key3 === "backoffFactor")) || (key3 === "backoffCap")) || (key3 === "breakerFailures")) || (key3 === "breakerOpen")) || (key3 === "rootSwitchWindow"))){
 const err50 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err50];
@@ -835,9 +836,11 @@ vErrors.push(err62);
 errors++;
 }
 }
-}
-else {
-const err63 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data17.rootSwitchWindow !== undefined){
+let data23 = data17.rootSwitchWindow;
+if(typeof data23 === "string"){
+if(!(formats14(data23))){
+const err63 = {instancePath:instancePath+"/rotation/rootSwitchWindow",schemaPath:"#/properties/rotation/properties/rootSwitchWindow/format",keyword:"format",params:{format: "root-switch-window"},message:"must match format \""+"root-switch-window"+"\""};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -847,12 +850,8 @@ vErrors.push(err63);
 errors++;
 }
 }
-if(data.sealing !== undefined){
-let data23 = data.sealing;
-if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
-for(const key4 in data23){
-if(!(key4 === "pcrPolicy")){
-const err64 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+else {
+const err64 = {instancePath:instancePath+"/rotation/rootSwitchWindow",schemaPath:"#/properties/rotation/properties/rootSwitchWindow/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -862,11 +861,9 @@ vErrors.push(err64);
 errors++;
 }
 }
-if(data23.pcrPolicy !== undefined){
-let data24 = data23.pcrPolicy;
-if(typeof data24 === "string"){
-if(!pattern1.test(data24)){
-const err65 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/pattern",keyword:"pattern",params:{pattern: "^(sha256):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha256):\\d+(,\\d+)*$"+"\""};
+}
+else {
+const err65 = {instancePath:instancePath+"/rotation",schemaPath:"#/properties/rotation/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -876,8 +873,12 @@ vErrors.push(err65);
 errors++;
 }
 }
-else {
-const err66 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.sealing !== undefined){
+let data24 = data.sealing;
+if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
+for(const key4 in data24){
+if(!(key4 === "pcrPolicy")){
+const err66 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -887,9 +888,11 @@ vErrors.push(err66);
 errors++;
 }
 }
-}
-else {
-const err67 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data24.pcrPolicy !== undefined){
+let data25 = data24.pcrPolicy;
+if(typeof data25 === "string"){
+if(!pattern1.test(data25)){
+const err67 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/pattern",keyword:"pattern",params:{pattern: "^(sha256):\\d+(,\\d+)*$"},message:"must match pattern \""+"^(sha256):\\d+(,\\d+)*$"+"\""};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -899,12 +902,8 @@ vErrors.push(err67);
 errors++;
 }
 }
-if(data.broker !== undefined){
-let data25 = data.broker;
-if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
-for(const key5 in data25){
-if(!((((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize")) || (key5 === "handshakeTimeoutMs")) || (key5 === "deviceSvidTtl"))){
-const err68 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+else {
+const err68 = {instancePath:instancePath+"/sealing/pcrPolicy",schemaPath:"#/properties/sealing/properties/pcrPolicy/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -914,17 +913,9 @@ vErrors.push(err68);
 errors++;
 }
 }
-if(data25.listen !== undefined){
-let data26 = data25.listen;
-if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
-if(data26.host === undefined){
-data26.host = "127.0.0.1";
 }
-if(data26.port === undefined){
-data26.port = 8883;
-}
-if(data26.host === undefined){
-const err69 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+else {
+const err69 = {instancePath:instancePath+"/sealing",schemaPath:"#/properties/sealing/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -933,8 +924,13 @@ vErrors.push(err69);
 }
 errors++;
 }
-if(data26.port === undefined){
-const err70 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+if(data.broker !== undefined){
+let data26 = data.broker;
+if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+for(const key5 in data26){
+if(!((((((((key5 === "listen") || (key5 === "enrollment")) || (key5 === "policyFile")) || (key5 === "serverNames")) || (key5 === "maxConnections")) || (key5 === "maxPacketSize")) || (key5 === "handshakeTimeoutMs")) || (key5 === "deviceSvidTtl"))){
+const err70 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -943,9 +939,18 @@ vErrors.push(err70);
 }
 errors++;
 }
-for(const key6 in data26){
-if(!((key6 === "host") || (key6 === "port"))){
-const err71 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+}
+if(data26.listen !== undefined){
+let data27 = data26.listen;
+if(data27 && typeof data27 == "object" && !Array.isArray(data27)){
+if(data27.host === undefined){
+data27.host = "127.0.0.1";
+}
+if(data27.port === undefined){
+data27.port = 8883;
+}
+if(data27.host === undefined){
+const err71 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -954,11 +959,8 @@ vErrors.push(err71);
 }
 errors++;
 }
-}
-let data27 = data26.host;
-if(typeof data27 === "string"){
-if(func3(data27) < 1){
-const err72 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data27.port === undefined){
+const err72 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -967,9 +969,9 @@ vErrors.push(err72);
 }
 errors++;
 }
-}
-else {
-const err73 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key6 in data27){
+if(!((key6 === "host") || (key6 === "port"))){
+const err73 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -978,9 +980,11 @@ vErrors.push(err73);
 }
 errors++;
 }
-let data28 = data26.port;
-if(!((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28)))){
-const err74 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+let data28 = data27.host;
+if(typeof data28 === "string"){
+if(func3(data28) < 1){
+const err74 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -989,9 +993,9 @@ vErrors.push(err74);
 }
 errors++;
 }
-if(typeof data28 == "number"){
-if(data28 > 65535 || isNaN(data28)){
-const err75 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err75 = {instancePath:instancePath+"/broker/listen/host",schemaPath:"#/properties/broker/properties/listen/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -1000,8 +1004,9 @@ vErrors.push(err75);
 }
 errors++;
 }
-if(data28 < 0 || isNaN(data28)){
-const err76 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+let data29 = data27.port;
+if(!((typeof data29 == "number") && (!(data29 % 1) && !isNaN(data29)))){
+const err76 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -1010,10 +1015,9 @@ vErrors.push(err76);
 }
 errors++;
 }
-}
-}
-else {
-const err77 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data29 == "number"){
+if(data29 > 65535 || isNaN(data29)){
+const err77 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -1022,18 +1026,8 @@ vErrors.push(err77);
 }
 errors++;
 }
-}
-if(data25.enrollment !== undefined){
-let data29 = data25.enrollment;
-if(data29 && typeof data29 == "object" && !Array.isArray(data29)){
-if(data29.host === undefined){
-data29.host = "127.0.0.1";
-}
-if(data29.port === undefined){
-data29.port = 8884;
-}
-if(data29.host === undefined){
-const err78 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+if(data29 < 0 || isNaN(data29)){
+const err78 = {instancePath:instancePath+"/broker/listen/port",schemaPath:"#/properties/broker/properties/listen/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -1042,8 +1036,10 @@ vErrors.push(err78);
 }
 errors++;
 }
-if(data29.port === undefined){
-const err79 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+}
+else {
+const err79 = {instancePath:instancePath+"/broker/listen",schemaPath:"#/properties/broker/properties/listen/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -1052,9 +1048,18 @@ vErrors.push(err79);
 }
 errors++;
 }
-for(const key7 in data29){
-if(!((key7 === "host") || (key7 === "port"))){
-const err80 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
+}
+if(data26.enrollment !== undefined){
+let data30 = data26.enrollment;
+if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
+if(data30.host === undefined){
+data30.host = "127.0.0.1";
+}
+if(data30.port === undefined){
+data30.port = 8884;
+}
+if(data30.host === undefined){
+const err80 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1063,11 +1068,8 @@ vErrors.push(err80);
 }
 errors++;
 }
-}
-let data30 = data29.host;
-if(typeof data30 === "string"){
-if(func3(data30) < 1){
-const err81 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data30.port === undefined){
+const err81 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1076,9 +1078,9 @@ vErrors.push(err81);
 }
 errors++;
 }
-}
-else {
-const err82 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key7 in data30){
+if(!((key7 === "host") || (key7 === "port"))){
+const err82 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1087,9 +1089,11 @@ vErrors.push(err82);
 }
 errors++;
 }
-let data31 = data29.port;
-if(!((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31)))){
-const err83 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+let data31 = data30.host;
+if(typeof data31 === "string"){
+if(func3(data31) < 1){
+const err83 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1098,9 +1102,9 @@ vErrors.push(err83);
 }
 errors++;
 }
-if(typeof data31 == "number"){
-if(data31 > 65535 || isNaN(data31)){
-const err84 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err84 = {instancePath:instancePath+"/broker/enrollment/host",schemaPath:"#/properties/broker/properties/enrollment/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1109,8 +1113,9 @@ vErrors.push(err84);
 }
 errors++;
 }
-if(data31 < 0 || isNaN(data31)){
-const err85 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+let data32 = data30.port;
+if(!((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32)))){
+const err85 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1119,10 +1124,9 @@ vErrors.push(err85);
 }
 errors++;
 }
-}
-}
-else {
-const err86 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data32 == "number"){
+if(data32 > 65535 || isNaN(data32)){
+const err86 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1131,12 +1135,8 @@ vErrors.push(err86);
 }
 errors++;
 }
-}
-if(data25.policyFile !== undefined){
-let data32 = data25.policyFile;
-if(typeof data32 === "string"){
-if(func3(data32) < 1){
-const err87 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data32 < 0 || isNaN(data32)){
+const err87 = {instancePath:instancePath+"/broker/enrollment/port",schemaPath:"#/properties/broker/properties/enrollment/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1146,8 +1146,9 @@ vErrors.push(err87);
 errors++;
 }
 }
+}
 else {
-const err88 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err88 = {instancePath:instancePath+"/broker/enrollment",schemaPath:"#/properties/broker/properties/enrollment/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1157,11 +1158,11 @@ vErrors.push(err88);
 errors++;
 }
 }
-if(data25.serverNames !== undefined){
-let data33 = data25.serverNames;
-if(Array.isArray(data33)){
-if(data33.length > 8){
-const err89 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/maxItems",keyword:"maxItems",params:{limit: 8},message:"must NOT have more than 8 items"};
+if(data26.policyFile !== undefined){
+let data33 = data26.policyFile;
+if(typeof data33 === "string"){
+if(func3(data33) < 1){
+const err89 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -1170,12 +1171,9 @@ vErrors.push(err89);
 }
 errors++;
 }
-const len1 = data33.length;
-for(let i1=0; i1<len1; i1++){
-let data34 = data33[i1];
-if(typeof data34 === "string"){
-if(func3(data34) > 253){
-const err90 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+}
+else {
+const err90 = {instancePath:instancePath+"/broker/policyFile",schemaPath:"#/properties/broker/properties/policyFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1184,8 +1182,12 @@ vErrors.push(err90);
 }
 errors++;
 }
-if(func3(data34) < 1){
-const err91 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data26.serverNames !== undefined){
+let data34 = data26.serverNames;
+if(Array.isArray(data34)){
+if(data34.length > 8){
+const err91 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/maxItems",keyword:"maxItems",params:{limit: 8},message:"must NOT have more than 8 items"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1194,9 +1196,12 @@ vErrors.push(err91);
 }
 errors++;
 }
-}
-else {
-const err92 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const len1 = data34.length;
+for(let i1=0; i1<len1; i1++){
+let data35 = data34[i1];
+if(typeof data35 === "string"){
+if(func3(data35) > 253){
+const err92 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1205,10 +1210,8 @@ vErrors.push(err92);
 }
 errors++;
 }
-}
-}
-else {
-const err93 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(func3(data35) < 1){
+const err93 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1218,10 +1221,8 @@ vErrors.push(err93);
 errors++;
 }
 }
-if(data25.maxConnections !== undefined){
-let data35 = data25.maxConnections;
-if(!((typeof data35 == "number") && (!(data35 % 1) && !isNaN(data35)))){
-const err94 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err94 = {instancePath:instancePath+"/broker/serverNames/" + i1,schemaPath:"#/properties/broker/properties/serverNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1230,9 +1231,10 @@ vErrors.push(err94);
 }
 errors++;
 }
-if(typeof data35 == "number"){
-if(data35 > 1000000 || isNaN(data35)){
-const err95 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
+}
+}
+else {
+const err95 = {instancePath:instancePath+"/broker/serverNames",schemaPath:"#/properties/broker/properties/serverNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1241,8 +1243,11 @@ vErrors.push(err95);
 }
 errors++;
 }
-if(data35 < 1 || isNaN(data35)){
-const err96 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data26.maxConnections !== undefined){
+let data36 = data26.maxConnections;
+if(!((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36)))){
+const err96 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1251,12 +1256,9 @@ vErrors.push(err96);
 }
 errors++;
 }
-}
-}
-if(data25.maxPacketSize !== undefined){
-let data36 = data25.maxPacketSize;
-if(!((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36)))){
-const err97 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data36 == "number"){
+if(data36 > 1000000 || isNaN(data36)){
+const err97 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1265,9 +1267,8 @@ vErrors.push(err97);
 }
 errors++;
 }
-if(typeof data36 == "number"){
-if(data36 > 268435455 || isNaN(data36)){
-const err98 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/maximum",keyword:"maximum",params:{comparison: "<=", limit: 268435455},message:"must be <= 268435455"};
+if(data36 < 1 || isNaN(data36)){
+const err98 = {instancePath:instancePath+"/broker/maxConnections",schemaPath:"#/properties/broker/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1276,8 +1277,12 @@ vErrors.push(err98);
 }
 errors++;
 }
-if(data36 < 128 || isNaN(data36)){
-const err99 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 128},message:"must be >= 128"};
+}
+}
+if(data26.maxPacketSize !== undefined){
+let data37 = data26.maxPacketSize;
+if(!((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37)))){
+const err99 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1286,12 +1291,9 @@ vErrors.push(err99);
 }
 errors++;
 }
-}
-}
-if(data25.handshakeTimeoutMs !== undefined){
-let data37 = data25.handshakeTimeoutMs;
-if(!((typeof data37 == "number") && (!(data37 % 1) && !isNaN(data37)))){
-const err100 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data37 == "number"){
+if(data37 > 268435455 || isNaN(data37)){
+const err100 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/maximum",keyword:"maximum",params:{comparison: "<=", limit: 268435455},message:"must be <= 268435455"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1300,9 +1302,8 @@ vErrors.push(err100);
 }
 errors++;
 }
-if(typeof data37 == "number"){
-if(data37 > 120000 || isNaN(data37)){
-const err101 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 120000},message:"must be <= 120000"};
+if(data37 < 128 || isNaN(data37)){
+const err101 = {instancePath:instancePath+"/broker/maxPacketSize",schemaPath:"#/properties/broker/properties/maxPacketSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 128},message:"must be >= 128"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1311,8 +1312,12 @@ vErrors.push(err101);
 }
 errors++;
 }
-if(data37 < 100 || isNaN(data37)){
-const err102 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
+}
+}
+if(data26.handshakeTimeoutMs !== undefined){
+let data38 = data26.handshakeTimeoutMs;
+if(!((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38)))){
+const err102 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1321,13 +1326,9 @@ vErrors.push(err102);
 }
 errors++;
 }
-}
-}
-if(data25.deviceSvidTtl !== undefined){
-let data38 = data25.deviceSvidTtl;
-if(typeof data38 === "string"){
-if(!(formats14(data38))){
-const err103 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/format",keyword:"format",params:{format: "device-svid-ttl"},message:"must match format \""+"device-svid-ttl"+"\""};
+if(typeof data38 == "number"){
+if(data38 > 120000 || isNaN(data38)){
+const err103 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/maximum",keyword:"maximum",params:{comparison: "<=", limit: 120000},message:"must be <= 120000"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1336,9 +1337,8 @@ vErrors.push(err103);
 }
 errors++;
 }
-}
-else {
-const err104 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data38 < 100 || isNaN(data38)){
+const err104 = {instancePath:instancePath+"/broker/handshakeTimeoutMs",schemaPath:"#/properties/broker/properties/handshakeTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1349,8 +1349,11 @@ errors++;
 }
 }
 }
-else {
-const err105 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data26.deviceSvidTtl !== undefined){
+let data39 = data26.deviceSvidTtl;
+if(typeof data39 === "string"){
+if(!(formats16(data39))){
+const err105 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/format",keyword:"format",params:{format: "device-svid-ttl"},message:"must match format \""+"device-svid-ttl"+"\""};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1360,11 +1363,8 @@ vErrors.push(err105);
 errors++;
 }
 }
-if(data.bridge !== undefined){
-let data39 = data.bridge;
-if(data39 && typeof data39 == "object" && !Array.isArray(data39)){
-if(data39.host === undefined){
-const err106 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
+else {
+const err106 = {instancePath:instancePath+"/broker/deviceSvidTtl",schemaPath:"#/properties/broker/properties/deviceSvidTtl/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1373,8 +1373,10 @@ vErrors.push(err106);
 }
 errors++;
 }
-if(data39.caFile === undefined){
-const err107 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
+}
+}
+else {
+const err107 = {instancePath:instancePath+"/broker",schemaPath:"#/properties/broker/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1383,8 +1385,12 @@ vErrors.push(err107);
 }
 errors++;
 }
-if(data39.topics === undefined){
-const err108 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
+}
+if(data.bridge !== undefined){
+let data40 = data.bridge;
+if(data40 && typeof data40 == "object" && !Array.isArray(data40)){
+if(data40.host === undefined){
+const err108 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1393,9 +1399,8 @@ vErrors.push(err108);
 }
 errors++;
 }
-for(const key8 in data39){
-if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
-const err109 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+if(data40.caFile === undefined){
+const err109 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "caFile"},message:"must have required property '"+"caFile"+"'"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1404,12 +1409,8 @@ vErrors.push(err109);
 }
 errors++;
 }
-}
-if(data39.host !== undefined){
-let data40 = data39.host;
-if(typeof data40 === "string"){
-if(func3(data40) < 1){
-const err110 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data40.topics === undefined){
+const err110 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/required",keyword:"required",params:{missingProperty: "topics"},message:"must have required property '"+"topics"+"'"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1418,9 +1419,9 @@ vErrors.push(err110);
 }
 errors++;
 }
-}
-else {
-const err111 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key8 in data40){
+if(!(((((((key8 === "host") || (key8 === "port")) || (key8 === "caFile")) || (key8 === "servername")) || (key8 === "topics")) || (key8 === "buffer")) || (key8 === "reconnect"))){
+const err111 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1430,10 +1431,11 @@ vErrors.push(err111);
 errors++;
 }
 }
-if(data39.port !== undefined){
-let data41 = data39.port;
-if(!((typeof data41 == "number") && (!(data41 % 1) && !isNaN(data41)))){
-const err112 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data40.host !== undefined){
+let data41 = data40.host;
+if(typeof data41 === "string"){
+if(func3(data41) < 1){
+const err112 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1442,9 +1444,9 @@ vErrors.push(err112);
 }
 errors++;
 }
-if(typeof data41 == "number"){
-if(data41 > 65535 || isNaN(data41)){
-const err113 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err113 = {instancePath:instancePath+"/bridge/host",schemaPath:"#/properties/bridge/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1453,8 +1455,11 @@ vErrors.push(err113);
 }
 errors++;
 }
-if(data41 < 0 || isNaN(data41)){
-const err114 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data40.port !== undefined){
+let data42 = data40.port;
+if(!((typeof data42 == "number") && (!(data42 % 1) && !isNaN(data42)))){
+const err114 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1463,13 +1468,9 @@ vErrors.push(err114);
 }
 errors++;
 }
-}
-}
-if(data39.caFile !== undefined){
-let data42 = data39.caFile;
-if(typeof data42 === "string"){
-if(func3(data42) < 1){
-const err115 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data42 == "number"){
+if(data42 > 65535 || isNaN(data42)){
+const err115 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1478,9 +1479,8 @@ vErrors.push(err115);
 }
 errors++;
 }
-}
-else {
-const err116 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data42 < 0 || isNaN(data42)){
+const err116 = {instancePath:instancePath+"/bridge/port",schemaPath:"#/properties/bridge/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1490,11 +1490,12 @@ vErrors.push(err116);
 errors++;
 }
 }
-if(data39.servername !== undefined){
-let data43 = data39.servername;
+}
+if(data40.caFile !== undefined){
+let data43 = data40.caFile;
 if(typeof data43 === "string"){
-if(func3(data43) > 253){
-const err117 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
+if(func3(data43) < 1){
+const err117 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1503,8 +1504,9 @@ vErrors.push(err117);
 }
 errors++;
 }
-if(func3(data43) < 1){
-const err118 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err118 = {instancePath:instancePath+"/bridge/caFile",schemaPath:"#/properties/bridge/properties/caFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1514,8 +1516,11 @@ vErrors.push(err118);
 errors++;
 }
 }
-else {
-const err119 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data40.servername !== undefined){
+let data44 = data40.servername;
+if(typeof data44 === "string"){
+if(func3(data44) > 253){
+const err119 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters"};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1524,12 +1529,8 @@ vErrors.push(err119);
 }
 errors++;
 }
-}
-if(data39.topics !== undefined){
-let data44 = data39.topics;
-if(Array.isArray(data44)){
-if(data44.length > 64){
-const err120 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
+if(func3(data44) < 1){
+const err120 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1538,8 +1539,9 @@ vErrors.push(err120);
 }
 errors++;
 }
-if(data44.length < 1){
-const err121 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+}
+else {
+const err121 = {instancePath:instancePath+"/bridge/servername",schemaPath:"#/properties/bridge/properties/servername/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1548,12 +1550,12 @@ vErrors.push(err121);
 }
 errors++;
 }
-const len2 = data44.length;
-for(let i2=0; i2<len2; i2++){
-let data45 = data44[i2];
-if(data45 && typeof data45 == "object" && !Array.isArray(data45)){
-if(data45.local === undefined){
-const err122 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
+}
+if(data40.topics !== undefined){
+let data45 = data40.topics;
+if(Array.isArray(data45)){
+if(data45.length > 64){
+const err122 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1562,9 +1564,8 @@ vErrors.push(err122);
 }
 errors++;
 }
-for(const key9 in data45){
-if(!((key9 === "local") || (key9 === "remotePrefix"))){
-const err123 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+if(data45.length < 1){
+const err123 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1573,12 +1574,12 @@ vErrors.push(err123);
 }
 errors++;
 }
-}
-if(data45.local !== undefined){
-let data46 = data45.local;
-if(typeof data46 === "string"){
-if(func3(data46) > 1024){
-const err124 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+const len2 = data45.length;
+for(let i2=0; i2<len2; i2++){
+let data46 = data45[i2];
+if(data46 && typeof data46 == "object" && !Array.isArray(data46)){
+if(data46.local === undefined){
+const err124 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/required",keyword:"required",params:{missingProperty: "local"},message:"must have required property '"+"local"+"'"};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1587,8 +1588,9 @@ vErrors.push(err124);
 }
 errors++;
 }
-if(func3(data46) < 1){
-const err125 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key9 in data46){
+if(!((key9 === "local") || (key9 === "remotePrefix"))){
+const err125 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1598,8 +1600,11 @@ vErrors.push(err125);
 errors++;
 }
 }
-else {
-const err126 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data46.local !== undefined){
+let data47 = data46.local;
+if(typeof data47 === "string"){
+if(func3(data47) > 1024){
+const err126 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1608,12 +1613,8 @@ vErrors.push(err126);
 }
 errors++;
 }
-}
-if(data45.remotePrefix !== undefined){
-let data47 = data45.remotePrefix;
-if(typeof data47 === "string"){
-if(func3(data47) > 1024){
-const err127 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
+if(func3(data47) < 1){
+const err127 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1624,7 +1625,7 @@ errors++;
 }
 }
 else {
-const err128 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err128 = {instancePath:instancePath+"/bridge/topics/" + i2+"/local",schemaPath:"#/properties/bridge/properties/topics/items/properties/local/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1634,9 +1635,11 @@ vErrors.push(err128);
 errors++;
 }
 }
-}
-else {
-const err129 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data46.remotePrefix !== undefined){
+let data48 = data46.remotePrefix;
+if(typeof data48 === "string"){
+if(func3(data48) > 1024){
+const err129 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters"};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1646,9 +1649,8 @@ vErrors.push(err129);
 errors++;
 }
 }
-}
 else {
-const err130 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err130 = {instancePath:instancePath+"/bridge/topics/" + i2+"/remotePrefix",schemaPath:"#/properties/bridge/properties/topics/items/properties/remotePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1658,12 +1660,9 @@ vErrors.push(err130);
 errors++;
 }
 }
-if(data39.buffer !== undefined){
-let data48 = data39.buffer;
-if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
-for(const key10 in data48){
-if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
-const err131 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+}
+else {
+const err131 = {instancePath:instancePath+"/bridge/topics/" + i2,schemaPath:"#/properties/bridge/properties/topics/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1673,10 +1672,9 @@ vErrors.push(err131);
 errors++;
 }
 }
-if(data48.maxMessages !== undefined){
-let data49 = data48.maxMessages;
-if(!((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49)))){
-const err132 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err132 = {instancePath:instancePath+"/bridge/topics",schemaPath:"#/properties/bridge/properties/topics/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1685,9 +1683,13 @@ vErrors.push(err132);
 }
 errors++;
 }
-if(typeof data49 == "number"){
-if(data49 > 10000000 || isNaN(data49)){
-const err133 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
+}
+if(data40.buffer !== undefined){
+let data49 = data40.buffer;
+if(data49 && typeof data49 == "object" && !Array.isArray(data49)){
+for(const key10 in data49){
+if(!((key10 === "maxMessages") || (key10 === "maxBytes"))){
+const err133 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1696,8 +1698,11 @@ vErrors.push(err133);
 }
 errors++;
 }
-if(data49 < 1 || isNaN(data49)){
-const err134 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data49.maxMessages !== undefined){
+let data50 = data49.maxMessages;
+if(!((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50)))){
+const err134 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1706,12 +1711,9 @@ vErrors.push(err134);
 }
 errors++;
 }
-}
-}
-if(data48.maxBytes !== undefined){
-let data50 = data48.maxBytes;
-if(!((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50)))){
-const err135 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data50 == "number"){
+if(data50 > 10000000 || isNaN(data50)){
+const err135 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000000},message:"must be <= 10000000"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1720,9 +1722,8 @@ vErrors.push(err135);
 }
 errors++;
 }
-if(typeof data50 == "number"){
-if(data50 > 1000000000000 || isNaN(data50)){
-const err136 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000000000},message:"must be <= 1000000000000"};
+if(data50 < 1 || isNaN(data50)){
+const err136 = {instancePath:instancePath+"/bridge/buffer/maxMessages",schemaPath:"#/properties/bridge/properties/buffer/properties/maxMessages/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -1731,8 +1732,12 @@ vErrors.push(err136);
 }
 errors++;
 }
-if(data50 < 1024 || isNaN(data50)){
-const err137 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
+}
+}
+if(data49.maxBytes !== undefined){
+let data51 = data49.maxBytes;
+if(!((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51)))){
+const err137 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -1741,11 +1746,9 @@ vErrors.push(err137);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err138 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data51 == "number"){
+if(data51 > 1000000000000 || isNaN(data51)){
+const err138 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000000000},message:"must be <= 1000000000000"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -1754,12 +1757,8 @@ vErrors.push(err138);
 }
 errors++;
 }
-}
-if(data39.reconnect !== undefined){
-let data51 = data39.reconnect;
-if(typeof data51 === "string"){
-if(!(formats6(data51))){
-const err139 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
+if(data51 < 1024 || isNaN(data51)){
+const err139 = {instancePath:instancePath+"/bridge/buffer/maxBytes",schemaPath:"#/properties/bridge/properties/buffer/properties/maxBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -1769,8 +1768,10 @@ vErrors.push(err139);
 errors++;
 }
 }
+}
+}
 else {
-const err140 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err140 = {instancePath:instancePath+"/bridge/buffer",schemaPath:"#/properties/bridge/properties/buffer/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -1780,9 +1781,11 @@ vErrors.push(err140);
 errors++;
 }
 }
-}
-else {
-const err141 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data40.reconnect !== undefined){
+let data52 = data40.reconnect;
+if(typeof data52 === "string"){
+if(!(formats6(data52))){
+const err141 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\""};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -1792,11 +1795,8 @@ vErrors.push(err141);
 errors++;
 }
 }
-if(data.factory !== undefined){
-let data52 = data.factory;
-if(data52 && typeof data52 == "object" && !Array.isArray(data52)){
-if(data52.rootsFile === undefined){
-const err142 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
+else {
+const err142 = {instancePath:instancePath+"/bridge/reconnect",schemaPath:"#/properties/bridge/properties/reconnect/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -1805,9 +1805,10 @@ vErrors.push(err142);
 }
 errors++;
 }
-for(const key11 in data52){
-if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
-const err143 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+}
+}
+else {
+const err143 = {instancePath:instancePath+"/bridge",schemaPath:"#/properties/bridge/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -1817,11 +1818,11 @@ vErrors.push(err143);
 errors++;
 }
 }
-if(data52.rootsFile !== undefined){
-let data53 = data52.rootsFile;
-if(typeof data53 === "string"){
-if(func3(data53) < 1){
-const err144 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data.factory !== undefined){
+let data53 = data.factory;
+if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
+if(data53.rootsFile === undefined){
+const err144 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/required",keyword:"required",params:{missingProperty: "rootsFile"},message:"must have required property '"+"rootsFile"+"'"};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -1830,9 +1831,9 @@ vErrors.push(err144);
 }
 errors++;
 }
-}
-else {
-const err145 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key11 in data53){
+if(!(((key11 === "rootsFile") || (key11 === "idField")) || (key11 === "allowList"))){
+const err145 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -1842,13 +1843,11 @@ vErrors.push(err145);
 errors++;
 }
 }
-if(data52.idField !== undefined){
-let data54 = data52.idField;
-const _errs134 = errors;
-let valid24 = false;
-const _errs135 = errors;
-if(typeof data54 !== "string"){
-const err146 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data53.rootsFile !== undefined){
+let data54 = data53.rootsFile;
+if(typeof data54 === "string"){
+if(func3(data54) < 1){
+const err146 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -1857,8 +1856,9 @@ vErrors.push(err146);
 }
 errors++;
 }
-if("cn" !== data54){
-const err147 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
+}
+else {
+const err147 = {instancePath:instancePath+"/factory/rootsFile",schemaPath:"#/properties/factory/properties/rootsFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -1867,12 +1867,14 @@ vErrors.push(err147);
 }
 errors++;
 }
-var _valid3 = _errs135 === errors;
-valid24 = valid24 || _valid3;
-if(!valid24){
+}
+if(data53.idField !== undefined){
+let data55 = data53.idField;
+const _errs136 = errors;
+let valid24 = false;
 const _errs137 = errors;
-if(typeof data54 !== "string"){
-const err148 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data55 !== "string"){
+const err148 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -1881,8 +1883,8 @@ vErrors.push(err148);
 }
 errors++;
 }
-if("serialNumber" !== data54){
-const err149 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
+if("cn" !== data55){
+const err149 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/0/const",keyword:"const",params:{allowedValue: "cn"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -1895,8 +1897,8 @@ var _valid3 = _errs137 === errors;
 valid24 = valid24 || _valid3;
 if(!valid24){
 const _errs139 = errors;
-if(typeof data54 !== "string"){
-const err150 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data55 !== "string"){
+const err150 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -1905,8 +1907,8 @@ vErrors.push(err150);
 }
 errors++;
 }
-if("dns" !== data54){
-const err151 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
+if("serialNumber" !== data55){
+const err151 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/1/const",keyword:"const",params:{allowedValue: "serialNumber"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err151];
 }
@@ -1917,10 +1919,10 @@ errors++;
 }
 var _valid3 = _errs139 === errors;
 valid24 = valid24 || _valid3;
-}
-}
 if(!valid24){
-const err152 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+const _errs141 = errors;
+if(typeof data55 !== "string"){
+const err152 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err152];
 }
@@ -1929,23 +1931,8 @@ vErrors.push(err152);
 }
 errors++;
 }
-else {
-errors = _errs134;
-if(vErrors !== null){
-if(_errs134){
-vErrors.length = _errs134;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data52.allowList !== undefined){
-let data55 = data52.allowList;
-if(Array.isArray(data55)){
-if(data55.length > 100000){
-const err153 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
+if("dns" !== data55){
+const err153 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf/2/const",keyword:"const",params:{allowedValue: "dns"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err153];
 }
@@ -1954,12 +1941,12 @@ vErrors.push(err153);
 }
 errors++;
 }
-const len3 = data55.length;
-for(let i3=0; i3<len3; i3++){
-let data56 = data55[i3];
-if(typeof data56 === "string"){
-if(!pattern2.test(data56)){
-const err154 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
+var _valid3 = _errs141 === errors;
+valid24 = valid24 || _valid3;
+}
+}
+if(!valid24){
+const err154 = {instancePath:instancePath+"/factory/idField",schemaPath:"#/properties/factory/properties/idField/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err154];
 }
@@ -1968,9 +1955,23 @@ vErrors.push(err154);
 }
 errors++;
 }
+else {
+errors = _errs136;
+if(vErrors !== null){
+if(_errs136){
+vErrors.length = _errs136;
 }
 else {
-const err155 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+vErrors = null;
+}
+}
+}
+}
+if(data53.allowList !== undefined){
+let data56 = data53.allowList;
+if(Array.isArray(data56)){
+if(data56.length > 100000){
+const err155 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"};
 if(vErrors === null){
 vErrors = [err155];
 }
@@ -1979,10 +1980,12 @@ vErrors.push(err155);
 }
 errors++;
 }
-}
-}
-else {
-const err156 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const len3 = data56.length;
+for(let i3=0; i3<len3; i3++){
+let data57 = data56[i3];
+if(typeof data57 === "string"){
+if(!pattern2.test(data57)){
+const err156 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._-]{1,64}$"},message:"must match pattern \""+"^[A-Za-z0-9._-]{1,64}$"+"\""};
 if(vErrors === null){
 vErrors = [err156];
 }
@@ -1992,9 +1995,8 @@ vErrors.push(err156);
 errors++;
 }
 }
-}
 else {
-const err157 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err157 = {instancePath:instancePath+"/factory/allowList/" + i3,schemaPath:"#/properties/factory/properties/allowList/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err157];
 }
@@ -2004,12 +2006,9 @@ vErrors.push(err157);
 errors++;
 }
 }
-if(data.admin !== undefined){
-let data57 = data.admin;
-if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
-for(const key12 in data57){
-if(!((key12 === "socket") || (key12 === "metricsPort"))){
-const err158 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
+}
+else {
+const err158 = {instancePath:instancePath+"/factory/allowList",schemaPath:"#/properties/factory/properties/allowList/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err158];
 }
@@ -2019,11 +2018,9 @@ vErrors.push(err158);
 errors++;
 }
 }
-if(data57.socket !== undefined){
-let data58 = data57.socket;
-if(typeof data58 === "string"){
-if(func3(data58) < 1){
-const err159 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err159 = {instancePath:instancePath+"/factory",schemaPath:"#/properties/factory/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err159];
 }
@@ -2033,8 +2030,12 @@ vErrors.push(err159);
 errors++;
 }
 }
-else {
-const err160 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.admin !== undefined){
+let data58 = data.admin;
+if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
+for(const key12 in data58){
+if(!((key12 === "socket") || (key12 === "metricsPort"))){
+const err160 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err160];
 }
@@ -2044,10 +2045,11 @@ vErrors.push(err160);
 errors++;
 }
 }
-if(data57.metricsPort !== undefined){
-let data59 = data57.metricsPort;
-if(!((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59)))){
-const err161 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data58.socket !== undefined){
+let data59 = data58.socket;
+if(typeof data59 === "string"){
+if(func3(data59) < 1){
+const err161 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err161];
 }
@@ -2056,9 +2058,9 @@ vErrors.push(err161);
 }
 errors++;
 }
-if(typeof data59 == "number"){
-if(data59 > 65535 || isNaN(data59)){
-const err162 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err162 = {instancePath:instancePath+"/admin/socket",schemaPath:"#/properties/admin/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err162];
 }
@@ -2067,8 +2069,11 @@ vErrors.push(err162);
 }
 errors++;
 }
-if(data59 < 0 || isNaN(data59)){
-const err163 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data58.metricsPort !== undefined){
+let data60 = data58.metricsPort;
+if(!((typeof data60 == "number") && (!(data60 % 1) && !isNaN(data60)))){
+const err163 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err163];
 }
@@ -2077,11 +2082,9 @@ vErrors.push(err163);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err164 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data60 == "number"){
+if(data60 > 65535 || isNaN(data60)){
+const err164 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err164];
 }
@@ -2090,13 +2093,8 @@ vErrors.push(err164);
 }
 errors++;
 }
-}
-if(data.workload !== undefined){
-let data60 = data.workload;
-if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
-for(const key13 in data60){
-if(!(((key13 === "socket") || (key13 === "entriesFile")) || (key13 === "containers"))){
-const err165 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
+if(data60 < 0 || isNaN(data60)){
+const err165 = {instancePath:instancePath+"/admin/metricsPort",schemaPath:"#/properties/admin/properties/metricsPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err165];
 }
@@ -2106,11 +2104,10 @@ vErrors.push(err165);
 errors++;
 }
 }
-if(data60.socket !== undefined){
-let data61 = data60.socket;
-if(typeof data61 === "string"){
-if(func3(data61) < 1){
-const err166 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+}
+else {
+const err166 = {instancePath:instancePath+"/admin",schemaPath:"#/properties/admin/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err166];
 }
@@ -2120,8 +2117,12 @@ vErrors.push(err166);
 errors++;
 }
 }
-else {
-const err167 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.workload !== undefined){
+let data61 = data.workload;
+if(data61 && typeof data61 == "object" && !Array.isArray(data61)){
+for(const key13 in data61){
+if(!(((key13 === "socket") || (key13 === "entriesFile")) || (key13 === "containers"))){
+const err167 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err167];
 }
@@ -2131,11 +2132,11 @@ vErrors.push(err167);
 errors++;
 }
 }
-if(data60.entriesFile !== undefined){
-let data62 = data60.entriesFile;
+if(data61.socket !== undefined){
+let data62 = data61.socket;
 if(typeof data62 === "string"){
 if(func3(data62) < 1){
-const err168 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+const err168 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err168];
 }
@@ -2146,7 +2147,7 @@ errors++;
 }
 }
 else {
-const err169 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err169 = {instancePath:instancePath+"/workload/socket",schemaPath:"#/properties/workload/properties/socket/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err169];
 }
@@ -2156,12 +2157,11 @@ vErrors.push(err169);
 errors++;
 }
 }
-if(data60.containers !== undefined){
-let data63 = data60.containers;
-if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
-for(const key14 in data63){
-if(!(((key14 === "docker") || (key14 === "podman")) || (key14 === "containerd"))){
-const err170 = {instancePath:instancePath+"/workload/containers",schemaPath:"#/properties/workload/properties/containers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"};
+if(data61.entriesFile !== undefined){
+let data63 = data61.entriesFile;
+if(typeof data63 === "string"){
+if(func3(data63) < 1){
+const err170 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err170];
 }
@@ -2171,14 +2171,8 @@ vErrors.push(err170);
 errors++;
 }
 }
-if(data63.docker !== undefined){
-let data64 = data63.docker;
-const _errs163 = errors;
-let valid30 = false;
-const _errs164 = errors;
-if(typeof data64 === "string"){
-if(func3(data64) < 1){
-const err171 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err171 = {instancePath:instancePath+"/workload/entriesFile",schemaPath:"#/properties/workload/properties/entriesFile/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err171];
 }
@@ -2188,8 +2182,12 @@ vErrors.push(err171);
 errors++;
 }
 }
-else {
-const err172 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data61.containers !== undefined){
+let data64 = data61.containers;
+if(data64 && typeof data64 == "object" && !Array.isArray(data64)){
+for(const key14 in data64){
+if(!(((key14 === "docker") || (key14 === "podman")) || (key14 === "containerd"))){
+const err172 = {instancePath:instancePath+"/workload/containers",schemaPath:"#/properties/workload/properties/containers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err172];
 }
@@ -2198,12 +2196,15 @@ vErrors.push(err172);
 }
 errors++;
 }
-var _valid4 = _errs164 === errors;
-valid30 = valid30 || _valid4;
-if(!valid30){
+}
+if(data64.docker !== undefined){
+let data65 = data64.docker;
+const _errs165 = errors;
+let valid30 = false;
 const _errs166 = errors;
-if(data64 !== null){
-const err173 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};
+if(typeof data65 === "string"){
+if(func3(data65) < 1){
+const err173 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err173];
 }
@@ -2212,11 +2213,9 @@ vErrors.push(err173);
 }
 errors++;
 }
-var _valid4 = _errs166 === errors;
-valid30 = valid30 || _valid4;
 }
-if(!valid30){
-const err174 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+else {
+const err174 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err174];
 }
@@ -2225,26 +2224,12 @@ vErrors.push(err174);
 }
 errors++;
 }
-else {
-errors = _errs163;
-if(vErrors !== null){
-if(_errs163){
-vErrors.length = _errs163;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data63.podman !== undefined){
-let data65 = data63.podman;
-const _errs169 = errors;
-let valid31 = false;
-const _errs170 = errors;
-if(data65 && typeof data65 == "object" && !Array.isArray(data65)){
-if(data65.graphRoot === undefined){
-const err175 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/required",keyword:"required",params:{missingProperty: "graphRoot"},message:"must have required property '"+"graphRoot"+"'"};
+var _valid4 = _errs166 === errors;
+valid30 = valid30 || _valid4;
+if(!valid30){
+const _errs168 = errors;
+if(data65 !== null){
+const err175 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};
 if(vErrors === null){
 vErrors = [err175];
 }
@@ -2253,8 +2238,11 @@ vErrors.push(err175);
 }
 errors++;
 }
-if(data65.runRoot === undefined){
-const err176 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/required",keyword:"required",params:{missingProperty: "runRoot"},message:"must have required property '"+"runRoot"+"'"};
+var _valid4 = _errs168 === errors;
+valid30 = valid30 || _valid4;
+}
+if(!valid30){
+const err176 = {instancePath:instancePath+"/workload/containers/docker",schemaPath:"#/properties/workload/properties/containers/properties/docker/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err176];
 }
@@ -2263,9 +2251,26 @@ vErrors.push(err176);
 }
 errors++;
 }
-for(const key15 in data65){
-if(!((key15 === "graphRoot") || (key15 === "runRoot"))){
-const err177 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties"};
+else {
+errors = _errs165;
+if(vErrors !== null){
+if(_errs165){
+vErrors.length = _errs165;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data64.podman !== undefined){
+let data66 = data64.podman;
+const _errs171 = errors;
+let valid31 = false;
+const _errs172 = errors;
+if(data66 && typeof data66 == "object" && !Array.isArray(data66)){
+if(data66.graphRoot === undefined){
+const err177 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/required",keyword:"required",params:{missingProperty: "graphRoot"},message:"must have required property '"+"graphRoot"+"'"};
 if(vErrors === null){
 vErrors = [err177];
 }
@@ -2274,12 +2279,8 @@ vErrors.push(err177);
 }
 errors++;
 }
-}
-if(data65.graphRoot !== undefined){
-let data66 = data65.graphRoot;
-if(typeof data66 === "string"){
-if(func3(data66) < 1){
-const err178 = {instancePath:instancePath+"/workload/containers/podman/graphRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/graphRoot/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data66.runRoot === undefined){
+const err178 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/required",keyword:"required",params:{missingProperty: "runRoot"},message:"must have required property '"+"runRoot"+"'"};
 if(vErrors === null){
 vErrors = [err178];
 }
@@ -2288,9 +2289,9 @@ vErrors.push(err178);
 }
 errors++;
 }
-}
-else {
-const err179 = {instancePath:instancePath+"/workload/containers/podman/graphRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/graphRoot/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key15 in data66){
+if(!((key15 === "graphRoot") || (key15 === "runRoot"))){
+const err179 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err179];
 }
@@ -2300,11 +2301,11 @@ vErrors.push(err179);
 errors++;
 }
 }
-if(data65.runRoot !== undefined){
-let data67 = data65.runRoot;
+if(data66.graphRoot !== undefined){
+let data67 = data66.graphRoot;
 if(typeof data67 === "string"){
 if(func3(data67) < 1){
-const err180 = {instancePath:instancePath+"/workload/containers/podman/runRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/runRoot/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+const err180 = {instancePath:instancePath+"/workload/containers/podman/graphRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/graphRoot/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err180];
 }
@@ -2315,7 +2316,7 @@ errors++;
 }
 }
 else {
-const err181 = {instancePath:instancePath+"/workload/containers/podman/runRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/runRoot/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err181 = {instancePath:instancePath+"/workload/containers/podman/graphRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/graphRoot/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err181];
 }
@@ -2325,9 +2326,11 @@ vErrors.push(err181);
 errors++;
 }
 }
-}
-else {
-const err182 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data66.runRoot !== undefined){
+let data68 = data66.runRoot;
+if(typeof data68 === "string"){
+if(func3(data68) < 1){
+const err182 = {instancePath:instancePath+"/workload/containers/podman/runRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/runRoot/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err182];
 }
@@ -2336,12 +2339,9 @@ vErrors.push(err182);
 }
 errors++;
 }
-var _valid5 = _errs170 === errors;
-valid31 = valid31 || _valid5;
-if(!valid31){
-const _errs177 = errors;
-if(data65 !== null){
-const err183 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};
+}
+else {
+const err183 = {instancePath:instancePath+"/workload/containers/podman/runRoot",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/properties/runRoot/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err183];
 }
@@ -2350,11 +2350,10 @@ vErrors.push(err183);
 }
 errors++;
 }
-var _valid5 = _errs177 === errors;
-valid31 = valid31 || _valid5;
 }
-if(!valid31){
-const err184 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+}
+else {
+const err184 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err184];
 }
@@ -2363,26 +2362,12 @@ vErrors.push(err184);
 }
 errors++;
 }
-else {
-errors = _errs169;
-if(vErrors !== null){
-if(_errs169){
-vErrors.length = _errs169;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-if(data63.containerd !== undefined){
-let data68 = data63.containerd;
-const _errs180 = errors;
-let valid33 = false;
-const _errs181 = errors;
-if(typeof data68 === "string"){
-if(func3(data68) < 1){
-const err185 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+var _valid5 = _errs172 === errors;
+valid31 = valid31 || _valid5;
+if(!valid31){
+const _errs179 = errors;
+if(data66 !== null){
+const err185 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};
 if(vErrors === null){
 vErrors = [err185];
 }
@@ -2391,9 +2376,11 @@ vErrors.push(err185);
 }
 errors++;
 }
+var _valid5 = _errs179 === errors;
+valid31 = valid31 || _valid5;
 }
-else {
-const err186 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!valid31){
+const err186 = {instancePath:instancePath+"/workload/containers/podman",schemaPath:"#/properties/workload/properties/containers/properties/podman/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
 if(vErrors === null){
 vErrors = [err186];
 }
@@ -2402,12 +2389,26 @@ vErrors.push(err186);
 }
 errors++;
 }
-var _valid6 = _errs181 === errors;
-valid33 = valid33 || _valid6;
-if(!valid33){
+else {
+errors = _errs171;
+if(vErrors !== null){
+if(_errs171){
+vErrors.length = _errs171;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+if(data64.containerd !== undefined){
+let data69 = data64.containerd;
+const _errs182 = errors;
+let valid33 = false;
 const _errs183 = errors;
-if(data68 !== null){
-const err187 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};
+if(typeof data69 === "string"){
+if(func3(data69) < 1){
+const err187 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err187];
 }
@@ -2416,11 +2417,9 @@ vErrors.push(err187);
 }
 errors++;
 }
-var _valid6 = _errs183 === errors;
-valid33 = valid33 || _valid6;
 }
-if(!valid33){
-const err188 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+else {
+const err188 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err188];
 }
@@ -2429,11 +2428,38 @@ vErrors.push(err188);
 }
 errors++;
 }
+var _valid6 = _errs183 === errors;
+valid33 = valid33 || _valid6;
+if(!valid33){
+const _errs185 = errors;
+if(data69 !== null){
+const err189 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};
+if(vErrors === null){
+vErrors = [err189];
+}
 else {
-errors = _errs180;
+vErrors.push(err189);
+}
+errors++;
+}
+var _valid6 = _errs185 === errors;
+valid33 = valid33 || _valid6;
+}
+if(!valid33){
+const err190 = {instancePath:instancePath+"/workload/containers/containerd",schemaPath:"#/properties/workload/properties/containers/properties/containerd/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err190];
+}
+else {
+vErrors.push(err190);
+}
+errors++;
+}
+else {
+errors = _errs182;
 if(vErrors !== null){
-if(_errs180){
-vErrors.length = _errs180;
+if(_errs182){
+vErrors.length = _errs182;
 }
 else {
 vErrors = null;
@@ -2443,34 +2469,7 @@ vErrors = null;
 }
 }
 else {
-const err189 = {instancePath:instancePath+"/workload/containers",schemaPath:"#/properties/workload/properties/containers/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err189];
-}
-else {
-vErrors.push(err189);
-}
-errors++;
-}
-}
-}
-else {
-const err190 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err190];
-}
-else {
-vErrors.push(err190);
-}
-errors++;
-}
-}
-if(data.log !== undefined){
-let data69 = data.log;
-if(data69 && typeof data69 == "object" && !Array.isArray(data69)){
-for(const key16 in data69){
-if(!(key16 === "level")){
-const err191 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties"};
+const err191 = {instancePath:instancePath+"/workload/containers",schemaPath:"#/properties/workload/properties/containers/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err191];
 }
@@ -2480,13 +2479,9 @@ vErrors.push(err191);
 errors++;
 }
 }
-if(data69.level !== undefined){
-let data70 = data69.level;
-const _errs189 = errors;
-let valid35 = false;
-const _errs190 = errors;
-if(typeof data70 !== "string"){
-const err192 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err192 = {instancePath:instancePath+"/workload",schemaPath:"#/properties/workload/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err192];
 }
@@ -2495,8 +2490,13 @@ vErrors.push(err192);
 }
 errors++;
 }
-if("debug" !== data70){
-const err193 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
+}
+if(data.log !== undefined){
+let data70 = data.log;
+if(data70 && typeof data70 == "object" && !Array.isArray(data70)){
+for(const key16 in data70){
+if(!(key16 === "level")){
+const err193 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err193];
 }
@@ -2505,12 +2505,14 @@ vErrors.push(err193);
 }
 errors++;
 }
-var _valid7 = _errs190 === errors;
-valid35 = valid35 || _valid7;
-if(!valid35){
+}
+if(data70.level !== undefined){
+let data71 = data70.level;
+const _errs191 = errors;
+let valid35 = false;
 const _errs192 = errors;
-if(typeof data70 !== "string"){
-const err194 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data71 !== "string"){
+const err194 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err194];
 }
@@ -2519,8 +2521,8 @@ vErrors.push(err194);
 }
 errors++;
 }
-if("info" !== data70){
-const err195 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
+if("debug" !== data71){
+const err195 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/0/const",keyword:"const",params:{allowedValue: "debug"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err195];
 }
@@ -2533,8 +2535,8 @@ var _valid7 = _errs192 === errors;
 valid35 = valid35 || _valid7;
 if(!valid35){
 const _errs194 = errors;
-if(typeof data70 !== "string"){
-const err196 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data71 !== "string"){
+const err196 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err196];
 }
@@ -2543,8 +2545,8 @@ vErrors.push(err196);
 }
 errors++;
 }
-if("warn" !== data70){
-const err197 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
+if("info" !== data71){
+const err197 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/1/const",keyword:"const",params:{allowedValue: "info"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err197];
 }
@@ -2557,8 +2559,8 @@ var _valid7 = _errs194 === errors;
 valid35 = valid35 || _valid7;
 if(!valid35){
 const _errs196 = errors;
-if(typeof data70 !== "string"){
-const err198 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data71 !== "string"){
+const err198 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err198];
 }
@@ -2567,8 +2569,8 @@ vErrors.push(err198);
 }
 errors++;
 }
-if("error" !== data70){
-const err199 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if("warn" !== data71){
+const err199 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/2/const",keyword:"const",params:{allowedValue: "warn"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err199];
 }
@@ -2579,11 +2581,10 @@ errors++;
 }
 var _valid7 = _errs196 === errors;
 valid35 = valid35 || _valid7;
-}
-}
-}
 if(!valid35){
-const err200 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+const _errs198 = errors;
+if(typeof data71 !== "string"){
+const err200 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err200];
 }
@@ -2592,11 +2593,36 @@ vErrors.push(err200);
 }
 errors++;
 }
+if("error" !== data71){
+const err201 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf/3/const",keyword:"const",params:{allowedValue: "error"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err201];
+}
 else {
-errors = _errs189;
+vErrors.push(err201);
+}
+errors++;
+}
+var _valid7 = _errs198 === errors;
+valid35 = valid35 || _valid7;
+}
+}
+}
+if(!valid35){
+const err202 = {instancePath:instancePath+"/log/level",schemaPath:"#/properties/log/properties/level/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};
+if(vErrors === null){
+vErrors = [err202];
+}
+else {
+vErrors.push(err202);
+}
+errors++;
+}
+else {
+errors = _errs191;
 if(vErrors !== null){
-if(_errs189){
-vErrors.length = _errs189;
+if(_errs191){
+vErrors.length = _errs191;
 }
 else {
 vErrors = null;
@@ -2606,24 +2632,24 @@ vErrors = null;
 }
 }
 else {
-const err201 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err203 = {instancePath:instancePath+"/log",schemaPath:"#/properties/log/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err201];
+vErrors = [err203];
 }
 else {
-vErrors.push(err201);
+vErrors.push(err203);
 }
 errors++;
 }
 }
 }
 else {
-const err202 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err204 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err202];
+vErrors = [err204];
 }
 else {
-vErrors.push(err202);
+vErrors.push(err204);
 }
 errors++;
 }

@@ -13,6 +13,8 @@
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const DURATION_RE = /^(\d+)(ms|s|m|h|d)$/;
 const MAX_DEVICE_SVID_TTL_MS = 30 * 86_400_000;
+/** rotation.rootSwitchWindow: well inside the 30 days the issuer keeps a previous root. */
+const MAX_ROOT_SWITCH_WINDOW_MS = 7 * 86_400_000;
 
 /** Parse a validated duration string into milliseconds. */
 export function parseDuration(text: string): number {
@@ -31,6 +33,10 @@ export const FORMATS: Record<string, { test: (s: string) => boolean; phrase: str
     // broker.deviceSvidTtl: > 0 and at most 30 days (device-signer.ts MAX_DEVICE_TTL_MS).
     test: (s) => DURATION_RE.test(s) && parseDuration(s) > 0 && parseDuration(s) <= MAX_DEVICE_SVID_TTL_MS,
     phrase: 'must be a duration > 0 and at most 30d, such as 1h',
+  },
+  'root-switch-window': {
+    test: (s) => DURATION_RE.test(s) && parseDuration(s) <= MAX_ROOT_SWITCH_WINDOW_MS,
+    phrase: 'must be a duration of at most 7d, such as 1h (0s: at once)',
   },
   'https-url': {
     test: (s) => {
