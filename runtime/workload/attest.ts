@@ -238,7 +238,14 @@ function remember(key: string, hex: string): void {
   if (hashCache.size > HASH_CACHE_MAX) hashCache.delete(hashCache.keys().next().value as string);
 }
 
-/** SHA-256 of the executable the process runs, cached (LRU) per (device, inode, size, mtime, ctime). */
+/** Hashes being computed, by file key: concurrent first calls of one executable share one read. */
+const hashing = new Map<string, Promise<string>>();
+
+/**
+ * SHA-256 of the executable the process runs, cached (LRU) per (device, inode, size, mtime, ctime).
+ * A first call reads the whole file (a Node binary is ~100 MB): calls for the same file while it
+ * is read wait for that one read instead of each reading it again.
+ */
 async function exeHash(pid: number): Promise<string> {
   let key: string;
   try {
@@ -251,6 +258,15 @@ async function exeHash(pid: number): Promise<string> {
     remember(key, hit);
     return hit;
   }
+  const running = hashing.get(key);
+  // Another pid's read failing (that process gone) says nothing of this one: it reads for itself.
+  if (running !== undefined) return running.catch(() => readExeHash(pid));
+  const read = readExeHash(pid).finally(() => hashing.delete(key));
+  hashing.set(key, read);
+  return read;
+}
+
+async function readExeHash(pid: number): Promise<string> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(`/proc/${pid}/exe`, 'r');
@@ -258,7 +274,7 @@ async function exeHash(pid: number): Promise<string> {
     return procFailure(pid, 'cannot open the executable', cause);
   }
   try {
-    key = fileKey(await handle.stat());
+    const key = fileKey(await handle.stat());
     const h = createHash('sha256');
     for await (const chunk of createReadStream('', { fd: handle.fd, autoClose: false, start: 0 }))
       h.update(chunk as Buffer);

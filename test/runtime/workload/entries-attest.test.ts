@@ -162,6 +162,31 @@ test('the executable hash cache: a binary rewritten in place (same size, mtime s
   assert.is(second, sha());
 });
 
+test('the executable hash: 8 concurrent first attestations of one new 24 MB binary read it once (/proc/self/io rchar)', async () => {
+  const { appendFileSync, chmodSync, copyFileSync, mkdtempSync } = await import('node:fs');
+  const dir = mkdtempSync(join((await import('node:os')).tmpdir(), 'edgeward-exe-'));
+  const exe = join(dir, 'big-worker');
+  copyFileSync(realpathSync('/bin/sleep'), exe);
+  appendFileSync(exe, Buffer.alloc(24 * 1024 * 1024)); // trailing bytes: still runs, all hashed
+  chmodSync(exe, 0o755);
+  const size = statSync(exe).size;
+  const child = spawn(exe, ['30'], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => child.once('spawn', r));
+    const rchar = (): number => Number(/rchar: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'))?.[1]);
+    const cred = { pid: child.pid as number, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    const before = rchar();
+    const all = await Promise.all(Array.from({ length: 8 }, () => attest(cred)));
+    const read = rchar() - before;
+    const want = createHash('sha256').update(readFileSync(exe)).digest('hex');
+    for (const a of all) assert.ok(a.selectors.has(`unix:sha256:${want}`));
+    assert.ok(read < 2 * size, `read ${read} bytes for a ${size}-byte executable`);
+  } finally {
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+  }
+});
+
 test('pid reuse: a later call on a connection that finds another process (start time) ends the stream', async () => {
   const { attest: real } = await import('../../../runtime/workload/attest.ts');
   let calls = 0;
