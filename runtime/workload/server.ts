@@ -67,6 +67,8 @@ export interface WorkloadApiOptions {
   readonly firstCallMs?: number;
   /** Open connections per uid (default MAX_CONNECTIONS_PER_UID); more are closed at once. */
   readonly maxConnectionsPerUid?: number;
+  /** Calls open at once on one connection (default MAX_STREAMS_PER_CONNECTION). */
+  readonly maxStreamsPerConnection?: number;
 }
 
 /**
@@ -77,6 +79,8 @@ export interface WorkloadApiOptions {
  */
 export const FIRST_CALL_MS = 10_000;
 export const MAX_CONNECTIONS_PER_UID = 64;
+/** Calls open at once on one connection (a workload needs a handful: X.509, bundles, JWT). */
+export const MAX_STREAMS_PER_CONNECTION = 16;
 
 interface Conn {
   readonly cred: PeerCred;
@@ -145,7 +149,13 @@ export class WorkloadApiServer {
     await loadPeerCred();
     // No channelz: its per-connection and per-call bookkeeping (socket refs, call counters,
     // traces) is for grpc's admin tooling, which this socket does not serve.
-    const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
+    // At most MAX_STREAMS_PER_CONNECTION calls at once on one connection (HTTP/2's
+    // SETTINGS_MAX_CONCURRENT_STREAMS; Node's default is unlimited): with the per-uid connection
+    // cap, what one local user can hold open is bounded.
+    const server = new grpc.Server({
+      'grpc.enable_channelz': 0,
+      'grpc.max_concurrent_streams': this.#o.maxStreamsPerConnection ?? MAX_STREAMS_PER_CONNECTION,
+    });
     const unary =
       (fn: (call: Unary) => Promise<unknown>) =>
       (call: Unary, cb: grpc.sendUnaryData<unknown>): void => {

@@ -3,9 +3,10 @@
  * would misuse it: connections that never get to a call (no HTTP/2 preface, half a preface) are
  * closed by the agent after `firstCallMs`, and a flood of connections from one uid stops at
  * `maxConnectionsPerUid` (each is a file descriptor of the agent) while another user's workload
- * still gets its SVID.
+ * still gets its SVID, and one connection cannot open more than `maxStreamsPerConnection` calls.
  */
 import { once } from 'node:events';
+import http2 from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -72,6 +73,50 @@ test('a flood from one uid stops at maxConnectionsPerUid; another uid still gets
     );
   } finally {
     for (const s of held) s.destroy();
+    await h.close();
+  }
+});
+
+test('one connection opening 100 streams: at most maxStreamsPerConnection are served at once, the rest REFUSED_STREAM', async () => {
+  const me = process.getuid?.() ?? 0;
+  const h = await harness([{ name: 'me', selectors: [`unix:uid:${me}`] }], { maxStreamsPerConnection: 8 });
+  const session = http2.connect('http://localhost', { createConnection: () => connect(h.socket) });
+  session.on('error', () => {});
+  let served = 0;
+  let refused = 0;
+  const events: (() => void)[] = [];
+  const until = (ok: () => boolean): Promise<void> =>
+    ok() ? Promise.resolve() : new Promise((resolve) => events.push(() => ok() && resolve()));
+  const tick = (): void => {
+    for (const e of events) e();
+  };
+  const call = (): http2.ClientHttp2Stream => {
+    const req = session.request({
+      ':method': 'POST',
+      ':path': '/SpiffeWorkloadAPI/FetchX509SVID',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'workload.spiffe.io': 'true',
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (/REFUSED_STREAM/.test(err.message)) refused++;
+      tick();
+    });
+    req.once('data', () => {
+      served++;
+      tick();
+    });
+    req.end(Buffer.alloc(5));
+    return req;
+  };
+  try {
+    Array.from({ length: 100 }, call);
+    await until(() => served + refused === 100);
+    assert.is(served, 8);
+    assert.is(refused, 92);
+    assert.ok(h.server.streamCount <= 8, `${h.server.streamCount} streams open`);
+  } finally {
+    session.destroy();
     await h.close();
   }
 });
