@@ -6,7 +6,7 @@
  * as a second client; the SDK's EST client through a rotation; and the interop details (base64
  * layout both ways, the issuer name byte for byte, 200 only).
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { enroll, reenroll } from '../../transport/enroll/est-client.ts';
 import { decodeBase64Body, parseCertsOnly } from '../../transport/enroll/pkcs7.ts';
 import { rejects } from '../helpers/rejects.ts';
 import { estCall } from './est-call.ts';
+import { readmeBlock, sh } from './readme-block.ts';
 import { rig } from './setup.ts';
 
 const run = promisify(execFile);
@@ -28,34 +29,6 @@ const GW = `127.0.0.1:${at.port}`;
 const gatewayId = r.pki.gateway.id;
 const key = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 const now = () => r.clock.now();
-
-/** The shell block after `<!-- est:NAME -->` in README.md, exactly as written there. */
-function readmeBlock(name: string): string {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-  const m = new RegExp(`<!-- est:${name} -->\\n\`\`\`sh\\n([\\s\\S]*?)\\n\`\`\`\\n`).exec(readme);
-  if (m === null) throw new Error(`README has no est:${name} block`);
-  return m[1] as string;
-}
-
-/** Run a README block with bash in `dir`; resolves with its exit code and output. */
-function sh(
-  script: string,
-  dir: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('bash', ['-c', script], { cwd: dir, env: { PATH: process.env.PATH ?? '', ...env } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    p.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 async function mosquittoPub(dir: string, deviceId: string, certFile = 'svid.pem', keyFile = 'key.pem') {
   return run('mosquitto_pub', [

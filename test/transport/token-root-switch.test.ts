@@ -8,7 +8,7 @@
  * enrolls at every later point within its lifetime; a token of the old one-fingerprint form still
  * parses and enrolls while its root is served.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync, type X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ import { enroll } from '../../transport/enroll/est-client.ts';
 import { issueJoinToken, parseJoinToken, sha256 } from '../../transport/enroll/join-token.ts';
 import { buildPki } from '../helpers/pki.ts';
 import { rejects } from '../helpers/rejects.ts';
+import { readmeBlock, sh } from './readme-block.ts';
 import { rig } from './setup.ts';
 
 const run = promisify(execFile);
@@ -36,28 +37,6 @@ const key = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 const random = seededRandom('token-root-switch');
 let seq = 1;
 let made = 0;
-
-function readmeBlock(name: string): string {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-  const m = new RegExp(`<!-- est:${name} -->\\n\`\`\`sh\\n([\\s\\S]*?)\\n\`\`\`\\n`).exec(readme);
-  if (m === null) throw new Error(`README has no est:${name} block`);
-  return m[1] as string;
-}
-
-function sh(
-  script: string,
-  dir: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('bash', ['-c', script], { cwd: dir, env: { PATH: process.env.PATH ?? '', ...env } });
-    let stderr = '';
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    p.once('close', (code) => resolve({ code, stderr }));
-  });
-}
 
 const setRoots = (roots: X509Certificate[]) => r.bundles.set({ trustDomain: td, roots, sequence: ++seq });
 

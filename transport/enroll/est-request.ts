@@ -159,5 +159,18 @@ export function certsOf(a: Answer): X509Certificate[] {
       'ERR_ENROLL_PROTOCOL',
       `answer is ${a.type || 'untyped'}, not application/pkcs7-mime`,
     );
-  return parseCertsOnly(decodeBase64Body(a.body)).map((d) => new X509Certificate(d));
+  return parseCertsOnly(decodeBase64Body(a.body)).map((d, i) => {
+    try {
+      return new X509Certificate(d);
+    } catch (err) {
+      // A well-formed PKCS#7 may still carry a SEQUENCE that is no certificate.
+      throw new TransportError(
+        'ERR_ENROLL_PROTOCOL',
+        `certificate ${i} of the answer: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  });
 }

@@ -20,6 +20,8 @@ const REQUEST_MS = 1500;
 const MAX = 6;
 const socketPath = join(mkdtempSync(join(tmpdir(), 'ew-admin-abuse-')), 'admin.sock');
 let admin: AdminServer;
+/** Device ids the token handler was called for. */
+const tokensMade: string[] = [];
 
 test.before(async () => {
   admin = await startAdmin({
@@ -30,7 +32,10 @@ test.before(async () => {
     handlers: {
       status: () => ({ ok: true }),
       metrics: () => 'edgeward_up 1\n',
-      createDeviceToken: async (req) => ({ token: `ewt1.x.${req.id}`, expiresAt: 0 }),
+      createDeviceToken: async (req) => {
+        tokensMade.push(req.id);
+        return { token: `ewt1.x.${req.id}`, expiresAt: 0 };
+      },
     },
   });
 });
@@ -106,6 +111,7 @@ test('admin socket: a request body that never completes is cut at the request bo
   );
   await closedWithin(s, REQUEST_MS * 10, 'an unfinished body');
   await goodClient();
+  assert.equal(tokensMade, []);
 });
 
 test('metrics port: a flood of connections stays at the cap (the oldest idle ones evicted) and a good client is answered', async () => {

@@ -5,22 +5,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { planFromConfig } from '../../../runtime/agent/plan.ts';
 import { loadAgentConfigText } from '../../../runtime/config/agent-load.ts';
 import { AGENT_ROLE, loadConfigText } from '../../../runtime/config/load.ts';
-import { systemClock } from '../../../runtime/core/clock.ts';
-import { nullLogger } from '../../../runtime/core/logger.ts';
-import { cryptoRandom } from '../../../runtime/core/random.ts';
-import { rejects } from '../../helpers/rejects.ts';
+import { MINIMAL_AGENT, planOf, refusedByBoth } from './agent-config-rig.ts';
 
-const config = (ttl: string | undefined) => `version: 2
-trustDomain: fleet.example
-dataDir: /var/lib/edgeward
-tpm: swtpm:path=/run/swtpm.sock
-attestation: { method: tpm, pcrs: "sha256:0,1,2,7" }
-upstream:
-  endpoints: [https://issuer.fleet.example:8443]
-broker:
+const config = (ttl: string | undefined) => `${MINIMAL_AGENT}broker:
   listen: { port: 8883 }
 ${ttl === undefined ? '' : `  deviceSvidTtl: ${ttl}\n`}`;
 
@@ -33,26 +22,17 @@ test('accepted: 1ms up to 30d, in any unit', () => {
 
 test('refused: 0, past 30 days, not a duration, with its path and line, by both validators', async () => {
   for (const ttl of ['0s', '0d', '31d', '721h', '2592000001ms', 'soon', '-1h']) {
-    for (const load of [
-      () => loadAgentConfigText(config(ttl)),
-      () => loadConfigText(config(ttl), AGENT_ROLE),
-    ]) {
-      const err = await rejects<{ issues: { path: string; message: string }[] }>(load, 'ERR_CONFIG_INVALID');
-      assert.is(err.issues.length, 1, ttl);
-      assert.is(err.issues[0]?.path, 'broker.deviceSvidTtl');
-      assert.match(err.issues[0]?.message ?? '', /> 0 and at most 30d.*\(line 10\)/);
+    for (const issues of await refusedByBoth(config(ttl))) {
+      assert.is(issues.length, 1, ttl);
+      assert.is(issues[0]?.path, 'broker.deviceSvidTtl');
+      assert.match(issues[0]?.message ?? '', /> 0 and at most 30d.*\(line 10\)/);
     }
   }
 });
 
 test('the plan hands it to the device signer; absent, the signer keeps its 1 h default', async () => {
-  const deps = { clock: systemClock, random: cryptoRandom, logger: nullLogger };
-  const plan = await planFromConfig(loadAgentConfigText(config('2h')), deps);
-  assert.is(plan.agent?.deviceTtlMs, 2 * 3_600_000);
-  await plan.attestor.close().catch(() => {});
-  const dflt = await planFromConfig(loadAgentConfigText(config(undefined)), deps);
-  assert.is(dflt.agent?.deviceTtlMs, undefined);
-  await dflt.attestor.close().catch(() => {});
+  assert.is((await planOf(config('2h'))).agent?.deviceTtlMs, 2 * 3_600_000);
+  assert.is((await planOf(config(undefined))).agent?.deviceTtlMs, undefined);
 });
 
 test.run();

@@ -5,23 +5,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { planFromConfig } from '../../../runtime/agent/plan.ts';
-import { loadAgentConfigText } from '../../../runtime/config/agent-load.ts';
 import { AGENT_ROLE, loadConfigText } from '../../../runtime/config/load.ts';
-import { systemClock } from '../../../runtime/core/clock.ts';
-import { nullLogger } from '../../../runtime/core/logger.ts';
-import { cryptoRandom } from '../../../runtime/core/random.ts';
 import { DEFAULT_CONTAINER_ROOTS } from '../../../runtime/workload/container-image.ts';
-import { rejects } from '../../helpers/rejects.ts';
+import { MINIMAL_AGENT, planOf, refusedByBoth } from './agent-config-rig.ts';
 
-const config = (containers: string) => `version: 2
-trustDomain: fleet.example
-dataDir: /var/lib/edgeward
-tpm: swtpm:path=/run/swtpm.sock
-attestation: { method: tpm, pcrs: "sha256:0,1,2,7" }
-upstream:
-  endpoints: [https://issuer.fleet.example:8443]
-workload:
+const config = (containers: string) => `${MINIMAL_AGENT}workload:
   entriesFile: /etc/edgeward/workloads.yaml
   containers:
 ${containers}`;
@@ -32,17 +20,14 @@ test('accepted by both validators; the plan fills in the runtimes not named, nul
     docker: '/srv/docker',
     containerd: null,
   });
-  const deps = { clock: systemClock, random: cryptoRandom, logger: nullLogger };
-  const plan = await planFromConfig(loadAgentConfigText(text), deps);
+  const plan = await planOf(text);
   assert.equal(plan.workload?.containers, {
     docker: '/srv/docker',
     podman: DEFAULT_CONTAINER_ROOTS.podman,
     containerd: null,
   });
-  await plan.attestor.close().catch(() => {});
-  const none = await planFromConfig(loadAgentConfigText(config('').replace('  containers:\n', '')), deps);
+  const none = await planOf(config('').replace('  containers:\n', ''));
   assert.is(none.workload?.containers, undefined); // the server then uses DEFAULT_CONTAINER_ROOTS
-  await none.attestor.close().catch(() => {});
 });
 
 test('refused with path and line: an unknown runtime, a podman root without runRoot, an empty path', async () => {
@@ -52,16 +37,11 @@ test('refused with path and line: an unknown runtime, a podman root without runR
     ['    docker: ""\n', 'workload.containers.docker', 11],
   ];
   for (const [yaml, path, line] of cases)
-    for (const load of [
-      () => loadAgentConfigText(config(yaml)),
-      () => loadConfigText(config(yaml), AGENT_ROLE),
-    ]) {
-      const err = await rejects<{ issues: { path: string; message: string }[] }>(load, 'ERR_CONFIG_INVALID');
+    for (const issues of await refusedByBoth(config(yaml)))
       assert.ok(
-        err.issues.some((i) => i.path.startsWith(path) && i.message.includes(`(line ${line})`)),
-        `${yaml}: ${JSON.stringify(err.issues)}`,
+        issues.some((i) => i.path.startsWith(path) && i.message.includes(`(line ${line})`)),
+        `${yaml}: ${JSON.stringify(issues)}`,
       );
-    }
 });
 
 test.run();
