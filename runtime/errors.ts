@@ -233,7 +233,7 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_DEVICE_SCOPE'
   /** A JWT-SVID asked for a SPIFFE ID that is not `<the calling gateway>/workload/<name>`. (403) */
   | 'ERR_ISSUER_JWT_SCOPE'
-  /** No JWT-SVID signing key: none configured (`jwtSvid.key`), the active one not held by this replica, or no next key to rotate to. (503) */
+  /** No JWT-SVID signing key: none configured (`jwtSvid.key`), the active one not held by this replica, or no next key to rotate to; or the store's JWT key state (`meta/jwt-keys`) is malformed. (503) */
   | 'ERR_ISSUER_JWT_KEY'
   /** A private key file readable by others than its owner (must be 0600). */
   | 'ERR_ISSUER_KEY_PERMISSIONS'
