@@ -89,8 +89,6 @@ test('the signature ignores member order (PostgreSQL jsonb reorders) and sees ev
   assert.is.not(stateSig(a), stateSig({ ...a, retired: [{ ...B, until: 4 }] }));
 });
 
-test.run();
-
 test('a stored state is checked as live input: a well-formed one passes, a malformed one is ERR_ISSUER_JWT_KEY', () => {
   const good: JwtKeysMeta = {
     sequence: 2,
@@ -139,3 +137,5 @@ test('a key set on a store holding a malformed state: open and refresh are ERR_I
   assert.equal(await store.get(JWT_KEYS_KEY), broken, 'nothing written over it');
   await store.close();
 });
+
+test.run();
