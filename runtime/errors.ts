@@ -220,7 +220,8 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_FIRMWARE_UNPROVEN'
   /**
    * The CA certificate or key cannot be used (at start), or this replica does not hold the active
-   * CA's key (a rotation it was not given the next key for): not ready, another replica signs. (503)
+   * CA's key (a rotation it was not given the next key for), or the store's CA state (`meta/bundle`)
+   * is malformed: not ready, another replica signs. (503)
    */
   | 'ERR_ISSUER_CA_INVALID'
   /** Recovery with a delegated CA that is expired or not yet valid: the gateway must attest again. (401) */
