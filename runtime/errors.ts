@@ -220,7 +220,8 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_FIRMWARE_UNPROVEN'
   /**
    * The CA certificate or key cannot be used (at start), or this replica does not hold the active
-   * CA's key (a rotation it was not given the next key for): not ready, another replica signs. (503)
+   * CA's key (a rotation it was not given the next key for), or the store's CA state (`meta/bundle`)
+   * is malformed: not ready, another replica signs. (503)
    */
   | 'ERR_ISSUER_CA_INVALID'
   /** Recovery with a delegated CA that is expired or not yet valid: the gateway must attest again. (401) */
@@ -233,7 +234,7 @@ export type IssuerErrorCode =
   | 'ERR_ISSUER_DEVICE_SCOPE'
   /** A JWT-SVID asked for a SPIFFE ID that is not `<the calling gateway>/workload/<name>`. (403) */
   | 'ERR_ISSUER_JWT_SCOPE'
-  /** No JWT-SVID signing key: none configured (`jwtSvid.key`), the active one not held by this replica, or no next key to rotate to. (503) */
+  /** No JWT-SVID signing key: none configured (`jwtSvid.key`), the active one not held by this replica, or no next key to rotate to; or the store's JWT key state (`meta/jwt-keys`) is malformed. (503) */
   | 'ERR_ISSUER_JWT_KEY'
   /** A private key file readable by others than its owner (must be 0600). */
   | 'ERR_ISSUER_KEY_PERMISSIONS'

@@ -9,7 +9,7 @@
 import { X509Certificate } from 'node:crypto';
 import { IssuerError } from '../errors.ts';
 import type { CaKeyPair } from './ca.ts';
-import { type BundleMeta, effectiveAt, fingerprint } from './ca-state.ts';
+import { checkedBundle, effectiveAt, fingerprint } from './ca-state.ts';
 import { K } from './records.ts';
 import type { IssuerStore } from './store.ts';
 
@@ -29,8 +29,8 @@ export async function storeCaForExpired(o: {
   readonly keyFor?: (certificate: Uint8Array) => Promise<CaKeyPair | undefined>;
 }): Promise<CaKeyPair | undefined> {
   const expired = `the configured CA (ca.certificate: ${named(o.configured)}) expired at ${new Date(o.configured.validTo).toISOString()}`;
-  const meta = await o.store.get<BundleMeta>(K.bundle);
-  const active = meta === undefined ? undefined : effectiveAt(meta, o.now).active;
+  const stored = await o.store.get<unknown>(K.bundle);
+  const active = stored === undefined ? undefined : effectiveAt(checkedBundle(stored), o.now).active;
   if (active === undefined || fingerprint(active) === fingerprint(o.configured.raw))
     throw new IssuerError(
       'ERR_ISSUER_CA_INVALID',

@@ -5,7 +5,8 @@
  * record is re-read on that notification (from any replica), on a resync and on a poll (with the
  * replica's heartbeat, `ca-replicas.ts`). A change works on the record as it stands now
  * (`effectiveAt`: a switch whose time has come is part of it), so whoever writes first after a
- * scheduled switch also writes the switch down. Each record read or written is handed to `apply`.
+ * scheduled switch also writes the switch down. Each record read or written is handed to `apply`;
+ * a record read that is malformed is ERR_ISSUER_CA_INVALID (`checkedBundle`), never applied.
  *
  * @example
  * ```ts
@@ -17,7 +18,7 @@
 import type { Clock, Timer } from '../core/clock.ts';
 import { isEdgewardError } from '../core/error.ts';
 import type { Logger } from '../core/logger.ts';
-import { type BundleMeta, effectiveAt, rootPrints, sameSet, unchanged } from './ca-state.ts';
+import { type BundleMeta, checkedBundle, effectiveAt, rootPrints, sameSet, unchanged } from './ca-state.ts';
 import { K } from './records.ts';
 import type { IssuerStore, StoreSubscription } from './store.ts';
 
@@ -63,8 +64,8 @@ export class CaRecord {
 
   /** Re-read the record; applied when its version changed. */
   async refresh(): Promise<void> {
-    const e = await this.#o.store.getEntry<BundleMeta>(K.bundle);
-    if (e !== undefined && e.version !== this.#version) this.#set(e.value, e.version);
+    const e = await this.#o.store.getEntry<unknown>(K.bundle);
+    if (e !== undefined && e.version !== this.#version) this.#set(checkedBundle(e.value), e.version);
   }
 
   /**
@@ -73,7 +74,8 @@ export class CaRecord {
    */
   async change(f: (meta: BundleMeta | undefined) => BundleMeta): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const entry = await this.#o.store.getEntry<BundleMeta>(K.bundle);
+      const read = await this.#o.store.getEntry<unknown>(K.bundle);
+      const entry = read === undefined ? undefined : { ...read, value: checkedBundle(read.value) };
       const now = this.#o.clock.now();
       const next = f(entry === undefined ? undefined : effectiveAt(entry.value, now));
       const prints = rootPrints(next, now);

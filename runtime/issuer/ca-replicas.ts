@@ -47,13 +47,21 @@ export async function dropBeat(store: IssuerStore, id: string): Promise<void> {
   ]);
 }
 
+/**
+ * Every heartbeat in the store. One read back malformed is checked as live input, denying: a
+ * `holds` that is not a list of strings holds nothing (a live replica that `ca rotate` refuses
+ * for), an `at` that is not a time is a replica not heard from (not live, pruned).
+ */
 export async function listBeats(store: IssuerStore): Promise<ReplicaView[]> {
   const prefix = K.replica('');
-  return (await store.list<ReplicaBeat>(prefix)).map(([k, v]) => ({
-    id: k.slice(prefix.length),
-    at: v.at,
-    holds: v.holds,
-  }));
+  return (await store.list<unknown>(prefix)).map(([k, v]) => {
+    const b = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+    return {
+      id: k.slice(prefix.length),
+      at: typeof b.at === 'number' && Number.isFinite(b.at) ? b.at : 0,
+      holds: Array.isArray(b.holds) && b.holds.every((x) => typeof x === 'string') ? b.holds : [],
+    };
+  });
 }
 
 /** The replicas heard from within `windowMs` before `now`. */

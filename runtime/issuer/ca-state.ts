@@ -18,6 +18,7 @@
  * ```
  */
 import { createHash } from 'node:crypto';
+import { IssuerError } from '../errors.ts';
 
 /** `meta/bundle`: the CA state all replicas share. */
 export interface BundleMeta {
@@ -34,6 +35,39 @@ export interface BundleMeta {
   activateAt?: number;
   /** Until when `active`, retired at `activateAt`, stays in the bundle. */
   retireUntil?: number;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+const isTime = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isDer = (v: unknown): boolean => v instanceof Uint8Array && v.length > 0;
+const optional = (v: unknown, ok: (x: unknown) => boolean): boolean => v === undefined || ok(v);
+
+/**
+ * `meta/bundle` as read from the store, checked as live input is: a record that is not the
+ * state's shape (a damaged or hand-edited row) is ERR_ISSUER_CA_INVALID, never a crash in a
+ * replica's view or a bundle built from a wrong answer. (The certificates are parsed where they
+ * are used.)
+ */
+export function checkedBundle(v: unknown): BundleMeta {
+  const ok =
+    isObject(v) &&
+    Number.isSafeInteger(v.sequence) &&
+    (v.sequence as number) >= 0 &&
+    Array.isArray(v.fingerprints) &&
+    v.fingerprints.every((x: unknown) => typeof x === 'string') &&
+    Array.isArray(v.retired) &&
+    v.retired.every((r: unknown) => isObject(r) && isDer(r.certificate) && isTime(r.until)) &&
+    optional(v.active, isDer) &&
+    optional(v.next, isDer) &&
+    optional(v.nextPublishedAt, isTime) &&
+    optional(v.activateAt, isTime) &&
+    optional(v.retireUntil, isTime);
+  if (!ok)
+    throw new IssuerError(
+      'ERR_ISSUER_CA_INVALID',
+      "the store's CA state (meta/bundle) is malformed: it is not used, nor written over",
+    );
+  return v as unknown as BundleMeta;
 }
 
 export const fingerprint = (der: Uint8Array): string => createHash('sha256').update(der).digest('hex');

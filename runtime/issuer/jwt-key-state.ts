@@ -19,6 +19,7 @@
  * if (stateSig(m2) !== stateSig(m)) write(m2);
  * ```
  */
+import { IssuerError } from '../errors.ts';
 import type { JwtAuthority } from '../svid/jwt-svid.ts';
 
 /** How long a retired key stays published beyond the token lifetime (clock skew of verifiers). */
@@ -53,6 +54,44 @@ export interface Replica {
 }
 
 export const emptyState = (): JwtKeysMeta => ({ sequence: 0, retired: [] });
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isKey = (v: unknown): v is Record<string, unknown> =>
+  isObject(v) &&
+  typeof v.kid === 'string' &&
+  v.kid !== '' &&
+  isObject(v.jwk) &&
+  v.jwk.kty === 'EC' &&
+  v.jwk.crv === 'P-256' &&
+  typeof v.jwk.x === 'string' &&
+  typeof v.jwk.y === 'string';
+const isKeyRecord = (v: unknown): boolean =>
+  isKey(v) &&
+  (v.ttlMs === undefined || isTime(v.ttlMs)) &&
+  (v.heldUntil === undefined || isTime(v.heldUntil));
+
+/**
+ * `meta/jwt-keys` as read from the store, checked as live input is: a record that is not the
+ * state's shape (a damaged or hand-edited row) is ERR_ISSUER_JWT_KEY, never a crash in the
+ * housekeeping or a key published or signed with on a wrong answer.
+ */
+export function checkedState(v: unknown): JwtKeysMeta {
+  const ok =
+    isObject(v) &&
+    Number.isSafeInteger(v.sequence) &&
+    (v.sequence as number) >= 0 &&
+    (v.active === undefined || isKeyRecord(v.active)) &&
+    (v.next === undefined || isKeyRecord(v.next)) &&
+    Array.isArray(v.retired) &&
+    v.retired.every((x: unknown) => isKey(x) && isTime(x.until));
+  if (!ok)
+    throw new IssuerError(
+      'ERR_ISSUER_JWT_KEY',
+      "the store's JWT key state (meta/jwt-keys) is malformed: no JWT-SVID key is published or signed with from it",
+    );
+  return v as unknown as JwtKeysMeta;
+}
 
 const bare = (k: JwtAuthority): JwtAuthority => ({ kid: k.kid, jwk: k.jwk });
 

@@ -34,6 +34,7 @@ import { IssuerError } from '../errors.ts';
 import type { CaKey } from '../svid/ca-key.ts';
 import { type JwtAuthority, jwkThumbprint, publicJwk } from '../svid/jwt-svid.ts';
 import {
+  checkedState,
   emptyState,
   type JwtKeysMeta,
   kidsOf,
@@ -231,8 +232,8 @@ export class JwtKeySet {
 
   /** Re-read the state from the store (the notification). */
   async refresh(): Promise<void> {
-    const e = await this.#o.store.getEntry<JwtKeysMeta>(JWT_KEYS_KEY);
-    if (e !== undefined && e.version !== this.#version) this.#apply(e.value, e.version);
+    const e = await this.#o.store.getEntry<unknown>(JWT_KEYS_KEY);
+    if (e !== undefined && e.version !== this.#version) this.#apply(checkedState(e.value), e.version);
   }
 
   /** The periodic work: re-read, extend the lease, retire an orphaned key, drop lapsed ones. */
@@ -273,7 +274,8 @@ export class JwtKeySet {
   /** One change of the shared state plus the housekeeping, written under the record's version; re-applied on conflict. */
   async #change(f: (meta: JwtKeysMeta, r: Replica) => JwtKeysMeta): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const entry = await this.#o.store.getEntry<JwtKeysMeta>(JWT_KEYS_KEY);
+      const read = await this.#o.store.getEntry<unknown>(JWT_KEYS_KEY);
+      const entry = read === undefined ? undefined : { ...read, value: checkedState(read.value) };
       const r = this.#replica();
       const record = settle(f(entry?.value ?? emptyState(), r), r);
       if (entry === undefined && record.active === undefined && record.next === undefined) return;

@@ -45,14 +45,16 @@ test('ca create --out DIR: a 0600 P-256 key and its CA certificate; existing fil
   const half = join(dir, 'half');
   mkdirSync(half);
   writeFileSync(join(half, 'ca.pem'), 'x');
+  const halfIo = captureIo({ cwd: dir });
   assert.is(
-    await main(
-      ['issuer', 'ca', 'create', '--out', half, '--trust-domain', 'fleet.example'],
-      captureIo({ cwd: dir }),
-    ),
+    await main(['issuer', 'ca', 'create', '--out', half, '--trust-domain', 'fleet.example'], halfIo),
     1,
   );
-  assert.throws(() => statSync(join(half, 'ca.key')));
+  assert.match(halfIo.stderr.join('\n'), /ERR_ISSUER_CA_INVALID/);
+  assert.throws(
+    () => statSync(join(half, 'ca.key')),
+    (e: { code?: string }) => e.code === 'ENOENT',
+  );
   // Usage: no DIR, a bad generation.
   assert.is(
     await main(['issuer', 'ca', 'create', '--trust-domain', 'fleet.example'], captureIo({ cwd: dir })),

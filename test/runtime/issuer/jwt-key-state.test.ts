@@ -3,11 +3,16 @@
  * recorded lifetime (never lowers it) and extends the lease only when half is left; a record from
  * before the lease gets one started by any replica; a non-holder retires a lapsed active key from
  * the lease's end; a holder whose key was retired that way (it was cut off from the store) makes
- * it active again; lapsed retired keys go; the signature ignores member order.
+ * it active again; lapsed retired keys go; the signature ignores member order. A record read back
+ * from the store is checked (`checkedState`): a malformed one is ERR_ISSUER_JWT_KEY; a
+ * JwtKeySet on a store holding one refuses to open and leaves the record as it was.
  */
+
+import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
+  checkedState,
   JWT_RETIRE_SKEW_MS,
   type JwtKeysMeta,
   nextLapse,
@@ -15,6 +20,11 @@ import {
   settle,
   stateSig,
 } from '../../../runtime/issuer/jwt-key-state.ts';
+import { JWT_KEYS_KEY, JwtKeySet } from '../../../runtime/issuer/jwt-keys.ts';
+import { openMemoryStore } from '../../../runtime/issuer/store.ts';
+import { softwareCaKey } from '../../../runtime/svid/ca-key.ts';
+import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
+import { rejects } from '../../helpers/rejects.ts';
 
 const jwk = { kty: 'EC', crv: 'P-256', x: 'x', y: 'y' };
 const A = { kid: 'A', jwk };
@@ -77,6 +87,55 @@ test('the signature ignores member order (PostgreSQL jsonb reorders) and sees ev
   assert.is(stateSig(a), stateSig(b));
   assert.is.not(stateSig(a), stateSig({ ...a, active: { kid: 'A', jwk, ttlMs: 1, heldUntil: 3 } }));
   assert.is.not(stateSig(a), stateSig({ ...a, retired: [{ ...B, until: 4 }] }));
+});
+
+test('a stored state is checked as live input: a well-formed one passes, a malformed one is ERR_ISSUER_JWT_KEY', () => {
+  const good: JwtKeysMeta = {
+    sequence: 2,
+    active: { ...A, ttlMs: 60_000, heldUntil: 5 },
+    next: B,
+    retired: [{ ...B, until: 9 }],
+  };
+  assert.equal(checkedState(good), good);
+  const bad: unknown[] = [
+    null,
+    'x',
+    { sequence: 1 },
+    { sequence: -1, retired: [] },
+    { sequence: 1.5, retired: [] },
+    { sequence: 1, retired: {} },
+    { sequence: 1, active: { kid: 'A' }, retired: [] },
+    { sequence: 1, active: { kid: '', jwk }, retired: [] },
+    { sequence: 1, active: { kid: 'A', jwk: { ...jwk, crv: 'P-384' } }, retired: [] },
+    { sequence: 1, active: { ...A, heldUntil: 'soon' }, retired: [] },
+    { sequence: 1, next: { ...B, ttlMs: Number.NaN }, retired: [] },
+    { sequence: 1, retired: [{ ...A }] },
+    { sequence: 1, retired: [{ kid: 7, jwk, until: 1 }] },
+  ];
+  for (const v of bad) {
+    try {
+      checkedState(v);
+      assert.unreachable(`accepted ${JSON.stringify(v)}`);
+    } catch (e) {
+      assert.is((e as { code?: string }).code, 'ERR_ISSUER_JWT_KEY', JSON.stringify(v));
+    }
+  }
+});
+
+test('a key set on a store holding a malformed state: open and refresh are ERR_ISSUER_JWT_KEY, the record is kept', async () => {
+  const store = await openMemoryStore();
+  const clock = new VirtualClock(1_000_000);
+  const key = softwareCaKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+  const keys = await JwtKeySet.open({ active: key, store, clock, ttlMs: 60_000 });
+  const broken = { sequence: 4, retired: 'none' };
+  await store.batch([{ type: 'put', key: JWT_KEYS_KEY, value: broken }]);
+  await rejects(() => keys.refresh(), 'ERR_ISSUER_JWT_KEY');
+  await rejects(() => keys.tick(), 'ERR_ISSUER_JWT_KEY');
+  assert.ok(keys.signer().kid !== '', 'the last good state still signs');
+  await keys.close();
+  await rejects(() => JwtKeySet.open({ active: key, store, clock, ttlMs: 60_000 }), 'ERR_ISSUER_JWT_KEY');
+  assert.equal(await store.get(JWT_KEYS_KEY), broken, 'nothing written over it');
+  await store.close();
 });
 
 test.run();
