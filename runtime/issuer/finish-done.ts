@@ -61,7 +61,7 @@ const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
 const isBytesList = (v: unknown): v is Uint8Array[] => Array.isArray(v) && v.every(isBytes);
 
 /** Whether `v`, read from the store, is a well-formed `DoneRecord` (its answer included). */
-function isDoneRecord(v: unknown): v is DoneRecord {
+export function isDoneRecord(v: unknown): v is DoneRecord {
   if (typeof v !== 'object' || v === null) return false;
   const d = v as Record<string, unknown>;
   const r = d.response as Record<string, unknown> | null | undefined;

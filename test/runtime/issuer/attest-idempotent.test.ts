@@ -119,6 +119,17 @@ for (const [name, make] of rigs) {
       // The well-formed record is answered again, as before.
       await r.store.batch([{ type: 'put', key, value: good }]);
       assert.is((await r.a.attestFinish(finish, ctx)).spiffeId, response.spiffeId);
+      // Prune drops a malformed one as if expired (it could never answer), and keeps a good one.
+      await r.store.batch([
+        { type: 'put', key: 'done/bad-1', value: 'not a record' },
+        { type: 'put', key: 'done/bad-2', value: null },
+        { type: 'put', key: 'done/bad-3', value: { ...good, expiresAt: 'later' } },
+      ]);
+      await r.a.prune();
+      assert.equal(
+        (await r.store.list('done/')).map(([k]) => k),
+        [key],
+      );
     } finally {
       await r.close();
     }
