@@ -53,7 +53,6 @@ export interface IssuerCore {
   /** The configured offline budget (the delegated CA's lifetime unless overridden per gateway). */
   readonly offlineBudgetMs: number;
   readonly methods: IssuerMethods;
-  readonly tpm: TpmPolicy | undefined;
   readonly serverNames: ServerNamePolicy;
   readonly firmwareKeys: readonly KeyObject[];
   /** The CA set: the signer, the bundle, rotation (`ca.ts`). */

@@ -16,6 +16,8 @@
  * certificates, the trust bundle, the renewal session's id and nonce): the certificates are
  * useless without the CSRs' private keys and a renewal needs mTLS with the SVID key, and those
  * keys only the original caller holds. The record expires with the session TTL (`prune.ts`).
+ * A record read back malformed (not a `DoneRecord` with a well-formed answer) answers nothing:
+ * it is logged and the replay refusal stands.
  *
  * @example
  * ```ts
@@ -53,6 +55,30 @@ export interface DoneRecord {
   gateway: string;
   expiresAt: number;
   response: IssuedIdentity;
+}
+
+const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
+const isBytesList = (v: unknown): v is Uint8Array[] => Array.isArray(v) && v.every(isBytes);
+
+/** Whether `v`, read from the store, is a well-formed `DoneRecord` (its answer included). */
+export function isDoneRecord(v: unknown): v is DoneRecord {
+  if (typeof v !== 'object' || v === null) return false;
+  const d = v as Record<string, unknown>;
+  const r = d.response as Record<string, unknown> | null | undefined;
+  return (
+    typeof d.requestHash === 'string' &&
+    typeof d.gateway === 'string' &&
+    typeof d.expiresAt === 'number' &&
+    typeof r === 'object' &&
+    r !== null &&
+    typeof r.spiffeId === 'string' &&
+    isBytesList(r.svidChain) &&
+    isBytesList(r.deviceCaChain) &&
+    typeof r.bundle === 'string' &&
+    typeof r.bundleSequence === 'number' &&
+    isBytes(r.nextNonce) &&
+    (r.nextSessionId === undefined || typeof r.nextSessionId === 'string')
+  );
 }
 
 /** The store key of the answered finish of session `id`. */
@@ -166,9 +192,15 @@ async function answeredBefore(
   caller: string | undefined,
 ): Promise<IssuedIdentity | undefined> {
   if (sessionKey(sessionId) === undefined) return undefined;
-  const done = await core.store.get<DoneRecord>(doneKey(sessionId));
+  const done = await core.store.get<unknown>(doneKey(sessionId));
+  if (done === undefined) return undefined;
+  if (!isDoneRecord(done)) {
+    // Read back from the store, it passes the checks live input would: a malformed record
+    // answers nothing (the refusal stands), it never crashes the finish or is served.
+    core.logger.warn('issuer: a malformed done record is ignored', { key: doneKey(sessionId) });
+    return undefined;
+  }
   if (
-    done === undefined ||
     done.expiresAt <= core.clock.now() ||
     done.requestHash !== requestHash ||
     (caller !== undefined && done.gateway !== caller)

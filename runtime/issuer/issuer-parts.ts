@@ -77,7 +77,6 @@ export function buildCore(
     svidTtlMs: o.svidTtlMs ?? HOUR,
     offlineBudgetMs: o.offlineBudgetMs ?? DEFAULT_OFFLINE_BUDGET_MS,
     methods: o.methods,
-    tpm: o.methods.tpm,
     serverNames: o.serverNames ?? DEFAULT_SERVER_NAME_POLICY,
     firmwareKeys: o.firmwareKeys ?? [],
     cas,

@@ -8,7 +8,7 @@
  */
 
 import type { IssuerCore } from './core.ts';
-import type { DoneRecord } from './finish-done.ts';
+import { isDoneRecord } from './finish-done.ts';
 import type { IssuedRecord, JoinTokenRecord, SessionRecord } from './records.ts';
 import type { StoreOp } from './store.ts';
 
@@ -49,7 +49,8 @@ export async function prune(core: IssuerCore): Promise<boolean> {
     const done =
       (await dropExpired<SessionRecord>(core, 'session/', (s) => s.expiresAt <= now, lock.lost)) &&
       (await dropExpired<JoinTokenRecord>(core, 'token/', (t) => t.expiresAt <= now, lock.lost)) &&
-      (await dropExpired<DoneRecord>(core, 'done/', (d) => d.expiresAt <= now, lock.lost)) &&
+      // A malformed answer answers nothing (`finish-done.ts`): it goes as if expired.
+      (await dropExpired<unknown>(core, 'done/', (d) => !isDoneRecord(d) || d.expiresAt <= now, lock.lost)) &&
       (await dropExpired<IssuedRecord>(core, 'issued/', (r) => r.notAfter <= now, lock.lost));
     if (!done) return false;
     await core.revocations.prune();

@@ -28,12 +28,11 @@ import { parseCertificate } from '../svid/certificate.ts';
 import { parseCsr } from '../svid/csr.ts';
 import { caPopSignedData } from '../svid/pop.ts';
 import type { IssuedIdentity, RecoverBeginResponse, RecoverFinishRequest } from '../upstream/protocol.ts';
-import type { AuditInfo, IssuerCore, RequestContext } from './core.ts';
+import { type AuditInfo, type IssuerCore, methodDisabled, type RequestContext } from './core.ts';
 import { idempotentFinish, type Remember } from './finish-done.ts';
-import { manifestsFor } from './firmware.ts';
 import { type GatewayRecord, type IssuedRecord, K, type SessionRecord } from './records.ts';
 import { checkServerNames } from './server-names.ts';
-import { checkQuote } from './tpm-method.ts';
+import { tpmRenew } from './tpm-method.ts';
 import * as shape from './validate.ts';
 
 const b64url = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
@@ -104,12 +103,8 @@ export async function recoverBegin(
   const req = shape.recoverBegin(body);
   const { gw, serial } = await checkCa(core, req.caChain[0] as Uint8Array, info);
   await core.limitGateway(gw.name);
-  const tpm = gw.method === 'tpm' ? core.tpm : undefined;
-  if (gw.method === 'tpm' && tpm === undefined)
-    throw new IssuerError(
-      'ERR_ISSUER_METHOD_DISABLED',
-      'attestation method tpm is not enabled on this issuer',
-    );
+  const tpm = gw.method === 'tpm' ? core.methods.tpm : undefined;
+  if (gw.method === 'tpm' && tpm === undefined) throw methodDisabled('tpm');
   const session: SessionRecord = {
     id: b64url(core.random.bytes(18)),
     kind: 'recover',
@@ -178,39 +173,8 @@ function recoverOnSession(
         'ERR_ISSUER_POP_INVALID',
         'the signature by the delegated CA key does not verify',
       );
-    let next = gw;
-    if (gw.method === 'tpm') {
-      // The PCR policy is never bypassed: a tpm gateway recovers only with a fresh quote by its AK.
-      const p = core.tpm;
-      if (p === undefined)
-        throw new IssuerError(
-          'ERR_ISSUER_METHOD_DISABLED',
-          'attestation method tpm is not enabled on this issuer',
-        );
-      if (
-        gw.akPublic === undefined ||
-        req.quote === undefined ||
-        req.signature === undefined ||
-        req.pcrValues === undefined
-      )
-        throw new IssuerError(
-          'ERR_ISSUER_QUOTE_INVALID',
-          'a tpm gateway must recover with a fresh quote on its AK',
-        );
-      const firmware = checkQuote(
-        {
-          akPublic: gw.akPublic,
-          nonce: s.nonce,
-          csrSpki: csr.spki,
-          quote: req.quote,
-          signature: req.signature,
-          pcrValues: req.pcrValues,
-        },
-        p,
-        manifestsFor(gw, core.manifests()),
-      );
-      next = { ...gw, firmware };
-    }
+    const next =
+      gw.method === 'tpm' ? { ...gw, firmware: tpmRenew(core, gw, s, req, csr.spki, 'recover') } : gw;
     const done = remember(gw.name);
     return core.issue(
       next,

@@ -154,13 +154,17 @@ export async function tpmFinish(
   );
 }
 
-/** A tpm gateway renews with a fresh quote by its registered AK; returns the firmware version. */
+/**
+ * A tpm gateway renews (or recovers) only with a fresh quote by its registered AK: the PCR policy
+ * is never bypassed. Returns the firmware version.
+ */
 export function tpmRenew(
   core: IssuerCore,
   gw: GatewayRecord,
   s: SessionRecord,
-  req: RenewFinishRequest,
+  req: Pick<RenewFinishRequest, 'quote' | 'signature' | 'pcrValues'>,
   csrSpki: Uint8Array,
+  step: 'renew' | 'recover' = 'renew',
 ): string {
   const p = core.methods.tpm;
   if (p === undefined) throw methodDisabled('tpm');
@@ -172,7 +176,7 @@ export function tpmRenew(
   )
     throw new IssuerError(
       'ERR_ISSUER_QUOTE_INVALID',
-      'a tpm gateway must renew with a fresh quote on its AK',
+      `a tpm gateway must ${step} with a fresh quote on its AK`,
     );
   return checkQuote(
     {

@@ -9,27 +9,15 @@
  * no re-attestation. Likewise a gateway whose SVID expired offline and whose recover answer is
  * lost: recovered with one recovery and one recover begin.
  */
-import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { X509Certificate } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { JoinTokenAttestor } from '../../../attestors/join-token/attestor.ts';
-import { nullLogger } from '../../../runtime/core/logger.ts';
-import { cryptoRandom } from '../../../runtime/core/random.ts';
-import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
 import type { AuditEvent } from '../../../runtime/issuer/records.ts';
-import { type RunningIssuer, startIssuer } from '../../../runtime/issuer/start.ts';
-import { type IssuerStore, openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { parseCertificate } from '../../../runtime/svid/certificate.ts';
-import { httpsUpstream } from '../../../runtime/upstream/client.ts';
 import { PATHS } from '../../../runtime/upstream/protocol.ts';
 import type { Upstream } from '../../../runtime/upstream/types.ts';
-import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
+import { dyingReplicas, TD } from './helpers/dying-replicas.ts';
 import { HOUR, harness } from './helpers/harness.ts';
-
-const TD = 'fleet.example';
 
 /** `real` with every POST's path noted in `paths`. */
 function counted(real: Upstream, paths: string[]): Upstream {
@@ -47,64 +35,16 @@ function counted(real: Upstream, paths: string[]): Upstream {
 }
 
 async function scenario(single: boolean, way: 'renew' | 'recover') {
-  const dir = mkdtempSync(join(tmpdir(), 'lost-renew-'));
-  const clock = new VirtualClock(Date.now());
-  const shared = await openMemoryStore();
-  const files = await createDevIssuerFiles(join(dir, 'ca'), { trustDomain: TD, clock, random: cryptoRandom });
-  let killA: (() => void) | undefined;
-  const seen: string[] = [];
-  // Replica A's view of the store: when armed, the replica dies right after an issuance committed.
-  const storeA: IssuerStore = {
-    kind: shared.kind,
-    get: (k) => shared.get(k),
-    getEntry: (k) => shared.getEntry(k),
-    getEntries: (k) => shared.getEntries(k),
-    list: (p, o) => shared.list(p, o),
-    nextSequence: (n) => shared.nextSequence(n),
-    dropSequences: (p, lt) => shared.dropSequences(p, lt),
-    subscribe: (c, l) => shared.subscribe(c, l),
-    tryLock: (n) => shared.tryLock(n),
-    close: async () => {},
-    batch: async (ops) => {
-      const out = await shared.batch(ops);
-      if (killA !== undefined && ops.some((op) => op.type === 'put' && op.key.startsWith('issued/'))) {
-        const kill = killA;
-        killA = undefined;
-        seen.push('A died after its COMMIT');
-        kill();
-      }
-      return out;
-    },
-  };
-  const replica = (store: IssuerStore): Promise<RunningIssuer> =>
-    startIssuer({
-      trustDomain: TD,
-      store,
-      ca: files.ca,
-      tls: files.tls,
-      clock,
-      random: cryptoRandom,
-      logger: nullLogger,
-      methods: { joinToken: { enabled: true } },
-      closeStore: false,
-    });
-  const a = await replica(storeA);
-  const b = await replica(shared);
-  const caPem = new X509Certificate(files.ca.certificate).toString();
-  writeFileSync(join(dir, 'token'), await a.issuer.createJoinToken('gw-1', 600_000), { mode: 0o600 });
-  const attestor = new JoinTokenAttestor({ tokenFile: join(dir, 'token') });
-  await attestor.start();
+  const r = await dyingReplicas('lost-renew-', { single, diesAt: { prefix: 'issued/', commit: 'after' } });
+  const { clock, shared, a, b, attestor, seen } = r;
   const h = await harness({}, { startAgent: false });
   const paths: string[] = [];
-  const upstream = counted(
-    httpsUpstream({ endpoints: single ? [a.url] : [a.url, b.url], ca: [caPem], clock }),
-    paths,
-  );
+  const upstream = counted(r.upstream, paths);
   const start = () =>
     h.restart({ clock, trustDomain: TD, attestor, upstream, breaker: { failures: 1, openMs: 24 * HOUR } });
   let agent = await start();
   try {
-    const enrolled = new Promise<void>((r) => agent.svidSource.onChange(() => r()));
+    const enrolled = new Promise<void>((resolve) => agent.svidSource.onChange(() => resolve()));
     await h.clock.advance(0);
     await enrolled;
     const before = parseCertificate(
@@ -112,15 +52,15 @@ async function scenario(single: boolean, way: 'renew' | 'recover') {
     ).serialHex;
     // The renewal (or recovery): replica A commits it and dies before answering.
     if (way === 'renew') {
-      killA = () => a.abort({ keepListening: single });
+      r.arm();
       await agent.rotateNow();
     } else {
       // Off for longer than the SVID (1 h), not the delegated CA (7 d): back, it recovers at once.
       await agent.stop();
       await clock.advance(2 * HOUR);
-      killA = () => a.abort({ keepListening: single });
+      r.arm();
       agent = await start();
-      const recovered = new Promise<void>((r) => agent.svidSource.onChange(() => r()));
+      const recovered = new Promise<void>((resolve) => agent.svidSource.onChange(() => resolve()));
       await h.clock.advance(0);
       await recovered;
     }
@@ -165,10 +105,7 @@ async function scenario(single: boolean, way: 'renew' | 'recover') {
     );
   } finally {
     await agent.stop();
-    await a.close();
-    await b.close();
-    await shared.close();
-    rmSync(dir, { recursive: true, force: true });
+    await r.close();
   }
 }
 

@@ -90,6 +90,50 @@ for (const [name, make] of rigs) {
       await r.close();
     }
   });
+
+  test(`${name}: a malformed done record read back is no answer: the same finish again is the typed replay refusal, never a crash or a wrong identity`, async () => {
+    const r = await make();
+    try {
+      const token = await r.a.createJoinToken('gw-bad-done', 600_000);
+      const b = await r.a.attestBegin({ method: 'join-token', token }, ctx);
+      const finish = {
+        method: 'join-token',
+        sessionId: b.sessionId,
+        csr: keyAndCsr().csr,
+        caCsr: keyAndCsr().csr,
+      };
+      await r.a.attestFinish(finish, ctx);
+      const key = `done/${b.sessionId}`;
+      const good = (await r.store.get<Record<string, unknown>>(key)) as Record<string, unknown>;
+      const response = good.response as Record<string, unknown>;
+      for (const bad of [
+        'not a record',
+        { ...good, response: null },
+        { ...good, response: { ...response, svidChain: 'x' } },
+        { ...good, response: { ...response, spiffeId: 7 } },
+        { ...good, expiresAt: 'later' },
+      ]) {
+        await r.store.batch([{ type: 'put', key, value: bad }]);
+        await rejects(() => r.b.attestFinish(finish, ctx), 'ERR_ISSUER_SESSION_UNKNOWN');
+      }
+      // The well-formed record is answered again, as before.
+      await r.store.batch([{ type: 'put', key, value: good }]);
+      assert.is((await r.a.attestFinish(finish, ctx)).spiffeId, response.spiffeId);
+      // Prune drops a malformed one as if expired (it could never answer), and keeps a good one.
+      await r.store.batch([
+        { type: 'put', key: 'done/bad-1', value: 'not a record' },
+        { type: 'put', key: 'done/bad-2', value: null },
+        { type: 'put', key: 'done/bad-3', value: { ...good, expiresAt: 'later' } },
+      ]);
+      await r.a.prune();
+      assert.equal(
+        (await r.store.list('done/')).map(([k]) => k),
+        [key],
+      );
+    } finally {
+      await r.close();
+    }
+  });
 }
 
 test.after(() => stopTestCluster());

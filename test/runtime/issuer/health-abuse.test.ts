@@ -11,6 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { nullLogger } from '../../../runtime/core/logger.ts';
 import { type HealthServer, startHealthServer } from '../../../runtime/issuer/health.ts';
+import { closedWithin } from '../../helpers/sockets.ts';
 
 const HEADERS_MS = 300;
 const MAX = 8;
@@ -40,19 +41,6 @@ function raw(): Promise<Socket> {
     const s = connect(port, '127.0.0.1', () => resolve(s));
     s.on('error', () => undefined);
     s.once('error', reject);
-  });
-}
-
-/** Resolves with the ms until `s` closes; rejects past `ms` (the bound under test). */
-function closedWithin(s: Socket, ms: number, what: string): Promise<number> {
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    if (s.destroyed) return resolve(0);
-    const timer = setTimeout(() => reject(new Error(`${what}: still open after ${ms} ms`)), ms);
-    s.once('close', () => {
-      clearTimeout(timer);
-      resolve(performance.now() - t0);
-    });
   });
 }
 

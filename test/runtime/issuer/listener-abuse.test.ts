@@ -18,6 +18,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AttestBeginResponse, IssuedIdentity } from '../../../runtime/upstream/protocol.ts';
 import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
+import { closedWithin } from '../../helpers/sockets.ts';
 import { type Harness, harness, keyAndCsr } from './harness.ts';
 
 const LIMIT_MS = 300;
@@ -63,19 +64,6 @@ function tls(p = port): Promise<TLSSocket> {
     const s = tlsConnect({ host: '127.0.0.1', port: p, rejectUnauthorized: false }, () => resolve(s));
     s.on('error', () => undefined);
     s.once('error', reject);
-  });
-}
-
-/** Resolves with the ms until `s` closes; rejects past `ms`. */
-function closedWithin(s: Socket, ms: number, what: string): Promise<number> {
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    if (s.destroyed) return resolve(0);
-    const timer = setTimeout(() => reject(new Error(`${what}: still open after ${ms} ms`)), ms);
-    s.once('close', () => {
-      clearTimeout(timer);
-      resolve(performance.now() - t0);
-    });
   });
 }
 

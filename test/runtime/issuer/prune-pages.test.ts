@@ -11,6 +11,20 @@ import { PRUNE_PAGE } from '../../../runtime/issuer/prune.ts';
 import { type IssuerStore, type ListOptions, openMemoryStore } from '../../../runtime/issuer/store.ts';
 import { harness } from './harness.ts';
 
+/** A record of `prefix` expiring at `at`; a remembered answer is well-formed (a malformed one goes). */
+function record(prefix: string, field: string, at: number): Record<string, unknown> {
+  if (prefix !== 'done/') return { [field]: at };
+  const response = {
+    spiffeId: 'spiffe://fleet.example/gateway/gw-1',
+    svidChain: [new Uint8Array(8)],
+    deviceCaChain: [],
+    bundle: '{}',
+    bundleSequence: 1,
+    nextNonce: new Uint8Array(32),
+  };
+  return { requestHash: 'ab', gateway: 'gw-1', expiresAt: at, response };
+}
+
 test('prune drops 2.5 pages of expired records per kind and keeps the live ones, listing a page at a time', async () => {
   const base = await openMemoryStore();
   const limits: [string, number | undefined][] = [];
@@ -39,10 +53,14 @@ test('prune drops 2.5 pages of expired records per kind and keeps the live ones,
     ] as const) {
       const ops = [];
       for (let i = 0; i < expired; i++)
-        ops.push({ type: 'put' as const, key: `${prefix}x${pad(i)}`, value: { [field]: now - 1000 } });
+        ops.push({
+          type: 'put' as const,
+          key: `${prefix}x${pad(i)}`,
+          value: record(prefix, field, now - 1000),
+        });
       // Live ones before, between and after the expired keys in byte order.
       for (const k of ['a', 'x000999z', 'z'])
-        ops.push({ type: 'put' as const, key: `${prefix}${k}`, value: { [field]: now + 60_000 } });
+        ops.push({ type: 'put' as const, key: `${prefix}${k}`, value: record(prefix, field, now + 60_000) });
       await base.batch(ops);
     }
     limits.length = 0;

@@ -7,58 +7,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { isEdgewardError } from '../../../runtime/core/error.ts';
-import { createDevIssuerFiles } from '../../../runtime/issuer/dev.ts';
-import { Issuer } from '../../../runtime/issuer/issuer.ts';
+import type { Issuer } from '../../../runtime/issuer/issuer.ts';
 import type { IssuedRecord } from '../../../runtime/issuer/records.ts';
-import type { IssuerStore } from '../../../runtime/issuer/store.ts';
-import { migratePostgresStore, openPostgresStore } from '../../../runtime/issuer/store-postgres.ts';
-import { VirtualClock } from '../../../sim/clock/virtual-clock.ts';
-import { stopTestCluster, testDatabase } from '../../helpers/postgres.ts';
+import { stopTestCluster } from '../../helpers/postgres.ts';
 import { rejects } from '../../helpers/rejects.ts';
-import { testRandom } from '../../helpers/seed.ts';
-import { keyAndCsr, TD } from './harness.ts';
+import { keyAndCsr } from './harness.ts';
+import { postgresPair } from './replica-pair.ts';
 
 const codeOf = (e: unknown): string => (isEdgewardError(e) ? e.code : String(e));
-
-async function twoReplicas(
-  label: string,
-  rateLimit = { perAddress: 1_000_000, perGateway: 1_000_000, windowMs: 60_000 },
-) {
-  const db = await testDatabase(label);
-  await migratePostgresStore({ url: db.url });
-  const clock = new VirtualClock(Date.now());
-  const { mkdtempSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
-  const dev = await createDevIssuerFiles(join(mkdtempSync(join(tmpdir(), 'renew-session-')), 'dev'), {
-    trustDomain: TD,
-    clock,
-    random: testRandom(`${label}-dev`),
-  });
-  const stores: IssuerStore[] = [];
-  const replicas: Issuer[] = [];
-  for (let i = 0; i < 2; i++) {
-    const store = await openPostgresStore({ url: db.url, poolSize: 8 });
-    stores.push(store);
-    replicas.push(
-      await Issuer.create({
-        trustDomain: TD,
-        store,
-        ca: dev.ca,
-        clock,
-        random: testRandom(`${label}-replica-${i}`),
-        methods: { joinToken: { enabled: true } },
-        rateLimit,
-        pruneIntervalMs: 7 * 86_400_000,
-      }),
-    );
-  }
-  const close = async () => {
-    await Promise.all(replicas.map((r) => r.close()));
-    await Promise.all(stores.map((s) => s.close()));
-  };
-  return { replicas: replicas as [Issuer, Issuer], store: stores[0] as IssuerStore, close };
-}
 
 async function enroll(on: Issuer, name: string, address = '10.0.0.1') {
   const ctx = { address };
@@ -74,15 +30,15 @@ async function enroll(on: Issuer, name: string, address = '10.0.0.1') {
 test.after(() => stopTestCluster());
 
 test('one renewal session raced by 4 attempts over 2 replicas: exactly one issues, the rest are replays', async () => {
-  const f = await twoReplicas('renew-race');
+  const f = await postgresPair('renew-race');
   try {
     for (let g = 0; g < 12; g++) {
       const name = `gw-r${g}`;
-      const { id, peer } = await enroll(f.replicas[0], name);
+      const { id, peer } = await enroll(f.a, name);
       const session = id.nextSessionId as string;
       const outcomes = await Promise.all(
         [0, 1, 2, 3].map((i) =>
-          (f.replicas[i % 2] as Issuer).renewFinish({ sessionId: session, csr: keyAndCsr().csr }, peer).then(
+          (i % 2 === 0 ? f.a : f.b).renewFinish({ sessionId: session, csr: keyAndCsr().csr }, peer).then(
             (r) => `issued ${r.nextSessionId}`,
             (e: unknown) => codeOf(e),
           ),
@@ -107,22 +63,22 @@ test('one renewal session raced by 4 attempts over 2 replicas: exactly one issue
 });
 
 test('a refused renewal uses its session up: the same session with a good CSR is then a replay', async () => {
-  const f = await twoReplicas('renew-refused');
+  const f = await postgresPair('renew-refused');
   try {
-    const { id, peer } = await enroll(f.replicas[0], 'gw-refused');
+    const { id, peer } = await enroll(f.a, 'gw-refused');
     const session = id.nextSessionId as string;
     await rejects(
-      () => f.replicas[0].renewFinish({ sessionId: session, csr: Buffer.from('not a CSR') }, peer),
+      () => f.a.renewFinish({ sessionId: session, csr: Buffer.from('not a CSR') }, peer),
       'ERR_CSR_MALFORMED',
     );
     assert.is(await f.store.get(`session/${session}`), undefined, 'deleted by the refusal');
     await rejects(
-      () => f.replicas[1].renewFinish({ sessionId: session, csr: keyAndCsr().csr }, peer),
+      () => f.b.renewFinish({ sessionId: session, csr: keyAndCsr().csr }, peer),
       'ERR_ISSUER_SESSION_UNKNOWN',
     );
     // A fresh session from renew/begin still works.
-    const rb = await f.replicas[1].renewBegin(peer);
-    const r = await f.replicas[0].renewFinish({ sessionId: rb.sessionId, csr: keyAndCsr().csr }, peer);
+    const rb = await f.b.renewBegin(peer);
+    const r = await f.a.renewFinish({ sessionId: rb.sessionId, csr: keyAndCsr().csr }, peer);
     assert.is(r.spiffeId, id.spiffeId);
   } finally {
     await f.close();
@@ -130,32 +86,26 @@ test('a refused renewal uses its session up: the same session with a good CSR is
 });
 
 test('mTLS requests count against the gateway, once, not its (shared) address; others against the address', async () => {
-  const f = await twoReplicas('renew-limits', { perAddress: 2, perGateway: 4, windowMs: 60_000 });
+  const f = await postgresPair('renew-limits', { perAddress: 2, perGateway: 4, windowMs: 60_000 });
   try {
     const nat = '10.9.9.9';
-    const gws = [
-      await enroll(f.replicas[0], 'gw-nat-a', '10.1.0.1'),
-      await enroll(f.replicas[1], 'gw-nat-b', '10.1.0.2'),
-    ];
+    const gws = [await enroll(f.a, 'gw-nat-a', '10.1.0.1'), await enroll(f.b, 'gw-nat-b', '10.1.0.2')];
     for (const g of gws) {
       let session = g.id.nextSessionId as string;
       const key = keyAndCsr();
       let peer = { address: nat, peerCertificate: g.id.svidChain[0] as Uint8Array };
       for (let i = 0; i < 3; i++) {
-        const r = await (i % 2 === 0 ? f.replicas[0] : f.replicas[1]).renewFinish(
-          { sessionId: session, csr: key.csr },
-          peer,
-        );
+        const r = await (i % 2 === 0 ? f.a : f.b).renewFinish({ sessionId: session, csr: key.csr }, peer);
         session = r.nextSessionId as string;
         peer = { address: nat, peerCertificate: r.svidChain[0] as Uint8Array };
       }
       // The attestation counted once for the gateway too: 1 + 3 = its 4; the 5th is refused.
-      const over = await rejects(() => f.replicas[0].renewBegin(peer), 'ERR_ISSUER_RATE_LIMITED');
+      const over = await rejects(() => f.a.renewBegin(peer), 'ERR_ISSUER_RATE_LIMITED');
       assert.match(over.message, /for gateway gw-nat-/);
     }
     // Six renewals from the one address did not use its budget: requests without an SVID still get 2.
     const ask = () =>
-      f.replicas[1].attestBegin({ method: 'join-token', token: 'not-a-token' }, { address: nat }).then(
+      f.b.attestBegin({ method: 'join-token', token: 'not-a-token' }, { address: nat }).then(
         () => 'ok',
         (e: unknown) => codeOf(e),
       );
@@ -165,7 +115,7 @@ test('mTLS requests count against the gateway, once, not its (shared) address; o
     );
     // A certificate this issuer did not sign counts against the address (now over), whatever it names.
     const forged = { address: nat, peerCertificate: Buffer.from('not a certificate') };
-    await rejects(() => f.replicas[0].renewBegin(forged), 'ERR_ISSUER_RATE_LIMITED');
+    await rejects(() => f.a.renewBegin(forged), 'ERR_ISSUER_RATE_LIMITED');
   } finally {
     await f.close();
   }

@@ -1,7 +1,8 @@
 /**
  * Two issuers on one store, on a virtual clock, with join-token attestation and relaxed rate
  * limits: on LevelDB (two issuers on one store) and on PostgreSQL (two issuers, each its own
- * pool, on one throw-away database). For the idempotent-finish tests (attest, renew, recover).
+ * pool, on one throw-away database). For the idempotent-finish tests (attest, renew, recover);
+ * `postgresPair` alone, with other rate limits, for the renewal-session tests.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,7 +27,7 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(label: string, stores: () => Promise<IssuerStore[]>): Promise<Rig> {
+async function rig(label: string, stores: () => Promise<IssuerStore[]>, rateLimit = RELAXED): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'attest-idem-'));
   const clock = new VirtualClock(Date.now());
   const dev = await createDevIssuerFiles(join(dir, 'dev'), {
@@ -43,7 +44,7 @@ async function rig(label: string, stores: () => Promise<IssuerStore[]>): Promise
       clock,
       random: testRandom(`${label}-${i}`),
       methods: { joinToken: { enabled: true } },
-      rateLimit: RELAXED,
+      rateLimit,
       pruneIntervalMs: 7 * 86_400_000,
     });
   const a = await make(sa as IssuerStore, 0);
@@ -63,6 +64,22 @@ async function rig(label: string, stores: () => Promise<IssuerStore[]>): Promise
   };
 }
 
+/** Two issuers on one throw-away PostgreSQL database (`label` names it), each its own pool. */
+export function postgresPair(label: string, rateLimit = RELAXED): Promise<Rig> {
+  return rig(
+    `pg-${label}`,
+    async () => {
+      const db = await testDatabase(label);
+      await migratePostgresStore({ url: db.url });
+      return [
+        await openPostgresStore({ url: db.url, poolSize: 4 }),
+        await openPostgresStore({ url: db.url, poolSize: 4 }),
+      ];
+    },
+    rateLimit,
+  );
+}
+
 export const rigs: [string, () => Promise<Rig>][] = [
   [
     'LevelDB',
@@ -72,16 +89,5 @@ export const rigs: [string, () => Promise<Rig>][] = [
         return [s, s];
       }),
   ],
-  [
-    'PostgreSQL',
-    () =>
-      rig('pg', async () => {
-        const db = await testDatabase('attest-idem');
-        await migratePostgresStore({ url: db.url });
-        return [
-          await openPostgresStore({ url: db.url, poolSize: 4 }),
-          await openPostgresStore({ url: db.url, poolSize: 4 }),
-        ];
-      }),
-  ],
+  ['PostgreSQL', () => postgresPair('attest-idem')],
 ];
