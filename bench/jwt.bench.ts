@@ -7,7 +7,7 @@
  *   store (no TLS: the issuer's own work). Alternating rounds of BENCH_ROUND_MS (1500), three
  *   each; medians; every token is checked once by `jose` against the issuer's bundle.
  * - Agent: FetchJWTSVID answered from the agent's cache through the Workload API (a server
- *   process, bench/jwt-workload-server.ts, whose upstream call counts: the samples must not
+ *   process, bench/workload-server.ts --jwt, whose upstream call counts: the samples must not
  *   reach it) against the first FetchX509SVID message, both on one kept grpc-js channel (the
  *   caller attested once), BENCH_SAMPLES (300) each in alternating blocks; p50/p99 and the
  *   server's CPU per call.
@@ -134,13 +134,13 @@ async function issuerRows(): Promise<string[]> {
 }
 
 async function agentRows(): Promise<string[]> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/jwt-workload-server.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/workload-server.ts', '--jwt'], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
   const next = async (): Promise<string> => {
     const l = await lines.next();
-    if (l.done) throw new Error('jwt-workload-server exited');
+    if (l.done) throw new Error('workload-server exited');
     return String(l.value);
   };
   const socket = (await next()).replace(/^READY /, '');
