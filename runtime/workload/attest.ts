@@ -51,7 +51,7 @@ import {
 import { open, readFile } from 'node:fs/promises';
 import { type EdgewardError, isEdgewardError } from '../core/error.ts';
 import { WorkloadError } from '../errors.ts';
-import { type CgroupContainer, containerOf, trustedContainerOf } from './container-id.ts';
+import { type CgroupContainer, trustedContainerOf } from './container-id.ts';
 import { type ContainerRoots, containerImage } from './container-image.ts';
 import type { PeerCred } from './peercred.ts';
 
@@ -82,13 +82,6 @@ export interface AttestOptions {
   readonly containers?: ContainerRoots;
   /** Where the cgroup hierarchies are mounted (default `/sys/fs/cgroup`; tests build layouts elsewhere). */
   readonly cgroupRoot?: string;
-}
-
-export { containerOf };
-
-/** The container id a cgroup text names, by name alone (see `containerOf`). */
-export function containerIdOf(cgroup: string): string | undefined {
-  return containerOf(cgroup)?.id;
 }
 
 const fail = (pid: number, why: string, cause?: unknown): never => {
@@ -172,6 +165,7 @@ async function readProcAsync(pid: number, file: string): Promise<string> {
   }
 }
 
+/** Start time (clock ticks since boot, field 22 of /proc/<pid>/stat), effective uid, gids and groups. */
 function factsNow(pid: number): ProcessFacts & { gids: number[]; groups: number[] } {
   const stat = readProc(pid, 'stat');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -205,13 +199,6 @@ export function canAttestOtherUsers(): boolean {
   } catch {
     return false;
   }
-}
-
-/** Start time (clock ticks since boot, field 22 of /proc/<pid>/stat) and effective uid. */
-export async function processFacts(
-  pid: number,
-): Promise<ProcessFacts & { gids: number[]; groups: number[] }> {
-  return factsNow(pid);
 }
 
 /** True when `pid` still runs the process attested (same start time, same effective uid). */
