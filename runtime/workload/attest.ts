@@ -45,14 +45,13 @@ import {
   readFileSync,
   readlinkSync,
   readSync,
-  type Stats,
   statSync,
 } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { type EdgewardError, isEdgewardError } from '../core/error.ts';
 import { WorkloadError } from '../errors.ts';
 import { type CgroupContainer, trustedContainerOf } from './container-id.ts';
-import { type ContainerRoots, containerImage } from './container-image.ts';
+import { type ContainerRoots, containerImage, fileKey } from './container-image.ts';
 import type { PeerCred } from './peercred.ts';
 
 export interface ProcessFacts {
@@ -213,11 +212,6 @@ export async function stillSame(facts: ProcessFacts): Promise<boolean> {
 
 const HASH_CACHE_MAX = 256;
 const hashCache = new Map<string, string>();
-/**
- * What identifies a file's content without reading it: device, inode, size, mtime and ctime. The
- * owner can set mtime back after rewriting the file (utimes); ctime only the kernel sets.
- */
-const fileKey = (st: Stats): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 
 function remember(key: string, hex: string): void {
   hashCache.delete(key);
