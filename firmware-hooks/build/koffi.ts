@@ -51,7 +51,7 @@ export function nativeModules(dir: string): Map<string, string> {
 /** ELF e_machine of a shared object. */
 export function elfMachine(file: string): number {
   const head = readFileSync(file).subarray(0, 20);
-  if (head.readUInt32BE(0) !== 0x7f454c46) fail(`${file} is not an ELF file`);
+  if (head.length < 20 || head.readUInt32BE(0) !== 0x7f454c46) fail(`${file} is not an ELF file`);
   return head.readUInt16LE(18);
 }
 
