@@ -7,19 +7,17 @@
  *   store (no TLS: the issuer's own work). Alternating rounds of BENCH_ROUND_MS (1500), three
  *   each; medians; every token is checked once by `jose` against the issuer's bundle.
  * - Agent: FetchJWTSVID answered from the agent's cache through the Workload API (a server
- *   process, bench/jwt-workload-server.ts, whose upstream call counts: the samples must not
+ *   process, bench/workload-server.ts --jwt, whose upstream call counts: the samples must not
  *   reach it) against the first FetchX509SVID message, both on one kept grpc-js channel (the
  *   caller attested once), BENCH_SAMPLES (300) each in alternating blocks; p50/p99 and the
  *   server's CPU per call.
  * The machine may be loaded by others: compare the ratios, not the absolute numbers.
  */
 import 'reflect-metadata';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { systemClock } from '../runtime/core/clock.ts';
@@ -32,7 +30,7 @@ import { softwareCaKey } from '../runtime/svid/ca-key.ts';
 import { createCsr } from '../runtime/svid/csr.ts';
 import type { IssuedIdentity } from '../runtime/upstream/protocol.ts';
 import { workloadService } from '../runtime/workload/proto.ts';
-import { cpuMs } from './process.ts';
+import { cpuMs, spawnLines } from './process.ts';
 import { median } from './stats.ts';
 
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 1500);
@@ -134,15 +132,7 @@ async function issuerRows(): Promise<string[]> {
 }
 
 async function agentRows(): Promise<string[]> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/jwt-workload-server.ts'], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
-  const next = async (): Promise<string> => {
-    const l = await lines.next();
-    if (l.done) throw new Error('jwt-workload-server exited');
-    return String(l.value);
-  };
+  const { child, next } = spawnLines(['--import', 'tsx', 'bench/workload-server.ts', '--jwt']);
   const socket = (await next()).replace(/^READY /, '');
   const Client = grpc.makeGenericClientConstructor(workloadService(), 'SpiffeWorkloadAPI');
   const client = new Client(`unix:${socket}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {

@@ -1,9 +1,12 @@
 /**
  * What the benchmarks read about a measured child process: its CPU time and RSS from /proc, and
  * how the shipped systemd unit launches the agent (its node flags and `Environment=` lines), so
- * every benchmark runs edgeward the way a gateway does.
+ * every benchmark runs edgeward the way a gateway does; and a server child spoken to by lines
+ * (`spawnLines`: commands on stdin, answers on stdout).
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 
 const TICK_MS = 1000 / 100; // USER_HZ
 
@@ -34,4 +37,24 @@ export function unitEnvironment(unitText: string): Record<string, string> {
   for (const m of unitText.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(\S*)$/gm))
     env[m[1] as string] = m[2] as string;
   return env;
+}
+
+/** `node <args>` with stdin and stdout piped; `next()` is its next stdout line (throws once it exited). */
+export function spawnLines(
+  args: readonly string[],
+  env: Record<string, string> = {},
+): { child: ChildProcess; next(): Promise<string> } {
+  const child = spawn(process.execPath, [...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
+  return {
+    child,
+    async next() {
+      const l = await lines.next();
+      if (l.done) throw new Error(`${args.at(-1)} exited`);
+      return String(l.value);
+    },
+  };
 }

@@ -24,17 +24,15 @@
  * Ratios are to the goals (≤ 1.00 meets it) and to the floor. BENCH_SERVER_ROOT bundles the server
  * from another checkout's files (e.g. `git archive main runtime bench test | tar -x -C /tmp/before`).
  */
-import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { fetchX509Once } from '../runtime/workload/client.ts';
 import { workloadService } from '../runtime/workload/proto.ts';
 import { callBytes, firstMessage } from './h2-caller.ts';
-import { cpuMs, unitEnvironment, unitNodeFlags } from './process.ts';
+import { cpuMs, spawnLines, unitEnvironment, unitNodeFlags } from './process.ts';
 import { median } from './stats.ts';
 
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 300);
@@ -122,16 +120,7 @@ async function startServer(
   env: Record<string, string>,
   args: string[] = [],
 ): Promise<Server> {
-  const child = spawn(process.execPath, [...flags, script, ...args], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, ...env },
-  });
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
-  const next = async (): Promise<string> => {
-    const l = await lines.next();
-    if (l.done) throw new Error('workload-server exited');
-    return String(l.value);
-  };
+  const { child, next } = spawnLines([...flags, script, ...args], env);
   const socket = (await next()).replace(/^READY /, '');
   if (args.length === 0) for (let i = 0; i < 30; i++) await fetchX509Once(socket); // warm-up (hash cache, JIT, grpc paths)
   return {

@@ -51,17 +51,27 @@ export function nativeModules(dir: string): Map<string, string> {
 /** ELF e_machine of a shared object. */
 export function elfMachine(file: string): number {
   const head = readFileSync(file).subarray(0, 20);
-  if (head.readUInt32BE(0) !== 0x7f454c46) fail(`${file} is not an ELF file`);
+  if (head.length < 20 || head.readUInt32BE(0) !== 0x7f454c46) fail(`${file} is not an ELF file`);
   return head.readUInt16LE(18);
 }
 
-function lockIntegrity(root: string, name: string): string {
-  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as {
-    packages?: Record<string, { version?: string; integrity?: string }>;
-  };
-  const entry = lock.packages?.[`node_modules/${name}`];
-  if (entry?.integrity === undefined) return fail(`package-lock.json records no integrity for ${name}`);
-  return entry.integrity;
+/**
+ * The integrity package-lock.json records for `name` (`<sha256|sha384|sha512>-<base64>`); a lock
+ * that does not parse, or records none or another form, is ERR_BUILD_FAILED.
+ */
+export function lockIntegrity(root: string, name: string): { algo: string; digest: string } {
+  let lock: { packages?: Record<string, { integrity?: unknown } | undefined> };
+  try {
+    lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8'));
+  } catch (cause) {
+    return fail('cannot read package-lock.json', cause);
+  }
+  const integrity = lock?.packages?.[`node_modules/${name}`]?.integrity;
+  if (integrity === undefined) return fail(`package-lock.json records no integrity for ${name}`);
+  const m =
+    typeof integrity === 'string' ? /^(sha256|sha384|sha512)-([A-Za-z0-9+/]+=*)$/.exec(integrity) : null;
+  if (m === null) return fail(`package-lock.json: malformed integrity for ${name}`);
+  return { algo: m[1] as string, digest: m[2] as string };
 }
 
 /** `npm pack name@version` into a temp dir (npm's cache first); checked against the lock's integrity. */
@@ -79,10 +89,10 @@ function packTarball(root: string, name: string, version: string): string {
   } catch (cause) {
     return fail(`cannot obtain ${name}@${version} (npm pack; offline and not in npm's cache?)`, cause);
   }
-  const want = lockIntegrity(root, name);
-  const [algo, b64] = want.split('-', 2) as [string, string];
+  const { algo, digest } = lockIntegrity(root, name);
   const got = createHash(algo).update(readFileSync(file)).digest('base64');
-  if (got !== b64) fail(`${name}@${version}: tarball integrity ${algo}-${got} is not the lock's ${want}`);
+  if (got !== digest)
+    fail(`${name}@${version}: tarball integrity ${algo}-${got} is not the lock's ${algo}-${digest}`);
   return file;
 }
 

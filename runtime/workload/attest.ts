@@ -45,14 +45,13 @@ import {
   readFileSync,
   readlinkSync,
   readSync,
-  type Stats,
   statSync,
 } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { type EdgewardError, isEdgewardError } from '../core/error.ts';
 import { WorkloadError } from '../errors.ts';
-import { type CgroupContainer, containerOf, trustedContainerOf } from './container-id.ts';
-import { type ContainerRoots, containerImage } from './container-image.ts';
+import { type CgroupContainer, trustedContainerOf } from './container-id.ts';
+import { type ContainerRoots, containerImage, fileKey } from './container-image.ts';
 import type { PeerCred } from './peercred.ts';
 
 export interface ProcessFacts {
@@ -82,13 +81,6 @@ export interface AttestOptions {
   readonly containers?: ContainerRoots;
   /** Where the cgroup hierarchies are mounted (default `/sys/fs/cgroup`; tests build layouts elsewhere). */
   readonly cgroupRoot?: string;
-}
-
-export { containerOf };
-
-/** The container id a cgroup text names, by name alone (see `containerOf`). */
-export function containerIdOf(cgroup: string): string | undefined {
-  return containerOf(cgroup)?.id;
 }
 
 const fail = (pid: number, why: string, cause?: unknown): never => {
@@ -172,6 +164,7 @@ async function readProcAsync(pid: number, file: string): Promise<string> {
   }
 }
 
+/** Start time (clock ticks since boot, field 22 of /proc/<pid>/stat), effective uid, gids and groups. */
 function factsNow(pid: number): ProcessFacts & { gids: number[]; groups: number[] } {
   const stat = readProc(pid, 'stat');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -207,13 +200,6 @@ export function canAttestOtherUsers(): boolean {
   }
 }
 
-/** Start time (clock ticks since boot, field 22 of /proc/<pid>/stat) and effective uid. */
-export async function processFacts(
-  pid: number,
-): Promise<ProcessFacts & { gids: number[]; groups: number[] }> {
-  return factsNow(pid);
-}
-
 /** True when `pid` still runs the process attested (same start time, same effective uid). */
 export async function stillSame(facts: ProcessFacts): Promise<boolean> {
   try {
@@ -226,11 +212,6 @@ export async function stillSame(facts: ProcessFacts): Promise<boolean> {
 
 const HASH_CACHE_MAX = 256;
 const hashCache = new Map<string, string>();
-/**
- * What identifies a file's content without reading it: device, inode, size, mtime and ctime. The
- * owner can set mtime back after rewriting the file (utimes); ctime only the kernel sets.
- */
-const fileKey = (st: Stats): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 
 function remember(key: string, hex: string): void {
   hashCache.delete(key);

@@ -47,14 +47,20 @@ interface RawSvid {
   hint: string;
 }
 
-export async function fetchX509Once(
-  socketPath: string,
-  timeoutMs = 10_000,
-): Promise<{ svids: FetchedSvid[] }> {
+/** A client on the socket and the metadata every Workload API call carries. */
+function connect(socketPath: string): { client: grpc.Client; md: grpc.Metadata } {
   const Client = grpc.makeGenericClientConstructor(workloadService(), 'SpiffeWorkloadAPI');
   const client = new Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
   const md = new grpc.Metadata();
   md.set('workload.spiffe.io', 'true');
+  return { client, md };
+}
+
+export async function fetchX509Once(
+  socketPath: string,
+  timeoutMs = 10_000,
+): Promise<{ svids: FetchedSvid[] }> {
+  const { client, md } = connect(socketPath);
   try {
     return await new Promise((resolve, reject) => {
       const call = (
@@ -105,10 +111,7 @@ export async function fetchJwtOnce(
   spiffeId = '',
   timeoutMs = 10_000,
 ): Promise<{ svids: FetchedJwtSvid[] }> {
-  const Client = grpc.makeGenericClientConstructor(workloadService(), 'SpiffeWorkloadAPI');
-  const client = new Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
-  const md = new grpc.Metadata();
-  md.set('workload.spiffe.io', 'true');
+  const { client, md } = connect(socketPath);
   type Answer = { svids: { spiffe_id: string; svid: string; hint: string }[] };
   try {
     const res = await new Promise<Answer>((resolve, reject) => {

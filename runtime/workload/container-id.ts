@@ -89,9 +89,12 @@ function named(cgroup: string): Named[] {
  */
 export function containerOf(cgroup: string): CgroupContainer | undefined {
   const n = named(cgroup)[0];
-  if (n === undefined) return undefined;
-  return n.runtime === undefined ? { id: n.id } : { id: n.id, runtime: n.runtime };
+  return n === undefined ? undefined : container(n);
 }
+
+/** The id and runtime of a named container, without where its name was found. */
+const container = (n: Named): CgroupContainer =>
+  n.runtime === undefined ? { id: n.id } : { id: n.id, runtime: n.runtime };
 
 const untrusted = (id: string, why: string, cause?: unknown): WorkloadError =>
   new WorkloadError(
@@ -178,8 +181,7 @@ export function trustedContainerOf(
   let first: WorkloadError | undefined;
   for (const n of named(cgroup)) {
     const error = check(root, n);
-    if (error === undefined)
-      return { container: n.runtime === undefined ? { id: n.id } : { id: n.id, runtime: n.runtime } };
+    if (error === undefined) return { container: container(n) };
     first ??= error;
   }
   return first === undefined ? {} : { error: first };

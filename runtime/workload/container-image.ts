@@ -24,7 +24,7 @@
  * not there means "no image" (undefined); anything found but unreadable, oversized, malformed,
  * unsafe or not bound to the process is `ERR_WORKLOAD_CONTAINER_METADATA`.
  */
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { lstat, open, readdir, readlink, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { WorkloadError } from '../errors.ts';
@@ -76,6 +76,12 @@ const isMissing = (err: unknown): boolean => {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR';
 };
+
+/**
+ * What identifies a file's content without reading it: device, inode, size, mtime and ctime. The
+ * owner can set mtime back after rewriting the file (utimes); ctime only the kernel sets.
+ */
+export const fileKey = (st: Stats): string => `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 
 const trustedOwner = (uid: number): boolean => uid === 0 || uid === process.geteuid?.();
 
@@ -133,7 +139,7 @@ export async function readTrusted(
       bad(`${file} is writable by others than root (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
     if (st.size > limit) bad(`${file} is larger than ${limit} bytes`);
     await checkDirs(root, file);
-    const key = `${file}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    const key = `${file}\0${fileKey(st)}`;
     const hit = json === true ? jsonCache.get(key) : undefined;
     if (hit !== undefined) {
       jsonCache.delete(key);

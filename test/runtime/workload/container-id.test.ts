@@ -28,8 +28,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { attest, containerIdOf } from '../../../runtime/workload/attest.ts';
-import { trustedContainerOf } from '../../../runtime/workload/container-id.ts';
+import { attest } from '../../../runtime/workload/attest.ts';
+import { containerOf, trustedContainerOf } from '../../../runtime/workload/container-id.ts';
 import { harness, PYTHON } from './harness.ts';
 
 const ID = '5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f';
@@ -121,7 +121,7 @@ test('a delegated subtree (owned by the user) gives no container:id, whatever it
   mk(service, 'user.slice', `libpod-${ID}.scope`, 'container');
   const rootless = `0::/user.slice/user-${USER}.slice/user@${USER}.service/user.slice/libpod-${ID}.scope/container\n`;
   assert.is(trustedContainerOf(rootless, root).error?.code, CODE);
-  assert.is(containerIdOf(rootless), ID); // the name alone says so
+  assert.is(containerOf(rootless)?.id, ID); // the name alone says so
 });
 
 test('a group- or world-writable directory on the way, a missing one, or a path out of the namespace: refused', () => {
@@ -254,7 +254,7 @@ test('real cgroups: a user process in its self-made docker-<id>.scope gets no co
   const user = await shell(service, `mkdir ${fake} && echo $$ > ${fake}/cgroup.procs`, 'sleep 60', USER);
   const pid = user.p.pid as number;
   const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-  assert.is(containerIdOf(cgroup), ID); // the kernel names it as the container
+  assert.is(containerOf(cgroup)?.id, ID); // the kernel names it as the container
   const a = await attest(
     { pid, uid: USER, gid: USER },
     { containers: { docker: dir, podman: null, containerd: null } },

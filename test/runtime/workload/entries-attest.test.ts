@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../../runtime/cli/main.ts';
-import { attest, containerIdOf } from '../../../runtime/workload/attest.ts';
+import { attest } from '../../../runtime/workload/attest.ts';
+import { containerOf } from '../../../runtime/workload/container-id.ts';
 import { matchEntries, parseEntries } from '../../../runtime/workload/entries.ts';
 import { captureIo } from '../../helpers/cli-io.ts';
 import { rejects } from '../../helpers/rejects.ts';
@@ -83,17 +84,16 @@ test('workload check: every problem with its line; exit 1; a valid file exit 0',
 
 test('container ids from cgroup: docker, containerd (CRI), podman, cri-o; none on the host', () => {
   const id = 'c0ffee'.repeat(10).slice(0, 64).padEnd(64, '0');
-  assert.is(containerIdOf(`0::/system.slice/docker-${id}.scope\n`), id);
-  assert.is(containerIdOf(`12:memory:/docker/${id}\n`), id);
-  assert.is(containerIdOf(`0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-${id}.scope\n`), id);
+  assert.is(containerOf(`0::/system.slice/docker-${id}.scope\n`)?.id, id);
+  assert.is(containerOf(`12:memory:/docker/${id}\n`)?.id, id);
+  assert.is(containerOf(`0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-${id}.scope\n`)?.id, id);
   assert.is(
-    containerIdOf(
-      `0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-${id}.scope/container\n`,
-    ),
+    containerOf(`0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-${id}.scope/container\n`)
+      ?.id,
     id,
   );
-  assert.is(containerIdOf(`0::/kubepods/besteffort/pod1/crio-${id}.scope\n`), id);
-  assert.is(containerIdOf('0::/user.slice/user-0.slice/session-1.scope\n'), undefined);
+  assert.is(containerOf(`0::/kubepods/besteffort/pod1/crio-${id}.scope\n`)?.id, id);
+  assert.is(containerOf('0::/user.slice/user-0.slice/session-1.scope\n')?.id, undefined);
 });
 
 test('attestation of a real process: uid, path, sha256 of its executable; a dead pid or another uid fails', async () => {
